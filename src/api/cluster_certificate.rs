@@ -1,0 +1,220 @@
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::core::{Duration, Rule};
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm};
+
+/// One certificate and its private key, kept current in a Secret.
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "certop.dev",
+    version = "v1alpha1",
+    kind = "ClusterCertificate",
+    plural = "clustercertificates",
+    shortname = "ccert",
+    status = "ClusterCertificateStatus",
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Secret", type_ = "string", json_path = ".status.secret"),
+    printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name"),
+    printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
+    printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]
+#[x_kube(validation = Rule::new("!has(self.renewBefore) || duration(self.renewBefore) < duration(has(self.duration) ? self.duration : '2160h')").message("renewBefore must be shorter than duration (default 2160h)"))]
+#[x_kube(validation = Rule::new("!has(self.duration) || duration(self.duration) >= duration('1m')").message("duration must be at least 1m"))]
+#[x_kube(validation = Rule::new("has(self.profile) || has(self.commonName) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.uris) && size(self.uris) > 0)").message("set a profile, or at least one of commonName, dnsNames, ipAddresses, uris"))]
+#[x_kube(validation = Rule::new("!has(self.profile) || !(self.profile in ['kube-apiserver', 'etcd-server', 'etcd-peer', 'kubelet-client', 'kubelet-serving']) || has(self.nodeName)").message("this profile names the node: set nodeName"))]
+pub struct ClusterCertificateSpec {
+    /// The CertificateAuthority that signs this certificate.
+    pub issuer_ref: IssuerRef,
+    /// Name of the `kubernetes.io/tls` Secret that receives the certificate and key.
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub secret_name: String,
+    /// Namespace of that Secret.
+    #[schemars(length(min = 1, max = 63), regex(pattern = DNS_LABEL_PATTERN))]
+    pub secret_namespace: String,
+    /// A preset for one of the cluster's components (kubeadm's set): it fixes
+    /// the subject, usages and well-known SANs that the component expects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    /// The node a profile is for (its name becomes a subject or SAN).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub node_name: Option<String>,
+    /// The node's advertise address, added to the SANs of the kube-apiserver and etcd profiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isIP(self)").message("advertiseAddress must be an IPv4 or IPv6 address"))]
+    pub advertise_address: Option<String>,
+    /// The Service CIDR; its first address is a SAN of the kube-apiserver profile. Default 10.96.0.0/12.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("serviceCIDR must be a CIDR such as 10.96.0.0/12"))]
+    #[serde(rename = "serviceCIDR")]
+    pub service_cidr: Option<String>,
+    /// The cluster's DNS domain, for the kube-apiserver profile. Default cluster.local.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub dns_domain: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    pub common_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<String>,
+    /// DNS subject alternative names; `*.` may lead for a wildcard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(n, size(n) <= 253 && n.matches('^(\\\\*\\\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))").message("each of dnsNames must be a lower-case DNS name such as api.example.com or *.example.com"))]
+    pub dns_names: Vec<String>,
+    /// IP address subject alternative names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(ip, isIP(ip))").message("each of ipAddresses must be an IPv4 or IPv6 address"))]
+    pub ip_addresses: Vec<String>,
+    /// URI subject alternative names, such as SPIFFE IDs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(u, isURL(u))").message("each of uris must be an absolute URI"))]
+    pub uris: Vec<String>,
+    /// Key usages and extended key usages; a profile sets its own and refuses these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usages: Vec<KeyUsage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<PrivateKeySettings>,
+    /// Lifetime of the certificate, in Go duration syntax. Default 2160h (90 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub duration: Option<Duration>,
+    /// Renew this long before notAfter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DURATION_PATTERN))]
+    pub renew_before: Option<Duration>,
+    /// Renew when this percentage of the lifetime remains. Default: renew at
+    /// two thirds of the lifetime (33).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 99))]
+    pub renew_before_percentage: Option<u8>,
+    /// Extra labels and annotations for the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_template: Option<SecretTemplate>,
+}
+
+/// The CertificateAuthority that signs a certificate.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct IssuerRef {
+    #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
+    pub name: String,
+}
+
+/// Presets for the certificates the cluster's own components need.
+#[derive(schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    KubeApiserver,
+    KubeApiserverKubeletClient,
+    KubeApiserverEtcdClient,
+    FrontProxyClient,
+    EtcdServer,
+    EtcdPeer,
+    EtcdHealthcheckClient,
+    Admin,
+    SuperAdmin,
+    ControllerManager,
+    Scheduler,
+    KubeletClient,
+    KubeletServing,
+    Server,
+    Client,
+}
+
+/// Key usages (RFC 5280 keyUsage) and extended key usages, named as in cert-manager.
+#[derive(schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum KeyUsage {
+    #[serde(rename = "digital signature")]
+    DigitalSignature,
+    #[serde(rename = "content commitment")]
+    ContentCommitment,
+    #[serde(rename = "key encipherment")]
+    KeyEncipherment,
+    #[serde(rename = "key agreement")]
+    KeyAgreement,
+    #[serde(rename = "data encipherment")]
+    DataEncipherment,
+    #[serde(rename = "server auth")]
+    ServerAuth,
+    #[serde(rename = "client auth")]
+    ClientAuth,
+    #[serde(rename = "code signing")]
+    CodeSigning,
+    #[serde(rename = "email protection")]
+    EmailProtection,
+    #[serde(rename = "ocsp signing")]
+    OcspSigning,
+    #[serde(rename = "timestamping")]
+    TimeStamping,
+}
+
+/// The certificate's private key.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateKeySettings {
+    /// Default ECDSA-P256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<KeyAlgorithm>,
+    /// Whether a renewal replaces the key. Default Always.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_policy: Option<RotationPolicy>,
+}
+
+/// Whether a renewal generates a new private key.
+#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RotationPolicy {
+    /// Every issuance generates a new key.
+    #[default]
+    Always,
+    /// Keep the key while it matches the spec's algorithm.
+    Never,
+}
+
+/// Extra metadata for the Secret.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SecretTemplate {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What certop observed of a ClusterCertificate.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterCertificateStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `namespace/name` of the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// When certop renews the certificate (jitter included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// Hex serial number of the current certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// SHA-256 fingerprint of the current certificate, colon-separated hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Number of issuances so far; each issuance increments it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<i64>,
+    /// Consecutive failed issuance attempts; reset by a success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_issuance_attempts: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_time: Option<chrono::DateTime<chrono::Utc>>,
+}

@@ -1,0 +1,126 @@
+//! The custom resources of the `certop.dev/v1alpha1` API: their Rust types,
+//! their OpenAPI schemas and the CEL rules the API server enforces at
+//! admission. These types are the public API; field names follow the
+//! conventions of cert-manager and Kubernetes so users meet no surprises.
+
+mod certificate_authority;
+mod cluster_certificate;
+
+pub use certificate_authority::{
+    CaKeySource, CertificateAuthority, CertificateAuthoritySpec, CertificateAuthorityStatus,
+    CrlSettings, TrustBundle,
+};
+pub use cluster_certificate::{
+    ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
+    PrivateKeySettings, Profile, RotationPolicy, SecretTemplate,
+};
+
+use kube::CustomResourceExt;
+use kube::KubeSchema;
+use kube::core::Duration;
+use serde::{Deserialize, Serialize};
+
+/// The API group of every certop resource.
+pub const GROUP: &str = "certop.dev";
+
+/// Go's `time.ParseDuration` syntax, which the API server's CEL `duration()`
+/// also uses; an OpenAPI pattern so `kubectl apply` names the field at fault.
+pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+
+/// A DNS-1123 subdomain, as Kubernetes requires of object names.
+pub(crate) const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A DNS-1123 label, as Kubernetes requires of namespace names.
+pub(crate) const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+
+/// Key algorithms certop generates. RSA keys exist for compatibility with
+/// kubeadm clusters; ECDSA P-256 is the default everywhere.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum KeyAlgorithm {
+    #[default]
+    #[serde(rename = "ECDSA-P256")]
+    EcdsaP256,
+    #[serde(rename = "ECDSA-P384")]
+    EcdsaP384,
+    #[serde(rename = "Ed25519")]
+    Ed25519,
+    #[serde(rename = "RSA-2048")]
+    Rsa2048,
+    #[serde(rename = "RSA-3072")]
+    Rsa3072,
+    #[serde(rename = "RSA-4096")]
+    Rsa4096,
+}
+
+impl KeyAlgorithm {
+    pub const ALL: [KeyAlgorithm; 6] = [
+        KeyAlgorithm::EcdsaP256,
+        KeyAlgorithm::EcdsaP384,
+        KeyAlgorithm::Ed25519,
+        KeyAlgorithm::Rsa2048,
+        KeyAlgorithm::Rsa3072,
+        KeyAlgorithm::Rsa4096,
+    ];
+
+    /// The name used in manifests and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyAlgorithm::EcdsaP256 => "ECDSA-P256",
+            KeyAlgorithm::EcdsaP384 => "ECDSA-P384",
+            KeyAlgorithm::Ed25519 => "Ed25519",
+            KeyAlgorithm::Rsa2048 => "RSA-2048",
+            KeyAlgorithm::Rsa3072 => "RSA-3072",
+            KeyAlgorithm::Rsa4096 => "RSA-4096",
+        }
+    }
+
+    pub fn is_rsa(self) -> bool {
+        matches!(
+            self,
+            KeyAlgorithm::Rsa2048 | KeyAlgorithm::Rsa3072 | KeyAlgorithm::Rsa4096
+        )
+    }
+}
+
+impl std::fmt::Display for KeyAlgorithm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for KeyAlgorithm {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        KeyAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let known: Vec<_> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
+                format!("unknown key algorithm {s:?}; expected one of {}", known.join(", "))
+            })
+    }
+}
+
+/// The subject of a CA certificate.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Subject {
+    #[schemars(length(min = 1, max = 64))]
+    pub common_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<String>,
+}
+
+/// Converts an API duration into the domain's time type.
+pub fn to_chrono(d: Duration) -> chrono::Duration {
+    let std: std::time::Duration = d.into();
+    chrono::Duration::from_std(std).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Every CRD certop defines, in a stable order, for `certop crd` and `crds/`.
+pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    vec![CertificateAuthority::crd(), ClusterCertificate::crd()]
+}

@@ -1,0 +1,4 @@
+//! certop runs a Kubernetes cluster's internal PKI: certificate authorities,
+//! control-plane and node certificates, renewal and revocation.
+
+pub mod api;

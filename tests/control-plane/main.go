@@ -1,0 +1,270 @@
+// Command control-plane runs a real Kubernetes control plane in one process:
+// an embedded etcd and a kube-apiserver, both on 127.0.0.1, for certop's
+// integration tests and demo. It generates its own PKI and credentials,
+// writes a kubeconfig atomically once the API server is ready, prints one
+// line saying where, and removes everything it created when it stops
+// (SIGTERM, SIGINT, or its standard input closing with --exit-with-stdin).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+	"k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
+
+// operatorUser is the identity the operator runs as in tests: the same user
+// name a ServiceAccount token would carry, so the RBAC in manifests/ binds it.
+const (
+	operatorUser   = "system:serviceaccount:certop-system:certop"
+	operatorGroups = "system:serviceaccounts,system:serviceaccounts:certop-system"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "control-plane: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	dataDir        string
+	kubeconfig     string
+	exitWithStdin  bool
+	readyTimeout   time.Duration
+	logFile        string
+	apiserverFlags stringList
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return fmt.Sprint(*s) }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func run() error {
+	var o options
+	flag.StringVar(&o.dataDir, "data-dir", "", "directory for etcd data and generated PKI (default: a new temporary directory, removed on exit)")
+	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "where to write the admin kubeconfig (required); operator.kubeconfig is written beside it")
+	flag.BoolVar(&o.exitWithStdin, "exit-with-stdin", false, "shut down when standard input closes, so the process never outlives its parent")
+	flag.DurationVar(&o.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the API server to become ready")
+	flag.StringVar(&o.logFile, "log-file", "", "file for etcd and kube-apiserver logs (default: standard error)")
+	flag.Var(&o.apiserverFlags, "apiserver-arg", "extra kube-apiserver flag, e.g. --apiserver-arg=--v=2 (repeatable)")
+	flag.Parse()
+	if o.kubeconfig == "" {
+		return errors.New("--kubeconfig is required")
+	}
+	kubeconfig, err := filepath.Abs(o.kubeconfig)
+	if err != nil {
+		return err
+	}
+
+	removeDataDir := false
+	if o.dataDir == "" {
+		d, err := os.MkdirTemp("", "certop-control-plane-")
+		if err != nil {
+			return err
+		}
+		o.dataDir, removeDataDir = d, true
+	}
+	defer func() {
+		if removeDataDir {
+			_ = os.RemoveAll(o.dataDir)
+		}
+	}()
+	if err := os.MkdirAll(o.dataDir, 0o700); err != nil {
+		return err
+	}
+	if o.logFile != "" {
+		f, err := os.OpenFile(o.logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		// klog and etcd's zap logger both write to the process's stderr.
+		if err := syscall.Dup2(int(f.Fd()), 2); err != nil {
+			return fmt.Errorf("redirect logs: %w", err)
+		}
+	}
+
+	creds, err := generateCredentials(filepath.Join(o.dataDir, "pki"))
+	if err != nil {
+		return fmt.Errorf("generate credentials: %w", err)
+	}
+
+	etcd, etcdURL, err := startEtcd(filepath.Join(o.dataDir, "etcd"))
+	if err != nil {
+		return fmt.Errorf("start etcd: %w", err)
+	}
+	defer etcd.Close()
+
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	server := fmt.Sprintf("https://127.0.0.1:%d", port)
+
+	cmd := app.NewAPIServerCommand()
+	ctx := cmd.Context()
+	args := []string{
+		"--etcd-servers=" + etcdURL,
+		"--bind-address=127.0.0.1",
+		"--advertise-address=127.0.0.1",
+		"--secure-port=" + strconv.Itoa(port),
+		"--cert-dir=" + filepath.Join(o.dataDir, "apiserver"),
+		"--tls-cert-file=" + creds.servingCert,
+		"--tls-private-key-file=" + creds.servingKey,
+		"--client-ca-file=" + creds.caCert,
+		"--token-auth-file=" + creds.tokenFile,
+		"--service-account-key-file=" + creds.serviceAccountKey,
+		"--service-account-signing-key-file=" + creds.serviceAccountKey,
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-cluster-ip-range=10.0.0.0/24",
+		"--authorization-mode=RBAC",
+		"--disable-admission-plugins=ServiceAccount",
+		"--endpoint-reconciler-type=none",
+		"--enable-priority-and-fairness=false",
+		"--profiling=false",
+	}
+	cmd.SetArgs(append(args, o.apiserverFlags...))
+
+	served := make(chan error, 1)
+	go func() { served <- cmd.Execute() }()
+
+	if o.exitWithStdin {
+		go func() {
+			_, _ = io.Copy(io.Discard, os.Stdin)
+			// The API server owns the signal handler; ask it to stop the
+			// way a supervisor would, so it shuts down gracefully.
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		}()
+	}
+
+	readyCtx, cancel := context.WithTimeout(ctx, o.readyTimeout)
+	err = waitReady(readyCtx, server, creds, served)
+	cancel()
+	if err != nil {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGTERM)
+		<-served
+		return err
+	}
+	if err := writeKubeconfigs(kubeconfig, server, creds); err != nil {
+		return err
+	}
+	defer os.Remove(kubeconfig)
+	defer os.Remove(operatorKubeconfigPath(kubeconfig))
+	fmt.Printf("control plane ready: kubeconfig=%s server=%s\n", kubeconfig, server)
+
+	if err := <-served; err != nil && ctx.Err() == nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
+	}
+	return nil
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func startEtcd(dir string) (*embed.Etcd, string, error) {
+	clientPort, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = "certop-test"
+	cfg.Dir = dir
+	clientURL := mustURL(fmt.Sprintf("http://127.0.0.1:%d", clientPort))
+	peerURL := mustURL(fmt.Sprintf("http://127.0.0.1:%d", peerPort))
+	cfg.ListenClientUrls = []url.URL{clientURL}
+	cfg.AdvertiseClientUrls = []url.URL{clientURL}
+	cfg.ListenPeerUrls = []url.URL{peerURL}
+	cfg.AdvertisePeerUrls = []url.URL{peerURL}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	cfg.UnsafeNoFsync = true
+	cfg.LogLevel = "error"
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return nil, "", err
+	}
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		e.Close()
+		return nil, "", err
+	case <-time.After(time.Minute):
+		e.Close()
+		return nil, "", errors.New("etcd did not become ready within a minute")
+	}
+	return e, clientURL.String(), nil
+}
+
+// waitReady polls /readyz and then the default namespace, which the API
+// server creates in a post-start hook; tests can rely on both.
+func waitReady(ctx context.Context, server string, creds *credentials, served <-chan error) error {
+	pool := x509.NewCertPool()
+	pem, err := os.ReadFile(creds.caCert)
+	if err != nil {
+		return err
+	}
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{
+		Timeout:   5 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+	}
+	get := func(path string) bool {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+path, nil)
+		if err != nil {
+			return false
+		}
+		req.Header.Set("Authorization", "Bearer "+creds.adminToken)
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	for _, path := range []string{"/readyz", "/api/v1/namespaces/default"} {
+		for !get(path) {
+			select {
+			case err := <-served:
+				return fmt.Errorf("kube-apiserver exited before it was ready: %v", err)
+			case <-ctx.Done():
+				return fmt.Errorf("kube-apiserver not ready (%s): %w", path, ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+func mustURL(s string) url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		panic(err)
+	}
+	return *u
+}
