@@ -2,3 +2,4 @@
 //! control-plane and node certificates, renewal and revocation.
 
 pub mod api;
+pub mod pki;

@@ -1,0 +1,138 @@
+use chrono::{DateTime, Utc};
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, IsCa, Issuer, KeyPair,
+    KeyUsagePurpose,
+};
+
+use super::inspect::pem_encode;
+use super::{CertificateInfo, PkiError, PrivateKey, SerialNumber, key_matches_certificate, parse_pem_certificate, to_x509_time};
+use crate::api::KeyAlgorithm;
+
+/// Default CA lifetime: ten years.
+pub const DEFAULT_CA_LIFETIME_HOURS: i64 = 87_600;
+
+/// What a new CA should be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaRequest {
+    pub common_name: String,
+    pub organizations: Vec<String>,
+    pub algorithm: KeyAlgorithm,
+    pub lifetime: chrono::Duration,
+}
+
+impl CaRequest {
+    pub fn new(common_name: &str) -> Self {
+        CaRequest {
+            common_name: common_name.to_string(),
+            organizations: Vec::new(),
+            algorithm: KeyAlgorithm::default(),
+            lifetime: chrono::Duration::hours(DEFAULT_CA_LIFETIME_HOURS),
+        }
+    }
+}
+
+/// A CA certificate with its key, validated and ready to sign.
+pub struct Authority {
+    certificate: CertificateInfo,
+    algorithm: KeyAlgorithm,
+    issuer: Issuer<'static, KeyPair>,
+}
+
+impl std::fmt::Debug for Authority {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authority")
+            .field("subject", &self.certificate.subject)
+            .field("serial", &self.certificate.serial)
+            .field("algorithm", &self.algorithm)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authority {
+    /// Creates a self-signed CA: basicConstraints CA (critical), keyUsage
+    /// keyCertSign + cRLSign + digitalSignature (critical), a subject key
+    /// identifier, a random 16-byte serial.
+    pub fn create(request: &CaRequest, now: DateTime<Utc>) -> Result<Self, PkiError> {
+        if request.common_name.is_empty() || request.common_name.len() > 64 {
+            return Err(PkiError::InvalidSpec(format!(
+                "CA commonName must be 1 to 64 characters, not {}",
+                request.common_name.len()
+            )));
+        }
+        let key = PrivateKey::generate(request.algorithm)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        for org in &request.organizations {
+            dn.push(DnType::OrganizationName, org.as_str());
+        }
+        dn.push(DnType::CommonName, request.common_name.as_str());
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.serial_number = Some(SerialNumber::random()?.to_rcgen());
+        params.not_before = to_x509_time(now)?;
+        params.not_after = to_x509_time(now + request.lifetime)?;
+        let cert = params.self_signed(key.pair()).map_err(PkiError::signing)?;
+        let info = CertificateInfo::from_der(cert.der(), "the new CA certificate")?;
+        Self::from_parts(info, key)
+    }
+
+    /// Loads an existing CA (for example kubeadm's `ca.crt`/`ca.key`, RSA
+    /// with a PKCS#1 key) and checks that it can sign now: it is a CA, may
+    /// sign certificates, is within its validity, and the key matches.
+    pub fn load(cert_pem: &[u8], key_pem: &[u8], now: DateTime<Utc>) -> Result<Self, PkiError> {
+        let info = parse_pem_certificate(cert_pem, "the CA certificate")?;
+        let key_text = std::str::from_utf8(key_pem).map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
+        let key = PrivateKey::from_pem(key_text, "the CA key")?;
+        if !info.is_ca {
+            return Err(PkiError::NotACa(info.subject));
+        }
+        if !info.can_sign_certificates {
+            return Err(PkiError::CaCannotSign(info.subject));
+        }
+        if now > info.not_after {
+            return Err(PkiError::CaExpired { subject: info.subject, not_after: info.not_after });
+        }
+        if now < info.not_before {
+            return Err(PkiError::CaNotYetValid { subject: info.subject, not_before: info.not_before });
+        }
+        if !key_matches_certificate(&key, &info) {
+            return Err(PkiError::KeyMismatch);
+        }
+        Self::from_parts(info, key)
+    }
+
+    fn from_parts(certificate: CertificateInfo, key: PrivateKey) -> Result<Self, PkiError> {
+        let algorithm = key.algorithm();
+        let pair = KeyPair::from_pem(&key.to_pem()).map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
+        let issuer = Issuer::from_ca_cert_der(&certificate.der.clone().into(), pair).map_err(|e| {
+            PkiError::BadCertificate { what: "the CA certificate".into(), reason: e.to_string() }
+        })?;
+        Ok(Authority { certificate, algorithm, issuer })
+    }
+
+    pub fn certificate(&self) -> &CertificateInfo {
+        &self.certificate
+    }
+
+    pub fn certificate_pem(&self) -> String {
+        pem_encode("CERTIFICATE", &self.certificate.der)
+    }
+
+    /// The CA key as PEM PKCS#8, for storing it; never log it.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
+    }
+
+    pub fn algorithm(&self) -> KeyAlgorithm {
+        self.algorithm
+    }
+
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+}

@@ -1,0 +1,107 @@
+use chrono::{DateTime, Utc};
+use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
+use serde::{Deserialize, Serialize};
+
+use super::{Authority, PkiError, SerialNumber, to_x509_time};
+
+/// RFC 5280 §5.3.1 reason codes certop records (removeFromCRL and
+/// privilegeWithdrawn/aACompromise are for delta CRLs and attribute
+/// certificates, which certop does not issue).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RevocationReason {
+    Unspecified,
+    KeyCompromise,
+    CaCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    CertificateHold,
+}
+
+impl RevocationReason {
+    fn to_rcgen(self) -> rcgen::RevocationReason {
+        match self {
+            RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+            RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+            RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+            RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+            RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+            RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+            RevocationReason::CertificateHold => rcgen::RevocationReason::CertificateHold,
+        }
+    }
+}
+
+/// One revoked certificate as the CRL lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedEntry {
+    pub serial: SerialNumber,
+    pub revoked_at: DateTime<Utc>,
+    pub reason: RevocationReason,
+    /// The certificate's notAfter: once past, the entry leaves the CRL.
+    pub not_after: DateTime<Utc>,
+}
+
+/// What a CRL should say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrlRequest<'a> {
+    pub number: u64,
+    pub this_update: DateTime<Utc>,
+    pub next_update: DateTime<Utc>,
+    pub entries: &'a [RevokedEntry],
+}
+
+/// A signed CRL.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignedCrl {
+    pub der: Vec<u8>,
+    pub pem: String,
+    /// Entries in the CRL (expired certificates left out).
+    pub entry_count: usize,
+}
+
+/// Builds and signs a v2 CRL with a CRL number, an authority key identifier
+/// (the CA's SKI) and reason codes; entries of certificates that expired
+/// before thisUpdate are left out, as RFC 5280 §3.3 allows.
+pub fn build_crl(ca: &Authority, request: &CrlRequest<'_>) -> Result<SignedCrl, PkiError> {
+    if request.next_update <= request.this_update {
+        return Err(PkiError::InvalidSpec("CRL nextUpdate must be after thisUpdate".into()));
+    }
+    if !ca.certificate().can_sign_crls {
+        return Err(PkiError::CaCannotSign(format!("{} (keyUsage lacks cRLSign)", ca.certificate().subject)));
+    }
+    let revoked_certs = request
+        .entries
+        .iter()
+        .filter(|e| e.not_after >= request.this_update)
+        .map(|e| {
+            Ok(RevokedCertParams {
+                serial_number: e.serial.to_rcgen(),
+                revocation_time: to_x509_time(e.revoked_at)?,
+                reason_code: match e.reason {
+                    // RFC 5280 §5.3.1: the unspecified code SHOULD be absent.
+                    RevocationReason::Unspecified => None,
+                    r => Some(r.to_rcgen()),
+                },
+                invalidity_date: None,
+            })
+        })
+        .collect::<Result<Vec<_>, PkiError>>()?;
+    let entry_count = revoked_certs.len();
+    let key_identifier_method = match &ca.certificate().subject_key_id {
+        Some(ski) => KeyIdMethod::PreSpecified(ski.clone()),
+        None => KeyIdMethod::Sha256,
+    };
+    let params = CertificateRevocationListParams {
+        this_update: to_x509_time(request.this_update)?,
+        next_update: to_x509_time(request.next_update)?,
+        crl_number: rcgen::SerialNumber::from(request.number),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method,
+    };
+    let crl = params.signed_by(ca.issuer()).map_err(PkiError::signing)?;
+    let pem = crl.pem().map_err(PkiError::signing)?;
+    Ok(SignedCrl { der: crl.der().to_vec(), pem, entry_count })
+}

@@ -1,0 +1,95 @@
+use chrono::{DateTime, Utc};
+use rcgen::{
+    CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyUsagePurpose, SanType,
+};
+
+use super::{Authority, CertificateInfo, LeafTemplate, PkiError, PrivateKey, SerialNumber, to_x509_time};
+use crate::api::KeyUsage;
+
+/// A freshly signed leaf certificate.
+#[derive(Debug)]
+pub struct IssuedCertificate {
+    pub certificate: CertificateInfo,
+    /// The leaf then the CA, PEM: what `tls.crt` holds.
+    pub chain_pem: String,
+    /// True when notAfter was cut short to the CA's own notAfter.
+    pub clamped_to_ca: bool,
+}
+
+/// Signs `template` for `key` with `ca`. The certificate's notAfter never
+/// passes the CA's; its AKI is the CA's SKI; its serial is random.
+pub fn issue(
+    template: &LeafTemplate,
+    key: &PrivateKey,
+    ca: &Authority,
+    now: DateTime<Utc>,
+) -> Result<IssuedCertificate, PkiError> {
+    if key.algorithm() != template.key_algorithm {
+        return Err(PkiError::InvalidSpec(format!(
+            "the key is {} but the spec asks for {}",
+            key.algorithm(),
+            template.key_algorithm
+        )));
+    }
+    let ca_cert = ca.certificate();
+    if now >= ca_cert.not_after {
+        return Err(PkiError::CaExpired { subject: ca_cert.subject.clone(), not_after: ca_cert.not_after });
+    }
+    let wanted_not_after = now + template.lifetime;
+    let clamped_to_ca = wanted_not_after > ca_cert.not_after;
+    let not_after = wanted_not_after.min(ca_cert.not_after);
+
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for org in &template.organizations {
+        dn.push(DnType::OrganizationName, org.as_str());
+    }
+    if let Some(cn) = &template.common_name {
+        dn.push(DnType::CommonName, cn.as_str());
+    }
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::ExplicitNoCa;
+    params.serial_number = Some(SerialNumber::random()?.to_rcgen());
+    params.not_before = to_x509_time(now)?;
+    params.not_after = to_x509_time(not_after)?;
+    params.use_authority_key_identifier_extension = true;
+    let ia5 = |s: &str, field: &str| {
+        s.to_string()
+            .try_into()
+            .map_err(|_| PkiError::InvalidSpec(format!("{field}: {s:?} must be ASCII")))
+    };
+    for name in &template.dns_names {
+        params.subject_alt_names.push(SanType::DnsName(ia5(name, "dnsNames")?));
+    }
+    for ip in &template.ip_addresses {
+        params.subject_alt_names.push(SanType::IpAddress(*ip));
+    }
+    for uri in &template.uris {
+        params.subject_alt_names.push(SanType::URI(ia5(uri, "uris")?));
+    }
+    for usage in &template.usages {
+        match usage {
+            KeyUsage::DigitalSignature => params.key_usages.push(KeyUsagePurpose::DigitalSignature),
+            KeyUsage::ContentCommitment => params.key_usages.push(KeyUsagePurpose::ContentCommitment),
+            KeyUsage::KeyEncipherment => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
+            KeyUsage::KeyAgreement => params.key_usages.push(KeyUsagePurpose::KeyAgreement),
+            KeyUsage::DataEncipherment => params.key_usages.push(KeyUsagePurpose::DataEncipherment),
+            KeyUsage::ServerAuth => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ServerAuth),
+            KeyUsage::ClientAuth => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ClientAuth),
+            KeyUsage::CodeSigning => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::CodeSigning),
+            KeyUsage::EmailProtection => {
+                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::EmailProtection)
+            }
+            KeyUsage::OcspSigning => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::OcspSigning),
+            KeyUsage::TimeStamping => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::TimeStamping),
+        }
+    }
+    if let Some(url) = &template.crl_distribution_point {
+        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.clone()] }];
+    }
+    let cert = params.signed_by(key.pair(), ca.issuer()).map_err(PkiError::signing)?;
+    let certificate = CertificateInfo::from_der(cert.der(), "the issued certificate")?;
+    let chain_pem = format!("{}{}", certificate.to_pem(), ca.certificate_pem());
+    Ok(IssuedCertificate { certificate, chain_pem, clamped_to_ca })
+}
