@@ -2,4 +2,6 @@
 //! control-plane and node certificates, renewal and revocation.
 
 pub mod api;
+pub mod cli;
 pub mod pki;
+pub mod plan;

@@ -16,9 +16,17 @@ use super::{KeyAlgorithm, Subject};
     plural = "certificateauthorities",
     shortname = "ca",
     status = "CertificateAuthorityStatus",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateAuthoritySpec {
@@ -49,7 +57,10 @@ pub struct CertificateAuthoritySpec {
 pub struct CaKeySource {
     /// Name of the Secret. Default `<ca-name>-ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub secret_name: Option<String>,
     /// When true the Secret must already exist (for example kubeadm's CA);
     /// certop validates and uses it and never generates a key for this CA.
@@ -84,7 +95,10 @@ pub struct CrlSettings {
 pub struct TrustBundle {
     /// Name of the ConfigMap. Default `<ca-name>-ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub config_map_name: Option<String>,
     /// Namespaces that receive the ConfigMap.
     pub namespace_selector: LabelSelector,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm};
 
 /// One certificate and its private key, kept current in a Secret.
-#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "certop.dev",
     version = "v1alpha1",
@@ -16,12 +16,20 @@ use super::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgor
     plural = "clustercertificates",
     shortname = "ccert",
     status = "ClusterCertificateStatus",
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secret"),
     printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name"),
     printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
     printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!(has(self.renewBefore) && has(self.renewBeforePercentage))").message("set at most one of renewBefore and renewBeforePercentage"))]
@@ -128,7 +136,19 @@ pub enum Profile {
 }
 
 /// Key usages (RFC 5280 keyUsage) and extended key usages, named as in cert-manager.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+)]
 pub enum KeyUsage {
     #[serde(rename = "digital signature")]
     DigitalSignature,
@@ -167,7 +187,9 @@ pub struct PrivateKeySettings {
 }
 
 /// Whether a renewal generates a new private key.
-#[derive(schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
 pub enum RotationPolicy {
     /// Every issuance generates a new key.
     #[default]

@@ -36,7 +36,9 @@ pub(crate) const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// Key algorithms certop generates. RSA keys exist for compatibility with
 /// kubeadm clusters; ECDSA P-256 is the default everywhere.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 pub enum KeyAlgorithm {
     #[default]
     #[serde(rename = "ECDSA-P256")]
@@ -98,7 +100,10 @@ impl std::str::FromStr for KeyAlgorithm {
             .find(|a| a.as_str().eq_ignore_ascii_case(s))
             .ok_or_else(|| {
                 let known: Vec<_> = KeyAlgorithm::ALL.iter().map(|a| a.as_str()).collect();
-                format!("unknown key algorithm {s:?}; expected one of {}", known.join(", "))
+                format!(
+                    "unknown key algorithm {s:?}; expected one of {}",
+                    known.join(", ")
+                )
             })
     }
 }
@@ -120,7 +125,8 @@ pub fn to_chrono(d: Duration) -> chrono::Duration {
 }
 
 /// Every CRD certop defines, in a stable order, for `certop crd` and `crds/`.
-pub fn crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+pub fn crds()
+-> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
     vec![CertificateAuthority::crd(), ClusterCertificate::crd()]
 }

@@ -5,7 +5,10 @@ use rcgen::{
 };
 
 use super::inspect::pem_encode;
-use super::{CertificateInfo, PkiError, PrivateKey, SerialNumber, key_matches_certificate, parse_pem_certificate, to_x509_time};
+use super::{
+    CertificateInfo, PkiError, PrivateKey, SerialNumber, key_matches_certificate,
+    parse_pem_certificate, to_x509_time,
+};
 use crate::api::KeyAlgorithm;
 
 /// Default CA lifetime: ten years.
@@ -86,7 +89,8 @@ impl Authority {
     /// sign certificates, is within its validity, and the key matches.
     pub fn load(cert_pem: &[u8], key_pem: &[u8], now: DateTime<Utc>) -> Result<Self, PkiError> {
         let info = parse_pem_certificate(cert_pem, "the CA certificate")?;
-        let key_text = std::str::from_utf8(key_pem).map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
+        let key_text = std::str::from_utf8(key_pem)
+            .map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
         let key = PrivateKey::from_pem(key_text, "the CA key")?;
         if !info.is_ca {
             return Err(PkiError::NotACa(info.subject));
@@ -95,10 +99,16 @@ impl Authority {
             return Err(PkiError::CaCannotSign(info.subject));
         }
         if now > info.not_after {
-            return Err(PkiError::CaExpired { subject: info.subject, not_after: info.not_after });
+            return Err(PkiError::CaExpired {
+                subject: info.subject,
+                not_after: info.not_after,
+            });
         }
         if now < info.not_before {
-            return Err(PkiError::CaNotYetValid { subject: info.subject, not_before: info.not_before });
+            return Err(PkiError::CaNotYetValid {
+                subject: info.subject,
+                not_before: info.not_before,
+            });
         }
         if !key_matches_certificate(&key, &info) {
             return Err(PkiError::KeyMismatch);
@@ -108,11 +118,20 @@ impl Authority {
 
     fn from_parts(certificate: CertificateInfo, key: PrivateKey) -> Result<Self, PkiError> {
         let algorithm = key.algorithm();
-        let pair = KeyPair::from_pem(&key.to_pem()).map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
-        let issuer = Issuer::from_ca_cert_der(&certificate.der.clone().into(), pair).map_err(|e| {
-            PkiError::BadCertificate { what: "the CA certificate".into(), reason: e.to_string() }
-        })?;
-        Ok(Authority { certificate, algorithm, issuer })
+        let pair = KeyPair::from_pem(&key.to_pem())
+            .map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
+        let issuer =
+            Issuer::from_ca_cert_der(&certificate.der.clone().into(), pair).map_err(|e| {
+                PkiError::BadCertificate {
+                    what: "the CA certificate".into(),
+                    reason: e.to_string(),
+                }
+            })?;
+        Ok(Authority {
+            certificate,
+            algorithm,
+            issuer,
+        })
     }
 
     pub fn certificate(&self) -> &CertificateInfo {

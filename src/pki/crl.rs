@@ -66,10 +66,15 @@ pub struct SignedCrl {
 /// before thisUpdate are left out, as RFC 5280 §3.3 allows.
 pub fn build_crl(ca: &Authority, request: &CrlRequest<'_>) -> Result<SignedCrl, PkiError> {
     if request.next_update <= request.this_update {
-        return Err(PkiError::InvalidSpec("CRL nextUpdate must be after thisUpdate".into()));
+        return Err(PkiError::InvalidSpec(
+            "CRL nextUpdate must be after thisUpdate".into(),
+        ));
     }
     if !ca.certificate().can_sign_crls {
-        return Err(PkiError::CaCannotSign(format!("{} (keyUsage lacks cRLSign)", ca.certificate().subject)));
+        return Err(PkiError::CaCannotSign(format!(
+            "{} (keyUsage lacks cRLSign)",
+            ca.certificate().subject
+        )));
     }
     let revoked_certs = request
         .entries
@@ -103,5 +108,9 @@ pub fn build_crl(ca: &Authority, request: &CrlRequest<'_>) -> Result<SignedCrl, 
     };
     let crl = params.signed_by(ca.issuer()).map_err(PkiError::signing)?;
     let pem = crl.pem().map_err(PkiError::signing)?;
-    Ok(SignedCrl { der: crl.der().to_vec(), pem, entry_count })
+    Ok(SignedCrl {
+        der: crl.der().to_vec(),
+        pem,
+        entry_count,
+    })
 }

@@ -19,9 +19,15 @@ pub enum PkiError {
     #[error("the CA certificate \"{0}\" may not sign certificates (keyUsage lacks keyCertSign)")]
     CaCannotSign(String),
     #[error("the CA certificate \"{subject}\" expired at {not_after}")]
-    CaExpired { subject: String, not_after: DateTime<Utc> },
+    CaExpired {
+        subject: String,
+        not_after: DateTime<Utc>,
+    },
     #[error("the CA certificate \"{subject}\" is not valid before {not_before}")]
-    CaNotYetValid { subject: String, not_before: DateTime<Utc> },
+    CaNotYetValid {
+        subject: String,
+        not_before: DateTime<Utc>,
+    },
     #[error("invalid certificate spec: {0}")]
     InvalidSpec(String),
     #[error("time {0} cannot be written in a certificate")]

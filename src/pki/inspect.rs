@@ -42,7 +42,10 @@ pub struct CertificateInfo {
 
 impl CertificateInfo {
     pub fn from_der(der: &[u8], what: &str) -> Result<Self, PkiError> {
-        let bad = |reason: String| PkiError::BadCertificate { what: what.to_string(), reason };
+        let bad = |reason: String| PkiError::BadCertificate {
+            what: what.to_string(),
+            reason,
+        };
         let (rest, cert) = X509Certificate::from_der(der).map_err(|e| bad(e.to_string()))?;
         if !rest.is_empty() {
             return Err(bad("trailing data after the certificate".into()));
@@ -128,13 +131,17 @@ impl CertificateInfo {
                         }
                     }
                 }
-                ParsedExtension::SubjectKeyIdentifier(id) => info.subject_key_id = Some(id.0.to_vec()),
+                ParsedExtension::SubjectKeyIdentifier(id) => {
+                    info.subject_key_id = Some(id.0.to_vec())
+                }
                 ParsedExtension::AuthorityKeyIdentifier(aki) => {
                     info.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
                 }
                 ParsedExtension::CRLDistributionPoints(points) => {
                     for point in points.iter() {
-                        if let Some(DistributionPointName::FullName(names)) = &point.distribution_point {
+                        if let Some(DistributionPointName::FullName(names)) =
+                            &point.distribution_point
+                        {
                             for name in names {
                                 if let GeneralName::URI(u) = name {
                                     info.crl_distribution_points.push(u.to_string());
@@ -155,9 +162,10 @@ impl CertificateInfo {
         if self.issuer_der != ca.subject_der {
             return false;
         }
-        let (Ok((_, cert)), Ok((_, ca_cert))) =
-            (X509Certificate::from_der(&self.der), X509Certificate::from_der(&ca.der))
-        else {
+        let (Ok((_, cert)), Ok((_, ca_cert))) = (
+            X509Certificate::from_der(&self.der),
+            X509Certificate::from_der(&ca.der),
+        ) else {
             return false;
         };
         cert.verify_signature(Some(ca_cert.public_key())).is_ok()
@@ -175,7 +183,10 @@ impl CertificateInfo {
 
 pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     let p = ::pem::Pem::new(label, der.to_vec());
-    ::pem::encode_config(&p, ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF))
+    ::pem::encode_config(
+        &p,
+        ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
+    )
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

@@ -4,7 +4,9 @@ use rcgen::{
     IsCa, KeyUsagePurpose, SanType,
 };
 
-use super::{Authority, CertificateInfo, LeafTemplate, PkiError, PrivateKey, SerialNumber, to_x509_time};
+use super::{
+    Authority, CertificateInfo, LeafTemplate, PkiError, PrivateKey, SerialNumber, to_x509_time,
+};
 use crate::api::KeyUsage;
 
 /// A freshly signed leaf certificate.
@@ -34,7 +36,10 @@ pub fn issue(
     }
     let ca_cert = ca.certificate();
     if now >= ca_cert.not_after {
-        return Err(PkiError::CaExpired { subject: ca_cert.subject.clone(), not_after: ca_cert.not_after });
+        return Err(PkiError::CaExpired {
+            subject: ca_cert.subject.clone(),
+            not_after: ca_cert.not_after,
+        });
     }
     let wanted_not_after = now + template.lifetime;
     let clamped_to_ca = wanted_not_after > ca_cert.not_after;
@@ -60,36 +65,60 @@ pub fn issue(
             .map_err(|_| PkiError::InvalidSpec(format!("{field}: {s:?} must be ASCII")))
     };
     for name in &template.dns_names {
-        params.subject_alt_names.push(SanType::DnsName(ia5(name, "dnsNames")?));
+        params
+            .subject_alt_names
+            .push(SanType::DnsName(ia5(name, "dnsNames")?));
     }
     for ip in &template.ip_addresses {
         params.subject_alt_names.push(SanType::IpAddress(*ip));
     }
     for uri in &template.uris {
-        params.subject_alt_names.push(SanType::URI(ia5(uri, "uris")?));
+        params
+            .subject_alt_names
+            .push(SanType::URI(ia5(uri, "uris")?));
     }
     for usage in &template.usages {
         match usage {
             KeyUsage::DigitalSignature => params.key_usages.push(KeyUsagePurpose::DigitalSignature),
-            KeyUsage::ContentCommitment => params.key_usages.push(KeyUsagePurpose::ContentCommitment),
+            KeyUsage::ContentCommitment => {
+                params.key_usages.push(KeyUsagePurpose::ContentCommitment)
+            }
             KeyUsage::KeyEncipherment => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
             KeyUsage::KeyAgreement => params.key_usages.push(KeyUsagePurpose::KeyAgreement),
             KeyUsage::DataEncipherment => params.key_usages.push(KeyUsagePurpose::DataEncipherment),
-            KeyUsage::ServerAuth => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ServerAuth),
-            KeyUsage::ClientAuth => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ClientAuth),
-            KeyUsage::CodeSigning => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::CodeSigning),
+            KeyUsage::ServerAuth => {
+                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ServerAuth)
+            }
+            KeyUsage::ClientAuth => {
+                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ClientAuth)
+            }
+            KeyUsage::CodeSigning => {
+                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::CodeSigning)
+            }
             KeyUsage::EmailProtection => {
                 params.insert_extended_key_usage(ExtendedKeyUsagePurpose::EmailProtection)
             }
-            KeyUsage::OcspSigning => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::OcspSigning),
-            KeyUsage::TimeStamping => params.insert_extended_key_usage(ExtendedKeyUsagePurpose::TimeStamping),
+            KeyUsage::OcspSigning => {
+                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::OcspSigning)
+            }
+            KeyUsage::TimeStamping => {
+                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::TimeStamping)
+            }
         }
     }
     if let Some(url) = &template.crl_distribution_point {
-        params.crl_distribution_points = vec![CrlDistributionPoint { uris: vec![url.clone()] }];
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![url.clone()],
+        }];
     }
-    let cert = params.signed_by(key.pair(), ca.issuer()).map_err(PkiError::signing)?;
+    let cert = params
+        .signed_by(key.pair(), ca.issuer())
+        .map_err(PkiError::signing)?;
     let certificate = CertificateInfo::from_der(cert.der(), "the issued certificate")?;
     let chain_pem = format!("{}{}", certificate.to_pem(), ca.certificate_pem());
-    Ok(IssuedCertificate { certificate, chain_pem, clamped_to_ca })
+    Ok(IssuedCertificate {
+        certificate,
+        chain_pem,
+        clamped_to_ca,
+    })
 }

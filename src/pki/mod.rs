@@ -10,6 +10,8 @@ mod issue;
 mod key;
 mod profile;
 mod serial;
+#[cfg(test)]
+mod tests;
 
 pub use authority::{Authority, CaRequest};
 pub use crl::{CrlRequest, RevocationReason, RevokedEntry, SignedCrl, build_crl};
@@ -17,7 +19,7 @@ pub use error::PkiError;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
 pub use issue::{IssuedCertificate, issue};
 pub use key::{PrivateKey, key_matches_certificate};
-pub use profile::LeafTemplate;
+pub use profile::{LeafTemplate, profile_name, usage_name};
 pub use serial::{SerialNumber, fingerprint};
 
 use chrono::{DateTime, TimeZone, Utc};
@@ -25,11 +27,14 @@ use chrono::{DateTime, TimeZone, Utc};
 /// X.509 times have one-second resolution: certop truncates to it so that
 /// what it records equals what the certificate says.
 pub(crate) fn to_x509_time(t: DateTime<Utc>) -> Result<time::OffsetDateTime, PkiError> {
-    time::OffsetDateTime::from_unix_timestamp(t.timestamp()).map_err(|_| PkiError::TimeOutOfRange(t))
+    time::OffsetDateTime::from_unix_timestamp(t.timestamp())
+        .map_err(|_| PkiError::TimeOutOfRange(t))
 }
 
 pub(crate) fn from_unix(seconds: i64) -> DateTime<Utc> {
-    Utc.timestamp_opt(seconds, 0).single().unwrap_or(DateTime::<Utc>::MAX_UTC)
+    Utc.timestamp_opt(seconds, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// Truncates to whole seconds, the resolution of X.509 validity.

@@ -43,7 +43,10 @@ fn rules(profile: Profile, node: Option<&str>) -> Result<ProfileRules, PkiError>
     use KeyUsage::{ClientAuth, ServerAuth};
     let need_node = || {
         node.map(str::to_string).ok_or_else(|| {
-            PkiError::InvalidSpec(format!("profile {} names the node: set nodeName", profile_name(profile)))
+            PkiError::InvalidSpec(format!(
+                "profile {} names the node: set nodeName",
+                profile_name(profile)
+            ))
         })
     };
     let fixed = |cn: &str, o: &[&str], eku: &'static [KeyUsage]| ProfileRules {
@@ -57,9 +60,11 @@ fn rules(profile: Profile, node: Option<&str>) -> Result<ProfileRules, PkiError>
             takes_names: true,
             ..fixed("kube-apiserver", &[], &[ServerAuth])
         },
-        Profile::KubeApiserverKubeletClient => {
-            fixed("kube-apiserver-kubelet-client", &["kubeadm:cluster-admins"], &[ClientAuth])
-        }
+        Profile::KubeApiserverKubeletClient => fixed(
+            "kube-apiserver-kubelet-client",
+            &["kubeadm:cluster-admins"],
+            &[ClientAuth],
+        ),
         Profile::KubeApiserverEtcdClient => fixed("kube-apiserver-etcd-client", &[], &[ClientAuth]),
         Profile::FrontProxyClient => fixed("front-proxy-client", &[], &[ClientAuth]),
         Profile::EtcdServer | Profile::EtcdPeer => ProfileRules {
@@ -67,14 +72,26 @@ fn rules(profile: Profile, node: Option<&str>) -> Result<ProfileRules, PkiError>
             ..fixed(&need_node()?, &[], &[ServerAuth, ClientAuth])
         },
         Profile::EtcdHealthcheckClient => fixed("kube-etcd-healthcheck-client", &[], &[ClientAuth]),
-        Profile::Admin => fixed("kubernetes-admin", &["kubeadm:cluster-admins"], &[ClientAuth]),
+        Profile::Admin => fixed(
+            "kubernetes-admin",
+            &["kubeadm:cluster-admins"],
+            &[ClientAuth],
+        ),
         Profile::SuperAdmin => fixed("kubernetes-super-admin", &["system:masters"], &[ClientAuth]),
         Profile::ControllerManager => fixed("system:kube-controller-manager", &[], &[ClientAuth]),
         Profile::Scheduler => fixed("system:kube-scheduler", &[], &[ClientAuth]),
-        Profile::KubeletClient => fixed(&format!("system:node:{}", need_node()?), &["system:nodes"], &[ClientAuth]),
+        Profile::KubeletClient => fixed(
+            &format!("system:node:{}", need_node()?),
+            &["system:nodes"],
+            &[ClientAuth],
+        ),
         Profile::KubeletServing => ProfileRules {
             takes_names: true,
-            ..fixed(&format!("system:node:{}", need_node()?), &["system:nodes"], &[ServerAuth])
+            ..fixed(
+                &format!("system:node:{}", need_node()?),
+                &["system:nodes"],
+                &[ServerAuth],
+            )
         },
         Profile::Server => ProfileRules {
             common_name: None,
@@ -106,7 +123,11 @@ impl LeafTemplate {
     /// name too long for X.509.
     pub fn from_spec(spec: &ClusterCertificateSpec) -> Result<Self, PkiError> {
         let invalid = |m: String| Err(PkiError::InvalidSpec(m));
-        let key_algorithm = spec.private_key.as_ref().and_then(|k| k.algorithm).unwrap_or_default();
+        let key_algorithm = spec
+            .private_key
+            .as_ref()
+            .and_then(|k| k.algorithm)
+            .unwrap_or_default();
         let lifetime = spec
             .duration
             .map(to_chrono)
@@ -125,7 +146,9 @@ impl LeafTemplate {
         if let Some(p) = spec.renew_before_percentage
             && !(1..=99).contains(&p)
         {
-            return invalid(format!("renewBeforePercentage must be between 1 and 99, not {p}"));
+            return invalid(format!(
+                "renewBeforePercentage must be between 1 and 99, not {p}"
+            ));
         }
         if let Some(node) = &spec.node_name {
             check_dns_name(node, "nodeName")?;
@@ -143,7 +166,10 @@ impl LeafTemplate {
         let base_usages = base_key_usages(key_algorithm);
         for usage in &spec.usages {
             if !key_algorithm.is_rsa()
-                && matches!(usage, KeyUsage::KeyEncipherment | KeyUsage::DataEncipherment)
+                && matches!(
+                    usage,
+                    KeyUsage::KeyEncipherment | KeyUsage::DataEncipherment
+                )
             {
                 return invalid(format!(
                     "usage {:?} needs an RSA key; {key_algorithm} keys cannot encipher (remove it or choose an RSA algorithm)",
@@ -176,7 +202,9 @@ impl LeafTemplate {
                 let name = profile_name(profile);
                 let r = rules(profile, spec.node_name.as_deref())?;
                 if !spec.usages.is_empty() {
-                    return invalid(format!("profile {name} sets the usages itself: remove usages"));
+                    return invalid(format!(
+                        "profile {name} sets the usages itself: remove usages"
+                    ));
                 }
                 if let Some(cn) = &r.common_name {
                     if spec.common_name.as_ref().is_some_and(|c| c != cn) {
@@ -195,7 +223,9 @@ impl LeafTemplate {
                     template.organizations = orgs.clone();
                 }
                 if !r.takes_names
-                    && (!spec.dns_names.is_empty() || !spec.ip_addresses.is_empty() || !spec.uris.is_empty())
+                    && (!spec.dns_names.is_empty()
+                        || !spec.ip_addresses.is_empty()
+                        || !spec.uris.is_empty())
                 {
                     return invalid(format!(
                         "profile {name} is a client certificate and takes no dnsNames, ipAddresses or uris: remove them"
@@ -219,7 +249,9 @@ impl LeafTemplate {
             && template.ip_addresses.is_empty()
             && template.uris.is_empty()
         {
-            return invalid("set a profile, or at least one of commonName, dnsNames, ipAddresses, uris".into());
+            return invalid(
+                "set a profile, or at least one of commonName, dnsNames, ipAddresses, uris".into(),
+            );
         }
         Ok(template)
     }
@@ -237,7 +269,11 @@ fn base_key_usages(algorithm: KeyAlgorithm) -> BTreeSet<KeyUsage> {
 
 /// Adds the well-known names of server profiles before the spec's extras,
 /// without duplicates, in the order kubeadm writes them.
-fn add_profile_names(t: &mut LeafTemplate, profile: Profile, spec: &ClusterCertificateSpec) -> Result<(), PkiError> {
+fn add_profile_names(
+    t: &mut LeafTemplate,
+    profile: Profile,
+    spec: &ClusterCertificateSpec,
+) -> Result<(), PkiError> {
     let node = spec.node_name.clone();
     let advertise = spec
         .advertise_address
@@ -288,26 +324,43 @@ fn add_profile_names(t: &mut LeafTemplate, profile: Profile, spec: &ClusterCerti
 
 /// The first usable address of a CIDR: the kubernetes Service's cluster IP.
 fn first_service_ip(cidr: &str) -> Result<IpAddr, PkiError> {
-    let bad = || PkiError::InvalidSpec(format!("serviceCIDR {cidr:?} is not a CIDR such as 10.96.0.0/12"));
+    let bad = || {
+        PkiError::InvalidSpec(format!(
+            "serviceCIDR {cidr:?} is not a CIDR such as 10.96.0.0/12"
+        ))
+    };
     let (addr, bits) = cidr.split_once('/').ok_or_else(bad)?;
     let addr: IpAddr = addr.parse().map_err(|_| bad())?;
     let bits: u32 = bits.parse().map_err(|_| bad())?;
     match addr {
         IpAddr::V4(v4) if bits < 32 => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
-            Ok(IpAddr::from(std::net::Ipv4Addr::from((u32::from(v4) & mask) + 1)))
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            Ok(IpAddr::from(std::net::Ipv4Addr::from(
+                (u32::from(v4) & mask) + 1,
+            )))
         }
         IpAddr::V6(v6) if bits < 128 => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
-            Ok(IpAddr::from(std::net::Ipv6Addr::from((u128::from(v6) & mask) + 1)))
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            Ok(IpAddr::from(std::net::Ipv6Addr::from(
+                (u128::from(v6) & mask) + 1,
+            )))
         }
         _ => Err(bad()),
     }
 }
 
 fn parse_ip(s: &str, field: &str) -> Result<IpAddr, PkiError> {
-    s.parse()
-        .map_err(|_| PkiError::InvalidSpec(format!("{field}: {s:?} is not an IPv4 or IPv6 address")))
+    s.parse().map_err(|_| {
+        PkiError::InvalidSpec(format!("{field}: {s:?} is not an IPv4 or IPv6 address"))
+    })
 }
 
 /// A lower-case DNS name (RFC 1123 labels), optionally a leading `*.` wildcard.
@@ -316,7 +369,8 @@ fn check_dns_name(name: &str, field: &str) -> Result<(), PkiError> {
     let label_ok = |l: &str| {
         !l.is_empty()
             && l.len() <= 63
-            && l.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && l.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
             && !l.starts_with('-')
             && !l.ends_with('-')
     };
@@ -332,7 +386,9 @@ fn check_uri(uri: &str) -> Result<(), PkiError> {
     let scheme_ok = uri.split_once(':').is_some_and(|(scheme, rest)| {
         !scheme.is_empty()
             && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
-            && scheme.chars().all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
             && !rest.is_empty()
     });
     if !scheme_ok || !uri.is_ascii() || uri.contains(char::is_whitespace) {
@@ -343,7 +399,7 @@ fn check_uri(uri: &str) -> Result<(), PkiError> {
     Ok(())
 }
 
-pub(crate) fn usage_name(usage: KeyUsage) -> String {
+pub fn usage_name(usage: KeyUsage) -> String {
     serde_json::to_value(usage)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))

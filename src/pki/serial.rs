@@ -35,7 +35,11 @@ impl SerialNumber {
         if digits.is_empty() || digits.len() > 40 {
             return None;
         }
-        let padded = if digits.len() % 2 == 1 { format!("0{digits}") } else { digits };
+        let padded = if digits.len() % 2 == 1 {
+            format!("0{digits}")
+        } else {
+            digits
+        };
         let bytes = (0..padded.len())
             .step_by(2)
             .map(|i| u8::from_str_radix(&padded[i..i + 2], 16).ok())
@@ -72,7 +76,11 @@ impl fmt::Debug for SerialNumber {
 /// as `openssl x509 -fingerprint -sha256` prints it.
 pub fn fingerprint(der: &[u8]) -> String {
     let d = digest::digest(&digest::SHA256, der);
-    d.as_ref().iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    d.as_ref()
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 #[cfg(test)]

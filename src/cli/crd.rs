@@ -1,0 +1,18 @@
+use std::io::Write;
+
+use super::CliError;
+
+/// Writes every CRD as a YAML document; `crds/` holds exactly this output.
+pub fn print_crds(out: &mut impl Write) -> Result<(), CliError> {
+    out.write_all(render_crds()?.as_bytes())
+        .map_err(CliError::Stdout)
+}
+
+pub fn render_crds() -> Result<String, CliError> {
+    let mut text = String::new();
+    for crd in crate::api::crds() {
+        text.push_str("---\n");
+        text.push_str(&serde_saphyr::to_string(&crd).map_err(|e| CliError::Yaml(e.to_string()))?);
+    }
+    Ok(text)
+}

@@ -1,0 +1,38 @@
+//! The `certop` command line. Each subcommand is a thin shell over the
+//! library: parse arguments, call the core, print or write the result.
+
+mod crd;
+mod error;
+mod files;
+mod pki;
+mod time_left;
+
+use clap::{Parser, Subcommand};
+
+pub use error::CliError;
+pub use time_left::format_time_left;
+
+/// certop runs a Kubernetes cluster's internal PKI with zero touch.
+#[derive(Debug, Parser)]
+#[command(name = "certop", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Print every CustomResourceDefinition certop defines, as YAML.
+    Crd,
+    /// Work with certificates and keys on disk, no cluster needed.
+    #[command(subcommand)]
+    Pki(pki::PkiCommand),
+}
+
+/// Runs a parsed command line; the binary maps the error to an exit code.
+pub fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Crd => crd::print_crds(&mut std::io::stdout().lock()),
+        Command::Pki(cmd) => pki::run(cmd),
+    }
+}

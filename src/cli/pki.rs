@@ -1,0 +1,246 @@
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use clap::{Args, Subcommand};
+use kube::core::Duration;
+
+use super::files::{OutputFile, read, write_all};
+use super::{CliError, format_time_left};
+use crate::api::{ClusterCertificate, KeyAlgorithm, to_chrono};
+use crate::pki::{
+    Authority, CaRequest, CertificateInfo, LeafTemplate, PrivateKey, issue, parse_chain,
+};
+use crate::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Certificate authorities on disk.
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Issue a certificate from a ClusterCertificate manifest, signed by a CA on disk.
+    Issue(IssueArgs),
+    /// Print what a PEM certificate (or each of a bundle) says.
+    Inspect {
+        /// A PEM file with one or more certificates.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create a self-signed CA: writes OUT/ca.crt and OUT/ca.key (0600).
+    Create(CaCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CaCreateArgs {
+    /// The CA's common name.
+    #[arg(long)]
+    name: String,
+    /// Directory for ca.crt and ca.key.
+    #[arg(long)]
+    out: PathBuf,
+    /// ECDSA-P256, ECDSA-P384, Ed25519, RSA-2048, RSA-3072 or RSA-4096.
+    #[arg(long, default_value = "ECDSA-P256")]
+    algorithm: KeyAlgorithm,
+    /// Lifetime in Go duration syntax.
+    #[arg(long, default_value = "87600h")]
+    duration: Duration,
+    /// Organization (O) of the subject; repeatable.
+    #[arg(long = "organization")]
+    organizations: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct IssueArgs {
+    /// Directory holding the CA's ca.crt and ca.key.
+    #[arg(long)]
+    ca: PathBuf,
+    /// A ClusterCertificate manifest (YAML).
+    #[arg(short = 'f', long = "filename")]
+    manifest: PathBuf,
+    /// Directory for tls.crt (leaf then CA), tls.key (0600) and ca.crt.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+pub fn run(cmd: PkiCommand) -> Result<(), CliError> {
+    match cmd {
+        PkiCommand::Ca(CaCommand::Create(args)) => create_ca(&args),
+        PkiCommand::Issue(args) => issue_from_manifest(&args),
+        PkiCommand::Inspect { file } => {
+            let text = inspect(&file)?;
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
+
+fn create_ca(args: &CaCreateArgs) -> Result<(), CliError> {
+    let key_path = args.out.join("ca.key");
+    if key_path.exists() {
+        return Err(CliError::WouldOverwriteKey(key_path));
+    }
+    let request = CaRequest {
+        common_name: args.name.clone(),
+        organizations: args.organizations.clone(),
+        algorithm: args.algorithm,
+        lifetime: to_chrono(args.duration),
+    };
+    let ca = Authority::create(&request, Utc::now())?;
+    write_all(&[
+        OutputFile {
+            path: args.out.join("ca.crt"),
+            content: ca.certificate_pem().into_bytes(),
+            secret: false,
+        },
+        OutputFile {
+            path: key_path,
+            content: ca.key_pem().into_bytes(),
+            secret: true,
+        },
+    ])?;
+    println!(
+        "created CA {:?} (serial {}, expires {}) in {}",
+        args.name,
+        ca.certificate().serial,
+        ca.certificate().not_after.to_rfc3339(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Loads a CA from DIR/ca.crt and DIR/ca.key.
+pub(crate) fn load_ca(dir: &Path) -> Result<Authority, CliError> {
+    let cert = read(&dir.join("ca.crt"))?;
+    let key = read(&dir.join("ca.key"))?;
+    Ok(Authority::load(&cert, &key, Utc::now())?)
+}
+
+fn issue_from_manifest(args: &IssueArgs) -> Result<(), CliError> {
+    let manifest = read_manifest(&args.manifest)?;
+    let template = LeafTemplate::from_spec(&manifest.spec)?;
+    let ca = load_ca(&args.ca)?;
+    let key = PrivateKey::generate(template.key_algorithm)?;
+    let issued = issue(&template, &key, &ca, Utc::now())?;
+    write_all(&[
+        OutputFile {
+            path: args.out.join(TLS_CERT_KEY),
+            content: issued.chain_pem.into_bytes(),
+            secret: false,
+        },
+        OutputFile {
+            path: args.out.join(TLS_PRIVATE_KEY_KEY),
+            content: key.to_pem().into_bytes(),
+            secret: true,
+        },
+        OutputFile {
+            path: args.out.join(CA_CERT_KEY),
+            content: ca.certificate_pem().into_bytes(),
+            secret: false,
+        },
+    ])?;
+    let name = manifest.metadata.name.unwrap_or_default();
+    println!(
+        "issued {name} (serial {}, expires {}{}) in {}",
+        issued.certificate.serial,
+        issued.certificate.not_after.to_rfc3339(),
+        if issued.clamped_to_ca {
+            ", cut short to the CA's notAfter"
+        } else {
+            ""
+        },
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Reads a ClusterCertificate manifest and checks it against the same CEL
+/// rules the API server enforces, so offline use refuses what a cluster would.
+pub(crate) fn read_manifest(path: &Path) -> Result<ClusterCertificate, CliError> {
+    let text = String::from_utf8(read(path)?).map_err(|_| CliError::Manifest {
+        path: path.into(),
+        reason: "not UTF-8 text".into(),
+    })?;
+    let manifest: ClusterCertificate =
+        serde_saphyr::from_str(&text).map_err(|e| CliError::Manifest {
+            path: path.into(),
+            reason: format!("not a ClusterCertificate: {e}"),
+        })?;
+    if manifest.metadata.name.is_none() {
+        return Err(CliError::Manifest {
+            path: path.into(),
+            reason: "metadata.name is missing".into(),
+        });
+    }
+    kube::core::cel::validate_cel(&manifest).map_err(|e| CliError::Manifest {
+        path: path.into(),
+        reason: e.to_string(),
+    })?;
+    Ok(manifest)
+}
+
+fn inspect(file: &Path) -> Result<String, CliError> {
+    let chain = parse_chain(&read(file)?, &file.display().to_string())?;
+    let now = Utc::now();
+    let mut out = String::new();
+    for (i, cert) in chain.iter().enumerate() {
+        if chain.len() > 1 {
+            let _ = writeln!(out, "Certificate {} of {}", i + 1, chain.len());
+        }
+        describe(&mut out, cert, now);
+    }
+    Ok(out)
+}
+
+fn describe(out: &mut String, c: &CertificateInfo, now: chrono::DateTime<Utc>) {
+    let list = |items: Vec<String>| {
+        if items.is_empty() {
+            "-".to_string()
+        } else {
+            items.join(", ")
+        }
+    };
+    let left = if now >= c.not_after {
+        format!("expired {} ago", format_time_left(now - c.not_after))
+    } else {
+        format!("{} left", format_time_left(c.not_after - now))
+    };
+    let rows = [
+        ("Subject", c.subject.clone()),
+        ("Issuer", c.issuer.clone()),
+        ("Serial", c.serial.to_string()),
+        ("SHA-256", c.fingerprint.clone()),
+        ("Not before", c.not_before.to_rfc3339()),
+        (
+            "Not after",
+            format!("{} ({left})", c.not_after.to_rfc3339()),
+        ),
+        (
+            "Key",
+            c.key_algorithm
+                .map_or("unsupported".to_string(), |a| a.to_string()),
+        ),
+        ("CA", if c.is_ca { "yes" } else { "no" }.to_string()),
+        (
+            "Usages",
+            list(
+                c.usages
+                    .iter()
+                    .map(|u| crate::pki::usage_name(*u))
+                    .collect(),
+            ),
+        ),
+        ("DNS names", list(c.dns_names.clone())),
+        (
+            "IP addresses",
+            list(c.ip_addresses.iter().map(|ip| ip.to_string()).collect()),
+        ),
+        ("URIs", list(c.uris.clone())),
+        ("CRL", list(c.crl_distribution_points.clone())),
+    ];
+    for (label, value) in rows {
+        let _ = writeln!(out, "  {:<13} {value}", format!("{label}:"));
+    }
+}
