@@ -3,7 +3,7 @@ use kube::core::Duration;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{KeyAlgorithm, Subject};
+use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm, Subject};
 
 /// One internal certificate authority. certop creates its key (or adopts an
 /// existing one), signs certificates and CRLs with it, and publishes its
@@ -37,7 +37,7 @@ pub struct CertificateAuthoritySpec {
     pub key_algorithm: Option<KeyAlgorithm>,
     /// Lifetime of a generated CA certificate, in Go duration syntax. Default 87600h (10 years).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub duration: Option<Duration>,
     /// Where the CA's certificate and key live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -57,10 +57,7 @@ pub struct CertificateAuthoritySpec {
 pub struct CaKeySource {
     /// Name of the Secret. Default `<ca-name>-ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: Option<String>,
     /// When true the Secret must already exist (for example kubeadm's CA);
     /// certop validates and uses it and never generates a key for this CA.
@@ -76,16 +73,17 @@ pub struct CrlSettings {
     /// URL written into issued certificates' CRL distribution point.
     /// Default: the operator Service's `/crl/<ca>.crl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
     #[x_kube(validation = kube::core::Rule::new("isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))").message("crl.distributionPointURL must be an http:// or https:// URL"))]
     #[serde(rename = "distributionPointURL")]
     pub distribution_point_url: Option<String>,
     /// How long a CRL is valid (nextUpdate - thisUpdate). Default 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub validity: Option<Duration>,
     /// How long before nextUpdate the CRL is re-signed. Default a third of validity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$"))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub refresh_before: Option<Duration>,
 }
 
@@ -95,10 +93,7 @@ pub struct CrlSettings {
 pub struct TrustBundle {
     /// Name of the ConfigMap. Default `<ca-name>-ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(
-        length(max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-    )]
+    #[schemars(length(max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub config_map_name: Option<String>,
     /// Namespaces that receive the ConfigMap.
     pub namespace_selector: LabelSelector,
@@ -124,15 +119,15 @@ pub struct CertificateAuthorityStatus {
     pub not_after: Option<chrono::DateTime<chrono::Utc>>,
     /// Number of the CRL most recently published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crl_number: Option<u64>,
+    pub crl_number: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_this_update: Option<chrono::DateTime<chrono::Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_next_update: Option<chrono::DateTime<chrono::Utc>>,
     /// Certificates issued by this CA that have not yet expired.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issued_certificates: Option<u64>,
+    pub issued_certificates: Option<i64>,
     /// Revoked certificates that have not yet expired (CRL entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub revoked_certificates: Option<u64>,
+    pub revoked_certificates: Option<i64>,
 }

@@ -5,7 +5,7 @@ use kube::core::Duration;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm};
+use super::{DNS_LABEL_PATTERN, DNS_NAME_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm};
 
 /// One certificate and its private key, kept current in a Secret.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -56,10 +56,12 @@ pub struct ClusterCertificateSpec {
     pub node_name: Option<String>,
     /// The node's advertise address, added to the SANs of the kube-apiserver and etcd profiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("advertiseAddress must be an IPv4 or IPv6 address"))]
     pub advertise_address: Option<String>,
     /// The Service CIDR; its first address is a SAN of the kube-apiserver profile. Default 10.96.0.0/12.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 49))]
     #[x_kube(validation = Rule::new("isCIDR(self)").message("serviceCIDR must be a CIDR such as 10.96.0.0/12"))]
     #[serde(rename = "serviceCIDR")]
     pub service_cidr: Option<String>,
@@ -71,17 +73,20 @@ pub struct ClusterCertificateSpec {
     #[schemars(length(min = 1, max = 64))]
     pub common_name: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10), inner(length(min = 1, max = 64)))]
     pub organizations: Vec<String>,
     /// DNS subject alternative names; `*.` may lead for a wildcard.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[x_kube(validation = Rule::new("self.all(n, size(n) <= 253 && n.matches('^(\\\\*\\\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$'))").message("each of dnsNames must be a lower-case DNS name such as api.example.com or *.example.com"))]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253), regex(pattern = DNS_NAME_PATTERN)))]
     pub dns_names: Vec<String>,
     /// IP address subject alternative names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 45)))]
     #[x_kube(validation = Rule::new("self.all(ip, isIP(ip))").message("each of ipAddresses must be an IPv4 or IPv6 address"))]
     pub ip_addresses: Vec<String>,
     /// URI subject alternative names, such as SPIFFE IDs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20), inner(length(max = 512)))]
     #[x_kube(validation = Rule::new("self.all(u, isURL(u))").message("each of uris must be an absolute URI"))]
     pub uris: Vec<String>,
     /// Key usages and extended key usages; a profile sets its own and refuses these.
@@ -91,17 +96,17 @@ pub struct ClusterCertificateSpec {
     pub private_key: Option<PrivateKeySettings>,
     /// Lifetime of the certificate, in Go duration syntax. Default 2160h (90 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub duration: Option<Duration>,
     /// Renew this long before notAfter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = DURATION_PATTERN))]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
     pub renew_before: Option<Duration>,
     /// Renew when this percentage of the lifetime remains. Default: renew at
     /// two thirds of the lifetime (33).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 99))]
-    pub renew_before_percentage: Option<u8>,
+    pub renew_before_percentage: Option<i32>,
     /// Extra labels and annotations for the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,

@@ -5,6 +5,8 @@
 
 mod certificate_authority;
 mod cluster_certificate;
+#[cfg(test)]
+mod tests;
 
 pub use certificate_authority::{
     CaKeySource, CertificateAuthority, CertificateAuthoritySpec, CertificateAuthorityStatus,
@@ -30,6 +32,10 @@ pub(crate) const DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m
 /// A DNS-1123 subdomain, as Kubernetes requires of object names.
 pub(crate) const DNS_SUBDOMAIN_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// A lower-case DNS name for a certificate SAN, optionally a `*.` wildcard.
+pub(crate) const DNS_NAME_PATTERN: &str =
+    r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 /// A DNS-1123 label, as Kubernetes requires of namespace names.
 pub(crate) const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
@@ -115,6 +121,7 @@ pub struct Subject {
     #[schemars(length(min = 1, max = 64))]
     pub common_name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10), inner(length(min = 1, max = 64)))]
     pub organizations: Vec<String>,
 }
 

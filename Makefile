@@ -1,0 +1,51 @@
+# certop's entry points. `make test` is the one test command; CI runs it.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+CARGO ?= cargo
+VENV := .venv
+DEV_DIR := .certop-dev
+PKILINT_VERSION := 0.13.3
+
+.PHONY: build test unit-test lint crds control-plane venv dev-up dev-down demo bench clean
+
+build:
+	$(CARGO) build --all-targets
+
+# Python tools the tests use as independent verifiers (pkilint), in a local venv.
+venv: $(VENV)/.stamp
+$(VENV)/.stamp:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet "pkilint==$(PKILINT_VERSION)"
+	touch $@
+
+# The real control plane (kube-apiserver + etcd), built once and cached.
+control-plane:
+	@tests/control-plane/build.sh >/dev/null
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets --locked -- -D warnings
+
+test: venv control-plane lint
+	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" PKILINT_BIN="$(CURDIR)/$(VENV)/bin" \
+		$(CARGO) test --locked --all-targets
+
+crds:
+	$(CARGO) run --quiet -- crd > crds/certop-crds.yaml
+
+dev-up: control-plane
+	@scripts/dev-control-plane.sh up "$(DEV_DIR)"
+
+dev-down:
+	@scripts/dev-control-plane.sh down "$(DEV_DIR)"
+
+demo: control-plane
+	@scripts/demo.sh
+
+bench:
+	$(CARGO) bench --bench pki
+
+clean:
+	$(CARGO) clean
+	rm -rf $(VENV) $(DEV_DIR)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Starts or stops a local control plane in the background.
+#   dev-control-plane.sh up DIR    kubeconfig at DIR/kubeconfig, log at DIR/control-plane.log
+#   dev-control-plane.sh down DIR
+set -euo pipefail
+cmd="${1:?up or down}"
+dir="${2:?state directory}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+pidfile="$dir/control-plane.pid"
+
+running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
+
+case "$cmd" in
+up)
+  if ! running; then
+  bin="$("$root/tests/control-plane/build.sh")"
+  rm -f "$dir/kubeconfig"
+  nohup "$bin" --kubeconfig "$dir/kubeconfig" --log-file "$dir/control-plane.log" \
+    >"$dir/control-plane.out" 2>&1 </dev/null &
+  echo $! >"$pidfile"
+  for _ in $(seq 1 600); do
+    if [ -s "$dir/kubeconfig" ]; then break; fi
+    if ! running; then
+      echo "control plane exited; its log:" >&2
+      tail -n 40 "$dir/control-plane.log" "$dir/control-plane.out" >&2 || true
+      exit 1
+    fi
+    sleep 0.2
+  done
+  [ -s "$dir/kubeconfig" ] || { echo "control plane not ready after 120s; see $dir/control-plane.log" >&2; exit 1; }
+  fi
+  KUBECONFIG="$dir/kubeconfig" kubectl apply --server-side -f "$root/crds/" >/dev/null
+  KUBECONFIG="$dir/kubeconfig" kubectl wait --for condition=established --timeout=60s \
+    crd/clustercertificates.certop.dev crd/certificateauthorities.certop.dev >/dev/null
+  echo "control plane up (pid $(cat "$pidfile")); export KUBECONFIG=$dir/kubeconfig"
+  ;;
+down)
+  if running; then
+    pid="$(cat "$pidfile")"
+    kill "$pid"
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -9 "$pid" 2>/dev/null || true
+    echo "control plane stopped"
+  else
+    echo "no control plane running"
+  fi
+  rm -f "$pidfile"
+  ;;
+*)
+  echo "usage: $0 up|down DIR" >&2
+  exit 2
+  ;;
+esac
