@@ -321,7 +321,9 @@ mod tests {
     use crate::pki::{Authority, CaRequest, issue};
 
     fn t0() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid date")
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("valid date")
     }
 
     fn spec() -> ClusterCertificateSpec {
@@ -357,7 +359,14 @@ mod tests {
             tls_key: Some(key.to_pem().into_bytes()),
             ca_crt: Some(ca.certificate_pem().into_bytes()),
         };
-        World { ca, other_ca, template, policy: RenewalPolicy::from_spec(&spec()), secret, leaf: issued.certificate }
+        World {
+            ca,
+            other_ca,
+            template,
+            policy: RenewalPolicy::from_spec(&spec()),
+            secret,
+            leaf: issued.certificate,
+        }
     }
 
     fn reason(plan: Plan) -> Option<IssueReason> {
@@ -371,42 +380,154 @@ mod tests {
     fn plan_table() {
         let w = world();
         let day = Duration::days(1);
-        let other_key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).expect("key").to_pem().into_bytes();
+        let other_key = PrivateKey::generate(KeyAlgorithm::EcdsaP256)
+            .expect("key")
+            .to_pem()
+            .into_bytes();
         type Edit = Box<dyn Fn(&mut SecretData, &mut LeafTemplate)>;
         let cases: Vec<(&str, Option<Edit>, DateTime<Utc>, Option<IssueReason>)> = vec![
-            ("fresh certificate", Some(Box::new(|_, _| {})), t0() + day, None),
+            (
+                "fresh certificate",
+                Some(Box::new(|_, _| {})),
+                t0() + day,
+                None,
+            ),
             ("no Secret", None, t0(), Some(IssueReason::SecretMissing)),
-            ("no tls.crt", Some(Box::new(|s, _| s.tls_crt = None)), t0(), Some(IssueReason::MissingData(TLS_CERT_KEY))),
-            ("no tls.key", Some(Box::new(|s, _| s.tls_key = None)), t0(), Some(IssueReason::MissingData(TLS_PRIVATE_KEY_KEY))),
-            ("no ca.crt", Some(Box::new(|s, _| s.ca_crt = None)), t0(), Some(IssueReason::MissingData(CA_CERT_KEY))),
+            (
+                "no tls.crt",
+                Some(Box::new(|s, _| s.tls_crt = None)),
+                t0(),
+                Some(IssueReason::MissingData(TLS_CERT_KEY)),
+            ),
+            (
+                "no tls.key",
+                Some(Box::new(|s, _| s.tls_key = None)),
+                t0(),
+                Some(IssueReason::MissingData(TLS_PRIVATE_KEY_KEY)),
+            ),
+            (
+                "no ca.crt",
+                Some(Box::new(|s, _| s.ca_crt = None)),
+                t0(),
+                Some(IssueReason::MissingData(CA_CERT_KEY)),
+            ),
             (
                 "garbage tls.crt",
                 Some(Box::new(|s, _| s.tls_crt = Some(b"junk".to_vec()))),
                 t0(),
-                Some(IssueReason::CorruptData { field: TLS_CERT_KEY, reason: "no PEM certificate found in tls.crt".into() }),
+                Some(IssueReason::CorruptData {
+                    field: TLS_CERT_KEY,
+                    reason: "no PEM certificate found in tls.crt".into(),
+                }),
             ),
             (
                 "garbage tls.key",
                 Some(Box::new(|s, _| s.tls_key = Some(b"junk".to_vec()))),
                 t0(),
-                Some(IssueReason::CorruptData { field: TLS_PRIVATE_KEY_KEY, reason: "not a PEM private key of a supported algorithm".into() }),
+                Some(IssueReason::CorruptData {
+                    field: TLS_PRIVATE_KEY_KEY,
+                    reason: "not a PEM private key of a supported algorithm".into(),
+                }),
             ),
-            ("key of another certificate", Some(Box::new(move |s, _| s.tls_key = Some(other_key.clone()))), t0(), Some(IssueReason::KeyMismatch)),
-            ("CA bundle edited", Some(Box::new(|s, _| s.ca_crt = s.tls_crt.clone().map(|c| c[..c.len() / 2].to_vec()))), t0(), Some(IssueReason::CaBundleOutdated)),
-            ("DNS names changed", Some(Box::new(|_, t| t.dns_names.push("new.example.com".into()))), t0(), Some(IssueReason::SpecChanged(SpecField::DnsNames))),
-            ("DNS names reordered", Some(Box::new(|_, t| t.dns_names.reverse())), t0() + day, None),
-            ("common name changed", Some(Box::new(|_, t| t.common_name = Some("api".into()))), t0(), Some(IssueReason::SpecChanged(SpecField::CommonName))),
-            ("organizations changed", Some(Box::new(|_, t| t.organizations = vec!["acme".into()])), t0(), Some(IssueReason::SpecChanged(SpecField::Organizations))),
-            ("IPs changed", Some(Box::new(|_, t| t.ip_addresses.push("10.0.0.1".parse().expect("ip")))), t0(), Some(IssueReason::SpecChanged(SpecField::IpAddresses))),
-            ("URIs changed", Some(Box::new(|_, t| t.uris.push("spiffe://x/y".into()))), t0(), Some(IssueReason::SpecChanged(SpecField::Uris))),
-            ("usages changed", Some(Box::new(|_, t| { t.usages.insert(crate::api::KeyUsage::ClientAuth); })), t0(), Some(IssueReason::SpecChanged(SpecField::Usages))),
-            ("algorithm changed", Some(Box::new(|_, t| t.key_algorithm = KeyAlgorithm::EcdsaP384)), t0(), Some(IssueReason::SpecChanged(SpecField::KeyAlgorithm))),
-            ("duration changed", Some(Box::new(|_, t| t.lifetime = Duration::days(30))), t0(), Some(IssueReason::SpecChanged(SpecField::Duration))),
-            ("CRL URL added", Some(Box::new(|_, t| t.crl_distribution_point = Some("http://x/crl".into()))), t0(), Some(IssueReason::SpecChanged(SpecField::CrlDistributionPoint))),
+            (
+                "key of another certificate",
+                Some(Box::new(move |s, _| s.tls_key = Some(other_key.clone()))),
+                t0(),
+                Some(IssueReason::KeyMismatch),
+            ),
+            (
+                "CA bundle edited",
+                Some(Box::new(|s, _| {
+                    s.ca_crt = s.tls_crt.clone().map(|c| c[..c.len() / 2].to_vec())
+                })),
+                t0(),
+                Some(IssueReason::CaBundleOutdated),
+            ),
+            (
+                "DNS names changed",
+                Some(Box::new(|_, t| t.dns_names.push("new.example.com".into()))),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::DnsNames)),
+            ),
+            (
+                "DNS names reordered",
+                Some(Box::new(|_, t| t.dns_names.reverse())),
+                t0() + day,
+                None,
+            ),
+            (
+                "common name changed",
+                Some(Box::new(|_, t| t.common_name = Some("api".into()))),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::CommonName)),
+            ),
+            (
+                "organizations changed",
+                Some(Box::new(|_, t| t.organizations = vec!["acme".into()])),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::Organizations)),
+            ),
+            (
+                "IPs changed",
+                Some(Box::new(|_, t| {
+                    t.ip_addresses.push("10.0.0.1".parse().expect("ip"))
+                })),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::IpAddresses)),
+            ),
+            (
+                "URIs changed",
+                Some(Box::new(|_, t| t.uris.push("spiffe://x/y".into()))),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::Uris)),
+            ),
+            (
+                "usages changed",
+                Some(Box::new(|_, t| {
+                    t.usages.insert(crate::api::KeyUsage::ClientAuth);
+                })),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::Usages)),
+            ),
+            (
+                "algorithm changed",
+                Some(Box::new(|_, t| t.key_algorithm = KeyAlgorithm::EcdsaP384)),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::KeyAlgorithm)),
+            ),
+            (
+                "duration changed",
+                Some(Box::new(|_, t| t.lifetime = Duration::days(30))),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::Duration)),
+            ),
+            (
+                "CRL URL added",
+                Some(Box::new(|_, t| {
+                    t.crl_distribution_point = Some("http://x/crl".into())
+                })),
+                t0(),
+                Some(IssueReason::SpecChanged(SpecField::CrlDistributionPoint)),
+            ),
             // Renewal at day 60 less a jitter of at most 3 days (10% of a 30-day window).
-            ("before the renewal window", Some(Box::new(|_, _| {})), t0() + Duration::days(56), None),
-            ("renewal due", Some(Box::new(|_, _| {})), t0() + Duration::days(60), Some(IssueReason::RenewalDue)),
-            ("expired", Some(Box::new(|_, _| {})), t0() + Duration::days(91), Some(IssueReason::Expired)),
+            (
+                "before the renewal window",
+                Some(Box::new(|_, _| {})),
+                t0() + Duration::days(56),
+                None,
+            ),
+            (
+                "renewal due",
+                Some(Box::new(|_, _| {})),
+                t0() + Duration::days(60),
+                Some(IssueReason::RenewalDue),
+            ),
+            (
+                "expired",
+                Some(Box::new(|_, _| {})),
+                t0() + Duration::days(91),
+                Some(IssueReason::Expired),
+            ),
         ];
         for (name, edit, now, expected) in cases {
             let mut secret = w.secret.clone();
@@ -415,7 +536,13 @@ mod tests {
                 e(&mut secret, &mut template);
                 secret
             });
-            let got = reason(plan(&template, &w.policy, secret.as_ref(), w.ca.certificate(), now));
+            let got = reason(plan(
+                &template,
+                &w.policy,
+                secret.as_ref(),
+                w.ca.certificate(),
+                now,
+            ));
             assert_eq!(got, expected, "{name}");
         }
     }
@@ -423,15 +550,30 @@ mod tests {
     #[test]
     fn a_certificate_from_another_ca_is_reissued() {
         let w = world();
-        let got = plan(&w.template, &w.policy, Some(&w.secret), w.other_ca.certificate(), t0());
+        let got = plan(
+            &w.template,
+            &w.policy,
+            Some(&w.secret),
+            w.other_ca.certificate(),
+            t0(),
+        );
         assert_eq!(reason(got), Some(IssueReason::NotIssuedByCurrentCa));
     }
 
     #[test]
     fn up_to_date_reports_the_renewal_time() {
         let w = world();
-        match plan(&w.template, &w.policy, Some(&w.secret), w.ca.certificate(), t0()) {
-            Plan::UpToDate { current, renewal_time } => {
+        match plan(
+            &w.template,
+            &w.policy,
+            Some(&w.secret),
+            w.ca.certificate(),
+            t0(),
+        ) {
+            Plan::UpToDate {
+                current,
+                renewal_time,
+            } => {
                 assert_eq!(current.serial, w.leaf.serial);
                 assert_eq!(renewal_time, super::renewal_time(&w.leaf, &w.policy));
             }
@@ -445,17 +587,42 @@ mod tests {
         let lifetime = Duration::days(90);
         let cases = [
             (RenewalPolicy::default(), lifetime / 3),
-            (RenewalPolicy { renew_before: Some(Duration::days(10)), ..Default::default() }, Duration::days(10)),
-            (RenewalPolicy { renew_before_percentage: Some(50), ..Default::default() }, lifetime / 2),
+            (
+                RenewalPolicy {
+                    renew_before: Some(Duration::days(10)),
+                    ..Default::default()
+                },
+                Duration::days(10),
+            ),
+            (
+                RenewalPolicy {
+                    renew_before_percentage: Some(50),
+                    ..Default::default()
+                },
+                lifetime / 2,
+            ),
             // A renewBefore as long as the certificate (cut short by its CA) falls back to a third.
-            (RenewalPolicy { renew_before: Some(Duration::days(100)), ..Default::default() }, lifetime / 3),
+            (
+                RenewalPolicy {
+                    renew_before: Some(Duration::days(100)),
+                    ..Default::default()
+                },
+                lifetime / 3,
+            ),
         ];
         for (policy, window) in cases {
             let at = renewal_time(&w.leaf, &policy);
             let latest = w.leaf.not_after - window;
             assert!(at <= latest, "{policy:?}: {at} after {latest}");
-            assert!(at >= latest - window / 10, "{policy:?}: jitter beyond 10% of the window");
-            assert_eq!(at, renewal_time(&w.leaf, &policy), "jitter is deterministic");
+            assert!(
+                at >= latest - window / 10,
+                "{policy:?}: jitter beyond 10% of the window"
+            );
+            assert_eq!(
+                at,
+                renewal_time(&w.leaf, &policy),
+                "jitter is deterministic"
+            );
         }
     }
 
@@ -465,25 +632,67 @@ mod tests {
         let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).expect("key");
         let times: BTreeSet<DateTime<Utc>> = (0..20)
             .map(|_| {
-                let c = issue(&w.template, &key, &w.ca, t0()).expect("issue").certificate;
+                let c = issue(&w.template, &key, &w.ca, t0())
+                    .expect("issue")
+                    .certificate;
                 renewal_time(&c, &RenewalPolicy::default())
             })
             .collect();
-        assert!(times.len() >= 19, "20 certificates issued together got only {} distinct renewal times", times.len());
+        assert!(
+            times.len() >= 19,
+            "20 certificates issued together got only {} distinct renewal times",
+            times.len()
+        );
     }
 
     #[test]
     fn rotation_policy_never_reuses_a_sound_key_of_the_right_algorithm() {
         let w = world();
-        let never = RenewalPolicy { rotation: RotationPolicy::Never, ..w.policy };
+        let never = RenewalPolicy {
+            rotation: RotationPolicy::Never,
+            ..w.policy
+        };
         let due = t0() + Duration::days(61);
-        assert_eq!(plan(&w.template, &never, Some(&w.secret), w.ca.certificate(), due), Plan::Issue { reason: IssueReason::RenewalDue, reuse_key: true });
-        assert_eq!(plan(&w.template, &w.policy, Some(&w.secret), w.ca.certificate(), due), Plan::Issue { reason: IssueReason::RenewalDue, reuse_key: false });
+        assert_eq!(
+            plan(
+                &w.template,
+                &never,
+                Some(&w.secret),
+                w.ca.certificate(),
+                due
+            ),
+            Plan::Issue {
+                reason: IssueReason::RenewalDue,
+                reuse_key: true
+            }
+        );
+        assert_eq!(
+            plan(
+                &w.template,
+                &w.policy,
+                Some(&w.secret),
+                w.ca.certificate(),
+                due
+            ),
+            Plan::Issue {
+                reason: IssueReason::RenewalDue,
+                reuse_key: false
+            }
+        );
         let mut p384 = w.template.clone();
         p384.key_algorithm = KeyAlgorithm::EcdsaP384;
-        assert!(matches!(plan(&p384, &never, Some(&w.secret), w.ca.certificate(), due), Plan::Issue { reuse_key: false, .. }));
+        assert!(matches!(
+            plan(&p384, &never, Some(&w.secret), w.ca.certificate(), due),
+            Plan::Issue {
+                reuse_key: false,
+                ..
+            }
+        ));
         let mut s = spec();
-        s.private_key = Some(PrivateKeySettings { algorithm: None, rotation_policy: Some(RotationPolicy::Never) });
+        s.private_key = Some(PrivateKeySettings {
+            algorithm: None,
+            rotation_policy: Some(RotationPolicy::Never),
+        });
         assert_eq!(RenewalPolicy::from_spec(&s).rotation, RotationPolicy::Never);
     }
 }

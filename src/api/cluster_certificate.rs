@@ -5,7 +5,9 @@ use kube::core::Duration;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{DNS_LABEL_PATTERN, DNS_NAME_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm};
+use super::{
+    DNS_LABEL_PATTERN, DNS_NAME_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm,
+};
 
 /// One certificate and its private key, kept current in a Secret.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -9,8 +9,8 @@ mod time_left;
 
 use clap::{Parser, Subcommand};
 
-pub use error::CliError;
 pub use crd::render_crds;
+pub use error::CliError;
 pub use time_left::format_time_left;
 
 /// certop runs a Kubernetes cluster's internal PKI with zero touch.

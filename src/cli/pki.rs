@@ -166,7 +166,7 @@ pub(crate) fn read_manifest(path: &Path) -> Result<ClusterCertificate, CliError>
     let manifest: ClusterCertificate =
         serde_saphyr::from_str(&text).map_err(|e| CliError::Manifest {
             path: path.into(),
-            reason: format!("not a ClusterCertificate: {e}"),
+            reason: format!("not a ClusterCertificate: {}", first_line(&e.to_string())),
         })?;
     if manifest.metadata.name.is_none() {
         return Err(CliError::Manifest {
@@ -176,9 +176,24 @@ pub(crate) fn read_manifest(path: &Path) -> Result<ClusterCertificate, CliError>
     }
     kube::core::cel::validate_cel(&manifest).map_err(|e| CliError::Manifest {
         path: path.into(),
-        reason: e.to_string(),
+        reason: one_line(&e.to_string()),
     })?;
     Ok(manifest)
+}
+
+/// Errors are printed on one line; a parser that draws a snippet under its
+/// first line is cut there.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
+}
+
+/// A list of errors, one per line, joined into one line.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn inspect(file: &Path) -> Result<String, CliError> {
