@@ -1,0 +1,5 @@
+//! Integration tests against a real kube-apiserver and etcd, driven with the
+//! real kubectl. One binary, so one control plane serves them all.
+
+mod api_server;
+mod support;
