@@ -3,14 +3,15 @@
 //! look again. Pure: no I/O and no clock of its own, so every case is a row
 //! in a table test.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use aws_lc_rs::digest;
 use chrono::{DateTime, Duration, Utc};
 
 use crate::api::{ClusterCertificateSpec, RotationPolicy, to_chrono};
-use crate::pki::{CertificateInfo, LeafTemplate, PrivateKey, key_matches_certificate, parse_chain};
+use crate::pki::{
+    CertificateInfo, LeafTemplate, PrivateKey, SpecField, key_matches_certificate, parse_chain,
+};
 
 /// Keys of a `kubernetes.io/tls` Secret.
 pub const TLS_CERT_KEY: &str = "tls.crt";
@@ -47,36 +48,6 @@ impl RenewalPolicy {
                 .as_ref()
                 .and_then(|k| k.rotation_policy)
                 .unwrap_or_default(),
-        }
-    }
-}
-
-/// A field of the spec that the certificate no longer matches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SpecField {
-    CommonName,
-    Organizations,
-    DnsNames,
-    IpAddresses,
-    Uris,
-    Usages,
-    KeyAlgorithm,
-    Duration,
-    CrlDistributionPoint,
-}
-
-impl SpecField {
-    fn as_str(self) -> &'static str {
-        match self {
-            SpecField::CommonName => "commonName",
-            SpecField::Organizations => "organizations",
-            SpecField::DnsNames => "dnsNames",
-            SpecField::IpAddresses => "ipAddresses",
-            SpecField::Uris => "uris",
-            SpecField::Usages => "usages",
-            SpecField::KeyAlgorithm => "privateKey.algorithm",
-            SpecField::Duration => "duration",
-            SpecField::CrlDistributionPoint => "the CA's CRL distribution point",
         }
     }
 }
@@ -227,7 +198,7 @@ pub fn plan(
         Ok(bundle) if bundle.iter().any(|c| c.der == ca.der) => {}
         _ => return issue(IssueReason::CaBundleOutdated),
     }
-    if let Some(field) = mismatched_field(template, leaf, ca) {
+    if let Some(field) = template.first_mismatch(leaf, ca) {
         return issue(IssueReason::SpecChanged(field));
     }
     if now >= leaf.not_after {
@@ -241,50 +212,6 @@ pub fn plan(
         current: leaf.clone(),
         renewal_time,
     }
-}
-
-/// The first spec field the certificate does not match, if any. Lists are
-/// compared as sets: order carries no meaning in a certificate's names.
-pub fn mismatched_field(
-    t: &LeafTemplate,
-    cert: &CertificateInfo,
-    ca: &CertificateInfo,
-) -> Option<SpecField> {
-    fn set<T: Ord + Clone>(v: &[T]) -> BTreeSet<T> {
-        v.iter().cloned().collect()
-    }
-    let lifetime = cert.not_after - cert.not_before;
-    let clamped = cert.not_after == ca.not_after && lifetime < t.lifetime;
-    let checks = [
-        (cert.common_name != t.common_name, SpecField::CommonName),
-        (
-            set(&cert.organizations) != set(&t.organizations),
-            SpecField::Organizations,
-        ),
-        (
-            set(&cert.dns_names) != set(&t.dns_names),
-            SpecField::DnsNames,
-        ),
-        (
-            set(&cert.ip_addresses) != set(&t.ip_addresses),
-            SpecField::IpAddresses,
-        ),
-        (set(&cert.uris) != set(&t.uris), SpecField::Uris),
-        (cert.usages != t.usages, SpecField::Usages),
-        (
-            cert.key_algorithm != Some(t.key_algorithm),
-            SpecField::KeyAlgorithm,
-        ),
-        (lifetime != t.lifetime && !clamped, SpecField::Duration),
-        (
-            cert.crl_distribution_points.first() != t.crl_distribution_point.as_ref(),
-            SpecField::CrlDistributionPoint,
-        ),
-    ];
-    checks
-        .into_iter()
-        .find(|(differs, _)| *differs)
-        .map(|(_, field)| field)
 }
 
 /// When to renew a certificate: `renewBefore` before notAfter, else
@@ -314,6 +241,8 @@ fn jitter_fraction(cert: &CertificateInfo) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use chrono::TimeZone;
 
     use super::*;
@@ -357,7 +286,7 @@ mod tests {
         let secret = SecretData {
             tls_crt: Some(issued.chain_pem.clone().into_bytes()),
             tls_key: Some(key.to_pem().into_bytes()),
-            ca_crt: Some(ca.certificate_pem().into_bytes()),
+            ca_crt: Some(ca.certificate_pem().as_bytes().to_vec()),
         };
         World {
             ca,

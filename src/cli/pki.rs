@@ -92,7 +92,7 @@ fn create_ca(args: &CaCreateArgs) -> Result<(), CliError> {
     write_all(&[
         OutputFile {
             path: args.out.join("ca.crt"),
-            content: ca.certificate_pem().into_bytes(),
+            content: ca.certificate_pem().as_bytes().to_vec(),
             secret: false,
         },
         OutputFile {
@@ -137,7 +137,7 @@ fn issue_from_manifest(args: &IssueArgs) -> Result<(), CliError> {
         },
         OutputFile {
             path: args.out.join(CA_CERT_KEY),
-            content: ca.certificate_pem().into_bytes(),
+            content: ca.certificate_pem().as_bytes().to_vec(),
             secret: false,
         },
     ])?;
@@ -223,8 +223,8 @@ fn describe(out: &mut String, c: &CertificateInfo, now: chrono::DateTime<Utc>) {
         format!("{} left", format_time_left(c.not_after - now))
     };
     let rows = [
-        ("Subject", c.subject.clone()),
-        ("Issuer", c.issuer.clone()),
+        ("Subject", c.subject()),
+        ("Issuer", c.issuer()),
         ("Serial", c.serial.to_string()),
         ("SHA-256", c.fingerprint.clone()),
         ("Not before", c.not_before.to_rfc3339()),

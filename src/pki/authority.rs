@@ -37,6 +37,8 @@ impl CaRequest {
 /// A CA certificate with its key, validated and ready to sign.
 pub struct Authority {
     certificate: CertificateInfo,
+    /// Encoded once: every issued chain ends with it.
+    certificate_pem: String,
     algorithm: KeyAlgorithm,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -44,7 +46,7 @@ pub struct Authority {
 impl std::fmt::Debug for Authority {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Authority")
-            .field("subject", &self.certificate.subject)
+            .field("subject", &self.certificate.subject())
             .field("serial", &self.certificate.serial)
             .field("algorithm", &self.algorithm)
             .finish_non_exhaustive()
@@ -93,20 +95,20 @@ impl Authority {
             .map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
         let key = PrivateKey::from_pem(key_text, "the CA key")?;
         if !info.is_ca {
-            return Err(PkiError::NotACa(info.subject));
+            return Err(PkiError::NotACa(info.subject()));
         }
         if !info.can_sign_certificates {
-            return Err(PkiError::CaCannotSign(info.subject));
+            return Err(PkiError::CaCannotSign(info.subject()));
         }
         if now > info.not_after {
             return Err(PkiError::CaExpired {
-                subject: info.subject,
+                subject: info.subject(),
                 not_after: info.not_after,
             });
         }
         if now < info.not_before {
             return Err(PkiError::CaNotYetValid {
-                subject: info.subject,
+                subject: info.subject(),
                 not_before: info.not_before,
             });
         }
@@ -118,8 +120,7 @@ impl Authority {
 
     fn from_parts(certificate: CertificateInfo, key: PrivateKey) -> Result<Self, PkiError> {
         let algorithm = key.algorithm();
-        let pair = KeyPair::from_pem(&key.to_pem())
-            .map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
+        let pair = key.into_pair();
         let issuer =
             Issuer::from_ca_cert_der(&certificate.der.clone().into(), pair).map_err(|e| {
                 PkiError::BadCertificate {
@@ -127,8 +128,10 @@ impl Authority {
                     reason: e.to_string(),
                 }
             })?;
+        let certificate_pem = pem_encode("CERTIFICATE", &certificate.der);
         Ok(Authority {
             certificate,
+            certificate_pem,
             algorithm,
             issuer,
         })
@@ -138,8 +141,8 @@ impl Authority {
         &self.certificate
     }
 
-    pub fn certificate_pem(&self) -> String {
-        pem_encode("CERTIFICATE", &self.certificate.der)
+    pub fn certificate_pem(&self) -> &str {
+        &self.certificate_pem
     }
 
     /// The CA key as PEM PKCS#8, for storing it; never log it.

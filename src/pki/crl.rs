@@ -73,7 +73,7 @@ pub fn build_crl(ca: &Authority, request: &CrlRequest<'_>) -> Result<SignedCrl, 
     if !ca.certificate().can_sign_crls {
         return Err(PkiError::CaCannotSign(format!(
             "{} (keyUsage lacks cRLSign)",
-            ca.certificate().subject
+            ca.certificate().subject()
         )));
     }
     let revoked_certs = request

@@ -34,6 +34,8 @@ pub enum PkiError {
     TimeOutOfRange(DateTime<Utc>),
     #[error("key generation failed for {0}")]
     KeyGeneration(&'static str),
+    #[error("the signed certificate does not match spec field {0}; it was discarded")]
+    IssuedMismatch(&'static str),
     #[error("the system random number generator is unavailable")]
     RandomUnavailable,
     #[error("signing failed: {0}")]

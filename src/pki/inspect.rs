@@ -15,8 +15,6 @@ use crate::api::{KeyAlgorithm, KeyUsage};
 #[derive(Clone, Debug, PartialEq)]
 pub struct CertificateInfo {
     pub der: Vec<u8>,
-    pub subject: String,
-    pub issuer: String,
     pub common_name: Option<String>,
     pub organizations: Vec<String>,
     pub serial: SerialNumber,
@@ -53,8 +51,6 @@ impl CertificateInfo {
         let tbs = &cert.tbs_certificate;
         let mut info = CertificateInfo {
             der: der.to_vec(),
-            subject: tbs.subject.to_string(),
-            issuer: tbs.issuer.to_string(),
             common_name: tbs
                 .subject
                 .iter_common_name()
@@ -156,6 +152,16 @@ impl CertificateInfo {
         Ok(info)
     }
 
+    /// The subject as text (RFC 4514 style). Formatted on demand: issuance
+    /// is a hot path and rarely needs it.
+    pub fn subject(&self) -> String {
+        name_to_string(&self.subject_der)
+    }
+
+    pub fn issuer(&self) -> String {
+        name_to_string(&self.issuer_der)
+    }
+
     /// True when `ca` issued this certificate: the issuer name matches the
     /// CA's subject and the signature verifies with the CA's public key.
     pub fn is_issued_by(&self, ca: &CertificateInfo) -> bool {
@@ -187,6 +193,12 @@ pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
         &p,
         ::pem::EncodeConfig::new().set_line_ending(::pem::LineEnding::LF),
     )
+}
+
+fn name_to_string(der: &[u8]) -> String {
+    x509_parser::x509::X509Name::from_der(der)
+        .map(|(_, name)| name.to_string())
+        .unwrap_or_else(|_| "<unparsable name>".to_string())
 }
 
 fn ip_from_bytes(bytes: &[u8]) -> Option<IpAddr> {

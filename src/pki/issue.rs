@@ -37,7 +37,7 @@ pub fn issue(
     let ca_cert = ca.certificate();
     if now >= ca_cert.not_after {
         return Err(PkiError::CaExpired {
-            subject: ca_cert.subject.clone(),
+            subject: ca_cert.subject(),
             not_after: ca_cert.not_after,
         });
     }
@@ -115,6 +115,11 @@ pub fn issue(
         .signed_by(key.pair(), ca.issuer())
         .map_err(PkiError::signing)?;
     let certificate = CertificateInfo::from_der(cert.der(), "the issued certificate")?;
+    // Read back what was signed: a certificate that does not say what the
+    // spec asks for is never handed out.
+    if let Some(field) = template.first_mismatch(&certificate, ca.certificate()) {
+        return Err(PkiError::IssuedMismatch(field.as_str()));
+    }
     let chain_pem = format!("{}{}", certificate.to_pem(), ca.certificate_pem());
     Ok(IssuedCertificate {
         certificate,

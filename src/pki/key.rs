@@ -63,6 +63,10 @@ impl PrivateKey {
     pub(crate) fn pair(&self) -> &KeyPair {
         &self.pair
     }
+
+    pub(crate) fn into_pair(self) -> KeyPair {
+        self.pair
+    }
 }
 
 impl fmt::Debug for PrivateKey {

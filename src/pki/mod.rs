@@ -19,7 +19,7 @@ pub use error::PkiError;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
 pub use issue::{IssuedCertificate, issue};
 pub use key::{PrivateKey, key_matches_certificate};
-pub use profile::{LeafTemplate, profile_name, usage_name};
+pub use profile::{LeafTemplate, SpecField, profile_name, usage_name};
 pub use serial::{SerialNumber, fingerprint};
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -3,7 +3,7 @@ use std::net::IpAddr;
 
 use crate::api::{ClusterCertificateSpec, KeyAlgorithm, KeyUsage, Profile, to_chrono};
 
-use super::PkiError;
+use super::{CertificateInfo, PkiError};
 
 /// Default lifetime of a leaf certificate (90 days), as in cert-manager.
 pub const DEFAULT_LEAF_LIFETIME_HOURS: i64 = 2160;
@@ -28,6 +28,83 @@ pub struct LeafTemplate {
     pub lifetime: chrono::Duration,
     /// The CRL distribution point of the issuing CA, if it publishes one.
     pub crl_distribution_point: Option<String>,
+}
+
+/// A field of the spec that the certificate no longer matches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SpecField {
+    CommonName,
+    Organizations,
+    DnsNames,
+    IpAddresses,
+    Uris,
+    Usages,
+    KeyAlgorithm,
+    Duration,
+    CrlDistributionPoint,
+}
+
+impl SpecField {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecField::CommonName => "commonName",
+            SpecField::Organizations => "organizations",
+            SpecField::DnsNames => "dnsNames",
+            SpecField::IpAddresses => "ipAddresses",
+            SpecField::Uris => "uris",
+            SpecField::Usages => "usages",
+            SpecField::KeyAlgorithm => "privateKey.algorithm",
+            SpecField::Duration => "duration",
+            SpecField::CrlDistributionPoint => "the CA's CRL distribution point",
+        }
+    }
+}
+
+impl LeafTemplate {
+    /// The first spec field the certificate does not match, if any. Lists are
+    /// compared as sets: order carries no meaning in a certificate's names.
+    pub fn first_mismatch(
+        &self,
+        cert: &CertificateInfo,
+        ca: &CertificateInfo,
+    ) -> Option<SpecField> {
+        let t = self;
+        fn set<T: Ord + Clone>(v: &[T]) -> BTreeSet<T> {
+            v.iter().cloned().collect()
+        }
+        let lifetime = cert.not_after - cert.not_before;
+        let clamped = cert.not_after == ca.not_after && lifetime < t.lifetime;
+        let checks = [
+            (cert.common_name != t.common_name, SpecField::CommonName),
+            (
+                set(&cert.organizations) != set(&t.organizations),
+                SpecField::Organizations,
+            ),
+            (
+                set(&cert.dns_names) != set(&t.dns_names),
+                SpecField::DnsNames,
+            ),
+            (
+                set(&cert.ip_addresses) != set(&t.ip_addresses),
+                SpecField::IpAddresses,
+            ),
+            (set(&cert.uris) != set(&t.uris), SpecField::Uris),
+            (cert.usages != t.usages, SpecField::Usages),
+            (
+                cert.key_algorithm != Some(t.key_algorithm),
+                SpecField::KeyAlgorithm,
+            ),
+            (lifetime != t.lifetime && !clamped, SpecField::Duration),
+            (
+                cert.crl_distribution_points.first() != t.crl_distribution_point.as_ref(),
+                SpecField::CrlDistributionPoint,
+            ),
+        ];
+        checks
+            .into_iter()
+            .find(|(differs, _)| *differs)
+            .map(|(_, field)| field)
+    }
 }
 
 /// What a profile fixes: subject, extended usages, and which names it takes.

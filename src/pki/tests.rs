@@ -537,21 +537,21 @@ fn loading_a_ca_refuses_what_cannot_sign() {
         ),
         (
             "key of another CA",
-            ca.certificate_pem().into_bytes(),
+            ca.certificate_pem().as_bytes().to_vec(),
             other.key_pem().into_bytes(),
             now(),
             "does not match",
         ),
         (
             "expired",
-            ca.certificate_pem().into_bytes(),
+            ca.certificate_pem().as_bytes().to_vec(),
             ca.key_pem().into_bytes(),
             now() + Duration::days(3651),
             "expired",
         ),
         (
             "not yet valid",
-            ca.certificate_pem().into_bytes(),
+            ca.certificate_pem().as_bytes().to_vec(),
             ca.key_pem().into_bytes(),
             now() - Duration::days(1),
             "not valid before",
@@ -565,7 +565,7 @@ fn loading_a_ca_refuses_what_cannot_sign() {
         ),
         (
             "garbage key",
-            ca.certificate_pem().into_bytes(),
+            ca.certificate_pem().as_bytes().to_vec(),
             b"hello".to_vec(),
             now(),
             "cannot parse the private key",
