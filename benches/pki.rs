@@ -76,7 +76,7 @@ fn bare_rcgen(algorithm: KeyAlgorithm, issuer: &Issuer<'_, KeyPair>) -> Vec<u8> 
 fn issuance(c: &mut Criterion) {
     let ca = Authority::create(&CaRequest::new("bench CA"), Utc::now()).expect("CA");
     let rcgen_issuer = Issuer::from_ca_cert_pem(
-        &ca.certificate_pem(),
+        ca.certificate_pem(),
         KeyPair::from_pem(&ca.key_pem()).expect("ca key"),
     )
     .expect("issuer");

@@ -129,7 +129,7 @@ pub enum Plan {
     },
     /// The certificate is good; look again at `renewal_time`.
     UpToDate {
-        current: CertificateInfo,
+        current: Box<CertificateInfo>,
         renewal_time: DateTime<Utc>,
     },
 }
@@ -209,7 +209,7 @@ pub fn plan(
         return issue(IssueReason::RenewalDue);
     }
     Plan::UpToDate {
-        current: leaf.clone(),
+        current: Box::new(leaf.clone()),
         renewal_time,
     }
 }
@@ -314,7 +314,14 @@ mod tests {
             .to_pem()
             .into_bytes();
         type Edit = Box<dyn Fn(&mut SecretData, &mut LeafTemplate)>;
-        let cases: Vec<(&str, Option<Edit>, DateTime<Utc>, Option<IssueReason>)> = vec![
+        // (case, change to the Secret and template or None for no Secret, clock, expected reason)
+        type Case = (
+            &'static str,
+            Option<Edit>,
+            DateTime<Utc>,
+            Option<IssueReason>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 "fresh certificate",
                 Some(Box::new(|_, _| {})),

@@ -3,6 +3,9 @@
 //! admission. These types are the public API; field names follow the
 //! conventions of cert-manager and Kubernetes so users meet no surprises.
 
+// kube-derive's `printcolumn(...)` repeats keys such as `type_` by design.
+#![allow(clippy::duplicated_attributes)]
+
 mod certificate_authority;
 mod cluster_certificate;
 #[cfg(test)]

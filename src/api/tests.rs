@@ -35,7 +35,7 @@ fn cel_rules_accept_a_valid_spec_and_refuse_each_invalid_one_with_its_message() 
         validate_cel(&valid())
     );
     let d = |s: &str| Some(s.parse::<kube::core::Duration>().expect("duration"));
-    let cases: Vec<(&str, Box<dyn Fn(&mut ClusterCertificateSpec)>, &str)> = vec![
+    let cases: Vec<(&str, SpecEdit, &str)> = vec![
         (
             "both renewal settings",
             Box::new(move |s| {
@@ -108,3 +108,6 @@ fn crds_directory_is_current() {
         "crds/certop-crds.yaml is stale: run `make crds` (cargo run -- crd > crds/certop-crds.yaml)"
     );
 }
+
+/// A change to a valid spec, for table tests of refusals.
+type SpecEdit = Box<dyn Fn(&mut ClusterCertificateSpec)>;

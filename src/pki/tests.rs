@@ -280,7 +280,7 @@ fn rsa_leaves_get_key_encipherment_and_ec_leaves_do_not() {
 
 #[test]
 fn invalid_specs_are_refused_with_a_message_that_says_what_to_fix() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut ClusterCertificateSpec)>, &str)> = vec![
+    let cases: Vec<(&str, SpecEdit, &str)> = vec![
         (
             "fixed CN overridden",
             Box::new(|s| {
@@ -527,7 +527,9 @@ fn loading_a_ca_refuses_what_cannot_sign() {
         .expect("key")
         .to_pem();
     let other = Authority::create(&CaRequest::new("other"), now()).expect("other CA");
-    let cases: Vec<(&str, Vec<u8>, Vec<u8>, DateTime<Utc>, &str)> = vec![
+    // (case, CA certificate PEM, CA key PEM, clock, expected error)
+    type LoadCase = (&'static str, Vec<u8>, Vec<u8>, DateTime<Utc>, &'static str);
+    let cases: Vec<LoadCase> = vec![
         (
             "leaf as CA",
             leaf.certificate.to_pem().into_bytes(),
@@ -663,3 +665,6 @@ fn crl_lists_live_revocations_with_number_dates_reasons_and_aki() {
         "nextUpdate must follow thisUpdate"
     );
 }
+
+/// A change to a valid spec, for table tests of refusals.
+type SpecEdit = Box<dyn Fn(&mut ClusterCertificateSpec)>;
