@@ -31,7 +31,7 @@ up)
   done
   [ -s "$dir/kubeconfig" ] || { echo "control plane not ready after 120s; see $dir/control-plane.log" >&2; exit 1; }
   fi
-  KUBECONFIG="$dir/kubeconfig" kubectl apply --server-side -f "$root/crds/" >/dev/null
+  KUBECONFIG="$dir/kubeconfig" kubectl apply --server-side -f "$root/crds/certop-crds.yaml" >/dev/null
   KUBECONFIG="$dir/kubeconfig" kubectl wait --for condition=established --timeout=60s \
     crd/clustercertificates.certop.dev crd/certificateauthorities.certop.dev >/dev/null
   echo "control plane up (pid $(cat "$pidfile")); export KUBECONFIG=$dir/kubeconfig"

@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod cli;
+pub mod operator;
 pub mod pki;
 pub mod plan;

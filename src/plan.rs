@@ -36,6 +36,9 @@ pub struct RenewalPolicy {
     pub renew_before: Option<Duration>,
     pub renew_before_percentage: Option<i32>,
     pub rotation: RotationPolicy,
+    /// A request to re-issue now (`kubectl certop renew`): honoured when the
+    /// current certificate is older than the request.
+    pub requested_at: Option<DateTime<Utc>>,
 }
 
 impl RenewalPolicy {
@@ -48,6 +51,7 @@ impl RenewalPolicy {
                 .as_ref()
                 .and_then(|k| k.rotation_policy)
                 .unwrap_or_default(),
+            requested_at: None,
         }
     }
 }
@@ -64,6 +68,7 @@ pub enum IssueReason {
     CaBundleOutdated,
     SpecChanged(SpecField),
     Expired,
+    RenewalRequested,
     RenewalDue,
 }
 
@@ -79,6 +84,7 @@ impl IssueReason {
             IssueReason::CaBundleOutdated => "CABundleOutdated",
             IssueReason::SpecChanged(_) => "SpecChanged",
             IssueReason::Expired => "Expired",
+            IssueReason::RenewalRequested => "RenewalRequested",
             IssueReason::RenewalDue => "RenewalDue",
         }
     }
@@ -86,7 +92,10 @@ impl IssueReason {
     /// True when the certificate in place is valid and only due: the
     /// re-issue is a renewal, not a repair.
     pub fn is_renewal(&self) -> bool {
-        matches!(self, IssueReason::RenewalDue | IssueReason::Expired)
+        matches!(
+            self,
+            IssueReason::RenewalDue | IssueReason::Expired | IssueReason::RenewalRequested
+        )
     }
 }
 
@@ -113,6 +122,7 @@ impl fmt::Display for IssueReason {
                 field.as_str()
             ),
             IssueReason::Expired => f.write_str("the certificate has expired"),
+            IssueReason::RenewalRequested => f.write_str("a renewal was requested"),
             IssueReason::RenewalDue => f.write_str("the renewal time has come"),
         }
     }
@@ -204,6 +214,9 @@ pub fn plan(
     if now >= leaf.not_after {
         return issue(IssueReason::Expired);
     }
+    if policy.requested_at.is_some_and(|at| at > leaf.not_before) {
+        return issue(IssueReason::RenewalRequested);
+    }
     let renewal_time = renewal_time(leaf, policy);
     if now >= renewal_time {
         return issue(IssueReason::RenewalDue);
@@ -228,7 +241,7 @@ pub fn renewal_time(cert: &CertificateInfo, policy: &RenewalPolicy) -> DateTime<
     };
     let jitter_ms =
         (window.num_milliseconds() as f64 * JITTER_SHARE_OF_WINDOW * jitter_fraction(cert)) as i64;
-    cert.not_after - window - Duration::milliseconds(jitter_ms)
+    crate::pki::whole_seconds(cert.not_after - window - Duration::milliseconds(jitter_ms))
 }
 
 /// A number in [0, 1) that depends only on the certificate's serial.
@@ -481,6 +494,39 @@ mod tests {
             ));
             assert_eq!(got, expected, "{name}");
         }
+    }
+
+    #[test]
+    fn a_renewal_request_newer_than_the_certificate_reissues_it_once() {
+        let w = world();
+        let asked = RenewalPolicy {
+            requested_at: Some(t0() + Duration::hours(1)),
+            ..w.policy
+        };
+        let got = plan(
+            &w.template,
+            &asked,
+            Some(&w.secret),
+            w.ca.certificate(),
+            t0() + Duration::hours(2),
+        );
+        assert_eq!(reason(got), Some(IssueReason::RenewalRequested));
+        let older = RenewalPolicy {
+            requested_at: Some(t0() - Duration::hours(1)),
+            ..w.policy
+        };
+        let got = plan(
+            &w.template,
+            &older,
+            Some(&w.secret),
+            w.ca.certificate(),
+            t0() + Duration::hours(2),
+        );
+        assert_eq!(
+            reason(got),
+            None,
+            "a request the current certificate already answers is done"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm, Subject};
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
     printcolumn(
         name = "Age",
         type_ = "date",

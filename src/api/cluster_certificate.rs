@@ -25,8 +25,8 @@ use super::{
     ),
     printcolumn(name = "Secret", type_ = "string", json_path = ".status.secret"),
     printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name"),
-    printcolumn(name = "Expires", type_ = "date", json_path = ".status.notAfter"),
-    printcolumn(name = "Renewal", type_ = "date", json_path = ".status.renewalTime"),
+    printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
+    printcolumn(name = "Renewal", type_ = "string", json_path = ".status.renewalTime"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -112,6 +112,21 @@ pub struct ClusterCertificateSpec {
     /// Extra labels and annotations for the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<SecretTemplate>,
+    /// What happens to the Secret when this ClusterCertificate is deleted. Default Delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_deletion_policy: Option<SecretDeletionPolicy>,
+}
+
+/// What happens to a certificate's Secret when the ClusterCertificate goes.
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+pub enum SecretDeletionPolicy {
+    /// Delete the Secret with the ClusterCertificate.
+    #[default]
+    Delete,
+    /// Keep the Secret (certop stops managing it).
+    Retain,
 }
 
 /// The CertificateAuthority that signs a certificate.

@@ -17,7 +17,7 @@ pub use certificate_authority::{
 };
 pub use cluster_certificate::{
     ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
-    PrivateKeySettings, Profile, RotationPolicy, SecretTemplate,
+    PrivateKeySettings, Profile, RotationPolicy, SecretDeletionPolicy, SecretTemplate,
 };
 
 use kube::CustomResourceExt;
@@ -27,6 +27,27 @@ use serde::{Deserialize, Serialize};
 
 /// The API group of every certop resource.
 pub const GROUP: &str = "certop.dev";
+
+/// Labels and annotations certop reads and writes.
+pub mod meta {
+    /// On every object certop creates; Secrets are watched by it.
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const MANAGED_BY_VALUE: &str = "certop";
+    /// On a certificate's Secret: the ClusterCertificate that owns it.
+    pub const CERTIFICATE: &str = "certop.dev/certificate";
+    /// On a certificate's Secret: the serial of the certificate it holds.
+    pub const SERIAL: &str = "certop.dev/serial";
+    /// On a certificate's Secret: how many times it has been issued.
+    pub const REVISION: &str = "certop.dev/revision";
+    /// On a certificate's Secret: the CertificateAuthority that signed it.
+    pub const ISSUER: &str = "certop.dev/issuer";
+    /// On a CA's Secret and trust-bundle ConfigMaps: the CertificateAuthority.
+    pub const CERTIFICATE_AUTHORITY: &str = "certop.dev/certificate-authority";
+    /// On a ClusterCertificate: a request to re-issue now (`kubectl certop renew`).
+    pub const RENEW_REQUESTED_AT: &str = "certop.dev/renew-requested-at";
+    /// Finalizer that lets certop clean up Secrets and ConfigMaps.
+    pub const FINALIZER: &str = "certop.dev/cleanup";
+}
 
 /// Go's `time.ParseDuration` syntax, which the API server's CEL `duration()`
 /// also uses; an OpenAPI pattern so `kubectl apply` names the field at fault.

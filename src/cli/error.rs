@@ -20,6 +20,10 @@ pub enum CliError {
     Pki(#[from] PkiError),
     #[error("cannot render YAML: {0}")]
     Yaml(String),
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error(transparent)]
+    Operator(#[from] crate::operator::Error),
     #[error("cannot write to standard output: {0}")]
     Stdout(std::io::Error),
 }

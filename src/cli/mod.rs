@@ -23,6 +23,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the operator.
+    Run(crate::operator::RunArgs),
     /// Print every CustomResourceDefinition certop defines, as YAML.
     Crd,
     /// Work with certificates and keys on disk, no cluster needed.
@@ -33,7 +35,18 @@ pub enum Command {
 /// Runs a parsed command line; the binary maps the error to an exit code.
 pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Run(args) => run_operator(args),
         Command::Crd => crd::print_crds(&mut std::io::stdout().lock()),
         Command::Pki(cmd) => pki::run(cmd),
     }
+}
+
+fn run_operator(args: crate::operator::RunArgs) -> Result<(), CliError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(CliError::Runtime)?;
+    runtime
+        .block_on(crate::operator::run(args))
+        .map_err(CliError::Operator)
 }

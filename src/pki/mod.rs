@@ -13,7 +13,7 @@ mod serial;
 #[cfg(test)]
 mod tests;
 
-pub use authority::{Authority, CaRequest};
+pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS};
 pub use crl::{CrlRequest, RevocationReason, RevokedEntry, SignedCrl, build_crl};
 pub use error::PkiError;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};

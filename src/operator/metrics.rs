@@ -1,0 +1,180 @@
+use chrono::{DateTime, Utc};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertificateLabels {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthorityLabels {
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    pub controller: String,
+}
+
+/// The operator's Prometheus metrics, served at `/metrics` (OpenMetrics).
+pub struct Metrics {
+    registry: Registry,
+    certificate_expiration: Family<CertificateLabels, Gauge>,
+    certificate_renewal: Family<CertificateLabels, Gauge>,
+    certificate_ready: Family<CertificateLabels, Gauge>,
+    authority_expiration: Family<AuthorityLabels, Gauge>,
+    issuances: Family<ReasonLabels, Counter>,
+    failures: Family<ReasonLabels, Counter>,
+    reconcile_duration: Family<ControllerLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("certop");
+        let m = Metrics {
+            certificate_expiration: Family::default(),
+            certificate_renewal: Family::default(),
+            certificate_ready: Family::default(),
+            authority_expiration: Family::default(),
+            issuances: Family::default(),
+            failures: Family::default(),
+            reconcile_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.001, 2.0, 14))
+            }),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "certificate_expiration_timestamp_seconds",
+            "notAfter of each ClusterCertificate's current certificate",
+            m.certificate_expiration.clone(),
+        );
+        registry.register(
+            "certificate_renewal_timestamp_seconds",
+            "When certop renews each ClusterCertificate",
+            m.certificate_renewal.clone(),
+        );
+        registry.register(
+            "certificate_ready",
+            "1 when the ClusterCertificate is Ready, else 0",
+            m.certificate_ready.clone(),
+        );
+        registry.register(
+            "ca_expiration_timestamp_seconds",
+            "notAfter of each CertificateAuthority's certificate",
+            m.authority_expiration.clone(),
+        );
+        registry.register(
+            "issuances",
+            "Certificates issued, by reason",
+            m.issuances.clone(),
+        );
+        registry.register(
+            "issuance_failures",
+            "Failed issuances, by reason",
+            m.failures.clone(),
+        );
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time spent in one reconcile",
+            m.reconcile_duration.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    pub fn certificate(
+        &self,
+        name: &str,
+        ready: bool,
+        not_after: Option<DateTime<Utc>>,
+        renewal: Option<DateTime<Utc>>,
+    ) {
+        let labels = &CertificateLabels {
+            name: name.to_string(),
+        };
+        self.certificate_ready
+            .get_or_create(labels)
+            .set(i64::from(ready));
+        if let Some(t) = not_after {
+            self.certificate_expiration
+                .get_or_create(labels)
+                .set(t.timestamp());
+        }
+        if let Some(t) = renewal {
+            self.certificate_renewal
+                .get_or_create(labels)
+                .set(t.timestamp());
+        }
+    }
+
+    pub fn forget_certificate(&self, name: &str) {
+        let labels = CertificateLabels {
+            name: name.to_string(),
+        };
+        for family in [
+            &self.certificate_ready,
+            &self.certificate_expiration,
+            &self.certificate_renewal,
+        ] {
+            family.remove(&labels);
+        }
+    }
+
+    pub fn authority(&self, name: &str, not_after: DateTime<Utc>) {
+        self.authority_expiration
+            .get_or_create(&AuthorityLabels {
+                name: name.to_string(),
+            })
+            .set(not_after.timestamp());
+    }
+
+    pub fn forget_authority(&self, name: &str) {
+        self.authority_expiration.remove(&AuthorityLabels {
+            name: name.to_string(),
+        });
+    }
+
+    pub fn issued(&self, reason: &str) {
+        self.issuances
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn failed(&self, reason: &str) {
+        self.failures
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reconciled(&self, controller: &str, seconds: f64) {
+        self.reconcile_duration
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_string(),
+            })
+            .observe(seconds);
+    }
+
+    /// OpenMetrics text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

@@ -1,0 +1,17 @@
+//! The operator: thin controllers around the pure core. Each reconciler
+//! reads state, asks `pki`/`plan` what to do, writes the Secret, then the
+//! status, records Events and requeues at the next moment that matters.
+
+mod authority_cache;
+pub mod certificate_authority;
+pub mod cluster_certificate;
+mod conditions;
+mod context;
+mod error;
+mod http;
+pub mod metrics;
+mod run;
+
+pub use context::Context;
+pub use error::Error;
+pub use run::{LogFormat, RunArgs, run};

@@ -1,0 +1,294 @@
+//! The operator process: configuration, logs, HTTP, leader election, the
+//! two controllers, and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Controller;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use super::http::{HttpState, serve};
+use super::metrics::Metrics;
+use super::{Context, Error, certificate_authority, cluster_certificate};
+use crate::api::{CertificateAuthority, ClusterCertificate, meta};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `certop run`: flags, each also settable from the environment.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunArgs {
+    /// The operator's namespace: CA Secrets and the leader Lease live here.
+    #[arg(long, env = "CERTOP_NAMESPACE", default_value = "certop-system")]
+    pub namespace: String,
+    /// Address of the HTTP server (/metrics, /healthz, /readyz).
+    #[arg(long, env = "CERTOP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Elect a leader among replicas with a Lease; only the leader reconciles.
+    #[arg(long, env = "CERTOP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    #[arg(long, env = "CERTOP_LEASE_NAME", default_value = "certop-leader")]
+    pub lease_name: String,
+    /// Seconds a leader's lease lasts without renewal: the failover time.
+    #[arg(long, env = "CERTOP_LEASE_DURATION", default_value_t = 15)]
+    pub lease_duration: u64,
+    /// This replica's identity in the Lease. Default: the pod name, else host and pid.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    #[arg(long, env = "CERTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,kube=warn,kube_lease_manager=warn")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = term => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+pub async fn run(args: RunArgs) -> Result<(), Error> {
+    init_logging(args.log_format);
+    rustls::crypto::aws_lc_rs::default_provider()
+        .install_default()
+        .map_err(|_| Error::CryptoProvider)?;
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let http_state = Arc::new(HttpState {
+        metrics: metrics.clone(),
+        ready: Default::default(),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let http = tokio::spawn(serve(
+        args.http_addr,
+        http_state.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    client.apiserver_version().await?;
+    http_state.ready.store(true, Ordering::Relaxed);
+    info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, "certop started");
+
+    let result = if args.leader_elect {
+        run_as_elected(&args, client, metrics, stop_rx.clone()).await
+    } else {
+        run_controllers(
+            client,
+            args.namespace.clone(),
+            metrics,
+            stopped(stop_rx.clone()),
+        )
+        .await;
+        Ok(())
+    };
+    if let Ok(Err(e)) = http.await {
+        error!(error = %e, "HTTP server failed");
+    }
+    result
+}
+
+/// Waits for the Lease, reconciles while holding it, and stops at once if
+/// it is lost: the controllers' future is dropped, cancelling in-flight
+/// work at its next await, and the process exits so it restarts as a
+/// standby.
+async fn run_as_elected(
+    args: &RunArgs,
+    client: Client,
+    metrics: Arc<Metrics>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), Error> {
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}-{}", host.trim(), std::process::id())
+    });
+    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+        .with_namespace(&args.namespace)
+        .with_identity(&identity)
+        .with_duration(args.lease_duration)
+        .with_grace((args.lease_duration / 3).max(1))
+        .build()
+        .await
+        .map_err(|e| Error::Lease(e.to_string()))?;
+    let (mut leader, lease_task) = manager.watch().await;
+    info!(%identity, lease = %args.lease_name, "waiting for the leader lease");
+    loop {
+        if *leader.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leader.changed() => if changed.is_err() {
+                return Err(Error::Lease("the lease manager stopped".into()));
+            },
+            _ = stop.wait_for(|s| *s) => {
+                drop(leader);
+                let _ = lease_task.await;
+                return Ok(());
+            }
+        }
+    }
+    info!(%identity, "became the leader; starting controllers");
+    let mut lost = leader.clone();
+    let stop_for_controllers = {
+        let mut stop = stop.clone();
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let outcome = tokio::select! {
+        _ = run_controllers(client, args.namespace.clone(), metrics, stop_for_controllers) => Ok(()),
+        _ = lost.wait_for(|is_leader| !*is_leader) => {
+            error!(%identity, "lost the leader lease; stopping");
+            Err(Error::LostLeadership)
+        }
+    };
+    // Dropping the last receiver makes the lease manager release the Lease,
+    // so a standby takes over at once after a graceful stop.
+    drop(lost);
+    drop(leader);
+    let _ = lease_task.await;
+    outcome
+}
+
+/// Runs both controllers until `shutdown` resolves (in-flight reconciles
+/// finish first).
+async fn run_controllers(
+    client: Client,
+    namespace: String,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let cas: Api<CertificateAuthority> = Api::all(client.clone());
+    let certs: Api<ClusterCertificate> = Api::all(client.clone());
+    let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
+
+    let ca_controller = Controller::new(cas.clone(), watcher::Config::default());
+    let cert_controller = Controller::new(certs, watcher::Config::default());
+    let ca_store = ca_controller.store();
+    let cert_store = cert_controller.store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        namespace.clone(),
+        metrics,
+        ca_store.clone(),
+        cert_store.clone(),
+    ));
+
+    let bundles_store = ca_store.clone();
+    let ca_secrets = watcher(
+        Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(&managed),
+    )
+    .touched_objects();
+    let ca_run = ca_controller
+        .watches(
+            Api::<Namespace>::all(client.clone()),
+            watcher::Config::default(),
+            move |_ns| {
+                bundles_store
+                    .state()
+                    .iter()
+                    .filter(|ca| ca.spec.trust_bundle.is_some())
+                    .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+                    .collect::<Vec<_>>()
+            },
+        )
+        .watches_stream(ca_secrets, |secret| {
+            secret
+                .annotations()
+                .get(meta::CERTIFICATE_AUTHORITY)
+                .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
+        })
+        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .run(
+            certificate_authority::reconcile,
+            certificate_authority::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "CertificateAuthority controller");
+            }
+        });
+
+    let issuer_store = cert_store.clone();
+    // Metadata only: memory grows with certop's Secrets, not the cluster's.
+    let cert_secrets = watcher(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default().labels(&managed),
+    )
+    .touched_objects();
+    let cert_run = cert_controller
+        .watches(cas, watcher::Config::default(), move |ca| {
+            cluster_certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
+        })
+        .watches_stream(cert_secrets, |secret| {
+            secret
+                .annotations()
+                .get(meta::CERTIFICATE)
+                .map(|c| ObjectRef::<ClusterCertificate>::new(c))
+        })
+        .graceful_shutdown_on(stopped(shutdown_rx))
+        .run(
+            cluster_certificate::reconcile,
+            cluster_certificate::error_policy,
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "ClusterCertificate controller");
+            }
+        });
+    futures::join!(ca_run, cert_run);
+}
