@@ -1,7 +1,28 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let cli = certop::cli::Cli::parse();
+    // Installed as `kubectl-certop`, kubectl runs it as `kubectl certop`.
+    let as_plugin = std::env::args_os()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n == "kubectl-certop")
+        })
+        .unwrap_or(false);
+    let cli = if as_plugin {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = certop::cli::Cli::command()
+            .name("kubectl certop")
+            .bin_name("kubectl certop")
+            .get_matches();
+        match certop::cli::Cli::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        }
+    } else {
+        certop::cli::Cli::parse()
+    };
     match certop::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {

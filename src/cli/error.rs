@@ -20,6 +20,8 @@ pub enum CliError {
     Pki(#[from] PkiError),
     #[error("cannot render YAML: {0}")]
     Yaml(String),
+    #[error("Kubernetes API: {0}")]
+    Kube(kube::Error),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]

@@ -5,6 +5,7 @@ mod crd;
 mod error;
 mod files;
 mod pki;
+mod plugin;
 mod time_left;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,12 @@ pub enum Command {
     /// Work with certificates and keys on disk, no cluster needed.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// Show a ClusterCertificate: conditions, validity, renewal, recent Events.
+    Status(plugin::StatusArgs),
+    /// Re-issue ClusterCertificates now.
+    Renew(plugin::RenewArgs),
+    /// kubeadm-style expiry tables of every ClusterCertificate and CertificateAuthority.
+    CheckExpiration(plugin::CheckExpirationArgs),
 }
 
 /// Runs a parsed command line; the binary maps the error to an exit code.
@@ -38,6 +45,9 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => run_operator(args),
         Command::Crd => crd::print_crds(&mut std::io::stdout().lock()),
         Command::Pki(cmd) => pki::run(cmd),
+        Command::Status(args) => plugin::block_on(plugin::status(args)),
+        Command::Renew(args) => plugin::block_on(plugin::renew(args)),
+        Command::CheckExpiration(args) => plugin::block_on(plugin::check_expiration(args)),
     }
 }
 

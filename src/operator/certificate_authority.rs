@@ -193,7 +193,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
             );
             let was = conditions::find(&previous.conditions, READY).map(|c| c.reason.clone());
             if was.as_deref() != Some(reason) {
-                ctx.event(ca, true, reason, message.clone()).await;
+                ctx.event(ca, true, reason, reason, message.clone()).await;
             }
         }
     }
@@ -224,7 +224,8 @@ async fn create(
     let authority = match Authority::create(&request, Utc::now()) {
         Ok(a) => a,
         Err(e) => {
-            ctx.event(ca, true, "CACreationFailed", e.to_string()).await;
+            ctx.event(ca, true, "CACreationFailed", "Create", e.to_string())
+                .await;
             return Err(Error::Finalizer(format!(
                 "creating CA {}: {e}",
                 ca.name_any()
@@ -270,6 +271,7 @@ async fn create(
                 ca,
                 false,
                 "Created",
+                "Create",
                 format!(
                     "Created CA {} serial {}, valid until {}",
                     cert.subject(),

@@ -350,11 +350,20 @@ async fn issue_certificate(
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
     let name = cert.name_any();
+    // Never reused, even when the Secret (and its annotation) was deleted.
+    let revision = existing
+        .as_ref()
+        .and_then(revision_of)
+        .max(cert.status.as_ref().and_then(|s| s.revision))
+        .unwrap_or(0)
+        + 1;
+    let action = format!("IssueRevision{revision}");
     if existing.is_some() {
         ctx.event(
             cert,
             false,
             "Reissuing",
+            &action,
             format!("Re-issuing the certificate: {reason}"),
         )
         .await;
@@ -373,7 +382,6 @@ async fn issue_certificate(
         Ok(pair) => pair,
         Err(e) => return failed(cert, ctx, &reason, e.to_string(), now).await,
     };
-    let revision = existing.as_ref().and_then(revision_of).unwrap_or(0) + 1;
     let leaf = &issued.certificate;
     let mut labels = BTreeMap::from([(
         meta::MANAGED_BY.to_string(),
@@ -488,6 +496,7 @@ async fn issue_certificate(
         cert,
         false,
         event_reason,
+        &action,
         format!("{message} (revision {revision}; {reason})"),
     )
     .await;
@@ -496,6 +505,7 @@ async fn issue_certificate(
             cert,
             true,
             "DurationClamped",
+            &action,
             format!(
                 "notAfter was cut to the CA's notAfter {}",
                 leaf.not_after.to_rfc3339()
@@ -547,7 +557,8 @@ async fn failed(
     ctx.metrics.failed(reason.code());
     ctx.metrics
         .certificate(&name, false, status.not_after, status.renewal_time);
-    ctx.event(cert, true, "IssuanceFailed", message).await;
+    ctx.event(cert, true, "IssuanceFailed", reason.code(), message)
+        .await;
     Ok(Action::requeue(retry))
 }
 
@@ -583,7 +594,7 @@ async fn not_ready_status(
         patch_status(ctx, &name, &status).await?;
     }
     if was != Some((reason.to_string(), message.clone())) {
-        ctx.event(cert, true, reason, message).await;
+        ctx.event(cert, true, reason, reason, message).await;
     }
     ctx.metrics
         .certificate(&name, false, status.not_after, status.renewal_time);

@@ -53,12 +53,15 @@ impl Context {
 
     /// Records an Event on a (cluster-scoped) object; Events land in the
     /// `default` namespace, where `kubectl describe` finds them. A failure to
-    /// record is logged, never fatal.
+    /// record is logged, never fatal. The recorder folds Events with the same
+    /// reason and action into one series, so `action` tells apart those that
+    /// must each be seen (one per issued revision).
     pub async fn event<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
         warning: bool,
         reason: &str,
+        action: &str,
         note: String,
     ) {
         let event = Event {
@@ -69,7 +72,7 @@ impl Context {
             },
             reason: reason.to_string(),
             note: Some(truncate(note, 1000)),
-            action: reason.to_string(),
+            action: action.to_string(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {

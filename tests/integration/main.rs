@@ -2,4 +2,5 @@
 //! real kubectl. One binary, so one control plane serves them all.
 
 mod api_server;
+mod operator;
 mod support;

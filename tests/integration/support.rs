@@ -20,6 +20,27 @@ pub struct ControlPlane {
 }
 
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
+static OPERATOR: OnceLock<Operator> = OnceLock::new();
+
+/// A running `certop run`, as its ServiceAccount (the RBAC of manifests/).
+pub struct Operator {
+    pub metrics_url: String,
+    pub log: PathBuf,
+    pid_file: PathBuf,
+    /// Closing it (the test process exiting) stops the operator.
+    _stdin: Mutex<ChildStdin>,
+    _child: Mutex<Child>,
+}
+
+/// The shared operator, started on first use against the shared control
+/// plane with exactly the permissions of manifests/rbac.yaml.
+pub fn operator() -> &'static Operator {
+    OPERATOR.get_or_init(|| {
+        let cp = control_plane();
+        cp.install_rbac();
+        cp.start_operator("shared", &[])
+    })
+}
 
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -129,6 +150,63 @@ fn start() -> ControlPlane {
 }
 
 impl ControlPlane {
+    /// Applies the namespace and RBAC of manifests/, as a user would.
+    pub fn install_rbac(&self) {
+        for f in ["manifests/namespace.yaml", "manifests/rbac.yaml"] {
+            let out = self.kubectl(&["apply", "-f", repo_root().join(f).to_str().expect("utf-8")]);
+            assert!(out.status.success(), "{f}: {}", stderr(&out));
+        }
+    }
+
+    /// Starts `certop run` as the operator's ServiceAccount. The process
+    /// stops when the returned handle's stdin closes (a shell waits on it).
+    pub fn start_operator(&self, name: &str, extra: &[&str]) -> Operator {
+        let port = free_port();
+        let dir = self.kubeconfig.parent().expect("dir").to_path_buf();
+        let log = dir.join(format!("operator-{name}-{port}.log"));
+        let pid_file = dir.join(format!("operator-{name}-{port}.pid"));
+        let mut args = vec![
+            "run".to_string(),
+            format!("--http-addr=127.0.0.1:{port}"),
+            format!("--identity={name}"),
+            "--lease-duration=6".to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let script = format!(
+            "\"$0\" \"$@\" >>'{}' 2>&1 & pid=$!; echo $pid >'{}'; read -r _; kill $pid; wait $pid",
+            log.display(),
+            pid_file.display()
+        );
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_certop"))
+            .args(&args)
+            .env("KUBECONFIG", &self.operator_kubeconfig)
+            .env("RUST_LOG", "info,certop=debug")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start certop run");
+        let stdin = child.stdin.take().expect("stdin");
+        let op = Operator {
+            metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            log,
+            pid_file,
+            _stdin: Mutex::new(stdin),
+            _child: Mutex::new(child),
+        };
+        let ready_url = format!("http://127.0.0.1:{port}/readyz");
+        let ready = wait_for(Duration::from_secs(30), || {
+            http_get(&ready_url).is_some_and(|b| b == "ok")
+        });
+        assert!(
+            ready,
+            "the operator did not become ready; its log:\n{}",
+            op.log_text()
+        );
+        op
+    }
+
     /// Runs the real kubectl as the cluster admin.
     pub fn kubectl(&self, args: &[&str]) -> Output {
         Command::new("kubectl")
@@ -161,6 +239,71 @@ impl ControlPlane {
     /// A client with the admin's rights, for tests to set up and observe.
     pub async fn admin_client(&self) -> kube::Client {
         client_for(&self.kubeconfig).await
+    }
+}
+
+impl Operator {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the operator as SIGTERM would and waits for it to exit.
+    pub fn stop(self) {
+        drop(self._stdin);
+        if let Ok(mut child) = self._child.into_inner() {
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the operator at once (SIGKILL), as a crash or a node loss would.
+    pub fn kill(self) {
+        let pid = std::fs::read_to_string(&self.pid_file).unwrap_or_default();
+        let killed = Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(killed.success(), "cannot kill the operator (pid {pid:?})");
+        self.stop();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A plain HTTP GET on loopback; None on any failure.
+pub fn http_get(url: &str) -> Option<String> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// Polls `check` every 200 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if check() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -1,0 +1,867 @@
+//! The operator against the real control plane, driven with kubectl as a
+//! user would: CAs, issuance, repair, renewal, conflicts, bad input,
+//! deletion, Events, metrics. Every test uses its own names.
+
+use std::process::Command;
+use std::time::Duration;
+
+use certop::api::{CertificateAuthority, ClusterCertificate};
+use certop::pki::{CertificateInfo, PrivateKey, key_matches_certificate, parse_chain};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use serde::de::DeserializeOwned;
+
+use crate::support::{
+    ControlPlane, control_plane, http_get, operator, repo_root, stderr, stdout, unique, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(40);
+
+pub fn apply(cp: &ControlPlane, yaml: &str) {
+    let out = cp.kubectl_stdin(&["apply", "-f", "-"], yaml);
+    assert!(
+        out.status.success(),
+        "kubectl apply: {}\n{yaml}",
+        stderr(&out)
+    );
+}
+
+pub fn get<T: DeserializeOwned>(cp: &ControlPlane, args: &[&str]) -> Option<T> {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", "json"]);
+    let out = cp.kubectl(&full);
+    if !out.status.success() {
+        return None;
+    }
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+pub fn cert(cp: &ControlPlane, name: &str) -> ClusterCertificate {
+    get(cp, &["clustercertificate", name]).expect("ClusterCertificate exists")
+}
+
+pub fn secret(cp: &ControlPlane, ns: &str, name: &str) -> Option<Secret> {
+    get(cp, &["secret", "-n", ns, name])
+}
+
+/// (status, reason, message) of a ClusterCertificate's condition.
+pub fn condition(cp: &ControlPlane, name: &str, type_: &str) -> Option<(String, String, String)> {
+    let c = cert(cp, name);
+    c.status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status, c.reason, c.message))
+}
+
+pub fn wait_ready(cp: &ControlPlane, name: &str) -> ClusterCertificate {
+    let ok = wait_for(WAIT, || {
+        condition(cp, name, "Ready").is_some_and(|(s, _, _)| s == "True")
+    });
+    assert!(
+        ok,
+        "{name} not Ready: {:?}\noperator log tail:\n{}",
+        condition(cp, name, "Ready"),
+        log_tail()
+    );
+    cert(cp, name)
+}
+
+pub fn wait_reason(cp: &ControlPlane, name: &str, reason: &str) -> (String, String, String) {
+    let ok = wait_for(WAIT, || {
+        condition(cp, name, "Ready").is_some_and(|(_, r, _)| r == reason)
+    });
+    assert!(
+        ok,
+        "{name}: Ready reason never became {reason}: {:?}",
+        condition(cp, name, "Ready")
+    );
+    condition(cp, name, "Ready").expect("condition")
+}
+
+fn log_tail() -> String {
+    let text = operator().log_text();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+pub fn ca_yaml(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject:\n    commonName: {name} CA\n{extra}"
+    )
+}
+
+pub fn cert_yaml(name: &str, ca: &str, ns: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: {ca}}}\n  secretName: {name}\n  secretNamespace: {ns}\n{extra}"
+    )
+}
+
+/// A Ready CA of the shared operator, and a fresh namespace.
+pub fn ca_and_namespace(cp: &ControlPlane, prefix: &str) -> (String, String) {
+    operator();
+    let ca = unique(&format!("{prefix}-ca"));
+    let ns = unique(prefix);
+    let out = cp.kubectl(&["create", "namespace", &ns]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    apply(cp, &ca_yaml(&ca, ""));
+    let ok = wait_for(WAIT, || {
+        get::<CertificateAuthority>(cp, &["certificateauthority", &ca])
+            .and_then(|c| c.status)
+            .is_some_and(|s| {
+                s.conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+    });
+    assert!(ok, "CA {ca} not Ready\n{}", log_tail());
+    (ca, ns)
+}
+
+fn data(secret: &Secret, key: &str) -> Vec<u8> {
+    secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|v| v.0.clone())
+        .unwrap_or_default()
+}
+
+pub fn leaf_of(secret: &Secret) -> CertificateInfo {
+    parse_chain(&data(secret, "tls.crt"), "tls.crt").expect("chain")[0].clone()
+}
+
+/// The Secret's key matches its certificate, and openssl verifies the chain
+/// against the Secret's ca.crt.
+pub fn assert_consistent(secret: &Secret) {
+    let key = PrivateKey::from_pem(
+        std::str::from_utf8(&data(secret, "tls.key")).expect("utf-8"),
+        "tls.key",
+    )
+    .expect("key");
+    assert!(
+        key_matches_certificate(&key, &leaf_of(secret)),
+        "key and certificate of {:?} differ",
+        secret.metadata.name
+    );
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("ca.crt"), data(secret, "ca.crt")).expect("write");
+    std::fs::write(dir.path().join("tls.crt"), data(secret, "tls.crt")).expect("write");
+    let v = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.path().join("ca.crt"))
+        .arg(dir.path().join("tls.crt"))
+        .output()
+        .expect("openssl");
+    assert!(
+        v.status.success(),
+        "openssl verify: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+fn events(cp: &ControlPlane, name: &str) -> String {
+    let out = cp.kubectl(&[
+        "get",
+        "events",
+        "-n",
+        "default",
+        "--field-selector",
+        &format!("involvedObject.name={name}"),
+        "-o",
+        "custom-columns=REASON:.reason,MESSAGE:.message",
+    ]);
+    stdout(&out)
+}
+
+fn wait_event(cp: &ControlPlane, name: &str, reason: &str) -> String {
+    let mut seen = String::new();
+    let ok = wait_for(WAIT, || {
+        seen = events(cp, name);
+        seen.lines().any(|l| l.starts_with(reason))
+    });
+    assert!(ok, "{name}: no {reason} event; events:\n{seen}");
+    seen
+}
+
+#[test]
+fn a_certificate_authority_gets_a_key_with_zero_touch() {
+    let cp = control_plane();
+    let (ca, _) = ca_and_namespace(cp, "zt");
+    let obj: CertificateAuthority = get(cp, &["certificateauthority", &ca]).expect("CA");
+    let status = obj.status.expect("status");
+    let s = secret(cp, "certop-system", &format!("{ca}-ca"))
+        .expect("the CA Secret is in the operator namespace");
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+    let cert = leaf_of(&s);
+    assert!(cert.is_ca);
+    assert_eq!(
+        status.serial_number.as_deref(),
+        Some(cert.serial.to_string().as_str())
+    );
+    assert_eq!(
+        status.fingerprint.as_deref(),
+        Some(cert.fingerprint.as_str())
+    );
+    assert_eq!(status.not_after, Some(cert.not_after));
+    let table = stdout(&cp.kubectl(&["get", "certificateauthority", &ca]));
+    assert!(
+        table.contains("True")
+            && table.contains(&cert.not_after.format("%Y-%m-%dT%H:%M:%SZ").to_string()),
+        "{table}"
+    );
+    wait_event(cp, &ca, "Created");
+}
+
+#[test]
+fn a_deleted_ca_secret_is_a_loud_not_ready_never_a_silent_new_ca() {
+    let cp = control_plane();
+    let (ca, _) = ca_and_namespace(cp, "gone");
+    let out = cp.kubectl(&[
+        "delete",
+        "secret",
+        "-n",
+        "certop-system",
+        &format!("{ca}-ca"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ok = wait_for(WAIT, || {
+        get::<CertificateAuthority>(cp, &["certificateauthority", &ca])
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "False" && c.reason == "CASecretDeleted")
+    });
+    assert!(ok, "the CA must say its Secret is gone\n{}", log_tail());
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        secret(cp, "certop-system", &format!("{ca}-ca")).is_none(),
+        "no new key may appear"
+    );
+    wait_event(cp, &ca, "CASecretDeleted");
+}
+
+#[test]
+fn a_kubeadm_ca_is_adopted_and_signs() {
+    let cp = control_plane();
+    operator();
+    let ca = unique("kubeadm");
+    let ns = unique("adopt");
+    assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
+    let fixture = repo_root().join("tests/fixtures/kubeadm-ca");
+    let out = cp.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "-n",
+        "certop-system",
+        &format!("{ca}-pki"),
+        &format!("--from-file=ca.crt={}", fixture.join("ca.crt").display()),
+        &format!("--from-file=ca.key={}", fixture.join("ca.key").display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    apply(
+        cp,
+        &ca_yaml(
+            &ca,
+            &format!("  keySource:\n    secretName: {ca}-pki\n    adopt: true\n"),
+        ),
+    );
+    let name = unique("adopted");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  profile: kube-apiserver\n  nodeName: cp-1\n",
+        ),
+    );
+    wait_ready(cp, &name);
+    let s = secret(cp, &ns, &name).expect("secret");
+    assert_consistent(&s);
+    let fixture_ca = parse_chain(
+        &std::fs::read(fixture.join("ca.crt")).expect("fixture"),
+        "ca.crt",
+    )
+    .expect("parse");
+    assert!(
+        leaf_of(&s).is_issued_by(&fixture_ca[0]),
+        "signed by the adopted kubeadm CA"
+    );
+    let obj: CertificateAuthority = get(cp, &["certificateauthority", &ca]).expect("CA");
+    assert_eq!(
+        obj.status.and_then(|s| s.serial_number),
+        Some(fixture_ca[0].serial.to_string())
+    );
+}
+
+#[test]
+fn an_adopted_ca_whose_secret_is_missing_is_not_ready_with_what_to_do() {
+    let cp = control_plane();
+    operator();
+    let ca = unique("noadopt");
+    apply(cp, &ca_yaml(&ca, "  keySource:\n    adopt: true\n"));
+    let ok = wait_for(WAIT, || {
+        get::<CertificateAuthority>(cp, &["certificateauthority", &ca])
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.reason == "CASecretNotFound" && c.message.contains("create it"))
+    });
+    assert!(ok, "{}", log_tail());
+    assert!(
+        secret(cp, "certop-system", &format!("{ca}-ca")).is_none(),
+        "an adopted CA never gets a generated key"
+    );
+}
+
+#[test]
+fn the_trust_bundle_follows_the_namespace_selector_and_goes_with_the_ca() {
+    let cp = control_plane();
+    operator();
+    let ca = unique("bundle");
+    let label = unique("trust");
+    let picked = unique("picked");
+    let other = unique("other");
+    for ns in [&picked, &other] {
+        assert!(cp.kubectl(&["create", "namespace", ns]).status.success());
+    }
+    assert!(
+        cp.kubectl(&[
+            "label",
+            "namespace",
+            &picked,
+            &format!("certop-test={label}")
+        ])
+        .status
+        .success()
+    );
+    apply(
+        cp,
+        &ca_yaml(
+            &ca,
+            &format!(
+                "  trustBundle:\n    namespaceSelector:\n      matchLabels:\n        certop-test: {label}\n"
+            ),
+        ),
+    );
+    let bundle = format!("{ca}-ca");
+    let ok = wait_for(WAIT, || {
+        get::<ConfigMap>(cp, &["configmap", "-n", &picked, &bundle]).is_some()
+    });
+    assert!(ok, "no trust bundle in {picked}\n{}", log_tail());
+    let cm: ConfigMap = get(cp, &["configmap", "-n", &picked, &bundle]).expect("cm");
+    let ca_secret = secret(cp, "certop-system", &bundle).expect("CA secret");
+    assert_eq!(
+        cm.data
+            .and_then(|d| d.get("ca.crt").cloned())
+            .map(String::into_bytes),
+        Some(data(&ca_secret, "tls.crt")),
+        "the bundle is the CA certificate"
+    );
+    assert!(
+        get::<ConfigMap>(cp, &["configmap", "-n", &other, &bundle]).is_none(),
+        "not in unselected namespaces"
+    );
+
+    assert!(
+        cp.kubectl(&[
+            "label",
+            "namespace",
+            &other,
+            &format!("certop-test={label}")
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        wait_for(WAIT, || get::<ConfigMap>(
+            cp,
+            &["configmap", "-n", &other, &bundle]
+        )
+        .is_some()),
+        "a newly selected namespace gets it"
+    );
+    assert!(
+        cp.kubectl(&["label", "namespace", &picked, "certop-test-"])
+            .status
+            .success()
+    );
+    assert!(
+        wait_for(WAIT, || get::<ConfigMap>(
+            cp,
+            &["configmap", "-n", &picked, &bundle]
+        )
+        .is_none()),
+        "an unselected namespace loses it"
+    );
+
+    assert!(
+        cp.kubectl(&[
+            "delete",
+            "certificateauthority",
+            &ca,
+            "--wait=true",
+            "--timeout=30s"
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        get::<ConfigMap>(cp, &["configmap", "-n", &other, &bundle]).is_none(),
+        "bundles go with the CA"
+    );
+}
+
+#[test]
+fn a_certificate_is_issued_into_a_tls_secret_with_status_events_and_metrics() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "issue");
+    let name = unique("web");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  profile: server\n  commonName: web\n  dnsNames: [web.example.com]\n  duration: 720h\n  secretTemplate:\n    labels: {team: web}\n    annotations: {note: hello}\n",
+        ),
+    );
+    let c = wait_ready(cp, &name);
+    let status = c.status.expect("status");
+    let s = secret(cp, &ns, &name).expect("secret");
+    assert_eq!(s.type_.as_deref(), Some("kubernetes.io/tls"));
+    assert_consistent(&s);
+    let leaf = leaf_of(&s);
+    assert_eq!(leaf.dns_names, vec!["web.example.com".to_string()]);
+    let labels = s.metadata.labels.clone().unwrap_or_default();
+    let annotations = s.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("certop")
+    );
+    assert_eq!(labels.get("team").map(String::as_str), Some("web"));
+    assert_eq!(annotations.get("note").map(String::as_str), Some("hello"));
+    assert_eq!(annotations.get("certop.dev/certificate"), Some(&name));
+    assert_eq!(
+        annotations.get("certop.dev/serial"),
+        Some(&leaf.serial.to_string())
+    );
+    assert_eq!(
+        annotations.get("certop.dev/revision").map(String::as_str),
+        Some("1")
+    );
+    assert_eq!(status.serial_number, Some(leaf.serial.to_string()));
+    assert_eq!(status.fingerprint, Some(leaf.fingerprint.clone()));
+    assert_eq!(status.not_after, Some(leaf.not_after));
+    assert_eq!(status.revision, Some(1));
+    assert_eq!(status.observed_generation, c.metadata.generation);
+    assert_eq!(status.secret, Some(format!("{ns}/{name}")));
+    let renewal = status.renewal_time.expect("renewal time");
+    let lifetime = leaf.not_after - leaf.not_before;
+    assert!(
+        renewal <= leaf.not_after - lifetime / 3
+            && renewal >= leaf.not_after - lifetime / 3 - lifetime / 30,
+        "{renewal}"
+    );
+    assert_eq!(
+        condition(cp, &name, "Issuing").map(|c| c.0),
+        Some("False".into())
+    );
+
+    let described = stdout(&cp.kubectl(&["describe", "clustercertificate", &name]));
+    assert!(
+        described.contains("Issued") && described.contains("Not After"),
+        "describe shows the story:\n{described}"
+    );
+    let table = stdout(&cp.kubectl(&["get", "clustercertificate", &name]));
+    assert!(
+        table.contains(&format!("{ns}/{name}")) && table.contains("True"),
+        "{table}"
+    );
+
+    let metrics = http_get(&operator().metrics_url).expect("metrics");
+    assert!(
+        metrics.contains(&format!(
+            "certop_certificate_expiration_timestamp_seconds{{name=\"{name}\"}} {}",
+            leaf.not_after.timestamp()
+        )),
+        "expiry metric missing"
+    );
+    assert!(metrics.contains(&format!("certop_certificate_ready{{name=\"{name}\"}} 1")));
+    assert!(metrics.contains("certop_issuances_total{reason=\"SecretMissing\"}"));
+    assert!(metrics.contains("certop_reconcile_duration_seconds_bucket"));
+}
+
+#[test]
+fn a_secret_deleted_corrupted_or_out_of_spec_is_put_right_and_says_why() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "repair");
+    let name = unique("repair");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  commonName: repair\n  dnsNames: [a.example.com]\n",
+        ),
+    );
+    wait_ready(cp, &name);
+    let serial = |cp: &ControlPlane| secret(cp, &ns, &name).map(|s| leaf_of(&s).serial.to_string());
+    let first = serial(cp).expect("serial");
+
+    assert!(
+        cp.kubectl(&["delete", "secret", "-n", &ns, &name])
+            .status
+            .success()
+    );
+    assert!(
+        wait_for(WAIT, || serial(cp).is_some_and(|s| s != first)),
+        "a deleted Secret comes back"
+    );
+    wait_event(cp, &name, "Issued");
+
+    let second = serial(cp).expect("serial");
+    let patch = r#"{"data":{"tls.crt":"Z2FyYmFnZQ=="}}"#;
+    assert!(
+        cp.kubectl(&[
+            "patch",
+            "secret",
+            "-n",
+            &ns,
+            &name,
+            "--type=merge",
+            "-p",
+            patch
+        ])
+        .status
+        .success()
+    );
+    assert!(
+        wait_for(WAIT, || secret(cp, &ns, &name)
+            .and_then(|s| parse_chain(&data(&s, "tls.crt"), "x").ok())
+            .is_some_and(|c| c[0].serial.to_string() != second)),
+        "a corrupted Secret is repaired"
+    );
+    let seen = wait_event(cp, &name, "Reissuing");
+    assert!(
+        seen.contains("cannot be used"),
+        "the reason is told: {seen}"
+    );
+    assert_consistent(&secret(cp, &ns, &name).expect("secret"));
+
+    let third = serial(cp).expect("serial");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  commonName: repair\n  dnsNames: [a.example.com, b.example.com]\n",
+        ),
+    );
+    assert!(
+        wait_for(WAIT, || serial(cp).is_some_and(|s| s != third)),
+        "a spec change re-issues"
+    );
+    let s = secret(cp, &ns, &name).expect("secret");
+    assert_eq!(leaf_of(&s).dns_names.len(), 2);
+    let seen = wait_event(cp, &name, "Reissuing");
+    assert!(seen.contains("spec field dnsNames"), "{seen}");
+    let c = wait_ready(cp, &name);
+    assert_eq!(c.status.and_then(|s| s.revision), Some(4));
+}
+
+#[test]
+fn renewal_happens_in_the_background_at_the_renewal_time() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "renew");
+    let name = unique("short");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  commonName: short\n  duration: 1m\n  renewBefore: 45s\n",
+        ),
+    );
+    let c = wait_ready(cp, &name);
+    let status = c.status.expect("status");
+    let renewal = status.renewal_time.expect("renewal");
+    let first = status.serial_number.expect("serial");
+    let renewed = wait_for(Duration::from_secs(60), || {
+        cert(cp, &name)
+            .status
+            .and_then(|s| s.serial_number)
+            .is_some_and(|s| s != first)
+    });
+    assert!(renewed, "not renewed by {renewal}\n{}", log_tail());
+    let after = wait_ready(cp, &name).status.expect("status");
+    assert_eq!(after.revision, Some(2));
+    assert_eq!(
+        condition(cp, &name, "Ready").map(|c| c.1),
+        Some("Renewed".into())
+    );
+    assert!(
+        chrono::Utc::now() >= renewal - chrono::Duration::seconds(1),
+        "renewed no earlier than planned"
+    );
+    wait_event(cp, &name, "Renewed");
+    assert_consistent(&secret(cp, &ns, &name).expect("secret"));
+}
+
+#[test]
+fn a_renewal_request_reissues_once() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "ask");
+    let name = unique("ask");
+    apply(cp, &cert_yaml(&name, &ca, &ns, "  commonName: ask\n"));
+    let first = wait_ready(cp, &name)
+        .status
+        .and_then(|s| s.serial_number)
+        .expect("serial");
+    std::thread::sleep(Duration::from_millis(1100));
+    let out = Command::new(env!("CARGO_BIN_EXE_certop"))
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["renew", &name])
+        .output()
+        .expect("certop renew");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(wait_for(WAIT, || cert(cp, &name)
+        .status
+        .and_then(|s| s.serial_number)
+        .is_some_and(|s| s != first)));
+    let second = wait_ready(cp, &name)
+        .status
+        .and_then(|s| s.serial_number)
+        .expect("serial");
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        cert(cp, &name).status.and_then(|s| s.serial_number),
+        Some(second),
+        "one request, one re-issue"
+    );
+}
+
+#[test]
+fn an_issuer_that_appears_later_resumes_issuance() {
+    let cp = control_plane();
+    operator();
+    let ns = unique("late");
+    assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
+    let ca = unique("late-ca");
+    let name = unique("late");
+    apply(cp, &cert_yaml(&name, &ca, &ns, "  commonName: late\n"));
+    let (_, _, message) = wait_reason(cp, &name, "IssuerNotFound");
+    assert!(message.contains(&ca), "{message}");
+    wait_event(cp, &name, "IssuerNotFound");
+    apply(cp, &ca_yaml(&ca, ""));
+    wait_ready(cp, &name);
+}
+
+#[test]
+fn the_second_certificate_for_a_secret_is_refused_and_the_first_keeps_it() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "dup");
+    let first = unique("first");
+    apply(cp, &cert_yaml(&first, &ca, &ns, "  commonName: first\n"));
+    wait_ready(cp, &first);
+    let before = secret(cp, &ns, &first).map(|s| leaf_of(&s).serial);
+    let second = unique("second");
+    apply(
+        cp,
+        &cert_yaml(&second, &ca, &ns, "  commonName: second\n").replace(
+            &format!("secretName: {second}"),
+            &format!("secretName: {first}"),
+        ),
+    );
+    let (_, _, message) = wait_reason(cp, &second, "SecretConflict");
+    assert!(
+        message.contains(&format!("belongs to ClusterCertificate {first}")),
+        "{message}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(
+        secret(cp, &ns, &first).map(|s| leaf_of(&s).serial),
+        before,
+        "the first keeps its Secret"
+    );
+}
+
+#[test]
+fn deleting_a_certificate_deletes_its_secret_unless_the_policy_retains_it() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "del");
+    let gone = unique("gone");
+    let kept = unique("kept");
+    apply(cp, &cert_yaml(&gone, &ca, &ns, "  commonName: gone\n"));
+    apply(
+        cp,
+        &cert_yaml(
+            &kept,
+            &ca,
+            &ns,
+            "  commonName: kept\n  secretDeletionPolicy: Retain\n",
+        ),
+    );
+    wait_ready(cp, &gone);
+    wait_ready(cp, &kept);
+    for name in [&gone, &kept] {
+        let out = cp.kubectl(&[
+            "delete",
+            "clustercertificate",
+            name,
+            "--wait=true",
+            "--timeout=30s",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    assert!(
+        secret(cp, &ns, &gone).is_none(),
+        "Delete policy removes the Secret"
+    );
+    assert!(secret(cp, &ns, &kept).is_some(), "Retain policy keeps it");
+}
+
+/// Bad input the CEL rules cannot see: each gets Ready=False with a reason
+/// and a message that says what to fix, and an Event; the operator keeps
+/// serving everything else.
+#[test]
+fn bad_input_gets_a_reason_a_message_and_an_event() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "bad");
+    let foreign = unique("foreign");
+    let out = cp.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "-n",
+        &ns,
+        &foreign,
+        "--from-literal=keep=me",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let not_ready_ca = unique("notready");
+    apply(
+        cp,
+        &ca_yaml(&not_ready_ca, "  keySource:\n    adopt: true\n"),
+    );
+    let short_ca = unique("short-ca");
+    apply(cp, &ca_yaml(&short_ca, "  duration: 2h\n"));
+
+    // (spec lines, expected Ready reason, words the message must contain)
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "  commonName: a\n  issuerRef: {name: missing-ca}\n".into(),
+            "IssuerNotFound",
+            "does not exist",
+        ),
+        (
+            format!("  commonName: a\n  issuerRef: {{name: {not_ready_ca}}}\n"),
+            "IssuerNotReady",
+            "is not Ready",
+        ),
+        (
+            "  commonName: a\n  secretNamespace: no-such-namespace\n".into(),
+            "NamespaceNotFound",
+            "does not exist",
+        ),
+        (
+            "  profile: admin\n  commonName: root\n".into(),
+            "InvalidSpec",
+            "remove commonName",
+        ),
+        (
+            "  profile: admin\n  organizations: [system:masters]\n".into(),
+            "InvalidSpec",
+            "remove organizations",
+        ),
+        (
+            "  profile: scheduler\n  dnsNames: [x.example.com]\n".into(),
+            "InvalidSpec",
+            "takes no dnsNames",
+        ),
+        (
+            "  profile: admin\n  usages: [server auth]\n".into(),
+            "InvalidSpec",
+            "remove usages",
+        ),
+        (
+            "  commonName: a\n  usages: [key encipherment]\n".into(),
+            "InvalidSpec",
+            "needs an RSA key",
+        ),
+        (
+            format!(
+                "  profile: kubelet-client\n  nodeName: {}\n",
+                "n".repeat(60)
+            ),
+            "InvalidSpec",
+            "X.509 allows 64",
+        ),
+        (
+            format!("  commonName: a\n  secretName: {foreign}\n"),
+            "SecretConflict",
+            "not managed by certop",
+        ),
+    ];
+    let mut names = Vec::new();
+    for (i, (lines, _, _)) in cases.iter().enumerate() {
+        let name = unique(&format!("bad{i}"));
+        let mut yaml = cert_yaml(&name, &ca, &ns, lines);
+        for field in ["issuerRef", "secretNamespace", "secretName"] {
+            if lines.contains(&format!("  {field}:")) {
+                let original = yaml
+                    .lines()
+                    .find(|l| l.starts_with(&format!("  {field}:")))
+                    .expect("line")
+                    .to_string();
+                yaml = yaml.replacen(&format!("{original}\n"), "", 1);
+            }
+        }
+        apply(cp, &yaml);
+        names.push(name);
+    }
+    for ((_, reason, words), name) in cases.iter().zip(&names) {
+        let (status, _, message) = wait_reason(cp, name, reason);
+        assert_eq!(status, "False", "{name}");
+        assert!(
+            message.contains(words),
+            "{reason}: {message:?} should contain {words:?}"
+        );
+        wait_event(cp, name, reason);
+    }
+    let untouched: Secret = get(cp, &["secret", "-n", &ns, &foreign]).expect("foreign secret");
+    assert_eq!(
+        data(&untouched, "keep"),
+        b"me".to_vec(),
+        "a Secret certop does not own is never overwritten"
+    );
+
+    // A duration longer than the CA has left is cut to the CA, and said so.
+    let clamped = unique("clamped");
+    apply(
+        cp,
+        &cert_yaml(
+            &clamped,
+            &short_ca,
+            &ns,
+            "  commonName: a\n  duration: 10h\n",
+        ),
+    );
+    let c = wait_ready(cp, &clamped);
+    let ca_obj: CertificateAuthority = get(cp, &["certificateauthority", &short_ca]).expect("ca");
+    assert_eq!(
+        c.status.and_then(|s| s.not_after),
+        ca_obj.status.and_then(|s| s.not_after)
+    );
+    wait_event(cp, &clamped, "DurationClamped");
+
+    // The operator kept serving everything else meanwhile.
+    let fine = unique("fine");
+    apply(cp, &cert_yaml(&fine, &ca, &ns, "  commonName: fine\n"));
+    wait_ready(cp, &fine);
+}
