@@ -2,5 +2,6 @@
 //! real kubectl. One binary, so one control plane serves them all.
 
 mod api_server;
+mod objects;
 mod operator;
 mod support;

@@ -2,6 +2,9 @@
 //! shared by every integration test in this binary. Tests isolate
 //! themselves with unique object names and namespaces, never by restarting.
 
+// Shared by two test binaries (integration, lifecycle) that each use a part.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
