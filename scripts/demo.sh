@@ -13,7 +13,12 @@ cargo build --quiet --bin certop
 certop="$root/target/debug/certop"
 
 step "starting a control plane (kube-apiserver v1.36.3 + etcd)"
-trap 'scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true' EXIT
+operator_pid=""
+cleanup() {
+  [ -n "$operator_pid" ] && kill "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null
+  scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
 scripts/dev-control-plane.sh up "$state"
 export KUBECONFIG="$state/kubeconfig"
 printf 'readyz: %s\n' "$(kubectl get --raw /readyz)"
@@ -27,13 +32,37 @@ tmp="$(mktemp -d)"
 openssl verify -CAfile "$tmp/ca/ca.crt" "$tmp/web/tls.crt"
 rm -rf "$tmp"
 
-step "applying manifests/examples/"
+step "installing the operator's namespace and least-privilege RBAC (manifests/)"
+kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml
+
+step "running the operator as its ServiceAccount (certop run)"
+KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18080 >"$state/operator.log" 2>&1 &
+operator_pid=$!
+for _ in $(seq 1 100); do curl -fs 127.0.0.1:18080/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+echo "operator ready (pid $operator_pid, log $state/operator.log)"
+
+step "applying manifests/examples/: three CAs and the control-plane certificates"
 kubectl apply -k manifests/examples/
+kubectl wait --for=condition=Ready certificateauthorities --all --timeout=60s
+kubectl wait --for=condition=Ready clustercertificates --all --timeout=60s
 
 step "kubectl get certificateauthorities,clustercertificates"
 kubectl get certificateauthorities,clustercertificates
 
 step "kubectl describe clustercertificate apiserver"
 kubectl describe clustercertificate apiserver
+
+step "kubectl certop check-expiration"
+"$certop" check-expiration
+
+step "the API server certificate verifies with openssl against its CA"
+tmp="$(mktemp -d)"
+kubectl get secret -n kube-system apiserver -o jsonpath='{.data.tls\.crt}' | base64 -d >"$tmp/tls.crt"
+kubectl get secret -n kube-system apiserver -o jsonpath='{.data.ca\.crt}' | base64 -d >"$tmp/ca.crt"
+openssl verify -CAfile "$tmp/ca.crt" "$tmp/tls.crt"
+rm -rf "$tmp"
+
+step "a metric: certificate expiry timestamps"
+curl -s 127.0.0.1:18080/metrics | grep '^certop_certificate_expiration_timestamp_seconds' | head -3
 
 step "done; stopping the control plane"

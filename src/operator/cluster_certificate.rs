@@ -129,6 +129,14 @@ struct NotReady {
     retry: Option<Duration>,
 }
 
+impl NotReady {
+    /// A wait that ends by itself in a moment (a CA being set up) is
+    /// recorded in the status but not announced as a warning.
+    fn is_transient(&self) -> bool {
+        self.reason == "IssuerPending"
+    }
+}
+
 async fn apply(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
     let now = Utc::now();
     let name = cert.name_any();
@@ -243,6 +251,13 @@ async fn issuer(
             retry: Some(WAITING_RETRY),
         }));
     };
+    if ca.status.as_ref().is_none_or(|s| s.conditions.is_empty()) {
+        return Ok(Err(NotReady {
+            reason: "IssuerPending",
+            message: format!("waiting for CertificateAuthority {ca_name} to be set up"),
+            retry: Some(Duration::from_secs(2)),
+        }));
+    }
     if !certificate_authority::is_ready(&ca) {
         let why = ca
             .status
@@ -593,7 +608,7 @@ async fn not_ready_status(
     if status != previous {
         patch_status(ctx, &name, &status).await?;
     }
-    if was != Some((reason.to_string(), message.clone())) {
+    if !quiet && was != Some((reason.to_string(), message.clone())) {
         ctx.event(cert, true, reason, reason, message).await;
     }
     ctx.metrics

@@ -695,3 +695,79 @@ fn bad_input_gets_a_reason_a_message_and_an_event() {
     apply(cp, &cert_yaml(&fine, &ca, &ns, "  commonName: fine\n"));
     wait_ready(cp, &fine);
 }
+
+#[test]
+fn the_kubectl_plugin_shows_status_and_kubeadm_style_expiration() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "plugin");
+    let name = unique("plugin");
+    apply(cp, &cert_yaml(&name, &ca, &ns, "  profile: admin\n"));
+    let c = wait_ready(cp, &name);
+    let serial = c.status.and_then(|s| s.serial_number).expect("serial");
+    // kubectl finds plugins named kubectl-<name> on PATH.
+    let bin = tempfile::tempdir().expect("tmp");
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_certop"),
+        bin.path().join("kubectl-certop"),
+    )
+    .expect("symlink");
+    let path = format!(
+        "{}:{}",
+        bin.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl = |args: &[&str]| {
+        Command::new("kubectl")
+            .env("KUBECONFIG", &cp.kubeconfig)
+            .env("PATH", &path)
+            .args(args)
+            .output()
+            .expect("kubectl")
+    };
+
+    let status = kubectl(&["certop", "status", &name]);
+    let text = stdout(&status);
+    assert!(status.status.success(), "{}", stderr(&status));
+    for expected in [
+        "Ready:         True (Issued)",
+        &serial,
+        "CN=kubernetes-admin",
+        "Issued",
+        &format!("Secret:        {ns}/{name}"),
+    ] {
+        assert!(
+            text.contains(expected),
+            "status lacks {expected:?}:\n{text}"
+        );
+    }
+
+    let table = kubectl(&["certop", "check-expiration"]);
+    let text = stdout(&table);
+    assert!(table.status.success(), "{}", stderr(&table));
+    assert!(
+        text.starts_with("CERTIFICATE")
+            && text.contains("RESIDUAL TIME")
+            && text.contains("CERTIFICATE AUTHORITY"),
+        "{text}"
+    );
+    let row = text
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .expect("a row for the certificate");
+    assert!(
+        row.contains(&ca) && row.contains("89d") && row.trim_end().ends_with("True"),
+        "{row}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with(&ca) && l.contains("9y")),
+        "the CA table lists {ca}:\n{text}"
+    );
+
+    let missing = kubectl(&["certop", "status", "no-such-certificate"]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("not found"),
+        "{}",
+        stderr(&missing)
+    );
+}
