@@ -589,6 +589,7 @@ async fn not_ready_status(
     let previous = cert.status.clone().unwrap_or_default();
     let mut status = previous.clone();
     status.observed_generation = cert.metadata.generation;
+    let quiet = not_ready.is_transient();
     let NotReady {
         reason,
         message,
