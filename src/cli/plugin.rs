@@ -248,8 +248,8 @@ pub fn expiration_tables(
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<32} {:<25} {:<15} {:<24} {}",
-        "CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY", "READY"
+        "{:<32} {:<25} {:<15} {:<24} READY",
+        "CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY"
     );
     let mut certs: Vec<&ClusterCertificate> = certs.iter().collect();
     certs.sort_by_key(|c| c.name_any());
@@ -269,8 +269,8 @@ pub fn expiration_tables(
     let _ = writeln!(out);
     let _ = writeln!(
         out,
-        "{:<32} {:<25} {:<15} {}",
-        "CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME", "READY"
+        "{:<32} {:<25} {:<15} READY",
+        "CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME"
     );
     let mut cas: Vec<&CertificateAuthority> = cas.iter().collect();
     cas.sort_by_key(|c| c.name_any());
