@@ -395,7 +395,80 @@ fn invalid_specs_are_refused_with_a_message_that_says_what_to_fix() {
             }),
             "at least 1m",
         ),
+        (
+            "advertise address not an IP",
+            Box::new(|s| {
+                s.profile = Some(Profile::EtcdServer);
+                s.advertise_address = Some("node-1".into())
+            }),
+            "advertiseAddress",
+        ),
+        (
+            "bad DNS domain",
+            Box::new(|s| {
+                s.profile = Some(Profile::KubeApiserver);
+                s.dns_domain = Some("Cluster_Local".into())
+            }),
+            "dnsDomain",
+        ),
+        (
+            "bad node name",
+            Box::new(|s| {
+                s.profile = Some(Profile::KubeletServing);
+                s.node_name = Some("Node_1".into())
+            }),
+            "nodeName",
+        ),
+        (
+            "EC key data encipherment",
+            Box::new(|s| {
+                s.common_name = Some("x".into());
+                s.usages = vec![KeyUsage::DataEncipherment]
+            }),
+            "needs an RSA key",
+        ),
+        (
+            "kubelet-client organizations overridden",
+            Box::new(|s| {
+                s.profile = Some(Profile::KubeletClient);
+                s.organizations = strings(&["system:masters"])
+            }),
+            "remove organizations",
+        ),
+        (
+            "IP SAN on a client profile",
+            Box::new(|s| {
+                s.profile = Some(Profile::Admin);
+                s.ip_addresses = strings(&["10.0.0.1"])
+            }),
+            "takes no dnsNames, ipAddresses or uris",
+        ),
+        (
+            "URI SAN on a client profile",
+            Box::new(|s| {
+                s.profile = Some(Profile::FrontProxyClient);
+                s.uris = strings(&["spiffe://x/y"])
+            }),
+            "takes no dnsNames, ipAddresses or uris",
+        ),
+        (
+            "kubelet-serving without node",
+            Box::new(|s| {
+                s.profile = Some(Profile::KubeletServing);
+                s.node_name = None
+            }),
+            "set nodeName",
+        ),
+        (
+            "super-admin CN overridden",
+            Box::new(|s| {
+                s.profile = Some(Profile::SuperAdmin);
+                s.common_name = Some("kubernetes-admin".into())
+            }),
+            "remove commonName",
+        ),
     ];
+    assert!(cases.len() >= 20, "a table of at least 20 refusals");
     for (name, mutate, expected) in cases {
         let mut s = spec(None);
         s.node_name = Some("cp-1".into());
