@@ -10,19 +10,19 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::conditions::{self, READY};
+use super::context::FIELD_MANAGER;
+use super::finalize::reconcile_with_finalizer;
 use super::{Context, Error};
-use crate::api::{CertificateAuthority, CertificateAuthorityStatus, meta, to_chrono};
+use crate::api::{CertificateAuthority, meta, to_chrono};
 use crate::pki::{Authority, CaRequest};
 
 /// How often a CA is looked at when nothing changes: keeps trust bundles
 /// and status current even if a watch event was missed.
 const RESYNC: Duration = Duration::from_secs(3600);
-const FIELD_MANAGER: &str = "certop";
 
 /// The Secret, in the operator's namespace, that holds a CA.
 pub fn secret_name(ca: &CertificateAuthority) -> String {
@@ -88,23 +88,20 @@ pub fn decide_source<'a>(
 }
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let api: Api<CertificateAuthority> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, meta::FINALIZER, ca, |event| async {
-        match event {
-            Finalizer::Apply(ca) => apply(&ca, &ctx).await,
-            Finalizer::Cleanup(ca) => cleanup(&ca, &ctx).await,
-        }
-    })
+    reconcile_with_finalizer(
+        "certificateauthority",
+        ca,
+        &ctx,
+        |o| {
+            let ctx = ctx.clone();
+            async move { apply(&o, &ctx).await }
+        },
+        |o| {
+            let ctx = ctx.clone();
+            async move { cleanup(&o, &ctx).await }
+        },
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
-    ctx.metrics
-        .reconciled("certificateauthority", started.elapsed().as_secs_f64());
-    result
 }
 
 pub fn error_policy(ca: Arc<CertificateAuthority>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -198,7 +195,8 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         }
     }
     if status != previous {
-        patch_status(ctx, &name, &status).await?;
+        ctx.apply_status::<CertificateAuthority>(&name, &status)
+            .await?;
     }
     Ok(Action::requeue(RESYNC))
 }
@@ -294,26 +292,6 @@ fn issued_count(ctx: &Context, ca_name: &str) -> i64 {
         .filter(|c| c.spec.issuer_ref.name == ca_name)
         .filter(|c| c.status.as_ref().is_some_and(|s| s.serial_number.is_some()))
         .count() as i64
-}
-
-async fn patch_status(
-    ctx: &Context,
-    name: &str,
-    status: &CertificateAuthorityStatus,
-) -> Result<(), Error> {
-    let api: Api<CertificateAuthority> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": "certop.dev/v1alpha1",
-        "kind": "CertificateAuthority",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 fn bundle_name(ca: &CertificateAuthority) -> String {

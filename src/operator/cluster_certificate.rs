@@ -8,15 +8,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, ObjectMeta, PostParams};
 use kube::runtime::controller::Action;
-use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::certificate_authority;
 use super::conditions::{self, ISSUING, READY};
+use super::finalize::reconcile_with_finalizer;
 use super::{Context, Error};
 use crate::api::{ClusterCertificate, ClusterCertificateStatus, SecretDeletionPolicy, meta};
 use crate::pki::{Authority, LeafTemplate, PrivateKey, issue};
@@ -25,7 +25,6 @@ use crate::plan::{
     plan,
 };
 
-const FIELD_MANAGER: &str = "certop";
 /// Longest wait between two looks at a valid certificate: renewal is
 /// requeued at its time, and this bounds the harm of a clock jump.
 const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
@@ -82,23 +81,20 @@ pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duratio
 }
 
 pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let api: Api<ClusterCertificate> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, meta::FINALIZER, cert, |event| async {
-        match event {
-            Finalizer::Apply(c) => apply(&c, &ctx).await,
-            Finalizer::Cleanup(c) => cleanup(&c, &ctx).await,
-        }
-    })
+    reconcile_with_finalizer(
+        "clustercertificate",
+        cert,
+        &ctx,
+        |o| {
+            let ctx = ctx.clone();
+            async move { apply(&o, &ctx).await }
+        },
+        |o| {
+            let ctx = ctx.clone();
+            async move { cleanup(&o, &ctx).await }
+        },
+    )
     .await
-    .map_err(|e| match e {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
-    ctx.metrics
-        .reconciled("clustercertificate", started.elapsed().as_secs_f64());
-    result
 }
 
 pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, _ctx: Arc<Context>) -> Action {
@@ -219,7 +215,8 @@ async fn apply(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error
                 now,
             );
             if status != previous {
-                patch_status(ctx, &name, &status).await?;
+                ctx.apply_status::<ClusterCertificate>(&name, &status)
+                    .await?;
             }
             ctx.metrics
                 .certificate(&name, true, Some(current.not_after), Some(renewal_time));
@@ -502,7 +499,8 @@ async fn issue_certificate(
         cert.metadata.generation,
         now,
     );
-    patch_status(ctx, &name, &status).await?;
+    ctx.apply_status::<ClusterCertificate>(&name, &status)
+        .await?;
     info!(certificate = %name, serial = %leaf.serial, reason = reason.code(), revision, "issued");
     ctx.metrics.issued(reason.code());
     ctx.metrics
@@ -568,7 +566,8 @@ async fn failed(
         cert.metadata.generation,
         now,
     );
-    patch_status(ctx, &name, &status).await?;
+    ctx.apply_status::<ClusterCertificate>(&name, &status)
+        .await?;
     ctx.metrics.failed(reason.code());
     ctx.metrics
         .certificate(&name, false, status.not_after, status.renewal_time);
@@ -607,7 +606,8 @@ async fn not_ready_status(
         now,
     );
     if status != previous {
-        patch_status(ctx, &name, &status).await?;
+        ctx.apply_status::<ClusterCertificate>(&name, &status)
+            .await?;
     }
     if !quiet && was != Some((reason.to_string(), message.clone())) {
         ctx.event(cert, true, reason, reason, message).await;
@@ -615,26 +615,6 @@ async fn not_ready_status(
     ctx.metrics
         .certificate(&name, false, status.not_after, status.renewal_time);
     Ok(retry.map_or_else(Action::await_change, Action::requeue))
-}
-
-async fn patch_status(
-    ctx: &Context,
-    name: &str,
-    status: &ClusterCertificateStatus,
-) -> Result<(), Error> {
-    let api: Api<ClusterCertificate> = Api::all(ctx.client.clone());
-    let patch = serde_json::json!({
-        "apiVersion": "certop.dev/v1alpha1",
-        "kind": "ClusterCertificate",
-        "status": status,
-    });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
-    Ok(())
 }
 
 /// The ClusterCertificate goes: so does its Secret, unless the policy keeps

@@ -1,13 +1,18 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 use tracing::warn;
 
+use super::Error;
 use super::authority_cache::AuthorityCache;
 use super::metrics::Metrics;
+
+/// The field manager of everything certop writes with server-side apply.
+pub const FIELD_MANAGER: &str = "certop";
 use crate::api::{CertificateAuthority, ClusterCertificate};
 
 /// What every reconcile shares.
@@ -45,6 +50,31 @@ impl Context {
             cas,
             certificates,
         }
+    }
+
+    /// Writes an object's status with server-side apply, as field manager
+    /// `certop`: only the fields certop sets, and no read-modify-write race.
+    pub async fn apply_status<K>(
+        &self,
+        name: &str,
+        status: &impl serde::Serialize,
+    ) -> Result<(), Error>
+    where
+        K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::all(self.client.clone());
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        Ok(())
     }
 
     pub fn operator_secrets(&self) -> Api<Secret> {

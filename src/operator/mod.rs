@@ -8,6 +8,7 @@ pub mod cluster_certificate;
 mod conditions;
 mod context;
 mod error;
+mod finalize;
 mod http;
 pub mod metrics;
 mod run;

@@ -1,0 +1,52 @@
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use kube::runtime::controller::Action;
+use kube::runtime::finalizer::{Error as FinalizerError, Event, finalizer};
+use kube::{Api, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Context, Error};
+use crate::api::meta;
+
+/// Runs `apply` for a live object and `cleanup` for one being deleted,
+/// behind certop's finalizer, and records the reconcile's duration.
+pub async fn reconcile_with_finalizer<K, A, C, FA, FC>(
+    controller: &str,
+    obj: Arc<K>,
+    ctx: &Context,
+    apply: A,
+    cleanup: C,
+) -> Result<Action, Error>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + Debug
+        + Serialize
+        + DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    A: FnOnce(Arc<K>) -> FA,
+    C: FnOnce(Arc<K>) -> FC,
+    FA: Future<Output = Result<Action, Error>>,
+    FC: Future<Output = Result<Action, Error>>,
+{
+    let started = std::time::Instant::now();
+    let api: Api<K> = Api::all(ctx.client.clone());
+    let result = finalizer(&api, meta::FINALIZER, obj, |event| async {
+        match event {
+            Event::Apply(o) => apply(o).await,
+            Event::Cleanup(o) => cleanup(o).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics
+        .reconciled(controller, started.elapsed().as_secs_f64());
+    result
+}
