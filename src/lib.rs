@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod ledger;
 pub mod operator;
 pub mod pki;
 pub mod plan;

@@ -31,7 +31,7 @@ pub struct SecretData {
 }
 
 /// When to renew, from the spec.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct RenewalPolicy {
     pub renew_before: Option<Duration>,
     pub renew_before_percentage: Option<i32>,
@@ -39,6 +39,9 @@ pub struct RenewalPolicy {
     /// A request to re-issue now (`kubectl certop renew`): honoured when the
     /// current certificate is older than the request.
     pub requested_at: Option<DateTime<Utc>>,
+    /// A serial that was revoked: if it is the current certificate's, the
+    /// certificate is replaced at once, never with the same key.
+    pub revoked_serial: Option<String>,
 }
 
 impl RenewalPolicy {
@@ -52,6 +55,7 @@ impl RenewalPolicy {
                 .and_then(|k| k.rotation_policy)
                 .unwrap_or_default(),
             requested_at: None,
+            revoked_serial: None,
         }
     }
 }
@@ -68,6 +72,7 @@ pub enum IssueReason {
     CaBundleOutdated,
     SpecChanged(SpecField),
     Expired,
+    Revoked,
     RenewalRequested,
     RenewalDue,
 }
@@ -84,6 +89,7 @@ impl IssueReason {
             IssueReason::CaBundleOutdated => "CABundleOutdated",
             IssueReason::SpecChanged(_) => "SpecChanged",
             IssueReason::Expired => "Expired",
+            IssueReason::Revoked => "Revoked",
             IssueReason::RenewalRequested => "RenewalRequested",
             IssueReason::RenewalDue => "RenewalDue",
         }
@@ -122,6 +128,7 @@ impl fmt::Display for IssueReason {
                 field.as_str()
             ),
             IssueReason::Expired => f.write_str("the certificate has expired"),
+            IssueReason::Revoked => f.write_str("the certificate was revoked"),
             IssueReason::RenewalRequested => f.write_str("a renewal was requested"),
             IssueReason::RenewalDue => f.write_str("the renewal time has come"),
         }
@@ -203,6 +210,13 @@ pub fn plan(
     }
     if !leaf.is_issued_by(ca) {
         return issue(IssueReason::NotIssuedByCurrentCa);
+    }
+    if policy.revoked_serial.as_deref() == Some(leaf.serial.to_string().as_str()) {
+        // A revoked certificate's key is never used again.
+        return Plan::Issue {
+            reason: IssueReason::Revoked,
+            reuse_key: false,
+        };
     }
     match parse_chain(ca_crt, CA_CERT_KEY) {
         Ok(bundle) if bundle.iter().any(|c| c.der == ca.der) => {}
@@ -501,7 +515,7 @@ mod tests {
         let w = world();
         let asked = RenewalPolicy {
             requested_at: Some(t0() + Duration::hours(1)),
-            ..w.policy
+            ..w.policy.clone()
         };
         let got = plan(
             &w.template,
@@ -513,7 +527,7 @@ mod tests {
         assert_eq!(reason(got), Some(IssueReason::RenewalRequested));
         let older = RenewalPolicy {
             requested_at: Some(t0() - Duration::hours(1)),
-            ..w.policy
+            ..w.policy.clone()
         };
         let got = plan(
             &w.template,
@@ -526,6 +540,44 @@ mod tests {
             reason(got),
             None,
             "a request the current certificate already answers is done"
+        );
+    }
+
+    #[test]
+    fn a_revoked_certificate_is_replaced_with_a_new_key_even_when_keys_are_kept() {
+        let w = world();
+        let revoked = RenewalPolicy {
+            rotation: RotationPolicy::Never,
+            revoked_serial: Some(w.leaf.serial.to_string()),
+            ..w.policy.clone()
+        };
+        let got = plan(
+            &w.template,
+            &revoked,
+            Some(&w.secret),
+            w.ca.certificate(),
+            t0(),
+        );
+        assert_eq!(
+            got,
+            Plan::Issue {
+                reason: IssueReason::Revoked,
+                reuse_key: false
+            }
+        );
+        let other = RenewalPolicy {
+            revoked_serial: Some("abcd".into()),
+            ..w.policy.clone()
+        };
+        assert_eq!(
+            reason(plan(
+                &w.template,
+                &other,
+                Some(&w.secret),
+                w.ca.certificate(),
+                t0()
+            )),
+            None
         );
     }
 
@@ -632,7 +684,7 @@ mod tests {
         let w = world();
         let never = RenewalPolicy {
             rotation: RotationPolicy::Never,
-            ..w.policy
+            ..w.policy.clone()
         };
         let due = t0() + Duration::days(61);
         assert_eq!(

@@ -115,6 +115,10 @@ pub struct ClusterCertificateSpec {
     /// What happens to the Secret when this ClusterCertificate is deleted. Default Delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_deletion_policy: Option<SecretDeletionPolicy>,
+    /// Revoke the current certificate (reason cessationOfOperation) when
+    /// this ClusterCertificate is deleted. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoke_on_delete: Option<bool>,
 }
 
 /// What happens to a certificate's Secret when the ClusterCertificate goes.
@@ -261,4 +265,19 @@ pub struct ClusterCertificateStatus {
     pub failed_issuance_attempts: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The most recent revocation of one of this certificate's serials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revocation: Option<RevocationRecord>,
+}
+
+/// A revoked serial, as the status shows it.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevocationRecord {
+    pub serial_number: String,
+    pub reason: crate::pki::RevocationReason,
+    pub revoked_at: chrono::DateTime<chrono::Utc>,
+    /// The CertificateRevocation that asked for it, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<String>,
 }

@@ -7,6 +7,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod certificate_authority;
+mod certificate_revocation;
 mod cluster_certificate;
 #[cfg(test)]
 mod tests;
@@ -15,9 +16,13 @@ pub use certificate_authority::{
     CaKeySource, CertificateAuthority, CertificateAuthoritySpec, CertificateAuthorityStatus,
     CrlSettings, TrustBundle,
 };
+pub use certificate_revocation::{
+    CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus,
+};
 pub use cluster_certificate::{
     ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
-    PrivateKeySettings, Profile, RotationPolicy, SecretDeletionPolicy, SecretTemplate,
+    PrivateKeySettings, Profile, RevocationRecord, RotationPolicy, SecretDeletionPolicy,
+    SecretTemplate,
 };
 
 use kube::CustomResourceExt;
@@ -45,6 +50,13 @@ pub mod meta {
     pub const CERTIFICATE_AUTHORITY: &str = "certop.dev/certificate-authority";
     /// On a ClusterCertificate: a request to re-issue now (`kubectl certop renew`).
     pub const RENEW_REQUESTED_AT: &str = "certop.dev/renew-requested-at";
+    /// On a ClusterCertificate: the latest revocation of one of its serials
+    /// (JSON `RevocationRecord`); if it is the current certificate's, that
+    /// certificate is replaced, with a new key, at once.
+    pub const REVOCATION: &str = "certop.dev/revocation";
+    /// On ledger and CRL ConfigMaps: which CA they belong to.
+    pub const LEDGER: &str = "certop.dev/ledger";
+    pub const CRL: &str = "certop.dev/crl";
     /// Finalizer that lets certop clean up Secrets and ConfigMaps.
     pub const FINALIZER: &str = "certop.dev/cleanup";
 }
@@ -159,5 +171,9 @@ pub fn to_chrono(d: Duration) -> chrono::Duration {
 pub fn crds()
 -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
 {
-    vec![CertificateAuthority::crd(), ClusterCertificate::crd()]
+    vec![
+        CertificateAuthority::crd(),
+        ClusterCertificate::crd(),
+        CertificateRevocation::crd(),
+    ]
 }

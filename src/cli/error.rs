@@ -22,6 +22,8 @@ pub enum CliError {
     Yaml(String),
     #[error("Kubernetes API: {0}")]
     Kube(kube::Error),
+    #[error("{0}")]
+    Invalid(String),
     #[error("cannot start the async runtime: {0}")]
     Runtime(std::io::Error),
     #[error(transparent)]

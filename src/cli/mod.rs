@@ -6,6 +6,7 @@ mod error;
 mod files;
 mod pki;
 mod plugin;
+mod revoke;
 mod time_left;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,8 @@ pub enum Command {
     Status(plugin::StatusArgs),
     /// Re-issue ClusterCertificates now.
     Renew(plugin::RenewArgs),
+    /// Revoke a ClusterCertificate's current certificate (or any serial of a CA).
+    Revoke(revoke::RevokeArgs),
     /// kubeadm-style expiry tables of every ClusterCertificate and CertificateAuthority.
     CheckExpiration(plugin::CheckExpirationArgs),
 }
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pki(cmd) => pki::run(cmd),
         Command::Status(args) => plugin::block_on(plugin::status(args)),
         Command::Renew(args) => plugin::block_on(plugin::renew(args)),
+        Command::Revoke(args) => plugin::block_on(revoke::revoke(args)),
         Command::CheckExpiration(args) => plugin::block_on(plugin::check_expiration(args)),
     }
 }

@@ -16,8 +16,9 @@ use tracing::{info, warn};
 use super::conditions::{self, READY};
 use super::context::FIELD_MANAGER;
 use super::finalize::reconcile_with_finalizer;
-use super::{Context, Error};
-use crate::api::{CertificateAuthority, meta, to_chrono};
+use super::{Context, Error, crl};
+use crate::api::{CertificateAuthority, CertificateAuthorityStatus, meta, to_chrono};
+use crate::ledger::crl_refresh_time;
 use crate::pki::{Authority, CaRequest};
 
 /// How often a CA is looked at when nothing changes: keeps trust bundles
@@ -153,6 +154,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
 
     let mut status = previous.clone();
     status.observed_generation = ca.metadata.generation;
+    let mut next_look = RESYNC;
     match &loaded {
         Ok(authority) => {
             let cert = authority.certificate();
@@ -177,6 +179,10 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
             );
             ctx.metrics.authority(&name, cert.not_after);
             sync_trust_bundle(ca, ctx, authority.certificate_pem()).await?;
+            if authority.certificate().can_sign_crls {
+                next_look =
+                    next_look.min(keep_crl_fresh(ca, ctx, authority, &mut status, now).await?);
+            }
         }
         Err((reason, message)) => {
             conditions::set(
@@ -198,7 +204,63 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ctx.apply_status::<CertificateAuthority>(&name, &status)
             .await?;
     }
-    Ok(Action::requeue(RESYNC))
+    Ok(Action::requeue(next_look))
+}
+
+/// Signs a CRL when there is none or the current one is due for refresh
+/// (`refreshBefore` ahead of its nextUpdate), so it never goes stale while
+/// the operator runs; fills the CRL fields of the status; returns when to
+/// look again.
+async fn keep_crl_fresh(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    authority: &Authority,
+    status: &mut CertificateAuthorityStatus,
+    now: chrono::DateTime<Utc>,
+) -> Result<Duration, Error> {
+    let name = ca.name_any();
+    let (_, refresh_before) = crl::schedule(ca);
+    let current = ctx.crls.get(&name);
+    let due = crl_refresh_time(
+        current.as_ref().map(|c| c.next_update),
+        false,
+        refresh_before,
+        now,
+    );
+    let crl = match current {
+        Some(c) if due > now => c,
+        _ => {
+            let lock = ctx.crl_lock(&name);
+            let _guard = lock.lock().await;
+            crl::publish(ctx, ca, authority, now).await?
+        }
+    };
+    status.crl_number = i64::try_from(crl.number).ok();
+    status.crl_this_update = Some(crl.this_update);
+    status.crl_next_update = Some(crl.next_update);
+    status.revoked_certificates = i64::try_from(crl.entries).ok();
+    if !crl.stored {
+        let message = format!(
+            "the CRL ({} bytes) is too large for one object; the leader serves it over HTTP",
+            crl.der.len()
+        );
+        conditions::set(
+            &mut status.conditions,
+            "CRLStored",
+            false,
+            "TooLarge",
+            &message,
+            ca.metadata.generation,
+            now,
+        );
+    } else {
+        status.conditions.retain(|c| c.type_ != "CRLStored");
+    }
+    let refresh_at = crl_refresh_time(Some(crl.next_update), false, refresh_before, now);
+    Ok((refresh_at - now)
+        .to_std()
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_secs(1)))
 }
 
 /// Creates the CA and its Secret. The Secret is created, never replaced:
@@ -430,6 +492,7 @@ async fn cleanup(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Err
         }
     }
     ctx.authorities.forget(&name);
+    ctx.crls.forget(&name);
     ctx.metrics.forget_authority(&name);
     info!(ca = %name, "CertificateAuthority deleted; its key Secret is kept");
     Ok(Action::await_change())

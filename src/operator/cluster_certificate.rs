@@ -17,9 +17,13 @@ use tracing::{info, warn};
 use super::certificate_authority;
 use super::conditions::{self, ISSUING, READY};
 use super::finalize::reconcile_with_finalizer;
-use super::{Context, Error};
-use crate::api::{ClusterCertificate, ClusterCertificateStatus, SecretDeletionPolicy, meta};
-use crate::pki::{Authority, LeafTemplate, PrivateKey, issue};
+use super::{Context, Error, crl, ledger_store};
+use crate::api::{
+    CertificateAuthority, ClusterCertificate, ClusterCertificateStatus, RevocationRecord,
+    SecretDeletionPolicy, meta,
+};
+use crate::ledger::{LedgerEntry, RevocationRule};
+use crate::pki::{Authority, LeafTemplate, PrivateKey, RevocationReason, issue};
 use crate::plan::{
     CA_CERT_KEY, IssueReason, Plan, RenewalPolicy, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY,
     plan,
@@ -167,6 +171,8 @@ async fn apply(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error
     }
     let data = secret.as_ref().map(secret_data);
     let mut policy = RenewalPolicy::from_spec(&cert.spec);
+    let revocation = revocation_of(cert);
+    policy.revoked_serial = revocation.as_ref().map(|r| r.serial_number.clone());
     policy.requested_at = cert
         .annotations()
         .get(meta::RENEW_REQUESTED_AT)
@@ -268,16 +274,40 @@ async fn issuer(
             retry: Some(WAITING_RETRY),
         }));
     }
-    let secret_name = certificate_authority::secret_name(&ca);
-    let Some(secret) = ctx.operator_secrets().get_opt(&secret_name).await? else {
-        return Ok(Err(NotReady {
+    match load_authority(ctx, &ca, now).await? {
+        Ok(authority) => {
+            // Certificates point at the CA's CRL, if the CA can sign one.
+            let crl_url = authority.certificate().can_sign_crls.then(|| {
+                ca.spec
+                    .crl
+                    .as_ref()
+                    .and_then(|c| c.distribution_point_url.clone())
+                    .unwrap_or_else(|| ctx.default_crl_url(ca_name))
+            });
+            Ok(Ok((authority, crl_url)))
+        }
+        Err(message) => Ok(Err(NotReady {
             reason: "IssuerNotReady",
-            message: format!(
-                "the Secret {}/{secret_name} of CertificateAuthority {ca_name} is gone",
-                ctx.namespace
-            ),
+            message,
             retry: Some(WAITING_RETRY),
-        }));
+        })),
+    }
+}
+
+/// A CA's signer, parsed from its Secret (cached per Secret version); or
+/// why it cannot sign.
+pub async fn load_authority(
+    ctx: &Context,
+    ca: &CertificateAuthority,
+    now: DateTime<Utc>,
+) -> Result<Result<Arc<Authority>, String>, Error> {
+    let ca_name = ca.name_any();
+    let secret_name = certificate_authority::secret_name(ca);
+    let Some(secret) = ctx.operator_secrets().get_opt(&secret_name).await? else {
+        return Ok(Err(format!(
+            "the Secret {}/{secret_name} of CertificateAuthority {ca_name} is gone",
+            ctx.namespace
+        )));
     };
     let data = secret.data.clone().unwrap_or_default();
     let pick = |a: &str, b: &str| {
@@ -287,27 +317,16 @@ async fn issuer(
             .unwrap_or_default()
     };
     let version = secret.resource_version().unwrap_or_default();
-    match ctx.authorities.get_or_load(
-        ca_name,
-        &version,
-        &pick("tls.crt", "ca.crt"),
-        &pick("tls.key", "ca.key"),
-        now,
-    ) {
-        Ok(authority) => {
-            let crl_url = ca
-                .spec
-                .crl
-                .as_ref()
-                .and_then(|c| c.distribution_point_url.clone());
-            Ok(Ok((authority, crl_url)))
-        }
-        Err(e) => Ok(Err(NotReady {
-            reason: "IssuerNotReady",
-            message: format!("CertificateAuthority {ca_name} cannot sign: {e}"),
-            retry: Some(WAITING_RETRY),
-        })),
-    }
+    Ok(ctx
+        .authorities
+        .get_or_load(
+            &ca_name,
+            &version,
+            &pick("tls.crt", "ca.crt"),
+            &pick("tls.key", "ca.key"),
+            now,
+        )
+        .map_err(|e| format!("CertificateAuthority {ca_name} cannot sign: {e}")))
 }
 
 fn secret_data(secret: &Secret) -> SecretData {
@@ -318,6 +337,57 @@ fn secret_data(secret: &Secret) -> SecretData {
         tls_key: get(TLS_PRIVATE_KEY_KEY),
         ca_crt: get(CA_CERT_KEY),
     }
+}
+
+/// Revokes the current certificate of a ClusterCertificate being deleted
+/// (cessationOfOperation) and re-signs the CA's CRL.
+async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), Error> {
+    let Some(serial) = cert.status.as_ref().and_then(|s| s.serial_number.clone()) else {
+        return Ok(());
+    };
+    let ca_name = &cert.spec.issuer_ref.name;
+    let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
+        warn!(certificate = %cert.name_any(), ca = %ca_name, "CA gone; cannot revoke on delete");
+        return Ok(());
+    };
+    let now = Utc::now();
+    let authority = match load_authority(ctx, &ca, now).await? {
+        Ok(a) => a,
+        Err(message) => {
+            warn!(certificate = %cert.name_any(), %message, "cannot revoke on delete");
+            return Ok(());
+        }
+    };
+    let rule = RevocationRule {
+        issued_before: now + chrono::Duration::seconds(1),
+        ..Default::default()
+    }
+    .with_serials([&serial]);
+    let reason = RevocationReason::CessationOfOperation;
+    let revoked = ledger_store::revoke(
+        ctx,
+        ca_name,
+        &rule,
+        reason,
+        now,
+        authority.certificate().not_after,
+    )
+    .await?;
+    ctx.metrics.revoked(reason.as_str(), revoked.len() as u64);
+    if authority.certificate().can_sign_crls {
+        let lock = ctx.crl_lock(ca_name);
+        let _guard = lock.lock().await;
+        crl::publish(ctx, &ca, &authority, now).await?;
+    }
+    info!(certificate = %cert.name_any(), %serial, "revoked on delete");
+    Ok(())
+}
+
+/// The revocation certop recorded on a ClusterCertificate, if any.
+fn revocation_of(cert: &ClusterCertificate) -> Option<RevocationRecord> {
+    cert.annotations()
+        .get(meta::REVOCATION)
+        .and_then(|r| serde_json::from_str(r).ok())
 }
 
 fn revision_of(secret: &Secret) -> Option<i64> {
@@ -435,6 +505,11 @@ async fn issue_certificate(
         ])),
         ..Default::default()
     };
+    // The ledger first: a crash after this line leaves an entry for a
+    // certificate nobody holds, which is harmless; the other order could
+    // hand out a certificate a revocation rule cannot find.
+    let ledger_entry = LedgerEntry::of(leaf, Some(&name));
+    ledger_store::record(ctx, &cert.spec.issuer_ref.name, ledger_entry, now).await?;
     // Create when absent, replace with the read resourceVersion otherwise:
     // a concurrent writer makes this fail with a conflict instead of being
     // silently overwritten, and the next pass starts from what is there.
@@ -466,10 +541,13 @@ async fn issue_certificate(
     let mut status = cert.status.clone().unwrap_or_default();
     fill_certificate_fields(&mut status, cert, leaf, renewal_time, Some(revision));
     status.failed_issuance_attempts = None;
-    let (ready_reason, event_reason) = if existing.is_some() && reason.is_renewal() {
-        ("Renewed", "Renewed")
-    } else {
-        ("Issued", "Issued")
+    let (ready_reason, event_reason) = match &reason {
+        IssueReason::Revoked => {
+            status.last_revocation = revocation_of(cert);
+            ("Reissued", "Reissued")
+        }
+        r if existing.is_some() && r.is_renewal() => ("Renewed", "Renewed"),
+        _ => ("Issued", "Issued"),
     };
     let mut message = format!(
         "certificate serial {} is valid until {}",
@@ -622,6 +700,9 @@ async fn not_ready_status(
 async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
     let name = cert.name_any();
     ctx.metrics.forget_certificate(&name);
+    if cert.spec.revoke_on_delete.unwrap_or(true) {
+        revoke_current(cert, ctx).await?;
+    }
     if cert.spec.secret_deletion_policy.unwrap_or_default() == SecretDeletionPolicy::Retain {
         info!(certificate = %name, "deleted; Secret retained by policy");
         return Ok(Action::await_change());

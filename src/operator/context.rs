@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -9,6 +10,7 @@ use tracing::warn;
 
 use super::Error;
 use super::authority_cache::AuthorityCache;
+use super::crl::CrlCache;
 use super::metrics::Metrics;
 
 /// The field manager of everything certop writes with server-side apply.
@@ -27,6 +29,12 @@ pub struct Context {
     pub cas: Store<CertificateAuthority>,
     /// ClusterCertificates as their controller's reflector sees them.
     pub certificates: Store<ClusterCertificate>,
+    /// The CRLs this replica serves; the leader offers each one it signs.
+    pub crls: Arc<CrlCache>,
+    /// Base of the default CRL distribution point: `<base>/crl/<ca>.crl`.
+    pub crl_base_url: String,
+    /// One CRL signer at a time per CA, so numbers are never raced for.
+    crl_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Context {
@@ -36,6 +44,8 @@ impl Context {
         metrics: Arc<Metrics>,
         cas: Store<CertificateAuthority>,
         certificates: Store<ClusterCertificate>,
+        crls: Arc<CrlCache>,
+        crl_base_url: String,
     ) -> Self {
         let reporter = Reporter {
             controller: "certop".into(),
@@ -49,7 +59,23 @@ impl Context {
             authorities: AuthorityCache::default(),
             cas,
             certificates,
+            crls,
+            crl_base_url,
+            crl_locks: Default::default(),
         }
+    }
+
+    /// The lock that serializes CRL signing for one CA.
+    pub fn crl_lock(&self, ca: &str) -> Arc<tokio::sync::Mutex<()>> {
+        match self.crl_locks.lock() {
+            Ok(mut locks) => locks.entry(ca.to_string()).or_default().clone(),
+            Err(_) => Arc::default(),
+        }
+    }
+
+    /// The default CRL distribution point of a CA.
+    pub fn default_crl_url(&self, ca: &str) -> String {
+        format!("{}/crl/{ca}.crl", self.crl_base_url.trim_end_matches('/'))
     }
 
     /// Writes an object's status with server-side apply, as field manager

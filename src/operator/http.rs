@@ -3,17 +3,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
 use super::Error;
+use super::crl::CrlCache;
 use super::metrics::Metrics;
 
 /// What the HTTP endpoints read.
 pub struct HttpState {
     pub metrics: Arc<Metrics>,
+    pub crls: Arc<CrlCache>,
     /// Set once the process can talk to the API server; every replica,
     /// leader or not, is ready then.
     pub ready: AtomicBool,
@@ -28,6 +31,7 @@ pub async fn serve(
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/crl/{file}", get(crl))
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -60,4 +64,59 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready")
     }
+}
+
+/// `GET /crl/<ca>.crl` (DER, `application/pkix-crl`) and `/crl/<ca>.pem`,
+/// with an ETag (the CRL number) and Last-Modified (thisUpdate); a client
+/// that already has this CRL gets 304.
+async fn crl(
+    State(state): State<Arc<HttpState>>,
+    Path(file): Path<String>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    let (ca, pem) = match (file.strip_suffix(".crl"), file.strip_suffix(".pem")) {
+        (Some(ca), _) => (ca, false),
+        (_, Some(ca)) => (ca, true),
+        _ => {
+            return (
+                StatusCode::NOT_FOUND,
+                "ask for /crl/<ca>.crl or /crl/<ca>.pem",
+            )
+                .into_response();
+        }
+    };
+    let Some(crl) = state.crls.get(ca) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no CRL for CertificateAuthority {ca}"),
+        )
+            .into_response();
+    };
+    let etag = format!("\"{}\"", crl.number);
+    let last_modified = crl
+        .this_update
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let cached = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        == Some(etag.as_str());
+    if cached {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let (content_type, body) = if pem {
+        ("application/x-pem-file", crl.pem.into_bytes())
+    } else {
+        ("application/pkix-crl", crl.der)
+    };
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, content_type.to_string()),
+            (header::ETAG, etag),
+            (header::LAST_MODIFIED, last_modified),
+        ],
+        body,
+    )
+        .into_response()
 }

@@ -33,6 +33,11 @@ pub struct Metrics {
     certificate_renewal: Family<CertificateLabels, Gauge>,
     certificate_ready: Family<CertificateLabels, Gauge>,
     authority_expiration: Family<AuthorityLabels, Gauge>,
+    crl_number: Family<AuthorityLabels, Gauge>,
+    crl_this_update: Family<AuthorityLabels, Gauge>,
+    crl_next_update: Family<AuthorityLabels, Gauge>,
+    crl_entries: Family<AuthorityLabels, Gauge>,
+    revocations: Family<ReasonLabels, Counter>,
     issuances: Family<ReasonLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram>,
@@ -46,6 +51,11 @@ impl Default for Metrics {
             certificate_renewal: Family::default(),
             certificate_ready: Family::default(),
             authority_expiration: Family::default(),
+            crl_number: Family::default(),
+            crl_this_update: Family::default(),
+            crl_next_update: Family::default(),
+            crl_entries: Family::default(),
+            revocations: Family::default(),
             issuances: Family::default(),
             failures: Family::default(),
             reconcile_duration: Family::new_with_constructor(|| {
@@ -143,6 +153,32 @@ impl Metrics {
         self.authority_expiration.remove(&AuthorityLabels {
             name: name.to_string(),
         });
+    }
+
+    pub fn crl(&self, ca: &str, crl: &super::crl::PublishedCrl) {
+        let labels = AuthorityLabels {
+            name: ca.to_string(),
+        };
+        self.crl_number
+            .get_or_create(&labels)
+            .set(i64::try_from(crl.number).unwrap_or(i64::MAX));
+        self.crl_this_update
+            .get_or_create(&labels)
+            .set(crl.this_update.timestamp());
+        self.crl_next_update
+            .get_or_create(&labels)
+            .set(crl.next_update.timestamp());
+        self.crl_entries
+            .get_or_create(&labels)
+            .set(i64::try_from(crl.entries).unwrap_or(i64::MAX));
+    }
+
+    pub fn revoked(&self, reason: &str, count: u64) {
+        self.revocations
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_string(),
+            })
+            .inc_by(count);
     }
 
     pub fn issued(&self, reason: &str) {

@@ -4,12 +4,15 @@
 
 mod authority_cache;
 pub mod certificate_authority;
+pub mod certificate_revocation;
 pub mod cluster_certificate;
 mod conditions;
 mod context;
+mod crl;
 mod error;
 mod finalize;
 mod http;
+mod ledger_store;
 pub mod metrics;
 mod run;
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::ObjectRef;
@@ -16,10 +16,11 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
 use super::metrics::Metrics;
-use super::{Context, Error, certificate_authority, cluster_certificate};
-use crate::api::{CertificateAuthority, ClusterCertificate, meta};
+use super::{Context, Error, certificate_authority, certificate_revocation, cluster_certificate};
+use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -50,6 +51,11 @@ pub struct RunArgs {
     pub identity: Option<String>,
     #[arg(long, env = "CERTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Base URL of the CRLs this operator serves, written into issued
+    /// certificates as `<base>/crl/<ca>.crl` unless a CA sets its own.
+    /// Default: the operator Service, `http://certop.<namespace>.svc`.
+    #[arg(long, env = "CERTOP_CRL_BASE_URL")]
+    pub crl_base_url: Option<String>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -88,8 +94,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .map_err(|_| Error::CryptoProvider)?;
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
+    let crls = Arc::new(CrlCache::default());
     let http_state = Arc::new(HttpState {
         metrics: metrics.clone(),
+        crls: crls.clone(),
         ready: Default::default(),
     });
 
@@ -109,19 +117,28 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     ));
 
     client.apiserver_version().await?;
+    // Every replica serves the CRLs, leader or not: they follow the ConfigMaps.
+    tokio::spawn(follow_crls(
+        client.clone(),
+        args.namespace.clone(),
+        crls.clone(),
+    ));
     http_state.ready.store(true, Ordering::Relaxed);
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        crl_base_url: args
+            .crl_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://certop.{}.svc", args.namespace)),
+        metrics,
+        crls,
+    };
     info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, "certop started");
 
     let result = if args.leader_elect {
-        run_as_elected(&args, client, metrics, stop_rx.clone()).await
+        run_as_elected(&args, client, settings, stop_rx.clone()).await
     } else {
-        run_controllers(
-            client,
-            args.namespace.clone(),
-            metrics,
-            stopped(stop_rx.clone()),
-        )
-        .await;
+        run_controllers(client, settings, stopped(stop_rx.clone())).await;
         Ok(())
     };
     if let Ok(Err(e)) = http.await {
@@ -137,7 +154,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
 async fn run_as_elected(
     args: &RunArgs,
     client: Client,
-    metrics: Arc<Metrics>,
+    settings: Settings,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -178,7 +195,7 @@ async fn run_as_elected(
         }
     };
     let outcome = tokio::select! {
-        _ = run_controllers(client, args.namespace.clone(), metrics, stop_for_controllers) => Ok(()),
+        _ = run_controllers(client, settings, stop_for_controllers) => Ok(()),
         _ = lost.wait_for(|is_leader| !*is_leader) => {
             error!(%identity, "lost the leader lease; stopping");
             Err(Error::LostLeadership)
@@ -192,14 +209,46 @@ async fn run_as_elected(
     outcome
 }
 
-/// Runs both controllers until `shutdown` resolves (in-flight reconciles
+/// What the controllers are configured with.
+struct Settings {
+    namespace: String,
+    crl_base_url: String,
+    metrics: Arc<Metrics>,
+    crls: Arc<CrlCache>,
+}
+
+/// Keeps this replica's CRL cache equal to the published CRL ConfigMaps.
+async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
+    let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
+    let stream = watcher(api, watcher::Config::default().labels(meta::CRL))
+        .default_backoff()
+        .applied_objects();
+    futures::pin_mut!(stream);
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(cm) => {
+                if let Some((ca, crl)) = crl::from_config_map(&cm) {
+                    crls.offer(&ca, crl);
+                }
+            }
+            Err(e) => warn!(error = %e, "watching CRL ConfigMaps"),
+        }
+    }
+}
+
+/// Runs the controllers until `shutdown` resolves (in-flight reconciles
 /// finish first).
 async fn run_controllers(
     client: Client,
-    namespace: String,
-    metrics: Arc<Metrics>,
+    settings: Settings,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let Settings {
+        namespace,
+        crl_base_url,
+        metrics,
+        crls,
+    } = settings;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -223,12 +272,19 @@ async fn run_controllers(
         metrics,
         ca_store.clone(),
         cert_store.clone(),
+        crls,
+        crl_base_url,
     ));
 
     let bundles_store = ca_store.clone();
     let ca_secrets = watcher(
         Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(&managed),
+    )
+    .touched_objects();
+    let crl_maps = watcher(
+        Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(meta::CRL),
     )
     .touched_objects();
     let ca_run = ca_controller
@@ -247,6 +303,12 @@ async fn run_controllers(
         .watches_stream(ca_secrets, |secret| {
             secret
                 .annotations()
+                .get(meta::CERTIFICATE_AUTHORITY)
+                .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
+        })
+        // A new CRL (after a revocation) updates the CA's status.
+        .watches_stream(crl_maps, |cm| {
+            cm.annotations()
                 .get(meta::CERTIFICATE_AUTHORITY)
                 .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
         })
@@ -279,16 +341,31 @@ async fn run_controllers(
                 .get(meta::CERTIFICATE)
                 .map(|c| ObjectRef::<ClusterCertificate>::new(c))
         })
-        .graceful_shutdown_on(stopped(shutdown_rx))
+        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
         .run(
             cluster_certificate::reconcile,
             cluster_certificate::error_policy,
-            ctx,
+            ctx.clone(),
         )
         .for_each(|result| async move {
             if let Err(e) = result {
                 warn!(error = %e, "ClusterCertificate controller");
             }
         });
-    futures::join!(ca_run, cert_run);
+    let revocation_run = Controller::new(
+        Api::<CertificateRevocation>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(stopped(shutdown_rx))
+    .run(
+        certificate_revocation::reconcile,
+        certificate_revocation::error_policy,
+        ctx,
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            warn!(error = %e, "CertificateRevocation controller");
+        }
+    });
+    futures::join!(ca_run, cert_run, revocation_run);
 }

@@ -7,9 +7,12 @@ use super::{Authority, PkiError, SerialNumber, to_x509_time};
 /// RFC 5280 §5.3.1 reason codes certop records (removeFromCRL and
 /// privilegeWithdrawn/aACompromise are for delta CRLs and attribute
 /// certificates, which certop does not issue).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum RevocationReason {
+    #[default]
     Unspecified,
     KeyCompromise,
     CaCompromise,
@@ -20,6 +23,29 @@ pub enum RevocationReason {
 }
 
 impl RevocationReason {
+    pub const ALL: [RevocationReason; 7] = [
+        RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation,
+        RevocationReason::CertificateHold,
+    ];
+
+    /// The name used in manifests and on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevocationReason::Unspecified => "unspecified",
+            RevocationReason::KeyCompromise => "keyCompromise",
+            RevocationReason::CaCompromise => "caCompromise",
+            RevocationReason::AffiliationChanged => "affiliationChanged",
+            RevocationReason::Superseded => "superseded",
+            RevocationReason::CessationOfOperation => "cessationOfOperation",
+            RevocationReason::CertificateHold => "certificateHold",
+        }
+    }
+
     fn to_rcgen(self) -> rcgen::RevocationReason {
         match self {
             RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
@@ -113,4 +139,18 @@ pub fn build_crl(ca: &Authority, request: &CrlRequest<'_>) -> Result<SignedCrl, 
         pem,
         entry_count,
     })
+}
+
+impl std::str::FromStr for RevocationReason {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RevocationReason::ALL
+            .into_iter()
+            .find(|r| r.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                let known: Vec<_> = RevocationReason::ALL.iter().map(|r| r.as_str()).collect();
+                format!("unknown reason {s:?}; expected one of {}", known.join(", "))
+            })
+    }
 }

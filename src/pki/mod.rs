@@ -31,7 +31,7 @@ pub(crate) fn to_x509_time(t: DateTime<Utc>) -> Result<time::OffsetDateTime, Pki
         .map_err(|_| PkiError::TimeOutOfRange(t))
 }
 
-pub(crate) fn from_unix(seconds: i64) -> DateTime<Utc> {
+pub fn from_unix(seconds: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(seconds, 0)
         .single()
         .unwrap_or(DateTime::<Utc>::MAX_UTC)

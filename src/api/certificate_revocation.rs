@@ -1,0 +1,98 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::IssuerRef;
+use crate::pki::RevocationReason;
+
+/// A request to revoke certificates a CA issued: by serial number, or by
+/// rule (organization, DNS name or suffix, IP address), for certificates
+/// issued before a time. certop revokes every live certificate that
+/// matches, lists it in the CA's CRL, and re-issues affected
+/// ClusterCertificates with new keys.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "certop.dev",
+    version = "v1alpha1",
+    kind = "CertificateRevocation",
+    plural = "certificaterevocations",
+    shortname = "crev",
+    status = "CertificateRevocationStatus",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Issuer", type_ = "string", json_path = ".spec.issuerRef.name"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".spec.reason"),
+    printcolumn(
+        name = "Revoked",
+        type_ = "integer",
+        json_path = ".status.revokedCertificates"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("(has(self.serialNumbers) && size(self.serialNumbers) > 0) || (has(self.organizations) && size(self.organizations) > 0) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0)").message("match something: set serialNumbers, organizations, dnsNames or ipAddresses"))]
+#[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a CertificateRevocation cannot be changed; create another one"))]
+pub struct CertificateRevocationSpec {
+    /// The CertificateAuthority whose certificates are revoked.
+    pub issuer_ref: IssuerRef,
+    /// RFC 5280 reason code. Default unspecified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<RevocationReason>,
+    /// Hex serial numbers (as `openssl x509 -serial` prints them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 1000),
+        inner(length(min = 1, max = 40), regex(pattern = r"^[0-9a-fA-F]+$"))
+    )]
+    pub serial_numbers: Vec<String>,
+    /// Certificates with one of these organizations (groups).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 64)))]
+    pub organizations: Vec<String>,
+    /// Certificates naming one of these DNS names; a leading `.` matches
+    /// every name under that suffix.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 100),
+        inner(
+            length(min = 1, max = 253),
+            regex(
+                pattern = r"^\.?(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+            )
+        )
+    )]
+    pub dns_names: Vec<String>,
+    /// Certificates naming one of these IP addresses.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(max = 45)))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(ip, isIP(ip))").message("each of ipAddresses must be an IPv4 or IPv6 address"))]
+    pub ip_addresses: Vec<String>,
+    /// Only certificates issued before this time. Default: when this
+    /// object was created, so the rule revokes what exists now and does not
+    /// block re-issuance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issued_before: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What a CertificateRevocation did.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateRevocationStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// How many certificates this revocation revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked_certificates: Option<i64>,
+    /// When it last revoked a certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revocation_time: Option<chrono::DateTime<chrono::Utc>>,
+}

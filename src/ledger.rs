@@ -1,0 +1,367 @@
+//! The ledger of what a CA issued: serial, names and notAfter of every live
+//! certificate, and whether and why it was revoked. Rule revocations match
+//! against it (including certificates a renewal already superseded), and
+//! the CRL is built from its revoked entries. Pure: storage is the
+//! operator's business (sharded ConfigMaps), matching and pruning are here.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::pki::{CertificateInfo, RevocationReason, RevokedEntry, SerialNumber, from_unix};
+
+/// Shards per CA. At about 200 bytes an entry, 100k live certificates make
+/// about 300 KiB a shard, well under the API's 1 MiB object limit.
+pub const SHARDS: usize = 64;
+
+/// One issued certificate. Short field names: the ledger is stored as JSON
+/// and must stay small.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Serial, lower-case hex.
+    #[serde(rename = "s")]
+    pub serial: String,
+    /// notBefore, Unix seconds: rules apply to certificates issued before a time.
+    #[serde(rename = "b")]
+    pub issued_at: i64,
+    /// notAfter, Unix seconds: the entry is dropped once it passes.
+    #[serde(rename = "a")]
+    pub not_after: i64,
+    #[serde(rename = "o", default, skip_serializing_if = "Vec::is_empty")]
+    pub organizations: Vec<String>,
+    #[serde(rename = "d", default, skip_serializing_if = "Vec::is_empty")]
+    pub dns_names: Vec<String>,
+    #[serde(rename = "i", default, skip_serializing_if = "Vec::is_empty")]
+    pub ip_addresses: Vec<String>,
+    /// The ClusterCertificate it was issued for, if any.
+    #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// Unix seconds.
+    #[serde(rename = "t")]
+    pub at: i64,
+    #[serde(rename = "r")]
+    pub reason: RevocationReason,
+}
+
+impl LedgerEntry {
+    pub fn of(cert: &CertificateInfo, certificate: Option<&str>) -> Self {
+        LedgerEntry {
+            serial: cert.serial.to_string(),
+            issued_at: cert.not_before.timestamp(),
+            not_after: cert.not_after.timestamp(),
+            organizations: cert.organizations.clone(),
+            dns_names: cert.dns_names.clone(),
+            ip_addresses: cert.ip_addresses.iter().map(IpAddr::to_string).collect(),
+            certificate: certificate.map(str::to_string),
+            revoked: None,
+        }
+    }
+
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.not_after < now.timestamp()
+    }
+}
+
+/// Which shard holds a serial: spread evenly by its last byte (serials are random).
+pub fn shard_of(serial: &str) -> usize {
+    let tail = serial.get(serial.len().saturating_sub(2)..).unwrap_or("0");
+    usize::from_str_radix(tail, 16).unwrap_or(0) % SHARDS
+}
+
+/// What a revocation matches. Every list is an alternative: a certificate
+/// matches when any one of them does, and it was issued before `issued_before`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RevocationRule {
+    pub serials: BTreeSet<String>,
+    pub organizations: Vec<String>,
+    /// Exact names, or with a leading `.` a suffix.
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub issued_before: DateTime<Utc>,
+}
+
+impl RevocationRule {
+    pub fn matches(&self, e: &LedgerEntry) -> bool {
+        if e.issued_at >= self.issued_before.timestamp() {
+            return false;
+        }
+        let serial = SerialNumber::from_hex(&e.serial)
+            .map(|s| s.to_string())
+            .unwrap_or_default();
+        self.serials.contains(&serial)
+            || e.organizations
+                .iter()
+                .any(|o| self.organizations.contains(o))
+            || e.dns_names.iter().any(|name| {
+                self.dns_names
+                    .iter()
+                    .any(|pattern| dns_matches(pattern, name))
+            })
+            || e.ip_addresses
+                .iter()
+                .filter_map(|ip| ip.parse::<IpAddr>().ok())
+                .any(|ip| self.ip_addresses.contains(&ip))
+    }
+
+    /// Normalizes serials as the ledger writes them (lower-case hex, no padding).
+    pub fn with_serials<'a>(mut self, serials: impl IntoIterator<Item = &'a String>) -> Self {
+        self.serials = serials
+            .into_iter()
+            .filter_map(|s| SerialNumber::from_hex(s))
+            .map(|s| s.to_string())
+            .collect();
+        self
+    }
+}
+
+/// `.example.com` matches every name under example.com (not example.com
+/// itself); anything else matches itself, case-insensitively.
+fn dns_matches(pattern: &str, name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    let pattern = pattern.to_ascii_lowercase();
+    match pattern.strip_prefix('.') {
+        Some(_) => name.ends_with(&pattern),
+        None => name == pattern,
+    }
+}
+
+/// Marks the live, not yet revoked entries that the rule matches; returns
+/// them. Expired entries are left for pruning, not revoked.
+pub fn revoke(
+    entries: &mut [LedgerEntry],
+    rule: &RevocationRule,
+    reason: RevocationReason,
+    now: DateTime<Utc>,
+) -> Vec<LedgerEntry> {
+    let mut revoked = Vec::new();
+    for e in entries.iter_mut() {
+        if e.revoked.is_none() && !e.is_expired(now) && rule.matches(e) {
+            e.revoked = Some(Revocation {
+                at: now.timestamp(),
+                reason,
+            });
+            revoked.push(e.clone());
+        }
+    }
+    revoked
+}
+
+/// Drops entries of certificates that expired: the ledger stays bounded by
+/// what is alive, and so does the CRL.
+pub fn prune(entries: &mut Vec<LedgerEntry>, now: DateTime<Utc>) -> usize {
+    let before = entries.len();
+    entries.retain(|e| !e.is_expired(now));
+    before - entries.len()
+}
+
+/// The CRL entries of a ledger.
+pub fn revoked_entries<'a>(
+    entries: impl IntoIterator<Item = &'a LedgerEntry>,
+) -> Vec<RevokedEntry> {
+    entries
+        .into_iter()
+        .filter_map(|e| {
+            let r = e.revoked.as_ref()?;
+            Some(RevokedEntry {
+                serial: SerialNumber::from_hex(&e.serial)?,
+                revoked_at: from_unix(r.at),
+                reason: r.reason,
+                not_after: from_unix(e.not_after),
+            })
+        })
+        .collect()
+}
+
+/// When the CRL must be re-signed: now if it is missing or something changed,
+/// else `refresh_before` ahead of its nextUpdate.
+pub fn crl_refresh_time(
+    next_update: Option<DateTime<Utc>>,
+    changed: bool,
+    refresh_before: chrono::Duration,
+    now: DateTime<Utc>,
+) -> DateTime<Utc> {
+    match next_update {
+        Some(next) if !changed => next - refresh_before,
+        _ => now,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, TimeZone};
+
+    use super::*;
+
+    fn t(h: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+            .single()
+            .expect("date")
+            + Duration::hours(h)
+    }
+
+    fn entry(
+        serial: &str,
+        issued_h: i64,
+        dns: &[&str],
+        orgs: &[&str],
+        ips: &[&str],
+    ) -> LedgerEntry {
+        LedgerEntry {
+            serial: serial.into(),
+            issued_at: t(issued_h).timestamp(),
+            not_after: t(issued_h + 100).timestamp(),
+            organizations: orgs.iter().map(|s| s.to_string()).collect(),
+            dns_names: dns.iter().map(|s| s.to_string()).collect(),
+            ip_addresses: ips.iter().map(|s| s.to_string()).collect(),
+            certificate: None,
+            revoked: None,
+        }
+    }
+
+    #[test]
+    fn rules_match_by_serial_org_dns_suffix_and_ip_issued_before_a_time() {
+        let rule = RevocationRule {
+            organizations: vec!["system:masters".into()],
+            dns_names: vec![".corp.example".into(), "exact.example".into()],
+            ip_addresses: vec!["10.0.0.7".parse().expect("ip")],
+            issued_before: t(10),
+            ..Default::default()
+        }
+        .with_serials([&"00:AB".to_string()]);
+        let cases = [
+            (entry("ab", 0, &[], &[], &[]), true, "serial, normalized"),
+            (
+                entry("ac", 0, &[], &["system:masters"], &[]),
+                true,
+                "organization",
+            ),
+            (
+                entry("ad", 0, &["api.corp.example"], &[], &[]),
+                true,
+                "DNS suffix",
+            ),
+            (
+                entry("ae", 0, &["a.b.corp.example"], &[], &[]),
+                true,
+                "deep DNS suffix",
+            ),
+            (
+                entry("af", 0, &["corp.example"], &[], &[]),
+                false,
+                "a suffix does not match the bare domain",
+            ),
+            (
+                entry("b0", 0, &["notcorp.example"], &[], &[]),
+                false,
+                "a suffix is label-aligned",
+            ),
+            (
+                entry("b1", 0, &["EXACT.example"], &[], &[]),
+                true,
+                "exact name, any case",
+            ),
+            (
+                entry("b2", 0, &["sub.exact.example"], &[], &[]),
+                false,
+                "exact is exact",
+            ),
+            (entry("b3", 0, &[], &[], &["10.0.0.7"]), true, "IP"),
+            (entry("b4", 0, &[], &[], &["10.0.0.8"]), false, "other IP"),
+            (
+                entry("b5", 20, &["api.corp.example"], &[], &[]),
+                false,
+                "issued after the rule",
+            ),
+            (
+                entry("b6", 0, &["other.example"], &["team"], &[]),
+                false,
+                "nothing matches",
+            ),
+        ];
+        for (e, expected, name) in cases {
+            assert_eq!(rule.matches(&e), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn revoke_marks_live_matches_once_and_skips_expired_ones() {
+        let mut entries = vec![
+            entry("01", 0, &["a.corp.example"], &[], &[]),
+            entry("02", 1, &["b.corp.example"], &[], &[]),
+            entry("03", -200, &["old.corp.example"], &[], &[]),
+            entry("04", 2, &["c.other.example"], &[], &[]),
+        ];
+        let rule = RevocationRule {
+            dns_names: vec![".corp.example".into()],
+            issued_before: t(5),
+            ..Default::default()
+        };
+        let first = revoke(&mut entries, &rule, RevocationReason::KeyCompromise, t(6));
+        assert_eq!(
+            first.iter().map(|e| e.serial.as_str()).collect::<Vec<_>>(),
+            vec!["01", "02"]
+        );
+        assert!(
+            revoke(&mut entries, &rule, RevocationReason::KeyCompromise, t(7)).is_empty(),
+            "idempotent"
+        );
+        let crl = revoked_entries(&entries);
+        assert_eq!(crl.len(), 2);
+        assert_eq!(crl[0].reason, RevocationReason::KeyCompromise);
+        assert_eq!(crl[0].revoked_at, t(6));
+        assert_eq!(prune(&mut entries, t(6)), 1, "the expired entry goes");
+        assert_eq!(entries.len(), 3);
+    }
+
+    #[test]
+    fn shards_spread_serials_and_stay_in_range() {
+        let mut used = BTreeSet::new();
+        for _ in 0..2000 {
+            let s = SerialNumber::random().expect("rng").to_string();
+            let shard = shard_of(&s);
+            assert!(shard < SHARDS);
+            used.insert(shard);
+        }
+        assert_eq!(used.len(), SHARDS);
+        assert_eq!(shard_of(""), 0);
+    }
+
+    #[test]
+    fn an_entry_stays_small() {
+        let e = LedgerEntry {
+            serial: "4a".repeat(16),
+            issued_at: 1_800_000_000,
+            not_after: 1_900_000_000,
+            organizations: vec!["system:nodes".into()],
+            dns_names: vec!["node-123.cluster.example.com".into()],
+            ip_addresses: vec!["10.1.2.3".into()],
+            certificate: Some("kubelet-serving-node-123".into()),
+            revoked: Some(Revocation {
+                at: 1_850_000_000,
+                reason: RevocationReason::KeyCompromise,
+            }),
+        };
+        let json = serde_json::to_string(&e).expect("json");
+        assert!(json.len() < 250, "{} bytes: {json}", json.len());
+        assert!(
+            json.len() * 100_000 / SHARDS < 900 * 1024,
+            "100k entries must fit the shards"
+        );
+    }
+
+    #[test]
+    fn the_crl_is_resigned_on_change_or_ahead_of_next_update() {
+        let refresh = Duration::hours(8);
+        assert_eq!(crl_refresh_time(None, false, refresh, t(0)), t(0));
+        assert_eq!(crl_refresh_time(Some(t(24)), true, refresh, t(0)), t(0));
+        assert_eq!(crl_refresh_time(Some(t(24)), false, refresh, t(0)), t(16));
+    }
+}
