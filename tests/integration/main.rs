@@ -4,4 +4,5 @@
 mod api_server;
 mod objects;
 mod operator;
+mod revocation;
 mod support;

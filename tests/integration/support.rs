@@ -28,6 +28,8 @@ static OPERATOR: OnceLock<Operator> = OnceLock::new();
 /// A running `certop run`, as its ServiceAccount (the RBAC of manifests/).
 pub struct Operator {
     pub metrics_url: String,
+    /// `http://127.0.0.1:<port>`: metrics, health and CRLs.
+    pub base_url: String,
     pub log: PathBuf,
     pid_file: PathBuf,
     /// Closing it (the test process exiting) stops the operator.
@@ -193,6 +195,7 @@ impl ControlPlane {
         let stdin = child.stdin.take().expect("stdin");
         let op = Operator {
             metrics_url: format!("http://127.0.0.1:{port}/metrics"),
+            base_url: format!("http://127.0.0.1:{port}"),
             log,
             pid_file,
             _stdin: Mutex::new(stdin),
@@ -270,12 +273,50 @@ impl Operator {
     }
 }
 
+/// pkilint's binaries: from PKILINT_BIN (set by `make test`) or `.venv/bin`.
+pub fn pkilint(tool: &str) -> PathBuf {
+    let dir = std::env::var_os("PKILINT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin"));
+    let bin = dir.join(tool);
+    assert!(
+        bin.exists(),
+        "{} not found: run `make venv` (or `make test`), which installs pkilint",
+        bin.display()
+    );
+    bin
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()
         .expect("addr")
         .port()
+}
+
+/// An HTTP/1.1 GET on loopback with extra headers: (status, headers, body).
+pub fn http_request(url: &str, headers: &[(&str, &str)]) -> Option<(u16, String, Vec<u8>)> {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://")?;
+    let (host, path) = rest.split_once('/').map(|(h, p)| (h, format!("/{p}")))?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let split = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&response[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head, response[split + 4..].to_vec()))
 }
 
 /// A plain HTTP GET on loopback; None on any failure.
