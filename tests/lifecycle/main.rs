@@ -8,6 +8,7 @@ mod objects;
 #[path = "../integration/support.rs"]
 mod support;
 
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -86,7 +87,23 @@ fn a_restarted_operator_issues_nothing_new_for_valid_certificates() {
     for n in &names {
         assert_eq!(cert(cp, n).status.and_then(|s| s.revision), Some(1), "{n}");
     }
+    // The CRL number only ever grows, across the restart too.
+    let before = crl_number(cp, &ca);
+    let out = Command::new(env!("CARGO_BIN_EXE_certop"))
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["revoke", &names[0]])
+        .output()
+        .expect("certop revoke");
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    assert!(wait_for(Duration::from_secs(30), || crl_number(cp, &ca) > before), "no new CRL after the restart");
     op.stop();
+}
+
+fn crl_number(cp: &ControlPlane, ca: &str) -> i64 {
+    get::<certop::api::CertificateAuthority>(cp, &["certificateauthority", ca])
+        .and_then(|c| c.status)
+        .and_then(|s| s.crl_number)
+        .unwrap_or(0)
 }
 
 #[test]
@@ -124,6 +141,8 @@ fn two_replicas_elect_one_leader_and_fail_over_within_the_lease() {
         "only the leader issues"
     );
 
+    assert!(wait_for(Duration::from_secs(30), || crl_number(cp, &ca) >= 1), "the CA has a CRL");
+    let number_before_failover = crl_number(cp, &ca);
     let killed_at = Instant::now();
     leader_op.kill();
     assert!(
@@ -140,6 +159,16 @@ fn two_replicas_elect_one_leader_and_fail_over_within_the_lease() {
         wait_for(Duration::from_secs(60), || ready(cp, &second)),
         "{}",
         standby.log_text()
+    );
+    let revoked = Command::new(env!("CARGO_BIN_EXE_certop"))
+        .env("KUBECONFIG", &cp.kubeconfig)
+        .args(["revoke", &first])
+        .output()
+        .expect("certop revoke");
+    assert!(revoked.status.success(), "{}", support::stderr(&revoked));
+    assert!(
+        wait_for(Duration::from_secs(30), || crl_number(cp, &ca) > number_before_failover),
+        "the new leader's CRL number must exceed the old leader's ({number_before_failover})"
     );
     assert!(
         failover < Duration::from_secs(6 + 6),
