@@ -135,5 +135,50 @@ fn crl(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, issuance, crl);
+/// The work of a rule revocation over 10k live certificates: match and mark
+/// them in the ledger, write the ledger back as JSON (what is stored), and
+/// build + sign the CRL that lists them.
+fn revoke_10k(c: &mut Criterion) {
+    use certop::ledger::{self, LedgerEntry, RevocationRule};
+    let ca = Authority::create(&CaRequest::new("bench CA"), Utc::now()).expect("CA");
+    let now = Utc::now();
+    let entries: Vec<LedgerEntry> = (0..10_000)
+        .map(|i| LedgerEntry {
+            serial: SerialNumber::random().expect("rng").to_string(),
+            issued_at: (now - Duration::hours(1)).timestamp(),
+            not_after: (now + Duration::days(30)).timestamp(),
+            organizations: vec!["system:nodes".into()],
+            dns_names: vec![format!("node-{i}.corp.example")],
+            ip_addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
+            certificate: Some(format!("kubelet-serving-node-{i}")),
+            revoked: None,
+        })
+        .collect();
+    let rule = RevocationRule {
+        dns_names: vec![".corp.example".into()],
+        issued_before: now,
+        ..Default::default()
+    };
+    let mut group = c.benchmark_group("revoke");
+    group.sample_size(10);
+    group.bench_function("10k-by-rule-then-resign-crl", |b| {
+        b.iter(|| {
+            let mut ledger = entries.clone();
+            let revoked = ledger::revoke(&mut ledger, &rule, RevocationReason::KeyCompromise, now);
+            assert_eq!(revoked.len(), 10_000);
+            let stored = serde_json::to_string(&ledger).expect("json");
+            let crl_entries = ledger::revoked_entries(&ledger);
+            let request = CrlRequest {
+                number: 2,
+                this_update: now,
+                next_update: now + Duration::hours(24),
+                entries: &crl_entries,
+            };
+            black_box((stored.len(), build_crl(&ca, &request).expect("crl")))
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, issuance, crl, revoke_10k);
 criterion_main!(benches);

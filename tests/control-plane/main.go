@@ -1,9 +1,11 @@
 // Command control-plane runs a real Kubernetes control plane in one process:
 // an embedded etcd and a kube-apiserver, both on 127.0.0.1, for certop's
-// integration tests and demo. It generates its own PKI and credentials,
-// writes a kubeconfig atomically once the API server is ready, prints one
-// line saying where, and removes everything it created when it stops
-// (SIGTERM, SIGINT, or its standard input closing with --exit-with-stdin).
+// integration tests and demo. (`control-plane etcd ...` instead runs one TLS
+// etcd that checks client certificates against a CRL, for revocation tests.)
+// It generates its own PKI and credentials, writes a kubeconfig atomically
+// once the API server is ready, prints one line saying where, and removes
+// everything it created when it stops (SIGTERM, SIGINT, or its standard
+// input closing with --exit-with-stdin).
 package main
 
 import (
@@ -35,6 +37,13 @@ const (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "etcd" {
+		if err := runTLSEtcd(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "control-plane etcd: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintf(os.Stderr, "control-plane: %v\n", err)
 		os.Exit(1)

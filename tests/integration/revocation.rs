@@ -418,3 +418,159 @@ fn ca_key(ca: &str) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ca.as_bytes());
     d.as_ref()[..6].iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// A TLS etcd (from tests/control-plane) started with certop's serving
+/// certificate, its CA as the client CA and its CRL as --client-crl-file.
+struct TlsEtcd {
+    url: String,
+    _child: std::process::Child,
+}
+
+fn start_tls_etcd(dir: &Path) -> TlsEtcd {
+    use std::io::BufRead;
+    let mut child = Command::new(crate::support::control_plane_binary())
+        .arg("etcd")
+        .arg("--cert-file")
+        .arg(dir.join("server.crt"))
+        .arg("--key-file")
+        .arg(dir.join("server.key"))
+        .arg("--client-ca-file")
+        .arg(dir.join("ca.crt"))
+        .arg("--client-crl-file")
+        .arg(dir.join("crl.der"))
+        .arg("--exit-with-stdin")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.join("etcd.log")).expect("log"))
+        .spawn()
+        .expect("start etcd");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read");
+    let url = line
+        .trim()
+        .strip_prefix("etcd ready: url=")
+        .unwrap_or_else(|| panic!("etcd said {line:?}"))
+        .to_string();
+    TlsEtcd { url, _child: child }
+}
+
+/// Whether etcd answers `/version` to a client with this certificate.
+fn etcd_accepts(etcd: &TlsEtcd, dir: &Path, client: &str) -> bool {
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "5", "--cacert"])
+        .arg(dir.join("ca.crt"))
+        .arg("--cert")
+        .arg(dir.join(format!("{client}.crt")))
+        .arg("--key")
+        .arg(dir.join(format!("{client}.key")))
+        .arg(format!("{}/version", etcd.url))
+        .output()
+        .expect("curl");
+    out.status.success() && stdout(&out).contains("etcdserver")
+}
+
+fn write_pair(cp: &ControlPlane, ns: &str, name: &str, dir: &Path, as_name: &str) {
+    let s = secret(cp, ns, name).expect("secret");
+    std::fs::write(dir.join(format!("{as_name}.crt")), data(&s, "tls.crt")).expect("write");
+    std::fs::write(dir.join(format!("{as_name}.key")), data(&s, "tls.key")).expect("write");
+}
+
+/// Replaces the CRL file atomically, as a sidecar that syncs it would.
+fn refresh_crl_file(ca: &str, dir: &Path) {
+    std::fs::write(dir.join("crl.der.tmp"), fetch_crl(ca)).expect("write");
+    std::fs::rename(dir.join("crl.der.tmp"), dir.join("crl.der")).expect("rename");
+}
+
+#[test]
+fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "etcdrev");
+    let (other_ca, _) = ca_and_namespace(cp, "etcdother");
+    let server = unique("etcd-server");
+    let client = unique("apiserver-etcd-client");
+    let health = unique("healthcheck");
+    let stranger = unique("stranger");
+    apply(
+        cp,
+        &cert_yaml(
+            &server,
+            &ca,
+            &ns,
+            "  profile: etcd-server\n  nodeName: etcd-0\n",
+        ),
+    );
+    apply(
+        cp,
+        &cert_yaml(&client, &ca, &ns, "  profile: kube-apiserver-etcd-client\n"),
+    );
+    apply(
+        cp,
+        &cert_yaml(&health, &ca, &ns, "  profile: etcd-healthcheck-client\n"),
+    );
+    apply(
+        cp,
+        &cert_yaml(
+            &stranger,
+            &other_ca,
+            &ns,
+            "  profile: kube-apiserver-etcd-client\n",
+        ),
+    );
+    for n in [&server, &client, &health, &stranger] {
+        wait_ready(cp, n);
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    write_pair(cp, &ns, &server, d, "server");
+    write_pair(cp, &ns, &client, d, "client");
+    write_pair(cp, &ns, &health, d, "health");
+    write_pair(cp, &ns, &stranger, d, "stranger");
+    std::fs::write(
+        d.join("ca.crt"),
+        data(&secret(cp, &ns, &server).expect("secret"), "ca.crt"),
+    )
+    .expect("write");
+    refresh_crl_file(&ca, d);
+    let etcd = start_tls_etcd(d);
+
+    assert!(
+        etcd_accepts(&etcd, d, "client"),
+        "etcd accepts certop's apiserver-etcd-client certificate"
+    );
+    assert!(
+        etcd_accepts(&etcd, d, "health"),
+        "and its healthcheck-client certificate"
+    );
+    assert!(
+        !etcd_accepts(&etcd, d, "stranger"),
+        "a certificate from another CA is refused"
+    );
+
+    std::fs::rename(d.join("client.crt"), d.join("old-client.crt")).expect("rename");
+    std::fs::rename(d.join("client.key"), d.join("old-client.key")).expect("rename");
+    let old = serial_of(cp, &client).expect("serial");
+    let out = certop(cp, &["revoke", &client, "--reason", "keyCompromise"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_new_serial(cp, &client, &old);
+    assert!(
+        wait_for(WAIT, || crl_serials(d, &fetch_crl(&ca)).contains(&old)),
+        "the CRL lists {old}"
+    );
+    refresh_crl_file(&ca, d);
+    write_pair(cp, &ns, &client, d, "client");
+
+    assert!(
+        !etcd_accepts(&etcd, d, "old-client"),
+        "etcd refuses the revoked client certificate"
+    );
+    assert!(
+        etcd_accepts(&etcd, d, "client"),
+        "and accepts its replacement"
+    );
+    assert!(
+        etcd_accepts(&etcd, d, "health"),
+        "and still the certificates nobody revoked"
+    );
+}

@@ -57,7 +57,7 @@ pub fn control_plane() -> &'static ControlPlane {
     CONTROL_PLANE.get_or_init(start)
 }
 
-fn control_plane_binary() -> PathBuf {
+pub fn control_plane_binary() -> PathBuf {
     if let Some(bin) = std::env::var_os("CERTOP_CONTROL_PLANE") {
         return PathBuf::from(bin);
     }

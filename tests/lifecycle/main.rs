@@ -95,7 +95,10 @@ fn a_restarted_operator_issues_nothing_new_for_valid_certificates() {
         .output()
         .expect("certop revoke");
     assert!(out.status.success(), "{}", support::stderr(&out));
-    assert!(wait_for(Duration::from_secs(30), || crl_number(cp, &ca) > before), "no new CRL after the restart");
+    assert!(
+        wait_for(Duration::from_secs(30), || crl_number(cp, &ca) > before),
+        "no new CRL after the restart"
+    );
     op.stop();
 }
 
@@ -141,7 +144,10 @@ fn two_replicas_elect_one_leader_and_fail_over_within_the_lease() {
         "only the leader issues"
     );
 
-    assert!(wait_for(Duration::from_secs(30), || crl_number(cp, &ca) >= 1), "the CA has a CRL");
+    assert!(
+        wait_for(Duration::from_secs(30), || crl_number(cp, &ca) >= 1),
+        "the CA has a CRL"
+    );
     let number_before_failover = crl_number(cp, &ca);
     let killed_at = Instant::now();
     leader_op.kill();
@@ -167,7 +173,8 @@ fn two_replicas_elect_one_leader_and_fail_over_within_the_lease() {
         .expect("certop revoke");
     assert!(revoked.status.success(), "{}", support::stderr(&revoked));
     assert!(
-        wait_for(Duration::from_secs(30), || crl_number(cp, &ca) > number_before_failover),
+        wait_for(Duration::from_secs(30), || crl_number(cp, &ca)
+            > number_before_failover),
         "the new leader's CRL number must exceed the old leader's ({number_before_failover})"
     );
     assert!(
