@@ -205,7 +205,8 @@ fn a_crash_in_the_middle_of_issuing_leaves_each_certificate_issued_exactly_once(
             .and_then(|c| c.status)
             .is_some_and(|s| s.serial_number.is_some())
     }));
-    let names: Vec<String> = (0..30).map(|i| format!("{ns}-c{i}")).collect();
+    // RSA-3072 keys take a few seconds for 40 certificates: time to crash mid-way.
+    let names: Vec<String> = (0..40).map(|i| format!("{ns}-c{i}")).collect();
     let yaml: String = names
         .iter()
         .map(|n| {
@@ -213,7 +214,7 @@ fn a_crash_in_the_middle_of_issuing_leaves_each_certificate_issued_exactly_once(
                 n,
                 &ca,
                 &ns,
-                "  commonName: crash\n  privateKey: {algorithm: RSA-2048}\n",
+                "  commonName: crash\n  privateKey: {algorithm: RSA-3072}\n",
             )
         })
         .collect::<Vec<_>>()
