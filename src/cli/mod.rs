@@ -4,6 +4,7 @@
 mod crd;
 mod error;
 mod files;
+mod node;
 mod pki;
 mod plugin;
 mod revoke;

@@ -25,6 +25,13 @@ pub enum PkiCommand {
         /// A PEM file with one or more certificates.
         file: PathBuf,
     },
+    /// Create a control-plane node's CAs, certificates and kubeconfigs in
+    /// kubeadm's layout, keeping what is already there.
+    Init(super::node::InitArgs),
+    /// kubeadm-style expiry tables of a node's certificates and CAs.
+    CheckExpiration(super::node::CheckExpirationArgs),
+    /// Renew a node's certificates that are due, keeping their names; safe at every boot.
+    Renew(super::node::RenewArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +76,9 @@ pub fn run(cmd: PkiCommand) -> Result<(), CliError> {
     match cmd {
         PkiCommand::Ca(CaCommand::Create(args)) => create_ca(&args),
         PkiCommand::Issue(args) => issue_from_manifest(&args),
+        PkiCommand::Init(args) => super::node::init(&args),
+        PkiCommand::CheckExpiration(args) => super::node::check_expiration(&args),
+        PkiCommand::Renew(args) => super::node::renew(&args),
         PkiCommand::Inspect { file } => {
             let text = inspect(&file)?;
             print!("{text}");

@@ -60,6 +60,12 @@ impl PrivateKey {
         self.pair.serialize_pem()
     }
 
+    /// The public half, PEM "PUBLIC KEY" (as kube-apiserver's
+    /// --service-account-key-file reads it).
+    pub fn public_key_pem(&self) -> String {
+        self.pair.public_key_pem()
+    }
+
     pub(crate) fn pair(&self) -> &KeyPair {
         &self.pair
     }

@@ -1,0 +1,489 @@
+//! `certop pki init | check-expiration | renew`: the node's files in
+//! kubeadm's layout. Everything is computed and checked in memory first;
+//! files are written only when all of it succeeded, each atomically.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use clap::{Args, ValueEnum};
+use kube::core::Duration;
+
+use super::files::{OutputFile, read, write_all};
+use super::{CliError, format_time_left};
+use crate::api::{KeyAlgorithm, to_chrono};
+use crate::node::{self, CaSlot, Kubeconfig, NodeCertificate, NodeParams, Placement};
+use crate::pki::{Authority, CaRequest, CertificateInfo, PrivateKey, issue, parse_pem_certificate};
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The pki directory (kubeadm: /etc/kubernetes/pki).
+    #[arg(long)]
+    dir: PathBuf,
+    /// Where the kubeconfig files go. Default: the pki directory's parent.
+    #[arg(long)]
+    kubeconfig_dir: Option<PathBuf>,
+    #[arg(long)]
+    node_name: String,
+    #[arg(long)]
+    advertise_address: IpAddr,
+    /// Default 10.96.0.0/12.
+    #[arg(long)]
+    service_cidr: Option<String>,
+    /// Default cluster.local.
+    #[arg(long)]
+    dns_domain: Option<String>,
+    /// Extra DNS name or IP for the API server certificate; repeatable.
+    #[arg(long = "san")]
+    sans: Vec<String>,
+    /// Lifetime of the leaf certificates.
+    #[arg(long, default_value = "8760h")]
+    duration: Duration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckExpirationArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    kubeconfig_dir: Option<PathBuf>,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RenewArgs {
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long)]
+    kubeconfig_dir: Option<PathBuf>,
+    /// Renew what expires within this time. Default: past two thirds of its lifetime.
+    #[arg(long)]
+    within: Option<Duration>,
+    /// Renew the named certificates even if they are not due.
+    #[arg(long)]
+    force: bool,
+    /// Certificates to consider (kubeadm's names), or `all` (the default).
+    names: Vec<String>,
+}
+
+fn kubeconfig_dir(dir: &Path, explicit: &Option<PathBuf>) -> PathBuf {
+    explicit.clone().unwrap_or_else(|| {
+        dir.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    })
+}
+
+fn pair_paths(dir: &Path, rel: &str) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{rel}.crt")),
+        dir.join(format!("{rel}.key")),
+    )
+}
+
+/// Loads a CA from its pair; None when neither file exists.
+fn load_ca(dir: &Path, slot: CaSlot, now: DateTime<Utc>) -> Result<Option<Authority>, CliError> {
+    let (crt, key) = pair_paths(dir, slot.path());
+    match (crt.exists(), key.exists()) {
+        (false, false) => Ok(None),
+        (true, true) => Ok(Some(Authority::load(&read(&crt)?, &read(&key)?, now)?)),
+        (true, false) => Err(CliError::Invalid(format!(
+            "{} exists without {}: the {} CA is externally managed; certop cannot sign with it",
+            crt.display(),
+            key.display(),
+            slot.name()
+        ))),
+        (false, true) => Err(CliError::Invalid(format!(
+            "{} exists without {}",
+            key.display(),
+            crt.display()
+        ))),
+    }
+}
+
+fn text(bytes: Vec<u8>, path: &Path) -> Result<String, CliError> {
+    String::from_utf8(bytes)
+        .map_err(|_| CliError::Invalid(format!("{}: not UTF-8 text", path.display())))
+}
+
+fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, CliError> {
+    serde_saphyr::from_str(&text(read(path)?, path)?).map_err(|e| {
+        CliError::Invalid(format!(
+            "{}: not a kubeconfig: {}",
+            path.display(),
+            e.to_string().lines().next().unwrap_or_default()
+        ))
+    })
+}
+
+fn kubeconfig_yaml(k: &Kubeconfig) -> Result<Vec<u8>, CliError> {
+    serde_saphyr::to_string(k)
+        .map(String::into_bytes)
+        .map_err(|e| CliError::Yaml(e.to_string()))
+}
+
+/// The certificate (and key PEM) of one layout entry, if present.
+fn read_certificate(
+    dir: &Path,
+    kc_dir: &Path,
+    c: &NodeCertificate,
+) -> Result<Option<(CertificateInfo, String)>, CliError> {
+    match c.placement {
+        Placement::Pair(rel) => {
+            let (crt, key) = pair_paths(dir, rel);
+            if !crt.exists() {
+                return Ok(None);
+            }
+            let info = parse_pem_certificate(&read(&crt)?, &crt.display().to_string())?;
+            let key = if key.exists() {
+                text(read(&key)?, &key)?
+            } else {
+                String::new()
+            };
+            Ok(Some((info, key)))
+        }
+        Placement::Kubeconfig(file) => {
+            let path = kc_dir.join(file);
+            if !path.exists() {
+                return Ok(None);
+            }
+            let (cert, key) = read_kubeconfig(&path)?.client_pair().ok_or_else(|| {
+                CliError::Invalid(format!("{}: no client certificate", path.display()))
+            })?;
+            let info = parse_pem_certificate(&cert, &path.display().to_string())?;
+            Ok(Some((info, text(key, &path)?)))
+        }
+    }
+}
+
+pub fn init(args: &InitArgs) -> Result<(), CliError> {
+    let now = Utc::now();
+    let kc_dir = kubeconfig_dir(&args.dir, &args.kubeconfig_dir);
+    let params = NodeParams {
+        node_name: args.node_name.clone(),
+        advertise_address: args.advertise_address,
+        service_cidr: args.service_cidr.clone(),
+        dns_domain: args.dns_domain.clone(),
+        extra_sans: args.sans.clone(),
+        lifetime: to_chrono(args.duration),
+    };
+    let mut files = Vec::new();
+    let mut report = String::new();
+    let mut cas = BTreeMap::new();
+    for slot in CaSlot::ALL {
+        let ca = match load_ca(&args.dir, slot, now)? {
+            Some(ca) => {
+                let _ = writeln!(report, "using the existing {} CA", slot.name());
+                ca
+            }
+            None => {
+                let ca = Authority::create(&CaRequest::new(slot.common_name()), now)?;
+                let (crt, key) = pair_paths(&args.dir, slot.path());
+                files.push(OutputFile {
+                    path: crt,
+                    content: ca.certificate_pem().as_bytes().to_vec(),
+                    secret: false,
+                });
+                files.push(OutputFile {
+                    path: key,
+                    content: ca.key_pem().into_bytes(),
+                    secret: true,
+                });
+                let _ = writeln!(report, "created the {} CA", slot.name());
+                ca
+            }
+        };
+        cas.insert(slot, ca);
+    }
+    let (sa_key, sa_pub) = (args.dir.join("sa.key"), args.dir.join("sa.pub"));
+    if !sa_key.exists() {
+        let key = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
+        files.push(OutputFile {
+            path: sa_pub,
+            content: key.public_key_pem().into_bytes(),
+            secret: false,
+        });
+        files.push(OutputFile {
+            path: sa_key,
+            content: key.to_pem().into_bytes(),
+            secret: true,
+        });
+        let _ = writeln!(report, "created the service-account key pair");
+    }
+    let server = format!(
+        "https://{}:{}",
+        match args.advertise_address {
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        },
+        node::API_SERVER_PORT
+    );
+    for c in &node::CERTIFICATES {
+        if read_certificate(&args.dir, &kc_dir, c)?.is_some() {
+            let _ = writeln!(report, "{}: exists, kept", c.name);
+            continue;
+        }
+        let ca = &cas[&c.ca];
+        let template = node::template(c, &params)?;
+        let key = PrivateKey::generate(template.key_algorithm)?;
+        let issued = issue(&template, &key, ca, now)?;
+        let leaf_pem = issued.certificate.to_pem();
+        match c.placement {
+            Placement::Pair(rel) => {
+                let (crt, key_path) = pair_paths(&args.dir, rel);
+                files.push(OutputFile {
+                    path: crt,
+                    content: leaf_pem.into_bytes(),
+                    secret: false,
+                });
+                files.push(OutputFile {
+                    path: key_path,
+                    content: key.to_pem().into_bytes(),
+                    secret: true,
+                });
+            }
+            Placement::Kubeconfig(file) => {
+                let user = template
+                    .common_name
+                    .clone()
+                    .unwrap_or_else(|| c.name.to_string());
+                let k = Kubeconfig::new(
+                    &server,
+                    &user,
+                    ca.certificate_pem(),
+                    &leaf_pem,
+                    &key.to_pem(),
+                );
+                files.push(OutputFile {
+                    path: kc_dir.join(file),
+                    content: kubeconfig_yaml(&k)?,
+                    secret: true,
+                });
+            }
+        }
+        let _ = writeln!(
+            report,
+            "{}: issued, expires {}",
+            c.name,
+            issued.certificate.not_after.to_rfc3339()
+        );
+    }
+    write_all(&files)?;
+    print!("{report}");
+    Ok(())
+}
+
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row {
+    name: String,
+    expires: Option<DateTime<Utc>>,
+    residual_seconds: Option<i64>,
+    certificate_authority: Option<String>,
+    externally_managed: bool,
+    missing: bool,
+}
+
+pub fn check_expiration(args: &CheckExpirationArgs) -> Result<(), CliError> {
+    let now = Utc::now();
+    let kc_dir = kubeconfig_dir(&args.dir, &args.kubeconfig_dir);
+    let ca_external = |slot: CaSlot| !pair_paths(&args.dir, slot.path()).1.exists();
+    let mut certs = Vec::new();
+    for c in &node::CERTIFICATES {
+        let found = read_certificate(&args.dir, &kc_dir, c)?;
+        certs.push(Row {
+            name: c.name.into(),
+            expires: found.as_ref().map(|(i, _)| i.not_after),
+            residual_seconds: found
+                .as_ref()
+                .map(|(i, _)| (i.not_after - now).num_seconds()),
+            certificate_authority: Some(c.ca.name().into()),
+            externally_managed: ca_external(c.ca),
+            missing: found.is_none(),
+        });
+    }
+    let mut cas = Vec::new();
+    for slot in CaSlot::ALL {
+        let crt = pair_paths(&args.dir, slot.path()).0;
+        let info = if crt.exists() {
+            Some(parse_pem_certificate(
+                &read(&crt)?,
+                &crt.display().to_string(),
+            )?)
+        } else {
+            None
+        };
+        cas.push(Row {
+            name: slot.name().into(),
+            expires: info.as_ref().map(|i| i.not_after),
+            residual_seconds: info.as_ref().map(|i| (i.not_after - now).num_seconds()),
+            certificate_authority: None,
+            externally_managed: ca_external(slot),
+            missing: info.is_none(),
+        });
+    }
+    match args.output {
+        OutputFormat::Json => {
+            let v = serde_json::json!({"certificates": certs, "certificateAuthorities": cas});
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v).map_err(|e| CliError::Yaml(e.to_string()))?
+            );
+        }
+        OutputFormat::Table => print!("{}", expiration_tables(&certs, &cas)),
+    }
+    Ok(())
+}
+
+fn expiration_tables(certs: &[Row], cas: &[Row]) -> String {
+    let when = |r: &Row| {
+        r.expires.map_or("!MISSING!".into(), |t| {
+            t.format("%b %d, %Y %H:%M UTC").to_string()
+        })
+    };
+    let left = |r: &Row| {
+        r.residual_seconds.map_or(String::new(), |s| {
+            format_time_left(chrono::Duration::seconds(s))
+        })
+    };
+    let yes_no = |b: bool| if b { "yes" } else { "no" };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<26}{:<27}{:<16}{:<25}EXTERNALLY MANAGED",
+        "CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY"
+    );
+    for r in certs {
+        let ca = r.certificate_authority.clone().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "{:<26}{:<27}{:<16}{:<25}{}",
+            r.name,
+            when(r),
+            left(r),
+            ca,
+            yes_no(r.externally_managed)
+        );
+    }
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<26}{:<27}{:<16}EXTERNALLY MANAGED",
+        "CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME"
+    );
+    for r in cas {
+        let _ = writeln!(
+            out,
+            "{:<26}{:<27}{:<16}{}",
+            r.name,
+            when(r),
+            left(r),
+            yes_no(r.externally_managed)
+        );
+    }
+    out
+}
+
+pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
+    let now = Utc::now();
+    let kc_dir = kubeconfig_dir(&args.dir, &args.kubeconfig_dir);
+    // Read and parse everything first: a file certop cannot parse stops the
+    // run before anything is touched.
+    let mut found = Vec::new();
+    let mut keys = BTreeMap::new();
+    for c in &node::CERTIFICATES {
+        if let Some((info, key)) = read_certificate(&args.dir, &kc_dir, c)? {
+            keys.insert(c.name, key);
+            found.push((*c, info));
+        }
+    }
+    let due = node::select(
+        &args.names,
+        &found,
+        args.within.map(to_chrono),
+        args.force,
+        now,
+    )?;
+    if due.is_empty() {
+        println!("nothing is due for renewal");
+        return Ok(());
+    }
+    let mut cas = BTreeMap::new();
+    let mut files = Vec::new();
+    let mut report = String::new();
+    let backup = args
+        .dir
+        .join(".certop-backup")
+        .join(now.format("%Y%m%dT%H%M%SZ").to_string());
+    for (c, current) in due {
+        let ca = match cas.entry(c.ca) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(load_ca(&args.dir, c.ca, now)?.ok_or_else(|| {
+                    CliError::Invalid(format!(
+                        "the {} CA is missing from {}",
+                        c.ca.name(),
+                        args.dir.display()
+                    ))
+                })?)
+            }
+        };
+        let key_pem = &keys[c.name];
+        let key = PrivateKey::from_pem(key_pem, c.name)?;
+        if !crate::pki::key_matches_certificate(&key, current) {
+            return Err(CliError::Invalid(format!(
+                "{}: the key does not match the certificate; not touching it",
+                c.name
+            )));
+        }
+        let template = node::template_from(current)?;
+        let issued = issue(&template, &key, ca, now)?;
+        let leaf_pem = issued.certificate.to_pem();
+        let path = match c.placement {
+            Placement::Pair(rel) => pair_paths(&args.dir, rel).0,
+            Placement::Kubeconfig(file) => kc_dir.join(file),
+        };
+        let content = match c.placement {
+            Placement::Pair(_) => leaf_pem.into_bytes(),
+            Placement::Kubeconfig(_) => {
+                kubeconfig_yaml(&read_kubeconfig(&path)?.with_client_pair(&leaf_pem, key_pem))?
+            }
+        };
+        let rel = path
+            .strip_prefix(&args.dir)
+            .or_else(|_| path.strip_prefix(&kc_dir))
+            .unwrap_or(&path)
+            .to_path_buf();
+        files.push(OutputFile {
+            path: backup.join(&rel),
+            content: read(&path)?,
+            secret: true,
+        });
+        files.push(OutputFile {
+            path,
+            content,
+            secret: matches!(c.placement, Placement::Kubeconfig(_)),
+        });
+        let _ = writeln!(
+            report,
+            "{}: renewed, expires {} (was {})",
+            c.name,
+            issued.certificate.not_after.to_rfc3339(),
+            current.not_after.to_rfc3339()
+        );
+    }
+    write_all(&files)?;
+    print!("{report}");
+    println!("previous files kept in {}", backup.display());
+    Ok(())
+}

@@ -1,0 +1,354 @@
+//! `certop pki init | check-expiration | renew` on a control-plane node's
+//! files, checked with openssl and by reading the files back.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use certop::pki::{Authority, LeafTemplate, PrivateKey, issue, parse_pem_certificate};
+use chrono::{Duration, Utc};
+
+fn certop(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_certop"))
+        .args(args)
+        .output()
+        .expect("run certop")
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Every file under `dir`, with its bytes (the backup directory excluded).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            if p.file_name().is_some_and(|n| n == ".certop-backup") {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).expect("read"));
+            }
+        }
+    }
+    out
+}
+
+fn init(root: &Path) -> PathBuf {
+    let pki = root.join("pki");
+    ok(certop(&[
+        "pki",
+        "init",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--node-name",
+        "cp-1",
+        "--advertise-address",
+        "192.0.2.10",
+        "--san",
+        "api.example.com",
+    ]));
+    pki
+}
+
+fn verify(ca: &Path, cert: &Path) {
+    let v = Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(ca)
+        .arg(cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        v.status.success(),
+        "{}: {}",
+        cert.display(),
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
+#[test]
+fn init_writes_kubeadms_layout_that_openssl_verifies_and_keeps_it_on_a_second_run() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = init(tmp.path());
+    let pairs = [
+        ("apiserver", "ca"),
+        ("apiserver-kubelet-client", "ca"),
+        ("apiserver-etcd-client", "etcd/ca"),
+        ("front-proxy-client", "front-proxy-ca"),
+        ("etcd/server", "etcd/ca"),
+        ("etcd/peer", "etcd/ca"),
+        ("etcd/healthcheck-client", "etcd/ca"),
+    ];
+    for (leaf, ca) in pairs {
+        verify(
+            &pki.join(format!("{ca}.crt")),
+            &pki.join(format!("{leaf}.crt")),
+        );
+        let mode = std::fs::metadata(pki.join(format!("{leaf}.key")))
+            .expect("key")
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600,
+            "{leaf}.key"
+        );
+    }
+    for f in [
+        "sa.key",
+        "sa.pub",
+        "ca.key",
+        "etcd/ca.key",
+        "front-proxy-ca.key",
+    ] {
+        assert!(pki.join(f).exists(), "{f}");
+    }
+    let api = parse_pem_certificate(
+        &std::fs::read(pki.join("apiserver.crt")).expect("read"),
+        "apiserver",
+    )
+    .expect("parse");
+    assert!(
+        api.dns_names.contains(&"api.example.com".to_string())
+            && api
+                .dns_names
+                .contains(&"kubernetes.default.svc".to_string())
+    );
+    assert_eq!(
+        api.not_after - api.not_before,
+        Duration::hours(8760),
+        "kubeadm's one year"
+    );
+    for (conf, user) in [
+        ("admin.conf", "kubernetes-admin"),
+        ("super-admin.conf", "kubernetes-super-admin"),
+        ("controller-manager.conf", "system:kube-controller-manager"),
+        ("scheduler.conf", "system:kube-scheduler"),
+    ] {
+        let path = tmp.path().join(conf);
+        let view = Command::new("kubectl")
+            .args([
+                "config",
+                "view",
+                "--raw",
+                "--minify",
+                "-o",
+                "jsonpath={.users[0].name} {.clusters[0].cluster.server}",
+            ])
+            .env("KUBECONFIG", &path)
+            .output()
+            .expect("kubectl");
+        assert_eq!(
+            String::from_utf8_lossy(&view.stdout),
+            format!("{user} https://192.0.2.10:6443"),
+            "{conf}"
+        );
+    }
+    let before = snapshot(tmp.path());
+    let again = ok(certop(&[
+        "pki",
+        "init",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--node-name",
+        "cp-1",
+        "--advertise-address",
+        "192.0.2.10",
+    ]));
+    assert!(
+        again.contains("using the existing ca CA") && again.contains("apiserver: exists, kept"),
+        "{again}"
+    );
+    assert_eq!(
+        snapshot(tmp.path()),
+        before,
+        "a second init changes nothing"
+    );
+}
+
+#[test]
+fn init_uses_an_existing_kubeadm_ca() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = tmp.path().join("pki");
+    std::fs::create_dir_all(&pki).expect("dir");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubeadm-ca");
+    std::fs::copy(fixture.join("ca.crt"), pki.join("ca.crt")).expect("copy");
+    std::fs::copy(fixture.join("ca.key"), pki.join("ca.key")).expect("copy");
+    init(tmp.path());
+    assert_eq!(
+        std::fs::read(pki.join("ca.crt")).expect("read"),
+        std::fs::read(fixture.join("ca.crt")).expect("read")
+    );
+    verify(&fixture.join("ca.crt"), &pki.join("apiserver.crt"));
+}
+
+#[test]
+fn renew_replaces_what_is_due_keeping_names_and_keys_and_backs_up() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = init(tmp.path());
+    // Make the API server certificate expired, as after a long power-off.
+    let ca = Authority::load(
+        &std::fs::read(pki.join("ca.crt")).expect("ca"),
+        &std::fs::read(pki.join("ca.key")).expect("key"),
+        Utc::now(),
+    )
+    .expect("ca");
+    let current = parse_pem_certificate(
+        &std::fs::read(pki.join("apiserver.crt")).expect("read"),
+        "apiserver",
+    )
+    .expect("parse");
+    let key_pem = std::fs::read_to_string(pki.join("apiserver.key")).expect("key");
+    let key = PrivateKey::from_pem(&key_pem, "apiserver.key").expect("key");
+    let mut template: LeafTemplate = certop::node::template_from(&current).expect("template");
+    template.lifetime = Duration::days(30);
+    let expired = issue(&template, &key, &ca, Utc::now() - Duration::days(60)).expect("issue");
+    std::fs::write(pki.join("apiserver.crt"), expired.certificate.to_pem()).expect("write");
+
+    let json = ok(certop(&[
+        "pki",
+        "check-expiration",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "-o",
+        "json",
+    ]));
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let api = v["certificates"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .find(|r| r["name"] == "apiserver")
+        .expect("row")
+        .clone();
+    assert!(
+        api["residualSeconds"].as_i64().expect("seconds") < 0,
+        "{api}"
+    );
+    let table = ok(certop(&[
+        "pki",
+        "check-expiration",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+    ]));
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("apiserver ") && l.contains("<invalid>")),
+        "{table}"
+    );
+
+    let out = ok(certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+    ]));
+    assert!(
+        out.contains("apiserver: renewed") && !out.contains("etcd-server"),
+        "only what is due: {out}"
+    );
+    let renewed = parse_pem_certificate(
+        &std::fs::read(pki.join("apiserver.crt")).expect("read"),
+        "apiserver",
+    )
+    .expect("parse");
+    assert!(renewed.not_after > Utc::now() + Duration::days(29));
+    assert_eq!(renewed.dns_names, current.dns_names);
+    assert_eq!(renewed.ip_addresses, current.ip_addresses);
+    assert_eq!(renewed.common_name, current.common_name);
+    assert_eq!(
+        std::fs::read_to_string(pki.join("apiserver.key")).expect("key"),
+        key_pem,
+        "the key is kept"
+    );
+    verify(&pki.join("ca.crt"), &pki.join("apiserver.crt"));
+    let backups: Vec<_> = std::fs::read_dir(pki.join(".certop-backup"))
+        .expect("backup")
+        .flatten()
+        .collect();
+    assert_eq!(backups.len(), 1);
+    assert_eq!(
+        std::fs::read(backups[0].path().join("apiserver.crt")).expect("backup"),
+        expired.certificate.to_pem().into_bytes()
+    );
+
+    assert!(
+        ok(certop(&[
+            "pki",
+            "renew",
+            "--dir",
+            pki.to_str().expect("utf-8")
+        ]))
+        .contains("nothing is due"),
+        "idempotent at every boot"
+    );
+    let forced = ok(certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--force",
+        "admin.conf",
+    ]));
+    assert!(forced.contains("admin.conf: renewed"), "{forced}");
+    let within = ok(certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--within",
+        "9000h",
+        "all",
+    ]));
+    assert_eq!(
+        within.lines().filter(|l| l.contains(": renewed")).count(),
+        11,
+        "{within}"
+    );
+}
+
+#[test]
+fn renew_refuses_files_it_cannot_parse_and_touches_nothing() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = init(tmp.path());
+    let unknown = certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "kubelet",
+    ]);
+    assert!(
+        !unknown.status.success()
+            && String::from_utf8_lossy(&unknown.stderr).contains("unknown certificate")
+    );
+    std::fs::write(pki.join("etcd/server.crt"), "not a certificate").expect("write");
+    let before = snapshot(tmp.path());
+    let out = certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--within",
+        "9000h",
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("etcd/server.crt") && err.contains("no PEM certificate"),
+        "{err}"
+    );
+    assert_eq!(snapshot(tmp.path()), before, "nothing was written");
+}
