@@ -25,6 +25,7 @@ type credentials struct {
 	servingCert       string
 	servingKey        string
 	serviceAccountKey string
+	serviceAccountPub string
 	tokenFile         string
 	adminToken        string
 	operatorToken     string
@@ -39,6 +40,7 @@ func generateCredentials(dir string) (*credentials, error) {
 		servingCert:       filepath.Join(dir, "apiserver.crt"),
 		servingKey:        filepath.Join(dir, "apiserver.key"),
 		serviceAccountKey: filepath.Join(dir, "sa.key"),
+		serviceAccountPub: filepath.Join(dir, "sa.key"),
 		tokenFile:         filepath.Join(dir, "tokens.csv"),
 	}
 	now := time.Now()

@@ -56,6 +56,7 @@ type options struct {
 	exitWithStdin  bool
 	readyTimeout   time.Duration
 	logFile        string
+	pkiDir         string
 	apiserverFlags stringList
 }
 
@@ -71,6 +72,7 @@ func run() error {
 	flag.BoolVar(&o.exitWithStdin, "exit-with-stdin", false, "shut down when standard input closes, so the process never outlives its parent")
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the API server to become ready")
 	flag.StringVar(&o.logFile, "log-file", "", "file for etcd and kube-apiserver logs (default: standard error)")
+	flag.StringVar(&o.pkiDir, "pki-dir", "", "serve with the certificates of this kubeadm-layout pki directory (certop pki init) instead of generated ones: etcd with TLS and client-certificate auth, kube-apiserver with its serving, client-CA, etcd-client, kubelet-client and front-proxy files")
 	flag.Var(&o.apiserverFlags, "apiserver-arg", "extra kube-apiserver flag, e.g. --apiserver-arg=--v=2 (repeatable)")
 	flag.Parse()
 	if o.kubeconfig == "" {
@@ -113,8 +115,12 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("generate credentials: %w", err)
 	}
+	var etcdTLS *pkiFiles
+	if o.pkiDir != "" {
+		etcdTLS = usePKIDir(o.pkiDir, creds)
+	}
 
-	etcd, etcdURL, err := startEtcd(filepath.Join(o.dataDir, "etcd"))
+	etcd, etcdURL, err := startEtcd(filepath.Join(o.dataDir, "etcd"), etcdTLS)
 	if err != nil {
 		return fmt.Errorf("start etcd: %w", err)
 	}
@@ -138,15 +144,18 @@ func run() error {
 		"--tls-private-key-file=" + creds.servingKey,
 		"--client-ca-file=" + creds.caCert,
 		"--token-auth-file=" + creds.tokenFile,
-		"--service-account-key-file=" + creds.serviceAccountKey,
+		"--service-account-key-file=" + creds.serviceAccountPub,
 		"--service-account-signing-key-file=" + creds.serviceAccountKey,
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-cluster-ip-range=10.0.0.0/24",
+		"--service-cluster-ip-range=" + serviceRange(etcdTLS),
 		"--authorization-mode=RBAC",
 		"--disable-admission-plugins=ServiceAccount",
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
 		"--profiling=false",
+	}
+	if etcdTLS != nil {
+		args = append(args, etcdTLS.apiserverFlags()...)
 	}
 	cmd.SetArgs(append(args, o.apiserverFlags...))
 
@@ -175,7 +184,7 @@ func run() error {
 	}
 	defer os.Remove(kubeconfig)
 	defer os.Remove(operatorKubeconfigPath(kubeconfig))
-	fmt.Printf("control plane ready: kubeconfig=%s server=%s\n", kubeconfig, server)
+	fmt.Printf("control plane ready: kubeconfig=%s server=%s etcd=%s\n", kubeconfig, server, etcdURL)
 
 	if err := <-served; err != nil && ctx.Err() == nil {
 		return fmt.Errorf("kube-apiserver: %w", err)
@@ -192,7 +201,7 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func startEtcd(dir string) (*embed.Etcd, string, error) {
+func startEtcd(dir string, tls *pkiFiles) (*embed.Etcd, string, error) {
 	clientPort, err := freePort()
 	if err != nil {
 		return nil, "", err
@@ -204,8 +213,12 @@ func startEtcd(dir string) (*embed.Etcd, string, error) {
 	cfg := embed.NewConfig()
 	cfg.Name = "certop-test"
 	cfg.Dir = dir
-	clientURL := mustURL(fmt.Sprintf("http://127.0.0.1:%d", clientPort))
-	peerURL := mustURL(fmt.Sprintf("http://127.0.0.1:%d", peerPort))
+	scheme := "http"
+	if tls != nil {
+		scheme = "https"
+	}
+	clientURL := mustURL(fmt.Sprintf("%s://127.0.0.1:%d", scheme, clientPort))
+	peerURL := mustURL(fmt.Sprintf("%s://127.0.0.1:%d", scheme, peerPort))
 	cfg.ListenClientUrls = []url.URL{clientURL}
 	cfg.AdvertiseClientUrls = []url.URL{clientURL}
 	cfg.ListenPeerUrls = []url.URL{peerURL}
@@ -213,6 +226,9 @@ func startEtcd(dir string) (*embed.Etcd, string, error) {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.UnsafeNoFsync = true
 	cfg.LogLevel = "error"
+	if tls != nil {
+		tls.configureEtcd(cfg)
+	}
 	e, err := embed.StartEtcd(cfg)
 	if err != nil {
 		return nil, "", err
