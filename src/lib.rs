@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod csr;
 pub mod ledger;
 pub mod node;
 pub mod operator;

@@ -10,6 +10,7 @@ use tracing::warn;
 
 use super::Error;
 use super::authority_cache::AuthorityCache;
+use super::certificate_signing_request::CsrPolicy;
 use super::crl::CrlCache;
 use super::metrics::Metrics;
 
@@ -33,6 +34,8 @@ pub struct Context {
     pub crls: Arc<CrlCache>,
     /// Base of the default CRL distribution point: `<base>/crl/<ca>.crl`.
     pub crl_base_url: String,
+    /// What to do with CertificateSigningRequests.
+    pub csr_policy: CsrPolicy,
     /// One CRL signer at a time per CA, so numbers are never raced for.
     crl_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -46,6 +49,7 @@ impl Context {
         certificates: Store<ClusterCertificate>,
         crls: Arc<CrlCache>,
         crl_base_url: String,
+        csr_policy: CsrPolicy,
     ) -> Self {
         let reporter = Reporter {
             controller: "certop".into(),
@@ -61,6 +65,7 @@ impl Context {
             certificates,
             crls,
             crl_base_url,
+            csr_policy,
             crl_locks: Default::default(),
         }
     }

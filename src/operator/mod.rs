@@ -5,6 +5,7 @@
 mod authority_cache;
 pub mod certificate_authority;
 pub mod certificate_revocation;
+pub mod certificate_signing_request;
 pub mod cluster_certificate;
 mod conditions;
 mod context;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
@@ -16,6 +17,7 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
+use super::certificate_signing_request::{self, CsrPolicy};
 use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
 use super::metrics::Metrics;
@@ -56,6 +58,17 @@ pub struct RunArgs {
     /// Default: the operator Service, `http://certop.<namespace>.svc`.
     #[arg(long, env = "CERTOP_CRL_BASE_URL")]
     pub crl_base_url: Option<String>,
+    /// Longest certificate signed for a CertificateSigningRequest.
+    #[arg(long, env = "CERTOP_CSR_MAX_DURATION", default_value = "8760h")]
+    pub csr_max_duration: kube::core::Duration,
+    /// The CertificateAuthority that signs kubelet CSRs (signers
+    /// kubernetes.io/kube-apiserver-client-kubelet and kubernetes.io/kubelet-serving).
+    /// Unset: certop leaves kubelet CSRs to others.
+    #[arg(long, env = "CERTOP_KUBELET_SIGNER_CA")]
+    pub kubelet_signer_ca: Option<String>,
+    /// Approve kubelet CSRs that pass the identity checks, deny the others.
+    #[arg(long, env = "CERTOP_APPROVE_KUBELET_CSRS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub approve_kubelet_csrs: bool,
 }
 
 fn init_logging(format: LogFormat) {
@@ -132,6 +145,11 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             .unwrap_or_else(|| format!("http://certop.{}.svc", args.namespace)),
         metrics,
         crls,
+        csr_policy: CsrPolicy {
+            max_lifetime: crate::api::to_chrono(args.csr_max_duration),
+            kubelet_ca: args.kubelet_signer_ca.clone(),
+            approve_kubelets: args.approve_kubelet_csrs,
+        },
     };
     info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, "certop started");
 
@@ -215,6 +233,7 @@ struct Settings {
     crl_base_url: String,
     metrics: Arc<Metrics>,
     crls: Arc<CrlCache>,
+    csr_policy: CsrPolicy,
 }
 
 /// Keeps this replica's CRL cache equal to the published CRL ConfigMaps.
@@ -248,6 +267,7 @@ async fn run_controllers(
         crl_base_url,
         metrics,
         crls,
+        csr_policy,
     } = settings;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -274,6 +294,7 @@ async fn run_controllers(
         cert_store.clone(),
         crls,
         crl_base_url,
+        csr_policy,
     ));
 
     let bundles_store = ca_store.clone();
@@ -356,16 +377,31 @@ async fn run_controllers(
         Api::<CertificateRevocation>::all(client.clone()),
         watcher::Config::default(),
     )
-    .graceful_shutdown_on(stopped(shutdown_rx))
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
     .run(
         certificate_revocation::reconcile,
         certificate_revocation::error_policy,
-        ctx,
+        ctx.clone(),
     )
     .for_each(|result| async move {
         if let Err(e) = result {
             warn!(error = %e, "CertificateRevocation controller");
         }
     });
-    futures::join!(ca_run, cert_run, revocation_run);
+    let csr_run = Controller::new(
+        Api::<CertificateSigningRequest>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+    .run(
+        certificate_signing_request::reconcile,
+        certificate_signing_request::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|result| async move {
+        if let Err(e) = result {
+            warn!(error = %e, "CertificateSigningRequest controller");
+        }
+    });
+    futures::join!(ca_run, cert_run, revocation_run, csr_run);
 }

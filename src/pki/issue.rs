@@ -27,11 +27,40 @@ pub fn issue(
     ca: &Authority,
     now: DateTime<Utc>,
 ) -> Result<IssuedCertificate, PkiError> {
-    if key.algorithm() != template.key_algorithm {
+    sign(template, key.pair(), key.algorithm(), ca, now)
+}
+
+/// Signs `template` for the public key of a PKCS#10 request (DER), whose
+/// self-signature rcgen checks. The request's own extensions are ignored:
+/// only the template is signed.
+pub fn issue_for_request(
+    template: &LeafTemplate,
+    request_der: &[u8],
+    ca: &Authority,
+    now: DateTime<Utc>,
+) -> Result<IssuedCertificate, PkiError> {
+    let request = rcgen::CertificateSigningRequestParams::from_der(&request_der.to_vec().into())
+        .map_err(|e| PkiError::InvalidSpec(format!("the certificate request is not valid: {e}")))?;
+    sign(
+        template,
+        &request.public_key,
+        template.key_algorithm,
+        ca,
+        now,
+    )
+}
+
+fn sign(
+    template: &LeafTemplate,
+    public_key: &impl rcgen::PublicKeyData,
+    key_algorithm: crate::api::KeyAlgorithm,
+    ca: &Authority,
+    now: DateTime<Utc>,
+) -> Result<IssuedCertificate, PkiError> {
+    if key_algorithm != template.key_algorithm {
         return Err(PkiError::InvalidSpec(format!(
             "the key is {} but the spec asks for {}",
-            key.algorithm(),
-            template.key_algorithm
+            key_algorithm, template.key_algorithm
         )));
     }
     let ca_cert = ca.certificate();
@@ -112,7 +141,7 @@ pub fn issue(
         }];
     }
     let cert = params
-        .signed_by(key.pair(), ca.issuer())
+        .signed_by(public_key, ca.issuer())
         .map_err(PkiError::signing)?;
     let certificate = CertificateInfo::from_der(cert.der(), "the issued certificate")?;
     // Read back what was signed: a certificate that does not say what the

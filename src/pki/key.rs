@@ -81,7 +81,7 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-pub(crate) fn key_algorithm_of(spki: &SubjectPublicKeyInfo<'_>) -> Option<KeyAlgorithm> {
+pub fn key_algorithm_of(spki: &SubjectPublicKeyInfo<'_>) -> Option<KeyAlgorithm> {
     let oid = &spki.algorithm.algorithm;
     if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
         let curve = spki.algorithm.parameters.as_ref()?.as_oid().ok()?;

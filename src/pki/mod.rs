@@ -17,8 +17,8 @@ pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS};
 pub use crl::{CrlRequest, RevocationReason, RevokedEntry, SignedCrl, build_crl};
 pub use error::PkiError;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
-pub use issue::{IssuedCertificate, issue};
-pub use key::{PrivateKey, key_matches_certificate};
+pub use issue::{IssuedCertificate, issue, issue_for_request};
+pub use key::{PrivateKey, key_algorithm_of as key_algorithm_of_spki, key_matches_certificate};
 pub use profile::{LeafTemplate, SpecField, profile_name, usage_name};
 pub use serial::{SerialNumber, fingerprint};
 

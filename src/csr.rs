@@ -1,0 +1,448 @@
+//! Kubernetes CertificateSigningRequests (`certificates.k8s.io/v1`): what a
+//! CSR asks for, whether a kubelet's CSR may be approved, and the template
+//! certop signs. Pure: the controller does the I/O.
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::extensions::{GeneralName, ParsedExtension};
+use x509_parser::prelude::FromDer;
+
+use crate::api::{KeyAlgorithm, KeyUsage};
+use crate::pki::LeafTemplate;
+
+/// Signer names certop serves for kubelets.
+pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
+pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
+/// certop's own signers: `certop.dev/<CertificateAuthority name>`.
+pub const SIGNER_PREFIX: &str = "certop.dev/";
+
+/// What a CSR asks for, read from its PEM and signature-checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CsrContent {
+    pub der: Vec<u8>,
+    pub common_name: Option<String>,
+    pub organizations: Vec<String>,
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub uris: Vec<String>,
+    pub other_names: usize,
+    pub key_algorithm: KeyAlgorithm,
+}
+
+/// Parses a PEM CSR and checks its self-signature (proof of the key).
+pub fn parse(pem: &[u8]) -> Result<CsrContent, String> {
+    let block = ::pem::parse(pem)
+        .map_err(|e| format!("spec.request is not a PEM CERTIFICATE REQUEST: {e}"))?;
+    if block.tag() != "CERTIFICATE REQUEST" {
+        return Err(format!(
+            "spec.request holds a {:?}, not a CERTIFICATE REQUEST",
+            block.tag()
+        ));
+    }
+    let der = block.contents().to_vec();
+    let (_, csr) = X509CertificationRequest::from_der(&der)
+        .map_err(|e| format!("cannot parse the CSR: {e}"))?;
+    csr.verify_signature()
+        .map_err(|_| "the CSR's signature does not verify with its own key".to_string())?;
+    let info = &csr.certification_request_info;
+    let key_algorithm = crate::pki::key_algorithm_of_spki(&info.subject_pki)
+        .ok_or_else(|| "the CSR's key is of an algorithm certop does not sign (use ECDSA P-256/P-384, Ed25519 or RSA 2048-4096)".to_string())?;
+    let mut content = CsrContent {
+        common_name: info
+            .subject
+            .iter_common_name()
+            .next()
+            .and_then(|c| c.as_str().ok())
+            .map(str::to_string),
+        organizations: info
+            .subject
+            .iter_organization()
+            .filter_map(|o| o.as_str().ok().map(str::to_string))
+            .collect(),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+        other_names: 0,
+        key_algorithm,
+        der: der.clone(),
+    };
+    for ext in csr.requested_extensions().into_iter().flatten() {
+        if let ParsedExtension::SubjectAlternativeName(san) = ext {
+            for name in &san.general_names {
+                match name {
+                    GeneralName::DNSName(n) => content.dns_names.push(n.to_string()),
+                    GeneralName::URI(u) => content.uris.push(u.to_string()),
+                    GeneralName::IPAddress(b) => match b.len() {
+                        4 => content
+                            .ip_addresses
+                            .push(IpAddr::from(<[u8; 4]>::try_from(*b).unwrap_or_default())),
+                        16 => content
+                            .ip_addresses
+                            .push(IpAddr::from(<[u8; 16]>::try_from(*b).unwrap_or_default())),
+                        _ => content.other_names += 1,
+                    },
+                    _ => content.other_names += 1,
+                }
+            }
+        }
+    }
+    Ok(content)
+}
+
+/// A CSR usage string (`spec.usages`) as certop's KeyUsage.
+pub fn usage(name: &str) -> Option<KeyUsage> {
+    serde_json::from_value(serde_json::Value::String(name.to_string())).ok()
+}
+
+/// Whether to approve a kubelet's CSR, with the reason a person can act on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Review {
+    Approve(String),
+    Deny(String),
+}
+
+/// The node a requester is, if it is one: `system:node:<name>` in `system:nodes`.
+fn node_of<'a>(username: &'a str, groups: &[String]) -> Result<&'a str, String> {
+    let node = username
+        .strip_prefix("system:node:")
+        .ok_or_else(|| format!("requested by {username:?}, not by a node (system:node:<name>)"))?;
+    if !groups.iter().any(|g| g == "system:nodes") {
+        return Err(format!("requester {username} is not in group system:nodes"));
+    }
+    Ok(node)
+}
+
+fn check_subject(csr: &CsrContent, username: &str) -> Result<(), String> {
+    if csr.common_name.as_deref() != Some(username) {
+        return Err(format!(
+            "the CSR's CN is {:?}; it must be the requester, {username:?}",
+            csr.common_name.as_deref().unwrap_or("")
+        ));
+    }
+    if csr.organizations != ["system:nodes"] {
+        return Err(format!(
+            "the CSR's O is {:?}; it must be exactly [\"system:nodes\"]",
+            csr.organizations
+        ));
+    }
+    Ok(())
+}
+
+fn check_usages(
+    requested: &[String],
+    required: KeyUsage,
+    allowed: &[KeyUsage],
+) -> Result<(), String> {
+    let set: BTreeSet<Option<KeyUsage>> = requested.iter().map(|u| usage(u)).collect();
+    if !set.contains(&Some(required)) {
+        return Err(format!(
+            "usages must include {:?}",
+            crate::pki::usage_name(required)
+        ));
+    }
+    if let Some(bad) = requested
+        .iter()
+        .find(|u| usage(u).is_none_or(|k| !allowed.contains(&k)))
+    {
+        return Err(format!("usage {bad:?} is not allowed for this signer"));
+    }
+    Ok(())
+}
+
+/// A kubelet's client certificate: the node asks for itself, nothing more.
+pub fn review_kubelet_client(
+    csr: &CsrContent,
+    username: &str,
+    groups: &[String],
+    usages: &[String],
+) -> Review {
+    let checked = (|| {
+        node_of(username, groups)?;
+        check_subject(csr, username)?;
+        check_usages(
+            usages,
+            KeyUsage::ClientAuth,
+            &[
+                KeyUsage::DigitalSignature,
+                KeyUsage::KeyEncipherment,
+                KeyUsage::ClientAuth,
+            ],
+        )?;
+        if !csr.dns_names.is_empty()
+            || !csr.ip_addresses.is_empty()
+            || !csr.uris.is_empty()
+            || csr.other_names > 0
+        {
+            return Err(
+                "a kubelet client certificate takes no subject alternative names".to_string(),
+            );
+        }
+        Ok(())
+    })();
+    match checked {
+        Ok(()) => Review::Approve(format!("{username} asked for its own client certificate")),
+        Err(why) => Review::Deny(why),
+    }
+}
+
+/// A kubelet's serving certificate: every DNS name and IP must be the
+/// node's own, as its Node object says (`status.addresses`, its name).
+pub fn review_kubelet_serving(
+    csr: &CsrContent,
+    username: &str,
+    groups: &[String],
+    usages: &[String],
+    node_dns: &[String],
+    node_ips: &[IpAddr],
+) -> Review {
+    let checked = (|| {
+        let node = node_of(username, groups)?;
+        check_subject(csr, username)?;
+        check_usages(
+            usages,
+            KeyUsage::ServerAuth,
+            &[
+                KeyUsage::DigitalSignature,
+                KeyUsage::KeyEncipherment,
+                KeyUsage::ServerAuth,
+            ],
+        )?;
+        if csr.dns_names.is_empty() && csr.ip_addresses.is_empty() {
+            return Err(
+                "a kubelet serving certificate needs at least one DNS name or IP".to_string(),
+            );
+        }
+        if !csr.uris.is_empty() || csr.other_names > 0 {
+            return Err("a kubelet serving certificate takes only DNS names and IPs".to_string());
+        }
+        for name in &csr.dns_names {
+            if !node_dns.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                return Err(format!(
+                    "DNS name {name:?} does not belong to Node {node} (its name and status.addresses)"
+                ));
+            }
+        }
+        for ip in &csr.ip_addresses {
+            if !node_ips.contains(ip) {
+                return Err(format!(
+                    "IP {ip} does not belong to Node {node} (status.addresses)"
+                ));
+            }
+        }
+        Ok(())
+    })();
+    match checked {
+        Ok(()) => Review::Approve(format!(
+            "every name of the CSR belongs to the requesting node ({username})"
+        )),
+        Err(why) => Review::Deny(why),
+    }
+}
+
+/// What certop signs for a CSR: its subject and names, the usages asked
+/// for (digital signature and the extended usages only; keyEncipherment is
+/// kept for RSA keys, dropped for others), for `lifetime`.
+pub fn template(
+    csr: &CsrContent,
+    usages: &[String],
+    lifetime: chrono::Duration,
+) -> Result<LeafTemplate, String> {
+    let mut set = BTreeSet::new();
+    for u in usages {
+        let k = usage(u).ok_or_else(|| format!("unknown usage {u:?}"))?;
+        match k {
+            KeyUsage::KeyEncipherment if !csr.key_algorithm.is_rsa() => {}
+            KeyUsage::DigitalSignature
+            | KeyUsage::KeyEncipherment
+            | KeyUsage::ServerAuth
+            | KeyUsage::ClientAuth => {
+                set.insert(k);
+            }
+            other => {
+                return Err(format!(
+                    "usage {:?} is not signed by certop",
+                    crate::pki::usage_name(other)
+                ));
+            }
+        }
+    }
+    set.insert(KeyUsage::DigitalSignature);
+    if csr.other_names > 0 {
+        return Err("the CSR has subject alternative names of a kind certop does not sign (only DNS, IP and URI)".into());
+    }
+    if csr.common_name.is_none()
+        && csr.dns_names.is_empty()
+        && csr.ip_addresses.is_empty()
+        && csr.uris.is_empty()
+    {
+        return Err("the CSR names nothing (no CN and no SAN)".into());
+    }
+    Ok(LeafTemplate {
+        common_name: csr.common_name.clone(),
+        organizations: csr.organizations.clone(),
+        dns_names: csr.dns_names.clone(),
+        ip_addresses: csr.ip_addresses.clone(),
+        uris: csr.uris.clone(),
+        usages: set,
+        key_algorithm: csr.key_algorithm,
+        lifetime,
+        crl_distribution_point: None,
+    })
+}
+
+/// The lifetime to sign: `spec.expirationSeconds` if set (at least the
+/// 10 minutes Kubernetes allows), capped by the policy's maximum.
+pub fn lifetime(expiration_seconds: Option<i32>, max: chrono::Duration) -> chrono::Duration {
+    expiration_seconds
+        .map(|s| chrono::Duration::seconds(i64::from(s.max(600))))
+        .unwrap_or(max)
+        .min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+
+    use super::*;
+
+    fn csr(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> CsrContent {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        for o in orgs {
+            dn.push(DnType::OrganizationName, *o);
+        }
+        dn.push(DnType::CommonName, cn);
+        params.distinguished_name = dn;
+        for d in dns {
+            params
+                .subject_alt_names
+                .push(SanType::DnsName((*d).try_into().expect("ia5")));
+        }
+        for ip in ips {
+            params
+                .subject_alt_names
+                .push(SanType::IpAddress(ip.parse().expect("ip")));
+        }
+        let pem = params
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        parse(pem.as_bytes()).expect("parse")
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn parses_subject_and_names_and_refuses_what_is_not_a_csr() {
+        let c = csr(
+            "system:node:n1",
+            &["system:nodes"],
+            &["n1.example"],
+            &["10.0.0.5"],
+        );
+        assert_eq!(c.common_name.as_deref(), Some("system:node:n1"));
+        assert_eq!(c.organizations, s(&["system:nodes"]));
+        assert_eq!(c.dns_names, s(&["n1.example"]));
+        assert_eq!(
+            c.ip_addresses,
+            vec!["10.0.0.5".parse::<IpAddr>().expect("ip")]
+        );
+        assert_eq!(c.key_algorithm, KeyAlgorithm::EcdsaP256);
+        assert!(parse(b"nonsense").is_err());
+    }
+
+    #[test]
+    fn kubelet_reviews_check_identity_usages_and_every_name() {
+        let nodes = s(&["system:nodes", "system:authenticated"]);
+        let user = "system:node:n1";
+        let client = csr(user, &["system:nodes"], &[], &[]);
+        let cu = s(&["digital signature", "client auth"]);
+        assert!(matches!(
+            review_kubelet_client(&client, user, &nodes, &cu),
+            Review::Approve(_)
+        ));
+        let cases = [
+            (
+                review_kubelet_client(&client, "system:node:n2", &nodes, &cu),
+                "must be the requester",
+            ),
+            (
+                review_kubelet_client(&client, "alice", &nodes, &cu),
+                "not by a node",
+            ),
+            (
+                review_kubelet_client(&client, user, &s(&["devs"]), &cu),
+                "not in group system:nodes",
+            ),
+            (
+                review_kubelet_client(&csr(user, &["system:masters"], &[], &[]), user, &nodes, &cu),
+                "exactly",
+            ),
+            (
+                review_kubelet_client(&client, user, &nodes, &s(&["server auth"])),
+                "must include \"client auth\"",
+            ),
+            (
+                review_kubelet_client(
+                    &csr(user, &["system:nodes"], &["x"], &[]),
+                    user,
+                    &nodes,
+                    &cu,
+                ),
+                "no subject alternative",
+            ),
+        ];
+        for (review, why) in cases {
+            assert!(
+                matches!(&review, Review::Deny(m) if m.contains(why)),
+                "{review:?} should say {why:?}"
+            );
+        }
+        let su = s(&["digital signature", "server auth"]);
+        let node_dns = s(&["n1", "n1.example"]);
+        let node_ips = vec!["10.0.0.5".parse::<IpAddr>().expect("ip")];
+        let serving = csr(user, &["system:nodes"], &["n1.example"], &["10.0.0.5"]);
+        assert!(matches!(
+            review_kubelet_serving(&serving, user, &nodes, &su, &node_dns, &node_ips),
+            Review::Approve(_)
+        ));
+        let foreign_ip = csr(user, &["system:nodes"], &["n1.example"], &["10.9.9.9"]);
+        assert!(
+            matches!(review_kubelet_serving(&foreign_ip, user, &nodes, &su, &node_dns, &node_ips), Review::Deny(m) if m.contains("10.9.9.9"))
+        );
+        let foreign_dns = csr(user, &["system:nodes"], &["bank.example"], &[]);
+        assert!(
+            matches!(review_kubelet_serving(&foreign_dns, user, &nodes, &su, &node_dns, &node_ips), Review::Deny(m) if m.contains("bank.example"))
+        );
+    }
+
+    #[test]
+    fn templates_and_lifetimes_follow_the_request_within_policy() {
+        let c = csr("robot", &["bots"], &["robot.example"], &[]);
+        let t = template(
+            &c,
+            &s(&["digital signature", "key encipherment", "client auth"]),
+            chrono::Duration::hours(1),
+        )
+        .expect("template");
+        assert_eq!(
+            t.usages,
+            [KeyUsage::DigitalSignature, KeyUsage::ClientAuth]
+                .into_iter()
+                .collect(),
+            "no keyEncipherment for EC keys"
+        );
+        assert!(template(&c, &s(&["code signing"]), chrono::Duration::hours(1)).is_err());
+        let max = chrono::Duration::hours(24);
+        assert_eq!(lifetime(Some(3600), max), chrono::Duration::hours(1));
+        assert_eq!(lifetime(Some(60), max), chrono::Duration::minutes(10));
+        assert_eq!(lifetime(Some(i32::MAX), max), max);
+        assert_eq!(lifetime(None, max), max);
+    }
+}

@@ -1,0 +1,286 @@
+//! Kubernetes CertificateSigningRequests: certop signs approved CSRs for its
+//! signers `certop.dev/<ca>`, and, when configured, approves (after
+//! checking the node's identity and names) and signs kubelet CSRs.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use k8s_openapi::api::certificates::v1::{
+    CertificateSigningRequest, CertificateSigningRequestCondition,
+};
+use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+
+use super::conditions::to_timestamp;
+use super::{Context, Error, ledger_store};
+use crate::csr::{self, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Review, SIGNER_PREFIX};
+use crate::ledger::LedgerEntry;
+use crate::pki::issue_for_request;
+
+/// What the operator is configured to do with CSRs.
+#[derive(Clone, Debug)]
+pub struct CsrPolicy {
+    /// Longest certificate signed for a CSR; `expirationSeconds` may ask for less.
+    pub max_lifetime: chrono::Duration,
+    /// The CertificateAuthority that signs kubelet CSRs; None: kubelet CSRs are not certop's.
+    pub kubelet_ca: Option<String>,
+    /// Approve kubelet CSRs that pass the identity checks (and deny the others).
+    pub approve_kubelets: bool,
+}
+
+fn condition(csr: &CertificateSigningRequest, type_: &str) -> bool {
+    csr.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == type_ && c.status == "True"))
+}
+
+/// The CA that signs for this signer name, if certop serves it.
+fn signer_ca<'a>(signer: &'a str, policy: &'a CsrPolicy) -> Option<&'a str> {
+    match signer.strip_prefix(SIGNER_PREFIX) {
+        Some(ca) => Some(ca),
+        None if signer == KUBELET_CLIENT_SIGNER || signer == KUBELET_SERVING_SIGNER => {
+            policy.kubelet_ca.as_deref()
+        }
+        None => None,
+    }
+}
+
+/// What a kubelet signer signs, whoever approved it: a node's subject and
+/// the signer's usage (Kubernetes leaves these checks to the signer).
+fn kubelet_signer_rules(
+    signer: &str,
+    content: &csr::CsrContent,
+    usages: &[String],
+) -> Result<(), String> {
+    let (required, name) = match signer {
+        KUBELET_CLIENT_SIGNER => ("client auth", "client"),
+        KUBELET_SERVING_SIGNER => ("server auth", "serving"),
+        _ => return Ok(()),
+    };
+    if !content
+        .common_name
+        .as_deref()
+        .is_some_and(|cn| cn.starts_with("system:node:"))
+        || content.organizations != ["system:nodes"]
+    {
+        return Err(format!(
+            "a kubelet {name} certificate must be for CN system:node:<name>, O system:nodes"
+        ));
+    }
+    if !usages.iter().any(|u| u == required) {
+        return Err(format!(
+            "a kubelet {name} certificate must have usage {required:?}"
+        ));
+    }
+    Ok(())
+}
+
+pub async fn reconcile(
+    csr: Arc<CertificateSigningRequest>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = handle(&csr, &ctx).await;
+    ctx.metrics
+        .reconciled("certificatesigningrequest", started.elapsed().as_secs_f64());
+    result
+}
+
+pub fn error_policy(
+    csr: Arc<CertificateSigningRequest>,
+    error: &Error,
+    _ctx: Arc<Context>,
+) -> Action {
+    warn!(csr = %csr.name_any(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(5))
+}
+
+async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action, Error> {
+    let done = csr.status.as_ref().is_some_and(|s| s.certificate.is_some())
+        || condition(csr, "Denied")
+        || condition(csr, "Failed");
+    let signer = csr.spec.signer_name.as_str();
+    let Some(ca_name) = signer_ca(signer, &ctx.csr_policy) else {
+        return Ok(Action::await_change());
+    };
+    if done {
+        return Ok(Action::await_change());
+    }
+    let usages = csr.spec.usages.clone().unwrap_or_default();
+    let content = csr::parse(&csr.spec.request.0);
+    if !condition(csr, "Approved") {
+        let kubelet = signer == KUBELET_CLIENT_SIGNER || signer == KUBELET_SERVING_SIGNER;
+        if kubelet && ctx.csr_policy.approve_kubelets {
+            let review = match &content {
+                Err(e) => Review::Deny(e.clone()),
+                Ok(c) => review_kubelet(csr, c, &usages, ctx).await?,
+            };
+            decide(csr, ctx, review).await?;
+        }
+        return Ok(Action::await_change());
+    }
+    let content = match content {
+        Ok(c) => c,
+        Err(e) => return fail(csr, ctx, "BadRequest", e).await,
+    };
+    if let Err(e) = kubelet_signer_rules(signer, &content, &usages) {
+        return fail(csr, ctx, "SignerRules", e).await;
+    }
+    let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
+        return fail(
+            csr,
+            ctx,
+            "SignerUnknown",
+            format!("CertificateAuthority {ca_name} does not exist"),
+        )
+        .await;
+    };
+    let now = Utc::now();
+    let authority = match super::cluster_certificate::load_authority(ctx, &ca, now).await? {
+        Ok(a) => a,
+        // The CA may be getting ready: try again rather than fail for good.
+        Err(_) => return Ok(Action::requeue(Duration::from_secs(10))),
+    };
+    let lifetime = csr::lifetime(csr.spec.expiration_seconds, ctx.csr_policy.max_lifetime);
+    let template = match csr::template(&content, &usages, lifetime) {
+        Ok(t) => t,
+        Err(e) => return fail(csr, ctx, "UnsupportedRequest", e).await,
+    };
+    let issued = match issue_for_request(&template, &content.der, &authority, now) {
+        Ok(i) => i,
+        Err(e) => return fail(csr, ctx, "SigningFailed", e.to_string()).await,
+    };
+    ledger_store::record(
+        ctx,
+        ca_name,
+        LedgerEntry::of(&issued.certificate, None),
+        now,
+    )
+    .await?;
+    let patch = serde_json::json!({"status": {"certificate": k8s_openapi::ByteString(issued.certificate.to_pem().into_bytes())}});
+    let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
+    api.patch_status(
+        &csr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    ctx.metrics.issued("CertificateSigningRequest");
+    info!(csr = %csr.name_any(), signer, serial = %issued.certificate.serial, "signed");
+    Ok(Action::await_change())
+}
+
+async fn review_kubelet(
+    csr: &CertificateSigningRequest,
+    content: &csr::CsrContent,
+    usages: &[String],
+    ctx: &Context,
+) -> Result<Review, Error> {
+    let username = csr.spec.username.clone().unwrap_or_default();
+    let groups = csr.spec.groups.clone().unwrap_or_default();
+    if csr.spec.signer_name == KUBELET_CLIENT_SIGNER {
+        return Ok(csr::review_kubelet_client(
+            content, &username, &groups, usages,
+        ));
+    }
+    let Some(node_name) = username.strip_prefix("system:node:") else {
+        return Ok(csr::review_kubelet_serving(
+            content,
+            &username,
+            &groups,
+            usages,
+            &[],
+            &[],
+        ));
+    };
+    let nodes: Api<Node> = Api::all(ctx.client.clone());
+    let Some(node) = nodes.get_opt(node_name).await? else {
+        return Ok(Review::Deny(format!(
+            "Node {node_name} does not exist, so none of the CSR's names can be checked"
+        )));
+    };
+    let addresses = node.status.and_then(|s| s.addresses).unwrap_or_default();
+    let mut dns = vec![node_name.to_string()];
+    let mut ips: Vec<IpAddr> = Vec::new();
+    for a in addresses {
+        match a.type_.as_str() {
+            "Hostname" | "InternalDNS" | "ExternalDNS" => dns.push(a.address),
+            "InternalIP" | "ExternalIP" => ips.extend(a.address.parse::<IpAddr>().ok()),
+            _ => {}
+        }
+    }
+    Ok(csr::review_kubelet_serving(
+        content, &username, &groups, usages, &dns, &ips,
+    ))
+}
+
+fn new_condition(type_: &str, reason: &str, message: String) -> CertificateSigningRequestCondition {
+    let now = Time(to_timestamp(Utc::now()));
+    CertificateSigningRequestCondition {
+        type_: type_.into(),
+        status: "True".into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_update_time: Some(now.clone()),
+        last_transition_time: Some(now),
+    }
+}
+
+/// Approves or denies through the approval subresource, as
+/// `kubectl certificate approve|deny` would.
+async fn decide(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    review: Review,
+) -> Result<(), Error> {
+    let (type_, reason, message) = match review {
+        Review::Approve(m) => ("Approved", "CertopKubeletApprove", m),
+        Review::Deny(m) => ("Denied", "CertopKubeletDeny", m),
+    };
+    info!(csr = %csr.name_any(), decision = type_, %message, "kubelet CSR reviewed");
+    let patch =
+        serde_json::json!({"status": {"conditions": [new_condition(type_, reason, message)]}});
+    let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
+    api.patch_subresource(
+        "approval",
+        &csr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Marks a CSR Failed with a reason; the Approved condition stays.
+async fn fail(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    reason: &str,
+    message: String,
+) -> Result<Action, Error> {
+    warn!(csr = %csr.name_any(), reason, %message, "CSR failed");
+    let mut conditions = csr
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default();
+    conditions.push(new_condition("Failed", reason, message));
+    let patch = serde_json::json!({"status": {"conditions": conditions}});
+    let api: Api<CertificateSigningRequest> = Api::all(ctx.client.clone());
+    api.patch_status(
+        &csr.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    ctx.metrics.failed(reason);
+    Ok(Action::await_change())
+}
