@@ -2,6 +2,7 @@
 //! real kubectl. One binary, so one control plane serves them all.
 
 mod api_server;
+mod csr;
 mod objects;
 mod operator;
 mod revocation;

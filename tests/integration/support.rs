@@ -25,6 +25,9 @@ pub struct ControlPlane {
 static CONTROL_PLANE: OnceLock<ControlPlane> = OnceLock::new();
 static OPERATOR: OnceLock<Operator> = OnceLock::new();
 
+/// The CertificateAuthority the shared operator signs kubelet CSRs with.
+pub const KUBELET_CA: &str = "kubelet-signer";
+
 /// A running `certop run`, as its ServiceAccount (the RBAC of manifests/).
 pub struct Operator {
     pub metrics_url: String,
@@ -43,7 +46,13 @@ pub fn operator() -> &'static Operator {
     OPERATOR.get_or_init(|| {
         let cp = control_plane();
         cp.install_rbac();
-        cp.start_operator("shared", &[])
+        cp.start_operator(
+            "shared",
+            &[
+                &format!("--kubelet-signer-ca={KUBELET_CA}"),
+                "--approve-kubelet-csrs=true",
+            ],
+        )
     })
 }
 

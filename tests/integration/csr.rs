@@ -1,0 +1,351 @@
+//! The CSR API (`certificates.k8s.io/v1`) with the real API server: CSRs are
+//! created by nodes (impersonated), approved or denied, and signed by
+//! certop; the results are checked with openssl.
+
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine;
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
+
+use crate::objects::*;
+use crate::support::{ControlPlane, KUBELET_CA, control_plane, operator, stderr, unique, wait_for};
+
+fn csr_pem(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> String {
+    let key = KeyPair::generate().expect("key");
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for o in orgs {
+        dn.push(DnType::OrganizationName, *o);
+    }
+    dn.push(DnType::CommonName, cn);
+    params.distinguished_name = dn;
+    for d in dns {
+        params
+            .subject_alt_names
+            .push(SanType::DnsName((*d).try_into().expect("ia5")));
+    }
+    for ip in ips {
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress(ip.parse().expect("ip")));
+    }
+    params
+        .serialize_request(&key)
+        .expect("csr")
+        .pem()
+        .expect("pem")
+}
+
+fn csr_yaml(
+    name: &str,
+    signer: &str,
+    pem: &str,
+    usages: &[&str],
+    expiration: Option<i32>,
+) -> String {
+    let request = base64::engine::general_purpose::STANDARD.encode(pem);
+    let usages = usages
+        .iter()
+        .map(|u| format!("\"{u}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let exp = expiration
+        .map(|e| format!("  expirationSeconds: {e}\n"))
+        .unwrap_or_default();
+    format!(
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: {name}\nspec:\n  signerName: {signer}\n  request: {request}\n  usages: [{usages}]\n{exp}"
+    )
+}
+
+fn create_as(cp: &ControlPlane, user: Option<&str>, yaml: &str) {
+    let mut args = vec!["create", "-f", "-"];
+    let as_user;
+    if let Some(u) = user {
+        as_user = format!("--as={u}");
+        args.extend([
+            as_user.as_str(),
+            "--as-group=system:nodes",
+            "--as-group=system:authenticated",
+        ]);
+    }
+    let out = cp.kubectl_stdin(&args, yaml);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+fn csr(cp: &ControlPlane, name: &str) -> CertificateSigningRequest {
+    get(cp, &["csr", name]).expect("CSR")
+}
+
+fn condition_of(c: &CertificateSigningRequest, type_: &str) -> Option<(String, String)> {
+    c.status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| {
+            (
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default(),
+            )
+        })
+}
+
+fn wait_signed(cp: &ControlPlane, name: &str) -> Vec<u8> {
+    let ok = wait_for(WAIT, || {
+        csr(cp, name).status.and_then(|s| s.certificate).is_some()
+    });
+    assert!(
+        ok,
+        "{name} not signed: {:?}\n{}",
+        csr(cp, name).status,
+        log_tail()
+    );
+    csr(cp, name)
+        .status
+        .and_then(|s| s.certificate)
+        .expect("certificate")
+        .0
+}
+
+fn ca_pem(cp: &ControlPlane, ca: &str) -> Vec<u8> {
+    data(
+        &secret(cp, "certop-system", &format!("{ca}-ca")).expect("CA secret"),
+        "tls.crt",
+    )
+}
+
+fn openssl_verifies(ca: &[u8], cert: &[u8]) -> bool {
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(dir.path().join("ca.crt"), ca).expect("write");
+    std::fs::write(dir.path().join("leaf.crt"), cert).expect("write");
+    Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(dir.path().join("ca.crt"))
+        .arg(dir.path().join("leaf.crt"))
+        .output()
+        .expect("openssl")
+        .status
+        .success()
+}
+
+#[test]
+fn an_approved_csr_for_a_certop_signer_is_signed_for_the_time_asked() {
+    let cp = control_plane();
+    let (ca, _) = ca_and_namespace(cp, "csr");
+    let name = unique("robot");
+    create_as(
+        cp,
+        None,
+        &csr_yaml(
+            &name,
+            &format!("certop.dev/{ca}"),
+            &csr_pem("robot", &["bots"], &["robot.example"], &[]),
+            &["digital signature", "client auth"],
+            Some(3600),
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        csr(cp, &name).status.and_then(|s| s.certificate).is_none(),
+        "nothing is signed before approval"
+    );
+    assert!(
+        cp.kubectl(&["certificate", "approve", &name])
+            .status
+            .success()
+    );
+    let pem = wait_signed(cp, &name);
+    assert!(
+        openssl_verifies(&ca_pem(cp, &ca), &pem),
+        "openssl verifies it against the CA"
+    );
+    let leaf = certop::pki::parse_pem_certificate(&pem, "csr").expect("parse");
+    assert_eq!(
+        leaf.not_after - leaf.not_before,
+        chrono::Duration::hours(1),
+        "expirationSeconds honoured"
+    );
+    assert_eq!(leaf.common_name.as_deref(), Some("robot"));
+    assert_eq!(leaf.dns_names, vec!["robot.example".to_string()]);
+    assert!(
+        leaf.usages.contains(&certop::api::KeyUsage::ClientAuth)
+            && !leaf.usages.contains(&certop::api::KeyUsage::ServerAuth)
+    );
+
+    let bad = unique("codesign");
+    create_as(
+        cp,
+        None,
+        &csr_yaml(
+            &bad,
+            &format!("certop.dev/{ca}"),
+            &csr_pem("x", &[], &[], &[]),
+            &["digital signature", "code signing"],
+            None,
+        ),
+    );
+    assert!(
+        cp.kubectl(&["certificate", "approve", &bad])
+            .status
+            .success()
+    );
+    assert!(
+        wait_for(WAIT, || condition_of(&csr(cp, &bad), "Failed").is_some()),
+        "{}",
+        log_tail()
+    );
+    let (reason, message) = condition_of(&csr(cp, &bad), "Failed").expect("failed");
+    assert_eq!(reason, "UnsupportedRequest");
+    assert!(message.contains("code signing"), "{message}");
+    assert!(csr(cp, &bad).status.and_then(|s| s.certificate).is_none());
+}
+
+fn kubelet_setup(cp: &ControlPlane) -> (String, String) {
+    operator();
+    apply(cp, &ca_yaml(KUBELET_CA, ""));
+    // Nodes may create CSRs (kubeadm binds this for its nodes).
+    apply(
+        cp,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: test-node-csr\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [create, get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-csr\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-csr}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n",
+    );
+    let node = unique("node");
+    apply(
+        cp,
+        &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n"),
+    );
+    let addresses = format!(
+        r#"{{"status":{{"addresses":[{{"type":"Hostname","address":"{node}.nodes.example"}},{{"type":"InternalIP","address":"10.1.2.3"}}]}}}}"#
+    );
+    let out = cp.kubectl(&[
+        "patch",
+        "node",
+        &node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &addresses,
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    (node.clone(), format!("system:node:{node}"))
+}
+
+#[test]
+fn kubelet_client_csrs_are_approved_for_the_node_itself_and_denied_otherwise() {
+    let cp = control_plane();
+    let (_, user) = kubelet_setup(cp);
+    let good = unique("kubelet-client");
+    create_as(
+        cp,
+        Some(&user),
+        &csr_yaml(
+            &good,
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            &csr_pem(&user, &["system:nodes"], &[], &[]),
+            &["digital signature", "client auth"],
+            None,
+        ),
+    );
+    let pem = wait_signed(cp, &good);
+    assert!(
+        condition_of(&csr(cp, &good), "Approved").is_some_and(|(r, _)| r == "CertopKubeletApprove")
+    );
+    assert!(openssl_verifies(&ca_pem(cp, KUBELET_CA), &pem));
+
+    let other = unique("kubelet-other");
+    create_as(
+        cp,
+        Some(&user),
+        &csr_yaml(
+            &other,
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            &csr_pem("system:node:somebody-else", &["system:nodes"], &[], &[]),
+            &["digital signature", "client auth"],
+            None,
+        ),
+    );
+    assert!(
+        wait_for(WAIT, || condition_of(&csr(cp, &other), "Denied").is_some()),
+        "{}",
+        log_tail()
+    );
+    let (_, message) = condition_of(&csr(cp, &other), "Denied").expect("denied");
+    assert!(message.contains("must be the requester"), "{message}");
+    assert!(csr(cp, &other).status.and_then(|s| s.certificate).is_none());
+}
+
+#[test]
+fn kubelet_serving_csrs_are_approved_only_for_the_nodes_own_names() {
+    let cp = control_plane();
+    let (node, user) = kubelet_setup(cp);
+    let good = unique("kubelet-serving");
+    let host = format!("{node}.nodes.example");
+    create_as(
+        cp,
+        Some(&user),
+        &csr_yaml(
+            &good,
+            "kubernetes.io/kubelet-serving",
+            &csr_pem(&user, &["system:nodes"], &[&host], &["10.1.2.3"]),
+            &["digital signature", "server auth"],
+            None,
+        ),
+    );
+    let pem = wait_signed(cp, &good);
+    assert!(openssl_verifies(&ca_pem(cp, KUBELET_CA), &pem));
+    let leaf = certop::pki::parse_pem_certificate(&pem, "serving").expect("parse");
+    assert_eq!(leaf.dns_names, vec![host.clone()]);
+
+    let greedy = unique("kubelet-greedy");
+    create_as(
+        cp,
+        Some(&user),
+        &csr_yaml(
+            &greedy,
+            "kubernetes.io/kubelet-serving",
+            &csr_pem(
+                &user,
+                &["system:nodes"],
+                &[&host],
+                &["10.1.2.3", "10.9.9.9"],
+            ),
+            &["digital signature", "server auth"],
+            None,
+        ),
+    );
+    assert!(
+        wait_for(WAIT, || condition_of(&csr(cp, &greedy), "Denied").is_some()),
+        "{}",
+        log_tail()
+    );
+    let (_, message) = condition_of(&csr(cp, &greedy), "Denied").expect("denied");
+    assert!(
+        message.contains("10.9.9.9") && message.contains(&node),
+        "{message}"
+    );
+
+    let unserved = unique("not-ours");
+    create_as(
+        cp,
+        None,
+        &csr_yaml(
+            &unserved,
+            "example.com/other",
+            &csr_pem("x", &[], &[], &[]),
+            &["digital signature"],
+            None,
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let c = csr(cp, &unserved);
+    assert!(
+        c.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_none_or(|c| c.is_empty()),
+        "a signer certop does not serve is left alone"
+    );
+}
