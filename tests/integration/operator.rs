@@ -771,3 +771,72 @@ fn the_kubectl_plugin_shows_status_and_kubeadm_style_expiration() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn the_operator_adopts_a_pki_init_ca_so_node_files_and_crds_share_it() {
+    let cp = control_plane();
+    operator();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = tmp.path().join("pki");
+    let init = Command::new(env!("CARGO_BIN_EXE_certop"))
+        .args([
+            "pki",
+            "init",
+            "--dir",
+            pki.to_str().expect("utf-8"),
+            "--node-name",
+            "cp-1",
+            "--advertise-address",
+            "192.0.2.10",
+        ])
+        .output()
+        .expect("certop pki init");
+    assert!(init.status.success(), "{}", stderr(&init));
+    let ca = unique("node-ca");
+    let out = cp.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "-n",
+        "certop-system",
+        &format!("{ca}-pki"),
+        &format!("--from-file=ca.crt={}", pki.join("ca.crt").display()),
+        &format!("--from-file=ca.key={}", pki.join("ca.key").display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    apply(
+        cp,
+        &ca_yaml(
+            &ca,
+            &format!("  keySource:\n    secretName: {ca}-pki\n    adopt: true\n"),
+        ),
+    );
+    let ns = unique("adopt-init");
+    assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
+    let name = unique("from-init-ca");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  profile: kube-apiserver-kubelet-client\n",
+        ),
+    );
+    wait_ready(cp, &name);
+    let s = secret(cp, &ns, &name).expect("secret");
+    let node_ca = parse_chain(
+        &std::fs::read(pki.join("ca.crt")).expect("ca.crt"),
+        "ca.crt",
+    )
+    .expect("parse");
+    assert!(
+        leaf_of(&s).is_issued_by(&node_ca[0]),
+        "the operator signs with the node's CA"
+    );
+    assert_eq!(
+        data(&s, "ca.crt"),
+        std::fs::read(pki.join("ca.crt")).expect("ca.crt"),
+        "one trust anchor for files and CRDs"
+    );
+}
