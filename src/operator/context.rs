@@ -40,17 +40,29 @@ pub struct Context {
     crl_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
+/// How the controllers are configured (from `certop run`'s flags).
+pub struct Settings {
+    pub namespace: String,
+    pub crl_base_url: String,
+    pub metrics: Arc<Metrics>,
+    pub crls: Arc<CrlCache>,
+    pub csr_policy: CsrPolicy,
+}
+
 impl Context {
     pub fn new(
         client: Client,
-        namespace: String,
-        metrics: Arc<Metrics>,
+        settings: Settings,
         cas: Store<CertificateAuthority>,
         certificates: Store<ClusterCertificate>,
-        crls: Arc<CrlCache>,
-        crl_base_url: String,
-        csr_policy: CsrPolicy,
     ) -> Self {
+        let Settings {
+            namespace,
+            crl_base_url,
+            metrics,
+            crls,
+            csr_policy,
+        } = settings;
         let reporter = Reporter {
             controller: "certop".into(),
             instance: std::env::var("POD_NAME").ok(),

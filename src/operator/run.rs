@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use super::certificate_signing_request::{self, CsrPolicy};
+use super::context::Settings;
 use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
 use super::metrics::Metrics;
@@ -227,15 +228,6 @@ async fn run_as_elected(
     outcome
 }
 
-/// What the controllers are configured with.
-struct Settings {
-    namespace: String,
-    crl_base_url: String,
-    metrics: Arc<Metrics>,
-    crls: Arc<CrlCache>,
-    csr_policy: CsrPolicy,
-}
-
 /// Keeps this replica's CRL cache equal to the published CRL ConfigMaps.
 async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
@@ -262,13 +254,7 @@ async fn run_controllers(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let Settings {
-        namespace,
-        crl_base_url,
-        metrics,
-        crls,
-        csr_policy,
-    } = settings;
+    let namespace = settings.namespace.clone();
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
@@ -288,13 +274,9 @@ async fn run_controllers(
     let cert_store = cert_controller.store();
     let ctx = Arc::new(Context::new(
         client.clone(),
-        namespace.clone(),
-        metrics,
+        settings,
         ca_store.clone(),
         cert_store.clone(),
-        crls,
-        crl_base_url,
-        csr_policy,
     ));
 
     let bundles_store = ca_store.clone();
