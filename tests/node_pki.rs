@@ -1,29 +1,16 @@
 //! `certop pki init | check-expiration | renew` on a control-plane node's
 //! files, checked with openssl and by reading the files back.
 
+mod common;
+
+use common::{certop, ok};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use certop::pki::{Authority, LeafTemplate, PrivateKey, issue, parse_pem_certificate};
 use chrono::{Duration, Utc};
-
-fn certop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_certop"))
-        .args(args)
-        .output()
-        .expect("run certop")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Every file under `dir`, with its bytes (the backup directory excluded).
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {

@@ -3,43 +3,18 @@
 //! client-CA, etcd client/server/peer, kubelet-client, front-proxy), and
 //! kubectl, curl and the API server authenticate with them.
 
+mod common;
+
+use common::{certop, control_plane_binary, ok};
+
 use std::io::BufRead;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-
-fn certop(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_certop"))
-        .args(args)
-        .output()
-        .expect("run certop")
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 struct ControlPlane {
     server: String,
     etcd: String,
     _child: Child,
-}
-
-fn control_plane_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CERTOP_CONTROL_PLANE") {
-        return PathBuf::from(bin);
-    }
-    let out =
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane/build.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("build the control plane");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 fn start(pki: &Path, work: &Path) -> ControlPlane {

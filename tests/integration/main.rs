@@ -1,6 +1,9 @@
 //! Integration tests against a real kube-apiserver and etcd, driven with the
 //! real kubectl. One binary, so one control plane serves them all.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 mod api_server;
 mod csr;
 mod objects;

@@ -66,20 +66,7 @@ pub fn control_plane() -> &'static ControlPlane {
     CONTROL_PLANE.get_or_init(start)
 }
 
-pub fn control_plane_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CERTOP_CONTROL_PLANE") {
-        return PathBuf::from(bin);
-    }
-    let out = Command::new(repo_root().join("tests/control-plane/build.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run tests/control-plane/build.sh");
-    assert!(
-        out.status.success(),
-        "building the control plane failed (see above)"
-    );
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
+pub use crate::common::control_plane_binary;
 
 fn start() -> ControlPlane {
     let dir = tempfile::Builder::new()

@@ -3,6 +3,8 @@
 //! (a separate test binary), and one scenario at a time, since each stops
 //! and starts operators.
 
+#[path = "../common/mod.rs"]
+mod common;
 #[path = "../integration/objects.rs"]
 mod objects;
 #[path = "../integration/support.rs"]
