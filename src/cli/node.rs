@@ -424,7 +424,7 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
     let backup = args
         .dir
         .join(".certop-backup")
-        .join(now.format("%Y%m%dT%H%M%SZ").to_string());
+        .join(now.format("%Y%m%dT%H%M%S%.3fZ").to_string());
     for (c, current) in due {
         let ca = match cas.entry(c.ca) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
