@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test unit-test lint crds control-plane venv dev-up dev-down demo bench clean
+.PHONY: build test lint crds control-plane venv dev-up dev-down demo bench scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -45,6 +45,11 @@ demo: control-plane
 
 bench:
 	$(CARGO) bench --bench pki
+
+# Scripted scale run against a real control plane: N=1000 make scale
+N ?= 500
+scale: control-plane
+	@scripts/scale.sh $(N)
 
 clean:
 	$(CARGO) clean
