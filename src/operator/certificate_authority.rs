@@ -286,10 +286,10 @@ async fn create(
         Err(e) => {
             ctx.event(ca, true, "CACreationFailed", "Create", e.to_string())
                 .await;
-            return Err(Error::Finalizer(format!(
-                "creating CA {}: {e}",
-                ca.name_any()
-            )));
+            return Err(Error::Pki {
+                what: format!("creating CA {}", ca.name_any()),
+                source: e,
+            });
         }
     };
     let secret = Secret {

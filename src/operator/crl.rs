@@ -167,7 +167,10 @@ pub async fn publish(
                 entries: &revoked,
             },
         )
-        .map_err(|e| Error::Finalizer(format!("signing the CRL of {name}: {e}")))?;
+        .map_err(|source| Error::Pki {
+            what: format!("signing the CRL of CertificateAuthority {name}"),
+            source,
+        })?;
         let fits = signed.der.len() + signed.pem.len() < MAX_STORED_BYTES;
         let published = PublishedCrl {
             der: signed.der.clone(),

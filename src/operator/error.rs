@@ -6,6 +6,11 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("{what}: {source}")]
+    Pki {
+        what: String,
+        source: crate::pki::PkiError,
+    },
     #[error("cannot serialize status: {0}")]
     Serialize(#[from] serde_json::Error),
     #[error("cannot install the aws-lc-rs crypto provider")]
