@@ -62,6 +62,15 @@ kubectl get secret -n kube-system apiserver -o jsonpath='{.data.ca\.crt}' | base
 openssl verify -CAfile "$tmp/ca.crt" "$tmp/tls.crt"
 rm -rf "$tmp"
 
+step "revocation: kubectl certop revoke web; the certificate is replaced and the CRL lists it"
+old_serial="$(kubectl get clustercertificate web -o jsonpath='{.status.serialNumber}')"
+"$certop" revoke web --reason keyCompromise
+kubectl wait --for=jsonpath='{.status.conditions[?(@.type=="Ready")].reason}'=Reissued clustercertificate/web --timeout=60s
+echo "old serial $old_serial, new serial $(kubectl get clustercertificate web -o jsonpath='{.status.serialNumber}')"
+kubectl get certificaterevocations
+curl -fsS -o "$state/cluster.crl" 127.0.0.1:18080/crl/cluster.crl
+openssl crl -inform DER -in "$state/cluster.crl" -noout -text | grep -E 'Last Update|Next Update|CRL Number|Serial Number|Key Compromise' -A1 | grep -vE '^--|Signature'
+
 step "a metric: certificate expiry timestamps"
 curl -s 127.0.0.1:18080/metrics | grep '^certop_certificate_expiration_timestamp_seconds' | head -3
 
