@@ -280,11 +280,14 @@ async fn run_controllers(
     ));
 
     let bundles_store = ca_store.clone();
+    // Every Secret of the operator's namespace, metadata only: a CA's key
+    // Secret may be one a person created (adoption), without certop's labels.
     let ca_secrets = watcher(
         Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace),
-        watcher::Config::default().labels(&managed),
+        watcher::Config::default(),
     )
     .touched_objects();
+    let secrets_store = ca_store.clone();
     let crl_maps = watcher(
         Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(meta::CRL),
@@ -303,11 +306,14 @@ async fn run_controllers(
                     .collect::<Vec<_>>()
             },
         )
-        .watches_stream(ca_secrets, |secret| {
-            secret
-                .annotations()
-                .get(meta::CERTIFICATE_AUTHORITY)
-                .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
+        .watches_stream(ca_secrets, move |secret| {
+            let name = secret.name_any();
+            secrets_store
+                .state()
+                .iter()
+                .filter(|ca| certificate_authority::secret_name(ca) == name)
+                .map(|ca| ObjectRef::from_obj(ca.as_ref()))
+                .collect::<Vec<_>>()
         })
         // A new CRL (after a revocation) updates the CA's status.
         .watches_stream(crl_maps, |cm| {

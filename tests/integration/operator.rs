@@ -840,3 +840,36 @@ fn the_operator_adopts_a_pki_init_ca_so_node_files_and_crds_share_it() {
         "one trust anchor for files and CRDs"
     );
 }
+
+#[test]
+fn an_adopted_ca_becomes_ready_when_its_secret_appears_and_issuance_resumes() {
+    let cp = control_plane();
+    operator();
+    let ca = unique("late-secret");
+    let ns = unique("late-secret");
+    assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
+    apply(
+        cp,
+        &ca_yaml(
+            &ca,
+            &format!("  keySource:\n    secretName: {ca}-pki\n    adopt: true\n"),
+        ),
+    );
+    let name = unique("waits");
+    apply(cp, &cert_yaml(&name, &ca, &ns, "  commonName: waits\n"));
+    wait_reason(cp, &name, "IssuerNotReady");
+    let fixture = repo_root().join("tests/fixtures/kubeadm-ca");
+    let out = cp.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "-n",
+        "certop-system",
+        &format!("{ca}-pki"),
+        &format!("--from-file=ca.crt={}", fixture.join("ca.crt").display()),
+        &format!("--from-file=ca.key={}", fixture.join("ca.key").display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Not the hourly resync: the Secret's creation wakes the CA, and the CA its certificates.
+    wait_ready(cp, &name);
+}
