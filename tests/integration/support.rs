@@ -174,7 +174,7 @@ impl ControlPlane {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let script = format!(
-            "\"$0\" \"$@\" >>'{}' 2>&1 & pid=$!; echo $pid >'{}'; read -r _; kill $pid; wait $pid",
+            "\"$0\" \"$@\" >>'{}' 2>&1 & pid=$!; echo $pid >'{}'; read -r _; kill $pid 2>/dev/null; wait $pid",
             log.display(),
             pid_file.display()
         );
