@@ -160,6 +160,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         run_controllers(client, settings, stopped(stop_rx.clone())).await;
         Ok(())
     };
+    if result.is_err() {
+        // Leadership lost (or never obtainable): exit now, so the process is
+        // restarted as a standby; serving on would hold a replica that can
+        // never lead again.
+        http.abort();
+        return result;
+    }
     if let Ok(Err(e)) = http.await {
         error!(error = %e, "HTTP server failed");
     }
@@ -220,11 +227,16 @@ async fn run_as_elected(
             Err(Error::LostLeadership)
         }
     };
-    // Dropping the last receiver makes the lease manager release the Lease,
-    // so a standby takes over at once after a graceful stop.
     drop(lost);
     drop(leader);
-    let _ = lease_task.await;
+    if outcome.is_ok() {
+        // Dropping the last receiver makes the lease manager release the
+        // Lease, so a standby takes over at once after a graceful stop.
+        let _ = lease_task.await;
+    } else {
+        // The Lease is someone else's: nothing to release, nothing to wait for.
+        lease_task.abort();
+    }
     outcome
 }
 

@@ -257,6 +257,19 @@ impl Operator {
         }
     }
 
+    /// Whether the operator process is still alive.
+    /// A process that exited but that the wrapper shell has not reaped yet
+    /// (a zombie) is not running.
+    pub fn is_running(&self) -> bool {
+        let pid = std::fs::read_to_string(&self.pid_file).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        matches!(state, Some(s) if s != "Z" && s != "X")
+    }
+
     /// Kills the operator at once (SIGKILL), as a crash or a node loss would.
     pub fn kill(self) {
         let pid = std::fs::read_to_string(&self.pid_file).unwrap_or_default();

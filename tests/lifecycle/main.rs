@@ -192,6 +192,41 @@ fn two_replicas_elect_one_leader_and_fail_over_within_the_lease() {
             "replica-a"
         }
     );
+
+    // Someone else takes the Lease: the leader stops reconciling and exits.
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    let steal = format!(
+        r#"{{"spec":{{"holderIdentity":"intruder","renewTime":"{now}","leaseDurationSeconds":60}}}}"#
+    );
+    let out = cp.kubectl(&[
+        "patch",
+        "lease",
+        "-n",
+        "certop-system",
+        &lease,
+        "--type=merge",
+        "-p",
+        &steal,
+    ]);
+    assert!(out.status.success(), "{}", support::stderr(&out));
+    assert!(
+        wait_for(Duration::from_secs(20), || standby
+            .log_text()
+            .contains("lost the leader lease")),
+        "a leader that lost its Lease must stop:\n{}",
+        standby.log_text()
+    );
+    assert!(
+        wait_for(Duration::from_secs(10), || !standby.is_running()),
+        "and exit, to restart as a standby"
+    );
+    let third = unique("ha-third");
+    apply(cp, &cert_yaml(&third, &ca, &ns, "  commonName: third\n"));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !ready(cp, &third),
+        "nobody may issue while the intruder holds the Lease"
+    );
     standby.stop();
 }
 
