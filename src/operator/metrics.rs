@@ -84,6 +84,31 @@ impl Default for Metrics {
             m.authority_expiration.clone(),
         );
         registry.register(
+            "crl_number",
+            "Number of each CA's current CRL",
+            m.crl_number.clone(),
+        );
+        registry.register(
+            "crl_this_update_timestamp_seconds",
+            "thisUpdate of each CA's current CRL",
+            m.crl_this_update.clone(),
+        );
+        registry.register(
+            "crl_next_update_timestamp_seconds",
+            "nextUpdate of each CA's current CRL",
+            m.crl_next_update.clone(),
+        );
+        registry.register(
+            "crl_entries",
+            "Revoked certificates listed in each CA's current CRL",
+            m.crl_entries.clone(),
+        );
+        registry.register(
+            "revocations",
+            "Certificates revoked, by reason",
+            m.revocations.clone(),
+        );
+        registry.register(
             "issuances",
             "Certificates issued, by reason",
             m.issuances.clone(),

@@ -219,6 +219,15 @@ fn a_revoked_certificate_is_in_a_crl_openssl_enforces_and_is_replaced_with_a_new
         "{ca_status:?}"
     );
     assert!(ca_status.crl_next_update > ca_status.crl_this_update);
+    let metrics = crate::support::http_get(&operator().metrics_url).expect("metrics");
+    assert!(
+        metrics.contains(&format!("certop_crl_number{{name=\"{ca}\"}}")),
+        "CRL metrics"
+    );
+    assert!(
+        metrics.contains("certop_revocations_total{reason=\"keyCompromise\"}"),
+        "revocation metrics"
+    );
 }
 
 #[test]
