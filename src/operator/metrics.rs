@@ -175,9 +175,18 @@ impl Metrics {
     }
 
     pub fn forget_authority(&self, name: &str) {
-        self.authority_expiration.remove(&AuthorityLabels {
+        let labels = AuthorityLabels {
             name: name.to_string(),
-        });
+        };
+        for family in [
+            &self.authority_expiration,
+            &self.crl_number,
+            &self.crl_this_update,
+            &self.crl_next_update,
+            &self.crl_entries,
+        ] {
+            family.remove(&labels);
+        }
     }
 
     pub fn crl(&self, ca: &str, crl: &super::crl::PublishedCrl) {
