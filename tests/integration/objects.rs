@@ -183,3 +183,19 @@ pub fn wait_event(cp: &ControlPlane, name: &str, reason: &str) -> String {
     assert!(ok, "{name}: no {reason} event; events:\n{seen}");
     seen
 }
+
+/// A Secret in the operator's namespace holding the `ca.crt`/`ca.key` of
+/// `dir`, as a person adopting an existing CA creates it.
+pub fn create_ca_secret(cp: &ControlPlane, name: &str, dir: &std::path::Path) {
+    let out = cp.kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "-n",
+        "certop-system",
+        name,
+        &format!("--from-file=ca.crt={}", dir.join("ca.crt").display()),
+        &format!("--from-file=ca.key={}", dir.join("ca.key").display()),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

@@ -78,17 +78,7 @@ fn a_kubeadm_ca_is_adopted_and_signs() {
     let ns = unique("adopt");
     assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
     let fixture = repo_root().join("tests/fixtures/kubeadm-ca");
-    let out = cp.kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "-n",
-        "certop-system",
-        &format!("{ca}-pki"),
-        &format!("--from-file=ca.crt={}", fixture.join("ca.crt").display()),
-        &format!("--from-file=ca.key={}", fixture.join("ca.key").display()),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    create_ca_secret(cp, &format!("{ca}-pki"), &fixture);
     apply(
         cp,
         &ca_yaml(
@@ -793,17 +783,7 @@ fn the_operator_adopts_a_pki_init_ca_so_node_files_and_crds_share_it() {
         .expect("certop pki init");
     assert!(init.status.success(), "{}", stderr(&init));
     let ca = unique("node-ca");
-    let out = cp.kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "-n",
-        "certop-system",
-        &format!("{ca}-pki"),
-        &format!("--from-file=ca.crt={}", pki.join("ca.crt").display()),
-        &format!("--from-file=ca.key={}", pki.join("ca.key").display()),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    create_ca_secret(cp, &format!("{ca}-pki"), &pki);
     apply(
         cp,
         &ca_yaml(
@@ -859,17 +839,7 @@ fn an_adopted_ca_becomes_ready_when_its_secret_appears_and_issuance_resumes() {
     apply(cp, &cert_yaml(&name, &ca, &ns, "  commonName: waits\n"));
     wait_reason(cp, &name, "IssuerNotReady");
     let fixture = repo_root().join("tests/fixtures/kubeadm-ca");
-    let out = cp.kubectl(&[
-        "create",
-        "secret",
-        "generic",
-        "-n",
-        "certop-system",
-        &format!("{ca}-pki"),
-        &format!("--from-file=ca.crt={}", fixture.join("ca.crt").display()),
-        &format!("--from-file=ca.key={}", fixture.join("ca.key").display()),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
+    create_ca_secret(cp, &format!("{ca}-pki"), &fixture);
     // Not the hourly resync: the Secret's creation wakes the CA, and the CA its certificates.
     wait_ready(cp, &name);
 }
