@@ -8,7 +8,7 @@ use std::fmt;
 use aws_lc_rs::digest;
 use chrono::{DateTime, Duration, Utc};
 
-use crate::api::{ClusterCertificateSpec, RotationPolicy, to_chrono};
+use crate::api::{ClusterCertificateSpec, RotationPolicy};
 use crate::pki::{
     CertificateInfo, LeafTemplate, PrivateKey, SpecField, key_matches_certificate, parse_chain,
 };
@@ -36,9 +36,13 @@ pub struct RenewalPolicy {
     pub renew_before: Option<Duration>,
     pub renew_before_percentage: Option<i32>,
     pub rotation: RotationPolicy,
-    /// A request to re-issue now (`kubectl certop renew`): honoured when the
-    /// current certificate is older than the request.
-    pub requested_at: Option<DateTime<Utc>>,
+    /// A request to re-issue now (`kubectl certop renew`): an opaque value,
+    /// honoured when it differs from the one the current certificate was
+    /// issued for. Values are compared, never clocks: a client whose clock
+    /// is ahead or behind ours asks for exactly one issuance.
+    pub requested: Option<String>,
+    /// The request value the Secret's certificate was issued for.
+    pub honoured: Option<String>,
     /// A serial that was revoked: if it is the current certificate's, the
     /// certificate is replaced at once, never with the same key.
     pub revoked_serial: Option<String>,
@@ -47,14 +51,15 @@ pub struct RenewalPolicy {
 impl RenewalPolicy {
     pub fn from_spec(spec: &ClusterCertificateSpec) -> Self {
         RenewalPolicy {
-            renew_before: spec.renew_before.map(to_chrono),
+            renew_before: spec.renew_before.as_ref().and_then(|d| d.to_chrono().ok()),
             renew_before_percentage: spec.renew_before_percentage,
             rotation: spec
                 .private_key
                 .as_ref()
                 .and_then(|k| k.rotation_policy)
                 .unwrap_or_default(),
-            requested_at: None,
+            requested: None,
+            honoured: None,
             revoked_serial: None,
         }
     }
@@ -228,7 +233,7 @@ pub fn plan(
     if now >= leaf.not_after {
         return issue(IssueReason::Expired);
     }
-    if policy.requested_at.is_some_and(|at| at > leaf.not_before) {
+    if policy.requested.is_some() && policy.requested != policy.honoured {
         return issue(IssueReason::RenewalRequested);
     }
     let renewal_time = renewal_time(leaf, policy);
@@ -244,18 +249,30 @@ pub fn plan(
 /// When to renew a certificate: `renewBefore` before notAfter, else
 /// `renewBeforePercentage` of the lifetime, else a third of it (renewal at
 /// two thirds, as cert-manager does); then earlier by a jitter of up to 10%
-/// of that window, derived from the serial so it is stable for a
-/// certificate and spread across certificates.
+/// of that window, derived from the serial (so stable for a certificate,
+/// spread across certificates, and drawn anew with each new serial).
+///
+/// Whatever the settings, a certificate lives at least `min_age` before it
+/// is renewed: a window as long as the lifetime (`duration: 1m` with
+/// `renewBeforePercentage: 99`, or `renewBefore: 23h59m` of 24h) would
+/// otherwise put the renewal before notBefore and issue without end.
 pub fn renewal_time(cert: &CertificateInfo, policy: &RenewalPolicy) -> DateTime<Utc> {
     let lifetime = cert.not_after - cert.not_before;
     let window = match (policy.renew_before, policy.renew_before_percentage) {
         (Some(before), _) if before < lifetime => before,
-        (_, Some(p)) => lifetime * p / 100,
+        (_, Some(p)) => lifetime * p.clamp(1, 99) / 100,
         _ => lifetime / 3,
     };
     let jitter_ms =
         (window.num_milliseconds() as f64 * JITTER_SHARE_OF_WINDOW * jitter_fraction(cert)) as i64;
-    crate::pki::whole_seconds(cert.not_after - window - Duration::milliseconds(jitter_ms))
+    let wanted = cert.not_after - window - Duration::milliseconds(jitter_ms);
+    crate::pki::whole_seconds(wanted.max(cert.not_before + min_age(lifetime)))
+}
+
+/// The least time a certificate serves before renewal: a tenth of its
+/// lifetime, and at least half of it or five minutes, whichever is less.
+pub fn min_age(lifetime: Duration) -> Duration {
+    (lifetime / 10).max((lifetime / 2).min(Duration::minutes(5)))
 }
 
 /// A number in [0, 1) that depends only on the certificate's serial.
@@ -511,36 +528,66 @@ mod tests {
     }
 
     #[test]
-    fn a_renewal_request_newer_than_the_certificate_reissues_it_once() {
+    fn a_renewal_request_is_a_value_answered_once_whatever_the_clocks() {
         let w = world();
-        let asked = RenewalPolicy {
-            requested_at: Some(t0() + Duration::hours(1)),
-            ..w.policy.clone()
+        let ask = |requested: Option<&str>, honoured: Option<&str>| {
+            let policy = RenewalPolicy {
+                requested: requested.map(str::to_string),
+                honoured: honoured.map(str::to_string),
+                ..w.policy.clone()
+            };
+            reason(plan(
+                &w.template,
+                &policy,
+                Some(&w.secret),
+                w.ca.certificate(),
+                t0() + Duration::hours(2),
+            ))
         };
-        let got = plan(
-            &w.template,
-            &asked,
-            Some(&w.secret),
-            w.ca.certificate(),
-            t0() + Duration::hours(2),
-        );
-        assert_eq!(reason(got), Some(IssueReason::RenewalRequested));
-        let older = RenewalPolicy {
-            requested_at: Some(t0() - Duration::hours(1)),
-            ..w.policy.clone()
-        };
-        let got = plan(
-            &w.template,
-            &older,
-            Some(&w.secret),
-            w.ca.certificate(),
-            t0() + Duration::hours(2),
-        );
+        // A request stamped in the future by a client whose clock runs
+        // ahead, or in the past: either way one issuance, then done.
+        let future = "2099-01-01T00:00:00Z";
+        let past = "2000-01-01T00:00:00Z";
+        assert_eq!(ask(Some(future), None), Some(IssueReason::RenewalRequested));
+        assert_eq!(ask(Some(future), Some(future)), None);
         assert_eq!(
-            reason(got),
-            None,
-            "a request the current certificate already answers is done"
+            ask(Some(past), Some(future)),
+            Some(IssueReason::RenewalRequested)
         );
+        assert_eq!(ask(Some(past), Some(past)), None);
+        assert_eq!(ask(None, Some(past)), None);
+    }
+
+    #[test]
+    fn renewal_never_comes_before_a_sane_age_whatever_the_settings() {
+        let ca = Authority::create(&CaRequest::new("ca"), t0()).expect("ca");
+        // (duration, renewBefore, renewBeforePercentage, least age before renewal)
+        let cases: [(&str, Option<&str>, Option<i32>, Duration); 4] = [
+            ("1m", None, Some(99), Duration::seconds(30)),
+            ("24h", Some("23h59m"), None, Duration::minutes(144)),
+            ("10m", Some("9m59s"), None, Duration::minutes(5)),
+            ("2160h", None, None, Duration::days(54)),
+        ];
+        for (duration, before, percentage, least) in cases {
+            let mut s = spec();
+            s.duration = Some(duration.parse().expect("duration"));
+            s.renew_before = before.map(|b| b.parse().expect("renewBefore"));
+            s.renew_before_percentage = percentage;
+            let template = LeafTemplate::from_spec(&s).expect("template");
+            for _ in 0..20 {
+                let key = PrivateKey::generate(template.key_algorithm).expect("key");
+                let leaf = issue(&template, &key, &ca, t0())
+                    .expect("issue")
+                    .certificate;
+                let at = renewal_time(&leaf, &RenewalPolicy::from_spec(&s));
+                assert!(
+                    at >= leaf.not_before + least && at < leaf.not_after,
+                    "{duration} {before:?} {percentage:?}: renewal at {at} for {} .. {}",
+                    leaf.not_before,
+                    leaf.not_after
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,9 +1,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector};
-use kube::core::Duration;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm, Subject};
+use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, GoDuration, KeyAlgorithm, Subject};
 
 /// One internal certificate authority. certop creates its key (or adopts an
 /// existing one), signs certificates and CRLs with it, and publishes its
@@ -29,6 +28,7 @@ use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm, Subject};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = kube::core::Rule::new("self.subject == oldSelf.subject && (has(self.keyAlgorithm) ? self.keyAlgorithm : 'ECDSA-P256') == (has(oldSelf.keyAlgorithm) ? oldSelf.keyAlgorithm : 'ECDSA-P256') && (has(self.duration) ? self.duration : '') == (has(oldSelf.duration) ? oldSelf.duration : '') && has(self.keySource) == has(oldSelf.keySource) && (!has(self.keySource) || self.keySource == oldSelf.keySource)").message("subject, keyAlgorithm, duration and keySource of a CertificateAuthority are fixed once its key exists; create a new CertificateAuthority to change them"))]
 pub struct CertificateAuthoritySpec {
     /// The subject of the CA certificate; ignored for an adopted CA.
     pub subject: Subject,
@@ -38,7 +38,8 @@ pub struct CertificateAuthoritySpec {
     /// Lifetime of a generated CA certificate, in Go duration syntax. Default 87600h (10 years).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
-    pub duration: Option<Duration>,
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1h') && duration(self) <= duration('876000h')").message("duration must be between 1h and 876000h (100 years)"))]
+    pub duration: Option<GoDuration>,
     /// Where the CA's certificate and key live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_source: Option<CaKeySource>,
@@ -68,7 +69,7 @@ pub struct CaKeySource {
 /// How the CA publishes revocation.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("!has(self.validity) || !has(self.refreshBefore) || duration(self.refreshBefore) < duration(self.validity)").message("crl.refreshBefore must be shorter than crl.validity"))]
+#[x_kube(validation = kube::core::Rule::new("!has(self.refreshBefore) || duration(self.refreshBefore) < duration(has(self.validity) ? self.validity : '24h')").message("crl.refreshBefore must be shorter than crl.validity (default 24h)"))]
 pub struct CrlSettings {
     /// URL written into issued certificates' CRL distribution point.
     /// Default: the operator Service's `/crl/<ca>.crl`.
@@ -80,11 +81,12 @@ pub struct CrlSettings {
     /// How long a CRL is valid (nextUpdate - thisUpdate). Default 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
-    pub validity: Option<Duration>,
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('8760h')").message("crl.validity must be between 1m and 8760h (a year)"))]
+    pub validity: Option<GoDuration>,
     /// How long before nextUpdate the CRL is re-signed. Default a third of validity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
-    pub refresh_before: Option<Duration>,
+    pub refresh_before: Option<GoDuration>,
 }
 
 /// Publication of the CA certificate (`ca.crt`) as a ConfigMap.
@@ -130,4 +132,95 @@ pub struct CertificateAuthorityStatus {
     /// Revoked certificates that have not yet expired (CRL entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_certificates: Option<i64>,
+}
+
+/// A CertificateAuthority's spec resolved into the values certop uses,
+/// defaults applied and every bound checked: what admission cannot see (or
+/// an object admitted before a rule existed) is refused here with a message
+/// that names the field, never a panic.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaSettings {
+    /// Lifetime of a generated CA certificate.
+    pub lifetime: chrono::Duration,
+    /// The Secret in the operator's namespace holding the key pair.
+    pub secret_name: String,
+    /// The trust-bundle ConfigMap's name.
+    pub bundle_name: String,
+    /// nextUpdate - thisUpdate of each CRL.
+    pub crl_validity: chrono::Duration,
+    /// How long before nextUpdate the CRL is re-signed.
+    pub crl_refresh_before: chrono::Duration,
+}
+
+/// Default CRL validity: a day.
+pub const DEFAULT_CRL_VALIDITY_HOURS: i64 = 24;
+
+impl CertificateAuthority {
+    pub fn settings(&self) -> Result<CaSettings, String> {
+        let name = kube::ResourceExt::name_any(self);
+        let spec = &self.spec;
+        let lifetime = match &spec.duration {
+            Some(d) => d.to_chrono().map_err(|e| format!("spec.duration: {e}"))?,
+            None => chrono::Duration::hours(crate::pki::DEFAULT_CA_LIFETIME_HOURS),
+        };
+        if lifetime < chrono::Duration::hours(1) {
+            return Err(format!(
+                "spec.duration {} is shorter than 1h: a CA must outlive what it signs",
+                spec.duration.as_ref().map_or("", |d| d.as_str())
+            ));
+        }
+        let default_name = format!("{name}-ca");
+        let secret_name = spec
+            .key_source
+            .as_ref()
+            .and_then(|k| k.secret_name.clone())
+            .unwrap_or_else(|| default_name.clone());
+        let bundle_name = spec
+            .trust_bundle
+            .as_ref()
+            .and_then(|t| t.config_map_name.clone())
+            .unwrap_or_else(|| default_name.clone());
+        if secret_name.len() > 253 {
+            return Err(format!(
+                "the CA name is too long for its Secret name {default_name:?} (at most 253 characters): set spec.keySource.secretName"
+            ));
+        }
+        if spec.trust_bundle.is_some() && bundle_name.len() > 253 {
+            return Err(format!(
+                "the CA name is too long for its trust-bundle ConfigMap name {default_name:?} (at most 253 characters): set spec.trustBundle.configMapName"
+            ));
+        }
+        let crl = spec.crl.as_ref();
+        let crl_validity = match crl.and_then(|c| c.validity.as_ref()) {
+            Some(d) => d
+                .to_chrono()
+                .map_err(|e| format!("spec.crl.validity: {e}"))?,
+            None => chrono::Duration::hours(DEFAULT_CRL_VALIDITY_HOURS),
+        };
+        if crl_validity < chrono::Duration::minutes(1)
+            || crl_validity > chrono::Duration::hours(8760)
+        {
+            return Err(format!(
+                "spec.crl.validity must be between 1m and 8760h, not {}",
+                crl.and_then(|c| c.validity.as_ref())
+                    .map_or("", |d| d.as_str())
+            ));
+        }
+        let crl_refresh_before = match crl.and_then(|c| c.refresh_before.as_ref()) {
+            Some(d) => d
+                .to_chrono()
+                .map_err(|e| format!("spec.crl.refreshBefore: {e}"))?,
+            None => crl_validity / 3,
+        };
+        if crl_refresh_before >= crl_validity {
+            return Err("spec.crl.refreshBefore must be shorter than spec.crl.validity".into());
+        }
+        Ok(CaSettings {
+            lifetime,
+            secret_name,
+            bundle_name,
+            crl_validity,
+            crl_refresh_before,
+        })
+    }
 }

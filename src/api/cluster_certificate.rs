@@ -1,12 +1,12 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::core::Duration;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DNS_LABEL_PATTERN, DNS_NAME_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, KeyAlgorithm,
+    DNS_LABEL_PATTERN, DNS_NAME_PATTERN, DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, GoDuration,
+    KeyAlgorithm,
 };
 
 /// One certificate and its private key, kept current in a Secret.
@@ -80,6 +80,7 @@ pub struct ClusterCertificateSpec {
     /// DNS subject alternative names; `*.` may lead for a wildcard.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 100), inner(length(min = 1, max = 253), regex(pattern = DNS_NAME_PATTERN)))]
+    #[x_kube(validation = Rule::new("self.all(n, !isIP(n))").message("an IP address belongs in ipAddresses, not dnsNames"))]
     pub dns_names: Vec<String>,
     /// IP address subject alternative names.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -99,11 +100,13 @@ pub struct ClusterCertificateSpec {
     /// Lifetime of the certificate, in Go duration syntax. Default 2160h (90 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
-    pub duration: Option<Duration>,
+    #[x_kube(validation = Rule::new("duration(self) <= duration('876000h')").message("duration must be at most 876000h (100 years)"))]
+    pub duration: Option<GoDuration>,
     /// Renew this long before notAfter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
-    pub renew_before: Option<Duration>,
+    #[x_kube(validation = Rule::new("duration(self) <= duration('876000h')").message("renewBefore must be at most 876000h (100 years)"))]
+    pub renew_before: Option<GoDuration>,
     /// Renew when this percentage of the lifetime remains. Default: renew at
     /// two thirds of the lifetime (33).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -231,6 +234,73 @@ pub struct SecretTemplate {
     pub labels: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+}
+
+impl SecretTemplate {
+    /// Checks every key and value as the API server will when the Secret
+    /// is written, so a bad one is an `InvalidSpec` condition that names it
+    /// instead of a write refused on every retry.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, value) in &self.labels {
+            metadata_key(key)
+                .map_err(|e| format!("spec.secretTemplate.labels key {key:?}: {e}"))?;
+            if value.len() > 63 || !(value.is_empty() || is_label_name(value)) {
+                return Err(format!(
+                    "spec.secretTemplate.labels[{key:?}] value {value:?} must be at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+                ));
+            }
+        }
+        for key in self.annotations.keys() {
+            metadata_key(key)
+                .map_err(|e| format!("spec.secretTemplate.annotations key {key:?}: {e}"))?;
+        }
+        let size: usize = self
+            .annotations
+            .iter()
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if size > 256 * 1024 {
+            return Err("spec.secretTemplate.annotations exceed 256 KiB in total".into());
+        }
+        Ok(())
+    }
+}
+
+/// A label or annotation key: an optional DNS-subdomain prefix and `/`,
+/// then a name of at most 63 characters.
+fn metadata_key(key: &str) -> Result<(), &'static str> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        let label = is_dns_subdomain(p);
+        if p.is_empty() || p.len() > 253 || !label {
+            return Err("the prefix before '/' must be a lower-case DNS subdomain");
+        }
+    }
+    if name.is_empty() || name.len() > 63 || !is_label_name(name) {
+        return Err(
+            "the name must be 1 to 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        );
+    }
+    Ok(())
+}
+
+fn is_label_name(s: &str) -> bool {
+    let ok = |c: char| c.is_ascii_alphanumeric();
+    s.starts_with(ok) && s.ends_with(ok) && s.chars().all(|c| ok(c) || matches!(c, '-' | '_' | '.'))
+}
+
+fn is_dns_subdomain(s: &str) -> bool {
+    s.split('.').all(|label| {
+        let ok = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        !label.is_empty()
+            && label.len() <= 63
+            && label.starts_with(ok)
+            && label.ends_with(ok)
+            && label.chars().all(|c| ok(c) || c == '-')
+    })
 }
 
 /// What certop observed of a ClusterCertificate.

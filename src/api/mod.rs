@@ -9,12 +9,13 @@
 mod certificate_authority;
 mod certificate_revocation;
 mod cluster_certificate;
+mod duration;
 #[cfg(test)]
 mod tests;
 
 pub use certificate_authority::{
-    CaKeySource, CertificateAuthority, CertificateAuthoritySpec, CertificateAuthorityStatus,
-    CrlSettings, TrustBundle,
+    CaKeySource, CaSettings, CertificateAuthority, CertificateAuthoritySpec,
+    CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS, TrustBundle,
 };
 pub use certificate_revocation::{
     CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus,
@@ -24,10 +25,10 @@ pub use cluster_certificate::{
     PrivateKeySettings, Profile, RevocationRecord, RotationPolicy, SecretDeletionPolicy,
     SecretTemplate,
 };
+pub use duration::{DurationError, GoDuration, MAX_HOURS};
 
 use kube::CustomResourceExt;
 use kube::KubeSchema;
-use kube::core::Duration;
 use serde::{Deserialize, Serialize};
 
 /// The API group of every certop resource.
@@ -48,8 +49,17 @@ pub mod meta {
     pub const ISSUER: &str = "certop.dev/issuer";
     /// On a CA's Secret and trust-bundle ConfigMaps: the CertificateAuthority.
     pub const CERTIFICATE_AUTHORITY: &str = "certop.dev/certificate-authority";
-    /// On a ClusterCertificate: a request to re-issue now (`kubectl certop renew`).
+    /// On a ClusterCertificate: a request to re-issue now (`kubectl certop
+    /// renew`). Its value is opaque (the plugin writes a timestamp): a new
+    /// value is a new request.
     pub const RENEW_REQUESTED_AT: &str = "certop.dev/renew-requested-at";
+    /// On a certificate's Secret: the renewal request its certificate answers.
+    pub const RENEWAL_REQUEST: &str = "certop.dev/renewal-request";
+    /// On a certificate's Secret: why its certificate was issued (a reason code).
+    pub const ISSUE_REASON: &str = "certop.dev/issue-reason";
+    /// On a CertificateAuthority: the SHA-256 fingerprint of the CA
+    /// certificate it is bound to. A key Secret holding another one is refused.
+    pub const CA_FINGERPRINT: &str = "certop.dev/ca-fingerprint";
     /// On a ClusterCertificate: the latest revocation of one of its serials
     /// (JSON `RevocationRecord`); if it is the current certificate's, that
     /// certificate is replaced, with a new key, at once.
@@ -159,12 +169,6 @@ pub struct Subject {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 10), inner(length(min = 1, max = 64)))]
     pub organizations: Vec<String>,
-}
-
-/// Converts an API duration into the domain's time type.
-pub fn to_chrono(d: Duration) -> chrono::Duration {
-    let std: std::time::Duration = d.into();
-    chrono::Duration::from_std(std).unwrap_or(chrono::Duration::MAX)
 }
 
 /// Every CRD certop defines, in a stable order, for `certop crd` and `crds/`.

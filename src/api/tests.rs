@@ -34,7 +34,7 @@ fn cel_rules_accept_a_valid_spec_and_refuse_each_invalid_one_with_its_message() 
         "{:?}",
         validate_cel(&valid())
     );
-    let d = |s: &str| Some(s.parse::<kube::core::Duration>().expect("duration"));
+    let d = |s: &str| Some(s.parse::<crate::api::GoDuration>().expect("duration"));
     let cases: Vec<(&str, SpecEdit, &str)> = vec![
         (
             "both renewal settings",

@@ -65,3 +65,9 @@ fn run_operator(args: crate::operator::RunArgs) -> Result<(), CliError> {
         .block_on(crate::operator::run(args))
         .map_err(CliError::Operator)
 }
+
+/// A duration flag as a value (clap already refused what cannot be used).
+pub(crate) fn cli_duration(d: &crate::api::GoDuration) -> Result<chrono::Duration, CliError> {
+    d.to_chrono_with_days()
+        .map_err(|e| CliError::Invalid(e.to_string()))
+}

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
-use kube::core::Duration;
 
 use super::files::{OutputFile, read, write_all};
-use super::{CliError, format_time_left};
-use crate::api::{KeyAlgorithm, to_chrono};
+use super::{CliError, cli_duration, format_time_left};
+use crate::api::{GoDuration, KeyAlgorithm};
 use crate::node::{self, CaSlot, Kubeconfig, NodeCertificate, NodeParams, Placement};
 use crate::pki::{Authority, CaRequest, CertificateInfo, PrivateKey, issue, parse_pem_certificate};
 
@@ -40,7 +39,7 @@ pub struct InitArgs {
     sans: Vec<String>,
     /// Lifetime of the leaf certificates.
     #[arg(long, default_value = "8760h")]
-    duration: Duration,
+    duration: GoDuration,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -68,7 +67,7 @@ pub struct RenewArgs {
     kubeconfig_dir: Option<PathBuf>,
     /// Renew what expires within this time. Default: past two thirds of its lifetime.
     #[arg(long)]
-    within: Option<Duration>,
+    within: Option<GoDuration>,
     /// Renew the named certificates even if they are not due.
     #[arg(long)]
     force: bool,
@@ -175,7 +174,7 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         service_cidr: args.service_cidr.clone(),
         dns_domain: args.dns_domain.clone(),
         extra_sans: args.sans.clone(),
-        lifetime: to_chrono(args.duration),
+        lifetime: cli_duration(&args.duration)?,
     };
     let mut files = Vec::new();
     let mut report = String::new();
@@ -410,7 +409,7 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
     let due = node::select(
         &args.names,
         &found,
-        args.within.map(to_chrono),
+        args.within.as_ref().map(cli_duration).transpose()?,
         args.force,
         now,
     )?;

@@ -3,11 +3,10 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 use clap::{Args, Subcommand};
-use kube::core::Duration;
 
 use super::files::{OutputFile, read, write_all};
-use super::{CliError, format_time_left};
-use crate::api::{ClusterCertificate, KeyAlgorithm, to_chrono};
+use super::{CliError, cli_duration, format_time_left};
+use crate::api::{ClusterCertificate, GoDuration, KeyAlgorithm};
 use crate::pki::{
     Authority, CaRequest, CertificateInfo, LeafTemplate, PrivateKey, issue, parse_chain,
 };
@@ -53,7 +52,7 @@ pub struct CaCreateArgs {
     algorithm: KeyAlgorithm,
     /// Lifetime in Go duration syntax.
     #[arg(long, default_value = "87600h")]
-    duration: Duration,
+    duration: GoDuration,
     /// Organization (O) of the subject; repeatable.
     #[arg(long = "organization")]
     organizations: Vec<String>,
@@ -96,7 +95,7 @@ fn create_ca(args: &CaCreateArgs) -> Result<(), CliError> {
         common_name: args.name.clone(),
         organizations: args.organizations.clone(),
         algorithm: args.algorithm,
-        lifetime: to_chrono(args.duration),
+        lifetime: cli_duration(&args.duration)?,
     };
     let ca = Authority::create(&request, Utc::now())?;
     write_all(&[

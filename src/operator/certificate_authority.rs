@@ -16,8 +16,10 @@ use tracing::{info, warn};
 use super::conditions::{self, READY};
 use super::context::FIELD_MANAGER;
 use super::finalize::reconcile_with_finalizer;
+use super::ledger_store;
+use super::reason::Reason;
 use super::{Context, Error, crl};
-use crate::api::{CertificateAuthority, CertificateAuthorityStatus, meta, to_chrono};
+use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
 use crate::ledger::crl_refresh_time;
 use crate::pki::{Authority, CaRequest};
 
@@ -25,13 +27,10 @@ use crate::pki::{Authority, CaRequest};
 /// and status current even if a watch event was missed.
 const RESYNC: Duration = Duration::from_secs(3600);
 
-/// The Secret, in the operator's namespace, that holds a CA.
-pub fn secret_name(ca: &CertificateAuthority) -> String {
-    ca.spec
-        .key_source
-        .as_ref()
-        .and_then(|k| k.secret_name.clone())
-        .unwrap_or_else(|| format!("{}-ca", ca.name_any()))
+/// The Secret, in the operator's namespace, that holds a CA (None when the
+/// spec cannot name one; the CA's condition says why).
+pub fn secret_name(ca: &CertificateAuthority) -> Option<String> {
+    ca.settings().ok().map(|s| s.secret_name)
 }
 
 /// Where a CA's certificate and key come from, decided from what the Secret
@@ -43,12 +42,11 @@ pub enum CaSource<'a> {
     /// No Secret and none ever made: create the CA.
     Create,
     /// Cannot proceed; the reason and message go to the Ready condition.
-    Unavailable {
-        reason: &'static str,
-        message: String,
-    },
+    Unavailable { reason: Reason, message: String },
 }
 
+/// `bound`: the fingerprint the CA is bound to (its annotation), or the
+/// serial its status last showed; either means a key existed.
 pub fn decide_source<'a>(
     secret: Option<&'a BTreeMap<String, ByteString>>,
     secret_name: &str,
@@ -64,23 +62,23 @@ pub fn decide_source<'a>(
         Some(_) => match pair("tls.crt", "tls.key").or_else(|| pair("ca.crt", "ca.key")) {
             Some((cert, key)) => CaSource::Existing { cert, key },
             None => CaSource::Unavailable {
-                reason: "InvalidCASecret",
+                reason: Reason::InvalidCASecret,
                 message: format!(
                     "Secret {namespace}/{secret_name} holds neither tls.crt/tls.key nor ca.crt/ca.key; add the CA certificate and key"
                 ),
             },
         },
         None if adopt => CaSource::Unavailable {
-            reason: "CASecretNotFound",
+            reason: Reason::CASecretNotFound,
             message: format!(
                 "spec.keySource.adopt is true but Secret {namespace}/{secret_name} does not exist; create it with the CA's ca.crt and ca.key"
             ),
         },
         None => match created_before {
             Some(serial) => CaSource::Unavailable {
-                reason: "CASecretDeleted",
+                reason: Reason::CASecretDeleted,
                 message: format!(
-                    "Secret {namespace}/{secret_name} with the key of CA serial {serial} is gone; certop will not silently create a new CA, which would break trust. Restore the Secret, or delete and re-create this CertificateAuthority to start a new CA"
+                    "Secret {namespace}/{secret_name} with the key of CA {serial} is gone; certop will not silently create a new CA, which would break trust. Restore the Secret, or delete and re-create this CertificateAuthority to start a new CA"
                 ),
             },
             None => CaSource::Create,
@@ -89,7 +87,8 @@ pub fn decide_source<'a>(
 }
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
-    reconcile_with_finalizer(
+    let key = format!("certificateauthority/{}", ca.name_any());
+    let result = reconcile_with_finalizer(
         "certificateauthority",
         ca,
         &ctx,
@@ -102,33 +101,67 @@ pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Resu
             async move { cleanup(&o, &ctx).await }
         },
     )
-    .await
+    .await;
+    if result.is_ok() {
+        ctx.backoff.reset(&key);
+    }
+    result
 }
 
-pub fn error_policy(ca: Arc<CertificateAuthority>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(ca = %ca.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+pub fn error_policy(ca: Arc<CertificateAuthority>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx
+        .backoff
+        .next(&format!("certificateauthority/{}", ca.name_any()), error);
+    warn!(ca = %ca.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Whether the key pair loaded is the one the CA is bound to. Pure.
+pub fn check_binding(bound: Option<&str>, loaded: &str) -> Result<(), String> {
+    match bound {
+        Some(fp) if fp != loaded => Err(format!(
+            "the CA is bound to the certificate with fingerprint {fp}, but its Secret now holds {loaded}; certop refuses to sign with a key it was not given. Restore the original Secret, or delete and re-create the CertificateAuthority to trust the new key"
+        )),
+        _ => Ok(()),
+    }
 }
 
 async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error> {
     let name = ca.name_any();
     let now = Utc::now();
-    let secret_name = secret_name(ca);
+    let previous = ca.status.clone().unwrap_or_default();
+    let settings = match ca.settings() {
+        Ok(s) => s,
+        Err(message) => {
+            let status = not_ready(ca, ctx, &previous, Reason::InvalidSpec, message, now).await;
+            return write_status(ca, ctx, &previous, status, None).await;
+        }
+    };
+    let secret_name = settings.secret_name.clone();
     let secrets = ctx.operator_secrets();
     let secret = secrets.get_opt(&secret_name).await?;
-    let previous = ca.status.clone().unwrap_or_default();
     let adopt = ca
         .spec
         .key_source
         .as_ref()
         .and_then(|k| k.adopt)
         .unwrap_or(false);
+    let bound = ca.annotations().get(meta::CA_FINGERPRINT).cloned();
     let source = decide_source(
         secret.as_ref().and_then(|s| s.data.as_ref()),
         &secret_name,
         &ctx.namespace,
         adopt,
-        previous.serial_number.as_deref(),
+        bound
+            .as_deref()
+            .map(|fp| format!("fingerprint {fp}"))
+            .or_else(|| {
+                previous
+                    .serial_number
+                    .as_ref()
+                    .map(|s| format!("serial {s}"))
+            })
+            .as_deref(),
     );
     let version = secret
         .as_ref()
@@ -139,12 +172,21 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
             .authorities
             .get_or_load(&name, &version, cert, key, now)
             .map_err(|e| {
+                let reason = match e {
+                    crate::pki::PkiError::CaExpired { .. } => Reason::CAExpired,
+                    _ => Reason::InvalidCASecret,
+                };
                 (
-                    "InvalidCASecret",
+                    reason,
                     format!("Secret {}/{secret_name}: {e}", ctx.namespace),
                 )
+            })
+            .and_then(|a| {
+                check_binding(bound.as_deref(), &a.certificate().fingerprint)
+                    .map(|()| a)
+                    .map_err(|m| (Reason::CAKeyChanged, m))
             }),
-        CaSource::Create => match create(ca, ctx, &secret_name).await? {
+        CaSource::Create => match create(ca, ctx, &settings).await? {
             Some(authority) => Ok(authority),
             // Another writer created it first: read theirs on the next pass.
             None => return Ok(Action::requeue(Duration::from_secs(1))),
@@ -152,59 +194,167 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         CaSource::Unavailable { reason, message } => Err((reason, message)),
     };
 
+    let authority = match loaded {
+        Ok(a) => a,
+        Err((reason, message)) => {
+            let status = not_ready(ca, ctx, &previous, reason, message, now).await;
+            return write_status(ca, ctx, &previous, status, None).await;
+        }
+    };
+    // Bind the CA to its key where a status edit cannot erase it.
+    if bound.is_none() {
+        bind(ca, ctx, &authority.certificate().fingerprint).await?;
+    }
     let mut status = previous.clone();
     status.observed_generation = ca.metadata.generation;
+    let cert = authority.certificate();
+    status.serial_number = Some(cert.serial.to_string());
+    status.fingerprint = Some(cert.fingerprint.clone());
+    status.not_before = Some(cert.not_before);
+    status.not_after = Some(cert.not_after);
+    let message = format!(
+        "CA serial {} valid until {}",
+        cert.serial,
+        cert.not_after.to_rfc3339()
+    );
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        true,
+        "Ready",
+        &message,
+        ca.metadata.generation,
+        now,
+    );
+    ctx.metrics.authority(&name, cert.not_after);
+    let conflicts =
+        sync_trust_bundle(ca, ctx, &settings.bundle_name, authority.certificate_pem()).await?;
+    set_or_clear(
+        &mut status.conditions,
+        "TrustBundle",
+        (!conflicts.is_empty()).then(|| {
+            (
+                Reason::ConfigMapConflict,
+                format!(
+                    "ConfigMap {} exists in namespaces {} and certop did not create it; certop leaves it alone: delete it or set spec.trustBundle.configMapName",
+                    settings.bundle_name,
+                    conflicts.join(", ")
+                ),
+            )
+        }),
+        ca.metadata.generation,
+        now,
+    );
+    let (entries, unreadable) = ledger_store::load(ctx, &name).await?;
+    status.issued_certificates = Some(
+        entries
+            .iter()
+            .filter(|e| e.revoked.is_none() && !e.is_expired(now))
+            .count() as i64,
+    );
+    ctx.metrics
+        .ledger_unreadable(&name, unreadable.len() as i64);
+    set_or_clear(
+        &mut status.conditions,
+        "Ledger",
+        unreadable.first().map(|e| (e.reason(), e.to_string())),
+        ca.metadata.generation,
+        now,
+    );
     let mut next_look = RESYNC;
-    match &loaded {
-        Ok(authority) => {
-            let cert = authority.certificate();
-            status.serial_number = Some(cert.serial.to_string());
-            status.fingerprint = Some(cert.fingerprint.clone());
-            status.not_before = Some(cert.not_before);
-            status.not_after = Some(cert.not_after);
-            status.issued_certificates = Some(issued_count(ctx, &name));
-            let message = format!(
-                "CA serial {} valid until {}",
-                cert.serial,
-                cert.not_after.to_rfc3339()
-            );
-            conditions::set(
+    if authority.certificate().can_sign_crls {
+        match keep_crl_fresh(ca, ctx, &authority, &mut status, now).await {
+            Ok(wait) => next_look = next_look.min(wait),
+            Err(Error::CrlNumberExhausted(message)) => set_or_clear(
                 &mut status.conditions,
-                READY,
-                true,
-                "Ready",
-                &message,
+                "CRLStored",
+                Some((Reason::CRLNumberExhausted, message)),
                 ca.metadata.generation,
                 now,
-            );
-            ctx.metrics.authority(&name, cert.not_after);
-            sync_trust_bundle(ca, ctx, authority.certificate_pem()).await?;
-            if authority.certificate().can_sign_crls {
-                next_look =
-                    next_look.min(keep_crl_fresh(ca, ctx, authority, &mut status, now).await?);
-            }
-        }
-        Err((reason, message)) => {
-            conditions::set(
-                &mut status.conditions,
-                READY,
-                false,
-                reason,
-                message,
-                ca.metadata.generation,
-                now,
-            );
-            let was = conditions::find(&previous.conditions, READY).map(|c| c.reason.clone());
-            if was.as_deref() != Some(reason) {
-                ctx.event(ca, true, reason, reason, message.clone()).await;
-            }
+            ),
+            Err(e) => return Err(e),
         }
     }
-    if status != previous {
-        ctx.apply_status::<CertificateAuthority>(&name, &status)
+    write_status(ca, ctx, &previous, status, Some(next_look)).await
+}
+
+/// Sets a secondary condition False with a reason, or removes it when all is well.
+fn set_or_clear(
+    conditions_: &mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+    type_: &str,
+    problem: Option<(Reason, String)>,
+    generation: Option<i64>,
+    now: chrono::DateTime<Utc>,
+) {
+    match problem {
+        Some((reason, message)) => conditions::set(
+            conditions_,
+            type_,
+            false,
+            reason.as_str(),
+            &message,
+            generation,
+            now,
+        ),
+        None => conditions_.retain(|c| c.type_ != type_),
+    }
+}
+
+/// The status of a CA that cannot sign; an Event when the reason changes.
+async fn not_ready(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    previous: &CertificateAuthorityStatus,
+    reason: Reason,
+    message: String,
+    now: chrono::DateTime<Utc>,
+) -> CertificateAuthorityStatus {
+    let mut status = previous.clone();
+    status.observed_generation = ca.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        reason.as_str(),
+        &message,
+        ca.metadata.generation,
+        now,
+    );
+    let was = conditions::find(&previous.conditions, READY).map(|c| c.reason.clone());
+    if was.as_deref() != Some(reason.as_str()) {
+        ctx.event(ca, true, reason.as_str(), reason.as_str(), message)
+            .await;
+    }
+    status
+}
+
+async fn write_status(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    previous: &CertificateAuthorityStatus,
+    status: CertificateAuthorityStatus,
+    next_look: Option<Duration>,
+) -> Result<Action, Error> {
+    if status != *previous {
+        ctx.apply_status::<CertificateAuthority>(&ca.name_any(), &status)
             .await?;
     }
-    Ok(Action::requeue(next_look))
+    Ok(Action::requeue(next_look.unwrap_or(RESYNC)))
+}
+
+/// Records the fingerprint of the CA certificate on the CA object.
+async fn bind(ca: &CertificateAuthority, ctx: &Context, fingerprint: &str) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {meta::CA_FINGERPRINT: fingerprint}}
+    });
+    Api::<CertificateAuthority>::all(ctx.client.clone())
+        .patch(
+            &ca.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Signs a CRL when there is none or the current one is due for refresh
@@ -220,7 +370,9 @@ async fn keep_crl_fresh(
 ) -> Result<Duration, Error> {
     let name = ca.name_any();
     let (_, refresh_before) = crl::schedule(ca);
-    let current = ctx.crls.get(&name);
+    // What is stored is verified, not trusted: a deleted, tampered or
+    // older CRL ConfigMap is published again.
+    let current = crl::verify_stored(ctx, ca, authority).await?;
     let due = crl_refresh_time(
         current.as_ref().map(|c| c.next_update),
         false,
@@ -228,12 +380,11 @@ async fn keep_crl_fresh(
         now,
     );
     let crl = match current {
-        Some(c) if due > now => c,
-        _ => {
-            let lock = ctx.crl_lock(&name);
-            let _guard = lock.lock().await;
-            crl::publish(ctx, ca, authority, now).await?
+        Some(c) if due > now => {
+            ctx.crls.offer(&name, c.clone());
+            c
         }
+        _ => crl::publish(ctx, ca, authority, now).await?,
     };
     status.crl_number = i64::try_from(crl.number).ok();
     status.crl_this_update = Some(crl.this_update);
@@ -269,19 +420,19 @@ async fn keep_crl_fresh(
 async fn create(
     ca: &CertificateAuthority,
     ctx: &Context,
-    secret_name: &str,
+    settings: &CaSettings,
 ) -> Result<Option<Arc<Authority>>, Error> {
+    let secret_name = settings.secret_name.as_str();
     let request = CaRequest {
         common_name: ca.spec.subject.common_name.clone(),
         organizations: ca.spec.subject.organizations.clone(),
         algorithm: ca.spec.key_algorithm.unwrap_or_default(),
-        lifetime: ca
-            .spec
-            .duration
-            .map(to_chrono)
-            .unwrap_or_else(|| chrono::Duration::hours(crate::pki::DEFAULT_CA_LIFETIME_HOURS)),
+        lifetime: settings.lifetime,
     };
-    let authority = match Authority::create(&request, Utc::now()) {
+    let created = tokio::task::spawn_blocking(move || Authority::create(&request, Utc::now()))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?;
+    let authority = match created {
         Ok(a) => a,
         Err(e) => {
             ctx.event(ca, true, "CACreationFailed", "Create", e.to_string())
@@ -347,23 +498,6 @@ async fn create(
     }
 }
 
-fn issued_count(ctx: &Context, ca_name: &str) -> i64 {
-    ctx.certificates
-        .state()
-        .iter()
-        .filter(|c| c.spec.issuer_ref.name == ca_name)
-        .filter(|c| c.status.as_ref().is_some_and(|s| s.serial_number.is_some()))
-        .count() as i64
-}
-
-fn bundle_name(ca: &CertificateAuthority) -> String {
-    ca.spec
-        .trust_bundle
-        .as_ref()
-        .and_then(|t| t.config_map_name.clone())
-        .unwrap_or_else(|| format!("{}-ca", ca.name_any()))
-}
-
 fn bundle_selector(ca_name: &str) -> String {
     format!(
         "{}={},{}",
@@ -383,13 +517,35 @@ fn short_hash(s: &str) -> String {
     d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Whether a ConfigMap is one of this CA's trust bundles (certop created
+/// it): its label and annotation say so. Anything else is never written
+/// or deleted.
+pub fn is_our_bundle(cm: &kube::core::ObjectMeta, ca_name: &str) -> bool {
+    let labels = cm.labels.as_ref();
+    let annotations = cm.annotations.as_ref();
+    labels
+        .and_then(|l| l.get(meta::MANAGED_BY))
+        .map(String::as_str)
+        == Some(meta::MANAGED_BY_VALUE)
+        && labels
+            .and_then(|l| l.get(&trust_bundle_label(ca_name)))
+            .is_some()
+        && annotations
+            .and_then(|a| a.get(meta::CERTIFICATE_AUTHORITY))
+            .map(String::as_str)
+            == Some(ca_name)
+}
+
 /// Puts `ca.crt` in a ConfigMap in every namespace the selector picks, and
-/// removes it from namespaces it no longer picks.
+/// removes it from namespaces it no longer picks. A ConfigMap of that name
+/// that certop did not create is left alone; the namespaces where that
+/// happened are returned for the CA's status.
 async fn sync_trust_bundle(
     ca: &CertificateAuthority,
     ctx: &Context,
+    cm_name: &str,
     ca_pem: &str,
-) -> Result<(), Error> {
+) -> Result<Vec<String>, Error> {
     let name = ca.name_any();
     let wanted: BTreeSet<String> = match &ca.spec.trust_bundle {
         None => BTreeSet::new(),
@@ -406,25 +562,32 @@ async fn sync_trust_bundle(
         }
     };
     let config_maps: Api<ConfigMap> = Api::all(ctx.client.clone());
-    let existing = config_maps
+    let ours: Vec<_> = config_maps
         .list_metadata(&ListParams::default().labels(&bundle_selector(&name)))
-        .await?;
-    for cm in &existing.items {
+        .await?
+        .items
+        .into_iter()
+        .filter(|cm| is_our_bundle(&cm.metadata, &name))
+        .collect();
+    let mut have = BTreeSet::new();
+    for cm in &ours {
         let ns = cm.namespace().unwrap_or_default();
-        if !wanted.contains(&ns) {
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-            match api.delete(&cm.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(e.into()),
-            }
+        if wanted.contains(&ns) && cm.name_any() == cm_name {
+            have.insert(ns);
+            continue;
+        }
+        let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+        match api.delete(&cm.name_any(), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
         }
     }
-    let cm_name = bundle_name(ca);
+    let mut conflicts = Vec::new();
     for ns in &wanted {
         let cm = ConfigMap {
             metadata: ObjectMeta {
-                name: Some(cm_name.clone()),
+                name: Some(cm_name.to_string()),
                 namespace: Some(ns.clone()),
                 labels: Some(BTreeMap::from([
                     (meta::MANAGED_BY.into(), meta::MANAGED_BY_VALUE.into()),
@@ -440,14 +603,24 @@ async fn sync_trust_bundle(
             ..Default::default()
         };
         let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
-        api.patch(
-            &cm_name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&cm),
-        )
-        .await?;
+        if have.contains(ns) {
+            api.patch(
+                cm_name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&cm),
+            )
+            .await?;
+            continue;
+        }
+        // Not ours: create it, which fails if anybody's is there.
+        match api.create(&PostParams::default(), &cm).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 409 => conflicts.push(ns.clone()),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
     }
-    Ok(())
+    Ok(conflicts)
 }
 
 /// A LabelSelector as the string form list calls take.
@@ -482,6 +655,8 @@ async fn cleanup(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Err
         .list_metadata(&ListParams::default().labels(&bundle_selector(&name)))
         .await?
         .items
+        .into_iter()
+        .filter(|cm| is_our_bundle(&cm.metadata, &name))
     {
         let api: Api<ConfigMap> =
             Api::namespaced(ctx.client.clone(), &cm.namespace().unwrap_or_default());
@@ -539,7 +714,7 @@ mod tests {
         assert!(matches!(
             decide_source(Some(&empty), "s", "ns", false, None),
             CaSource::Unavailable {
-                reason: "InvalidCASecret",
+                reason: Reason::InvalidCASecret,
                 ..
             }
         ));
@@ -550,13 +725,13 @@ mod tests {
         assert!(matches!(
             decide_source(None, "s", "ns", true, None),
             CaSource::Unavailable {
-                reason: "CASecretNotFound",
+                reason: Reason::CASecretNotFound,
                 ..
             }
         ));
         match decide_source(None, "s", "ns", false, Some("abcd")) {
             CaSource::Unavailable { reason, message } => {
-                assert_eq!(reason, "CASecretDeleted");
+                assert_eq!(reason, Reason::CASecretDeleted);
                 assert!(
                     message.contains("abcd") && message.contains("will not silently create"),
                     "{message}"
@@ -564,6 +739,34 @@ mod tests {
             }
             other => panic!("a deleted CA Secret must not lead to {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_ca_is_bound_to_its_key() {
+        assert!(check_binding(None, "AA").is_ok());
+        assert!(check_binding(Some("AA"), "AA").is_ok());
+        let refused = check_binding(Some("AA"), "BB").expect_err("another key is refused");
+        assert!(
+            refused.contains("AA") && refused.contains("BB"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn only_bundles_certop_made_are_ours() {
+        let mut m = kube::core::ObjectMeta::default();
+        assert!(!is_our_bundle(&m, "ca"), "kube-root-ca.crt and the like");
+        m.labels = Some(BTreeMap::from([
+            (meta::MANAGED_BY.into(), meta::MANAGED_BY_VALUE.into()),
+            (trust_bundle_label("ca"), "true".into()),
+        ]));
+        assert!(!is_our_bundle(&m, "ca"), "no CA annotation");
+        m.annotations = Some(BTreeMap::from([(
+            meta::CERTIFICATE_AUTHORITY.into(),
+            "ca".into(),
+        )]));
+        assert!(is_our_bundle(&m, "ca"));
+        assert!(!is_our_bundle(&m, "other"));
     }
 
     #[test]

@@ -3,7 +3,6 @@
 //! ClusterCertificate replaced with a new key.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,46 +14,21 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use super::conditions::{self, READY};
-use super::{Context, Error, crl, ledger_store};
+use super::ledger_store::rule_of;
+use super::reason::Reason;
+use super::{Context, Error, authority_cache, crl, ledger_store};
 use crate::api::{
     CertificateRevocation, CertificateRevocationStatus, ClusterCertificate, RevocationRecord, meta,
 };
-use crate::ledger::{LedgerEntry, RevocationRule};
-use crate::pki::RevocationReason;
+use crate::ledger::LedgerEntry;
 
 const WAITING_RETRY: Duration = Duration::from_secs(30);
-
-/// The rule a CertificateRevocation stands for. Pure.
-pub fn rule_of(rev: &CertificateRevocation) -> RevocationRule {
-    let issued_before = rev
-        .spec
-        .issued_before
-        .or_else(|| {
-            rev.metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0))
-        })
-        .unwrap_or_else(Utc::now);
-    RevocationRule {
-        organizations: rev.spec.organizations.clone(),
-        dns_names: rev.spec.dns_names.clone(),
-        ip_addresses: rev
-            .spec
-            .ip_addresses
-            .iter()
-            .filter_map(|ip| ip.parse::<IpAddr>().ok())
-            .collect(),
-        issued_before,
-        ..Default::default()
-    }
-    .with_serials(&rev.spec.serial_numbers)
-}
 
 pub async fn reconcile(
     rev: Arc<CertificateRevocation>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    ctx.stores_ready().await;
     let started = std::time::Instant::now();
     let result = apply(&rev, &ctx).await;
     ctx.metrics
@@ -67,6 +41,11 @@ pub fn error_policy(rev: Arc<CertificateRevocation>, error: &Error, _ctx: Arc<Co
     Action::requeue(Duration::from_secs(5))
 }
 
+/// Every pass recomputes what the revocation covers from the ledger and
+/// finishes what is not done: marks entries, re-signs the CRL if it does not
+/// list every covered serial, and marks each ClusterCertificate whose
+/// certificate is covered. A pass that failed half-way is completed by the
+/// next one; only a pass that did everything writes Ready.
 async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Error> {
     let name = rev.name_any();
     let now = Utc::now();
@@ -81,56 +60,65 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         return not_ready(
             rev,
             ctx,
-            "IssuerNotFound",
+            Reason::IssuerNotFound,
             format!("CertificateAuthority {ca_name} does not exist; fix spec.issuerRef.name"),
         )
         .await;
     };
-    let authority = match super::cluster_certificate::load_authority(ctx, &ca, now).await? {
+    let authority = match authority_cache::signer(ctx, &ca, now).await? {
         Ok(a) => a,
-        Err(message) => return not_ready(rev, ctx, "IssuerNotReady", message).await,
+        Err(message) => return not_ready(rev, ctx, Reason::IssuerNotReady, message).await,
     };
     let reason = rev.spec.reason.unwrap_or_default();
     let rule = rule_of(rev);
-    let revoked = ledger_store::revoke(
-        ctx,
-        ca_name,
-        &rule,
-        reason,
-        now,
-        authority.certificate().not_after,
-    )
-    .await?;
-    info!(revocation = %name, ca = %ca_name, count = revoked.len(), "revoked");
-    ctx.metrics.revoked(reason.as_str(), revoked.len() as u64);
+    let found = ledger_store::revoke(ctx, ca_name, &rule, reason, now).await?;
+    if !found.newly.is_empty() {
+        info!(revocation = %name, ca = %ca_name, count = found.newly.len(), "revoked");
+        ctx.metrics
+            .revoked(reason.as_str(), found.newly.len() as u64);
+    }
 
     let crl_note = if authority.certificate().can_sign_crls {
-        let lock = ctx.crl_lock(ca_name);
-        let _guard = lock.lock().await;
-        let published = crl::publish(ctx, &ca, &authority, now).await?;
-        format!(
-            "; CRL number {} lists {} certificates",
-            published.number, published.entries
-        )
+        let listed = ctx.crls.get(ca_name).is_some_and(|crl| {
+            found
+                .matched
+                .iter()
+                .all(|e| crl.serials.contains(&e.serial))
+        });
+        let crl = if listed && found.newly.is_empty() {
+            ctx.crls.get(ca_name)
+        } else {
+            Some(crl::publish(ctx, &ca, &authority, now).await?)
+        };
+        crl.map(|c| format!("; CRL number {} lists {} certificates", c.number, c.entries))
+            .unwrap_or_default()
     } else {
         "; the CA may not sign CRLs (no cRLSign), so the replacements are the only remedy"
             .to_string()
     };
-    for entry in &revoked {
-        replace_if_current(ctx, entry, reason, &name, now).await?;
+    for entry in &found.matched {
+        replace_if_current(ctx, entry, &name).await?;
     }
 
     let mut status = previous.clone();
     status.observed_generation = rev.metadata.generation;
-    let total = status.revoked_certificates.unwrap_or(0) + revoked.len() as i64;
-    status.revoked_certificates = Some(total);
-    if !revoked.is_empty() {
+    status.revoked_certificates = Some(found.matched.len() as i64);
+    if !found.newly.is_empty() || status.last_revocation_time.is_none() && !found.matched.is_empty()
+    {
         status.last_revocation_time = Some(now);
     }
     let message = format!(
-        "revoked {total} certificates issued by {ca_name} before {}{crl_note}",
+        "revoked {} certificates issued by {ca_name} before {}{crl_note}",
+        found.matched.len(),
         rule.issued_before.to_rfc3339()
     );
+    if !found.unknown.is_empty() {
+        let unknown = found.unknown.join(", ");
+        let message = format!(
+            "{message}; serials {unknown} were not issued by {ca_name} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef"
+        );
+        return not_ready_with(rev, ctx, status, Reason::UnknownSerials, message).await;
+    }
     conditions::set(
         &mut status.conditions,
         READY,
@@ -146,14 +134,13 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
     Ok(Action::await_change())
 }
 
-/// If the revoked certificate is a ClusterCertificate's current one, marks
-/// the ClusterCertificate so its controller replaces it with a new key.
+/// If a covered certificate is (or may be, the status lagging) a
+/// ClusterCertificate's current one, records the revocation on it so its
+/// controller replaces it with a new key; idempotent.
 async fn replace_if_current(
     ctx: &Context,
     entry: &LedgerEntry,
-    reason: RevocationReason,
     revocation: &str,
-    now: chrono::DateTime<Utc>,
 ) -> Result<(), Error> {
     let Some(cert_name) = &entry.certificate else {
         return Ok(());
@@ -161,31 +148,28 @@ async fn replace_if_current(
     let Some(cert) = ctx.certificates.get(&ObjectRef::new(cert_name)) else {
         return Ok(());
     };
-    let current = cert
-        .status
-        .as_ref()
-        .and_then(|s| s.serial_number.as_deref())
-        == Some(entry.serial.as_str());
-    let message = format!(
-        "serial {} was revoked ({}) by CertificateRevocation {revocation}",
-        entry.serial,
-        reason.as_str()
-    );
-    if !current {
-        ctx.event(
-            cert.as_ref(),
-            false,
-            "Revoked",
-            "Revoke",
-            format!("{message}; it was already superseded"),
-        )
-        .await;
+    let status = cert.status.as_ref();
+    let current = status.and_then(|s| s.serial_number.as_deref()) == Some(entry.serial.as_str());
+    // The status lags the Secret: an entry newer than the status's
+    // certificate is the one the Secret holds now.
+    let newer = status
+        .and_then(|s| s.not_before)
+        .is_none_or(|nb| entry.issued_at > nb.timestamp());
+    let already = cert
+        .annotations()
+        .get(meta::REVOCATION)
+        .and_then(|r| serde_json::from_str::<RevocationRecord>(r).ok())
+        .is_some_and(|r| r.serial_number == entry.serial);
+    if !(current || newer) || already {
         return Ok(());
     }
+    let Some(revoked) = &entry.revoked else {
+        return Ok(());
+    };
     let record = RevocationRecord {
         serial_number: entry.serial.clone(),
-        reason,
-        revoked_at: now,
+        reason: revoked.reason,
+        revoked_at: crate::pki::from_unix(revoked.at),
         revocation: Some(revocation.to_string()),
     };
     let patch = serde_json::json!({
@@ -199,7 +183,11 @@ async fn replace_if_current(
         true,
         "Revoked",
         "Revoke",
-        format!("{message}; replacing it with a new key"),
+        format!(
+            "serial {} was revoked ({}) by CertificateRevocation {revocation}; replacing it with a new key",
+            entry.serial,
+            revoked.reason.as_str()
+        ),
     )
     .await;
     Ok(())
@@ -208,17 +196,27 @@ async fn replace_if_current(
 async fn not_ready(
     rev: &CertificateRevocation,
     ctx: &Context,
-    reason: &str,
+    reason: Reason,
+    message: String,
+) -> Result<Action, Error> {
+    let mut status = rev.status.clone().unwrap_or_default();
+    status.observed_generation = rev.metadata.generation;
+    not_ready_with(rev, ctx, status, reason, message).await
+}
+
+async fn not_ready_with(
+    rev: &CertificateRevocation,
+    ctx: &Context,
+    mut status: CertificateRevocationStatus,
+    reason: Reason,
     message: String,
 ) -> Result<Action, Error> {
     let previous = rev.status.clone().unwrap_or_default();
-    let mut status: CertificateRevocationStatus = previous.clone();
-    status.observed_generation = rev.metadata.generation;
     conditions::set(
         &mut status.conditions,
         READY,
         false,
-        reason,
+        reason.as_str(),
         &message,
         rev.metadata.generation,
         Utc::now(),
@@ -226,7 +224,8 @@ async fn not_ready(
     if status != previous {
         ctx.apply_status::<CertificateRevocation>(&rev.name_any(), &status)
             .await?;
-        ctx.event(rev, true, reason, reason, message).await;
+        ctx.event(rev, true, reason.as_str(), reason.as_str(), message)
+            .await;
     }
     Ok(Action::requeue(WAITING_RETRY))
 }

@@ -87,6 +87,7 @@ pub async fn reconcile(
     csr: Arc<CertificateSigningRequest>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    ctx.stores_ready().await;
     let started = std::time::Instant::now();
     let result = handle(&csr, &ctx).await;
     ctx.metrics
@@ -144,7 +145,7 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
         .await;
     };
     let now = Utc::now();
-    let authority = match super::cluster_certificate::load_authority(ctx, &ca, now).await? {
+    let authority = match super::authority_cache::signer(ctx, &ca, now).await? {
         Ok(a) => a,
         // The CA may be getting ready: try again rather than fail for good.
         Err(_) => return Ok(Action::requeue(Duration::from_secs(10))),
@@ -162,6 +163,7 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
         ctx,
         ca_name,
         LedgerEntry::of(&issued.certificate, None),
+        &ledger_store::rules_of_ca(ctx, ca_name),
         now,
     )
     .await?;

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
@@ -10,13 +11,27 @@ use tracing::warn;
 
 use super::Error;
 use super::authority_cache::AuthorityCache;
+use super::backoff::Backoff;
 use super::certificate_signing_request::CsrPolicy;
 use super::crl::CrlCache;
 use super::metrics::Metrics;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
-use crate::api::{CertificateAuthority, ClusterCertificate};
+use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate};
+
+/// The shared reflector stores every controller reads. No controller
+/// starts before all of them are ready (a store still empty at start or
+/// failover would make a CSR fail for good or skip a revoke-on-delete).
+#[derive(Clone)]
+pub struct Stores {
+    pub cas: Store<CertificateAuthority>,
+    pub certificates: Store<ClusterCertificate>,
+    pub revocations: Store<CertificateRevocation>,
+    /// Secrets of the operator's namespace, metadata only: CA key Secrets'
+    /// resourceVersions, so a CA key is fetched only when it changed.
+    pub ca_secrets: Store<PartialObjectMeta<Secret>>,
+}
 
 /// What every reconcile shares.
 pub struct Context {
@@ -30,6 +45,10 @@ pub struct Context {
     pub cas: Store<CertificateAuthority>,
     /// ClusterCertificates as their controller's reflector sees them.
     pub certificates: Store<ClusterCertificate>,
+    pub revocations: Store<CertificateRevocation>,
+    pub ca_secrets: Store<PartialObjectMeta<Secret>>,
+    /// Per-object backoff after errors.
+    pub backoff: Backoff,
     /// The CRLs this replica serves; the leader offers each one it signs.
     pub crls: Arc<CrlCache>,
     /// Base of the default CRL distribution point: `<base>/crl/<ca>.crl`.
@@ -50,12 +69,7 @@ pub struct Settings {
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        settings: Settings,
-        cas: Store<CertificateAuthority>,
-        certificates: Store<ClusterCertificate>,
-    ) -> Self {
+    pub fn new(client: Client, settings: Settings, stores: Stores) -> Self {
         let Settings {
             namespace,
             crl_base_url,
@@ -73,13 +87,27 @@ impl Context {
             namespace,
             metrics,
             authorities: AuthorityCache::default(),
-            cas,
-            certificates,
+            cas: stores.cas,
+            certificates: stores.certificates,
+            revocations: stores.revocations,
+            ca_secrets: stores.ca_secrets,
+            backoff: Backoff::default(),
             crls,
             crl_base_url,
             csr_policy,
             crl_locks: Default::default(),
         }
+    }
+
+    /// Resolves once every shared store has been filled by its first list.
+    pub async fn stores_ready(&self) {
+        let _ = futures::future::join4(
+            self.cas.wait_until_ready(),
+            self.certificates.wait_until_ready(),
+            self.revocations.wait_until_ready(),
+            self.ca_secrets.wait_until_ready(),
+        )
+        .await;
     }
 
     /// The lock that serializes CRL signing for one CA.

@@ -2,7 +2,7 @@
 //! operator's namespace (DER in binaryData, PEM in data), and served over
 //! HTTP by every replica from what the ConfigMap holds.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::RwLock;
 
 use chrono::{DateTime, Utc};
@@ -14,9 +14,9 @@ use tracing::info;
 
 use super::ledger_store::{self, ca_key};
 use super::{Context, Error};
-use crate::api::{CertificateAuthority, meta, to_chrono};
+use crate::api::{CertificateAuthority, meta};
 use crate::ledger;
-use crate::pki::{Authority, CrlRequest, build_crl};
+use crate::pki::{Authority, CertificateInfo, CrlRequest, RevokedEntry, build_crl, parse_crl};
 
 pub const DER_KEY: &str = "crl.der";
 pub const PEM_KEY: &str = "crl.pem";
@@ -26,8 +26,6 @@ const NEXT_UPDATE_ANNOTATION: &str = "certop.dev/crl-next-update";
 const ENTRIES_ANNOTATION: &str = "certop.dev/crl-entries";
 /// The API server refuses objects over 1 MiB; leave room for metadata.
 const MAX_STORED_BYTES: usize = 900 * 1024;
-
-pub const DEFAULT_VALIDITY_HOURS: i64 = 24;
 
 /// A CRL as replicas serve it.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,6 +38,8 @@ pub struct PublishedCrl {
     pub entries: usize,
     /// False when the CRL outgrew one object and only the leader serves it.
     pub stored: bool,
+    /// The serials it lists, lower-case hex as the ledger writes them.
+    pub serials: BTreeSet<String>,
 }
 
 /// The CRLs this replica serves, by CA name.
@@ -74,9 +74,15 @@ pub fn config_map_name(ca: &str) -> String {
     format!("certop-crl-{}", ca_key(ca))
 }
 
-/// Reads a CRL ConfigMap as replicas serve it.
-pub fn from_config_map(cm: &ConfigMap) -> Option<(String, PublishedCrl)> {
-    let ca = cm.annotations().get(meta::CERTIFICATE_AUTHORITY)?.clone();
+/// Reads a CRL ConfigMap as replicas serve it: only a DER that parses as a
+/// CRL, whose number is the one annotated and whose PEM is the same CRL, is
+/// served; given the CA, its signature is checked too. Anything else (a
+/// tampered object) is refused, and the cache keeps what it had.
+pub fn from_config_map(
+    cm: &ConfigMap,
+    ca: Option<&CertificateInfo>,
+) -> Option<(String, PublishedCrl)> {
+    let name = cm.annotations().get(meta::CERTIFICATE_AUTHORITY)?.clone();
     let a = cm.annotations();
     let der = cm.binary_data.as_ref()?.get(DER_KEY)?.0.clone();
     let pem = cm
@@ -85,47 +91,77 @@ pub fn from_config_map(cm: &ConfigMap) -> Option<(String, PublishedCrl)> {
         .and_then(|d| d.get(PEM_KEY))
         .cloned()
         .unwrap_or_default();
-    let time = |k: &str| {
-        a.get(k)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.to_utc())
-    };
+    let number: u64 = a.get(NUMBER_ANNOTATION)?.parse().ok()?;
+    let parsed = parse_crl(&der, ca).ok()?;
+    let pem_der = pem::parse(pem.as_bytes()).ok().map(|p| p.into_contents());
+    if parsed.number != Some(number) || pem_der.as_deref() != Some(der.as_slice()) {
+        return None;
+    }
     Some((
-        ca,
+        name,
         PublishedCrl {
             der,
             pem,
-            number: a.get(NUMBER_ANNOTATION)?.parse().ok()?,
-            this_update: time(THIS_UPDATE_ANNOTATION)?,
-            next_update: time(NEXT_UPDATE_ANNOTATION)?,
-            entries: a
-                .get(ENTRIES_ANNOTATION)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or_default(),
+            number,
+            this_update: parsed.this_update,
+            next_update: parsed.next_update?,
+            entries: parsed.entries.len(),
             stored: true,
+            serials: parsed
+                .entries
+                .iter()
+                .map(|(s, _, _)| s.to_string())
+                .collect(),
         },
     ))
 }
 
-/// (validity, how long before nextUpdate to re-sign), from the CA's spec.
+/// (validity, how long before nextUpdate to re-sign), from the CA's spec;
+/// the defaults when the spec cannot be used (its condition says why).
 pub fn schedule(ca: &CertificateAuthority) -> (chrono::Duration, chrono::Duration) {
-    let crl = ca.spec.crl.as_ref();
-    let validity = crl
-        .and_then(|c| c.validity)
-        .map(to_chrono)
-        .unwrap_or_else(|| chrono::Duration::hours(DEFAULT_VALIDITY_HOURS));
-    let refresh = crl
-        .and_then(|c| c.refresh_before)
-        .map(to_chrono)
-        .unwrap_or(validity / 3);
-    (validity, refresh)
+    match ca.settings() {
+        Ok(s) => (s.crl_validity, s.crl_refresh_before),
+        Err(_) => {
+            let validity = chrono::Duration::hours(crate::api::DEFAULT_CRL_VALIDITY_HOURS);
+            (validity, validity / 3)
+        }
+    }
 }
+
+/// Whether the CRL ConfigMap holds a CRL this CA signed that is at least
+/// as new as `expected` (what this replica last published); None when it
+/// must be published again (missing, tampered, or older).
+pub async fn verify_stored(
+    ctx: &Context,
+    ca: &CertificateAuthority,
+    authority: &Authority,
+) -> Result<Option<PublishedCrl>, Error> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    let Some(cm) = api.get_opt(&config_map_name(&ca.name_any())).await? else {
+        return Ok(None);
+    };
+    if cm.annotations().contains_key(TOO_LARGE_ANNOTATION) {
+        return Ok(ctx.crls.get(&ca.name_any()));
+    }
+    let stored = from_config_map(&cm, Some(authority.certificate())).map(|(_, crl)| crl);
+    let cached = ctx.crls.get(&ca.name_any()).map(|c| c.number);
+    Ok(stored.filter(|s| cached.is_none_or(|n| s.number >= n)))
+}
+
+const TOO_LARGE_ANNOTATION: &str = "certop.dev/crl-too-large";
 
 /// Signs a new CRL from the ledger and publishes it. The CRL number is one
 /// more than the highest ever published for this CA (what the ConfigMap and
 /// the CA's status say), so it only ever increases, across restarts and
 /// leader changes; the ConfigMap is replaced at the version read, so two
 /// writers cannot publish the same number.
+///
+/// A CRL never loses an entry: what the previous CRL listed (read back from
+/// the ConfigMap, if this CA signed it) stays listed even when the ledger
+/// shard that held it became unreadable or was deleted; such an entry
+/// stays until the CA itself expires, since its certificate's notAfter is
+/// no longer known. One signer at a time per CA (a lock), so numbers are
+/// never raced for.
 pub async fn publish(
     ctx: &Context,
     ca: &CertificateAuthority,
@@ -133,13 +169,32 @@ pub async fn publish(
     now: DateTime<Utc>,
 ) -> Result<PublishedCrl, Error> {
     let name = ca.name_any();
+    let lock = ctx.crl_lock(&name);
+    let _guard = lock.lock().await;
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let cm_name = config_map_name(&name);
     let (validity, _) = schedule(ca);
-    let entries = ledger_store::load(ctx, &name).await?;
-    let revoked = ledger::revoked_entries(&entries);
+    let (entries, _unreadable) = ledger_store::load(ctx, &name).await?;
+    let mut revoked = ledger::revoked_entries(&entries);
     loop {
         let existing = api.get_opt(&cm_name).await?;
+        let previous = existing
+            .as_ref()
+            .and_then(|cm| cm.binary_data.as_ref()?.get(DER_KEY).cloned())
+            .and_then(|der| parse_crl(&der.0, Some(authority.certificate())).ok());
+        if let Some(previous) = previous {
+            let listed: BTreeSet<String> = revoked.iter().map(|e| e.serial.to_string()).collect();
+            for (serial, revoked_at, reason) in previous.entries {
+                if !listed.contains(&serial.to_string()) {
+                    revoked.push(RevokedEntry {
+                        serial,
+                        revoked_at,
+                        reason,
+                        not_after: authority.certificate().not_after,
+                    });
+                }
+            }
+        }
         let stored_number = existing.as_ref().and_then(|c| {
             c.annotations()
                 .get(NUMBER_ANNOTATION)
@@ -151,11 +206,15 @@ pub async fn publish(
             .and_then(|s| s.crl_number)
             .and_then(|n| u64::try_from(n).ok());
         let cached_number = ctx.crls.get(&name).map(|c| c.number);
-        let number = stored_number
+        let highest = stored_number
             .max(status_number)
             .max(cached_number)
-            .unwrap_or(0)
-            + 1;
+            .unwrap_or(0);
+        let Some(number) = highest.checked_add(1) else {
+            return Err(Error::CrlNumberExhausted(format!(
+                "the CRL number of CertificateAuthority {name} is at its maximum ({highest}); certop will not let it go down, so the last CRL is served until it expires"
+            )));
+        };
         let this_update = crate::pki::whole_seconds(now);
         let next_update = this_update + validity;
         let signed = build_crl(
@@ -180,6 +239,11 @@ pub async fn publish(
             next_update,
             entries: signed.entry_count,
             stored: fits,
+            serials: revoked
+                .iter()
+                .filter(|e| e.not_after >= this_update)
+                .map(|e| e.serial.to_string())
+                .collect(),
         };
         let mut annotations = BTreeMap::from([
             (meta::CERTIFICATE_AUTHORITY.to_string(), name.clone()),
@@ -192,10 +256,7 @@ pub async fn publish(
             ),
         ]);
         if !fits {
-            annotations.insert(
-                "certop.dev/crl-too-large".into(),
-                signed.der.len().to_string(),
-            );
+            annotations.insert(TOO_LARGE_ANNOTATION.into(), signed.der.len().to_string());
         }
         let cm = ConfigMap {
             metadata: ObjectMeta {

@@ -24,6 +24,14 @@ pub enum Error {
     Lease(String),
     #[error("lost the leader lease; stopping so that nothing more is written")]
     LostLeadership,
+    #[error("{0}")]
+    Ledger(#[from] super::ledger_store::LedgerError),
+    #[error("{0}")]
+    CrlNumberExhausted(String),
+    #[error("a signing task failed: {0}")]
+    Task(String),
+    #[error("{0}")]
+    Startup(String),
 }
 
 impl Error {

@@ -22,30 +22,34 @@ pub struct HttpState {
     pub ready: AtomicBool,
 }
 
+/// Binds the HTTP address, so a port in use fails the start, not the exit.
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, Error> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Http {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
 pub async fn serve(
-    addr: SocketAddr,
+    listener: tokio::net::TcpListener,
     state: Arc<HttpState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    let addr = listener
+        .local_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/crl/{file}", get(crl))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| Error::Http {
-            addr: addr.to_string(),
-            source,
-        })?;
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
-        .map_err(|source| Error::Http {
-            addr: addr.to_string(),
-            source,
-        })
+        .map_err(|source| Error::Http { addr, source })
 }
 
 async fn metrics(State(state): State<Arc<HttpState>>) -> impl IntoResponse {

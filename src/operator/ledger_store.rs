@@ -10,13 +10,76 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
+use super::reason::Reason;
 use super::{Context, Error};
-use crate::api::meta;
+use crate::api::{CertificateRevocation, meta};
 use crate::ledger::{self, LedgerEntry, RevocationRule};
 use crate::pki::RevocationReason;
 
 const ENTRIES_KEY: &str = "entries.json";
 const CONFLICT_RETRIES: usize = 8;
+/// A shard is refused more entries past this size: the API server refuses
+/// objects over 1 MiB, and a full shard must still take revocation marks.
+pub const SHARD_LIMIT_BYTES: usize = 900 * 1024;
+
+/// A ledger shard certop will not write.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(
+        "ledger shard {shard} cannot be parsed ({reason}); certop will not overwrite it: restore it from a backup, or delete it to give up its entries"
+    )]
+    Corrupt { shard: String, reason: String },
+    #[error(
+        "ledger shard {shard} holds {bytes} bytes, at the limit of {SHARD_LIMIT_BYTES}; certificates of this CA cannot be recorded until entries expire"
+    )]
+    Full { shard: String, bytes: usize },
+}
+
+impl LedgerError {
+    pub fn reason(&self) -> Reason {
+        match self {
+            LedgerError::Corrupt { .. } => Reason::LedgerCorrupt,
+            LedgerError::Full { .. } => Reason::LedgerFull,
+        }
+    }
+}
+
+/// The rule a CertificateRevocation stands for. Pure.
+pub fn rule_of(rev: &CertificateRevocation) -> RevocationRule {
+    let issued_before = rev
+        .spec
+        .issued_before
+        .or_else(|| {
+            rev.metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| chrono::DateTime::from_timestamp(t.0.as_second(), 0))
+        })
+        .unwrap_or_else(Utc::now);
+    RevocationRule {
+        organizations: rev.spec.organizations.clone(),
+        dns_names: rev.spec.dns_names.clone(),
+        ip_addresses: rev
+            .spec
+            .ip_addresses
+            .iter()
+            .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
+            .collect(),
+        issued_before,
+        ..Default::default()
+    }
+    .with_serials(&rev.spec.serial_numbers)
+}
+
+/// The rules of every CertificateRevocation of a CA, from the shared store.
+pub fn rules_of_ca(ctx: &Context, ca: &str) -> Vec<(RevocationRule, RevocationReason)> {
+    ctx.revocations
+        .state()
+        .iter()
+        .filter(|r| r.spec.issuer_ref.name == ca && r.metadata.deletion_timestamp.is_none())
+        .map(|r| (rule_of(r), r.spec.reason.unwrap_or_default()))
+        .collect()
+}
 
 /// A short, stable, label-safe identifier of a CA name.
 pub fn ca_key(ca: &str) -> String {
@@ -32,12 +95,18 @@ fn selector(ca: &str) -> String {
     format!("{}={}", meta::LEDGER, ca_key(ca))
 }
 
-fn entries_of(cm: &ConfigMap) -> Vec<LedgerEntry> {
-    cm.data
-        .as_ref()
-        .and_then(|d| d.get(ENTRIES_KEY))
-        .and_then(|j| serde_json::from_str(j).ok())
-        .unwrap_or_default()
+/// A shard's entries; an error, never an empty list, for what cannot be parsed.
+pub fn entries_of(cm: &ConfigMap) -> Result<Vec<LedgerEntry>, LedgerError> {
+    match cm.data.as_ref().and_then(|d| d.get(ENTRIES_KEY)) {
+        None => Err(LedgerError::Corrupt {
+            shard: cm.name_any(),
+            reason: format!("no {ENTRIES_KEY}"),
+        }),
+        Some(json) => serde_json::from_str(json).map_err(|e| LedgerError::Corrupt {
+            shard: cm.name_any(),
+            reason: e.to_string(),
+        }),
+    }
 }
 
 /// Applies `change` to one shard and writes it back; returns what `change` returned.
@@ -54,9 +123,21 @@ async fn modify_shard<T>(
     loop {
         attempt += 1;
         let existing = api.get_opt(&name).await?;
-        let mut entries = existing.as_ref().map(entries_of).unwrap_or_default();
+        let mut entries = match &existing {
+            Some(cm) => entries_of(cm)?,
+            None => Vec::new(),
+        };
         ledger::prune(&mut entries, now);
+        let before = entries.len();
         let result = change(&mut entries);
+        let json = serde_json::to_string(&entries)?;
+        if entries.len() > before && json.len() > SHARD_LIMIT_BYTES {
+            return Err(LedgerError::Full {
+                shard: name,
+                bytes: json.len(),
+            }
+            .into());
+        }
         let cm = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
@@ -72,10 +153,7 @@ async fn modify_shard<T>(
                 resource_version: existing.as_ref().and_then(|c| c.resource_version()),
                 ..Default::default()
             },
-            data: Some(BTreeMap::from([(
-                ENTRIES_KEY.into(),
-                serde_json::to_string(&entries)?,
-            )])),
+            data: Some(BTreeMap::from([(ENTRIES_KEY.into(), json)])),
             ..Default::default()
         };
         let written = match &existing {
@@ -90,45 +168,80 @@ async fn modify_shard<T>(
     }
 }
 
-/// Records an issued certificate. Called before the certificate is handed
-/// out, so the ledger never misses a certificate that exists.
+/// Records a certificate a Secret holds (idempotent: an entry already
+/// there keeps its revocation). The CA's revocation rules are applied as it
+/// goes in, so a certificate recorded while a revocation was being applied
+/// is not missed; returns whether the entry is revoked.
 pub async fn record(
     ctx: &Context,
     ca: &str,
     entry: LedgerEntry,
+    rules: &[(RevocationRule, RevocationReason)],
     now: DateTime<Utc>,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let shard = ledger::shard_of(&entry.serial);
     modify_shard(ctx, ca, shard, now, |entries| {
-        entries.retain(|e| e.serial != entry.serial);
-        entries.push(entry.clone());
+        if !entries.iter().any(|e| e.serial == entry.serial) {
+            entries.push(entry.clone());
+        }
+        let Some(e) = entries.iter_mut().find(|e| e.serial == entry.serial) else {
+            return false;
+        };
+        if e.revoked.is_none()
+            && let Some((_, reason)) = rules.iter().find(|(rule, _)| rule.matches(e))
+        {
+            e.revoked = Some(ledger::Revocation {
+                at: now.timestamp(),
+                reason: *reason,
+            });
+        }
+        e.revoked.is_some()
     })
     .await
 }
 
-/// Every live entry of a CA.
-pub async fn load(ctx: &Context, ca: &str) -> Result<Vec<LedgerEntry>, Error> {
+/// Every live entry of a CA that can be read, and the shards that cannot.
+pub async fn load(ctx: &Context, ca: &str) -> Result<(Vec<LedgerEntry>, Vec<LedgerError>), Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let list = api
         .list(&ListParams::default().labels(&selector(ca)))
         .await?;
-    Ok(list.items.iter().flat_map(entries_of).collect())
+    let mut entries = Vec::new();
+    let mut unreadable = Vec::new();
+    for cm in &list.items {
+        match entries_of(cm) {
+            Ok(e) => entries.extend(e),
+            Err(e) => unreadable.push(e),
+        }
+    }
+    Ok((entries, unreadable))
 }
 
-/// Revokes what the rule matches, shard by shard; returns the newly revoked.
-/// A serial the ledger does not know (a certificate issued elsewhere by the
-/// same CA) is revoked too, and listed until `unknown_until` (the CA's
-/// notAfter), since its own notAfter is unknown.
+/// What a revocation pass found in the ledger.
+#[derive(Debug, Default)]
+pub struct Revoked {
+    /// Entries this pass marked.
+    pub newly: Vec<LedgerEntry>,
+    /// Every live entry the rule covers, revoked now or before.
+    pub matched: Vec<LedgerEntry>,
+    /// Serials the rule names that this CA's ledger does not know.
+    pub unknown: Vec<String>,
+}
+
+/// Revokes what the rule matches, shard by shard. Idempotent: what the
+/// rule covers is recomputed from the ledger on every call, so a pass that
+/// failed after marking finds the same entries again. A serial the ledger
+/// does not know is not listed (it is reported as unknown): a CRL lists
+/// only what its CA issued.
 pub async fn revoke(
     ctx: &Context,
     ca: &str,
     rule: &RevocationRule,
     reason: RevocationReason,
     now: DateTime<Utc>,
-    unknown_until: DateTime<Utc>,
-) -> Result<Vec<LedgerEntry>, Error> {
+) -> Result<Revoked, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let shards: Vec<usize> = if rule.organizations.is_empty()
+    let shards: std::collections::BTreeSet<usize> = if rule.organizations.is_empty()
         && rule.dns_names.is_empty()
         && rule.ip_addresses.is_empty()
     {
@@ -141,35 +254,39 @@ pub async fn revoke(
             .filter_map(|m| m.name_any().rsplit('-').next().and_then(|n| n.parse().ok()))
             .collect()
     };
-    let mut revoked = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Revoked::default();
+    let mut known = std::collections::BTreeSet::new();
     for shard in shards {
-        if seen.insert(shard) {
-            let change = |entries: &mut Vec<LedgerEntry>| {
-                let mut newly = ledger::revoke(entries, rule, reason, now);
-                for serial in rule.serials.iter().filter(|s| ledger::shard_of(s) == shard) {
-                    if !entries.iter().any(|e| &e.serial == serial) {
-                        let entry = LedgerEntry {
-                            serial: serial.clone(),
-                            issued_at: 0,
-                            not_after: unknown_until.timestamp(),
-                            organizations: Vec::new(),
-                            dns_names: Vec::new(),
-                            ip_addresses: Vec::new(),
-                            certificate: None,
-                            revoked: Some(ledger::Revocation {
-                                at: now.timestamp(),
-                                reason,
-                            }),
-                        };
-                        entries.push(entry.clone());
-                        newly.push(entry);
-                    }
-                }
-                newly
-            };
-            revoked.extend(modify_shard(ctx, ca, shard, now, change).await?);
+        let exists = api.get_opt(&shard_name(ca, shard)).await?.is_some();
+        if !exists {
+            continue;
         }
+        let (newly, matched, serials) = modify_shard(ctx, ca, shard, now, |entries| {
+            let newly = ledger::revoke(entries, rule, reason, now);
+            let matched: Vec<LedgerEntry> = entries
+                .iter()
+                .filter(|e| e.revoked.is_some() && !e.is_expired(now) && rule.matches(e))
+                .cloned()
+                .collect();
+            let serials: Vec<String> = entries.iter().map(|e| normalized(&e.serial)).collect();
+            (newly, matched, serials)
+        })
+        .await?;
+        out.newly.extend(newly);
+        out.matched.extend(matched);
+        known.extend(serials);
     }
-    Ok(revoked)
+    out.unknown = rule
+        .serials
+        .iter()
+        .filter(|s| !known.contains(*s))
+        .cloned()
+        .collect();
+    Ok(out)
+}
+
+fn normalized(serial: &str) -> String {
+    crate::pki::SerialNumber::from_hex(serial)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|| serial.to_string())
 }

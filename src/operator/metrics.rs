@@ -37,6 +37,7 @@ pub struct Metrics {
     crl_this_update: Family<AuthorityLabels, Gauge>,
     crl_next_update: Family<AuthorityLabels, Gauge>,
     crl_entries: Family<AuthorityLabels, Gauge>,
+    ledger_unreadable: Family<AuthorityLabels, Gauge>,
     revocations: Family<ReasonLabels, Counter>,
     issuances: Family<ReasonLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
@@ -55,6 +56,7 @@ impl Default for Metrics {
             crl_this_update: Family::default(),
             crl_next_update: Family::default(),
             crl_entries: Family::default(),
+            ledger_unreadable: Family::default(),
             revocations: Family::default(),
             issuances: Family::default(),
             failures: Family::default(),
@@ -102,6 +104,11 @@ impl Default for Metrics {
             "crl_entries",
             "Revoked certificates listed in each CA's current CRL",
             m.crl_entries.clone(),
+        );
+        registry.register(
+            "ledger_unreadable_shards",
+            "Ledger shards of each CA that cannot be parsed (certop will not overwrite them)",
+            m.ledger_unreadable.clone(),
         );
         registry.register(
             "revocations",
@@ -184,6 +191,7 @@ impl Metrics {
             &self.crl_this_update,
             &self.crl_next_update,
             &self.crl_entries,
+            &self.ledger_unreadable,
         ] {
             family.remove(&labels);
         }
@@ -205,6 +213,14 @@ impl Metrics {
         self.crl_entries
             .get_or_create(&labels)
             .set(i64::try_from(crl.entries).unwrap_or(i64::MAX));
+    }
+
+    pub fn ledger_unreadable(&self, ca: &str, shards: i64) {
+        self.ledger_unreadable
+            .get_or_create(&AuthorityLabels {
+                name: ca.to_string(),
+            })
+            .set(shards);
     }
 
     pub fn revoked(&self, reason: &str, count: u64) {

@@ -3,10 +3,11 @@
 //! status, records Events and requeues at the next moment that matters.
 
 mod authority_cache;
+mod backoff;
+pub mod certificate;
 pub mod certificate_authority;
 pub mod certificate_revocation;
 pub mod certificate_signing_request;
-pub mod cluster_certificate;
 mod conditions;
 mod context;
 mod crl;
@@ -15,8 +16,9 @@ mod finalize;
 mod http;
 mod ledger_store;
 pub mod metrics;
+pub mod reason;
 mod run;
 
-pub use context::Context;
+pub use context::{Context, Stores};
 pub use error::Error;
 pub use run::{LogFormat, RunArgs, run};

@@ -9,8 +9,9 @@ use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -22,7 +23,7 @@ use super::context::Settings;
 use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
 use super::metrics::Metrics;
-use super::{Context, Error, certificate_authority, certificate_revocation, cluster_certificate};
+use super::{Context, Error, Stores, certificate, certificate_authority, certificate_revocation};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -46,9 +47,14 @@ pub struct RunArgs {
     pub leader_elect: bool,
     #[arg(long, env = "CERTOP_LEASE_NAME", default_value = "certop-leader")]
     pub lease_name: String,
-    /// Seconds a leader's lease lasts without renewal: the failover time.
-    #[arg(long, env = "CERTOP_LEASE_DURATION", default_value_t = 15)]
+    /// Seconds a leader's lease lasts without renewal: the failover time (3 to 3600).
+    #[arg(long, env = "CERTOP_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
     pub lease_duration: u64,
+    /// Objects reconciled at once per controller: bounds the API request
+    /// rate and the CPU a burst of issuances takes (key generation and
+    /// signing run off the async workers).
+    #[arg(long, env = "CERTOP_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub concurrency: u16,
     /// This replica's identity in the Lease. Default: the pod name, else host and pid.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -61,7 +67,7 @@ pub struct RunArgs {
     pub crl_base_url: Option<String>,
     /// Longest certificate signed for a CertificateSigningRequest.
     #[arg(long, env = "CERTOP_CSR_MAX_DURATION", default_value = "8760h")]
-    pub csr_max_duration: kube::core::Duration,
+    pub csr_max_duration: crate::api::GoDuration,
     /// The CertificateAuthority that signs kubelet CSRs (signers
     /// kubernetes.io/kube-apiserver-client-kubelet and kubernetes.io/kubelet-serving).
     /// Unset: certop leaves kubelet CSRs to others.
@@ -106,7 +112,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .map_err(|_| Error::CryptoProvider)?;
-    let client = Client::try_default().await?;
+    // Fail at start, not at exit: the port, the API server, the namespace.
+    let listener = super::http::bind(args.http_addr).await?;
+    let client = Client::try_default().await.map_err(|e| {
+        Error::Startup(format!(
+            "cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {e}"
+        ))
+    })?;
     let metrics = Arc::new(Metrics::default());
     let crls = Arc::new(CrlCache::default());
     let http_state = Arc::new(HttpState {
@@ -125,12 +137,36 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         let _ = rx.wait_for(|s| *s).await;
     };
     let http = tokio::spawn(serve(
-        args.http_addr,
+        listener,
         http_state.clone(),
         stopped(stop_rx.clone()),
     ));
 
-    client.apiserver_version().await?;
+    client
+        .apiserver_version()
+        .await
+        .map_err(|e| Error::Startup(format!("cannot reach the Kubernetes API server: {e}")))?;
+    match Api::<Namespace>::all(client.clone())
+        .get_opt(&args.namespace)
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return Err(Error::Startup(format!(
+                "namespace {} does not exist: create it (kubectl create namespace {}) or set --namespace",
+                args.namespace, args.namespace
+            )));
+        }
+        // Without permission to read Namespaces the check is skipped; the
+        // first write in it will say what is wrong.
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        Err(e) => {
+            return Err(Error::Startup(format!(
+                "cannot read namespace {}: {e}",
+                args.namespace
+            )));
+        }
+    }
     // Every replica serves the CRLs, leader or not: they follow the ConfigMaps.
     tokio::spawn(follow_crls(
         client.clone(),
@@ -147,7 +183,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         metrics,
         crls,
         csr_policy: CsrPolicy {
-            max_lifetime: crate::api::to_chrono(args.csr_max_duration),
+            max_lifetime: args
+                .csr_max_duration
+                .to_chrono_with_days()
+                .unwrap_or_else(|_| chrono::Duration::hours(8760)),
             kubelet_ca: args.kubelet_signer_ca.clone(),
             approve_kubelets: args.approve_kubelet_csrs,
         },
@@ -157,7 +196,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let result = if args.leader_elect {
         run_as_elected(&args, client, settings, stop_rx.clone()).await
     } else {
-        run_controllers(client, settings, stopped(stop_rx.clone())).await;
+        run_controllers(client, settings, args.concurrency, stopped(stop_rx.clone())).await;
         Ok(())
     };
     if result.is_err() {
@@ -221,7 +260,7 @@ async fn run_as_elected(
         }
     };
     let outcome = tokio::select! {
-        _ = run_controllers(client, settings, stop_for_controllers) => Ok(()),
+        _ = run_controllers(client, settings, args.concurrency, stop_for_controllers) => Ok(()),
         _ = lost.wait_for(|is_leader| !*is_leader) => {
             error!(%identity, "lost the leader lease; stopping");
             Err(Error::LostLeadership)
@@ -250,7 +289,7 @@ async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
     while let Some(item) = stream.next().await {
         match item {
             Ok(cm) => {
-                if let Some((ca, crl)) = crl::from_config_map(&cm) {
+                if let Some((ca, crl)) = crl::from_config_map(&cm, None) {
                     crls.offer(&ca, crl);
                 }
             }
@@ -260,10 +299,13 @@ async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
 }
 
 /// Runs the controllers until `shutdown` resolves (in-flight reconciles
-/// finish first).
+/// finish first). Every reconcile waits until all shared stores are ready
+/// (`Context::stores_ready`), so none acts on a store still empty at start
+/// or failover.
 async fn run_controllers(
     client: Client,
     settings: Settings,
+    concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
     let namespace = settings.namespace.clone();
@@ -275,30 +317,42 @@ async fn run_controllers(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let config = || controller::Config::default().concurrency(concurrency);
 
     let cas: Api<CertificateAuthority> = Api::all(client.clone());
     let certs: Api<ClusterCertificate> = Api::all(client.clone());
     let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
 
-    let ca_controller = Controller::new(cas.clone(), watcher::Config::default());
-    let cert_controller = Controller::new(certs, watcher::Config::default());
-    let ca_store = ca_controller.store();
-    let cert_store = cert_controller.store();
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings,
-        ca_store.clone(),
-        cert_store.clone(),
-    ));
-
-    let bundles_store = ca_store.clone();
-    // Every Secret of the operator's namespace, metadata only: a CA's key
-    // Secret may be one a person created (adoption), without certop's labels.
-    let ca_secrets = watcher(
-        Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace),
+    let ca_controller =
+        Controller::new(cas.clone(), watcher::Config::default()).with_config(config());
+    let cert_controller = Controller::new(certs, watcher::Config::default()).with_config(config());
+    let revocation_controller = Controller::new(
+        Api::<CertificateRevocation>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(config());
+    // Every Secret of the operator's namespace, metadata only: a CA's key
+    // Secret may be one a person created (adoption), without certop's labels.
+    let (secret_store, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let ca_secrets = reflector(
+        secret_writer,
+        watcher(
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace),
+            watcher::Config::default(),
+        ),
+    )
     .touched_objects();
+    let ca_store = ca_controller.store();
+    let cert_store = cert_controller.store();
+    let stores = Stores {
+        cas: ca_store.clone(),
+        certificates: cert_store.clone(),
+        revocations: revocation_controller.store(),
+        ca_secrets: secret_store,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), settings, stores));
+
+    let bundles_store = ca_store.clone();
     let secrets_store = ca_store.clone();
     let crl_maps = watcher(
         Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
@@ -323,11 +377,13 @@ async fn run_controllers(
             secrets_store
                 .state()
                 .iter()
-                .filter(|ca| certificate_authority::secret_name(ca) == name)
+                .filter(|ca| {
+                    certificate_authority::secret_name(ca).as_deref() == Some(name.as_str())
+                })
                 .map(|ca| ObjectRef::from_obj(ca.as_ref()))
                 .collect::<Vec<_>>()
         })
-        // A new CRL (after a revocation) updates the CA's status.
+        // A new or changed CRL ConfigMap updates (or repairs) the CA's status.
         .watches_stream(crl_maps, |cm| {
             cm.annotations()
                 .get(meta::CERTIFICATE_AUTHORITY)
@@ -352,9 +408,14 @@ async fn run_controllers(
         watcher::Config::default().labels(&managed),
     )
     .touched_objects();
+    // Only a change that matters to signing reaches the certificates: not
+    // every CRL number the CA's status shows.
+    let signing_changes = watcher(cas, watcher::Config::default())
+        .touched_objects()
+        .predicate_filter(signing_identity, Default::default());
     let cert_run = cert_controller
-        .watches(cas, watcher::Config::default(), move |ca| {
-            cluster_certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
+        .watches_stream(signing_changes, move |ca| {
+            certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
         })
         .watches_stream(cert_secrets, |secret| {
             secret
@@ -364,8 +425,8 @@ async fn run_controllers(
         })
         .graceful_shutdown_on(stopped(shutdown_rx.clone()))
         .run(
-            cluster_certificate::reconcile,
-            cluster_certificate::error_policy,
+            certificate::reconcile,
+            certificate::error_policy,
             ctx.clone(),
         )
         .for_each(|result| async move {
@@ -373,25 +434,23 @@ async fn run_controllers(
                 warn!(error = %e, "ClusterCertificate controller");
             }
         });
-    let revocation_run = Controller::new(
-        Api::<CertificateRevocation>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
-    .run(
-        certificate_revocation::reconcile,
-        certificate_revocation::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            warn!(error = %e, "CertificateRevocation controller");
-        }
-    });
+    let revocation_run = revocation_controller
+        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .run(
+            certificate_revocation::reconcile,
+            certificate_revocation::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "CertificateRevocation controller");
+            }
+        });
     let csr_run = Controller::new(
         Api::<CertificateSigningRequest>::all(client.clone()),
         watcher::Config::default(),
     )
+    .with_config(config())
     .graceful_shutdown_on(stopped(shutdown_rx.clone()))
     .run(
         certificate_signing_request::reconcile,
@@ -404,4 +463,22 @@ async fn run_controllers(
         }
     });
     futures::join!(ca_run, cert_run, revocation_run, csr_run);
+}
+
+/// What of a CA matters to the certificates it signs: its generation
+/// (spec), its Ready condition, its certificate and its binding; not the
+/// CRL fields its status updates often.
+fn signing_identity(ca: &CertificateAuthority) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ca.metadata.generation.hash(&mut h);
+    ca.metadata.deletion_timestamp.is_some().hash(&mut h);
+    ca.annotations().get(meta::CA_FINGERPRINT).hash(&mut h);
+    if let Some(s) = &ca.status {
+        s.fingerprint.hash(&mut h);
+        if let Some(c) = super::conditions::find(&s.conditions, super::conditions::READY) {
+            (&c.status, &c.reason, &c.message).hash(&mut h);
+        }
+    }
+    Some(h.finish())
 }

@@ -154,3 +154,73 @@ impl std::str::FromStr for RevocationReason {
             })
     }
 }
+
+impl RevocationReason {
+    /// From an RFC 5280 reason code; codes certop does not record read as
+    /// unspecified.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => RevocationReason::KeyCompromise,
+            2 => RevocationReason::CaCompromise,
+            3 => RevocationReason::AffiliationChanged,
+            4 => RevocationReason::Superseded,
+            5 => RevocationReason::CessationOfOperation,
+            6 => RevocationReason::CertificateHold,
+            _ => RevocationReason::Unspecified,
+        }
+    }
+}
+
+/// A CRL as read back: what a replica may serve only once it verified.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParsedCrl {
+    pub number: Option<u64>,
+    pub this_update: DateTime<Utc>,
+    pub next_update: Option<DateTime<Utc>>,
+    /// (serial, revocation time, reason) of each entry.
+    pub entries: Vec<(SerialNumber, DateTime<Utc>, RevocationReason)>,
+}
+
+/// Parses a DER CRL and, given its CA, checks it is signed by it (issuer
+/// name and signature). Anything else, garbage included, is an error.
+pub fn parse_crl(der: &[u8], ca: Option<&super::CertificateInfo>) -> Result<ParsedCrl, PkiError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let bad = |reason: String| PkiError::Parse {
+        what: "CRL".into(),
+        reason,
+    };
+    let (rest, crl) = CertificateRevocationList::from_der(der).map_err(|e| bad(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(bad("trailing bytes after the CRL".into()));
+    }
+    if let Some(ca) = ca {
+        let (_, issuer) = X509Certificate::from_der(&ca.der).map_err(|e| bad(e.to_string()))?;
+        if crl.issuer().as_raw() != issuer.subject().as_raw() {
+            return Err(bad("issued by another CA".into()));
+        }
+        crl.verify_signature(issuer.public_key())
+            .map_err(|e| bad(format!("signature does not verify: {e}")))?;
+    }
+    let time = |t: x509_parser::time::ASN1Time| super::from_unix(t.timestamp());
+    Ok(ParsedCrl {
+        number: crl
+            .crl_number()
+            .and_then(|n| n.to_string().parse::<u64>().ok()),
+        this_update: time(crl.last_update()),
+        next_update: crl.next_update().map(time),
+        entries: crl
+            .iter_revoked_certificates()
+            .map(|r| {
+                (
+                    SerialNumber::from_bytes(r.raw_serial()),
+                    time(r.revocation_date),
+                    r.reason_code()
+                        .map_or(RevocationReason::Unspecified, |(_, c)| {
+                            RevocationReason::from_code(c.0)
+                        }),
+                )
+            })
+            .collect(),
+    })
+}

@@ -40,6 +40,8 @@ pub enum PkiError {
     RandomUnavailable,
     #[error("signing failed: {0}")]
     Signing(String),
+    #[error("cannot use the {what}: {reason}")]
+    Parse { what: String, reason: String },
 }
 
 impl PkiError {

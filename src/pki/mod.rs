@@ -14,7 +14,9 @@ mod serial;
 mod tests;
 
 pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS};
-pub use crl::{CrlRequest, RevocationReason, RevokedEntry, SignedCrl, build_crl};
+pub use crl::{
+    CrlRequest, ParsedCrl, RevocationReason, RevokedEntry, SignedCrl, build_crl, parse_crl,
+};
 pub use error::PkiError;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
 pub use issue::{IssuedCertificate, issue, issue_for_request};

@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 
-use crate::api::{ClusterCertificateSpec, KeyAlgorithm, KeyUsage, Profile, to_chrono};
+use crate::api::{ClusterCertificateSpec, KeyAlgorithm, KeyUsage, Profile};
 
 use super::{CertificateInfo, PkiError};
 
@@ -205,14 +205,22 @@ impl LeafTemplate {
             .as_ref()
             .and_then(|k| k.algorithm)
             .unwrap_or_default();
-        let lifetime = spec
-            .duration
-            .map(to_chrono)
-            .unwrap_or_else(|| chrono::Duration::hours(DEFAULT_LEAF_LIFETIME_HOURS));
+        let lifetime = match &spec.duration {
+            Some(d) => d
+                .to_chrono()
+                .map_err(|e| PkiError::InvalidSpec(format!("duration: {e}")))?,
+            None => chrono::Duration::hours(DEFAULT_LEAF_LIFETIME_HOURS),
+        };
         if lifetime < chrono::Duration::minutes(1) {
             return invalid("duration must be at least 1m".into());
         }
-        if let Some(rb) = spec.renew_before.map(to_chrono)
+        let renew_before = spec
+            .renew_before
+            .as_ref()
+            .map(|d| d.to_chrono())
+            .transpose()
+            .map_err(|e| PkiError::InvalidSpec(format!("renewBefore: {e}")))?;
+        if let Some(rb) = renew_before
             && rb >= lifetime
         {
             return invalid("renewBefore must be shorter than duration".into());
@@ -229,6 +237,12 @@ impl LeafTemplate {
         }
         if let Some(node) = &spec.node_name {
             check_dns_name(node, "nodeName")?;
+        }
+        if let Some(cn) = &spec.common_name {
+            check_printable(cn, "commonName")?;
+        }
+        for o in &spec.organizations {
+            check_printable(o, "organizations")?;
         }
         for name in &spec.dns_names {
             check_dns_name(name, "dnsNames")?;
@@ -441,7 +455,23 @@ fn parse_ip(s: &str, field: &str) -> Result<IpAddr, PkiError> {
 }
 
 /// A lower-case DNS name (RFC 1123 labels), optionally a leading `*.` wildcard.
+/// Subject fields carry text, never control characters: a NUL byte in a
+/// name is how certificate checks have been fooled.
+fn check_printable(value: &str, field: &str) -> Result<(), PkiError> {
+    if value.chars().any(char::is_control) {
+        return Err(PkiError::InvalidSpec(format!(
+            "{field}: {value:?} contains a control character (such as NUL); remove it"
+        )));
+    }
+    Ok(())
+}
+
 fn check_dns_name(name: &str, field: &str) -> Result<(), PkiError> {
+    if name.parse::<std::net::IpAddr>().is_ok() {
+        return Err(PkiError::InvalidSpec(format!(
+            "{field}: {name:?} is an IP address; put it in ipAddresses"
+        )));
+    }
     let bare = name.strip_prefix("*.").unwrap_or(name);
     let label_ok = |l: &str| {
         !l.is_empty()

@@ -1,0 +1,323 @@
+//! What to do about one ClusterCertificate, decided from what was observed
+//! (the object, its issuer, its Secret) and the clock. Pure: every case is
+//! a row in a table test, and the reconciler only carries the decision out.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+
+use super::secret::{Ownership, ownership, secret_data};
+use crate::api::{ClusterCertificate, RevocationRecord, meta};
+use crate::operator::reason::{Blocked, Reason};
+use crate::pki::{Authority, CertificateInfo, LeafTemplate};
+use crate::plan::{IssueReason, Plan, RenewalPolicy, plan};
+
+/// Retry for conditions that another object's change ends (and whose watch
+/// triggers a reconcile sooner).
+pub const WAITING_RETRY: Duration = Duration::from_secs(60);
+
+/// The issuer as observed: the CA object's state and, when Ready, its signer.
+pub enum Issuer {
+    Blocked(Blocked),
+    Ready {
+        authority: Arc<Authority>,
+        crl_url: Option<String>,
+    },
+}
+
+/// What the reconciler does next.
+#[derive(Debug)]
+pub enum Decision {
+    /// Cannot progress: say why in the status (and an Event).
+    Blocked(Blocked),
+    /// Sign a new certificate and write the Secret.
+    Issue(Box<Issuance>),
+    /// The Secret's certificate is good until `renewal_time`.
+    UpToDate {
+        current: Box<CertificateInfo>,
+        renewal_time: DateTime<Utc>,
+    },
+}
+
+/// Everything the writer needs to issue.
+#[derive(Debug)]
+pub struct Issuance {
+    pub template: LeafTemplate,
+    pub authority: Arc<Authority>,
+    pub reason: IssueReason,
+    pub reuse_key: bool,
+    /// Never reused, even when the Secret (and its annotation) was deleted.
+    pub revision: i64,
+    /// The renewal request this issuance answers, recorded on the Secret.
+    pub renewal_request: Option<String>,
+}
+
+/// The renewal policy of a certificate as observed: its spec, the renewal
+/// request on the object and the one its Secret answers, the revocation
+/// recorded on the object.
+pub fn renewal_policy(cert: &ClusterCertificate, secret: Option<&Secret>) -> RenewalPolicy {
+    let mut policy = RenewalPolicy::from_spec(&cert.spec);
+    policy.revoked_serial = revocation_of(cert).map(|r| r.serial_number);
+    policy.requested = cert.annotations().get(meta::RENEW_REQUESTED_AT).cloned();
+    policy.honoured = secret.and_then(|s| s.annotations().get(meta::RENEWAL_REQUEST).cloned());
+    policy
+}
+
+/// The revocation certop recorded on a ClusterCertificate, if any.
+pub fn revocation_of(cert: &ClusterCertificate) -> Option<RevocationRecord> {
+    cert.annotations()
+        .get(meta::REVOCATION)
+        .and_then(|r| serde_json::from_str(r).ok())
+}
+
+pub fn revision_of(secret: &Secret) -> Option<i64> {
+    secret
+        .annotations()
+        .get(meta::REVISION)
+        .and_then(|r| r.parse().ok())
+}
+
+pub fn decide(
+    cert: &ClusterCertificate,
+    issuer: Issuer,
+    secret: Option<&Secret>,
+    now: DateTime<Utc>,
+) -> Decision {
+    let invalid =
+        |message: String| Decision::Blocked(Blocked::new(Reason::InvalidSpec, message, None));
+    let mut template = match LeafTemplate::from_spec(&cert.spec) {
+        Ok(t) => t,
+        Err(e) => return invalid(e.to_string()),
+    };
+    if let Some(t) = &cert.spec.secret_template
+        && let Err(message) = t.validate()
+    {
+        return invalid(message);
+    }
+    let (authority, crl_url) = match issuer {
+        Issuer::Blocked(b) => return Decision::Blocked(b),
+        Issuer::Ready { authority, crl_url } => (authority, crl_url),
+    };
+    template.crl_distribution_point = crl_url;
+    if let Ownership::Foreign(message) = ownership(secret, &cert.name_any()) {
+        return Decision::Blocked(Blocked::new(
+            Reason::SecretConflict,
+            message,
+            Some(WAITING_RETRY),
+        ));
+    }
+    let data = secret.map(secret_data);
+    let policy = renewal_policy(cert, secret);
+    match plan(
+        &template,
+        &policy,
+        data.as_ref(),
+        authority.certificate(),
+        now,
+    ) {
+        Plan::UpToDate {
+            current,
+            renewal_time,
+        } => Decision::UpToDate {
+            current,
+            renewal_time,
+        },
+        Plan::Issue { reason, reuse_key } => {
+            let revision = secret
+                .and_then(revision_of)
+                .max(cert.status.as_ref().and_then(|s| s.revision))
+                .unwrap_or(0)
+                .saturating_add(1);
+            Decision::Issue(Box::new(Issuance {
+                template,
+                authority,
+                reason,
+                reuse_key,
+                revision,
+                renewal_request: policy.requested,
+            }))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+
+    use super::*;
+    use crate::api::{ClusterCertificateSpec, IssuerRef, SecretTemplate};
+    use crate::pki::{CaRequest, PrivateKey, issue};
+    use crate::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+
+    fn cert(edit: impl FnOnce(&mut ClusterCertificateSpec)) -> ClusterCertificate {
+        let mut spec = ClusterCertificateSpec {
+            issuer_ref: IssuerRef { name: "ca".into() },
+            secret_name: "web".into(),
+            secret_namespace: "default".into(),
+            dns_names: vec!["web.example.com".into()],
+            ..Default::default()
+        };
+        edit(&mut spec);
+        ClusterCertificate::new("web", spec)
+    }
+
+    fn ready(authority: &Arc<Authority>) -> Issuer {
+        Issuer::Ready {
+            authority: authority.clone(),
+            crl_url: None,
+        }
+    }
+
+    /// A Secret holding a certificate for `c`, as certop writes it.
+    fn secret_for(c: &ClusterCertificate, authority: &Authority, now: DateTime<Utc>) -> Secret {
+        let template = LeafTemplate::from_spec(&c.spec).expect("template");
+        let key = PrivateKey::generate(template.key_algorithm).expect("key");
+        let issued = issue(&template, &key, authority, now).expect("issue");
+        let mut s = Secret::default();
+        s.metadata.name = Some("web".into());
+        s.metadata.namespace = Some("default".into());
+        s.metadata.labels = Some(BTreeMap::from([(
+            meta::MANAGED_BY.into(),
+            meta::MANAGED_BY_VALUE.into(),
+        )]));
+        s.metadata.annotations = Some(BTreeMap::from([
+            (meta::CERTIFICATE.into(), "web".into()),
+            (meta::REVISION.into(), "4".into()),
+        ]));
+        s.data = Some(BTreeMap::from([
+            (
+                TLS_CERT_KEY.into(),
+                ByteString(issued.chain_pem.into_bytes()),
+            ),
+            (
+                TLS_PRIVATE_KEY_KEY.into(),
+                ByteString(key.to_pem().into_bytes()),
+            ),
+            (
+                CA_CERT_KEY.into(),
+                ByteString(authority.certificate_pem().as_bytes().to_vec()),
+            ),
+        ]));
+        s
+    }
+
+    fn reason_of(d: &Decision) -> String {
+        match d {
+            Decision::Blocked(b) => format!("blocked {}", b.reason),
+            Decision::Issue(i) => format!("issue {} r{}", i.reason.code(), i.revision),
+            Decision::UpToDate { .. } => "up to date".into(),
+        }
+    }
+
+    #[test]
+    fn decision_table() {
+        let now = Utc::now();
+        let authority = Arc::new(Authority::create(&CaRequest::new("ca"), now).expect("ca"));
+        let good = cert(|_| {});
+        let secret = secret_for(&good, &authority, now);
+        let mut foreign = secret.clone();
+        foreign.metadata.labels = None;
+        let mut requested = good.clone();
+        requested
+            .annotations_mut()
+            .insert(meta::RENEW_REQUESTED_AT.into(), "x".into());
+        let mut answered = secret.clone();
+        answered
+            .annotations_mut()
+            .insert(meta::RENEWAL_REQUEST.into(), "x".into());
+        let pending = || Issuer::Blocked(Blocked::new(Reason::IssuerPending, "wait", None));
+        let cases: Vec<(&str, ClusterCertificate, Issuer, Option<&Secret>, &str)> = vec![
+            (
+                "no Secret",
+                good.clone(),
+                ready(&authority),
+                None,
+                "issue SecretMissing r1",
+            ),
+            (
+                "valid Secret",
+                good.clone(),
+                ready(&authority),
+                Some(&secret),
+                "up to date",
+            ),
+            (
+                "issuer pending",
+                good.clone(),
+                pending(),
+                Some(&secret),
+                "blocked IssuerPending",
+            ),
+            (
+                "foreign Secret",
+                good.clone(),
+                ready(&authority),
+                Some(&foreign),
+                "blocked SecretConflict",
+            ),
+            (
+                "bad label in secretTemplate",
+                cert(|s| {
+                    s.secret_template = Some(SecretTemplate {
+                        labels: BTreeMap::from([("bad key!".into(), "v".into())]),
+                        ..Default::default()
+                    })
+                }),
+                ready(&authority),
+                Some(&secret),
+                "blocked InvalidSpec",
+            ),
+            (
+                "spec refused before the issuer is even looked at",
+                cert(|s| s.dns_names = vec!["10.0.0.1".into()]),
+                pending(),
+                None,
+                "blocked InvalidSpec",
+            ),
+            (
+                "duration beyond what can be represented",
+                cert(|s| s.duration = serde_json::from_str("\"9999999999999999h\"").ok()),
+                ready(&authority),
+                None,
+                "blocked InvalidSpec",
+            ),
+            (
+                "renewal requested",
+                requested.clone(),
+                ready(&authority),
+                Some(&secret),
+                "issue RenewalRequested r5",
+            ),
+            (
+                "renewal request answered",
+                requested,
+                ready(&authority),
+                Some(&answered),
+                "up to date",
+            ),
+        ];
+        for (name, c, issuer, s, expected) in cases {
+            assert_eq!(reason_of(&decide(&c, issuer, s, now)), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn revision_never_goes_back_even_when_the_secret_was_deleted() {
+        let now = Utc::now();
+        let authority = Arc::new(Authority::create(&CaRequest::new("ca"), now).expect("ca"));
+        let mut c = cert(|_| {});
+        c.status = Some(crate::api::ClusterCertificateStatus {
+            revision: Some(7),
+            ..Default::default()
+        });
+        assert_eq!(
+            reason_of(&decide(&c, ready(&authority), None, now)),
+            "issue SecretMissing r8"
+        );
+    }
+}

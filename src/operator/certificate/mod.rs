@@ -1,0 +1,550 @@
+//! The ClusterCertificate controller: keeps each declared certificate valid
+//! and matching its spec in a `kubernetes.io/tls` Secret.
+//!
+//! A pass gathers what is (the object, its CA, its Secret), asks `decide`
+//! what to do, and carries it out in an order where every prefix is safe:
+//! the Secret (server-side applied), then the ledger entry of the
+//! certificate the Secret holds, then the status. Each step is derived
+//! again by the next pass from what exists, so a write that fails anywhere
+//! is finished by the next pass, never repeated with a new key: the ledger
+//! is written for the certificate the Secret holds (so it has no entry for
+//! a certificate that was never handed out), and a status that does not
+//! name the Secret's serial means "not yet recorded".
+
+mod decide;
+mod secret;
+mod status;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::DeleteParams;
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Api, ResourceExt};
+use tracing::{info, warn};
+
+pub use decide::{Decision, Issuer, decide};
+pub use secret::{Ownership, ownership};
+
+use super::finalize::reconcile_with_finalizer;
+use super::reason::{Blocked, Reason};
+use super::{Context, Error, authority_cache, crl, ledger_store};
+use crate::api::{ClusterCertificate, SecretDeletionPolicy};
+use crate::ledger::{LedgerEntry, RevocationRule};
+use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_chain};
+use crate::plan::{IssueReason, RenewalPolicy, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+
+/// Longest wait between two looks at a valid certificate: renewal is
+/// requeued at its time, and this bounds the harm of a clock jump.
+const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
+/// Retry bounds after a failed issuance: seconds, doubling, capped at minutes.
+const FIRST_RETRY: Duration = Duration::from_secs(5);
+const MAX_RETRY: Duration = Duration::from_secs(300);
+
+/// Delay before retry number `attempts` (1-based): 5s, 10s, 20s, … 5 min.
+pub fn retry_after(attempts: i32) -> Duration {
+    let shift = attempts.clamp(1, 16) as u32 - 1;
+    FIRST_RETRY.saturating_mul(1 << shift).min(MAX_RETRY)
+}
+
+/// How long to wait before looking at a valid certificate again.
+pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (renewal_time - now)
+        .to_std()
+        .unwrap_or(Duration::from_secs(1))
+        .clamp(Duration::from_secs(1), MAX_REQUEUE)
+}
+
+pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let key = format!("clustercertificate/{}", cert.name_any());
+    let result = reconcile_with_finalizer(
+        "clustercertificate",
+        cert,
+        &ctx,
+        |o| {
+            let ctx = ctx.clone();
+            async move { apply(&o, &ctx).await }
+        },
+        |o| {
+            let ctx = ctx.clone();
+            async move { cleanup(&o, &ctx).await }
+        },
+    )
+    .await;
+    if result.is_ok() {
+        ctx.backoff.reset(&key);
+    }
+    result
+}
+
+pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx
+        .backoff
+        .next(&format!("clustercertificate/{}", cert.name_any()), error);
+    warn!(certificate = %cert.name_any(), %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The ClusterCertificates to look at when a CertificateAuthority changes.
+pub fn certificates_of_issuer(
+    store: &Store<ClusterCertificate>,
+    ca: &str,
+) -> Vec<ObjectRef<ClusterCertificate>> {
+    store
+        .state()
+        .iter()
+        .filter(|c| c.spec.issuer_ref.name == ca)
+        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .collect()
+}
+
+/// The issuing CA as observed: missing, being set up, not Ready, or its
+/// signer and CRL distribution point.
+async fn issuer(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<Issuer, Error> {
+    let ca_name = &cert.spec.issuer_ref.name;
+    let waiting = |reason, message: String, retry| {
+        Ok(Issuer::Blocked(Blocked::new(reason, message, Some(retry))))
+    };
+    let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
+        return waiting(
+            Reason::IssuerNotFound,
+            format!(
+                "CertificateAuthority {ca_name} does not exist; create it or fix spec.issuerRef.name"
+            ),
+            decide::WAITING_RETRY,
+        );
+    };
+    if ca.status.as_ref().is_none_or(|s| s.conditions.is_empty()) {
+        return waiting(
+            Reason::IssuerPending,
+            format!("waiting for CertificateAuthority {ca_name} to be set up"),
+            Duration::from_secs(2),
+        );
+    }
+    if !super::certificate_authority::is_ready(&ca) {
+        let why = ca
+            .status
+            .as_ref()
+            .and_then(|s| super::conditions::find(&s.conditions, super::conditions::READY))
+            .map(|c| format!(": {}", c.message))
+            .unwrap_or_default();
+        return waiting(
+            Reason::IssuerNotReady,
+            format!("CertificateAuthority {ca_name} is not Ready{why}"),
+            decide::WAITING_RETRY,
+        );
+    }
+    match authority_cache::signer(ctx, &ca, now).await? {
+        Ok(authority) => {
+            // Certificates point at the CA's CRL, if the CA can sign one.
+            let crl_url = authority.certificate().can_sign_crls.then(|| {
+                ca.spec
+                    .crl
+                    .as_ref()
+                    .and_then(|c| c.distribution_point_url.clone())
+                    .unwrap_or_else(|| ctx.default_crl_url(ca_name))
+            });
+            Ok(Issuer::Ready { authority, crl_url })
+        }
+        Err(message) => waiting(Reason::IssuerNotReady, message, decide::WAITING_RETRY),
+    }
+}
+
+async fn apply(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
+    apply_pass(cert, ctx, Utc::now(), false).await
+}
+
+/// One pass. `replacing` is set on the pass that replaces a certificate a
+/// revocation covered the moment it was recorded: that can happen once
+/// (the replacement is newer than the revocation), unless a revocation's
+/// `issuedBefore` lies in the future, which is then reported.
+async fn apply_pass(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    now: DateTime<Utc>,
+    replacing: bool,
+) -> Result<Action, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.spec.secret_namespace);
+    // A spec the core refuses is refused before anything is read.
+    let issuer = match crate::pki::LeafTemplate::from_spec(&cert.spec) {
+        Ok(_) => issuer(cert, ctx, now).await?,
+        Err(_) => Issuer::Blocked(Blocked::new(Reason::InvalidSpec, "", None)),
+    };
+    let observed = match &issuer {
+        Issuer::Ready { .. } => secrets.get_opt(&cert.spec.secret_name).await?,
+        Issuer::Blocked(_) => None,
+    };
+    let held = match decide(cert, issuer, observed.as_ref(), now) {
+        Decision::Blocked(blocked) => return status::blocked(cert, ctx, blocked, now).await,
+        Decision::Issue(issuance) => {
+            match issue_into_secret(cert, ctx, &secrets, observed.as_ref(), &issuance, now).await? {
+                Ok(held) => held,
+                Err(action) => return Ok(action),
+            }
+        }
+        Decision::UpToDate {
+            current,
+            renewal_time,
+        } => {
+            let Some(secret) = observed else {
+                return Ok(Action::requeue(Duration::from_secs(1)));
+            };
+            // A secretTemplate edit reaches the Secret without a new certificate.
+            let (revision, reason, request) = secret::provenance_of(&secret);
+            let provenance = secret::Provenance {
+                serial: current.serial.to_string(),
+                revision: revision.unwrap_or(1),
+                reason: reason.as_deref().unwrap_or("Issued"),
+                renewal_request: request.as_deref(),
+            };
+            let wanted = secret::desired(cert, secret::secret_data(&secret), &provenance);
+            if secret::metadata_missing(&secret, &wanted) {
+                if let Err(blocked) =
+                    secret::apply(&secrets, wanted.clone(), secret.resource_version()).await?
+                {
+                    return status::blocked(cert, ctx, blocked, now).await;
+                }
+                ctx.event(
+                    cert,
+                    false,
+                    "SecretUpdated",
+                    "Update",
+                    "Applied spec.secretTemplate to the Secret".into(),
+                )
+                .await;
+            }
+            Held {
+                secret: wanted,
+                leaf: *current,
+                renewal_time,
+            }
+        }
+    };
+    // The certificate in the Secret is recorded in the ledger unless the
+    // status already names it (the status is written after the ledger).
+    let recorded = cert
+        .status
+        .as_ref()
+        .and_then(|s| s.serial_number.as_deref())
+        == Some(held.leaf.serial.to_string().as_str());
+    if !recorded {
+        match record(cert, ctx, &held.leaf, now).await? {
+            Recorded::Live => {}
+            Recorded::Blocked(blocked) => return status::blocked(cert, ctx, blocked, now).await,
+            Recorded::Revoked if replacing => {
+                let blocked = Blocked::new(
+                    Reason::IssuanceFailed,
+                    format!(
+                        "a CertificateRevocation of {} covers every new certificate (its issuedBefore lies in the future); serial {} is revoked",
+                        cert.spec.issuer_ref.name, held.leaf.serial
+                    ),
+                    Some(Duration::from_secs(300)),
+                );
+                return status::blocked(cert, ctx, blocked, now).await;
+            }
+            Recorded::Revoked => {
+                warn!(certificate = %cert.name_any(), serial = %held.leaf.serial, "a revocation covers the certificate just recorded; replacing it");
+                let mut revoked = cert.clone();
+                revoked.annotations_mut().insert(
+                    crate::api::meta::REVOCATION.into(),
+                    serde_json::to_string(&crate::api::RevocationRecord {
+                        serial_number: held.leaf.serial.to_string(),
+                        reason: RevocationReason::Unspecified,
+                        revoked_at: now,
+                        revocation: None,
+                    })?,
+                );
+                return Box::pin(apply_pass(&revoked, ctx, now, true)).await;
+            }
+        }
+    }
+    remove_moved_secret(cert, ctx).await?;
+    status::ready(cert, ctx, &held, now).await
+}
+
+/// Signs and writes the Secret; Err carries the action of a pass that
+/// ended in the status (a signing failure, a Secret the API refused).
+async fn issue_into_secret(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    observed: Option<&Secret>,
+    issuance: &decide::Issuance,
+    now: DateTime<Utc>,
+) -> Result<Result<Held, Action>, Error> {
+    let action = format!("IssueRevision{}", issuance.revision);
+    let existed = observed.and_then(|s| s.resource_version());
+    if existed.is_some() {
+        ctx.event(
+            cert,
+            false,
+            "Reissuing",
+            &action,
+            format!("Re-issuing the certificate: {}", issuance.reason),
+        )
+        .await;
+    }
+    let reused = issuance
+        .reuse_key
+        .then(|| observed.map(secret::secret_data))
+        .flatten()
+        .and_then(|d| d.tls_key)
+        .and_then(|k| String::from_utf8(k).ok());
+    let signed = match sign(issuance, reused, now).await {
+        Ok(signed) => signed,
+        Err(e) => {
+            return status::failed(cert, ctx, &issuance.reason, e.to_string(), now)
+                .await
+                .map(Err);
+        }
+    };
+    let provenance = secret::Provenance {
+        serial: signed.leaf.serial.to_string(),
+        revision: issuance.revision,
+        reason: issuance.reason.code(),
+        renewal_request: issuance.renewal_request.as_deref(),
+    };
+    let wanted = secret::desired(cert, signed.data, &provenance);
+    if let Err(blocked) = secret::apply(secrets, wanted.clone(), existed).await? {
+        return status::blocked(cert, ctx, blocked, now).await.map(Err);
+    }
+    let leaf = signed.leaf;
+    info!(certificate = %cert.name_any(), serial = %leaf.serial, reason = issuance.reason.code(), revision = issuance.revision, "issued");
+    ctx.metrics.issued(issuance.reason.code());
+    if signed.clamped_to_ca {
+        ctx.event(
+            cert,
+            true,
+            "DurationClamped",
+            &action,
+            format!(
+                "notAfter was cut to the CA's notAfter {}",
+                leaf.not_after.to_rfc3339()
+            ),
+        )
+        .await;
+    }
+    let renewal_time = crate::plan::renewal_time(&leaf, &renewal_policy(cert));
+    Ok(Ok(Held {
+        secret: wanted,
+        leaf,
+        renewal_time,
+    }))
+}
+
+/// What a pass holds after its write: the Secret as certop wants it and
+/// the certificate in it.
+pub(crate) struct Held {
+    secret: Secret,
+    leaf: CertificateInfo,
+    renewal_time: DateTime<Utc>,
+}
+
+fn renewal_policy(cert: &ClusterCertificate) -> RenewalPolicy {
+    RenewalPolicy::from_spec(&cert.spec)
+}
+
+/// Generates (or reuses) the key and signs, off the async workers: RSA key
+/// generation takes long enough to starve the lease renewal and /healthz.
+struct Signed {
+    data: SecretData,
+    leaf: CertificateInfo,
+    clamped_to_ca: bool,
+}
+
+async fn sign(
+    issuance: &decide::Issuance,
+    reused_key: Option<String>,
+    now: DateTime<Utc>,
+) -> Result<Signed, Error> {
+    let template = issuance.template.clone();
+    let authority = issuance.authority.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let key = reused_key
+            .and_then(|k| PrivateKey::from_pem(&k, TLS_PRIVATE_KEY_KEY).ok())
+            .map(Ok)
+            .unwrap_or_else(|| PrivateKey::generate(template.key_algorithm))?;
+        let issued = issue(&template, &key, &authority, now)?;
+        let data = SecretData {
+            tls_crt: Some(issued.chain_pem.into_bytes()),
+            tls_key: Some(key.to_pem().into_bytes()),
+            ca_crt: Some(authority.certificate_pem().as_bytes().to_vec()),
+        };
+        Ok::<_, crate::pki::PkiError>(Signed {
+            data,
+            leaf: issued.certificate,
+            clamped_to_ca: issued.clamped_to_ca,
+        })
+    });
+    match job.await {
+        Ok(Ok(signed)) => Ok(signed),
+        Ok(Err(source)) => Err(Error::Pki {
+            what: "issuing".into(),
+            source,
+        }),
+        Err(e) => Err(Error::Task(e.to_string())),
+    }
+}
+
+enum Recorded {
+    Live,
+    /// A CertificateRevocation already covers it: replace it.
+    Revoked,
+    Blocked(Blocked),
+}
+
+/// Records the certificate the Secret holds in its CA's ledger
+/// (idempotent), applying the CA's revocations to it as it goes in, so a
+/// certificate issued while a revocation was being applied is not missed.
+async fn record(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    leaf: &CertificateInfo,
+    now: DateTime<Utc>,
+) -> Result<Recorded, Error> {
+    let ca = &cert.spec.issuer_ref.name;
+    let rules: Vec<(RevocationRule, RevocationReason)> = ledger_store::rules_of_ca(ctx, ca);
+    let entry = LedgerEntry::of(leaf, Some(&cert.name_any()));
+    match ledger_store::record(ctx, ca, entry, &rules, now).await {
+        Ok(true) => Ok(Recorded::Revoked),
+        Ok(false) => Ok(Recorded::Live),
+        Err(Error::Ledger(e)) => Ok(Recorded::Blocked(Blocked::new(
+            e.reason(),
+            format!(
+                "cannot record serial {} in the ledger of {ca}: {e}",
+                leaf.serial
+            ),
+            Some(Duration::from_secs(300)),
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+/// After `secretName` or `secretNamespace` changed, the old Secret (still
+/// holding a valid key) goes once the new one exists, if it is ours.
+async fn remove_moved_secret(cert: &ClusterCertificate, ctx: &Context) -> Result<(), Error> {
+    let wanted = format!("{}/{}", cert.spec.secret_namespace, cert.spec.secret_name);
+    let Some(old) = cert.status.as_ref().and_then(|s| s.secret.clone()) else {
+        return Ok(());
+    };
+    if old == wanted {
+        return Ok(());
+    }
+    let Some((ns, name)) = old.split_once('/') else {
+        return Ok(());
+    };
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let existing = api.get_opt(name).await?;
+    if ownership(existing.as_ref(), &cert.name_any()) == Ownership::Ours {
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {
+                info!(certificate = %cert.name_any(), secret = %old, "removed the Secret the spec no longer names")
+            }
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Revokes the current certificate of a ClusterCertificate being deleted
+/// (cessationOfOperation) and re-signs the CA's CRL.
+async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), Error> {
+    let Some(serial) = cert.status.as_ref().and_then(|s| s.serial_number.clone()) else {
+        return Ok(());
+    };
+    let ca_name = &cert.spec.issuer_ref.name;
+    let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
+        warn!(certificate = %cert.name_any(), ca = %ca_name, "CA gone; cannot revoke on delete");
+        return Ok(());
+    };
+    let now = Utc::now();
+    let authority = match authority_cache::signer(ctx, &ca, now).await? {
+        Ok(a) => a,
+        Err(message) => {
+            warn!(certificate = %cert.name_any(), %message, "cannot revoke on delete");
+            return Ok(());
+        }
+    };
+    let rule = RevocationRule {
+        issued_before: now + chrono::Duration::seconds(1),
+        ..Default::default()
+    }
+    .with_serials([&serial]);
+    let reason = RevocationReason::CessationOfOperation;
+    let revoked = ledger_store::revoke(ctx, ca_name, &rule, reason, now).await?;
+    ctx.metrics
+        .revoked(reason.as_str(), revoked.newly.len() as u64);
+    if authority.certificate().can_sign_crls {
+        crl::publish(ctx, &ca, &authority, now).await?;
+    }
+    info!(certificate = %cert.name_any(), %serial, "revoked on delete");
+    Ok(())
+}
+
+/// The ClusterCertificate goes: its certificate is revoked unless kept, and
+/// its Secret goes unless the policy keeps it or it is not ours.
+async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
+    let name = cert.name_any();
+    let retain =
+        cert.spec.secret_deletion_policy.unwrap_or_default() == SecretDeletionPolicy::Retain;
+    // A Secret kept by policy is still in use: revoking it would break its
+    // holder, so only an explicit revokeOnDelete revokes it.
+    if cert.spec.revoke_on_delete.unwrap_or(!retain) {
+        revoke_current(cert, ctx).await?;
+    }
+    ctx.metrics.forget_certificate(&name);
+    if retain {
+        info!(certificate = %name, "deleted; Secret retained by policy");
+        return Ok(Action::await_change());
+    }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.spec.secret_namespace);
+    let secret = secrets.get_opt(&cert.spec.secret_name).await?;
+    if ownership(secret.as_ref(), &name) == Ownership::Ours {
+        match secrets
+            .delete(&cert.spec.secret_name, &DeleteParams::default())
+            .await
+        {
+            Ok(_) => info!(certificate = %name, "deleted with its Secret"),
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(Action::await_change())
+}
+
+/// The certificate a Secret holds, parsed (for status of what exists).
+pub fn leaf_of(secret: &Secret) -> Option<CertificateInfo> {
+    let data = secret::secret_data(secret);
+    parse_chain(data.tls_crt.as_deref()?, TLS_CERT_KEY)
+        .ok()?
+        .into_iter()
+        .next()
+}
+
+/// Whether a reason re-issues a certificate that was in service (vs. a repair).
+pub fn ready_reason(code: &str) -> &'static str {
+    match code {
+        c if c == IssueReason::Revoked.code() => "Reissued",
+        c if [
+            IssueReason::RenewalDue.code(),
+            IssueReason::Expired.code(),
+            IssueReason::RenewalRequested.code(),
+        ]
+        .contains(&c) =>
+        {
+            "Renewed"
+        }
+        _ => "Issued",
+    }
+}
+
+#[cfg(test)]
+mod tests;

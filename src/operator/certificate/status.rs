@@ -1,0 +1,226 @@
+//! A ClusterCertificate's status, derived from what exists: the Secret's
+//! certificate and provenance when Ready, the blocking reason otherwise.
+//! Written with server-side apply only when it changed; Events are recorded
+//! when what they announce changed (a new serial, a new reason), so a pass
+//! that is repeated after a failure does not announce twice.
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+
+use super::decide::revocation_of;
+use super::{Held, ready_reason, requeue_until, retry_after, secret};
+use crate::api::{ClusterCertificate, ClusterCertificateStatus};
+use crate::operator::conditions::{self, ISSUING, READY};
+use crate::operator::reason::{Blocked, Reason};
+use crate::operator::{Context, Error};
+use crate::plan::IssueReason;
+
+fn location(cert: &ClusterCertificate) -> String {
+    format!("{}/{}", cert.spec.secret_namespace, cert.spec.secret_name)
+}
+
+/// The status of a certificate whose Secret holds `held`.
+pub fn ready_status(
+    cert: &ClusterCertificate,
+    held: &Held,
+    now: DateTime<Utc>,
+) -> ClusterCertificateStatus {
+    let mut status = cert.status.clone().unwrap_or_default();
+    let leaf = &held.leaf;
+    let (revision, reason, _) = secret::provenance_of(&held.secret);
+    let code = reason.unwrap_or_else(|| "Issued".into());
+    let serial = leaf.serial.to_string();
+    let fresh = status.serial_number.as_deref() != Some(serial.as_str());
+    status.observed_generation = cert.metadata.generation;
+    status.secret = Some(location(cert));
+    status.not_before = Some(leaf.not_before);
+    status.not_after = Some(leaf.not_after);
+    status.renewal_time = Some(held.renewal_time);
+    status.serial_number = Some(serial);
+    status.fingerprint = Some(leaf.fingerprint.clone());
+    if revision.is_some() {
+        status.revision = revision;
+    }
+    status.failed_issuance_attempts = None;
+    if fresh && code == IssueReason::Revoked.code() {
+        status.last_revocation = revocation_of(cert);
+    }
+    let reason = if fresh {
+        ready_reason(&code).to_string()
+    } else {
+        conditions::find(&status.conditions, READY)
+            .filter(|c| c.status == "True")
+            .map_or_else(|| ready_reason(&code).to_string(), |c| c.reason.clone())
+    };
+    let message = format!(
+        "certificate serial {} is valid until {}",
+        leaf.serial,
+        leaf.not_after.to_rfc3339()
+    );
+    let generation = cert.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        true,
+        &reason,
+        &message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut status.conditions,
+        ISSUING,
+        false,
+        "UpToDate",
+        "no issuance needed",
+        generation,
+        now,
+    );
+    status
+}
+
+pub async fn ready(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    held: &Held,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    let name = cert.name_any();
+    let previous = cert.status.clone().unwrap_or_default();
+    let status = ready_status(cert, held, now);
+    if status != previous {
+        ctx.apply_status::<ClusterCertificate>(&name, &status)
+            .await?;
+    }
+    let leaf = &held.leaf;
+    if previous.serial_number != status.serial_number {
+        let ready = conditions::find(&status.conditions, READY);
+        let reason = ready.map_or("Issued", |c| c.reason.as_str());
+        let (_, code, _) = secret::provenance_of(&held.secret);
+        let revision = status.revision.unwrap_or(1);
+        ctx.event(
+            cert,
+            false,
+            reason,
+            &format!("IssueRevision{revision}"),
+            format!(
+                "certificate serial {} is valid until {} (revision {revision}; {})",
+                leaf.serial,
+                leaf.not_after.to_rfc3339(),
+                code.as_deref().unwrap_or("Issued")
+            ),
+        )
+        .await;
+    }
+    ctx.metrics
+        .certificate(&name, true, Some(leaf.not_after), Some(held.renewal_time));
+    Ok(Action::requeue(requeue_until(held.renewal_time, now)))
+}
+
+/// The status of a certificate that cannot progress.
+pub fn blocked_status(
+    cert: &ClusterCertificate,
+    blocked: &Blocked,
+    now: DateTime<Utc>,
+) -> ClusterCertificateStatus {
+    let mut status = cert.status.clone().unwrap_or_default();
+    status.observed_generation = cert.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        blocked.reason.as_str(),
+        &blocked.message,
+        cert.metadata.generation,
+        now,
+    );
+    status
+}
+
+/// Records why a certificate cannot be issued now; an Event when the reason
+/// or message changes, not on every pass.
+pub async fn blocked(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    mut blocked: Blocked,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    if blocked.reason == Reason::InvalidSpec && blocked.message.is_empty() {
+        blocked.message = crate::pki::LeafTemplate::from_spec(&cert.spec)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+    }
+    let name = cert.name_any();
+    let previous = cert.status.clone().unwrap_or_default();
+    let status = blocked_status(cert, &blocked, now);
+    let was = conditions::find(&previous.conditions, READY)
+        .map(|c| (c.reason.clone(), c.message.clone()));
+    if status != previous {
+        ctx.apply_status::<ClusterCertificate>(&name, &status)
+            .await?;
+    }
+    let reason = blocked.reason.as_str();
+    if !blocked.reason.is_transient() && was != Some((reason.to_string(), blocked.message.clone()))
+    {
+        ctx.event(cert, true, reason, reason, blocked.message.clone())
+            .await;
+    }
+    ctx.metrics
+        .certificate(&name, false, status.not_after, status.renewal_time);
+    Ok(blocked
+        .retry
+        .map_or_else(Action::await_change, Action::requeue))
+}
+
+/// An issuance failed: count it, say why, and retry with backoff.
+pub async fn failed(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    reason: &IssueReason,
+    error: String,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    let name = cert.name_any();
+    let mut status = cert.status.clone().unwrap_or_default();
+    let attempts = status
+        .failed_issuance_attempts
+        .unwrap_or(0)
+        .saturating_add(1);
+    status.failed_issuance_attempts = Some(attempts);
+    status.last_failure_time = Some(now);
+    status.observed_generation = cert.metadata.generation;
+    let retry = retry_after(attempts);
+    let message = format!(
+        "issuance failed ({reason}): {error}; attempt {attempts}, next in {}s",
+        retry.as_secs()
+    );
+    let generation = cert.metadata.generation;
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        false,
+        Reason::IssuanceFailed.as_str(),
+        &message,
+        generation,
+        now,
+    );
+    conditions::set(
+        &mut status.conditions,
+        ISSUING,
+        true,
+        reason.code(),
+        &message,
+        generation,
+        now,
+    );
+    ctx.apply_status::<ClusterCertificate>(&name, &status)
+        .await?;
+    ctx.metrics.failed(reason.code());
+    ctx.metrics
+        .certificate(&name, false, status.not_after, status.renewal_time);
+    ctx.event(cert, true, "IssuanceFailed", reason.code(), message)
+        .await;
+    Ok(Action::requeue(retry))
+}

@@ -1,0 +1,121 @@
+//! Every reason certop writes into a condition or an Event that says
+//! something is wrong, in one enum: the doc comment of each variant is what
+//! it means and how to fix it (docs/user-guide.md lists the same).
+
+use std::time::Duration;
+
+/// Why an object is not Ready.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The spec is refused by certop's own checks (the message names the
+    /// field). Fix the spec; nothing is retried until it changes.
+    InvalidSpec,
+    /// The named CertificateAuthority does not exist. Create it or fix
+    /// `spec.issuerRef.name`.
+    IssuerNotFound,
+    /// The CertificateAuthority is being set up; this passes by itself.
+    IssuerPending,
+    /// The CertificateAuthority exists but cannot sign (its own Ready
+    /// condition says why). Fix the CA.
+    IssuerNotReady,
+    /// The target Secret exists and is not this certificate's. Delete it or
+    /// choose another `spec.secretName`.
+    SecretConflict,
+    /// The target namespace does not exist. Create it or fix
+    /// `spec.secretNamespace`.
+    NamespaceNotFound,
+    /// The API server refused the Secret certop wrote (the message quotes
+    /// it): an admission policy, an immutable Secret, a quota. Fix the cause;
+    /// certop retries slowly and issues no new certificate meanwhile.
+    SecretRejected,
+    /// Signing failed (the message says why); retried with backoff.
+    IssuanceFailed,
+    /// A ledger shard of the CA cannot be read; certop will not overwrite
+    /// it. Restore it from a backup or delete it (losing its entries).
+    LedgerCorrupt,
+    /// A ledger shard is near the API server's object size limit.
+    LedgerFull,
+    /// The CA's key Secret does not hold a usable certificate and key.
+    InvalidCASecret,
+    /// `keySource.adopt` is set and the Secret to adopt does not exist.
+    CASecretNotFound,
+    /// The CA's key Secret was deleted after certop bound the CA to it;
+    /// certop will not silently make a new CA. Restore the Secret, or
+    /// delete and re-create the CertificateAuthority.
+    CASecretDeleted,
+    /// The CA's key Secret now holds a different key pair than the one the
+    /// CA is bound to (`certop.dev/ca-fingerprint`). Restore the original,
+    /// or delete and re-create the CertificateAuthority to trust the new one.
+    CAKeyChanged,
+    /// The CA certificate has expired.
+    CAExpired,
+    /// A trust-bundle ConfigMap of that name exists in a selected namespace
+    /// and certop did not create it; certop leaves it alone. Delete it or
+    /// set `spec.trustBundle.configMapName`.
+    ConfigMapConflict,
+    /// Serial numbers a CertificateRevocation names that this CA never
+    /// issued; they are not listed in its CRL. Fix `spec.serialNumbers` or
+    /// `spec.issuerRef`.
+    UnknownSerials,
+    /// The CRL number cannot grow any more (someone set it to the maximum);
+    /// the last CRL is still served. Delete the CRL ConfigMap's number
+    /// annotation only if you know no client holds a higher number.
+    CRLNumberExhausted,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::IssuerNotFound => "IssuerNotFound",
+            Reason::IssuerPending => "IssuerPending",
+            Reason::IssuerNotReady => "IssuerNotReady",
+            Reason::SecretConflict => "SecretConflict",
+            Reason::NamespaceNotFound => "NamespaceNotFound",
+            Reason::SecretRejected => "SecretRejected",
+            Reason::IssuanceFailed => "IssuanceFailed",
+            Reason::LedgerCorrupt => "LedgerCorrupt",
+            Reason::LedgerFull => "LedgerFull",
+            Reason::InvalidCASecret => "InvalidCASecret",
+            Reason::CASecretNotFound => "CASecretNotFound",
+            Reason::CASecretDeleted => "CASecretDeleted",
+            Reason::CAKeyChanged => "CAKeyChanged",
+            Reason::CAExpired => "CAExpired",
+            Reason::ConfigMapConflict => "ConfigMapConflict",
+            Reason::UnknownSerials => "UnknownSerials",
+            Reason::CRLNumberExhausted => "CRLNumberExhausted",
+        }
+    }
+
+    /// A wait that ends by itself in a moment: recorded in the status, not
+    /// announced as a warning Event.
+    pub fn is_transient(self) -> bool {
+        self == Reason::IssuerPending
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An object cannot progress now: the reason and message go to its Ready
+/// condition and (once per change) a warning Event.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Blocked {
+    pub reason: Reason,
+    pub message: String,
+    /// When to look again without a watch event; None: only on a change.
+    pub retry: Option<Duration>,
+}
+
+impl Blocked {
+    pub fn new(reason: Reason, message: impl Into<String>, retry: Option<Duration>) -> Self {
+        Blocked {
+            reason,
+            message: message.into(),
+            retry,
+        }
+    }
+}
