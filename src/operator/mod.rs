@@ -12,12 +12,16 @@ mod conditions;
 mod context;
 mod crl;
 mod error;
+#[cfg(test)]
+mod fake_api;
 mod finalize;
 mod http;
 mod ledger_store;
 pub mod metrics;
 pub mod reason;
 mod run;
+#[cfg(test)]
+mod scenarios;
 
 pub use context::{Context, Stores};
 pub use error::Error;

@@ -545,6 +545,3 @@ pub fn ready_reason(code: &str) -> &'static str {
         _ => "Issued",
     }
 }
-
-#[cfg(test)]
-mod tests;

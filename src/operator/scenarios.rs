@@ -1,0 +1,660 @@
+//! Reconciler scenarios against the in-memory API server: every write of a
+//! pass fails in turn (500, 409, 422, a dropped connection), and the passes
+//! that follow converge with nothing lost, no second key, no extra ledger
+//! entry, and a revocation still applied.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::Utc;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::certificate_signing_request::CsrPolicy;
+use super::context::Settings;
+use super::crl::CrlCache;
+use super::fake_api::{FakeApi, Fault};
+use super::metrics::Metrics;
+use super::{Context, Stores, certificate, certificate_revocation, conditions, ledger_store};
+use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
+use crate::ledger::LedgerEntry;
+use crate::pki::{Authority, CaRequest, key_matches_certificate, parse_chain, parse_crl};
+use crate::plan::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+
+const NS: &str = "certop-system";
+const CA_PATH: &str = "/apis/certop.dev/v1alpha1/certificateauthorities/ca";
+const CERT_PATH: &str = "/apis/certop.dev/v1alpha1/clustercertificates/web";
+const REV_PATH: &str = "/apis/certop.dev/v1alpha1/certificaterevocations/rev";
+const SECRET_PATH: &str = "/api/v1/namespaces/app/secrets/web-tls";
+
+struct Writers {
+    cas: Writer<CertificateAuthority>,
+    certs: Writer<ClusterCertificate>,
+    revs: Writer<CertificateRevocation>,
+}
+
+struct World {
+    api: FakeApi,
+    ctx: Arc<Context>,
+    authority: Authority,
+    writers: Mutex<Writers>,
+}
+
+fn init<K: Resource + Clone>(w: &mut Writer<K>, objects: Vec<K>)
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    w.apply_watcher_event(&watcher::Event::Init);
+    for o in objects {
+        w.apply_watcher_event(&watcher::Event::InitApply(o));
+    }
+    w.apply_watcher_event(&watcher::Event::InitDone);
+}
+
+/// A Ready CA (key in its Secret, bound by fingerprint) and a
+/// ClusterCertificate for it, in a fake API server.
+fn world() -> World {
+    let api = FakeApi::new(&[NS, "app", "default"]);
+    let now = Utc::now();
+    let authority = Authority::create(&CaRequest::new("test CA"), now).expect("CA");
+    api.put(
+        &format!("/api/v1/namespaces/{NS}/secrets/ca-ca"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca-ca", "namespace": NS},
+               "type": "kubernetes.io/tls",
+               "data": {"tls.crt": b64(authority.certificate_pem().as_bytes()), "tls.key": b64(authority.key_pem().as_bytes())}}),
+    );
+    api.put(
+        CA_PATH,
+        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+               "metadata": {"name": "ca", "annotations": {meta::CA_FINGERPRINT: authority.certificate().fingerprint}},
+               "spec": {"subject": {"commonName": "test CA"}},
+               "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+    );
+    api.put(
+        CERT_PATH,
+        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "ClusterCertificate",
+               "metadata": {"name": "web", "generation": 1, "finalizers": [meta::FINALIZER]},
+               "spec": {"issuerRef": {"name": "ca"}, "secretName": "web-tls", "secretNamespace": "app",
+                        "dnsNames": ["web.example.com"]}}),
+    );
+    let (cas, mut ca_writer) = reflector::store::<CertificateAuthority>();
+    let (certs, mut cert_writer) = reflector::store::<ClusterCertificate>();
+    let (revocations, mut rev_writer) = reflector::store::<CertificateRevocation>();
+    let (ca_secrets, mut secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    init(&mut secret_writer, Vec::new());
+    init(&mut ca_writer, Vec::new());
+    init(&mut cert_writer, Vec::new());
+    init(&mut rev_writer, Vec::new());
+    let settings = Settings {
+        namespace: NS.into(),
+        crl_base_url: "http://certop.test".into(),
+        metrics: Arc::new(Metrics::default()),
+        crls: Arc::new(CrlCache::default()),
+        csr_policy: CsrPolicy {
+            max_lifetime: chrono::Duration::hours(24),
+            kubelet_ca: None,
+            approve_kubelets: false,
+        },
+    };
+    let stores = Stores {
+        cas,
+        certificates: certs,
+        revocations,
+        ca_secrets,
+    };
+    let ctx = Arc::new(Context::new(api.client(), settings, stores));
+    let world = World {
+        api,
+        ctx,
+        authority,
+        writers: Mutex::new(Writers {
+            cas: ca_writer,
+            certs: cert_writer,
+            revs: rev_writer,
+        }),
+    };
+    world.sync();
+    world
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl World {
+    /// The stores see what the API server holds (a watch caught up).
+    fn sync(&self) {
+        let mut w = self.writers.lock().expect("writers");
+        let ca: Option<CertificateAuthority> = self.api.get(CA_PATH);
+        init(&mut w.cas, ca.into_iter().collect());
+        let cert: Option<ClusterCertificate> = self.api.get(CERT_PATH);
+        init(&mut w.certs, cert.into_iter().collect());
+        let rev: Option<CertificateRevocation> = self.api.get(REV_PATH);
+        init(&mut w.revs, rev.into_iter().collect());
+    }
+
+    async fn certificate_pass(&self) -> Result<(), super::Error> {
+        self.sync();
+        let cert: ClusterCertificate = self.api.get(CERT_PATH).expect("certificate");
+        certificate::reconcile(Arc::new(cert), self.ctx.clone())
+            .await
+            .map(|_| ())
+    }
+
+    async fn revocation_pass(&self) -> Result<(), super::Error> {
+        self.sync();
+        let rev: CertificateRevocation = self.api.get(REV_PATH).expect("revocation");
+        certificate_revocation::reconcile(Arc::new(rev), self.ctx.clone())
+            .await
+            .map(|_| ())
+    }
+
+    fn secret(&self) -> Option<Secret> {
+        self.api.get(SECRET_PATH)
+    }
+
+    fn ledger(&self) -> Vec<LedgerEntry> {
+        self.api
+            .list("/api/v1", "configmaps", Some(NS))
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<ConfigMap>(v).ok())
+            .filter(|cm| cm.labels().contains_key(meta::LEDGER))
+            .flat_map(|cm| ledger_store::entries_of(&cm).expect("ledger parses"))
+            .collect()
+    }
+
+    /// The serial the Secret's certificate has, after checking the key
+    /// matches it and it chains to the CA.
+    fn secret_serial(&self) -> String {
+        let s = self.secret().expect("the Secret exists");
+        let data = s.data.expect("data");
+        let chain = parse_chain(&data[TLS_CERT_KEY].0, "tls.crt").expect("certificate");
+        let key = crate::pki::PrivateKey::from_pem(
+            std::str::from_utf8(&data[TLS_PRIVATE_KEY_KEY].0).expect("utf8"),
+            "tls.key",
+        )
+        .expect("key");
+        assert!(
+            key_matches_certificate(&key, &chain[0]),
+            "key and certificate match"
+        );
+        assert!(chain[0].is_issued_by(self.authority.certificate()));
+        chain[0].serial.to_string()
+    }
+
+    fn status(&self) -> crate::api::ClusterCertificateStatus {
+        let cert: ClusterCertificate = self.api.get(CERT_PATH).expect("certificate");
+        cert.status.unwrap_or_default()
+    }
+
+    /// Passes until one succeeds with nothing left to write.
+    async fn settle_certificate(&self) {
+        for _ in 0..6 {
+            let before = self.api.writes();
+            if self.certificate_pass().await.is_ok() && self.api.writes() == before {
+                return;
+            }
+        }
+        panic!("the certificate did not settle: {:?}", self.api.log());
+    }
+}
+
+/// The invariants after any sequence of failed and retried passes.
+fn assert_converged(w: &World, case: &str) {
+    let serial = w.secret_serial();
+    let status = w.status();
+    assert_eq!(
+        status.serial_number.as_deref(),
+        Some(serial.as_str()),
+        "{case}: status names the Secret's certificate"
+    );
+    assert!(
+        conditions::is_true(&status.conditions, conditions::READY),
+        "{case}: Ready"
+    );
+    let ledger = w.ledger();
+    assert_eq!(
+        ledger.len(),
+        1,
+        "{case}: one ledger entry, no phantom: {ledger:?}"
+    );
+    assert_eq!(
+        ledger[0].serial, serial,
+        "{case}: the ledger has the Secret's certificate"
+    );
+    let secret = w.secret().expect("Secret");
+    assert_eq!(
+        secret.annotations().get(meta::REVISION).map(String::as_str),
+        Some("1"),
+        "{case}: issued once, no second key"
+    );
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+#[test]
+fn a_clean_first_pass_issues_once_and_the_next_writes_nothing() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("first pass");
+        assert_converged(&w, "clean");
+        let writes = w.api.writes();
+        w.certificate_pass().await.expect("second pass");
+        assert_eq!(
+            w.api.writes(),
+            writes,
+            "a settled certificate writes nothing: {:?}",
+            w.api.log()
+        );
+    });
+}
+
+#[test]
+fn every_write_of_the_first_pass_fails_in_turn_and_the_next_passes_converge() {
+    runtime().block_on(async {
+        let clean = world();
+        clean.certificate_pass().await.expect("clean pass");
+        let writes = clean.api.writes();
+        assert!(
+            writes >= 3,
+            "Secret, ledger and status at least: {:?}",
+            clean.api.log()
+        );
+        for fault in [
+            Fault::Status(500),
+            Fault::Status(409),
+            Fault::Status(422),
+            Fault::Drop,
+        ] {
+            for n in 1..=writes {
+                let w = world();
+                w.api.fail_write(n, fault);
+                let _ = w.certificate_pass().await;
+                w.settle_certificate().await;
+                assert_converged(
+                    &w,
+                    &format!("{fault:?} at write {n} of {:?}", clean.api.log()),
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn a_stuck_certificate_grows_neither_the_ledger_nor_its_revision() {
+    runtime().block_on(async {
+        let w = world();
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["spec"]["secretNamespace"] = json!("missing");
+        w.api.put(CERT_PATH, cert);
+        for _ in 0..5 {
+            w.certificate_pass()
+                .await
+                .expect("a blocked pass is not an error");
+        }
+        assert!(
+            w.ledger().is_empty(),
+            "no ledger entry for certificates nobody holds"
+        );
+        let status = w.status();
+        let ready = conditions::find(&status.conditions, conditions::READY).expect("Ready");
+        assert_eq!(ready.reason, "NamespaceNotFound");
+        assert!(ready.message.contains("missing"), "{}", ready.message);
+        assert_eq!(
+            w.api
+                .event_reasons()
+                .iter()
+                .filter(|r| *r == "NamespaceNotFound")
+                .count(),
+            1,
+            "one Event for the reason, not one per retry"
+        );
+    });
+}
+
+#[test]
+fn other_tools_metadata_survives_and_a_template_change_needs_no_new_certificate() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        let mut secret: serde_json::Value = w.api.get(SECRET_PATH).expect("secret");
+        secret["metadata"]["labels"]["other-tool/keep"] = json!("yes");
+        secret["metadata"]["finalizers"] = json!(["other-tool/hold"]);
+        w.api.put(SECRET_PATH, secret);
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["spec"]["secretTemplate"] = json!({"labels": {"team": "web"}});
+        cert["metadata"]["generation"] = json!(2);
+        w.api.put(CERT_PATH, cert);
+        w.settle_certificate().await;
+        let secret = w.secret().expect("secret");
+        assert_eq!(secret.labels().get("team").map(String::as_str), Some("web"));
+        assert_eq!(
+            secret.labels().get("other-tool/keep").map(String::as_str),
+            Some("yes")
+        );
+        assert_eq!(secret.finalizers(), ["other-tool/hold".to_string()]);
+        assert_eq!(w.secret_serial(), serial, "no new certificate for a label");
+    });
+}
+
+#[test]
+fn a_renewal_request_from_a_clock_in_the_future_issues_exactly_once() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("issue");
+        let first = w.secret_serial();
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["metadata"]["annotations"] = json!({meta::RENEW_REQUESTED_AT: "2099-01-01T00:00:00Z"});
+        w.api.put(CERT_PATH, cert);
+        w.settle_certificate().await;
+        let second = w.secret_serial();
+        assert_ne!(first, second, "renewed");
+        for _ in 0..3 {
+            w.certificate_pass().await.expect("pass");
+        }
+        assert_eq!(w.secret_serial(), second, "and only once");
+    });
+}
+
+#[test]
+fn a_revocation_is_finished_whichever_of_its_writes_fails() {
+    runtime().block_on(async {
+        // How many writes a clean revocation pass makes.
+        let setup = || async {
+            let w = world();
+            w.certificate_pass().await.expect("issue");
+            let serial = w.secret_serial();
+            w.api.put(
+                REV_PATH,
+                json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+                       "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2099-01-01T00:00:00Z"},
+                       "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": [serial], "reason": "keyCompromise"}}),
+            );
+            (w, serial)
+        };
+        let (clean, _) = setup().await;
+        let before = clean.api.writes();
+        clean.revocation_pass().await.expect("clean revocation");
+        let writes = clean.api.writes() - before;
+        for fault in [Fault::Status(500), Fault::Status(422), Fault::Drop] {
+            for n in 1..=writes {
+                let (w, revoked) = setup().await;
+                w.api.fail_write(n, fault);
+                let _ = w.revocation_pass().await;
+                for _ in 0..4 {
+                    let _ = w.revocation_pass().await;
+                }
+                w.settle_certificate().await;
+                let case = format!("{fault:?} at revocation write {n}");
+                let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+                assert!(
+                    rev.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)),
+                    "{case}: the revocation is Ready"
+                );
+                let entry = w.ledger().into_iter().find(|e| e.serial == revoked).expect("entry");
+                assert!(entry.revoked.is_some(), "{case}: marked in the ledger");
+                let crl: ConfigMap = w
+                    .api
+                    .get(&format!("/api/v1/namespaces/{NS}/configmaps/{}", super::crl::config_map_name("ca")))
+                    .expect("CRL ConfigMap");
+                let der = &crl.binary_data.expect("binary")[super::crl::DER_KEY].0;
+                let parsed = parse_crl(der, Some(w.authority.certificate())).expect("a CRL the CA signed");
+                assert!(
+                    parsed.entries.iter().any(|(s, _, _)| s.to_string() == revoked),
+                    "{case}: listed in the CRL"
+                );
+                assert_ne!(w.secret_serial(), revoked, "{case}: the revoked certificate left service");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_serial_this_ca_never_issued_is_reported_and_not_listed() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("issue");
+        w.api.put(
+            REV_PATH,
+            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2099-01-01T00:00:00Z"},
+                   "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": ["0badc0de"]}}),
+        );
+        w.revocation_pass().await.expect("pass");
+        let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        let ready = rev
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, conditions::READY).cloned())
+            .expect("Ready");
+        assert_eq!(ready.status, "False");
+        assert_eq!(ready.reason, "UnknownSerials");
+        assert!(ready.message.contains("badc0de"), "{}", ready.message);
+        assert!(w.ledger().iter().all(|e| e.revoked.is_none()), "nothing revoked");
+    });
+}
+
+#[test]
+fn a_corrupt_ledger_shard_is_never_overwritten() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("issue");
+        let cms = w.api.list("/api/v1", "configmaps", Some(NS));
+        let shard = cms
+            .iter()
+            .find(|c| c["metadata"]["labels"].get(meta::LEDGER).is_some())
+            .expect("a shard")
+            .clone();
+        let name = shard["metadata"]["name"]
+            .as_str()
+            .expect("name")
+            .to_string();
+        let path = format!("/api/v1/namespaces/{NS}/configmaps/{name}");
+        let mut corrupt = shard.clone();
+        corrupt["data"]["entries.json"] = json!("{not json");
+        w.api.put(&path, corrupt);
+        // Renew: the new serial may land in any shard; make the write go to
+        // the corrupt one by recording the same serial again.
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["status"]["serialNumber"] = json!("");
+        w.api.put(CERT_PATH, cert);
+        let _ = w.certificate_pass().await;
+        let after: ConfigMap = w.api.get(&path).expect("shard still there");
+        assert_eq!(
+            after
+                .data
+                .as_ref()
+                .and_then(|d| d.get("entries.json"))
+                .map(String::as_str),
+            Some("{not json"),
+            "the unreadable shard was left as it was"
+        );
+        let ready = conditions::find(&w.status().conditions, conditions::READY)
+            .cloned()
+            .expect("Ready");
+        assert_eq!(ready.reason, "LedgerCorrupt", "{}", ready.message);
+    });
+}
+
+const CRL_CM: &str = "/api/v1/namespaces/certop-system/configmaps/";
+
+impl World {
+    async fn ca_pass(&self) -> Result<(), super::Error> {
+        self.sync();
+        let ca: CertificateAuthority = self.api.get(CA_PATH).expect("CA");
+        super::certificate_authority::reconcile(Arc::new(ca), self.ctx.clone())
+            .await
+            .map(|_| ())
+    }
+
+    fn crl_path(&self) -> String {
+        format!("{CRL_CM}{}", super::crl::config_map_name("ca"))
+    }
+
+    fn crl_number(&self) -> Option<u64> {
+        let cm: ConfigMap = self.api.get(&self.crl_path())?;
+        let der = cm.binary_data?.get(super::crl::DER_KEY)?.0.clone();
+        parse_crl(&der, Some(self.authority.certificate()))
+            .ok()?
+            .number
+    }
+
+    fn ca_condition(
+        &self,
+        type_: &str,
+    ) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+        let ca: CertificateAuthority = self.api.get(CA_PATH)?;
+        conditions::find(&ca.status?.conditions, type_).cloned()
+    }
+}
+
+fn with_finalizer(w: &World) {
+    let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+    ca["metadata"]["finalizers"] = json!([meta::FINALIZER]);
+    w.api.put(CA_PATH, ca);
+}
+
+#[test]
+fn a_tampered_or_deleted_crl_is_published_again_and_its_number_never_goes_down() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        w.ca_pass().await.expect("CA pass");
+        let first = w.crl_number().expect("a CRL the CA signed");
+        let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
+        cm["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+        w.api.put(&w.crl_path(), cm);
+        w.ca_pass().await.expect("CA pass");
+        let second = w.crl_number().expect("re-signed after tampering");
+        assert!(second > first, "{second} > {first}");
+        w.api.remove(&w.crl_path());
+        w.ca_pass().await.expect("CA pass");
+        let third = w.crl_number().expect("re-published after deletion");
+        assert!(third > second, "{third} > {second}");
+        let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
+        cm["metadata"]["annotations"]["certop.dev/crl-number"] = json!(u64::MAX.to_string());
+        cm["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+        w.api.put(&w.crl_path(), cm);
+        w.ca_pass().await.expect("a CA pass reports, not fails");
+        let stored: ConfigMap = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
+        assert_eq!(
+            stored
+                .annotations()
+                .get("certop.dev/crl-number")
+                .map(String::as_str),
+            Some(u64::MAX.to_string().as_str()),
+            "the number did not wrap to 0"
+        );
+        let c = w.ca_condition("CRLStored").expect("condition");
+        assert_eq!(c.reason, "CRLNumberExhausted", "{}", c.message);
+    });
+}
+
+#[test]
+fn a_ca_secret_with_another_key_pair_is_refused_loudly() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        w.ca_pass().await.expect("CA pass");
+        assert_eq!(w.ca_condition("Ready").map(|c| c.status), Some("True".into()));
+        let other = Authority::create(&CaRequest::new("intruder"), Utc::now()).expect("CA");
+        w.api.put(
+            &format!("/api/v1/namespaces/{NS}/secrets/ca-ca"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca-ca", "namespace": NS},
+                   "data": {"tls.crt": b64(other.certificate_pem().as_bytes()), "tls.key": b64(other.key_pem().as_bytes())}}),
+        );
+        w.ca_pass().await.expect("CA pass");
+        let ready = w.ca_condition("Ready").expect("Ready");
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "CAKeyChanged"), "{}", ready.message);
+        // And a certificate is not signed by the intruder.
+        w.sync();
+        w.certificate_pass().await.expect("certificate pass");
+        assert!(w.secret().is_none(), "nothing issued with a key the CA was not given");
+        // With its status wiped and its Secret gone, no silent new CA either.
+        w.api.remove(&format!("/api/v1/namespaces/{NS}/secrets/ca-ca"));
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["status"] = json!({});
+        w.api.put(CA_PATH, ca);
+        w.ca_pass().await.expect("CA pass");
+        let ready = w.ca_condition("Ready").expect("Ready");
+        assert_eq!(ready.reason, "CASecretDeleted", "{}", ready.message);
+        assert!(w.api.get::<Secret>(&format!("/api/v1/namespaces/{NS}/secrets/ca-ca")).is_none());
+    });
+}
+
+#[test]
+fn a_trust_bundle_never_takes_over_a_configmap_certop_did_not_create() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["spec"]["trustBundle"] =
+            json!({"configMapName": "kube-root-ca.crt", "namespaceSelector": {}});
+        w.api.put(CA_PATH, ca);
+        w.api.put(
+            "/api/v1/namespaces/app",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "app"}}),
+        );
+        w.api.put(
+            "/api/v1/namespaces/default",
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default"}}),
+        );
+        let foreign = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                             "metadata": {"name": "kube-root-ca.crt", "namespace": "app"},
+                             "data": {"ca.crt": "the cluster's own"}});
+        w.api.put(
+            "/api/v1/namespaces/app/configmaps/kube-root-ca.crt",
+            foreign,
+        );
+        w.ca_pass().await.expect("CA pass");
+        let kept: ConfigMap = w
+            .api
+            .get("/api/v1/namespaces/app/configmaps/kube-root-ca.crt")
+            .expect("kept");
+        assert_eq!(
+            kept.data
+                .as_ref()
+                .and_then(|d| d.get("ca.crt"))
+                .map(String::as_str),
+            Some("the cluster's own")
+        );
+        let made: ConfigMap = w
+            .api
+            .get("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
+            .expect("created where free");
+        assert!(
+            made.data
+                .as_ref()
+                .and_then(|d| d.get("ca.crt"))
+                .is_some_and(|c| c.contains("BEGIN CERTIFICATE"))
+        );
+        let c = w.ca_condition("TrustBundle").expect("condition");
+        assert_eq!(c.reason, "ConfigMapConflict");
+        assert!(c.message.contains("app"), "{}", c.message);
+        // Deleting the CA removes what certop made, and nothing else.
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        w.api.put(CA_PATH, ca);
+        let _ = w.ca_pass().await;
+        assert!(
+            w.api
+                .get::<ConfigMap>("/api/v1/namespaces/app/configmaps/kube-root-ca.crt")
+                .is_some()
+        );
+        assert!(
+            w.api
+                .get::<ConfigMap>("/api/v1/namespaces/default/configmaps/kube-root-ca.crt")
+                .is_none()
+        );
+    });
+}
