@@ -382,6 +382,23 @@ fn bad_input_exits_non_zero_with_one_clear_line_and_writes_nothing() {
     );
     let key_before = std::fs::read(ca.join("ca.key")).expect("key");
 
+    let huge = certop(&[
+        "pki",
+        "ca",
+        "create",
+        "--name",
+        "huge",
+        "--duration",
+        "9999999999999999h",
+        "--out",
+        tmp.path().join("huge-ca").to_str().expect("utf-8"),
+    ]);
+    assert_eq!(
+        huge.status.code(),
+        Some(2),
+        "a usage error, not a panic: {huge:?}"
+    );
+    assert!(String::from_utf8_lossy(&huge.stderr).contains("longer than the longest duration"));
     let refused = certop(&["pki", "ca", "create", "--name", "again", "--out", ca_s]);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("refusing to overwrite"));
@@ -427,7 +444,58 @@ fn bad_input_exits_non_zero_with_one_clear_line_and_writes_nothing() {
     )
     .expect("write");
 
+    let write_case = |name: &str, text: String| {
+        let path = tmp.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, text).expect("write");
+        path
+    };
+    let misspelled = write_case(
+        "misspelled",
+        manifest("server").replace(
+            "dnsNames: [web.example.com]",
+            "dnsName: [web.example.com]\n  duraton: 1h",
+        ),
+    );
+    let ip_as_dns = write_case(
+        "ip-as-dns",
+        manifest("server").replace("dnsNames: [web.example.com]", "dnsNames: [\"10.0.0.1\"]"),
+    );
+    let nul = write_case(
+        "nul",
+        manifest("server").replace("commonName: web", "commonName: \"web\\0.evil\""),
+    );
+    let huge = write_case(
+        "huge-duration",
+        manifest("server").replace(
+            "commonName: web",
+            "commonName: web\n  duration: 9999999999999999h",
+        ),
+    );
     let cases = [
+        (
+            "misspelled fields",
+            ca_s.to_string(),
+            misspelled,
+            "unknown field(s) spec.dnsName, spec.duraton",
+        ),
+        (
+            "IP address as a DNS name",
+            ca_s.to_string(),
+            ip_as_dns,
+            "put it in ipAddresses",
+        ),
+        (
+            "NUL byte in a name",
+            ca_s.to_string(),
+            nul,
+            "control character",
+        ),
+        (
+            "duration that overflows",
+            ca_s.to_string(),
+            huge,
+            "duration",
+        ),
         (
             "missing manifest",
             ca_s.to_string(),
@@ -490,6 +558,59 @@ fn bad_input_exits_non_zero_with_one_clear_line_and_writes_nothing() {
         );
         assert!(!out.exists(), "{name}: nothing may be written");
     }
+
+    // An existing key (or another CA's ca.crt given as --out) is kept.
+    let admin = tmp.path().join("admin");
+    let key_before = std::fs::read(admin.join("tls.key")).expect("key");
+    let again = certop(&[
+        "pki",
+        "issue",
+        "--ca",
+        ca_s,
+        "-f",
+        good.to_str().expect("utf-8"),
+        "--out",
+        admin.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        !again.status.success(),
+        "a second issue into the same directory is refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    assert_eq!(
+        std::fs::read(admin.join("tls.key")).expect("key"),
+        key_before
+    );
+    let into_ca = certop(&[
+        "pki",
+        "issue",
+        "--ca",
+        ca_s,
+        "-f",
+        good.to_str().expect("utf-8"),
+        "--out",
+        ca_s,
+    ]);
+    assert!(
+        !into_ca.status.success(),
+        "the CA's own directory is refused"
+    );
+    let forced = certop(&[
+        "pki",
+        "issue",
+        "--ca",
+        ca_s,
+        "-f",
+        good.to_str().expect("utf-8"),
+        "--out",
+        admin.to_str().expect("utf-8"),
+        "--force",
+    ]);
+    assert!(forced.status.success(), "--force replaces");
+    assert_ne!(
+        std::fs::read(admin.join("tls.key")).expect("key"),
+        key_before
+    );
 
     let inspect = certop(&["pki", "inspect", bad_spec.to_str().expect("utf-8")]);
     assert!(!inspect.status.success());

@@ -69,6 +69,9 @@ pub struct IssueArgs {
     /// Directory for tls.crt (leaf then CA), tls.key (0600) and ca.crt.
     #[arg(long)]
     out: PathBuf,
+    /// Replace tls.crt, tls.key and ca.crt if they exist (never done otherwise).
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(cmd: PkiCommand) -> Result<(), CliError> {
@@ -129,6 +132,18 @@ pub(crate) fn load_ca(dir: &Path) -> Result<Authority, CliError> {
 
 fn issue_from_manifest(args: &IssueArgs) -> Result<(), CliError> {
     let manifest = read_manifest(&args.manifest)?;
+    // A key, or another CA's ca.crt given as --out, is never overwritten by surprise.
+    if !args.force {
+        for file in [TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY, CA_CERT_KEY] {
+            let path = args.out.join(file);
+            if path.exists() {
+                return Err(CliError::Invalid(format!(
+                    "{} already exists; refusing to overwrite it (choose another --out, or pass --force)",
+                    path.display()
+                )));
+            }
+        }
+    }
     let template = LeafTemplate::from_spec(&manifest.spec)?;
     let ca = load_ca(&args.ca)?;
     let key = PrivateKey::generate(template.key_algorithm)?;
@@ -172,11 +187,26 @@ pub(crate) fn read_manifest(path: &Path) -> Result<ClusterCertificate, CliError>
         path: path.into(),
         reason: "not UTF-8 text".into(),
     })?;
-    let manifest: ClusterCertificate =
-        serde_saphyr::from_str(&text).map_err(|e| CliError::Manifest {
+    let not_a_certificate = |e: String| CliError::Manifest {
+        path: path.into(),
+        reason: format!("not a ClusterCertificate: {}", first_line(&e)),
+    };
+    // Decoded strictly, as the API server does: a misspelled field
+    // (`dnsName`, `duraton`) is an error, not a default.
+    let raw: serde_json::Value =
+        serde_saphyr::from_str(&text).map_err(|e| not_a_certificate(e.to_string()))?;
+    let unknown = unknown_fields(&raw);
+    if !unknown.is_empty() {
+        return Err(CliError::Manifest {
             path: path.into(),
-            reason: format!("not a ClusterCertificate: {}", first_line(&e.to_string())),
-        })?;
+            reason: format!(
+                "unknown field(s) {}: check their spelling against `kubectl explain clustercertificate.spec`",
+                unknown.join(", ")
+            ),
+        });
+    }
+    let manifest: ClusterCertificate =
+        serde_json::from_value(raw).map_err(|e| not_a_certificate(e.to_string()))?;
     if manifest.metadata.name.is_none() {
         return Err(CliError::Manifest {
             path: path.into(),
@@ -188,6 +218,53 @@ pub(crate) fn read_manifest(path: &Path) -> Result<ClusterCertificate, CliError>
         reason: one_line(&e.to_string()),
     })?;
     Ok(manifest)
+}
+
+/// The fields of a manifest that the ClusterCertificate schema does not
+/// have, as dotted paths; `metadata` is the API server's and not checked.
+fn unknown_fields(manifest: &serde_json::Value) -> Vec<String> {
+    use kube::CustomResourceExt;
+    let crd = serde_json::to_value(ClusterCertificate::crd()).unwrap_or_default();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let mut unknown = Vec::new();
+    walk(manifest, schema, "", &mut unknown);
+    unknown
+}
+
+fn walk(
+    value: &serde_json::Value,
+    schema: &serde_json::Value,
+    at: &str,
+    unknown: &mut Vec<String>,
+) {
+    match value {
+        serde_json::Value::Object(fields) => {
+            let properties = schema["properties"].as_object();
+            let additional = &schema["additionalProperties"];
+            for (key, v) in fields {
+                let path = if at.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{at}.{key}")
+                };
+                if path == "metadata" || at.is_empty() && (key == "apiVersion" || key == "kind") {
+                    continue;
+                }
+                match properties.and_then(|p| p.get(key)) {
+                    Some(s) => walk(v, s, &path, unknown),
+                    None if additional.is_object() => walk(v, additional, &path, unknown),
+                    None if properties.is_some() || at.is_empty() => unknown.push(path),
+                    None => {}
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                walk(v, &schema["items"], &format!("{at}[{i}]"), unknown);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Errors are printed on one line; a parser that draws a snippet under its
