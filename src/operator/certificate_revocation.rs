@@ -28,7 +28,6 @@ pub async fn reconcile(
     rev: Arc<CertificateRevocation>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    ctx.stores_ready().await;
     let started = std::time::Instant::now();
     let result = apply(&rev, &ctx).await;
     ctx.metrics

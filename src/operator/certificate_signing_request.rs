@@ -87,7 +87,6 @@ pub async fn reconcile(
     csr: Arc<CertificateSigningRequest>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    ctx.stores_ready().await;
     let started = std::time::Instant::now();
     let result = handle(&csr, &ctx).await;
     ctx.metrics

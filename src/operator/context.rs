@@ -21,7 +21,7 @@ pub const FIELD_MANAGER: &str = "certop";
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate};
 
 /// The shared reflector stores every controller reads. No controller
-/// starts before all of them are ready (a store still empty at start or
+/// starts before all of them have listed (a store still empty at start or
 /// failover would make a CSR fail for good or skip a revoke-on-delete).
 #[derive(Clone)]
 pub struct Stores {
@@ -97,17 +97,6 @@ impl Context {
             csr_policy,
             crl_locks: Default::default(),
         }
-    }
-
-    /// Resolves once every shared store has been filled by its first list.
-    pub async fn stores_ready(&self) {
-        let _ = futures::future::join4(
-            self.cas.wait_until_ready(),
-            self.certificates.wait_until_ready(),
-            self.revocations.wait_until_ready(),
-            self.ca_secrets.wait_until_ready(),
-        )
-        .await;
     }
 
     /// The lock that serializes CRL signing for one CA.

@@ -33,7 +33,6 @@ where
     FA: Future<Output = Result<Action, Error>>,
     FC: Future<Output = Result<Action, Error>>,
 {
-    ctx.stores_ready().await;
     let started = std::time::Instant::now();
     let api: Api<K> = Api::all(ctx.client.clone());
     let result = finalizer(&api, meta::FINALIZER, obj, |event| async {

@@ -299,9 +299,8 @@ async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
 }
 
 /// Runs the controllers until `shutdown` resolves (in-flight reconciles
-/// finish first). Every reconcile waits until all shared stores are ready
-/// (`Context::stores_ready`), so none acts on a store still empty at start
-/// or failover.
+/// finish first). No controller starts before every shared store has
+/// listed, so none acts on a store still empty at start or failover.
 async fn run_controllers(
     client: Client,
     settings: Settings,
@@ -325,31 +324,56 @@ async fn run_controllers(
 
     let ca_controller =
         Controller::new(cas.clone(), watcher::Config::default()).with_config(config());
-    let cert_controller = Controller::new(certs, watcher::Config::default()).with_config(config());
+    let cert_controller =
+        Controller::new(certs.clone(), watcher::Config::default()).with_config(config());
     let revocation_controller = Controller::new(
         Api::<CertificateRevocation>::all(client.clone()),
         watcher::Config::default(),
     )
     .with_config(config());
-    // Every Secret of the operator's namespace, metadata only: a CA's key
-    // Secret may be one a person created (adoption), without certop's labels.
-    let (secret_store, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let ca_secrets = reflector(
-        secret_writer,
-        watcher(
-            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace),
-            watcher::Config::default(),
-        ),
-    )
-    .touched_objects();
     let ca_store = ca_controller.store();
     let cert_store = cert_controller.store();
+    // The stores a controller reads about *other* objects are filled by
+    // their own watches, driven apart from the controllers, and every
+    // controller starts only once all of them have listed: a controller's
+    // own store cannot gate it (its reconciles would hold up the stream
+    // that fills it).
+    let shared_cas = spawn_store(cas.clone());
+    let shared_certs = spawn_store(certs);
+    let shared_revocations = spawn_store(Api::<CertificateRevocation>::all(client.clone()));
+    // Every Secret of the operator's namespace, metadata only: a CA's key
+    // Secret may be one a person created (adoption), without certop's labels.
+    let ca_secret_api = Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace);
+    let shared_secrets = spawn_store(ca_secret_api.clone());
+    let ca_secrets = watcher(ca_secret_api, watcher::Config::default()).touched_objects();
     let stores = Stores {
-        cas: ca_store.clone(),
-        certificates: cert_store.clone(),
-        revocations: revocation_controller.store(),
-        ca_secrets: secret_store,
+        cas: shared_cas.0,
+        certificates: shared_certs.0,
+        revocations: shared_revocations.0,
+        ca_secrets: shared_secrets.0,
     };
+    let drivers = [
+        shared_cas.1,
+        shared_certs.1,
+        shared_revocations.1,
+        shared_secrets.1,
+    ];
+    let ready = futures::future::join4(
+        stores.cas.wait_until_ready(),
+        stores.certificates.wait_until_ready(),
+        stores.revocations.wait_until_ready(),
+        stores.ca_secrets.wait_until_ready(),
+    );
+    tokio::select! {
+        _ = ready => {}
+        _ = stopped(shutdown_rx.clone()) => {
+            for d in drivers {
+                d.abort();
+            }
+            return;
+        }
+    }
+    info!("stores ready; starting controllers");
     let ctx = Arc::new(Context::new(client.clone(), settings, stores));
 
     let bundles_store = ca_store.clone();
@@ -463,6 +487,36 @@ async fn run_controllers(
         }
     });
     futures::join!(ca_run, cert_run, revocation_run, csr_run);
+    for d in drivers {
+        d.abort();
+    }
+}
+
+/// A store filled by its own watch, driven by a task of its own.
+fn spawn_store<K>(api: Api<K>) -> (reflector::Store<K>, tokio::task::JoinHandle<()>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (store, writer) = reflector::store::<K>();
+    let stream = reflector(
+        writer,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    );
+    let task = tokio::spawn(async move {
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            if let Err(e) = event {
+                warn!(error = %e, kind = %K::kind(&()), "watch");
+            }
+        }
+    });
+    (store, task)
 }
 
 /// What of a CA matters to the certificates it signs: its generation
