@@ -482,7 +482,7 @@ fn bad_input_exits_non_zero_with_one_clear_line_and_writes_nothing() {
             "IP address as a DNS name",
             ca_s.to_string(),
             ip_as_dns,
-            "put it in ipAddresses",
+            "ipAddresses",
         ),
         (
             "NUL byte in a name",

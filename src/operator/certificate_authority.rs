@@ -245,19 +245,34 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ca.metadata.generation,
         now,
     );
-    let (entries, unreadable) = ledger_store::load(ctx, &name).await?;
+    let ledger = ledger_store::load(ctx, &name).await?;
     status.issued_certificates = Some(
-        entries
+        ledger
+            .entries
             .iter()
             .filter(|e| e.revoked.is_none() && !e.is_expired(now))
             .count() as i64,
     );
     ctx.metrics
-        .ledger_unreadable(&name, unreadable.len() as i64);
+        .ledger(&name, ledger.unreadable.len(), ledger.largest_shard_bytes);
+    let full = (ledger.largest_shard_bytes >= ledger_store::SHARD_LIMIT_BYTES).then(|| {
+        (
+            Reason::LedgerFull,
+            format!(
+                "a ledger shard holds {} bytes, at the limit of {}; certificates of this CA cannot be recorded until entries expire",
+                ledger.largest_shard_bytes,
+                ledger_store::SHARD_LIMIT_BYTES
+            ),
+        )
+    });
     set_or_clear(
         &mut status.conditions,
         "Ledger",
-        unreadable.first().map(|e| (e.reason(), e.to_string())),
+        ledger
+            .unreadable
+            .first()
+            .map(|e| (e.reason(), e.to_string()))
+            .or(full),
         ca.metadata.generation,
         now,
     );

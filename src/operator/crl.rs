@@ -174,8 +174,8 @@ pub async fn publish(
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let cm_name = config_map_name(&name);
     let (validity, _) = schedule(ca);
-    let (entries, _unreadable) = ledger_store::load(ctx, &name).await?;
-    let mut revoked = ledger::revoked_entries(&entries);
+    let ledger = ledger_store::load(ctx, &name).await?;
+    let mut revoked = ledger::revoked_entries(&ledger.entries);
     loop {
         let existing = api.get_opt(&cm_name).await?;
         let previous = existing

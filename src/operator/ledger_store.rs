@@ -200,21 +200,34 @@ pub async fn record(
     .await
 }
 
-/// Every live entry of a CA that can be read, and the shards that cannot.
-pub async fn load(ctx: &Context, ca: &str) -> Result<(Vec<LedgerEntry>, Vec<LedgerError>), Error> {
+/// A CA's ledger as read: every entry that can be read, the shards that
+/// cannot, and the size of the largest shard (against `SHARD_LIMIT_BYTES`).
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub entries: Vec<LedgerEntry>,
+    pub unreadable: Vec<LedgerError>,
+    pub largest_shard_bytes: usize,
+}
+
+pub async fn load(ctx: &Context, ca: &str) -> Result<Loaded, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let list = api
         .list(&ListParams::default().labels(&selector(ca)))
         .await?;
-    let mut entries = Vec::new();
-    let mut unreadable = Vec::new();
+    let mut loaded = Loaded::default();
     for cm in &list.items {
+        let bytes = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(ENTRIES_KEY))
+            .map_or(0, String::len);
+        loaded.largest_shard_bytes = loaded.largest_shard_bytes.max(bytes);
         match entries_of(cm) {
-            Ok(e) => entries.extend(e),
-            Err(e) => unreadable.push(e),
+            Ok(e) => loaded.entries.extend(e),
+            Err(e) => loaded.unreadable.push(e),
         }
     }
-    Ok((entries, unreadable))
+    Ok(loaded)
 }
 
 /// What a revocation pass found in the ledger.

@@ -38,6 +38,7 @@ pub struct Metrics {
     crl_next_update: Family<AuthorityLabels, Gauge>,
     crl_entries: Family<AuthorityLabels, Gauge>,
     ledger_unreadable: Family<AuthorityLabels, Gauge>,
+    ledger_largest_shard: Family<AuthorityLabels, Gauge>,
     revocations: Family<ReasonLabels, Counter>,
     issuances: Family<ReasonLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
@@ -57,6 +58,7 @@ impl Default for Metrics {
             crl_next_update: Family::default(),
             crl_entries: Family::default(),
             ledger_unreadable: Family::default(),
+            ledger_largest_shard: Family::default(),
             revocations: Family::default(),
             issuances: Family::default(),
             failures: Family::default(),
@@ -109,6 +111,11 @@ impl Default for Metrics {
             "ledger_unreadable_shards",
             "Ledger shards of each CA that cannot be parsed (certop will not overwrite them)",
             m.ledger_unreadable.clone(),
+        );
+        registry.register(
+            "ledger_largest_shard_bytes",
+            "Size of each CA's largest ledger shard (new entries stop at 921600)",
+            m.ledger_largest_shard.clone(),
         );
         registry.register(
             "revocations",
@@ -192,6 +199,7 @@ impl Metrics {
             &self.crl_next_update,
             &self.crl_entries,
             &self.ledger_unreadable,
+            &self.ledger_largest_shard,
         ] {
             family.remove(&labels);
         }
@@ -215,12 +223,16 @@ impl Metrics {
             .set(i64::try_from(crl.entries).unwrap_or(i64::MAX));
     }
 
-    pub fn ledger_unreadable(&self, ca: &str, shards: i64) {
+    pub fn ledger(&self, ca: &str, unreadable_shards: usize, largest_shard_bytes: usize) {
+        let labels = AuthorityLabels {
+            name: ca.to_string(),
+        };
         self.ledger_unreadable
-            .get_or_create(&AuthorityLabels {
-                name: ca.to_string(),
-            })
-            .set(shards);
+            .get_or_create(&labels)
+            .set(i64::try_from(unreadable_shards).unwrap_or(i64::MAX));
+        self.ledger_largest_shard
+            .get_or_create(&labels)
+            .set(i64::try_from(largest_shard_bytes).unwrap_or(i64::MAX));
     }
 
     pub fn revoked(&self, reason: &str, count: u64) {

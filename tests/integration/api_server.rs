@@ -82,6 +82,26 @@ fn admission_refuses_invalid_specs_with_a_message_that_says_what_to_fix() {
             "set a profile, or at least one of commonName",
         ),
         (
+            "duration that overflows",
+            "  commonName: x\n  duration: 9999999999999999h\n",
+            "spec.duration",
+        ),
+        (
+            "duration over a century",
+            "  commonName: x\n  duration: 876001h\n",
+            "duration must be at most 876000h",
+        ),
+        (
+            "IP address as a DNS name",
+            "  dnsNames: [\"10.0.0.1\"]\n",
+            "an IP address belongs in ipAddresses, not dnsNames",
+        ),
+        (
+            "secretTemplate label the API would refuse",
+            "  commonName: x\n  secretTemplate: {labels: {\"bad key!\": v}}\n",
+            "secretTemplate.labels: each key must be",
+        ),
+        (
             "bad secret namespace",
             "  commonName: x\n  secretNamespace: Not_A_Namespace\n",
             "secretNamespace",
@@ -110,6 +130,94 @@ fn admission_refuses_invalid_specs_with_a_message_that_says_what_to_fix() {
         "a valid spec is refused: {}",
         stderr(&accepted)
     );
+}
+
+fn ca_manifest(name: &str, extra: &str) -> String {
+    format!(
+        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject: {{commonName: {name}}}\n{extra}"
+    )
+}
+
+#[test]
+fn admission_bounds_every_ca_duration_and_keeps_fixed_fields_fixed() {
+    let cp = control_plane();
+    let cases = [
+        (
+            "CA duration that overflows",
+            "  duration: 9999999999999999h\n",
+            "spec.duration",
+        ),
+        (
+            "CA duration zero",
+            "  duration: 0s\n",
+            "duration must be between 1h and 876000h",
+        ),
+        (
+            "CRL validity zero",
+            "  crl: {validity: 0s}\n",
+            "crl.validity must be between 1m and 8760h",
+        ),
+        (
+            "CRL validity huge",
+            "  crl: {validity: 9999999999999999h}\n",
+            "spec.crl.validity",
+        ),
+        (
+            "refresh longer than the default validity",
+            "  crl: {refreshBefore: 25h}\n",
+            "crl.refreshBefore must be shorter than crl.validity",
+        ),
+    ];
+    for (name, extra, expected) in cases {
+        let out = cp.kubectl_stdin(
+            &["apply", "--dry-run=server", "-f", "-"],
+            &ca_manifest(&unique("ca"), extra),
+        );
+        assert!(!out.status.success(), "{name}: the API server accepted it");
+        assert!(
+            stderr(&out).contains(expected),
+            "{name}: {:?} should contain {expected:?}",
+            stderr(&out)
+        );
+    }
+    let name = unique("fixed-ca");
+    let created = cp.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &ca_manifest(&name, "  keyAlgorithm: ECDSA-P256\n"),
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    for (field, edit) in [
+        ("keyAlgorithm", "  keyAlgorithm: ECDSA-P384\n"),
+        (
+            "duration",
+            "  keyAlgorithm: ECDSA-P256\n  duration: 1000h\n",
+        ),
+    ] {
+        let out = cp.kubectl_stdin(&["apply", "-f", "-"], &ca_manifest(&name, edit));
+        assert!(
+            !out.status.success(),
+            "{field}: an edit of a fixed field was accepted"
+        );
+        assert!(
+            stderr(&out).contains("are fixed once its key exists"),
+            "{field}: {}",
+            stderr(&out)
+        );
+    }
+    let crl_edit = cp.kubectl_stdin(
+        &["apply", "-f", "-"],
+        &ca_manifest(
+            &name,
+            "  keyAlgorithm: ECDSA-P256\n  crl: {validity: 48h}\n",
+        ),
+    );
+    assert!(
+        crl_edit.status.success(),
+        "CRL settings may change: {}",
+        stderr(&crl_edit)
+    );
+    let deleted = cp.kubectl(&["delete", "certificateauthority", &name, "--wait=false"]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
 }
 
 #[tokio::test]

@@ -467,6 +467,50 @@ fn a_renewal_request_reissues_once() {
 }
 
 #[test]
+fn the_operator_fails_at_start_with_one_clear_line() {
+    let cp = control_plane();
+    operator();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_certop"))
+            .env("KUBECONFIG", &cp.operator_kubeconfig)
+            .arg("run")
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("certop run")
+    };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let busy = run(&[&format!("--http-addr={addr}"), "--leader-elect=false"]);
+    assert!(!busy.status.success(), "a port in use must fail the start");
+    assert!(
+        stderr(&busy).contains(&format!("cannot start the HTTP server on {addr}")),
+        "{}",
+        stderr(&busy)
+    );
+    let missing = run(&["--http-addr=127.0.0.1:0", "--namespace=no-such-namespace"]);
+    assert!(!missing.status.success());
+    let last = stderr(&missing)
+        .trim_end()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        last.contains("namespace no-such-namespace does not exist")
+            && !last.contains("ErrorResponse"),
+        "one line in words, not a Rust struct: {last}"
+    );
+    let lease = run(&["--http-addr=127.0.0.1:0", "--lease-duration=0"]);
+    assert_eq!(
+        lease.status.code(),
+        Some(2),
+        "a flag out of range is a usage error"
+    );
+    drop(taken);
+}
+
+#[test]
 fn an_issuer_that_appears_later_resumes_issuance() {
     let cp = control_plane();
     operator();
