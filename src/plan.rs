@@ -18,6 +18,11 @@ pub const TLS_CERT_KEY: &str = "tls.crt";
 pub const TLS_PRIVATE_KEY_KEY: &str = "tls.key";
 pub const CA_CERT_KEY: &str = "ca.crt";
 
+/// A change of the CA's CRL distribution point re-issues every certificate
+/// of the CA; the re-issues are spread over this long (by the jitter of
+/// each serial) from when the change was first seen, not done all at once.
+pub const DISTRIBUTION_POINT_SPREAD: Duration = Duration::hours(1);
+
 /// At most this share of the renewal window is taken off the renewal time,
 /// so certificates issued together do not all renew at the same instant.
 const JITTER_SHARE_OF_WINDOW: f64 = 0.1;
@@ -46,6 +51,9 @@ pub struct RenewalPolicy {
     /// A serial that was revoked: if it is the current certificate's, the
     /// certificate is replaced at once, never with the same key.
     pub revoked_serial: Option<String>,
+    /// When a change of the CA's CRL distribution point was first seen for
+    /// this certificate (its status keeps it); None: seen now.
+    pub distribution_point_change_seen: Option<DateTime<Utc>>,
 }
 
 impl RenewalPolicy {
@@ -61,6 +69,7 @@ impl RenewalPolicy {
             requested: None,
             honoured: None,
             revoked_serial: None,
+            distribution_point_change_seen: None,
         }
     }
 }
@@ -153,6 +162,8 @@ pub enum Plan {
     UpToDate {
         current: Box<CertificateInfo>,
         renewal_time: DateTime<Utc>,
+        /// A CRL distribution point change waits for its turn since then.
+        change_pending_since: Option<DateTime<Utc>>,
     },
 }
 
@@ -227,8 +238,24 @@ pub fn plan(
         Ok(bundle) if bundle.iter().any(|c| c.der == ca.der) => {}
         _ => return issue(IssueReason::CaBundleOutdated),
     }
-    if let Some(field) = template.first_mismatch(leaf, ca) {
-        return issue(IssueReason::SpecChanged(field));
+    let mut pending = None;
+    match template.first_mismatch(leaf, ca) {
+        // Only the CRL URL changed (it is checked last): the certificate is
+        // still good, so its re-issue waits for its turn in the spread.
+        Some(SpecField::CrlDistributionPoint) => {
+            let seen = policy.distribution_point_change_seen.unwrap_or(now);
+            let turn = seen
+                + Duration::milliseconds(
+                    (DISTRIBUTION_POINT_SPREAD.num_milliseconds() as f64 * jitter_fraction(leaf))
+                        as i64,
+                );
+            if now >= turn {
+                return issue(IssueReason::SpecChanged(SpecField::CrlDistributionPoint));
+            }
+            pending = Some((seen, turn));
+        }
+        Some(field) => return issue(IssueReason::SpecChanged(field)),
+        None => {}
     }
     if now >= leaf.not_after {
         return issue(IssueReason::Expired);
@@ -242,7 +269,8 @@ pub fn plan(
     }
     Plan::UpToDate {
         current: Box::new(leaf.clone()),
-        renewal_time,
+        renewal_time: pending.map_or(renewal_time, |(_, turn)| renewal_time.min(turn)),
+        change_pending_since: pending.map(|(seen, _)| seen),
     }
 }
 
@@ -482,12 +510,12 @@ mod tests {
                 Some(IssueReason::SpecChanged(SpecField::Duration)),
             ),
             (
-                "CRL URL added",
+                "CRL URL added: waits for its turn in the spread",
                 Some(Box::new(|_, t| {
                     t.crl_distribution_point = Some("http://x/crl".into())
                 })),
                 t0(),
-                Some(IssueReason::SpecChanged(SpecField::CrlDistributionPoint)),
+                None,
             ),
             // Renewal at day 60 less a jitter of at most 3 days (10% of a 30-day window).
             (
@@ -556,6 +584,55 @@ mod tests {
         );
         assert_eq!(ask(Some(past), Some(past)), None);
         assert_eq!(ask(None, Some(past)), None);
+    }
+
+    #[test]
+    fn a_new_crl_url_reissues_certificates_spread_over_an_hour_from_when_it_was_seen() {
+        let w = world();
+        let mut moved = w.template.clone();
+        moved.crl_distribution_point = Some("http://new.example/crl".into());
+        let seen = t0() + Duration::days(1);
+        let policy = RenewalPolicy {
+            distribution_point_change_seen: Some(seen),
+            ..w.policy.clone()
+        };
+        let at = |now| plan(&moved, &policy, Some(&w.secret), w.ca.certificate(), now);
+        let turn = match at(seen) {
+            Plan::UpToDate {
+                renewal_time,
+                change_pending_since,
+                ..
+            } => {
+                assert_eq!(change_pending_since, Some(seen));
+                renewal_time
+            }
+            other => panic!("waits for its turn, got {other:?}"),
+        };
+        assert!(
+            turn >= seen && turn < seen + DISTRIBUTION_POINT_SPREAD,
+            "{turn}"
+        );
+        assert_eq!(
+            reason(at(seen + DISTRIBUTION_POINT_SPREAD)),
+            Some(IssueReason::SpecChanged(SpecField::CrlDistributionPoint))
+        );
+        // Across many certificates the turns spread over the hour.
+        let turns: BTreeSet<i64> = (0..40)
+            .map(|_| {
+                let key = PrivateKey::generate(w.template.key_algorithm).expect("key");
+                let leaf = issue(&w.template, &key, &w.ca, t0()).expect("issue");
+                let secret = SecretData {
+                    tls_crt: Some(leaf.chain_pem.into_bytes()),
+                    tls_key: Some(key.to_pem().into_bytes()),
+                    ca_crt: w.secret.ca_crt.clone(),
+                };
+                match plan(&moved, &policy, Some(&secret), w.ca.certificate(), seen) {
+                    Plan::UpToDate { renewal_time, .. } => (renewal_time - seen).num_minutes(),
+                    other => panic!("{other:?}"),
+                }
+            })
+            .collect();
+        assert!(turns.len() > 15, "spread over the hour: {turns:?}");
     }
 
     #[test]
@@ -654,6 +731,7 @@ mod tests {
             Plan::UpToDate {
                 current,
                 renewal_time,
+                change_pending_since: None,
             } => {
                 assert_eq!(current.serial, w.leaf.serial);
                 assert_eq!(renewal_time, super::renewal_time(&w.leaf, &w.policy));

@@ -338,6 +338,10 @@ pub struct ClusterCertificateStatus {
     pub failed_issuance_attempts: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// When certop first saw the CA's CRL distribution point change for
+    /// this certificate: its re-issue is spread over the hour after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_change_since: Option<chrono::DateTime<chrono::Utc>>,
     /// The most recent revocation of one of this certificate's serials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revocation: Option<RevocationRecord>,

@@ -39,6 +39,7 @@ pub enum Decision {
     UpToDate {
         current: Box<CertificateInfo>,
         renewal_time: DateTime<Utc>,
+        change_pending_since: Option<DateTime<Utc>>,
     },
 }
 
@@ -63,6 +64,8 @@ pub fn renewal_policy(cert: &ClusterCertificate, secret: Option<&Secret>) -> Ren
     policy.revoked_serial = revocation_of(cert).map(|r| r.serial_number);
     policy.requested = cert.annotations().get(meta::RENEW_REQUESTED_AT).cloned();
     policy.honoured = secret.and_then(|s| s.annotations().get(meta::RENEWAL_REQUEST).cloned());
+    policy.distribution_point_change_seen =
+        cert.status.as_ref().and_then(|s| s.pending_change_since);
     policy
 }
 
@@ -121,9 +124,11 @@ pub fn decide(
         Plan::UpToDate {
             current,
             renewal_time,
+            change_pending_since,
         } => Decision::UpToDate {
             current,
             renewal_time,
+            change_pending_since,
         },
         Plan::Issue { reason, reuse_key } => {
             let revision = secret

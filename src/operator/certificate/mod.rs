@@ -192,6 +192,7 @@ async fn apply_pass(
         Decision::UpToDate {
             current,
             renewal_time,
+            change_pending_since,
         } => {
             let Some(secret) = observed else {
                 return Ok(Action::requeue(Duration::from_secs(1)));
@@ -224,6 +225,7 @@ async fn apply_pass(
                 secret: wanted,
                 leaf: *current,
                 renewal_time,
+                change_pending_since,
             }
         }
     };
@@ -336,6 +338,7 @@ async fn issue_into_secret(
         secret: wanted,
         leaf,
         renewal_time,
+        change_pending_since: None,
     }))
 }
 
@@ -345,6 +348,8 @@ pub(crate) struct Held {
     secret: Secret,
     leaf: CertificateInfo,
     renewal_time: DateTime<Utc>,
+    /// A CRL distribution point change waiting for its turn since then.
+    change_pending_since: Option<DateTime<Utc>>,
 }
 
 fn renewal_policy(cert: &ClusterCertificate) -> RenewalPolicy {

@@ -37,6 +37,7 @@ pub fn ready_status(
     status.not_before = Some(leaf.not_before);
     status.not_after = Some(leaf.not_after);
     status.renewal_time = Some(held.renewal_time);
+    status.pending_change_since = held.change_pending_since;
     status.serial_number = Some(serial);
     status.fingerprint = Some(leaf.fingerprint.clone());
     if revision.is_some() {
