@@ -41,6 +41,19 @@ impl Backoff {
     }
 }
 
+/// The error policy of every controller: log, and retry after this
+/// object's next backoff delay.
+pub fn retry(
+    controller: &str,
+    name: &str,
+    error: &Error,
+    backoff: &Backoff,
+) -> kube::runtime::controller::Action {
+    let delay = backoff.next(&format!("{controller}/{name}"), error);
+    tracing::warn!(controller, object = name, %error, retry_in = ?delay, "reconcile failed");
+    kube::runtime::controller::Action::requeue(delay)
+}
+
 /// 1 s, 2 s, 4 s, … capped at 5 min.
 pub fn delay(failures: u32) -> Duration {
     let shift = failures.clamp(1, 20) - 1;

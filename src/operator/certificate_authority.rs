@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::conditions::{self, READY};
 use super::context::FIELD_MANAGER;
@@ -87,8 +87,7 @@ pub fn decide_source<'a>(
 }
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = format!("certificateauthority/{}", ca.name_any());
-    let result = reconcile_with_finalizer(
+    reconcile_with_finalizer(
         "certificateauthority",
         ca,
         &ctx,
@@ -101,19 +100,11 @@ pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Resu
             async move { cleanup(&o, &ctx).await }
         },
     )
-    .await;
-    if result.is_ok() {
-        ctx.backoff.reset(&key);
-    }
-    result
+    .await
 }
 
 pub fn error_policy(ca: Arc<CertificateAuthority>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx
-        .backoff
-        .next(&format!("certificateauthority/{}", ca.name_any()), error);
-    warn!(ca = %ca.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    super::backoff::retry("certificateauthority", &ca.name_any(), error, &ctx.backoff)
 }
 
 /// Whether the key pair loaded is the one the CA is bound to. Pure.

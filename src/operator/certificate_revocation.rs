@@ -11,7 +11,7 @@ use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::conditions::{self, READY};
 use super::ledger_store::rule_of;
@@ -32,12 +32,20 @@ pub async fn reconcile(
     let result = apply(&rev, &ctx).await;
     ctx.metrics
         .reconciled("certificaterevocation", started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff
+            .reset(&format!("certificaterevocation/{}", rev.name_any()));
+    }
     result
 }
 
-pub fn error_policy(rev: Arc<CertificateRevocation>, error: &Error, _ctx: Arc<Context>) -> Action {
-    warn!(revocation = %rev.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+pub fn error_policy(rev: Arc<CertificateRevocation>, error: &Error, ctx: Arc<Context>) -> Action {
+    super::backoff::retry(
+        "certificaterevocation",
+        &rev.name_any(),
+        error,
+        &ctx.backoff,
+    )
 }
 
 /// Every pass recomputes what the revocation covers from the ledger and

@@ -91,16 +91,24 @@ pub async fn reconcile(
     let result = handle(&csr, &ctx).await;
     ctx.metrics
         .reconciled("certificatesigningrequest", started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff
+            .reset(&format!("certificatesigningrequest/{}", csr.name_any()));
+    }
     result
 }
 
 pub fn error_policy(
     csr: Arc<CertificateSigningRequest>,
     error: &Error,
-    _ctx: Arc<Context>,
+    ctx: Arc<Context>,
 ) -> Action {
-    warn!(csr = %csr.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(5))
+    super::backoff::retry(
+        "certificatesigningrequest",
+        &csr.name_any(),
+        error,
+        &ctx.backoff,
+    )
 }
 
 async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action, Error> {

@@ -11,7 +11,8 @@ use super::{Context, Error};
 use crate::api::meta;
 
 /// Runs `apply` for a live object and `cleanup` for one being deleted,
-/// behind certop's finalizer, and records the reconcile's duration.
+/// behind certop's finalizer, records the reconcile's duration, and ends
+/// the object's error backoff when it succeeds.
 pub async fn reconcile_with_finalizer<K, A, C, FA, FC>(
     controller: &str,
     obj: Arc<K>,
@@ -34,6 +35,10 @@ where
     FC: Future<Output = Result<Action, Error>>,
 {
     let started = std::time::Instant::now();
+    let key = format!(
+        "{controller}/{}",
+        obj.meta().name.clone().unwrap_or_default()
+    );
     let api: Api<K> = Api::all(ctx.client.clone());
     let result = finalizer(&api, meta::FINALIZER, obj, |event| async {
         match event {
@@ -48,5 +53,8 @@ where
     });
     ctx.metrics
         .reconciled(controller, started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.backoff.reset(&key);
+    }
     result
 }

@@ -658,3 +658,59 @@ fn a_trust_bundle_never_takes_over_a_configmap_certop_did_not_create() {
         );
     });
 }
+
+#[test]
+fn a_moved_secret_name_removes_the_old_secret_once_the_new_one_exists() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("issue");
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["spec"]["secretName"] = json!("web-tls-2");
+        cert["metadata"]["generation"] = json!(2);
+        w.api.put(CERT_PATH, cert);
+        w.settle_certificate().await;
+        assert!(
+            w.secret().is_none(),
+            "the old Secret (with a valid key) is gone"
+        );
+        let moved: Secret = w
+            .api
+            .get("/api/v1/namespaces/app/secrets/web-tls-2")
+            .expect("the new Secret");
+        assert_eq!(
+            moved
+                .annotations()
+                .get(meta::CERTIFICATE)
+                .map(String::as_str),
+            Some("web")
+        );
+        assert_eq!(w.status().secret.as_deref(), Some("app/web-tls-2"));
+    });
+}
+
+#[test]
+fn deletion_revokes_unless_the_secret_is_kept() {
+    runtime().block_on(async {
+        for (policy, revoked) in [("Delete", true), ("Retain", false)] {
+            let w = world();
+            w.certificate_pass().await.expect("issue");
+            let serial = w.secret_serial();
+            let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+            cert["spec"]["secretDeletionPolicy"] = json!(policy);
+            cert["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            w.api.put(CERT_PATH, cert);
+            w.certificate_pass().await.expect("cleanup");
+            let entry = w
+                .ledger()
+                .into_iter()
+                .find(|e| e.serial == serial)
+                .expect("entry");
+            assert_eq!(entry.revoked.is_some(), revoked, "{policy}");
+            assert_eq!(
+                w.secret().is_some(),
+                !revoked,
+                "{policy}: the Secret goes or stays"
+            );
+        }
+    });
+}

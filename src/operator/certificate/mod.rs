@@ -59,8 +59,7 @@ pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duratio
 }
 
 pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let key = format!("clustercertificate/{}", cert.name_any());
-    let result = reconcile_with_finalizer(
+    reconcile_with_finalizer(
         "clustercertificate",
         cert,
         &ctx,
@@ -73,19 +72,11 @@ pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Resu
             async move { cleanup(&o, &ctx).await }
         },
     )
-    .await;
-    if result.is_ok() {
-        ctx.backoff.reset(&key);
-    }
-    result
+    .await
 }
 
 pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Context>) -> Action {
-    let delay = ctx
-        .backoff
-        .next(&format!("clustercertificate/{}", cert.name_any()), error);
-    warn!(certificate = %cert.name_any(), %error, retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
+    super::backoff::retry("clustercertificate", &cert.name_any(), error, &ctx.backoff)
 }
 
 /// The ClusterCertificates to look at when a CertificateAuthority changes.
