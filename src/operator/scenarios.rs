@@ -714,3 +714,39 @@ fn deletion_revokes_unless_the_secret_is_kept() {
         }
     });
 }
+
+#[test]
+fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        w.api.put(
+            REV_PATH,
+            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2099-01-01T00:00:00Z"},
+                   "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": [serial]}}),
+        );
+        w.revocation_pass().await.expect("revoke");
+        for cm in w.api.list("/api/v1", "configmaps", Some(NS)) {
+            if cm["metadata"]["labels"].get(meta::LEDGER).is_some() {
+                let name = cm["metadata"]["name"].as_str().expect("name").to_string();
+                w.api.remove(&format!("{CRL_CM}{name}"));
+            }
+        }
+        assert!(w.ledger().is_empty(), "every shard deleted");
+        let before = w.crl_number().expect("CRL");
+        super::crl::publish(&w.ctx, &w.api.get(CA_PATH).expect("CA"), &w.authority, Utc::now())
+            .await
+            .expect("publish");
+        let cm: ConfigMap = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
+        let der = &cm.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        let parsed = parse_crl(der, Some(w.authority.certificate())).expect("CRL");
+        assert!(parsed.number > Some(before));
+        assert!(
+            parsed.entries.iter().any(|(s, _, _)| s.to_string() == serial),
+            "the revoked serial is still listed"
+        );
+    });
+}
