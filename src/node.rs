@@ -215,7 +215,7 @@ pub fn template_from(current: &CertificateInfo) -> Result<LeafTemplate, PkiError
         uris: current.uris.clone(),
         usages: current.usages.clone(),
         key_algorithm,
-        lifetime: current.not_after - current.not_before,
+        lifetime: crate::pki::issued_lifetime(current.not_before, current.not_after),
         crl_distribution_point: current.crl_distribution_points.first().cloned(),
     })
 }

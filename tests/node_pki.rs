@@ -114,7 +114,7 @@ fn init_writes_kubeadms_layout_that_openssl_verifies_and_keeps_it_on_a_second_ru
     );
     assert_eq!(
         api.not_after - api.not_before,
-        Duration::hours(8760),
+        Duration::hours(8760) + certop::pki::BACKDATE,
         "kubeadm's one year"
     );
     for (conf, user) in [

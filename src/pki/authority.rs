@@ -79,7 +79,7 @@ impl Authority {
             KeyUsagePurpose::DigitalSignature,
         ];
         params.serial_number = Some(SerialNumber::random()?.to_rcgen());
-        params.not_before = to_x509_time(now)?;
+        params.not_before = to_x509_time(now - super::BACKDATE)?;
         params.not_after = to_x509_time(now + request.lifetime)?;
         let cert = params.self_signed(key.pair()).map_err(PkiError::signing)?;
         let info = CertificateInfo::from_der(cert.der(), "the new CA certificate")?;

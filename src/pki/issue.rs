@@ -85,7 +85,15 @@ fn sign(
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
     params.serial_number = Some(SerialNumber::random()?.to_rcgen());
-    params.not_before = to_x509_time(now)?;
+    // Backdated as kubeadm and the Kubernetes signer do, not before the CA
+    // (unless asked to issue for a time before the CA itself).
+    let backdated = now - super::BACKDATE;
+    let not_before = if backdated < ca_cert.not_before && now >= ca_cert.not_before {
+        ca_cert.not_before
+    } else {
+        backdated
+    };
+    params.not_before = to_x509_time(not_before)?;
     params.not_after = to_x509_time(not_after)?;
     params.use_authority_key_identifier_extension = true;
     let ia5 = |s: &str, field: &str| {

@@ -26,6 +26,22 @@ pub use serial::{SerialNumber, fingerprint};
 
 use chrono::{DateTime, TimeZone, Utc};
 
+/// How far notBefore is set back from the moment of issuance, as kubeadm
+/// and Kubernetes' own signer do, so a peer whose clock is a little behind
+/// does not see "not yet valid". notAfter is still issuance + lifetime.
+pub const BACKDATE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// The lifetime a certificate was issued for: notAfter - notBefore, less
+/// the backdate when it carries one (kubeadm's and certop's since the
+/// backdate; older certificates of whole hours have none).
+pub fn issued_lifetime(not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> chrono::Duration {
+    let span = not_after - not_before;
+    let backdated = span > BACKDATE
+        && (span - BACKDATE).num_seconds() % 3600 == 0
+        && span.num_seconds() % 3600 != 0;
+    if backdated { span - BACKDATE } else { span }
+}
+
 /// X.509 times have one-second resolution: certop truncates to it so that
 /// what it records equals what the certificate says.
 pub(crate) fn to_x509_time(t: DateTime<Utc>) -> Result<time::OffsetDateTime, PkiError> {

@@ -72,8 +72,12 @@ impl LeafTemplate {
         fn set<T: Ord + Clone>(v: &[T]) -> BTreeSet<T> {
             v.iter().cloned().collect()
         }
-        let lifetime = cert.not_after - cert.not_before;
-        let clamped = cert.not_after == ca.not_after && lifetime < t.lifetime;
+        // notAfter - notBefore is the lifetime plus the backdate (up to
+        // BACKDATE, less when notBefore met the CA's), or exactly the
+        // lifetime for certificates issued before certop backdated.
+        let span = cert.not_after - cert.not_before;
+        let lifetime_matches = span >= t.lifetime && span <= t.lifetime + super::BACKDATE;
+        let clamped = cert.not_after == ca.not_after && span < t.lifetime + super::BACKDATE;
         let checks = [
             (cert.common_name != t.common_name, SpecField::CommonName),
             (
@@ -94,7 +98,7 @@ impl LeafTemplate {
                 cert.key_algorithm != Some(t.key_algorithm),
                 SpecField::KeyAlgorithm,
             ),
-            (lifetime != t.lifetime && !clamped, SpecField::Duration),
+            (!lifetime_matches && !clamped, SpecField::Duration),
             (
                 cert.crl_distribution_points.first() != t.crl_distribution_point.as_ref(),
                 SpecField::CrlDistributionPoint,
@@ -137,11 +141,11 @@ fn rules(profile: Profile, node: Option<&str>) -> Result<ProfileRules, PkiError>
             takes_names: true,
             ..fixed("kube-apiserver", &[], &[ServerAuth])
         },
-        Profile::KubeApiserverKubeletClient => fixed(
-            "kube-apiserver-kubelet-client",
-            &["kubeadm:cluster-admins"],
-            &[ClientAuth],
-        ),
+        // CN only, as kubeadm 1.36: the API server reaches kubelets through
+        // the system:kubelet-api-admin binding of its CN, never cluster-admin.
+        Profile::KubeApiserverKubeletClient => {
+            fixed("kube-apiserver-kubelet-client", &[], &[ClientAuth])
+        }
         Profile::KubeApiserverEtcdClient => fixed("kube-apiserver-etcd-client", &[], &[ClientAuth]),
         Profile::FrontProxyClient => fixed("front-proxy-client", &[], &[ClientAuth]),
         Profile::EtcdServer | Profile::EtcdPeer => ProfileRules {

@@ -84,7 +84,7 @@ fn every_profile_issues_what_the_component_expects() {
         Expected {
             profile: Profile::KubeApiserverKubeletClient,
             cn: "kube-apiserver-kubelet-client",
-            o: &["kubeadm:cluster-admins"],
+            o: &[],
             eku: &[ClientAuth],
             dns: &[],
             ips: &[],
@@ -504,7 +504,11 @@ fn issued_certificates_carry_aki_random_serial_and_crl_distribution_point() {
         vec![t.crl_distribution_point.clone().expect("set")]
     );
     assert!(key_matches_certificate(&key, &a.certificate));
-    assert_eq!(a.certificate.not_before, now());
+    assert_eq!(
+        a.certificate.not_before,
+        now() - crate::pki::BACKDATE,
+        "backdated 5 minutes, as kubeadm and the Kubernetes signer do"
+    );
     assert_eq!(a.certificate.not_after, now() + Duration::days(90));
     let chain = parse_chain(a.chain_pem.as_bytes(), "chain").expect("chain parses");
     assert_eq!(chain.len(), 2);
@@ -547,7 +551,8 @@ fn ca_of_every_algorithm_is_a_proper_ca() {
         assert!(ca.certificate().subject_key_id.is_some(), "{alg}: SKI");
         assert_eq!(
             ca.certificate().not_after - ca.certificate().not_before,
-            Duration::hours(87_600)
+            Duration::hours(87_600) + crate::pki::BACKDATE,
+            "{alg}: ten years from issuance, notBefore backdated as kubeadm does"
         );
         assert_eq!(ca.certificate().key_algorithm, Some(alg));
         assert!(
