@@ -164,10 +164,11 @@ fn an_approved_csr_for_a_certop_signer_is_signed_for_the_time_asked() {
         "openssl verifies it against the CA"
     );
     let leaf = certop::pki::parse_pem_certificate(&pem, "csr").expect("parse");
-    assert_eq!(
-        leaf.not_after - leaf.not_before,
-        chrono::Duration::hours(1),
-        "expirationSeconds honoured"
+    let span = leaf.not_after - leaf.not_before;
+    assert!(
+        span >= chrono::Duration::hours(1)
+            && span <= chrono::Duration::hours(1) + certop::pki::BACKDATE,
+        "expirationSeconds honoured from issuance, notBefore backdated: {span}"
     );
     assert_eq!(leaf.common_name.as_deref(), Some("robot"));
     assert_eq!(leaf.dns_names, vec!["robot.example".to_string()]);
