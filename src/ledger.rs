@@ -23,7 +23,8 @@ pub struct LedgerEntry {
     /// Serial, lower-case hex.
     #[serde(rename = "s")]
     pub serial: String,
-    /// notBefore, Unix seconds: rules apply to certificates issued before a time.
+    /// When it was issued, Unix seconds (notBefore + the backdate):
+    /// rules apply to certificates issued before a time.
     #[serde(rename = "b")]
     pub issued_at: i64,
     /// notAfter, Unix seconds: the entry is dropped once it passes.
@@ -55,7 +56,8 @@ impl LedgerEntry {
     pub fn of(cert: &CertificateInfo, certificate: Option<&str>) -> Self {
         LedgerEntry {
             serial: cert.serial.to_string(),
-            issued_at: cert.not_before.timestamp(),
+            // notBefore is backdated: issuance was at most BACKDATE later.
+            issued_at: (cert.not_before + crate::pki::BACKDATE).timestamp(),
             not_after: cert.not_after.timestamp(),
             organizations: cert.organizations.clone(),
             dns_names: cert.dns_names.clone(),

@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 use crate::api::{ClusterCertificateSpec, IssuerRef, Profile};
 use crate::pki::{CertificateInfo, LeafTemplate, PkiError};
@@ -258,110 +257,105 @@ pub fn select<'a>(
         .collect())
 }
 
-/// A kubeconfig with one cluster and one client certificate, as kubeadm writes them.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Kubeconfig {
-    #[serde(rename = "apiVersion")]
-    pub api_version: String,
-    pub kind: String,
-    pub clusters: Vec<NamedCluster>,
-    pub contexts: Vec<NamedContext>,
-    #[serde(rename = "current-context")]
-    pub current_context: String,
-    pub users: Vec<NamedUser>,
+/// A kubeconfig with one cluster and one client certificate, as kubeadm
+/// writes it: keys in kubeadm's (alphabetical) order, `preferences: {}`,
+/// base64 data on one line.
+pub fn new_kubeconfig(
+    server: &str,
+    user: &str,
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> serde_json::Value {
+    let context = format!("{user}@kubernetes");
+    serde_json::json!({
+        "apiVersion": "v1",
+        "clusters": [{"cluster": {"certificate-authority-data": b64(ca_pem.as_bytes()), "server": server}, "name": "kubernetes"}],
+        "contexts": [{"context": {"cluster": "kubernetes", "user": user}, "name": context}],
+        "current-context": context,
+        "kind": "Config",
+        "preferences": {},
+        "users": [{"name": user, "user": {"client-certificate-data": b64(cert_pem.as_bytes()), "client-key-data": b64(key_pem.as_bytes())}}],
+    })
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NamedCluster {
-    pub name: String,
-    pub cluster: ClusterEntry,
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ClusterEntry {
-    #[serde(rename = "certificate-authority-data")]
-    pub certificate_authority_data: String,
-    pub server: String,
+/// Where a kubeconfig keeps the client credentials of its current
+/// context's user (or its only user).
+#[derive(Clone, Debug, PartialEq)]
+pub enum ClientCredentials {
+    /// PEM certificate and key embedded as base64 data.
+    Embedded { cert: Vec<u8>, key: Vec<u8> },
+    /// Paths as written in the file (relative ones are from the kubeconfig's directory).
+    Files { cert: String, key: String },
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NamedContext {
-    pub name: String,
-    pub context: ContextEntry,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ContextEntry {
-    pub cluster: String,
-    pub user: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NamedUser {
-    pub name: String,
-    pub user: UserEntry,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct UserEntry {
-    #[serde(rename = "client-certificate-data")]
-    pub client_certificate_data: String,
-    #[serde(rename = "client-key-data")]
-    pub client_key_data: String,
-}
-
-impl Kubeconfig {
-    /// A kubeconfig for `user` with its certificate and key (PEM), trusting `ca_pem`.
-    pub fn new(server: &str, user: &str, ca_pem: &str, cert_pem: &str, key_pem: &str) -> Self {
-        use base64::Engine;
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let context = format!("{user}@kubernetes");
-        Kubeconfig {
-            api_version: "v1".into(),
-            kind: "Config".into(),
-            clusters: vec![NamedCluster {
-                name: "kubernetes".into(),
-                cluster: ClusterEntry {
-                    certificate_authority_data: b64(ca_pem),
-                    server: server.into(),
-                },
-            }],
-            contexts: vec![NamedContext {
-                name: context.clone(),
-                context: ContextEntry {
-                    cluster: "kubernetes".into(),
-                    user: user.into(),
-                },
-            }],
-            current_context: context,
-            users: vec![NamedUser {
-                name: user.into(),
-                user: UserEntry {
-                    client_certificate_data: b64(cert_pem),
-                    client_key_data: b64(key_pem),
-                },
-            }],
-        }
+/// The user entry the credentials belong to: the current context's user,
+/// else the first user.
+fn current_user(doc: &serde_json::Value) -> Option<usize> {
+    let users = doc.get("users")?.as_array()?;
+    let wanted = doc
+        .get("current-context")
+        .and_then(|c| c.as_str())
+        .and_then(|current| {
+            doc.get("contexts")?
+                .as_array()?
+                .iter()
+                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(current))?
+                .pointer("/context/user")?
+                .as_str()
+        });
+    match wanted {
+        Some(name) => users
+            .iter()
+            .position(|u| u.get("name").and_then(|n| n.as_str()) == Some(name)),
+        None => (!users.is_empty()).then_some(0),
     }
+}
 
-    /// The client certificate and key (PEM) of its first user.
-    pub fn client_pair(&self) -> Option<(Vec<u8>, Vec<u8>)> {
-        use base64::Engine;
-        let user = &self.users.first()?.user;
-        let d = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).ok();
-        Some((d(&user.client_certificate_data)?, d(&user.client_key_data)?))
+pub fn client_credentials(doc: &serde_json::Value) -> Option<ClientCredentials> {
+    use base64::Engine;
+    let user = doc.get("users")?.get(current_user(doc)?)?.get("user")?;
+    let text = |k: &str| user.get(k).and_then(|v| v.as_str());
+    let decode = |s: &str| base64::engine::general_purpose::STANDARD.decode(s).ok();
+    match (text("client-certificate-data"), text("client-key-data")) {
+        (Some(c), Some(k)) => Some(ClientCredentials::Embedded {
+            cert: decode(c)?,
+            key: decode(k)?,
+        }),
+        _ => Some(ClientCredentials::Files {
+            cert: text("client-certificate")?.to_string(),
+            key: text("client-key")?.to_string(),
+        }),
     }
+}
 
-    /// Replaces the client certificate and key of its first user.
-    pub fn with_client_pair(mut self, cert_pem: &str, key_pem: &str) -> Self {
-        use base64::Engine;
-        if let Some(u) = self.users.first_mut() {
-            u.user.client_certificate_data =
-                base64::engine::general_purpose::STANDARD.encode(cert_pem);
-            u.user.client_key_data = base64::engine::general_purpose::STANDARD.encode(key_pem);
-        }
-        self
+/// Replaces the embedded client certificate and key of the current user,
+/// and nothing else (other users, contexts, namespaces, preferences and
+/// extensions stay as they were). False when they are not embedded.
+pub fn replace_embedded(doc: &mut serde_json::Value, cert_pem: &str, key_pem: &str) -> bool {
+    let Some(i) = current_user(doc) else {
+        return false;
+    };
+    let Some(user) = doc
+        .pointer_mut(&format!("/users/{i}/user"))
+        .and_then(|u| u.as_object_mut())
+    else {
+        return false;
+    };
+    if !user.contains_key("client-certificate-data") {
+        return false;
     }
+    user.insert(
+        "client-certificate-data".into(),
+        b64(cert_pem.as_bytes()).into(),
+    );
+    user.insert("client-key-data".into(), b64(key_pem.as_bytes()).into());
+    true
 }
 
 #[cfg(test)]
@@ -454,24 +448,51 @@ mod tests {
     }
 
     #[test]
-    fn kubeconfigs_round_trip_their_client_pair() {
-        let k = Kubeconfig::new(
+    fn kubeconfigs_change_only_the_current_users_credentials() {
+        let mut doc = new_kubeconfig(
             "https://192.0.2.10:6443",
             "kubernetes-admin",
             "CA",
             "CERT",
             "KEY",
         );
-        let yaml = serde_saphyr::to_string(&k).expect("yaml");
-        let back: Kubeconfig = serde_saphyr::from_str(&yaml).expect("parse");
         assert_eq!(
-            back.client_pair(),
-            Some((b"CERT".to_vec(), b"KEY".to_vec()))
+            client_credentials(&doc),
+            Some(ClientCredentials::Embedded {
+                cert: b"CERT".to_vec(),
+                key: b"KEY".to_vec()
+            })
         );
-        let renewed = back.with_client_pair("NEW", "KEY2");
+        // What an administrator added stays: another user, a namespace, preferences.
+        doc["users"].as_array_mut().expect("users").insert(
+            0,
+            serde_json::json!({"name": "other", "user": {"token": "t"}}),
+        );
+        doc["contexts"][0]["context"]["namespace"] = "kube-system".into();
+        doc["preferences"] = serde_json::json!({"colors": true});
+        let before = doc.clone();
+        assert!(replace_embedded(&mut doc, "NEW", "KEY2"));
         assert_eq!(
-            renewed.client_pair(),
-            Some((b"NEW".to_vec(), b"KEY2".to_vec()))
+            client_credentials(&doc),
+            Some(ClientCredentials::Embedded {
+                cert: b"NEW".to_vec(),
+                key: b"KEY2".to_vec()
+            })
         );
+        let mut expected = before;
+        expected["users"][1]["user"]["client-certificate-data"] = b64(b"NEW").into();
+        expected["users"][1]["user"]["client-key-data"] = b64(b"KEY2").into();
+        assert_eq!(doc, expected, "nothing else changed");
+
+        let files = serde_json::json!({"current-context": "c", "contexts": [{"name": "c", "context": {"user": "u"}}],
+            "users": [{"name": "u", "user": {"client-certificate": "pki/u.crt", "client-key": "/abs/u.key"}}]});
+        assert_eq!(
+            client_credentials(&files),
+            Some(ClientCredentials::Files {
+                cert: "pki/u.crt".into(),
+                key: "/abs/u.key".into()
+            })
+        );
+        assert!(!replace_embedded(&mut files.clone(), "a", "b"));
     }
 }

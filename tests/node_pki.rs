@@ -181,7 +181,7 @@ fn init_uses_an_existing_kubeadm_ca() {
 }
 
 #[test]
-fn renew_replaces_what_is_due_keeping_names_and_keys_and_backs_up() {
+fn renew_replaces_what_is_due_keeping_names_with_new_keys_and_backs_up() {
     let tmp = tempfile::tempdir().expect("tmp");
     let pki = init(tmp.path());
     // Make the API server certificate expired, as after a long power-off.
@@ -255,11 +255,13 @@ fn renew_replaces_what_is_due_keeping_names_and_keys_and_backs_up() {
     assert_eq!(renewed.dns_names, current.dns_names);
     assert_eq!(renewed.ip_addresses, current.ip_addresses);
     assert_eq!(renewed.common_name, current.common_name);
-    assert_eq!(
-        std::fs::read_to_string(pki.join("apiserver.key")).expect("key"),
-        key_pem,
-        "the key is kept"
+    let new_key_pem = std::fs::read_to_string(pki.join("apiserver.key")).expect("key");
+    assert_ne!(
+        new_key_pem, key_pem,
+        "a renewal makes a new key, as kubeadm does"
     );
+    let new_key = PrivateKey::from_pem(&new_key_pem, "apiserver.key").expect("key");
+    assert!(certop::pki::key_matches_certificate(&new_key, &renewed));
     verify(&pki.join("ca.crt"), &pki.join("apiserver.crt"));
     let backups: Vec<_> = std::fs::read_dir(pki.join(".certop-backup"))
         .expect("backup")
@@ -269,6 +271,26 @@ fn renew_replaces_what_is_due_keeping_names_and_keys_and_backs_up() {
     assert_eq!(
         std::fs::read(backups[0].path().join("apiserver.crt")).expect("backup"),
         expired.certificate.to_pem().into_bytes()
+    );
+    assert_eq!(
+        std::fs::read_to_string(backups[0].path().join("apiserver.key")).expect("backup"),
+        key_pem,
+        "the old key is backed up too"
+    );
+    let kept = ok(certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--force",
+        "--keep-key",
+        "apiserver",
+    ]));
+    assert!(kept.contains("apiserver: renewed"), "{kept}");
+    assert_eq!(
+        std::fs::read_to_string(pki.join("apiserver.key")).expect("key"),
+        new_key_pem,
+        "--keep-key keeps it"
     );
 
     assert!(
@@ -296,7 +318,7 @@ fn renew_replaces_what_is_due_keeping_names_and_keys_and_backs_up() {
         "--dir",
         pki.to_str().expect("utf-8"),
         "--within",
-        "9000h",
+        "375d",
         "all",
     ]));
     assert_eq!(
@@ -338,4 +360,122 @@ fn renew_refuses_files_it_cannot_parse_and_touches_nothing() {
         "{err}"
     );
     assert_eq!(snapshot(tmp.path()), before, "nothing was written");
+}
+
+#[test]
+fn renewing_a_kubeconfig_changes_only_its_client_credentials() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = init(tmp.path());
+    let admin = tmp.path().join("admin.conf");
+    let text = std::fs::read_to_string(&admin).expect("admin.conf");
+    // kubeadm writes base64 data on one line: the grep | awk | base64 -d idiom works.
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("client-certificate-data: "))
+        .expect("one-line client-certificate-data");
+    assert!(line.trim_start().len() > 200, "{line}");
+    // An administrator adds a namespace, another context and preferences.
+    let edited = text
+        .replace("preferences: {}", "preferences:\n  colors: true")
+        .replace(
+            "    user: kubernetes-admin\n",
+            "    namespace: kube-system\n    user: kubernetes-admin\n",
+        );
+    assert_ne!(edited, text, "the edit applied");
+    std::fs::write(&admin, &edited).expect("write");
+    ok(certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--force",
+        "admin.conf",
+    ]));
+    let renewed = std::fs::read_to_string(&admin).expect("admin.conf");
+    assert!(
+        renewed.contains("namespace: kube-system") && renewed.contains("colors: true"),
+        "{renewed}"
+    );
+    let strip = |t: &str| {
+        t.lines()
+            .filter(|l| !l.contains("client-certificate-data") && !l.contains("client-key-data"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        strip(&renewed),
+        strip(&edited),
+        "only the client credentials changed"
+    );
+    let whoami = std::process::Command::new("kubectl")
+        .args(["config", "view", "--raw", "--kubeconfig"])
+        .arg(&admin)
+        .args(["-o", "jsonpath={.contexts[0].context.namespace}"])
+        .output()
+        .expect("kubectl");
+    assert_eq!(
+        String::from_utf8_lossy(&whoami.stdout),
+        "kube-system",
+        "kubectl reads it"
+    );
+
+    // A kubeconfig that names files keeps naming them; the files are renewed.
+    let files_dir = tmp.path().join("files");
+    std::fs::create_dir_all(&files_dir).expect("dir");
+    let sched = tmp.path().join("scheduler.conf");
+    let out = std::process::Command::new("kubectl")
+        .args(["config", "view", "--raw", "--kubeconfig"])
+        .arg(&sched)
+        .args(["-o", "jsonpath={.users[0].user.client-certificate-data}"])
+        .output()
+        .expect("kubectl");
+    use base64::Engine;
+    let cert = base64::engine::general_purpose::STANDARD
+        .decode(String::from_utf8_lossy(&out.stdout).trim())
+        .expect("base64");
+    let out = std::process::Command::new("kubectl")
+        .args(["config", "view", "--raw", "--kubeconfig"])
+        .arg(&sched)
+        .args(["-o", "jsonpath={.users[0].user.client-key-data}"])
+        .output()
+        .expect("kubectl");
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(String::from_utf8_lossy(&out.stdout).trim())
+        .expect("base64");
+    std::fs::write(files_dir.join("sched.crt"), &cert).expect("write");
+    std::fs::write(files_dir.join("sched.key"), &key).expect("write");
+    let sched_text = std::fs::read_to_string(&sched).expect("scheduler.conf");
+    let by_files: String = sched_text
+        .lines()
+        .map(|l| {
+            if l.contains("client-certificate-data") {
+                "    client-certificate: files/sched.crt".to_string()
+            } else if l.contains("client-key-data") {
+                "    client-key: files/sched.key".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&sched, &by_files).expect("write");
+    ok(certop(&[
+        "pki",
+        "renew",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--force",
+        "scheduler.conf",
+    ]));
+    assert_eq!(
+        std::fs::read_to_string(&sched).expect("read"),
+        by_files,
+        "the kubeconfig is untouched"
+    );
+    assert_ne!(
+        std::fs::read(files_dir.join("sched.crt")).expect("crt"),
+        cert,
+        "its certificate file is renewed"
+    );
+    verify(&pki.join("ca.crt"), &files_dir.join("sched.crt"));
 }

@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use super::files::{OutputFile, read, write_all};
 use super::{CliError, cli_duration, format_time_left};
 use crate::api::{GoDuration, KeyAlgorithm};
-use crate::node::{self, CaSlot, Kubeconfig, NodeCertificate, NodeParams, Placement};
+use crate::node::{self, CaSlot, NodeCertificate, NodeParams, Placement};
 use crate::pki::{Authority, CaRequest, CertificateInfo, PrivateKey, issue, parse_pem_certificate};
 
 #[derive(Debug, Args)]
@@ -71,6 +71,10 @@ pub struct RenewArgs {
     /// Renew the named certificates even if they are not due.
     #[arg(long)]
     force: bool,
+    /// Keep each certificate's private key (by default a renewal makes a
+    /// new one, as kubeadm does).
+    #[arg(long)]
+    keep_key: bool,
     /// Certificates to consider (kubeadm's names), or `all` (the default).
     names: Vec<String>,
 }
@@ -115,7 +119,7 @@ fn text(bytes: Vec<u8>, path: &Path) -> Result<String, CliError> {
         .map_err(|_| CliError::Invalid(format!("{}: not UTF-8 text", path.display())))
 }
 
-fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, CliError> {
+fn read_kubeconfig(path: &Path) -> Result<serde_json::Value, CliError> {
     serde_saphyr::from_str(&text(read(path)?, path)?).map_err(|e| {
         CliError::Invalid(format!(
             "{}: not a kubeconfig: {}",
@@ -125,10 +129,34 @@ fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, CliError> {
     })
 }
 
-fn kubeconfig_yaml(k: &Kubeconfig) -> Result<Vec<u8>, CliError> {
-    serde_saphyr::to_string(k)
+/// YAML as kubeadm writes it: plain scalars, so base64 data stays on one
+/// line (`grep client-certificate-data admin.conf | awk '{print $2}' | base64 -d` works).
+fn kubeconfig_yaml(k: &serde_json::Value) -> Result<Vec<u8>, CliError> {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(k, options)
         .map(String::into_bytes)
         .map_err(|e| CliError::Yaml(e.to_string()))
+}
+
+/// A kubeconfig's client certificate and key (PEM), and the files they
+/// were read from when the kubeconfig names files rather than embedding.
+type ClientPair = (Vec<u8>, Vec<u8>, Option<(PathBuf, PathBuf)>);
+
+fn kubeconfig_pair(path: &Path) -> Result<ClientPair, CliError> {
+    let doc = read_kubeconfig(path)?;
+    match node::client_credentials(&doc) {
+        Some(node::ClientCredentials::Embedded { cert, key }) => Ok((cert, key, None)),
+        Some(node::ClientCredentials::Files { cert, key }) => {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let (cert, key) = (base.join(cert), base.join(key));
+            Ok((read(&cert)?, read(&key)?, Some((cert, key))))
+        }
+        None => Err(CliError::Invalid(format!(
+            "{}: no client certificate",
+            path.display()
+        ))),
+    }
 }
 
 /// The certificate (and key PEM) of one layout entry, if present.
@@ -156,9 +184,7 @@ fn read_certificate(
             if !path.exists() {
                 return Ok(None);
             }
-            let (cert, key) = read_kubeconfig(&path)?.client_pair().ok_or_else(|| {
-                CliError::Invalid(format!("{}: no client certificate", path.display()))
-            })?;
+            let (cert, key, _) = kubeconfig_pair(&path)?;
             let info = parse_pem_certificate(&cert, &path.display().to_string())?;
             Ok(Some((info, text(key, &path)?)))
         }
@@ -256,7 +282,7 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
                     .common_name
                     .clone()
                     .unwrap_or_else(|| c.name.to_string());
-                let k = Kubeconfig::new(
+                let k = node::new_kubeconfig(
                     &server,
                     &user,
                     ca.certificate_pem(),
@@ -446,33 +472,57 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
             )));
         }
         let template = node::template_from(current)?;
+        let key = if args.keep_key {
+            key
+        } else {
+            PrivateKey::generate(template.key_algorithm)?
+        };
+        let new_key_pem = key.to_pem();
         let issued = issue(&template, &key, ca, now)?;
         let leaf_pem = issued.certificate.to_pem();
-        let path = match c.placement {
-            Placement::Pair(rel) => pair_paths(&args.dir, rel).0,
-            Placement::Kubeconfig(file) => kc_dir.join(file),
-        };
-        let content = match c.placement {
-            Placement::Pair(_) => leaf_pem.into_bytes(),
-            Placement::Kubeconfig(_) => {
-                kubeconfig_yaml(&read_kubeconfig(&path)?.with_client_pair(&leaf_pem, key_pem))?
+        // (file, new content, secret) for each file this renewal changes.
+        let mut changes: Vec<(PathBuf, Vec<u8>, bool)> = Vec::new();
+        match c.placement {
+            Placement::Pair(rel) => {
+                let (crt, key_path) = pair_paths(&args.dir, rel);
+                changes.push((crt, leaf_pem.into_bytes(), false));
+                changes.push((key_path, new_key_pem.into_bytes(), true));
             }
-        };
-        let rel = path
-            .strip_prefix(&args.dir)
-            .or_else(|_| path.strip_prefix(&kc_dir))
-            .unwrap_or(&path)
-            .to_path_buf();
-        files.push(OutputFile {
-            path: backup.join(&rel),
-            content: read(&path)?,
-            secret: true,
-        });
-        files.push(OutputFile {
-            path,
-            content,
-            secret: matches!(c.placement, Placement::Kubeconfig(_)),
-        });
+            Placement::Kubeconfig(file) => {
+                let path = kc_dir.join(file);
+                match kubeconfig_pair(&path)?.2 {
+                    // Only the client certificate and key change; a
+                    // kubeconfig that names files keeps naming them.
+                    Some((crt, key_path)) => {
+                        changes.push((crt, leaf_pem.into_bytes(), false));
+                        changes.push((key_path, new_key_pem.into_bytes(), true));
+                    }
+                    None => {
+                        let mut doc = read_kubeconfig(&path)?;
+                        node::replace_embedded(&mut doc, &leaf_pem, &new_key_pem);
+                        changes.push((path, kubeconfig_yaml(&doc)?, true));
+                    }
+                }
+            }
+        }
+        for (path, content, secret) in changes {
+            let rel = path
+                .strip_prefix(&args.dir)
+                .or_else(|_| path.strip_prefix(&kc_dir))
+                .unwrap_or(&path)
+                .to_path_buf();
+            let rel = rel.strip_prefix("/").unwrap_or(&rel).to_path_buf();
+            files.push(OutputFile {
+                path: backup.join(&rel),
+                content: read(&path)?,
+                secret: true,
+            });
+            files.push(OutputFile {
+                path,
+                content,
+                secret,
+            });
+        }
         let _ = writeln!(
             report,
             "{}: renewed, expires {} (was {})",

@@ -127,9 +127,14 @@ async fn modify_shard<T>(
             Some(cm) => entries_of(cm)?,
             None => Vec::new(),
         };
+        let read = entries.clone();
         ledger::prune(&mut entries, now);
         let before = entries.len();
         let result = change(&mut entries);
+        // Nothing to write: a repeated record or revocation costs a read only.
+        if existing.is_some() && entries == read {
+            return Ok(result);
+        }
         let json = serde_json::to_string(&entries)?;
         if entries.len() > before && json.len() > SHARD_LIMIT_BYTES {
             return Err(LedgerError::Full {
@@ -171,33 +176,50 @@ async fn modify_shard<T>(
 /// Records a certificate a Secret holds (idempotent: an entry already
 /// there keeps its revocation). The CA's revocation rules are applied as it
 /// goes in, so a certificate recorded while a revocation was being applied
-/// is not missed; returns whether the entry is revoked.
+/// is not missed.
 pub async fn record(
     ctx: &Context,
     ca: &str,
     entry: LedgerEntry,
     rules: &[(RevocationRule, RevocationReason)],
     now: DateTime<Utc>,
-) -> Result<bool, Error> {
+) -> Result<Recorded, Error> {
     let shard = ledger::shard_of(&entry.serial);
     modify_shard(ctx, ca, shard, now, |entries| {
         if !entries.iter().any(|e| e.serial == entry.serial) {
             entries.push(entry.clone());
         }
         let Some(e) = entries.iter_mut().find(|e| e.serial == entry.serial) else {
-            return false;
+            return Recorded::Live;
         };
+        let rule = rules.iter().find(|(rule, _)| rule.matches(e));
         if e.revoked.is_none()
-            && let Some((_, reason)) = rules.iter().find(|(rule, _)| rule.matches(e))
+            && let Some((_, reason)) = rule
         {
             e.revoked = Some(ledger::Revocation {
                 at: now.timestamp(),
                 reason: *reason,
             });
         }
-        e.revoked.is_some()
+        match (&e.revoked, rule) {
+            (None, _) => Recorded::Live,
+            // A rule that covers what is issued now covers any replacement too.
+            (Some(_), Some((r, _))) if r.issued_before > now => Recorded::RevokedForGood,
+            (Some(_), _) => Recorded::Revoked,
+        }
     })
     .await
+}
+
+/// What recording a certificate found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    Live,
+    /// Revoked: replace it.
+    Revoked,
+    /// Revoked by a rule whose issuedBefore lies in the future: a
+    /// replacement would be revoked too, so none is issued.
+    RevokedForGood,
 }
 
 /// A CA's ledger as read: every entry that can be read, the shards that

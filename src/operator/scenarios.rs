@@ -750,3 +750,47 @@ fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
         );
     });
 }
+
+#[test]
+fn a_revocation_reaching_into_the_future_blocks_instead_of_issuing_without_end() {
+    runtime().block_on(async {
+        let w = world();
+        w.api.put(
+            REV_PATH,
+            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
+                   "spec": {"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"], "issuedBefore": "2099-01-01T00:00:00Z"}}),
+        );
+        for _ in 0..5 {
+            let _ = w.certificate_pass().await;
+        }
+        let serial = w.secret_serial();
+        let writes = w.api.writes();
+        for _ in 0..5 {
+            w.certificate_pass().await.expect("pass");
+        }
+        assert_eq!(w.secret_serial(), serial, "no issuance storm");
+        assert!(w.api.writes() <= writes + 1, "settled: {:?}", w.api.log());
+        let ready = conditions::find(&w.status().conditions, conditions::READY).cloned().expect("Ready");
+        assert_eq!(ready.reason, "IssuanceFailed", "{}", ready.message);
+        assert!(ready.message.contains("issuedBefore"), "{}", ready.message);
+        assert!(w.ledger().iter().all(|e| e.revoked.is_some()), "what it issued is revoked");
+    });
+}
+
+#[test]
+fn a_certificate_issued_after_a_revocation_is_not_covered_by_it_despite_the_backdate() {
+    runtime().block_on(async {
+        let w = world();
+        let now = Utc::now();
+        w.api.put(
+            REV_PATH,
+            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": (now - chrono::Duration::seconds(10)).to_rfc3339()},
+                   "spec": {"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"]}}),
+        );
+        w.certificate_pass().await.expect("issue");
+        assert!(w.ledger().iter().all(|e| e.revoked.is_none()), "issued after the revocation: live");
+        assert_eq!(w.secret().and_then(|s| s.annotations().get(meta::REVISION).cloned()).as_deref(), Some("1"));
+    });
+}

@@ -232,14 +232,7 @@ async fn apply_pass(
             Recorded::Live => {}
             Recorded::Blocked(blocked) => return status::blocked(cert, ctx, blocked, now).await,
             Recorded::Revoked if replacing => {
-                let blocked = Blocked::new(
-                    Reason::IssuanceFailed,
-                    format!(
-                        "a CertificateRevocation of {} covers every new certificate (its issuedBefore lies in the future); serial {} is revoked",
-                        cert.spec.issuer_ref.name, held.leaf.serial
-                    ),
-                    Some(Duration::from_secs(300)),
-                );
+                let blocked = revoked_for_good(cert, &held.leaf.serial.to_string());
                 return status::blocked(cert, ctx, blocked, now).await;
             }
             Recorded::Revoked => {
@@ -396,6 +389,17 @@ enum Recorded {
     Blocked(Blocked),
 }
 
+fn revoked_for_good(cert: &ClusterCertificate, serial: &str) -> Blocked {
+    Blocked::new(
+        Reason::IssuanceFailed,
+        format!(
+            "a CertificateRevocation of {} covers every certificate issued until a time still to come (its issuedBefore); serial {serial} is revoked and no replacement is issued before then",
+            cert.spec.issuer_ref.name
+        ),
+        Some(Duration::from_secs(300)),
+    )
+}
+
 /// Records the certificate the Secret holds in its CA's ledger
 /// (idempotent), applying the CA's revocations to it as it goes in, so a
 /// certificate issued while a revocation was being applied is not missed.
@@ -409,8 +413,12 @@ async fn record(
     let rules: Vec<(RevocationRule, RevocationReason)> = ledger_store::rules_of_ca(ctx, ca);
     let entry = LedgerEntry::of(leaf, Some(&cert.name_any()));
     match ledger_store::record(ctx, ca, entry, &rules, now).await {
-        Ok(true) => Ok(Recorded::Revoked),
-        Ok(false) => Ok(Recorded::Live),
+        Ok(ledger_store::Recorded::Revoked) => Ok(Recorded::Revoked),
+        Ok(ledger_store::Recorded::Live) => Ok(Recorded::Live),
+        Ok(ledger_store::Recorded::RevokedForGood) => Ok(Recorded::Blocked(revoked_for_good(
+            cert,
+            &leaf.serial.to_string(),
+        ))),
         Err(Error::Ledger(e)) => Ok(Recorded::Blocked(Blocked::new(
             e.reason(),
             format!(
