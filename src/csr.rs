@@ -101,6 +101,71 @@ pub fn usage(name: &str) -> Option<KeyUsage> {
 pub enum Review {
     Approve(String),
     Deny(String),
+    /// Not recognisably a node's request: left for others (never denied).
+    Leave(String),
+    /// A node client request the requester may be allowed to make: approve
+    /// it if a SubjectAccessReview allows `create` on any of these
+    /// `certificatesigningrequests` subresources (tried in order), as
+    /// kube-controller-manager's csrapproving controller does; else leave it.
+    AccessCheck(Vec<&'static str>),
+}
+
+/// What Kubernetes' own signer checks for the kubelet signer names, applied
+/// whoever approved the CSR: a node's subject, the signer's usages, and the
+/// names that signer may put in a certificate. Pure.
+pub fn signer_rules(signer: &str, csr: &CsrContent, usages: &[String]) -> Result<(), String> {
+    let (required, name) = match signer {
+        KUBELET_CLIENT_SIGNER => (KeyUsage::ClientAuth, "client"),
+        KUBELET_SERVING_SIGNER => (KeyUsage::ServerAuth, "serving"),
+        _ => return Ok(()),
+    };
+    if !csr
+        .common_name
+        .as_deref()
+        .is_some_and(|cn| cn.starts_with("system:node:") && cn.len() > "system:node:".len())
+        || csr.organizations != ["system:nodes"]
+    {
+        return Err(format!(
+            "a kubelet {name} certificate must be for CN system:node:<name>, O system:nodes"
+        ));
+    }
+    check_usages(
+        usages,
+        required,
+        &[
+            KeyUsage::DigitalSignature,
+            KeyUsage::KeyEncipherment,
+            required,
+        ],
+    )?;
+    match signer {
+        KUBELET_CLIENT_SIGNER => {
+            if !csr.dns_names.is_empty()
+                || !csr.ip_addresses.is_empty()
+                || !csr.uris.is_empty()
+                || csr.other_names > 0
+            {
+                return Err(
+                    "a kubelet client certificate takes no subject alternative names (DNS, IP, email or URI)"
+                        .to_string(),
+                );
+            }
+        }
+        _ => {
+            if !csr.uris.is_empty() || csr.other_names > 0 {
+                return Err(
+                    "a kubelet serving certificate takes only DNS names and IPs (no URI or email)"
+                        .to_string(),
+                );
+            }
+            if csr.dns_names.is_empty() && csr.ip_addresses.is_empty() {
+                return Err(
+                    "a kubelet serving certificate needs at least one DNS name or IP".to_string(),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The node a requester is, if it is one: `system:node:<name>` in `system:nodes`.
@@ -151,44 +216,39 @@ fn check_usages(
     Ok(())
 }
 
-/// A kubelet's client certificate: the node asks for itself, nothing more.
+/// A kubelet client CSR, reviewed as kube-controller-manager's csrapproving
+/// controller does: a node asking for another node's identity is denied; a
+/// request the signer would refuse is left alone; any other is approved if
+/// the requester may create the `selfnodeclient` (its own identity) or
+/// `nodeclient` subresource (a bootstrap token's join), else left pending.
 pub fn review_kubelet_client(
     csr: &CsrContent,
     username: &str,
     groups: &[String],
     usages: &[String],
 ) -> Review {
-    let checked = (|| {
-        node_of(username, groups)?;
-        check_subject(csr, username)?;
-        check_usages(
-            usages,
-            KeyUsage::ClientAuth,
-            &[
-                KeyUsage::DigitalSignature,
-                KeyUsage::KeyEncipherment,
-                KeyUsage::ClientAuth,
-            ],
-        )?;
-        if !csr.dns_names.is_empty()
-            || !csr.ip_addresses.is_empty()
-            || !csr.uris.is_empty()
-            || csr.other_names > 0
-        {
-            return Err(
-                "a kubelet client certificate takes no subject alternative names".to_string(),
-            );
-        }
-        Ok(())
-    })();
-    match checked {
-        Ok(()) => Review::Approve(format!("{username} asked for its own client certificate")),
-        Err(why) => Review::Deny(why),
+    // What the signer would refuse is not a node client request at all.
+    if let Err(why) = signer_rules(KUBELET_CLIENT_SIGNER, csr, usages) {
+        return Review::Leave(why);
+    }
+    let cn = csr.common_name.as_deref().unwrap_or_default();
+    let is_node =
+        username.starts_with("system:node:") && groups.iter().any(|g| g == "system:nodes");
+    if is_node && cn != username {
+        return Review::Deny(format!(
+            "node {username} asked for the identity {cn}; a node may only ask for its own"
+        ));
+    }
+    if cn == username {
+        Review::AccessCheck(vec!["selfnodeclient", "nodeclient"])
+    } else {
+        Review::AccessCheck(vec!["nodeclient"])
     }
 }
 
-/// A kubelet's serving certificate: every DNS name and IP must be the
-/// node's own, as its Node object says (`status.addresses`, its name).
+/// A kubelet serving CSR: only a node's own request, for names its Node
+/// object has (status.addresses), is approved; a node's request that fails
+/// is denied; anything else is left alone.
 pub fn review_kubelet_serving(
     csr: &CsrContent,
     username: &str,
@@ -197,26 +257,14 @@ pub fn review_kubelet_serving(
     node_dns: &[String],
     node_ips: &[IpAddr],
 ) -> Review {
+    // Only a node's own request is recognised; anything else is left alone.
+    let node = match node_of(username, groups) {
+        Ok(node) => node,
+        Err(why) => return Review::Leave(why),
+    };
     let checked = (|| {
-        let node = node_of(username, groups)?;
         check_subject(csr, username)?;
-        check_usages(
-            usages,
-            KeyUsage::ServerAuth,
-            &[
-                KeyUsage::DigitalSignature,
-                KeyUsage::KeyEncipherment,
-                KeyUsage::ServerAuth,
-            ],
-        )?;
-        if csr.dns_names.is_empty() && csr.ip_addresses.is_empty() {
-            return Err(
-                "a kubelet serving certificate needs at least one DNS name or IP".to_string(),
-            );
-        }
-        if !csr.uris.is_empty() || csr.other_names > 0 {
-            return Err("a kubelet serving certificate takes only DNS names and IPs".to_string());
-        }
+        signer_rules(KUBELET_SERVING_SIGNER, csr, usages)?;
         for name in &csr.dns_names {
             if !node_dns.iter().any(|n| n.eq_ignore_ascii_case(name)) {
                 return Err(format!(
@@ -363,29 +411,33 @@ mod tests {
         let user = "system:node:n1";
         let client = csr(user, &["system:nodes"], &[], &[]);
         let cu = s(&["digital signature", "client auth"]);
-        assert!(matches!(
-            review_kubelet_client(&client, user, &nodes, &cu),
-            Review::Approve(_)
-        ));
-        let cases = [
+        // (review, expected kind, words it must say)
+        let bootstrappers = s(&["system:bootstrappers", "system:authenticated"]);
+        let other_node = csr("system:node:n2", &["system:nodes"], &[], &[]);
+        let cases: Vec<(Review, &str, &str)> = vec![
+            (
+                review_kubelet_client(&client, user, &nodes, &cu),
+                "check",
+                "selfnodeclient,nodeclient",
+            ),
+            (
+                review_kubelet_client(&other_node, "system:bootstrap:abcdef", &bootstrappers, &cu),
+                "check",
+                "nodeclient",
+            ),
             (
                 review_kubelet_client(&client, "system:node:n2", &nodes, &cu),
-                "must be the requester",
-            ),
-            (
-                review_kubelet_client(&client, "alice", &nodes, &cu),
-                "not by a node",
-            ),
-            (
-                review_kubelet_client(&client, user, &s(&["devs"]), &cu),
-                "not in group system:nodes",
+                "deny",
+                "may only ask for its own",
             ),
             (
                 review_kubelet_client(&csr(user, &["system:masters"], &[], &[]), user, &nodes, &cu),
-                "exactly",
+                "leave",
+                "O system:nodes",
             ),
             (
                 review_kubelet_client(&client, user, &nodes, &s(&["server auth"])),
+                "leave",
                 "must include \"client auth\"",
             ),
             (
@@ -395,15 +447,47 @@ mod tests {
                     &nodes,
                     &cu,
                 ),
+                "leave",
                 "no subject alternative",
             ),
         ];
-        for (review, why) in cases {
-            assert!(
-                matches!(&review, Review::Deny(m) if m.contains(why)),
-                "{review:?} should say {why:?}"
-            );
+        for (review, kind, why) in cases {
+            let ok = match (&review, kind) {
+                (Review::Deny(m), "deny") | (Review::Leave(m), "leave") => m.contains(why),
+                (Review::AccessCheck(subs), "check") => subs.join(",") == why,
+                _ => false,
+            };
+            assert!(ok, "{review:?} should {kind} with {why:?}");
         }
+        // The signer refuses what Kubernetes' own signer refuses.
+        let mut with_uri = csr(user, &["system:nodes"], &["n1.example"], &[]);
+        with_uri.uris.push("spiffe://cluster/ns/x".into());
+        let su = s(&["digital signature", "server auth"]);
+        assert!(
+            signer_rules(KUBELET_SERVING_SIGNER, &with_uri, &su)
+                .is_err_and(|m| m.contains("no URI"))
+        );
+        assert!(
+            signer_rules(
+                KUBELET_SERVING_SIGNER,
+                &csr(user, &["system:nodes"], &[], &[]),
+                &su
+            )
+            .is_err()
+        );
+        assert!(
+            signer_rules(
+                KUBELET_CLIENT_SIGNER,
+                &csr(user, &["system:nodes"], &[], &["10.0.0.1"]),
+                &cu
+            )
+            .is_err()
+        );
+        assert!(signer_rules(KUBELET_CLIENT_SIGNER, &client, &cu).is_ok());
+        assert!(matches!(
+            review_kubelet_serving(&with_uri, "alice", &nodes, &su, &[], &[]),
+            Review::Leave(_)
+        ));
         let su = s(&["digital signature", "server auth"]);
         let node_dns = s(&["n1", "n1.example"]);
         let node_ips = vec!["10.0.0.5".parse::<IpAddr>().expect("ip")];

@@ -7,12 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
 use k8s_openapi::api::certificates::v1::{
     CertificateSigningRequest, CertificateSigningRequestCondition,
 };
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -51,36 +54,6 @@ fn signer_ca<'a>(signer: &'a str, policy: &'a CsrPolicy) -> Option<&'a str> {
         }
         None => None,
     }
-}
-
-/// What a kubelet signer signs, whoever approved it: a node's subject and
-/// the signer's usage (Kubernetes leaves these checks to the signer).
-fn kubelet_signer_rules(
-    signer: &str,
-    content: &csr::CsrContent,
-    usages: &[String],
-) -> Result<(), String> {
-    let (required, name) = match signer {
-        KUBELET_CLIENT_SIGNER => ("client auth", "client"),
-        KUBELET_SERVING_SIGNER => ("server auth", "serving"),
-        _ => return Ok(()),
-    };
-    if !content
-        .common_name
-        .as_deref()
-        .is_some_and(|cn| cn.starts_with("system:node:"))
-        || content.organizations != ["system:nodes"]
-    {
-        return Err(format!(
-            "a kubelet {name} certificate must be for CN system:node:<name>, O system:nodes"
-        ));
-    }
-    if !usages.iter().any(|u| u == required) {
-        return Err(format!(
-            "a kubelet {name} certificate must have usage {required:?}"
-        ));
-    }
-    Ok(())
 }
 
 pub async fn reconcile(
@@ -139,7 +112,7 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
         Ok(c) => c,
         Err(e) => return fail(csr, ctx, "BadRequest", e).await,
     };
-    if let Err(e) = kubelet_signer_rules(signer, &content, &usages) {
+    if let Err(e) = csr::signer_rules(signer, &content, &usages) {
         return fail(csr, ctx, "SignerRules", e).await;
     }
     let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
@@ -245,14 +218,70 @@ fn new_condition(type_: &str, reason: &str, message: String) -> CertificateSigni
 
 /// Approves or denies through the approval subresource, as
 /// `kubectl certificate approve|deny` would.
+/// The first of `subresources` of certificatesigningrequests the CSR's
+/// requester may create, asked of the API server (SubjectAccessReview with
+/// the requester's user, groups, uid and extra, as the CSR records them).
+async fn allowed_subresource(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    subresources: &[&'static str],
+) -> Result<Option<&'static str>, Error> {
+    let api: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+    for sub in subresources {
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: csr.spec.username.clone(),
+                groups: csr.spec.groups.clone(),
+                uid: csr.spec.uid.clone(),
+                extra: csr.spec.extra.clone(),
+                resource_attributes: Some(ResourceAttributes {
+                    group: Some("certificates.k8s.io".into()),
+                    resource: Some("certificatesigningrequests".into()),
+                    subresource: Some(sub.to_string()),
+                    verb: Some("create".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let answer = api.create(&PostParams::default(), &review).await?;
+        if answer.status.is_some_and(|s| s.allowed) {
+            return Ok(Some(sub));
+        }
+    }
+    Ok(None)
+}
+
 async fn decide(
     csr: &CertificateSigningRequest,
     ctx: &Context,
     review: Review,
 ) -> Result<(), Error> {
+    let review = match review {
+        Review::AccessCheck(subresources) => {
+            match allowed_subresource(csr, ctx, &subresources).await? {
+                Some(sub) => Review::Approve(format!(
+                    "{} may create certificatesigningrequests/{sub} (SubjectAccessReview)",
+                    csr.spec.username.as_deref().unwrap_or_default()
+                )),
+                None => Review::Leave(format!(
+                    "{} may create none of certificatesigningrequests/{}; left for another approver",
+                    csr.spec.username.as_deref().unwrap_or_default(),
+                    subresources.join(", ")
+                )),
+            }
+        }
+        other => other,
+    };
     let (type_, reason, message) = match review {
         Review::Approve(m) => ("Approved", "CertopKubeletApprove", m),
         Review::Deny(m) => ("Denied", "CertopKubeletDeny", m),
+        Review::Leave(m) => {
+            info!(csr = %csr.name_any(), %m, "kubelet CSR left pending");
+            return Ok(());
+        }
+        Review::AccessCheck(_) => return Ok(()),
     };
     info!(csr = %csr.name_any(), decision = type_, %message, "kubelet CSR reviewed");
     let patch =

@@ -13,6 +13,18 @@ use crate::objects::*;
 use crate::support::{ControlPlane, KUBELET_CA, control_plane, operator, stderr, unique, wait_for};
 
 fn csr_pem(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> String {
+    let mut sans: Vec<SanType> = dns
+        .iter()
+        .map(|d| SanType::DnsName((*d).try_into().expect("ia5")))
+        .collect();
+    sans.extend(
+        ips.iter()
+            .map(|ip| SanType::IpAddress(ip.parse().expect("ip"))),
+    );
+    csr_pem_with(cn, orgs, sans)
+}
+
+fn csr_pem_with(cn: &str, orgs: &[&str], sans: Vec<SanType>) -> String {
     let key = KeyPair::generate().expect("key");
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
@@ -21,16 +33,7 @@ fn csr_pem(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> String {
     }
     dn.push(DnType::CommonName, cn);
     params.distinguished_name = dn;
-    for d in dns {
-        params
-            .subject_alt_names
-            .push(SanType::DnsName((*d).try_into().expect("ia5")));
-    }
-    for ip in ips {
-        params
-            .subject_alt_names
-            .push(SanType::IpAddress(ip.parse().expect("ip")));
-    }
+    params.subject_alt_names = sans;
     params
         .serialize_request(&key)
         .expect("csr")
@@ -60,15 +63,16 @@ fn csr_yaml(
 }
 
 fn create_as(cp: &ControlPlane, user: Option<&str>, yaml: &str) {
+    let group = if user.is_some_and(|u| u.starts_with("system:bootstrap:")) {
+        "--as-group=system:bootstrappers"
+    } else {
+        "--as-group=system:nodes"
+    };
     let mut args = vec!["create", "-f", "-"];
     let as_user;
     if let Some(u) = user {
         as_user = format!("--as={u}");
-        args.extend([
-            as_user.as_str(),
-            "--as-group=system:nodes",
-            "--as-group=system:authenticated",
-        ]);
+        args.extend([as_user.as_str(), group, "--as-group=system:authenticated"]);
     }
     let out = cp.kubectl_stdin(&args, yaml);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -211,7 +215,13 @@ fn kubelet_setup(cp: &ControlPlane) -> (String, String) {
     // Nodes may create CSRs (kubeadm binds this for its nodes).
     apply(
         cp,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: test-node-csr\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [create, get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-csr\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-csr}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: test-node-csr\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [create, get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-csr\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-csr}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:bootstrappers}\n",
+    );
+    // kubeadm's kubeadm:node-autoapprove-certificate-rotation: nodes may
+    // have their own client certificates renewed.
+    apply(
+        cp,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-autoapprove-certificate-rotation\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:certificates.k8s.io:certificatesigningrequests:selfnodeclient}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n",
     );
     let node = unique("node");
     apply(
@@ -274,8 +284,105 @@ fn kubelet_client_csrs_are_approved_for_the_node_itself_and_denied_otherwise() {
         log_tail()
     );
     let (_, message) = condition_of(&csr(cp, &other), "Denied").expect("denied");
-    assert!(message.contains("must be the requester"), "{message}");
+    assert!(message.contains("may only ask for its own"), "{message}");
     assert!(csr(cp, &other).status.and_then(|s| s.certificate).is_none());
+}
+
+/// A joining node's TLS-bootstrap CSR, made with a bootstrap token: approved
+/// when RBAC lets the token create certificatesigningrequests/nodeclient (as
+/// kubeadm binds for its tokens), left pending when not, never denied.
+#[test]
+fn a_bootstrap_token_csr_is_approved_when_rbac_allows_it_and_left_pending_otherwise() {
+    let cp = control_plane();
+    let (_, _) = kubelet_setup(cp);
+    let allowed_token = format!("system:bootstrap:{}", &unique("a")[..8].replace('-', "x"));
+    apply(
+        cp,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-autoapprove-{}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:certificates.k8s.io:certificatesigningrequests:nodeclient}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: \"{allowed_token}\"}}\n",
+            allowed_token.replace(':', "-")
+        ),
+    );
+    let joining = format!("system:node:{}", unique("joining"));
+    let approved = unique("bootstrap-ok");
+    create_as(
+        cp,
+        Some(&allowed_token),
+        &csr_yaml(
+            &approved,
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            &csr_pem(&joining, &["system:nodes"], &[], &[]),
+            &["digital signature", "client auth"],
+            None,
+        ),
+    );
+    let pem = wait_signed(cp, &approved);
+    let (_, message) = condition_of(&csr(cp, &approved), "Approved").expect("approved");
+    assert!(message.contains("nodeclient"), "{message}");
+    assert!(openssl_verifies(&ca_pem(cp, KUBELET_CA), &pem));
+
+    let other_token = "system:bootstrap:zzzzzz";
+    let pending = unique("bootstrap-pending");
+    create_as(
+        cp,
+        Some(other_token),
+        &csr_yaml(
+            &pending,
+            "kubernetes.io/kube-apiserver-client-kubelet",
+            &csr_pem(&joining, &["system:nodes"], &[], &[]),
+            &["digital signature", "client auth"],
+            None,
+        ),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    let c = csr(cp, &pending);
+    assert!(condition_of(&c, "Denied").is_none(), "never denied: {c:?}");
+    assert!(
+        condition_of(&c, "Approved").is_none(),
+        "not approved without RBAC"
+    );
+    assert!(c.status.and_then(|s| s.certificate).is_none());
+}
+
+/// Approved by someone else, a kubelet-serving CSR with a URI SAN is
+/// refused by certop's signer as by Kubernetes' own: Failed, with the reason.
+#[test]
+fn the_kubelet_serving_signer_fails_what_the_kubernetes_signer_refuses() {
+    let cp = control_plane();
+    let (node, user) = kubelet_setup(cp);
+    let name = unique("serving-uri");
+    let request = csr_pem_with(
+        &user,
+        &["system:nodes"],
+        vec![
+            SanType::DnsName(format!("{node}.nodes.example").try_into().expect("ia5")),
+            SanType::URI("spiffe://cluster/node".try_into().expect("ia5")),
+        ],
+    );
+    create_as(
+        cp,
+        None,
+        &csr_yaml(
+            &name,
+            "kubernetes.io/kubelet-serving",
+            &request,
+            &["digital signature", "server auth"],
+            None,
+        ),
+    );
+    assert!(
+        cp.kubectl(&["certificate", "approve", &name])
+            .status
+            .success()
+    );
+    assert!(
+        wait_for(WAIT, || condition_of(&csr(cp, &name), "Failed").is_some()),
+        "{}",
+        log_tail()
+    );
+    let (_, message) = condition_of(&csr(cp, &name), "Failed").expect("failed");
+    assert!(message.contains("no URI"), "{message}");
+    assert!(csr(cp, &name).status.and_then(|s| s.certificate).is_none());
 }
 
 #[test]
