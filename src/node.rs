@@ -10,7 +10,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
-use crate::api::{ClusterCertificateSpec, IssuerRef, Profile};
+use crate::api::{ClusterCertificateSpec, IssuerRef, KeyAlgorithm, PrivateKeySettings, Profile};
 use crate::pki::{CertificateInfo, LeafTemplate, PkiError};
 
 /// The three CAs of a kubeadm cluster.
@@ -139,6 +139,25 @@ pub const CERTIFICATES: [NodeCertificate; 11] = [
     },
 ];
 
+/// kubelet.conf: written by `pki init` as kubeadm does, then the kubelet's
+/// to rotate (kubeadm's check-expiration and renew leave it out too).
+pub const KUBELET_CONF: NodeCertificate = NodeCertificate {
+    name: "kubelet.conf",
+    placement: Placement::Kubeconfig("kubelet.conf"),
+    ca: CaSlot::Cluster,
+    profile: Profile::KubeletClient,
+};
+
+/// Whether a kubeconfig points at the control-plane endpoint (admin,
+/// super-admin, kubelet) or at this node's API server (controller-manager,
+/// scheduler), as kubeadm writes them.
+pub fn uses_control_plane_endpoint(cert: &NodeCertificate) -> bool {
+    matches!(
+        cert.profile,
+        Profile::Admin | Profile::SuperAdmin | Profile::KubeletClient
+    )
+}
+
 pub fn certificate(name: &str) -> Option<&'static NodeCertificate> {
     CERTIFICATES.iter().find(|c| c.name == name)
 }
@@ -154,6 +173,38 @@ pub struct NodeParams {
     pub extra_sans: Vec<String>,
     /// Lifetime of the leaf certificates; kubeadm uses one year.
     pub lifetime: chrono::Duration,
+    /// Key algorithm of new keys (kubeadm's default is RSA-2048).
+    pub key_algorithm: KeyAlgorithm,
+    /// A shared endpoint (`host[:port]`) for the API servers: admin,
+    /// super-admin and kubelet kubeconfigs point at it and the API server
+    /// certificate names its host.
+    pub control_plane_endpoint: Option<String>,
+}
+
+/// The host of `host[:port]` (IPv6 in brackets).
+pub fn endpoint_host(endpoint: &str) -> &str {
+    if let Some(rest) = endpoint.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') && port.parse::<u16>().is_ok() => host,
+        _ => endpoint,
+    }
+}
+
+/// `https://host:port` of an endpoint, port 6443 when it has none.
+pub fn endpoint_url(endpoint: &str) -> String {
+    let host = endpoint_host(endpoint);
+    let port = endpoint
+        .strip_prefix(&format!("[{host}]"))
+        .or_else(|| endpoint.strip_prefix(host))
+        .and_then(|rest| rest.strip_prefix(':'))
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or(API_SERVER_PORT);
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V6(v6)) => format!("https://[{v6}]:{port}"),
+        _ => format!("https://{host}:{port}"),
+    }
 }
 
 /// kubeadm's leaf lifetime.
@@ -165,10 +216,11 @@ pub const API_SERVER_PORT: u16 = 6443;
 pub fn template(cert: &NodeCertificate, p: &NodeParams) -> Result<LeafTemplate, PkiError> {
     let (mut dns, mut ips) = (Vec::new(), Vec::new());
     if cert.profile == Profile::KubeApiserver {
-        for san in &p.extra_sans {
+        let endpoint = p.control_plane_endpoint.as_deref().map(endpoint_host);
+        for san in p.extra_sans.iter().map(String::as_str).chain(endpoint) {
             match san.parse::<IpAddr>() {
-                Ok(_) => ips.push(san.clone()),
-                Err(_) => dns.push(san.clone()),
+                Ok(_) => ips.push(san.to_string()),
+                Err(_) => dns.push(san.to_string()),
             }
         }
     }
@@ -189,6 +241,10 @@ pub fn template(cert: &NodeCertificate, p: &NodeParams) -> Result<LeafTemplate, 
         dns_domain: p.dns_domain.clone(),
         dns_names: dns,
         ip_addresses: ips,
+        private_key: Some(PrivateKeySettings {
+            algorithm: Some(p.key_algorithm),
+            rotation_policy: None,
+        }),
         ..Default::default()
     };
     let mut t = LeafTemplate::from_spec(&spec)?;
@@ -258,8 +314,7 @@ pub fn select<'a>(
 }
 
 /// A kubeconfig with one cluster and one client certificate, as kubeadm
-/// writes it: keys in kubeadm's (alphabetical) order, `preferences: {}`,
-/// base64 data on one line.
+/// writes it: keys in kubeadm's (alphabetical) order, base64 data on one line.
 pub fn new_kubeconfig(
     server: &str,
     user: &str,
@@ -274,7 +329,6 @@ pub fn new_kubeconfig(
         "contexts": [{"context": {"cluster": "kubernetes", "user": user}, "name": context}],
         "current-context": context,
         "kind": "Config",
-        "preferences": {},
         "users": [{"name": user, "user": {"client-certificate-data": b64(cert_pem.as_bytes()), "client-key-data": b64(key_pem.as_bytes())}}],
     })
 }
@@ -373,7 +427,49 @@ mod tests {
             dns_domain: None,
             extra_sans: vec!["api.example.com".into(), "198.51.100.7".into()],
             lifetime: Duration::hours(DEFAULT_LIFETIME_HOURS),
+            key_algorithm: KeyAlgorithm::EcdsaP256,
+            control_plane_endpoint: None,
         }
+    }
+
+    #[test]
+    fn control_plane_endpoints_are_read_as_kubeadm_reads_them() {
+        for (endpoint, host, url) in [
+            (
+                "api.example.com",
+                "api.example.com",
+                "https://api.example.com:6443",
+            ),
+            (
+                "api.example.com:8443",
+                "api.example.com",
+                "https://api.example.com:8443",
+            ),
+            ("192.0.2.1", "192.0.2.1", "https://192.0.2.1:6443"),
+            (
+                "[2001:db8::1]:443",
+                "2001:db8::1",
+                "https://[2001:db8::1]:443",
+            ),
+            ("2001:db8::1", "2001:db8::1", "https://[2001:db8::1]:6443"),
+        ] {
+            assert_eq!(endpoint_host(endpoint), host, "{endpoint}");
+            assert_eq!(endpoint_url(endpoint), url, "{endpoint}");
+        }
+        let mut p = params();
+        p.control_plane_endpoint = Some("lb.example.com:8443".into());
+        p.key_algorithm = KeyAlgorithm::Rsa2048;
+        let api = template(&CERTIFICATES[1], &p).expect("apiserver");
+        assert!(
+            api.dns_names.contains(&"lb.example.com".to_string()),
+            "{:?}",
+            api.dns_names
+        );
+        assert_eq!(api.key_algorithm, KeyAlgorithm::Rsa2048);
+        assert!(
+            api.usages.contains(&crate::api::KeyUsage::KeyEncipherment),
+            "RSA keys encipher, as kubeadm's"
+        );
     }
 
     #[test]

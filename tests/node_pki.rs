@@ -376,7 +376,10 @@ fn renewing_a_kubeconfig_changes_only_its_client_credentials() {
     assert!(line.trim_start().len() > 200, "{line}");
     // An administrator adds a namespace, another context and preferences.
     let edited = text
-        .replace("preferences: {}", "preferences:\n  colors: true")
+        .replace(
+            "kind: Config\n",
+            "kind: Config\npreferences:\n  colors: true\n",
+        )
         .replace(
             "    user: kubernetes-admin\n",
             "    namespace: kube-system\n    user: kubernetes-admin\n",

@@ -61,10 +61,11 @@ pub struct ClusterCertificateSpec {
     #[schemars(length(max = 45))]
     #[x_kube(validation = Rule::new("isIP(self)").message("advertiseAddress must be an IPv4 or IPv6 address"))]
     pub advertise_address: Option<String>,
-    /// The Service CIDR; its first address is a SAN of the kube-apiserver profile. Default 10.96.0.0/12.
+    /// The Service CIDR, or two for dual-stack (`10.96.0.0/12,fd00:10:96::/112`); the
+    /// first address of the first is a SAN of the kube-apiserver profile. Default 10.96.0.0/12.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 49))]
-    #[x_kube(validation = Rule::new("isCIDR(self)").message("serviceCIDR must be a CIDR such as 10.96.0.0/12"))]
+    #[schemars(length(max = 100))]
+    #[x_kube(validation = Rule::new("size(self.split(',')) <= 2 && self.split(',').all(c, isCIDR(c))").message("serviceCIDR must be a CIDR such as 10.96.0.0/12, or two separated by a comma (dual-stack)"))]
     #[serde(rename = "serviceCIDR")]
     pub service_cidr: Option<String>,
     /// The cluster's DNS domain, for the kube-apiserver profile. Default cluster.local.

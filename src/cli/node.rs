@@ -28,9 +28,17 @@ pub struct InitArgs {
     node_name: String,
     #[arg(long)]
     advertise_address: IpAddr,
-    /// Default 10.96.0.0/12.
+    /// Default 10.96.0.0/12; two for dual-stack (`10.96.0.0/12,fd00:10:96::/112`).
     #[arg(long)]
     service_cidr: Option<String>,
+    /// A shared endpoint for the API servers (`host[:port]`): admin.conf,
+    /// super-admin.conf and kubelet.conf point at it, the API server
+    /// certificate names its host.
+    #[arg(long)]
+    control_plane_endpoint: Option<String>,
+    /// Algorithm of new keys (kubeadm's default: RSA-2048).
+    #[arg(long, default_value = "ECDSA-P256")]
+    key_algorithm: KeyAlgorithm,
     /// Default cluster.local.
     #[arg(long)]
     dns_domain: Option<String>,
@@ -201,6 +209,8 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         dns_domain: args.dns_domain.clone(),
         extra_sans: args.sans.clone(),
         lifetime: cli_duration(&args.duration)?,
+        key_algorithm: args.key_algorithm,
+        control_plane_endpoint: args.control_plane_endpoint.clone(),
     };
     let mut files = Vec::new();
     let mut report = String::new();
@@ -212,7 +222,13 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
                 ca
             }
             None => {
-                let ca = Authority::create(&CaRequest::new(slot.common_name()), now)?;
+                let ca = Authority::create(
+                    &CaRequest {
+                        algorithm: args.key_algorithm,
+                        ..CaRequest::new(slot.common_name())
+                    },
+                    now,
+                )?;
                 let (crt, key) = pair_paths(&args.dir, slot.path());
                 files.push(OutputFile {
                     path: crt,
@@ -232,7 +248,11 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
     }
     let (sa_key, sa_pub) = (args.dir.join("sa.key"), args.dir.join("sa.pub"));
     if !sa_key.exists() {
-        let key = PrivateKey::generate(KeyAlgorithm::Rsa2048)?;
+        let key = PrivateKey::generate(if args.key_algorithm.is_rsa() {
+            args.key_algorithm
+        } else {
+            KeyAlgorithm::Rsa2048
+        })?;
         files.push(OutputFile {
             path: sa_pub,
             content: key.public_key_pem().into_bytes(),
@@ -245,19 +265,32 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         });
         let _ = writeln!(report, "created the service-account key pair");
     }
-    let server = format!(
-        "https://{}:{}",
-        match args.advertise_address {
-            IpAddr::V6(v6) => format!("[{v6}]"),
-            v4 => v4.to_string(),
-        },
-        node::API_SERVER_PORT
-    );
-    for c in &node::CERTIFICATES {
-        if read_certificate(&args.dir, &kc_dir, c)?.is_some() {
+    let local = node::endpoint_url(&args.advertise_address.to_string());
+    let shared = args
+        .control_plane_endpoint
+        .as_deref()
+        .map_or_else(|| local.clone(), node::endpoint_url);
+    for c in node::CERTIFICATES.iter().chain([&node::KUBELET_CONF]) {
+        if let Some((existing, _)) = read_certificate(&args.dir, &kc_dir, c)? {
+            // A leaf kept must chain to the CA in the directory (a partial
+            // restore can leave one of another CA): refuse, touching nothing.
+            let ca = &cas[&c.ca];
+            if !existing.is_issued_by(ca.certificate()) {
+                return Err(CliError::Invalid(format!(
+                    "{}: exists but was not signed by the {} CA in {}; certop will not keep it nor silently replace it: move it away (a new one is then issued) or restore the matching CA",
+                    c.name,
+                    c.ca.name(),
+                    args.dir.display()
+                )));
+            }
             let _ = writeln!(report, "{}: exists, kept", c.name);
             continue;
         }
+        let server = if node::uses_control_plane_endpoint(c) {
+            &shared
+        } else {
+            &local
+        };
         let ca = &cas[&c.ca];
         let template = node::template(c, &params)?;
         let key = PrivateKey::generate(template.key_algorithm)?;
@@ -283,7 +316,7 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
                     .clone()
                     .unwrap_or_else(|| c.name.to_string());
                 let k = node::new_kubeconfig(
-                    &server,
+                    server,
                     &user,
                     ca.certificate_pem(),
                     &leaf_pem,

@@ -387,7 +387,18 @@ fn add_profile_names(
                     .map(|s| s.to_string()),
             );
             dns.push(format!("kubernetes.default.svc.{domain}"));
-            let mut ips = vec![first_service_ip(cidr)?];
+            // Dual-stack: up to two CIDRs; as kubeadm, the first one's first
+            // address is the kubernetes Service's, the second is checked.
+            let cidrs: Vec<&str> = cidr.split(',').map(str::trim).collect();
+            if cidrs.len() > 2 {
+                return Err(PkiError::InvalidSpec(format!(
+                    "serviceCIDR {cidr:?} lists more than two CIDRs (at most one IPv4 and one IPv6)"
+                )));
+            }
+            for c in &cidrs[1..] {
+                first_service_ip(c)?;
+            }
+            let mut ips = vec![first_service_ip(cidrs[0])?];
             ips.extend(advertise);
             (dns, ips)
         }
