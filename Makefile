@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane venv dev-up dev-down demo bench scale clean
+.PHONY: build test lint crds control-plane kubeadm venv dev-up dev-down demo bench scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -23,12 +23,17 @@ $(VENV)/.stamp:
 control-plane:
 	@tests/control-plane/build.sh >/dev/null
 
+# kubeadm v1.36.3 from the same Go modules, to compare certop's node PKI with.
+kubeadm:
+	@tests/kubeadm/build.sh >/dev/null
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-test: venv control-plane lint
-	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" PKILINT_BIN="$(CURDIR)/$(VENV)/bin" \
+test: venv control-plane kubeadm lint
+	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" CERTOP_KUBEADM="$$(tests/kubeadm/build.sh)" \
+		PKILINT_BIN="$(CURDIR)/$(VENV)/bin" \
 		$(CARGO) test --locked --all-targets
 
 crds:

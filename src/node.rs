@@ -149,13 +149,11 @@ pub const KUBELET_CONF: NodeCertificate = NodeCertificate {
 };
 
 /// Whether a kubeconfig points at the control-plane endpoint (admin,
-/// super-admin, kubelet) or at this node's API server (controller-manager,
-/// scheduler), as kubeadm writes them.
+/// super-admin) or at this node's own API server (kubelet,
+/// controller-manager, scheduler), as kubeadm 1.36's `init` writes them
+/// (checked against kubeadm itself in tests/kubeadm_parity.rs).
 pub fn uses_control_plane_endpoint(cert: &NodeCertificate) -> bool {
-    matches!(
-        cert.profile,
-        Profile::Admin | Profile::SuperAdmin | Profile::KubeletClient
-    )
+    matches!(cert.profile, Profile::Admin | Profile::SuperAdmin)
 }
 
 pub fn certificate(name: &str) -> Option<&'static NodeCertificate> {

@@ -31,9 +31,9 @@ pub struct InitArgs {
     /// Default 10.96.0.0/12; two for dual-stack (`10.96.0.0/12,fd00:10:96::/112`).
     #[arg(long)]
     service_cidr: Option<String>,
-    /// A shared endpoint for the API servers (`host[:port]`): admin.conf,
-    /// super-admin.conf and kubelet.conf point at it, the API server
-    /// certificate names its host.
+    /// A shared endpoint for the API servers (`host[:port]`): admin.conf
+    /// and super-admin.conf point at it, the API server certificate names
+    /// its host (kubelet.conf, like the components', points at this node).
     #[arg(long)]
     control_plane_endpoint: Option<String>,
     /// Algorithm of new keys (kubeadm's default: RSA-2048).
@@ -253,10 +253,11 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         } else {
             KeyAlgorithm::Rsa2048
         })?;
+        // 0600 like kubeadm's, though it is public.
         files.push(OutputFile {
             path: sa_pub,
             content: key.public_key_pem().into_bytes(),
-            secret: false,
+            secret: true,
         });
         files.push(OutputFile {
             path: sa_key,
