@@ -482,3 +482,34 @@ fn renewing_a_kubeconfig_changes_only_its_client_credentials() {
     );
     verify(&pki.join("ca.crt"), &files_dir.join("sched.crt"));
 }
+
+/// After a partial restore, a leaf signed by another CA is not "kept": init
+/// names it and writes nothing.
+#[test]
+fn init_refuses_a_certificate_another_ca_signed() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = init(tmp.path());
+    let other = tempfile::tempdir().expect("other");
+    let other_pki = init(other.path());
+    for f in ["apiserver.crt", "apiserver.key"] {
+        std::fs::copy(other_pki.join(f), pki.join(f)).expect("copy");
+    }
+    let before = snapshot(tmp.path());
+    let out = certop(&[
+        "pki",
+        "init",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--node-name",
+        "cp-1",
+        "--advertise-address",
+        "192.0.2.10",
+    ]);
+    assert!(!out.status.success(), "a foreign leaf must stop the run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("apiserver: exists but was not signed by the ca CA"),
+        "{err}"
+    );
+    assert_eq!(snapshot(tmp.path()), before, "nothing was written");
+}
