@@ -9,3 +9,4 @@ pub mod node;
 pub mod operator;
 pub mod pki;
 pub mod plan;
+pub mod policy;

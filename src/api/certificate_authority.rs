@@ -49,6 +49,37 @@ pub struct CertificateAuthoritySpec {
     /// Publication of the CA certificate as a ConfigMap in selected namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust_bundle: Option<TrustBundle>,
+    /// What this CA may sign; the rest is refused with a reason. Without
+    /// it the CA signs anything but `system:masters` and the `super-admin`
+    /// profile, which must be allowed by name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<IssuancePolicy>,
+}
+
+/// What a CertificateAuthority may sign. An empty list allows any value
+/// (except `system:masters` and `super-admin`, which must be listed).
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuancePolicy {
+    /// Profiles a ClusterCertificate may use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub allowed_profiles: Vec<crate::api::Profile>,
+    /// Organizations (groups) a certificate may carry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 64)))]
+    pub allowed_organizations: Vec<String>,
+    /// DNS names a certificate may carry: a name, `.suffix` for every name
+    /// under a domain, or `*` for any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253)))]
+    #[serde(rename = "allowedDNSNames")]
+    pub allowed_dns_names: Vec<String>,
+    /// The longest lifetime the CA signs (ClusterCertificates and CSRs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('876000h')").message("policy.maxDuration must be at most 876000h (100 years)"))]
+    pub max_duration: Option<GoDuration>,
 }
 
 /// The Secret, in the operator's namespace, that holds the CA's certificate

@@ -15,7 +15,8 @@ mod tests;
 
 pub use certificate_authority::{
     CaKeySource, CaSettings, CertificateAuthority, CertificateAuthoritySpec,
-    CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS, TrustBundle,
+    CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS, IssuancePolicy,
+    TrustBundle,
 };
 pub use certificate_revocation::{
     CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus,

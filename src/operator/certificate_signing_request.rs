@@ -135,6 +135,13 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
         Ok(t) => t,
         Err(e) => return fail(csr, ctx, "UnsupportedRequest", e).await,
     };
+    if let Err(e) = crate::policy::check(
+        ca.spec.policy.as_ref(),
+        &template,
+        crate::policy::Request::SigningRequest,
+    ) {
+        return fail(csr, ctx, "PolicyViolation", e).await;
+    }
     let issued = match issue_for_request(&template, &content.der, &authority, now) {
         Ok(i) => i,
         Err(e) => return fail(csr, ctx, "SigningFailed", e.to_string()).await,

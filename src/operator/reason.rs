@@ -28,6 +28,10 @@ pub enum Reason {
     /// it): an admission policy, an immutable Secret, a quota. Fix the cause;
     /// certop retries slowly and issues no new certificate meanwhile.
     SecretRejected,
+    /// The issuer's `spec.policy` does not allow what the spec asks for
+    /// (the message says which profile, organization, name or lifetime).
+    /// Change the spec, or the CA's policy if it should be allowed.
+    PolicyViolation,
     /// Signing failed (the message says why); retried with backoff.
     IssuanceFailed,
     /// A ledger shard of the CA cannot be read; certop will not overwrite
@@ -73,6 +77,7 @@ impl Reason {
             Reason::SecretConflict => "SecretConflict",
             Reason::NamespaceNotFound => "NamespaceNotFound",
             Reason::SecretRejected => "SecretRejected",
+            Reason::PolicyViolation => "PolicyViolation",
             Reason::IssuanceFailed => "IssuanceFailed",
             Reason::LedgerCorrupt => "LedgerCorrupt",
             Reason::LedgerFull => "LedgerFull",

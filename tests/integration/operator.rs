@@ -644,6 +644,16 @@ fn bad_input_gets_a_reason_a_message_and_an_event() {
             "remove organizations",
         ),
         (
+            "  commonName: root\n  organizations: [system:masters]\n".into(),
+            "PolicyViolation",
+            "does not allow organization \"system:masters\"",
+        ),
+        (
+            "  profile: super-admin\n".into(),
+            "PolicyViolation",
+            "does not allow profile super-admin",
+        ),
+        (
             "  profile: scheduler\n  dnsNames: [x.example.com]\n".into(),
             "InvalidSpec",
             "takes no dnsNames",

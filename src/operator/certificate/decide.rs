@@ -25,6 +25,8 @@ pub enum Issuer {
     Ready {
         authority: Arc<Authority>,
         crl_url: Option<String>,
+        /// What the CA may sign.
+        policy: Option<crate::api::IssuancePolicy>,
     },
 }
 
@@ -100,10 +102,21 @@ pub fn decide(
     {
         return invalid(message);
     }
-    let (authority, crl_url) = match issuer {
+    let (authority, crl_url, policy) = match issuer {
         Issuer::Blocked(b) => return Decision::Blocked(b),
-        Issuer::Ready { authority, crl_url } => (authority, crl_url),
+        Issuer::Ready {
+            authority,
+            crl_url,
+            policy,
+        } => (authority, crl_url, policy),
     };
+    if let Err(message) = crate::policy::check(
+        policy.as_ref(),
+        &template,
+        crate::policy::Request::Certificate(cert.spec.profile),
+    ) {
+        return Decision::Blocked(Blocked::new(Reason::PolicyViolation, message, None));
+    }
     template.crl_distribution_point = crl_url;
     if let Ownership::Foreign(message) = ownership(secret, &cert.name_any()) {
         return Decision::Blocked(Blocked::new(
@@ -175,6 +188,7 @@ mod tests {
         Issuer::Ready {
             authority: authority.clone(),
             crl_url: None,
+            policy: None,
         }
     }
 

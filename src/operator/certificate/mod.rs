@@ -142,7 +142,11 @@ async fn issuer(
                     .and_then(|c| c.distribution_point_url.clone())
                     .unwrap_or_else(|| ctx.default_crl_url(ca_name))
             });
-            Ok(Issuer::Ready { authority, crl_url })
+            Ok(Issuer::Ready {
+                authority,
+                crl_url,
+                policy: ca.spec.policy.clone(),
+            })
         }
         Err(message) => waiting(Reason::IssuerNotReady, message, decide::WAITING_RETRY),
     }
