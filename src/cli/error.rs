@@ -20,8 +20,6 @@ pub enum CliError {
     Pki(#[from] PkiError),
     #[error("cannot render YAML: {0}")]
     Yaml(String),
-    #[error("Kubernetes API: {0}")]
-    Kube(kube::Error),
     #[error("{0}")]
     Invalid(String),
     #[error("cannot start the async runtime: {0}")]

@@ -1,6 +1,7 @@
 //! The `certop` command line. Each subcommand is a thin shell over the
 //! library: parse arguments, call the core, print or write the result.
 
+mod cluster;
 mod crd;
 mod error;
 mod files;
@@ -33,14 +34,18 @@ pub enum Command {
     /// Work with certificates and keys on disk, no cluster needed.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
-    /// Show a ClusterCertificate: conditions, validity, renewal, recent Events.
+    /// Show a ClusterCertificate (or `ca/NAME`, a CertificateAuthority): conditions, validity, renewal, recent Events.
     Status(plugin::StatusArgs),
+    /// Show what a Secret's certificate says (`inspect secret NAMESPACE/NAME`).
+    Inspect(plugin::InspectArgs),
     /// Re-issue ClusterCertificates now.
     Renew(plugin::RenewArgs),
     /// Revoke a ClusterCertificate's current certificate (or any serial of a CA).
     Revoke(revoke::RevokeArgs),
     /// kubeadm-style expiry tables of every ClusterCertificate and CertificateAuthority.
     CheckExpiration(plugin::CheckExpirationArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completion { shell: clap_complete::Shell },
 }
 
 /// Runs a parsed command line; the binary maps the error to an exit code.
@@ -53,6 +58,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Renew(args) => plugin::block_on(plugin::renew(args)),
         Command::Revoke(args) => plugin::block_on(revoke::revoke(args)),
         Command::CheckExpiration(args) => plugin::block_on(plugin::check_expiration(args)),
+        Command::Inspect(args) => plugin::block_on(plugin::inspect(args)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            // As a kubectl plugin the binary is kubectl-certop.
+            let name = std::env::args_os()
+                .next()
+                .and_then(|a| {
+                    std::path::Path::new(&a)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
+                .unwrap_or_else(|| "certop".into());
+            clap_complete::generate(shell, &mut Cli::command(), name, &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -8,34 +8,47 @@ use clap::Args;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
+use super::cluster::Cluster;
 use super::{CliError, format_time_left};
 use crate::api::{CertificateAuthority, ClusterCertificate, meta};
 use crate::pki::parse_chain;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The ClusterCertificate.
+    /// A ClusterCertificate, or `ca/NAME` (`certificateauthority/NAME`) for a CertificateAuthority.
     pub name: String,
 }
 
 #[derive(Debug, Args)]
 pub struct RenewArgs {
     /// ClusterCertificates to re-issue now.
-    #[arg(required_unless_present = "all")]
+    #[arg(required_unless_present_any = ["all", "selector"])]
     pub names: Vec<String>,
     /// Re-issue every ClusterCertificate.
-    #[arg(long, conflicts_with = "names")]
+    #[arg(long, conflicts_with_all = ["names", "selector"])]
     pub all: bool,
+    /// Re-issue the ClusterCertificates with these labels (`-l team=web`).
+    #[arg(short = 'l', long = "selector", conflicts_with = "names")]
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// What to inspect: `secret`.
+    pub kind: InspectKind,
+    /// NAMESPACE/NAME of a Secret holding a certificate (tls.crt).
+    pub target: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InspectKind {
+    Secret,
 }
 
 #[derive(Debug, Args)]
 pub struct CheckExpirationArgs {}
-
-async fn client() -> Result<Client, CliError> {
-    Client::try_default().await.map_err(CliError::Kube)
-}
 
 pub fn block_on<F: Future<Output = Result<(), CliError>>>(f: F) -> Result<(), CliError> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
@@ -66,9 +79,24 @@ fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
 /// Like `cmctl status certificate`: conditions, names, validity, renewal
 /// and the recent Events, in one screen.
 pub async fn status(args: StatusArgs) -> Result<(), CliError> {
-    let client = client().await?;
+    let cluster = Cluster::connect().await?;
+    if let Some(ca) = args
+        .name
+        .strip_prefix("ca/")
+        .or_else(|| args.name.strip_prefix("certificateauthority/"))
+    {
+        return status_of_ca(&cluster, ca).await;
+    }
+    let name = args
+        .name
+        .strip_prefix("clustercertificate/")
+        .unwrap_or(&args.name);
+    let client = cluster.client.clone();
     let certs: Api<ClusterCertificate> = Api::all(client.clone());
-    let c = certs.get(&args.name).await.map_err(CliError::Kube)?;
+    let c = certs
+        .get(name)
+        .await
+        .map_err(cluster.error(format!("ClusterCertificate {name}")))?;
     let now = Utc::now();
     let s = c.status.clone().unwrap_or_default();
     let mut out = String::new();
@@ -110,8 +138,10 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
     match secrets
         .get_opt(&c.spec.secret_name)
         .await
-        .map_err(CliError::Kube)?
-    {
+        .map_err(cluster.error(format!(
+            "Secret {}/{}",
+            c.spec.secret_namespace, c.spec.secret_name
+        )))? {
         None => {
             let _ = writeln!(out, "Certificate:   the Secret does not exist");
         }
@@ -154,15 +184,19 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             }
         }
     }
-    let events: Api<Event> = Api::namespaced(client, "default");
-    let selector = format!(
-        "regarding.name={},regarding.kind=ClusterCertificate",
-        c.name_any()
-    );
+    out.push_str(&recent_events(&cluster, "ClusterCertificate", &c.name_any()).await?);
+    print!("{out}");
+    Ok(())
+}
+
+/// The last Events of a cluster-scoped object (they are in `default`).
+async fn recent_events(cluster: &Cluster, kind: &str, name: &str) -> Result<String, CliError> {
+    let events: Api<Event> = Api::namespaced(cluster.client.clone(), "default");
+    let selector = format!("regarding.name={name},regarding.kind={kind}");
     let mut list = events
         .list(&ListParams::default().fields(&selector))
         .await
-        .map_err(CliError::Kube)?
+        .map_err(cluster.error("Events in namespace default"))?
         .items;
     list.sort_by_key(|e| {
         e.event_time
@@ -170,7 +204,7 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             .map(|t| t.0.as_second())
             .unwrap_or_default()
     });
-    let _ = writeln!(out, "Events:");
+    let mut out = String::from("Events:\n");
     for e in list.iter().rev().take(10).rev() {
         let _ = writeln!(
             out,
@@ -180,6 +214,146 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             e.note.clone().unwrap_or_default()
         );
     }
+    Ok(out)
+}
+
+/// A CertificateAuthority: conditions, its certificate, CRL and counts.
+async fn status_of_ca(cluster: &Cluster, name: &str) -> Result<(), CliError> {
+    let ca = Api::<CertificateAuthority>::all(cluster.client.clone())
+        .get(name)
+        .await
+        .map_err(cluster.error(format!("CertificateAuthority {name}")))?;
+    let now = Utc::now();
+    let s = ca.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:          {}", ca.name_any());
+    for c in &s.conditions {
+        let _ = writeln!(
+            out,
+            "{:<14} {} ({}): {}",
+            format!("{}:", c.type_),
+            c.status,
+            c.reason,
+            c.message
+        );
+    }
+    let _ = writeln!(out, "Subject:       CN={}", ca.spec.subject.common_name);
+    let _ = writeln!(
+        out,
+        "Serial:        {}",
+        s.serial_number.clone().unwrap_or("-".into())
+    );
+    let _ = writeln!(
+        out,
+        "Fingerprint:   {}",
+        s.fingerprint.clone().unwrap_or("-".into())
+    );
+    let _ = writeln!(out, "Not before:    {}", when(s.not_before, now));
+    let _ = writeln!(out, "Not after:     {}", when(s.not_after, now));
+    let _ = writeln!(
+        out,
+        "CRL:           number {}, next update {}",
+        s.crl_number.map_or("-".into(), |n| n.to_string()),
+        when(s.crl_next_update, now)
+    );
+    let _ = writeln!(
+        out,
+        "Certificates:  {} live, {} revoked",
+        s.issued_certificates.unwrap_or(0),
+        s.revoked_certificates.unwrap_or(0)
+    );
+    if let Some(p) = &ca.spec.policy {
+        let _ = writeln!(
+            out,
+            "Policy:        profiles {:?}, organizations {:?}, DNS names {:?}, max {}",
+            p.allowed_profiles,
+            p.allowed_organizations,
+            p.allowed_dns_names,
+            p.max_duration.as_ref().map_or("-", |d| d.as_str())
+        );
+    }
+    out.push_str(&recent_events(cluster, "CertificateAuthority", name).await?);
+    print!("{out}");
+    Ok(())
+}
+
+/// What cmctl's `inspect secret` shows: every certificate in the Secret's
+/// tls.crt (subject, issuer, validity, names, usages, serial, fingerprint,
+/// CRL distribution point) and whether the key matches.
+pub async fn inspect(args: InspectArgs) -> Result<(), CliError> {
+    let InspectKind::Secret = args.kind;
+    let (ns, name) = args.target.split_once('/').ok_or_else(|| {
+        CliError::Invalid(format!(
+            "{:?}: name the Secret as NAMESPACE/NAME",
+            args.target
+        ))
+    })?;
+    let cluster = Cluster::connect().await?;
+    let secret = Api::<Secret>::namespaced(cluster.client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(cluster.error(format!("Secret {ns}/{name}")))?;
+    let data = secret.data.unwrap_or_default();
+    let chain = data
+        .get("tls.crt")
+        .ok_or_else(|| CliError::Invalid(format!("Secret {ns}/{name} has no tls.crt")))?;
+    let certs = parse_chain(&chain.0, "tls.crt")?;
+    let now = Utc::now();
+    let mut out = String::new();
+    for (i, c) in certs.iter().enumerate() {
+        let _ = writeln!(out, "Certificate {} of {}:", i + 1, certs.len());
+        let _ = writeln!(out, "  Subject:      {}", c.subject());
+        let _ = writeln!(out, "  Issuer:       {}", c.issuer());
+        let _ = writeln!(out, "  Serial:       {}", c.serial);
+        let _ = writeln!(out, "  Fingerprint:  {}", c.fingerprint);
+        let _ = writeln!(out, "  Not before:   {}", when(Some(c.not_before), now));
+        let _ = writeln!(out, "  Not after:    {}", when(Some(c.not_after), now));
+        let names: Vec<String> = c
+            .dns_names
+            .iter()
+            .cloned()
+            .chain(c.ip_addresses.iter().map(|ip| ip.to_string()))
+            .chain(c.uris.iter().cloned())
+            .collect();
+        let _ = writeln!(
+            out,
+            "  Names:        {}",
+            if names.is_empty() {
+                "-".into()
+            } else {
+                names.join(", ")
+            }
+        );
+        let usages: Vec<String> = c
+            .usages
+            .iter()
+            .map(|u| crate::pki::usage_name(*u))
+            .collect();
+        let _ = writeln!(out, "  Usages:       {}", usages.join(", "));
+        let _ = writeln!(out, "  CA:           {}", c.is_ca);
+        if !c.crl_distribution_points.is_empty() {
+            let _ = writeln!(
+                out,
+                "  CRL:          {}",
+                c.crl_distribution_points.join(", ")
+            );
+        }
+    }
+    if let (Some(leaf), Some(key)) = (certs.first(), data.get("tls.key")) {
+        let matches = std::str::from_utf8(&key.0)
+            .ok()
+            .and_then(|k| crate::pki::PrivateKey::from_pem(k, "tls.key").ok())
+            .is_some_and(|k| crate::pki::key_matches_certificate(&k, leaf));
+        let _ = writeln!(
+            out,
+            "Private key:    {}",
+            if matches {
+                "matches the certificate"
+            } else {
+                "DOES NOT match the certificate"
+            }
+        );
+    }
     print!("{out}");
     Ok(())
 }
@@ -187,12 +361,17 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
 /// Asks the operator to re-issue now: an annotation with the time of the
 /// request, honoured once (the new certificate is newer than it).
 pub async fn renew(args: RenewArgs) -> Result<(), CliError> {
-    let certs: Api<ClusterCertificate> = Api::all(client().await?);
-    let names = if args.all {
+    let cluster = Cluster::connect().await?;
+    let certs: Api<ClusterCertificate> = Api::all(cluster.client.clone());
+    let names: Vec<String> = if args.all || args.selector.is_some() {
+        let mut params = ListParams::default();
+        if let Some(selector) = &args.selector {
+            params = params.labels(selector);
+        }
         certs
-            .list(&ListParams::default())
+            .list(&params)
             .await
-            .map_err(CliError::Kube)?
+            .map_err(cluster.error("ClusterCertificates"))?
             .items
             .iter()
             .map(|c| c.name_any())
@@ -200,13 +379,16 @@ pub async fn renew(args: RenewArgs) -> Result<(), CliError> {
     } else {
         args.names
     };
+    if names.is_empty() {
+        println!("no ClusterCertificate matches");
+    }
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let patch = serde_json::json!({"metadata": {"annotations": {meta::RENEW_REQUESTED_AT: now}}});
     for name in names {
         certs
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await
-            .map_err(CliError::Kube)?;
+            .map_err(cluster.error(format!("ClusterCertificate {name}")))?;
         println!("renewal of {name} requested");
     }
     Ok(())
@@ -215,15 +397,15 @@ pub async fn renew(args: RenewArgs) -> Result<(), CliError> {
 /// kubeadm's `certs check-expiration` tables, for the cluster's
 /// ClusterCertificates and CertificateAuthorities.
 pub async fn check_expiration(_args: CheckExpirationArgs) -> Result<(), CliError> {
-    let client = client().await?;
-    let certs = Api::<ClusterCertificate>::all(client.clone())
+    let cluster = Cluster::connect().await?;
+    let certs = Api::<ClusterCertificate>::all(cluster.client.clone())
         .list(&ListParams::default())
         .await
-        .map_err(CliError::Kube)?;
-    let cas = Api::<CertificateAuthority>::all(client)
+        .map_err(cluster.error("ClusterCertificates"))?;
+    let cas = Api::<CertificateAuthority>::all(cluster.client.clone())
         .list(&ListParams::default())
         .await
-        .map_err(CliError::Kube)?;
+        .map_err(cluster.error("CertificateAuthorities"))?;
     print!(
         "{}",
         expiration_tables(&certs.items, &cas.items, Utc::now())

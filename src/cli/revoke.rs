@@ -4,7 +4,7 @@
 use chrono::Utc;
 use clap::Args;
 use kube::api::PostParams;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::CliError;
 use crate::api::{CertificateRevocation, CertificateRevocationSpec, ClusterCertificate, IssuerRef};
@@ -28,13 +28,14 @@ pub struct RevokeArgs {
 }
 
 pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
-    let client = Client::try_default().await.map_err(CliError::Kube)?;
+    let cluster = super::cluster::Cluster::connect().await?;
+    let client = cluster.client.clone();
     let (issuer, serial, label) = match (&args.name, &args.serial, &args.ca) {
         (Some(name), _, _) => {
             let cert = Api::<ClusterCertificate>::all(client.clone())
                 .get(name)
                 .await
-                .map_err(CliError::Kube)?;
+                .map_err(cluster.error(format!("ClusterCertificate {name}")))?;
             let serial = cert
                 .status
                 .as_ref()
@@ -86,7 +87,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
     let created = api
         .create(&PostParams::default(), &revocation)
         .await
-        .map_err(CliError::Kube)?;
+        .map_err(cluster.error(format!("CertificateRevocation for {label}")))?;
     println!(
         "certificaterevocation/{} created: serial {serial} of CertificateAuthority {issuer}, reason {}",
         created.name_any(),

@@ -322,8 +322,9 @@ async fn run_controllers(
     let certs: Api<ClusterCertificate> = Api::all(client.clone());
     let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
 
-    let ca_controller =
-        Controller::new(cas.clone(), watcher::Config::default()).with_config(config());
+    // Debounced: a burst of issuances (ledger writes) is one CA pass.
+    let ca_controller = Controller::new(cas.clone(), watcher::Config::default())
+        .with_config(config().debounce(std::time::Duration::from_secs(2)));
     let cert_controller =
         Controller::new(certs.clone(), watcher::Config::default()).with_config(config());
     let revocation_controller = Controller::new(
@@ -383,6 +384,11 @@ async fn run_controllers(
         watcher::Config::default().labels(meta::CRL),
     )
     .touched_objects();
+    let ledger_maps = watcher(
+        Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
+        watcher::Config::default().labels(meta::LEDGER),
+    )
+    .touched_objects();
     let ca_run = ca_controller
         .watches(
             Api::<Namespace>::all(client.clone()),
@@ -407,7 +413,13 @@ async fn run_controllers(
                 .map(|ca| ObjectRef::from_obj(ca.as_ref()))
                 .collect::<Vec<_>>()
         })
-        // A new or changed CRL ConfigMap updates (or repairs) the CA's status.
+        // A new or changed CRL ConfigMap updates (or repairs) the CA's status;
+        // a ledger shard's change updates its counts (the controller is debounced).
+        .watches_stream(ledger_maps, |cm| {
+            cm.annotations()
+                .get(meta::CERTIFICATE_AUTHORITY)
+                .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
+        })
         .watches_stream(crl_maps, |cm| {
             cm.annotations()
                 .get(meta::CERTIFICATE_AUTHORITY)

@@ -809,11 +809,58 @@ fn the_kubectl_plugin_shows_status_and_kubeadm_style_expiration() {
 
     let missing = kubectl(&["certop", "status", "no-such-certificate"]);
     assert!(!missing.status.success());
-    assert!(
-        stderr(&missing).contains("not found"),
-        "{}",
-        stderr(&missing)
+    assert_eq!(
+        stderr(&missing).trim(),
+        "error: ClusterCertificate no-such-certificate not found",
+        "an error in words, not a library struct"
     );
+
+    // The CA's counts follow its ledger.
+    let ca_status = || kubectl(&["certop", "status", &format!("ca/{ca}")]);
+    assert!(
+        wait_for(WAIT, || stdout(&ca_status())
+            .contains("Certificates:  1 live")),
+        "{}",
+        stdout(&ca_status())
+    );
+    let text = stdout(&ca_status());
+    for expected in ["Ready:         True (Ready)", "CRL:           number"] {
+        assert!(
+            text.contains(expected),
+            "CA status lacks {expected:?}:\n{text}"
+        );
+    }
+
+    let inspect = kubectl(&["certop", "inspect", "secret", &format!("{ns}/{name}")]);
+    let text = stdout(&inspect);
+    assert!(inspect.status.success(), "{}", stderr(&inspect));
+    for expected in [
+        "Certificate 1 of 2:",
+        "CN=kubernetes-admin",
+        "Usages:       digital signature, client auth",
+        "Private key:    matches the certificate",
+    ] {
+        assert!(
+            text.contains(expected),
+            "inspect lacks {expected:?}:\n{text}"
+        );
+    }
+
+    let labelled = kubectl(&["label", "clustercertificate", &name, &format!("team={ns}")]);
+    assert!(labelled.status.success(), "{}", stderr(&labelled));
+    let renew = kubectl(&["certop", "renew", "-l", &format!("team={ns}")]);
+    assert!(renew.status.success(), "{}", stderr(&renew));
+    assert_eq!(
+        stdout(&renew).trim(),
+        format!("renewal of {name} requested")
+    );
+    assert!(wait_for(WAIT, || cert(cp, &name)
+        .status
+        .and_then(|s| s.serial_number)
+        .is_some_and(|s| s != serial)));
+
+    let completion = kubectl(&["certop", "completion", "bash"]);
+    assert!(completion.status.success() && stdout(&completion).contains("kubectl-certop"));
 }
 
 #[test]
