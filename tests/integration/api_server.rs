@@ -281,9 +281,15 @@ async fn status_round_trips_through_the_status_subresource_and_shows_in_kubectl_
     ] {
         assert!(header.contains(column), "column {column} missing: {text}");
     }
+    let row = text.lines().nth(1).unwrap_or_default();
     assert!(
-        text.contains(&format!("default/{name}")) && text.contains("cluster"),
-        "{text}"
+        row.matches(name.as_str()).count() == 2 && row.contains("cluster"),
+        "the Secret column shows spec.secretName: {text}"
+    );
+    let wide = stdout(&cp.kubectl(&["get", "clustercertificate", &name, "-o", "wide"]));
+    assert!(
+        wide.lines().next().unwrap_or_default().contains("STATUS"),
+        "-o wide shows the Ready message: {wide}"
     );
     let wide = cp.kubectl(&[
         "get",

@@ -342,6 +342,16 @@ fn a_secret_deleted_corrupted_or_out_of_spec_is_put_right_and_says_why() {
         "a deleted Secret comes back"
     );
     wait_event(cp, &name, "Issued");
+    // The issuance is also an Event on the Secret itself.
+    assert!(
+        wait_for(WAIT, || {
+            let out = cp.kubectl(&["describe", "secret", "-n", &ns, &name]);
+            stdout(&out).contains("Issued")
+                && stdout(&out).contains(&format!("ClusterCertificate {name}"))
+        }),
+        "{}",
+        stdout(&cp.kubectl(&["describe", "secret", "-n", &ns, &name]))
+    );
 
     let second = serial(cp).expect("serial");
     let patch = r#"{"data":{"tls.crt":"Z2FyYmFnZQ=="}}"#;

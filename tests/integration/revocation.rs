@@ -211,13 +211,21 @@ fn a_revoked_certificate_is_in_a_crl_openssl_enforces_and_is_replaced_with_a_new
         .binary_data
         .and_then(|b| b.get("crl.der").map(|v| v.0.clone()));
     assert!(stored_der.is_some(), "the CRL is stored in the cluster");
-    let ca_status = get::<CertificateAuthority>(cp, &["certificateauthority", &ca])
-        .and_then(|c| c.status)
-        .expect("status");
+    // The CA's status follows its CRL (a debounced pass of the CA controller).
+    let ca_status = || {
+        get::<CertificateAuthority>(cp, &["certificateauthority", &ca])
+            .and_then(|c| c.status)
+            .expect("status")
+    };
     assert!(
-        ca_status.crl_number.unwrap_or(0) >= 2 && ca_status.revoked_certificates >= Some(1),
-        "{ca_status:?}"
+        wait_for(WAIT, || {
+            let s = ca_status();
+            s.crl_number.unwrap_or(0) >= 2 && s.revoked_certificates >= Some(1)
+        }),
+        "{:?}",
+        ca_status()
     );
+    let ca_status = ca_status();
     assert!(ca_status.crl_next_update > ca_status.crl_this_update);
     let metrics = crate::support::http_get(&operator().metrics_url).expect("metrics");
     assert!(

@@ -200,12 +200,12 @@ async fn apply_pass(
                 reason: reason.as_deref().unwrap_or("Issued"),
                 renewal_request: request.as_deref(),
             };
-            let wanted = secret::desired(cert, secret::secret_data(&secret), &provenance);
+            let mut wanted = secret::desired(cert, secret::secret_data(&secret), &provenance);
+            wanted.metadata.uid = secret.metadata.uid.clone();
             if secret::metadata_missing(&secret, &wanted) {
-                if let Err(blocked) =
-                    secret::apply(&secrets, wanted.clone(), secret.resource_version()).await?
-                {
-                    return status::blocked(cert, ctx, blocked, now).await;
+                match secret::apply(&secrets, wanted.clone(), secret.resource_version()).await? {
+                    Ok(applied) => wanted = applied,
+                    Err(blocked) => return status::blocked(cert, ctx, blocked, now).await,
                 }
                 ctx.event(
                     cert,
@@ -302,9 +302,10 @@ async fn issue_into_secret(
         renewal_request: issuance.renewal_request.as_deref(),
     };
     let wanted = secret::desired(cert, signed.data, &provenance);
-    if let Err(blocked) = secret::apply(secrets, wanted.clone(), existed).await? {
-        return status::blocked(cert, ctx, blocked, now).await.map(Err);
-    }
+    let wanted = match secret::apply(secrets, wanted, existed).await? {
+        Ok(applied) => applied,
+        Err(blocked) => return status::blocked(cert, ctx, blocked, now).await.map(Err),
+    };
     let leaf = signed.leaf;
     info!(certificate = %cert.name_any(), serial = %leaf.serial, reason = issuance.reason.code(), revision = issuance.revision, "issued");
     ctx.metrics.issued(issuance.reason.code());

@@ -138,7 +138,7 @@ pub async fn apply(
     api: &Api<Secret>,
     mut secret: Secret,
     resource_version: Option<String>,
-) -> Result<Result<(), Blocked>, Error> {
+) -> Result<Result<Secret, Blocked>, Error> {
     let name = secret.name_any();
     let namespace = secret.namespace().unwrap_or_default();
     secret.metadata.resource_version = resource_version;
@@ -150,7 +150,7 @@ pub async fn apply(
         )
         .await;
     match written {
-        Ok(_) => Ok(Ok(())),
+        Ok(applied) => Ok(Ok(applied)),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Err(Blocked::new(
             Reason::NamespaceNotFound,
             format!("namespace {namespace} does not exist; create it or fix spec.secretNamespace"),

@@ -100,17 +100,21 @@ pub async fn ready(
         let reason = ready.map_or("Issued", |c| c.reason.as_str());
         let (_, code, _) = secret::provenance_of(&held.secret);
         let revision = status.revision.unwrap_or(1);
+        let note = format!(
+            "certificate serial {} is valid until {} (revision {revision}; {})",
+            leaf.serial,
+            leaf.not_after.to_rfc3339(),
+            code.as_deref().unwrap_or("Issued")
+        );
+        let action = format!("IssueRevision{revision}");
+        ctx.event(cert, false, reason, &action, note.clone()).await;
+        // Also on the Secret, where `kubectl describe secret` shows it.
         ctx.event(
-            cert,
+            &held.secret,
             false,
             reason,
-            &format!("IssueRevision{revision}"),
-            format!(
-                "certificate serial {} is valid until {} (revision {revision}; {})",
-                leaf.serial,
-                leaf.not_after.to_rfc3339(),
-                code.as_deref().unwrap_or("Issued")
-            ),
+            &action,
+            format!("{note}, for ClusterCertificate {name}"),
         )
         .await;
     }
