@@ -41,15 +41,16 @@ impl Backoff {
     }
 }
 
-/// The error policy of every controller: log, and retry after this
+/// The error policy of every controller: count, log, and retry after this
 /// object's next backoff delay.
 pub fn retry(
     controller: &str,
     name: &str,
     error: &Error,
-    backoff: &Backoff,
+    ctx: &super::Context,
 ) -> kube::runtime::controller::Action {
-    let delay = backoff.next(&format!("{controller}/{name}"), error);
+    ctx.metrics.reconcile_error(controller);
+    let delay = ctx.backoff.next(&format!("{controller}/{name}"), error);
     tracing::warn!(controller, object = name, %error, retry_in = ?delay, "reconcile failed");
     kube::runtime::controller::Action::requeue(delay)
 }

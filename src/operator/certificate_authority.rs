@@ -104,7 +104,7 @@ pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Resu
 }
 
 pub fn error_policy(ca: Arc<CertificateAuthority>, error: &Error, ctx: Arc<Context>) -> Action {
-    super::backoff::retry("certificateauthority", &ca.name_any(), error, &ctx.backoff)
+    super::backoff::retry("certificateauthority", &ca.name_any(), error, &ctx)
 }
 
 /// Whether the key pair loaded is the one the CA is bound to. Pure.
@@ -217,7 +217,6 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ca.metadata.generation,
         now,
     );
-    ctx.metrics.authority(&name, cert.not_after);
     let conflicts =
         sync_trust_bundle(ca, ctx, &settings.bundle_name, authority.certificate_pem()).await?;
     set_or_clear(

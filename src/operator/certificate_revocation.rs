@@ -40,12 +40,7 @@ pub async fn reconcile(
 }
 
 pub fn error_policy(rev: Arc<CertificateRevocation>, error: &Error, ctx: Arc<Context>) -> Action {
-    super::backoff::retry(
-        "certificaterevocation",
-        &rev.name_any(),
-        error,
-        &ctx.backoff,
-    )
+    super::backoff::retry("certificaterevocation", &rev.name_any(), error, &ctx)
 }
 
 /// Every pass recomputes what the revocation covers from the ledger and

@@ -76,12 +76,7 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    super::backoff::retry(
-        "certificatesigningrequest",
-        &csr.name_any(),
-        error,
-        &ctx.backoff,
-    )
+    super::backoff::retry("certificatesigningrequest", &csr.name_any(), error, &ctx)
 }
 
 async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action, Error> {

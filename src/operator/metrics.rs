@@ -1,14 +1,39 @@
-use chrono::{DateTime, Utc};
-use prometheus_client::encoding::EncodeLabelSet;
+//! The operator's Prometheus metrics. What describes certificates and CAs is
+//! collected from the shared stores at scrape time, so every replica, leader
+//! or standby, exports the same values, in the shape cert-manager's
+//! dashboards and alerts use; what counts work done (issuances, failures,
+//! reconciles, revocations, CRLs) is counted where it happens.
+
+use kube::ResourceExt;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::api::{CertificateAuthority, ClusterCertificate};
+
+/// cert-manager's labels: the certificate, the namespace of its Secret, its issuer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CertificateLabels {
     pub name: String,
+    pub namespace: String,
+    pub issuer_name: String,
+    pub issuer_kind: String,
+    pub issuer_group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadyLabels {
+    pub name: String,
+    pub namespace: String,
+    pub issuer_name: String,
+    pub issuer_kind: String,
+    pub issuer_group: String,
+    pub condition: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -29,10 +54,6 @@ pub struct ControllerLabels {
 /// The operator's Prometheus metrics, served at `/metrics` (OpenMetrics).
 pub struct Metrics {
     registry: Registry,
-    certificate_expiration: Family<CertificateLabels, Gauge>,
-    certificate_renewal: Family<CertificateLabels, Gauge>,
-    certificate_ready: Family<CertificateLabels, Gauge>,
-    authority_expiration: Family<AuthorityLabels, Gauge>,
     crl_number: Family<AuthorityLabels, Gauge>,
     crl_this_update: Family<AuthorityLabels, Gauge>,
     crl_next_update: Family<AuthorityLabels, Gauge>,
@@ -43,16 +64,13 @@ pub struct Metrics {
     issuances: Family<ReasonLabels, Counter>,
     failures: Family<ReasonLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram>,
+    reconcile_errors: Family<ControllerLabels, Counter>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("certop");
         let m = Metrics {
-            certificate_expiration: Family::default(),
-            certificate_renewal: Family::default(),
-            certificate_ready: Family::default(),
-            authority_expiration: Family::default(),
             crl_number: Family::default(),
             crl_this_update: Family::default(),
             crl_next_update: Family::default(),
@@ -65,28 +83,9 @@ impl Default for Metrics {
             reconcile_duration: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
             }),
+            reconcile_errors: Family::default(),
             registry: Registry::default(),
         };
-        registry.register(
-            "certificate_expiration_timestamp_seconds",
-            "notAfter of each ClusterCertificate's current certificate",
-            m.certificate_expiration.clone(),
-        );
-        registry.register(
-            "certificate_renewal_timestamp_seconds",
-            "When certop renews each ClusterCertificate",
-            m.certificate_renewal.clone(),
-        );
-        registry.register(
-            "certificate_ready",
-            "1 when the ClusterCertificate is Ready, else 0",
-            m.certificate_ready.clone(),
-        );
-        registry.register(
-            "ca_expiration_timestamp_seconds",
-            "notAfter of each CertificateAuthority's certificate",
-            m.authority_expiration.clone(),
-        );
         registry.register(
             "crl_number",
             "Number of each CA's current CRL",
@@ -134,66 +133,24 @@ impl Default for Metrics {
         );
         registry.register(
             "reconcile_duration_seconds",
-            "Time spent in one reconcile",
+            "Time spent in one reconcile (its count is the reconciles done), by controller",
             m.reconcile_duration.clone(),
+        );
+        registry.register(
+            "reconcile_errors",
+            "Reconciles that failed and were retried with backoff, by controller",
+            m.reconcile_errors.clone(),
         );
         Metrics { registry, ..m }
     }
 }
 
 impl Metrics {
-    pub fn certificate(
-        &self,
-        name: &str,
-        ready: bool,
-        not_after: Option<DateTime<Utc>>,
-        renewal: Option<DateTime<Utc>>,
-    ) {
-        let labels = &CertificateLabels {
-            name: name.to_string(),
-        };
-        self.certificate_ready
-            .get_or_create(labels)
-            .set(i64::from(ready));
-        if let Some(t) = not_after {
-            self.certificate_expiration
-                .get_or_create(labels)
-                .set(t.timestamp());
-        }
-        if let Some(t) = renewal {
-            self.certificate_renewal
-                .get_or_create(labels)
-                .set(t.timestamp());
-        }
-    }
-
-    pub fn forget_certificate(&self, name: &str) {
-        let labels = CertificateLabels {
-            name: name.to_string(),
-        };
-        for family in [
-            &self.certificate_ready,
-            &self.certificate_expiration,
-            &self.certificate_renewal,
-        ] {
-            family.remove(&labels);
-        }
-    }
-
-    pub fn authority(&self, name: &str, not_after: DateTime<Utc>) {
-        self.authority_expiration
-            .get_or_create(&AuthorityLabels {
-                name: name.to_string(),
-            })
-            .set(not_after.timestamp());
-    }
-
     pub fn forget_authority(&self, name: &str) {
         let labels = AuthorityLabels {
             name: name.to_string(),
         };
         for family in [
-            &self.authority_expiration,
             &self.crl_number,
             &self.crl_this_update,
             &self.crl_next_update,
@@ -259,6 +216,25 @@ impl Metrics {
             .inc();
     }
 
+    pub fn reconcile_error(&self, controller: &str) {
+        self.reconcile_errors
+            .get_or_create(&ControllerLabels {
+                controller: controller.to_string(),
+            })
+            .inc();
+    }
+
+    /// Exports what the stores say of every certificate and CA at each scrape.
+    pub fn collect_from(
+        &mut self,
+        cas: Store<CertificateAuthority>,
+        certificates: Store<ClusterCertificate>,
+    ) {
+        self.registry
+            .sub_registry_with_prefix("certop")
+            .register_collector(Box::new(StoreCollector { cas, certificates }));
+    }
+
     pub fn reconciled(&self, controller: &str, seconds: f64) {
         self.reconcile_duration
             .get_or_create(&ControllerLabels {
@@ -274,5 +250,100 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// Certificates and CAs as the stores hold them, encoded at scrape time.
+#[derive(Debug)]
+struct StoreCollector {
+    cas: Store<CertificateAuthority>,
+    certificates: Store<ClusterCertificate>,
+}
+
+impl Collector for StoreCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let certs = self.certificates.state();
+        let labels = |c: &ClusterCertificate| CertificateLabels {
+            name: c.name_any(),
+            namespace: c.spec.secret_namespace.clone(),
+            issuer_name: c.spec.issuer_ref.name.clone(),
+            issuer_kind: "CertificateAuthority".into(),
+            issuer_group: crate::api::GROUP.into(),
+        };
+        let gauge = |encoder: &mut DescriptorEncoder,
+                     name: &str,
+                     help: &str,
+                     values: Vec<(CertificateLabels, i64)>|
+         -> Result<(), std::fmt::Error> {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Gauge,
+            )?;
+            for (l, v) in values {
+                ConstGauge::new(v).encode(family.encode_family(&l)?)?;
+            }
+            Ok(())
+        };
+        gauge(
+            &mut encoder,
+            "certificate_expiration_timestamp_seconds",
+            "notAfter of each ClusterCertificate's current certificate",
+            certs
+                .iter()
+                .filter_map(|c| Some((labels(c), c.status.as_ref()?.not_after?.timestamp())))
+                .collect(),
+        )?;
+        gauge(
+            &mut encoder,
+            "certificate_renewal_timestamp_seconds",
+            "When certop renews each ClusterCertificate",
+            certs
+                .iter()
+                .filter_map(|c| Some((labels(c), c.status.as_ref()?.renewal_time?.timestamp())))
+                .collect(),
+        )?;
+        let mut ready = encoder.encode_descriptor(
+            "certificate_ready_status",
+            "1 for the Ready condition's status of each ClusterCertificate (True, False, Unknown), else 0",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for c in certs.iter() {
+            let status = c
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.iter().find(|x| x.type_ == "Ready"))
+                .map_or("Unknown", |x| x.status.as_str());
+            for condition in ["True", "False", "Unknown"] {
+                let l = labels(c);
+                let l = ReadyLabels {
+                    name: l.name,
+                    namespace: l.namespace,
+                    issuer_name: l.issuer_name,
+                    issuer_kind: l.issuer_kind,
+                    issuer_group: l.issuer_group,
+                    condition: condition.into(),
+                };
+                ConstGauge::new(i64::from(status == condition)).encode(ready.encode_family(&l)?)?;
+            }
+        }
+        let mut ca_expiry = encoder.encode_descriptor(
+            "ca_expiration_timestamp_seconds",
+            "notAfter of each CertificateAuthority's certificate",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for ca in self.cas.state().iter() {
+            if let Some(t) = ca.status.as_ref().and_then(|s| s.not_after) {
+                ConstGauge::new(t.timestamp()).encode(ca_expiry.encode_family(
+                    &AuthorityLabels {
+                        name: ca.name_any(),
+                    },
+                )?)?;
+            }
+        }
+        Ok(())
     }
 }

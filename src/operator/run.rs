@@ -119,7 +119,15 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
             "cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {e}"
         ))
     })?;
-    let metrics = Arc::new(Metrics::default());
+    // Every replica, leader or standby, follows the CAs and certificates:
+    // their metrics are collected from these stores at scrape time, and the
+    // controllers read them when this replica leads.
+    let (ca_store, _ca_watch) = spawn_store(Api::<CertificateAuthority>::all(client.clone()));
+    let (cert_store, _cert_watch) = spawn_store(Api::<ClusterCertificate>::all(client.clone()));
+    let mut metrics = Metrics::default();
+    metrics.collect_from(ca_store.clone(), cert_store.clone());
+    let metrics = Arc::new(metrics);
+    let shared = (ca_store, cert_store);
     let crls = Arc::new(CrlCache::default());
     let http_state = Arc::new(HttpState {
         metrics: metrics.clone(),
@@ -194,9 +202,16 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, "certop started");
 
     let result = if args.leader_elect {
-        run_as_elected(&args, client, settings, stop_rx.clone()).await
+        run_as_elected(&args, client, settings, shared, stop_rx.clone()).await
     } else {
-        run_controllers(client, settings, args.concurrency, stopped(stop_rx.clone())).await;
+        run_controllers(
+            client,
+            settings,
+            shared,
+            args.concurrency,
+            stopped(stop_rx.clone()),
+        )
+        .await;
         Ok(())
     };
     if result.is_err() {
@@ -220,6 +235,7 @@ async fn run_as_elected(
     args: &RunArgs,
     client: Client,
     settings: Settings,
+    shared: SharedStores,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
     let identity = args.identity.clone().unwrap_or_else(|| {
@@ -260,7 +276,7 @@ async fn run_as_elected(
         }
     };
     let outcome = tokio::select! {
-        _ = run_controllers(client, settings, args.concurrency, stop_for_controllers) => Ok(()),
+        _ = run_controllers(client, settings, shared, args.concurrency, stop_for_controllers) => Ok(()),
         _ = lost.wait_for(|is_leader| !*is_leader) => {
             error!(%identity, "lost the leader lease; stopping");
             Err(Error::LostLeadership)
@@ -304,6 +320,7 @@ async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
 async fn run_controllers(
     client: Client,
     settings: Settings,
+    shared: SharedStores,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -339,8 +356,6 @@ async fn run_controllers(
     // controller starts only once all of them have listed: a controller's
     // own store cannot gate it (its reconciles would hold up the stream
     // that fills it).
-    let shared_cas = spawn_store(cas.clone());
-    let shared_certs = spawn_store(certs);
     let shared_revocations = spawn_store(Api::<CertificateRevocation>::all(client.clone()));
     // Every Secret of the operator's namespace, metadata only: a CA's key
     // Secret may be one a person created (adoption), without certop's labels.
@@ -348,17 +363,12 @@ async fn run_controllers(
     let shared_secrets = spawn_store(ca_secret_api.clone());
     let ca_secrets = watcher(ca_secret_api, watcher::Config::default()).touched_objects();
     let stores = Stores {
-        cas: shared_cas.0,
-        certificates: shared_certs.0,
+        cas: shared.0,
+        certificates: shared.1,
         revocations: shared_revocations.0,
         ca_secrets: shared_secrets.0,
     };
-    let drivers = [
-        shared_cas.1,
-        shared_certs.1,
-        shared_revocations.1,
-        shared_secrets.1,
-    ];
+    let drivers = [shared_revocations.1, shared_secrets.1];
     let ready = futures::future::join4(
         stores.cas.wait_until_ready(),
         stores.certificates.wait_until_ready(),
@@ -503,6 +513,12 @@ async fn run_controllers(
         d.abort();
     }
 }
+
+/// The CA and certificate stores every replica keeps.
+type SharedStores = (
+    reflector::Store<CertificateAuthority>,
+    reflector::Store<ClusterCertificate>,
+);
 
 /// A store filled by its own watch, driven by a task of its own.
 fn spawn_store<K>(api: Api<K>) -> (reflector::Store<K>, tokio::task::JoinHandle<()>)

@@ -296,20 +296,29 @@ fn a_certificate_is_issued_into_a_tls_secret_with_status_events_and_metrics() {
         "describe shows the story:\n{described}"
     );
     let table = stdout(&cp.kubectl(&["get", "clustercertificate", &name]));
-    assert!(
-        table.contains(&format!("{ns}/{name}")) && table.contains("True"),
-        "{table}"
-    );
+    assert!(table.contains(&name) && table.contains("True"), "{table}");
 
+    // Collected from the stores at scrape time, in cert-manager's shape.
+    let labels = format!(
+        "name=\"{name}\",namespace=\"{ns}\",issuer_name=\"{ca}\",issuer_kind=\"CertificateAuthority\",issuer_group=\"certop.dev\""
+    );
     let metrics = http_get(&operator().metrics_url).expect("metrics");
     assert!(
         metrics.contains(&format!(
-            "certop_certificate_expiration_timestamp_seconds{{name=\"{name}\"}} {}",
+            "certop_certificate_expiration_timestamp_seconds{{{labels}}} {}",
             leaf.not_after.timestamp()
         )),
-        "expiry metric missing"
+        "expiry metric missing:\n{metrics}"
     );
-    assert!(metrics.contains(&format!("certop_certificate_ready{{name=\"{name}\"}} 1")));
+    assert!(metrics.contains(&format!(
+        "certop_certificate_ready_status{{{labels},condition=\"True\"}} 1"
+    )));
+    assert!(metrics.contains(&format!(
+        "certop_certificate_ready_status{{{labels},condition=\"False\"}} 0"
+    )));
+    assert!(metrics.contains(&format!(
+        "certop_ca_expiration_timestamp_seconds{{name=\"{ca}\"}}"
+    )));
     assert!(metrics.contains("certop_issuances_total{reason=\"SecretMissing\"}"));
     assert!(metrics.contains("certop_reconcile_duration_seconds_bucket"));
 }
@@ -343,14 +352,15 @@ fn a_secret_deleted_corrupted_or_out_of_spec_is_put_right_and_says_why() {
     );
     wait_event(cp, &name, "Issued");
     // The issuance is also an Event on the Secret itself.
+    let secret_events =
+        || stdout(&cp.kubectl(&["events", "-n", &ns, "--for", &format!("secret/{name}")]));
     assert!(
         wait_for(WAIT, || {
-            let out = cp.kubectl(&["describe", "secret", "-n", &ns, &name]);
-            stdout(&out).contains("Issued")
-                && stdout(&out).contains(&format!("ClusterCertificate {name}"))
+            let text = secret_events();
+            text.contains("Issued") && text.contains(&format!("ClusterCertificate {name}"))
         }),
         "{}",
-        stdout(&cp.kubectl(&["describe", "secret", "-n", &ns, &name]))
+        secret_events()
     );
 
     let second = serial(cp).expect("serial");

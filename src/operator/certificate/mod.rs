@@ -76,7 +76,7 @@ pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Resu
 }
 
 pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Context>) -> Action {
-    super::backoff::retry("clustercertificate", &cert.name_any(), error, &ctx.backoff)
+    super::backoff::retry("clustercertificate", &cert.name_any(), error, &ctx)
 }
 
 /// The ClusterCertificates to look at when a CertificateAuthority changes.
@@ -509,7 +509,6 @@ async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Err
     if cert.spec.revoke_on_delete.unwrap_or(!retain) {
         revoke_current(cert, ctx).await?;
     }
-    ctx.metrics.forget_certificate(&name);
     if retain {
         info!(certificate = %name, "deleted; Secret retained by policy");
         return Ok(Action::await_change());

@@ -118,8 +118,6 @@ pub async fn ready(
         )
         .await;
     }
-    ctx.metrics
-        .certificate(&name, true, Some(leaf.not_after), Some(held.renewal_time));
     Ok(Action::requeue(requeue_until(held.renewal_time, now)))
 }
 
@@ -172,8 +170,6 @@ pub async fn blocked(
         ctx.event(cert, true, reason, reason, blocked.message.clone())
             .await;
     }
-    ctx.metrics
-        .certificate(&name, false, status.not_after, status.renewal_time);
     Ok(blocked
         .retry
         .map_or_else(Action::await_change, Action::requeue))
@@ -223,8 +219,6 @@ pub async fn failed(
     ctx.apply_status::<ClusterCertificate>(&name, &status)
         .await?;
     ctx.metrics.failed(reason.code());
-    ctx.metrics
-        .certificate(&name, false, status.not_after, status.renewal_time);
     ctx.event(cert, true, "IssuanceFailed", reason.code(), message)
         .await;
     Ok(Action::requeue(retry))
