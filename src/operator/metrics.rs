@@ -231,7 +231,6 @@ impl Metrics {
         certificates: Store<ClusterCertificate>,
     ) {
         self.registry
-            .sub_registry_with_prefix("certop")
             .register_collector(Box::new(StoreCollector { cas, certificates }));
     }
 

@@ -303,21 +303,23 @@ fn a_certificate_is_issued_into_a_tls_secret_with_status_events_and_metrics() {
         "name=\"{name}\",namespace=\"{ns}\",issuer_name=\"{ca}\",issuer_kind=\"CertificateAuthority\",issuer_group=\"certop.dev\""
     );
     let metrics = http_get(&operator().metrics_url).expect("metrics");
+    // Whole lines: a name with an extra prefix must not pass.
+    let metrics = format!("\n{metrics}");
     assert!(
         metrics.contains(&format!(
-            "certop_certificate_expiration_timestamp_seconds{{{labels}}} {}",
+            "\ncertop_certificate_expiration_timestamp_seconds{{{labels}}} {}",
             leaf.not_after.timestamp()
         )),
         "expiry metric missing:\n{metrics}"
     );
     assert!(metrics.contains(&format!(
-        "certop_certificate_ready_status{{{labels},condition=\"True\"}} 1"
+        "\ncertop_certificate_ready_status{{{labels},condition=\"True\"}} 1"
     )));
     assert!(metrics.contains(&format!(
-        "certop_certificate_ready_status{{{labels},condition=\"False\"}} 0"
+        "\ncertop_certificate_ready_status{{{labels},condition=\"False\"}} 0"
     )));
     assert!(metrics.contains(&format!(
-        "certop_ca_expiration_timestamp_seconds{{name=\"{ca}\"}}"
+        "\ncertop_ca_expiration_timestamp_seconds{{name=\"{ca}\"}}"
     )));
     assert!(metrics.contains("certop_issuances_total{reason=\"SecretMissing\"}"));
     assert!(metrics.contains("certop_reconcile_duration_seconds_bucket"));

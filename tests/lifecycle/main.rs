@@ -145,6 +145,18 @@ fn two_replicas_elect_one_leader_and_fail_over_within_the_lease() {
         !standby.log_text().contains("issued"),
         "only the leader issues"
     );
+    // Metrics come from the stores: the standby exports them too.
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            crate::support::http_get(&standby.metrics_url).is_some_and(|m| {
+                m.lines().any(|l| {
+                    l.starts_with("certop_certificate_expiration_timestamp_seconds{")
+                        && l.contains(&format!("name=\"{first}\""))
+                })
+            })
+        }),
+        "the standby exports the certificate's expiry"
+    );
 
     assert!(
         wait_for(Duration::from_secs(30), || crl_number(cp, &ca) >= 1),
