@@ -19,7 +19,11 @@ if [ ! -x "$bin" ]; then
   ldflags+=" -X k8s.io/component-base/version.gitMajor=$major -X k8s.io/component-base/version.gitMinor=$minor"
   ldflags+=" -X k8s.io/component-base/version.gitTreeState=clean"
   echo "building $name (Kubernetes $k8s_version from Go modules); a cold build takes minutes" >&2
-  (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin.tmp" .)
+  # -v names each package as it compiles: a running count shows progress;
+  # anything else Go says (errors have spaces, package paths do not) is shown.
+  (cd "$dir" && go build -v -trimpath -ldflags "$ldflags" -o "$bin.tmp" . 2>&1) |
+    awk '{ n++; if (n % 200 == 0) printf "  %s: %d packages compiled\n", name, n > "/dev/stderr" }
+         / / { print > "/dev/stderr" }' name="$name"
   mv "$bin.tmp" "$bin"
 fi
 echo "$bin"

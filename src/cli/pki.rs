@@ -323,7 +323,26 @@ fn describe(out: &mut String, c: &CertificateInfo, now: chrono::DateTime<Utc>) {
             c.key_algorithm
                 .map_or("unsupported".to_string(), |a| a.to_string()),
         ),
-        ("CA", if c.is_ca { "yes" } else { "no" }.to_string()),
+        (
+            "CA",
+            if c.is_ca {
+                // What a CA's keyUsage lets it sign.
+                let mut may = Vec::new();
+                if c.can_sign_certificates {
+                    may.push("certificates (keyCertSign)");
+                }
+                if c.can_sign_crls {
+                    may.push("CRLs (cRLSign)");
+                }
+                if may.is_empty() {
+                    "yes, but its keyUsage lets it sign nothing".to_string()
+                } else {
+                    format!("yes, signs {}", may.join(" and "))
+                }
+            } else {
+                "no".to_string()
+            },
+        ),
         (
             "Usages",
             list(

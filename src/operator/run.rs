@@ -341,7 +341,7 @@ async fn run_controllers(
 
     // Debounced: a burst of issuances (ledger writes) is one CA pass.
     let ca_controller = Controller::new(cas.clone(), watcher::Config::default())
-        .with_config(config().debounce(std::time::Duration::from_secs(2)));
+        .with_config(config().debounce(std::time::Duration::from_millis(500)));
     let cert_controller =
         Controller::new(certs.clone(), watcher::Config::default()).with_config(config());
     let revocation_controller = Controller::new(
