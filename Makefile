@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane kubeadm venv dev-up dev-down demo bench scale clean
+.PHONY: build test lint crds control-plane kubeadm helm venv dev-up dev-down demo bench scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -27,17 +27,23 @@ control-plane:
 kubeadm:
 	@tests/kubeadm/build.sh >/dev/null
 
+# helm v3 from the Go module proxy, to lint and render charts/certop.
+helm:
+	@tests/helm/build.sh >/dev/null
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-test: venv control-plane kubeadm lint
+test: venv control-plane kubeadm helm lint
 	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" CERTOP_KUBEADM="$$(tests/kubeadm/build.sh)" \
+		CERTOP_HELM="$$(tests/helm/build.sh)" \
 		PKILINT_BIN="$(CURDIR)/$(VENV)/bin" \
 		$(CARGO) test --locked --all-targets
 
 crds:
 	$(CARGO) run --quiet -- crd > crds/certop-crds.yaml
+	cp crds/certop-crds.yaml charts/certop/crds/certop-crds.yaml
 
 dev-up: control-plane
 	@scripts/dev-control-plane.sh up "$(DEV_DIR)"

@@ -6,6 +6,7 @@ mod common;
 
 mod api_server;
 mod csr;
+mod helm_chart;
 mod objects;
 mod operator;
 mod revocation;
