@@ -296,11 +296,31 @@ fn a_stuck_certificate_grows_neither_the_ledger_nor_its_revision() {
         let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
         cert["spec"]["secretNamespace"] = json!("missing");
         w.api.put(CERT_PATH, cert);
-        for _ in 0..5 {
+        for _ in 0..3 {
             w.certificate_pass()
                 .await
                 .expect("a blocked pass is not an error");
         }
+        let settled = w.api.writes();
+        for _ in 0..3 {
+            w.certificate_pass()
+                .await
+                .expect("a blocked pass is not an error");
+        }
+        assert_eq!(
+            w.api.writes(),
+            settled,
+            "a stuck certificate writes nothing more: {:?}",
+            w.api.log()
+        );
+        let issuing = conditions::find(&w.status().conditions, conditions::ISSUING)
+            .cloned()
+            .expect("Issuing");
+        assert_eq!(
+            (issuing.status.as_str(), issuing.reason.as_str()),
+            ("True", "SecretMissing"),
+            "an issuance is under way"
+        );
         assert!(
             w.ledger().is_empty(),
             "no ledger entry for certificates nobody holds"

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -29,6 +29,7 @@ use tracing::{info, warn};
 pub use decide::{Decision, Issuer, decide};
 pub use secret::{Ownership, ownership};
 
+use super::conditions;
 use super::finalize::reconcile_with_finalizer;
 use super::reason::{Blocked, Reason};
 use super::{Context, Error, authority_cache, crl, ledger_store};
@@ -172,6 +173,29 @@ async fn apply_pass(
         Ok(_) => issuer(cert, ctx, now).await?,
         Err(_) => Issuer::Blocked(Blocked::new(Reason::InvalidSpec, "", None)),
     };
+    // A namespace found missing is looked up again before any key is made
+    // for it: a certificate stuck on it costs a read per retry, not a key.
+    let waiting_for_namespace = cert
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+        .is_some_and(|c| c.reason == Reason::NamespaceNotFound.as_str());
+    if waiting_for_namespace
+        && Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(&cert.spec.secret_namespace)
+            .await?
+            .is_none()
+    {
+        let blocked = Blocked::new(
+            Reason::NamespaceNotFound,
+            format!(
+                "namespace {} does not exist; create it or fix spec.secretNamespace",
+                cert.spec.secret_namespace
+            ),
+            Some(decide::WAITING_RETRY),
+        );
+        return status::blocked(cert, ctx, blocked, now).await;
+    }
     let observed = match &issuer {
         Issuer::Ready { .. } => secrets.get_opt(&cert.spec.secret_name).await?,
         Issuer::Blocked(_) => None,
@@ -271,6 +295,7 @@ async fn issue_into_secret(
 ) -> Result<Result<Held, Action>, Error> {
     let action = format!("IssueRevision{}", issuance.revision);
     let existed = observed.and_then(|s| s.resource_version());
+    let cert = &status::issuing(cert, ctx, &issuance.reason, now).await?;
     if existed.is_some() {
         ctx.event(
             cert,

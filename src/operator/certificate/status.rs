@@ -121,6 +121,35 @@ pub async fn ready(
     Ok(Action::requeue(requeue_until(held.renewal_time, now)))
 }
 
+/// Says an issuance is under way (`Issuing=True` with its reason), as
+/// cert-manager does, before the key is made; written only when it changes.
+/// Returns the object with that status, for the rest of the pass.
+pub async fn issuing(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    reason: &IssueReason,
+    now: DateTime<Utc>,
+) -> Result<ClusterCertificate, Error> {
+    let previous = cert.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    conditions::set(
+        &mut status.conditions,
+        ISSUING,
+        true,
+        reason.code(),
+        &format!("issuing a certificate: {reason}"),
+        cert.metadata.generation,
+        now,
+    );
+    if status != previous {
+        ctx.apply_status::<ClusterCertificate>(&cert.name_any(), &status)
+            .await?;
+    }
+    let mut updated = cert.clone();
+    updated.status = Some(status);
+    Ok(updated)
+}
+
 /// The status of a certificate that cannot progress.
 pub fn blocked_status(
     cert: &ClusterCertificate,
