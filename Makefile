@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane kubeadm helm venv dev-up dev-down demo bench scale clean
+.PHONY: build test lint crds control-plane kubeadm helm dist venv dev-up dev-down demo bench scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -53,6 +53,18 @@ dev-down:
 
 demo: control-plane
 	@scripts/demo.sh
+
+# A release archive of the kubectl plugin, and its krew manifest:
+#   make dist VERSION=v0.1.0 URL=https://example.com/kubectl-certop_linux_amd64.tar.gz
+VERSION ?= v0.1.0
+URL ?= https://example.invalid/kubectl-certop_linux_amd64.tar.gz
+dist:
+	$(CARGO) build --release --locked
+	mkdir -p dist/stage
+	cp target/release/certop dist/stage/kubectl-certop
+	tar -C dist/stage -czf dist/kubectl-certop_linux_amd64.tar.gz kubectl-certop
+	scripts/krew-manifest.sh $(VERSION) $(URL) dist/kubectl-certop_linux_amd64.tar.gz > dist/certop.yaml
+	@echo "dist/kubectl-certop_linux_amd64.tar.gz and its krew manifest dist/certop.yaml"
 
 bench:
 	$(CARGO) bench --bench pki
