@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane kubeadm helm dist venv dev-up dev-down demo bench scale clean
+.PHONY: build test lint crds control-plane kubeadm helm dist image venv dev-up dev-down demo bench scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -65,6 +65,12 @@ dist:
 	tar -C dist/stage -czf dist/kubectl-certop_linux_amd64.tar.gz kubectl-certop
 	scripts/krew-manifest.sh $(VERSION) $(URL) dist/kubectl-certop_linux_amd64.tar.gz > dist/certop.yaml
 	@echo "dist/kubectl-certop_linux_amd64.tar.gz and its krew manifest dist/certop.yaml"
+
+# The image, built here without a registry: static binary, FROM scratch,
+# non-root, with buildah (localhost/certop:dev). `podman run --rm
+# --storage-driver vfs localhost/certop:dev --version` runs it.
+image:
+	@scripts/image.sh dev
 
 bench:
 	$(CARGO) bench --bench pki

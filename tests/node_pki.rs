@@ -426,25 +426,20 @@ fn renewing_a_kubeconfig_changes_only_its_client_credentials() {
     let files_dir = tmp.path().join("files");
     std::fs::create_dir_all(&files_dir).expect("dir");
     let sched = tmp.path().join("scheduler.conf");
-    let out = std::process::Command::new("kubectl")
-        .args(["config", "view", "--raw", "--kubeconfig"])
-        .arg(&sched)
-        .args(["-o", "jsonpath={.users[0].user.client-certificate-data}"])
-        .output()
-        .expect("kubectl");
-    use base64::Engine;
-    let cert = base64::engine::general_purpose::STANDARD
-        .decode(String::from_utf8_lossy(&out.stdout).trim())
-        .expect("base64");
-    let out = std::process::Command::new("kubectl")
-        .args(["config", "view", "--raw", "--kubeconfig"])
-        .arg(&sched)
-        .args(["-o", "jsonpath={.users[0].user.client-key-data}"])
-        .output()
-        .expect("kubectl");
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(String::from_utf8_lossy(&out.stdout).trim())
-        .expect("base64");
+    // What kubectl reads from the kubeconfig, decoded.
+    let field = |name: &str| {
+        use base64::Engine;
+        let out = std::process::Command::new("kubectl")
+            .args(["config", "view", "--raw", "--kubeconfig"])
+            .arg(&sched)
+            .args(["-o", &format!("jsonpath={{.users[0].user.{name}}}")])
+            .output()
+            .expect("kubectl");
+        base64::engine::general_purpose::STANDARD
+            .decode(String::from_utf8_lossy(&out.stdout).trim())
+            .expect("base64")
+    };
+    let (cert, key) = (field("client-certificate-data"), field("client-key-data"));
     std::fs::write(files_dir.join("sched.crt"), &cert).expect("write");
     std::fs::write(files_dir.join("sched.key"), &key).expect("write");
     let sched_text = std::fs::read_to_string(&sched).expect("scheduler.conf");

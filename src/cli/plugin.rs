@@ -68,6 +68,22 @@ fn condition_line(c: &ClusterCertificate, type_: &str) -> String {
         })
 }
 
+/// A certificate's DNS names, IPs and URIs on one line (`-` for none).
+fn names_of(c: &crate::pki::CertificateInfo) -> String {
+    let names: Vec<String> = c
+        .dns_names
+        .iter()
+        .cloned()
+        .chain(c.ip_addresses.iter().map(|ip| ip.to_string()))
+        .chain(c.uris.iter().cloned())
+        .collect();
+    if names.is_empty() {
+        "-".into()
+    } else {
+        names.join(", ")
+    }
+}
+
 fn when(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> String {
     match t {
         Some(t) if t > now => format!("{} (in {})", t.to_rfc3339(), format_time_left(t - now)),
@@ -161,22 +177,7 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
                         leaf.subject(),
                         leaf.issuer()
                     );
-                    let names: Vec<String> = leaf
-                        .dns_names
-                        .iter()
-                        .cloned()
-                        .chain(leaf.ip_addresses.iter().map(|ip| ip.to_string()))
-                        .chain(leaf.uris.iter().cloned())
-                        .collect();
-                    let _ = writeln!(
-                        out,
-                        "Names:         {}",
-                        if names.is_empty() {
-                            "-".into()
-                        } else {
-                            names.join(", ")
-                        }
-                    );
+                    let _ = writeln!(out, "Names:         {}", names_of(leaf));
                 }
                 Err(e) => {
                     let _ = writeln!(out, "Certificate:   {e}");
@@ -308,22 +309,7 @@ pub async fn inspect(args: InspectArgs) -> Result<(), CliError> {
         let _ = writeln!(out, "  Fingerprint:  {}", c.fingerprint);
         let _ = writeln!(out, "  Not before:   {}", when(Some(c.not_before), now));
         let _ = writeln!(out, "  Not after:    {}", when(Some(c.not_after), now));
-        let names: Vec<String> = c
-            .dns_names
-            .iter()
-            .cloned()
-            .chain(c.ip_addresses.iter().map(|ip| ip.to_string()))
-            .chain(c.uris.iter().cloned())
-            .collect();
-        let _ = writeln!(
-            out,
-            "  Names:        {}",
-            if names.is_empty() {
-                "-".into()
-            } else {
-                names.join(", ")
-            }
-        );
+        let _ = writeln!(out, "  Names:        {}", names_of(c));
         let usages: Vec<String> = c
             .usages
             .iter()
