@@ -107,6 +107,18 @@ pub fn error_policy(ca: Arc<CertificateAuthority>, error: &Error, ctx: Arc<Conte
     super::backoff::retry("certificateauthority", &ca.name_any(), error, &ctx)
 }
 
+/// The condition a CA near its end carries.
+pub const EXPIRING: &str = "Expiring";
+
+/// When a CA's approaching end is announced: the last fifth of its
+/// lifetime (the window a rotation would use). Pure.
+pub fn expiry_warning_time(
+    not_before: chrono::DateTime<Utc>,
+    not_after: chrono::DateTime<Utc>,
+) -> chrono::DateTime<Utc> {
+    not_after - (not_after - not_before) / 5
+}
+
 /// Whether the key pair loaded is the one the CA is bound to. Pure.
 pub fn check_binding(bound: Option<&str>, loaded: &str) -> Result<(), String> {
     match bound {
@@ -217,6 +229,34 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ca.metadata.generation,
         now,
     );
+    // A CA near its end is said loudly, well before its leaves get cut short.
+    let warn_at = expiry_warning_time(cert.not_before, cert.not_after);
+    let was_warning = conditions::is_true(&previous.conditions, EXPIRING);
+    if now >= warn_at {
+        let message = format!(
+            "the CA certificate expires at {} (in {} days); certificates it signs are cut short to that time. certop does not rotate CAs yet: create a new CertificateAuthority and move certificates to it before then",
+            cert.not_after.to_rfc3339(),
+            (cert.not_after - now).num_days()
+        );
+        conditions::set(
+            &mut status.conditions,
+            EXPIRING,
+            true,
+            "CANearExpiry",
+            &message,
+            ca.metadata.generation,
+            now,
+        );
+        if !was_warning {
+            ctx.event(ca, true, "CANearExpiry", "Check", message).await;
+        }
+    } else {
+        status.conditions.retain(|c| c.type_ != EXPIRING);
+    }
+    let until_warning = (warn_at - now)
+        .to_std()
+        .unwrap_or(RESYNC)
+        .max(Duration::from_secs(1));
     let conflicts =
         sync_trust_bundle(ca, ctx, &settings.bundle_name, authority.certificate_pem()).await?;
     set_or_clear(
@@ -266,7 +306,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ca.metadata.generation,
         now,
     );
-    let mut next_look = RESYNC;
+    let mut next_look = RESYNC.min(until_warning);
     if authority.certificate().can_sign_crls {
         match keep_crl_fresh(ca, ctx, &authority, &mut status, now).await {
             Ok(wait) => next_look = next_look.min(wait),
@@ -744,6 +784,15 @@ mod tests {
             }
             other => panic!("a deleted CA Secret must not lead to {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_ca_is_announced_as_expiring_in_the_last_fifth_of_its_life() {
+        let nb = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("t")
+            .to_utc();
+        let na = nb + chrono::Duration::days(100);
+        assert_eq!(expiry_warning_time(nb, na), nb + chrono::Duration::days(80));
     }
 
     #[test]

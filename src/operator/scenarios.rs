@@ -814,3 +814,38 @@ fn a_certificate_issued_after_a_revocation_is_not_covered_by_it_despite_the_back
         assert_eq!(w.secret().and_then(|s| s.annotations().get(meta::REVISION).cloned()).as_deref(), Some("1"));
     });
 }
+
+#[test]
+fn a_ca_in_the_last_fifth_of_its_life_says_so_once() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        let old = Authority::create(
+            &CaRequest {
+                lifetime: chrono::Duration::days(100),
+                ..CaRequest::new("old CA")
+            },
+            Utc::now() - chrono::Duration::days(90),
+        )
+        .expect("CA");
+        w.api.put(
+            &format!("/api/v1/namespaces/{NS}/secrets/ca-ca"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca-ca", "namespace": NS},
+                   "data": {"tls.crt": b64(old.certificate_pem().as_bytes()), "tls.key": b64(old.key_pem().as_bytes())}}),
+        );
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["metadata"]["annotations"][meta::CA_FINGERPRINT] = json!(old.certificate().fingerprint);
+        w.api.put(CA_PATH, ca);
+        w.ca_pass().await.expect("CA pass");
+        w.ca_pass().await.expect("CA pass");
+        let expiring = w.ca_condition("Expiring").expect("Expiring");
+        assert_eq!(expiring.status, "True");
+        assert!(expiring.message.contains("in 9 days") || expiring.message.contains("in 10 days"), "{}", expiring.message);
+        assert_eq!(
+            w.api.event_reasons().iter().filter(|r| *r == "CANearExpiry").count(),
+            1,
+            "one warning Event, not one per pass"
+        );
+        assert_eq!(w.ca_condition("Ready").map(|c| c.status), Some("True".into()), "still signs");
+    });
+}
