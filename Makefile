@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane kubeadm helm dist image venv dev-up dev-down demo bench scale clean
+.PHONY: build test lint crds control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -71,6 +71,13 @@ dist:
 # --storage-driver vfs localhost/certop:dev --version` runs it.
 image:
 	@scripts/image.sh dev
+
+# Property-based fuzzing of every parser of untrusted input
+# (src/operator/untrusted_input.rs); `make test` runs 256 cases per parser.
+FUZZ_CASES ?= 20000
+fuzz:
+	CERTOP_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --lib --locked untrusted_input -- --test-threads=2
+	@echo "$(FUZZ_CASES) cases per parser, 6 parsers: $$(( $(FUZZ_CASES) * 6 )) executions"
 
 bench:
 	$(CARGO) bench --bench pki

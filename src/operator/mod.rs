@@ -22,6 +22,8 @@ pub mod reason;
 mod run;
 #[cfg(test)]
 mod scenarios;
+#[cfg(test)]
+mod untrusted_input;
 
 pub use context::{Context, Stores};
 pub use error::Error;
