@@ -195,8 +195,13 @@ proptest! {
         prop::collection::vec(any::<u8>(), 0..1024),
         mutated(br#"[{"s":"ab","b":1,"a":2,"o":["x"],"d":["a.example"],"i":["10.0.0.1"],"c":"web","r":{"t":3,"r":"keyCompromise"}}]"#.to_vec()),
     ]) {
-        let mut cm = ConfigMap::default();
-        cm.data = Some(BTreeMap::from([("entries.json".to_string(), String::from_utf8_lossy(&bytes).into_owned())]));
+        let cm = ConfigMap {
+            data: Some(BTreeMap::from([(
+                "entries.json".to_string(),
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )])),
+            ..Default::default()
+        };
         let _ = ledger_store::entries_of(&cm);
     }
 
