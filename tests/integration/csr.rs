@@ -457,3 +457,45 @@ fn kubelet_serving_csrs_are_approved_only_for_the_nodes_own_names() {
         "a signer certop does not serve is left alone"
     );
 }
+
+/// A CSR for `certop.dev/<ca>` asking for what the CA's policy does not
+/// allow is Failed with the reason, even once approved.
+#[test]
+fn a_csr_outside_the_cas_policy_fails() {
+    let cp = control_plane();
+    operator();
+    let ca = unique("policy-ca");
+    apply(
+        cp,
+        &ca_yaml(
+            &ca,
+            "  policy:\n    allowedOrganizations: [bots]\n    allowedDNSNames: [.bots.example]\n",
+        ),
+    );
+    let name = unique("outside");
+    create_as(
+        cp,
+        None,
+        &csr_yaml(
+            &name,
+            &format!("certop.dev/{ca}"),
+            &csr_pem("robot", &["admins"], &["robot.bots.example"], &[]),
+            &["digital signature", "client auth"],
+            None,
+        ),
+    );
+    assert!(
+        cp.kubectl(&["certificate", "approve", &name])
+            .status
+            .success()
+    );
+    assert!(
+        wait_for(WAIT, || condition_of(&csr(cp, &name), "Failed").is_some()),
+        "{}",
+        log_tail()
+    );
+    let (reason, message) = condition_of(&csr(cp, &name), "Failed").expect("failed");
+    assert_eq!(reason, "PolicyViolation");
+    assert!(message.contains("\"admins\""), "{message}");
+    assert!(csr(cp, &name).status.and_then(|s| s.certificate).is_none());
+}
