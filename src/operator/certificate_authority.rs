@@ -87,18 +87,13 @@ pub fn decide_source<'a>(
 }
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ctx: &Context = &ctx;
     reconcile_with_finalizer(
         "certificateauthority",
         ca,
-        &ctx,
-        |o| {
-            let ctx = ctx.clone();
-            async move { apply(&o, &ctx).await }
-        },
-        |o| {
-            let ctx = ctx.clone();
-            async move { cleanup(&o, &ctx).await }
-        },
+        ctx,
+        |o| async move { apply(&o, ctx).await },
+        |o| async move { cleanup(&o, ctx).await },
     )
     .await
 }

@@ -203,6 +203,16 @@ impl World {
     }
 }
 
+/// Puts the CertificateRevocation `rev`, created at `created`, with `spec`.
+fn put_revocation(w: &World, created: impl serde::Serialize, spec: serde_json::Value) {
+    w.api.put(
+        REV_PATH,
+        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+               "metadata": {"name": "rev", "generation": 1, "creationTimestamp": created},
+               "spec": spec}),
+    );
+}
+
 /// The invariants after any sequence of failed and retried passes.
 fn assert_converged(w: &World, case: &str) {
     let serial = w.secret_serial();
@@ -394,12 +404,7 @@ fn a_revocation_is_finished_whichever_of_its_writes_fails() {
             let w = world();
             w.certificate_pass().await.expect("issue");
             let serial = w.secret_serial();
-            w.api.put(
-                REV_PATH,
-                json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
-                       "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2099-01-01T00:00:00Z"},
-                       "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": [serial], "reason": "keyCompromise"}}),
-            );
+            put_revocation(&w, "2099-01-01T00:00:00Z", json!({"issuerRef": {"name": "ca"}, "serialNumbers": [serial], "reason": "keyCompromise"}));
             (w, serial)
         };
         let (clean, _) = setup().await;
@@ -444,11 +449,10 @@ fn a_serial_this_ca_never_issued_is_reported_and_not_listed() {
     runtime().block_on(async {
         let w = world();
         w.certificate_pass().await.expect("issue");
-        w.api.put(
-            REV_PATH,
-            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
-                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2099-01-01T00:00:00Z"},
-                   "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": ["0badc0de"]}}),
+        put_revocation(
+            &w,
+            "2099-01-01T00:00:00Z",
+            json!({"issuerRef": {"name": "ca"}, "serialNumbers": ["0badc0de"]}),
         );
         w.revocation_pass().await.expect("pass");
         let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
@@ -460,7 +464,10 @@ fn a_serial_this_ca_never_issued_is_reported_and_not_listed() {
         assert_eq!(ready.status, "False");
         assert_eq!(ready.reason, "UnknownSerials");
         assert!(ready.message.contains("badc0de"), "{}", ready.message);
-        assert!(w.ledger().iter().all(|e| e.revoked.is_none()), "nothing revoked");
+        assert!(
+            w.ledger().iter().all(|e| e.revoked.is_none()),
+            "nothing revoked"
+        );
     });
 }
 
@@ -742,11 +749,10 @@ fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
         with_finalizer(&w);
         w.certificate_pass().await.expect("issue");
         let serial = w.secret_serial();
-        w.api.put(
-            REV_PATH,
-            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
-                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2099-01-01T00:00:00Z"},
-                   "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": [serial]}}),
+        put_revocation(
+            &w,
+            "2099-01-01T00:00:00Z",
+            json!({"issuerRef": {"name": "ca"}, "serialNumbers": [serial]}),
         );
         w.revocation_pass().await.expect("revoke");
         for cm in w.api.list("/api/v1", "configmaps", Some(NS)) {
@@ -757,15 +763,23 @@ fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
         }
         assert!(w.ledger().is_empty(), "every shard deleted");
         let before = w.crl_number().expect("CRL");
-        super::crl::publish(&w.ctx, &w.api.get(CA_PATH).expect("CA"), &w.authority, Utc::now())
-            .await
-            .expect("publish");
+        super::crl::publish(
+            &w.ctx,
+            &w.api.get(CA_PATH).expect("CA"),
+            &w.authority,
+            Utc::now(),
+        )
+        .await
+        .expect("publish");
         let cm: ConfigMap = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
         let der = &cm.binary_data.expect("binary")[super::crl::DER_KEY].0;
         let parsed = parse_crl(der, Some(w.authority.certificate())).expect("CRL");
         assert!(parsed.number > Some(before));
         assert!(
-            parsed.entries.iter().any(|(s, _, _)| s.to_string() == serial),
+            parsed
+                .entries
+                .iter()
+                .any(|(s, _, _)| s.to_string() == serial),
             "the revoked serial is still listed"
         );
     });
@@ -775,12 +789,7 @@ fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
 fn a_revocation_reaching_into_the_future_blocks_instead_of_issuing_without_end() {
     runtime().block_on(async {
         let w = world();
-        w.api.put(
-            REV_PATH,
-            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
-                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
-                   "spec": {"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"], "issuedBefore": "2099-01-01T00:00:00Z"}}),
-        );
+        put_revocation(&w, "2026-01-01T00:00:00Z", json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"], "issuedBefore": "2099-01-01T00:00:00Z"}));
         for _ in 0..5 {
             let _ = w.certificate_pass().await;
         }
@@ -803,15 +812,22 @@ fn a_certificate_issued_after_a_revocation_is_not_covered_by_it_despite_the_back
     runtime().block_on(async {
         let w = world();
         let now = Utc::now();
-        w.api.put(
-            REV_PATH,
-            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
-                   "metadata": {"name": "rev", "generation": 1, "creationTimestamp": (now - chrono::Duration::seconds(10)).to_rfc3339()},
-                   "spec": {"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"]}}),
+        put_revocation(
+            &w,
+            (now - chrono::Duration::seconds(10)).to_rfc3339(),
+            json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"]}),
         );
         w.certificate_pass().await.expect("issue");
-        assert!(w.ledger().iter().all(|e| e.revoked.is_none()), "issued after the revocation: live");
-        assert_eq!(w.secret().and_then(|s| s.annotations().get(meta::REVISION).cloned()).as_deref(), Some("1"));
+        assert!(
+            w.ledger().iter().all(|e| e.revoked.is_none()),
+            "issued after the revocation: live"
+        );
+        assert_eq!(
+            w.secret()
+                .and_then(|s| s.annotations().get(meta::REVISION).cloned())
+                .as_deref(),
+            Some("1")
+        );
     });
 }
 

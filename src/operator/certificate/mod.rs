@@ -60,18 +60,13 @@ pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duratio
 }
 
 pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let ctx: &Context = &ctx;
     reconcile_with_finalizer(
         "clustercertificate",
         cert,
-        &ctx,
-        |o| {
-            let ctx = ctx.clone();
-            async move { apply(&o, &ctx).await }
-        },
-        |o| {
-            let ctx = ctx.clone();
-            async move { cleanup(&o, &ctx).await }
-        },
+        ctx,
+        |o| async move { apply(&o, ctx).await },
+        |o| async move { cleanup(&o, ctx).await },
     )
     .await
 }
