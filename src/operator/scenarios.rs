@@ -865,3 +865,67 @@ fn a_ca_in_the_last_fifth_of_its_life_says_so_once() {
         assert_eq!(w.ca_condition("Ready").map(|c| c.status), Some("True".into()), "still signs");
     });
 }
+
+#[test]
+fn every_write_of_a_new_cas_first_pass_fails_in_turn_and_one_key_comes_out() {
+    runtime().block_on(async {
+        // A CA with no key yet: certop creates the Secret, binds the CA to
+        // it, publishes a CRL, writes the status.
+        let fresh = || {
+            let w = world();
+            with_finalizer(&w);
+            w.api
+                .remove(&format!("/api/v1/namespaces/{NS}/secrets/ca-ca"));
+            let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+            ca["metadata"]["annotations"] = json!({});
+            ca["status"] = json!({});
+            w.api.put(CA_PATH, ca);
+            w
+        };
+        let clean = fresh();
+        let before = clean.api.writes();
+        clean.ca_pass().await.expect("clean CA pass");
+        let writes = clean.api.writes() - before;
+        assert!(
+            writes >= 4,
+            "Secret, binding, CRL, status: {:?}",
+            clean.api.log()
+        );
+        for fault in [Fault::Status(500), Fault::Status(409), Fault::Drop] {
+            for n in 1..=writes {
+                let w = fresh();
+                w.api.fail_write(n, fault);
+                let _ = w.ca_pass().await;
+                for _ in 0..4 {
+                    let _ = w.ca_pass().await;
+                }
+                let case = format!("{fault:?} at CA write {n}");
+                let secrets: Vec<_> = w
+                    .api
+                    .list("/api/v1", "secrets", Some(NS))
+                    .into_iter()
+                    .filter(|s| s["metadata"]["name"] == "ca-ca")
+                    .collect();
+                assert_eq!(secrets.len(), 1, "{case}: one key Secret");
+                let secret: Secret = serde_json::from_value(secrets[0].clone()).expect("Secret");
+                let pem = &secret.data.expect("data")["tls.crt"].0;
+                let fingerprint = parse_chain(pem, "tls.crt").expect("CA")[0]
+                    .fingerprint
+                    .clone();
+                let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+                assert_eq!(
+                    ca.annotations().get(meta::CA_FINGERPRINT),
+                    Some(&fingerprint),
+                    "{case}: bound to the one key"
+                );
+                let status = ca.status.expect("status");
+                assert_eq!(status.fingerprint.as_ref(), Some(&fingerprint), "{case}");
+                assert!(
+                    conditions::is_true(&status.conditions, conditions::READY),
+                    "{case}: Ready"
+                );
+                assert!(status.crl_number.is_some_and(|n| n >= 1), "{case}: a CRL");
+            }
+        }
+    });
+}
