@@ -152,6 +152,7 @@ fn revoke_10k(c: &mut Criterion) {
             ip_addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
             certificate: Some(format!("kubelet-serving-node-{i}")),
             revoked: None,
+            key: 0,
         })
         .collect();
     let rule = RevocationRule {

@@ -41,6 +41,14 @@ pub struct LedgerEntry {
     pub certificate: Option<String>,
     #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
     pub revoked: Option<Revocation>,
+    /// The index of the CA key that signed it (0, the CA's first key, is
+    /// not written): each key has its own CRL.
+    #[serde(rename = "k", default, skip_serializing_if = "is_first_key")]
+    pub key: u32,
+}
+
+fn is_first_key(key: &u32) -> bool {
+    *key == 0
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,7 +61,7 @@ pub struct Revocation {
 }
 
 impl LedgerEntry {
-    pub fn of(cert: &CertificateInfo, certificate: Option<&str>) -> Self {
+    pub fn of(cert: &CertificateInfo, certificate: Option<&str>, key: u32) -> Self {
         LedgerEntry {
             serial: cert.serial.to_string(),
             // notBefore is backdated: issuance was at most BACKDATE later.
@@ -64,6 +72,7 @@ impl LedgerEntry {
             ip_addresses: cert.ip_addresses.iter().map(IpAddr::to_string).collect(),
             certificate: certificate.map(str::to_string),
             revoked: None,
+            key,
         }
     }
 
@@ -164,6 +173,33 @@ pub fn prune(entries: &mut Vec<LedgerEntry>, now: DateTime<Utc>) -> usize {
     before - entries.len()
 }
 
+/// How many certificates key `key` of a CA still answers for: unexpired,
+/// unrevoked, and not superseded by a later certificate of the same
+/// ClusterCertificate (a re-issue replaces its Secret's certificate).
+/// Certificates signed for CSRs count until they expire. While this is
+/// above zero a retiring key stays trusted.
+pub fn live_of_key(entries: &[LedgerEntry], key: u32, now: DateTime<Utc>) -> usize {
+    // Newest by issuance, then by key (a re-issue in the same second as
+    // its predecessor is told apart by the newer key that signed it).
+    let mut newest: std::collections::HashMap<&str, (i64, u32)> = std::collections::HashMap::new();
+    for e in entries {
+        if let Some(c) = &e.certificate {
+            let t = newest.entry(c.as_str()).or_insert((e.issued_at, e.key));
+            *t = (*t).max((e.issued_at, e.key));
+        }
+    }
+    entries
+        .iter()
+        .filter(|e| e.key == key && e.revoked.is_none() && !e.is_expired(now))
+        .filter(|e| match &e.certificate {
+            Some(c) => newest
+                .get(c.as_str())
+                .is_none_or(|t| *t <= (e.issued_at, e.key)),
+            None => true,
+        })
+        .count()
+}
+
 /// The CRL entries of a ledger.
 pub fn revoked_entries<'a>(
     entries: impl IntoIterator<Item = &'a LedgerEntry>,
@@ -225,6 +261,7 @@ mod tests {
             ip_addresses: ips.iter().map(|s| s.to_string()).collect(),
             certificate: None,
             revoked: None,
+            key: 0,
         }
     }
 
@@ -337,6 +374,31 @@ mod tests {
     }
 
     #[test]
+    fn a_key_answers_for_what_it_signed_until_replaced_revoked_or_expired() {
+        let now = t(10);
+        let mut old = entry("01", 1, &[], &[], &[]);
+        old.certificate = Some("web".into());
+        let mut replaced = old.clone();
+        replaced.serial = "02".into();
+        replaced.key = 1;
+        let kubelet = entry("03", 1, &[], &[], &[]);
+        let mut revoked = entry("04", 1, &[], &[], &[]);
+        revoked.revoked = Some(Revocation {
+            at: t(2).timestamp(),
+            reason: RevocationReason::KeyCompromise,
+        });
+        let mut expired = entry("05", 1, &[], &[], &[]);
+        expired.not_after = t(3).timestamp();
+        let all = vec![old.clone(), kubelet.clone(), revoked, expired];
+        assert_eq!(live_of_key(&all, 0, now), 2, "web's and the kubelet's");
+        let mut all = all;
+        all.push(replaced);
+        assert_eq!(live_of_key(&all, 0, now), 1, "web was re-issued by key 1");
+        assert_eq!(live_of_key(&all, 1, now), 1);
+        assert_eq!(live_of_key(&all, 0, t(200)), 0, "all expired");
+    }
+
+    #[test]
     fn an_entry_stays_small() {
         let e = LedgerEntry {
             serial: "4a".repeat(16),
@@ -350,6 +412,7 @@ mod tests {
                 at: 1_850_000_000,
                 reason: RevocationReason::KeyCompromise,
             }),
+            key: 7,
         };
         let json = serde_json::to_string(&e).expect("json");
         assert!(json.len() < 250, "{} bytes: {json}", json.len());

@@ -10,3 +10,4 @@ pub mod operator;
 pub mod pki;
 pub mod plan;
 pub mod policy;
+pub mod rotation;

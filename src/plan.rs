@@ -54,6 +54,9 @@ pub struct RenewalPolicy {
     /// When a change of the CA's CRL distribution point was first seen for
     /// this certificate (its status keeps it); None: seen now.
     pub distribution_point_change_seen: Option<DateTime<Utc>>,
+    /// The CA is retiring a key: a certificate that key signed is
+    /// re-issued by the new one at its turn, not at once.
+    pub reissue: Option<crate::rotation::Reissue>,
 }
 
 impl RenewalPolicy {
@@ -70,6 +73,7 @@ impl RenewalPolicy {
             honoured: None,
             revoked_serial: None,
             distribution_point_change_seen: None,
+            reissue: None,
         }
     }
 }
@@ -83,7 +87,7 @@ pub enum IssueReason {
     CorruptData { field: &'static str, reason: String },
     KeyMismatch,
     NotIssuedByCurrentCa,
-    CaBundleOutdated,
+    CaRotated,
     SpecChanged(SpecField),
     Expired,
     Revoked,
@@ -100,7 +104,7 @@ impl IssueReason {
             IssueReason::CorruptData { .. } => "CorruptData",
             IssueReason::KeyMismatch => "KeyMismatch",
             IssueReason::NotIssuedByCurrentCa => "IssuerChanged",
-            IssueReason::CaBundleOutdated => "CABundleOutdated",
+            IssueReason::CaRotated => "CARotated",
             IssueReason::SpecChanged(_) => "SpecChanged",
             IssueReason::Expired => "Expired",
             IssueReason::Revoked => "Revoked",
@@ -114,7 +118,10 @@ impl IssueReason {
     pub fn is_renewal(&self) -> bool {
         matches!(
             self,
-            IssueReason::RenewalDue | IssueReason::Expired | IssueReason::RenewalRequested
+            IssueReason::RenewalDue
+                | IssueReason::Expired
+                | IssueReason::RenewalRequested
+                | IssueReason::CaRotated
         )
     }
 }
@@ -133,9 +140,7 @@ impl fmt::Display for IssueReason {
             IssueReason::NotIssuedByCurrentCa => {
                 f.write_str("the certificate was not issued by the current CA")
             }
-            IssueReason::CaBundleOutdated => {
-                f.write_str("the Secret's ca.crt is not the current CA certificate")
-            }
+            IssueReason::CaRotated => f.write_str("the CA rotated its key: the new key signs now"),
             IssueReason::SpecChanged(field) => write!(
                 f,
                 "the certificate no longer matches spec field {}",
@@ -193,12 +198,12 @@ pub fn plan(
             .is_some_and(|k| k.algorithm() == template.key_algorithm);
     let issue = |reason| Plan::Issue { reason, reuse_key };
 
-    let (Some(tls_crt), Some(_), Some(ca_crt)) = (&secret.tls_crt, &secret.tls_key, &secret.ca_crt)
-    else {
+    // ca.crt is not the certificate's business: the writer keeps it equal
+    // to the CA's trust bundle without a new certificate.
+    let (Some(tls_crt), Some(_)) = (&secret.tls_crt, &secret.tls_key) else {
         let missing = [
             (TLS_CERT_KEY, &secret.tls_crt),
             (TLS_PRIVATE_KEY_KEY, &secret.tls_key),
-            (CA_CERT_KEY, &secret.ca_crt),
         ]
         .into_iter()
         .find(|(_, v)| v.is_none())
@@ -224,19 +229,34 @@ pub fn plan(
     if !key_matches_certificate(&key, leaf) {
         return issue(IssueReason::KeyMismatch);
     }
-    if !leaf.is_issued_by(ca) {
-        return issue(IssueReason::NotIssuedByCurrentCa);
-    }
+    // A certificate of a retiring key serves until its turn to be
+    // re-issued by the new key comes; until then it is judged against the
+    // CA that signed it.
+    let mut rotation_turn = None;
+    let ca = if leaf.is_issued_by(ca) {
+        ca
+    } else {
+        match &policy.reissue {
+            Some(r) if leaf.is_issued_by(&r.previous) => {
+                let turn = r.switched_at
+                    + Duration::milliseconds(
+                        (r.spread.num_milliseconds() as f64 * jitter_fraction(leaf)) as i64,
+                    );
+                if now >= turn {
+                    return issue(IssueReason::CaRotated);
+                }
+                rotation_turn = Some(turn);
+                &r.previous
+            }
+            _ => return issue(IssueReason::NotIssuedByCurrentCa),
+        }
+    };
     if policy.revoked_serial.as_deref() == Some(leaf.serial.to_string().as_str()) {
         // A revoked certificate's key is never used again.
         return Plan::Issue {
             reason: IssueReason::Revoked,
             reuse_key: false,
         };
-    }
-    match parse_chain(ca_crt, CA_CERT_KEY) {
-        Ok(bundle) if bundle.iter().any(|c| c.der == ca.der) => {}
-        _ => return issue(IssueReason::CaBundleOutdated),
     }
     let mut pending = None;
     match template.first_mismatch(leaf, ca) {
@@ -267,6 +287,7 @@ pub fn plan(
     if now >= renewal_time {
         return issue(IssueReason::RenewalDue);
     }
+    let renewal_time = rotation_turn.map_or(renewal_time, |t| renewal_time.min(t));
     Plan::UpToDate {
         current: Box::new(leaf.clone()),
         renewal_time: pending.map_or(renewal_time, |(_, turn)| renewal_time.min(turn)),
@@ -414,10 +435,10 @@ mod tests {
                 Some(IssueReason::MissingData(TLS_PRIVATE_KEY_KEY)),
             ),
             (
-                "no ca.crt",
+                "no ca.crt: rewritten, not re-issued",
                 Some(Box::new(|s, _| s.ca_crt = None)),
-                t0(),
-                Some(IssueReason::MissingData(CA_CERT_KEY)),
+                t0() + day,
+                None,
             ),
             (
                 "garbage tls.crt",
@@ -444,12 +465,12 @@ mod tests {
                 Some(IssueReason::KeyMismatch),
             ),
             (
-                "CA bundle edited",
+                "CA bundle edited: rewritten, not re-issued",
                 Some(Box::new(|s, _| {
                     s.ca_crt = s.tls_crt.clone().map(|c| c[..c.len() / 2].to_vec())
                 })),
-                t0(),
-                Some(IssueReason::CaBundleOutdated),
+                t0() + day,
+                None,
             ),
             (
                 "DNS names changed",
@@ -716,6 +737,61 @@ mod tests {
             t0(),
         );
         assert_eq!(reason(got), Some(IssueReason::NotIssuedByCurrentCa));
+    }
+
+    #[test]
+    fn a_certificate_of_a_retiring_key_is_reissued_at_its_turn_after_the_switch() {
+        let w = world();
+        let spread = Duration::hours(1);
+        let mut turns = BTreeSet::new();
+        for _ in 0..40 {
+            let mut w = world();
+            w.policy.reissue = Some(crate::rotation::Reissue {
+                previous: w.ca.certificate().clone(),
+                switched_at: t0() + Duration::days(1),
+                spread,
+            });
+            let turn = match plan(
+                &w.template,
+                &w.policy,
+                Some(&w.secret),
+                w.other_ca.certificate(),
+                t0() + Duration::days(1),
+            ) {
+                Plan::UpToDate { renewal_time, .. } => renewal_time,
+                other => panic!("re-issued at the switch itself: {other:?}"),
+            };
+            assert!(turn <= t0() + Duration::days(1) + spread, "{turn}");
+            turns.insert(turn.timestamp() / 60);
+            assert_eq!(
+                reason(plan(
+                    &w.template,
+                    &w.policy,
+                    Some(&w.secret),
+                    w.other_ca.certificate(),
+                    turn
+                )),
+                Some(IssueReason::CaRotated)
+            );
+        }
+        assert!(turns.len() > 15, "re-issues bunch together: {turns:?}");
+        // A certificate of neither key is re-issued at once.
+        let mut policy = w.policy.clone();
+        policy.reissue = Some(crate::rotation::Reissue {
+            previous: w.other_ca.certificate().clone(),
+            switched_at: t0(),
+            spread,
+        });
+        assert_eq!(
+            reason(plan(
+                &w.template,
+                &policy,
+                Some(&w.secret),
+                w.other_ca.certificate(),
+                t0()
+            )),
+            Some(IssueReason::NotIssuedByCurrentCa)
+        );
     }
 
     #[test]

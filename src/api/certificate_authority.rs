@@ -22,6 +22,11 @@ use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, GoDuration, KeyAlgorithm, S
     ),
     printcolumn(name = "Expires", type_ = "string", json_path = ".status.notAfter"),
     printcolumn(
+        name = "Rotation",
+        type_ = "string",
+        json_path = ".status.rotation.phase"
+    ),
+    printcolumn(
         name = "Status",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].message",
@@ -60,6 +65,36 @@ pub struct CertificateAuthoritySpec {
     /// profile, which must be allowed by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<IssuancePolicy>,
+    /// When and how the CA replaces its own key before it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<CaRotation>,
+}
+
+/// How a CA rotates: a new key and certificate are trusted beside the old
+/// ones for `overlap` before they sign; then every certificate is re-issued
+/// by the new CA, and the old one is trusted until none of its
+/// certificates is left.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaRotation {
+    /// How long both CAs are trusted before the new one signs: the time
+    /// every client has to reload its trust bundle. Default 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('8760h')").message("rotation.overlap must be at most 8760h (a year)"))]
+    pub overlap: Option<GoDuration>,
+    /// How long before the CA certificate's notAfter a rotation starts by
+    /// itself. Default a fifth of the CA's lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('876000h')").message("rotation.renewBefore must be at most 876000h (100 years)"))]
+    pub renew_before: Option<GoDuration>,
+    /// Whether the CA rotates by itself when renewBefore is reached.
+    /// Default true for a CA certop created, false for an adopted one
+    /// (whose certificate other files on the nodes trust): rotate those
+    /// with `kubectl certop rotate-ca`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automatic: Option<bool>,
 }
 
 /// What a CertificateAuthority may sign. An empty list allows any value
@@ -169,6 +204,37 @@ pub struct CertificateAuthorityStatus {
     /// Revoked certificates that have not yet expired (CRL entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_certificates: Option<i64>,
+    /// The Secret, in the operator's namespace, holding the signing key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_name: Option<String>,
+    /// Where the CA's key rotation stands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<CaRotationStatus>,
+}
+
+/// Where a CA's key rotation stands.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaRotationStatus {
+    /// `Stable` (one key), `Staged` (a new key trusted, not yet signing)
+    /// or `Retiring` (the new key signs; the old one is trusted until its
+    /// certificates are gone).
+    pub phase: String,
+    /// The number of the newest rotation (0: the CA's first key).
+    pub number: u32,
+    /// Hex serial of the staged CA certificate (phase Staged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_serial_number: Option<String>,
+    /// Hex serial of the CA certificate being retired (phase Retiring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_serial_number: Option<String>,
+    /// Unexpired certificates of the retiring CA (phase Retiring).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_certificates: Option<i64>,
+    /// When the next step is due: the switch (Staged), or the next
+    /// automatic rotation (Stable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_step_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// A CertificateAuthority's spec resolved into the values certop uses,
@@ -187,7 +253,15 @@ pub struct CaSettings {
     pub crl_validity: chrono::Duration,
     /// How long before nextUpdate the CRL is re-signed.
     pub crl_refresh_before: chrono::Duration,
+    /// How long a new key is trusted before it signs.
+    pub rotation_overlap: chrono::Duration,
+    /// How long before the CA's notAfter it rotates by itself; None when
+    /// it rotates only on request.
+    pub rotate_before: Option<chrono::Duration>,
 }
+
+/// Default rotation overlap: a day.
+pub const DEFAULT_ROTATION_OVERLAP_HOURS: i64 = 24;
 
 /// Default CRL validity: a day.
 pub const DEFAULT_CRL_VALIDITY_HOURS: i64 = 24;
@@ -252,7 +326,32 @@ impl CertificateAuthority {
         if crl_refresh_before >= crl_validity {
             return Err("spec.crl.refreshBefore must be shorter than spec.crl.validity".into());
         }
+        let rotation = spec.rotation.clone().unwrap_or_default();
+        let rotation_overlap = match &rotation.overlap {
+            Some(d) => d
+                .to_chrono()
+                .map_err(|e| format!("spec.rotation.overlap: {e}"))?,
+            None => chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
+        };
+        if rotation_overlap > chrono::Duration::hours(8760) {
+            return Err("spec.rotation.overlap must be at most 8760h".into());
+        }
+        let adopted = spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
+        let rotate_before = match &rotation.renew_before {
+            Some(d) => Some(
+                d.to_chrono()
+                    .map_err(|e| format!("spec.rotation.renewBefore: {e}"))?,
+            ),
+            None => None,
+        };
+        let rotate_before = rotation
+            .automatic
+            .unwrap_or(!adopted)
+            .then_some(rotate_before)
+            .map(|b| b.unwrap_or(lifetime / 5));
         Ok(CaSettings {
+            rotation_overlap,
+            rotate_before,
             lifetime,
             secret_name,
             bundle_name,

@@ -14,9 +14,9 @@ mod duration;
 mod tests;
 
 pub use certificate_authority::{
-    CaKeySource, CaSettings, CertificateAuthority, CertificateAuthoritySpec,
-    CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS, IssuancePolicy,
-    TrustBundle,
+    CaKeySource, CaRotation, CaRotationStatus, CaSettings, CertificateAuthority,
+    CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS,
+    DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, TrustBundle,
 };
 pub use certificate_revocation::{
     CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus,
@@ -61,6 +61,24 @@ pub mod meta {
     /// On a CertificateAuthority: the SHA-256 fingerprint of the CA
     /// certificate it is bound to. A key Secret holding another one is refused.
     pub const CA_FINGERPRINT: &str = "certop.dev/ca-fingerprint";
+    /// On a CertificateAuthority: the number of the newest rotation (the
+    /// index of the newest key; absent = 0, the first key).
+    pub const CA_ROTATION: &str = "certop.dev/ca-rotation";
+    /// On a CertificateAuthority: the index of the key that signs.
+    pub const CA_SIGNING_KEY: &str = "certop.dev/ca-signing-key";
+    /// On a CertificateAuthority: the fingerprint of the staged key of a
+    /// rotation (trusted, not yet signing).
+    pub const CA_NEXT_FINGERPRINT: &str = "certop.dev/ca-next-fingerprint";
+    /// On a CertificateAuthority: the fingerprint of the key a rotation
+    /// replaced, trusted until none of its certificates is left.
+    pub const CA_PREVIOUS_FINGERPRINT: &str = "certop.dev/ca-previous-fingerprint";
+    /// On a CertificateAuthority: a request to rotate (`kubectl certop
+    /// rotate-ca`); an opaque value, a new value is a new request.
+    pub const ROTATE_REQUESTED_AT: &str = "certop.dev/rotate-requested-at";
+    /// On a CertificateAuthority: the rotate request the newest rotation answers.
+    pub const ROTATE_REQUEST_ANSWERED: &str = "certop.dev/rotate-request-answered";
+    /// On a CA key Secret: the index of the key it holds.
+    pub const CA_KEY_INDEX: &str = "certop.dev/ca-key-index";
     /// On a ClusterCertificate: the latest revocation of one of its serials
     /// (JSON `RevocationRecord`); if it is the current certificate's, that
     /// certificate is replaced, with a new key, at once.

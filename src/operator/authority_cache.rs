@@ -1,4 +1,4 @@
-//! CA object -> its signer. A CA key is parsed once per change of its
+//! CA object -> its keys. A CA key is parsed once per change of its
 //! Secret: the Secret is fetched only when the resourceVersion the shared
 //! metadata store shows differs from the one the cached signer came from.
 
@@ -11,47 +11,48 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error};
-use crate::api::{CertificateAuthority, meta};
+use crate::api::CertificateAuthority;
 use crate::pki::{Authority, PkiError};
+use crate::rotation::{RotationMarks, key_secret_name};
 
-/// Parsed CAs, keyed by CertificateAuthority name, remembered with the
-/// resourceVersion of the Secret they came from.
+/// Parsed CA keys, by the name of the Secret (in the operator's
+/// namespace) they came from, remembered with its resourceVersion.
 #[derive(Default)]
 pub struct AuthorityCache {
     entries: Mutex<HashMap<String, (String, Arc<Authority>)>>,
 }
 
 impl AuthorityCache {
-    fn get(&self, ca_name: &str, version: &str, now: DateTime<Utc>) -> Option<Arc<Authority>> {
+    fn get(&self, secret_name: &str, version: &str, now: DateTime<Utc>) -> Option<Arc<Authority>> {
         let entries = self.entries.lock().ok()?;
-        let (v, authority) = entries.get(ca_name)?;
+        let (v, authority) = entries.get(secret_name)?;
         (v == version && now < authority.certificate().not_after).then(|| authority.clone())
     }
 
     pub fn get_or_load(
         &self,
-        ca_name: &str,
+        secret_name: &str,
         secret_version: &str,
         cert_pem: &[u8],
         key_pem: &[u8],
         now: DateTime<Utc>,
     ) -> Result<Arc<Authority>, PkiError> {
-        if let Some(a) = self.get(ca_name, secret_version, now) {
+        if let Some(a) = self.get(secret_name, secret_version, now) {
             return Ok(a);
         }
         let authority = Arc::new(Authority::load(cert_pem, key_pem, now)?);
         if let Ok(mut entries) = self.entries.lock() {
             entries.insert(
-                ca_name.to_string(),
+                secret_name.to_string(),
                 (secret_version.to_string(), authority.clone()),
             );
         }
         Ok(authority)
     }
 
-    pub fn forget(&self, ca_name: &str) {
+    pub fn forget(&self, secret_name: &str) {
         if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(ca_name);
+            entries.remove(secret_name);
         }
     }
 }
@@ -63,35 +64,69 @@ pub fn key_pair(secret: &Secret) -> Option<(&[u8], &[u8])> {
     pair("tls.crt", "tls.key").or_else(|| pair("ca.crt", "ca.key"))
 }
 
-/// A Ready CA's signer; or why it cannot sign (a message for the
-/// certificate's condition). Verifies the key is the one the CA is bound to.
-pub async fn signer(
+/// The keys of a CA: the one that signs, and those trusted beside it
+/// during a rotation. Every Secret certop writes carries all of their
+/// certificates in `ca.crt`.
+#[derive(Debug)]
+pub struct KeyRing {
+    pub signing: Arc<Authority>,
+    pub signing_index: u32,
+    /// A rotation's staged key: trusted, not yet signing.
+    pub next: Option<Arc<Authority>>,
+    /// A rotation's old key, trusted until its certificates are gone.
+    pub previous: Option<(u32, Arc<Authority>)>,
+    pub overlap: chrono::Duration,
+}
+
+impl KeyRing {
+    /// The trust bundle: the signing CA first, then the staged and the
+    /// retiring one.
+    pub fn bundle_pem(&self) -> String {
+        let mut pem = self.signing.certificate_pem().to_string();
+        for other in self.next.iter().chain(self.previous.iter().map(|(_, a)| a)) {
+            pem.push_str(other.certificate_pem());
+        }
+        pem
+    }
+
+    /// How certificates of the retiring key are re-issued, if one is retiring.
+    pub fn reissue(&self) -> Option<crate::rotation::Reissue> {
+        self.previous.as_ref().map(|(_, previous)| {
+            crate::rotation::Reissue::new(
+                previous.certificate().clone(),
+                self.signing.certificate(),
+                self.overlap,
+            )
+        })
+    }
+}
+
+/// One CA key by the Secret that holds it, checked against the
+/// fingerprint the CA is bound to; Ok(Err) says why it cannot be used.
+pub async fn load_key(
     ctx: &Context,
-    ca: &CertificateAuthority,
+    ca_name: &str,
+    secret_name: &str,
+    bound: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<Result<Arc<Authority>, String>, Error> {
-    let ca_name = ca.name_any();
-    let secret_name = match ca.settings() {
-        Ok(s) => s.secret_name,
-        Err(e) => return Ok(Err(format!("CertificateAuthority {ca_name}: {e}"))),
-    };
-    let known_version = ctx
-        .ca_secrets
-        .get(&ObjectRef::new(&secret_name).within(&ctx.namespace))
-        .and_then(|m| m.resource_version());
-    let bound = ca.annotations().get(meta::CA_FINGERPRINT);
     let check = |a: Arc<Authority>| match bound {
         Some(fp) if *fp != a.certificate().fingerprint => Err(format!(
-            "CertificateAuthority {ca_name} is bound to the CA certificate {fp}; its Secret holds another"
+            "CertificateAuthority {ca_name} is bound to the CA certificate {fp}; Secret {}/{secret_name} holds another",
+            ctx.namespace
         )),
         _ => Ok(a),
     };
+    let known_version = ctx
+        .ca_secrets
+        .get(&ObjectRef::new(secret_name).within(&ctx.namespace))
+        .and_then(|m| m.resource_version());
     if let Some(v) = &known_version
-        && let Some(a) = ctx.authorities.get(&ca_name, v, now)
+        && let Some(a) = ctx.authorities.get(secret_name, v, now)
     {
         return Ok(check(a));
     }
-    let Some(secret) = ctx.operator_secrets().get_opt(&secret_name).await? else {
+    let Some(secret) = ctx.operator_secrets().get_opt(secret_name).await? else {
         return Ok(Err(format!(
             "the Secret {}/{secret_name} of CertificateAuthority {ca_name} is gone",
             ctx.namespace
@@ -106,7 +141,69 @@ pub async fn signer(
     let version = secret.resource_version().unwrap_or_default();
     Ok(ctx
         .authorities
-        .get_or_load(&ca_name, &version, cert, key, now)
+        .get_or_load(secret_name, &version, cert, key, now)
         .map_err(|e| format!("CertificateAuthority {ca_name} cannot sign: {e}"))
         .and_then(check))
+}
+
+/// A Ready CA's keys; or why it cannot sign (a message for the
+/// certificate's condition). A staged or retiring key that cannot be
+/// loaded is left out (the CA's own status says why); the signing key
+/// must load and be the one the CA is bound to.
+pub async fn keyring(
+    ctx: &Context,
+    ca: &CertificateAuthority,
+    now: DateTime<Utc>,
+) -> Result<Result<Arc<KeyRing>, String>, Error> {
+    let ca_name = ca.name_any();
+    let settings = match ca.settings() {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(format!("CertificateAuthority {ca_name}: {e}"))),
+    };
+    let marks = match RotationMarks::of(ca.annotations()) {
+        Ok(m) => m,
+        Err(e) => return Ok(Err(format!("CertificateAuthority {ca_name}: {e}"))),
+    };
+    let secret = |index| {
+        key_secret_name(&settings.secret_name, index).ok_or_else(|| {
+            format!("CertificateAuthority {ca_name}: the Secret name of key {index} is too long")
+        })
+    };
+    let signing_secret = match secret(marks.signing) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let signing = match load_key(
+        ctx,
+        &ca_name,
+        &signing_secret,
+        marks.signing_fingerprint.as_deref(),
+        now,
+    )
+    .await?
+    {
+        Ok(a) => a,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut ring = KeyRing {
+        signing,
+        signing_index: marks.signing,
+        next: None,
+        previous: None,
+        overlap: settings.rotation_overlap,
+    };
+    if let (Some(index), Some(fp)) = (marks.next_index(), &marks.next_fingerprint)
+        && let Ok(name) = secret(index)
+    {
+        ring.next = load_key(ctx, &ca_name, &name, Some(fp), now).await?.ok();
+    }
+    if let (Some(index), Some(fp)) = (marks.previous_index(), &marks.previous_fingerprint)
+        && let Ok(name) = secret(index)
+    {
+        ring.previous = load_key(ctx, &ca_name, &name, Some(fp), now)
+            .await?
+            .ok()
+            .map(|a| (index, a));
+    }
+    Ok(Ok(Arc::new(ring)))
 }

@@ -13,15 +13,21 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::info;
 
+use super::authority_cache::{self, KeyRing};
 use super::conditions::{self, READY};
 use super::context::FIELD_MANAGER;
 use super::finalize::reconcile_with_finalizer;
 use super::ledger_store;
 use super::reason::Reason;
-use super::{Context, Error, crl};
-use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
+use super::{Context, Error, ca_rotation, crl};
+use crate::api::{
+    CaRotationStatus, CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta,
+};
 use crate::ledger::crl_refresh_time;
 use crate::pki::{Authority, CaRequest};
+use crate::rotation::{
+    self, Observed, Phase, RotationMarks, RotationSettings, Step, key_secret_name,
+};
 
 /// How often a CA is looked at when nothing changes: keeps trust bundles
 /// and status current even if a watch event was missed.
@@ -135,7 +141,22 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
             return write_status(ca, ctx, &previous, status, None).await;
         }
     };
-    let secret_name = settings.secret_name.clone();
+    let marks = match RotationMarks::of(ca.annotations()) {
+        Ok(m) => m,
+        Err(message) => {
+            let status = not_ready(ca, ctx, &previous, Reason::RotationBlocked, message, now).await;
+            return write_status(ca, ctx, &previous, status, None).await;
+        }
+    };
+    // The key that signs: the first one, or the one a rotation made.
+    let Some(secret_name) = key_secret_name(&settings.secret_name, marks.signing) else {
+        let message = format!(
+            "the Secret name of key {} ({}-r{}) is longer than 253 characters",
+            marks.signing, settings.secret_name, marks.signing
+        );
+        let status = not_ready(ca, ctx, &previous, Reason::InvalidSpec, message, now).await;
+        return write_status(ca, ctx, &previous, status, None).await;
+    };
     let secrets = ctx.operator_secrets();
     let secret = secrets.get_opt(&secret_name).await?;
     let adopt = ca
@@ -143,7 +164,8 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         .key_source
         .as_ref()
         .and_then(|k| k.adopt)
-        .unwrap_or(false);
+        .unwrap_or(false)
+        && marks.signing == 0;
     let bound = ca.annotations().get(meta::CA_FINGERPRINT).cloned();
     let source = decide_source(
         secret.as_ref().and_then(|s| s.data.as_ref()),
@@ -168,7 +190,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
     let loaded = match source {
         CaSource::Existing { cert, key } => ctx
             .authorities
-            .get_or_load(&name, &version, cert, key, now)
+            .get_or_load(&secret_name, &version, cert, key, now)
             .map_err(|e| {
                 let reason = match e {
                     crate::pki::PkiError::CaExpired { .. } => Reason::CAExpired,
@@ -205,6 +227,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
     }
     let mut status = previous.clone();
     status.observed_generation = ca.metadata.generation;
+    status.secret_name = Some(secret_name.clone());
     let cert = authority.certificate();
     status.serial_number = Some(cert.serial.to_string());
     status.fingerprint = Some(cert.fingerprint.clone());
@@ -224,12 +247,36 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ca.metadata.generation,
         now,
     );
-    // A CA near its end is said loudly, well before its leaves get cut short.
+    let ledger = ledger_store::load(ctx, &name).await?;
+
+    // The rotation: at most one step (one write) a pass; the next pass
+    // (the CA's own watch event) derives the state again and goes on.
+    let ring = match rotate(
+        ca,
+        ctx,
+        &settings,
+        &marks,
+        &authority,
+        &ledger.entries,
+        &mut status,
+        now,
+    )
+    .await?
+    {
+        Rotated::Stepped => {
+            return write_status(ca, ctx, &previous, status, Some(Duration::from_secs(1))).await;
+        }
+        Rotated::Ring(ring) => ring,
+    };
+
+    // A CA near its end that will not rotate by itself is said loudly,
+    // well before its leaves get cut short.
     let warn_at = expiry_warning_time(cert.not_before, cert.not_after);
     let was_warning = conditions::is_true(&previous.conditions, EXPIRING);
-    if now >= warn_at {
+    let rotates_itself = settings.rotate_before.is_some();
+    if now >= warn_at && !rotates_itself && ring.next.is_none() {
         let message = format!(
-            "the CA certificate expires at {} (in {} days); certificates it signs are cut short to that time. certop does not rotate CAs yet: create a new CertificateAuthority and move certificates to it before then",
+            "the CA certificate expires at {} (in {} days) and spec.rotation.automatic is false; certificates it signs are cut short to that time. Rotate it with `kubectl certop rotate-ca {name}`",
             cert.not_after.to_rfc3339(),
             (cert.not_after - now).num_days()
         );
@@ -252,8 +299,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         .to_std()
         .unwrap_or(RESYNC)
         .max(Duration::from_secs(1));
-    let conflicts =
-        sync_trust_bundle(ca, ctx, &settings.bundle_name, authority.certificate_pem()).await?;
+    let conflicts = sync_trust_bundle(ca, ctx, &settings.bundle_name, &ring.bundle_pem()).await?;
     set_or_clear(
         &mut status.conditions,
         "TrustBundle",
@@ -270,7 +316,6 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ca.metadata.generation,
         now,
     );
-    let ledger = ledger_store::load(ctx, &name).await?;
     status.issued_certificates = Some(
         ledger
             .entries
@@ -302,9 +347,31 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         now,
     );
     let mut next_look = RESYNC.min(until_warning);
+    if let Some(at) = status.rotation.as_ref().and_then(|r| r.next_step_at) {
+        next_look = next_look.min(
+            (at - now)
+                .to_std()
+                .unwrap_or_default()
+                .max(Duration::from_secs(1)),
+        );
+    }
+    // Each key that answers for certificates keeps its own CRL fresh: the
+    // signing key, and a retiring key until its certificates are gone.
+    if let Some((index, old)) = &ring.previous
+        && old.certificate().can_sign_crls
+    {
+        match keep_crl_fresh(ca, ctx, old, *index, now).await {
+            Ok((_, wait)) => next_look = next_look.min(wait),
+            Err(Error::CrlNumberExhausted(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
     if authority.certificate().can_sign_crls {
-        match keep_crl_fresh(ca, ctx, &authority, &mut status, now).await {
-            Ok(wait) => next_look = next_look.min(wait),
+        match keep_crl_fresh(ca, ctx, &authority, marks.signing, now).await {
+            Ok((crl, wait)) => {
+                next_look = next_look.min(wait);
+                fill_crl_status(ca, &mut status, &crl, now);
+            }
             Err(Error::CrlNumberExhausted(message)) => set_or_clear(
                 &mut status.conditions,
                 "CRLStored",
@@ -317,6 +384,164 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
     }
     write_status(ca, ctx, &previous, status, Some(next_look)).await
 }
+
+/// What a pass did about the CA's rotation.
+enum Rotated {
+    /// It wrote a step; the status says where it stands.
+    Stepped,
+    /// Nothing to write now: the keys to trust and sign with.
+    Ring(KeyRing),
+}
+
+/// Decides the rotation's next step and takes it; fills `status.rotation`
+/// and the Rotation condition.
+#[allow(clippy::too_many_arguments)]
+async fn rotate(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    settings: &CaSettings,
+    marks: &RotationMarks,
+    signing: &Arc<Authority>,
+    ledger: &[crate::ledger::LedgerEntry],
+    status: &mut CertificateAuthorityStatus,
+    now: chrono::DateTime<Utc>,
+) -> Result<Rotated, Error> {
+    let name = ca.name_any();
+    let mut problem = None;
+    let next = match ca_rotation::load_next(ctx, settings, marks, now).await? {
+        Ok(n) => n,
+        Err(message) => {
+            problem = Some(message);
+            None
+        }
+    };
+    let previous = match (marks.previous_index(), &marks.previous_fingerprint) {
+        (Some(index), Some(fp)) => match key_secret_name(&settings.secret_name, index) {
+            Some(secret) => authority_cache::load_key(ctx, &name, &secret, Some(fp), now)
+                .await?
+                .ok()
+                .map(|a| (index, a)),
+            None => None,
+        },
+        _ => None,
+    };
+    let previous_live = marks
+        .previous_index()
+        .map_or(0, |index| crate::ledger::live_of_key(ledger, index, now));
+    let rotation_settings = RotationSettings {
+        overlap: settings.rotation_overlap,
+        rotate_before: settings.rotate_before,
+    };
+    let step = match &problem {
+        Some(message) => Step::Blocked(message.clone()),
+        None => rotation::decide(&Observed {
+            marks,
+            signing: signing.certificate(),
+            next: next.as_ref().map(|n| n.certificate()),
+            previous_live,
+            settings: rotation_settings,
+            now,
+        }),
+    };
+    let phase = marks.phase().unwrap_or(Phase::Stable);
+    let mut rotation_status = CaRotationStatus {
+        phase: phase.as_str().to_string(),
+        number: marks.number,
+        next_serial_number: next.as_ref().map(|n| n.certificate().serial.to_string()),
+        previous_serial_number: previous
+            .as_ref()
+            .map(|(_, p)| p.certificate().serial.to_string()),
+        previous_certificates: (phase == Phase::Retiring).then_some(previous_live as i64),
+        next_step_at: None,
+    };
+    let was_blocked = conditions::find(&status.conditions, ROTATION)
+        .is_some_and(|c| c.reason == Reason::RotationBlocked.as_str());
+    let blocked = matches!(step, Step::Blocked(_));
+    let stepped = match step {
+        Step::Wait { until } => {
+            rotation_status.next_step_at = until;
+            if phase == Phase::Stable {
+                ca_rotation::remove_retired(ca, ctx, settings, marks).await?;
+            }
+            false
+        }
+        Step::Blocked(message) => {
+            if !was_blocked {
+                ctx.event(
+                    ca,
+                    true,
+                    Reason::RotationBlocked.as_str(),
+                    "Rotate",
+                    message.clone(),
+                )
+                .await;
+            }
+            conditions::set(
+                &mut status.conditions,
+                ROTATION,
+                false,
+                Reason::RotationBlocked.as_str(),
+                &message,
+                ca.metadata.generation,
+                now,
+            );
+            false
+        }
+        Step::Start {
+            number,
+            request,
+            why,
+        } => {
+            ca_rotation::start(ca, ctx, number, request.as_deref(), why).await?;
+            true
+        }
+        Step::CreateKey { index } => {
+            ca_rotation::create_key(ca, ctx, settings, index).await?;
+            true
+        }
+        Step::BindNext { .. } => {
+            if let Some(next) = &next {
+                let at = rotation::switch_time(next.certificate(), settings.rotation_overlap);
+                ca_rotation::bind_next(ca, ctx, next, at).await?;
+            }
+            true
+        }
+        Step::Switch => {
+            if let Some(next) = &next {
+                ca_rotation::switch(ca, ctx, marks, signing, next).await?;
+            }
+            true
+        }
+        Step::Retire => {
+            ca_rotation::retire(ca, ctx, rotation_status.previous_serial_number.clone()).await?;
+            true
+        }
+    };
+    if !blocked {
+        status.conditions.retain(|c| c.type_ != ROTATION);
+    }
+    if phase == Phase::Staged && next.is_some() && marks.next_fingerprint.is_some() {
+        rotation_status.next_step_at = next
+            .as_ref()
+            .map(|n| rotation::switch_time(n.certificate(), settings.rotation_overlap));
+    }
+    status.rotation = Some(rotation_status);
+    if stepped {
+        return Ok(Rotated::Stepped);
+    }
+    Ok(Rotated::Ring(KeyRing {
+        signing: signing.clone(),
+        signing_index: marks.signing,
+        next: next.filter(|n| {
+            marks.next_fingerprint.as_deref() == Some(n.certificate().fingerprint.as_str())
+        }),
+        previous,
+        overlap: settings.rotation_overlap,
+    }))
+}
+
+/// The condition that says a rotation cannot go on.
+pub const ROTATION: &str = "Rotation";
 
 /// Sets a secondary condition False with a reason, or removes it when all is well.
 fn set_or_clear(
@@ -397,22 +622,20 @@ async fn bind(ca: &CertificateAuthority, ctx: &Context, fingerprint: &str) -> Re
     Ok(())
 }
 
-/// Signs a CRL when there is none or the current one is due for refresh
-/// (`refreshBefore` ahead of its nextUpdate), so it never goes stale while
-/// the operator runs; fills the CRL fields of the status; returns when to
-/// look again.
+/// Signs a CRL of key `index` when there is none or the current one is
+/// due for refresh (`refreshBefore` ahead of its nextUpdate), so it never
+/// goes stale while the operator runs; returns it and when to look again.
 async fn keep_crl_fresh(
     ca: &CertificateAuthority,
     ctx: &Context,
     authority: &Authority,
-    status: &mut CertificateAuthorityStatus,
+    index: u32,
     now: chrono::DateTime<Utc>,
-) -> Result<Duration, Error> {
-    let name = ca.name_any();
+) -> Result<(crl::PublishedCrl, Duration), Error> {
     let (_, refresh_before) = crl::schedule(ca);
     // What is stored is verified, not trusted: a deleted, tampered or
     // older CRL ConfigMap is published again.
-    let current = crl::verify_stored(ctx, ca, authority).await?;
+    let current = crl::verify_stored(ctx, ca, authority, index).await?;
     let due = crl_refresh_time(
         current.as_ref().map(|c| c.next_update),
         false,
@@ -421,11 +644,27 @@ async fn keep_crl_fresh(
     );
     let crl = match current {
         Some(c) if due > now => {
-            ctx.crls.offer(&name, c.clone());
+            ctx.crls
+                .offer(&crl::crl_path(&ca.name_any(), index), c.clone());
             c
         }
-        _ => crl::publish(ctx, ca, authority, now).await?,
+        _ => crl::publish(ctx, ca, authority, index, now).await?,
     };
+    let refresh_at = crl_refresh_time(Some(crl.next_update), false, refresh_before, now);
+    let wait = (refresh_at - now)
+        .to_std()
+        .unwrap_or(Duration::from_secs(1))
+        .max(Duration::from_secs(1));
+    Ok((crl, wait))
+}
+
+/// The CRL fields of a CA's status, from its signing key's CRL.
+fn fill_crl_status(
+    ca: &CertificateAuthority,
+    status: &mut CertificateAuthorityStatus,
+    crl: &crl::PublishedCrl,
+    now: chrono::DateTime<Utc>,
+) {
     status.crl_number = i64::try_from(crl.number).ok();
     status.crl_this_update = Some(crl.this_update);
     status.crl_next_update = Some(crl.next_update);
@@ -447,11 +686,6 @@ async fn keep_crl_fresh(
     } else {
         status.conditions.retain(|c| c.type_ != "CRLStored");
     }
-    let refresh_at = crl_refresh_time(Some(crl.next_update), false, refresh_before, now);
-    Ok((refresh_at - now)
-        .to_std()
-        .unwrap_or(Duration::from_secs(1))
-        .max(Duration::from_secs(1)))
 }
 
 /// Creates the CA and its Secret. The Secret is created, never replaced:
@@ -706,8 +940,16 @@ async fn cleanup(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Err
             Err(e) => return Err(e.into()),
         }
     }
-    ctx.authorities.forget(&name);
-    ctx.crls.forget(&name);
+    if let Ok(settings) = ca.settings() {
+        let marks = RotationMarks::of(ca.annotations()).unwrap_or_default();
+        // The keys a CA can hold at once: retiring, signing, staged.
+        for index in marks.signing.saturating_sub(1)..=marks.signing.saturating_add(1) {
+            if let Some(secret) = key_secret_name(&settings.secret_name, index) {
+                ctx.authorities.forget(&secret);
+            }
+            ctx.crls.forget(&crl::crl_path(&name, index));
+        }
+    }
     ctx.metrics.forget_authority(&name);
     info!(ca = %name, "CertificateAuthority deleted; its key Secret is kept");
     Ok(Action::await_change())

@@ -67,8 +67,8 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         )
         .await;
     };
-    let authority = match authority_cache::signer(ctx, &ca, now).await? {
-        Ok(a) => a,
+    let ring = match authority_cache::keyring(ctx, &ca, now).await? {
+        Ok(r) => r,
         Err(message) => return not_ready(rev, ctx, Reason::IssuerNotReady, message).await,
     };
     let reason = rev.spec.reason.unwrap_or_default();
@@ -80,23 +80,45 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
             .revoked(reason.as_str(), found.newly.len() as u64);
     }
 
-    let crl_note = if authority.certificate().can_sign_crls {
-        let listed = ctx.crls.get(ca_name).is_some_and(|crl| {
+    // Each key's CRL lists what that key signed: a key's CRL is re-signed
+    // when it does not list every covered certificate of that key.
+    let mut crl_notes = Vec::new();
+    let keys = std::iter::once((ring.signing_index, &ring.signing))
+        .chain(ring.previous.iter().map(|(i, a)| (*i, a)));
+    for (index, authority) in keys {
+        if !authority.certificate().can_sign_crls {
+            continue;
+        }
+        let path = crl::crl_path(ca_name, index);
+        let of_key = |e: &&crate::ledger::LedgerEntry| e.key == index;
+        let listed = ctx.crls.get(&path).is_some_and(|crl| {
             found
                 .matched
                 .iter()
+                .filter(of_key)
                 .all(|e| crl.serials.contains(&e.serial))
         });
-        let crl = if listed && found.newly.is_empty() {
-            ctx.crls.get(ca_name)
+        let crl = if listed && !found.newly.iter().any(|e| e.key == index) {
+            ctx.crls.get(&path)
         } else {
-            Some(crl::publish(ctx, &ca, &authority, now).await?)
+            Some(crl::publish(ctx, &ca, authority, index, now).await?)
         };
-        crl.map(|c| format!("; CRL number {} lists {} certificates", c.number, c.entries))
-            .unwrap_or_default()
-    } else {
+        if let Some(c) = crl {
+            crl_notes.push(if index == ring.signing_index {
+                format!("CRL number {} lists {} certificates", c.number, c.entries)
+            } else {
+                format!(
+                    "the retiring key's CRL number {} lists {} certificates",
+                    c.number, c.entries
+                )
+            });
+        }
+    }
+    let crl_note = if crl_notes.is_empty() {
         "; the CA may not sign CRLs (no cRLSign), so the replacements are the only remedy"
             .to_string()
+    } else {
+        format!("; {}", crl_notes.join(", "))
     };
     for entry in &found.matched {
         replace_if_current(ctx, entry, &name).await?;

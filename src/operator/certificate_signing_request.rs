@@ -120,8 +120,8 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
         .await;
     };
     let now = Utc::now();
-    let authority = match super::authority_cache::signer(ctx, &ca, now).await? {
-        Ok(a) => a,
+    let ring = match super::authority_cache::keyring(ctx, &ca, now).await? {
+        Ok(r) => r,
         // The CA may be getting ready: try again rather than fail for good.
         Err(_) => return Ok(Action::requeue(Duration::from_secs(10))),
     };
@@ -142,14 +142,14 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
     {
         return fail(csr, ctx, "PolicyViolation", e).await;
     }
-    let issued = match issue_for_request(&template, &content.der, &authority, now) {
+    let issued = match issue_for_request(&template, &content.der, &ring.signing, now) {
         Ok(i) => i,
         Err(e) => return fail(csr, ctx, "SigningFailed", e.to_string()).await,
     };
     ledger_store::record(
         ctx,
         ca_name,
-        LedgerEntry::of(&issued.certificate, None),
+        LedgerEntry::of(&issued.certificate, None, ring.signing_index),
         &ledger_store::rules_of_ca(ctx, ca_name),
         now,
     )

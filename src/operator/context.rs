@@ -107,9 +107,13 @@ impl Context {
         }
     }
 
-    /// The default CRL distribution point of a CA.
-    pub fn default_crl_url(&self, ca: &str) -> String {
-        format!("{}/crl/{ca}.crl", self.crl_base_url.trim_end_matches('/'))
+    /// The default CRL distribution point of key `index` of a CA.
+    pub fn default_crl_url(&self, ca: &str, index: u32) -> String {
+        format!(
+            "{}/crl/{}.crl",
+            self.crl_base_url.trim_end_matches('/'),
+            super::crl::crl_path(ca, index)
+        )
     }
 
     /// Writes an object's status with server-side apply, as field manager

@@ -12,6 +12,7 @@ use kube::api::{ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::authority_cache::KeyRing;
 use super::ledger_store::{self, ca_key};
 use super::{Context, Error};
 use crate::api::{CertificateAuthority, meta};
@@ -70,20 +71,42 @@ impl CrlCache {
     }
 }
 
-pub fn config_map_name(ca: &str) -> String {
-    format!("certop-crl-{}", ca_key(ca))
+/// The ConfigMap holding the CRL of key `index` of a CA.
+pub fn config_map_name(ca: &str, index: u32) -> String {
+    match index {
+        0 => format!("certop-crl-{}", ca_key(ca)),
+        n => format!("certop-crl-{}-{n}", ca_key(ca)),
+    }
 }
+
+/// Where the CRL of key `index` of a CA is served, under `/crl/` and
+/// before `.crl`: the CA's name for its first key (so certificates issued
+/// before any rotation keep their distribution point), `<ca>/<index>`
+/// for a key a rotation made. It is also this CRL's name in the cache.
+pub fn crl_path(ca: &str, index: u32) -> String {
+    match index {
+        0 => ca.to_string(),
+        n => format!("{ca}/{n}"),
+    }
+}
+
+const KEY_INDEX_ANNOTATION: &str = meta::CA_KEY_INDEX;
 
 /// Reads a CRL ConfigMap as replicas serve it: only a DER that parses as a
 /// CRL, whose number is the one annotated and whose PEM is the same CRL, is
 /// served; given the CA, its signature is checked too. Anything else (a
-/// tampered object) is refused, and the cache keeps what it had.
+/// tampered object) is refused, and the cache keeps what it had. Returns
+/// the CRL's path (`crl_path`) with it.
 pub fn from_config_map(
     cm: &ConfigMap,
     ca: Option<&CertificateInfo>,
 ) -> Option<(String, PublishedCrl)> {
-    let name = cm.annotations().get(meta::CERTIFICATE_AUTHORITY)?.clone();
     let a = cm.annotations();
+    let index: u32 = match a.get(KEY_INDEX_ANNOTATION) {
+        Some(i) => i.parse().ok()?,
+        None => 0,
+    };
+    let name = crl_path(a.get(meta::CERTIFICATE_AUTHORITY)?, index);
     let der = cm.binary_data.as_ref()?.get(DER_KEY)?.0.clone();
     let pem = cm
         .data
@@ -135,22 +158,25 @@ pub async fn verify_stored(
     ctx: &Context,
     ca: &CertificateAuthority,
     authority: &Authority,
+    index: u32,
 ) -> Result<Option<PublishedCrl>, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let Some(cm) = api.get_opt(&config_map_name(&ca.name_any())).await? else {
+    let path = crl_path(&ca.name_any(), index);
+    let Some(cm) = api.get_opt(&config_map_name(&ca.name_any(), index)).await? else {
         return Ok(None);
     };
     if cm.annotations().contains_key(TOO_LARGE_ANNOTATION) {
-        return Ok(ctx.crls.get(&ca.name_any()));
+        return Ok(ctx.crls.get(&path));
     }
     let stored = from_config_map(&cm, Some(authority.certificate())).map(|(_, crl)| crl);
-    let cached = ctx.crls.get(&ca.name_any()).map(|c| c.number);
+    let cached = ctx.crls.get(&path).map(|c| c.number);
     Ok(stored.filter(|s| cached.is_none_or(|n| s.number >= n)))
 }
 
 const TOO_LARGE_ANNOTATION: &str = "certop.dev/crl-too-large";
 
-/// Signs a new CRL from the ledger and publishes it. The CRL number is one
+/// Signs a new CRL of key `index` from the ledger (the entries that key
+/// signed) and publishes it. The CRL number is one
 /// more than the highest ever published for this CA (what the ConfigMap and
 /// the CA's status say), so it only ever increases, across restarts and
 /// leader changes; the ConfigMap is replaced at the version read, so two
@@ -166,16 +192,18 @@ pub async fn publish(
     ctx: &Context,
     ca: &CertificateAuthority,
     authority: &Authority,
+    index: u32,
     now: DateTime<Utc>,
 ) -> Result<PublishedCrl, Error> {
     let name = ca.name_any();
-    let lock = ctx.crl_lock(&name);
+    let path = crl_path(&name, index);
+    let lock = ctx.crl_lock(&path);
     let _guard = lock.lock().await;
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let cm_name = config_map_name(&name);
+    let cm_name = config_map_name(&name, index);
     let (validity, _) = schedule(ca);
     let ledger = ledger_store::load(ctx, &name).await?;
-    let mut revoked = ledger::revoked_entries(&ledger.entries);
+    let mut revoked = ledger::revoked_entries(ledger.entries.iter().filter(|e| e.key == index));
     loop {
         let existing = api.get_opt(&cm_name).await?;
         let previous = existing
@@ -205,7 +233,7 @@ pub async fn publish(
             .as_ref()
             .and_then(|s| s.crl_number)
             .and_then(|n| u64::try_from(n).ok());
-        let cached_number = ctx.crls.get(&name).map(|c| c.number);
+        let cached_number = ctx.crls.get(&path).map(|c| c.number);
         let highest = stored_number
             .max(status_number)
             .max(cached_number)
@@ -247,6 +275,7 @@ pub async fn publish(
         };
         let mut annotations = BTreeMap::from([
             (meta::CERTIFICATE_AUTHORITY.to_string(), name.clone()),
+            (KEY_INDEX_ANNOTATION.to_string(), index.to_string()),
             (NUMBER_ANNOTATION.to_string(), number.to_string()),
             (THIS_UPDATE_ANNOTATION.to_string(), this_update.to_rfc3339()),
             (NEXT_UPDATE_ANNOTATION.to_string(), next_update.to_rfc3339()),
@@ -282,13 +311,35 @@ pub async fn publish(
         };
         match written {
             Ok(_) => {
-                info!(ca = %name, number, entries = published.entries, "published CRL");
-                ctx.crls.offer(&name, published.clone());
-                ctx.metrics.crl(&name, &published);
+                info!(ca = %name, key = index, number, entries = published.entries, "published CRL");
+                ctx.crls.offer(&path, published.clone());
+                ctx.metrics.crl(&path, &published);
                 return Ok(published);
             }
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// Publishes the CRL of every key of a CA that still has certificates to
+/// answer for (the signing key and a retiring one); returns the signing
+/// key's.
+pub async fn publish_all(
+    ctx: &Context,
+    ca: &CertificateAuthority,
+    ring: &KeyRing,
+    now: DateTime<Utc>,
+) -> Result<Option<PublishedCrl>, Error> {
+    if let Some((index, previous)) = &ring.previous
+        && previous.certificate().can_sign_crls
+    {
+        publish(ctx, ca, previous, *index, now).await?;
+    }
+    if ring.signing.certificate().can_sign_crls {
+        return Ok(Some(
+            publish(ctx, ca, &ring.signing, ring.signing_index, now).await?,
+        ));
+    }
+    Ok(None)
 }

@@ -434,7 +434,12 @@ impl State {
                     if let Some(m) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
                         m.remove("resourceVersion");
                     }
-                    if p.subresource.as_deref() == Some("status") {
+                    if p.subresource.as_deref() == Some("status") && apply {
+                        // certop is the status's one field manager: what
+                        // it applies is the whole status, and fields it
+                        // no longer sets are gone, as with the real server.
+                        e["status"] = patch["status"].clone();
+                    } else if p.subresource.as_deref() == Some("status") {
                         merge(&mut e["status"], &patch["status"]);
                     } else {
                         merge(&mut e, &patch);

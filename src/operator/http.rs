@@ -45,6 +45,7 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/crl/{file}", get(crl))
+        .route("/crl/{ca}/{file}", get(rotated_key_crl))
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -70,12 +71,29 @@ async fn readyz(State(state): State<Arc<HttpState>>) -> impl IntoResponse {
     }
 }
 
+/// `GET /crl/<ca>/<key>.crl`: the CRL of a key a rotation made.
+async fn rotated_key_crl(
+    state: State<Arc<HttpState>>,
+    Path((ca, file)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    serve_crl(state, format!("{ca}/{file}"), headers)
+}
+
 /// `GET /crl/<ca>.crl` (DER, `application/pkix-crl`) and `/crl/<ca>.pem`,
 /// with an ETag (the CRL number) and Last-Modified (thisUpdate); a client
 /// that already has this CRL gets 304.
 async fn crl(
-    State(state): State<Arc<HttpState>>,
+    state: State<Arc<HttpState>>,
     Path(file): Path<String>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    serve_crl(state, file, headers)
+}
+
+fn serve_crl(
+    State(state): State<Arc<HttpState>>,
+    file: String,
     headers: HeaderMap,
 ) -> axum::response::Response {
     let (ca, pem) = match (file.strip_suffix(".crl"), file.strip_suffix(".pem")) {

@@ -4,6 +4,7 @@
 
 mod authority_cache;
 mod backoff;
+mod ca_rotation;
 pub mod certificate;
 pub mod certificate_authority;
 pub mod certificate_revocation;

@@ -65,6 +65,10 @@ pub enum Reason {
     /// the last CRL is still served. Delete the CRL ConfigMap's number
     /// annotation only if you know no client holds a higher number.
     CRLNumberExhausted,
+    /// A CA rotation cannot go on (its staged key's Secret is gone or holds
+    /// another key, or the rotation annotations were edited); the CA keeps
+    /// signing with its current key. The message says what to restore.
+    RotationBlocked,
 }
 
 impl Reason {
@@ -89,6 +93,7 @@ impl Reason {
             Reason::ConfigMapConflict => "ConfigMapConflict",
             Reason::UnknownSerials => "UnknownSerials",
             Reason::CRLNumberExhausted => "CRLNumberExhausted",
+            Reason::RotationBlocked => "RotationBlocked",
         }
     }
 

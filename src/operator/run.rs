@@ -414,11 +414,18 @@ async fn run_controllers(
         )
         .watches_stream(ca_secrets, move |secret| {
             let name = secret.name_any();
+            // Keys a rotation made name their CA; an adopted Secret is
+            // found by the name the CA's spec gives.
+            let owner = secret
+                .annotations()
+                .get(meta::CERTIFICATE_AUTHORITY)
+                .cloned();
             secrets_store
                 .state()
                 .iter()
                 .filter(|ca| {
-                    certificate_authority::secret_name(ca).as_deref() == Some(name.as_str())
+                    owner.as_deref() == Some(ca.name_any().as_str())
+                        || certificate_authority::secret_name(ca).as_deref() == Some(name.as_str())
                 })
                 .map(|ca| ObjectRef::from_obj(ca.as_ref()))
                 .collect::<Vec<_>>()
@@ -555,7 +562,15 @@ fn signing_identity(ca: &CertificateAuthority) -> Option<u64> {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     ca.metadata.generation.hash(&mut h);
     ca.metadata.deletion_timestamp.is_some().hash(&mut h);
-    ca.annotations().get(meta::CA_FINGERPRINT).hash(&mut h);
+    // A rotation changes which keys are trusted and which one signs.
+    for key in [
+        meta::CA_FINGERPRINT,
+        meta::CA_SIGNING_KEY,
+        meta::CA_NEXT_FINGERPRINT,
+        meta::CA_PREVIOUS_FINGERPRINT,
+    ] {
+        ca.annotations().get(key).hash(&mut h);
+    }
     if let Some(s) = &ca.status {
         s.fingerprint.hash(&mut h);
         if let Some(c) = super::conditions::find(&s.conditions, super::conditions::READY) {

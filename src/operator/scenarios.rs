@@ -31,6 +31,7 @@ const REV_PATH: &str = "/apis/certop.dev/v1alpha1/certificaterevocations/rev";
 const SECRET_PATH: &str = "/api/v1/namespaces/app/secrets/web-tls";
 
 struct Writers {
+    secrets: Writer<PartialObjectMeta<Secret>>,
     cas: Writer<CertificateAuthority>,
     certs: Writer<ClusterCertificate>,
     revs: Writer<CertificateRevocation>,
@@ -84,7 +85,6 @@ fn world() -> World {
     let (certs, mut cert_writer) = reflector::store::<ClusterCertificate>();
     let (revocations, mut rev_writer) = reflector::store::<CertificateRevocation>();
     let (ca_secrets, mut secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    init(&mut secret_writer, Vec::new());
     init(&mut ca_writer, Vec::new());
     init(&mut cert_writer, Vec::new());
     init(&mut rev_writer, Vec::new());
@@ -111,6 +111,7 @@ fn world() -> World {
         ctx,
         authority,
         writers: Mutex::new(Writers {
+            secrets: secret_writer,
             cas: ca_writer,
             certs: cert_writer,
             revs: rev_writer,
@@ -129,6 +130,17 @@ impl World {
     /// The stores see what the API server holds (a watch caught up).
     fn sync(&self) {
         let mut w = self.writers.lock().expect("writers");
+        let secrets = self
+            .api
+            .list("/api/v1", "secrets", Some(NS))
+            .into_iter()
+            .filter_map(|v| serde_json::from_value::<Secret>(v).ok())
+            .map(|s| PartialObjectMeta::<Secret> {
+                metadata: s.metadata,
+                ..Default::default()
+            })
+            .collect();
+        init(&mut w.secrets, secrets);
         let ca: Option<CertificateAuthority> = self.api.get(CA_PATH);
         init(&mut w.cas, ca.into_iter().collect());
         let cert: Option<ClusterCertificate> = self.api.get(CERT_PATH);
@@ -430,7 +442,7 @@ fn a_revocation_is_finished_whichever_of_its_writes_fails() {
                 assert!(entry.revoked.is_some(), "{case}: marked in the ledger");
                 let crl: ConfigMap = w
                     .api
-                    .get(&format!("/api/v1/namespaces/{NS}/configmaps/{}", super::crl::config_map_name("ca")))
+                    .get(&format!("/api/v1/namespaces/{NS}/configmaps/{}", super::crl::config_map_name("ca", 0)))
                     .expect("CRL ConfigMap");
                 let der = &crl.binary_data.expect("binary")[super::crl::DER_KEY].0;
                 let parsed = parse_crl(der, Some(w.authority.certificate())).expect("a CRL the CA signed");
@@ -525,7 +537,7 @@ impl World {
     }
 
     fn crl_path(&self) -> String {
-        format!("{CRL_CM}{}", super::crl::config_map_name("ca"))
+        format!("{CRL_CM}{}", super::crl::config_map_name("ca", 0))
     }
 
     fn crl_number(&self) -> Option<u64> {
@@ -767,6 +779,7 @@ fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
             &w.ctx,
             &w.api.get(CA_PATH).expect("CA"),
             &w.authority,
+            0,
             Utc::now(),
         )
         .await
@@ -851,6 +864,7 @@ fn a_ca_in_the_last_fifth_of_its_life_says_so_once() {
         );
         let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
         ca["metadata"]["annotations"][meta::CA_FINGERPRINT] = json!(old.certificate().fingerprint);
+        ca["spec"]["rotation"] = json!({"automatic": false});
         w.api.put(CA_PATH, ca);
         w.ca_pass().await.expect("CA pass");
         w.ca_pass().await.expect("CA pass");
@@ -925,6 +939,242 @@ fn every_write_of_a_new_cas_first_pass_fails_in_turn_and_one_key_comes_out() {
                     "{case}: Ready"
                 );
                 assert!(status.crl_number.is_some_and(|n| n >= 1), "{case}: a CRL");
+            }
+        }
+    });
+}
+
+/// A world whose certificate was issued by the first key, whose key
+/// Secret is certop's, and whose CA was asked to rotate with `overlap`.
+async fn rotating_world(overlap: &str) -> World {
+    let w = world();
+    with_finalizer(&w);
+    let key_path = format!("/api/v1/namespaces/{NS}/secrets/ca-ca");
+    let mut key: serde_json::Value = w.api.get(&key_path).expect("key Secret");
+    key["metadata"]["labels"] = json!({meta::MANAGED_BY: meta::MANAGED_BY_VALUE});
+    key["metadata"]["annotations"] = json!({meta::CERTIFICATE_AUTHORITY: "ca"});
+    w.api.put(&key_path, key);
+    w.ca_pass().await.expect("CA pass");
+    w.certificate_pass().await.expect("first issuance");
+    let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+    ca["spec"]["rotation"] = json!({"overlap": overlap});
+    ca["metadata"]["annotations"][meta::ROTATE_REQUESTED_AT] = json!("r1");
+    w.api.put(CA_PATH, ca);
+    w
+}
+
+impl World {
+    fn ca_annotation(&self, key: &str) -> Option<String> {
+        let ca: CertificateAuthority = self.api.get(CA_PATH)?;
+        ca.annotations().get(key).cloned()
+    }
+
+    fn ca_status(&self) -> crate::api::CertificateAuthorityStatus {
+        let ca: CertificateAuthority = self.api.get(CA_PATH).expect("CA");
+        ca.status.unwrap_or_default()
+    }
+
+    /// The certificate a CA key Secret holds.
+    fn key_certificate(&self, secret: &str) -> Option<crate::pki::CertificateInfo> {
+        let s: Secret = self
+            .api
+            .get(&format!("/api/v1/namespaces/{NS}/secrets/{secret}"))?;
+        let pem = &s.data?.get("tls.crt")?.0.clone();
+        parse_chain(pem, "tls.crt").ok()?.into_iter().next()
+    }
+
+    /// The fingerprints in the certificate Secret's ca.crt, in order.
+    fn bundle(&self) -> Vec<String> {
+        let s = self.secret().expect("Secret");
+        let pem = s.data.expect("data")["ca.crt"].0.clone();
+        parse_chain(&pem, "ca.crt")
+            .expect("ca.crt parses")
+            .into_iter()
+            .map(|c| c.fingerprint)
+            .collect()
+    }
+
+    fn leaf(&self) -> crate::pki::CertificateInfo {
+        let s = self.secret().expect("Secret");
+        parse_chain(&s.data.expect("data")[TLS_CERT_KEY].0, "tls.crt").expect("tls.crt")[0].clone()
+    }
+
+    /// CA and certificate passes until a round writes nothing.
+    async fn settle_rotation(&self) {
+        for _ in 0..40 {
+            let before = self.api.writes();
+            let ca = self.ca_pass().await;
+            let cert = self.certificate_pass().await;
+            if ca.is_ok() && cert.is_ok() && self.api.writes() == before {
+                return;
+            }
+        }
+        panic!("the rotation did not settle: {:?}", self.api.log());
+    }
+}
+
+#[test]
+fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        let first = w.leaf();
+        let old_fp = w.authority.certificate().fingerprint.clone();
+        // Start, make the key, bind it: one write each.
+        for _ in 0..4 {
+            w.ca_pass().await.expect("CA pass");
+        }
+        let staged = w
+            .key_certificate("ca-ca-r1")
+            .expect("the staged key's Secret");
+        assert_eq!(w.ca_annotation(meta::CA_ROTATION).as_deref(), Some("1"));
+        assert_eq!(
+            w.ca_annotation(meta::CA_NEXT_FINGERPRINT).as_deref(),
+            Some(staged.fingerprint.as_str())
+        );
+        let rotation = w.ca_status().rotation.expect("rotation status");
+        assert_eq!(rotation.phase, "Staged");
+        assert_eq!(rotation.next_serial_number, Some(staged.serial.to_string()));
+        let switch_at = rotation.next_step_at.expect("when it switches");
+        assert!(
+            switch_at > Utc::now() + chrono::Duration::minutes(55),
+            "{switch_at}"
+        );
+        // Both CAs are trusted; the certificate is the same one.
+        w.certificate_pass().await.expect("bundle update");
+        assert_eq!(
+            w.leaf().serial,
+            first.serial,
+            "no re-issue before the switch"
+        );
+        assert_eq!(w.bundle(), vec![old_fp.clone(), staged.fingerprint.clone()]);
+        assert!(
+            w.api
+                .event_reasons()
+                .contains(&"RotationStaged".to_string())
+        );
+
+        // The overlap ends (shortened here): the new key signs.
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["spec"]["rotation"] = json!({"overlap": "0s"});
+        w.api.put(CA_PATH, ca);
+        w.ca_pass().await.expect("switch");
+        assert_eq!(w.ca_annotation(meta::CA_SIGNING_KEY).as_deref(), Some("1"));
+        assert_eq!(
+            w.ca_annotation(meta::CA_FINGERPRINT),
+            Some(staged.fingerprint.clone())
+        );
+        assert_eq!(
+            w.ca_annotation(meta::CA_PREVIOUS_FINGERPRINT),
+            Some(old_fp.clone())
+        );
+        w.ca_pass().await.expect("retiring");
+        let rotation = w.ca_status().rotation.expect("rotation status");
+        assert_eq!(
+            (rotation.phase.as_str(), rotation.previous_certificates),
+            ("Retiring", Some(1))
+        );
+        assert_eq!(w.ca_status().secret_name.as_deref(), Some("ca-ca-r1"));
+
+        // The certificate is re-issued by the new key, pointing at its CRL.
+        w.certificate_pass().await.expect("re-issue");
+        let leaf = w.leaf();
+        assert!(leaf.is_issued_by(&staged), "re-issued by the new key");
+        assert_eq!(
+            leaf.crl_distribution_points,
+            vec!["http://certop.test/crl/ca/1.crl".to_string()]
+        );
+        assert_eq!(w.bundle(), vec![staged.fingerprint.clone(), old_fp.clone()]);
+        assert!(
+            w.ledger()
+                .iter()
+                .any(|e| e.serial == leaf.serial.to_string() && e.key == 1)
+        );
+
+        // Nothing of the old key is left: it is retired, its key and CRL go.
+        w.ca_pass().await.expect("retire");
+        assert_eq!(w.ca_annotation(meta::CA_PREVIOUS_FINGERPRINT), None);
+        w.ca_pass().await.expect("clean up");
+        assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Stable");
+        assert!(
+            w.key_certificate("ca-ca").is_none(),
+            "the retired key is deleted"
+        );
+        assert!(
+            w.api.get::<ConfigMap>(&w.crl_path()).is_none(),
+            "its CRL too"
+        );
+        let crl1: ConfigMap = w
+            .api
+            .get(&format!("{CRL_CM}{}", super::crl::config_map_name("ca", 1)))
+            .expect("the new key's CRL");
+        let der = &crl1.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        parse_crl(der, Some(&staged)).expect("signed by the new key");
+        w.certificate_pass()
+            .await
+            .expect("bundle without the old CA");
+        assert_eq!(w.leaf().serial, leaf.serial);
+        assert_eq!(w.bundle(), vec![staged.fingerprint.clone()]);
+        let events = w.api.event_reasons();
+        for reason in ["RotationStarted", "RotationSwitched", "RotationFinished"] {
+            assert!(events.contains(&reason.to_string()), "{reason}: {events:?}");
+        }
+        w.settle_rotation().await;
+        assert!(
+            w.key_certificate("ca-ca-r2").is_none(),
+            "one rotation, one key"
+        );
+    });
+}
+
+#[test]
+fn every_write_of_a_rotation_fails_in_turn_and_one_new_key_comes_out() {
+    runtime().block_on(async {
+        let clean = rotating_world("0s").await;
+        let start = clean.api.writes();
+        clean.settle_rotation().await;
+        let writes = clean.api.writes() - start;
+        assert!(
+            writes >= 6,
+            "start, key, bind, switch, retire, re-issue: {:?}",
+            clean.api.log()
+        );
+        for fault in [Fault::Status(500), Fault::Status(409), Fault::Drop] {
+            for n in 1..=writes {
+                let w = rotating_world("0s").await;
+                let case = format!("{fault:?} at write {n}");
+                w.api.fail_write(n, fault);
+                w.settle_rotation().await;
+                let new = w
+                    .key_certificate("ca-ca-r1")
+                    .unwrap_or_else(|| panic!("{case}: the new key"));
+                assert!(
+                    w.key_certificate("ca-ca-r2").is_none(),
+                    "{case}: no second new key"
+                );
+                assert_eq!(
+                    w.ca_annotation(meta::CA_FINGERPRINT),
+                    Some(new.fingerprint.clone()),
+                    "{case}"
+                );
+                assert_eq!(
+                    w.ca_annotation(meta::CA_SIGNING_KEY).as_deref(),
+                    Some("1"),
+                    "{case}"
+                );
+                assert_eq!(
+                    w.ca_annotation(meta::CA_PREVIOUS_FINGERPRINT),
+                    None,
+                    "{case}: retired"
+                );
+                assert!(
+                    w.leaf().is_issued_by(&new),
+                    "{case}: re-issued by the new key"
+                );
+                assert_eq!(w.bundle(), vec![new.fingerprint.clone()], "{case}");
+                assert!(
+                    w.key_certificate("ca-ca").is_none(),
+                    "{case}: old key deleted"
+                );
             }
         }
     });

@@ -11,6 +11,7 @@ use kube::ResourceExt;
 
 use super::secret::{Ownership, ownership, secret_data};
 use crate::api::{ClusterCertificate, RevocationRecord, meta};
+use crate::operator::authority_cache::KeyRing;
 use crate::operator::reason::{Blocked, Reason};
 use crate::pki::{Authority, CertificateInfo, LeafTemplate};
 use crate::plan::{IssueReason, Plan, RenewalPolicy, plan};
@@ -23,7 +24,7 @@ pub const WAITING_RETRY: Duration = Duration::from_secs(60);
 pub enum Issuer {
     Blocked(Blocked),
     Ready {
-        authority: Arc<Authority>,
+        ring: Arc<KeyRing>,
         crl_url: Option<String>,
         /// What the CA may sign.
         policy: Option<crate::api::IssuancePolicy>,
@@ -42,6 +43,10 @@ pub enum Decision {
         current: Box<CertificateInfo>,
         renewal_time: DateTime<Utc>,
         change_pending_since: Option<DateTime<Utc>>,
+        /// The index of the CA key that signed it.
+        key: u32,
+        /// What the Secret's `ca.crt` must hold.
+        bundle: String,
     },
 }
 
@@ -50,6 +55,10 @@ pub enum Decision {
 pub struct Issuance {
     pub template: LeafTemplate,
     pub authority: Arc<Authority>,
+    /// The index of the signing key, for the ledger.
+    pub key: u32,
+    /// The CA's trust bundle, for `ca.crt`.
+    pub bundle: String,
     pub reason: IssueReason,
     pub reuse_key: bool,
     /// Never reused, even when the Secret (and its annotation) was deleted.
@@ -102,14 +111,15 @@ pub fn decide(
     {
         return invalid(message);
     }
-    let (authority, crl_url, policy) = match issuer {
+    let (ring, crl_url, policy) = match issuer {
         Issuer::Blocked(b) => return Decision::Blocked(b),
         Issuer::Ready {
-            authority,
+            ring,
             crl_url,
             policy,
-        } => (authority, crl_url, policy),
+        } => (ring, crl_url, policy),
     };
+    let authority = ring.signing.clone();
     if let Err(message) = crate::policy::check(
         policy.as_ref(),
         &template,
@@ -126,7 +136,8 @@ pub fn decide(
         ));
     }
     let data = secret.map(secret_data);
-    let policy = renewal_policy(cert, secret);
+    let mut policy = renewal_policy(cert, secret);
+    policy.reissue = ring.reissue();
     match plan(
         &template,
         &policy,
@@ -139,9 +150,14 @@ pub fn decide(
             renewal_time,
             change_pending_since,
         } => Decision::UpToDate {
+            key: match &ring.previous {
+                Some((index, previous)) if current.is_issued_by(previous.certificate()) => *index,
+                _ => ring.signing_index,
+            },
             current,
             renewal_time,
             change_pending_since,
+            bundle: ring.bundle_pem(),
         },
         Plan::Issue { reason, reuse_key } => {
             let revision = secret
@@ -152,6 +168,8 @@ pub fn decide(
             Decision::Issue(Box::new(Issuance {
                 template,
                 authority,
+                key: ring.signing_index,
+                bundle: ring.bundle_pem(),
                 reason,
                 reuse_key,
                 revision,
@@ -186,7 +204,13 @@ mod tests {
 
     fn ready(authority: &Arc<Authority>) -> Issuer {
         Issuer::Ready {
-            authority: authority.clone(),
+            ring: Arc::new(KeyRing {
+                signing: authority.clone(),
+                signing_index: 0,
+                next: None,
+                previous: None,
+                overlap: chrono::Duration::zero(),
+            }),
             crl_url: None,
             policy: None,
         }

@@ -128,18 +128,19 @@ async fn issuer(
             decide::WAITING_RETRY,
         );
     }
-    match authority_cache::signer(ctx, &ca, now).await? {
-        Ok(authority) => {
-            // Certificates point at the CA's CRL, if the CA can sign one.
-            let crl_url = authority.certificate().can_sign_crls.then(|| {
+    match authority_cache::keyring(ctx, &ca, now).await? {
+        Ok(ring) => {
+            // Certificates point at the CRL of the key that signs them, if
+            // the CA can sign one.
+            let crl_url = ring.signing.certificate().can_sign_crls.then(|| {
                 ca.spec
                     .crl
                     .as_ref()
                     .and_then(|c| c.distribution_point_url.clone())
-                    .unwrap_or_else(|| ctx.default_crl_url(ca_name))
+                    .unwrap_or_else(|| ctx.default_crl_url(ca_name, ring.signing_index))
             });
             Ok(Issuer::Ready {
-                authority,
+                ring,
                 crl_url,
                 policy: ca.spec.policy.clone(),
             })
@@ -207,11 +208,14 @@ async fn apply_pass(
             current,
             renewal_time,
             change_pending_since,
+            key,
+            bundle,
         } => {
             let Some(secret) = observed else {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             };
-            // A secretTemplate edit reaches the Secret without a new certificate.
+            // A secretTemplate edit and a new trust bundle (a CA rotation)
+            // reach the Secret without a new certificate.
             let (revision, reason, request) = secret::provenance_of(&secret);
             let provenance = secret::Provenance {
                 serial: current.serial.to_string(),
@@ -219,19 +223,28 @@ async fn apply_pass(
                 reason: reason.as_deref().unwrap_or("Issued"),
                 renewal_request: request.as_deref(),
             };
-            let mut wanted = secret::desired(cert, secret::secret_data(&secret), &provenance);
+            let mut data = secret::secret_data(&secret);
+            let bundle_changed = data.ca_crt.as_deref() != Some(bundle.as_bytes());
+            data.ca_crt = Some(bundle.into_bytes());
+            let mut wanted = secret::desired(cert, data, &provenance);
             wanted.metadata.uid = secret.metadata.uid.clone();
-            if secret::metadata_missing(&secret, &wanted) {
+            let metadata_changed = secret::metadata_missing(&secret, &wanted);
+            if bundle_changed || metadata_changed {
                 match secret::apply(&secrets, wanted.clone(), secret.resource_version()).await? {
                     Ok(applied) => wanted = applied,
                     Err(blocked) => return status::blocked(cert, ctx, blocked, now).await,
                 }
+                let what = match (bundle_changed, metadata_changed) {
+                    (true, true) => "the CA's trust bundle (ca.crt) and spec.secretTemplate",
+                    (true, false) => "the CA's trust bundle (ca.crt)",
+                    _ => "spec.secretTemplate",
+                };
                 ctx.event(
                     cert,
                     false,
                     "SecretUpdated",
                     "Update",
-                    "Applied spec.secretTemplate to the Secret".into(),
+                    format!("Applied {what} to the Secret"),
                 )
                 .await;
             }
@@ -240,6 +253,7 @@ async fn apply_pass(
                 leaf: *current,
                 renewal_time,
                 change_pending_since,
+                key,
             }
         }
     };
@@ -251,7 +265,7 @@ async fn apply_pass(
         .and_then(|s| s.serial_number.as_deref())
         == Some(held.leaf.serial.to_string().as_str());
     if !recorded {
-        match record(cert, ctx, &held.leaf, now).await? {
+        match record(cert, ctx, &held.leaf, held.key, now).await? {
             Recorded::Live => {}
             Recorded::Blocked(blocked) => return status::blocked(cert, ctx, blocked, now).await,
             Recorded::Revoked if replacing => {
@@ -348,6 +362,7 @@ async fn issue_into_secret(
         leaf,
         renewal_time,
         change_pending_since: None,
+        key: issuance.key,
     }))
 }
 
@@ -359,6 +374,8 @@ pub(crate) struct Held {
     renewal_time: DateTime<Utc>,
     /// A CRL distribution point change waiting for its turn since then.
     change_pending_since: Option<DateTime<Utc>>,
+    /// The index of the CA key that signed it.
+    key: u32,
 }
 
 fn renewal_policy(cert: &ClusterCertificate) -> RenewalPolicy {
@@ -380,6 +397,7 @@ async fn sign(
 ) -> Result<Signed, Error> {
     let template = issuance.template.clone();
     let authority = issuance.authority.clone();
+    let bundle = issuance.bundle.clone();
     let job = tokio::task::spawn_blocking(move || {
         let key = reused_key
             .and_then(|k| PrivateKey::from_pem(&k, TLS_PRIVATE_KEY_KEY).ok())
@@ -389,7 +407,7 @@ async fn sign(
         let data = SecretData {
             tls_crt: Some(issued.chain_pem.into_bytes()),
             tls_key: Some(key.to_pem().into_bytes()),
-            ca_crt: Some(authority.certificate_pem().as_bytes().to_vec()),
+            ca_crt: Some(bundle.into_bytes()),
         };
         Ok::<_, crate::pki::PkiError>(Signed {
             data,
@@ -432,11 +450,12 @@ async fn record(
     cert: &ClusterCertificate,
     ctx: &Context,
     leaf: &CertificateInfo,
+    key: u32,
     now: DateTime<Utc>,
 ) -> Result<Recorded, Error> {
     let ca = &cert.spec.issuer_ref.name;
     let rules: Vec<(RevocationRule, RevocationReason)> = ledger_store::rules_of_ca(ctx, ca);
-    let entry = LedgerEntry::of(leaf, Some(&cert.name_any()));
+    let entry = LedgerEntry::of(leaf, Some(&cert.name_any()), key);
     match ledger_store::record(ctx, ca, entry, &rules, now).await {
         Ok(ledger_store::Recorded::Revoked) => Ok(Recorded::Revoked),
         Ok(ledger_store::Recorded::Live) => Ok(Recorded::Live),
@@ -495,8 +514,8 @@ async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), 
         return Ok(());
     };
     let now = Utc::now();
-    let authority = match authority_cache::signer(ctx, &ca, now).await? {
-        Ok(a) => a,
+    let ring = match authority_cache::keyring(ctx, &ca, now).await? {
+        Ok(r) => r,
         Err(message) => {
             warn!(certificate = %cert.name_any(), %message, "cannot revoke on delete");
             return Ok(());
@@ -511,9 +530,7 @@ async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), 
     let revoked = ledger_store::revoke(ctx, ca_name, &rule, reason, now).await?;
     ctx.metrics
         .revoked(reason.as_str(), revoked.newly.len() as u64);
-    if authority.certificate().can_sign_crls {
-        crl::publish(ctx, &ca, &authority, now).await?;
-    }
+    crl::publish_all(ctx, &ca, &ring, now).await?;
     info!(certificate = %cert.name_any(), %serial, "revoked on delete");
     Ok(())
 }

@@ -1,0 +1,342 @@
+//! Carrying out a CA rotation step (`crate::rotation` decides which): one
+//! API write per step, each on the CertificateAuthority's annotations or a
+//! key Secret created (never replaced) under a name fixed before its key
+//! existed. The next pass derives the state again from what is stored.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use tracing::info;
+
+use super::{Context, Error, crl};
+use crate::api::{CaSettings, CertificateAuthority, meta};
+use crate::pki::{Authority, CaRequest};
+use crate::rotation::{RotationMarks, StartReason, key_secret_name};
+
+/// The staged key of a rotation, read from its Secret: None when the
+/// Secret does not exist; Err when it holds no usable CA.
+pub async fn load_next(
+    ctx: &Context,
+    settings: &CaSettings,
+    marks: &RotationMarks,
+    now: DateTime<Utc>,
+) -> Result<Result<Option<Arc<Authority>>, String>, Error> {
+    let Some(index) = marks.next_index() else {
+        return Ok(Ok(None));
+    };
+    let Some(name) = key_secret_name(&settings.secret_name, index) else {
+        return Ok(Err(format!(
+            "the Secret name for key {index} ({}-r{index}) is longer than 253 characters",
+            settings.secret_name
+        )));
+    };
+    let Some(secret) = ctx.operator_secrets().get_opt(&name).await? else {
+        return Ok(Ok(None));
+    };
+    let Some((cert, key)) = super::authority_cache::key_pair(&secret) else {
+        return Ok(Err(format!(
+            "Secret {}/{name} of the staged key holds no CA key pair",
+            ctx.namespace
+        )));
+    };
+    let version = secret.resource_version().unwrap_or_default();
+    Ok(ctx
+        .authorities
+        .get_or_load(&name, &version, cert, key, now)
+        .map(Some)
+        .map_err(|e| format!("Secret {}/{name} of the staged key: {e}", ctx.namespace)))
+}
+
+/// Patches the CA's annotations (None removes one). With `at_version`
+/// the patch applies only to that resourceVersion, so two writers cannot
+/// both start a rotation.
+async fn annotate(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    annotations: serde_json::Value,
+    at_version: bool,
+) -> Result<(), Error> {
+    let mut metadata = serde_json::json!({ "annotations": annotations });
+    if at_version && let Some(v) = ca.resource_version() {
+        metadata["resourceVersion"] = serde_json::Value::String(v);
+    }
+    Api::<CertificateAuthority>::all(ctx.client.clone())
+        .patch(
+            &ca.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&serde_json::json!({ "metadata": metadata })),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records rotation `number` (and the request it answers) before its key
+/// exists. A conflict means another pass wrote first: the next pass reads.
+pub async fn start(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    number: u32,
+    request: Option<&str>,
+    why: StartReason,
+) -> Result<(), Error> {
+    let mut marks = serde_json::json!({ meta::CA_ROTATION: number.to_string() });
+    if let Some(r) = request {
+        marks[meta::ROTATE_REQUEST_ANSWERED] = serde_json::Value::String(r.to_string());
+    }
+    match annotate(ca, ctx, marks, true).await {
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => return Ok(()),
+        other => other?,
+    }
+    let why = match why {
+        StartReason::Requested => "as requested",
+        StartReason::Due => "as its certificate nears its end",
+    };
+    info!(ca = %ca.name_any(), number, "rotation started");
+    ctx.event(
+        ca,
+        false,
+        "RotationStarted",
+        "Rotate",
+        format!(
+            "Rotation {number} started {why}: a new key is made and trusted beside the current one"
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// Makes the staged key of rotation `index` in its Secret. The Secret is
+/// created, never replaced: a pass that died after creating it finds it,
+/// so one rotation never makes a second key.
+pub async fn create_key(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    settings: &CaSettings,
+    index: u32,
+) -> Result<(), Error> {
+    let Some(name) = key_secret_name(&settings.secret_name, index) else {
+        return Ok(());
+    };
+    let request = CaRequest {
+        common_name: ca.spec.subject.common_name.clone(),
+        organizations: ca.spec.subject.organizations.clone(),
+        algorithm: ca.spec.key_algorithm.unwrap_or_default(),
+        lifetime: settings.lifetime,
+    };
+    let authority = tokio::task::spawn_blocking(move || Authority::create(&request, Utc::now()))
+        .await
+        .map_err(|e| Error::Task(e.to_string()))?
+        .map_err(|source| Error::Pki {
+            what: format!("creating the new key of CA {}", ca.name_any()),
+            source,
+        })?;
+    let secret = key_secret(ca, ctx, &name, index, &authority);
+    match ctx
+        .operator_secrets()
+        .create(&PostParams::default(), &secret)
+        .await
+    {
+        Ok(_) => {
+            let cert = authority.certificate();
+            info!(ca = %ca.name_any(), index, serial = %cert.serial, "staged a new CA key");
+            Ok(())
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The Secret holding a CA key, as certop creates it.
+pub fn key_secret(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    name: &str,
+    index: u32,
+    authority: &Authority,
+) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some(ctx.namespace.clone()),
+            labels: Some(BTreeMap::from([(
+                meta::MANAGED_BY.into(),
+                meta::MANAGED_BY_VALUE.into(),
+            )])),
+            annotations: Some(BTreeMap::from([
+                (meta::CERTIFICATE_AUTHORITY.into(), ca.name_any()),
+                (meta::CA_KEY_INDEX.into(), index.to_string()),
+            ])),
+            ..Default::default()
+        },
+        type_: Some("kubernetes.io/tls".into()),
+        data: Some(BTreeMap::from([
+            (
+                "tls.crt".into(),
+                ByteString(authority.certificate_pem().as_bytes().to_vec()),
+            ),
+            (
+                "tls.key".into(),
+                ByteString(authority.key_pem().into_bytes()),
+            ),
+        ])),
+        ..Default::default()
+    }
+}
+
+/// Binds the staged key: from now on it is trusted (in every bundle) and
+/// no other key can take its place.
+pub async fn bind_next(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    next: &Authority,
+    switch_at: DateTime<Utc>,
+) -> Result<(), Error> {
+    let cert = next.certificate();
+    annotate(
+        ca,
+        ctx,
+        serde_json::json!({ meta::CA_NEXT_FINGERPRINT: cert.fingerprint }),
+        false,
+    )
+    .await?;
+    ctx.event(
+        ca,
+        false,
+        "RotationStaged",
+        "Rotate",
+        format!(
+            "New CA certificate serial {} is trusted beside the current one in every trust bundle and ca.crt; it signs from {}",
+            cert.serial,
+            switch_at.to_rfc3339()
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// The staged key signs from now on; the old one is kept, trusted, to
+/// answer for its certificates (its CRL) until they are re-issued.
+/// One write: the signing key and both bindings change together.
+pub async fn switch(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    marks: &RotationMarks,
+    old: &Authority,
+    next: &Authority,
+) -> Result<(), Error> {
+    annotate(
+        ca,
+        ctx,
+        serde_json::json!({
+            meta::CA_FINGERPRINT: next.certificate().fingerprint,
+            meta::CA_SIGNING_KEY: marks.number.to_string(),
+            meta::CA_PREVIOUS_FINGERPRINT: old.certificate().fingerprint,
+            meta::CA_NEXT_FINGERPRINT: null,
+        }),
+        true,
+    )
+    .await?;
+    info!(ca = %ca.name_any(), number = marks.number, "rotation switched");
+    ctx.event(
+        ca,
+        false,
+        "RotationSwitched",
+        "Rotate",
+        format!(
+            "CA certificate serial {} signs from now on; the certificates of serial {} are re-issued by it, and serial {} stays trusted until none of them is left",
+            next.certificate().serial,
+            old.certificate().serial,
+            old.certificate().serial
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// No certificate of the old key is left: it leaves the trust bundles.
+pub async fn retire(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    previous_serial: Option<String>,
+) -> Result<(), Error> {
+    annotate(
+        ca,
+        ctx,
+        serde_json::json!({ meta::CA_PREVIOUS_FINGERPRINT: null }),
+        false,
+    )
+    .await?;
+    info!(ca = %ca.name_any(), "rotation finished");
+    ctx.event(
+        ca,
+        false,
+        "RotationFinished",
+        "Rotate",
+        format!(
+            "No certificate of the old CA (serial {}) is left: it leaves the trust bundles, and its key and CRL are deleted",
+            previous_serial.as_deref().unwrap_or("unknown")
+        ),
+    )
+    .await;
+    Ok(())
+}
+
+/// After a rotation finished, the retired key's Secret (if certop made it)
+/// and its CRL ConfigMap go. Derived from the marks, so a failed delete is
+/// done by a later pass.
+pub async fn remove_retired(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    settings: &CaSettings,
+    marks: &RotationMarks,
+) -> Result<(), Error> {
+    let Some(retired) = marks.signing.checked_sub(1) else {
+        return Ok(());
+    };
+    let name = ca.name_any();
+    let adopted = ca.spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
+    if let Some(secret_name) = key_secret_name(&settings.secret_name, retired) {
+        let known = ctx
+            .ca_secrets
+            .get(&kube::runtime::reflector::ObjectRef::new(&secret_name).within(&ctx.namespace));
+        // Only a key certop made: an adopted Secret is the owner's.
+        let ours = known.as_ref().is_some_and(|m| {
+            m.labels().get(meta::MANAGED_BY).map(String::as_str) == Some(meta::MANAGED_BY_VALUE)
+                && m.annotations()
+                    .get(meta::CERTIFICATE_AUTHORITY)
+                    .map(String::as_str)
+                    == Some(name.as_str())
+        }) && !(adopted && retired == 0);
+        if ours {
+            delete::<Secret>(ctx, &secret_name).await?;
+            ctx.authorities.forget(&secret_name);
+            info!(ca = %name, key = retired, "deleted the retired CA key");
+        }
+    }
+    let path = crl::crl_path(&name, retired);
+    if ctx.crls.get(&path).is_some() {
+        delete::<ConfigMap>(ctx, &crl::config_map_name(&name, retired)).await?;
+        ctx.crls.forget(&path);
+    }
+    Ok(())
+}
+
+async fn delete<K>(ctx: &Context, name: &str) -> Result<(), Error>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
