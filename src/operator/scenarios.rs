@@ -84,7 +84,7 @@ fn world() -> World {
     let (cas, mut ca_writer) = reflector::store::<CertificateAuthority>();
     let (certs, mut cert_writer) = reflector::store::<ClusterCertificate>();
     let (revocations, mut rev_writer) = reflector::store::<CertificateRevocation>();
-    let (ca_secrets, mut secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let (ca_secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     init(&mut ca_writer, Vec::new());
     init(&mut cert_writer, Vec::new());
     init(&mut rev_writer, Vec::new());
