@@ -40,6 +40,8 @@ pub enum Command {
     Inspect(plugin::InspectArgs),
     /// Re-issue ClusterCertificates now.
     Renew(plugin::RenewArgs),
+    /// Rotate a CertificateAuthority's key now (staged: trusted first, then signing, then the old one retired).
+    RotateCa(plugin::RotateCaArgs),
     /// Revoke a ClusterCertificate's current certificate (or any serial of a CA).
     Revoke(revoke::RevokeArgs),
     /// kubeadm-style expiry tables of every ClusterCertificate and CertificateAuthority.
@@ -56,6 +58,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Pki(cmd) => pki::run(cmd),
         Command::Status(args) => plugin::block_on(plugin::status(args)),
         Command::Renew(args) => plugin::block_on(plugin::renew(args)),
+        Command::RotateCa(args) => plugin::block_on(plugin::rotate_ca(args)),
         Command::Revoke(args) => plugin::block_on(revoke::revoke(args)),
         Command::CheckExpiration(args) => plugin::block_on(plugin::check_expiration(args)),
         Command::Inspect(args) => plugin::block_on(plugin::inspect(args)),

@@ -1,5 +1,5 @@
 //! The `kubectl certop` plugin (the same binary installed as
-//! `kubectl-certop`): status, renew, check-expiration.
+//! `kubectl-certop`): status, renew, rotate-ca, check-expiration.
 
 use std::fmt::Write as _;
 
@@ -32,6 +32,12 @@ pub struct RenewArgs {
     /// Re-issue the ClusterCertificates with these labels (`-l team=web`).
     #[arg(short = 'l', long = "selector", conflicts_with = "names")]
     pub selector: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RotateCaArgs {
+    /// The CertificateAuthority to rotate.
+    pub name: String,
 }
 
 #[derive(Debug, Args)]
@@ -263,6 +269,23 @@ async fn status_of_ca(cluster: &Cluster, name: &str) -> Result<(), CliError> {
         s.issued_certificates.unwrap_or(0),
         s.revoked_certificates.unwrap_or(0)
     );
+    if let Some(r) = &s.rotation {
+        let mut line = format!("{} (rotation {})", r.phase, r.number);
+        if let Some(n) = &r.next_serial_number {
+            let _ = write!(line, ", staged serial {n}");
+        }
+        if let Some(p) = &r.previous_serial_number {
+            let _ = write!(
+                line,
+                ", retiring serial {p} with {} certificates left",
+                r.previous_certificates.unwrap_or(0)
+            );
+        }
+        if let Some(at) = r.next_step_at {
+            let _ = write!(line, ", next step {}", when(Some(at), now));
+        }
+        let _ = writeln!(out, "Rotation:      {line}");
+    }
     if let Some(p) = &ca.spec.policy {
         let _ = writeln!(
             out,
@@ -377,6 +400,46 @@ pub async fn renew(args: RenewArgs) -> Result<(), CliError> {
             .map_err(cluster.error(format!("ClusterCertificate {name}")))?;
         println!("renewal of {name} requested");
     }
+    Ok(())
+}
+
+/// Asks the operator to rotate a CA now: an annotation whose new value is
+/// one request (a value, not a clock: the operator starts one rotation
+/// for it, whatever this machine's time). The rotation then runs its
+/// course; `kubectl certop status ca/NAME` shows where it stands.
+pub async fn rotate_ca(args: RotateCaArgs) -> Result<(), CliError> {
+    let cluster = Cluster::connect().await?;
+    let cas: Api<CertificateAuthority> = Api::all(cluster.client.clone());
+    let name = args
+        .name
+        .strip_prefix("ca/")
+        .unwrap_or(&args.name)
+        .to_string();
+    let ca = cas
+        .get(&name)
+        .await
+        .map_err(cluster.error(format!("CertificateAuthority {name}")))?;
+    if let Some(r) = ca.status.as_ref().and_then(|s| s.rotation.as_ref())
+        && r.phase != "Stable"
+    {
+        return Err(CliError::Invalid(format!(
+            "CertificateAuthority {name} is already rotating (phase {}, rotation {}); wait until it is Stable",
+            r.phase, r.number
+        )));
+    }
+    let request = format!(
+        "{}-{}",
+        Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        crate::pki::SerialNumber::random()
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    );
+    let patch =
+        serde_json::json!({"metadata": {"annotations": {meta::ROTATE_REQUESTED_AT: request}}});
+    cas.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(cluster.error(format!("CertificateAuthority {name}")))?;
+    println!("rotation of {name} requested; follow it with `kubectl certop status ca/{name}`");
     Ok(())
 }
 
