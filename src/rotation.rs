@@ -200,6 +200,13 @@ pub fn switch_time(next: &CertificateInfo, overlap: Duration) -> DateTime<Utc> {
     next.not_before + crate::pki::BACKDATE + overlap
 }
 
+/// The earliest a retiring key leaves the trust bundles: an overlap after
+/// the last re-issue was due, so a holder of a replaced certificate has as
+/// long to reload it as clients had to learn the new CA.
+pub fn retire_time(signing: &CertificateInfo, overlap: Duration) -> DateTime<Utc> {
+    switch_time(signing, overlap) + overlap.min(REISSUE_SPREAD) + overlap
+}
+
 pub fn decide(o: &Observed) -> Step {
     let marks = o.marks;
     let phase = match marks.phase() {
@@ -253,8 +260,15 @@ pub fn decide(o: &Observed) -> Step {
                 }
             }
         },
-        Phase::Retiring if o.previous_live == 0 => Step::Retire,
-        Phase::Retiring => Step::Wait { until: None },
+        Phase::Retiring if o.previous_live > 0 => Step::Wait { until: None },
+        Phase::Retiring => {
+            let at = retire_time(o.signing, o.settings.overlap);
+            if o.now >= at {
+                Step::Retire
+            } else {
+                Step::Wait { until: Some(at) }
+            }
+        }
     }
 }
 
@@ -339,6 +353,7 @@ mod tests {
         };
         let due = old.not_after - Duration::days(20);
         let switch = t0 + Duration::days(81);
+        let retire = switch + Duration::hours(25);
         let stable = marks(&[]);
         let requested = marks(&[(meta::ROTATE_REQUESTED_AT, "r1")]);
         let answered = marks(&[
@@ -466,12 +481,23 @@ mod tests {
                 Step::Wait { until: None },
             ),
             (
-                "retiring, none left",
+                "retiring, none left, holders still reloading",
                 &retiring,
                 None,
                 0,
                 settings,
                 switch,
+                Step::Wait {
+                    until: Some(retire),
+                },
+            ),
+            (
+                "retiring, none left, an overlap after the last re-issue was due",
+                &retiring,
+                None,
+                0,
+                settings,
+                retire,
                 Step::Retire,
             ),
         ];
