@@ -218,6 +218,30 @@ impl ControlPlane {
             .expect("run kubectl")
     }
 
+    /// Runs `kubectl certop ...`: the real kubectl finding the plugin
+    /// (this build's binary as `kubectl-certop`) on PATH.
+    pub fn kubectl_certop(&self, args: &[&str]) -> Output {
+        let bin = self.kubeconfig.parent().expect("dir").join("plugin-bin");
+        let link = bin.join("kubectl-certop");
+        if !link.exists() {
+            std::fs::create_dir_all(&bin).expect("plugin dir");
+            let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_certop"), &link);
+        }
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let mut full = vec!["certop"];
+        full.extend_from_slice(args);
+        Command::new("kubectl")
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("PATH", path)
+            .args(&full)
+            .output()
+            .expect("run kubectl certop")
+    }
+
     /// Runs kubectl with a manifest on standard input.
     pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write;

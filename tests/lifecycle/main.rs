@@ -7,6 +7,7 @@
 mod common;
 #[path = "../integration/objects.rs"]
 mod objects;
+mod rotation;
 #[path = "../integration/support.rs"]
 mod support;
 
@@ -17,9 +18,9 @@ use std::time::{Duration, Instant};
 use objects::{apply, assert_consistent, ca_yaml, cert, cert_yaml, get, secret};
 use support::{ControlPlane, control_plane, stdout, unique, wait_for};
 
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+pub(crate) static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn setup(prefix: &str) -> (&'static ControlPlane, String, String) {
+pub(crate) fn setup(prefix: &str) -> (&'static ControlPlane, String, String) {
     let cp = control_plane();
     cp.install_rbac();
     let ns = unique(prefix);
@@ -27,7 +28,7 @@ fn setup(prefix: &str) -> (&'static ControlPlane, String, String) {
     (cp, unique(&format!("{prefix}-ca")), ns)
 }
 
-fn ready(cp: &ControlPlane, name: &str) -> bool {
+pub(crate) fn ready(cp: &ControlPlane, name: &str) -> bool {
     cert(cp, name).status.is_some_and(|s| {
         s.conditions
             .iter()
