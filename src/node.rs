@@ -386,6 +386,48 @@ pub fn client_credentials(doc: &serde_json::Value) -> Option<ClientCredentials> 
     }
 }
 
+/// Replaces the embedded CA data (`certificate-authority-data`) of the
+/// current context's cluster (or the only cluster) with `bundle_pem`, and
+/// nothing else. False when that cluster names a file or has no CA data.
+pub fn replace_ca_data(doc: &mut serde_json::Value, bundle_pem: &str) -> bool {
+    let wanted = doc
+        .get("current-context")
+        .and_then(|c| c.as_str())
+        .and_then(|current| {
+            doc.get("contexts")?
+                .as_array()?
+                .iter()
+                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(current))?
+                .pointer("/context/cluster")?
+                .as_str()
+                .map(str::to_string)
+        });
+    let Some(clusters) = doc.get_mut("clusters").and_then(|c| c.as_array_mut()) else {
+        return false;
+    };
+    let index = match wanted {
+        Some(name) => clusters
+            .iter()
+            .position(|c| c.get("name").and_then(|n| n.as_str()) == Some(name.as_str())),
+        None => (!clusters.is_empty()).then_some(0),
+    };
+    let Some(cluster) = index
+        .and_then(|i| clusters.get_mut(i))
+        .and_then(|c| c.get_mut("cluster"))
+        .and_then(|c| c.as_object_mut())
+    else {
+        return false;
+    };
+    if !cluster.contains_key("certificate-authority-data") {
+        return false;
+    }
+    cluster.insert(
+        "certificate-authority-data".into(),
+        b64(bundle_pem.as_bytes()).into(),
+    );
+    true
+}
+
 /// Replaces the embedded client certificate and key of the current user,
 /// and nothing else (other users, contexts, namespaces, preferences and
 /// extensions stay as they were). False when they are not embedded.
@@ -416,6 +458,35 @@ mod tests {
 
     use super::*;
     use crate::pki::{Authority, CaRequest, PrivateKey, issue};
+
+    #[test]
+    fn only_the_current_clusters_ca_data_is_replaced() {
+        let mut doc = serde_json::json!({
+            "current-context": "b",
+            "contexts": [{"name": "a", "context": {"cluster": "one"}}, {"name": "b", "context": {"cluster": "two"}}],
+            "clusters": [
+                {"name": "one", "cluster": {"certificate-authority-data": "T0xE"}},
+                {"name": "two", "cluster": {"certificate-authority-data": "T0xE", "server": "https://x"}},
+                {"name": "three", "cluster": {"certificate-authority": "/etc/ca.crt"}}
+            ]
+        });
+        assert!(replace_ca_data(&mut doc, "NEW"));
+        assert_eq!(
+            doc.pointer("/clusters/0/cluster/certificate-authority-data"),
+            Some(&"T0xE".into())
+        );
+        assert_eq!(
+            doc.pointer("/clusters/1/cluster/certificate-authority-data"),
+            Some(&b64(b"NEW").into())
+        );
+        assert_eq!(
+            doc.pointer("/clusters/1/cluster/server"),
+            Some(&"https://x".into())
+        );
+        doc["current-context"] = "c".into();
+        doc["contexts"] = serde_json::json!([{"name": "c", "context": {"cluster": "three"}}]);
+        assert!(!replace_ca_data(&mut doc, "NEW"), "a CA file is left alone");
+    }
 
     fn params() -> NodeParams {
         NodeParams {

@@ -508,3 +508,59 @@ fn init_refuses_a_certificate_another_ca_signed() {
     );
     assert_eq!(snapshot(tmp.path()), before, "nothing was written");
 }
+
+#[test]
+fn a_ca_rotation_stopped_part_way_resumes_with_the_key_it_made() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = init(tmp.path());
+    let dir = pki.to_str().expect("utf-8");
+    let old_bundle = std::fs::read(pki.join("ca.crt")).expect("ca.crt");
+    ok(certop(&["pki", "rotate-ca", "--dir", dir, "--ca", "ca"]));
+    let staged = std::fs::read(pki.join("ca-next.crt")).expect("staged certificate");
+    let staged_key = std::fs::read(pki.join("ca-next.key")).expect("staged key");
+    // As if the run had died after making the key, before ca.crt.
+    std::fs::write(pki.join("ca.crt"), &old_bundle).expect("write");
+    let out = ok(certop(&["pki", "rotate-ca", "--dir", dir, "--ca", "ca"]));
+    assert!(out.contains("staged"), "{out}");
+    assert_eq!(
+        std::fs::read(pki.join("ca-next.key")).expect("key"),
+        staged_key,
+        "no second key"
+    );
+    let bundle = std::fs::read_to_string(pki.join("ca.crt")).expect("ca.crt");
+    assert!(
+        bundle.contains(std::str::from_utf8(&staged).expect("pem").trim()),
+        "the same staged CA is trusted"
+    );
+    assert!(
+        !pki.join("etcd/ca-next.key").exists(),
+        "--ca ca rotates only the cluster CA"
+    );
+    // The switch: every leaf of the cluster CA is re-issued by the staged key.
+    let switched = ok(certop(&["pki", "rotate-ca", "--dir", dir, "--ca", "ca"]));
+    assert!(switched.contains("apiserver: renewed"), "{switched}");
+    let signing = parse_pem_certificate(&staged, "staged").expect("parse");
+    for leaf in ["apiserver.crt", "apiserver-kubelet-client.crt"] {
+        let cert = parse_pem_certificate(&std::fs::read(pki.join(leaf)).expect("leaf"), leaf)
+            .expect("parse");
+        assert!(cert.is_issued_by(&signing), "{leaf}");
+        verify(&pki.join("ca.crt"), &pki.join(leaf));
+    }
+    assert_eq!(
+        std::fs::read(pki.join("ca.key")).expect("key"),
+        staged_key,
+        "the staged key signs"
+    );
+    let check = ok(certop(&["pki", "check-expiration", "--dir", dir]));
+    assert!(check.contains("apiserver"), "{check}");
+    ok(certop(&["pki", "rotate-ca", "--dir", dir, "--ca", "ca"]));
+    assert_eq!(
+        parse_pem_certificate(&std::fs::read(pki.join("ca.crt")).expect("ca"), "ca")
+            .expect("ca")
+            .fingerprint,
+        signing.fingerprint
+    );
+    let refused = certop(&["pki", "rotate-ca", "--dir", dir, "--ca", "kubernetes"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("use ca, etcd-ca or front-proxy-ca"));
+}

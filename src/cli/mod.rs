@@ -6,6 +6,7 @@ mod crd;
 mod error;
 mod files;
 mod node;
+mod node_rotation;
 mod pki;
 mod plugin;
 mod revoke;

@@ -87,7 +87,7 @@ pub struct RenewArgs {
     names: Vec<String>,
 }
 
-fn kubeconfig_dir(dir: &Path, explicit: &Option<PathBuf>) -> PathBuf {
+pub(super) fn kubeconfig_dir(dir: &Path, explicit: &Option<PathBuf>) -> PathBuf {
     explicit.clone().unwrap_or_else(|| {
         dir.parent()
             .map(Path::to_path_buf)
@@ -103,7 +103,11 @@ fn pair_paths(dir: &Path, rel: &str) -> (PathBuf, PathBuf) {
 }
 
 /// Loads a CA from its pair; None when neither file exists.
-fn load_ca(dir: &Path, slot: CaSlot, now: DateTime<Utc>) -> Result<Option<Authority>, CliError> {
+pub(super) fn load_ca(
+    dir: &Path,
+    slot: CaSlot,
+    now: DateTime<Utc>,
+) -> Result<Option<Authority>, CliError> {
     let (crt, key) = pair_paths(dir, slot.path());
     match (crt.exists(), key.exists()) {
         (false, false) => Ok(None),
@@ -127,7 +131,7 @@ fn text(bytes: Vec<u8>, path: &Path) -> Result<String, CliError> {
         .map_err(|_| CliError::Invalid(format!("{}: not UTF-8 text", path.display())))
 }
 
-fn read_kubeconfig(path: &Path) -> Result<serde_json::Value, CliError> {
+pub(super) fn read_kubeconfig(path: &Path) -> Result<serde_json::Value, CliError> {
     serde_saphyr::from_str(&text(read(path)?, path)?).map_err(|e| {
         CliError::Invalid(format!(
             "{}: not a kubeconfig: {}",
@@ -139,7 +143,7 @@ fn read_kubeconfig(path: &Path) -> Result<serde_json::Value, CliError> {
 
 /// YAML as kubeadm writes it: plain scalars, so base64 data stays on one
 /// line (`grep client-certificate-data admin.conf | awk '{print $2}' | base64 -d` works).
-fn kubeconfig_yaml(k: &serde_json::Value) -> Result<Vec<u8>, CliError> {
+pub(super) fn kubeconfig_yaml(k: &serde_json::Value) -> Result<Vec<u8>, CliError> {
     let mut options = serde_saphyr::SerializerOptions::default();
     options.prefer_block_scalars = false;
     serde_saphyr::to_string_with_options(k, options)
@@ -168,7 +172,7 @@ fn kubeconfig_pair(path: &Path) -> Result<ClientPair, CliError> {
 }
 
 /// The certificate (and key PEM) of one layout entry, if present.
-fn read_certificate(
+pub(super) fn read_certificate(
     dir: &Path,
     kc_dir: &Path,
     c: &NodeCertificate,
@@ -477,22 +481,55 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
         println!("nothing is due for renewal");
         return Ok(());
     }
+    let backup = backup_dir(&args.dir, now);
     let mut cas = BTreeMap::new();
+    let (files, report) = reissue(
+        &args.dir,
+        &kc_dir,
+        due,
+        &keys,
+        args.keep_key,
+        &mut cas,
+        &backup,
+        now,
+    )?;
+    write_all(&files)?;
+    print!("{report}");
+    println!("previous files kept in {}", backup.display());
+    Ok(())
+}
+
+/// Where a run keeps the files it replaces.
+pub(super) fn backup_dir(dir: &Path, now: DateTime<Utc>) -> PathBuf {
+    dir.join(".certop-backup")
+        .join(now.format("%Y%m%dT%H%M%S%.3fZ").to_string())
+}
+
+/// New certificates (and, unless `keep_key`, keys) for `due`, signed by
+/// the CAs in `dir` (loaded into `cas` as needed): the files to write,
+/// each preceded by a backup of what it replaces, and a report.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn reissue(
+    dir: &Path,
+    kc_dir: &Path,
+    due: Vec<&(NodeCertificate, CertificateInfo)>,
+    keys: &BTreeMap<&str, String>,
+    keep_key: bool,
+    cas: &mut BTreeMap<CaSlot, Authority>,
+    backup: &Path,
+    now: DateTime<Utc>,
+) -> Result<(Vec<OutputFile>, String), CliError> {
     let mut files = Vec::new();
     let mut report = String::new();
-    let backup = args
-        .dir
-        .join(".certop-backup")
-        .join(now.format("%Y%m%dT%H%M%S%.3fZ").to_string());
     for (c, current) in due {
         let ca = match cas.entry(c.ca) {
             std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(load_ca(&args.dir, c.ca, now)?.ok_or_else(|| {
+                e.insert(load_ca(dir, c.ca, now)?.ok_or_else(|| {
                     CliError::Invalid(format!(
                         "the {} CA is missing from {}",
                         c.ca.name(),
-                        args.dir.display()
+                        dir.display()
                     ))
                 })?)
             }
@@ -506,7 +543,7 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
             )));
         }
         let template = node::template_from(current)?;
-        let key = if args.keep_key {
+        let key = if keep_key {
             key
         } else {
             PrivateKey::generate(template.key_algorithm)?
@@ -518,7 +555,7 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
         let mut changes: Vec<(PathBuf, Vec<u8>, bool)> = Vec::new();
         match c.placement {
             Placement::Pair(rel) => {
-                let (crt, key_path) = pair_paths(&args.dir, rel);
+                let (crt, key_path) = pair_paths(dir, rel);
                 changes.push((crt, leaf_pem.into_bytes(), false));
                 changes.push((key_path, new_key_pem.into_bytes(), true));
             }
@@ -541,8 +578,8 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
         }
         for (path, content, secret) in changes {
             let rel = path
-                .strip_prefix(&args.dir)
-                .or_else(|_| path.strip_prefix(&kc_dir))
+                .strip_prefix(dir)
+                .or_else(|_| path.strip_prefix(kc_dir))
                 .unwrap_or(&path)
                 .to_path_buf();
             let rel = rel.strip_prefix("/").unwrap_or(&rel).to_path_buf();
@@ -565,8 +602,5 @@ pub fn renew(args: &RenewArgs) -> Result<(), CliError> {
             current.not_after.to_rfc3339()
         );
     }
-    write_all(&files)?;
-    print!("{report}");
-    println!("previous files kept in {}", backup.display());
-    Ok(())
+    Ok((files, report))
 }

@@ -31,6 +31,9 @@ pub enum PkiCommand {
     CheckExpiration(super::node::CheckExpirationArgs),
     /// Renew a node's certificates that are due, keeping their names; safe at every boot.
     Renew(super::node::RenewArgs),
+    /// Rotate the node's CAs one step per run: stage a new CA beside the
+    /// old one, then switch to it and re-issue everything, then drop the old one.
+    RotateCa(super::node_rotation::RotateCaArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,6 +84,7 @@ pub fn run(cmd: PkiCommand) -> Result<(), CliError> {
         PkiCommand::Init(args) => super::node::init(&args),
         PkiCommand::CheckExpiration(args) => super::node::check_expiration(&args),
         PkiCommand::Renew(args) => super::node::renew(&args),
+        PkiCommand::RotateCa(args) => super::node_rotation::rotate_ca(&args),
         PkiCommand::Inspect { file } => {
             let text = inspect(&file)?;
             print!("{text}");
