@@ -616,3 +616,60 @@ fn bad_input_exits_non_zero_with_one_clear_line_and_writes_nothing() {
     assert!(!inspect.status.success());
     assert!(String::from_utf8_lossy(&inspect.stderr).contains("no PEM certificate"));
 }
+
+#[test]
+fn a_cross_signed_rotation_chain_verifies_against_the_old_root_and_the_new_one() {
+    use certop::pki::{CaRequest, LeafTemplate, PrivateKey, issue};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let now = Utc::now();
+    let request = CaRequest::new("rotating CA");
+    let old = Authority::create(&request, now - Duration::days(300)).expect("old CA");
+    let new = Authority::create(&request, now).expect("new CA");
+    let cross = old.cross_sign(&new, &request, now).expect("cross-sign");
+    // The new key's Secret holds its certificate and the cross-certificate.
+    let stored = format!("{}{cross}", new.certificate_pem());
+    let signer = Authority::load(stored.as_bytes(), new.key_pem().as_bytes(), now).expect("load");
+    assert_eq!(
+        signer.chain_pem(),
+        cross,
+        "issued chains end with the cross-certificate"
+    );
+    let spec: certop::api::ClusterCertificateSpec = serde_json::from_value(serde_json::json!({
+        "issuerRef": {"name": "ca"}, "secretName": "web", "secretNamespace": "default",
+        "dnsNames": ["web.example.com"]
+    }))
+    .expect("spec");
+    let template = LeafTemplate::from_spec(&spec).expect("template");
+    let key = PrivateKey::generate(template.key_algorithm).expect("key");
+    let issued = issue(&template, &key, &signer, now).expect("issue");
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).expect("write");
+        p
+    };
+    let leaf = write("leaf.pem", &issued.certificate.to_pem());
+    let chain = write("chain.pem", &issued.chain_pem);
+    let old_root = write("old.pem", old.certificate_pem());
+    let new_root = write("new.pem", new.certificate_pem());
+    let cross_file = write("cross.pem", &cross);
+    let untrusted = ["-untrusted", chain.to_str().expect("utf-8")];
+    // A client that trusts only the old CA, and one that trusts only the new.
+    ok(
+        openssl_verify(&old_root, &leaf, &untrusted),
+        "verify against the old root",
+    );
+    ok(
+        openssl_verify(&new_root, &leaf, &untrusted),
+        "verify against the new root",
+    );
+    // Without the cross-certificate the old root alone is not enough.
+    let refused = openssl_verify(&old_root, &leaf, &[]);
+    assert!(
+        !refused.status.success(),
+        "the chain needs the cross-certificate"
+    );
+    // The cross-certificate is a well-formed CA certificate.
+    let errors = lint_errors("lint_pkix_cert", &[], &cross_file, &[]);
+    assert!(errors.is_empty(), "{errors:?}");
+}

@@ -95,6 +95,11 @@ pub struct CaRotation {
     /// with `kubectl certop rotate-ca`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic: Option<bool>,
+    /// Whether the old CA also signs the new CA's key (a cross-certificate,
+    /// added to every chain the new CA issues), so certificates of the new
+    /// CA validate for clients that trust only the old one. Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross_sign: Option<bool>,
 }
 
 /// What a CertificateAuthority may sign. An empty list allows any value
@@ -258,6 +263,8 @@ pub struct CaSettings {
     /// How long before the CA's notAfter it rotates by itself; None when
     /// it rotates only on request.
     pub rotate_before: Option<chrono::Duration>,
+    /// Whether the old CA cross-signs the new one.
+    pub cross_sign: bool,
 }
 
 /// Default rotation overlap: a day.
@@ -350,6 +357,7 @@ impl CertificateAuthority {
             .then_some(rotate_before)
             .map(|b| b.unwrap_or(lifetime / 5));
         Ok(CaSettings {
+            cross_sign: rotation.cross_sign.unwrap_or(false),
             rotation_overlap,
             rotate_before,
             lifetime,

@@ -118,6 +118,7 @@ pub async fn create_key(
     ctx: &Context,
     settings: &CaSettings,
     index: u32,
+    old: &Arc<Authority>,
 ) -> Result<(), Error> {
     let Some(name) = key_secret_name(&settings.secret_name, index) else {
         return Ok(());
@@ -128,14 +129,30 @@ pub async fn create_key(
         algorithm: ca.spec.key_algorithm.unwrap_or_default(),
         lifetime: settings.lifetime,
     };
-    let authority = tokio::task::spawn_blocking(move || Authority::create(&request, Utc::now()))
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
-        .map_err(|source| Error::Pki {
-            what: format!("creating the new key of CA {}", ca.name_any()),
-            source,
-        })?;
-    let secret = key_secret(ca, ctx, &name, index, &authority);
+    let old = old.clone();
+    let cross_sign = settings.cross_sign;
+    let made = tokio::task::spawn_blocking(move || {
+        let now = Utc::now();
+        let new = Authority::create(&request, now)?;
+        let cross = cross_sign
+            .then(|| old.cross_sign(&new, &request, now))
+            .transpose()?;
+        Ok::<_, crate::pki::PkiError>((new, cross))
+    })
+    .await
+    .map_err(|e| Error::Task(e.to_string()))?
+    .map_err(|source| Error::Pki {
+        what: format!("creating the new key of CA {}", ca.name_any()),
+        source,
+    })?;
+    let (authority, cross) = made;
+    let mut secret = key_secret(ca, ctx, &name, index, &authority);
+    // The cross-certificate follows the CA certificate: loading the key
+    // makes it the end of every chain the new CA issues.
+    if let (Some(cross), Some(data)) = (cross, secret.data.as_mut()) {
+        let chain = format!("{}{cross}", authority.certificate_pem());
+        data.insert("tls.crt".into(), ByteString(chain.into_bytes()));
+    }
     match ctx
         .operator_secrets()
         .create(&PostParams::default(), &secret)

@@ -496,7 +496,7 @@ async fn rotate(
             true
         }
         Step::CreateKey { index } => {
-            ca_rotation::create_key(ca, ctx, settings, index).await?;
+            ca_rotation::create_key(ca, ctx, settings, index, signing).await?;
             true
         }
         Step::BindNext { .. } => {

@@ -1017,6 +1017,9 @@ impl World {
 fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
     runtime().block_on(async {
         let w = rotating_world("1h").await;
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["spec"]["rotation"]["crossSign"] = json!(true);
+        w.api.put(CA_PATH, ca);
         let first = w.leaf();
         let old_fp = w.authority.certificate().fingerprint.clone();
         // Start, make the key, bind it: one write each.
@@ -1079,6 +1082,18 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
         w.certificate_pass().await.expect("re-issue");
         let leaf = w.leaf();
         assert!(leaf.is_issued_by(&staged), "re-issued by the new key");
+        let chain = parse_chain(
+            &w.secret().expect("Secret").data.expect("data")[TLS_CERT_KEY].0,
+            "tls.crt",
+        )
+        .expect("chain");
+        assert_eq!(chain.len(), 2);
+        assert!(
+            chain[1].is_issued_by(w.authority.certificate())
+                && chain[1].subject() == staged.subject()
+                && chain[1].fingerprint != staged.fingerprint,
+            "the chain ends with the old CA's cross-signature of the new one"
+        );
         assert_eq!(
             leaf.crl_distribution_points,
             vec!["http://certop.test/crl/ca/1.crl".to_string()]

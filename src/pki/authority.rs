@@ -6,8 +6,7 @@ use rcgen::{
 
 use super::inspect::pem_encode;
 use super::{
-    CertificateInfo, PkiError, PrivateKey, SerialNumber, key_matches_certificate,
-    parse_pem_certificate, to_x509_time,
+    CertificateInfo, PkiError, PrivateKey, SerialNumber, key_matches_certificate, to_x509_time,
 };
 use crate::api::KeyAlgorithm;
 
@@ -37,8 +36,13 @@ impl CaRequest {
 /// A CA certificate with its key, validated and ready to sign.
 pub struct Authority {
     certificate: CertificateInfo,
-    /// Encoded once: every issued chain ends with it.
+    /// Encoded once: the trust anchor others put in their bundles.
     certificate_pem: String,
+    /// What every issued chain ends with: the CA certificate and the rest
+    /// of its Secret's chain, or, when the CA carries a cross-signature of
+    /// its own key by another CA, that cross-certificate instead, so a
+    /// client that trusts only the other CA still builds a path.
+    chain_pem: String,
     algorithm: KeyAlgorithm,
     issuer: Issuer<'static, KeyPair>,
 }
@@ -53,6 +57,27 @@ impl std::fmt::Debug for Authority {
     }
 }
 
+/// A CA certificate's fields but validity: its name, basicConstraints CA
+/// (critical), keyUsage keyCertSign + cRLSign + digitalSignature
+/// (critical), a random 16-byte serial.
+fn ca_params(request: &CaRequest) -> Result<CertificateParams, PkiError> {
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    for org in &request.organizations {
+        dn.push(DnType::OrganizationName, org.as_str());
+    }
+    dn.push(DnType::CommonName, request.common_name.as_str());
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.serial_number = Some(SerialNumber::random()?.to_rcgen());
+    Ok(params)
+}
+
 impl Authority {
     /// Creates a self-signed CA: basicConstraints CA (critical), keyUsage
     /// keyCertSign + cRLSign + digitalSignature (critical), a subject key
@@ -65,20 +90,7 @@ impl Authority {
             )));
         }
         let key = PrivateKey::generate(request.algorithm)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        for org in &request.organizations {
-            dn.push(DnType::OrganizationName, org.as_str());
-        }
-        dn.push(DnType::CommonName, request.common_name.as_str());
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.serial_number = Some(SerialNumber::random()?.to_rcgen());
+        let mut params = ca_params(request)?;
         params.not_before = to_x509_time(now - super::BACKDATE)?;
         params.not_after = to_x509_time(now + request.lifetime)?;
         let cert = params.self_signed(key.pair()).map_err(PkiError::signing)?;
@@ -90,7 +102,8 @@ impl Authority {
     /// with a PKCS#1 key) and checks that it can sign now: it is a CA, may
     /// sign certificates, is within its validity, and the key matches.
     pub fn load(cert_pem: &[u8], key_pem: &[u8], now: DateTime<Utc>) -> Result<Self, PkiError> {
-        let info = parse_pem_certificate(cert_pem, "the CA certificate")?;
+        let mut chain = super::parse_chain(cert_pem, "the CA certificate")?;
+        let info = chain.remove(0);
         let key_text = std::str::from_utf8(key_pem)
             .map_err(|_| PkiError::BadPrivateKey("the CA key".into()))?;
         let key = PrivateKey::from_pem(key_text, "the CA key")?;
@@ -115,7 +128,50 @@ impl Authority {
         if !key_matches_certificate(&key, &info) {
             return Err(PkiError::KeyMismatch);
         }
-        Self::from_parts(info, key)
+        let mut authority = Self::from_parts(info, key)?;
+        if !chain.is_empty() {
+            let cross = chain[0].subject_der == authority.certificate.subject_der
+                && chain[0].public_key_bits == authority.certificate.public_key_bits;
+            let rest: String = chain.iter().map(CertificateInfo::to_pem).collect();
+            authority.chain_pem = if cross {
+                rest
+            } else {
+                format!("{}{rest}", authority.certificate_pem)
+            };
+        }
+        Ok(authority)
+    }
+
+    /// A certificate for `subject`'s key and name, signed by this CA: a
+    /// rotation's cross-signature, so that certificates the new CA signs
+    /// chain to this one for clients that have not learnt the new CA yet.
+    /// Valid while both CAs are.
+    /// `request` is what `subject` was created from (its name, exactly).
+    pub fn cross_sign(
+        &self,
+        subject: &Authority,
+        request: &CaRequest,
+        now: DateTime<Utc>,
+    ) -> Result<String, PkiError> {
+        let mut params = ca_params(request)?;
+        params.not_before = to_x509_time(now - super::BACKDATE)?;
+        params.not_after = to_x509_time(
+            self.certificate
+                .not_after
+                .min(subject.certificate.not_after),
+        )?;
+        params.use_authority_key_identifier_extension = true;
+        let cert = params
+            .signed_by(subject.issuer.key(), &self.issuer)
+            .map_err(PkiError::signing)?;
+        let info = CertificateInfo::from_der(cert.der(), "the cross-certificate")?;
+        if info.subject_der != subject.certificate.subject_der {
+            return Err(PkiError::BadCertificate {
+                what: "the cross-certificate".into(),
+                reason: "its subject differs from the CA it certifies".into(),
+            });
+        }
+        Ok(pem_encode("CERTIFICATE", cert.der()))
     }
 
     fn from_parts(certificate: CertificateInfo, key: PrivateKey) -> Result<Self, PkiError> {
@@ -131,6 +187,7 @@ impl Authority {
         let certificate_pem = pem_encode("CERTIFICATE", &certificate.der);
         Ok(Authority {
             certificate,
+            chain_pem: certificate_pem.clone(),
             certificate_pem,
             algorithm,
             issuer,
@@ -143,6 +200,11 @@ impl Authority {
 
     pub fn certificate_pem(&self) -> &str {
         &self.certificate_pem
+    }
+
+    /// What follows the leaf in every chain this CA issues.
+    pub fn chain_pem(&self) -> &str {
+        &self.chain_pem
     }
 
     /// The CA key as PEM PKCS#8, for storing it; never log it.

@@ -13,7 +13,7 @@ use crate::api::KeyUsage;
 #[derive(Debug)]
 pub struct IssuedCertificate {
     pub certificate: CertificateInfo,
-    /// The leaf then the CA, PEM: what `tls.crt` holds.
+    /// The leaf then the CA's chain (`Authority::chain_pem`), PEM: what `tls.crt` holds.
     pub chain_pem: String,
     /// True when notAfter was cut short to the CA's own notAfter.
     pub clamped_to_ca: bool,
@@ -157,7 +157,7 @@ fn sign(
     if let Some(field) = template.first_mismatch(&certificate, ca.certificate()) {
         return Err(PkiError::IssuedMismatch(field.as_str()));
     }
-    let chain_pem = format!("{}{}", certificate.to_pem(), ca.certificate_pem());
+    let chain_pem = format!("{}{}", certificate.to_pem(), ca.chain_pem());
     Ok(IssuedCertificate {
         certificate,
         chain_pem,
