@@ -346,10 +346,10 @@ pub enum ClientCredentials {
     Files { cert: String, key: String },
 }
 
-/// The user entry the credentials belong to: the current context's user,
-/// else the first user.
-fn current_user(doc: &serde_json::Value) -> Option<usize> {
-    let users = doc.get("users")?.as_array()?;
+/// The index in `list` ("users" or "clusters") of the entry the current
+/// context names in its `field` ("user" or "cluster"), else the first.
+fn current_entry(doc: &serde_json::Value, list: &str, field: &str) -> Option<usize> {
+    let entries = doc.get(list)?.as_array()?;
     let wanted = doc
         .get("current-context")
         .and_then(|c| c.as_str())
@@ -358,15 +358,21 @@ fn current_user(doc: &serde_json::Value) -> Option<usize> {
                 .as_array()?
                 .iter()
                 .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(current))?
-                .pointer("/context/user")?
+                .pointer(&format!("/context/{field}"))?
                 .as_str()
         });
     match wanted {
-        Some(name) => users
+        Some(name) => entries
             .iter()
             .position(|u| u.get("name").and_then(|n| n.as_str()) == Some(name)),
-        None => (!users.is_empty()).then_some(0),
+        None => (!entries.is_empty()).then_some(0),
     }
+}
+
+/// The user entry the credentials belong to: the current context's user,
+/// else the first user.
+fn current_user(doc: &serde_json::Value) -> Option<usize> {
+    current_entry(doc, "users", "user")
 }
 
 pub fn client_credentials(doc: &serde_json::Value) -> Option<ClientCredentials> {
@@ -390,30 +396,11 @@ pub fn client_credentials(doc: &serde_json::Value) -> Option<ClientCredentials> 
 /// current context's cluster (or the only cluster) with `bundle_pem`, and
 /// nothing else. False when that cluster names a file or has no CA data.
 pub fn replace_ca_data(doc: &mut serde_json::Value, bundle_pem: &str) -> bool {
-    let wanted = doc
-        .get("current-context")
-        .and_then(|c| c.as_str())
-        .and_then(|current| {
-            doc.get("contexts")?
-                .as_array()?
-                .iter()
-                .find(|c| c.get("name").and_then(|n| n.as_str()) == Some(current))?
-                .pointer("/context/cluster")?
-                .as_str()
-                .map(str::to_string)
-        });
-    let Some(clusters) = doc.get_mut("clusters").and_then(|c| c.as_array_mut()) else {
+    let Some(i) = current_entry(doc, "clusters", "cluster") else {
         return false;
     };
-    let index = match wanted {
-        Some(name) => clusters
-            .iter()
-            .position(|c| c.get("name").and_then(|n| n.as_str()) == Some(name.as_str())),
-        None => (!clusters.is_empty()).then_some(0),
-    };
-    let Some(cluster) = index
-        .and_then(|i| clusters.get_mut(i))
-        .and_then(|c| c.get_mut("cluster"))
+    let Some(cluster) = doc
+        .pointer_mut(&format!("/clusters/{i}/cluster"))
         .and_then(|c| c.as_object_mut())
     else {
         return false;

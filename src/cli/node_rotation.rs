@@ -155,6 +155,31 @@ fn kubeconfig_ca_updates(
     Ok(files)
 }
 
+/// `<ca>.crt` holding `pem`, and for the cluster CA the kubeconfigs'
+/// CA data too, with backups.
+fn trust(
+    dir: &Path,
+    kc_dir: &Path,
+    slot: CaSlot,
+    pem: &str,
+    backup: &Path,
+) -> Result<Vec<OutputFile>, CliError> {
+    let mut files = with_backup(
+        dir,
+        kc_dir,
+        backup,
+        OutputFile {
+            path: bundle_path(dir, slot),
+            content: pem.as_bytes().to_vec(),
+            secret: false,
+        },
+    )?;
+    if slot == CaSlot::Cluster {
+        files.extend(kubeconfig_ca_updates(dir, kc_dir, pem, backup)?);
+    }
+    Ok(files)
+}
+
 /// A file to write, preceded by a backup of what it replaces.
 fn with_backup(
     dir: &Path,
@@ -261,20 +286,7 @@ fn stage(
         next
     };
     let pem = pem_of(&[old.certificate(), next.certificate()]);
-    let mut files = with_backup(
-        dir,
-        kc_dir,
-        backup,
-        OutputFile {
-            path: bundle_path(dir, slot),
-            content: pem.clone().into_bytes(),
-            secret: false,
-        },
-    )?;
-    if slot == CaSlot::Cluster {
-        files.extend(kubeconfig_ca_updates(dir, kc_dir, &pem, backup)?);
-    }
-    write_all(&files)?;
+    write_all(&trust(dir, kc_dir, slot, &pem, backup)?)?;
     Ok(format!(
         "staged new CA serial {} beside serial {} (both trusted, the old one signs)",
         next.certificate().serial,
@@ -381,20 +393,7 @@ fn finish(dir: &Path, kc_dir: &Path, slot: CaSlot, backup: &Path) -> Result<Stri
         ))
     })?;
     let pem = pem_of(&[signing]);
-    let mut files = with_backup(
-        dir,
-        kc_dir,
-        backup,
-        OutputFile {
-            path: bundle_path(dir, slot),
-            content: pem.clone().into_bytes(),
-            secret: false,
-        },
-    )?;
-    if slot == CaSlot::Cluster {
-        files.extend(kubeconfig_ca_updates(dir, kc_dir, &pem, backup)?);
-    }
-    write_all(&files)?;
+    write_all(&trust(dir, kc_dir, slot, &pem, backup)?)?;
     remove(&previous_path(dir, slot))?;
     Ok(format!(
         "only CA serial {} is trusted now; the rotation is finished",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
@@ -717,33 +717,7 @@ async fn create(
             });
         }
     };
-    let secret = Secret {
-        metadata: ObjectMeta {
-            name: Some(secret_name.to_string()),
-            namespace: Some(ctx.namespace.clone()),
-            labels: Some(BTreeMap::from([(
-                meta::MANAGED_BY.into(),
-                meta::MANAGED_BY_VALUE.into(),
-            )])),
-            annotations: Some(BTreeMap::from([(
-                meta::CERTIFICATE_AUTHORITY.into(),
-                ca.name_any(),
-            )])),
-            ..Default::default()
-        },
-        type_: Some("kubernetes.io/tls".into()),
-        data: Some(BTreeMap::from([
-            (
-                "tls.crt".into(),
-                ByteString(authority.certificate_pem().as_bytes().to_vec()),
-            ),
-            (
-                "tls.key".into(),
-                ByteString(authority.key_pem().into_bytes()),
-            ),
-        ])),
-        ..Default::default()
-    };
+    let secret = ca_rotation::key_secret(ca, ctx, secret_name, 0, &authority);
     match ctx
         .operator_secrets()
         .create(&PostParams::default(), &secret)
