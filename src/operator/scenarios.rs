@@ -1194,3 +1194,70 @@ fn every_write_of_a_rotation_fails_in_turn_and_one_new_key_comes_out() {
         }
     });
 }
+
+#[test]
+fn a_revocation_while_a_key_retires_lands_in_the_crl_of_the_key_that_signed() {
+    runtime().block_on(async {
+        let w = rotating_world("0s").await;
+        let old_serial = w.secret_serial();
+        // Start, make the key, bind it, switch: the old certificate is
+        // still in its Secret, now a certificate of the retiring key.
+        for _ in 0..6 {
+            w.ca_pass().await.expect("CA pass");
+        }
+        assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Retiring");
+        let new = w.key_certificate("ca-ca-r1").expect("new key");
+        put_revocation(
+            &w,
+            "2099-01-01T00:00:00Z",
+            json!({"issuerRef": {"name": "ca"}, "serialNumbers": [old_serial], "reason": "keyCompromise"}),
+        );
+        w.revocation_pass().await.expect("revoke");
+        let crl_of = |index: u32, ca: &crate::pki::CertificateInfo| {
+            let cm: ConfigMap = w
+                .api
+                .get(&format!("{CRL_CM}{}", super::crl::config_map_name("ca", index)))
+                .expect("CRL ConfigMap");
+            let der = cm.binary_data.expect("binary")[super::crl::DER_KEY].0.clone();
+            parse_crl(&der, Some(ca))
+                .expect("signed by its key")
+                .entries
+                .iter()
+                .map(|(s, _, _)| s.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(crl_of(0, w.authority.certificate()), vec![old_serial.clone()], "the old key's CRL");
+        assert!(crl_of(1, &new).is_empty(), "the new key signed nothing revoked");
+        // The revoked certificate is replaced by the new key at once.
+        w.certificate_pass().await.expect("replace");
+        assert!(w.leaf().is_issued_by(&new));
+        assert_ne!(w.leaf().serial.to_string(), old_serial);
+    });
+}
+
+#[test]
+fn an_expired_ca_says_ca_expired() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        let expired = Authority::create(
+            &CaRequest {
+                lifetime: chrono::Duration::hours(1),
+                ..CaRequest::new("test CA")
+            },
+            Utc::now() - chrono::Duration::hours(3),
+        )
+        .expect("CA");
+        w.api.put(
+            &format!("/api/v1/namespaces/{NS}/secrets/ca-ca"),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca-ca", "namespace": NS},
+                   "data": {"tls.crt": b64(expired.certificate_pem().as_bytes()), "tls.key": b64(expired.key_pem().as_bytes())}}),
+        );
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["metadata"]["annotations"][meta::CA_FINGERPRINT] = json!(expired.certificate().fingerprint);
+        w.api.put(CA_PATH, ca);
+        w.ca_pass().await.expect("CA pass");
+        let ready = w.ca_condition("Ready").expect("Ready");
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "CAExpired"), "{}", ready.message);
+    });
+}
