@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod csr;
+pub mod kms;
 pub mod ledger;
 pub mod node;
 pub mod operator;

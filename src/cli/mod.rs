@@ -4,7 +4,8 @@
 mod cluster;
 mod crd;
 mod error;
-mod files;
+pub(crate) mod files;
+mod kms;
 mod node;
 mod node_rotation;
 mod pki;
@@ -35,6 +36,9 @@ pub enum Command {
     /// Work with certificates and keys on disk, no cluster needed.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
+    /// The KMS v2 plugin that encrypts Secrets at rest, and its key rotation.
+    #[command(subcommand)]
+    Kms(kms::KmsCommand),
     /// Show a ClusterCertificate (or `ca/NAME`, a CertificateAuthority): conditions, validity, renewal, recent Events.
     Status(plugin::StatusArgs),
     /// Show what a Secret's certificate says (`inspect secret NAMESPACE/NAME`).
@@ -57,6 +61,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run(args) => run_operator(args),
         Command::Crd => crd::print_crds(&mut std::io::stdout().lock()),
         Command::Pki(cmd) => pki::run(cmd),
+        Command::Kms(cmd) => kms::run(cmd),
         Command::Status(args) => plugin::block_on(plugin::status(args)),
         Command::Renew(args) => plugin::block_on(plugin::renew(args)),
         Command::RotateCa(args) => plugin::block_on(plugin::rotate_ca(args)),

@@ -17,6 +17,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
     pub operator_kubeconfig: PathBuf,
+    /// etcd's client URL (plain HTTP, for reading what it stores).
+    pub etcd: String,
     /// Held open: the control plane exits when this test process does.
     _stdin: Mutex<ChildStdin>,
     _child: Mutex<Child>,
@@ -63,12 +65,14 @@ pub fn repo_root() -> &'static Path {
 /// The shared control plane, started on first use with the CRDs installed.
 /// A failure to start fails the test with the control plane's log.
 pub fn control_plane() -> &'static ControlPlane {
-    CONTROL_PLANE.get_or_init(start)
+    CONTROL_PLANE.get_or_init(|| start_control_plane(&[]))
 }
 
 pub use crate::common::control_plane_binary;
 
-fn start() -> ControlPlane {
+/// A control plane of its own (most tests share `control_plane()`), with
+/// extra kube-apiserver flags; it stops when the returned value is dropped.
+pub fn start_control_plane(apiserver_args: &[String]) -> ControlPlane {
     let dir = tempfile::Builder::new()
         .prefix("certop-test-")
         .tempdir()
@@ -82,6 +86,11 @@ fn start() -> ControlPlane {
         .arg("--log-file")
         .arg(&log)
         .arg("--exit-with-stdin")
+        .args(
+            apiserver_args
+                .iter()
+                .map(|a| format!("--apiserver-arg={a}")),
+        )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -118,7 +127,13 @@ fn start() -> ControlPlane {
             tail.join("\n")
         );
     }
+    let etcd = ready
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("etcd="))
+        .unwrap_or_default()
+        .to_string();
     let cp = ControlPlane {
+        etcd,
         operator_kubeconfig: dir.join("operator.kubeconfig"),
         kubeconfig,
         _stdin: Mutex::new(stdin),
