@@ -45,8 +45,11 @@ crds:
 	$(CARGO) run --quiet -- crd > crds/certop-crds.yaml
 	cp crds/certop-crds.yaml charts/certop/crds/certop-crds.yaml
 
+# KMS=1: Secrets encrypted at rest through `certop kms serve`.
+KMS ?= 0
 dev-up: control-plane
-	@scripts/dev-control-plane.sh up "$(DEV_DIR)"
+	@if [ "$(KMS)" = 1 ]; then $(CARGO) build --quiet --bin certop; fi
+	@KMS=$(KMS) scripts/dev-control-plane.sh up "$(DEV_DIR)"
 
 dev-down:
 	@scripts/dev-control-plane.sh down "$(DEV_DIR)"

@@ -2,6 +2,9 @@
 # Starts or stops a local control plane in the background.
 #   dev-control-plane.sh up DIR    kubeconfig at DIR/kubeconfig, log at DIR/control-plane.log
 #   dev-control-plane.sh down DIR
+# With KMS=1, Secrets are encrypted at rest through `certop kms serve`
+# (socket DIR/kms.sock, keys in DIR/kms-keys, log DIR/kms.log);
+# scripts/etcd-raw.sh shows what etcd stores.
 set -euo pipefail
 cmd="${1:?up or down}"
 dir="${2:?state directory}"
@@ -9,6 +12,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 mkdir -p "$dir"
 dir="$(cd "$dir" && pwd)"
 pidfile="$dir/control-plane.pid"
+kms_pidfile="$dir/kms.pid"
 
 running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
 
@@ -17,7 +21,32 @@ up)
   if ! running; then
   bin="$("$root/tests/control-plane/build.sh")"
   rm -f "$dir/kubeconfig"
-  nohup "$bin" --kubeconfig "$dir/kubeconfig" --log-file "$dir/control-plane.log" \
+  extra=()
+  if [ "${KMS:-0}" = 1 ]; then
+    certop="${CERTOP:-$root/target/debug/certop}"
+    mkdir -p "$dir/kms-keys" && chmod 700 "$dir/kms-keys"
+    rm -f "$dir/kms.sock"
+    nohup "$certop" kms serve --socket "$dir/kms.sock" --key-dir "$dir/kms-keys" \
+      >>"$dir/kms.log" 2>&1 </dev/null &
+    echo $! >"$kms_pidfile"
+    for _ in $(seq 1 50); do [ -S "$dir/kms.sock" ] && break; sleep 0.1; done
+    [ -S "$dir/kms.sock" ] || { echo "certop kms serve did not start; see $dir/kms.log" >&2; exit 1; }
+    cat >"$dir/encryption.yaml" <<YAML
+apiVersion: apiserver.config.k8s.io/v1
+kind: EncryptionConfiguration
+resources:
+  - resources: [secrets]
+    providers:
+      - kms:
+          apiVersion: v2
+          name: certop
+          endpoint: unix://$dir/kms.sock
+          timeout: 3s
+      - identity: {}
+YAML
+    extra+=("--apiserver-arg=--encryption-provider-config=$dir/encryption.yaml")
+  fi
+  nohup "$bin" --kubeconfig "$dir/kubeconfig" --log-file "$dir/control-plane.log" "${extra[@]}" \
     >"$dir/control-plane.out" 2>&1 </dev/null &
   echo $! >"$pidfile"
   for _ in $(seq 1 600); do
@@ -35,6 +64,7 @@ up)
   KUBECONFIG="$dir/kubeconfig" kubectl wait --for condition=established --timeout=60s \
     crd/clustercertificates.certop.dev crd/certificateauthorities.certop.dev >/dev/null
   echo "control plane up (pid $(cat "$pidfile")); export KUBECONFIG=$dir/kubeconfig"
+  if [ -f "$kms_pidfile" ]; then echo "Secrets encrypted through certop kms serve (pid $(cat "$kms_pidfile")); see scripts/etcd-raw.sh"; fi
   ;;
 down)
   if running; then
@@ -47,6 +77,11 @@ down)
     echo "no control plane running"
   fi
   rm -f "$pidfile"
+  if [ -f "$kms_pidfile" ]; then
+    kill "$(cat "$kms_pidfile")" 2>/dev/null || true
+    rm -f "$kms_pidfile"
+    echo "KMS plugin stopped (its keys stay in $dir/kms-keys)"
+  fi
   ;;
 *)
   echo "usage: $0 up|down DIR" >&2

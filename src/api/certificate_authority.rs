@@ -226,7 +226,7 @@ pub struct CaRotationStatus {
     /// certificates are gone).
     pub phase: String,
     /// The number of the newest rotation (0: the CA's first key).
-    pub number: u32,
+    pub number: i64,
     /// Hex serial of the staged CA certificate (phase Staged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_serial_number: Option<String>,

@@ -446,7 +446,7 @@ async fn rotate(
     let phase = marks.phase().unwrap_or(Phase::Stable);
     let mut rotation_status = CaRotationStatus {
         phase: phase.as_str().to_string(),
-        number: marks.number,
+        number: i64::from(marks.number),
         next_serial_number: next.as_ref().map(|n| n.certificate().serial.to_string()),
         previous_serial_number: previous
             .as_ref()
