@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench scale clean
+.PHONY: build test lint crds control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-kms scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -83,7 +83,11 @@ fuzz:
 	@echo "$(FUZZ_CASES) cases per parser, 6 parsers: $$(( $(FUZZ_CASES) * 6 )) executions"
 
 bench:
-	$(CARGO) bench --bench pki
+	$(CARGO) bench --bench pki --bench kms
+
+# Re-encryption of N Secrets after a KEK rotation: N=10000 make bench-kms
+bench-kms: control-plane
+	@scripts/kms-rewrite-bench.sh $(N)
 
 # Scripted scale run against a real control plane: N=1000 make scale
 N ?= 500

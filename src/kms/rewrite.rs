@@ -241,7 +241,6 @@ pub async fn rewrite_all(
             _ => break,
         }
     }
-    progress(done);
     Ok(done)
 }
 
