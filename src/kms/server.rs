@@ -203,3 +203,46 @@ pub async fn connect(socket: &Path) -> Result<KeyManagementServiceClient<Channel
         })?;
     Ok(KeyManagementServiceClient::new(channel))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_says_what_is_wrong_and_decrypt_refuses_what_it_cannot_open() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let plugin = Plugin::new(KeyDir::open(tmp.path()).expect("dir")).expect("plugin");
+        let (healthz, first) = plugin.health();
+        assert_eq!(healthz, "ok");
+        let (sealed, id) = plugin.encrypt(b"seed").expect("encrypt");
+        assert_eq!(id, first);
+        assert_eq!(plugin.decrypt(&sealed).expect("decrypt"), b"seed");
+        assert_eq!(
+            plugin.decrypt(&sealed[..10]).expect_err("truncated").code(),
+            tonic::Code::InvalidArgument
+        );
+        // A rotation is picked up by the next status check; old ciphertexts still open.
+        let second = KeyDir::open(tmp.path())
+            .expect("dir")
+            .rotate(chrono::Utc::now())
+            .expect("rotate");
+        assert_eq!(plugin.health(), ("ok".to_string(), second.clone()));
+        assert_eq!(plugin.decrypt(&sealed).expect("old KEK"), b"seed");
+        // The current KEK's file lost: unhealthy, with the reason, and the
+        // keys in memory keep serving.
+        std::fs::remove_file(tmp.path().join(format!("{second}.kek"))).expect("remove");
+        let (healthz, _) = plugin.health();
+        assert!(
+            healthz.contains(&second) && healthz.contains("not in"),
+            "{healthz}"
+        );
+        // A retired KEK's ciphertext is refused by name.
+        KeyDir::open(tmp.path()).expect("dir");
+        std::fs::remove_file(tmp.path().join(format!("{first}.kek"))).expect("remove");
+        std::fs::write(tmp.path().join(format!("{second}.kek")), [9u8; 32]).expect("restore");
+        plugin.reload().expect("reload");
+        let refused = plugin.decrypt(&sealed).expect_err("retired");
+        assert_eq!(refused.code(), tonic::Code::NotFound);
+        assert!(refused.message().contains(&first), "{}", refused.message());
+    }
+}

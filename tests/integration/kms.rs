@@ -105,6 +105,27 @@ fn certop(args: &[&str], kubeconfig: &Path) -> std::process::Output {
 }
 
 #[test]
+fn a_missing_key_directory_stops_the_plugin_with_one_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_certop"))
+        .args([
+            "kms",
+            "serve",
+            "--socket",
+            "/tmp/certop-kms-never.sock",
+            "--key-dir",
+            "/nonexistent/keys",
+        ])
+        .output()
+        .expect("certop");
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains("/nonexistent/keys") && said.lines().count() == 1,
+        "{said}"
+    );
+}
+
+#[test]
 fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
     let tmp = tempfile::tempdir().expect("tmp");
     let keys: PathBuf = tmp.path().join("keys");
