@@ -4,8 +4,14 @@
 # Ready; the raw baseline is applying N kubernetes.io/tls Secrets of
 # pre-generated certificates (the API writes alone). Prints both and the ratio.
 #   scripts/scale.sh [N]
+# With BACKLOG=1 the N ClusterCertificates are created while the operator
+# is stopped, and the time is from its start until all are Ready (what an
+# operator meets after an outage or a mass apply): that measures certop,
+# not kubectl. It also reports peak memory, the API requests it made (from
+# the API server's metrics) and its conflicts.
 set -euo pipefail
 n="${1:-500}"
+backlog="${BACKLOG:-0}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 state="$root/.certop-dev/scale"
@@ -38,25 +44,55 @@ kubectl apply -f "$tmp/secrets.yaml" >/dev/null
 baseline=$(echo "$(date +%s.%N) - $start" | bc)
 
 # certop: a CA, then N ClusterCertificates, timed until every one is Ready.
-KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18090 >"$state/operator.log" 2>&1 &
-operator_pid=$!
+start_operator() {
+  KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18090 >>"$state/operator.log" 2>&1 &
+  operator_pid=$!
+}
+# Every API request the server counted, but this script's own polling
+# (LISTs of ClusterCertificates) and metric scrapes.
+requests() {
+  kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && !(/resource="clustercertificates"/ && /verb="LIST"/) && !/verb="GET",version=""/ {s += $NF} END {printf "%d", s}'
+}
+: >"$state/operator.log"
+start_operator
 printf 'apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {name: scale}\nspec:\n  subject: {commonName: scale}\n' | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready certificateauthority/scale --timeout=60s >/dev/null
 for i in $(seq 1 "$n"); do
   printf -- '---\napiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: c%d}\nspec:\n  issuerRef: {name: scale}\n  secretName: c%d\n  secretNamespace: scale\n  commonName: c%d.example\n' "$i" "$i" "$i"
 done >"$tmp/certs.yaml"
-start=$(date +%s.%N)
-kubectl apply -f "$tmp/certs.yaml" >/dev/null
-applied=$(echo "$(date +%s.%N) - $start" | bc)
-until [ "$(kubectl get clustercertificates -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -ge "$n" ]; do
-  sleep 0.5
-done
-ours=$(echo "$(date +%s.%N) - $start" | bc)
+all_ready() {
+  [ "$(kubectl get clustercertificates -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -ge "$n" ]
+}
+if [ "$backlog" = 1 ]; then
+  kill "$operator_pid"; wait "$operator_pid" 2>/dev/null || true; operator_pid=""
+  kubectl apply -f "$tmp/certs.yaml" >/dev/null
+  before=$(requests)
+  start=$(date +%s.%N)
+  start_operator
+  until all_ready; do sleep 0.5; done
+  ours=$(echo "$(date +%s.%N) - $start" | bc)
+  applied=0
+else
+  before=$(requests)
+  start=$(date +%s.%N)
+  kubectl apply -f "$tmp/certs.yaml" >/dev/null
+  applied=$(echo "$(date +%s.%N) - $start" | bc)
+  until all_ready; do sleep 0.5; done
+  ours=$(echo "$(date +%s.%N) - $start" | bc)
+fi
+after=$(requests)
 rss=$(ps -o rss= -p "$operator_pid" | awk '{printf "%.0f", $1/1024}')
+peak=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$operator_pid/status")
+conflicts=$(grep -c "409\|Conflict" "$state/operator.log" || true)
 secrets=$(kubectl get secrets -n scale -o name | wc -l)
 rm -rf "$tmp"
 printf 'certificates: %d (Secrets written: %d)\n' "$n" "$secrets"
 printf 'baseline, kubectl apply of %d TLS Secrets: %.1f s\n' "$n" "$baseline"
-printf 'certop, apply of %d ClusterCertificates (kubectl alone: %.1f s) until all Ready: %.1f s\n' "$n" "$applied" "$ours"
+if [ "$backlog" = 1 ]; then
+  printf 'certop, %d ClusterCertificates created before it started, from its start until all Ready: %.1f s (%.0f/s)\n' "$n" "$ours" "$(echo "$n / $ours" | bc -l)"
+else
+  printf 'certop, apply of %d ClusterCertificates (kubectl alone: %.1f s) until all Ready: %.1f s\n' "$n" "$applied" "$ours"
+fi
 printf 'ratio certop/baseline: %.2f\n' "$(echo "$ours / $baseline" | bc -l)"
-printf 'operator resident memory after: %s MiB\n' "$rss"
+printf 'operator memory: %s MiB resident after, %s MiB peak (%.1f KiB per certificate at peak)\n' "$rss" "$peak" "$(echo "$peak * 1024 / $n" | bc -l)"
+printf 'API requests by certop during the run: %d (%.1f per certificate); conflict lines in its log: %d\n' "$((after - before))" "$(echo "($after - $before) / $n" | bc -l)" "$conflicts"
