@@ -51,7 +51,26 @@ start_operator() {
 # Every API request the server counted, but this script's own polling
 # (LISTs of ClusterCertificates) and metric scrapes.
 requests() {
-  kubectl get --raw /metrics | awk '/^apiserver_request_total\{/ && !(/resource="clustercertificates"/ && /verb="LIST"/) && !/verb="GET",version=""/ {s += $NF} END {printf "%d", s}'
+  kubectl get --raw /metrics | grep '^apiserver_request_total{' | tee "$state/requests.$1" |
+    awk '!(/resource="clustercertificates"/ && /verb="LIST"/) && !/verb="GET",version=""/ {s += $NF} END {printf "%d", s}'
+}
+# The requests of the run by verb, resource and subresource, most first.
+breakdown() {
+  python3 - "$state/requests.before" "$state/requests.after" "$n" <<'PY'
+import re, sys
+def load(path):
+    out = {}
+    for line in open(path):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        key = (labels.get("verb"), labels.get("resource"), labels.get("subresource", ""))
+        out[key] = out.get(key, 0) + float(line.split()[-1])
+    return out
+before, after, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
+rows = sorted(((after[k] - before.get(k, 0), k) for k in after), reverse=True)
+for count, (verb, resource, sub) in rows[:10]:
+    if count > 0:
+        print(f"  {verb:7} {resource + ('/' + sub if sub else ''):40} {int(count):7}  {count / n:5.2f} per certificate")
+PY
 }
 : >"$state/operator.log"
 start_operator
@@ -66,21 +85,21 @@ all_ready() {
 if [ "$backlog" = 1 ]; then
   kill "$operator_pid"; wait "$operator_pid" 2>/dev/null || true; operator_pid=""
   kubectl apply -f "$tmp/certs.yaml" >/dev/null
-  before=$(requests)
+  before=$(requests before)
   start=$(date +%s.%N)
   start_operator
   until all_ready; do sleep 0.5; done
   ours=$(echo "$(date +%s.%N) - $start" | bc)
   applied=0
 else
-  before=$(requests)
+  before=$(requests before)
   start=$(date +%s.%N)
   kubectl apply -f "$tmp/certs.yaml" >/dev/null
   applied=$(echo "$(date +%s.%N) - $start" | bc)
   until all_ready; do sleep 0.5; done
   ours=$(echo "$(date +%s.%N) - $start" | bc)
 fi
-after=$(requests)
+after=$(requests after)
 rss=$(ps -o rss= -p "$operator_pid" | awk '{printf "%.0f", $1/1024}')
 peak=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$operator_pid/status")
 conflicts=$(grep -c "409\|Conflict" "$state/operator.log" || true)
@@ -96,3 +115,4 @@ fi
 printf 'ratio certop/baseline: %.2f\n' "$(echo "$ours / $baseline" | bc -l)"
 printf 'operator memory: %s MiB resident after, %s MiB peak (%.1f KiB per certificate at peak)\n' "$rss" "$peak" "$(echo "$peak * 1024 / $n" | bc -l)"
 printf 'API requests by certop during the run: %d (%.1f per certificate); conflict lines in its log: %d\n' "$((after - before))" "$(echo "($after - $before) / $n" | bc -l)" "$conflicts"
+breakdown
