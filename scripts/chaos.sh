@@ -38,13 +38,17 @@ start_operator() {
 start_operator
 printf 'apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {name: chaos}\nspec:\n  subject: {commonName: chaos}\n' | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready certificateauthority/chaos --timeout=60s >/dev/null
+# Created while the operator is stopped: the kills then fall in the middle
+# of working the backlog, not of kubectl creating objects.
+kill -9 "$operator_pid"; wait "$operator_pid" 2>/dev/null || true
 for i in $(seq 1 "$n"); do
   printf -- '---\napiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: c%d}\nspec:\n  issuerRef: {name: chaos}\n  secretName: c%d\n  secretNamespace: chaos\n  commonName: c%d.example\n  privateKey: {algorithm: RSA-2048}\n' "$i" "$i" "$i"
 done | kubectl apply -f - >/dev/null
+start_operator
 crl_numbers=()
 revoked=()
 for k in $(seq 1 "$kills"); do
-  sleep "$(python3 -c 'import random; print(round(random.uniform(0.5, 3.0), 2))')"
+  sleep "$(python3 -c 'import random; print(round(random.uniform(0.5, 1.5), 2))')"
   kill -9 "$operator_pid"; wait "$operator_pid" 2>/dev/null || true
   ready=$(kubectl get clustercertificates -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
   crl_numbers+=("$(kubectl get certificateauthority chaos -o jsonpath='{.status.crlNumber}')")

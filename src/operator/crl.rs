@@ -8,11 +8,12 @@ use std::sync::RwLock;
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::api::{ObjectMeta, PostParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::authority_cache::KeyRing;
+use super::context::FIELD_MANAGER;
 use super::ledger_store::{self, ca_key};
 use super::{Context, Error};
 use crate::api::{CertificateAuthority, meta};
@@ -27,6 +28,17 @@ const NEXT_UPDATE_ANNOTATION: &str = "certop.dev/crl-next-update";
 const ENTRIES_ANNOTATION: &str = "certop.dev/crl-entries";
 /// The API server refuses objects over 1 MiB; leave room for metadata.
 const MAX_STORED_BYTES: usize = 900 * 1024;
+/// A CRL larger than one object is stored DER-only in parts of this size,
+/// `<name>-part-<i>`, after which the main object names the count and the
+/// SHA-256 of the whole; every replica reassembles it.
+const PART_BYTES: usize = 900 * 1024;
+/// Beyond this many parts (≈ 57 MB, over a million entries) the leader
+/// alone serves the CRL, from memory.
+const MAX_PARTS: usize = 64;
+const PARTS_ANNOTATION: &str = "certop.dev/crl-parts";
+const SHA256_ANNOTATION: &str = "certop.dev/crl-sha256";
+const PART_ANNOTATION: &str = "certop.dev/crl-part";
+const PART_KEY: &str = "part";
 
 /// A CRL as replicas serve it.
 #[derive(Clone, Debug, PartialEq)]
@@ -97,8 +109,115 @@ const KEY_INDEX_ANNOTATION: &str = meta::CA_KEY_INDEX;
 /// served; given the CA, its signature is checked too. Anything else (a
 /// tampered object) is refused, and the cache keeps what it had. Returns
 /// the CRL's path (`crl_path`) with it.
-pub fn from_config_map(
+/// A CRL's DER as part ConfigMaps (for the main object `main`), and the
+/// annotations the main object then carries: the count and the SHA-256.
+pub fn parts_of(
+    main: &str,
+    namespace: &str,
+    ca: &str,
+    number: u64,
+    labels: &BTreeMap<String, String>,
+    der: &[u8],
+) -> (Vec<ConfigMap>, BTreeMap<String, String>) {
+    let parts: Vec<ConfigMap> = der
+        .chunks(PART_BYTES)
+        .enumerate()
+        .map(|(i, chunk)| ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(part_name(main, i)),
+                namespace: Some(namespace.to_string()),
+                labels: Some(labels.clone()),
+                annotations: Some(BTreeMap::from([
+                    (meta::CERTIFICATE_AUTHORITY.to_string(), ca.to_string()),
+                    (PART_ANNOTATION.to_string(), i.to_string()),
+                    (NUMBER_ANNOTATION.to_string(), number.to_string()),
+                ])),
+                ..Default::default()
+            },
+            binary_data: Some(BTreeMap::from([(
+                PART_KEY.to_string(),
+                ByteString(chunk.to_vec()),
+            )])),
+            ..Default::default()
+        })
+        .collect();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    let marks = BTreeMap::from([
+        (PARTS_ANNOTATION.to_string(), parts.len().to_string()),
+        (
+            SHA256_ANNOTATION.to_string(),
+            digest.as_ref().iter().map(|b| format!("{b:02x}")).collect(),
+        ),
+    ]);
+    (parts, marks)
+}
+
+/// The name of part `i` of a CRL stored in parts.
+pub fn part_name(main: &str, i: usize) -> String {
+    format!("{main}-part-{i}")
+}
+
+/// Whether a CRL ConfigMap is a part of another (not a CRL of its own).
+pub fn is_part(cm: &ConfigMap) -> bool {
+    cm.annotations().contains_key(PART_ANNOTATION)
+}
+
+/// The main ConfigMap a part belongs to.
+pub fn main_of_part(cm: &ConfigMap) -> Option<String> {
+    let name = cm.name_any();
+    let (main, _) = name.rsplit_once("-part-")?;
+    Some(main.to_string())
+}
+
+/// The DER of a CRL stored in parts: every part present, of the main
+/// object's number, in order, and the whole with the SHA-256 it names.
+fn assemble(main: &ConfigMap, part: impl Fn(&str) -> Option<ConfigMap>) -> Option<Vec<u8>> {
+    let a = main.annotations();
+    let count: usize = a.get(PARTS_ANNOTATION)?.parse().ok()?;
+    if count == 0 || count > MAX_PARTS {
+        return None;
+    }
+    let number = a.get(NUMBER_ANNOTATION)?;
+    let mut der = Vec::new();
+    for i in 0..count {
+        let p = part(&part_name(&main.name_any(), i))?;
+        if p.annotations().get(NUMBER_ANNOTATION) != Some(number) {
+            return None;
+        }
+        der.extend_from_slice(&p.binary_data.as_ref()?.get(PART_KEY)?.0);
+    }
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    (a.get(SHA256_ANNOTATION) == Some(&hex)).then_some(der)
+}
+
+/// `from_config_map` for a CRL that may be stored in parts: `part` finds
+/// a part ConfigMap by name.
+pub fn from_config_maps(
     cm: &ConfigMap,
+    part: impl Fn(&str) -> Option<ConfigMap>,
+    ca: Option<&CertificateInfo>,
+) -> Option<(String, PublishedCrl)> {
+    if cm.annotations().contains_key(PARTS_ANNOTATION) {
+        let der = assemble(cm, part)?;
+        let pem = crate::pki::pem_encode("X509 CRL", &der);
+        return parsed_crl(cm, der, pem, ca);
+    }
+    let der = cm.binary_data.as_ref()?.get(DER_KEY)?.0.clone();
+    let pem = cm
+        .data
+        .as_ref()
+        .and_then(|d| d.get(PEM_KEY))
+        .cloned()
+        .unwrap_or_default();
+    parsed_crl(cm, der, pem, ca)
+}
+
+/// A stored CRL as served, once its DER and PEM are at hand.
+fn parsed_crl(
+    cm: &ConfigMap,
+    der: Vec<u8>,
+    pem: String,
     ca: Option<&CertificateInfo>,
 ) -> Option<(String, PublishedCrl)> {
     let a = cm.annotations();
@@ -107,13 +226,6 @@ pub fn from_config_map(
         None => 0,
     };
     let name = crl_path(a.get(meta::CERTIFICATE_AUTHORITY)?, index);
-    let der = cm.binary_data.as_ref()?.get(DER_KEY)?.0.clone();
-    let pem = cm
-        .data
-        .as_ref()
-        .and_then(|d| d.get(PEM_KEY))
-        .cloned()
-        .unwrap_or_default();
     let number: u64 = a.get(NUMBER_ANNOTATION)?.parse().ok()?;
     let parsed = parse_crl(&der, ca).ok()?;
     let pem_der = pem::parse(pem.as_bytes()).ok().map(|p| p.into_contents());
@@ -168,7 +280,24 @@ pub async fn verify_stored(
     if cm.annotations().contains_key(TOO_LARGE_ANNOTATION) {
         return Ok(ctx.crls.get(&path));
     }
-    let stored = from_config_map(&cm, Some(authority.certificate())).map(|(_, crl)| crl);
+    let mut parts = BTreeMap::new();
+    let count: usize = cm
+        .annotations()
+        .get(PARTS_ANNOTATION)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    for i in 0..count.min(MAX_PARTS) {
+        let name = part_name(&cm.name_any(), i);
+        if let Some(p) = api.get_opt(&name).await? {
+            parts.insert(name, p);
+        }
+    }
+    let stored = from_config_maps(
+        &cm,
+        |n| parts.get(n).cloned(),
+        Some(authority.certificate()),
+    )
+    .map(|(_, crl)| crl);
     let cached = ctx.crls.get(&path).map(|c| c.number);
     Ok(stored.filter(|s| cached.is_none_or(|n| s.number >= n)))
 }
@@ -259,6 +388,8 @@ pub async fn publish(
             source,
         })?;
         let fits = signed.der.len() + signed.pem.len() < MAX_STORED_BYTES;
+        let part_count = signed.der.len().div_ceil(PART_BYTES);
+        let in_parts = !fits && part_count <= MAX_PARTS;
         let published = PublishedCrl {
             der: signed.der.clone(),
             pem: signed.pem.clone(),
@@ -266,7 +397,7 @@ pub async fn publish(
             this_update,
             next_update,
             entries: signed.entry_count,
-            stored: fits,
+            stored: fits || in_parts,
             serials: revoked
                 .iter()
                 .filter(|e| e.not_after >= this_update)
@@ -284,23 +415,49 @@ pub async fn publish(
                 signed.entry_count.to_string(),
             ),
         ]);
-        if !fits {
+        let labels = BTreeMap::from([
+            (
+                meta::MANAGED_BY.to_string(),
+                meta::MANAGED_BY_VALUE.to_string(),
+            ),
+            (meta::CRL.to_string(), ca_key(&name)),
+        ]);
+        if in_parts {
+            // The parts first, each with the number it belongs to; the
+            // main object, written last at the version read, makes them
+            // the CRL. A reader that sees parts of another number waits.
+            let (parts, marks) = parts_of(
+                &cm_name,
+                &ctx.namespace,
+                &name,
+                number,
+                &labels,
+                &signed.der,
+            );
+            for part in &parts {
+                api.patch(
+                    &part.name_any(),
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(part),
+                )
+                .await?;
+            }
+            annotations.extend(marks);
+        } else if !fits {
             annotations.insert(TOO_LARGE_ANNOTATION.into(), signed.der.len().to_string());
         }
         let cm = ConfigMap {
             metadata: ObjectMeta {
                 name: Some(cm_name.clone()),
                 namespace: Some(ctx.namespace.clone()),
-                labels: Some(BTreeMap::from([
-                    (meta::MANAGED_BY.into(), meta::MANAGED_BY_VALUE.into()),
-                    (meta::CRL.into(), ca_key(&name)),
-                ])),
+                labels: Some(labels),
                 annotations: Some(annotations),
                 resource_version: existing.as_ref().and_then(|c| c.resource_version()),
                 ..Default::default()
             },
-            // Too large for one object: keep the number (so it never goes
-            // back) and let the leader serve the CRL from memory.
+            // Too large for one object: stored in parts, or (too large even
+            // for those) only the number, so it never goes back, with the
+            // leader serving the CRL from memory.
             binary_data: fits.then(|| BTreeMap::from([(DER_KEY.into(), ByteString(signed.der))])),
             data: fits.then(|| BTreeMap::from([(PEM_KEY.into(), signed.pem)])),
             ..Default::default()

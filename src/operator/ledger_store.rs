@@ -91,6 +91,37 @@ fn shard_name(ca: &str, shard: usize) -> String {
     format!("certop-ledger-{}-{shard:02}", ca_key(ca))
 }
 
+/// A shard ConfigMap as certop writes it, for tests that fill a ledger
+/// without recording entries one by one.
+#[cfg(test)]
+pub fn shard_config_map(
+    ca: &str,
+    shard: usize,
+    namespace: &str,
+    entries: &[LedgerEntry],
+) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(shard_name(ca, shard)),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (meta::MANAGED_BY.into(), meta::MANAGED_BY_VALUE.into()),
+                (meta::LEDGER.into(), ca_key(ca)),
+            ])),
+            annotations: Some(BTreeMap::from([(
+                meta::CERTIFICATE_AUTHORITY.into(),
+                ca.to_string(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            ENTRIES_KEY.into(),
+            serde_json::to_string(entries).unwrap_or_default(),
+        )])),
+        ..Default::default()
+    }
+}
+
 fn selector(ca: &str) -> String {
     format!("{}={}", meta::LEDGER, ca_key(ca))
 }

@@ -295,18 +295,31 @@ async fn run_as_elected(
     outcome
 }
 
-/// Keeps this replica's CRL cache equal to the published CRL ConfigMaps.
+/// Keeps this replica's CRL cache equal to the published CRL ConfigMaps,
+/// reassembling a CRL stored in parts once all of them have arrived.
 async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
     let stream = watcher(api, watcher::Config::default().labels(meta::CRL))
         .default_backoff()
         .applied_objects();
     futures::pin_mut!(stream);
+    let mut seen: std::collections::HashMap<String, ConfigMap> = Default::default();
     while let Some(item) = stream.next().await {
         match item {
             Ok(cm) => {
-                if let Some((ca, crl)) = crl::from_config_map(&cm, None) {
-                    crls.offer(&ca, crl);
+                let main = if crl::is_part(&cm) {
+                    crl::main_of_part(&cm)
+                } else {
+                    Some(cm.name_any())
+                };
+                seen.insert(cm.name_any(), cm);
+                let Some(main) = main.and_then(|m| seen.get(&m)) else {
+                    continue;
+                };
+                if let Some((path, crl)) =
+                    crl::from_config_maps(main, |n| seen.get(n).cloned(), None)
+                {
+                    crls.offer(&path, crl);
                 }
             }
             Err(e) => warn!(error = %e, "watching CRL ConfigMaps"),

@@ -1261,3 +1261,129 @@ fn an_expired_ca_says_ca_expired() {
         assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "CAExpired"), "{}", ready.message);
     });
 }
+
+/// `n` ledger entries of CA `ca`, spread over the shards as certop would,
+/// stored directly (recording them one by one would take minutes).
+fn fill_ledger(w: &World, n: usize, revoked: bool) -> Vec<String> {
+    let now = Utc::now();
+    let mut shards: Vec<Vec<LedgerEntry>> = vec![Vec::new(); crate::ledger::SHARDS];
+    let mut serials = Vec::with_capacity(n);
+    for i in 0..n {
+        let serial = crate::pki::SerialNumber::random().expect("rng").to_string();
+        shards[crate::ledger::shard_of(&serial)].push(LedgerEntry {
+            serial: serial.clone(),
+            issued_at: (now - chrono::Duration::hours(1)).timestamp(),
+            not_after: (now + chrono::Duration::days(30)).timestamp(),
+            organizations: vec!["bulk".into()],
+            dns_names: vec![format!("n{i}.bulk.example")],
+            ip_addresses: Vec::new(),
+            certificate: None,
+            revoked: revoked.then_some(crate::ledger::Revocation {
+                at: now.timestamp(),
+                reason: crate::pki::RevocationReason::KeyCompromise,
+            }),
+            key: 0,
+        });
+        serials.push(serial);
+    }
+    for (i, entries) in shards.iter().enumerate() {
+        let cm = ledger_store::shard_config_map("ca", i, NS, entries);
+        w.api.put(
+            &format!("{CRL_CM}{}", cm.metadata.name.clone().expect("name")),
+            serde_json::to_value(&cm).expect("json"),
+        );
+    }
+    serials
+}
+
+#[test]
+fn a_crl_of_100k_entries_is_stored_in_parts_that_any_replica_reassembles() {
+    runtime().block_on(async {
+        let w = world();
+        let serials = fill_ledger(&w, 100_000, true);
+        let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+        let started = std::time::Instant::now();
+        let published = super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+            .await
+            .expect("publish");
+        eprintln!(
+            "100k-entry CRL: {} bytes, signed and stored in {:?}",
+            published.der.len(),
+            started.elapsed()
+        );
+        assert_eq!(published.entries, 100_000);
+        assert!(published.stored, "every replica can serve it");
+        let main: ConfigMap = w.api.get(&w.crl_path()).expect("main ConfigMap");
+        let count: usize = main.annotations()["certop.dev/crl-parts"]
+            .parse()
+            .expect("parts");
+        assert!(count >= 2, "a CRL this size needs parts: {count}");
+        // A replica that only has the ConfigMaps reassembles and verifies it.
+        let part = |n: &str| w.api.get::<ConfigMap>(&format!("{CRL_CM}{n}"));
+        let (path, served) =
+            super::crl::from_config_maps(&main, part, Some(w.authority.certificate()))
+                .expect("reassembled");
+        assert_eq!(path, "ca");
+        assert_eq!(served.der, published.der);
+        let parsed =
+            parse_crl(&served.der, Some(w.authority.certificate())).expect("signed by the CA");
+        assert_eq!(parsed.entries.len(), 100_000);
+        assert!(served.pem.starts_with("-----BEGIN X509 CRL-----"));
+        let listed: std::collections::BTreeSet<String> = parsed
+            .entries
+            .iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect();
+        assert!(serials.iter().all(|s| listed.contains(s)));
+        // A part of another number (a write in progress) is not served.
+        let mut stale: ConfigMap =
+            part(&super::crl::part_name(&main.name_any(), 1)).expect("part 1");
+        stale
+            .annotations_mut()
+            .insert("certop.dev/crl-number".into(), "0".into());
+        let mixed = |n: &str| {
+            if n.ends_with("-part-1") {
+                Some(stale.clone())
+            } else {
+                part(n)
+            }
+        };
+        assert!(super::crl::from_config_maps(&main, mixed, None).is_none());
+        // And the CA's own pass accepts what is stored, without signing again.
+        let writes = w.api.writes();
+        let again = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0)
+            .await
+            .expect("verify");
+        assert_eq!(again.map(|c| c.number), Some(published.number));
+        assert_eq!(w.api.writes(), writes);
+    });
+}
+
+#[test]
+fn revoking_10k_certificates_costs_a_write_per_shard_not_per_certificate() {
+    runtime().block_on(async {
+        let w = world();
+        fill_ledger(&w, 10_000, false);
+        put_revocation(
+            &w,
+            "2099-01-01T00:00:00Z",
+            json!({"issuerRef": {"name": "ca"}, "organizations": ["bulk"], "reason": "keyCompromise"}),
+        );
+        let before = w.api.writes();
+        let started = std::time::Instant::now();
+        w.revocation_pass().await.expect("revoke");
+        let writes = w.api.writes() - before;
+        eprintln!(
+            "10k revocations: {writes} API writes in {:?}: {:?}",
+            started.elapsed(),
+            w.api.log().iter().rev().take(writes).collect::<std::collections::BTreeSet<_>>()
+        );
+        assert!(w.ledger().iter().all(|e| e.revoked.is_some()), "all marked");
+        assert!(
+            writes <= crate::ledger::SHARDS + 6,
+            "{writes} writes for 10k revocations"
+        );
+        let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        assert_eq!(rev.status.and_then(|s| s.revoked_certificates), Some(10_000));
+    });
+}

@@ -152,7 +152,7 @@ fn valid_samples_parse() {
         Some(2)
     );
     assert!(crate::csr::parse(&s.csr).is_ok());
-    assert!(crl::from_config_map(&s.crl_cm, Some(s.ca.certificate())).is_some());
+    assert!(crl::from_config_maps(&s.crl_cm, |_| None, Some(s.ca.certificate())).is_some());
     assert!(
         Authority::load(
             s.ca.certificate_pem().as_bytes(),
@@ -217,8 +217,20 @@ proptest! {
         if let Some(a) = cm.metadata.annotations.as_mut() {
             a.insert("certop.dev/crl-number".into(), number.to_string());
         }
-        let _ = crl::from_config_map(&cm, None);
-        let _ = crl::from_config_map(&cm, Some(s.ca.certificate()));
+        let _ = crl::from_config_maps(&cm, |_| None, None);
+        let _ = crl::from_config_maps(&cm, |_| None, Some(s.ca.certificate()));
+        // The same bytes as a CRL stored in parts, and a part of them alone.
+        let der_bytes = if raw.is_empty() { der.clone() } else { raw.clone() };
+        let (parts, marks) = crl::parts_of("certop-crl-x", "ns", "ca", number, &Default::default(), &der_bytes);
+        let mut main = cm.clone();
+        main.metadata.name = Some("certop-crl-x".into());
+        main.binary_data = None;
+        if let Some(a) = main.metadata.annotations.as_mut() {
+            a.extend(marks);
+        }
+        let find = |n: &str| parts.iter().find(|p| p.metadata.name.as_deref() == Some(n)).cloned();
+        let _ = crl::from_config_maps(&main, find, Some(s.ca.certificate()));
+        let _ = crl::from_config_maps(&main, |_| parts.first().cloned(), None);
         let _ = parse_crl(&raw, Some(s.ca.certificate()));
     }
 

@@ -18,6 +18,7 @@ pub use crl::{
     CrlRequest, ParsedCrl, RevocationReason, RevokedEntry, SignedCrl, build_crl, parse_crl,
 };
 pub use error::PkiError;
+pub(crate) use inspect::pem_encode;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
 pub use issue::{IssuedCertificate, issue, issue_for_request};
 pub use key::{PrivateKey, key_algorithm_of as key_algorithm_of_spki, key_matches_certificate};
