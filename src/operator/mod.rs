@@ -19,6 +19,7 @@ mod finalize;
 mod http;
 mod ledger_store;
 pub mod metrics;
+mod rate_limit;
 pub mod reason;
 mod run;
 #[cfg(test)]

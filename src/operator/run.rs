@@ -33,6 +33,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// A QPS flag: a number from 0 (no limit) to 100,000.
+fn parse_qps(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(q) if (0.0..=100_000.0).contains(&q) => Ok(q),
+        _ => Err(format!(
+            "{s:?} is not a number of requests per second from 0 (no limit) to 100000"
+        )),
+    }
+}
+
 /// `certop run`: flags, each also settable from the environment.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RunArgs {
@@ -55,6 +65,13 @@ pub struct RunArgs {
     /// signing run off the async workers).
     #[arg(long, env = "CERTOP_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub concurrency: u16,
+    /// Kubernetes API requests per second, sustained (client-go's QPS); 0
+    /// for no limit. The leader lease has its own client, never held back.
+    #[arg(long, env = "CERTOP_KUBE_API_QPS", default_value_t = 500.0, value_parser = parse_qps)]
+    pub kube_api_qps: f64,
+    /// Kubernetes API requests allowed at once before the QPS applies.
+    #[arg(long, env = "CERTOP_KUBE_API_BURST", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub kube_api_burst: u32,
     /// This replica's identity in the Lease. Default: the pod name, else host and pid.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -114,11 +131,23 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .map_err(|_| Error::CryptoProvider)?;
     // Fail at start, not at exit: the port, the API server, the namespace.
     let listener = super::http::bind(args.http_addr).await?;
-    let client = Client::try_default().await.map_err(|e| {
+    let config = kube::Config::infer().await.map_err(|e| {
         Error::Startup(format!(
             "cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {e}"
         ))
     })?;
+    let client_error =
+        |e: kube::Error| Error::Startup(format!("cannot build a Kubernetes client: {e}"));
+    // The leader lease keeps a client of its own, so a busy operator
+    // never loses its lease to its own rate limit.
+    let lease_client = Client::try_from(config.clone()).map_err(client_error)?;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(client_error)?
+        .with_layer(&super::rate_limit::RateLimitLayer {
+            qps: args.kube_api_qps,
+            burst: args.kube_api_burst,
+        })
+        .build();
     // Every replica, leader or standby, follows the CAs and certificates:
     // their metrics are collected from these stores at scrape time, and the
     // controllers read them when this replica leads.
@@ -202,7 +231,17 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, "certop started");
 
     let result = if args.leader_elect {
-        run_as_elected(&args, client, settings, shared, stop_rx.clone()).await
+        run_as_elected(
+            &args,
+            Clients {
+                controllers: client,
+                lease: lease_client,
+            },
+            settings,
+            shared,
+            stop_rx.clone(),
+        )
+        .await
     } else {
         run_controllers(
             client,
@@ -227,13 +266,19 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     result
 }
 
+/// The controllers' client (rate-limited) and the lease's (never held back).
+struct Clients {
+    controllers: Client,
+    lease: Client,
+}
+
 /// Waits for the Lease, reconciles while holding it, and stops at once if
 /// it is lost: the controllers' future is dropped, cancelling in-flight
 /// work at its next await, and the process exits so it restarts as a
 /// standby.
 async fn run_as_elected(
     args: &RunArgs,
-    client: Client,
+    clients: Clients,
     settings: Settings,
     shared: SharedStores,
     mut stop: watch::Receiver<bool>,
@@ -242,7 +287,8 @@ async fn run_as_elected(
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
-    let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+    let client = clients.controllers;
+    let manager = LeaseManagerBuilder::new(clients.lease, &args.lease_name)
         .with_namespace(&args.namespace)
         .with_identity(&identity)
         .with_duration(args.lease_duration)
