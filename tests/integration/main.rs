@@ -7,7 +7,6 @@ mod common;
 mod api_server;
 mod csr;
 mod helm_chart;
-mod kms;
 mod objects;
 mod operator;
 mod revocation;

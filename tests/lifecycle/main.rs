@@ -1,12 +1,14 @@
 //! The operator process's life: restarts, two replicas with a leader,
-//! failover, and a crash in the middle of issuing. Its own control plane
-//! (a separate test binary), and one scenario at a time, since each stops
-//! and starts operators.
+//! failover, a crash in the middle of issuing, a CA rotation under live
+//! traffic, and Secrets encrypted through the KMS plugin. Its own control
+//! plane (a separate test binary; the KMS test starts one more), and one
+//! scenario at a time, since each stops and starts operators.
 
 #[path = "../common/mod.rs"]
 mod common;
 #[path = "../integration/objects.rs"]
 mod objects;
+mod kms;
 mod rotation;
 #[path = "../integration/support.rs"]
 mod support;
