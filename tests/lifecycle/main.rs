@@ -6,9 +6,9 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod kms;
 #[path = "../integration/objects.rs"]
 mod objects;
-mod kms;
 mod rotation;
 #[path = "../integration/support.rs"]
 mod support;
