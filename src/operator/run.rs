@@ -67,10 +67,10 @@ pub struct RunArgs {
     pub concurrency: u16,
     /// Kubernetes API requests per second, sustained (client-go's QPS); 0
     /// for no limit. The leader lease has its own client, never held back.
-    #[arg(long, env = "CERTOP_KUBE_API_QPS", default_value_t = 500.0, value_parser = parse_qps)]
+    #[arg(long, env = "CERTOP_KUBE_API_QPS", default_value_t = 1000.0, value_parser = parse_qps)]
     pub kube_api_qps: f64,
     /// Kubernetes API requests allowed at once before the QPS applies.
-    #[arg(long, env = "CERTOP_KUBE_API_BURST", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    #[arg(long, env = "CERTOP_KUBE_API_BURST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub kube_api_burst: u32,
     /// This replica's identity in the Lease. Default: the pod name, else host and pid.
     #[arg(long, env = "POD_NAME")]
@@ -399,15 +399,11 @@ async fn run_controllers(
     let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
 
     // Debounced: a burst of issuances (ledger writes) is one CA pass.
-    let ca_controller = Controller::new(cas.clone(), watcher::Config::default())
+    let ca_controller = slim_controller(cas.clone())
         .with_config(config().debounce(std::time::Duration::from_millis(500)));
-    let cert_controller =
-        Controller::new(certs.clone(), watcher::Config::default()).with_config(config());
-    let revocation_controller = Controller::new(
-        Api::<CertificateRevocation>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(config());
+    let cert_controller = slim_controller(certs.clone()).with_config(config());
+    let revocation_controller =
+        slim_controller(Api::<CertificateRevocation>::all(client.clone())).with_config(config());
     let ca_store = ca_controller.store();
     let cert_store = cert_controller.store();
     // The stores a controller reads about *other* objects are filled by
@@ -587,6 +583,37 @@ type SharedStores = (
 );
 
 /// A store filled by its own watch, driven by a task of its own.
+/// What certop never reads of a cached object: its managedFields and
+/// kubectl's last-applied copy of it. Dropped before an object enters any
+/// store, they are a large part of a small object.
+fn slim<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(a) = meta.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+/// A controller whose own store holds slimmed objects (see `slim`).
+fn slim_controller<K>(api: Api<K>) -> Controller<K>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(slim::<K>)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(stream, reader)
+}
+
 fn spawn_store<K>(api: Api<K>) -> (reflector::Store<K>, tokio::task::JoinHandle<()>)
 where
     K: kube::Resource<DynamicType = ()>
@@ -600,7 +627,9 @@ where
     let (store, writer) = reflector::store::<K>();
     let stream = reflector(
         writer,
-        watcher(api, watcher::Config::default()).default_backoff(),
+        watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(slim::<K>),
     );
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
