@@ -100,6 +100,22 @@ else
   ours=$(echo "$(date +%s.%N) - $start" | bc)
 fi
 after=$(requests after)
+if [ "$backlog" = 1 ]; then
+  # A restart with all N present: time until a certificate created after
+  # it is Ready (the queue worked through), and how many were re-issued
+  # (Secrets whose resourceVersion changed).
+  kubectl get secrets -n scale -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}' | sort >"$state/versions.before"
+  kill "$operator_pid"; wait "$operator_pid" 2>/dev/null || true
+  restart_start=$(date +%s.%N)
+  start_operator
+  printf 'apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: probe}\nspec:\n  issuerRef: {name: scale}\n  secretName: probe\n  secretNamespace: scale-probe\n  commonName: probe.example\n' >"$tmp/probe.yaml"
+  kubectl create namespace scale-probe >/dev/null
+  kubectl apply -f "$tmp/probe.yaml" >/dev/null
+  kubectl wait --for=condition=Ready clustercertificate/probe --timeout=600s >/dev/null
+  restart_s=$(echo "$(date +%s.%N) - $restart_start" | bc)
+  kubectl get secrets -n scale -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}' | sort >"$state/versions.after"
+  reissued=$(comm -13 "$state/versions.before" "$state/versions.after" | wc -l)
+fi
 rss=$(ps -o rss= -p "$operator_pid" | awk '{printf "%.0f", $1/1024}')
 peak=$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$operator_pid/status")
 conflicts=$(grep -c "409\|Conflict" "$state/operator.log" || true)
@@ -116,3 +132,6 @@ printf 'ratio certop/baseline: %.2f\n' "$(echo "$ours / $baseline" | bc -l)"
 printf 'operator memory: %s MiB resident after, %s MiB peak (%.1f KiB per certificate at peak)\n' "$rss" "$peak" "$(echo "$peak * 1024 / $n" | bc -l)"
 printf 'API requests by certop during the run: %d (%.1f per certificate); conflict lines in its log: %d\n' "$((after - before))" "$(echo "($after - $before) / $n" | bc -l)" "$conflicts"
 breakdown
+if [ "$backlog" = 1 ]; then
+  printf 'restart with %d present: a certificate created after the restart Ready %.1f s after it; Secrets re-issued or rewritten by the restart: %d\n' "$n" "$restart_s" "$reissued"
+fi
