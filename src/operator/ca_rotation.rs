@@ -153,17 +153,23 @@ pub async fn create_key(
         let chain = format!("{}{cross}", authority.certificate_pem());
         data.insert("tls.crt".into(), ByteString(chain.into_bytes()));
     }
+    if create_key_secret(ctx, &secret).await? {
+        let cert = authority.certificate();
+        info!(ca = %ca.name_any(), index, serial = %cert.serial, "staged a new CA key");
+    }
+    Ok(())
+}
+
+/// Creates a CA key Secret, never replacing one: false when it already
+/// exists (another pass or replica made it first; the next pass reads it).
+pub async fn create_key_secret(ctx: &Context, secret: &Secret) -> Result<bool, Error> {
     match ctx
         .operator_secrets()
-        .create(&PostParams::default(), &secret)
+        .create(&PostParams::default(), secret)
         .await
     {
-        Ok(_) => {
-            let cert = authority.certificate();
-            info!(ca = %ca.name_any(), index, serial = %cert.serial, "staged a new CA key");
-            Ok(())
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(()),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -718,32 +718,25 @@ async fn create(
         }
     };
     let secret = ca_rotation::key_secret(ca, ctx, secret_name, 0, &authority);
-    match ctx
-        .operator_secrets()
-        .create(&PostParams::default(), &secret)
-        .await
-    {
-        Ok(_) => {
-            let cert = authority.certificate();
-            info!(ca = %ca.name_any(), serial = %cert.serial, "created CA");
-            ctx.event(
-                ca,
-                false,
-                "Created",
-                "Create",
-                format!(
-                    "Created CA {} serial {}, valid until {}",
-                    cert.subject(),
-                    cert.serial,
-                    cert.not_after.to_rfc3339()
-                ),
-            )
-            .await;
-            Ok(Some(Arc::new(authority)))
-        }
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
+    if !ca_rotation::create_key_secret(ctx, &secret).await? {
+        return Ok(None);
     }
+    let cert = authority.certificate();
+    info!(ca = %ca.name_any(), serial = %cert.serial, "created CA");
+    ctx.event(
+        ca,
+        false,
+        "Created",
+        "Create",
+        format!(
+            "Created CA {} serial {}, valid until {}",
+            cert.subject(),
+            cert.serial,
+            cert.not_after.to_rfc3339()
+        ),
+    )
+    .await;
+    Ok(Some(Arc::new(authority)))
 }
 
 fn bundle_selector(ca_name: &str) -> String {

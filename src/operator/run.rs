@@ -10,8 +10,8 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::reflector::{self, reflector};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -594,43 +594,49 @@ fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
-/// A controller whose own store holds slimmed objects (see `slim`).
-fn slim_controller<K>(api: Api<K>) -> Controller<K>
-where
+/// What a cached kind must be.
+trait Cached:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + std::fmt::Debug
+    + serde::de::DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Cached for K where
     K: kube::Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
-    let (reader, writer) = reflector::store::<K>();
-    let stream = watcher(api, watcher::Config::default())
+}
+
+/// A watch of every object of a kind, slimmed, reflected into `writer`.
+fn slim_watch<K: Cached>(
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
+    watcher(api, watcher::Config::default())
         .default_backoff()
         .modify(slim::<K>)
         .reflect(writer)
-        .applied_objects();
-    Controller::for_stream(stream, reader)
 }
 
-fn spawn_store<K>(api: Api<K>) -> (reflector::Store<K>, tokio::task::JoinHandle<()>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+/// A controller whose own store holds slimmed objects (see `slim`).
+fn slim_controller<K: Cached>(api: Api<K>) -> Controller<K> {
+    let (reader, writer) = reflector::store::<K>();
+    Controller::for_stream(slim_watch(api, writer).applied_objects(), reader)
+}
+
+fn spawn_store<K: Cached>(api: Api<K>) -> (reflector::Store<K>, tokio::task::JoinHandle<()>) {
     let (store, writer) = reflector::store::<K>();
-    let stream = reflector(
-        writer,
-        watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(slim::<K>),
-    );
+    let stream = slim_watch(api, writer);
     let task = tokio::spawn(async move {
         futures::pin_mut!(stream);
         while let Some(event) = stream.next().await {

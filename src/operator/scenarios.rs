@@ -1387,3 +1387,44 @@ fn revoking_10k_certificates_costs_a_write_per_shard_not_per_certificate() {
         assert_eq!(rev.status.and_then(|s| s.revoked_certificates), Some(10_000));
     });
 }
+
+#[test]
+fn a_crl_in_parts_whose_writes_fail_is_published_whole_by_the_next_pass() {
+    runtime().block_on(async {
+        for (n, fault) in [
+            (1, Fault::Status(500)),
+            (1, Fault::Drop),
+            (2, Fault::Status(409)),
+            (2, Fault::Drop),
+        ] {
+            let w = world();
+            fill_ledger(&w, 10_000, true);
+            let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+            w.api.fail_write(n, fault);
+            let _ = super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now()).await;
+            let case = format!("{fault:?} at write {n}");
+            // The next pass verifies what is stored and publishes if it must.
+            let stored = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0)
+                .await
+                .expect("verify");
+            let crl = match stored {
+                Some(c) => c,
+                None => super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                    .await
+                    .expect("publish again"),
+            };
+            assert_eq!(crl.entries, 10_000, "{case}");
+            let main: ConfigMap = w.api.get(&w.crl_path()).expect("main ConfigMap");
+            assert!(
+                main.annotations().contains_key("certop.dev/crl-parts"),
+                "{case}: stored in parts"
+            );
+            let part = |name: &str| w.api.get::<ConfigMap>(&format!("{CRL_CM}{name}"));
+            let (_, served) =
+                super::crl::from_config_maps(&main, part, Some(w.authority.certificate()))
+                    .unwrap_or_else(|| panic!("{case}: what is stored reassembles"));
+            assert_eq!(served.number, crl.number, "{case}");
+            assert_eq!(served.entries, 10_000, "{case}");
+        }
+    });
+}
