@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-kms scale clean
+.PHONY: build test lint crds control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -88,6 +88,11 @@ bench:
 # Re-encryption of N Secrets after a KEK rotation: N=10000 make bench-kms
 bench-kms: control-plane
 	@scripts/kms-rewrite-bench.sh $(N)
+
+# certop and cert-manager side by side (scripts/bench-compare.sh; not part
+# of `make test`): N="1000 10000" make bench-compare (default both sizes).
+bench-compare: control-plane helm
+	@N="$(if $(filter command line environment,$(origin N)),$(N),1000 10000)" scripts/bench-compare.sh
 
 # Scripted scale run against a real control plane: N=1000 make scale
 N ?= 500

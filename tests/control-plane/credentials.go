@@ -19,7 +19,9 @@ import (
 )
 
 // credentials are the files and secrets the control plane generates for
-// itself at start-up; nothing outlives the process.
+// itself at its first start in a data directory; a restart on the same
+// directory (--data-dir) reuses them, so kubeconfigs written before it,
+// the operator's included, stay valid.
 type credentials struct {
 	caCert            string
 	servingCert       string
@@ -42,6 +44,9 @@ func generateCredentials(dir string) (*credentials, error) {
 		serviceAccountKey: filepath.Join(dir, "sa.key"),
 		serviceAccountPub: filepath.Join(dir, "sa.key"),
 		tokenFile:         filepath.Join(dir, "tokens.csv"),
+	}
+	if reused, err := reuseCredentials(c); err != nil || reused {
+		return c, err
 	}
 	now := time.Now()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -108,6 +113,44 @@ func generateCredentials(dir string) (*credentials, error) {
 		}
 	}
 	return c, nil
+}
+
+// reuseCredentials reads the tokens of an earlier start when all of its
+// files are there; it reports false (generate anew) when none is.
+func reuseCredentials(c *credentials) (bool, error) {
+	present := 0
+	for _, f := range []string{c.caCert, c.servingCert, c.servingKey, c.serviceAccountKey, c.tokenFile} {
+		if _, err := os.Stat(f); err == nil {
+			present++
+		}
+	}
+	switch present {
+	case 0:
+		return false, nil
+	case 5:
+	default:
+		return false, fmt.Errorf("%s holds only some of the control plane's credentials; remove it or restore them", filepath.Dir(c.caCert))
+	}
+	tokens, err := os.ReadFile(c.tokenFile)
+	if err != nil {
+		return false, err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(tokens)), "\n") {
+		fields := strings.SplitN(line, ",", 3)
+		if len(fields) < 3 {
+			return false, fmt.Errorf("%s: a line without token,user,uid", c.tokenFile)
+		}
+		switch fields[1] {
+		case "admin":
+			c.adminToken = fields[0]
+		case operatorUser:
+			c.operatorToken = fields[0]
+		}
+	}
+	if c.adminToken == "" || c.operatorToken == "" {
+		return false, fmt.Errorf("%s lacks the admin or operator token", c.tokenFile)
+	}
+	return true, nil
 }
 
 func randomSerial() *big.Int {

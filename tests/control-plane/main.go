@@ -52,6 +52,7 @@ func main() {
 
 type options struct {
 	dataDir        string
+	port           int
 	kubeconfig     string
 	exitWithStdin  bool
 	readyTimeout   time.Duration
@@ -68,6 +69,7 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func run() error {
 	var o options
 	flag.StringVar(&o.dataDir, "data-dir", "", "directory for etcd data and generated PKI (default: a new temporary directory, removed on exit)")
+	flag.IntVar(&o.port, "port", 0, "kube-apiserver's port (default: a free one); with --data-dir, a restart on the same port keeps every kubeconfig valid")
 	flag.StringVar(&o.kubeconfig, "kubeconfig", "", "where to write the admin kubeconfig (required); operator.kubeconfig is written beside it")
 	flag.BoolVar(&o.exitWithStdin, "exit-with-stdin", false, "shut down when standard input closes, so the process never outlives its parent")
 	flag.DurationVar(&o.readyTimeout, "ready-timeout", 3*time.Minute, "how long to wait for the API server to become ready")
@@ -126,9 +128,11 @@ func run() error {
 	}
 	defer etcd.Close()
 
-	port, err := freePort()
-	if err != nil {
-		return err
+	port := o.port
+	if port == 0 {
+		if port, err = freePort(); err != nil {
+			return err
+		}
 	}
 	server := fmt.Sprintf("https://127.0.0.1:%d", port)
 

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# certop and cert-manager side by side on the identical workload, each on a
+# fresh control plane: N certificates (ECDSA P-256, 90 days, one DNS name,
+# one CA) created while the operator is stopped, then the operator started
+# and timed until all are Ready; then every certificate's renewal requested
+# (cert-manager: what `cmctl renew --all` does; certop: `kubectl certop renew
+# --all`), again with the operator stopped, and timed until all are renewed.
+# The raw baseline is N TLS Secrets written by a Rust client with certop's
+# reconcile concurrency (16 requests in flight): the API server's own limit.
+#   N="1000 10000" scripts/bench-compare.sh
+# RUNS picks the runs (default "certop cm-default cm-tuned"); CAP bounds
+# each timed phase in seconds (default 1800): a run stopped by it reports
+# how many were done and the rate so far.
+set -euo pipefail
+sizes="${N:-1000}"
+runs="${RUNS:-certop cm-default cm-tuned}"
+cap="${CAP:-1800}"
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+state="$root/.certop-dev/bench-compare"
+mkdir -p "$state"
+cargo build --quiet --release --bin certop --example bulk_create
+certop="$root/target/release/certop"
+bulk_create="$root/target/release/examples/bulk_create"
+cert_manager="$(tests/cert-manager/build.sh)"
+helm="$(tests/helm/build.sh)"
+cm_module="$(cd tests/cert-manager && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)"
+operator_pid=""
+cleanup() {
+  stop_operator
+  scripts/dev-control-plane.sh down "$state/cp" >/dev/null 2>&1 || true
+}
+stop_operator() {
+  if [ -n "$operator_pid" ]; then
+    kill "$operator_pid" 2>/dev/null || true
+    wait "$operator_pid" 2>/dev/null || true
+    operator_pid=""
+  fi
+}
+trap cleanup EXIT
+fresh_control_plane() {
+  scripts/dev-control-plane.sh down "$state/cp" >/dev/null 2>&1 || true
+  rm -rf "$state/cp"
+  scripts/dev-control-plane.sh up "$state/cp" >/dev/null
+  export KUBECONFIG="$state/cp/kubeconfig"
+  kubectl create namespace bench >/dev/null
+}
+now() { date +%s.%N; }
+elapsed() { echo "$(now) - $1" | bc; }
+
+# Every API request the server counted, by verb, resource and subresource
+# (the script's own polls are subtracted below; discovery and metric
+# scrapes, which have no API version, are left out).
+scrape() { kubectl get --raw /metrics | grep '^apiserver_request_total{' | grep -v 'version=""' >"$1"; }
+request_count() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+def load(path):
+    total = 0.0
+    for line in open(path):
+        total += float(line.split()[-1])
+    return total
+print(int(load(sys.argv[2]) - load(sys.argv[1]) - int(sys.argv[3])))
+PY
+}
+
+# Polls (one unchunked LIST each) until COUNT certificates satisfy the
+# test, or the cap; prints "done seconds polls".
+wait_for() {
+  local resource="$1" want="$2" revision="$3" start="$4" done=0 polls=0
+  local interval=1
+  [ "$want" -ge 5000 ] && interval=3
+  while :; do
+    polls=$((polls + 1))
+    done=$(kubectl get "$resource" -A --chunk-size=0 -o jsonpath='{range .items[*]}{.status.revision}{" "}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+      awk -v r="$revision" '$1 >= r && $2 == "True" {n++} END {print n + 0}')
+    local t; t=$(elapsed "$start")
+    if [ "$done" -ge "$want" ] || [ "$(echo "$t > $cap" | bc)" = 1 ]; then
+      echo "$done $t $polls"
+      return
+    fi
+    sleep "$interval"
+  done
+}
+peak_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+count() { { kubectl get "$1" -A --chunk-size=0 --no-headers 2>/dev/null || true; } | wc -l; }
+
+start_operator() {
+  case "$1" in
+    certop) KUBECONFIG="$state/cp/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18091 >>"$state/$1.log" 2>&1 & ;;
+    cm-default) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" >>"$state/$1.log" 2>&1 & ;;
+    cm-tuned) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" --kube-api-qps 100 --kube-api-burst 200 >>"$state/$1.log" 2>&1 & ;;
+  esac
+  operator_pid=$!
+}
+
+# The CA and N certificates, created with the operator stopped.
+setup() {
+  local run="$1" n="$2" tmp="$state/tmp"
+  rm -rf "$tmp" && mkdir -p "$tmp"
+  : >"$state/$run.log"
+  case "$run" in
+    certop)
+      kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
+      start_operator certop
+      printf '{"apiVersion":"certop.dev/v1alpha1","kind":"CertificateAuthority","metadata":{"name":"bench"},"spec":{"subject":{"commonName":"bench"},"keyAlgorithm":"ECDSA-P256"}}\n' | kubectl apply -f - >/dev/null
+      kubectl wait --for=condition=Ready certificateauthority/bench --timeout=120s >/dev/null
+      stop_operator
+      for i in $(seq 1 "$n"); do
+        printf '{"apiVersion":"certop.dev/v1alpha1","kind":"ClusterCertificate","metadata":{"name":"c%d"},"spec":{"issuerRef":{"name":"bench"},"secretName":"c%d","secretNamespace":"bench","dnsNames":["c%d.example"],"duration":"2160h","privateKey":{"algorithm":"ECDSA-P256"}}}\n' "$i" "$i" "$i"
+      done >"$tmp/objects.jsonl"
+      ;;
+    cm-*)
+      "$helm" template cm "$cm_module/deploy/charts/cert-manager" --kube-version v1.36.3 --set crds.enabled=true \
+        --show-only templates/crd-cert-manager.io_certificates.yaml --show-only templates/crd-cert-manager.io_certificaterequests.yaml \
+        --show-only templates/crd-cert-manager.io_issuers.yaml --show-only templates/crd-cert-manager.io_clusterissuers.yaml \
+        --show-only templates/crd-acme.cert-manager.io_orders.yaml --show-only templates/crd-acme.cert-manager.io_challenges.yaml |
+        kubectl apply --server-side -f - >/dev/null
+      kubectl wait --for condition=established --timeout=60s crd/certificates.cert-manager.io crd/clusterissuers.cert-manager.io >/dev/null
+      "$certop" pki ca create --name bench --out "$tmp/ca" >/dev/null
+      kubectl create secret tls bench-ca -n kube-system --cert "$tmp/ca/ca.crt" --key "$tmp/ca/ca.key" >/dev/null
+      printf '{"apiVersion":"cert-manager.io/v1","kind":"ClusterIssuer","metadata":{"name":"bench"},"spec":{"ca":{"secretName":"bench-ca"}}}\n' | kubectl apply -f - >/dev/null
+      start_operator "$run"
+      kubectl wait --for=condition=Ready clusterissuer/bench --timeout=120s >/dev/null
+      stop_operator
+      for i in $(seq 1 "$n"); do
+        printf '{"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"name":"c%d","namespace":"bench"},"spec":{"issuerRef":{"name":"bench","kind":"ClusterIssuer"},"secretName":"c%d","dnsNames":["c%d.example"],"duration":"2160h","privateKey":{"algorithm":"ECDSA","size":256}}}\n' "$i" "$i" "$i"
+      done >"$tmp/objects.jsonl"
+      ;;
+  esac
+  "$bulk_create" 16 <"$tmp/objects.jsonl" >/dev/null
+}
+
+request_renewal() {
+  case "$1" in
+    certop) "$certop" renew --all >/dev/null ;;
+    cm-*) "$cert_manager" renew-all --kubeconfig "$state/cp/kubeconfig" >/dev/null ;;
+  esac
+}
+
+results="$state/results.tsv"
+: >"$results"
+for n in $sizes; do
+  fresh_control_plane
+  "$certop" pki ca create --name baseline --out "$state/baseline-ca" >/dev/null 2>&1 || true
+  printf '{"apiVersion":"certop.dev/v1alpha1","kind":"ClusterCertificate","metadata":{"name":"b"},"spec":{"issuerRef":{"name":"b"},"secretName":"b","secretNamespace":"bench","dnsNames":["b.example"]}}\n' >"$state/b.json"
+  rm -rf "$state/b" && "$certop" pki issue --ca "$state/baseline-ca" -f "$state/b.json" --out "$state/b" >/dev/null
+  crt="$(base64 -w0 <"$state/b/tls.crt")"; key="$(base64 -w0 <"$state/b/tls.key")"
+  for i in $(seq 1 "$n"); do
+    printf '{"apiVersion":"v1","kind":"Secret","type":"kubernetes.io/tls","metadata":{"name":"s%d","namespace":"bench"},"data":{"tls.crt":"%s","tls.key":"%s"}}\n' "$i" "$crt" "$key"
+  done >"$state/secrets.jsonl"
+  start=$(now)
+  "$bulk_create" 16 <"$state/secrets.jsonl" >/dev/null
+  baseline=$(elapsed "$start")
+  printf 'N=%d baseline: %d TLS Secrets by a Rust client, 16 in flight: %.1f s (%.0f/s)\n' "$n" "$n" "$baseline" "$(echo "$n / $baseline" | bc -l)"
+  printf '%s\tbaseline\t%s\t%s\n' "$n" "$n" "$baseline" >>"$results"
+  for run in $runs; do
+    fresh_control_plane
+    setup "$run" "$n"
+    case "$run" in certop) resource=clustercertificates.certop.dev ;; *) resource=certificates.cert-manager.io ;; esac
+    scrape "$state/before"
+    start=$(now)
+    start_operator "$run"
+    read -r ready issue_s polls < <(wait_for "$resource" "$n" 1 "$start")
+    scrape "$state/after"
+    requests=$(request_count "$state/before" "$state/after" "$polls")
+    peak=$(peak_mib "$operator_pid"); rest=$(rss_mib "$operator_pid")
+    stop_operator
+    # Renewal of all, requested with the operator stopped.
+    request_renewal "$run"
+    start=$(now)
+    start_operator "$run"
+    read -r renewed renew_s _ < <(wait_for "$resource" "$n" 2 "$start")
+    renew_peak=$(peak_mib "$operator_pid")
+    stop_operator
+    objects=""
+    for kind in secrets configmaps events certificaterequests.cert-manager.io; do
+      c=$(count "$kind")
+      if [ "$c" -gt 0 ]; then objects+="$kind=$c "; fi
+    done
+    printf '%s %s: %d/%d Ready in %.1f s (%.1f/s); peak %s MiB (%.1f KiB per certificate), %s MiB at rest; %d API requests (%.1f per certificate); renewal: %d/%d in %.1f s (%.1f/s), peak %s MiB; objects after: %s\n' \
+      "N=$n" "$run" "$ready" "$n" "$issue_s" "$(echo "$ready / $issue_s" | bc -l)" "$peak" "$(echo "$peak * 1024 / $n" | bc -l)" "$rest" \
+      "$requests" "$(echo "$requests / $n" | bc -l)" "$renewed" "$n" "$renew_s" "$(echo "$renewed / $renew_s" | bc -l)" "$renew_peak" "$objects"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$run" "$ready" "$issue_s" "$peak" "$requests" "$renewed" "$renew_s" "$renew_peak" "$objects" >>"$results"
+  done
+done
+
+# One table and the ratios.
+python3 - "$results" <<'PY'
+import sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+by = {}
+for r in rows:
+    by.setdefault(r[0], {})[r[1]] = r
+print()
+print(f"{'N':>6} {'run':11} {'Ready':>11} {'rate/s':>8} {'peak MiB':>9} {'KiB/cert':>9} {'req/cert':>9} {'renewed':>11} {'renew/s':>8}")
+for n, runs in by.items():
+    N = int(n)
+    b = runs.get("baseline")
+    if b:
+        print(f"{N:>6} {'raw writes':11} {N:>5}/{N:<5} {N / float(b[3]):>8.0f}")
+    for name, r in runs.items():
+        if name == "baseline":
+            continue
+        ready, t, peak, req, renewed, rt = int(r[2]), float(r[3]), float(r[4]), int(r[5]), int(r[6]), float(r[7])
+        print(f"{N:>6} {name:11} {ready:>5}/{N:<5} {ready / t:>8.1f} {peak:>9.0f} {peak * 1024 / N:>9.1f} {req / N:>9.1f} {renewed:>5}/{N:<5} {renewed / rt:>8.1f}")
+    c = runs.get("certop")
+    if c:
+        crate = int(c[2]) / float(c[3])
+        for other in ("cm-default", "cm-tuned"):
+            o = runs.get(other)
+            if o and int(o[2]) > 0:
+                orate = int(o[2]) / float(o[3])
+                print(f"{N:>6} certop / {other}: issuance rate {crate / orate:.1f}x, renewal rate "
+                      f"{(int(c[6]) / float(c[7])) / max(int(o[6]) / float(o[7]), 1e-9):.1f}x, memory per certificate "
+                      f"{float(o[4]) / float(c[4]):.1f}x less")
+        if b:
+            print(f"{N:>6} certop time to all Ready / raw writes of N Secrets: {float(c[3]) / float(b[3]):.1f}")
+PY
