@@ -33,13 +33,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let discovery = Discovery::new(client.clone()).run().await?;
     let mut resources: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)> = HashMap::new();
     for object in &objects {
-        let types = object.types.as_ref().ok_or("an object without apiVersion and kind")?;
+        let types = object
+            .types
+            .as_ref()
+            .ok_or("an object without apiVersion and kind")?;
         let gvk = GroupVersionKind::try_from(types)?;
-        if !resources.contains_key(&gvk) {
+        if let std::collections::hash_map::Entry::Vacant(entry) = resources.entry(gvk) {
             let found = discovery
-                .resolve_gvk(&gvk)
-                .ok_or_else(|| format!("the API server does not serve {gvk:?}"))?;
-            resources.insert(gvk, found);
+                .resolve_gvk(entry.key())
+                .ok_or_else(|| format!("the API server does not serve {:?}", entry.key()))?;
+            entry.insert(found);
         }
     }
     let start = Instant::now();

@@ -26,6 +26,7 @@ mod run;
 mod scenarios;
 #[cfg(test)]
 mod untrusted_input;
+mod watch_backoff;
 
 pub use context::{Context, Stores};
 pub use error::Error;

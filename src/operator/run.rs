@@ -23,6 +23,7 @@ use super::context::Settings;
 use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
 use super::metrics::Metrics;
+use super::watch_backoff::{EachWatchBacksOff, WatchBackoff};
 use super::{Context, Error, Stores, certificate, certificate_authority, certificate_revocation};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 
@@ -345,9 +346,7 @@ async fn run_as_elected(
 /// reassembling a CRL stored in parts once all of them have arrived.
 async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
     let api: Api<ConfigMap> = Api::namespaced(client, &namespace);
-    let stream = watcher(api, watcher::Config::default().labels(meta::CRL))
-        .default_backoff()
-        .applied_objects();
+    let stream = watch(api, watcher::Config::default().labels(meta::CRL)).applied_objects();
     futures::pin_mut!(stream);
     let mut seen: std::collections::HashMap<String, ConfigMap> = Default::default();
     while let Some(item) = stream.next().await {
@@ -416,7 +415,7 @@ async fn run_controllers(
     // Secret may be one a person created (adoption), without certop's labels.
     let ca_secret_api = Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace);
     let shared_secrets = spawn_store(ca_secret_api.clone());
-    let ca_secrets = watcher(ca_secret_api, watcher::Config::default()).touched_objects();
+    let ca_secrets = watch(ca_secret_api, watcher::Config::default()).touched_objects();
     let stores = Stores {
         cas: shared.0,
         certificates: shared.1,
@@ -444,20 +443,23 @@ async fn run_controllers(
 
     let bundles_store = ca_store.clone();
     let secrets_store = ca_store.clone();
-    let crl_maps = watcher(
+    let crl_maps = watch(
         Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(meta::CRL),
     )
     .touched_objects();
-    let ledger_maps = watcher(
+    let ledger_maps = watch(
         Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(meta::LEDGER),
     )
     .touched_objects();
     let ca_run = ca_controller
-        .watches(
-            Api::<Namespace>::all(client.clone()),
-            watcher::Config::default(),
+        .watches_stream(
+            watch(
+                Api::<Namespace>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .touched_objects(),
             move |_ns| {
                 bundles_store
                     .state()
@@ -511,14 +513,14 @@ async fn run_controllers(
 
     let issuer_store = cert_store.clone();
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
-    let cert_secrets = watcher(
+    let cert_secrets = watch(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default().labels(&managed),
     )
     .touched_objects();
     // Only a change that matters to signing reaches the certificates: not
     // every CRL number the CA's status shows.
-    let signing_changes = watcher(cas, watcher::Config::default())
+    let signing_changes = watch(cas, watcher::Config::default())
         .touched_objects()
         .predicate_filter(signing_identity, Default::default());
     let cert_run = cert_controller
@@ -554,22 +556,19 @@ async fn run_controllers(
                 warn!(error = %e, "CertificateRevocation controller");
             }
         });
-    let csr_run = Controller::new(
-        Api::<CertificateSigningRequest>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .with_config(config())
-    .graceful_shutdown_on(stopped(shutdown_rx.clone()))
-    .run(
-        certificate_signing_request::reconcile,
-        certificate_signing_request::error_policy,
-        ctx.clone(),
-    )
-    .for_each(|result| async move {
-        if let Err(e) = result {
-            warn!(error = %e, "CertificateSigningRequest controller");
-        }
-    });
+    let csr_run = slim_controller(Api::<CertificateSigningRequest>::all(client.clone()))
+        .with_config(config())
+        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .run(
+            certificate_signing_request::reconcile,
+            certificate_signing_request::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "CertificateSigningRequest controller");
+            }
+        });
     futures::join!(ca_run, cert_run, revocation_run, csr_run);
     for d in drivers {
         d.abort();
@@ -617,13 +616,21 @@ impl<K> Cached for K where
 {
 }
 
+/// A watch that backs off on its own errors (see `watch_backoff`), so
+/// that one watch's error never holds up the others of its controller.
+fn watch<K: Cached>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
+    watcher(api, config).backoff(WatchBackoff::default())
+}
+
 /// A watch of every object of a kind, slimmed, reflected into `writer`.
 fn slim_watch<K: Cached>(
     api: Api<K>,
     writer: reflector::store::Writer<K>,
 ) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
-    watcher(api, watcher::Config::default())
-        .default_backoff()
+    watch(api, watcher::Config::default())
         .modify(slim::<K>)
         .reflect(writer)
 }
@@ -632,6 +639,7 @@ fn slim_watch<K: Cached>(
 fn slim_controller<K: Cached>(api: Api<K>) -> Controller<K> {
     let (reader, writer) = reflector::store::<K>();
     Controller::for_stream(slim_watch(api, writer).applied_objects(), reader)
+        .trigger_backoff(EachWatchBacksOff)
 }
 
 fn spawn_store<K: Cached>(api: Api<K>) -> (reflector::Store<K>, tokio::task::JoinHandle<()>) {

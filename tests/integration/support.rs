@@ -78,6 +78,44 @@ pub fn start_control_plane(apiserver_args: &[String]) -> ControlPlane {
         .tempdir()
         .expect("tempdir")
         .keep();
+    start_control_plane_in(&dir, &[], apiserver_args)
+}
+
+/// Where a control plane with kept data lives: its etcd data and
+/// credentials in `dir/data`, its port fixed, so that a restart
+/// ([`ControlPlane::kill`], then this again) keeps every object and every
+/// kubeconfig written before it valid.
+pub struct KeptControlPlane {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl KeptControlPlane {
+    pub fn new() -> KeptControlPlane {
+        let dir = tempfile::Builder::new()
+            .prefix("certop-test-kept-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        KeptControlPlane {
+            dir,
+            port: free_port(),
+        }
+    }
+
+    pub fn start(&self) -> ControlPlane {
+        start_control_plane_in(
+            &self.dir,
+            &[
+                format!("--data-dir={}", self.dir.join("data").display()),
+                format!("--port={}", self.port),
+            ],
+            &[],
+        )
+    }
+}
+
+fn start_control_plane_in(dir: &Path, args: &[String], apiserver_args: &[String]) -> ControlPlane {
     let kubeconfig = dir.join("kubeconfig");
     let log = dir.join("control-plane.log");
     let mut child = Command::new(control_plane_binary())
@@ -86,6 +124,7 @@ pub fn start_control_plane(apiserver_args: &[String]) -> ControlPlane {
         .arg("--log-file")
         .arg(&log)
         .arg("--exit-with-stdin")
+        .args(args)
         .args(
             apiserver_args
                 .iter()
@@ -166,6 +205,15 @@ pub fn start_control_plane(apiserver_args: &[String]) -> ControlPlane {
 }
 
 impl ControlPlane {
+    /// Kills kube-apiserver and etcd at once (SIGKILL: no graceful
+    /// shutdown, etcd recovers from its write-ahead log at the next start).
+    pub fn kill(self) {
+        if let Ok(mut child) = self._child.into_inner() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// Applies the namespace and RBAC of manifests/, as a user would.
     pub fn install_rbac(&self) {
         for f in ["manifests/namespace.yaml", "manifests/rbac.yaml"] {
@@ -185,8 +233,10 @@ impl ControlPlane {
             "run".to_string(),
             format!("--http-addr=127.0.0.1:{port}"),
             format!("--identity={name}"),
-            "--lease-duration=6".to_string(),
         ];
+        if !extra.iter().any(|a| a.starts_with("--lease-duration")) {
+            args.push("--lease-duration=6".to_string());
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let script = format!(
             "\"$0\" \"$@\" >>'{}' 2>&1 & pid=$!; echo $pid >'{}'; read -r _; kill $pid 2>/dev/null; wait $pid",

@@ -1,11 +1,13 @@
 //! The operator process's life: restarts, two replicas with a leader,
 //! failover, a crash in the middle of issuing, a CA rotation under live
-//! traffic, and Secrets encrypted through the KMS plugin. Its own control
-//! plane (a separate test binary; the KMS test starts one more), and one
-//! scenario at a time, since each stops and starts operators.
+//! traffic, kube-apiserver and etcd restarted under it, and Secrets
+//! encrypted through the KMS plugin. Its own control plane (a separate test
+//! binary; the control-plane restart and KMS tests start one more each),
+//! and one scenario at a time, since each stops and starts operators.
 
 #[path = "../common/mod.rs"]
 mod common;
+mod control_plane_restart;
 mod kms;
 #[path = "../integration/objects.rs"]
 mod objects;
