@@ -4,9 +4,11 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # aws-lc-rs builds its C core with cmake and clang.
 RUN apt-get update && apt-get install -y --no-install-recommends cmake clang && rm -rf /var/lib/apt/lists/*
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY proto proto
 COPY src src
 COPY benches benches
+COPY examples examples
 COPY tests tests
 COPY crds crds
 RUN cargo build --release --locked --bin certop

@@ -17,7 +17,7 @@ runs="${RUNS:-certop cm-default cm-tuned}"
 cap="${CAP:-1800}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
-state="$root/.certop-dev/bench-compare"
+state="${STATE:-$root/.certop-dev/bench-compare}"
 mkdir -p "$state"
 cargo build --quiet --release --bin certop --example bulk_create
 certop="$root/target/release/certop"
@@ -88,7 +88,7 @@ count() { { kubectl get "$1" -A --chunk-size=0 --no-headers 2>/dev/null || true;
 
 start_operator() {
   case "$1" in
-    certop) KUBECONFIG="$state/cp/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18091 >>"$state/$1.log" 2>&1 & ;;
+    certop) KUBECONFIG="$state/cp/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:${CERTOP_HTTP_PORT:-18091} >>"$state/$1.log" 2>&1 & ;;
     cm-default) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" >>"$state/$1.log" 2>&1 & ;;
     cm-tuned) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" --kube-api-qps 100 --kube-api-burst 200 >>"$state/$1.log" 2>&1 & ;;
   esac
