@@ -505,11 +505,7 @@ async fn run_controllers(
             certificate_authority::error_policy,
             ctx.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "CertificateAuthority controller");
-            }
-        });
+        .for_each(log_error("CertificateAuthority controller"));
 
     let issuer_store = cert_store.clone();
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
@@ -539,11 +535,7 @@ async fn run_controllers(
             certificate::error_policy,
             ctx.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "ClusterCertificate controller");
-            }
-        });
+        .for_each(log_error("ClusterCertificate controller"));
     let revocation_run = revocation_controller
         .graceful_shutdown_on(stopped(shutdown_rx.clone()))
         .run(
@@ -551,11 +543,7 @@ async fn run_controllers(
             certificate_revocation::error_policy,
             ctx.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "CertificateRevocation controller");
-            }
-        });
+        .for_each(log_error("CertificateRevocation controller"));
     let csr_run = slim_controller(Api::<CertificateSigningRequest>::all(client.clone()))
         .with_config(config())
         .graceful_shutdown_on(stopped(shutdown_rx.clone()))
@@ -564,14 +552,23 @@ async fn run_controllers(
             certificate_signing_request::error_policy,
             ctx.clone(),
         )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "CertificateSigningRequest controller");
-            }
-        });
+        .for_each(log_error("CertificateSigningRequest controller"));
     futures::join!(ca_run, cert_run, revocation_run, csr_run);
     for d in drivers {
         d.abort();
+    }
+}
+
+/// What a controller's run stream yields for each reconcile: its error,
+/// if any, is logged (the error policy has already scheduled the retry).
+fn log_error<T, E: std::fmt::Display>(
+    controller: &'static str,
+) -> impl Fn(Result<T, E>) -> std::future::Ready<()> {
+    move |result| {
+        if let Err(e) = result {
+            warn!(error = %e, "{controller}");
+        }
+        std::future::ready(())
     }
 }
 
