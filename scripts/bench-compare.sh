@@ -63,6 +63,23 @@ def load(path):
 print(int(load(sys.argv[2]) - load(sys.argv[1]) - int(sys.argv[3])))
 PY
 }
+# Where the requests went: per verb, resource and subresource, per certificate.
+request_profile() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+def load(path):
+    counts = {}
+    for line in open(path):
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
+        counts[key] = counts.get(key, 0.0) + float(line.split()[-1])
+    return counts
+before, after, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
+delta = sorted(((v - before.get(k, 0.0), k) for k, v in after.items()), reverse=True)
+print("  requests per certificate: " + ", ".join(
+    f"{verb} {res}{'/' + sub if sub else ''} {d / n:.2f}" for d, (verb, res, sub) in delta if d / n >= 0.01))
+PY
+}
 
 # Polls (one unchunked LIST each) until COUNT certificates satisfy the
 # test, or the cap; prints "done seconds polls".
@@ -165,6 +182,7 @@ for n in $sizes; do
     read -r ready issue_s polls < <(wait_for "$resource" "$n" 1 "$start")
     scrape "$state/after"
     requests=$(request_count "$state/before" "$state/after" "$polls")
+    profile=$(request_profile "$state/before" "$state/after" "$n")
     peak=$(peak_mib "$operator_pid"); rest=$(rss_mib "$operator_pid")
     stop_operator
     # Renewal of all, requested with the operator stopped.
@@ -182,6 +200,7 @@ for n in $sizes; do
     printf '%s %s: %d/%d Ready in %.1f s (%.1f/s); peak %s MiB (%.1f KiB per certificate), %s MiB at rest; %d API requests (%.1f per certificate); renewal: %d/%d in %.1f s (%.1f/s), peak %s MiB; objects after: %s\n' \
       "N=$n" "$run" "$ready" "$n" "$issue_s" "$(echo "$ready / $issue_s" | bc -l)" "$peak" "$(echo "$peak * 1024 / $n" | bc -l)" "$rest" \
       "$requests" "$(echo "$requests / $n" | bc -l)" "$renewed" "$n" "$renew_s" "$(echo "$renewed / $renew_s" | bc -l)" "$renew_peak" "$objects"
+    echo "$profile (the script's LISTs of the kind included)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$run" "$ready" "$issue_s" "$peak" "$requests" "$renewed" "$renew_s" "$renew_peak" "$objects" >>"$results"
   done
 done
