@@ -15,6 +15,7 @@ use super::backoff::Backoff;
 use super::certificate_signing_request::CsrPolicy;
 use super::crl::CrlCache;
 use super::metrics::Metrics;
+use super::own_writes::OwnWrites;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
@@ -55,6 +56,9 @@ pub struct Context {
     pub crl_base_url: String,
     /// What to do with CertificateSigningRequests.
     pub csr_policy: CsrPolicy,
+    /// The resourceVersions of certop's own last writes, so their watch
+    /// events do not start passes that could only find them.
+    pub own_writes: OwnWrites,
     /// One CRL signer at a time per CA, so numbers are never raced for.
     crl_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -95,6 +99,7 @@ impl Context {
             crls,
             crl_base_url,
             csr_policy,
+            own_writes: OwnWrites::default(),
             crl_locks: Default::default(),
         }
     }
@@ -118,11 +123,12 @@ impl Context {
 
     /// Writes an object's status with server-side apply, as field manager
     /// `certop`: only the fields certop sets, and no read-modify-write race.
+    /// Returns the object's new resourceVersion.
     pub async fn apply_status<K>(
         &self,
         name: &str,
         status: &impl serde::Serialize,
-    ) -> Result<(), Error>
+    ) -> Result<Option<String>, Error>
     where
         K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
@@ -132,13 +138,14 @@ impl Context {
             "kind": K::kind(&()),
             "status": status,
         });
-        api.patch_status(
-            name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-        Ok(())
+        let written = api
+            .patch_status(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        Ok(written.meta().resource_version.clone())
     }
 
     pub fn operator_secrets(&self) -> Api<Secret> {

@@ -19,11 +19,13 @@ mod finalize;
 mod http;
 mod ledger_store;
 pub mod metrics;
+mod own_writes;
 mod rate_limit;
 pub mod reason;
 mod run;
 #[cfg(test)]
 mod scenarios;
+mod shared_store;
 #[cfg(test)]
 mod untrusted_input;
 mod watch_backoff;

@@ -23,7 +23,8 @@ use super::context::Settings;
 use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
 use super::metrics::Metrics;
-use super::watch_backoff::{EachWatchBacksOff, WatchBackoff};
+use super::shared_store::{Cached, SharedStore, changes, slim, watch};
+use super::watch_backoff::EachWatchBacksOff;
 use super::{Context, Error, Stores, certificate, certificate_authority, certificate_revocation};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 
@@ -152,12 +153,13 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     // Every replica, leader or standby, follows the CAs and certificates:
     // their metrics are collected from these stores at scrape time, and the
     // controllers read them when this replica leads.
-    let (ca_store, _ca_watch) = spawn_store(Api::<CertificateAuthority>::all(client.clone()));
-    let (cert_store, _cert_watch) = spawn_store(Api::<ClusterCertificate>::all(client.clone()));
+    let shared = SharedStores {
+        cas: SharedStore::spawn(Api::all(client.clone())),
+        certificates: SharedStore::spawn(Api::all(client.clone())),
+    };
     let mut metrics = Metrics::default();
-    metrics.collect_from(ca_store.clone(), cert_store.clone());
+    metrics.collect_from(shared.cas.store(), shared.certificates.store());
     let metrics = Arc::new(metrics);
-    let shared = (ca_store, cert_store);
     let crls = Arc::new(CrlCache::default());
     let http_state = Arc::new(HttpState {
         metrics: metrics.clone(),
@@ -392,57 +394,50 @@ async fn run_controllers(
         let _ = rx.wait_for(|s| *s).await;
     };
     let config = || controller::Config::default().concurrency(concurrency);
-
-    let cas: Api<CertificateAuthority> = Api::all(client.clone());
-    let certs: Api<ClusterCertificate> = Api::all(client.clone());
     let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
 
-    // Debounced: a burst of issuances (ledger writes) is one CA pass.
-    let ca_controller = slim_controller(cas.clone())
-        .with_config(config().debounce(std::time::Duration::from_millis(500)));
-    let cert_controller = slim_controller(certs.clone()).with_config(config());
-    let revocation_controller =
-        slim_controller(Api::<CertificateRevocation>::all(client.clone())).with_config(config());
-    let ca_store = ca_controller.store();
-    let cert_store = cert_controller.store();
-    // The stores a controller reads about *other* objects are filled by
-    // their own watches, driven apart from the controllers, and every
-    // controller starts only once all of them have listed: a controller's
-    // own store cannot gate it (its reconciles would hold up the stream
-    // that fills it).
-    let shared_revocations = spawn_store(Api::<CertificateRevocation>::all(client.clone()));
+    // The stores a controller reads, its own kind's included, are shared
+    // (one copy of each object) and filled by watches driven apart from the
+    // controllers, and every controller starts only once all of them have
+    // listed: a controller acting on a store still empty at start or
+    // failover would make a CSR fail for good or skip a revoke-on-delete.
+    let revocations = SharedStore::spawn(Api::<CertificateRevocation>::all(client.clone()));
     // Every Secret of the operator's namespace, metadata only: a CA's key
     // Secret may be one a person created (adoption), without certop's labels.
     let ca_secret_api = Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace);
-    let shared_secrets = spawn_store(ca_secret_api.clone());
+    let ca_secret_store = SharedStore::spawn(ca_secret_api.clone());
     let ca_secrets = watch(ca_secret_api, watcher::Config::default()).touched_objects();
     let stores = Stores {
-        cas: shared.0,
-        certificates: shared.1,
-        revocations: shared_revocations.0,
-        ca_secrets: shared_secrets.0,
+        cas: shared.cas.store(),
+        certificates: shared.certificates.store(),
+        revocations: revocations.store(),
+        ca_secrets: ca_secret_store.store(),
     };
-    let drivers = [shared_revocations.1, shared_secrets.1];
     let ready = futures::future::join4(
         stores.cas.wait_until_ready(),
         stores.certificates.wait_until_ready(),
         stores.revocations.wait_until_ready(),
         stores.ca_secrets.wait_until_ready(),
     );
+    let abort = || {
+        revocations.abort();
+        ca_secret_store.abort();
+    };
     tokio::select! {
         _ = ready => {}
         _ = stopped(shutdown_rx.clone()) => {
-            for d in drivers {
-                d.abort();
-            }
+            abort();
             return;
         }
     }
     info!("stores ready; starting controllers");
     let ctx = Arc::new(Context::new(client.clone(), settings, stores));
 
-    let bundles_store = ca_store.clone();
-    let secrets_store = ca_store.clone();
+    // Debounced: a burst of issuances (ledger writes) is one CA pass.
+    let ca_controller = Controller::for_shared_stream(shared.cas.follow(), shared.cas.store())
+        .with_config(config().debounce(std::time::Duration::from_millis(500)));
+    let bundles_store = shared.cas.store();
+    let secrets_store = shared.cas.store();
     let crl_maps = watch(
         Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
         watcher::Config::default().labels(meta::CRL),
@@ -507,7 +502,19 @@ async fn run_controllers(
         )
         .for_each(log_error("CertificateAuthority controller"));
 
-    let issuer_store = cert_store.clone();
+    // A certificate's own status and Secret writes come back through the
+    // watches; those events are skipped (see `own_writes`), anything else
+    // starts a pass.
+    let own = ctx.clone();
+    let cert_changes = shared.certificates.follow().filter(move |c| {
+        std::future::ready(
+            !own.own_writes
+                .is_own_status(&c.name_any(), c.metadata.resource_version.as_deref()),
+        )
+    });
+    let cert_controller = Controller::for_shared_stream(cert_changes, shared.certificates.store())
+        .with_config(config());
+    let issuer_store = shared.certificates.store();
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
     let cert_secrets = watch(
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
@@ -516,18 +523,22 @@ async fn run_controllers(
     .touched_objects();
     // Only a change that matters to signing reaches the certificates: not
     // every CRL number the CA's status shows.
-    let signing_changes = watch(cas, watcher::Config::default())
-        .touched_objects()
-        .predicate_filter(signing_identity, Default::default());
+    let signing_changes = changes(
+        shared.cas.follow_with_deletes(),
+        shared.cas.store(),
+        signing_identity,
+    );
+    let own = ctx.clone();
     let cert_run = cert_controller
-        .watches_stream(signing_changes, move |ca| {
+        .watches_shared_stream(signing_changes, move |ca| {
             certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
         })
-        .watches_stream(cert_secrets, |secret| {
-            secret
-                .annotations()
-                .get(meta::CERTIFICATE)
-                .map(|c| ObjectRef::<ClusterCertificate>::new(c))
+        .watches_stream(cert_secrets, move |secret| {
+            let owner = secret.annotations().get(meta::CERTIFICATE)?;
+            let own_write = own
+                .own_writes
+                .is_own_secret(owner, secret.metadata.resource_version.as_deref());
+            (!own_write).then(|| ObjectRef::<ClusterCertificate>::new(owner))
         })
         .graceful_shutdown_on(stopped(shutdown_rx.clone()))
         .run(
@@ -536,6 +547,9 @@ async fn run_controllers(
             ctx.clone(),
         )
         .for_each(log_error("ClusterCertificate controller"));
+    let revocation_controller =
+        Controller::for_shared_stream(revocations.follow(), revocations.store())
+            .with_config(config());
     let revocation_run = revocation_controller
         .graceful_shutdown_on(stopped(shutdown_rx.clone()))
         .run(
@@ -554,9 +568,7 @@ async fn run_controllers(
         )
         .for_each(log_error("CertificateSigningRequest controller"));
     futures::join!(ca_run, cert_run, revocation_run, csr_run);
-    for d in drivers {
-        d.abort();
-    }
+    abort();
 }
 
 /// What a controller's run stream yields for each reconcile: its error,
@@ -573,90 +585,26 @@ fn log_error<T, E: std::fmt::Display>(
 }
 
 /// The CA and certificate stores every replica keeps.
-type SharedStores = (
-    reflector::Store<CertificateAuthority>,
-    reflector::Store<ClusterCertificate>,
-);
-
-/// A store filled by its own watch, driven by a task of its own.
-/// What certop never reads of a cached object: its managedFields and
-/// kubectl's last-applied copy of it. Dropped before an object enters any
-/// store, they are a large part of a small object.
-fn slim<K: kube::Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    if let Some(a) = meta.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
-    }
+struct SharedStores {
+    cas: SharedStore<CertificateAuthority>,
+    certificates: SharedStore<ClusterCertificate>,
 }
 
-/// What a cached kind must be.
-trait Cached:
-    kube::Resource<DynamicType = ()>
-    + Clone
-    + std::fmt::Debug
-    + serde::de::DeserializeOwned
-    + Send
-    + Sync
-    + 'static
-{
-}
-
-impl<K> Cached for K where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static
-{
-}
-
-/// A watch that backs off on its own errors (see `watch_backoff`), so
-/// that one watch's error never holds up the others of its controller.
-fn watch<K: Cached>(
-    api: Api<K>,
-    config: watcher::Config,
-) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
-    watcher(api, config).backoff(WatchBackoff::default())
-}
-
-/// A watch of every object of a kind, slimmed, reflected into `writer`.
-fn slim_watch<K: Cached>(
-    api: Api<K>,
-    writer: reflector::store::Writer<K>,
-) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send {
-    watch(api, watcher::Config::default())
-        .modify(slim::<K>)
-        .reflect(writer)
-}
-
-/// A controller whose own store holds slimmed objects (see `slim`).
+/// A controller with a store of its own, of slimmed objects (see `slim`),
+/// for a kind no other reader needs.
 fn slim_controller<K: Cached>(api: Api<K>) -> Controller<K> {
     let (reader, writer) = reflector::store::<K>();
-    Controller::for_stream(slim_watch(api, writer).applied_objects(), reader)
-        .trigger_backoff(EachWatchBacksOff)
-}
-
-fn spawn_store<K: Cached>(api: Api<K>) -> (reflector::Store<K>, tokio::task::JoinHandle<()>) {
-    let (store, writer) = reflector::store::<K>();
-    let stream = slim_watch(api, writer);
-    let task = tokio::spawn(async move {
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
-            if let Err(e) = event {
-                warn!(error = %e, kind = %K::kind(&()), "watch");
-            }
-        }
-    });
-    (store, task)
+    let stream = watch(api, watcher::Config::default())
+        .modify(slim::<K>)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(stream, reader).trigger_backoff(EachWatchBacksOff)
 }
 
 /// What of a CA matters to the certificates it signs: its generation
 /// (spec), its Ready condition, its certificate and its binding; not the
 /// CRL fields its status updates often.
-fn signing_identity(ca: &CertificateAuthority) -> Option<u64> {
+fn signing_identity(ca: &CertificateAuthority) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     ca.metadata.generation.hash(&mut h);
@@ -676,5 +624,5 @@ fn signing_identity(ca: &CertificateAuthority) -> Option<u64> {
             (&c.status, &c.reason, &c.message).hash(&mut h);
         }
     }
-    Some(h.finish())
+    h.finish()
 }

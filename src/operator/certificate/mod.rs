@@ -190,17 +190,20 @@ async fn apply_pass(
             ),
             Some(decide::WAITING_RETRY),
         );
-        return status::blocked(cert, ctx, blocked, now).await;
+        return status::blocked(cert, ctx, blocked, None, now).await;
     }
     let observed = match &issuer {
         Issuer::Ready { .. } => secrets.get_opt(&cert.spec.secret_name).await?,
         Issuer::Blocked(_) => None,
     };
-    let held = match decide(cert, issuer, observed.as_ref(), now) {
-        Decision::Blocked(blocked) => return status::blocked(cert, ctx, blocked, now).await,
+    // `issued`: the reason of the issuance this pass made, if it made one.
+    let (held, issued) = match decide(cert, issuer, observed.as_ref(), now) {
+        Decision::Blocked(blocked) => {
+            return status::blocked(cert, ctx, blocked, None, now).await;
+        }
         Decision::Issue(issuance) => {
             match issue_into_secret(cert, ctx, &secrets, observed.as_ref(), &issuance, now).await? {
-                Ok(held) => held,
+                Ok(held) => (held, Some(issuance.reason)),
                 Err(action) => return Ok(action),
             }
         }
@@ -231,8 +234,12 @@ async fn apply_pass(
             let metadata_changed = secret::metadata_missing(&secret, &wanted);
             if bundle_changed || metadata_changed {
                 match secret::apply(&secrets, wanted.clone(), secret.resource_version()).await? {
-                    Ok(applied) => wanted = applied,
-                    Err(blocked) => return status::blocked(cert, ctx, blocked, now).await,
+                    Ok(applied) => {
+                        ctx.own_writes
+                            .wrote_secret(&cert.name_any(), applied.resource_version());
+                        wanted = applied
+                    }
+                    Err(blocked) => return status::blocked(cert, ctx, blocked, None, now).await,
                 }
                 let what = match (bundle_changed, metadata_changed) {
                     (true, true) => "the CA's trust bundle (ca.crt) and spec.secretTemplate",
@@ -248,13 +255,14 @@ async fn apply_pass(
                 )
                 .await;
             }
-            Held {
+            let held = Held {
                 secret: wanted,
                 leaf: *current,
                 renewal_time,
                 change_pending_since,
                 key,
-            }
+            };
+            (held, None)
         }
     };
     // The certificate in the Secret is recorded in the ledger unless the
@@ -267,10 +275,12 @@ async fn apply_pass(
     if !recorded {
         match record(cert, ctx, &held.leaf, held.key, now).await? {
             Recorded::Live => {}
-            Recorded::Blocked(blocked) => return status::blocked(cert, ctx, blocked, now).await,
+            Recorded::Blocked(blocked) => {
+                return status::blocked(cert, ctx, blocked, issued.as_ref(), now).await;
+            }
             Recorded::Revoked if replacing => {
                 let blocked = revoked_for_good(cert, &held.leaf.serial.to_string());
-                return status::blocked(cert, ctx, blocked, now).await;
+                return status::blocked(cert, ctx, blocked, issued.as_ref(), now).await;
             }
             Recorded::Revoked => {
                 warn!(certificate = %cert.name_any(), serial = %held.leaf.serial, "a revocation covers the certificate just recorded; replacing it");
@@ -304,7 +314,23 @@ async fn issue_into_secret(
 ) -> Result<Result<Held, Action>, Error> {
     let action = format!("IssueRevision{}", issuance.revision);
     let existed = observed.and_then(|s| s.resource_version());
-    let cert = &status::issuing(cert, ctx, &issuance.reason, now).await?;
+    let reused = issuance
+        .reuse_key
+        .then(|| observed.map(secret::secret_data))
+        .flatten()
+        .and_then(|d| d.tls_key)
+        .and_then(|k| String::from_utf8(k).ok());
+    // A new RSA key takes from a tenth of a second to seconds: that long,
+    // the status says an issuance is under way. Any other issuance is done
+    // in milliseconds, and its Ready write says it all in one request.
+    let slow = reused.is_none() && issuance.template.key_algorithm.is_rsa();
+    let issuing;
+    let cert = if slow {
+        issuing = status::issuing(cert, ctx, &issuance.reason, now).await?;
+        &issuing
+    } else {
+        cert
+    };
     if existed.is_some() {
         ctx.event(
             cert,
@@ -315,12 +341,6 @@ async fn issue_into_secret(
         )
         .await;
     }
-    let reused = issuance
-        .reuse_key
-        .then(|| observed.map(secret::secret_data))
-        .flatten()
-        .and_then(|d| d.tls_key)
-        .and_then(|k| String::from_utf8(k).ok());
     let signed = match sign(issuance, reused, now).await {
         Ok(signed) => signed,
         Err(e) => {
@@ -337,8 +357,16 @@ async fn issue_into_secret(
     };
     let wanted = secret::desired(cert, signed.data, &provenance);
     let wanted = match secret::apply(secrets, wanted, existed).await? {
-        Ok(applied) => applied,
-        Err(blocked) => return status::blocked(cert, ctx, blocked, now).await.map(Err),
+        Ok(applied) => {
+            ctx.own_writes
+                .wrote_secret(&cert.name_any(), applied.resource_version());
+            applied
+        }
+        Err(blocked) => {
+            return status::blocked(cert, ctx, blocked, Some(&issuance.reason), now)
+                .await
+                .map(Err);
+        }
     };
     let leaf = signed.leaf;
     info!(certificate = %cert.name_any(), serial = %leaf.serial, reason = issuance.reason.code(), revision = issuance.revision, "issued");
@@ -539,6 +567,7 @@ async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), 
 /// its Secret goes unless the policy keeps it or it is not ours.
 async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
     let name = cert.name_any();
+    ctx.own_writes.forget(&name);
     let retain =
         cert.spec.secret_deletion_policy.unwrap_or_default() == SecretDeletionPolicy::Retain;
     // A Secret kept by policy is still in use: revoking it would break its

@@ -16,6 +16,21 @@ use crate::operator::reason::{Blocked, Reason};
 use crate::operator::{Context, Error};
 use crate::plan::IssueReason;
 
+/// Writes the status and remembers the write, so its watch event does not
+/// start a pass of its own (see `own_writes`).
+async fn write(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    status: &ClusterCertificateStatus,
+) -> Result<(), Error> {
+    let name = cert.name_any();
+    let written = ctx
+        .apply_status::<ClusterCertificate>(&name, status)
+        .await?;
+    ctx.own_writes.wrote_status(&name, written);
+    Ok(())
+}
+
 fn location(cert: &ClusterCertificate) -> String {
     format!("{}/{}", cert.spec.secret_namespace, cert.spec.secret_name)
 }
@@ -91,8 +106,7 @@ pub async fn ready(
     let previous = cert.status.clone().unwrap_or_default();
     let status = ready_status(cert, held, now);
     if status != previous {
-        ctx.apply_status::<ClusterCertificate>(&name, &status)
-            .await?;
+        write(cert, ctx, &status).await?;
     }
     let leaf = &held.leaf;
     if previous.serial_number != status.serial_number {
@@ -132,32 +146,45 @@ pub async fn issuing(
 ) -> Result<ClusterCertificate, Error> {
     let previous = cert.status.clone().unwrap_or_default();
     let mut status = previous.clone();
-    conditions::set(
-        &mut status.conditions,
-        ISSUING,
-        true,
-        reason.code(),
-        &format!("issuing a certificate: {reason}"),
-        cert.metadata.generation,
-        now,
-    );
+    set_issuing(&mut status, reason, cert.metadata.generation, now);
     if status != previous {
-        ctx.apply_status::<ClusterCertificate>(&cert.name_any(), &status)
-            .await?;
+        write(cert, ctx, &status).await?;
     }
     let mut updated = cert.clone();
     updated.status = Some(status);
     Ok(updated)
 }
 
-/// The status of a certificate that cannot progress.
+fn set_issuing(
+    status: &mut ClusterCertificateStatus,
+    reason: &IssueReason,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    conditions::set(
+        &mut status.conditions,
+        ISSUING,
+        true,
+        reason.code(),
+        &format!("issuing a certificate: {reason}"),
+        generation,
+        now,
+    );
+}
+
+/// The status of a certificate that cannot progress; `issuing` is the
+/// reason of the issuance the pass was making, which stays under way.
 pub fn blocked_status(
     cert: &ClusterCertificate,
     blocked: &Blocked,
+    issuing: Option<&IssueReason>,
     now: DateTime<Utc>,
 ) -> ClusterCertificateStatus {
     let mut status = cert.status.clone().unwrap_or_default();
     status.observed_generation = cert.metadata.generation;
+    if let Some(reason) = issuing {
+        set_issuing(&mut status, reason, cert.metadata.generation, now);
+    }
     conditions::set(
         &mut status.conditions,
         READY,
@@ -176,6 +203,7 @@ pub async fn blocked(
     cert: &ClusterCertificate,
     ctx: &Context,
     mut blocked: Blocked,
+    issuing: Option<&IssueReason>,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
     if blocked.reason == Reason::InvalidSpec && blocked.message.is_empty() {
@@ -184,14 +212,12 @@ pub async fn blocked(
             .map(|e| e.to_string())
             .unwrap_or_default();
     }
-    let name = cert.name_any();
     let previous = cert.status.clone().unwrap_or_default();
-    let status = blocked_status(cert, &blocked, now);
+    let status = blocked_status(cert, &blocked, issuing, now);
     let was = conditions::find(&previous.conditions, READY)
         .map(|c| (c.reason.clone(), c.message.clone()));
     if status != previous {
-        ctx.apply_status::<ClusterCertificate>(&name, &status)
-            .await?;
+        write(cert, ctx, &status).await?;
     }
     let reason = blocked.reason.as_str();
     if !blocked.reason.is_transient() && was != Some((reason.to_string(), blocked.message.clone()))
@@ -212,7 +238,6 @@ pub async fn failed(
     error: String,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
-    let name = cert.name_any();
     let mut status = cert.status.clone().unwrap_or_default();
     let attempts = status
         .failed_issuance_attempts
@@ -245,8 +270,7 @@ pub async fn failed(
         generation,
         now,
     );
-    ctx.apply_status::<ClusterCertificate>(&name, &status)
-        .await?;
+    write(cert, ctx, &status).await?;
     ctx.metrics.failed(reason.code());
     ctx.event(cert, true, "IssuanceFailed", reason.code(), message)
         .await;
