@@ -101,6 +101,8 @@ wait_for() {
 }
 peak_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+# CPU seconds (user + system) a process has used so far.
+cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 count() { { kubectl get "$1" -A --chunk-size=0 --no-headers 2>/dev/null || true; } | wc -l; }
 
 start_operator() {
@@ -177,9 +179,12 @@ for n in $sizes; do
     setup "$run" "$n"
     case "$run" in certop) resource=clustercertificates.certop.dev ;; *) resource=certificates.cert-manager.io ;; esac
     scrape "$state/before"
+    cp_cpu=$(cpu_s "$(cat "$state/cp/control-plane.pid")")
     start=$(now)
     start_operator "$run"
     read -r ready issue_s polls < <(wait_for "$resource" "$n" 1 "$start")
+    operator_cpu=$(cpu_s "$operator_pid")
+    cp_cpu=$(echo "$(cpu_s "$(cat "$state/cp/control-plane.pid")") - $cp_cpu" | bc)
     scrape "$state/after"
     requests=$(request_count "$state/before" "$state/after" "$polls")
     profile=$(request_profile "$state/before" "$state/after" "$n")
@@ -201,6 +206,7 @@ for n in $sizes; do
       "N=$n" "$run" "$ready" "$n" "$issue_s" "$(echo "$ready / $issue_s" | bc -l)" "$peak" "$(echo "$peak * 1024 / $n" | bc -l)" "$rest" \
       "$requests" "$(echo "$requests / $n" | bc -l)" "$renewed" "$n" "$renew_s" "$(echo "$renewed / $renew_s" | bc -l)" "$renew_peak" "$objects"
     echo "$profile (the script's LISTs of the kind included)"
+    printf '  CPU until all Ready: operator %s s, kube-apiserver + etcd %s s, of %.1f s x %d cores\n' "$operator_cpu" "$cp_cpu" "$issue_s" "$(nproc)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$run" "$ready" "$issue_s" "$peak" "$requests" "$renewed" "$renew_s" "$renew_peak" "$objects" >>"$results"
   done
 done

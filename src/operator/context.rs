@@ -14,6 +14,7 @@ use super::authority_cache::AuthorityCache;
 use super::backoff::Backoff;
 use super::certificate_signing_request::CsrPolicy;
 use super::crl::CrlCache;
+use super::ledger_store::ShardCache;
 use super::metrics::Metrics;
 use super::own_writes::OwnWrites;
 
@@ -59,6 +60,8 @@ pub struct Context {
     /// The resourceVersions of certop's own last writes, so their watch
     /// events do not start passes that could only find them.
     pub own_writes: OwnWrites,
+    /// The ledger shards as last written, the base of the next write.
+    pub ledger_shards: ShardCache,
     /// One CRL signer at a time per CA, so numbers are never raced for.
     crl_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -100,6 +103,7 @@ impl Context {
             crl_base_url,
             csr_policy,
             own_writes: OwnWrites::default(),
+            ledger_shards: ShardCache::default(),
             crl_locks: Default::default(),
         }
     }

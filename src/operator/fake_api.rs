@@ -30,6 +30,7 @@ struct State {
     namespaces: BTreeSet<String>,
     version: u64,
     writes: usize,
+    reads: usize,
     faults: BTreeMap<usize, Fault>,
     events: Vec<Value>,
     log: Vec<String>,
@@ -204,6 +205,11 @@ impl FakeApi {
         self.state.lock().map(|s| s.writes).unwrap_or(0)
     }
 
+    /// GETs and LISTs so far (watches are not served here).
+    pub fn reads(&self) -> usize {
+        self.state.lock().map(|s| s.reads).unwrap_or(0)
+    }
+
     /// Every write so far, as "METHOD path".
     pub fn log(&self) -> Vec<String> {
         self.state.lock().map(|s| s.log.clone()).unwrap_or_default()
@@ -298,6 +304,7 @@ impl FakeApi {
                 s.events.push(body.clone());
                 (201, body)
             } else if method == http::Method::GET {
+                s.reads += 1;
                 s.read(&path, &query)
             } else {
                 s.writes += 1;

@@ -140,6 +140,31 @@ pub fn entries_of(cm: &ConfigMap) -> Result<Vec<LedgerEntry>, LedgerError> {
     }
 }
 
+/// Each shard as certop last wrote or read it: the base of the next write
+/// to it, which the API server accepts only at that resourceVersion. A
+/// write from a current copy costs no read; a stale one (another writer,
+/// a failover, a person's edit) is refused and the shard read again. A
+/// result is never taken from a copy alone: only from one a write at its
+/// resourceVersion proved current, or from a read.
+#[derive(Default)]
+pub struct ShardCache {
+    last: std::sync::Mutex<std::collections::HashMap<String, ConfigMap>>,
+}
+
+impl ShardCache {
+    /// Takes the copy out, so that concurrent writers of a shard do not
+    /// both start from it (the second reads the shard instead).
+    fn take(&self, name: &str) -> Option<ConfigMap> {
+        self.last.lock().ok().and_then(|mut last| last.remove(name))
+    }
+
+    fn put(&self, cm: ConfigMap) {
+        if let Ok(mut last) = self.last.lock() {
+            last.insert(cm.name_any(), cm);
+        }
+    }
+}
+
 /// Applies `change` to one shard and writes it back; returns what `change` returned.
 async fn modify_shard<T>(
     ctx: &Context,
@@ -150,10 +175,15 @@ async fn modify_shard<T>(
 ) -> Result<T, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let name = shard_name(ca, shard);
+    let mut cached = ctx.ledger_shards.take(&name);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let existing = api.get_opt(&name).await?;
+        let from_cache = cached.is_some();
+        let existing = match cached.take() {
+            Some(cm) => Some(cm),
+            None => api.get_opt(&name).await?,
+        };
         let mut entries = match &existing {
             Some(cm) => entries_of(cm)?,
             None => Vec::new(),
@@ -162,8 +192,13 @@ async fn modify_shard<T>(
         ledger::prune(&mut entries, now);
         let before = entries.len();
         let result = change(&mut entries);
-        // Nothing to write: a repeated record or revocation costs a read only.
-        if existing.is_some() && entries == read {
+        // Nothing to write: a repeated record or revocation costs a read
+        // only, and that read is the shard's, not the copy's.
+        if let Some(cm) = existing.as_ref().filter(|_| entries == read) {
+            if from_cache {
+                continue;
+            }
+            ctx.ledger_shards.put(cm.clone());
             return Ok(result);
         }
         let json = serde_json::to_string(&entries)?;
@@ -197,8 +232,17 @@ async fn modify_shard<T>(
             Some(_) => api.replace(&name, &PostParams::default(), &cm).await,
         };
         match written {
-            Ok(_) => return Ok(result),
-            Err(kube::Error::Api(s)) if (s.code == 409) && attempt < CONFLICT_RETRIES => continue,
+            Ok(cm) => {
+                ctx.ledger_shards.put(cm);
+                return Ok(result);
+            }
+            // Stale: changed or deleted since the copy or the read.
+            Err(kube::Error::Api(s))
+                if (s.code == 409 || (s.code == 404 && from_cache))
+                    && attempt < CONFLICT_RETRIES =>
+            {
+                continue;
+            }
             Err(e) => return Err(e.into()),
         }
     }

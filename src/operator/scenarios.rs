@@ -21,7 +21,9 @@ use super::metrics::Metrics;
 use super::{Context, Stores, certificate, certificate_revocation, conditions, ledger_store};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 use crate::ledger::LedgerEntry;
-use crate::pki::{Authority, CaRequest, key_matches_certificate, parse_chain, parse_crl};
+use crate::pki::{
+    Authority, CaRequest, RevocationReason, key_matches_certificate, parse_chain, parse_crl,
+};
 use crate::plan::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
 const NS: &str = "certop-system";
@@ -1385,6 +1387,73 @@ fn revoking_10k_certificates_costs_a_write_per_shard_not_per_certificate() {
         );
         let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
         assert_eq!(rev.status.and_then(|s| s.revoked_certificates), Some(10_000));
+    });
+}
+
+#[test]
+fn a_ledger_shard_written_behind_certops_copy_loses_nothing() {
+    runtime().block_on(async {
+        let w = world();
+        let now = Utc::now();
+        let entry = |serial: &str| -> LedgerEntry {
+            serde_json::from_value(
+                json!({"s": serial, "b": now.timestamp(), "a": now.timestamp() + 3600}),
+            )
+            .expect("entry")
+        };
+        let record = |serial: &'static str| {
+            let ctx = w.ctx.clone();
+            let e = entry(serial);
+            async move { ledger_store::record(&ctx, "ca", e, &[], now).await }
+        };
+        // Serials ending in 00: one shard.
+        record("0100").await.expect("record");
+        let (reads, writes) = (w.api.reads(), w.api.writes());
+        record("0200").await.expect("record");
+        assert_eq!(
+            (w.api.reads() - reads, w.api.writes() - writes),
+            (0, 1),
+            "a shard certop wrote last is written again without a read"
+        );
+        // Someone else marks an entry revoked: certop's copy is stale.
+        let shard = w
+            .api
+            .list("/api/v1", "configmaps", Some(NS))
+            .into_iter()
+            .find(|cm| cm["metadata"]["labels"].get(meta::LEDGER).is_some())
+            .expect("the shard");
+        let path = format!(
+            "/api/v1/namespaces/{NS}/configmaps/{}",
+            shard["metadata"]["name"].as_str().expect("name")
+        );
+        let mut entries: Vec<LedgerEntry> =
+            serde_json::from_str(shard["data"]["entries.json"].as_str().expect("entries"))
+                .expect("parses");
+        entries[0].revoked = Some(crate::ledger::Revocation {
+            at: now.timestamp(),
+            reason: RevocationReason::KeyCompromise,
+        });
+        let mut changed = shard.clone();
+        changed["data"]["entries.json"] = json!(serde_json::to_string(&entries).expect("json"));
+        w.api.put(&path, changed);
+        record("0300").await.expect("record");
+        // A repeated record, from a copy the last write proved current, is
+        // still answered by a read of the shard.
+        let reads = w.api.reads();
+        assert_eq!(
+            record("0100").await.expect("record"),
+            ledger_store::Recorded::Revoked
+        );
+        assert_eq!(w.api.reads() - reads, 1, "a no-op is confirmed by a read");
+        let ledger = w.ledger();
+        let serials: Vec<&str> = ledger.iter().map(|e| e.serial.as_str()).collect();
+        assert_eq!(serials, ["0100", "0200", "0300"]);
+        assert!(ledger[0].revoked.is_some(), "the other writer's mark kept");
+        // The shard deleted behind the copy: created again.
+        w.api.remove(&path);
+        record("0400").await.expect("record");
+        let serials: Vec<String> = w.ledger().into_iter().map(|e| e.serial).collect();
+        assert_eq!(serials, ["0400"]);
     });
 }
 
