@@ -10,7 +10,9 @@
 #   N="1000 10000" scripts/bench-compare.sh
 # RUNS picks the runs (default "certop cm-default cm-tuned"); CAP bounds
 # each timed phase in seconds (default 1800): a run stopped by it reports
-# how many were done and the rate so far.
+# how many were done and the rate so far. PROFILE=heap runs certop under
+# heaptrack (its files in the state directory; `heaptrack_print -f FILE`
+# reads them): where its memory goes, at the cost of its timings.
 set -euo pipefail
 sizes="${N:-1000}"
 runs="${RUNS:-certop cm-default cm-tuned}"
@@ -32,6 +34,8 @@ cleanup() {
 }
 stop_operator() {
   if [ -n "$operator_pid" ]; then
+    # Under a profiler the operator is the profiler's child.
+    pkill -TERM -P "$operator_pid" -x certop 2>/dev/null || true
     kill "$operator_pid" 2>/dev/null || true
     wait "$operator_pid" 2>/dev/null || true
     operator_pid=""
@@ -101,13 +105,15 @@ wait_for() {
 }
 peak_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+# The operator's own process: under a profiler, the profiler's child.
+operator_process() { pgrep -P "$operator_pid" -x certop || echo "$operator_pid"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 count() { { kubectl get "$1" -A --chunk-size=0 --no-headers 2>/dev/null || true; } | wc -l; }
 
 start_operator() {
   case "$1" in
-    certop) KUBECONFIG="$state/cp/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:${CERTOP_HTTP_PORT:-18091} >>"$state/$1.log" 2>&1 & ;;
+    certop) KUBECONFIG="$state/cp/operator.kubeconfig" ${PROFILE:+heaptrack -o "$state/certop-heap-$(date +%s)"} "$certop" run --http-addr 127.0.0.1:${CERTOP_HTTP_PORT:-18091} >>"$state/$1.log" 2>&1 & ;;
     cm-default) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" >>"$state/$1.log" 2>&1 & ;;
     cm-tuned) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" --kube-api-qps 100 --kube-api-burst 200 >>"$state/$1.log" 2>&1 & ;;
   esac
@@ -183,19 +189,19 @@ for n in $sizes; do
     start=$(now)
     start_operator "$run"
     read -r ready issue_s polls < <(wait_for "$resource" "$n" 1 "$start")
-    operator_cpu=$(cpu_s "$operator_pid")
+    operator_cpu=$(cpu_s "$(operator_process)")
     cp_cpu=$(echo "$(cpu_s "$(cat "$state/cp/control-plane.pid")") - $cp_cpu" | bc)
     scrape "$state/after"
     requests=$(request_count "$state/before" "$state/after" "$polls")
     profile=$(request_profile "$state/before" "$state/after" "$n")
-    peak=$(peak_mib "$operator_pid"); rest=$(rss_mib "$operator_pid")
+    peak=$(peak_mib "$(operator_process)"); rest=$(rss_mib "$(operator_process)")
     stop_operator
     # Renewal of all, requested with the operator stopped.
     request_renewal "$run"
     start=$(now)
     start_operator "$run"
     read -r renewed renew_s _ < <(wait_for "$resource" "$n" 2 "$start")
-    renew_peak=$(peak_mib "$operator_pid")
+    renew_peak=$(peak_mib "$(operator_process)")
     stop_operator
     objects=""
     for kind in secrets configmaps events certificaterequests.cert-manager.io; do

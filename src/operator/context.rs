@@ -2,7 +2,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Patch, PatchParams};
+use k8s_openapi::api::events::v1::Event as K8sEvent;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::Store;
@@ -41,6 +43,8 @@ pub struct Context {
     /// The operator's namespace: CA Secrets live here.
     pub namespace: String,
     pub recorder: Recorder,
+    /// Who reports certop's Events (the pod, when it runs in one).
+    reporter: Reporter,
     pub metrics: Arc<Metrics>,
     pub authorities: AuthorityCache,
     /// CertificateAuthorities as the CA controller's reflector sees them.
@@ -89,7 +93,8 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Context {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             namespace,
             metrics,
@@ -181,6 +186,57 @@ impl Context {
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+            warn!(error = %e, reason, "cannot record event");
+        }
+    }
+}
+
+impl Context {
+    /// Records an Event that never repeats (one per issued revision) as it
+    /// is: not through the recorder, which keeps a full copy of every Event
+    /// for six minutes to fold repeats into a series. At 10,000 issuances
+    /// those copies were the operator's largest use of memory
+    /// (docs/benchmarks.md). Logged, never fatal, as `event`.
+    pub async fn event_once<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let regarding = obj.object_ref(&());
+        let namespace = regarding
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into());
+        let now = k8s_openapi::jiff::Timestamp::now();
+        let event = K8sEvent {
+            metadata: kube::api::ObjectMeta {
+                name: Some(format!(
+                    "{}.{:x}",
+                    regarding.name.as_deref().unwrap_or("certop"),
+                    now.as_nanosecond()
+                )),
+                namespace: Some(namespace.clone()),
+                ..Default::default()
+            },
+            action: Some(action.to_string()),
+            reason: Some(reason.to_string()),
+            note: Some(truncate(note, 1000)),
+            type_: Some("Normal".into()),
+            event_time: Some(MicroTime(now)),
+            regarding: Some(regarding),
+            reporting_controller: Some(self.reporter.controller.clone()),
+            reporting_instance: Some(
+                self.reporter
+                    .instance
+                    .clone()
+                    .unwrap_or_else(|| self.reporter.controller.clone()),
+            ),
+            ..Default::default()
+        };
+        let events: Api<K8sEvent> = Api::namespaced(self.client.clone(), &namespace);
+        if let Err(e) = events.create(&PostParams::default(), &event).await {
             warn!(error = %e, reason, "cannot record event");
         }
     }

@@ -332,9 +332,8 @@ async fn issue_into_secret(
         cert
     };
     if existed.is_some() {
-        ctx.event(
+        ctx.event_once(
             cert,
-            false,
             "Reissuing",
             &action,
             format!("Re-issuing the certificate: {}", issuance.reason),

@@ -121,11 +121,10 @@ pub async fn ready(
             code.as_deref().unwrap_or("Issued")
         );
         let action = format!("IssueRevision{revision}");
-        ctx.event(cert, false, reason, &action, note.clone()).await;
+        ctx.event_once(cert, reason, &action, note.clone()).await;
         // Also on the Secret, where `kubectl describe secret` shows it.
-        ctx.event(
+        ctx.event_once(
             &held.secret,
-            false,
             reason,
             &action,
             format!("{note}, for ClusterCertificate {name}"),
