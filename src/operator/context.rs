@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event as K8sEvent;
@@ -45,6 +46,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Who reports certop's Events (the pod, when it runs in one).
     reporter: Reporter,
+    events_sent: EventsSent,
     pub metrics: Arc<Metrics>,
     pub authorities: AuthorityCache,
     /// CertificateAuthorities as the CA controller's reflector sees them.
@@ -95,6 +97,7 @@ impl Context {
         Context {
             recorder: Recorder::new(client.clone(), reporter.clone()),
             reporter,
+            events_sent: EventsSent::default(),
             client,
             namespace,
             metrics,
@@ -197,6 +200,9 @@ impl Context {
     /// for six minutes to fold repeats into a series. At 10,000 issuances
     /// those copies were the operator's largest use of memory
     /// (docs/benchmarks.md). Logged, never fatal, as `event`.
+    /// The same reason and action on the same object twice within six
+    /// minutes (a pass that ran on a store not yet showing the first one's
+    /// status) is recorded once.
     pub async fn event_once<K: Resource<DynamicType = ()>>(
         &self,
         obj: &K,
@@ -205,6 +211,15 @@ impl Context {
         note: String,
     ) {
         let regarding = obj.object_ref(&());
+        if !self.events_sent.first(&(
+            &regarding.uid,
+            &regarding.namespace,
+            &regarding.name,
+            reason,
+            action,
+        )) {
+            return;
+        }
         let namespace = regarding
             .namespace
             .clone()
@@ -242,6 +257,44 @@ impl Context {
     }
 }
 
+/// Hashes of the Events `event_once` recorded in the last six minutes
+/// (16 bytes each, where the recorder keeps a whole Event).
+#[derive(Default)]
+struct EventsSent {
+    sent: std::sync::Mutex<(HashMap<u64, Instant>, Option<Instant>)>,
+}
+
+impl EventsSent {
+    const TTL: Duration = Duration::from_secs(6 * 60);
+
+    /// Whether `key` is new (and remembers it).
+    fn first(&self, key: &impl std::hash::Hash) -> bool {
+        use std::hash::Hasher;
+        let hash = {
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            key.hash(&mut h);
+            h.finish()
+        };
+        let now = Instant::now();
+        let Ok(mut guard) = self.sent.lock() else {
+            return true;
+        };
+        let (sent, pruned) = &mut *guard;
+        // Pruned at most once a minute, not on every Event.
+        if pruned.is_none_or(|p| now.duration_since(p) > Duration::from_secs(60)) {
+            sent.retain(|_, at| now.duration_since(*at) < Self::TTL);
+            *pruned = Some(now);
+        }
+        match sent.get(&hash) {
+            Some(at) if now.duration_since(*at) < Self::TTL => false,
+            _ => {
+                sent.insert(hash, now);
+                true
+            }
+        }
+    }
+}
+
 fn truncate(mut s: String, max: usize) -> String {
     if s.len() > max {
         let mut end = max;
@@ -251,4 +304,19 @@ fn truncate(mut s: String, max: usize) -> String {
         s.truncate(end);
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_is_recorded_once_per_object_reason_and_action() {
+        let sent = EventsSent::default();
+        assert!(sent.first(&("uid-a", "Issued", "IssueRevision1")));
+        assert!(!sent.first(&("uid-a", "Issued", "IssueRevision1")));
+        assert!(sent.first(&("uid-a", "Issued", "IssueRevision2")));
+        assert!(sent.first(&("uid-b", "Issued", "IssueRevision1")));
+        assert!(sent.first(&("uid-a", "Renewed", "IssueRevision1")));
+    }
 }
