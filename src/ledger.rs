@@ -200,6 +200,28 @@ pub fn live_of_key(entries: &[LedgerEntry], key: u32, now: DateTime<Utc>) -> usi
         .count()
 }
 
+/// When the newest certificate that `key` signed for a certificate that
+/// `previous` had signed before was issued: the last re-issue of a
+/// rotation, if any.
+pub fn last_reissue(entries: &[LedgerEntry], previous: u32, key: u32) -> Option<DateTime<Utc>> {
+    let had_previous: std::collections::HashSet<&str> = entries
+        .iter()
+        .filter(|e| e.key == previous)
+        .filter_map(|e| e.certificate.as_deref())
+        .collect();
+    entries
+        .iter()
+        .filter(|e| e.key == key)
+        .filter(|e| {
+            e.certificate
+                .as_deref()
+                .is_some_and(|c| had_previous.contains(c))
+        })
+        .map(|e| e.issued_at)
+        .max()
+        .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
+}
+
 /// The CRL entries of a ledger.
 pub fn revoked_entries<'a>(
     entries: impl IntoIterator<Item = &'a LedgerEntry>,
@@ -396,6 +418,14 @@ mod tests {
         assert_eq!(live_of_key(&all, 0, now), 1, "web was re-issued by key 1");
         assert_eq!(live_of_key(&all, 1, now), 1);
         assert_eq!(live_of_key(&all, 0, t(200)), 0, "all expired");
+        // The last re-issue is the newest key-1 certificate of a name key 0
+        // had signed; a certificate new under key 1 is not a re-issue.
+        let mut fresh = entry("06", 9, &[], &[], &[]);
+        fresh.certificate = Some("new".into());
+        fresh.key = 1;
+        all.push(fresh);
+        assert_eq!(last_reissue(&all, 0, 1), Some(t(1)));
+        assert_eq!(last_reissue(&all, 1, 2), None);
     }
 
     #[test]

@@ -147,6 +147,10 @@ pub struct Observed<'a> {
     pub next: Option<&'a CertificateInfo>,
     /// Unexpired, unrevoked certificates the retiring key signed.
     pub previous_live: usize,
+    /// When the last certificate of the retiring key was re-issued by the
+    /// signing one: its peers get a whole overlap from then to load it,
+    /// however late (an operator down, a backlog) the re-issue came.
+    pub last_reissue: Option<DateTime<Utc>>,
     pub settings: RotationSettings,
     pub now: DateTime<Utc>,
 }
@@ -262,7 +266,10 @@ pub fn decide(o: &Observed) -> Step {
         },
         Phase::Retiring if o.previous_live > 0 => Step::Wait { until: None },
         Phase::Retiring => {
-            let at = retire_time(o.signing, o.settings.overlap);
+            let at = retire_time(o.signing, o.settings.overlap).max(
+                o.last_reissue
+                    .map_or(DateTime::<Utc>::MIN_UTC, |t| t + o.settings.overlap),
+            );
             if o.now >= at {
                 Step::Retire
             } else {
@@ -508,10 +515,30 @@ mod tests {
                 signing,
                 next,
                 previous_live: live,
+                last_reissue: None,
                 settings: s,
                 now,
             };
             assert_eq!(decide(&o), expected, "{name}");
+            // A re-issue that came late moves the retirement to an overlap after it.
+            if expected == Step::Retire {
+                let late = Observed {
+                    last_reissue: Some(now),
+                    ..o
+                };
+                assert_eq!(
+                    decide(&late),
+                    Step::Wait {
+                        until: Some(now + s.overlap)
+                    },
+                    "{name}, re-issued late"
+                );
+                let early = Observed {
+                    last_reissue: Some(now - s.overlap),
+                    ..late
+                };
+                assert_eq!(decide(&early), Step::Retire, "{name}, re-issued in time");
+            }
         }
         for (name, m, next) in [
             ("staged key deleted after binding", &bound, None),
@@ -522,6 +549,7 @@ mod tests {
                 signing: old,
                 next,
                 previous_live: 0,
+                last_reissue: None,
                 settings,
                 now: switch,
             };

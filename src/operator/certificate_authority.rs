@@ -428,6 +428,9 @@ async fn rotate(
     let previous_live = marks
         .previous_index()
         .map_or(0, |index| crate::ledger::live_of_key(ledger, index, now));
+    let last_reissue = marks
+        .previous_index()
+        .and_then(|index| crate::ledger::last_reissue(ledger, index, marks.signing));
     let rotation_settings = RotationSettings {
         overlap: settings.rotation_overlap,
         rotate_before: settings.rotate_before,
@@ -439,6 +442,7 @@ async fn rotate(
             signing: signing.certificate(),
             next: next.as_ref().map(|n| n.certificate()),
             previous_live,
+            last_reissue,
             settings: rotation_settings,
             now,
         }),
