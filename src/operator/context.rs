@@ -19,7 +19,6 @@ use super::certificate_signing_request::CsrPolicy;
 use super::crl::CrlCache;
 use super::ledger_store::ShardCache;
 use super::metrics::Metrics;
-use super::own_writes::OwnWrites;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
@@ -63,9 +62,6 @@ pub struct Context {
     pub crl_base_url: String,
     /// What to do with CertificateSigningRequests.
     pub csr_policy: CsrPolicy,
-    /// The resourceVersions of certop's own last writes, so their watch
-    /// events do not start passes that could only find them.
-    pub own_writes: OwnWrites,
     /// The ledger shards as last written, the base of the next write.
     pub ledger_shards: ShardCache,
     /// One CRL signer at a time per CA, so numbers are never raced for.
@@ -110,7 +106,6 @@ impl Context {
             crls,
             crl_base_url,
             csr_policy,
-            own_writes: OwnWrites::default(),
             ledger_shards: ShardCache::default(),
             crl_locks: Default::default(),
         }

@@ -19,7 +19,6 @@ mod finalize;
 mod http;
 mod ledger_store;
 pub mod metrics;
-mod own_writes;
 mod rate_limit;
 pub mod reason;
 mod run;

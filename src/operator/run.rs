@@ -503,17 +503,12 @@ async fn run_controllers(
         .for_each(log_error("CertificateAuthority controller"));
 
     // A certificate's own status and Secret writes come back through the
-    // watches; those events are skipped (see `own_writes`), anything else
-    // starts a pass.
-    let own = ctx.clone();
-    let cert_changes = shared.certificates.follow().filter(move |c| {
-        std::future::ready(
-            !own.own_writes
-                .is_own_status(&c.name_any(), c.metadata.resource_version.as_deref()),
-        )
-    });
-    let cert_controller = Controller::for_shared_stream(cert_changes, shared.certificates.store())
-        .with_config(config());
+    // watches and start a pass that re-derives what they wrote: that pass
+    // repairs what an earlier one wrote from a view not yet complete (a
+    // CA key whose Secret the store had not yet shown).
+    let cert_controller =
+        Controller::for_shared_stream(shared.certificates.follow(), shared.certificates.store())
+            .with_config(config());
     let issuer_store = shared.certificates.store();
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
     let cert_secrets = watch(
@@ -528,17 +523,13 @@ async fn run_controllers(
         shared.cas.store(),
         signing_identity,
     );
-    let own = ctx.clone();
     let cert_run = cert_controller
         .watches_shared_stream(signing_changes, move |ca| {
             certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
         })
         .watches_stream(cert_secrets, move |secret| {
             let owner = secret.annotations().get(meta::CERTIFICATE)?;
-            let own_write = own
-                .own_writes
-                .is_own_secret(owner, secret.metadata.resource_version.as_deref());
-            (!own_write).then(|| ObjectRef::<ClusterCertificate>::new(owner))
+            Some(ObjectRef::<ClusterCertificate>::new(owner))
         })
         .graceful_shutdown_on(stopped(shutdown_rx.clone()))
         .run(

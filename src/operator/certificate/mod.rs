@@ -234,11 +234,7 @@ async fn apply_pass(
             let metadata_changed = secret::metadata_missing(&secret, &wanted);
             if bundle_changed || metadata_changed {
                 match secret::apply(&secrets, wanted.clone(), secret.resource_version()).await? {
-                    Ok(applied) => {
-                        ctx.own_writes
-                            .wrote_secret(&cert.name_any(), applied.resource_version());
-                        wanted = applied
-                    }
+                    Ok(applied) => wanted = applied,
                     Err(blocked) => return status::blocked(cert, ctx, blocked, None, now).await,
                 }
                 let what = match (bundle_changed, metadata_changed) {
@@ -356,11 +352,7 @@ async fn issue_into_secret(
     };
     let wanted = secret::desired(cert, signed.data, &provenance);
     let wanted = match secret::apply(secrets, wanted, existed).await? {
-        Ok(applied) => {
-            ctx.own_writes
-                .wrote_secret(&cert.name_any(), applied.resource_version());
-            applied
-        }
+        Ok(applied) => applied,
         Err(blocked) => {
             return status::blocked(cert, ctx, blocked, Some(&issuance.reason), now)
                 .await
@@ -566,7 +558,6 @@ async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), 
 /// its Secret goes unless the policy keeps it or it is not ours.
 async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
     let name = cert.name_any();
-    ctx.own_writes.forget(&name);
     let retain =
         cert.spec.secret_deletion_policy.unwrap_or_default() == SecretDeletionPolicy::Retain;
     // A Secret kept by policy is still in use: revoking it would break its

@@ -16,18 +16,14 @@ use crate::operator::reason::{Blocked, Reason};
 use crate::operator::{Context, Error};
 use crate::plan::IssueReason;
 
-/// Writes the status and remembers the write, so its watch event does not
-/// start a pass of its own (see `own_writes`).
+/// Writes the status with server-side apply.
 async fn write(
     cert: &ClusterCertificate,
     ctx: &Context,
     status: &ClusterCertificateStatus,
 ) -> Result<(), Error> {
-    let name = cert.name_any();
-    let written = ctx
-        .apply_status::<ClusterCertificate>(&name, status)
+    ctx.apply_status::<ClusterCertificate>(&cert.name_any(), status)
         .await?;
-    ctx.own_writes.wrote_status(&name, written);
     Ok(())
 }
 
