@@ -68,22 +68,7 @@ print(int(load(sys.argv[2]) - load(sys.argv[1]) - int(sys.argv[3])))
 PY
 }
 # Where the requests went: per verb, resource and subresource, per certificate.
-request_profile() {
-  python3 - "$1" "$2" "$3" <<'PY'
-import re, sys
-def load(path):
-    counts = {}
-    for line in open(path):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        key = (labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", ""))
-        counts[key] = counts.get(key, 0.0) + float(line.split()[-1])
-    return counts
-before, after, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
-delta = sorted(((v - before.get(k, 0.0), k) for k, v in after.items()), reverse=True)
-print("  requests per certificate: " + ", ".join(
-    f"{verb} {res}{'/' + sub if sub else ''} {d / n:.2f}" for d, (verb, res, sub) in delta if d / n >= 0.01))
-PY
-}
+request_profile() { "$root/scripts/request-profile.py" "$1" "$2" "$3" --line; }
 
 # Polls (one unchunked LIST each) until COUNT certificates satisfy the
 # test, or the cap; prints "done seconds polls".

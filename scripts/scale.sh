@@ -55,23 +55,7 @@ requests() {
     awk '!(/resource="clustercertificates"/ && /verb="LIST"/) && !/verb="GET",version=""/ {s += $NF} END {printf "%d", s}'
 }
 # The requests of the run by verb, resource and subresource, most first.
-breakdown() {
-  python3 - "$state/requests.before" "$state/requests.after" "$n" <<'PY'
-import re, sys
-def load(path):
-    out = {}
-    for line in open(path):
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
-        key = (labels.get("verb"), labels.get("resource"), labels.get("subresource", ""))
-        out[key] = out.get(key, 0) + float(line.split()[-1])
-    return out
-before, after, n = load(sys.argv[1]), load(sys.argv[2]), int(sys.argv[3])
-rows = sorted(((after[k] - before.get(k, 0), k) for k in after), reverse=True)
-for count, (verb, resource, sub) in rows[:10]:
-    if count > 0:
-        print(f"  {verb:7} {resource + ('/' + sub if sub else ''):40} {int(count):7}  {count / n:5.2f} per certificate")
-PY
-}
+breakdown() { "$root/scripts/request-profile.py" "$state/requests.before" "$state/requests.after" "$n"; }
 : >"$state/operator.log"
 start_operator
 printf 'apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {name: scale}\nspec:\n  subject: {commonName: scale}\n' | kubectl apply -f - >/dev/null
