@@ -130,12 +130,11 @@ impl Context {
 
     /// Writes an object's status with server-side apply, as field manager
     /// `certop`: only the fields certop sets, and no read-modify-write race.
-    /// Returns the object's new resourceVersion.
     pub async fn apply_status<K>(
         &self,
         name: &str,
         status: &impl serde::Serialize,
-    ) -> Result<Option<String>, Error>
+    ) -> Result<(), Error>
     where
         K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
     {
@@ -145,14 +144,13 @@ impl Context {
             "kind": K::kind(&()),
             "status": status,
         });
-        let written = api
-            .patch_status(
-                name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        Ok(written.meta().resource_version.clone())
+        api.patch_status(
+            name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        Ok(())
     }
 
     pub fn operator_secrets(&self) -> Api<Secret> {
