@@ -48,6 +48,13 @@ use super::{
 pub struct ClusterCertificateSpec {
     /// The CertificateAuthority that signs this certificate.
     pub issuer_ref: IssuerRef,
+    /// The CertificatePolicy this certificate is issued under. Creating or
+    /// changing a spec that names a policy needs the RBAC verb `use` on it
+    /// (enforced at admission by the ValidatingAdmissionPolicy
+    /// `certop-policy-use`). Required when any CertificatePolicy governs
+    /// the issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy_ref: Option<super::PolicyRef>,
     /// Name of the `kubernetes.io/tls` Secret that receives the certificate and key.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub secret_name: String,

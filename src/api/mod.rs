@@ -7,6 +7,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 mod certificate_authority;
+mod certificate_policy;
 mod certificate_revocation;
 mod cluster_certificate;
 mod duration;
@@ -17,6 +18,9 @@ pub use certificate_authority::{
     CaKeySource, CaRotation, CaRotationStatus, CaSettings, CertificateAuthority,
     CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS,
     DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, TrustBundle,
+};
+pub use certificate_policy::{
+    AllowedIdentity, CertificatePolicy, CertificatePolicySpec, PolicyRef,
 };
 pub use certificate_revocation::{
     CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus,
@@ -198,5 +202,6 @@ pub fn crds()
         CertificateAuthority::crd(),
         ClusterCertificate::crd(),
         CertificateRevocation::crd(),
+        CertificatePolicy::crd(),
     ]
 }

@@ -2,6 +2,7 @@
 //! signers `certop.dev/<ca>`, and, when configured, approves (after
 //! checking the node's identity and names) and signs kubelet CSRs.
 
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -130,18 +131,28 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
         Ok(t) => t,
         Err(e) => return fail(csr, ctx, "UnsupportedRequest", e).await,
     };
-    // certop's own signers obey the CA's policy; the kubelet signers have
-    // their own rules (a node's identity, names checked against its Node).
-    let policy_applies = signer.starts_with(SIGNER_PREFIX);
-    if policy_applies
-        && let Err(e) = crate::policy::check(
-            ca.spec.policy.as_ref(),
+    // certop's own signers obey the same policies as ClusterCertificates,
+    // for the CSR's requester; the kubelet signers have their own rules (a
+    // node's identity, names checked against its Node).
+    let template = if signer.starts_with(SIGNER_PREFIX) {
+        let all = ctx.policies.state();
+        let usable = usable_policies(csr, ctx, &crate::policy::governing(&all, ca_name)).await?;
+        match crate::policy::authorize_signing_request(
+            crate::policy::Authority {
+                name: ca_name,
+                policy: ca.spec.policy.as_ref(),
+            },
+            &all,
+            &usable,
+            csr.spec.username.as_deref().unwrap_or_default(),
             &template,
-            crate::policy::Request::SigningRequest,
-        )
-    {
-        return fail(csr, ctx, "PolicyViolation", e).await;
-    }
+        ) {
+            Ok(t) => t,
+            Err(e) => return fail(csr, ctx, "PolicyViolation", e.to_string()).await,
+        }
+    } else {
+        template
+    };
     let issued = match issue_for_request(&template, &content.der, &ring.signing, now) {
         Ok(i) => i,
         Err(e) => return fail(csr, ctx, "SigningFailed", e.to_string()).await,
@@ -233,31 +244,66 @@ async fn allowed_subresource(
     ctx: &Context,
     subresources: &[&'static str],
 ) -> Result<Option<&'static str>, Error> {
-    let api: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
     for sub in subresources {
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: csr.spec.username.clone(),
-                groups: csr.spec.groups.clone(),
-                uid: csr.spec.uid.clone(),
-                extra: csr.spec.extra.clone(),
-                resource_attributes: Some(ResourceAttributes {
-                    group: Some("certificates.k8s.io".into()),
-                    resource: Some("certificatesigningrequests".into()),
-                    subresource: Some(sub.to_string()),
-                    verb: Some("create".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
+        let attributes = ResourceAttributes {
+            group: Some("certificates.k8s.io".into()),
+            resource: Some("certificatesigningrequests".into()),
+            subresource: Some(sub.to_string()),
+            verb: Some("create".into()),
             ..Default::default()
         };
-        let answer = api.create(&PostParams::default(), &review).await?;
-        if answer.status.is_some_and(|s| s.allowed) {
+        if requester_may(csr, ctx, attributes).await? {
             return Ok(Some(sub));
         }
     }
     Ok(None)
+}
+
+/// Whether the CSR's requester (user, groups, uid and extra, as the CSR
+/// records them) may do what `attributes` say, asked of the API server.
+async fn requester_may(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    attributes: ResourceAttributes,
+) -> Result<bool, Error> {
+    let api: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: csr.spec.username.clone(),
+            groups: csr.spec.groups.clone(),
+            uid: csr.spec.uid.clone(),
+            extra: csr.spec.extra.clone(),
+            resource_attributes: Some(attributes),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = api.create(&PostParams::default(), &review).await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
+
+/// The names of the policies (of those governing the CA) that the CSR's
+/// requester may `use`.
+async fn usable_policies(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    governing: &[Arc<crate::api::CertificatePolicy>],
+) -> Result<BTreeSet<String>, Error> {
+    let mut usable = BTreeSet::new();
+    for policy in governing {
+        let name = policy.name_any();
+        let attributes = ResourceAttributes {
+            group: Some(crate::api::GROUP.into()),
+            resource: Some("certificatepolicies".into()),
+            name: Some(name.clone()),
+            verb: Some("use".into()),
+            ..Default::default()
+        };
+        if requester_may(csr, ctx, attributes).await? {
+            usable.insert(name);
+        }
+    }
+    Ok(usable)
 }
 
 async fn decide(

@@ -22,7 +22,10 @@ use super::metrics::Metrics;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
-use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate};
+use super::admission_guard::GuardState;
+use crate::api::{
+    CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate,
+};
 
 /// The shared reflector stores every controller reads. No controller
 /// starts before all of them have listed (a store still empty at start or
@@ -32,6 +35,7 @@ pub struct Stores {
     pub cas: Store<CertificateAuthority>,
     pub certificates: Store<ClusterCertificate>,
     pub revocations: Store<CertificateRevocation>,
+    pub policies: Store<CertificatePolicy>,
     /// Secrets of the operator's namespace, metadata only: CA key Secrets'
     /// resourceVersions, so a CA key is fetched only when it changed.
     pub ca_secrets: Store<PartialObjectMeta<Secret>>,
@@ -53,6 +57,9 @@ pub struct Context {
     /// ClusterCertificates as their controller's reflector sees them.
     pub certificates: Store<ClusterCertificate>,
     pub revocations: Store<CertificateRevocation>,
+    pub policies: Store<CertificatePolicy>,
+    /// Whether the admission guard of `spec.policyRef` is in force.
+    pub guard: GuardState,
     pub ca_secrets: Store<PartialObjectMeta<Secret>>,
     /// Per-object backoff after errors.
     pub backoff: Backoff,
@@ -101,6 +108,8 @@ impl Context {
             cas: stores.cas,
             certificates: stores.certificates,
             revocations: stores.revocations,
+            policies: stores.policies,
+            guard: GuardState::default(),
             ca_secrets: stores.ca_secrets,
             backoff: Backoff::default(),
             crls,

@@ -2,6 +2,7 @@
 //! reads state, asks `pki`/`plan` what to do, writes the Secret, then the
 //! status, records Events and requeues at the next moment that matters.
 
+pub mod admission_guard;
 mod authority_cache;
 mod backoff;
 mod ca_rotation;

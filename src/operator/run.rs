@@ -25,8 +25,13 @@ use super::http::{HttpState, serve};
 use super::metrics::Metrics;
 use super::shared_store::{Cached, SharedStore, changes, slim, watch};
 use super::watch_backoff::EachWatchBacksOff;
-use super::{Context, Error, Stores, certificate, certificate_authority, certificate_revocation};
-use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
+use super::{
+    Context, Error, Stores, admission_guard, certificate, certificate_authority,
+    certificate_revocation,
+};
+use crate::api::{
+    CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
+};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -402,6 +407,7 @@ async fn run_controllers(
     // listed: a controller acting on a store still empty at start or
     // failover would make a CSR fail for good or skip a revoke-on-delete.
     let revocations = SharedStore::spawn(Api::<CertificateRevocation>::all(client.clone()));
+    let policies = SharedStore::spawn(Api::<CertificatePolicy>::all(client.clone()));
     // Every Secret of the operator's namespace, metadata only: a CA's key
     // Secret may be one a person created (adoption), without certop's labels.
     let ca_secret_api = Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace);
@@ -411,16 +417,19 @@ async fn run_controllers(
         cas: shared.cas.store(),
         certificates: shared.certificates.store(),
         revocations: revocations.store(),
+        policies: policies.store(),
         ca_secrets: ca_secret_store.store(),
     };
-    let ready = futures::future::join4(
+    let ready = futures::future::join5(
         stores.cas.wait_until_ready(),
         stores.certificates.wait_until_ready(),
         stores.revocations.wait_until_ready(),
+        stores.policies.wait_until_ready(),
         stores.ca_secrets.wait_until_ready(),
     );
     let abort = || {
         revocations.abort();
+        policies.abort();
         ca_secret_store.abort();
     };
     tokio::select! {
@@ -432,6 +441,7 @@ async fn run_controllers(
     }
     info!("stores ready; starting controllers");
     let ctx = Arc::new(Context::new(client.clone(), settings, stores));
+    let guard = tokio::spawn(admission_guard::follow(client.clone(), ctx.guard.clone()));
 
     // Debounced: a burst of issuances (ledger writes) is one CA pass.
     let ca_controller = Controller::for_shared_stream(shared.cas.follow(), shared.cas.store())
@@ -523,9 +533,20 @@ async fn run_controllers(
         shared.cas.store(),
         signing_identity,
     );
+    // A policy's change (or deletion) may allow or refuse the certificates
+    // of the CAs it governs.
+    let governed_store = shared.certificates.store();
     let cert_run = cert_controller
         .watches_shared_stream(signing_changes, move |ca| {
             certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
+        })
+        .watches_shared_stream(policies.follow_with_deletes(), move |policy| {
+            policy
+                .spec
+                .authorities
+                .iter()
+                .flat_map(|ca| certificate::certificates_of_issuer(&governed_store, ca))
+                .collect::<Vec<_>>()
         })
         .watches_stream(cert_secrets, move |secret| {
             let owner = secret.annotations().get(meta::CERTIFICATE)?;
@@ -559,6 +580,7 @@ async fn run_controllers(
         )
         .for_each(log_error("CertificateSigningRequest controller"));
     futures::join!(ca_run, cert_run, revocation_run, csr_run);
+    guard.abort();
     abort();
 }
 

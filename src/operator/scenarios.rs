@@ -87,6 +87,8 @@ fn world() -> World {
     let (certs, mut cert_writer) = reflector::store::<ClusterCertificate>();
     let (revocations, mut rev_writer) = reflector::store::<CertificateRevocation>();
     let (ca_secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
+    let (policies, mut policy_writer) = reflector::store::<crate::api::CertificatePolicy>();
+    init(&mut policy_writer, Vec::new());
     init(&mut ca_writer, Vec::new());
     init(&mut cert_writer, Vec::new());
     init(&mut rev_writer, Vec::new());
@@ -105,6 +107,7 @@ fn world() -> World {
         cas,
         certificates: certs,
         revocations,
+        policies,
         ca_secrets,
     };
     let ctx = Arc::new(Context::new(api.client(), settings, stores));

@@ -189,6 +189,13 @@ fn rules(profile: Profile, node: Option<&str>) -> Result<ProfileRules, PkiError>
     })
 }
 
+/// Whether a profile fixes the subject (common name and organizations)
+/// itself, so that a spec cannot choose them; `server` and `client` take
+/// theirs from the spec.
+pub fn profile_fixes_subject(profile: Profile) -> bool {
+    rules(profile, Some("node")).is_ok_and(|r| r.common_name.is_some())
+}
+
 /// The profile's name as written in a manifest.
 pub fn profile_name(profile: Profile) -> String {
     serde_json::to_value(profile)

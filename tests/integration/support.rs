@@ -216,7 +216,11 @@ impl ControlPlane {
 
     /// Applies the namespace and RBAC of manifests/, as a user would.
     pub fn install_rbac(&self) {
-        for f in ["manifests/namespace.yaml", "manifests/rbac.yaml"] {
+        for f in [
+            "manifests/namespace.yaml",
+            "manifests/rbac.yaml",
+            "manifests/policy-admission.yaml",
+        ] {
             let out = self.kubectl(&["apply", "-f", repo_root().join(f).to_str().expect("utf-8")]);
             assert!(out.status.success(), "{f}: {}", stderr(&out));
         }

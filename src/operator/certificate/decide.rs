@@ -26,10 +26,25 @@ pub enum Issuer {
     Ready {
         ring: Arc<KeyRing>,
         crl_url: Option<String>,
-        /// What the CA may sign.
-        policy: Option<crate::api::IssuancePolicy>,
+        /// Who may get which identity from this CA.
+        governance: Governance,
     },
 }
+
+/// What decides who may get which identity from a CA, as observed: the
+/// CA's own `spec.policy`, every CertificatePolicy, and whether the
+/// admission guard that makes `spec.policyRef` trustworthy is in force.
+#[derive(Clone, Debug)]
+pub struct Governance {
+    pub ca: String,
+    pub ca_policy: Option<crate::api::IssuancePolicy>,
+    pub policies: Vec<Arc<crate::api::CertificatePolicy>>,
+    pub guard: Result<(), String>,
+}
+
+/// How soon a certificate refused for want of the admission guard looks
+/// again (the guard is looked at every 15 s).
+pub const GUARD_RETRY: Duration = Duration::from_secs(15);
 
 /// What the reconciler does next.
 #[derive(Debug)]
@@ -111,21 +126,35 @@ pub fn decide(
     {
         return invalid(message);
     }
-    let (ring, crl_url, policy) = match issuer {
+    let (ring, crl_url, governance) = match issuer {
         Issuer::Blocked(b) => return Decision::Blocked(b),
         Issuer::Ready {
             ring,
             crl_url,
-            policy,
-        } => (ring, crl_url, policy),
+            governance,
+        } => (ring, crl_url, governance),
     };
     let authority = ring.signing.clone();
-    if let Err(message) = crate::policy::check(
-        policy.as_ref(),
-        &template,
-        crate::policy::Request::Certificate(cert.spec.profile),
+    if let Err(denial) = crate::policy::authorize_certificate(
+        crate::policy::Authority {
+            name: &governance.ca,
+            policy: governance.ca_policy.as_ref(),
+        },
+        &governance.policies,
+        cert.spec.policy_ref.as_ref().map(|r| r.name.as_str()),
+        governance.guard.clone(),
+        &crate::policy::Request {
+            profile: cert.spec.profile,
+            template: &template,
+        },
     ) {
-        return Decision::Blocked(Blocked::new(Reason::PolicyViolation, message, None));
+        let retry =
+            matches!(denial, crate::policy::Denial::GuardNotInForce(_)).then_some(GUARD_RETRY);
+        return Decision::Blocked(Blocked::new(
+            Reason::PolicyViolation,
+            denial.to_string(),
+            retry,
+        ));
     }
     template.crl_distribution_point = crl_url;
     if let Ownership::Foreign(message) = ownership(secret, &cert.name_any()) {
@@ -212,7 +241,12 @@ mod tests {
                 overlap: chrono::Duration::zero(),
             }),
             crl_url: None,
-            policy: None,
+            governance: Governance {
+                ca: "ca".into(),
+                ca_policy: None,
+                policies: Vec::new(),
+                guard: Ok(()),
+            },
         }
     }
 

@@ -142,7 +142,12 @@ async fn issuer(
             Ok(Issuer::Ready {
                 ring,
                 crl_url,
-                policy: ca.spec.policy.clone(),
+                governance: decide::Governance {
+                    ca: ca_name.to_string(),
+                    ca_policy: ca.spec.policy.clone(),
+                    policies: ctx.policies.state(),
+                    guard: ctx.guard.get(),
+                },
             })
         }
         Err(message) => waiting(Reason::IssuerNotReady, message, decide::WAITING_RETRY),

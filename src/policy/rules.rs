@@ -1,0 +1,440 @@
+//! One bound on every identity field, whatever it came from: a
+//! CertificatePolicy, a CA's own `spec.policy`, or the default. Every
+//! request path evaluates the same `Rules` the same way. Pure.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use ipnet::IpNet;
+
+use super::{pattern, privileged};
+use crate::api::{
+    AllowedIdentity, CertificatePolicy, IssuancePolicy, KeyAlgorithm, KeyUsage, Profile,
+};
+use crate::pki::{LeafTemplate, profile_fixes_subject, profile_name, usage_name};
+
+/// Where a set of rules came from, as a refusal names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// A CertificatePolicy, by name.
+    Policy(String),
+    /// The `spec.policy` of a CertificateAuthority, by CA name.
+    CaPolicy(String),
+    /// No policy governs the CA: only privileged identities are refused.
+    Default,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Policy(name) => write!(f, "CertificatePolicy {name}"),
+            Source::CaPolicy(ca) => write!(f, "the spec.policy of CertificateAuthority {ca}"),
+            Source::Default => {
+                f.write_str("the default policy (no CertificatePolicy governs the CA)")
+            }
+        }
+    }
+}
+
+/// An identity field of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Profile,
+    CommonName,
+    Organization,
+    DnsName,
+    IpAddress,
+    Uri,
+    Usage,
+    KeyAlgorithm,
+    Duration,
+}
+
+impl Field {
+    /// The field's name as a policy's `allowed` writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Profile => "profiles",
+            Field::CommonName => "commonNames",
+            Field::Organization => "organizations",
+            Field::DnsName => "dnsNames",
+            Field::IpAddress => "ipAddresses",
+            Field::Uri => "uris",
+            Field::Usage => "usages",
+            Field::KeyAlgorithm => "keyAlgorithms",
+            Field::Duration => "maxDuration",
+        }
+    }
+}
+
+/// Why a set of rules does not allow a request: which field and value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub source: Source,
+    pub field: Field,
+    pub value: String,
+    pub why: String,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} does not allow {} {:?}: {}",
+            self.source,
+            self.field.as_str(),
+            self.value,
+            self.why
+        )
+    }
+}
+
+/// The allowed values of a name field.
+#[derive(Clone, Debug, PartialEq)]
+enum Names {
+    /// Any value that is not privileged.
+    Any,
+    /// Values a pattern matches; privileged ones only by an exact entry.
+    Only(Vec<String>),
+}
+
+/// Which profiles a request may use.
+#[derive(Clone, Debug, PartialEq)]
+enum Profiles {
+    /// Any profile, or none.
+    Any,
+    /// No profile, or one of these.
+    Only(Vec<Profile>),
+    /// One of these, always (a CA's `spec.policy.allowedProfiles`).
+    Required(Vec<Profile>),
+}
+
+/// What a request asks for: the certificate it would get, and the profile
+/// a ClusterCertificate named (a CSR has none).
+#[derive(Clone, Copy, Debug)]
+pub struct Request<'a> {
+    pub profile: Option<Profile>,
+    pub template: &'a LeafTemplate,
+}
+
+/// Bounds on every identity field of a request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rules {
+    pub source: Source,
+    common_names: Names,
+    organizations: Names,
+    dns_names: Names,
+    /// None: any address (the default and a CA's `spec.policy`).
+    ip_addresses: Option<Vec<IpNet>>,
+    uris: Names,
+    usages: Option<BTreeSet<KeyUsage>>,
+    key_algorithms: Option<Vec<KeyAlgorithm>>,
+    profiles: Profiles,
+    max_duration: Option<chrono::Duration>,
+    /// A CA's `spec.policy` lets a listed profile that fixes the subject
+    /// bring that subject (and the API server profile its Service names),
+    /// privileged or not; a CertificatePolicy names every value itself.
+    profile_brings_identity: bool,
+}
+
+impl Rules {
+    /// What a CA signs when no policy governs it: anything but privileged
+    /// identities.
+    pub fn default_open() -> Rules {
+        Rules {
+            source: Source::Default,
+            common_names: Names::Any,
+            organizations: Names::Any,
+            dns_names: Names::Any,
+            ip_addresses: None,
+            uris: Names::Any,
+            usages: None,
+            key_algorithms: None,
+            profiles: Profiles::Any,
+            max_duration: None,
+            profile_brings_identity: false,
+        }
+    }
+
+    /// A CertificatePolicy's rules: an omitted name field allows nothing.
+    pub fn of_policy(policy: &CertificatePolicy) -> Result<Rules, String> {
+        let name = policy.metadata.name.clone().unwrap_or_default();
+        let a: &AllowedIdentity = &policy.spec.allowed;
+        let invalid = |e: String| format!("CertificatePolicy {name}: {e}");
+        let ip_addresses = a
+            .ip_addresses
+            .iter()
+            .map(|e| {
+                pattern::parse_network(e).map_err(|e| invalid(format!("allowed.ipAddresses: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let max_duration = a
+            .max_duration
+            .as_ref()
+            .map(|d| d.to_chrono())
+            .transpose()
+            .map_err(|e| invalid(format!("allowed.maxDuration: {e}")))?;
+        Ok(Rules {
+            source: Source::Policy(name.clone()),
+            common_names: Names::Only(a.common_names.clone()),
+            organizations: Names::Only(a.organizations.clone()),
+            dns_names: Names::Only(a.dns_names.clone()),
+            ip_addresses: Some(ip_addresses),
+            uris: Names::Only(a.uris.clone()),
+            usages: a.usages.as_ref().map(|u| u.iter().copied().collect()),
+            key_algorithms: a.key_algorithms.clone(),
+            profiles: Profiles::Only(a.profiles.clone()),
+            max_duration,
+            profile_brings_identity: false,
+        })
+    }
+
+    /// A CA's own `spec.policy`: an empty list leaves its field open to
+    /// ordinary values; privileged values need an entry or a listed profile
+    /// that carries them.
+    pub fn of_ca_policy(ca: &str, p: &IssuancePolicy) -> Result<Rules, String> {
+        let open_or = |list: &[String]| {
+            if list.is_empty() {
+                Names::Any
+            } else {
+                Names::Only(list.to_vec())
+            }
+        };
+        // `.example.com` meant every name under example.com; `*` any name.
+        let dns: Vec<String> = p
+            .allowed_dns_names
+            .iter()
+            .map(|d| match d.strip_prefix('.') {
+                Some(suffix) => format!("*.{suffix}"),
+                None => d.clone(),
+            })
+            .collect();
+        let max_duration = p
+            .max_duration
+            .as_ref()
+            .map(|d| d.to_chrono())
+            .transpose()
+            .map_err(|e| format!("the CA's spec.policy.maxDuration: {e}"))?;
+        Ok(Rules {
+            source: Source::CaPolicy(ca.to_string()),
+            common_names: Names::Any,
+            organizations: open_or(&p.allowed_organizations),
+            dns_names: if dns.iter().any(|d| d == "*") {
+                Names::Any
+            } else {
+                open_or(&dns)
+            },
+            ip_addresses: None,
+            uris: Names::Any,
+            usages: None,
+            key_algorithms: None,
+            profiles: if p.allowed_profiles.is_empty() {
+                Profiles::Any
+            } else {
+                Profiles::Required(p.allowed_profiles.clone())
+            },
+            max_duration,
+            profile_brings_identity: true,
+        })
+    }
+
+    /// The longest lifetime these rules sign, if they bound it.
+    pub fn max_duration(&self) -> Option<chrono::Duration> {
+        self.max_duration
+    }
+
+    /// Ok if every field of the request is allowed; else the first field
+    /// and value that is not, and why.
+    pub fn evaluate(&self, request: &Request) -> Result<(), Refusal> {
+        let refuse = |field: Field, value: String, why: String| {
+            Err(Refusal {
+                source: self.source.clone(),
+                field,
+                value,
+                why,
+            })
+        };
+        let t = request.template;
+        // Whether the request's profile is listed by name (not just open).
+        let listed_profile = match (&self.profiles, request.profile) {
+            (Profiles::Any, _) | (Profiles::Only(_), None) => false,
+            (Profiles::Only(list) | Profiles::Required(list), Some(p)) => {
+                if !list.contains(&p) {
+                    return refuse(
+                        Field::Profile,
+                        profile_name(p),
+                        format!("allowed profiles: {}", names_of(list)),
+                    );
+                }
+                true
+            }
+            (Profiles::Required(list), None) => {
+                return refuse(
+                    Field::Profile,
+                    String::new(),
+                    format!(
+                        "a profile is required (one of {}); a request without one (or a CSR) is refused",
+                        names_of(list)
+                    ),
+                );
+            }
+        };
+        let brought = |field: Field, value: &str| {
+            let Some(profile) = request
+                .profile
+                .filter(|_| self.profile_brings_identity && listed_profile)
+            else {
+                return false;
+            };
+            match field {
+                Field::CommonName => {
+                    profile_fixes_subject(profile) && t.common_name.as_deref() == Some(value)
+                }
+                Field::Organization => profile_fixes_subject(profile),
+                Field::DnsName => {
+                    profile == Profile::KubeApiserver
+                        && pattern::is_exact(value)
+                        && privileged::dns_name(value).is_some()
+                }
+                _ => false,
+            }
+        };
+        let check_name = |field: Field,
+                          names: &Names,
+                          value: &str,
+                          fold: bool,
+                          why_privileged: Option<&str>| {
+            let exact = |list: &[String]| {
+                list.iter().any(|e| {
+                    pattern::is_exact(e)
+                        && if fold {
+                            e.eq_ignore_ascii_case(value)
+                        } else {
+                            e == value
+                        }
+                })
+            };
+            if let Some(why) = why_privileged {
+                let named = matches!(names, Names::Only(list) if exact(list));
+                if named || brought(field, value) {
+                    return Ok(());
+                }
+                return refuse(
+                    field,
+                    value.to_string(),
+                    format!(
+                        "{why}; only a policy that lists it exactly (not through a pattern) allows it"
+                    ),
+                );
+            }
+            match names {
+                Names::Any => Ok(()),
+                Names::Only(list) if list.iter().any(|e| pattern::matches(e, value, fold)) => {
+                    Ok(())
+                }
+                Names::Only(_) if brought(field, value) => Ok(()),
+                Names::Only(list) if list.is_empty() => refuse(
+                    field,
+                    value.to_string(),
+                    format!(
+                        "allowed.{} lists nothing, so no value is allowed",
+                        field.as_str()
+                    ),
+                ),
+                Names::Only(list) => refuse(
+                    field,
+                    value.to_string(),
+                    format!("allowed: {}", list.join(", ")),
+                ),
+            }
+        };
+        if let Some(cn) = &t.common_name {
+            check_name(
+                Field::CommonName,
+                &self.common_names,
+                cn,
+                false,
+                privileged::common_name(cn),
+            )?;
+        }
+        for o in &t.organizations {
+            check_name(
+                Field::Organization,
+                &self.organizations,
+                o,
+                false,
+                privileged::organization(o),
+            )?;
+        }
+        for d in &t.dns_names {
+            check_name(
+                Field::DnsName,
+                &self.dns_names,
+                d,
+                true,
+                privileged::dns_name(d),
+            )?;
+        }
+        if let Some(networks) = &self.ip_addresses {
+            for ip in &t.ip_addresses {
+                if !networks.iter().any(|n| pattern::contains(n, ip)) {
+                    let allowed: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
+                    return refuse(
+                        Field::IpAddress,
+                        ip.to_string(),
+                        if allowed.is_empty() {
+                            "allowed.ipAddresses lists nothing, so no address is allowed".into()
+                        } else {
+                            format!("allowed networks: {}", allowed.join(", "))
+                        },
+                    );
+                }
+            }
+        }
+        for u in &t.uris {
+            check_name(Field::Uri, &self.uris, u, false, None)?;
+        }
+        if let Some(usages) = &self.usages
+            && let Some(u) = t.usages.iter().find(|u| !usages.contains(u))
+        {
+            let allowed: Vec<String> = usages.iter().map(|u| usage_name(*u)).collect();
+            return refuse(
+                Field::Usage,
+                usage_name(*u),
+                format!("allowed usages: {}", allowed.join(", ")),
+            );
+        }
+        if let Some(algorithms) = &self.key_algorithms
+            && !algorithms.contains(&t.key_algorithm)
+        {
+            let allowed: Vec<&str> = algorithms.iter().map(|a| a.as_str()).collect();
+            return refuse(
+                Field::KeyAlgorithm,
+                t.key_algorithm.to_string(),
+                format!("allowed key algorithms: {}", allowed.join(", ")),
+            );
+        }
+        if let Some(max) = self.max_duration
+            && t.lifetime > max
+        {
+            return refuse(
+                Field::Duration,
+                format!("{}s", t.lifetime.num_seconds()),
+                format!(
+                    "at most {}s is signed; shorten spec.duration",
+                    max.num_seconds()
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+fn names_of(profiles: &[Profile]) -> String {
+    let names: Vec<String> = profiles.iter().map(|p| profile_name(*p)).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
