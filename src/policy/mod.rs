@@ -18,6 +18,8 @@
 pub mod pattern;
 mod privileged;
 mod rules;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

@@ -1,0 +1,607 @@
+//! Who gets which identity, as tables: every profile under each kind of
+//! rules, every identity field just outside a policy, the hostile requests
+//! that were once signed, and the paths (policyRef, CSR requester).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use super::*;
+use crate::api::{
+    AllowedIdentity, CertificatePolicySpec, ClusterCertificateSpec, GoDuration, IssuerRef,
+    KeyAlgorithm, KeyUsage, Profile,
+};
+
+const ALL_PROFILES: [Profile; 15] = [
+    Profile::KubeApiserver,
+    Profile::KubeApiserverKubeletClient,
+    Profile::KubeApiserverEtcdClient,
+    Profile::FrontProxyClient,
+    Profile::EtcdServer,
+    Profile::EtcdPeer,
+    Profile::EtcdHealthcheckClient,
+    Profile::Admin,
+    Profile::SuperAdmin,
+    Profile::ControllerManager,
+    Profile::Scheduler,
+    Profile::KubeletClient,
+    Profile::KubeletServing,
+    Profile::Server,
+    Profile::Client,
+];
+
+fn spec(edit: impl FnOnce(&mut ClusterCertificateSpec)) -> ClusterCertificateSpec {
+    let mut spec = ClusterCertificateSpec {
+        issuer_ref: IssuerRef { name: "ca".into() },
+        secret_name: "s".into(),
+        secret_namespace: "ns".into(),
+        ..Default::default()
+    };
+    edit(&mut spec);
+    spec
+}
+
+fn template(spec: &ClusterCertificateSpec) -> LeafTemplate {
+    LeafTemplate::from_spec(spec).expect("template")
+}
+
+/// A spec for a profile, with the names a serving profile takes.
+fn profile_spec(profile: Profile) -> ClusterCertificateSpec {
+    spec(|s| {
+        s.profile = Some(profile);
+        s.node_name = Some("cp-1".into());
+        if matches!(profile, Profile::Server | Profile::Client) {
+            s.common_name = Some("robot".into());
+            s.dns_names = vec!["robot.example".into()];
+        }
+    })
+}
+
+fn policy(name: &str, authorities: &[&str], allowed: AllowedIdentity) -> Arc<CertificatePolicy> {
+    let mut p = CertificatePolicy::new(
+        name,
+        CertificatePolicySpec {
+            authorities: authorities.iter().map(|a| a.to_string()).collect(),
+            allowed,
+        },
+    );
+    p.metadata.name = Some(name.into());
+    Arc::new(p)
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+fn evaluate(rules: &Rules, spec: &ClusterCertificateSpec) -> Result<(), Refusal> {
+    rules.evaluate(&Request {
+        profile: spec.profile,
+        template: &template(spec),
+    })
+}
+
+/// The identity every profile carries, listed exactly: what a policy for
+/// kubeadm's set names.
+fn kubeadm_identities() -> AllowedIdentity {
+    AllowedIdentity {
+        common_names: strings(&[
+            "kube-apiserver",
+            "kube-apiserver-kubelet-client",
+            "kube-apiserver-etcd-client",
+            "front-proxy-client",
+            "cp-1",
+            "kube-etcd-healthcheck-client",
+            "kubernetes-admin",
+            "kubernetes-super-admin",
+            "system:kube-controller-manager",
+            "system:kube-scheduler",
+            "system:node:cp-1",
+            "robot",
+        ]),
+        organizations: strings(&["kubeadm:cluster-admins", "system:masters", "system:nodes"]),
+        dns_names: strings(&[
+            "cp-1",
+            "localhost",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "robot.example",
+        ]),
+        ip_addresses: strings(&["10.96.0.1/32", "127.0.0.1/32", "::1/128"]),
+        profiles: ALL_PROFILES.to_vec(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn every_profile_under_each_kind_of_rules() {
+    let default = Rules::default_open();
+    let kubeadm =
+        Rules::of_policy(&policy("kubeadm", &["ca"], kubeadm_identities())).expect("rules");
+    let profiles_only = Rules::of_policy(&policy(
+        "profiles-only",
+        &["ca"],
+        AllowedIdentity {
+            profiles: ALL_PROFILES.to_vec(),
+            ..Default::default()
+        },
+    ))
+    .expect("rules");
+    let ca_listing_all = Rules::of_ca_policy(
+        "ca",
+        &IssuancePolicy {
+            allowed_profiles: ALL_PROFILES.to_vec(),
+            ..Default::default()
+        },
+    )
+    .expect("rules");
+    for profile in ALL_PROFILES {
+        let s = profile_spec(profile);
+        let name = crate::pki::profile_name(profile);
+        // Without a policy only identities Kubernetes does not treat as its
+        // own are signed: etcd's (its CN is the node's name) and the
+        // server/client profiles with ordinary names.
+        let ordinary = matches!(
+            profile,
+            Profile::EtcdServer | Profile::EtcdPeer | Profile::Server | Profile::Client
+        );
+        assert_eq!(
+            evaluate(&default, &s).is_ok(),
+            ordinary,
+            "default, {name}: {:?}",
+            evaluate(&default, &s)
+        );
+        // A policy that names kubeadm's identities exactly signs each one.
+        assert_eq!(evaluate(&kubeadm, &s), Ok(()), "kubeadm policy, {name}");
+        // Listing a profile in a CertificatePolicy brings none of its names.
+        assert!(
+            evaluate(&profiles_only, &s).is_err(),
+            "profiles only, {name}"
+        );
+        // A CA's spec.policy that lists the profile lets a profile that
+        // fixes its subject bring it; server and client bring nothing.
+        assert_eq!(
+            evaluate(&ca_listing_all, &s).is_ok(),
+            true,
+            "CA policy listing {name}: {:?}",
+            evaluate(&ca_listing_all, &s)
+        );
+    }
+}
+
+#[test]
+fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
+    let p = policy(
+        "team-a",
+        &["ca"],
+        AllowedIdentity {
+            common_names: strings(&["team-a-*"]),
+            organizations: strings(&["team-a"]),
+            dns_names: strings(&["*.team-a.example"]),
+            ip_addresses: strings(&["10.1.0.0/16"]),
+            uris: strings(&["spiffe://cluster.local/ns/team-a/*"]),
+            usages: Some(vec![
+                KeyUsage::DigitalSignature,
+                KeyUsage::KeyEncipherment,
+                KeyUsage::ClientAuth,
+                KeyUsage::ServerAuth,
+            ]),
+            key_algorithms: Some(vec![KeyAlgorithm::EcdsaP256]),
+            profiles: vec![Profile::Client],
+            max_duration: Some("24h".parse::<GoDuration>().expect("duration")),
+        },
+    );
+    let rules = Rules::of_policy(&p).expect("rules");
+    let inside = |s: &mut ClusterCertificateSpec| {
+        s.common_name = Some("team-a-bot".into());
+        s.organizations = strings(&["team-a"]);
+        s.dns_names = strings(&["bot.team-a.example"]);
+        s.ip_addresses = strings(&["10.1.2.3"]);
+        s.uris = strings(&["spiffe://cluster.local/ns/team-a/sa/bot"]);
+        s.duration = Some("24h".parse().expect("d"));
+    };
+    assert_eq!(evaluate(&rules, &spec(inside)), Ok(()));
+    type Edit = Box<dyn Fn(&mut ClusterCertificateSpec)>;
+    let cases: Vec<(Field, &str, Edit)> = vec![
+        (
+            Field::CommonName,
+            "team-b-bot",
+            Box::new(|s| s.common_name = Some("team-b-bot".into())),
+        ),
+        (
+            Field::CommonName,
+            "system:kube-controller-manager",
+            Box::new(|s| s.common_name = Some("system:kube-controller-manager".into())),
+        ),
+        (
+            Field::Organization,
+            "team-b",
+            Box::new(|s| s.organizations.push("team-b".into())),
+        ),
+        (
+            Field::Organization,
+            "system:masters",
+            Box::new(|s| s.organizations.push("system:masters".into())),
+        ),
+        (
+            Field::DnsName,
+            "bank.example",
+            Box::new(|s| s.dns_names.push("bank.example".into())),
+        ),
+        (
+            Field::IpAddress,
+            "8.8.8.8",
+            Box::new(|s| s.ip_addresses.push("8.8.8.8".into())),
+        ),
+        (
+            Field::Uri,
+            "spiffe://cluster.local/ns/kube-system/sa/x",
+            Box::new(|s| {
+                s.uris
+                    .push("spiffe://cluster.local/ns/kube-system/sa/x".into())
+            }),
+        ),
+        (
+            Field::Usage,
+            "code signing",
+            Box::new(|s| s.usages = vec![KeyUsage::DigitalSignature, KeyUsage::CodeSigning]),
+        ),
+        (
+            Field::KeyAlgorithm,
+            "RSA-2048",
+            Box::new(|s| {
+                s.private_key = Some(crate::api::PrivateKeySettings {
+                    algorithm: Some(KeyAlgorithm::Rsa2048),
+                    ..Default::default()
+                })
+            }),
+        ),
+        (
+            Field::Duration,
+            "90000s",
+            Box::new(|s| s.duration = Some("25h".parse().expect("d"))),
+        ),
+        (
+            Field::Profile,
+            "server",
+            Box::new(|s| s.profile = Some(Profile::Server)),
+        ),
+    ];
+    for (field, value, edit) in cases {
+        let s = spec(|s| {
+            inside(s);
+            edit(s);
+        });
+        let got = evaluate(&rules, &s);
+        assert!(
+            got.as_ref().is_err_and(|r| r.field == field
+                && r.value == value
+                && r.source == Source::Policy("team-a".into())),
+            "{field:?} {value}: {got:?}"
+        );
+    }
+    // The message says which policy, field and value.
+    let message = evaluate(
+        &rules,
+        &spec(|s| {
+            inside(s);
+            s.organizations.push("system:masters".into());
+        }),
+    )
+    .expect_err("refused")
+    .to_string();
+    assert!(
+        message.contains("CertificatePolicy team-a")
+            && message.contains("organizations \"system:masters\""),
+        "{message}"
+    );
+}
+
+#[test]
+fn hostile_requests_that_were_once_signed_are_refused() {
+    let dev_team = Rules::of_ca_policy(
+        "ca",
+        &IssuancePolicy {
+            allowed_profiles: vec![Profile::Client],
+            allowed_organizations: strings(&["dev-team"]),
+            ..Default::default()
+        },
+    )
+    .expect("rules");
+    let shipped_cluster_ca = Rules::of_ca_policy(
+        "cluster",
+        &IssuancePolicy {
+            allowed_profiles: vec![Profile::KubeApiserver, Profile::Admin, Profile::Server],
+            allowed_dns_names: strings(&[
+                "cp-1",
+                "kubernetes",
+                "kubernetes.default",
+                ".svc",
+                ".cluster.local",
+            ]),
+            ..Default::default()
+        },
+    )
+    .expect("rules");
+    let default = Rules::default_open();
+    let patterns = Rules::of_policy(&policy(
+        "patterns",
+        &["ca"],
+        AllowedIdentity {
+            common_names: strings(&["*"]),
+            organizations: strings(&["system:*", "*"]),
+            dns_names: strings(&["*"]),
+            profiles: vec![Profile::Client],
+            ..Default::default()
+        },
+    ))
+    .expect("rules");
+    let client = |cn: &str, orgs: &[&str]| {
+        spec(|s| {
+            s.profile = Some(Profile::Client);
+            s.common_name = Some(cn.into());
+            s.organizations = strings(orgs);
+        })
+    };
+    let server_names = |names: &[&str]| {
+        spec(|s| {
+            s.profile = Some(Profile::Server);
+            s.dns_names = strings(names);
+        })
+    };
+    let cases: Vec<(&str, &Rules, ClusterCertificateSpec, &str)> = vec![
+        (
+            "client profile + system:masters under a dev-team policy",
+            &dev_team,
+            client("eve", &["system:masters"]),
+            "system:masters",
+        ),
+        (
+            "server profile + system:masters under the shipped cluster CA",
+            &shipped_cluster_ca,
+            spec(|s| {
+                s.profile = Some(Profile::Server);
+                s.common_name = Some("eve".into());
+                s.organizations = strings(&["system:masters"]);
+                s.dns_names = strings(&["eve.svc"]);
+            }),
+            "system:masters",
+        ),
+        (
+            "kubeadm:cluster-admins with no policy",
+            &default,
+            client("eve", &["kubeadm:cluster-admins"]),
+            "kubeadm:cluster-admins",
+        ),
+        (
+            "a component's user name under a dev-team policy",
+            &dev_team,
+            client("system:kube-controller-manager", &["dev-team"]),
+            "system:kube-controller-manager",
+        ),
+        (
+            "kubernetes-admin with no policy",
+            &default,
+            client("kubernetes-admin", &[]),
+            "kubernetes-admin",
+        ),
+        (
+            "the API server's Service name through .svc",
+            &shipped_cluster_ca,
+            server_names(&["kubernetes.default.svc"]),
+            "kubernetes.default.svc",
+        ),
+        (
+            "a wildcard over the API server's names",
+            &shipped_cluster_ca,
+            server_names(&["*.default.svc.cluster.local"]),
+            "*.default.svc.cluster.local",
+        ),
+        (
+            "system:masters through a pattern",
+            &patterns,
+            client("eve", &["system:masters"]),
+            "system:masters",
+        ),
+        (
+            "system: user through a pattern",
+            &patterns,
+            client("system:node:n1", &[]),
+            "system:node:n1",
+        ),
+        (
+            "the super-admin profile with no policy",
+            &default,
+            spec(|s| s.profile = Some(Profile::SuperAdmin)),
+            "kubernetes-super-admin",
+        ),
+    ];
+    for (name, rules, s, value) in cases {
+        let got = evaluate(rules, &s);
+        assert!(
+            got.as_ref().is_err_and(|r| r.value == value),
+            "{name}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_certificate_is_signed_only_under_the_policy_it_names_while_the_guard_holds() {
+    let team = policy(
+        "team-a",
+        &["ca"],
+        AllowedIdentity {
+            common_names: strings(&["bot"]),
+            ..Default::default()
+        },
+    );
+    let other = policy(
+        "other-ca",
+        &["elsewhere"],
+        AllowedIdentity {
+            common_names: strings(&["bot"]),
+            ..Default::default()
+        },
+    );
+    let all = vec![team, other];
+    let s = spec(|s| s.common_name = Some("bot".into()));
+    let t = template(&s);
+    let request = Request {
+        profile: None,
+        template: &t,
+    };
+    let ca = Authority {
+        name: "ca",
+        policy: None,
+    };
+    let authorize =
+        |ca: Authority,
+         all: &[Arc<CertificatePolicy>],
+         r: Option<&str>,
+         guard: Result<(), String>| { authorize_certificate(ca, all, r, guard, &request) };
+    assert_eq!(authorize(ca, &all, Some("team-a"), Ok(())), Ok(()));
+    assert!(matches!(
+        authorize(ca, &all, None, Ok(())),
+        Err(Denial::PolicyRequired { .. })
+    ));
+    assert!(matches!(
+        authorize(ca, &all, Some("nope"), Ok(())),
+        Err(Denial::PolicyNotFound(_))
+    ));
+    assert!(matches!(
+        authorize(ca, &all, Some("other-ca"), Ok(())),
+        Err(Denial::PolicyNotForAuthority { .. })
+    ));
+    assert!(matches!(
+        authorize(ca, &all, Some("team-a"), Err("gone".into())),
+        Err(Denial::GuardNotInForce(_))
+    ));
+    // A CA no policy governs signs ordinary names without one.
+    let free = Authority {
+        name: "free",
+        policy: None,
+    };
+    assert_eq!(authorize(free, &all, None, Err("gone".into())), Ok(()));
+    // A CA's own spec.policy bounds even a request under a policy.
+    let strict = IssuancePolicy {
+        max_duration: Some("1h".parse().expect("d")),
+        ..Default::default()
+    };
+    let ceiling = Authority {
+        name: "ca",
+        policy: Some(&strict),
+    };
+    assert!(
+        matches!(authorize(ceiling, &all, Some("team-a"), Ok(())), Err(Denial::Refused(r)) if r.field == Field::Duration)
+    );
+}
+
+#[test]
+fn a_csr_is_signed_under_a_policy_its_requester_may_use_with_its_lifetime_capped() {
+    let csr_template = |cn: &str, orgs: &[&str], hours: i64| LeafTemplate {
+        common_name: Some(cn.into()),
+        organizations: strings(orgs),
+        dns_names: Vec::new(),
+        ip_addresses: Vec::new(),
+        uris: Vec::new(),
+        usages: [KeyUsage::DigitalSignature, KeyUsage::ClientAuth]
+            .into_iter()
+            .collect(),
+        key_algorithm: KeyAlgorithm::EcdsaP256,
+        lifetime: chrono::Duration::hours(hours),
+        crl_distribution_point: None,
+    };
+    let team = policy(
+        "team-a",
+        &["etcd"],
+        AllowedIdentity {
+            common_names: strings(&["bot"]),
+            max_duration: Some("2h".parse().expect("d")),
+            ..Default::default()
+        },
+    );
+    let all = vec![team];
+    let etcd = Authority {
+        name: "etcd",
+        policy: None,
+    };
+    let usable: BTreeSet<String> = ["team-a".to_string()].into();
+    let none = BTreeSet::new();
+    let signed =
+        authorize_signing_request(etcd, &all, &usable, "alice", &csr_template("bot", &[], 24))
+            .expect("signed");
+    assert_eq!(
+        signed.lifetime,
+        chrono::Duration::hours(2),
+        "capped, not failed"
+    );
+    let refused =
+        authorize_signing_request(etcd, &all, &none, "mallory", &csr_template("bot", &[], 1));
+    assert!(
+        matches!(&refused, Err(Denial::NoUsablePolicy { tried, .. }) if tried.contains("mallory may not use it")),
+        "{refused:?}"
+    );
+    assert!(
+        authorize_signing_request(etcd, &all, &usable, "alice", &csr_template("root", &[], 1))
+            .is_err()
+    );
+    // A CA's spec.policy that lists profiles signs no CSR (a CSR has none):
+    // the etcd CA once signed CN=root this way.
+    let etcd_policy = IssuancePolicy {
+        allowed_profiles: vec![Profile::EtcdServer],
+        max_duration: Some("1h".parse().expect("d")),
+        ..Default::default()
+    };
+    let legacy = Authority {
+        name: "legacy",
+        policy: Some(&etcd_policy),
+    };
+    let got =
+        authorize_signing_request(legacy, &[], &none, "alice", &csr_template("root", &[], 24));
+    assert!(
+        matches!(&got, Err(Denial::Refused(r)) if r.field == Field::Profile),
+        "{got:?}"
+    );
+    // Without profiles, its maxDuration caps a CSR instead of failing it.
+    let capped = IssuancePolicy {
+        max_duration: Some("1h".parse().expect("d")),
+        ..Default::default()
+    };
+    let t = authorize_signing_request(
+        Authority {
+            name: "legacy",
+            policy: Some(&capped),
+        },
+        &[],
+        &none,
+        "alice",
+        &csr_template("robot", &[], 24),
+    )
+    .expect("signed");
+    assert_eq!(t.lifetime, chrono::Duration::hours(1));
+    // No policy at all: privileged identities are refused on this path too.
+    let free = Authority {
+        name: "free",
+        policy: None,
+    };
+    assert!(
+        authorize_signing_request(
+            free,
+            &[],
+            &none,
+            "alice",
+            &csr_template("eve", &["system:masters"], 1)
+        )
+        .is_err()
+    );
+    assert!(
+        authorize_signing_request(
+            free,
+            &[],
+            &none,
+            "alice",
+            &csr_template("robot", &["robots"], 1)
+        )
+        .is_ok()
+    );
+}
