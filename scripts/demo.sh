@@ -32,8 +32,8 @@ tmp="$(mktemp -d)"
 openssl verify -CAfile "$tmp/ca/ca.crt" "$tmp/web/tls.crt"
 rm -rf "$tmp"
 
-step "installing the operator's namespace and least-privilege RBAC (manifests/)"
-kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml
+step "installing the operator's namespace, least-privilege RBAC and the policy admission guard (manifests/)"
+kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/policy-admission.yaml
 
 step "running the operator as its ServiceAccount (certop run)"
 KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18080 >"$state/operator.log" 2>&1 &
