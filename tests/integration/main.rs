@@ -9,5 +9,6 @@ mod csr;
 mod helm_chart;
 mod objects;
 mod operator;
+mod policy;
 mod revocation;
 mod support;
