@@ -28,9 +28,10 @@ pub enum Reason {
     /// it): an admission policy, an immutable Secret, a quota. Fix the cause;
     /// certop retries slowly and issues no new certificate meanwhile.
     SecretRejected,
-    /// The issuer's `spec.policy` does not allow what the spec asks for
-    /// (the message says which profile, organization, name or lifetime).
-    /// Change the spec, or the CA's policy if it should be allowed.
+    /// No policy allows what the spec asks for (docs/policy.md): the
+    /// message says which policy, field and value, or that the CA is
+    /// governed and `spec.policyRef` must name a policy, or that the
+    /// admission guard is not in force. Change the spec or the policy.
     PolicyViolation,
     /// Signing failed (the message says why); retried with backoff.
     IssuanceFailed,
