@@ -83,7 +83,11 @@ fn a_kubeadm_ca_is_adopted_and_signs() {
         cp,
         &ca_yaml(
             &ca,
-            &format!("  keySource:\n    secretName: {ca}-pki\n    adopt: true\n"),
+            // The API server's identity is privileged: the CA names the
+            // profile that carries it.
+            &format!(
+                "  keySource:\n    secretName: {ca}-pki\n    adopt: true\n  policy:\n    allowedProfiles: [kube-apiserver]\n"
+            ),
         ),
     );
     let name = unique("adopted");
@@ -668,12 +672,12 @@ fn bad_input_gets_a_reason_a_message_and_an_event() {
         (
             "  commonName: root\n  organizations: [system:masters]\n".into(),
             "PolicyViolation",
-            "does not allow organization \"system:masters\"",
+            "does not allow organizations \"system:masters\"",
         ),
         (
             "  profile: super-admin\n".into(),
             "PolicyViolation",
-            "does not allow profile super-admin",
+            "does not allow commonNames \"kubernetes-super-admin\"",
         ),
         (
             "  profile: scheduler\n  dnsNames: [x.example.com]\n".into(),
@@ -765,7 +769,7 @@ fn bad_input_gets_a_reason_a_message_and_an_event() {
 #[test]
 fn the_kubectl_plugin_shows_status_and_kubeadm_style_expiration() {
     let cp = control_plane();
-    let (ca, ns) = ca_and_namespace(cp, "plugin");
+    let (ca, ns) = ca_and_namespace_with(cp, "plugin", &profiles_policy(&["admin"]));
     let name = unique("plugin");
     apply(cp, &cert_yaml(&name, &ca, &ns, "  profile: admin\n"));
     let c = wait_ready(cp, &name);
@@ -911,7 +915,11 @@ fn the_operator_adopts_a_pki_init_ca_so_node_files_and_crds_share_it() {
         cp,
         &ca_yaml(
             &ca,
-            &format!("  keySource:\n    secretName: {ca}-pki\n    adopt: true\n"),
+            // The API server's kubelet client is a component's identity:
+            // the CA names the profile that carries it.
+            &format!(
+                "  keySource:\n    secretName: {ca}-pki\n    adopt: true\n  policy:\n    allowedProfiles: [kube-apiserver-kubelet-client]\n"
+            ),
         ),
     );
     let ns = unique("adopt-init");

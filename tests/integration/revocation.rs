@@ -503,8 +503,14 @@ fn refresh_crl_file(ca: &str, dir: &Path) {
 #[test]
 fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
     let cp = control_plane();
-    let (ca, ns) = ca_and_namespace(cp, "etcdrev");
-    let (other_ca, _) = ca_and_namespace(cp, "etcdother");
+    // etcd's clients are components' identities: the CAs name the profiles.
+    let etcd_profiles = profiles_policy(&[
+        "etcd-server",
+        "kube-apiserver-etcd-client",
+        "etcd-healthcheck-client",
+    ]);
+    let (ca, ns) = ca_and_namespace_with(cp, "etcdrev", &etcd_profiles);
+    let (other_ca, _) = ca_and_namespace_with(cp, "etcdother", &etcd_profiles);
     let server = unique("etcd-server");
     let client = unique("apiserver-etcd-client");
     let health = unique("healthcheck");
