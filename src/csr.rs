@@ -547,7 +547,12 @@ mod tests {
             let mut others = OtherNodes::new(node);
             others.add(
                 "n2",
-                [("Hostname", "n2.nodes.example"), ("InternalIP", "10.1.0.2")],
+                [
+                    ("Hostname", "n2.nodes.example"),
+                    ("InternalIP", "10.1.0.2"),
+                    // n2 claims n1's name: n1's name stays n1's.
+                    ("InternalDNS", "n1"),
+                ],
             );
             // The requester's own status: it lists what it likes, to no effect.
             others.add(
@@ -570,7 +575,15 @@ mod tests {
             &'a str,
         );
         let cases: Vec<Case> = vec![
-            ("own name", "n1", &configured, &["n1"], &[], "approve", "n1"),
+            (
+                "own name, though n2 lists it",
+                "n1",
+                &configured,
+                &["n1"],
+                &[],
+                "approve",
+                "n1",
+            ),
             (
                 "another node's name",
                 "n1",

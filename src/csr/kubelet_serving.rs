@@ -28,11 +28,14 @@ impl DnsPattern {
         let pattern = DnsPattern {
             source: source.to_string(),
         };
-        pattern.for_node("node-1.example").map_err(|e| {
-            format!(
-                "{source:?} is not a regular expression (Rust regex syntax; {NODE_PLACEHOLDER} for the node's name): {e}"
-            )
-        })?;
+        // The error names the pattern as written, `{node}` as a plain name.
+        Regex::new(&source.replace(NODE_PLACEHOLDER, "node"))
+            .and_then(|_| pattern.for_node("node-1.example"))
+            .map_err(|e| {
+                format!(
+                    "{source:?} is not a regular expression (Rust regex syntax; {NODE_PLACEHOLDER} for the node's name): {e}"
+                )
+            })?;
         Ok(pattern)
     }
 
@@ -141,18 +144,20 @@ impl ServingNameRules {
                 "DNS name {name:?} is a Service's in-cluster name (or localhost), never a node's"
             )));
         }
-        if let Some(owner) = others.dns.get(&lower) {
-            return Err(Finding::Unproven(format!(
-                "DNS name {name:?} is Node {owner}'s address (its status.addresses)"
-            )));
-        }
         if crate::pki::check_dns_name(name, "DNS name").is_err() {
             return Err(Finding::Unproven(format!(
                 "DNS name {name:?} is not a lower-case DNS name"
             )));
         }
+        // The node's name is its own whatever other nodes write in their
+        // status; any other name another Node reports is not.
         if name == node {
             return Ok(());
+        }
+        if let Some(owner) = others.dns.get(&lower) {
+            return Err(Finding::Unproven(format!(
+                "DNS name {name:?} is Node {owner}'s address (its status.addresses)"
+            )));
         }
         match &self.dns_pattern {
             None => Err(Finding::Unproven(format!(
