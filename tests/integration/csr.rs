@@ -213,18 +213,23 @@ fn an_approved_csr_for_a_certop_signer_is_signed_for_the_time_asked() {
 
 fn kubelet_setup(cp: &ControlPlane) -> (String, String, String) {
     operator();
-    apply(cp, &ca_yaml(KUBELET_CA, ""));
-    // Nodes may create CSRs (kubeadm binds this for its nodes).
-    apply(
-        cp,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: test-node-csr\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [create, get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-csr\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-csr}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:bootstrappers}\n",
-    );
-    // kubeadm's kubeadm:node-autoapprove-certificate-rotation: nodes may
-    // have their own client certificates renewed.
-    apply(
-        cp,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-autoapprove-certificate-rotation\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:certificates.k8s.io:certificatesigningrequests:selfnodeclient}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n",
-    );
+    // Once for every test: tests run in parallel, and two `kubectl apply`
+    // creating the same object race (AlreadyExists).
+    static SHARED: std::sync::Once = std::sync::Once::new();
+    SHARED.call_once(|| {
+        apply(cp, &ca_yaml(KUBELET_CA, ""));
+        // Nodes may create CSRs (kubeadm binds this for its nodes).
+        apply(
+            cp,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: test-node-csr\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [create, get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-csr\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-csr}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:bootstrappers}\n",
+        );
+        // kubeadm's kubeadm:node-autoapprove-certificate-rotation: nodes may
+        // have their own client certificates renewed.
+        apply(
+            cp,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-autoapprove-certificate-rotation\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:certificates.k8s.io:certificatesigningrequests:selfnodeclient}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n",
+        );
+    });
     let node = unique("node");
     let ip = node_ip();
     add_node(
