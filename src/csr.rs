@@ -12,6 +12,10 @@ use x509_parser::prelude::FromDer;
 use crate::api::{KeyAlgorithm, KeyUsage};
 use crate::pki::LeafTemplate;
 
+pub mod kubelet_serving;
+
+use kubelet_serving::{Finding, OtherNodes, ServingNameRules};
+
 /// Signer names certop serves for kubelets.
 pub const KUBELET_CLIENT_SIGNER: &str = "kubernetes.io/kube-apiserver-client-kubelet";
 pub const KUBELET_SERVING_SIGNER: &str = "kubernetes.io/kubelet-serving";
@@ -103,6 +107,9 @@ pub enum Review {
     Deny(String),
     /// Not recognisably a node's request: left for others (never denied).
     Leave(String),
+    /// A node's request certop cannot prove is right (a name the node may
+    /// have invented): left pending for a person, who is told why.
+    Pending(String),
     /// A node client request the requester may be allowed to make: approve
     /// it if a SubjectAccessReview allows `create` on any of these
     /// `certificatesigningrequests` subresources (tried in order), as
@@ -246,47 +253,58 @@ pub fn review_kubelet_client(
     }
 }
 
-/// A kubelet serving CSR: only a node's own request, for names its Node
-/// object has (status.addresses), is approved; a node's request that fails
-/// is denied; anything else is left alone.
+/// A kubelet serving CSR. Only a node's own request is reviewed (anything
+/// else is left alone). It is denied when it is not a valid kubelet serving
+/// request or asks for another Node's name; approved when every name is one
+/// the node cannot invent (see `kubelet_serving`); else left pending for a
+/// person, with every name at fault. The node's own `status.addresses` are
+/// not consulted: the node writes them.
 pub fn review_kubelet_serving(
     csr: &CsrContent,
     username: &str,
     groups: &[String],
     usages: &[String],
-    node_dns: &[String],
-    node_ips: &[IpAddr],
+    rules: &ServingNameRules,
+    others: &OtherNodes,
 ) -> Review {
-    // Only a node's own request is recognised; anything else is left alone.
     let node = match node_of(username, groups) {
         Ok(node) => node,
         Err(why) => return Review::Leave(why),
     };
-    let checked = (|| {
-        check_subject(csr, username)?;
-        signer_rules(KUBELET_SERVING_SIGNER, csr, usages)?;
-        for name in &csr.dns_names {
-            if !node_dns.iter().any(|n| n.eq_ignore_ascii_case(name)) {
-                return Err(format!(
-                    "DNS name {name:?} does not belong to Node {node} (its name and status.addresses)"
-                ));
-            }
-        }
-        for ip in &csr.ip_addresses {
-            if !node_ips.contains(ip) {
-                return Err(format!(
-                    "IP {ip} does not belong to Node {node} (status.addresses)"
-                ));
-            }
-        }
-        Ok(())
-    })();
-    match checked {
-        Ok(()) => Review::Approve(format!(
-            "every name of the CSR belongs to the requesting node ({username})"
-        )),
-        Err(why) => Review::Deny(why),
+    if let Err(why) = check_subject(csr, username)
+        .and_then(|()| signer_rules(KUBELET_SERVING_SIGNER, csr, usages))
+    {
+        return Review::Deny(why);
     }
+    let findings = csr
+        .dns_names
+        .iter()
+        .map(|name| rules.check_dns(node, name, others))
+        .chain(
+            csr.ip_addresses
+                .iter()
+                .map(|ip| rules.check_ip(*ip, others)),
+        )
+        .filter_map(Result::err);
+    let (mut foreign, mut unproven) = (Vec::new(), Vec::new());
+    for finding in findings {
+        match finding {
+            Finding::Foreign(m) => foreign.push(m),
+            Finding::Unproven(m) => unproven.push(m),
+        }
+    }
+    if !foreign.is_empty() {
+        return Review::Deny(foreign.join("; "));
+    }
+    if !unproven.is_empty() {
+        return Review::Pending(format!(
+            "not approved automatically for node {node}: {}",
+            unproven.join("; ")
+        ));
+    }
+    Review::Approve(format!(
+        "every name is node {node}'s own name, a match of the configured DNS pattern, or an IP inside the configured prefixes that no other Node reports"
+    ))
 }
 
 /// What certop signs for a CSR: its subject and names, the usages asked
@@ -485,24 +503,359 @@ mod tests {
         );
         assert!(signer_rules(KUBELET_CLIENT_SIGNER, &client, &cu).is_ok());
         assert!(matches!(
-            review_kubelet_serving(&with_uri, "alice", &nodes, &su, &[], &[]),
+            review_kubelet_serving(
+                &with_uri,
+                "alice",
+                &nodes,
+                &su,
+                &ServingNameRules::default(),
+                &OtherNodes::default()
+            ),
             Review::Leave(_)
         ));
-        let su = s(&["digital signature", "server auth"]);
-        let node_dns = s(&["n1", "n1.example"]);
-        let node_ips = vec!["10.0.0.5".parse::<IpAddr>().expect("ip")];
-        let serving = csr(user, &["system:nodes"], &["n1.example"], &["10.0.0.5"]);
-        assert!(matches!(
-            review_kubelet_serving(&serving, user, &nodes, &su, &node_dns, &node_ips),
-            Review::Approve(_)
-        ));
-        let foreign_ip = csr(user, &["system:nodes"], &["n1.example"], &["10.9.9.9"]);
-        assert!(
-            matches!(review_kubelet_serving(&foreign_ip, user, &nodes, &su, &node_dns, &node_ips), Review::Deny(m) if m.contains("10.9.9.9"))
+    }
+
+    fn rules(pattern: Option<&str>, prefixes: &[&str]) -> ServingNameRules {
+        ServingNameRules {
+            dns_pattern: pattern.map(|p| kubelet_serving::DnsPattern::parse(p).expect("pattern")),
+            ip_prefixes: prefixes.iter().map(|p| p.parse().expect("cidr")).collect(),
+            service_cidrs: vec![
+                "10.96.0.0/12".parse().expect("cidr"),
+                "fd00:10:96::/112".parse().expect("cidr"),
+            ],
+        }
+    }
+
+    /// What a kubelet serving review lets through: only names the node
+    /// cannot invent. Node n2 (10.1.0.2, n2.nodes.example) exists; each Node
+    /// lists whatever it likes in its own status, which is never consulted.
+    #[test]
+    fn kubelet_serving_names_are_approved_only_when_the_node_cannot_invent_them() {
+        let groups = s(&["system:nodes", "system:authenticated"]);
+        let usages = s(&["digital signature", "server auth"]);
+        let configured = rules(
+            Some(r"{node}\.nodes\.example"),
+            &["10.1.0.0/16", "fd00:1::/64"],
         );
-        let foreign_dns = csr(user, &["system:nodes"], &["bank.example"], &[]);
+        let any_node = rules(Some(r"[a-z0-9-]+\.nodes\.example"), &["10.1.0.0/16"]);
+        let literal_node = rules(Some(r"{node}\.example"), &[]);
+        let none = ServingNameRules {
+            service_cidrs: vec!["10.96.0.0/12".parse().expect("cidr")],
+            ..ServingNameRules::default()
+        };
+        let others_of = |node: &str| {
+            let mut others = OtherNodes::new(node);
+            others.add(
+                "n2",
+                [
+                    ("Hostname", "n2.nodes.example"),
+                    ("InternalIP", "10.1.0.2"),
+                    // n2 claims n1's name: n1's name stays n1's.
+                    ("InternalDNS", "n1"),
+                ],
+            );
+            // The requester's own status: it lists what it likes, to no effect.
+            others.add(
+                node,
+                [
+                    ("Hostname", "kubernetes.default.svc"),
+                    ("InternalIP", "10.96.0.1"),
+                ],
+            );
+            others
+        };
+        // (what, requesting node, rules, DNS names, IPs, expected, words)
+        type Case<'a> = (
+            &'a str,
+            &'a str,
+            &'a ServingNameRules,
+            &'a [&'a str],
+            &'a [&'a str],
+            &'a str,
+            &'a str,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "own name, though n2 lists it",
+                "n1",
+                &configured,
+                &["n1"],
+                &[],
+                "approve",
+                "n1",
+            ),
+            (
+                "another node's name",
+                "n1",
+                &configured,
+                &["n2"],
+                &[],
+                "deny",
+                "Node n2's name",
+            ),
+            (
+                "another node's name among good ones",
+                "n1",
+                &configured,
+                &["n1", "kubernetes.default.svc", "n2"],
+                &["10.1.0.1"],
+                "deny",
+                "Node n2's name",
+            ),
+            (
+                "the API server's Service name",
+                "n1",
+                &configured,
+                &["kubernetes.default.svc"],
+                &[],
+                "pending",
+                "Service's in-cluster name",
+            ),
+            (
+                "a Service name in the cluster domain",
+                "n1",
+                &configured,
+                &["web.prod.svc.cluster.local"],
+                &[],
+                "pending",
+                "Service's in-cluster name",
+            ),
+            (
+                "the API server's short name",
+                "n1",
+                &configured,
+                &["kubernetes"],
+                &[],
+                "pending",
+                "Service's in-cluster name",
+            ),
+            (
+                "a node named as the API server",
+                "kubernetes.default.svc",
+                &configured,
+                &["kubernetes.default.svc"],
+                &[],
+                "pending",
+                "Service's in-cluster name",
+            ),
+            (
+                "a wildcard",
+                "n1",
+                &configured,
+                &["*.default.svc.cluster.local"],
+                &[],
+                "pending",
+                "wildcard",
+            ),
+            (
+                "a wildcard of the pattern",
+                "n1",
+                &any_node,
+                &["*.nodes.example"],
+                &[],
+                "pending",
+                "wildcard",
+            ),
+            (
+                "not a DNS name",
+                "n1",
+                &any_node,
+                &["N1.nodes.example"],
+                &[],
+                "pending",
+                "not a lower-case DNS name",
+            ),
+            (
+                "the Service IP",
+                "n1",
+                &configured,
+                &["n1"],
+                &["10.96.0.1"],
+                "pending",
+                "10.96.0.1 is inside the Service CIDR 10.96.0.0/12",
+            ),
+            (
+                "the Service IP, IPv4-mapped",
+                "n1",
+                &configured,
+                &["n1"],
+                &["::ffff:10.96.0.1"],
+                "pending",
+                "10.96.0.1 is inside the Service CIDR",
+            ),
+            (
+                "an IPv6 Service IP",
+                "n1",
+                &configured,
+                &["n1"],
+                &["fd00:10:96::1"],
+                "pending",
+                "Service CIDR fd00:10:96::/112",
+            ),
+            (
+                "another node's IP",
+                "n1",
+                &configured,
+                &["n1"],
+                &["10.1.0.2"],
+                "pending",
+                "IP 10.1.0.2 is Node n2's address",
+            ),
+            (
+                "an IP outside the prefixes",
+                "n1",
+                &configured,
+                &["n1"],
+                &["192.0.2.1"],
+                "pending",
+                "192.0.2.1 is outside --kubelet-serving-ip-prefixes (10.1.0.0/16,fd00:1::/64)",
+            ),
+            (
+                "an IP inside the prefixes",
+                "n1",
+                &configured,
+                &["n1"],
+                &["10.1.0.1", "fd00:1::5"],
+                "approve",
+                "n1",
+            ),
+            (
+                "a pattern match",
+                "n1",
+                &configured,
+                &["n1", "n1.nodes.example"],
+                &["10.1.0.1"],
+                "approve",
+                "n1",
+            ),
+            (
+                "the pattern for another node",
+                "n1",
+                &configured,
+                &["n3.nodes.example"],
+                &[],
+                "pending",
+                "--kubelet-serving-dns-pattern",
+            ),
+            (
+                "a match of the pattern's end only",
+                "n1",
+                &configured,
+                &["evil-n1.nodes.example"],
+                &[],
+                "pending",
+                "neither the node's name nor a match",
+            ),
+            (
+                "a match of the pattern's start only",
+                "n1",
+                &configured,
+                &["n1.nodes.example.evil.com"],
+                &[],
+                "pending",
+                "neither the node's name nor a match",
+            ),
+            (
+                "the node's name is matched literally",
+                "n1.zone",
+                &literal_node,
+                &["n1xzone.example"],
+                &[],
+                "pending",
+                "neither the node's name nor a match",
+            ),
+            (
+                "the node's name with dots, literally",
+                "n1.zone",
+                &literal_node,
+                &["n1.zone.example"],
+                &[],
+                "approve",
+                "n1.zone",
+            ),
+            (
+                "a pattern without {node}: another node's address",
+                "n1",
+                &any_node,
+                &["n2.nodes.example"],
+                &[],
+                "pending",
+                "Node n2's address",
+            ),
+            (
+                "a pattern without {node}: a free name",
+                "n1",
+                &any_node,
+                &["n3.nodes.example"],
+                &[],
+                "approve",
+                "n1",
+            ),
+            (
+                "no configuration: the node's name",
+                "n1",
+                &none,
+                &["n1"],
+                &[],
+                "approve",
+                "n1",
+            ),
+            (
+                "no configuration: any other name",
+                "n1",
+                &none,
+                &["n1.nodes.example"],
+                &[],
+                "pending",
+                "no --kubelet-serving-dns-pattern is configured",
+            ),
+            (
+                "no configuration: any IP",
+                "n1",
+                &none,
+                &["n1"],
+                &["10.1.0.1"],
+                "pending",
+                "none is configured",
+            ),
+        ];
+        for (what, node, rules, dns, ips, expected, words) in cases {
+            let user = format!("system:node:{node}");
+            let request = csr(&user, &["system:nodes"], dns, ips);
+            let review =
+                review_kubelet_serving(&request, &user, &groups, &usages, rules, &others_of(node));
+            let ok = match (&review, expected) {
+                (Review::Approve(m), "approve")
+                | (Review::Deny(m), "deny")
+                | (Review::Pending(m), "pending") => m.contains(words),
+                _ => false,
+            };
+            assert!(ok, "{what}: {review:?} should {expected} saying {words:?}");
+        }
+        // Who asks and for which subject is checked before any name.
+        let n1 = csr("system:node:n1", &["system:nodes"], &["n1"], &[]);
+        assert!(matches!(
+            review_kubelet_serving(&n1, "system:node:n2", &groups, &usages, &configured, &others_of("n2")),
+            Review::Deny(m) if m.contains("must be the requester")
+        ));
+        assert!(matches!(
+            review_kubelet_serving(
+                &n1,
+                "alice",
+                &s(&["devs"]),
+                &usages,
+                &configured,
+                &others_of("n1")
+            ),
+            Review::Leave(_)
+        ));
+        assert!(matches!(
+            review_kubelet_serving(&n1, "system:node:n1", &groups, &s(&["client auth"]), &configured, &others_of("n1")),
+            Review::Deny(m) if m.contains("server auth")
+        ));
         assert!(
-            matches!(review_kubelet_serving(&foreign_dns, user, &nodes, &su, &node_dns, &node_ips), Review::Deny(m) if m.contains("bank.example"))
+            kubelet_serving::DnsPattern::parse("({node}")
+                .is_err_and(|e| e.contains("not a regular expression"))
         );
     }
 

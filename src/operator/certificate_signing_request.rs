@@ -3,7 +3,6 @@
 //! checking the node's identity and names) and signs kubelet CSRs.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use k8s_openapi::api::certificates::v1::{
 };
 use k8s_openapi::api::core::v1::Node;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
@@ -24,6 +23,7 @@ use tracing::{info, warn};
 
 use super::conditions::to_timestamp;
 use super::{Context, Error, ledger_store};
+use crate::csr::kubelet_serving::{OtherNodes, ServingNameRules};
 use crate::csr::{self, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Review, SIGNER_PREFIX};
 use crate::ledger::LedgerEntry;
 use crate::pki::issue_for_request;
@@ -37,6 +37,8 @@ pub struct CsrPolicy {
     pub kubelet_ca: Option<String>,
     /// Approve kubelet CSRs that pass the identity checks (and deny the others).
     pub approve_kubelets: bool,
+    /// Which names a kubelet serving certificate may hold without a person.
+    pub kubelet_serving: ServingNameRules,
 }
 
 fn condition(csr: &CertificateSigningRequest, type_: &str) -> bool {
@@ -191,35 +193,48 @@ async fn review_kubelet(
             content, &username, &groups, usages,
         ));
     }
-    let Some(node_name) = username.strip_prefix("system:node:") else {
-        return Ok(csr::review_kubelet_serving(
-            content,
-            &username,
-            &groups,
-            usages,
-            &[],
-            &[],
-        ));
+    let others = match username.strip_prefix("system:node:") {
+        Some(node) => other_nodes(node, ctx).await?,
+        None => OtherNodes::default(),
     };
-    let nodes: Api<Node> = Api::all(ctx.client.clone());
-    let Some(node) = nodes.get_opt(node_name).await? else {
-        return Ok(Review::Deny(format!(
-            "Node {node_name} does not exist, so none of the CSR's names can be checked"
-        )));
-    };
-    let addresses = node.status.and_then(|s| s.addresses).unwrap_or_default();
-    let mut dns = vec![node_name.to_string()];
-    let mut ips: Vec<IpAddr> = Vec::new();
-    for a in addresses {
-        match a.type_.as_str() {
-            "Hostname" | "InternalDNS" | "ExternalDNS" => dns.push(a.address),
-            "InternalIP" | "ExternalIP" => ips.extend(a.address.parse::<IpAddr>().ok()),
-            _ => {}
+    Ok(csr::review_kubelet_serving(
+        content,
+        &username,
+        &groups,
+        usages,
+        &ctx.csr_policy.kubelet_serving,
+        &others,
+    ))
+}
+
+/// Every Node's name and addresses but `requester`'s, listed in pages so a
+/// large cluster's Nodes are never all in memory at once (only their names
+/// and addresses are kept). One list per kubelet serving CSR reviewed: a
+/// node asks for one at start and at each renewal.
+async fn other_nodes(requester: &str, ctx: &Context) -> Result<OtherNodes, Error> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let mut others = OtherNodes::new(requester);
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        for node in &page.items {
+            let addresses = node
+                .status
+                .as_ref()
+                .and_then(|s| s.addresses.as_deref())
+                .unwrap_or_default();
+            others.add(
+                &node.name_any(),
+                addresses
+                    .iter()
+                    .map(|a| (a.type_.as_str(), a.address.as_str())),
+            );
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(others),
         }
     }
-    Ok(csr::review_kubelet_serving(
-        content, &username, &groups, usages, &dns, &ips,
-    ))
 }
 
 fn new_condition(type_: &str, reason: &str, message: String) -> CertificateSigningRequestCondition {
@@ -234,8 +249,6 @@ fn new_condition(type_: &str, reason: &str, message: String) -> CertificateSigni
     }
 }
 
-/// Approves or denies through the approval subresource, as
-/// `kubectl certificate approve|deny` would.
 /// The first of `subresources` of certificatesigningrequests the CSR's
 /// requester may create, asked of the API server (SubjectAccessReview with
 /// the requester's user, groups, uid and extra, as the CSR records them).
@@ -306,6 +319,9 @@ async fn usable_policies(
     Ok(usable)
 }
 
+/// Approves or denies through the approval subresource, as
+/// `kubectl certificate approve|deny` would; a CSR left pending gets no
+/// write, so it is not reviewed again until it changes.
 async fn decide(
     csr: &CertificateSigningRequest,
     ctx: &Context,
@@ -332,6 +348,16 @@ async fn decide(
         Review::Deny(m) => ("Denied", "CertopKubeletDeny", m),
         Review::Leave(m) => {
             info!(csr = %csr.name_any(), %m, "kubelet CSR left pending");
+            return Ok(());
+        }
+        Review::Pending(m) => {
+            let name = csr.name_any();
+            let note = format!(
+                "{m}. If every name is this node's, approve it by hand: kubectl certificate approve {name}"
+            );
+            info!(csr = %name, message = %note, "kubelet CSR left for a person");
+            ctx.event(csr, true, "PendingApproval", "Review", note)
+                .await;
             return Ok(());
         }
         Review::AccessCheck(_) => return Ok(()),

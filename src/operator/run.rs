@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
+use ipnet::IpNet;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::core::PartialObjectMeta;
@@ -32,6 +33,8 @@ use super::{
 use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
 };
+use crate::csr::kubelet_serving::{DnsPattern, ServingNameRules};
+use crate::pki::DEFAULT_SERVICE_CIDR;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -98,8 +101,26 @@ pub struct RunArgs {
     #[arg(long, env = "CERTOP_KUBELET_SIGNER_CA")]
     pub kubelet_signer_ca: Option<String>,
     /// Approve kubelet CSRs that pass the identity checks, deny the others.
+    /// A serving CSR is approved only for names the node cannot invent (the
+    /// three flags below); one with any other name is left for a person.
     #[arg(long, env = "CERTOP_APPROVE_KUBELET_CSRS", default_value_t = false, action = clap::ArgAction::Set)]
     pub approve_kubelet_csrs: bool,
+    /// A regular expression (Rust regex syntax) that a kubelet serving
+    /// certificate's DNS name may match whole, besides the node's own name,
+    /// to be approved; `{node}` stands for the node's name, matched
+    /// literally: `{node}\.nodes\.example\.com`. Unset: only the node's name.
+    #[arg(long, env = "CERTOP_KUBELET_SERVING_DNS_PATTERN", value_parser = DnsPattern::parse)]
+    pub kubelet_serving_dns_pattern: Option<DnsPattern>,
+    /// CIDRs, comma-separated (`10.0.0.0/16,fd00:10::/64`), that each IP of a
+    /// kubelet serving certificate must be inside to be approved (and be no
+    /// other Node's address). Unset: no IP is approved.
+    #[arg(long, env = "CERTOP_KUBELET_SERVING_IP_PREFIXES", value_delimiter = ',', value_parser = crate::policy::pattern::parse_network)]
+    pub kubelet_serving_ip_prefixes: Vec<IpNet>,
+    /// The cluster's Service CIDR, or two comma-separated for dual-stack
+    /// (kube-apiserver's --service-cluster-ip-range): no IP inside is ever
+    /// approved for a kubelet.
+    #[arg(long, env = "CERTOP_SERVICE_CIDR", value_delimiter = ',', default_value = DEFAULT_SERVICE_CIDR, value_parser = crate::policy::pattern::parse_network)]
+    pub service_cidr: Vec<IpNet>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -234,6 +255,11 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
                 .unwrap_or_else(|_| chrono::Duration::hours(8760)),
             kubelet_ca: args.kubelet_signer_ca.clone(),
             approve_kubelets: args.approve_kubelet_csrs,
+            kubelet_serving: ServingNameRules {
+                dns_pattern: args.kubelet_serving_dns_pattern.clone(),
+                ip_prefixes: args.kubelet_serving_ip_prefixes.clone(),
+                service_cidrs: args.service_cidr.clone(),
+            },
         },
     };
     info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, "certop started");

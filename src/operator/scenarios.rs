@@ -101,6 +101,7 @@ fn world() -> World {
             max_lifetime: chrono::Duration::hours(24),
             kubelet_ca: None,
             approve_kubelets: false,
+            kubelet_serving: Default::default(),
         },
     };
     let stores = Stores {

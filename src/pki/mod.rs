@@ -22,7 +22,10 @@ pub(crate) use inspect::pem_encode;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
 pub use issue::{IssuedCertificate, issue, issue_for_request};
 pub use key::{PrivateKey, key_algorithm_of as key_algorithm_of_spki, key_matches_certificate};
-pub use profile::{LeafTemplate, SpecField, profile_fixes_subject, profile_name, usage_name};
+pub use profile::{
+    DEFAULT_SERVICE_CIDR, LeafTemplate, SpecField, check_dns_name, profile_fixes_subject,
+    profile_name, usage_name,
+};
 pub use serial::{SerialNumber, fingerprint};
 
 use chrono::{DateTime, TimeZone, Utc};

@@ -488,7 +488,9 @@ fn check_printable(value: &str, field: &str) -> Result<(), PkiError> {
     Ok(())
 }
 
-fn check_dns_name(name: &str, field: &str) -> Result<(), PkiError> {
+/// A lower-case DNS name (`*.` first allowed), not an IP; `field` names
+/// where it came from in the error.
+pub fn check_dns_name(name: &str, field: &str) -> Result<(), PkiError> {
     if name.parse::<std::net::IpAddr>().is_ok() {
         return Err(PkiError::InvalidSpec(format!(
             "{field}: {name:?} is an IP address; put it in ipAddresses"

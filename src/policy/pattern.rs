@@ -38,12 +38,17 @@ pub fn is_exact(pattern: &str) -> bool {
     !pattern.contains('*')
 }
 
-/// A list entry of `allowed.ipAddresses`, parsed; an entry that is not a
-/// CIDR is reported (the CRD's CEL rule refuses it first).
+/// A CIDR (a list entry of `allowed.ipAddresses`, a `certop run` flag),
+/// parsed; one that is not a CIDR is reported (the CRD's CEL rule refuses
+/// it first).
 pub fn parse_network(entry: &str) -> Result<IpNet, String> {
     entry
+        .trim()
         .parse::<IpNet>()
-        .map_err(|_| format!("{entry:?} is not a CIDR such as 10.0.0.0/8 or 10.1.2.3/32"))
+        .map(|net| net.trunc())
+        .map_err(|_| {
+            format!("{entry:?} is not a CIDR such as 10.0.0.0/8, 10.1.2.3/32 or fd00::/64")
+        })
 }
 
 /// Whether `ip` lies inside `network`, IPv4-mapped IPv6 addresses compared

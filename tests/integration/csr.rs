@@ -10,7 +10,9 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, SanType};
 
 use crate::objects::*;
-use crate::support::{ControlPlane, KUBELET_CA, control_plane, operator, stderr, unique, wait_for};
+use crate::support::{
+    ControlPlane, KUBELET_CA, control_plane, operator, stderr, stdout, unique, wait_for,
+};
 
 fn csr_pem(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> String {
     let mut sans: Vec<SanType> = dns
@@ -209,45 +211,80 @@ fn an_approved_csr_for_a_certop_signer_is_signed_for_the_time_asked() {
     assert!(csr(cp, &bad).status.and_then(|s| s.certificate).is_none());
 }
 
-fn kubelet_setup(cp: &ControlPlane) -> (String, String) {
+fn kubelet_setup(cp: &ControlPlane) -> (String, String, String) {
     operator();
-    apply(cp, &ca_yaml(KUBELET_CA, ""));
-    // Nodes may create CSRs (kubeadm binds this for its nodes).
-    apply(
-        cp,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: test-node-csr\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [create, get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-csr\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-csr}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:bootstrappers}\n",
-    );
-    // kubeadm's kubeadm:node-autoapprove-certificate-rotation: nodes may
-    // have their own client certificates renewed.
-    apply(
-        cp,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-autoapprove-certificate-rotation\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:certificates.k8s.io:certificatesigningrequests:selfnodeclient}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n",
-    );
+    // Once for every test: tests run in parallel, and two `kubectl apply`
+    // creating the same object race (AlreadyExists).
+    static SHARED: std::sync::Once = std::sync::Once::new();
+    SHARED.call_once(|| {
+        apply(cp, &ca_yaml(KUBELET_CA, ""));
+        // Nodes may create CSRs (kubeadm binds this for its nodes).
+        apply(
+            cp,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: test-node-csr\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [certificatesigningrequests]\n  verbs: [create, get, list, watch]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-csr\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: test-node-csr}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:bootstrappers}\n",
+        );
+        // kubeadm's kubeadm:node-autoapprove-certificate-rotation: nodes may
+        // have their own client certificates renewed.
+        apply(
+            cp,
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: test-node-autoapprove-certificate-rotation\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:certificates.k8s.io:certificatesigningrequests:selfnodeclient}\nsubjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: system:nodes}\n",
+        );
+    });
     let node = unique("node");
+    let ip = node_ip();
+    add_node(
+        cp,
+        &node,
+        &[
+            ("Hostname", &format!("{node}.nodes.example")),
+            ("InternalIP", &ip),
+        ],
+    );
+    (node.clone(), format!("system:node:{node}"), ip)
+}
+
+/// An address of its own for each test Node, inside the node IP prefix the
+/// shared operator is given (10.1.0.0/16): a Node's address is refused to
+/// every other node.
+fn node_ip() -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("10.1.{}.{}", n / 250, n % 250 + 1)
+}
+
+/// A Node with these `status.addresses` (type, address), written as a node
+/// writes its own status.
+fn add_node(cp: &ControlPlane, node: &str, addresses: &[(&str, &str)]) {
     apply(
         cp,
         &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {node}\n"),
     );
-    let addresses = format!(
-        r#"{{"status":{{"addresses":[{{"type":"Hostname","address":"{node}.nodes.example"}},{{"type":"InternalIP","address":"10.1.2.3"}}]}}}}"#
-    );
+    set_addresses(cp, node, addresses);
+}
+
+fn set_addresses(cp: &ControlPlane, node: &str, addresses: &[(&str, &str)]) {
+    let list: Vec<serde_json::Value> = addresses
+        .iter()
+        .map(|(t, a)| serde_json::json!({"type": t, "address": a}))
+        .collect();
+    let patch = serde_json::json!({"status": {"addresses": list}}).to_string();
     let out = cp.kubectl(&[
         "patch",
         "node",
-        &node,
+        node,
         "--subresource=status",
         "--type=merge",
         "-p",
-        &addresses,
+        &patch,
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    (node.clone(), format!("system:node:{node}"))
 }
 
 #[test]
 fn kubelet_client_csrs_are_approved_for_the_node_itself_and_denied_otherwise() {
     let cp = control_plane();
-    let (_, user) = kubelet_setup(cp);
+    let (_, user, _) = kubelet_setup(cp);
     let good = unique("kubelet-client");
     create_as(
         cp,
@@ -294,7 +331,7 @@ fn kubelet_client_csrs_are_approved_for_the_node_itself_and_denied_otherwise() {
 #[test]
 fn a_bootstrap_token_csr_is_approved_when_rbac_allows_it_and_left_pending_otherwise() {
     let cp = control_plane();
-    let (_, _) = kubelet_setup(cp);
+    kubelet_setup(cp);
     let allowed_token = format!("system:bootstrap:{}", &unique("a")[..8].replace('-', "x"));
     apply(
         cp,
@@ -349,7 +386,7 @@ fn a_bootstrap_token_csr_is_approved_when_rbac_allows_it_and_left_pending_otherw
 #[test]
 fn the_kubelet_serving_signer_fails_what_the_kubernetes_signer_refuses() {
     let cp = control_plane();
-    let (node, user) = kubelet_setup(cp);
+    let (node, user, _) = kubelet_setup(cp);
     let name = unique("serving-uri");
     let request = csr_pem_with(
         &user,
@@ -385,55 +422,76 @@ fn the_kubelet_serving_signer_fails_what_the_kubernetes_signer_refuses() {
     assert!(csr(cp, &name).status.and_then(|s| s.certificate).is_none());
 }
 
+/// A CSR certop leaves for a person: neither approved nor denied, nothing
+/// signed, and an Event on it that says why; returns the Events' text.
+fn wait_left_pending(cp: &ControlPlane, name: &str) -> String {
+    let mut seen = String::new();
+    let decided = |c: &CertificateSigningRequest| {
+        condition_of(c, "Approved").is_some() || condition_of(c, "Denied").is_some()
+    };
+    assert!(
+        wait_for(WAIT, || {
+            seen = events(cp, name);
+            decided(&csr(cp, name)) || seen.lines().any(|l| l.starts_with("PendingApproval"))
+        }),
+        "{name}: no PendingApproval event\n{}",
+        log_tail()
+    );
+    let c = csr(cp, name);
+    assert!(
+        !decided(&c),
+        "{name} must be left for a person: {:?}",
+        c.status
+    );
+    assert!(c.status.and_then(|s| s.certificate).is_none());
+    seen
+}
+
+fn serving_csr(cp: &ControlPlane, user: &str, dns: &[&str], ips: &[&str]) -> String {
+    let name = unique("kubelet-serving");
+    create_as(
+        cp,
+        Some(user),
+        &csr_yaml(
+            &name,
+            "kubernetes.io/kubelet-serving",
+            &csr_pem(user, &["system:nodes"], dns, ips),
+            &["digital signature", "server auth"],
+            None,
+        ),
+    );
+    name
+}
+
+/// The node's own name, a name of the configured pattern and an IP inside
+/// the configured prefixes are approved; an IP outside is left for a person,
+/// and signed once a person approves it.
 #[test]
 fn kubelet_serving_csrs_are_approved_only_for_the_nodes_own_names() {
     let cp = control_plane();
-    let (node, user) = kubelet_setup(cp);
-    let good = unique("kubelet-serving");
+    let (node, user, ip) = kubelet_setup(cp);
     let host = format!("{node}.nodes.example");
-    create_as(
-        cp,
-        Some(&user),
-        &csr_yaml(
-            &good,
-            "kubernetes.io/kubelet-serving",
-            &csr_pem(&user, &["system:nodes"], &[&host], &["10.1.2.3"]),
-            &["digital signature", "server auth"],
-            None,
-        ),
-    );
+    let good = serving_csr(cp, &user, &[&node, &host], &[&ip]);
     let pem = wait_signed(cp, &good);
     assert!(openssl_verifies(&ca_pem(cp, KUBELET_CA), &pem));
     let leaf = certop::pki::parse_pem_certificate(&pem, "serving").expect("parse");
-    assert_eq!(leaf.dns_names, vec![host.clone()]);
+    assert_eq!(leaf.dns_names, vec![node.clone(), host.clone()]);
 
-    let greedy = unique("kubelet-greedy");
-    create_as(
-        cp,
-        Some(&user),
-        &csr_yaml(
-            &greedy,
-            "kubernetes.io/kubelet-serving",
-            &csr_pem(
-                &user,
-                &["system:nodes"],
-                &[&host],
-                &["10.1.2.3", "10.9.9.9"],
-            ),
-            &["digital signature", "server auth"],
-            None,
-        ),
+    let outside = serving_csr(cp, &user, &[&host], &[&ip, "10.200.0.9"]);
+    let events = wait_left_pending(cp, &outside);
+    assert!(
+        events.contains("10.200.0.9")
+            && events.contains("--kubelet-serving-ip-prefixes")
+            && events.contains(&format!("kubectl certificate approve {outside}")),
+        "{events}"
     );
     assert!(
-        wait_for(WAIT, || condition_of(&csr(cp, &greedy), "Denied").is_some()),
-        "{}",
-        log_tail()
+        cp.kubectl(&["certificate", "approve", &outside])
+            .status
+            .success()
     );
-    let (_, message) = condition_of(&csr(cp, &greedy), "Denied").expect("denied");
-    assert!(
-        message.contains("10.9.9.9") && message.contains(&node),
-        "{message}"
-    );
+    let pem = wait_signed(cp, &outside);
+    assert!(openssl_verifies(&ca_pem(cp, KUBELET_CA), &pem));
 
     let unserved = unique("not-ours");
     create_as(
@@ -456,6 +514,82 @@ fn kubelet_serving_csrs_are_approved_only_for_the_nodes_own_names() {
             .is_none_or(|c| c.is_empty()),
         "a signer certop does not serve is left alone"
     );
+}
+
+/// A node writes its own `status.addresses`: names it lists there are no
+/// proof. The API server's Service name and IP, a wildcard and another
+/// Node's address are left for a person; another Node's name is denied; the
+/// node's own name and address are still approved and signed.
+#[test]
+fn kubelet_serving_names_a_node_writes_in_its_status_are_not_approved() {
+    let cp = control_plane();
+    let (node, user, ip) = kubelet_setup(cp);
+    let other = unique("node");
+    let other_ip = node_ip();
+    add_node(
+        cp,
+        &other,
+        &[("Hostname", &other), ("InternalIP", &other_ip)],
+    );
+    set_addresses(
+        cp,
+        &node,
+        &[
+            ("Hostname", &node),
+            ("InternalIP", &ip),
+            ("Hostname", "kubernetes.default.svc"),
+            ("InternalDNS", "*.default.svc.cluster.local"),
+            ("InternalDNS", &other),
+            ("InternalIP", "10.96.0.1"),
+            ("InternalIP", &other_ip),
+        ],
+    );
+
+    let claimed = serving_csr(
+        cp,
+        &user,
+        &["kubernetes.default.svc", "*.default.svc.cluster.local"],
+        &["10.96.0.1", &other_ip],
+    );
+    let events = wait_left_pending(cp, &claimed);
+    for name in [
+        "kubernetes.default.svc",
+        "*.default.svc.cluster.local",
+        "10.96.0.1",
+        &other_ip,
+        &other,
+    ] {
+        assert!(events.contains(name), "{name} not explained: {events}");
+    }
+
+    // Left, it is not reviewed again: no loop re-reading the Nodes.
+    std::thread::sleep(Duration::from_secs(3));
+    let reviews = operator()
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(&claimed) && l.contains("left for a person"))
+        .count();
+    assert_eq!(reviews, 1, "{}", log_tail());
+    let described = stdout(&cp.kubectl(&["describe", "csr", &claimed]));
+    assert!(
+        described.contains("PendingApproval"),
+        "kubectl describe shows why: {described}"
+    );
+
+    let impostor = serving_csr(cp, &user, &[&other], &[]);
+    assert!(
+        wait_for(WAIT, || condition_of(&csr(cp, &impostor), "Denied")
+            .is_some()),
+        "{}",
+        log_tail()
+    );
+    let (_, message) = condition_of(&csr(cp, &impostor), "Denied").expect("denied");
+    assert!(message.contains(&other), "{message}");
+    assert!(condition_of(&csr(cp, &impostor), "Approved").is_none());
+
+    let own = serving_csr(cp, &user, &[&node], &[&ip]);
+    let pem = wait_signed(cp, &own);
+    assert!(openssl_verifies(&ca_pem(cp, KUBELET_CA), &pem));
 }
 
 /// A CSR for `certop.dev/<ca>` asking for what the CA's policy does not

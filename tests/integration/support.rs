@@ -53,6 +53,10 @@ pub fn operator() -> &'static Operator {
             &[
                 &format!("--kubelet-signer-ca={KUBELET_CA}"),
                 "--approve-kubelet-csrs=true",
+                // Test Nodes are named <node>, at <node>.nodes.example and
+                // an address in 10.1.0.0/16 (tests/integration/csr.rs).
+                r"--kubelet-serving-dns-pattern={node}\.nodes\.example",
+                "--kubelet-serving-ip-prefixes=10.1.0.0/16",
             ],
         )
     })
