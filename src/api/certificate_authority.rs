@@ -65,6 +65,13 @@ pub struct CertificateAuthoritySpec {
     /// profile, which must be allowed by name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<IssuancePolicy>,
+    /// Sign only under a CertificatePolicy: while none names this CA,
+    /// nothing is signed (instead of anything but privileged identities).
+    /// Set it on every CA whose certificates are worth more than their
+    /// names: any client certificate of etcd's CA is etcd's root. Default
+    /// false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_policy: Option<bool>,
     /// When and how the CA replaces its own key before it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<CaRotation>,

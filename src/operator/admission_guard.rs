@@ -39,18 +39,31 @@ fn lists(v: &Option<Vec<String>>, want: &str) -> bool {
         .is_some_and(|v| v.iter().any(|x| x == want || x == "*"))
 }
 
-/// Whether a rule sends every create and update of a ClusterCertificate
-/// through the policy.
+/// Whether a rule sends every create and update of a ClusterCertificate,
+/// in every version of the API (v1alpha1 today, v1 later), through the
+/// policy.
 fn covers(rule: &NamedRuleWithOperations) -> bool {
     lists(&rule.api_groups, "certop.dev")
+        && rule
+            .api_versions
+            .as_ref()
+            .is_some_and(|v| v.iter().any(|x| x == "*"))
+        && rule
+            .scope
+            .as_deref()
+            .is_none_or(|s| s == "*" || s == "Cluster")
         && lists(&rule.resources, "clustercertificates")
         && lists(&rule.operations, "CREATE")
         && lists(&rule.operations, "UPDATE")
         && rule.resource_names.as_ref().is_none_or(Vec::is_empty)
 }
 
-/// Whether match resources leave no ClusterCertificate out.
+/// Whether match resources leave no ClusterCertificate out (a request in
+/// another version is matched through its equivalent).
 fn leaves_nothing_out(m: &MatchResources) -> bool {
+    if m.match_policy.as_deref().is_some_and(|p| p != "Equivalent") {
+        return false;
+    }
     let no_selector = m.object_selector.as_ref().is_none_or(|s| {
         s.match_labels.as_ref().is_none_or(|l| l.is_empty())
             && s.match_expressions.as_ref().is_none_or(Vec::is_empty)
@@ -221,6 +234,18 @@ mod tests {
 
     #[test]
     fn the_shipped_guard_verifies_and_each_weakening_is_named() {
+        fn rule(p: &mut ValidatingAdmissionPolicy) -> &mut NamedRuleWithOperations {
+            &mut p
+                .spec
+                .as_mut()
+                .expect("s")
+                .match_constraints
+                .as_mut()
+                .expect("m")
+                .resource_rules
+                .as_mut()
+                .expect("r")[0]
+        }
         let (policy, binding) = shipped().expect("shipped guard parses");
         assert_eq!(verify(&policy, &binding), Ok(()));
         type Edit =
@@ -262,6 +287,26 @@ mod tests {
             (
                 "Deny",
                 Box::new(|_, b| b.spec.validation_actions = vec!["Audit".into()]),
+            ),
+            (
+                "matchConstraints",
+                Box::new(|p, _| rule(p).scope = Some("Namespaced".into())),
+            ),
+            (
+                "matchConstraints",
+                Box::new(|p, _| rule(p).api_versions = Some(vec!["v1alpha1".into()])),
+            ),
+            (
+                "matchConstraints",
+                Box::new(|p, _| {
+                    p.spec
+                        .as_mut()
+                        .expect("s")
+                        .match_constraints
+                        .as_mut()
+                        .expect("m")
+                        .match_policy = Some("Exact".into())
+                }),
             ),
             (
                 "names policy",

@@ -143,6 +143,8 @@ async fn handle(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action
             crate::policy::Authority {
                 name: ca_name,
                 policy: ca.spec.policy.as_ref(),
+                require_policy: ca.spec.require_policy.unwrap_or(false),
+                api_server_ips: &ctx.api_server_ips(),
             },
             &all,
             &usable,

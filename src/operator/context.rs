@@ -128,6 +128,12 @@ impl Context {
         }
     }
 
+    /// The API server's Service addresses (the first of each `--service-cidr`):
+    /// privileged identities no policy allows by a pattern.
+    pub fn api_server_ips(&self) -> Vec<std::net::IpAddr> {
+        crate::policy::privileged::api_server_ips(&self.csr_policy.kubelet_serving.service_cidrs)
+    }
+
     /// The default CRL distribution point of key `index` of a CA.
     pub fn default_crl_url(&self, ca: &str, index: u32) -> String {
         format!(

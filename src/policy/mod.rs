@@ -16,17 +16,18 @@
 //! reviews, and carry the answer out.
 
 pub mod pattern;
-mod privileged;
+pub mod privileged;
 mod rules;
 #[cfg(test)]
 mod tests;
 
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 pub use rules::{Field, Refusal, Request, Rules, Source};
 
-use crate::api::{CertificatePolicy, IssuancePolicy};
+use crate::api::{CertificatePolicy, IssuancePolicy, Profile};
 use crate::pki::LeafTemplate;
 
 /// Why a request is not signed, in words that say what to change.
@@ -49,6 +50,10 @@ pub enum Denial {
     )]
     PolicyRequired { ca: String, policies: String },
     #[error(
+        "CertificateAuthority {0} signs only under a CertificatePolicy (spec.requirePolicy) and none names it: create one whose spec.authorities lists {0}"
+    )]
+    NoGoverningPolicy(String),
+    #[error(
         "spec.policyRef is not honoured while the admission guard is not in force ({0}); apply manifests/policy-admission.yaml (ValidatingAdmissionPolicy certop-policy-use and its binding)"
     )]
     GuardNotInForce(String),
@@ -58,11 +63,25 @@ pub enum Denial {
     NoUsablePolicy { requester: String, tried: String },
 }
 
-/// What a CA says about its own signing: its name and `spec.policy`.
+/// What a CA says about its own signing (its name, `spec.policy`, whether
+/// it signs only under a CertificatePolicy), and what is privileged in the
+/// cluster it signs for (the API server's Service addresses).
 #[derive(Clone, Copy, Debug)]
 pub struct Authority<'a> {
     pub name: &'a str,
     pub policy: Option<&'a IssuancePolicy>,
+    pub require_policy: bool,
+    pub api_server_ips: &'a [IpAddr],
+}
+
+impl Authority<'_> {
+    fn request<'t>(&'t self, profile: Option<Profile>, template: &'t LeafTemplate) -> Request<'t> {
+        Request {
+            profile,
+            template,
+            api_server_ips: self.api_server_ips,
+        }
+    }
 }
 
 /// The CertificatePolicies that govern a CA, by name.
@@ -95,16 +114,19 @@ fn ca_ceiling(ca: Authority, request: &Request) -> Result<(), Denial> {
     }
 }
 
-/// Whether a ClusterCertificate may be signed. `policy_ref` is the policy
-/// its spec names; `guard` whether the admission guard that makes that
-/// name trustworthy is in force (Err says what is wrong with it).
+/// Whether a ClusterCertificate may be signed: `template` is what it asks
+/// for (through `profile`, if any); `policy_ref` is the policy its spec
+/// names; `guard` whether the admission guard that makes that name
+/// trustworthy is in force (Err says what is wrong with it).
 pub fn authorize_certificate(
     ca: Authority,
     all_policies: &[Arc<CertificatePolicy>],
     policy_ref: Option<&str>,
     guard: Result<(), String>,
-    request: &Request,
+    profile: Option<Profile>,
+    template: &LeafTemplate,
 ) -> Result<(), Denial> {
+    let request = &ca.request(profile, template);
     ca_ceiling(ca, request)?;
     let governing = governing(all_policies, ca.name);
     match policy_ref {
@@ -130,6 +152,7 @@ pub fn authorize_certificate(
             ca: ca.name.to_string(),
             policies: names(&governing),
         }),
+        None if ca.require_policy => Err(Denial::NoGoverningPolicy(ca.name.to_string())),
         None if ca.policy.is_some() => Ok(()),
         None => Rules::default_open()
             .evaluate(request)
@@ -157,21 +180,15 @@ pub fn authorize_signing_request(
         let rules = Rules::of_ca_policy(ca.name, p).map_err(Denial::InvalidPolicy)?;
         cap(&mut template, rules.max_duration());
     }
-    ca_ceiling(
-        ca,
-        &Request {
-            profile: None,
-            template: &template,
-        },
-    )?;
+    ca_ceiling(ca, &ca.request(None, &template))?;
     let governing = governing(all_policies, ca.name);
     if governing.is_empty() {
+        if ca.require_policy {
+            return Err(Denial::NoGoverningPolicy(ca.name.to_string()));
+        }
         if ca.policy.is_none() {
             Rules::default_open()
-                .evaluate(&Request {
-                    profile: None,
-                    template: &template,
-                })
+                .evaluate(&ca.request(None, &template))
                 .map_err(Denial::Refused)?;
         }
         return Ok(template);
@@ -192,10 +209,7 @@ pub fn authorize_signing_request(
         };
         let mut candidate = template.clone();
         cap(&mut candidate, rules.max_duration());
-        match rules.evaluate(&Request {
-            profile: None,
-            template: &candidate,
-        }) {
+        match rules.evaluate(&ca.request(None, &candidate)) {
             Ok(()) => return Ok(candidate),
             Err(refusal) => tried.push(refusal.to_string()),
         }

@@ -3,6 +3,10 @@
 //! here is signed only when a policy names it exactly, never through a
 //! pattern or an unbounded field.
 
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
 /// User names of the control-plane components as kubeadm creates them
 /// (their `system:` ones are covered by the prefix).
 const COMPONENT_USERS: &[&str] = &[
@@ -54,6 +58,28 @@ pub fn dns_name(name: &str) -> Option<&'static str> {
     api_server.then_some("it is (or covers) a name of the API server's Service")
 }
 
+/// Whether `ip` is the API server's Service address: one of `api_server`
+/// (IPv4-mapped IPv6 addresses compared as the IPv4 address they carry).
+pub fn api_server_ip(ip: &IpAddr, api_server: &[IpAddr]) -> bool {
+    let plain = |ip: &IpAddr| match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*ip, IpAddr::V4),
+        v4 => *v4,
+    };
+    api_server.iter().any(|a| plain(a) == plain(ip))
+}
+
+/// The API server's Service address in each Service CIDR: its first
+/// address, as kube-apiserver allocates it.
+pub fn api_server_ips(service_cidrs: &[IpNet]) -> Vec<IpAddr> {
+    service_cidrs
+        .iter()
+        .map(|net| match net.network() {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a).wrapping_add(1))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a).wrapping_add(1))),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +114,20 @@ mod tests {
         ] {
             assert!(dns_name(d).is_some(), "{d}");
         }
+        let ips = api_server_ips(&[
+            "10.96.0.0/12".parse().expect("net"),
+            "fd00:10:96::/112".parse().expect("net"),
+        ]);
+        let want: Vec<IpAddr> = vec![
+            "10.96.0.1".parse().expect("ip"),
+            "fd00:10:96::1".parse().expect("ip"),
+        ];
+        assert_eq!(ips, want);
+        assert!(api_server_ip(
+            &"::ffff:10.96.0.1".parse().expect("ip"),
+            &ips
+        ));
+        assert!(!api_server_ip(&"10.96.0.2".parse().expect("ip"), &ips));
         for d in [
             "web.default.svc",
             "kubernetes.io",

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::net::IpAddr;
 
 use ipnet::IpNet;
 
@@ -11,7 +12,7 @@ use super::{pattern, privileged};
 use crate::api::{
     AllowedIdentity, CertificatePolicy, IssuancePolicy, KeyAlgorithm, KeyUsage, Profile,
 };
-use crate::pki::{LeafTemplate, profile_fixes_subject, profile_name, usage_name};
+use crate::pki::{LeafTemplate, profile_name, usage_name};
 
 /// Where a set of rules came from, as a refusal names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,18 +104,29 @@ enum Names {
 enum Profiles {
     /// Any profile, or none.
     Any,
-    /// No profile, or one of these.
+    /// One of these; an empty list: no profile (a CSR has none).
     Only(Vec<Profile>),
-    /// One of these, always (a CA's `spec.policy.allowedProfiles`).
-    Required(Vec<Profile>),
 }
 
+/// The extended key usages. A certificate with none is valid for every
+/// purpose (RFC 5280 4.2.1.12, and Go's x509 as kube-apiserver uses it).
+const EXTENDED_USAGES: [KeyUsage; 6] = [
+    KeyUsage::ServerAuth,
+    KeyUsage::ClientAuth,
+    KeyUsage::CodeSigning,
+    KeyUsage::EmailProtection,
+    KeyUsage::OcspSigning,
+    KeyUsage::TimeStamping,
+];
+
 /// What a request asks for: the certificate it would get, and the profile
-/// a ClusterCertificate named (a CSR has none).
+/// a ClusterCertificate named (a CSR has none); with the addresses of the
+/// API server's own Service, privileged in this cluster.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
     pub profile: Option<Profile>,
     pub template: &'a LeafTemplate,
+    pub api_server_ips: &'a [IpAddr],
 }
 
 /// Bounds on every identity field of a request.
@@ -131,10 +143,6 @@ pub struct Rules {
     key_algorithms: Option<Vec<KeyAlgorithm>>,
     profiles: Profiles,
     max_duration: Option<chrono::Duration>,
-    /// A CA's `spec.policy` lets a listed profile that fixes the subject
-    /// bring that subject (and the API server profile its Service names),
-    /// privileged or not; a CertificatePolicy names every value itself.
-    profile_brings_identity: bool,
 }
 
 impl Rules {
@@ -152,7 +160,6 @@ impl Rules {
             key_algorithms: None,
             profiles: Profiles::Any,
             max_duration: None,
-            profile_brings_identity: false,
         }
     }
 
@@ -185,13 +192,12 @@ impl Rules {
             key_algorithms: a.key_algorithms.clone(),
             profiles: Profiles::Only(a.profiles.clone()),
             max_duration,
-            profile_brings_identity: false,
         })
     }
 
-    /// A CA's own `spec.policy`: an empty list leaves its field open to
-    /// ordinary values; privileged values need an entry or a listed profile
-    /// that carries them.
+    /// A CA's own `spec.policy`: a ceiling that only restricts. An empty
+    /// list leaves its field open to ordinary values; a privileged value
+    /// needs an exact entry there too, and no listed profile brings one.
     pub fn of_ca_policy(ca: &str, p: &IssuancePolicy) -> Result<Rules, String> {
         let open_or = |list: &[String]| {
             if list.is_empty() {
@@ -231,10 +237,9 @@ impl Rules {
             profiles: if p.allowed_profiles.is_empty() {
                 Profiles::Any
             } else {
-                Profiles::Required(p.allowed_profiles.clone())
+                Profiles::Only(p.allowed_profiles.clone())
             },
             max_duration,
-            profile_brings_identity: true,
         })
     }
 
@@ -255,20 +260,15 @@ impl Rules {
             })
         };
         let t = request.template;
-        // Whether the request's profile is listed by name (not just open).
-        let listed_profile = match (&self.profiles, request.profile) {
-            (Profiles::Any, _) | (Profiles::Only(_), None) => false,
-            (Profiles::Only(list) | Profiles::Required(list), Some(p)) => {
-                if !list.contains(&p) {
-                    return refuse(
-                        Field::Profile,
-                        profile_name(p),
-                        format!("allowed profiles: {}", names_of(list)),
-                    );
-                }
-                true
+        match (&self.profiles, request.profile) {
+            (Profiles::Only(list), Some(p)) if !list.contains(&p) => {
+                return refuse(
+                    Field::Profile,
+                    profile_name(p),
+                    format!("allowed profiles: {}", names_of(list)),
+                );
             }
-            (Profiles::Required(list), None) => {
+            (Profiles::Only(list), None) if !list.is_empty() => {
                 return refuse(
                     Field::Profile,
                     String::new(),
@@ -278,27 +278,8 @@ impl Rules {
                     ),
                 );
             }
-        };
-        let brought = |field: Field, value: &str| {
-            let Some(profile) = request
-                .profile
-                .filter(|_| self.profile_brings_identity && listed_profile)
-            else {
-                return false;
-            };
-            match field {
-                Field::CommonName => {
-                    profile_fixes_subject(profile) && t.common_name.as_deref() == Some(value)
-                }
-                Field::Organization => profile_fixes_subject(profile),
-                Field::DnsName => {
-                    profile == Profile::KubeApiserver
-                        && pattern::is_exact(value)
-                        && privileged::dns_name(value).is_some()
-                }
-                _ => false,
-            }
-        };
+            _ => {}
+        }
         let check_name = |field: Field,
                           names: &Names,
                           value: &str,
@@ -316,7 +297,7 @@ impl Rules {
             };
             if let Some(why) = why_privileged {
                 let named = matches!(names, Names::Only(list) if exact(list));
-                if named || brought(field, value) {
+                if named {
                     return Ok(());
                 }
                 return refuse(
@@ -332,7 +313,6 @@ impl Rules {
                 Names::Only(list) if list.iter().any(|e| pattern::matches(e, value, fold)) => {
                     Ok(())
                 }
-                Names::Only(_) if brought(field, value) => Ok(()),
                 Names::Only(list) if list.is_empty() => refuse(
                     field,
                     value.to_string(),
@@ -375,6 +355,20 @@ impl Rules {
                 privileged::dns_name(d),
             )?;
         }
+        for ip in &t.ip_addresses {
+            let named = self.ip_addresses.as_ref().is_some_and(|networks| {
+                networks
+                    .iter()
+                    .any(|n| n.prefix_len() == n.max_prefix_len() && pattern::contains(n, ip))
+            });
+            if privileged::api_server_ip(ip, request.api_server_ips) && !named {
+                return refuse(
+                    Field::IpAddress,
+                    ip.to_string(),
+                    "it is the API server's Service address; only a policy that lists it exactly (a /32 or /128) allows it".into(),
+                );
+            }
+        }
         if let Some(networks) = &self.ip_addresses {
             for ip in &t.ip_addresses {
                 if !networks.iter().any(|n| pattern::contains(n, ip)) {
@@ -394,15 +388,25 @@ impl Rules {
         for u in &t.uris {
             check_name(Field::Uri, &self.uris, u, false, None)?;
         }
-        if let Some(usages) = &self.usages
-            && let Some(u) = t.usages.iter().find(|u| !usages.contains(u))
-        {
-            let allowed: Vec<String> = usages.iter().map(|u| usage_name(*u)).collect();
-            return refuse(
-                Field::Usage,
-                usage_name(*u),
-                format!("allowed usages: {}", allowed.join(", ")),
-            );
+        if let Some(usages) = &self.usages {
+            let allowed = || {
+                let names: Vec<String> = usages.iter().map(|u| usage_name(*u)).collect();
+                format!("allowed usages: {}", names.join(", "))
+            };
+            if let Some(u) = t.usages.iter().find(|u| !usages.contains(u)) {
+                return refuse(Field::Usage, usage_name(*u), allowed());
+            }
+            let no_extended = !t.usages.iter().any(|u| EXTENDED_USAGES.contains(u));
+            if no_extended && EXTENDED_USAGES.iter().any(|u| !usages.contains(u)) {
+                return refuse(
+                    Field::Usage,
+                    "no extended key usage".into(),
+                    format!(
+                        "a certificate without extended key usages is valid for every purpose, client auth included; ask for the ones you need ({})",
+                        allowed()
+                    ),
+                );
+            }
         }
         if let Some(algorithms) = &self.key_algorithms
             && !algorithms.contains(&t.key_algorithm)

@@ -72,11 +72,31 @@ fn strings(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| s.to_string()).collect()
 }
 
+/// The API server's Service address of the default Service CIDR.
+fn api_server_ips() -> Vec<std::net::IpAddr> {
+    vec!["10.96.0.1".parse().expect("ip")]
+}
+
 fn evaluate(rules: &Rules, spec: &ClusterCertificateSpec) -> Result<(), Refusal> {
     rules.evaluate(&Request {
         profile: spec.profile,
         template: &template(spec),
+        api_server_ips: &api_server_ips(),
     })
+}
+
+/// A CA nothing special is said of.
+fn authority<'a>(
+    name: &'a str,
+    policy: Option<&'a IssuancePolicy>,
+    ips: &'a [std::net::IpAddr],
+) -> Authority<'a> {
+    Authority {
+        name,
+        policy,
+        require_policy: false,
+        api_server_ips: ips,
+    }
 }
 
 /// The identity every profile carries, listed exactly: what a policy for
@@ -158,11 +178,12 @@ fn every_profile_under_each_kind_of_rules() {
             evaluate(&profiles_only, &s).is_err(),
             "profiles only, {name}"
         );
-        // A CA's spec.policy that lists the profile lets a profile that
-        // fixes its subject bring it; server and client bring nothing.
+        // A CA's spec.policy only restricts: listing a profile there brings
+        // nothing either (it once let anyone who may create a
+        // ClusterCertificate have any node's or component's identity).
         assert_eq!(
             evaluate(&ca_listing_all, &s).is_ok(),
-            true,
+            ordinary,
             "CA policy listing {name}: {:?}",
             evaluate(&ca_listing_all, &s)
         );
@@ -187,7 +208,7 @@ fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
                 KeyUsage::ServerAuth,
             ]),
             key_algorithms: Some(vec![KeyAlgorithm::EcdsaP256]),
-            profiles: vec![Profile::Client],
+            profiles: Vec::new(),
             max_duration: Some("24h".parse::<GoDuration>().expect("duration")),
         },
     );
@@ -198,6 +219,7 @@ fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
         s.dns_names = strings(&["bot.team-a.example"]);
         s.ip_addresses = strings(&["10.1.2.3"]);
         s.uris = strings(&["spiffe://cluster.local/ns/team-a/sa/bot"]);
+        s.usages = vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth];
         s.duration = Some("24h".parse().expect("d"));
     };
     assert_eq!(evaluate(&rules, &spec(inside)), Ok(()));
@@ -246,10 +268,22 @@ fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
             "code signing",
             Box::new(|s| s.usages = vec![KeyUsage::DigitalSignature, KeyUsage::CodeSigning]),
         ),
+        // No extended usage is every purpose, client auth included.
+        (
+            Field::Usage,
+            "no extended key usage",
+            Box::new(|s| s.usages = vec![KeyUsage::DigitalSignature]),
+        ),
+        (
+            Field::IpAddress,
+            "10.96.0.1",
+            Box::new(|s| s.ip_addresses.push("10.96.0.1".into())),
+        ),
         (
             Field::KeyAlgorithm,
             "RSA-2048",
             Box::new(|s| {
+                s.usages.push(KeyUsage::KeyEncipherment);
                 s.private_key = Some(crate::api::PrivateKeySettings {
                     algorithm: Some(KeyAlgorithm::Rsa2048),
                     ..Default::default()
@@ -264,7 +298,10 @@ fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
         (
             Field::Profile,
             "server",
-            Box::new(|s| s.profile = Some(Profile::Server)),
+            Box::new(|s| {
+                s.usages.clear();
+                s.profile = Some(Profile::Server)
+            }),
         ),
     ];
     for (field, value, edit) in cases {
@@ -332,6 +369,25 @@ fn hostile_requests_that_were_once_signed_are_refused() {
             organizations: strings(&["system:*", "*"]),
             dns_names: strings(&["*"]),
             profiles: vec![Profile::Client],
+            ..Default::default()
+        },
+    ))
+    .expect("rules");
+    let node_profiles = Rules::of_ca_policy(
+        "cluster",
+        &IssuancePolicy {
+            allowed_profiles: vec![Profile::KubeletClient, Profile::EtcdServer],
+            ..Default::default()
+        },
+    )
+    .expect("rules");
+    let broad = Rules::of_policy(&policy(
+        "broad",
+        &["ca"],
+        AllowedIdentity {
+            common_names: strings(&["*"]),
+            ip_addresses: strings(&["10.0.0.0/8"]),
+            profiles: vec![Profile::Server],
             ..Default::default()
         },
     ))
@@ -415,6 +471,62 @@ fn hostile_requests_that_were_once_signed_are_refused() {
             spec(|s| s.profile = Some(Profile::SuperAdmin)),
             "kubernetes-super-admin",
         ),
+        (
+            "any node's identity through a CA policy that lists kubelet-client",
+            &node_profiles,
+            spec(|s| {
+                s.profile = Some(Profile::KubeletClient);
+                s.node_name = Some("victim".into());
+            }),
+            "system:node:victim",
+        ),
+        (
+            "a component's user name as an etcd node name (etcd-server signs client auth)",
+            &node_profiles,
+            spec(|s| {
+                s.profile = Some(Profile::EtcdServer);
+                s.node_name = Some("kube-apiserver-kubelet-client".into());
+            }),
+            "kube-apiserver-kubelet-client",
+        ),
+        (
+            "the API server's Service IP with no policy",
+            &default,
+            spec(|s| {
+                s.profile = Some(Profile::Server);
+                s.common_name = Some("eve".into());
+                s.ip_addresses = strings(&["10.96.0.1"]);
+            }),
+            "10.96.0.1",
+        ),
+        (
+            "the API server's Service IP as an IPv4-mapped IPv6 address",
+            &default,
+            spec(|s| {
+                s.common_name = Some("eve".into());
+                s.ip_addresses = strings(&["::ffff:10.96.0.1"]);
+            }),
+            "::ffff:10.96.0.1",
+        ),
+        (
+            "the API server's Service IP through a broad CIDR",
+            &broad,
+            spec(|s| {
+                s.profile = Some(Profile::Server);
+                s.common_name = Some("eve".into());
+                s.ip_addresses = strings(&["10.96.0.1"]);
+            }),
+            "10.96.0.1",
+        ),
+        (
+            "a request without a profile under a policy for server certificates",
+            &broad,
+            spec(|s| {
+                s.common_name = Some("eve".into());
+                s.usages = vec![KeyUsage::DigitalSignature, KeyUsage::ClientAuth];
+            }),
+            "",
+        ),
     ];
     for (name, rules, s, value) in cases {
         let got = evaluate(rules, &s);
@@ -446,19 +558,13 @@ fn a_certificate_is_signed_only_under_the_policy_it_names_while_the_guard_holds(
     let all = vec![team, other];
     let s = spec(|s| s.common_name = Some("bot".into()));
     let t = template(&s);
-    let request = Request {
-        profile: None,
-        template: &t,
-    };
-    let ca = Authority {
-        name: "ca",
-        policy: None,
-    };
+    let ips = api_server_ips();
+    let ca = authority("ca", None, &ips);
     let authorize =
         |ca: Authority,
          all: &[Arc<CertificatePolicy>],
          r: Option<&str>,
-         guard: Result<(), String>| { authorize_certificate(ca, all, r, guard, &request) };
+         guard: Result<(), String>| { authorize_certificate(ca, all, r, guard, None, &t) };
     assert_eq!(authorize(ca, &all, Some("team-a"), Ok(())), Ok(()));
     assert!(matches!(
         authorize(ca, &all, None, Ok(())),
@@ -477,20 +583,28 @@ fn a_certificate_is_signed_only_under_the_policy_it_names_while_the_guard_holds(
         Err(Denial::GuardNotInForce(_))
     ));
     // A CA no policy governs signs ordinary names without one.
-    let free = Authority {
-        name: "free",
-        policy: None,
-    };
+    let free = authority("free", None, &ips);
     assert_eq!(authorize(free, &all, None, Err("gone".into())), Ok(()));
+    // ...unless it requires a policy: then nothing without one, even when
+    // its last policy is deleted.
+    let required = Authority {
+        require_policy: true,
+        ..free
+    };
+    assert!(matches!(
+        authorize(required, &all, None, Ok(())),
+        Err(Denial::NoGoverningPolicy(_))
+    ));
+    assert!(matches!(
+        authorize_signing_request(required, &all, &BTreeSet::new(), "alice", &t),
+        Err(Denial::NoGoverningPolicy(_))
+    ));
     // A CA's own spec.policy bounds even a request under a policy.
     let strict = IssuancePolicy {
         max_duration: Some("1h".parse().expect("d")),
         ..Default::default()
     };
-    let ceiling = Authority {
-        name: "ca",
-        policy: Some(&strict),
-    };
+    let ceiling = authority("ca", Some(&strict), &ips);
     assert!(
         matches!(authorize(ceiling, &all, Some("team-a"), Ok(())), Err(Denial::Refused(r)) if r.field == Field::Duration)
     );
@@ -521,10 +635,8 @@ fn a_csr_is_signed_under_a_policy_its_requester_may_use_with_its_lifetime_capped
         },
     );
     let all = vec![team];
-    let etcd = Authority {
-        name: "etcd",
-        policy: None,
-    };
+    let ips = api_server_ips();
+    let etcd = authority("etcd", None, &ips);
     let usable: BTreeSet<String> = ["team-a".to_string()].into();
     let none = BTreeSet::new();
     let signed =
@@ -552,10 +664,7 @@ fn a_csr_is_signed_under_a_policy_its_requester_may_use_with_its_lifetime_capped
         max_duration: Some("1h".parse().expect("d")),
         ..Default::default()
     };
-    let legacy = Authority {
-        name: "legacy",
-        policy: Some(&etcd_policy),
-    };
+    let legacy = authority("legacy", Some(&etcd_policy), &ips);
     let got =
         authorize_signing_request(legacy, &[], &none, "alice", &csr_template("root", &[], 24));
     assert!(
@@ -568,10 +677,7 @@ fn a_csr_is_signed_under_a_policy_its_requester_may_use_with_its_lifetime_capped
         ..Default::default()
     };
     let t = authorize_signing_request(
-        Authority {
-            name: "legacy",
-            policy: Some(&capped),
-        },
+        authority("legacy", Some(&capped), &ips),
         &[],
         &none,
         "alice",
@@ -580,10 +686,7 @@ fn a_csr_is_signed_under_a_policy_its_requester_may_use_with_its_lifetime_capped
     .expect("signed");
     assert_eq!(t.lifetime, chrono::Duration::hours(1));
     // No policy at all: privileged identities are refused on this path too.
-    let free = Authority {
-        name: "free",
-        policy: None,
-    };
+    let free = authority("free", None, &ips);
     assert!(
         authorize_signing_request(
             free,

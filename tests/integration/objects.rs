@@ -97,30 +97,29 @@ pub fn cert_yaml(name: &str, ca: &str, ns: &str, extra: &str) -> String {
     )
 }
 
+/// A CertificatePolicy that governs `ca` and allows `allowed` (the YAML
+/// lines under `allowed:`), and the line a certificate names it with.
+/// Components' identities are privileged: a test that signs them names
+/// them in such a policy, as a cluster's administrator would.
+pub fn policy_for(cp: &ControlPlane, ca: &str, allowed: &str) -> String {
+    let name = format!("{ca}-policy");
+    apply(
+        cp,
+        &format!(
+            "apiVersion: certop.dev/v1alpha1\nkind: CertificatePolicy\nmetadata:\n  name: {name}\nspec:\n  authorities: [{ca}]\n  allowed:\n{allowed}"
+        ),
+    );
+    format!("  policyRef: {{name: {name}}}\n")
+}
+
 /// A Ready CA of the shared operator, and a fresh namespace.
 pub fn ca_and_namespace(cp: &ControlPlane, prefix: &str) -> (String, String) {
-    ca_and_namespace_with(cp, prefix, "")
-}
-
-/// A CA's `spec.policy` that lets these profiles bring their identities
-/// (privileged ones are signed only when a policy names them); the CA then
-/// signs only certificates with one of these profiles.
-pub fn profiles_policy(profiles: &[&str]) -> String {
-    format!(
-        "  policy:\n    allowedProfiles: [{}]\n",
-        profiles.join(", ")
-    )
-}
-
-/// A Ready CA of the shared operator with `extra` spec lines, and a fresh
-/// namespace.
-pub fn ca_and_namespace_with(cp: &ControlPlane, prefix: &str, extra: &str) -> (String, String) {
     operator();
     let ca = unique(&format!("{prefix}-ca"));
     let ns = unique(prefix);
     let out = cp.kubectl(&["create", "namespace", &ns]);
     assert!(out.status.success(), "{}", stderr(&out));
-    apply(cp, &ca_yaml(&ca, extra));
+    apply(cp, &ca_yaml(&ca, ""));
     let ok = wait_for(WAIT, || {
         get::<CertificateAuthority>(cp, &["certificateauthority", &ca])
             .and_then(|c| c.status)

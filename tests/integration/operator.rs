@@ -83,21 +83,22 @@ fn a_kubeadm_ca_is_adopted_and_signs() {
         cp,
         &ca_yaml(
             &ca,
-            // The API server's identity is privileged: the CA names the
-            // profile that carries it.
-            &format!(
-                "  keySource:\n    secretName: {ca}-pki\n    adopt: true\n  policy:\n    allowedProfiles: [kube-apiserver]\n"
-            ),
+            &format!("  keySource:\n    secretName: {ca}-pki\n    adopt: true\n"),
         ),
     );
     let name = unique("adopted");
+    let policy = policy_for(
+        cp,
+        &ca,
+        "    profiles: [kube-apiserver]\n    commonNames: [kube-apiserver]\n    dnsNames: [cp-1, kubernetes, kubernetes.default, kubernetes.default.svc, kubernetes.default.svc.cluster.local]\n    ipAddresses: [10.96.0.1/32]\n",
+    );
     apply(
         cp,
         &cert_yaml(
             &name,
             &ca,
             &ns,
-            "  profile: kube-apiserver\n  nodeName: cp-1\n",
+            &format!("  profile: kube-apiserver\n  nodeName: cp-1\n{policy}"),
         ),
     );
     wait_ready(cp, &name);
@@ -769,9 +770,17 @@ fn bad_input_gets_a_reason_a_message_and_an_event() {
 #[test]
 fn the_kubectl_plugin_shows_status_and_kubeadm_style_expiration() {
     let cp = control_plane();
-    let (ca, ns) = ca_and_namespace_with(cp, "plugin", &profiles_policy(&["admin"]));
+    let (ca, ns) = ca_and_namespace(cp, "plugin");
     let name = unique("plugin");
-    apply(cp, &cert_yaml(&name, &ca, &ns, "  profile: admin\n"));
+    let policy = policy_for(
+        cp,
+        &ca,
+        "    profiles: [admin]\n    commonNames: [kubernetes-admin]\n    organizations: [kubeadm:cluster-admins]\n",
+    );
+    apply(
+        cp,
+        &cert_yaml(&name, &ca, &ns, &format!("  profile: admin\n{policy}")),
+    );
     let c = wait_ready(cp, &name);
     let serial = c.status.and_then(|s| s.serial_number).expect("serial");
     // kubectl finds plugins named kubectl-<name> on PATH.
@@ -915,23 +924,24 @@ fn the_operator_adopts_a_pki_init_ca_so_node_files_and_crds_share_it() {
         cp,
         &ca_yaml(
             &ca,
-            // The API server's kubelet client is a component's identity:
-            // the CA names the profile that carries it.
-            &format!(
-                "  keySource:\n    secretName: {ca}-pki\n    adopt: true\n  policy:\n    allowedProfiles: [kube-apiserver-kubelet-client]\n"
-            ),
+            &format!("  keySource:\n    secretName: {ca}-pki\n    adopt: true\n"),
         ),
     );
     let ns = unique("adopt-init");
     assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
     let name = unique("from-init-ca");
+    let policy = policy_for(
+        cp,
+        &ca,
+        "    profiles: [kube-apiserver-kubelet-client]\n    commonNames: [kube-apiserver-kubelet-client]\n",
+    );
     apply(
         cp,
         &cert_yaml(
             &name,
             &ca,
             &ns,
-            "  profile: kube-apiserver-kubelet-client\n",
+            &format!("  profile: kube-apiserver-kubelet-client\n{policy}"),
         ),
     );
     wait_ready(cp, &name);

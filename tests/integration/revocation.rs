@@ -503,14 +503,12 @@ fn refresh_crl_file(ca: &str, dir: &Path) {
 #[test]
 fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
     let cp = control_plane();
-    // etcd's clients are components' identities: the CAs name the profiles.
-    let etcd_profiles = profiles_policy(&[
-        "etcd-server",
-        "kube-apiserver-etcd-client",
-        "etcd-healthcheck-client",
-    ]);
-    let (ca, ns) = ca_and_namespace_with(cp, "etcdrev", &etcd_profiles);
-    let (other_ca, _) = ca_and_namespace_with(cp, "etcdother", &etcd_profiles);
+    let (ca, ns) = ca_and_namespace(cp, "etcdrev");
+    let (other_ca, _) = ca_and_namespace(cp, "etcdother");
+    // etcd's clients are components' identities: a policy names them.
+    let etcd_identities = "    profiles: [etcd-server, kube-apiserver-etcd-client, etcd-healthcheck-client]\n    commonNames: [etcd-0, kube-apiserver-etcd-client, kube-etcd-healthcheck-client]\n    dnsNames: [etcd-0, localhost]\n    ipAddresses: [127.0.0.1/32, \"::1/128\"]\n";
+    let policy = policy_for(cp, &ca, etcd_identities);
+    let other_policy = policy_for(cp, &other_ca, etcd_identities);
     let server = unique("etcd-server");
     let client = unique("apiserver-etcd-client");
     let health = unique("healthcheck");
@@ -521,16 +519,26 @@ fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
             &server,
             &ca,
             &ns,
-            "  profile: etcd-server\n  nodeName: etcd-0\n",
+            &format!("  profile: etcd-server\n  nodeName: etcd-0\n{policy}"),
         ),
     );
     apply(
         cp,
-        &cert_yaml(&client, &ca, &ns, "  profile: kube-apiserver-etcd-client\n"),
+        &cert_yaml(
+            &client,
+            &ca,
+            &ns,
+            &format!("  profile: kube-apiserver-etcd-client\n{policy}"),
+        ),
     );
     apply(
         cp,
-        &cert_yaml(&health, &ca, &ns, "  profile: etcd-healthcheck-client\n"),
+        &cert_yaml(
+            &health,
+            &ca,
+            &ns,
+            &format!("  profile: etcd-healthcheck-client\n{policy}"),
+        ),
     );
     apply(
         cp,
@@ -538,7 +546,7 @@ fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
             &stranger,
             &other_ca,
             &ns,
-            "  profile: kube-apiserver-etcd-client\n",
+            &format!("  profile: kube-apiserver-etcd-client\n{other_policy}"),
         ),
     );
     for n in [&server, &client, &health, &stranger] {

@@ -32,12 +32,16 @@ pub enum Issuer {
 }
 
 /// What decides who may get which identity from a CA, as observed: the
-/// CA's own `spec.policy`, every CertificatePolicy, and whether the
-/// admission guard that makes `spec.policyRef` trustworthy is in force.
+/// CA's own `spec.policy` and `spec.requirePolicy`, every
+/// CertificatePolicy, whether the admission guard that makes
+/// `spec.policyRef` trustworthy is in force, and the API server's Service
+/// addresses (privileged).
 #[derive(Clone, Debug)]
 pub struct Governance {
     pub ca: String,
     pub ca_policy: Option<crate::api::IssuancePolicy>,
+    pub require_policy: bool,
+    pub api_server_ips: Vec<std::net::IpAddr>,
     pub policies: Vec<Arc<crate::api::CertificatePolicy>>,
     pub guard: Result<(), String>,
 }
@@ -139,14 +143,14 @@ pub fn decide(
         crate::policy::Authority {
             name: &governance.ca,
             policy: governance.ca_policy.as_ref(),
+            require_policy: governance.require_policy,
+            api_server_ips: &governance.api_server_ips,
         },
         &governance.policies,
         cert.spec.policy_ref.as_ref().map(|r| r.name.as_str()),
         governance.guard.clone(),
-        &crate::policy::Request {
-            profile: cert.spec.profile,
-            template: &template,
-        },
+        cert.spec.profile,
+        &template,
     ) {
         let retry =
             matches!(denial, crate::policy::Denial::GuardNotInForce(_)).then_some(GUARD_RETRY);
@@ -244,6 +248,8 @@ mod tests {
             governance: Governance {
                 ca: "ca".into(),
                 ca_policy: None,
+                require_policy: false,
+                api_server_ips: Vec::new(),
                 policies: Vec::new(),
                 guard: Ok(()),
             },

@@ -145,6 +145,8 @@ async fn issuer(
                 governance: decide::Governance {
                     ca: ca_name.to_string(),
                     ca_policy: ca.spec.policy.clone(),
+                    require_policy: ca.spec.require_policy.unwrap_or(false),
+                    api_server_ips: ctx.api_server_ips(),
                     policies: ctx.policies.state(),
                     guard: ctx.guard.get(),
                 },
