@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, store::Writer};
@@ -61,8 +61,10 @@ where
 /// ClusterCertificate for it, in a fake API server.
 fn world() -> World {
     let api = FakeApi::new(&[NS, "app", "default"]);
-    let now = Utc::now();
-    let authority = Authority::create(&CaRequest::new("test CA"), now).expect("CA");
+    // Made a day ago, as in a running cluster: the leaves it signs carry
+    // the whole backdate.
+    let authority =
+        Authority::create(&CaRequest::new("test CA"), Utc::now() - Duration::days(1)).expect("CA");
     api.put(
         &format!("/api/v1/namespaces/{NS}/secrets/ca-ca"),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca-ca", "namespace": NS},
@@ -157,6 +159,29 @@ impl World {
         certificate::reconcile(Arc::new(cert), self.ctx.clone())
             .await
             .map(|_| ())
+    }
+
+    /// A pass with the clock at `now`, then the passes the watch events of
+    /// its own writes start (the own-write echoes), while they write.
+    /// Returns the number of passes.
+    async fn certificate_passes_at(&self, now: DateTime<Utc>) -> usize {
+        for n in 1..=20 {
+            let before = self.api.writes();
+            self.sync();
+            let cert: ClusterCertificate = self.api.get(CERT_PATH).expect("certificate");
+            let _ = certificate::apply_at(&cert, &self.ctx, now).await;
+            if self.api.writes() == before {
+                return n;
+            }
+        }
+        20
+    }
+
+    /// The revision of the Secret's certificate: how many were issued.
+    fn revision(&self) -> i64 {
+        self.secret()
+            .and_then(|s| s.annotations().get(meta::REVISION)?.parse().ok())
+            .unwrap_or(0)
     }
 
     async fn revocation_pass(&self) -> Result<(), super::Error> {
@@ -1494,6 +1519,46 @@ fn a_crl_in_parts_whose_writes_fail_is_published_whole_by_the_next_pass() {
                     .unwrap_or_else(|| panic!("{case}: what is stored reassembles"));
             assert_eq!(served.number, crl.number, "{case}");
             assert_eq!(served.entries, 10_000, "{case}");
+        }
+    });
+}
+
+/// Sets fields of the ClusterCertificate's spec (a new generation).
+fn edit_spec(w: &World, fields: serde_json::Value) {
+    let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+    for (k, v) in fields.as_object().expect("fields").clone() {
+        cert["spec"][k] = v;
+    }
+    let generation = cert["metadata"]["generation"].as_i64().unwrap_or(1);
+    cert["metadata"]["generation"] = json!(generation + 1);
+    w.api.put(CERT_PATH, cert);
+}
+
+#[test]
+fn a_one_minute_certificate_is_issued_at_most_three_times_a_minute_whatever_its_renewal_settings() {
+    runtime().block_on(async {
+        for renewal in [json!({}), json!({"renewBeforePercentage": 99})] {
+            let w = world();
+            let mut spec = json!({"duration": "1m"});
+            spec.as_object_mut()
+                .expect("object")
+                .extend(renewal.as_object().expect("object").clone());
+            edit_spec(&w, spec);
+            let start = Utc::now();
+            let mut passes = 0;
+            // A minute of the clock, a look every second, each followed by
+            // the passes its own writes' watch events start.
+            for second in 0..60 {
+                passes += w
+                    .certificate_passes_at(start + Duration::seconds(second))
+                    .await;
+            }
+            let issued = w.revision();
+            println!("{renewal}: {issued} issuances in 60 s of clock, {passes} passes");
+            assert!(
+                (1..=3).contains(&issued),
+                "{renewal}: {issued} issuances of a 1-minute certificate in a minute ({passes} passes)"
+            );
         }
     });
 }

@@ -43,6 +43,15 @@ pub fn issued_lifetime(not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> c
     if backdated { span - BACKDATE } else { span }
 }
 
+/// When certop (or kubeadm) signed a certificate: notBefore is backdated
+/// BACKDATE from that moment. Where notBefore met the CA's own (a leaf of a
+/// CA younger than the backdate) this is later than the real moment, so
+/// what is measured from it (a certificate's age, its renewal) comes later,
+/// never sooner; it is never past notAfter.
+pub fn issued_at(cert: &CertificateInfo) -> DateTime<Utc> {
+    (cert.not_before + BACKDATE).min(cert.not_after)
+}
+
 /// X.509 times have one-second resolution: certop truncates to it so that
 /// what it records equals what the certificate says.
 pub(crate) fn to_x509_time(t: DateTime<Utc>) -> Result<time::OffsetDateTime, PkiError> {

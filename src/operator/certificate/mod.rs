@@ -150,7 +150,16 @@ async fn issuer(
 }
 
 async fn apply(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
-    apply_pass(cert, ctx, Utc::now(), false).await
+    apply_at(cert, ctx, Utc::now()).await
+}
+
+/// One pass with the clock at `now` (the scenarios move it).
+pub(super) async fn apply_at(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    apply_pass(cert, ctx, now, false).await
 }
 
 /// One pass. `replacing` is set on the pass that replaces a certificate a
