@@ -1562,3 +1562,30 @@ fn a_one_minute_certificate_is_issued_at_most_three_times_a_minute_whatever_its_
         }
     });
 }
+
+/// A certificate the core refuses at signing is tried again when its
+/// condition says ("next in 5s", then 10 s, …), not on every pass that the
+/// watch events of its own status writes start.
+#[test]
+fn a_certificate_the_core_refuses_is_tried_again_only_when_its_condition_says() {
+    runtime().block_on(async {
+        let w = world();
+        edit_spec(&w, json!({"organizations": ["team-a", "team-b"]}));
+        let start = Utc::now();
+        let mut passes = 0;
+        for second in 0..20 {
+            passes += w
+                .certificate_passes_at(start + Duration::seconds(second))
+                .await;
+        }
+        let status = w.status();
+        let attempts = status.failed_issuance_attempts.unwrap_or(0);
+        let writes = w.api.writes();
+        println!("{attempts} attempts, {writes} writes, {passes} passes in 20 s of clock");
+        // Tries at 0 s, 5 s and 15 s: three in twenty seconds.
+        assert!(
+            attempts <= 3,
+            "{attempts} attempts in 20 s ({passes} passes, {writes} writes)"
+        );
+    });
+}
