@@ -56,7 +56,7 @@ pub struct CaCreateArgs {
     /// Lifetime in Go duration syntax.
     #[arg(long, default_value = "87600h")]
     duration: GoDuration,
-    /// Organization (O) of the subject; repeatable.
+    /// Organization (O) of the subject (one).
     #[arg(long = "organization")]
     organizations: Vec<String>,
 }

@@ -1563,11 +1563,11 @@ fn a_one_minute_certificate_is_issued_at_most_three_times_a_minute_whatever_its_
     });
 }
 
-/// A certificate the core refuses at signing is tried again when its
-/// condition says ("next in 5s", then 10 s, …), not on every pass that the
-/// watch events of its own status writes start.
+/// Two organizations are refused before a key is made (rcgen keeps one
+/// value per subject attribute): no attempt, one status write, whatever
+/// passes the watch events start.
 #[test]
-fn a_certificate_the_core_refuses_is_tried_again_only_when_its_condition_says() {
+fn two_organizations_are_refused_before_any_key_is_made() {
     runtime().block_on(async {
         let w = world();
         edit_spec(&w, json!({"organizations": ["team-a", "team-b"]}));
@@ -1582,10 +1582,44 @@ fn a_certificate_the_core_refuses_is_tried_again_only_when_its_condition_says() 
         let attempts = status.failed_issuance_attempts.unwrap_or(0);
         let writes = w.api.writes();
         println!("{attempts} attempts, {writes} writes, {passes} passes in 20 s of clock");
-        // Tries at 0 s, 5 s and 15 s: three in twenty seconds.
+        assert_eq!(attempts, 0, "no signing attempted ({passes} passes)");
+        assert!(w.secret().is_none(), "no key, no Secret");
+        let ready = conditions::find(&status.conditions, conditions::READY).expect("Ready");
+        assert_eq!(ready.reason, "InvalidSpec");
         assert!(
-            attempts <= 3,
-            "{attempts} attempts in 20 s ({passes} passes, {writes} writes)"
+            ready.message.contains("one organization"),
+            "{}",
+            ready.message
         );
+        assert!(writes <= 2, "{writes} writes: {:?}", w.api.log());
+    });
+}
+
+/// A failed issuance is tried again when its condition says ("next in
+/// 5s"), not by the pass the watch event of that status write starts, nor
+/// by any other pass before then.
+#[test]
+fn a_failed_issuance_is_tried_again_only_when_its_condition_says() {
+    runtime().block_on(async {
+        let w = world();
+        let start = Utc::now();
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["status"] = json!({
+            "observedGeneration": 1,
+            "failedIssuanceAttempts": 1,
+            "lastFailureTime": start,
+            "conditions": [{"type": "Ready", "status": "False", "reason": "IssuanceFailed",
+                            "message": "issuance failed (the Secret does not exist): …; attempt 1, next in 5s",
+                            "lastTransitionTime": start}]});
+        w.api.put(CERT_PATH, cert);
+        for second in 0..5 {
+            w.certificate_passes_at(start + Duration::seconds(second))
+                .await;
+            assert!(w.secret().is_none(), "tried again after {second} s");
+        }
+        assert_eq!(w.api.writes(), 0, "waiting writes nothing: {:?}", w.api.log());
+        w.certificate_passes_at(start + Duration::seconds(5)).await;
+        assert_eq!(w.revision(), 1, "issued when the condition said");
+        assert_eq!(w.status().failed_issuance_attempts, None);
     });
 }

@@ -13,6 +13,9 @@ use crate::api::KeyAlgorithm;
 /// Default CA lifetime: ten years.
 pub const DEFAULT_CA_LIFETIME_HOURS: i64 = 87_600;
 
+/// The shortest CA lifetime certop makes: a CA must outlive what it signs.
+pub const MIN_CA_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+
 /// What a new CA should be.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaRequest {
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Authority {
 /// (critical), keyUsage keyCertSign + cRLSign + digitalSignature
 /// (critical), a random 16-byte serial.
 fn ca_params(request: &CaRequest) -> Result<CertificateParams, PkiError> {
+    super::profile::check_one_organization(&request.organizations)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     for org in &request.organizations {
@@ -87,6 +91,12 @@ impl Authority {
             return Err(PkiError::InvalidSpec(format!(
                 "CA commonName must be 1 to 64 characters, not {}",
                 request.common_name.len()
+            )));
+        }
+        if request.lifetime < MIN_CA_LIFETIME {
+            return Err(PkiError::InvalidSpec(format!(
+                "a CA's duration must be at least 1h (a CA must outlive what it signs), not {}s",
+                request.lifetime.num_seconds()
             )));
         }
         let key = PrivateKey::generate(request.algorithm)?;

@@ -63,6 +63,7 @@ fn sign(
             key_algorithm, template.key_algorithm
         )));
     }
+    super::profile::check_one_organization(&template.organizations)?;
     let ca_cert = ca.certificate();
     if now >= ca_cert.not_after {
         return Err(PkiError::CaExpired {

@@ -13,7 +13,7 @@ mod serial;
 #[cfg(test)]
 mod tests;
 
-pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS};
+pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS, MIN_CA_LIFETIME};
 pub use crl::{
     CrlRequest, ParsedCrl, RevocationReason, RevokedEntry, SignedCrl, build_crl, parse_crl,
 };
