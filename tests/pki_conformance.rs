@@ -788,3 +788,31 @@ fn every_list_field_round_trips_through_openssl_and_two_organizations_are_refuse
         assert!(!dir.join("ca.key").exists(), "{what}: no key written");
     }
 }
+
+/// A duration flag says which units it takes, and a wrong one is told
+/// all of them, days included.
+#[test]
+fn duration_flags_name_their_units_days_included() {
+    for command in [
+        &["pki", "ca", "create"][..],
+        &["pki", "init"],
+        &["pki", "renew"],
+    ] {
+        let help = ok(certop(&[command, &["--help"]].concat()), "--help");
+        assert!(help.contains("(s, m, h, d)"), "{command:?}:\n{help}");
+    }
+    let out = certop(&[
+        "pki",
+        "ca",
+        "create",
+        "--name",
+        "x",
+        "--out",
+        "/nonexistent",
+        "--duration",
+        "2w",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("s, m, h, d)"), "{stderr}");
+}
