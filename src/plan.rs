@@ -384,9 +384,7 @@ mod tests {
         leaf: CertificateInfo,
     }
 
-    /// A CA made a day before t0, as in a running cluster: the leaves it
-    /// signs at t0 carry the whole backdate (a CA made at the same instant
-    /// would cut notBefore short to its own and hide it).
+    /// A CA made a day before t0, as in a running cluster.
     fn ca() -> Authority {
         Authority::create(&CaRequest::new("ca"), t0() - Duration::days(1)).expect("ca")
     }

@@ -61,8 +61,7 @@ where
 /// ClusterCertificate for it, in a fake API server.
 fn world() -> World {
     let api = FakeApi::new(&[NS, "app", "default"]);
-    // Made a day ago, as in a running cluster: the leaves it signs carry
-    // the whole backdate.
+    // Made a day ago, as in a running cluster.
     let authority =
         Authority::create(&CaRequest::new("test CA"), Utc::now() - Duration::days(1)).expect("CA");
     api.put(

@@ -223,7 +223,7 @@ mod tests {
         ClusterCertificate::new("web", spec)
     }
 
-    /// A CA made a day before `now`, so its leaves carry the whole backdate.
+    /// A CA made a day before `now`, as in a running cluster.
     fn ca(now: DateTime<Utc>) -> Authority {
         Authority::create(&CaRequest::new("ca"), now - chrono::Duration::days(1)).expect("ca")
     }
