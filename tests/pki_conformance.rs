@@ -816,3 +816,58 @@ fn duration_flags_name_their_units_days_included() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("s, m, h, d)"), "{stderr}");
 }
+
+/// A CA whose subject repeats an attribute (two O, as many corporate CAs
+/// have) is refused with what to do, not used to sign leaves that name
+/// another issuer (rcgen writes one value per attribute type) and chain
+/// nowhere.
+#[test]
+fn a_ca_whose_subject_repeats_an_attribute_is_refused_not_used() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    std::fs::create_dir_all(&ca).expect("dir");
+    ok(
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", "/O=Example/O=Platform/CN=corp CA", "-days", "30"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(ca.join("ca.key"))
+            .arg("-out")
+            .arg(ca.join("ca.crt"))),
+        "openssl req",
+    );
+    let manifest = tmp.path().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: web\nspec:\n  issuerRef: {name: corp}\n  secretName: web\n  secretNamespace: default\n  dnsNames: [web.example.com]\n",
+    )
+    .expect("manifest");
+    let out = tmp.path().join("web");
+    let output = certop(&[
+        "pki",
+        "issue",
+        "--ca",
+        ca.to_str().expect("utf-8"),
+        "-f",
+        manifest.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "signed as a CA it cannot name");
+    assert!(
+        stderr.contains("organizationName appears more than once"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
+}

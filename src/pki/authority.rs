@@ -138,6 +138,12 @@ impl Authority {
         if !key_matches_certificate(&key, &info) {
             return Err(PkiError::KeyMismatch);
         }
+        if let Some(why) = unwritable_issuer_name(&info) {
+            return Err(PkiError::CaSubjectUnsupported {
+                subject: info.subject(),
+                why,
+            });
+        }
         let mut authority = Self::from_parts(info, key)?;
         if !chain.is_empty() {
             let cross = chain[0].subject_der == authority.certificate.subject_der
@@ -229,4 +235,31 @@ impl Authority {
     pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
+}
+
+/// Why rcgen cannot write this CA's subject back as the issuer name of
+/// what it signs, if it cannot: rcgen 0.14 keeps one value per attribute
+/// type (a second O or OU would replace the first) and refuses an RDN of
+/// several attributes. Its leaves would then name an issuer that is not
+/// the CA, and chain nowhere.
+fn unwritable_issuer_name(ca: &CertificateInfo) -> Option<String> {
+    use x509_parser::prelude::{FromDer, X509Name};
+    let Ok((_, name)) = X509Name::from_der(&ca.subject_der) else {
+        return Some("it cannot be parsed".into());
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for rdn in name.iter() {
+        if rdn.iter().count() > 1 {
+            return Some("an RDN holds several attributes".into());
+        }
+        for attribute in rdn.iter() {
+            let oid = attribute.attr_type();
+            if !seen.insert(oid.to_id_string()) {
+                let name = x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+                    .map_or_else(|_| oid.to_id_string(), str::to_string);
+                return Some(format!("{name} appears more than once"));
+            }
+        }
+    }
+    None
 }

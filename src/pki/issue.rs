@@ -158,6 +158,9 @@ fn sign(
     if let Some(field) = template.first_mismatch(&certificate, ca.certificate()) {
         return Err(PkiError::IssuedMismatch(field.as_str()));
     }
+    if certificate.issuer_der != ca.certificate().subject_der {
+        return Err(PkiError::IssuedMismatch("issuer (the CA's subject)"));
+    }
     let chain_pem = format!("{}{}", certificate.to_pem(), ca.chain_pem());
     Ok(IssuedCertificate {
         certificate,
