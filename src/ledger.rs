@@ -64,8 +64,7 @@ impl LedgerEntry {
     pub fn of(cert: &CertificateInfo, certificate: Option<&str>, key: u32) -> Self {
         LedgerEntry {
             serial: cert.serial.to_string(),
-            // notBefore is backdated: issuance was at most BACKDATE later.
-            issued_at: (cert.not_before + crate::pki::BACKDATE).timestamp(),
+            issued_at: crate::pki::issued_at(cert).timestamp(),
             not_after: cert.not_after.timestamp(),
             organizations: cert.organizations.clone(),
             dns_names: cert.dns_names.clone(),

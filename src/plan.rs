@@ -27,6 +27,11 @@ pub const DISTRIBUTION_POINT_SPREAD: Duration = Duration::hours(1);
 /// so certificates issued together do not all renew at the same instant.
 const JITTER_SHARE_OF_WINDOW: f64 = 0.1;
 
+/// The least time any certificate serves before it is renewed, whatever
+/// its spec: half of the shortest duration the API server admits (1m).
+/// It bounds renewals to two a minute per certificate.
+pub const MIN_RENEWAL_AGE: Duration = Duration::seconds(30);
+
 /// The data of a certificate's Secret, as read.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SecretData {
@@ -301,12 +306,18 @@ pub fn plan(
 /// of that window, derived from the serial (so stable for a certificate,
 /// spread across certificates, and drawn anew with each new serial).
 ///
+/// The lifetime and the age are measured from the moment of issuance
+/// (`pki::issued_at`), not from notBefore: notBefore is backdated five
+/// minutes, and counting those would put the renewal of a 1- or 2-minute
+/// certificate before it was even issued, re-issuing it without end.
+///
 /// Whatever the settings, a certificate lives at least `min_age` before it
 /// is renewed: a window as long as the lifetime (`duration: 1m` with
 /// `renewBeforePercentage: 99`, or `renewBefore: 23h59m` of 24h) would
-/// otherwise put the renewal before notBefore and issue without end.
+/// otherwise put the renewal at the issuance itself.
 pub fn renewal_time(cert: &CertificateInfo, policy: &RenewalPolicy) -> DateTime<Utc> {
-    let lifetime = cert.not_after - cert.not_before;
+    let issued = crate::pki::issued_at(cert);
+    let lifetime = cert.not_after - issued;
     let window = match (policy.renew_before, policy.renew_before_percentage) {
         (Some(before), _) if before < lifetime => before,
         (_, Some(p)) => lifetime * p.clamp(1, 99) / 100,
@@ -315,13 +326,17 @@ pub fn renewal_time(cert: &CertificateInfo, policy: &RenewalPolicy) -> DateTime<
     let jitter_ms =
         (window.num_milliseconds() as f64 * JITTER_SHARE_OF_WINDOW * jitter_fraction(cert)) as i64;
     let wanted = cert.not_after - window - Duration::milliseconds(jitter_ms);
-    crate::pki::whole_seconds(wanted.max(cert.not_before + min_age(lifetime)))
+    crate::pki::whole_seconds(wanted.max(issued + min_age(lifetime)))
 }
 
 /// The least time a certificate serves before renewal: a tenth of its
-/// lifetime, and at least half of it or five minutes, whichever is less.
+/// lifetime, and at least half of it or five minutes, whichever is less;
+/// never less than `MIN_RENEWAL_AGE`, whatever the lifetime (one cut short
+/// by its CA's notAfter included).
 pub fn min_age(lifetime: Duration) -> Duration {
-    (lifetime / 10).max((lifetime / 2).min(Duration::minutes(5)))
+    (lifetime / 10)
+        .max((lifetime / 2).min(Duration::minutes(5)))
+        .max(MIN_RENEWAL_AGE)
 }
 
 /// A number in [0, 1) that depends only on the certificate's serial.
@@ -369,10 +384,16 @@ mod tests {
         leaf: CertificateInfo,
     }
 
-    /// A CA and a Secret holding a certificate issued at t0 for `spec()`.
+    /// A CA made a day before t0, as in a running cluster.
+    fn ca() -> Authority {
+        Authority::create(&CaRequest::new("ca"), t0() - Duration::days(1)).expect("ca")
+    }
+
+    /// A CA and a Secret holding a certificate issued at t0 for `spec()`,
+    /// through the production issuance path.
     fn world() -> World {
-        let ca = Authority::create(&CaRequest::new("ca"), t0()).expect("ca");
-        let other_ca = Authority::create(&CaRequest::new("ca"), t0()).expect("other ca");
+        let other_ca = ca();
+        let ca = ca();
         let template = LeafTemplate::from_spec(&spec()).expect("template");
         let key = PrivateKey::generate(template.key_algorithm).expect("key");
         let issued = issue(&template, &key, &ca, t0()).expect("issue");
@@ -657,11 +678,14 @@ mod tests {
     }
 
     #[test]
-    fn renewal_never_comes_before_a_sane_age_whatever_the_settings() {
-        let ca = Authority::create(&CaRequest::new("ca"), t0()).expect("ca");
+    fn renewal_never_comes_before_a_sane_age_from_issuance_whatever_the_settings() {
+        let ca = ca();
         // (duration, renewBefore, renewBeforePercentage, least age before renewal)
-        let cases: [(&str, Option<&str>, Option<i32>, Duration); 4] = [
+        let cases: [(&str, Option<&str>, Option<i32>, Duration); 7] = [
             ("1m", None, Some(99), Duration::seconds(30)),
+            ("1m", None, None, Duration::seconds(30)),
+            ("2m", None, None, Duration::seconds(60)),
+            ("40m", None, Some(99), Duration::minutes(5)),
             ("24h", Some("23h59m"), None, Duration::minutes(144)),
             ("10m", Some("9m59s"), None, Duration::minutes(5)),
             ("2160h", None, None, Duration::days(54)),
@@ -679,12 +703,50 @@ mod tests {
                     .certificate;
                 let at = renewal_time(&leaf, &RenewalPolicy::from_spec(&s));
                 assert!(
-                    at >= leaf.not_before + least && at < leaf.not_after,
-                    "{duration} {before:?} {percentage:?}: renewal at {at} for {} .. {}",
+                    at >= t0() + least && at < leaf.not_after,
+                    "{duration} {before:?} {percentage:?}: renewal at {at} for a certificate issued at {} ({} .. {})",
+                    t0(),
                     leaf.not_before,
                     leaf.not_after
                 );
             }
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever spec the API server admits (duration at least 1m,
+        /// renewBefore shorter than it, or a percentage of 1-99), a
+        /// certificate issued through the production path at t0 is not
+        /// planned for re-issue before t0 + MIN_RENEWAL_AGE.
+        #[test]
+        fn no_admitted_spec_reissues_a_certificate_sooner_than_the_floor(
+            seconds in 60i64..3 * 86_400,
+            window in proptest::option::of(0.0f64..1.0),
+            percentage in proptest::option::of(1i32..=99),
+        ) {
+            let mut s = spec();
+            s.duration = Some(format!("{seconds}s").parse().expect("duration"));
+            s.renew_before = window.map(|f| {
+                format!("{}s", ((seconds as f64 * f) as i64).min(seconds - 1))
+                    .parse()
+                    .expect("renewBefore")
+            });
+            s.renew_before_percentage = percentage.filter(|_| window.is_none());
+            let template = LeafTemplate::from_spec(&s).expect("an admitted spec");
+            let ca = ca();
+            let key = PrivateKey::generate(template.key_algorithm).expect("key");
+            let issued = issue(&template, &key, &ca, t0()).expect("issue");
+            let secret = SecretData {
+                tls_crt: Some(issued.chain_pem.into_bytes()),
+                tls_key: Some(key.to_pem().into_bytes()),
+                ca_crt: None,
+            };
+            let policy = RenewalPolicy::from_spec(&s);
+            let at = renewal_time(&issued.certificate, &policy);
+            proptest::prop_assert!(at >= t0() + MIN_RENEWAL_AGE, "renewal at {} for issuance at {}", at, t0());
+            let just_before = t0() + MIN_RENEWAL_AGE - Duration::seconds(1);
+            let got = plan(&template, &policy, Some(&secret), ca.certificate(), just_before);
+            proptest::prop_assert!(matches!(got, Plan::UpToDate { .. }), "{:?}", got);
         }
     }
 

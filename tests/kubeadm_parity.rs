@@ -371,3 +371,60 @@ fn kubeadm_renews_certops_tree_and_certop_renews_kubeadms() {
         "/kubeadm.yaml",
     ]));
 }
+
+/// Renewing kubeadm's own tree keeps every certificate's lifetime, run
+/// after run: kubeadm's kubeconfig certificates are a second or two over
+/// lifetime + backdate (it reads the clock twice), and were taken for
+/// certificates without a backdate, so each `pki renew` made them five
+/// minutes longer.
+#[test]
+fn renewing_kubeadms_tree_again_and_again_keeps_every_lifetime() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let root = tmp.path().join("kubeadm");
+    kubeadm_tree(&root);
+    let etc = root.join("etc/kubernetes");
+    let spans = || -> BTreeMap<String, i64> {
+        let mut spans = BTreeMap::new();
+        for conf in [
+            "admin.conf",
+            "super-admin.conf",
+            "controller-manager.conf",
+            "scheduler.conf",
+        ] {
+            let c = kubeconfig_certificate(&kubeconfig(&etc.join(conf)));
+            spans.insert(conf.to_string(), (c.not_after - c.not_before).num_seconds());
+        }
+        for crt in [
+            "apiserver.crt",
+            "apiserver-kubelet-client.crt",
+            "front-proxy-client.crt",
+        ] {
+            let c =
+                parse_pem_certificate(&std::fs::read(etc.join("pki").join(crt)).expect("crt"), crt)
+                    .expect("parse");
+            spans.insert(crt.to_string(), (c.not_after - c.not_before).num_seconds());
+        }
+        spans
+    };
+    println!("kubeadm's spans (lifetime + backdate, s): {:?}", spans());
+    // A year, plus the five-minute backdate on notBefore: exactly, as certop signs.
+    let year_and_backdate = 8760 * 3600 + 300;
+    for run in 1..=2 {
+        ok(certop(&[
+            "pki",
+            "renew",
+            "--dir",
+            path(&etc.join("pki")),
+            "--kubeconfig-dir",
+            path(&etc),
+            "--force",
+            "all",
+        ]));
+        for (file, span) in spans() {
+            assert_eq!(
+                span, year_and_backdate,
+                "{file} after renewal {run}: {span} s, not a year and the backdate"
+            );
+        }
+    }
+}

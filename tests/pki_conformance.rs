@@ -673,3 +673,201 @@ fn a_cross_signed_rotation_chain_verifies_against_the_old_root_and_the_new_one()
     let errors = lint_errors("lint_pkix_cert", &[], &cross_file, &[]);
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// Every list field of a certificate says, read by openssl, what the
+/// manifest asked: the organization, every DNS name, IP address and URI.
+/// A second organization is refused before anything is signed (certop
+/// cannot sign a subject with two), with a message that says so, and no
+/// file written; so is a CA of two organizations or of no lifetime.
+#[test]
+fn every_list_field_round_trips_through_openssl_and_two_organizations_are_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    let ca_arg = ca.to_str().expect("utf-8");
+    ok(
+        certop(&[
+            "pki",
+            "ca",
+            "create",
+            "--name",
+            "cluster CA",
+            "--out",
+            ca_arg,
+        ]),
+        "ca create",
+    );
+    let issue = |name: &str, lists: &str| {
+        let manifest = tmp.path().join(format!("{name}.yaml"));
+        std::fs::write(
+            &manifest,
+            format!(
+                "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: cluster}}\n  secretName: {name}\n  secretNamespace: default\n  commonName: {name}\n{lists}"
+            ),
+        )
+        .expect("write manifest");
+        let out = tmp.path().join(name);
+        let output = certop(&[
+            "pki",
+            "issue",
+            "--ca",
+            ca_arg,
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out",
+            out.to_str().expect("utf-8"),
+        ]);
+        (output, out)
+    };
+    let (output, out) = issue(
+        "lists",
+        "  organizations: [team-a]\n  dnsNames: [a.example.com, b.example.com, '*.c.example.com']\n  ipAddresses: [192.0.2.1, 198.51.100.2, '2001:db8::1']\n  uris: ['spiffe://cluster.local/ns/a/sa/x', 'https://example.com/y']\n",
+    );
+    ok(output, "issue with lists");
+    let leaf = leaf_only(&out);
+    let text = ok(
+        run(Command::new("openssl")
+            .args([
+                "x509",
+                "-noout",
+                "-subject",
+                "-ext",
+                "subjectAltName",
+                "-in",
+            ])
+            .arg(&leaf)),
+        "openssl x509",
+    );
+    for expected in [
+        "O = team-a",
+        "CN = lists",
+        "DNS:a.example.com",
+        "DNS:b.example.com",
+        "DNS:*.c.example.com",
+        "IP Address:192.0.2.1",
+        "IP Address:198.51.100.2",
+        "IP Address:2001:DB8:0:0:0:0:0:1",
+        "URI:spiffe://cluster.local/ns/a/sa/x",
+        "URI:https://example.com/y",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
+
+    let (output, out) = issue("two-orgs", "  organizations: [team-a, team-b]\n");
+    assert!(!output.status.success(), "two organizations were signed");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("one organization"), "{stderr}");
+    assert!(!out.exists(), "nothing written for a refused certificate");
+
+    for (what, args) in [
+        (
+            "two organizations",
+            &["--organization", "a", "--organization", "b"][..],
+        ),
+        ("no lifetime", &["--duration", "0s"][..]),
+    ] {
+        let dir = tmp.path().join(what.replace(' ', "-"));
+        let output = certop(
+            &[
+                &[
+                    "pki",
+                    "ca",
+                    "create",
+                    "--name",
+                    "x",
+                    "--out",
+                    dir.to_str().expect("utf-8"),
+                ][..],
+                args,
+            ]
+            .concat(),
+        );
+        assert!(!output.status.success(), "a CA of {what} was created");
+        assert!(!dir.join("ca.key").exists(), "{what}: no key written");
+    }
+}
+
+/// A duration flag says which units it takes, and a wrong one is told
+/// all of them, days included.
+#[test]
+fn duration_flags_name_their_units_days_included() {
+    for command in [
+        &["pki", "ca", "create"][..],
+        &["pki", "init"],
+        &["pki", "renew"],
+    ] {
+        let help = ok(certop(&[command, &["--help"]].concat()), "--help");
+        assert!(help.contains("(s, m, h, d)"), "{command:?}:\n{help}");
+    }
+    let out = certop(&[
+        "pki",
+        "ca",
+        "create",
+        "--name",
+        "x",
+        "--out",
+        "/nonexistent",
+        "--duration",
+        "2w",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("s, m, h, d)"), "{stderr}");
+}
+
+/// A CA whose subject repeats an attribute (two O, as many corporate CAs
+/// have) is refused with what to do, not used to sign leaves that name
+/// another issuer (rcgen writes one value per attribute type) and chain
+/// nowhere.
+#[test]
+fn a_ca_whose_subject_repeats_an_attribute_is_refused_not_used() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    std::fs::create_dir_all(&ca).expect("dir");
+    ok(
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .args(["-subj", "/O=Example/O=Platform/CN=corp CA", "-days", "30"])
+            .args(["-addext", "basicConstraints=critical,CA:TRUE"])
+            .args(["-addext", "keyUsage=critical,keyCertSign,cRLSign"])
+            .arg("-keyout")
+            .arg(ca.join("ca.key"))
+            .arg("-out")
+            .arg(ca.join("ca.crt"))),
+        "openssl req",
+    );
+    let manifest = tmp.path().join("web.yaml");
+    std::fs::write(
+        &manifest,
+        "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: web\nspec:\n  issuerRef: {name: corp}\n  secretName: web\n  secretNamespace: default\n  dnsNames: [web.example.com]\n",
+    )
+    .expect("manifest");
+    let out = tmp.path().join("web");
+    let output = certop(&[
+        "pki",
+        "issue",
+        "--ca",
+        ca.to_str().expect("utf-8"),
+        "-f",
+        manifest.to_str().expect("utf-8"),
+        "--out",
+        out.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "signed as a CA it cannot name");
+    assert!(
+        stderr.contains("organizationName appears more than once"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "nothing written");
+}

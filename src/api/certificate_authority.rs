@@ -288,7 +288,7 @@ impl CertificateAuthority {
             Some(d) => d.to_chrono().map_err(|e| format!("spec.duration: {e}"))?,
             None => chrono::Duration::hours(crate::pki::DEFAULT_CA_LIFETIME_HOURS),
         };
-        if lifetime < chrono::Duration::hours(1) {
+        if lifetime < crate::pki::MIN_CA_LIFETIME {
             return Err(format!(
                 "spec.duration {} is shorter than 1h: a CA must outlive what it signs",
                 spec.duration.as_ref().map_or("", |d| d.as_str())

@@ -88,8 +88,10 @@ pub struct ClusterCertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub common_name: Option<String>,
+    /// The subject's organization (for a client certificate, its Kubernetes
+    /// group). One: certop cannot yet sign a subject with two.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10), inner(length(min = 1, max = 64)))]
+    #[schemars(length(max = 1), inner(length(min = 1, max = 64)))]
     pub organizations: Vec<String>,
     /// DNS subject alternative names; `*.` may lead for a wildcard.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

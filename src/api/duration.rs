@@ -24,10 +24,13 @@ pub struct GoDuration(String);
 /// Why a duration string cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DurationError {
-    #[error(
-        "{0:?} is not a duration: write a number and a unit (ns, us, ms, s, m, h), e.g. 90m or 2160h"
-    )]
-    Syntax(String),
+    /// `units` lists the units where it was written: `d` is a command-line unit only.
+    #[error("{text:?} is not a duration: write a number and a unit ({units}), e.g. {example}")]
+    Syntax {
+        text: String,
+        units: &'static str,
+        example: &'static str,
+    },
     #[error("{0:?} is longer than the longest duration certop accepts ({MAX_HOURS}h, 100 years)")]
     TooLong(String),
 }
@@ -65,7 +68,19 @@ fn bounded(nanos: i128, text: &str) -> Result<chrono::Duration, DurationError> {
 /// fraction. Negative durations are refused: none of certop's fields means
 /// anything negative.
 fn parse_nanos(text: &str, days: bool) -> Result<i128, DurationError> {
-    let syntax = || DurationError::Syntax(text.to_string());
+    let syntax = || DurationError::Syntax {
+        text: text.to_string(),
+        units: if days {
+            "ns, us, ms, s, m, h, d"
+        } else {
+            "ns, us, ms, s, m, h"
+        },
+        example: if days {
+            "90m, 2160h or 30d"
+        } else {
+            "90m or 2160h"
+        },
+    };
     let too_long = || DurationError::TooLong(text.to_string());
     let mut s = text.strip_prefix('+').unwrap_or(text);
     if s == "0" {
@@ -180,7 +195,7 @@ mod tests {
     fn refuses_what_it_cannot_use_without_panicking() {
         for bad in ["", "h", "5", "5x", "-5m", "1..5s", "1.2.3s", "5m-", "30d"] {
             assert!(
-                matches!(parse(bad), Err(DurationError::Syntax(_))),
+                matches!(parse(bad), Err(DurationError::Syntax { .. })),
                 "{bad}: {:?}",
                 parse(bad)
             );
@@ -198,6 +213,14 @@ mod tests {
                 parse(long)
             );
         }
+    }
+
+    #[test]
+    fn a_bad_flag_is_told_every_unit_it_may_use_days_included() {
+        let flag = "2w".parse::<GoDuration>().expect_err("weeks are no unit");
+        assert!(flag.to_string().contains("s, m, h, d)"), "{flag}");
+        let field = parse("2w").expect_err("weeks are no unit");
+        assert!(field.to_string().contains("s, m, h)"), "{field}");
     }
 
     #[test]

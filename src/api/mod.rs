@@ -189,8 +189,10 @@ impl std::str::FromStr for KeyAlgorithm {
 pub struct Subject {
     #[schemars(length(min = 1, max = 64))]
     pub common_name: String,
+    /// The subject's organization. One: certop cannot yet sign a subject
+    /// with two.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10), inner(length(min = 1, max = 64)))]
+    #[schemars(length(max = 1), inner(length(min = 1, max = 64)))]
     pub organizations: Vec<String>,
 }
 

@@ -45,7 +45,7 @@ pub struct InitArgs {
     /// Extra DNS name or IP for the API server certificate; repeatable.
     #[arg(long = "san")]
     sans: Vec<String>,
-    /// Lifetime of the leaf certificates.
+    /// Lifetime of the leaf certificates: a number and a unit (s, m, h, d), e.g. 8760h or 365d.
     #[arg(long, default_value = "8760h")]
     duration: GoDuration,
 }
@@ -73,7 +73,8 @@ pub struct RenewArgs {
     dir: PathBuf,
     #[arg(long)]
     kubeconfig_dir: Option<PathBuf>,
-    /// Renew what expires within this time. Default: past two thirds of its lifetime.
+    /// Renew what expires within this time: a number and a unit (s, m, h, d), e.g. 720h or 30d.
+    /// Default: past two thirds of its lifetime.
     #[arg(long)]
     within: Option<GoDuration>,
     /// Renew the named certificates even if they are not due.

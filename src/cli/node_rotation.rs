@@ -258,8 +258,8 @@ fn stage(
         Authority::load(&read(&next_crt)?, &read(&next_key)?, now)?
     } else {
         let current = old.certificate();
-        let lifetime = (current.not_after - current.not_before - crate::pki::BACKDATE)
-            .max(chrono::Duration::hours(1));
+        let lifetime = crate::pki::issued_lifetime(current.not_before, current.not_after)
+            .max(crate::pki::MIN_CA_LIFETIME);
         let request = CaRequest {
             common_name: current
                 .common_name

@@ -53,10 +53,10 @@ pub struct CaCreateArgs {
     /// ECDSA-P256, ECDSA-P384, Ed25519, RSA-2048, RSA-3072 or RSA-4096.
     #[arg(long, default_value = "ECDSA-P256")]
     algorithm: KeyAlgorithm,
-    /// Lifetime in Go duration syntax.
+    /// Lifetime: a number and a unit (s, m, h, d), e.g. 87600h or 3650d; at least 1h.
     #[arg(long, default_value = "87600h")]
     duration: GoDuration,
-    /// Organization (O) of the subject; repeatable.
+    /// Organization (O) of the subject (one).
     #[arg(long = "organization")]
     organizations: Vec<String>,
 }

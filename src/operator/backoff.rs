@@ -1,15 +1,57 @@
-//! One error policy for every controller: per-object exponential backoff,
-//! so one object failing again and again neither hammers the API server
-//! nor delays the others; a success resets it.
+//! The home of retrying: one error policy for every controller (per-object
+//! exponential backoff, so one object failing again and again neither
+//! hammers the API server nor delays the others; a success resets it), and
+//! the schedule of a failed issuance, which a certificate's status records
+//! and every pass honours.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use super::Error;
 
-const FIRST: Duration = Duration::from_secs(1);
-const MAX: Duration = Duration::from_secs(300);
+/// A doubling delay: `first`, twice that, … capped at `max`.
+pub struct Schedule {
+    first: Duration,
+    max: Duration,
+}
+
+impl Schedule {
+    /// The delay after `failures` failures (1-based).
+    pub fn delay(&self, failures: u32) -> Duration {
+        let shift = failures.clamp(1, 20) - 1;
+        self.first.saturating_mul(1u32 << shift).min(self.max)
+    }
+
+    /// How long is left to wait after `failures` failures, the last at
+    /// `last`; None when the next try is due.
+    pub fn remaining(
+        &self,
+        failures: u32,
+        last: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<Duration> {
+        let due = last + chrono::Duration::from_std(self.delay(failures)).ok()?;
+        (due - now).to_std().ok().filter(|d| !d.is_zero())
+    }
+}
+
+/// Reconcile errors: 1 s, 2 s, 4 s, … 5 min, kept in memory per object.
+pub const ERRORS: Schedule = Schedule {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(300),
+};
+
+/// A failed issuance: 5 s, 10 s, 20 s, … 5 min, counted in the
+/// certificate's status (`failedIssuanceAttempts`, `lastFailureTime`), so
+/// that whatever starts a pass (the watch event of that very status write,
+/// a restart, another replica) it waits as the condition says.
+pub const ISSUANCE: Schedule = Schedule {
+    first: Duration::from_secs(5),
+    max: Duration::from_secs(300),
+};
 
 #[derive(Default)]
 pub struct Backoff {
@@ -57,8 +99,7 @@ pub fn retry(
 
 /// 1 s, 2 s, 4 s, … capped at 5 min.
 pub fn delay(failures: u32) -> Duration {
-    let shift = failures.clamp(1, 20) - 1;
-    FIRST.saturating_mul(1u32 << shift).min(MAX)
+    ERRORS.delay(failures)
 }
 
 #[cfg(test)]
@@ -74,6 +115,25 @@ mod tests {
         assert_eq!(b.next("b", &e).as_secs(), 1, "another object starts afresh");
         b.reset("a");
         assert_eq!(b.next("a", &e).as_secs(), 1);
-        assert_eq!(delay(u32::MAX), MAX);
+        assert_eq!(delay(u32::MAX), ERRORS.max);
+    }
+
+    #[test]
+    fn an_issuance_waits_out_its_delay_from_the_last_failure() {
+        let last = Utc::now();
+        let after = |s: i64| last + chrono::Duration::seconds(s);
+        let secs: Vec<u64> = (1..=8).map(|n| ISSUANCE.delay(n).as_secs()).collect();
+        assert_eq!(secs, vec![5, 10, 20, 40, 80, 160, 300, 300]);
+        assert_eq!(
+            ISSUANCE.remaining(1, last, after(0)),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            ISSUANCE.remaining(3, last, after(19)),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(ISSUANCE.remaining(1, last, after(5)), None);
+        assert_eq!(ISSUANCE.remaining(1, last, after(600)), None);
+        assert_eq!(ISSUANCE.remaining(u32::MAX, last, after(300)), None);
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use chrono::Utc;
+use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, store::Writer};
@@ -61,8 +61,9 @@ where
 /// ClusterCertificate for it, in a fake API server.
 fn world() -> World {
     let api = FakeApi::new(&[NS, "app", "default"]);
-    let now = Utc::now();
-    let authority = Authority::create(&CaRequest::new("test CA"), now).expect("CA");
+    // Made a day ago, as in a running cluster.
+    let authority =
+        Authority::create(&CaRequest::new("test CA"), Utc::now() - Duration::days(1)).expect("CA");
     api.put(
         &format!("/api/v1/namespaces/{NS}/secrets/ca-ca"),
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca-ca", "namespace": NS},
@@ -161,6 +162,29 @@ impl World {
         certificate::reconcile(Arc::new(cert), self.ctx.clone())
             .await
             .map(|_| ())
+    }
+
+    /// A pass with the clock at `now`, then the passes the watch events of
+    /// its own writes start (the own-write echoes), while they write.
+    /// Returns the number of passes.
+    async fn certificate_passes_at(&self, now: DateTime<Utc>) -> usize {
+        for n in 1..=20 {
+            let before = self.api.writes();
+            self.sync();
+            let cert: ClusterCertificate = self.api.get(CERT_PATH).expect("certificate");
+            let _ = certificate::apply_at(&cert, &self.ctx, now).await;
+            if self.api.writes() == before {
+                return n;
+            }
+        }
+        20
+    }
+
+    /// The revision of the Secret's certificate: how many were issued.
+    fn revision(&self) -> i64 {
+        self.secret()
+            .and_then(|s| s.annotations().get(meta::REVISION)?.parse().ok())
+            .unwrap_or(0)
     }
 
     async fn revocation_pass(&self) -> Result<(), super::Error> {
@@ -1499,5 +1523,106 @@ fn a_crl_in_parts_whose_writes_fail_is_published_whole_by_the_next_pass() {
             assert_eq!(served.number, crl.number, "{case}");
             assert_eq!(served.entries, 10_000, "{case}");
         }
+    });
+}
+
+/// Sets fields of the ClusterCertificate's spec (a new generation).
+fn edit_spec(w: &World, fields: serde_json::Value) {
+    let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+    for (k, v) in fields.as_object().expect("fields").clone() {
+        cert["spec"][k] = v;
+    }
+    let generation = cert["metadata"]["generation"].as_i64().unwrap_or(1);
+    cert["metadata"]["generation"] = json!(generation + 1);
+    w.api.put(CERT_PATH, cert);
+}
+
+#[test]
+fn a_one_minute_certificate_is_issued_at_most_twice_a_minute_whatever_its_renewal_settings() {
+    runtime().block_on(async {
+        for renewal in [json!({}), json!({"renewBeforePercentage": 99})] {
+            let w = world();
+            let mut spec = json!({"duration": "1m"});
+            spec.as_object_mut()
+                .expect("object")
+                .extend(renewal.as_object().expect("object").clone());
+            edit_spec(&w, spec);
+            let start = Utc::now();
+            let mut passes = 0;
+            // A minute of the clock, a look every second, each followed by
+            // the passes its own writes' watch events start.
+            for second in 0..60 {
+                passes += w
+                    .certificate_passes_at(start + Duration::seconds(second))
+                    .await;
+            }
+            let issued = w.revision();
+            println!("{renewal}: {issued} issuances in 60 s of clock, {passes} passes");
+            assert!(
+                (1..=2).contains(&issued),
+                "{renewal}: {issued} issuances of a 1-minute certificate in a minute ({passes} passes)"
+            );
+        }
+    });
+}
+
+/// Two organizations are refused before a key is made (rcgen keeps one
+/// value per subject attribute): no attempt, one status write, whatever
+/// passes the watch events start.
+#[test]
+fn two_organizations_are_refused_before_any_key_is_made() {
+    runtime().block_on(async {
+        let w = world();
+        edit_spec(&w, json!({"organizations": ["team-a", "team-b"]}));
+        let start = Utc::now();
+        let mut passes = 0;
+        for second in 0..20 {
+            passes += w
+                .certificate_passes_at(start + Duration::seconds(second))
+                .await;
+        }
+        let status = w.status();
+        let attempts = status.failed_issuance_attempts.unwrap_or(0);
+        let writes = w.api.writes();
+        println!("{attempts} attempts, {writes} writes, {passes} passes in 20 s of clock");
+        assert_eq!(attempts, 0, "no signing attempted ({passes} passes)");
+        assert!(w.secret().is_none(), "no key, no Secret");
+        let ready = conditions::find(&status.conditions, conditions::READY).expect("Ready");
+        assert_eq!(ready.reason, "InvalidSpec");
+        assert!(
+            ready.message.contains("one organization"),
+            "{}",
+            ready.message
+        );
+        assert!(writes <= 2, "{writes} writes: {:?}", w.api.log());
+    });
+}
+
+/// A failed issuance is tried again when its condition says ("next in
+/// 5s"), not by the pass the watch event of that status write starts, nor
+/// by any other pass before then.
+#[test]
+fn a_failed_issuance_is_tried_again_only_when_its_condition_says() {
+    runtime().block_on(async {
+        let w = world();
+        let start = Utc::now();
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["status"] = json!({
+            "observedGeneration": 1,
+            "failedIssuanceAttempts": 1,
+            "lastFailureTime": start,
+            "conditions": [{"type": "Ready", "status": "False", "reason": "IssuanceFailed",
+                            "message": "issuance failed (the Secret does not exist): …; attempt 1, next in 5s",
+                            "lastTransitionTime": start}]});
+        w.api.put(CERT_PATH, cert);
+        for second in 0..5 {
+            w.certificate_passes_at(start + Duration::seconds(second))
+                .await;
+            assert!(w.secret().is_none(), "tried again after {second} s");
+        }
+        assert_eq!(w.api.writes(), 0, "waiting writes nothing: {:?}", w.api.log());
+        w.certificate_passes_at(start + Duration::seconds(5)).await;
+        assert_eq!(w.revision(), 1, "issued when the condition said");
+        assert_eq!(w.status().failed_issuance_attempts, None);
     });
 }

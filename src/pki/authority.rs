@@ -13,6 +13,9 @@ use crate::api::KeyAlgorithm;
 /// Default CA lifetime: ten years.
 pub const DEFAULT_CA_LIFETIME_HOURS: i64 = 87_600;
 
+/// The shortest CA lifetime certop makes: a CA must outlive what it signs.
+pub const MIN_CA_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+
 /// What a new CA should be.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CaRequest {
@@ -61,6 +64,7 @@ impl std::fmt::Debug for Authority {
 /// (critical), keyUsage keyCertSign + cRLSign + digitalSignature
 /// (critical), a random 16-byte serial.
 fn ca_params(request: &CaRequest) -> Result<CertificateParams, PkiError> {
+    super::profile::check_one_organization(&request.organizations)?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     for org in &request.organizations {
@@ -87,6 +91,12 @@ impl Authority {
             return Err(PkiError::InvalidSpec(format!(
                 "CA commonName must be 1 to 64 characters, not {}",
                 request.common_name.len()
+            )));
+        }
+        if request.lifetime < MIN_CA_LIFETIME {
+            return Err(PkiError::InvalidSpec(format!(
+                "a CA's duration must be at least 1h (a CA must outlive what it signs), not {}s",
+                request.lifetime.num_seconds()
             )));
         }
         let key = PrivateKey::generate(request.algorithm)?;
@@ -127,6 +137,12 @@ impl Authority {
         }
         if !key_matches_certificate(&key, &info) {
             return Err(PkiError::KeyMismatch);
+        }
+        if let Some(why) = unwritable_issuer_name(&info) {
+            return Err(PkiError::CaSubjectUnsupported {
+                subject: info.subject(),
+                why,
+            });
         }
         let mut authority = Self::from_parts(info, key)?;
         if !chain.is_empty() {
@@ -219,4 +235,31 @@ impl Authority {
     pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
         &self.issuer
     }
+}
+
+/// Why rcgen cannot write this CA's subject back as the issuer name of
+/// what it signs, if it cannot: rcgen 0.14 keeps one value per attribute
+/// type (a second O or OU would replace the first) and refuses an RDN of
+/// several attributes. Its leaves would then name an issuer that is not
+/// the CA, and chain nowhere.
+fn unwritable_issuer_name(ca: &CertificateInfo) -> Option<String> {
+    use x509_parser::prelude::{FromDer, X509Name};
+    let Ok((_, name)) = X509Name::from_der(&ca.subject_der) else {
+        return Some("it cannot be parsed".into());
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for rdn in name.iter() {
+        if rdn.iter().count() > 1 {
+            return Some("an RDN holds several attributes".into());
+        }
+        for attribute in rdn.iter() {
+            let oid = attribute.attr_type();
+            if !seen.insert(oid.to_id_string()) {
+                let name = x509_parser::objects::oid2sn(oid, x509_parser::objects::oid_registry())
+                    .map_or_else(|_| oid.to_id_string(), str::to_string);
+                return Some(format!("{name} appears more than once"));
+            }
+        }
+    }
+    None
 }

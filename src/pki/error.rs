@@ -18,6 +18,10 @@ pub enum PkiError {
     NotACa(String),
     #[error("the CA certificate \"{0}\" may not sign certificates (keyUsage lacks keyCertSign)")]
     CaCannotSign(String),
+    #[error(
+        "the CA certificate \"{subject}\" has a subject certop cannot write as an issuer name ({why}): its certificates would name another issuer and not chain; use a CA whose subject has each attribute once"
+    )]
+    CaSubjectUnsupported { subject: String, why: String },
     #[error("the CA certificate \"{subject}\" expired at {not_after}")]
     CaExpired {
         subject: String,

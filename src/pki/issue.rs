@@ -63,6 +63,7 @@ fn sign(
             key_algorithm, template.key_algorithm
         )));
     }
+    super::profile::check_one_organization(&template.organizations)?;
     let ca_cert = ca.certificate();
     if now >= ca_cert.not_after {
         return Err(PkiError::CaExpired {
@@ -156,6 +157,9 @@ fn sign(
     // spec asks for is never handed out.
     if let Some(field) = template.first_mismatch(&certificate, ca.certificate()) {
         return Err(PkiError::IssuedMismatch(field.as_str()));
+    }
+    if certificate.issuer_der != ca.certificate().subject_der {
+        return Err(PkiError::IssuedMismatch("issuer (the CA's subject)"));
     }
     let chain_pem = format!("{}{}", certificate.to_pem(), ca.chain_pem());
     Ok(IssuedCertificate {

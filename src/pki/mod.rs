@@ -13,7 +13,7 @@ mod serial;
 #[cfg(test)]
 mod tests;
 
-pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS};
+pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS, MIN_CA_LIFETIME};
 pub use crl::{
     CrlRequest, ParsedCrl, RevocationReason, RevokedEntry, SignedCrl, build_crl, parse_crl,
 };
@@ -35,15 +35,37 @@ use chrono::{DateTime, TimeZone, Utc};
 /// does not see "not yet valid". notAfter is still issuance + lifetime.
 pub const BACKDATE: chrono::Duration = chrono::Duration::minutes(5);
 
-/// The lifetime a certificate was issued for: notAfter - notBefore, less
-/// the backdate when it carries one (kubeadm's and certop's since the
-/// backdate; older certificates of whole hours have none).
+/// How far past a whole lifetime an issuer's notAfter may land: kubeadm
+/// reads the clock for notBefore, makes the key, then reads it again for
+/// notAfter, so its kubeconfig certificates are a second or two over.
+const ISSUER_CLOCK_SLACK_SECONDS: i64 = 10;
+
+/// The lifetime a certificate was issued for, so that renewing it keeps
+/// it: notAfter - notBefore less the backdate (kubeadm's and certop's),
+/// trimmed to the whole hour or minute it overshoots by a few seconds.
+/// A span of whole hours has no backdate (certop's before it backdated).
 pub fn issued_lifetime(not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> chrono::Duration {
-    let span = not_after - not_before;
-    let backdated = span > BACKDATE
-        && (span - BACKDATE).num_seconds() % 3600 == 0
-        && span.num_seconds() % 3600 != 0;
-    if backdated { span - BACKDATE } else { span }
+    let span = (not_after - not_before).num_seconds();
+    let over = |seconds: i64, unit: i64| seconds.rem_euclid(unit);
+    if over(span, 3600) == 0 || span <= BACKDATE.num_seconds() {
+        return chrono::Duration::seconds(span);
+    }
+    let lifetime = span - BACKDATE.num_seconds();
+    let trimmed = [3600, 60]
+        .into_iter()
+        .map(|unit| over(lifetime, unit))
+        .find(|o| *o <= ISSUER_CLOCK_SLACK_SECONDS && *o < lifetime)
+        .map_or(lifetime, |o| lifetime - o);
+    chrono::Duration::seconds(trimmed)
+}
+
+/// When certop (or kubeadm) signed a certificate: notBefore is backdated
+/// BACKDATE from that moment. Where notBefore met the CA's own (a leaf of a
+/// CA younger than the backdate) this is later than the real moment, so
+/// what is measured from it (a certificate's age, its renewal) comes later,
+/// never sooner; it is never past notAfter.
+pub fn issued_at(cert: &CertificateInfo) -> DateTime<Utc> {
+    (cert.not_before + BACKDATE).min(cert.not_after)
 }
 
 /// X.509 times have one-second resolution: certop truncates to it so that

@@ -255,6 +255,7 @@ impl LeafTemplate {
         for o in &spec.organizations {
             check_printable(o, "organizations")?;
         }
+        check_one_organization(&spec.organizations)?;
         for name in &spec.dns_names {
             check_dns_name(name, "dnsNames")?;
         }
@@ -474,6 +475,22 @@ fn parse_ip(s: &str, field: &str) -> Result<IpAddr, PkiError> {
     s.parse().map_err(|_| {
         PkiError::InvalidSpec(format!("{field}: {s:?} is not an IPv4 or IPv6 address"))
     })
+}
+
+/// At most one organization (duplicates aside). rcgen 0.14 keeps one value
+/// per attribute type in a subject, so a second O would replace the first:
+/// the certificate would not say what was asked, and would be thrown away
+/// after signing, again and again. Refused before anything is signed.
+pub(super) fn check_one_organization(organizations: &[String]) -> Result<(), PkiError> {
+    let distinct: BTreeSet<&String> = organizations.iter().collect();
+    if distinct.len() > 1 {
+        return Err(PkiError::InvalidSpec(format!(
+            "organizations: certop signs one organization per certificate, not {} ({:?}); keep one",
+            distinct.len(),
+            distinct
+        )));
+    }
+    Ok(())
 }
 
 /// A lower-case DNS name (RFC 1123 labels), optionally a leading `*.` wildcard.

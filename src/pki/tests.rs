@@ -746,3 +746,33 @@ fn crl_lists_live_revocations_with_number_dates_reasons_and_aki() {
 
 /// A change to a valid spec, for table tests of refusals.
 type SpecEdit = Box<dyn Fn(&mut ClusterCertificateSpec)>;
+
+#[test]
+fn the_issued_lifetime_survives_the_backdate_and_an_issuers_clock_slack() {
+    let nb = now();
+    let h = Duration::hours;
+    let m = Duration::minutes;
+    let s = Duration::seconds;
+    let cases = [
+        ("certop or kubeadm, exact", h(8760) + m(5), h(8760)),
+        (
+            "kubeadm's kubeconfig, 1 s over",
+            h(8760) + m(5) + s(1),
+            h(8760),
+        ),
+        (
+            "kubeadm's kubeconfig, 2 s over",
+            h(8760) + m(5) + s(2),
+            h(8760),
+        ),
+        ("minutes, backdated", m(95), m(90)),
+        ("minutes, backdated, 1 s over", m(95) + s(1), m(90)),
+        ("whole hours: before certop backdated", h(24), h(24)),
+        ("shorter than the backdate", m(3), m(3)),
+        ("odd seconds, backdated", m(5) + s(100), s(100)),
+        ("a few seconds, backdated", m(5) + s(8), s(8)),
+    ];
+    for (name, span, lifetime) in cases {
+        assert_eq!(super::issued_lifetime(nb, nb + span), lifetime, "{name}");
+    }
+}

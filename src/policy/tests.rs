@@ -238,12 +238,12 @@ fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
         (
             Field::Organization,
             "team-b",
-            Box::new(|s| s.organizations.push("team-b".into())),
+            Box::new(|s| s.organizations = strings(&["team-b"])),
         ),
         (
             Field::Organization,
             "system:masters",
-            Box::new(|s| s.organizations.push("system:masters".into())),
+            Box::new(|s| s.organizations = strings(&["system:masters"])),
         ),
         (
             Field::DnsName,
@@ -322,7 +322,7 @@ fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
         &rules,
         &spec(|s| {
             inside(s);
-            s.organizations.push("system:masters".into());
+            s.organizations = strings(&["system:masters"]);
         }),
     )
     .expect_err("refused")

@@ -102,6 +102,11 @@ fn admission_refuses_invalid_specs_with_a_message_that_says_what_to_fix() {
             "secretTemplate.labels: each key must be",
         ),
         (
+            "two organizations (certop signs one)",
+            "  commonName: x\n  organizations: [team-a, team-b]\n",
+            "spec.organizations: Too many",
+        ),
+        (
             "bad secret namespace",
             "  commonName: x\n  secretNamespace: Not_A_Namespace\n",
             "secretNamespace",

@@ -460,6 +460,48 @@ fn renewal_happens_in_the_background_at_the_renewal_time() {
     assert_consistent(&secret(cp, &ns, &name).expect("secret"));
 }
 
+/// The shortest certificate with the longest renewal window the API
+/// server admits is issued at most twice a minute: its age counts from the
+/// issuance, not from the backdated notBefore (which re-issued it on every
+/// pass), and no renewal comes before 30 s.
+#[test]
+fn a_one_minute_certificate_renewed_at_99_percent_is_issued_at_most_twice_a_minute() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "floor");
+    let name = unique("minute");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  commonName: minute\n  duration: 1m\n  renewBeforePercentage: 99\n",
+        ),
+    );
+    wait_ready(cp, &name);
+    let revision = || {
+        stdout(&cp.kubectl(&[
+            "get",
+            "clustercertificate",
+            &name,
+            "-o",
+            "jsonpath={.status.revision}",
+        ]))
+        .trim()
+        .parse::<i64>()
+        .unwrap_or(0)
+    };
+    let first = revision();
+    std::thread::sleep(Duration::from_secs(60));
+    let issued = revision() - first;
+    println!("revisions issued in 60 s after the first: {issued}");
+    assert!(
+        issued <= 2,
+        "{issued} issuances of a 1-minute certificate in a minute\n{}",
+        log_tail()
+    );
+}
+
 #[test]
 fn a_renewal_request_reissues_once() {
     let cp = control_plane();

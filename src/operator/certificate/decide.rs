@@ -57,6 +57,9 @@ pub enum Decision {
     Blocked(Blocked),
     /// Sign a new certificate and write the Secret.
     Issue(Box<Issuance>),
+    /// An issuance failed and its backoff, recorded in the status, has
+    /// this long to run: look again then, and write nothing.
+    RetryLater(Duration),
     /// The Secret's certificate is good until `renewal_time`.
     UpToDate {
         current: Box<CertificateInfo>,
@@ -111,6 +114,21 @@ pub fn revision_of(secret: &Secret) -> Option<i64> {
         .annotations()
         .get(meta::REVISION)
         .and_then(|r| r.parse().ok())
+}
+
+/// The wait left of a failed issuance's backoff, as the status records it
+/// (and its condition says). Every pass honours it, whatever started the
+/// pass: the watch event of the failure's own status write starts one at
+/// once, and issuing again there was a loop. A spec changed since the
+/// failure is tried at once.
+fn issuance_backoff(cert: &ClusterCertificate, now: DateTime<Utc>) -> Option<Duration> {
+    let status = cert.status.as_ref()?;
+    if status.observed_generation != cert.metadata.generation {
+        return None;
+    }
+    let attempts = status.failed_issuance_attempts?;
+    let last = status.last_failure_time?;
+    crate::operator::backoff::ISSUANCE.remaining(attempts.unsigned_abs(), last, now)
 }
 
 pub fn decide(
@@ -193,6 +211,9 @@ pub fn decide(
             bundle: ring.bundle_pem(),
         },
         Plan::Issue { reason, reuse_key } => {
+            if let Some(wait) = issuance_backoff(cert, now) {
+                return Decision::RetryLater(wait);
+            }
             let revision = secret
                 .and_then(revision_of)
                 .max(cert.status.as_ref().and_then(|s| s.revision))
@@ -233,6 +254,11 @@ mod tests {
         };
         edit(&mut spec);
         ClusterCertificate::new("web", spec)
+    }
+
+    /// A CA made a day before `now`, as in a running cluster.
+    fn ca(now: DateTime<Utc>) -> Authority {
+        Authority::create(&CaRequest::new("ca"), now - chrono::Duration::days(1)).expect("ca")
     }
 
     fn ready(authority: &Arc<Authority>) -> Issuer {
@@ -293,6 +319,7 @@ mod tests {
         match d {
             Decision::Blocked(b) => format!("blocked {}", b.reason),
             Decision::Issue(i) => format!("issue {} r{}", i.reason.code(), i.revision),
+            Decision::RetryLater(wait) => format!("retry in {}s", wait.as_secs()),
             Decision::UpToDate { .. } => "up to date".into(),
         }
     }
@@ -300,7 +327,7 @@ mod tests {
     #[test]
     fn decision_table() {
         let now = Utc::now();
-        let authority = Arc::new(Authority::create(&CaRequest::new("ca"), now).expect("ca"));
+        let authority = Arc::new(ca(now));
         let good = cert(|_| {});
         let secret = secret_for(&good, &authority, now);
         let mut foreign = secret.clone();
@@ -390,9 +417,54 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_issuance_waits_out_its_backoff_unless_the_spec_changed() {
+        let now = Utc::now();
+        let authority = Arc::new(ca(now));
+        let failed = |attempts: i32, ago: i64, observed: i64| {
+            let mut c = cert(|_| {});
+            c.metadata.generation = Some(2);
+            c.status = Some(crate::api::ClusterCertificateStatus {
+                failed_issuance_attempts: Some(attempts),
+                last_failure_time: Some(now - chrono::Duration::seconds(ago)),
+                observed_generation: Some(observed),
+                ..Default::default()
+            });
+            c
+        };
+        let cases = [
+            ("just failed", failed(1, 0, 2), "retry in 5s"),
+            ("third failure, 15 s ago", failed(3, 15, 2), "retry in 5s"),
+            (
+                "the backoff has run",
+                failed(1, 5, 2),
+                "issue SecretMissing r1",
+            ),
+            (
+                "spec changed since",
+                failed(4, 0, 1),
+                "issue SecretMissing r1",
+            ),
+        ];
+        for (name, c, expected) in cases {
+            assert_eq!(
+                reason_of(&decide(&c, ready(&authority), None, now)),
+                expected,
+                "{name}"
+            );
+        }
+        // A Secret holding a good certificate is not held up by the backoff.
+        let good = failed(1, 0, 2);
+        let secret = secret_for(&good, &authority, now);
+        assert_eq!(
+            reason_of(&decide(&good, ready(&authority), Some(&secret), now)),
+            "up to date"
+        );
+    }
+
+    #[test]
     fn revision_never_goes_back_even_when_the_secret_was_deleted() {
         let now = Utc::now();
-        let authority = Arc::new(Authority::create(&CaRequest::new("ca"), now).expect("ca"));
+        let authority = Arc::new(ca(now));
         let mut c = cert(|_| {});
         c.status = Some(crate::api::ClusterCertificateStatus {
             revision: Some(7),

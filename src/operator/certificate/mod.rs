@@ -41,16 +41,6 @@ use crate::plan::{IssueReason, RenewalPolicy, SecretData, TLS_CERT_KEY, TLS_PRIV
 /// Longest wait between two looks at a valid certificate: renewal is
 /// requeued at its time, and this bounds the harm of a clock jump.
 const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
-/// Retry bounds after a failed issuance: seconds, doubling, capped at minutes.
-const FIRST_RETRY: Duration = Duration::from_secs(5);
-const MAX_RETRY: Duration = Duration::from_secs(300);
-
-/// Delay before retry number `attempts` (1-based): 5s, 10s, 20s, … 5 min.
-pub fn retry_after(attempts: i32) -> Duration {
-    let shift = attempts.clamp(1, 16) as u32 - 1;
-    FIRST_RETRY.saturating_mul(1 << shift).min(MAX_RETRY)
-}
-
 /// How long to wait before looking at a valid certificate again.
 pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (renewal_time - now)
@@ -157,7 +147,16 @@ async fn issuer(
 }
 
 async fn apply(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
-    apply_pass(cert, ctx, Utc::now(), false).await
+    apply_at(cert, ctx, Utc::now()).await
+}
+
+/// One pass with the clock at `now` (the scenarios move it).
+pub(super) async fn apply_at(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    apply_pass(cert, ctx, now, false).await
 }
 
 /// One pass. `replacing` is set on the pass that replaces a certificate a
@@ -208,6 +207,8 @@ async fn apply_pass(
         Decision::Blocked(blocked) => {
             return status::blocked(cert, ctx, blocked, None, now).await;
         }
+        // The status already says when the next try is: nothing to write.
+        Decision::RetryLater(wait) => return Ok(Action::requeue(wait)),
         Decision::Issue(issuance) => {
             match issue_into_secret(cert, ctx, &secrets, observed.as_ref(), &issuance, now).await? {
                 Ok(held) => (held, Some(issuance.reason)),

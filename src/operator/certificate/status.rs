@@ -9,8 +9,9 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::decide::revocation_of;
-use super::{Held, ready_reason, requeue_until, retry_after, secret};
+use super::{Held, ready_reason, requeue_until, secret};
 use crate::api::{ClusterCertificate, ClusterCertificateStatus};
+use crate::operator::backoff;
 use crate::operator::conditions::{self, ISSUING, READY};
 use crate::operator::reason::{Blocked, Reason};
 use crate::operator::{Context, Error};
@@ -234,14 +235,17 @@ pub async fn failed(
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
     let mut status = cert.status.clone().unwrap_or_default();
-    let attempts = status
-        .failed_issuance_attempts
-        .unwrap_or(0)
-        .saturating_add(1);
+    // A changed spec starts the count afresh.
+    let earlier = if status.observed_generation == cert.metadata.generation {
+        status.failed_issuance_attempts.unwrap_or(0)
+    } else {
+        0
+    };
+    let attempts = earlier.saturating_add(1);
     status.failed_issuance_attempts = Some(attempts);
     status.last_failure_time = Some(now);
     status.observed_generation = cert.metadata.generation;
-    let retry = retry_after(attempts);
+    let retry = backoff::ISSUANCE.delay(attempts.unsigned_abs());
     let message = format!(
         "issuance failed ({reason}): {error}; attempt {attempts}, next in {}s",
         retry.as_secs()
