@@ -169,7 +169,8 @@ pub const ALLOWANCES: &[Allowance] = &[
     Allowance {
         group: "",
         resources: &["secrets"],
-        verbs: &["get", "list", "watch", "patch", "delete"],
+        // Server-side apply of a new Secret is authorized as create.
+        verbs: &["get", "list", "watch", "create", "patch", "delete"],
         scope: Scope::Managed,
         names: None,
         when: Feature::Always,
