@@ -354,7 +354,7 @@ fn no_rendered_rbac_rule_of_the_helm_chart_is_broader_than_its_allowance() {
             cluster,
         ),
         (
-            "{apiGroups: [''], resources: [nodes], verbs: [get]}",
+            "{apiGroups: [''], resources: [nodes], verbs: [list]}",
             cluster,
         ),
     ] {

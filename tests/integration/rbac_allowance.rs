@@ -219,7 +219,7 @@ pub const ALLOWANCES: &[Allowance] = &[
     Allowance {
         group: "",
         resources: &["nodes"],
-        verbs: &["get"],
+        verbs: &["list"],
         scope: Scope::Cluster,
         names: None,
         when: Feature::KubeletApproval,
