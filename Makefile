@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-kms bench-compare scale clean
+.PHONY: build test lint crds manifests control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -44,6 +44,11 @@ test: venv control-plane kubeadm helm lint
 crds:
 	$(CARGO) run --quiet -- crd > crds/certop-crds.yaml
 	cp crds/certop-crds.yaml charts/certop/crds/certop-crds.yaml
+
+# manifests/ (and the tests' all-features RBAC) rendered from charts/certop:
+# one source for the chart and kustomize; a test fails when they are stale.
+manifests: helm
+	CERTOP_HELM="$$(tests/helm/build.sh)" scripts/manifests.sh
 
 # KMS=1: Secrets encrypted at rest through `certop kms serve`.
 KMS ?= 0

@@ -98,7 +98,7 @@ count() { { kubectl get "$1" -A --chunk-size=0 --no-headers 2>/dev/null || true;
 
 start_operator() {
   case "$1" in
-    certop) KUBECONFIG="$state/cp/operator.kubeconfig" ${PROFILE:+heaptrack -o "$state/certop-heap-$(date +%s)"} "$certop" run --http-addr 127.0.0.1:${CERTOP_HTTP_PORT:-18091} >>"$state/$1.log" 2>&1 & ;;
+    certop) KUBECONFIG="$state/cp/operator.kubeconfig" ${PROFILE:+heaptrack -o "$state/certop-heap-$(date +%s)"} "$certop" run --http-addr 127.0.0.1:${CERTOP_HTTP_PORT:-18091} "$managed" >>"$state/$1.log" 2>&1 & ;;
     cm-default) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" >>"$state/$1.log" 2>&1 & ;;
     cm-tuned) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" --kube-api-qps 100 --kube-api-burst 200 >>"$state/$1.log" 2>&1 & ;;
   esac
@@ -113,6 +113,7 @@ setup() {
   case "$run" in
     certop)
       kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
+      managed="$(scripts/manage-namespaces.sh bench)"
       start_operator certop
       printf '{"apiVersion":"certop.dev/v1alpha1","kind":"CertificateAuthority","metadata":{"name":"bench"},"spec":{"subject":{"commonName":"bench"},"keyAlgorithm":"ECDSA-P256"}}\n' | kubectl apply -f - >/dev/null
       kubectl wait --for=condition=Ready certificateauthority/bench --timeout=120s >/dev/null

@@ -26,11 +26,12 @@ scripts/dev-control-plane.sh up "$state" >/dev/null
 export KUBECONFIG="$state/kubeconfig"
 kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
 kubectl create namespace chaos >/dev/null
+managed="$(scripts/manage-namespaces.sh chaos)"
 : >"$state/operator.log"
 start_operator() {
   # A fresh lease each time: the killed leader's would hold the next one
   # back for its duration, which tests the lease, not the faults.
-  KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18091 \
+  KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18091 "$managed" \
     --lease-name "chaos-$RANDOM$RANDOM" >>"$state/operator.log" 2>&1 &
   operator_pid=$!
   for _ in $(seq 1 100); do curl -fs 127.0.0.1:18091/readyz >/dev/null 2>&1 && break; sleep 0.1; done

@@ -36,7 +36,8 @@ step "installing the operator's namespace, least-privilege RBAC and the policy a
 kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/policy-admission.yaml
 
 step "running the operator as its ServiceAccount (certop run)"
-KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18080 >"$state/operator.log" 2>&1 &
+# The namespaces the shipped Deployment manages (default, kube-system: the examples').
+KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18080 "$(scripts/manage-namespaces.sh)" >"$state/operator.log" 2>&1 &
 operator_pid=$!
 for _ in $(seq 1 100); do curl -fs 127.0.0.1:18080/readyz >/dev/null 2>&1 && break; sleep 0.1; done
 echo "operator ready (pid $operator_pid, log $state/operator.log)"

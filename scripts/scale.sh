@@ -29,6 +29,8 @@ export KUBECONFIG="$state/kubeconfig"
 kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
 kubectl create namespace scale >/dev/null
 kubectl create namespace baseline >/dev/null
+kubectl create namespace scale-probe >/dev/null
+managed="$(scripts/manage-namespaces.sh scale scale-probe)"
 tmp="$(mktemp -d)"
 
 # Baseline: N TLS Secrets of real certificates, applied in one kubectl call.
@@ -45,7 +47,7 @@ baseline=$(echo "$(date +%s.%N) - $start" | bc)
 
 # certop: a CA, then N ClusterCertificates, timed until every one is Ready.
 start_operator() {
-  KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18090 >>"$state/operator.log" 2>&1 &
+  KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18090 "$managed" >>"$state/operator.log" 2>&1 &
   operator_pid=$!
 }
 # Every API request the server counted, but this script's own polling
@@ -93,7 +95,6 @@ if [ "$backlog" = 1 ]; then
   restart_start=$(date +%s.%N)
   start_operator
   printf 'apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: probe}\nspec:\n  issuerRef: {name: scale}\n  secretName: probe\n  secretNamespace: scale-probe\n  commonName: probe.example\n' >"$tmp/probe.yaml"
-  kubectl create namespace scale-probe >/dev/null
   kubectl apply -f "$tmp/probe.yaml" >/dev/null
   kubectl wait --for=condition=Ready clustercertificate/probe --timeout=600s >/dev/null
   restart_s=$(echo "$(date +%s.%N) - $restart_start" | bc)

@@ -30,7 +30,7 @@ scripts/dev-control-plane.sh up "$state" >/dev/null
 export KUBECONFIG="$state/kubeconfig"
 kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
 kubectl create namespace storm >/dev/null
-KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18092 \
+KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18092 "$(scripts/manage-namespaces.sh storm)" \
   --kube-api-qps "$qps" --kube-api-burst "$burst" >"$state/operator.log" 2>&1 &
 operator_pid=$!
 printf '{"apiVersion":"certop.dev/v1alpha1","kind":"CertificateAuthority","metadata":{"name":"storm"},"spec":{"subject":{"commonName":"storm"}}}\n' | kubectl apply -f - >/dev/null

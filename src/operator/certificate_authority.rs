@@ -18,6 +18,7 @@ use super::conditions::{self, READY};
 use super::context::FIELD_MANAGER;
 use super::finalize::reconcile_with_finalizer;
 use super::ledger_store;
+use super::managed_namespaces::ManagedNamespaces;
 use super::reason::Reason;
 use super::{Context, Error, ca_rotation, crl};
 use crate::api::{
@@ -299,20 +300,11 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         .to_std()
         .unwrap_or(RESYNC)
         .max(Duration::from_secs(1));
-    let conflicts = sync_trust_bundle(ca, ctx, &settings.bundle_name, &ring.bundle_pem()).await?;
+    let published = sync_trust_bundle(ca, ctx, &settings.bundle_name, &ring.bundle_pem()).await?;
     set_or_clear(
         &mut status.conditions,
         "TrustBundle",
-        (!conflicts.is_empty()).then(|| {
-            (
-                Reason::ConfigMapConflict,
-                format!(
-                    "ConfigMap {} exists in namespaces {} and certop did not create it; certop leaves it alone: delete it or set spec.trustBundle.configMapName",
-                    settings.bundle_name,
-                    conflicts.join(", ")
-                ),
-            )
-        }),
+        trust_bundle_problem(&settings.bundle_name, &published, &ctx.managed_namespaces),
         ca.metadata.generation,
         now,
     );
@@ -781,18 +773,56 @@ pub fn is_our_bundle(cm: &kube::core::ObjectMeta, ca_name: &str) -> bool {
             == Some(ca_name)
 }
 
-/// Puts `ca.crt` in a ConfigMap in every namespace the selector picks, and
-/// removes it from namespaces it no longer picks. A ConfigMap of that name
-/// that certop did not create is left alone; the namespaces where that
-/// happened are returned for the CA's status.
+/// Where a trust bundle could not go, for the CA's status.
+#[derive(Debug, Default, PartialEq)]
+struct BundleOutcome {
+    /// A ConfigMap of that name is there and certop did not create it.
+    conflicts: Vec<String>,
+    /// The selector picks them but certop does not manage them.
+    unmanaged: Vec<String>,
+}
+
+/// The TrustBundle condition: a conflict (someone else's ConfigMap) first,
+/// then selected namespaces certop may not write into.
+fn trust_bundle_problem(
+    bundle_name: &str,
+    outcome: &BundleOutcome,
+    managed: &ManagedNamespaces,
+) -> Option<(Reason, String)> {
+    if !outcome.conflicts.is_empty() {
+        return Some((
+            Reason::ConfigMapConflict,
+            format!(
+                "ConfigMap {bundle_name} exists in namespaces {} and certop did not create it; certop leaves it alone: delete it or set spec.trustBundle.configMapName",
+                outcome.conflicts.join(", ")
+            ),
+        ));
+    }
+    (!outcome.unmanaged.is_empty()).then(|| {
+        (
+            Reason::NamespaceNotManaged,
+            format!(
+                "the namespaceSelector picks namespaces {} that certop does not manage ({}); the trust bundle is not published there: add them to the chart's managedNamespaces (certop run --managed-namespaces) or narrow spec.trustBundle.namespaceSelector",
+                outcome.unmanaged.join(", "),
+                managed.describe()
+            ),
+        )
+    })
+}
+
+/// Puts `ca.crt` in a ConfigMap in every managed namespace the selector
+/// picks, and removes it from namespaces it no longer picks. A ConfigMap of
+/// that name that certop did not create is left alone; the namespaces where
+/// that happened, and the selected ones certop does not manage, are
+/// returned for the CA's status.
 async fn sync_trust_bundle(
     ca: &CertificateAuthority,
     ctx: &Context,
     cm_name: &str,
     ca_pem: &str,
-) -> Result<Vec<String>, Error> {
+) -> Result<BundleOutcome, Error> {
     let name = ca.name_any();
-    let wanted: BTreeSet<String> = match &ca.spec.trust_bundle {
+    let selected: BTreeSet<String> = match &ca.spec.trust_bundle {
         None => BTreeSet::new(),
         Some(tb) => {
             let selector = label_selector_string(&tb.namespace_selector);
@@ -806,14 +836,10 @@ async fn sync_trust_bundle(
                 .collect()
         }
     };
-    let config_maps: Api<ConfigMap> = Api::all(ctx.client.clone());
-    let ours: Vec<_> = config_maps
-        .list_metadata(&ListParams::default().labels(&bundle_selector(&name)))
-        .await?
-        .items
+    let (wanted, unmanaged): (BTreeSet<String>, BTreeSet<String>) = selected
         .into_iter()
-        .filter(|cm| is_our_bundle(&cm.metadata, &name))
-        .collect();
+        .partition(|ns| ctx.managed_namespaces.contains(ns));
+    let ours = our_bundles(ctx, &name).await?;
     let mut have = BTreeSet::new();
     for cm in &ours {
         let ns = cm.namespace().unwrap_or_default();
@@ -865,7 +891,29 @@ async fn sync_trust_bundle(
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(conflicts)
+    Ok(BundleOutcome {
+        conflicts,
+        unmanaged: unmanaged.into_iter().collect(),
+    })
+}
+
+/// The trust-bundle ConfigMaps of a CA that certop created, in the
+/// namespaces it manages (the only ones it may list in).
+async fn our_bundles(
+    ctx: &Context,
+    ca_name: &str,
+) -> Result<Vec<kube::core::PartialObjectMeta<ConfigMap>>, Error> {
+    let mut ours = Vec::new();
+    for api in ctx.managed_namespaces.apis::<ConfigMap>(&ctx.client) {
+        ours.extend(
+            api.list_metadata(&ListParams::default().labels(&bundle_selector(ca_name)))
+                .await?
+                .items
+                .into_iter()
+                .filter(|cm| is_our_bundle(&cm.metadata, ca_name)),
+        );
+    }
+    Ok(ours)
 }
 
 /// A LabelSelector as the string form list calls take.
@@ -895,14 +943,7 @@ fn label_selector_string(
 /// the CA for good.
 async fn cleanup(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error> {
     let name = ca.name_any();
-    let config_maps: Api<ConfigMap> = Api::all(ctx.client.clone());
-    for cm in config_maps
-        .list_metadata(&ListParams::default().labels(&bundle_selector(&name)))
-        .await?
-        .items
-        .into_iter()
-        .filter(|cm| is_our_bundle(&cm.metadata, &name))
-    {
+    for cm in our_bundles(ctx, &name).await? {
         let api: Api<ConfigMap> =
             Api::namespaced(ctx.client.clone(), &cm.namespace().unwrap_or_default());
         match api.delete(&cm.name_any(), &DeleteParams::default()).await {
@@ -937,6 +978,36 @@ pub fn is_ready(ca: &CertificateAuthority) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trust_bundle_reports_someone_elses_config_map_first_then_unmanaged_namespaces() {
+        let managed = ManagedNamespaces::from_list(&["default"]);
+        let outcome = |conflicts: &[&str], unmanaged: &[&str]| BundleOutcome {
+            conflicts: conflicts.iter().map(|s| s.to_string()).collect(),
+            unmanaged: unmanaged.iter().map(|s| s.to_string()).collect(),
+        };
+        let cases: &[(BundleOutcome, Option<Reason>, &[&str])] = &[
+            (outcome(&[], &[]), None, &[]),
+            (
+                outcome(&["default"], &["team-a"]),
+                Some(Reason::ConfigMapConflict),
+                &["default", "configMapName"],
+            ),
+            (
+                outcome(&[], &["team-a", "team-b"]),
+                Some(Reason::NamespaceNotManaged),
+                &["team-a, team-b", "(default)", "managedNamespaces"],
+            ),
+        ];
+        for (outcome, reason, says) in cases {
+            let problem = trust_bundle_problem("ca-bundle", outcome, &managed);
+            assert_eq!(problem.as_ref().map(|p| p.0), *reason, "{outcome:?}");
+            for text in *says {
+                let message = &problem.as_ref().expect("a problem").1;
+                assert!(message.contains(text), "{message} says {text}");
+            }
+        }
+    }
 
     fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
         pairs

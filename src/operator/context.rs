@@ -18,6 +18,7 @@ use super::backoff::Backoff;
 use super::certificate_signing_request::CsrPolicy;
 use super::crl::CrlCache;
 use super::ledger_store::ShardCache;
+use super::managed_namespaces::ManagedNamespaces;
 use super::metrics::Metrics;
 
 /// The field manager of everything certop writes with server-side apply.
@@ -69,6 +70,8 @@ pub struct Context {
     pub crl_base_url: String,
     /// What to do with CertificateSigningRequests.
     pub csr_policy: CsrPolicy,
+    /// Where certificate Secrets and trust bundles may be written.
+    pub managed_namespaces: ManagedNamespaces,
     /// The ledger shards as last written, the base of the next write.
     pub ledger_shards: ShardCache,
     /// One CRL signer at a time per CA, so numbers are never raced for.
@@ -82,6 +85,7 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
     pub crls: Arc<CrlCache>,
     pub csr_policy: CsrPolicy,
+    pub managed_namespaces: ManagedNamespaces,
 }
 
 impl Context {
@@ -92,6 +96,7 @@ impl Context {
             metrics,
             crls,
             csr_policy,
+            managed_namespaces,
         } = settings;
         let reporter = Reporter {
             controller: "certop".into(),
@@ -115,6 +120,7 @@ impl Context {
             crls,
             crl_base_url,
             csr_policy,
+            managed_namespaces,
             ledger_shards: ShardCache::default(),
             crl_locks: Default::default(),
         }

@@ -19,6 +19,7 @@ mod fake_api;
 mod finalize;
 mod http;
 mod ledger_store;
+pub mod managed_namespaces;
 pub mod metrics;
 mod rate_limit;
 pub mod reason;

@@ -24,6 +24,11 @@ pub enum Reason {
     /// The target namespace does not exist. Create it or fix
     /// `spec.secretNamespace`.
     NamespaceNotFound,
+    /// The target namespace is not one certop manages (`certop run
+    /// --managed-namespaces`, the chart's `managedNamespaces`): certop holds
+    /// no permission on Secrets there. Add the namespace to that list (the
+    /// chart grants it) or choose a managed `spec.secretNamespace`.
+    NamespaceNotManaged,
     /// The API server refused the Secret certop wrote (the message quotes
     /// it): an admission policy, an immutable Secret, a quota. Fix the cause;
     /// certop retries slowly and issues no new certificate meanwhile.
@@ -81,6 +86,7 @@ impl Reason {
             Reason::IssuerNotReady => "IssuerNotReady",
             Reason::SecretConflict => "SecretConflict",
             Reason::NamespaceNotFound => "NamespaceNotFound",
+            Reason::NamespaceNotManaged => "NamespaceNotManaged",
             Reason::SecretRejected => "SecretRejected",
             Reason::PolicyViolation => "PolicyViolation",
             Reason::IssuanceFailed => "IssuanceFailed",

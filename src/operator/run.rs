@@ -23,6 +23,7 @@ use super::certificate_signing_request::{self, CsrPolicy};
 use super::context::Settings;
 use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
+use super::managed_namespaces::ManagedNamespaces;
 use super::metrics::Metrics;
 use super::shared_store::{Cached, SharedStore, changes, slim, watch};
 use super::watch_backoff::EachWatchBacksOff;
@@ -121,6 +122,13 @@ pub struct RunArgs {
     /// approved for a kubelet.
     #[arg(long, env = "CERTOP_SERVICE_CIDR", value_delimiter = ',', default_value = DEFAULT_SERVICE_CIDR, value_parser = crate::policy::pattern::parse_network)]
     pub service_cidr: Vec<IpNet>,
+    /// The namespaces certop writes certificate Secrets and trust bundles
+    /// into, comma-separated: the namespaces its RBAC grants (the chart's
+    /// `managedNamespaces`). A ClusterCertificate naming another namespace
+    /// is refused (NamespaceNotManaged). Unset: every namespace, which
+    /// needs the cluster-wide grant.
+    #[arg(long, env = "CERTOP_MANAGED_NAMESPACES", value_delimiter = ',')]
+    pub managed_namespaces: Vec<String>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -261,8 +269,9 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
                 service_cidrs: args.service_cidr.clone(),
             },
         },
+        managed_namespaces: ManagedNamespaces::from_list(&args.managed_namespaces),
     };
-    info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, "certop started");
+    info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, managed_namespaces = %settings.managed_namespaces.describe(), "certop started");
 
     let result = if args.leader_elect {
         run_as_elected(
@@ -426,6 +435,7 @@ async fn run_controllers(
     };
     let config = || controller::Config::default().concurrency(concurrency);
     let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
+    let managed_namespaces = settings.managed_namespaces.clone();
 
     // The stores a controller reads, its own kind's included, are shared
     // (one copy of each object) and filled by watches driven apart from the
@@ -547,11 +557,18 @@ async fn run_controllers(
             .with_config(config());
     let issuer_store = shared.certificates.store();
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
-    let cert_secrets = watch(
-        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-        watcher::Config::default().labels(&managed),
-    )
-    .touched_objects();
+    // One watch per managed namespace (or one for the cluster): certop may
+    // list Secrets nowhere else.
+    let cert_secrets = futures::stream::select_all(
+        managed_namespaces
+            .apis::<PartialObjectMeta<Secret>>(&client)
+            .into_iter()
+            .map(|api| {
+                watch(api, watcher::Config::default().labels(&managed))
+                    .touched_objects()
+                    .boxed()
+            }),
+    );
     // Only a change that matters to signing reaches the certificates: not
     // every CRL number the CA's status shows.
     let signing_changes = changes(

@@ -17,6 +17,7 @@ use super::certificate_signing_request::CsrPolicy;
 use super::context::Settings;
 use super::crl::CrlCache;
 use super::fake_api::{FakeApi, Fault};
+use super::managed_namespaces::ManagedNamespaces;
 use super::metrics::Metrics;
 use super::{Context, Stores, certificate, certificate_revocation, conditions, ledger_store};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
@@ -60,6 +61,11 @@ where
 /// A Ready CA (key in its Secret, bound by fingerprint) and a
 /// ClusterCertificate for it, in a fake API server.
 fn world() -> World {
+    world_managing(ManagedNamespaces::All)
+}
+
+/// `world()` with the operator limited to `managed` namespaces.
+fn world_managing(managed_namespaces: ManagedNamespaces) -> World {
     let api = FakeApi::new(&[NS, "app", "default"]);
     // Made a day ago, as in a running cluster.
     let authority =
@@ -104,6 +110,7 @@ fn world() -> World {
             approve_kubelets: false,
             kubelet_serving: Default::default(),
         },
+        managed_namespaces,
     };
     let stores = Stores {
         cas,
@@ -390,6 +397,34 @@ fn a_stuck_certificate_grows_neither_the_ledger_nor_its_revision() {
             1,
             "one Event for the reason, not one per retry"
         );
+    });
+}
+
+#[test]
+fn a_certificate_for_a_namespace_certop_does_not_manage_touches_nothing_there() {
+    runtime().block_on(async {
+        let w = world_managing(ManagedNamespaces::from_list(&["default"]));
+        let reads = w.api.reads();
+        for _ in 0..2 {
+            w.certificate_pass()
+                .await
+                .expect("a refused certificate is not an error");
+        }
+        let status = w.status();
+        let ready = conditions::find(&status.conditions, conditions::READY).expect("Ready");
+        assert_eq!(ready.reason, "NamespaceNotManaged");
+        assert!(ready.message.contains("app"), "{}", ready.message);
+        assert!(
+            w.api
+                .log()
+                .iter()
+                .all(|write| !write.contains("/namespaces/app/")),
+            "nothing written in the unmanaged namespace: {:?}",
+            w.api.log()
+        );
+        assert!(w.api.get::<Secret>(SECRET_PATH).is_none(), "no Secret");
+        assert!(w.ledger().is_empty(), "no certificate was signed");
+        assert_eq!(w.api.reads(), reads, "nothing was read either");
     });
 }
 

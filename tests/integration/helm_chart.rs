@@ -1,8 +1,9 @@
-//! charts/certop: `helm lint` passes, `helm template` renders what the
-//! kustomize manifests say (RBAC rules, bindings, the operator's container,
-//! the Service, the CRDs), and the real API server accepts the rendering
-//! (`kubectl apply --dry-run=server`). helm v3 is built from the Go module
-//! proxy (tests/helm/), cached like the control plane.
+//! charts/certop: `helm lint` passes, manifests/ is the chart rendered with
+//! its default values (`make manifests`), no RBAC rule of any rendering is
+//! broader than the allowance table (rbac_allowance.rs), the values drive
+//! the flags and the rules alike, and the real API server accepts the
+//! rendering (`kubectl apply --dry-run=server`). helm v3 is built from the
+//! Go module proxy (tests/helm/), cached like the control plane.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::Value;
 
+use crate::rbac_allowance::{Values, too_broad};
 use crate::support::{control_plane, repo_root, stderr, stdout};
 
 fn helm_binary() -> PathBuf {
@@ -62,8 +64,53 @@ fn objects(yaml: &str) -> BTreeMap<(String, String), Value> {
         .collect()
 }
 
+/// Every object of a multi-document YAML stream, in order.
+fn documents(yaml: &str) -> Vec<Value> {
+    yaml.split("\n---")
+        .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
+        .filter(|v| v.get("kind").is_some())
+        .collect()
+}
+
+/// `helm template` of the chart in certop-system with these `--set`s.
+fn render(sets: &[&str]) -> String {
+    let mut args = vec![
+        "template",
+        "certop",
+        "charts/certop",
+        "--namespace",
+        "certop-system",
+    ];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let out = helm(&args);
+    assert!(out.status.success(), "helm {args:?}: {}", stderr(&out));
+    stdout(&out)
+}
+
+const ALL_FEATURES: &[&str] = &[
+    "managedNamespaces=null",
+    "kubeletSigner.ca=kubelet-signer",
+    "kubeletSigner.approve=true",
+];
+
+/// The operator container's args in a rendering.
+fn args(rendered: &str) -> Vec<String> {
+    let deployment = documents(rendered)
+        .into_iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("a Deployment");
+    deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(String::from))
+        .collect()
+}
+
 #[test]
-fn the_helm_chart_lints_renders_the_kustomize_manifests_and_the_api_server_accepts_it() {
+fn the_helm_chart_lints_and_the_api_server_accepts_its_rendering() {
     let cp = control_plane();
     let chart = "charts/certop";
     let lint = helm(&["lint", chart]);
@@ -81,59 +128,7 @@ fn the_helm_chart_lints_renders_the_kustomize_manifests_and_the_api_server_accep
     ]);
     assert!(rendered.status.success(), "{}", stderr(&rendered));
     let rendered = stdout(&rendered);
-    let kustomized = cp.kubectl(&[
-        "kustomize",
-        &repo_root().join("manifests").to_string_lossy(),
-    ]);
-    assert!(kustomized.status.success(), "{}", stderr(&kustomized));
-    let (chart_objects, kustomize_objects) = (objects(&rendered), objects(&stdout(&kustomized)));
-
-    for ((kind, name), k) in &kustomize_objects {
-        if kind == "Namespace" {
-            continue; // helm install --create-namespace, or the cluster's own
-        }
-        let c = chart_objects
-            .get(&(kind.clone(), name.clone()))
-            .unwrap_or_else(|| panic!("the chart has no {kind} {name}"));
-        let same = |path: &str| {
-            assert_eq!(
-                c.pointer(path),
-                k.pointer(path),
-                "{kind} {name} {path} differs between the chart and manifests/"
-            )
-        };
-        match kind.as_str() {
-            "ClusterRole" | "Role" => same("/rules"),
-            "ClusterRoleBinding" | "RoleBinding" => {
-                same("/roleRef");
-                same("/subjects");
-            }
-            "Deployment" => {
-                same("/spec/replicas");
-                same("/spec/template/spec/serviceAccountName");
-                same("/spec/template/spec/securityContext");
-                for field in [
-                    "name",
-                    "image",
-                    "args",
-                    "env",
-                    "ports",
-                    "livenessProbe",
-                    "readinessProbe",
-                    "resources",
-                    "securityContext",
-                ] {
-                    same(&format!("/spec/template/spec/containers/0/{field}"));
-                }
-            }
-            "Service" => same("/spec"),
-            _ => {}
-        }
-        assert_eq!(
-            c["metadata"]["namespace"], k["metadata"]["namespace"],
-            "{kind} {name} namespace"
-        );
-    }
+    let chart_objects = objects(&rendered);
     // The chart's CRDs are certop's.
     assert_eq!(
         std::fs::read_to_string(repo_root().join("charts/certop/crds/certop-crds.yaml"))
@@ -156,7 +151,8 @@ fn the_helm_chart_lints_renders_the_kustomize_manifests_and_the_api_server_accep
     );
 
     // The real API server accepts every object the chart renders (in the
-    // namespace `helm install --create-namespace` would make).
+    // namespace `helm install --create-namespace` would make), with every
+    // feature on too.
     let ns = cp.kubectl(&[
         "apply",
         "-f",
@@ -165,8 +161,10 @@ fn the_helm_chart_lints_renders_the_kustomize_manifests_and_the_api_server_accep
             .to_string_lossy(),
     ]);
     assert!(ns.status.success(), "{}", stderr(&ns));
-    let applied = cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendered);
-    assert!(applied.status.success(), "{}", stderr(&applied));
+    for rendering in [rendered, render(ALL_FEATURES)] {
+        let applied = cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendering);
+        assert!(applied.status.success(), "{}", stderr(&applied));
+    }
     let monitor = helm(&[
         "template",
         "certop",
@@ -175,4 +173,275 @@ fn the_helm_chart_lints_renders_the_kustomize_manifests_and_the_api_server_accep
         "serviceMonitor.enabled=true",
     ]);
     assert!(stdout(&monitor).contains("kind: ServiceMonitor"));
+}
+
+/// manifests/ is generated, not a second copy: rendering the chart again
+/// (scripts/manifests.sh, `make manifests`) gives the committed files, and
+/// kustomize builds them.
+#[test]
+fn the_kustomize_manifests_are_the_helm_chart_rendered_with_its_default_values() {
+    let out = tempfile::tempdir().expect("tempdir");
+    let generated = Command::new(repo_root().join("scripts/manifests.sh"))
+        .arg(out.path())
+        .env("CERTOP_HELM", helm_binary())
+        .output()
+        .expect("run scripts/manifests.sh");
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let mut files: Vec<PathBuf> = std::fs::read_dir(out.path().join("manifests"))
+        .expect("rendered manifests")
+        .map(|e| PathBuf::from("manifests").join(e.expect("entry").file_name()))
+        .collect();
+    files.push(PathBuf::from("tests/fixtures/rbac-all-features.yaml"));
+    assert!(files.len() > 4, "{files:?}");
+    for file in files {
+        assert_eq!(
+            std::fs::read_to_string(repo_root().join(&file)).unwrap_or_default(),
+            std::fs::read_to_string(out.path().join(&file)).expect("rendered"),
+            "{} is stale: run `make manifests` (it is rendered from charts/certop)",
+            file.display()
+        );
+    }
+    let kustomization = std::fs::read_to_string(repo_root().join("manifests/kustomization.yaml"))
+        .expect("kustomization");
+    for template in
+        std::fs::read_dir(repo_root().join("charts/certop/templates")).expect("templates")
+    {
+        let name = template
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .to_string();
+        if name.ends_with(".yaml") {
+            assert!(
+                kustomization.contains(&format!("- {name}")),
+                "manifests/kustomization.yaml lists {name}"
+            );
+        }
+    }
+    let cp = control_plane();
+    let built = cp.kubectl(&[
+        "kustomize",
+        &repo_root().join("manifests").to_string_lossy(),
+    ]);
+    assert!(built.status.success(), "{}", stderr(&built));
+    let kinds: Vec<String> = documents(&stdout(&built))
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(
+            kinds.iter().any(|k| k == kind),
+            "kustomize builds a {kind}: {kinds:?}"
+        );
+    }
+}
+
+/// Every RBAC rule of every rendering, the kustomize manifests included,
+/// within the allowance table: no wildcard, no Secret or ConfigMap outside
+/// the namespaces certop manages and its own, no kubelet signer unless the
+/// values switch it on.
+#[test]
+fn no_rendered_rbac_rule_of_the_helm_chart_is_broader_than_its_allowance() {
+    let default_values = Values {
+        release_namespace: "certop-system",
+        managed_namespaces: &["default", "kube-system"],
+        kubelet_signing: false,
+        kubelet_approval: false,
+    };
+    let manifests = ["rbac.yaml"]
+        .iter()
+        .map(|f| std::fs::read_to_string(repo_root().join("manifests").join(f)).expect("manifests"))
+        .collect::<String>();
+    let renderings: Vec<(&str, String, Values)> = vec![
+        ("default values", render(&[]), default_values),
+        (
+            "manifests/rbac.yaml",
+            manifests,
+            Values { ..default_values },
+        ),
+        (
+            "kubelet signing without approval",
+            render(&["kubeletSigner.ca=kubelet-signer"]),
+            Values {
+                kubelet_signing: true,
+                ..default_values
+            },
+        ),
+        (
+            "one managed namespace",
+            render(&["managedNamespaces={team-a}"]),
+            Values {
+                managed_namespaces: &["team-a"],
+                ..default_values
+            },
+        ),
+        (
+            "every feature on",
+            render(ALL_FEATURES),
+            Values {
+                managed_namespaces: &[],
+                kubelet_signing: true,
+                kubelet_approval: true,
+                ..default_values
+            },
+        ),
+    ];
+    for (what, rendered, values) in &renderings {
+        let problems = too_broad(&documents(rendered), values);
+        assert!(
+            problems.is_empty(),
+            "{what}: RBAC broader than the allowance (tests/integration/rbac_allowance.rs):\n{}",
+            problems.join("\n")
+        );
+    }
+    // The check itself lets through only what the table says: the rules
+    // certop held before (secrets and configmaps cluster-wide, approve on
+    // the kubelet signers with approval off) are each refused.
+    let broad = |rule: &str, binding: &str| {
+        let yaml = format!(
+            "kind: ClusterRole\nmetadata: {{name: wide}}\nrules:\n- {rule}\n---\n{binding}\nroleRef: {{kind: ClusterRole, name: wide}}\nsubjects: [{{kind: ServiceAccount, name: certop, namespace: certop-system}}]\n"
+        );
+        too_broad(&documents(&yaml), &default_values)
+    };
+    let cluster = "kind: ClusterRoleBinding\nmetadata: {name: wide}";
+    let in_team = "kind: RoleBinding\nmetadata: {name: wide, namespace: team-a}";
+    for (rule, binding) in [
+        (
+            "{apiGroups: [''], resources: [secrets], verbs: [get]}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [''], resources: [secrets], verbs: [delete]}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [''], resources: [secrets], verbs: [get]}",
+            in_team,
+        ),
+        (
+            "{apiGroups: [''], resources: [configmaps], verbs: [list]}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [''], resources: [configmaps], verbs: [delete]}",
+            in_team,
+        ),
+        ("{apiGroups: [''], resources: ['*'], verbs: [get]}", cluster),
+        (
+            "{apiGroups: ['*'], resources: [secrets], verbs: [get]}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [certop.dev], resources: [clustercertificates], verbs: ['*']}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [certificates.k8s.io], resources: [signers], resourceNames: [kubernetes.io/kubelet-serving], verbs: [approve]}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [certificates.k8s.io], resources: [signers], resourceNames: [kubernetes.io/kubelet-serving], verbs: [sign]}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [certificates.k8s.io], resources: [signers], verbs: [sign]}",
+            cluster,
+        ),
+        (
+            "{apiGroups: [''], resources: [nodes], verbs: [list]}",
+            cluster,
+        ),
+    ] {
+        assert!(
+            !broad(rule, binding).is_empty(),
+            "{rule} bound by {binding} passes the check"
+        );
+    }
+    assert!(
+        broad(
+            "{apiGroups: [''], resources: [secrets], verbs: [get]}",
+            "kind: RoleBinding\nmetadata: {name: wide, namespace: kube-system}"
+        )
+        .is_empty(),
+        "a managed namespace's Secrets are allowed"
+    );
+}
+
+/// The values drive the flags and the rules together, and a single replica
+/// gets no PodDisruptionBudget (it would block every drain).
+#[test]
+fn the_helm_values_render_the_flags_with_the_rules_and_a_pdb_only_for_two_replicas() {
+    let default = render(&[]);
+    let flags = args(&default);
+    assert!(
+        flags.contains(&"--managed-namespaces=default,kube-system".to_string()),
+        "{flags:?}"
+    );
+    assert!(!flags.iter().any(|f| f.contains("kubelet")), "{flags:?}");
+    let all = render(ALL_FEATURES);
+    let flags = args(&all);
+    assert!(
+        !flags.iter().any(|f| f.starts_with("--managed-namespaces")),
+        "{flags:?}"
+    );
+    assert!(
+        flags.contains(&"--kubelet-signer-ca=kubelet-signer".to_string()),
+        "{flags:?}"
+    );
+    assert!(
+        flags.contains(&"--approve-kubelet-csrs=true".to_string()),
+        "{flags:?}"
+    );
+    for (rendering, kubelet_roles) in [(&default, 0), (&all, 2)] {
+        let roles = documents(rendering)
+            .iter()
+            .filter(|o| {
+                o["kind"] == "ClusterRole"
+                    && o["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .contains("kubelet")
+            })
+            .count();
+        assert_eq!(
+            roles, kubelet_roles,
+            "kubelet ClusterRoles follow kubeletSigner"
+        );
+    }
+    let approve_alone = helm(&[
+        "template",
+        "certop",
+        "charts/certop",
+        "--set",
+        "kubeletSigner.approve=true",
+    ]);
+    assert!(
+        !approve_alone.status.success(),
+        "approval without a signing CA renders"
+    );
+    assert!(
+        stderr(&approve_alone).contains("kubeletSigner.ca"),
+        "{}",
+        stderr(&approve_alone)
+    );
+
+    let pdbs = |sets: &[&str]| {
+        documents(&render(sets))
+            .iter()
+            .filter(|o| o["kind"] == "PodDisruptionBudget")
+            .count()
+    };
+    assert_eq!(pdbs(&[]), 1, "two replicas: a PDB keeps one up");
+    assert_eq!(
+        pdbs(&["replicas=1"]),
+        0,
+        "one replica: no PDB to block drains"
+    );
+    assert_eq!(pdbs(&["replicas=3"]), 1);
 }

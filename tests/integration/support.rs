@@ -30,7 +30,7 @@ static OPERATOR: OnceLock<Operator> = OnceLock::new();
 /// The CertificateAuthority the shared operator signs kubelet CSRs with.
 pub const KUBELET_CA: &str = "kubelet-signer";
 
-/// A running `certop run`, as its ServiceAccount (the RBAC of manifests/).
+/// A running `certop run`, as its ServiceAccount (the RBAC the chart renders).
 pub struct Operator {
     pub metrics_url: String,
     /// `http://127.0.0.1:<port>`: metrics, health and CRLs.
@@ -43,7 +43,7 @@ pub struct Operator {
 }
 
 /// The shared operator, started on first use against the shared control
-/// plane with exactly the permissions of manifests/rbac.yaml.
+/// plane with exactly the permissions of tests/fixtures/rbac-all-features.yaml.
 pub fn operator() -> &'static Operator {
     OPERATOR.get_or_init(|| {
         let cp = control_plane();
@@ -218,11 +218,20 @@ impl ControlPlane {
         }
     }
 
-    /// Applies the namespace and RBAC of manifests/, as a user would.
+    /// The RBAC the shared operators run as: the chart's with every
+    /// feature on (every namespace, kubelet signing and approval), rendered
+    /// by `make manifests`, since the tests create namespaces as they go.
     pub fn install_rbac(&self) {
+        self.install_rbac_from("tests/fixtures/rbac-all-features.yaml");
+    }
+
+    /// The operator's namespace, the RBAC of `file` (from the repository)
+    /// and the admission guard certop's policies need
+    /// (manifests/policy-admission.yaml).
+    pub fn install_rbac_from(&self, file: &str) {
         for f in [
             "manifests/namespace.yaml",
-            "manifests/rbac.yaml",
+            file,
             "manifests/policy-admission.yaml",
         ] {
             let out = self.kubectl(&["apply", "-f", repo_root().join(f).to_str().expect("utf-8")]);

@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use super::secret::{Ownership, ownership, secret_data};
 use crate::api::{ClusterCertificate, RevocationRecord, meta};
 use crate::operator::authority_cache::KeyRing;
+use crate::operator::managed_namespaces::ManagedNamespaces;
 use crate::operator::reason::{Blocked, Reason};
 use crate::pki::{Authority, CertificateInfo, LeafTemplate};
 use crate::plan::{IssueReason, Plan, RenewalPolicy, plan};
@@ -92,6 +93,24 @@ pub struct Issuance {
 /// The renewal policy of a certificate as observed: its spec, the renewal
 /// request on the object and the one its Secret answers, the revocation
 /// recorded on the object.
+/// A `secretNamespace` certop does not manage is refused before anything
+/// is read or signed: it holds no permission on Secrets there, and a key
+/// made for a Secret it cannot write would only be thrown away. Looked at
+/// again on a change (the list changes only with a restart, which passes
+/// over every certificate).
+pub fn unmanaged_namespace(namespace: &str, managed: &ManagedNamespaces) -> Option<Blocked> {
+    (!managed.contains(namespace)).then(|| {
+        Blocked::new(
+            Reason::NamespaceNotManaged,
+            format!(
+                "namespace {namespace} is not one certop manages ({}): add it to the chart's managedNamespaces (certop run --managed-namespaces), or choose a managed spec.secretNamespace",
+                managed.describe()
+            ),
+            None,
+        )
+    })
+}
+
 pub fn renewal_policy(cert: &ClusterCertificate, secret: Option<&Secret>) -> RenewalPolicy {
     let mut policy = RenewalPolicy::from_spec(&cert.spec);
     policy.revoked_serial = revocation_of(cert).map(|r| r.serial_number);
@@ -254,6 +273,28 @@ mod tests {
         };
         edit(&mut spec);
         ClusterCertificate::new("web", spec)
+    }
+
+    #[test]
+    fn a_secret_namespace_outside_the_managed_ones_is_refused_with_what_to_fix() {
+        let only = |names: &[&str]| ManagedNamespaces::from_list(names);
+        let cases: &[(&str, ManagedNamespaces, bool)] = &[
+            ("team-a", ManagedNamespaces::All, false),
+            ("default", only(&["default", "kube-system"]), false),
+            ("kube-system", only(&["default", "kube-system"]), false),
+            ("team-a", only(&["default", "kube-system"]), true),
+            ("certop-system", only(&["default"]), true),
+        ];
+        for (namespace, managed, refused) in cases {
+            let blocked = unmanaged_namespace(namespace, managed);
+            assert_eq!(blocked.is_some(), *refused, "{namespace} in {managed:?}");
+            if let Some(b) = blocked {
+                assert_eq!(b.reason, Reason::NamespaceNotManaged);
+                assert!(b.message.contains(namespace), "{}", b.message);
+                assert!(b.message.contains("managedNamespaces"), "{}", b.message);
+                assert!(b.message.contains(&managed.describe()), "{}", b.message);
+            }
+        }
     }
 
     /// A CA made a day before `now`, as in a running cluster.

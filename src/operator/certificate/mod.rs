@@ -169,6 +169,11 @@ async fn apply_pass(
     now: DateTime<Utc>,
     replacing: bool,
 ) -> Result<Action, Error> {
+    if let Some(blocked) =
+        decide::unmanaged_namespace(&cert.spec.secret_namespace, &ctx.managed_namespaces)
+    {
+        return status::blocked(cert, ctx, blocked, None, now).await;
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.spec.secret_namespace);
     // A spec the core refuses is refused before anything is read.
     let issuer = match crate::pki::LeafTemplate::from_spec(&cert.spec) {
@@ -515,6 +520,10 @@ async fn remove_moved_secret(cert: &ClusterCertificate, ctx: &Context) -> Result
     let Some((ns, name)) = old.split_once('/') else {
         return Ok(());
     };
+    if !ctx.managed_namespaces.contains(ns) {
+        info!(certificate = %cert.name_any(), secret = %old, "the Secret the spec no longer names is in a namespace certop no longer manages; left in place");
+        return Ok(());
+    }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let existing = api.get_opt(name).await?;
     if ownership(existing.as_ref(), &cert.name_any()) == Ownership::Ours {
@@ -575,6 +584,10 @@ async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Err
     }
     if retain {
         info!(certificate = %name, "deleted; Secret retained by policy");
+        return Ok(Action::await_change());
+    }
+    if !ctx.managed_namespaces.contains(&cert.spec.secret_namespace) {
+        info!(certificate = %name, namespace = %cert.spec.secret_namespace, "deleted; certop does not manage its Secret's namespace, so any Secret there is left in place");
         return Ok(Action::await_change());
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.spec.secret_namespace);
