@@ -345,7 +345,7 @@ pub fn template(
     {
         return Err("the CSR names nothing (no CN and no SAN)".into());
     }
-    Ok(LeafTemplate {
+    let template = LeafTemplate {
         common_name: csr.common_name.clone(),
         organizations: csr.organizations.clone(),
         dns_names: csr.dns_names.clone(),
@@ -355,7 +355,11 @@ pub fn template(
         key_algorithm: csr.key_algorithm,
         lifetime,
         crl_distribution_point: None,
-    })
+    };
+    template
+        .check_names("the CSR's")
+        .map_err(|e| e.to_string())?;
+    Ok(template)
 }
 
 /// The lifetime to sign: `spec.expirationSeconds` if set (at least the
@@ -876,6 +880,21 @@ mod tests {
             "no keyEncipherment for EC keys"
         );
         assert!(template(&c, &s(&["code signing"]), chrono::Duration::hours(1)).is_err());
+        // A CSR's names pass the checks a ClusterCertificate's do: no
+        // partial wildcard (some clients match kube*.default.svc against
+        // kubernetes.default.svc), no upper case, no trailing dot.
+        for bad in ["kube*.default.svc", "Web.example", "web.example."] {
+            let c = csr("robot", &[], &[bad], &[]);
+            let got = template(
+                &c,
+                &s(&["digital signature", "server auth"]),
+                chrono::Duration::hours(1),
+            );
+            assert!(
+                got.as_ref().is_err_and(|m| m.contains("DNS name")),
+                "{bad}: {got:?}"
+            );
+        }
         let max = chrono::Duration::hours(24);
         assert_eq!(lifetime(Some(3600), max), chrono::Duration::hours(1));
         assert_eq!(lifetime(Some(60), max), chrono::Duration::minutes(10));

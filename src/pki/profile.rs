@@ -360,6 +360,33 @@ impl LeafTemplate {
     }
 }
 
+impl LeafTemplate {
+    /// The checks a ClusterCertificate's names pass, for a template made
+    /// from elsewhere (a CSR): printable subject, lower-case DNS names,
+    /// absolute URIs; `source` names where they came from.
+    pub fn check_names(&self, source: &str) -> Result<(), PkiError> {
+        if let Some(cn) = &self.common_name {
+            check_printable(cn, &format!("{source} common name"))?;
+            if cn.len() > MAX_COMMON_NAME {
+                return Err(PkiError::InvalidSpec(format!(
+                    "{source} common name is {} characters; X.509 allows {MAX_COMMON_NAME}",
+                    cn.len()
+                )));
+            }
+        }
+        for o in &self.organizations {
+            check_printable(o, &format!("{source} organization"))?;
+        }
+        for name in &self.dns_names {
+            check_dns_name(name, &format!("{source} DNS names"))?;
+        }
+        for uri in &self.uris {
+            check_uri(uri)?;
+        }
+        Ok(())
+    }
+}
+
 /// The keyUsage bits every leaf gets: digitalSignature, plus keyEncipherment
 /// for RSA (RFC 5480 forbids it for EC keys).
 fn base_key_usages(algorithm: KeyAlgorithm) -> BTreeSet<KeyUsage> {

@@ -103,7 +103,9 @@ fn names(policies: &[Arc<CertificatePolicy>]) -> String {
     names.join(", ")
 }
 
-/// The CA's own `spec.policy`, evaluated first on every path.
+/// The CA's own `spec.policy`, evaluated first on every path: a ceiling on
+/// the fields it lists, never a grant of a privileged identity (those come
+/// from a CertificatePolicy, or are refused by the default rules).
 fn ca_ceiling(ca: Authority, request: &Request) -> Result<(), Denial> {
     match ca.policy {
         Some(p) => Rules::of_ca_policy(ca.name, p)
@@ -153,7 +155,6 @@ pub fn authorize_certificate(
             policies: names(&governing),
         }),
         None if ca.require_policy => Err(Denial::NoGoverningPolicy(ca.name.to_string())),
-        None if ca.policy.is_some() => Ok(()),
         None => Rules::default_open()
             .evaluate(request)
             .map_err(Denial::Refused),
@@ -186,11 +187,9 @@ pub fn authorize_signing_request(
         if ca.require_policy {
             return Err(Denial::NoGoverningPolicy(ca.name.to_string()));
         }
-        if ca.policy.is_none() {
-            Rules::default_open()
-                .evaluate(&ca.request(None, &template))
-                .map_err(Denial::Refused)?;
-        }
+        Rules::default_open()
+            .evaluate(&ca.request(None, &template))
+            .map_err(Denial::Refused)?;
         return Ok(template);
     }
     let mut tried = Vec::new();

@@ -143,6 +143,9 @@ pub struct Rules {
     key_algorithms: Option<Vec<KeyAlgorithm>>,
     profiles: Profiles,
     max_duration: Option<chrono::Duration>,
+    /// Whether privileged identities need an exact entry here. A CA's
+    /// `spec.policy` only bounds the fields it lists: it never grants one.
+    guards_privileged: bool,
 }
 
 impl Rules {
@@ -160,6 +163,7 @@ impl Rules {
             key_algorithms: None,
             profiles: Profiles::Any,
             max_duration: None,
+            guards_privileged: true,
         }
     }
 
@@ -192,12 +196,14 @@ impl Rules {
             key_algorithms: a.key_algorithms.clone(),
             profiles: Profiles::Only(a.profiles.clone()),
             max_duration,
+            guards_privileged: true,
         })
     }
 
-    /// A CA's own `spec.policy`: a ceiling that only restricts. An empty
-    /// list leaves its field open to ordinary values; a privileged value
-    /// needs an exact entry there too, and no listed profile brings one.
+    /// A CA's own `spec.policy`: a ceiling that only restricts the fields
+    /// it lists (an empty list leaves its field open). It grants no
+    /// privileged identity, by entry or by profile: those need a
+    /// CertificatePolicy.
     pub fn of_ca_policy(ca: &str, p: &IssuancePolicy) -> Result<Rules, String> {
         let open_or = |list: &[String]| {
             if list.is_empty() {
@@ -240,6 +246,7 @@ impl Rules {
                 Profiles::Only(p.allowed_profiles.clone())
             },
             max_duration,
+            guards_privileged: false,
         })
     }
 
@@ -295,7 +302,7 @@ impl Rules {
                         }
                 })
             };
-            if let Some(why) = why_privileged {
+            if let Some(why) = why_privileged.filter(|_| self.guards_privileged) {
                 let named = matches!(names, Names::Only(list) if exact(list));
                 if named {
                     return Ok(());
@@ -361,7 +368,10 @@ impl Rules {
                     .iter()
                     .any(|n| n.prefix_len() == n.max_prefix_len() && pattern::contains(n, ip))
             });
-            if privileged::api_server_ip(ip, request.api_server_ips) && !named {
+            if self.guards_privileged
+                && privileged::api_server_ip(ip, request.api_server_ips)
+                && !named
+            {
                 return refuse(
                     Field::IpAddress,
                     ip.to_string(),

@@ -85,6 +85,32 @@ fn evaluate(rules: &Rules, spec: &ClusterCertificateSpec) -> Result<(), Refusal>
     })
 }
 
+/// How a CA with this `spec.policy`, which no CertificatePolicy governs,
+/// decides a ClusterCertificate.
+fn under_ca_policy(p: IssuancePolicy) -> impl Fn(&ClusterCertificateSpec) -> Result<(), Refusal> {
+    move |spec| {
+        let ips = api_server_ips();
+        let t = template(spec);
+        match authorize_certificate(
+            authority("ca", Some(&p), &ips),
+            &[],
+            None,
+            Ok(()),
+            spec.profile,
+            &t,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Denial::Refused(r)) => Err(r),
+            Err(other) => panic!("not a field refusal: {other}"),
+        }
+    }
+}
+
+/// How these rules decide a ClusterCertificate.
+fn under(rules: Rules) -> impl Fn(&ClusterCertificateSpec) -> Result<(), Refusal> {
+    move |spec| evaluate(&rules, spec)
+}
+
 /// A CA nothing special is said of.
 fn authority<'a>(
     name: &'a str,
@@ -147,17 +173,33 @@ fn every_profile_under_each_kind_of_rules() {
         },
     ))
     .expect("rules");
-    let ca_listing_all = Rules::of_ca_policy(
-        "ca",
-        &IssuancePolicy {
-            allowed_profiles: ALL_PROFILES.to_vec(),
-            ..Default::default()
-        },
-    )
-    .expect("rules");
+    let ca_listing_all = under_ca_policy(IssuancePolicy {
+        allowed_profiles: ALL_PROFILES.to_vec(),
+        ..Default::default()
+    });
+    // A CA's own spec.policy that bounds only the lifetime does not stand
+    // in the way of what a CertificatePolicy names.
+    let ceiling_only = IssuancePolicy {
+        max_duration: Some("8760h".parse().expect("d")),
+        ..Default::default()
+    };
+    let all = vec![policy("kubeadm", &["ca"], kubeadm_identities())];
+    let ips = api_server_ips();
     for profile in ALL_PROFILES {
         let s = profile_spec(profile);
         let name = crate::pki::profile_name(profile);
+        assert_eq!(
+            authorize_certificate(
+                authority("ca", Some(&ceiling_only), &ips),
+                &all,
+                Some("kubeadm"),
+                Ok(()),
+                s.profile,
+                &template(&s)
+            ),
+            Ok(()),
+            "kubeadm policy under a CA's maxDuration, {name}"
+        );
         // Without a policy only identities Kubernetes does not treat as its
         // own are signed: etcd's (its CN is the node's name) and the
         // server/client profiles with ordinary names.
@@ -182,10 +224,10 @@ fn every_profile_under_each_kind_of_rules() {
         // nothing either (it once let anyone who may create a
         // ClusterCertificate have any node's or component's identity).
         assert_eq!(
-            evaluate(&ca_listing_all, &s).is_ok(),
+            ca_listing_all(&s).is_ok(),
             ordinary,
             "CA policy listing {name}: {:?}",
-            evaluate(&ca_listing_all, &s)
+            ca_listing_all(&s)
         );
     }
 }
@@ -336,62 +378,59 @@ fn each_identity_field_just_outside_a_policy_is_refused_by_name() {
 
 #[test]
 fn hostile_requests_that_were_once_signed_are_refused() {
-    let dev_team = Rules::of_ca_policy(
-        "ca",
-        &IssuancePolicy {
-            allowed_profiles: vec![Profile::Client],
-            allowed_organizations: strings(&["dev-team"]),
-            ..Default::default()
-        },
-    )
-    .expect("rules");
-    let shipped_cluster_ca = Rules::of_ca_policy(
-        "cluster",
-        &IssuancePolicy {
-            allowed_profiles: vec![Profile::KubeApiserver, Profile::Admin, Profile::Server],
-            allowed_dns_names: strings(&[
-                "cp-1",
-                "kubernetes",
-                "kubernetes.default",
-                ".svc",
-                ".cluster.local",
-            ]),
-            ..Default::default()
-        },
-    )
-    .expect("rules");
-    let default = Rules::default_open();
-    let patterns = Rules::of_policy(&policy(
-        "patterns",
-        &["ca"],
-        AllowedIdentity {
-            common_names: strings(&["*"]),
-            organizations: strings(&["system:*", "*"]),
-            dns_names: strings(&["*"]),
-            profiles: vec![Profile::Client],
-            ..Default::default()
-        },
-    ))
-    .expect("rules");
-    let node_profiles = Rules::of_ca_policy(
-        "cluster",
-        &IssuancePolicy {
-            allowed_profiles: vec![Profile::KubeletClient, Profile::EtcdServer],
-            ..Default::default()
-        },
-    )
-    .expect("rules");
-    let broad = Rules::of_policy(&policy(
-        "broad",
-        &["ca"],
-        AllowedIdentity {
-            common_names: strings(&["*"]),
-            ip_addresses: strings(&["10.0.0.0/8"]),
-            profiles: vec![Profile::Server],
-            ..Default::default()
-        },
-    ))
-    .expect("rules");
+    let dev_team = under_ca_policy(IssuancePolicy {
+        allowed_profiles: vec![Profile::Client],
+        allowed_organizations: strings(&["dev-team"]),
+        ..Default::default()
+    });
+    let shipped_cluster_ca = under_ca_policy(IssuancePolicy {
+        allowed_profiles: vec![Profile::KubeApiserver, Profile::Admin, Profile::Server],
+        allowed_dns_names: strings(&[
+            "cp-1",
+            "kubernetes",
+            "kubernetes.default",
+            ".svc",
+            ".cluster.local",
+        ]),
+        ..Default::default()
+    });
+    let default = under(Rules::default_open());
+    let patterns = under(
+        Rules::of_policy(&policy(
+            "patterns",
+            &["ca"],
+            AllowedIdentity {
+                common_names: strings(&["*"]),
+                organizations: strings(&["system:*", "*"]),
+                dns_names: strings(&["*"]),
+                profiles: vec![Profile::Client],
+                ..Default::default()
+            },
+        ))
+        .expect("rules"),
+    );
+    let node_profiles = under_ca_policy(IssuancePolicy {
+        allowed_profiles: vec![Profile::KubeletClient, Profile::EtcdServer],
+        ..Default::default()
+    });
+    let broad = under(
+        Rules::of_policy(&policy(
+            "broad",
+            &["ca"],
+            AllowedIdentity {
+                common_names: strings(&["*"]),
+                ip_addresses: strings(&["10.0.0.0/8"]),
+                profiles: vec![Profile::Server],
+                ..Default::default()
+            },
+        ))
+        .expect("rules"),
+    );
+    let listing_privileged = under_ca_policy(IssuancePolicy {
+        allowed_organizations: strings(&["system:masters"]),
+        allowed_dns_names: strings(&["kubernetes.default"]),
+        ..Default::default()
+    });
     let client = |cn: &str, orgs: &[&str]| {
         spec(|s| {
             s.profile = Some(Profile::Client);
@@ -405,7 +444,20 @@ fn hostile_requests_that_were_once_signed_are_refused() {
             s.dns_names = strings(names);
         })
     };
-    let cases: Vec<(&str, &Rules, ClusterCertificateSpec, &str)> = vec![
+    type Decides<'a> = &'a dyn Fn(&ClusterCertificateSpec) -> Result<(), Refusal>;
+    let cases: Vec<(&str, Decides, ClusterCertificateSpec, &str)> = vec![
+        (
+            "system:masters listed exactly in a CA's own spec.policy",
+            &listing_privileged,
+            client("eve", &["system:masters"]),
+            "system:masters",
+        ),
+        (
+            "the API server's name listed exactly in a CA's own spec.policy",
+            &listing_privileged,
+            server_names(&["kubernetes.default"]),
+            "kubernetes.default",
+        ),
         (
             "client profile + system:masters under a dev-team policy",
             &dev_team,
@@ -528,8 +580,8 @@ fn hostile_requests_that_were_once_signed_are_refused() {
             "",
         ),
     ];
-    for (name, rules, s, value) in cases {
-        let got = evaluate(rules, &s);
+    for (name, decides, s, value) in cases {
+        let got = decides(&s);
         assert!(
             got.as_ref().is_err_and(|r| r.value == value),
             "{name}: {got:?}"
