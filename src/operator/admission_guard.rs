@@ -12,8 +12,11 @@ use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, NamedRuleWithOperations, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding,
 };
+use kube::api::PostParams;
 use kube::{Api, Client};
 use tracing::{info, warn};
+
+use crate::api::{ClusterCertificate, ClusterCertificateSpec, IssuerRef, PolicyRef};
 
 /// The name of the ValidatingAdmissionPolicy and of its binding.
 pub const NAME: &str = "certop-policy-use";
@@ -181,7 +184,51 @@ async fn look(client: &Client) -> Result<(), String> {
         .ok_or(format!(
             "ValidatingAdmissionPolicyBinding {NAME} does not exist"
         ))?;
-    verify(&policy, &binding)
+    verify(&policy, &binding)?;
+    probe(client).await
+}
+
+/// A policy nobody is meant to be granted: the probe names it.
+const PROBE_POLICY: &str = "certop-guard-probe-no-such-policy";
+
+/// The objects can be in place while nothing enforces them (the API
+/// server's ValidatingAdmissionPolicy plugin disabled, the policy not yet
+/// compiled): ask the API server, with a dry-run create (nothing is
+/// stored) of a ClusterCertificate naming a policy certop may not use,
+/// and require the guard's refusal.
+async fn probe(client: &Client) -> Result<(), String> {
+    let probe = ClusterCertificate::new(
+        "certop-guard-probe",
+        ClusterCertificateSpec {
+            issuer_ref: IssuerRef {
+                name: "certop-guard-probe".into(),
+            },
+            policy_ref: Some(PolicyRef {
+                name: PROBE_POLICY.into(),
+            }),
+            secret_name: "certop-guard-probe".into(),
+            secret_namespace: "default".into(),
+            common_name: Some("certop-guard-probe".into()),
+            ..Default::default()
+        },
+    );
+    let params = PostParams {
+        dry_run: true,
+        field_manager: Some(super::context::FIELD_MANAGER.into()),
+    };
+    let refusal = format!("may not use CertificatePolicy {PROBE_POLICY}");
+    match Api::<ClusterCertificate>::all(client.clone())
+        .create(&params, &probe)
+        .await
+    {
+        Err(kube::Error::Api(s)) if s.message.contains(&refusal) => Ok(()),
+        Ok(_) => Err(format!(
+            "the API server admitted (dry run) a ClusterCertificate naming CertificatePolicy {PROBE_POLICY}, which certop may not use: nothing enforces the guard (is kube-apiserver's ValidatingAdmissionPolicy admission plugin disabled?)"
+        )),
+        Err(e) => Err(format!(
+            "a dry-run ClusterCertificate naming a policy certop may not use was not refused by the guard: {e}"
+        )),
+    }
 }
 
 /// Looks at the guard now and every 15 s, until the task is dropped.

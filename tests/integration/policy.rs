@@ -347,3 +347,30 @@ fn a_policy_is_used_only_by_whom_rbac_allows_at_admission_and_signs_only_what_it
     );
     assert!(wait_refused(cp, &bare).contains("set spec.policyRef.name"));
 }
+
+#[test]
+fn a_guard_that_is_present_but_not_enforced_is_not_trusted() {
+    // The policy and binding are in place, but the API server does not run
+    // them: certop must find out by asking, not by reading them.
+    let cp =
+        start_control_plane(&["--disable-admission-plugins=ValidatingAdmissionPolicy".to_string()]);
+    cp.install_rbac();
+    let _op = cp.start_operator("unenforced", &[]);
+    apply(&cp, &crate::objects::ca_yaml("loose", ""));
+    apply(
+        &cp,
+        "apiVersion: certop.dev/v1alpha1\nkind: CertificatePolicy\nmetadata:\n  name: loose\nspec:\n  authorities: [loose]\n  allowed:\n    commonNames: [bot]\n",
+    );
+    apply(
+        &cp,
+        &cert_yaml(
+            "unguarded",
+            "loose",
+            "default",
+            "  policyRef: {name: loose}\n  commonName: bot\n",
+        ),
+    );
+    let message = wait_refused(&cp, "unguarded");
+    assert!(message.contains("nothing enforces the guard"), "{message}");
+    assert!(secret(&cp, "default", "unguarded").is_none());
+}

@@ -59,6 +59,15 @@ pub const ALLOWANCES: &[Allowance] = &[
         names: None,
         when: Feature::Always,
     },
+    // Dry-run creates: the probe that the admission guard is enforced.
+    Allowance {
+        group: "certop.dev",
+        resources: &["clustercertificates"],
+        verbs: &["create"],
+        scope: Scope::Cluster,
+        names: None,
+        when: Feature::Always,
+    },
     Allowance {
         group: "certop.dev",
         resources: &["certificaterevocations", "certificatepolicies"],
