@@ -527,6 +527,7 @@ mod tests {
                 "10.96.0.0/12".parse().expect("cidr"),
                 "fd00:10:96::/112".parse().expect("cidr"),
             ],
+            reserved_names: vec!["k8s-api.example.com".into()],
         }
     }
 
@@ -821,6 +822,24 @@ mod tests {
                 &["10.1.0.1"],
                 "pending",
                 "none is configured",
+            ),
+            (
+                "a node named as the API server's external name",
+                "k8s-api.example.com",
+                &configured,
+                &["k8s-api.example.com"],
+                &[],
+                "pending",
+                "reserved",
+            ),
+            (
+                "a new node named as another node's pattern name",
+                "n2.nodes.example",
+                &configured,
+                &["n2.nodes.example"],
+                &[],
+                "deny",
+                "Node n2's name under --kubelet-serving-dns-pattern",
             ),
         ];
         for (what, node, rules, dns, ips, expected, words) in cases {

@@ -39,6 +39,11 @@ impl DnsPattern {
         Ok(pattern)
     }
 
+    /// Whether the pattern gives each node names of its own (`{node}`).
+    fn per_node(&self) -> bool {
+        self.source.contains(NODE_PLACEHOLDER)
+    }
+
     /// The pattern for one node, anchored at both ends: it matches a name
     /// whole or not at all.
     fn for_node(&self, node: &str) -> Result<Regex, regex::Error> {
@@ -62,6 +67,10 @@ pub struct ServingNameRules {
     pub ip_prefixes: Vec<IpNet>,
     /// The cluster's Service CIDRs: no IP inside one is ever a node's.
     pub service_cidrs: Vec<IpNet>,
+    /// Names never approved automatically, even as a node's own name:
+    /// whoever joins a node chooses its name, so the API server's external
+    /// name (its controlPlaneEndpoint) belongs here.
+    pub reserved_names: Vec<String>,
 }
 
 /// The names and addresses of every Node but the requester's: refused to
@@ -134,6 +143,15 @@ impl ServingNameRules {
                 "DNS name {name:?} is a wildcard, never approved automatically"
             )));
         }
+        if self
+            .reserved_names
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(name))
+        {
+            return Err(Finding::Unproven(format!(
+                "DNS name {name:?} is reserved (--kubelet-serving-reserved-names), never approved automatically, even as a node's name"
+            )));
+        }
         if lower != node && others.names.contains(&lower) {
             return Err(Finding::Foreign(format!(
                 "DNS name {name:?} is Node {lower}'s name; a node may only ask for its own"
@@ -147,6 +165,18 @@ impl ServingNameRules {
         if crate::pki::check_dns_name(name, "DNS name").is_err() {
             return Err(Finding::Unproven(format!(
                 "DNS name {name:?} is not a lower-case DNS name"
+            )));
+        }
+        // A name the pattern gives another node is that node's, even when a
+        // new node took it as its own name.
+        if let Some(pattern) = self.dns_pattern.as_ref().filter(|p| p.per_node())
+            && let Some(owner) = others
+                .names
+                .iter()
+                .find(|other| pattern.for_node(other).is_ok_and(|re| re.is_match(&lower)))
+        {
+            return Err(Finding::Foreign(format!(
+                "DNS name {name:?} is Node {owner}'s name under --kubelet-serving-dns-pattern; a node may only ask for its own"
             )));
         }
         // The node's name is its own whatever other nodes write in their

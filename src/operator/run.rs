@@ -112,6 +112,16 @@ pub struct RunArgs {
     /// literally: `{node}\.nodes\.example\.com`. Unset: only the node's name.
     #[arg(long, env = "CERTOP_KUBELET_SERVING_DNS_PATTERN", value_parser = DnsPattern::parse)]
     pub kubelet_serving_dns_pattern: Option<DnsPattern>,
+    /// DNS names, comma-separated, never approved for a kubelet
+    /// automatically, even as a node's own name (whoever joins a node
+    /// chooses its name): the API server's external name, e.g.
+    /// `--kubelet-serving-reserved-names=k8s-api.example.com`.
+    #[arg(
+        long,
+        env = "CERTOP_KUBELET_SERVING_RESERVED_NAMES",
+        value_delimiter = ','
+    )]
+    pub kubelet_serving_reserved_names: Vec<String>,
     /// CIDRs, comma-separated (`10.0.0.0/16,fd00:10::/64`), that each IP of a
     /// kubelet serving certificate must be inside to be approved (and be no
     /// other Node's address). Unset: no IP is approved.
@@ -267,6 +277,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
                 dns_pattern: args.kubelet_serving_dns_pattern.clone(),
                 ip_prefixes: args.kubelet_serving_ip_prefixes.clone(),
                 service_cidrs: args.service_cidr.clone(),
+                reserved_names: args.kubelet_serving_reserved_names.clone(),
             },
         },
         managed_namespaces: ManagedNamespaces::from_list(&args.managed_namespaces),
