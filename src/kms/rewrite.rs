@@ -368,6 +368,32 @@ async fn rewrite_one(
     }
 }
 
+/// Runs `store` on every item, [`CONCURRENCY`] at a time; a failure is
+/// recorded and the others go on. Returns how many were stored.
+async fn store_each<T, F, Fut>(items: Vec<T>, store: F) -> (usize, Vec<Failure>)
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = Result<(), Failure>>,
+{
+    let results: Vec<Result<(), Failure>> = futures::stream::iter(items)
+        .map(store)
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
+    let mut stored = 0;
+    let mut failures = Vec::new();
+    for result in results {
+        match result {
+            Ok(()) => stored += 1,
+            Err(failure) => {
+                warn!(object = %failure.object, reason = %failure.reason, "not rewritten");
+                failures.push(failure);
+            }
+        }
+    }
+    (stored, failures)
+}
+
 /// Stores again every object of `resources`, [`CONCURRENCY`] at a time,
 /// reporting progress. A failure (an object the API server cannot read or
 /// will not store, a resource it does not serve) is recorded and the pass
@@ -404,20 +430,10 @@ pub async fn rewrite_all(
                     break;
                 }
             };
-            let results: Vec<Result<(), Failure>> = futures::stream::iter(page.items)
-                .map(|o| rewrite_one(client, &ar, namespaced, o))
-                .buffer_unordered(CONCURRENCY)
-                .collect()
-                .await;
-            for result in results {
-                match result {
-                    Ok(()) => done += 1,
-                    Err(failure) => {
-                        warn!(object = %failure.object, reason = %failure.reason, "not rewritten");
-                        out.failures.push(failure);
-                    }
-                }
-            }
+            let (stored, failures) =
+                store_each(page.items, |o| rewrite_one(client, &ar, namespaced, o)).await;
+            done += stored;
+            out.failures.extend(failures);
             progress(resource, done);
             match page.metadata.continue_ {
                 Some(token) if !token.is_empty() => params = params.continue_token(&token),
@@ -644,6 +660,41 @@ mod tests {
             said.contains("kek-1") && said.contains("/registry/configmaps/a/y"),
             "{said}"
         );
+    }
+
+    /// One object that cannot be stored does not stop the others, and
+    /// objects are stored CONCURRENCY at a time, as docs/kms.md says.
+    #[tokio::test]
+    async fn a_failure_is_recorded_and_the_rest_are_stored_sixteen_at_a_time() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let in_flight = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let (stored, failures) = store_each((0..100).collect(), |i: usize| {
+            let (in_flight, most) = (&in_flight, &most);
+            async move {
+                let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                in_flight.fetch_sub(1, Ordering::SeqCst);
+                if i == 7 {
+                    return Err(Failure {
+                        object: "secrets/ns/broken".into(),
+                        reason: "cannot decrypt".into(),
+                    });
+                }
+                Ok(())
+            }
+        })
+        .await;
+        assert_eq!(stored, 99);
+        assert_eq!(
+            failures,
+            vec![Failure {
+                object: "secrets/ns/broken".into(),
+                reason: "cannot decrypt".into()
+            }]
+        );
+        assert_eq!(most.load(Ordering::SeqCst), CONCURRENCY);
     }
 
     proptest! {
