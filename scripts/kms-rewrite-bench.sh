@@ -51,7 +51,7 @@ rotate_and_wait() {
 export DEV_DIR="$dir"
 rotate_and_wait
 start=$(now)
-"$certop" kms rewrite --key-dir "$keys" --etcd-endpoint "$etcd" >"$dir/rewrite.out" 2>&1
+"$certop" kms rewrite --key-dir "$keys" --encryption-config "$dir/encryption.yaml" --etcd-endpoint "$etcd" >"$dir/rewrite.out" 2>&1
 certop_s=$(since "$start")
 grep -E "rewrote|retired|etcd:" "$dir/rewrite.out"
 

@@ -1,6 +1,7 @@
 //! `certop kms serve | rotate | rewrite`: the KMS v2 plugin and its key
 //! rotation, from the command line.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use clap::{Args, Subcommand};
 use super::{CliError, cli_duration};
 use crate::api::GoDuration;
 use crate::kms::KmsError;
+use crate::kms::encryption_config::{self, Resource};
 use crate::kms::key_dir::KeyDir;
 use crate::kms::rewrite::{self, EtcdAccess};
 use crate::kms::server::{self, Plugin};
@@ -20,7 +22,7 @@ pub enum KmsCommand {
     Serve(ServeArgs),
     /// Make a new key-encryption key current; old ones stay for decryption.
     Rotate(KeyDirArgs),
-    /// Store every Secret again under the current KEK, prove from etcd which KEKs are still needed, retire the rest.
+    /// Store every object the plugin encrypts again under the current KEK, prove from all of etcd which KEKs are still needed, retire the rest.
     Rewrite(RewriteArgs),
 }
 
@@ -41,9 +43,19 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["encryption_config", "resources"])))]
 pub struct RewriteArgs {
     #[command(flatten)]
     keys: KeyDirArgs,
+    /// kube-apiserver's EncryptionConfiguration: every resource whose providers include the kms provider --kms-name is rewritten (wildcards are refused: list them with --resources).
+    #[arg(long, value_name = "FILE")]
+    encryption_config: Option<PathBuf>,
+    /// The kms provider's `name` in the EncryptionConfiguration.
+    #[arg(long, default_value = "certop")]
+    kms_name: String,
+    /// The resources to rewrite, instead of --encryption-config: plural names as the EncryptionConfiguration gives them (secrets,configmaps,widgets.example.com).
+    #[arg(long, value_name = "LIST")]
+    resources: Option<String>,
     /// etcd's client URL; with it, what etcd stores proves which KEKs are still needed, and the others are retired.
     #[arg(long)]
     etcd_endpoint: Option<String>,
@@ -123,43 +135,90 @@ async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .map_err(kms)
 }
 
+/// The resources to rewrite, from the EncryptionConfiguration or the list.
+fn resources(args: &RewriteArgs) -> Result<BTreeSet<Resource>, KmsError> {
+    match (&args.encryption_config, &args.resources) {
+        (_, Some(list)) => Resource::parse_list(list),
+        (Some(path), None) => {
+            let text = std::fs::read_to_string(path).map_err(|e| KmsError::EncryptionConfig {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+            encryption_config::resources_of(&text, &args.kms_name, path)
+        }
+        (None, None) => Err(KmsError::BadResource(String::new())),
+    }
+}
+
 async fn rewrite(args: RewriteArgs) -> Result<(), CliError> {
     let dir = KeyDir::open(&args.keys.key_dir).map_err(kms)?;
     let current = dir.load().map_err(kms)?.current;
+    let resources = resources(&args).map_err(kms)?;
     let client = kube::Client::try_default()
         .await
         .map_err(|e| CliError::Invalid(format!("cannot reach the Kubernetes API: {e}")))?;
-    eprintln!("rewriting every Secret (current KEK {current})");
-    let count = rewrite::rewrite_all(&client, |n| eprintln!("  {n} rewritten"))
-        .await
-        .map_err(kms)?;
-    println!("rewrote {count} Secrets");
-    let Some(endpoint) = args.etcd_endpoint else {
-        println!(
-            "no --etcd-endpoint: which KEKs stored Secrets need is not proven, so none is retired"
-        );
-        return Ok(());
-    };
-    let etcd = EtcdAccess {
-        endpoint,
-        ca: args.etcd_cacert,
-        cert: args.etcd_cert,
-        key: args.etcd_key,
-    };
-    let patience = cli_duration(&args.patience)?
-        .to_std()
-        .unwrap_or(Duration::from_secs(300));
-    let proof = rewrite::prove_and_retire(&client, &dir, &etcd, patience)
-        .await
-        .map_err(kms)?;
-    for (id, n) in &proof.by_key {
-        println!("etcd: {n} Secrets stored under KEK {id}");
+    let names: Vec<String> = resources.iter().map(ToString::to_string).collect();
+    eprintln!(
+        "rewriting {} (current KEK {current}, {} at a time)",
+        names.join(", "),
+        rewrite::CONCURRENCY
+    );
+    let pass = rewrite::rewrite_all(&client, &resources, |r, n| {
+        if n > 0 && n % 500 == 0 {
+            eprintln!("  {r}: {n} rewritten");
+        }
+    })
+    .await;
+    for (resource, n) in &pass.count {
+        println!("rewrote {n} {resource}");
     }
-    if proof.retired.is_empty() {
-        println!("no KEK to retire");
+    let mut failures: BTreeMap<String, String> = pass
+        .failures
+        .into_iter()
+        .map(|f| (f.object, f.reason))
+        .collect();
+    let proven = match args.etcd_endpoint {
+        None => {
+            println!(
+                "no --etcd-endpoint: which KEKs stored objects need is not proven, so none is retired"
+            );
+            Ok(())
+        }
+        Some(endpoint) => {
+            let etcd = EtcdAccess {
+                endpoint,
+                ca: args.etcd_cacert,
+                cert: args.etcd_cert,
+                key: args.etcd_key,
+            };
+            let patience = cli_duration(&args.patience)?
+                .to_std()
+                .unwrap_or(Duration::from_secs(300));
+            rewrite::prove_and_retire(&client, &dir, &etcd, &resources, patience)
+                .await
+                .map(|proof| {
+                    for (id, n) in &proof.by_key {
+                        println!("etcd: {n} objects stored under KEK {id}");
+                    }
+                    if proof.retired.is_empty() {
+                        println!("no KEK to retire");
+                    }
+                    for id in &proof.retired {
+                        println!("retired KEK {id}: nothing in etcd needs it");
+                    }
+                    failures.extend(proof.failures.into_iter().map(|f| (f.object, f.reason)));
+                })
+        }
+    };
+    for (object, reason) in &failures {
+        eprintln!("not rewritten: {object}: {reason}");
     }
-    for id in &proof.retired {
-        println!("retired KEK {id}: no stored Secret needs it");
+    proven.map_err(kms)?;
+    if !failures.is_empty() {
+        return Err(CliError::Invalid(format!(
+            "{} objects were not rewritten (listed above); fix them and run `certop kms rewrite` again",
+            failures.len()
+        )));
     }
     Ok(())
 }

@@ -65,6 +65,15 @@ impl KeyDir {
                 source: std::io::Error::other("not a directory"),
             });
         }
+        // Whoever can write the directory can plant a KEK and make it
+        // current (then read every Secret stored after) or delete one.
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(KmsError::KeyDirWritable {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
         Ok(KeyDir {
             path: path.to_path_buf(),
         })
@@ -203,5 +212,32 @@ mod tests {
         std::fs::write(tmp.path().join("kek-bad.kek"), b"short").expect("write");
         assert!(matches!(dir.load(), Err(KmsError::BadKek { len: 5, .. })));
         assert!(KeyDir::open(&tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_key_directory_others_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        for (mode, accepted) in [
+            (0o700, true),
+            (0o750, true),
+            (0o755, true),
+            (0o770, false),
+            (0o702, false),
+            (0o777, false),
+            (0o1777, false),
+        ] {
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(mode))
+                .expect("chmod");
+            let opened = KeyDir::open(tmp.path());
+            assert_eq!(opened.is_ok(), accepted, "mode {mode:o}");
+            if let Err(e) = opened {
+                assert!(
+                    matches!(e, KmsError::KeyDirWritable { .. })
+                        && e.to_string().contains("chmod 0700"),
+                    "{e}"
+                );
+            }
+        }
     }
 }

@@ -3,9 +3,10 @@
 //! in etcd. The API server encrypts each object with a data key of its
 //! own and asks the plugin to encrypt that key (Encrypt) under a
 //! key-encryption key (KEK) that never leaves the node; `rotate` makes a
-//! new KEK current, `rewrite` re-encrypts every Secret under it and retires
-//! the old KEK once no stored object needs it.
+//! new KEK current, `rewrite` stores again every object of the resources
+//! the plugin encrypts and retires an old KEK once nothing in etcd needs it.
 
+pub mod encryption_config;
 pub mod envelope;
 pub mod key_dir;
 pub mod rewrite;
@@ -53,11 +54,33 @@ pub enum KmsError {
     #[error("etcd at {endpoint}: {reason}")]
     Etcd { endpoint: String, reason: String },
     #[error(
-        "{count} stored Secrets still need KEK {id} (for example {example}); rewrite them before it is retired"
+        "{count} objects in etcd still need KEK {id} (for example {example}); add their resource to --resources (or the EncryptionConfiguration) and rewrite again before it is retired"
     )]
     StillNeeded {
         id: String,
         count: usize,
         example: String,
     },
+    #[error(
+        "no object in etcd is stored under the current KEK {0} yet, so kube-apiserver may still encrypt with an older one; none is retired (is the plugin in the EncryptionConfiguration, and did kube-apiserver check its status since the rotation?)"
+    )]
+    CurrentUnused(String),
+    #[error(
+        "key directory {path} is writable by group or others (mode {mode:o}); `chmod 0700 {path}` and check no one else changed its keys"
+    )]
+    KeyDirWritable { path: PathBuf, mode: u32 },
+    #[error(
+        "{0} exists and is not a socket; refusing to replace it (give --socket a path of its own)"
+    )]
+    NotASocket(PathBuf),
+    #[error("EncryptionConfiguration {path}: {reason}")]
+    EncryptionConfig { path: PathBuf, reason: String },
+    #[error(
+        "{0}: a wildcard resource is not supported; list the resources it covers with --resources (for example `--resources secrets,configmaps`)"
+    )]
+    WildcardResource(String),
+    #[error(
+        "{0:?} is not a resource name; give the plural name and group as the EncryptionConfiguration does (secrets, deployments.apps)"
+    )]
+    BadResource(String),
 }

@@ -1,6 +1,7 @@
 //! The gRPC server the API server talks to over a unix socket, and the
 //! client `rewrite`, the tests and the benchmark use.
 
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -153,8 +154,9 @@ impl KeyManagementService for Arc<Plugin> {
     }
 }
 
-/// Serves on `socket` until `shutdown` resolves. A stale socket file from
-/// an earlier run is replaced; the socket is 0600.
+/// Serves on `socket` until `shutdown` resolves. A stale socket from an
+/// earlier run is replaced; anything else at that path (a file, a
+/// directory, a symlink) is refused and left as it is. The socket is 0600.
 pub async fn serve(
     socket: &Path,
     plugin: Arc<Plugin>,
@@ -167,8 +169,11 @@ pub async fn serve(
     if let Some(parent) = socket.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    match std::fs::remove_file(socket) {
-        Ok(()) => {}
+    match std::fs::symlink_metadata(socket) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            std::fs::remove_file(socket).map_err(err)?;
+        }
+        Ok(_) => return Err(KmsError::NotASocket(socket.to_path_buf())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(err(e)),
     }
@@ -244,5 +249,26 @@ mod tests {
         let refused = plugin.decrypt(&sealed).expect_err("retired");
         assert_eq!(refused.code(), tonic::Code::NotFound);
         assert!(refused.message().contains(&first), "{}", refused.message());
+    }
+
+    #[tokio::test]
+    async fn a_socket_path_that_is_not_a_socket_is_refused_and_left_alone() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let keys = tmp.path().join("keys");
+        std::fs::create_dir(&keys).expect("keys");
+        let plugin = Arc::new(Plugin::new(KeyDir::open(&keys).expect("dir")).expect("plugin"));
+        let file = tmp.path().join("precious.txt");
+        std::fs::write(&file, b"keep me").expect("write");
+        let refused = serve(&file, plugin.clone(), async {})
+            .await
+            .expect_err("a regular file");
+        assert!(matches!(refused, KmsError::NotASocket(_)), "{refused}");
+        assert_eq!(std::fs::read(&file).expect("still there"), b"keep me");
+        // A stale socket from an earlier run is replaced.
+        let stale = tmp.path().join("kms.sock");
+        drop(std::os::unix::net::UnixListener::bind(&stale).expect("bind"));
+        serve(&stale, plugin, async {})
+            .await
+            .expect("stale socket replaced");
     }
 }

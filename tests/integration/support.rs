@@ -108,13 +108,19 @@ impl KeptControlPlane {
     }
 
     pub fn start(&self) -> ControlPlane {
+        self.start_with(&[])
+    }
+
+    /// Starts it with extra kube-apiserver flags (give the same ones at
+    /// every restart).
+    pub fn start_with(&self, apiserver_args: &[String]) -> ControlPlane {
         start_control_plane_in(
             &self.dir,
             &[
                 format!("--data-dir={}", self.dir.join("data").display()),
                 format!("--port={}", self.port),
             ],
-            &[],
+            apiserver_args,
         )
     }
 }

@@ -1,7 +1,7 @@
-//! Secrets encrypted at rest through `certop kms serve`: a control plane of
-//! its own whose kube-apiserver has an EncryptionConfiguration pointing at
-//! the plugin's socket; what etcd stores is read raw (its JSON gateway,
-//! with curl), not through certop.
+//! Secrets and ConfigMaps encrypted at rest through `certop kms serve`: a
+//! control plane of its own (kept data, so kube-apiserver can restart)
+//! whose EncryptionConfiguration points at the plugin's socket; what etcd
+//! stores is read raw (its JSON gateway, with curl), not through certop.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use crate::objects::apply;
-use crate::support::{ControlPlane, start_control_plane, stderr, stdout, unique, wait_for};
+use crate::support::{ControlPlane, KeptControlPlane, stderr, stdout, unique, wait_for};
 
 const MARKER: &str = "kms-plaintext-marker-7f3a";
 
@@ -126,7 +126,7 @@ fn a_missing_key_directory_stops_the_plugin_with_one_line() {
 }
 
 #[test]
-fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
+fn secrets_and_configmaps_are_encrypted_rotated_rewritten_and_survive_the_old_keks_retirement() {
     // A second control plane beside the shared one: alone, so neither
     // slows the other's timed waits.
     let _one = crate::ONE_AT_A_TIME
@@ -142,12 +142,14 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
     std::fs::write(
         &config,
         format!(
-            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: certop\n          endpoint: unix://{}\n          timeout: 3s\n      - identity: {{}}\n",
+            "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets, configmaps]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: certop\n          endpoint: unix://{}\n          timeout: 3s\n      - identity: {{}}\n",
             socket.display()
         ),
     )
     .expect("config");
-    let cp = start_control_plane(&[format!("--encryption-provider-config={}", config.display())]);
+    let apiserver_args = [format!("--encryption-provider-config={}", config.display())];
+    let kept = KeptControlPlane::new();
+    let cp = kept.start_with(&apiserver_args);
     let first = current(&keys);
 
     // A Secret created through the API is stored encrypted and reads back.
@@ -174,7 +176,7 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
         "plaintext in etcd"
     );
     assert_eq!(stored_under(&raw, &keks(&keys)), Some(first.clone()));
-    let read = |name: &str| {
+    let read = |cp: &ControlPlane, name: &str| {
         let out = cp.kubectl(&["get", "secret", "-n", &ns, name, "-o", "jsonpath={.data.v}"]);
         String::from_utf8(
             base64::engine::general_purpose::STANDARD
@@ -183,7 +185,31 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
         )
         .unwrap_or_default()
     };
-    assert_eq!(read("plain"), MARKER);
+    assert_eq!(read(&cp, "plain"), MARKER);
+    let made = cp.kubectl(&[
+        "create",
+        "configmap",
+        "settings",
+        "-n",
+        &ns,
+        &format!("--from-literal=v={MARKER}"),
+    ]);
+    assert!(made.status.success(), "{}", stderr(&made));
+    let cm_raw = etcd_raw(&cp, &format!("/registry/configmaps/{ns}/settings"));
+    assert!(cm_raw.starts_with(b"k8s:enc:kms:v2:certop:"));
+    assert_eq!(stored_under(&cm_raw, &keks(&keys)), Some(first.clone()));
+    let read_cm = |cp: &ControlPlane| {
+        stdout(&cp.kubectl(&[
+            "get",
+            "configmap",
+            "-n",
+            &ns,
+            "settings",
+            "-o",
+            "jsonpath={.data.v}",
+        ]))
+    };
+    assert_eq!(read_cm(&cp), MARKER);
 
     // The operator's CA key is among the encrypted Secrets.
     cp.install_rbac();
@@ -233,7 +259,7 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
             .success()),
         "no write after the plugin restarted"
     );
-    assert_eq!(read("after-restart"), MARKER);
+    assert_eq!(read(&cp, "after-restart"), MARKER);
 
     // Rotate: a new current KEK; the old one still decrypts.
     let rotated = certop(
@@ -244,19 +270,22 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
     let second = current(&keys);
     assert_ne!(second, first);
     assert_eq!(
-        read("plain"),
+        read(&cp, "plain"),
         MARKER,
         "a Secret under the old KEK still reads"
     );
 
-    // Rewrite: every Secret stored again under the new KEK, proven from
-    // etcd, then the old KEK retired.
+    // Rewrite: every Secret and ConfigMap (the resources the
+    // EncryptionConfiguration gives the plugin) stored again under the new
+    // KEK, proven from all of etcd, then the old KEK retired.
     let rewrite = certop(
         &[
             "kms",
             "rewrite",
             "--key-dir",
             keys.to_str().expect("utf-8"),
+            "--encryption-config",
+            config.to_str().expect("utf-8"),
             "--etcd-endpoint",
             &cp.etcd,
             "--patience",
@@ -277,10 +306,39 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
         vec![second.clone()],
         "only the current KEK is left"
     );
+
+    // kube-apiserver restarted: its cache of data keys is gone, so each
+    // object is read through the plugin, which holds only the new KEK.
+    // A ConfigMap left under the retired KEK would be lost here.
+    cp.kill();
+    let cp = kept.start_with(&apiserver_args);
+    assert_eq!(
+        read_cm(&cp),
+        MARKER,
+        "the ConfigMap reads after the restart"
+    );
+    assert_eq!(
+        read(&cp, "plain"),
+        MARKER,
+        "the Secret reads after the restart"
+    );
+    let listed = cp.kubectl(&["get", "configmaps,secrets", "-A"]);
+    assert!(
+        listed.status.success(),
+        "every ConfigMap and Secret decrypts: {}",
+        stderr(&listed)
+    );
+
+    // Both resources were stored again, and etcd holds them under the new KEK.
+    assert!(
+        said.contains(" configmaps\n") && said.contains(" secrets\n"),
+        "{said}"
+    );
     for key in [
         format!("/registry/secrets/{ns}/plain"),
         format!("/registry/secrets/{ns}/after-restart"),
         format!("/registry/secrets/certop-system/{ca}-ca"),
+        format!("/registry/configmaps/{ns}/settings"),
     ] {
         let raw = etcd_raw(&cp, &key);
         assert!(
@@ -292,7 +350,7 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
             "{key} still names the old KEK"
         );
     }
-    assert_eq!(read("plain"), MARKER);
+    assert_eq!(read(&cp, "plain"), MARKER);
     let ca_key_after = stdout(&cp.kubectl(&[
         "get",
         "secret",
@@ -324,5 +382,6 @@ fn secrets_are_encrypted_at_rest_rotated_rewritten_and_the_old_kek_retired() {
         ),
         Some(second)
     );
+
     drop(plugin);
 }
