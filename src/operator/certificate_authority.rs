@@ -131,6 +131,39 @@ pub fn check_binding(bound: Option<&str>, loaded: &str) -> Result<(), String> {
     }
 }
 
+/// The other CertificateAuthority that holds this key pair first, if any:
+/// two CAs never share a key (policies, `requirePolicy` and signer names
+/// are per CA, so a second CA on the same key would sign outside them).
+/// The CA bound earliest (by creation, then name) keeps it. Pure.
+pub fn key_holder<'a>(
+    ca: &CertificateAuthority,
+    fingerprint: &str,
+    others: &'a [std::sync::Arc<CertificateAuthority>],
+) -> Option<&'a CertificateAuthority> {
+    let holds = |other: &CertificateAuthority| {
+        [
+            meta::CA_FINGERPRINT,
+            meta::CA_NEXT_FINGERPRINT,
+            meta::CA_PREVIOUS_FINGERPRINT,
+        ]
+        .iter()
+        .any(|a| other.annotations().get(*a).map(String::as_str) == Some(fingerprint))
+            || other.status.as_ref().and_then(|s| s.fingerprint.as_deref()) == Some(fingerprint)
+    };
+    let first = |c: &CertificateAuthority| {
+        (
+            c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            c.name_any(),
+        )
+    };
+    others
+        .iter()
+        .map(|o| o.as_ref())
+        .filter(|o| o.name_any() != ca.name_any() && holds(o))
+        .filter(|o| first(o) < first(ca))
+        .min_by_key(|o| first(o))
+}
+
 async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error> {
     let name = ca.name_any();
     let now = Utc::now();
@@ -206,6 +239,19 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
                 check_binding(bound.as_deref(), &a.certificate().fingerprint)
                     .map(|()| a)
                     .map_err(|m| (Reason::CAKeyChanged, m))
+            })
+            .and_then(|a| {
+                match key_holder(ca, &a.certificate().fingerprint, &ctx.cas.state()) {
+                    Some(holder) => Err((
+                        Reason::CAKeyInUse,
+                        format!(
+                            "Secret {}/{secret_name} holds the key of CertificateAuthority {}; two CAs never share a key (policies are per CA). Give this CA a key of its own (keySource.secretName)",
+                            ctx.namespace,
+                            holder.name_any()
+                        ),
+                    )),
+                    None => Ok(a),
+                }
             }),
         CaSource::Create => match create(ca, ctx, &settings).await? {
             Some(authority) => Ok(authority),
@@ -978,6 +1024,52 @@ pub fn is_ready(ca: &CertificateAuthority) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ca_that_held_a_key_first_keeps_it() {
+        let ca = |name: &str, created: i64, annotations: &[(&str, &str)]| {
+            let spec = serde_json::from_value(serde_json::json!({"subject": {"commonName": name}}))
+                .expect("spec");
+            let mut c = CertificateAuthority::new(name, spec);
+            c.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    super::super::conditions::to_timestamp(
+                        chrono::DateTime::from_timestamp(created, 0).expect("time"),
+                    ),
+                ));
+            c.metadata.annotations = Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            std::sync::Arc::new(c)
+        };
+        let owner = ca("owner", 100, &[(meta::CA_FINGERPRINT, "aa")]);
+        let rotating = ca("rotating", 50, &[(meta::CA_NEXT_FINGERPRINT, "bb")]);
+        let alias = ca("alias", 200, &[]);
+        let all = vec![owner.clone(), rotating.clone(), alias.clone()];
+        let holder =
+            |c: &CertificateAuthority, fp: &str| key_holder(c, fp, &all).map(|h| h.name_any());
+        assert_eq!(holder(&alias, "aa").as_deref(), Some("owner"));
+        assert_eq!(
+            holder(&alias, "bb").as_deref(),
+            Some("rotating"),
+            "a staged key is held too"
+        );
+        assert_eq!(holder(&owner, "aa"), None, "its own key");
+        assert_eq!(holder(&alias, "cc"), None, "a key nobody holds");
+        // Created at the same time: the name decides, the same way for both.
+        let twin = ca("a-twin", 100, &[(meta::CA_FINGERPRINT, "aa")]);
+        let all = vec![owner.clone(), twin.clone()];
+        assert_eq!(
+            key_holder(&owner, "aa", &all)
+                .map(|h| h.name_any())
+                .as_deref(),
+            Some("a-twin")
+        );
+        assert!(key_holder(&twin, "aa", &all).is_none());
+    }
 
     #[test]
     fn a_trust_bundle_reports_someone_elses_config_map_first_then_unmanaged_namespaces() {

@@ -57,6 +57,10 @@ pub enum Reason {
     /// CA is bound to (`certop.dev/ca-fingerprint`). Restore the original,
     /// or delete and re-create the CertificateAuthority to trust the new one.
     CAKeyChanged,
+    /// The CA's key Secret holds the key of another CertificateAuthority
+    /// (created earlier): two CAs never share a key, since policies and
+    /// signer names are per CA. Point `keySource.secretName` elsewhere.
+    CAKeyInUse,
     /// The CA certificate has expired.
     CAExpired,
     /// A trust-bundle ConfigMap of that name exists in a selected namespace
@@ -96,6 +100,7 @@ impl Reason {
             Reason::CASecretNotFound => "CASecretNotFound",
             Reason::CASecretDeleted => "CASecretDeleted",
             Reason::CAKeyChanged => "CAKeyChanged",
+            Reason::CAKeyInUse => "CAKeyInUse",
             Reason::CAExpired => "CAExpired",
             Reason::ConfigMapConflict => "ConfigMapConflict",
             Reason::UnknownSerials => "UnknownSerials",

@@ -1021,8 +1021,49 @@ fn an_adopted_ca_becomes_ready_when_its_secret_appears_and_issuance_resumes() {
     let name = unique("waits");
     apply(cp, &cert_yaml(&name, &ca, &ns, "  commonName: waits\n"));
     wait_reason(cp, &name, "IssuerNotReady");
-    let fixture = repo_root().join("tests/fixtures/kubeadm-ca");
-    create_ca_secret(cp, &format!("{ca}-pki"), &fixture);
+    // A key of its own: the kubeadm fixture's is another test's CA's, and
+    // two CAs never share a key.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_certop"))
+        .args(["pki", "ca", "create", "--name", "late CA", "--out"])
+        .arg(dir.path())
+        .output()
+        .expect("certop");
+    assert!(out.status.success(), "{}", stderr(&out));
+    create_ca_secret(cp, &format!("{ca}-pki"), dir.path());
     // Not the hourly resync: the Secret's creation wakes the CA, and the CA its certificates.
+    wait_ready(cp, &name);
+}
+
+#[test]
+fn a_second_ca_on_another_cas_key_is_refused_and_the_first_keeps_signing() {
+    let cp = control_plane();
+    let (first, ns) = ca_and_namespace(cp, "keyowner");
+    let key_secret = get::<CertificateAuthority>(cp, &["certificateauthority", &first])
+        .and_then(|c| c.status)
+        .and_then(|s| s.secret_name)
+        .expect("the first CA's key Secret");
+    // A second CA pointed at the first one's key would sign outside every
+    // policy that governs the first (policies are per CA).
+    let alias = unique("alias");
+    apply(
+        cp,
+        &ca_yaml(
+            &alias,
+            &format!("  keySource:\n    secretName: {key_secret}\n"),
+        ),
+    );
+    let ok = wait_for(WAIT, || {
+        get::<CertificateAuthority>(cp, &["certificateauthority", &alias])
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.reason == "CAKeyInUse" && c.message.contains(&first))
+    });
+    assert!(ok, "{}", log_tail());
+    let name = unique("owner-signs");
+    apply(
+        cp,
+        &cert_yaml(&name, &first, &ns, "  commonName: owner-signs\n"),
+    );
     wait_ready(cp, &name);
 }
