@@ -21,10 +21,6 @@ use crate::api::{ClusterCertificate, ClusterCertificateSpec, IssuerRef, PolicyRe
 /// The name of the ValidatingAdmissionPolicy and of its binding.
 pub const NAME: &str = "certop-policy-use";
 
-/// The guard as shipped (manifests/policy-admission.yaml is rendered from
-/// this chart template).
-const SHIPPED: &str = include_str!("../../charts/certop/templates/policy-admission.yaml");
-
 /// The CEL rule: a spec that names a policy is admitted only for a user
 /// who may `use` it, unless an update leaves the spec as it was (so the
 /// finalizer and label edits of others pass).
@@ -161,11 +157,6 @@ impl GuardState {
             Err(_) => false,
         }
     }
-
-    /// A guard in force, for tests of the controllers.
-    pub fn in_force() -> Self {
-        GuardState(Arc::new(RwLock::new(Ok(()))))
-    }
 }
 
 async fn look(client: &Client) -> Result<(), String> {
@@ -250,34 +241,38 @@ pub async fn follow(client: Client, state: GuardState) {
     }
 }
 
-/// The shipped guard, parsed: the policy and its binding.
-pub fn shipped() -> Result<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding), String> {
-    let mut policy = None;
-    let mut binding = None;
-    for doc in SHIPPED.split("\n---") {
-        let value: serde_json::Value = match serde_saphyr::from_str(doc) {
-            Ok(v) => v,
-            Err(_) => continue,
-        };
-        match value.get("kind").and_then(|k| k.as_str()) {
-            Some("ValidatingAdmissionPolicy") => {
-                policy = Some(serde_json::from_value(value).map_err(|e| e.to_string())?)
-            }
-            Some("ValidatingAdmissionPolicyBinding") => {
-                binding = Some(serde_json::from_value(value).map_err(|e| e.to_string())?)
-            }
-            _ => {}
-        }
-    }
-    Ok((
-        policy.ok_or("no ValidatingAdmissionPolicy in the shipped guard")?,
-        binding.ok_or("no ValidatingAdmissionPolicyBinding in the shipped guard")?,
-    ))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The guard as shipped (manifests/policy-admission.yaml is rendered from
+    /// this chart template).
+    const SHIPPED: &str = include_str!("../../charts/certop/templates/policy-admission.yaml");
+
+    /// The shipped guard, parsed: the policy and its binding.
+    fn shipped() -> Result<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding), String> {
+        let mut policy = None;
+        let mut binding = None;
+        for doc in SHIPPED.split("\n---") {
+            let value: serde_json::Value = match serde_saphyr::from_str(doc) {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            match value.get("kind").and_then(|k| k.as_str()) {
+                Some("ValidatingAdmissionPolicy") => {
+                    policy = Some(serde_json::from_value(value).map_err(|e| e.to_string())?)
+                }
+                Some("ValidatingAdmissionPolicyBinding") => {
+                    binding = Some(serde_json::from_value(value).map_err(|e| e.to_string())?)
+                }
+                _ => {}
+            }
+        }
+        Ok((
+            policy.ok_or("no ValidatingAdmissionPolicy in the shipped guard")?,
+            binding.ok_or("no ValidatingAdmissionPolicyBinding in the shipped guard")?,
+        ))
+    }
 
     #[test]
     fn the_shipped_guard_verifies_and_each_weakening_is_named() {

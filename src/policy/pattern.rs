@@ -54,11 +54,7 @@ pub fn parse_network(entry: &str) -> Result<IpNet, String> {
 /// Whether `ip` lies inside `network`, IPv4-mapped IPv6 addresses compared
 /// as the IPv4 address they carry.
 pub fn contains(network: &IpNet, ip: &IpAddr) -> bool {
-    let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*ip, IpAddr::V4),
-        v4 => *v4,
-    };
-    network.contains(&ip)
+    network.contains(&ip.to_canonical())
 }
 
 #[cfg(test)]

@@ -61,11 +61,9 @@ pub fn dns_name(name: &str) -> Option<&'static str> {
 /// Whether `ip` is the API server's Service address: one of `api_server`
 /// (IPv4-mapped IPv6 addresses compared as the IPv4 address they carry).
 pub fn api_server_ip(ip: &IpAddr, api_server: &[IpAddr]) -> bool {
-    let plain = |ip: &IpAddr| match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*ip, IpAddr::V4),
-        v4 => *v4,
-    };
-    api_server.iter().any(|a| plain(a) == plain(ip))
+    api_server
+        .iter()
+        .any(|a| a.to_canonical() == ip.to_canonical())
 }
 
 /// The API server's Service address in each Service CIDR: its first
