@@ -4,6 +4,8 @@
 //! gRPC on a unix socket to a plugin served in-process. `make bench` runs
 //! it; figures go in docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 use std::hint::black_box;
 use std::sync::Arc;
 

@@ -3,6 +3,8 @@
 //! CRLs of 1k, 10k and 100k entries. `make bench` runs it; figures go in
 //! docs/benchmarks.md.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 use std::hint::black_box;
 use std::time::Duration as StdDuration;
 

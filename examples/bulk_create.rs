@@ -32,36 +32,37 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let client = Client::try_default().await?;
     let discovery = Discovery::new(client.clone()).run().await?;
     let mut resources: HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)> = HashMap::new();
+    // Each object's Api, resolved before the clock starts.
+    let mut apis: Vec<(Api<DynamicObject>, &DynamicObject)> = Vec::with_capacity(objects.len());
     for object in &objects {
         let types = object
             .types
             .as_ref()
             .ok_or("an object without apiVersion and kind")?;
         let gvk = GroupVersionKind::try_from(types)?;
-        if let std::collections::hash_map::Entry::Vacant(entry) = resources.entry(gvk) {
-            let found = discovery
-                .resolve_gvk(entry.key())
-                .ok_or_else(|| format!("the API server does not serve {:?}", entry.key()))?;
-            entry.insert(found);
-        }
+        let (resource, capabilities) = match resources.entry(gvk) {
+            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let found = discovery
+                    .resolve_gvk(entry.key())
+                    .ok_or_else(|| format!("the API server does not serve {:?}", entry.key()))?;
+                entry.insert(found)
+            }
+        };
+        let client = client.clone();
+        let api = match (&capabilities.scope, &object.metadata.namespace) {
+            (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client, ns, resource),
+            _ => Api::all_with(client, resource),
+        };
+        apis.push((api, object));
     }
     let start = Instant::now();
-    futures::stream::iter(objects.iter().map(Ok))
-        .try_for_each_concurrent(concurrency, |object| {
-            let client = client.clone();
-            let types = object.types.as_ref().expect("checked above");
-            let gvk = GroupVersionKind::try_from(types).expect("checked above");
-            let (resource, capabilities) = &resources[&gvk];
-            let api: Api<DynamicObject> = match (&capabilities.scope, &object.metadata.namespace) {
-                (Scope::Namespaced, Some(ns)) => Api::namespaced_with(client, ns, resource),
-                _ => Api::all_with(client, resource),
-            };
-            async move {
-                api.create(&PostParams::default(), object)
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| format!("{}: {e}", object.metadata.name.as_deref().unwrap_or("?")))
-            }
+    futures::stream::iter(apis.into_iter().map(Ok))
+        .try_for_each_concurrent(concurrency, |(api, object)| async move {
+            api.create(&PostParams::default(), object)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("{}: {e}", object.metadata.name.as_deref().unwrap_or("?")))
         })
         .await?;
     let elapsed = start.elapsed().as_secs_f64();

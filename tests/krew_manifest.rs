@@ -2,6 +2,8 @@
 //! `make dist`): krew's required fields, the archive's real sha256, and a
 //! refusal of archives without the plugin binary.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 use std::process::Command;
 
 fn script(args: &[&str]) -> std::process::Output {

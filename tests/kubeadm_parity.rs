@@ -6,6 +6,8 @@
 //! docs/control-plane-certificates.md). Then each tool checks and renews the
 //! other's tree.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,8 @@
 //! `openssl verify` for every issued chain, `openssl crl` for CRLs, and
 //! pkilint's RFC 5280 linters for CAs, every profile's leaf and a CRL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -3,6 +3,8 @@
 //! client-CA, etcd client/server/peer, kubelet-client, front-proxy), and
 //! kubectl, curl and the API server authenticate with them.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 mod common;
 
 use common::{certop, control_plane_binary, ok};

@@ -1,6 +1,8 @@
 //! Integration tests against a real kube-apiserver and etcd, driven with the
 //! real kubectl. One binary, so one control plane serves them all.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 #[path = "../common/mod.rs"]
 mod common;
 

@@ -5,6 +5,8 @@
 //! binary; the control-plane restart and KMS tests start one more each),
 //! and one scenario at a time, since each stops and starts operators.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
+
 #[path = "../common/mod.rs"]
 mod common;
 mod control_plane_restart;
