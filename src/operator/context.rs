@@ -15,11 +15,11 @@ use tracing::warn;
 use super::Error;
 use super::authority_cache::AuthorityCache;
 use super::backoff::Backoff;
-use super::certificate_signing_request::CsrPolicy;
 use super::crl::CrlCache;
 use super::ledger_store::ShardCache;
 use super::managed_namespaces::ManagedNamespaces;
 use super::metrics::Metrics;
+use super::signing_request::CsrPolicy;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";

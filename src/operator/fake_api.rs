@@ -3,7 +3,8 @@
 //! and (as a merge) server-side apply, status subresources, missing
 //! namespaces, and injected faults: the n-th write answers 500, 409 or 422,
 //! or the connection drops. Events are accepted and kept, not counted as
-//! writes. Real semantics are tested against a real API server elsewhere;
+//! writes. SubjectAccessReviews are answered from grants a test makes
+//! (`grant`), and are not writes either. Real semantics are tested against a real API server elsewhere;
 //! this is for "every write of a pass fails in turn, and the next pass
 //! converges".
 
@@ -34,6 +35,8 @@ struct State {
     faults: BTreeMap<usize, Fault>,
     events: Vec<Value>,
     log: Vec<String>,
+    /// (user or group, "verb resource[/subresource or name]") allowed.
+    grants: BTreeSet<(String, String)>,
 }
 
 #[derive(Clone, Default)]
@@ -201,6 +204,15 @@ impl FakeApi {
         }
     }
 
+    /// Lets `subject` (a user or group) do `action`, e.g. "create
+    /// certificatesigningrequests/selfnodeclient" or "use
+    /// certificatepolicies/web", in the SubjectAccessReviews answered.
+    pub fn grant(&self, subject: &str, action: &str) {
+        if let Ok(mut s) = self.state.lock() {
+            s.grants.insert((subject.to_string(), action.to_string()));
+        }
+    }
+
     pub fn writes(&self) -> usize {
         self.state.lock().map(|s| s.writes).unwrap_or(0)
     }
@@ -300,7 +312,10 @@ impl FakeApi {
         let method = parts.method.clone();
         let (code, value) = {
             let mut s = self.state.lock().map_err(|_| "poisoned")?;
-            if path.contains("/events.k8s.io/") || path.ends_with("/events") {
+            if path.ends_with("/subjectaccessreviews") {
+                s.reads += 1;
+                (201, s.access_review(body))
+            } else if path.contains("/events.k8s.io/") || path.ends_with("/events") {
                 s.events.push(body.clone());
                 (201, body)
             } else if method == http::Method::GET {
@@ -330,6 +345,31 @@ impl FakeApi {
 }
 
 impl State {
+    /// A SubjectAccessReview answered from the grants: allowed when the
+    /// user or one of the groups holds the action.
+    fn access_review(&self, mut review: Value) -> Value {
+        let spec = &review["spec"];
+        let attributes = &spec["resourceAttributes"];
+        let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+        let detail = match (text(&attributes["subresource"]), text(&attributes["name"])) {
+            (sub, _) if !sub.is_empty() => format!("/{sub}"),
+            (_, name) if !name.is_empty() => format!("/{name}"),
+            _ => String::new(),
+        };
+        let action = format!(
+            "{} {}{detail}",
+            text(&attributes["verb"]),
+            text(&attributes["resource"])
+        );
+        let mut subjects = vec![text(&spec["user"])];
+        subjects.extend(spec["groups"].as_array().into_iter().flatten().map(text));
+        let allowed = subjects
+            .into_iter()
+            .any(|s| self.grants.contains(&(s, action.clone())));
+        review["status"] = json!({"allowed": allowed});
+        review
+    }
+
     fn key(p: &Path) -> (String, String, String, String) {
         (
             p.prefix.clone(),

@@ -11,8 +11,7 @@ use super::{Context, Error};
 use crate::api::meta;
 
 /// Runs `apply` for a live object and `cleanup` for one being deleted,
-/// behind certop's finalizer, records the reconcile's duration, and ends
-/// the object's error backoff when it succeeds.
+/// behind certop's finalizer, `instrumented`.
 pub async fn reconcile_with_finalizer<K, A, C, FA, FC>(
     controller: &str,
     obj: Arc<K>,
@@ -34,27 +33,39 @@ where
     FA: Future<Output = Result<Action, Error>>,
     FC: Future<Output = Result<Action, Error>>,
 {
-    let started = std::time::Instant::now();
-    let key = format!(
-        "{controller}/{}",
-        obj.meta().name.clone().unwrap_or_default()
-    );
+    let name = obj.meta().name.clone().unwrap_or_default();
     let api: Api<K> = Api::all(ctx.client.clone());
-    let result = finalizer(&api, meta::FINALIZER, obj, |event| async {
-        match event {
-            Event::Apply(o) => apply(o).await,
-            Event::Cleanup(o) => cleanup(o).await,
-        }
+    instrumented(controller, &name, ctx, async {
+        finalizer(&api, meta::FINALIZER, obj, |event| async {
+            match event {
+                Event::Apply(o) => apply(o).await,
+                Event::Cleanup(o) => cleanup(o).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        })
     })
     .await
-    .map_err(|e| match e {
-        FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
-        other => Error::Finalizer(other.to_string()),
-    });
+}
+
+/// Runs one reconcile of `controller` for the object `name`: records its
+/// duration and ends the object's error backoff when it succeeds (the
+/// backoff itself is `backoff::retry`, the controllers' error policy).
+pub async fn instrumented(
+    controller: &str,
+    name: &str,
+    ctx: &Context,
+    pass: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = pass.await;
     ctx.metrics
         .reconciled(controller, started.elapsed().as_secs_f64());
     if result.is_ok() {
-        ctx.backoff.reset(&key);
+        ctx.backoff.reset(&format!("{controller}/{name}"));
     }
     result
 }

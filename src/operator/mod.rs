@@ -9,7 +9,6 @@ mod ca_rotation;
 pub mod certificate;
 pub mod certificate_authority;
 pub mod certificate_revocation;
-pub mod certificate_signing_request;
 mod conditions;
 mod context;
 mod crl;
@@ -27,6 +26,9 @@ mod run;
 #[cfg(test)]
 mod scenarios;
 mod shared_store;
+pub mod signing_request;
+#[cfg(test)]
+mod testing;
 #[cfg(test)]
 mod untrusted_input;
 mod watch_backoff;

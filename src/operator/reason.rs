@@ -1,10 +1,10 @@
-//! Every reason certop writes into a condition or an Event that says
-//! something is wrong, in one enum: the doc comment of each variant is what
-//! it means and how to fix it (docs/user-guide.md lists the same).
+//! Every reason certop writes into a condition or an Event, in one enum:
+//! the doc comment of each variant is what it means and how to fix it
+//! (docs/user-guide.md lists the same; a test keeps them together).
 
 use std::time::Duration;
 
-/// Why an object is not Ready.
+/// Why an object is not Ready, or what certop decided about a CSR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// The spec is refused by certop's own checks (the message names the
@@ -79,9 +79,75 @@ pub enum Reason {
     /// another key, or the rotation annotations were edited); the CA keeps
     /// signing with its current key. The message says what to restore.
     RotationBlocked,
+    /// The CA is in the last fifth of its life and does not rotate by
+    /// itself. Rotate it (`kubectl certop rotate-ca NAME`).
+    CANearExpiry,
+    /// Making a new CA's key or certificate failed (the message says why).
+    CACreationFailed,
+    /// The CRL outgrew one object; the leader serves it over HTTP.
+    TooLarge,
+    /// A kubelet's CSR that certop approved: the requester is the node it
+    /// names and may ask for it (a CSR condition).
+    CertopKubeletApprove,
+    /// A kubelet's CSR that certop denied: it asks for more than a node may
+    /// (a CSR condition; the message says what).
+    CertopKubeletDeny,
+    /// A kubelet serving CSR names something certop cannot prove is the
+    /// node's; it is left for a person (an Event with the approve command).
+    PendingApproval,
+    /// An approved CSR whose `spec.request` is not a PEM certificate
+    /// request with a valid self-signature. Submit a new CSR.
+    BadRequest,
+    /// An approved CSR breaks its signer's rules (a kubelet signer's
+    /// subject, usages or names). Submit a CSR that keeps them.
+    SignerRules,
+    /// An approved CSR for `certop.dev/<ca>` names no CertificateAuthority.
+    SignerUnknown,
+    /// An approved CSR asks for something certop does not sign (a usage,
+    /// key or name type). Submit a CSR without it.
+    UnsupportedRequest,
+    /// Signing an approved CSR failed (the message says why).
+    SigningFailed,
 }
 
 impl Reason {
+    /// Every reason, for the test that keeps the user guide's table whole.
+    pub const ALL: [Reason; 33] = [
+        Reason::InvalidSpec,
+        Reason::IssuerNotFound,
+        Reason::IssuerPending,
+        Reason::IssuerNotReady,
+        Reason::SecretConflict,
+        Reason::NamespaceNotFound,
+        Reason::NamespaceNotManaged,
+        Reason::SecretRejected,
+        Reason::PolicyViolation,
+        Reason::IssuanceFailed,
+        Reason::LedgerCorrupt,
+        Reason::LedgerFull,
+        Reason::InvalidCASecret,
+        Reason::CASecretNotFound,
+        Reason::CASecretDeleted,
+        Reason::CAKeyChanged,
+        Reason::CAKeyInUse,
+        Reason::CAExpired,
+        Reason::ConfigMapConflict,
+        Reason::UnknownSerials,
+        Reason::CRLNumberExhausted,
+        Reason::RotationBlocked,
+        Reason::CANearExpiry,
+        Reason::CACreationFailed,
+        Reason::TooLarge,
+        Reason::CertopKubeletApprove,
+        Reason::CertopKubeletDeny,
+        Reason::PendingApproval,
+        Reason::BadRequest,
+        Reason::SignerRules,
+        Reason::SignerUnknown,
+        Reason::UnsupportedRequest,
+        Reason::SigningFailed,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Reason::InvalidSpec => "InvalidSpec",
@@ -106,6 +172,17 @@ impl Reason {
             Reason::UnknownSerials => "UnknownSerials",
             Reason::CRLNumberExhausted => "CRLNumberExhausted",
             Reason::RotationBlocked => "RotationBlocked",
+            Reason::CANearExpiry => "CANearExpiry",
+            Reason::CACreationFailed => "CACreationFailed",
+            Reason::TooLarge => "TooLarge",
+            Reason::CertopKubeletApprove => "CertopKubeletApprove",
+            Reason::CertopKubeletDeny => "CertopKubeletDeny",
+            Reason::PendingApproval => "PendingApproval",
+            Reason::BadRequest => "BadRequest",
+            Reason::SignerRules => "SignerRules",
+            Reason::SignerUnknown => "SignerUnknown",
+            Reason::UnsupportedRequest => "UnsupportedRequest",
+            Reason::SigningFailed => "SigningFailed",
         }
     }
 
@@ -139,5 +216,40 @@ impl Blocked {
             message: message.into(),
             retry,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    /// The user guide's table of reasons is the enum: a reason certop can
+    /// write and the guide does not explain is a failure here.
+    #[test]
+    fn the_user_guide_explains_every_reason() {
+        let guide = include_str!("../../docs/user-guide.md");
+        let missing: Vec<&str> = Reason::ALL
+            .iter()
+            .map(|r| r.as_str())
+            .filter(|r| {
+                !guide.contains(&format!("| `{r}`")) && !guide.contains(&format!("/ `{r}`"))
+            })
+            .collect();
+        assert!(missing.is_empty(), "docs/user-guide.md lacks {missing:?}");
+    }
+
+    /// ALL lists every variant once: as many as `as_str`'s exhaustive
+    /// match has arms (a variant missing from ALL would escape the test
+    /// above).
+    #[test]
+    fn every_reason_is_listed_once() {
+        let names: std::collections::BTreeSet<&str> =
+            Reason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(names.len(), Reason::ALL.len());
+        let arms = include_str!("reason.rs")
+            .lines()
+            .filter(|l| l.trim_start().starts_with("Reason::") && l.contains(" => \""))
+            .count();
+        assert_eq!(arms, Reason::ALL.len());
     }
 }

@@ -19,13 +19,13 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::certificate_signing_request::{self, CsrPolicy};
 use super::context::Settings;
 use super::crl::{self, CrlCache};
 use super::http::{HttpState, serve};
 use super::managed_namespaces::ManagedNamespaces;
 use super::metrics::Metrics;
 use super::shared_store::{Cached, SharedStore, changes, slim, watch};
+use super::signing_request::{self, CsrPolicy};
 use super::watch_backoff::EachWatchBacksOff;
 use super::{
     Context, Error, Stores, admission_guard, certificate, certificate_authority,
@@ -628,8 +628,8 @@ async fn run_controllers(
         .with_config(config())
         .graceful_shutdown_on(stopped(shutdown_rx.clone()))
         .run(
-            certificate_signing_request::reconcile,
-            certificate_signing_request::error_policy,
+            signing_request::reconcile,
+            signing_request::error_policy,
             ctx.clone(),
         )
         .for_each(log_error("CertificateSigningRequest controller"));

@@ -13,12 +13,12 @@ use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::certificate_signing_request::CsrPolicy;
 use super::context::Settings;
 use super::crl::CrlCache;
 use super::fake_api::{FakeApi, Fault};
 use super::managed_namespaces::ManagedNamespaces;
 use super::metrics::Metrics;
+use super::signing_request::CsrPolicy;
 use super::{Context, Stores, certificate, certificate_revocation, conditions, ledger_store};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 use crate::ledger::LedgerEntry;

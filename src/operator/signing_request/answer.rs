@@ -1,0 +1,151 @@
+//! The pass's reads: the answers to the questions `decide` asks, from the
+//! API server (Nodes, SubjectAccessReviews) and the CA's key Secret.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use k8s_openapi::api::authorization::v1::{
+    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+};
+use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{ListParams, PostParams};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, ResourceExt};
+
+use super::decide::{Answers, Question};
+use crate::csr::kubelet_serving::OtherNodes;
+use crate::operator::authority_cache::{self, KeyRing};
+use crate::operator::{Context, Error};
+
+/// Answers `question` into `answers`; the CA's keys, when asked for, are
+/// kept in `ring` for signing.
+pub async fn answer(
+    question: &Question,
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    answers: &mut Answers,
+    ring: &mut Option<Arc<KeyRing>>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), Error> {
+    match question {
+        Question::OtherNodes { node } => {
+            answers.other_nodes = Some(other_nodes(node, ctx).await?);
+        }
+        Question::AccessCheck(subresources) => {
+            answers.allowed_subresource = Some(allowed_subresource(csr, ctx, subresources).await?);
+        }
+        Question::UsablePolicies { ca } => {
+            let all = ctx.policies.state();
+            let governing = crate::policy::governing(&all, ca);
+            answers.usable_policies = Some(usable_policies(csr, ctx, &governing).await?);
+        }
+        Question::SigningKey { ca } => {
+            *ring = match ctx.cas.get(&ObjectRef::new(ca)) {
+                Some(ca) => authority_cache::keyring(ctx, &ca, now).await?.ok(),
+                None => None,
+            };
+            answers.signing_key_ready = Some(ring.is_some());
+        }
+    }
+    Ok(())
+}
+
+/// Every Node's name and addresses but `requester`'s, listed in pages so a
+/// large cluster's Nodes are never all in memory at once (only their names
+/// and addresses are kept). One list per kubelet serving CSR reviewed: a
+/// node asks for one at start and at each renewal.
+async fn other_nodes(requester: &str, ctx: &Context) -> Result<OtherNodes, Error> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let mut others = OtherNodes::new(requester);
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        for node in &page.items {
+            let addresses = node
+                .status
+                .as_ref()
+                .and_then(|s| s.addresses.as_deref())
+                .unwrap_or_default();
+            others.add(
+                &node.name_any(),
+                addresses
+                    .iter()
+                    .map(|a| (a.type_.as_str(), a.address.as_str())),
+            );
+        }
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(others),
+        }
+    }
+}
+
+/// The first of `subresources` of certificatesigningrequests the CSR's
+/// requester may create.
+async fn allowed_subresource(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    subresources: &[&'static str],
+) -> Result<Option<&'static str>, Error> {
+    for sub in subresources {
+        let attributes = ResourceAttributes {
+            group: Some("certificates.k8s.io".into()),
+            resource: Some("certificatesigningrequests".into()),
+            subresource: Some(sub.to_string()),
+            verb: Some("create".into()),
+            ..Default::default()
+        };
+        if requester_may(csr, ctx, attributes).await? {
+            return Ok(Some(sub));
+        }
+    }
+    Ok(None)
+}
+
+/// The names of the policies (of those governing the CA) that the CSR's
+/// requester may `use`.
+async fn usable_policies(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    governing: &[Arc<crate::api::CertificatePolicy>],
+) -> Result<BTreeSet<String>, Error> {
+    let mut usable = BTreeSet::new();
+    for policy in governing {
+        let name = policy.name_any();
+        let attributes = ResourceAttributes {
+            group: Some(crate::api::GROUP.into()),
+            resource: Some("certificatepolicies".into()),
+            name: Some(name.clone()),
+            verb: Some("use".into()),
+            ..Default::default()
+        };
+        if requester_may(csr, ctx, attributes).await? {
+            usable.insert(name);
+        }
+    }
+    Ok(usable)
+}
+
+/// Whether the CSR's requester (user, groups, uid and extra, as the CSR
+/// records them) may do what `attributes` say, asked of the API server.
+async fn requester_may(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    attributes: ResourceAttributes,
+) -> Result<bool, Error> {
+    let api: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
+    let review = SubjectAccessReview {
+        spec: SubjectAccessReviewSpec {
+            user: csr.spec.username.clone(),
+            groups: csr.spec.groups.clone(),
+            uid: csr.spec.uid.clone(),
+            extra: csr.spec.extra.clone(),
+            resource_attributes: Some(attributes),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let answer = api.create(&PostParams::default(), &review).await?;
+    Ok(answer.status.is_some_and(|s| s.allowed))
+}
