@@ -35,24 +35,37 @@ pub struct CsrContent {
     pub key_algorithm: KeyAlgorithm,
 }
 
+/// Why `spec.request` is not a certificate request certop can read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("spec.request is not a PEM CERTIFICATE REQUEST: {0}")]
+    NotPem(String),
+    #[error("spec.request holds a {0:?}, not a CERTIFICATE REQUEST")]
+    NotARequest(String),
+    #[error("cannot parse the CSR: {0}")]
+    Unparsable(String),
+    #[error("the CSR's signature does not verify with its own key")]
+    BadSignature,
+    #[error(
+        "the CSR's key is of an algorithm certop does not sign (use ECDSA P-256/P-384, Ed25519 or RSA 2048-4096)"
+    )]
+    UnsupportedKey,
+}
+
 /// Parses a PEM CSR and checks its self-signature (proof of the key).
-pub fn parse(pem: &[u8]) -> Result<CsrContent, String> {
-    let block = ::pem::parse(pem)
-        .map_err(|e| format!("spec.request is not a PEM CERTIFICATE REQUEST: {e}"))?;
+pub fn parse(pem: &[u8]) -> Result<CsrContent, RequestError> {
+    let block = ::pem::parse(pem).map_err(|e| RequestError::NotPem(e.to_string()))?;
     if block.tag() != "CERTIFICATE REQUEST" {
-        return Err(format!(
-            "spec.request holds a {:?}, not a CERTIFICATE REQUEST",
-            block.tag()
-        ));
+        return Err(RequestError::NotARequest(block.tag().to_string()));
     }
     let der = block.contents().to_vec();
     let (_, csr) = X509CertificationRequest::from_der(&der)
-        .map_err(|e| format!("cannot parse the CSR: {e}"))?;
+        .map_err(|e| RequestError::Unparsable(e.to_string()))?;
     csr.verify_signature()
-        .map_err(|_| "the CSR's signature does not verify with its own key".to_string())?;
+        .map_err(|_| RequestError::BadSignature)?;
     let info = &csr.certification_request_info;
-    let key_algorithm = crate::pki::key_algorithm_of_spki(&info.subject_pki)
-        .ok_or_else(|| "the CSR's key is of an algorithm certop does not sign (use ECDSA P-256/P-384, Ed25519 or RSA 2048-4096)".to_string())?;
+    let key_algorithm =
+        crate::pki::key_algorithm_of_spki(&info.subject_pki).ok_or(RequestError::UnsupportedKey)?;
     let mut content = CsrContent {
         common_name: info
             .subject
@@ -117,10 +130,44 @@ pub enum Review {
     AccessCheck(Vec<&'static str>),
 }
 
+/// Which rule of a kubelet signer (or of a node's request) a CSR breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SignerRuleError {
+    #[error("a kubelet {0} certificate must be for CN system:node:<name>, O system:nodes")]
+    NotANodeSubject(&'static str),
+    #[error("usages must include {0:?}")]
+    MissingUsage(String),
+    #[error("usage {0:?} is not allowed for this signer")]
+    UsageNotAllowed(String),
+    #[error(
+        "a kubelet client certificate takes no subject alternative names (DNS, IP, email or URI)"
+    )]
+    ClientWithNames,
+    #[error("a kubelet serving certificate takes only DNS names and IPs (no URI or email)")]
+    ServingWithOtherNames,
+    #[error("a kubelet serving certificate needs at least one DNS name or IP")]
+    ServingWithoutNames,
+    #[error("requested by {0:?}, not by a node (system:node:<name>)")]
+    NotANode(String),
+    #[error("requester {0} is not in group system:nodes")]
+    NotInNodesGroup(String),
+    #[error("the CSR's CN is {common_name:?}; it must be the requester, {requester:?}")]
+    NotTheRequester {
+        common_name: String,
+        requester: String,
+    },
+    #[error("the CSR's O is {0:?}; it must be exactly [\"system:nodes\"]")]
+    NotNodesOrganization(Vec<String>),
+}
+
 /// What Kubernetes' own signer checks for the kubelet signer names, applied
 /// whoever approved the CSR: a node's subject, the signer's usages, and the
 /// names that signer may put in a certificate. Pure.
-pub fn signer_rules(signer: &str, csr: &CsrContent, usages: &[String]) -> Result<(), String> {
+pub fn signer_rules(
+    signer: &str,
+    csr: &CsrContent,
+    usages: &[String],
+) -> Result<(), SignerRuleError> {
     let (required, name) = match signer {
         KUBELET_CLIENT_SIGNER => (KeyUsage::ClientAuth, "client"),
         KUBELET_SERVING_SIGNER => (KeyUsage::ServerAuth, "serving"),
@@ -132,9 +179,7 @@ pub fn signer_rules(signer: &str, csr: &CsrContent, usages: &[String]) -> Result
         .is_some_and(|cn| cn.starts_with("system:node:") && cn.len() > "system:node:".len())
         || csr.organizations != ["system:nodes"]
     {
-        return Err(format!(
-            "a kubelet {name} certificate must be for CN system:node:<name>, O system:nodes"
-        ));
+        return Err(SignerRuleError::NotANodeSubject(name));
     }
     check_usages(
         usages,
@@ -152,23 +197,15 @@ pub fn signer_rules(signer: &str, csr: &CsrContent, usages: &[String]) -> Result
                 || !csr.uris.is_empty()
                 || csr.other_names > 0
             {
-                return Err(
-                    "a kubelet client certificate takes no subject alternative names (DNS, IP, email or URI)"
-                        .to_string(),
-                );
+                return Err(SignerRuleError::ClientWithNames);
             }
         }
         _ => {
             if !csr.uris.is_empty() || csr.other_names > 0 {
-                return Err(
-                    "a kubelet serving certificate takes only DNS names and IPs (no URI or email)"
-                        .to_string(),
-                );
+                return Err(SignerRuleError::ServingWithOtherNames);
             }
             if csr.dns_names.is_empty() && csr.ip_addresses.is_empty() {
-                return Err(
-                    "a kubelet serving certificate needs at least one DNS name or IP".to_string(),
-                );
+                return Err(SignerRuleError::ServingWithoutNames);
             }
         }
     }
@@ -176,27 +213,26 @@ pub fn signer_rules(signer: &str, csr: &CsrContent, usages: &[String]) -> Result
 }
 
 /// The node a requester is, if it is one: `system:node:<name>` in `system:nodes`.
-fn node_of<'a>(username: &'a str, groups: &[String]) -> Result<&'a str, String> {
+fn node_of<'a>(username: &'a str, groups: &[String]) -> Result<&'a str, SignerRuleError> {
     let node = username
         .strip_prefix("system:node:")
-        .ok_or_else(|| format!("requested by {username:?}, not by a node (system:node:<name>)"))?;
+        .ok_or_else(|| SignerRuleError::NotANode(username.to_string()))?;
     if !groups.iter().any(|g| g == "system:nodes") {
-        return Err(format!("requester {username} is not in group system:nodes"));
+        return Err(SignerRuleError::NotInNodesGroup(username.to_string()));
     }
     Ok(node)
 }
 
-fn check_subject(csr: &CsrContent, username: &str) -> Result<(), String> {
+fn check_subject(csr: &CsrContent, username: &str) -> Result<(), SignerRuleError> {
     if csr.common_name.as_deref() != Some(username) {
-        return Err(format!(
-            "the CSR's CN is {:?}; it must be the requester, {username:?}",
-            csr.common_name.as_deref().unwrap_or("")
-        ));
+        return Err(SignerRuleError::NotTheRequester {
+            common_name: csr.common_name.clone().unwrap_or_default(),
+            requester: username.to_string(),
+        });
     }
     if csr.organizations != ["system:nodes"] {
-        return Err(format!(
-            "the CSR's O is {:?}; it must be exactly [\"system:nodes\"]",
-            csr.organizations
+        return Err(SignerRuleError::NotNodesOrganization(
+            csr.organizations.clone(),
         ));
     }
     Ok(())
@@ -206,19 +242,18 @@ fn check_usages(
     requested: &[String],
     required: KeyUsage,
     allowed: &[KeyUsage],
-) -> Result<(), String> {
+) -> Result<(), SignerRuleError> {
     let set: BTreeSet<Option<KeyUsage>> = requested.iter().map(|u| usage(u)).collect();
     if !set.contains(&Some(required)) {
-        return Err(format!(
-            "usages must include {:?}",
-            crate::pki::usage_name(required)
-        ));
+        return Err(SignerRuleError::MissingUsage(crate::pki::usage_name(
+            required,
+        )));
     }
     if let Some(bad) = requested
         .iter()
         .find(|u| usage(u).is_none_or(|k| !allowed.contains(&k)))
     {
-        return Err(format!("usage {bad:?} is not allowed for this signer"));
+        return Err(SignerRuleError::UsageNotAllowed(bad.clone()));
     }
     Ok(())
 }
@@ -236,7 +271,7 @@ pub fn review_kubelet_client(
 ) -> Review {
     // What the signer would refuse is not a node client request at all.
     if let Err(why) = signer_rules(KUBELET_CLIENT_SIGNER, csr, usages) {
-        return Review::Leave(why);
+        return Review::Leave(why.to_string());
     }
     let cn = csr.common_name.as_deref().unwrap_or_default();
     let is_node =
@@ -269,12 +304,12 @@ pub fn review_kubelet_serving(
 ) -> Review {
     let node = match node_of(username, groups) {
         Ok(node) => node,
-        Err(why) => return Review::Leave(why),
+        Err(why) => return Review::Leave(why.to_string()),
     };
     if let Err(why) = check_subject(csr, username)
         .and_then(|()| signer_rules(KUBELET_SERVING_SIGNER, csr, usages))
     {
-        return Review::Deny(why);
+        return Review::Deny(why.to_string());
     }
     let findings = csr
         .dns_names
@@ -310,14 +345,31 @@ pub fn review_kubelet_serving(
 /// What certop signs for a CSR: its subject and names, the usages asked
 /// for (digital signature and the extended usages only; keyEncipherment is
 /// kept for RSA keys, dropped for others), for `lifetime`.
+/// What certop does not sign in an approved CSR.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unknown usage {0:?}")]
+    UnknownUsage(String),
+    #[error("usage {0:?} is not signed by certop")]
+    UsageNotSigned(String),
+    #[error(
+        "the CSR has subject alternative names of a kind certop does not sign (only DNS, IP and URI)"
+    )]
+    OtherNames,
+    #[error("the CSR names nothing (no CN and no SAN)")]
+    NamesNothing,
+    #[error("{0}")]
+    Name(#[from] crate::pki::PkiError),
+}
+
 pub fn template(
     csr: &CsrContent,
     usages: &[String],
     lifetime: chrono::Duration,
-) -> Result<LeafTemplate, String> {
+) -> Result<LeafTemplate, TemplateError> {
     let mut set = BTreeSet::new();
     for u in usages {
-        let k = usage(u).ok_or_else(|| format!("unknown usage {u:?}"))?;
+        let k = usage(u).ok_or_else(|| TemplateError::UnknownUsage(u.clone()))?;
         match k {
             KeyUsage::KeyEncipherment if !csr.key_algorithm.is_rsa() => {}
             KeyUsage::DigitalSignature
@@ -327,23 +379,20 @@ pub fn template(
                 set.insert(k);
             }
             other => {
-                return Err(format!(
-                    "usage {:?} is not signed by certop",
-                    crate::pki::usage_name(other)
-                ));
+                return Err(TemplateError::UsageNotSigned(crate::pki::usage_name(other)));
             }
         }
     }
     set.insert(KeyUsage::DigitalSignature);
     if csr.other_names > 0 {
-        return Err("the CSR has subject alternative names of a kind certop does not sign (only DNS, IP and URI)".into());
+        return Err(TemplateError::OtherNames);
     }
     if csr.common_name.is_none()
         && csr.dns_names.is_empty()
         && csr.ip_addresses.is_empty()
         && csr.uris.is_empty()
     {
-        return Err("the CSR names nothing (no CN and no SAN)".into());
+        return Err(TemplateError::NamesNothing);
     }
     let template = LeafTemplate {
         common_name: csr.common_name.clone(),
@@ -356,9 +405,7 @@ pub fn template(
         lifetime,
         crl_distribution_point: None,
     };
-    template
-        .check_names("the CSR's")
-        .map_err(|e| e.to_string())?;
+    template.check_names("the CSR's")?;
     Ok(template)
 }
 
@@ -487,7 +534,7 @@ mod tests {
         let su = s(&["digital signature", "server auth"]);
         assert!(
             signer_rules(KUBELET_SERVING_SIGNER, &with_uri, &su)
-                .is_err_and(|m| m.contains("no URI"))
+                == Err(SignerRuleError::ServingWithOtherNames)
         );
         assert!(
             signer_rules(
@@ -877,8 +924,9 @@ mod tests {
             Review::Deny(m) if m.contains("server auth")
         ));
         assert!(
-            kubelet_serving::DnsPattern::parse("({node}")
-                .is_err_and(|e| e.contains("not a regular expression"))
+            kubelet_serving::DnsPattern::parse("({node}").is_err_and(|e| e
+                .to_string()
+                .contains("\"({node}\" is not a regular expression"))
         );
     }
 
@@ -910,7 +958,8 @@ mod tests {
                 chrono::Duration::hours(1),
             );
             assert!(
-                got.as_ref().is_err_and(|m| m.contains("DNS name")),
+                got.as_ref()
+                    .is_err_and(|m| m.to_string().contains("DNS name")),
                 "{bad}: {got:?}"
             );
         }

@@ -14,6 +14,16 @@ use regex::Regex;
 /// The node's name in a [`DnsPattern`].
 const NODE_PLACEHOLDER: &str = "{node}";
 
+/// A `--kubelet-serving-dns-pattern` that is not a regular expression.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{pattern:?} is not a regular expression (Rust regex syntax; {{node}} for the node's name): {source}"
+)]
+pub struct PatternError {
+    pattern: String,
+    source: regex::Error,
+}
+
 /// What `--kubelet-serving-dns-pattern` holds: a regular expression a DNS
 /// name must match whole, where `{node}` stands for the requesting node's
 /// name, matched literally (`{node}\.nodes\.example\.com`).
@@ -24,17 +34,16 @@ pub struct DnsPattern {
 
 impl DnsPattern {
     /// Checks that the pattern compiles with any node name put in.
-    pub fn parse(source: &str) -> Result<DnsPattern, String> {
+    pub fn parse(source: &str) -> Result<DnsPattern, PatternError> {
         let pattern = DnsPattern {
             source: source.to_string(),
         };
         // The error names the pattern as written, `{node}` as a plain name.
         Regex::new(&source.replace(NODE_PLACEHOLDER, "node"))
             .and_then(|_| pattern.for_node("node-1.example"))
-            .map_err(|e| {
-                format!(
-                    "{source:?} is not a regular expression (Rust regex syntax; {NODE_PLACEHOLDER} for the node's name): {e}"
-                )
+            .map_err(|source_error| PatternError {
+                pattern: source.to_string(),
+                source: source_error,
             })?;
         Ok(pattern)
     }

@@ -44,13 +44,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// A QPS flag that is not a rate certop can use.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a number of requests per second from 0 (no limit) to 100000")]
+pub struct QpsError(String);
+
 /// A QPS flag: a number from 0 (no limit) to 100,000.
-fn parse_qps(s: &str) -> Result<f64, String> {
+fn parse_qps(s: &str) -> Result<f64, QpsError> {
     match s.parse::<f64>() {
         Ok(q) if (0.0..=100_000.0).contains(&q) => Ok(q),
-        _ => Err(format!(
-            "{s:?} is not a number of requests per second from 0 (no limit) to 100000"
-        )),
+        _ => Err(QpsError(s.to_string())),
     }
 }
 

@@ -15,7 +15,8 @@ use super::CsrPolicy;
 use crate::api::{CertificateAuthority, CertificatePolicy};
 use crate::csr::kubelet_serving::OtherNodes;
 use crate::csr::{
-    self, CsrContent, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, Review, SIGNER_PREFIX,
+    self, CsrContent, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, RequestError, Review,
+    SIGNER_PREFIX,
 };
 use crate::operator::reason::Reason;
 use crate::pki::LeafTemplate;
@@ -24,7 +25,7 @@ use crate::pki::LeafTemplate;
 pub struct Observed<'a> {
     pub csr: &'a CertificateSigningRequest,
     /// `spec.request`, parsed and signature-checked.
-    pub content: &'a Result<CsrContent, String>,
+    pub content: &'a Result<CsrContent, RequestError>,
     pub policy: &'a CsrPolicy,
     /// The CA that signs for the CSR's signer, as the store holds it.
     pub ca: Option<&'a CertificateAuthority>,
@@ -136,7 +137,7 @@ fn approval(o: &Observed) -> Decision {
     let groups = csr.spec.groups.clone().unwrap_or_default();
     let usages = csr.spec.usages.clone().unwrap_or_default();
     let review = match o.content {
-        Err(e) => Review::Deny(e.clone()),
+        Err(e) => Review::Deny(e.to_string()),
         Ok(c) if signer == KUBELET_CLIENT_SIGNER => {
             csr::review_kubelet_client(c, username, &groups, &usages)
         }
@@ -192,11 +193,11 @@ fn signing(o: &Observed, ca_name: &str) -> Decision {
     let fail = |reason, message: String| Decision::Fail { reason, message };
     let content = match o.content {
         Ok(c) => c,
-        Err(e) => return fail(Reason::BadRequest, e.clone()),
+        Err(e) => return fail(Reason::BadRequest, e.to_string()),
     };
     let usages = csr.spec.usages.clone().unwrap_or_default();
     if let Err(e) = csr::signer_rules(signer, content, &usages) {
-        return fail(Reason::SignerRules, e);
+        return fail(Reason::SignerRules, e.to_string());
     }
     let Some(ca) = o.ca else {
         return fail(
@@ -207,7 +208,7 @@ fn signing(o: &Observed, ca_name: &str) -> Decision {
     let lifetime = csr::lifetime(csr.spec.expiration_seconds, o.policy.max_lifetime);
     let template = match csr::template(content, &usages, lifetime) {
         Ok(t) => t,
-        Err(e) => return fail(Reason::UnsupportedRequest, e),
+        Err(e) => return fail(Reason::UnsupportedRequest, e.to_string()),
     };
     // certop's own signers obey the same policies as ClusterCertificates,
     // for the CSR's requester; the kubelet signers have their own rules (a

@@ -104,7 +104,7 @@ pub async fn sign(
 ) -> Result<(), Error> {
     let der = match crate::csr::parse(&csr.spec.request.0) {
         Ok(content) => content.der,
-        Err(e) => return fail(csr, ctx, Reason::BadRequest, e, now).await,
+        Err(e) => return fail(csr, ctx, Reason::BadRequest, e.to_string(), now).await,
     };
     let issued = match issue_for_request(template, &der, &ring.signing, now) {
         Ok(i) => i,
