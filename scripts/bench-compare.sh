@@ -27,28 +27,13 @@ bulk_create="$root/target/release/examples/bulk_create"
 cert_manager="$(tests/cert-manager/build.sh)"
 helm="$(tests/helm/build.sh)"
 cm_module="$(cd tests/cert-manager && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)"
-operator_pid=""
+. scripts/lib/dev-cluster.sh
 cleanup() {
-  stop_operator
-  scripts/dev-control-plane.sh down "$state/cp" >/dev/null 2>&1 || true
-}
-stop_operator() {
-  if [ -n "$operator_pid" ]; then
-    # Under a profiler the operator is the profiler's child.
-    pkill -TERM -P "$operator_pid" -x certop 2>/dev/null || true
-    kill "$operator_pid" 2>/dev/null || true
-    wait "$operator_pid" 2>/dev/null || true
-    operator_pid=""
-  fi
+  operator_stop
+  dev_cluster_down "$state/cp"
 }
 trap cleanup EXIT
-fresh_control_plane() {
-  scripts/dev-control-plane.sh down "$state/cp" >/dev/null 2>&1 || true
-  rm -rf "$state/cp"
-  scripts/dev-control-plane.sh up "$state/cp" >/dev/null
-  export KUBECONFIG="$state/cp/kubeconfig"
-  kubectl create namespace bench >/dev/null
-}
+fresh_control_plane() { dev_cluster_up "$state/cp" bench; }
 now() { date +%s.%N; }
 elapsed() { echo "$(now) - $1" | bc; }
 
@@ -98,11 +83,12 @@ count() { { kubectl get "$1" -A --chunk-size=0 --no-headers 2>/dev/null || true;
 
 start_operator() {
   case "$1" in
-    certop) KUBECONFIG="$state/cp/operator.kubeconfig" ${PROFILE:+heaptrack -o "$state/certop-heap-$(date +%s)"} "$certop" run --http-addr 127.0.0.1:${CERTOP_HTTP_PORT:-18091} "$managed" >>"$state/$1.log" 2>&1 & ;;
-    cm-default) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" >>"$state/$1.log" 2>&1 & ;;
-    cm-tuned) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" --kube-api-qps 100 --kube-api-burst 200 >>"$state/$1.log" 2>&1 & ;;
+    certop)
+      OPERATOR_WRAPPER="${PROFILE:+heaptrack -o $state/certop-heap-$(date +%s)}" \
+        operator_start "$state/cp" "${CERTOP_HTTP_PORT:-18091}" "$state/$1.log" ;;
+    cm-default) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" >>"$state/$1.log" 2>&1 & operator_pid=$! ;;
+    cm-tuned) "$cert_manager" --kubeconfig "$state/cp/kubeconfig" --kube-api-qps 100 --kube-api-burst 200 >>"$state/$1.log" 2>&1 & operator_pid=$! ;;
   esac
-  operator_pid=$!
 }
 
 # The CA and N certificates, created with the operator stopped.
@@ -112,12 +98,10 @@ setup() {
   : >"$state/$run.log"
   case "$run" in
     certop)
-      kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
-      managed="$(scripts/manage-namespaces.sh bench)"
       start_operator certop
       printf '{"apiVersion":"certop.dev/v1alpha1","kind":"CertificateAuthority","metadata":{"name":"bench"},"spec":{"subject":{"commonName":"bench"},"keyAlgorithm":"ECDSA-P256"}}\n' | kubectl apply -f - >/dev/null
       kubectl wait --for=condition=Ready certificateauthority/bench --timeout=120s >/dev/null
-      stop_operator
+      operator_stop
       for i in $(seq 1 "$n"); do
         printf '{"apiVersion":"certop.dev/v1alpha1","kind":"ClusterCertificate","metadata":{"name":"c%d"},"spec":{"issuerRef":{"name":"bench"},"secretName":"c%d","secretNamespace":"bench","dnsNames":["c%d.example"],"duration":"2160h","privateKey":{"algorithm":"ECDSA-P256"}}}\n' "$i" "$i" "$i"
       done >"$tmp/objects.jsonl"
@@ -134,7 +118,7 @@ setup() {
       printf '{"apiVersion":"cert-manager.io/v1","kind":"ClusterIssuer","metadata":{"name":"bench"},"spec":{"ca":{"secretName":"bench-ca"}}}\n' | kubectl apply -f - >/dev/null
       start_operator "$run"
       kubectl wait --for=condition=Ready clusterissuer/bench --timeout=120s >/dev/null
-      stop_operator
+      operator_stop
       for i in $(seq 1 "$n"); do
         printf '{"apiVersion":"cert-manager.io/v1","kind":"Certificate","metadata":{"name":"c%d","namespace":"bench"},"spec":{"issuerRef":{"name":"bench","kind":"ClusterIssuer"},"secretName":"c%d","dnsNames":["c%d.example"],"duration":"2160h","privateKey":{"algorithm":"ECDSA","size":256}}}\n' "$i" "$i" "$i"
       done >"$tmp/objects.jsonl"
@@ -181,14 +165,14 @@ for n in $sizes; do
     requests=$(request_count "$state/before" "$state/after" "$polls")
     profile=$(request_profile "$state/before" "$state/after" "$n")
     peak=$(peak_mib "$(operator_process)"); rest=$(rss_mib "$(operator_process)")
-    stop_operator
+    operator_stop
     # Renewal of all, requested with the operator stopped.
     request_renewal "$run"
     start=$(now)
     start_operator "$run"
     read -r renewed renew_s _ < <(wait_for "$resource" "$n" 2 "$start")
     renew_peak=$(peak_mib "$(operator_process)")
-    stop_operator
+    operator_stop
     objects=""
     for kind in secrets configmaps events certificaterequests.cert-manager.io; do
       c=$(count "$kind")

@@ -15,33 +15,23 @@ cd "$root"
 state="$root/.certop-dev/chaos"
 cargo build --quiet --release --bin certop
 certop="$root/target/release/certop"
-operator_pid=""
+. scripts/lib/dev-cluster.sh
 cleanup() {
-  [ -n "$operator_pid" ] && kill -9 "$operator_pid" 2>/dev/null
-  scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true
+  operator_stop KILL
+  dev_cluster_down "$state"
 }
 trap cleanup EXIT
-scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true
-scripts/dev-control-plane.sh up "$state" >/dev/null
-export KUBECONFIG="$state/kubeconfig"
-kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
-kubectl create namespace chaos >/dev/null
-managed="$(scripts/manage-namespaces.sh chaos)"
+dev_cluster_up "$state" chaos
 : >"$state/operator.log"
-start_operator() {
-  # A fresh lease each time: the killed leader's would hold the next one
-  # back for its duration, which tests the lease, not the faults.
-  KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18091 "$managed" \
-    --lease-name "chaos-$RANDOM$RANDOM" >>"$state/operator.log" 2>&1 &
-  operator_pid=$!
-  for _ in $(seq 1 100); do curl -fs 127.0.0.1:18091/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-}
+# A fresh lease each time: the killed leader's would hold the next one
+# back for its duration, which tests the lease, not the faults.
+start_operator() { operator_start "$state" 18091 "$state/operator.log" --lease-name "chaos-$RANDOM$RANDOM"; }
 start_operator
 printf 'apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {name: chaos}\nspec:\n  subject: {commonName: chaos}\n' | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready certificateauthority/chaos --timeout=60s >/dev/null
 # Created while the operator is stopped: the kills then fall in the middle
 # of working the backlog, not of kubectl creating objects.
-kill -9 "$operator_pid"; wait "$operator_pid" 2>/dev/null || true
+operator_stop KILL
 for i in $(seq 1 "$n"); do
   printf -- '---\napiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: c%d}\nspec:\n  issuerRef: {name: chaos}\n  secretName: c%d\n  secretNamespace: chaos\n  commonName: c%d.example\n  privateKey: {algorithm: RSA-2048}\n' "$i" "$i" "$i"
 done | kubectl apply -f - >/dev/null
@@ -50,7 +40,7 @@ crl_numbers=()
 revoked=()
 for k in $(seq 1 "$kills"); do
   sleep "$(python3 -c 'import random; print(round(random.uniform(0.5, 1.5), 2))')"
-  kill -9 "$operator_pid"; wait "$operator_pid" 2>/dev/null || true
+  operator_stop KILL
   ready=$(kubectl get clustercertificates -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True || true)
   crl_numbers+=("$(kubectl get certificateauthority chaos -o jsonpath='{.status.crlNumber}')")
   echo "kill $k: $ready of $n Ready"

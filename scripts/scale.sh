@@ -17,20 +17,14 @@ cd "$root"
 state="$root/.certop-dev/scale"
 cargo build --quiet --release --bin certop
 certop="$root/target/release/certop"
-operator_pid=""
+. scripts/lib/dev-cluster.sh
 cleanup() {
-  [ -n "$operator_pid" ] && kill "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null
-  scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true
+  operator_stop
+  dev_cluster_down "$state"
 }
 trap cleanup EXIT
-scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true
-scripts/dev-control-plane.sh up "$state" >/dev/null
-export KUBECONFIG="$state/kubeconfig"
-kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
-kubectl create namespace scale >/dev/null
+dev_cluster_up "$state" scale scale-probe
 kubectl create namespace baseline >/dev/null
-kubectl create namespace scale-probe >/dev/null
-managed="$(scripts/manage-namespaces.sh scale scale-probe)"
 tmp="$(mktemp -d)"
 
 # Baseline: N TLS Secrets of real certificates, applied in one kubectl call.
@@ -46,10 +40,7 @@ kubectl apply -f "$tmp/secrets.yaml" >/dev/null
 baseline=$(echo "$(date +%s.%N) - $start" | bc)
 
 # certop: a CA, then N ClusterCertificates, timed until every one is Ready.
-start_operator() {
-  KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18090 "$managed" >>"$state/operator.log" 2>&1 &
-  operator_pid=$!
-}
+start_operator() { operator_start "$state" 18090 "$state/operator.log"; }
 # Every API request the server counted, but this script's own polling
 # (LISTs of ClusterCertificates) and metric scrapes.
 requests() {
@@ -69,7 +60,7 @@ all_ready() {
   [ "$(kubectl get clustercertificates -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -ge "$n" ]
 }
 if [ "$backlog" = 1 ]; then
-  kill "$operator_pid"; wait "$operator_pid" 2>/dev/null || true; operator_pid=""
+  operator_stop
   kubectl apply -f "$tmp/certs.yaml" >/dev/null
   before=$(requests before)
   start=$(date +%s.%N)
@@ -91,7 +82,7 @@ if [ "$backlog" = 1 ]; then
   # it is Ready (the queue worked through), and how many were re-issued
   # (Secrets whose resourceVersion changed).
   kubectl get secrets -n scale -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.resourceVersion}{"\n"}{end}' | sort >"$state/versions.before"
-  kill "$operator_pid"; wait "$operator_pid" 2>/dev/null || true
+  operator_stop
   restart_start=$(date +%s.%N)
   start_operator
   printf 'apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: probe}\nspec:\n  issuerRef: {name: scale}\n  secretName: probe\n  secretNamespace: scale-probe\n  commonName: probe.example\n' >"$tmp/probe.yaml"

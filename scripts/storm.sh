@@ -16,23 +16,16 @@ cd "$root"
 state="$root/.certop-dev/storm"
 cargo build --quiet --release --bin certop --example bulk_create
 certop="$root/target/release/certop"
-operator_pid=""
+. scripts/lib/dev-cluster.sh
 sampler_pid=""
 cleanup() {
   [ -n "$sampler_pid" ] && kill "$sampler_pid" 2>/dev/null
-  [ -n "$operator_pid" ] && kill "$operator_pid" 2>/dev/null && wait "$operator_pid" 2>/dev/null
-  scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true
+  operator_stop
+  dev_cluster_down "$state"
 }
 trap cleanup EXIT
-scripts/dev-control-plane.sh down "$state" >/dev/null 2>&1 || true
-rm -rf "$state"
-scripts/dev-control-plane.sh up "$state" >/dev/null
-export KUBECONFIG="$state/kubeconfig"
-kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml >/dev/null
-kubectl create namespace storm >/dev/null
-KUBECONFIG="$state/operator.kubeconfig" "$certop" run --http-addr 127.0.0.1:18092 "$(scripts/manage-namespaces.sh storm)" \
-  --kube-api-qps "$qps" --kube-api-burst "$burst" >"$state/operator.log" 2>&1 &
-operator_pid=$!
+dev_cluster_up "$state" storm
+operator_start "$state" 18092 "$state/operator.log" --kube-api-qps "$qps" --kube-api-burst "$burst"
 printf '{"apiVersion":"certop.dev/v1alpha1","kind":"CertificateAuthority","metadata":{"name":"storm"},"spec":{"subject":{"commonName":"storm"}}}\n' | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready certificateauthority/storm --timeout=120s >/dev/null
 
@@ -41,7 +34,7 @@ kubectl wait --for=condition=Ready certificateauthority/storm --timeout=120s >/d
 (
   while :; do
     t=$(date +%s.%N)
-    c=$(kubectl get --raw /metrics | grep '^apiserver_request_total{' | grep -v 'version=""' | awk '{s += $NF} END {printf "%d", s}')
+    c=$(api_requests_total)
     echo "$t $c"
     sleep 1
   done
