@@ -2,6 +2,7 @@
 //! control-plane and node certificates, renewal and revocation.
 
 pub mod api;
+pub mod atomic_file;
 pub mod cli;
 pub mod csr;
 pub mod kms;

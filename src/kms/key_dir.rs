@@ -176,9 +176,9 @@ impl KeyDir {
 }
 
 fn write(path: &Path, content: &[u8]) -> Result<(), KmsError> {
-    crate::cli::files::write_atomically(path, content, true).map_err(|e| KmsError::KeyDir {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
+    crate::atomic_file::write(path, content, true).map_err(|e| KmsError::KeyDir {
+        path: e.path,
+        source: e.source,
     })
 }
 
