@@ -258,85 +258,10 @@ impl Rules {
     /// Ok if every field of the request is allowed; else the first field
     /// and value that is not, and why.
     pub fn evaluate(&self, request: &Request) -> Result<(), Refusal> {
-        let refuse = |field: Field, value: String, why: String| {
-            Err(Refusal {
-                source: self.source.clone(),
-                field,
-                value,
-                why,
-            })
-        };
         let t = request.template;
-        match (&self.profiles, request.profile) {
-            (Profiles::Only(list), Some(p)) if !list.contains(&p) => {
-                return refuse(
-                    Field::Profile,
-                    profile_name(p),
-                    format!("allowed profiles: {}", names_of(list)),
-                );
-            }
-            (Profiles::Only(list), None) if !list.is_empty() => {
-                return refuse(
-                    Field::Profile,
-                    String::new(),
-                    format!(
-                        "a profile is required (one of {}); a request without one (or a CSR) is refused",
-                        names_of(list)
-                    ),
-                );
-            }
-            _ => {}
-        }
-        let check_name = |field: Field,
-                          names: &Names,
-                          value: &str,
-                          fold: bool,
-                          why_privileged: Option<&str>| {
-            let exact = |list: &[String]| {
-                list.iter().any(|e| {
-                    pattern::is_exact(e)
-                        && if fold {
-                            e.eq_ignore_ascii_case(value)
-                        } else {
-                            e == value
-                        }
-                })
-            };
-            if let Some(why) = why_privileged.filter(|_| self.guards_privileged) {
-                let named = matches!(names, Names::Only(list) if exact(list));
-                if named {
-                    return Ok(());
-                }
-                return refuse(
-                    field,
-                    value.to_string(),
-                    format!(
-                        "{why}; only a policy that lists it exactly (not through a pattern) allows it"
-                    ),
-                );
-            }
-            match names {
-                Names::Any => Ok(()),
-                Names::Only(list) if list.iter().any(|e| pattern::matches(e, value, fold)) => {
-                    Ok(())
-                }
-                Names::Only(list) if list.is_empty() => refuse(
-                    field,
-                    value.to_string(),
-                    format!(
-                        "allowed.{} lists nothing, so no value is allowed",
-                        field.as_str()
-                    ),
-                ),
-                Names::Only(list) => refuse(
-                    field,
-                    value.to_string(),
-                    format!("allowed: {}", list.join(", ")),
-                ),
-            }
-        };
+        self.check_profile(request.profile)?;
         if let Some(cn) = &t.common_name {
-            check_name(
+            self.check_name(
                 Field::CommonName,
                 &self.common_names,
                 cn,
@@ -345,7 +270,7 @@ impl Rules {
             )?;
         }
         for o in &t.organizations {
-            check_name(
+            self.check_name(
                 Field::Organization,
                 &self.organizations,
                 o,
@@ -354,7 +279,7 @@ impl Rules {
             )?;
         }
         for d in &t.dns_names {
-            check_name(
+            self.check_name(
                 Field::DnsName,
                 &self.dns_names,
                 d,
@@ -362,85 +287,193 @@ impl Rules {
                 privileged::dns_name(d),
             )?;
         }
-        for ip in &t.ip_addresses {
+        self.check_ip_addresses(&t.ip_addresses, request.api_server_ips)?;
+        for u in &t.uris {
+            self.check_name(Field::Uri, &self.uris, u, false, None)?;
+        }
+        self.check_usages(&t.usages)?;
+        self.check_key_algorithm(t.key_algorithm)?;
+        self.check_duration(t.lifetime)
+    }
+
+    fn refuse(&self, field: Field, value: String, why: String) -> Result<(), Refusal> {
+        Err(Refusal {
+            source: self.source.clone(),
+            field,
+            value,
+            why,
+        })
+    }
+
+    /// A profiles list requires one of its profiles; an empty one, none.
+    fn check_profile(&self, profile: Option<Profile>) -> Result<(), Refusal> {
+        match (&self.profiles, profile) {
+            (Profiles::Only(list), Some(p)) if !list.contains(&p) => self.refuse(
+                Field::Profile,
+                profile_name(p),
+                format!("allowed profiles: {}", names_of(list)),
+            ),
+            (Profiles::Only(list), None) if !list.is_empty() => self.refuse(
+                Field::Profile,
+                String::new(),
+                format!(
+                    "a profile is required (one of {}); a request without one (or a CSR) is refused",
+                    names_of(list)
+                ),
+            ),
+            _ => Ok(()),
+        }
+    }
+
+    /// One name against its list: a privileged one only by an exact entry
+    /// (where these rules guard privileged identities), any other by an
+    /// entry or pattern that matches it.
+    fn check_name(
+        &self,
+        field: Field,
+        names: &Names,
+        value: &str,
+        fold: bool,
+        why_privileged: Option<&str>,
+    ) -> Result<(), Refusal> {
+        let exact = |list: &[String]| {
+            list.iter().any(|e| {
+                pattern::is_exact(e)
+                    && if fold {
+                        e.eq_ignore_ascii_case(value)
+                    } else {
+                        e == value
+                    }
+            })
+        };
+        if let Some(why) = why_privileged.filter(|_| self.guards_privileged) {
+            if matches!(names, Names::Only(list) if exact(list)) {
+                return Ok(());
+            }
+            return self.refuse(
+                field,
+                value.to_string(),
+                format!(
+                    "{why}; only a policy that lists it exactly (not through a pattern) allows it"
+                ),
+            );
+        }
+        match names {
+            Names::Any => Ok(()),
+            Names::Only(list) if list.iter().any(|e| pattern::matches(e, value, fold)) => Ok(()),
+            Names::Only(list) if list.is_empty() => self.refuse(
+                field,
+                value.to_string(),
+                format!(
+                    "allowed.{} lists nothing, so no value is allowed",
+                    field.as_str()
+                ),
+            ),
+            Names::Only(list) => self.refuse(
+                field,
+                value.to_string(),
+                format!("allowed: {}", list.join(", ")),
+            ),
+        }
+    }
+
+    /// The API server's Service address only by an exact entry; every
+    /// address inside an allowed network.
+    fn check_ip_addresses(
+        &self,
+        addresses: &[IpAddr],
+        api_server_ips: &[IpAddr],
+    ) -> Result<(), Refusal> {
+        for ip in addresses {
             let named = self.ip_addresses.as_ref().is_some_and(|networks| {
                 networks
                     .iter()
                     .any(|n| n.prefix_len() == n.max_prefix_len() && pattern::contains(n, ip))
             });
-            if self.guards_privileged
-                && privileged::api_server_ip(ip, request.api_server_ips)
-                && !named
-            {
-                return refuse(
+            if self.guards_privileged && privileged::api_server_ip(ip, api_server_ips) && !named {
+                return self.refuse(
                     Field::IpAddress,
                     ip.to_string(),
                     "it is the API server's Service address; only a policy that lists it exactly (a /32 or /128) allows it".into(),
                 );
             }
         }
-        if let Some(networks) = &self.ip_addresses {
-            for ip in &t.ip_addresses {
-                if !networks.iter().any(|n| pattern::contains(n, ip)) {
-                    let allowed: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
-                    return refuse(
-                        Field::IpAddress,
-                        ip.to_string(),
-                        if allowed.is_empty() {
-                            "allowed.ipAddresses lists nothing, so no address is allowed".into()
-                        } else {
-                            format!("allowed networks: {}", allowed.join(", "))
-                        },
-                    );
-                }
-            }
-        }
-        for u in &t.uris {
-            check_name(Field::Uri, &self.uris, u, false, None)?;
-        }
-        if let Some(usages) = &self.usages {
-            let allowed = || {
-                let names: Vec<String> = usages.iter().map(|u| usage_name(*u)).collect();
-                format!("allowed usages: {}", names.join(", "))
-            };
-            if let Some(u) = t.usages.iter().find(|u| !usages.contains(u)) {
-                return refuse(Field::Usage, usage_name(*u), allowed());
-            }
-            let no_extended = !t.usages.iter().any(|u| EXTENDED_USAGES.contains(u));
-            if no_extended && EXTENDED_USAGES.iter().any(|u| !usages.contains(u)) {
-                return refuse(
-                    Field::Usage,
-                    "no extended key usage".into(),
-                    format!(
-                        "a certificate without extended key usages is valid for every purpose, client auth included; ask for the ones you need ({})",
-                        allowed()
-                    ),
-                );
-            }
-        }
-        if let Some(algorithms) = &self.key_algorithms
-            && !algorithms.contains(&t.key_algorithm)
+        let Some(networks) = &self.ip_addresses else {
+            return Ok(());
+        };
+        match addresses
+            .iter()
+            .find(|ip| !networks.iter().any(|n| pattern::contains(n, ip)))
         {
-            let allowed: Vec<&str> = algorithms.iter().map(|a| a.as_str()).collect();
-            return refuse(
-                Field::KeyAlgorithm,
-                t.key_algorithm.to_string(),
-                format!("allowed key algorithms: {}", allowed.join(", ")),
-            );
+            None => Ok(()),
+            Some(ip) => {
+                let allowed: Vec<String> = networks.iter().map(|n| n.to_string()).collect();
+                self.refuse(
+                    Field::IpAddress,
+                    ip.to_string(),
+                    if allowed.is_empty() {
+                        "allowed.ipAddresses lists nothing, so no address is allowed".into()
+                    } else {
+                        format!("allowed networks: {}", allowed.join(", "))
+                    },
+                )
+            }
         }
-        if let Some(max) = self.max_duration
-            && t.lifetime > max
-        {
-            return refuse(
-                Field::Duration,
-                format!("{}s", t.lifetime.num_seconds()),
+    }
+
+    /// Every usage listed; and no certificate without extended usages (valid
+    /// for every purpose) unless every extended usage is allowed.
+    fn check_usages(&self, requested: &BTreeSet<KeyUsage>) -> Result<(), Refusal> {
+        let Some(usages) = &self.usages else {
+            return Ok(());
+        };
+        let allowed = || {
+            let names: Vec<String> = usages.iter().map(|u| usage_name(*u)).collect();
+            format!("allowed usages: {}", names.join(", "))
+        };
+        if let Some(u) = requested.iter().find(|u| !usages.contains(u)) {
+            return self.refuse(Field::Usage, usage_name(*u), allowed());
+        }
+        let no_extended = !requested.iter().any(|u| EXTENDED_USAGES.contains(u));
+        if no_extended && EXTENDED_USAGES.iter().any(|u| !usages.contains(u)) {
+            return self.refuse(
+                Field::Usage,
+                "no extended key usage".into(),
                 format!(
-                    "at most {}s is signed; shorten spec.duration",
-                    max.num_seconds()
+                    "a certificate without extended key usages is valid for every purpose, client auth included; ask for the ones you need ({})",
+                    allowed()
                 ),
             );
         }
         Ok(())
+    }
+
+    fn check_key_algorithm(&self, algorithm: KeyAlgorithm) -> Result<(), Refusal> {
+        match &self.key_algorithms {
+            Some(algorithms) if !algorithms.contains(&algorithm) => {
+                let allowed: Vec<&str> = algorithms.iter().map(|a| a.as_str()).collect();
+                self.refuse(
+                    Field::KeyAlgorithm,
+                    algorithm.to_string(),
+                    format!("allowed key algorithms: {}", allowed.join(", ")),
+                )
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn check_duration(&self, lifetime: chrono::Duration) -> Result<(), Refusal> {
+        match self.max_duration {
+            Some(max) if lifetime > max => self.refuse(
+                Field::Duration,
+                format!("{}s", lifetime.num_seconds()),
+                format!(
+                    "at most {}s is signed; shorten spec.duration",
+                    max.num_seconds()
+                ),
+            ),
+            _ => Ok(()),
+        }
     }
 }
 
