@@ -210,77 +210,15 @@ impl LeafTemplate {
     /// rules cannot see: names a profile forbids, malformed names, a common
     /// name too long for X.509.
     pub fn from_spec(spec: &ClusterCertificateSpec) -> Result<Self, PkiError> {
-        let invalid = |m: String| Err(PkiError::InvalidSpec(m));
         let key_algorithm = spec
             .private_key
             .as_ref()
             .and_then(|k| k.algorithm)
             .unwrap_or_default();
-        let lifetime = match &spec.duration {
-            Some(d) => d
-                .to_chrono()
-                .map_err(|e| PkiError::InvalidSpec(format!("duration: {e}")))?,
-            None => chrono::Duration::hours(DEFAULT_LEAF_LIFETIME_HOURS),
-        };
-        if lifetime < chrono::Duration::minutes(1) {
-            return invalid("duration must be at least 1m".into());
-        }
-        let renew_before = spec
-            .renew_before
-            .as_ref()
-            .map(|d| d.to_chrono())
-            .transpose()
-            .map_err(|e| PkiError::InvalidSpec(format!("renewBefore: {e}")))?;
-        if let Some(rb) = renew_before
-            && rb >= lifetime
-        {
-            return invalid("renewBefore must be shorter than duration".into());
-        }
-        if spec.renew_before.is_some() && spec.renew_before_percentage.is_some() {
-            return invalid("set at most one of renewBefore and renewBeforePercentage".into());
-        }
-        if let Some(p) = spec.renew_before_percentage
-            && !(1..=99).contains(&p)
-        {
-            return invalid(format!(
-                "renewBeforePercentage must be between 1 and 99, not {p}"
-            ));
-        }
-        if let Some(node) = &spec.node_name {
-            check_dns_name(node, "nodeName")?;
-        }
-        if let Some(cn) = &spec.common_name {
-            check_printable(cn, "commonName")?;
-        }
-        for o in &spec.organizations {
-            check_printable(o, "organizations")?;
-        }
-        check_one_organization(&spec.organizations)?;
-        for name in &spec.dns_names {
-            check_dns_name(name, "dnsNames")?;
-        }
-        let mut ip_addresses = Vec::new();
-        for ip in &spec.ip_addresses {
-            ip_addresses.push(parse_ip(ip, "ipAddresses")?);
-        }
-        for uri in &spec.uris {
-            check_uri(uri)?;
-        }
-        let base_usages = base_key_usages(key_algorithm);
-        for usage in &spec.usages {
-            if !key_algorithm.is_rsa()
-                && matches!(
-                    usage,
-                    KeyUsage::KeyEncipherment | KeyUsage::DataEncipherment
-                )
-            {
-                return invalid(format!(
-                    "usage {:?} needs an RSA key; {key_algorithm} keys cannot encipher (remove it or choose an RSA algorithm)",
-                    usage_name(*usage)
-                ));
-            }
-        }
-
+        let lifetime = lifetime_of(spec)?;
+        check_renewal(spec, lifetime)?;
+        let ip_addresses = check_spec_names(spec)?;
+        check_usages(spec, key_algorithm)?;
         let mut template = LeafTemplate {
             common_name: spec.common_name.clone(),
             organizations: spec.organizations.clone(),
@@ -292,7 +230,7 @@ impl LeafTemplate {
             lifetime,
             crl_distribution_point: None,
         };
-
+        let base_usages = base_key_usages(key_algorithm);
         match spec.profile {
             None => {
                 template.usages = if spec.usages.is_empty() {
@@ -302,62 +240,167 @@ impl LeafTemplate {
                 };
             }
             Some(profile) => {
-                let name = profile_name(profile);
-                let r = rules(profile, spec.node_name.as_deref())?;
-                if !spec.usages.is_empty() {
-                    return invalid(format!(
-                        "profile {name} sets the usages itself: remove usages"
-                    ));
-                }
-                if let Some(cn) = &r.common_name {
-                    if spec.common_name.as_ref().is_some_and(|c| c != cn) {
-                        return invalid(format!(
-                            "profile {name} sets commonName to {cn:?}: remove commonName"
-                        ));
-                    }
-                    template.common_name = Some(cn.clone());
-                }
-                if let Some(orgs) = &r.organizations {
-                    if !spec.organizations.is_empty() && &spec.organizations != orgs {
-                        return invalid(format!(
-                            "profile {name} sets organizations to {orgs:?}: remove organizations"
-                        ));
-                    }
-                    template.organizations = orgs.clone();
-                }
-                if !r.takes_names
-                    && (!spec.dns_names.is_empty()
-                        || !spec.ip_addresses.is_empty()
-                        || !spec.uris.is_empty())
-                {
-                    return invalid(format!(
-                        "profile {name} is a client certificate and takes no dnsNames, ipAddresses or uris: remove them"
-                    ));
-                }
-                template.usages = base_usages;
-                template.usages.extend(r.extended_usages.iter().copied());
-                add_profile_names(&mut template, profile, spec)?;
+                apply_profile(&mut template, profile, spec)?;
+                template.usages.extend(base_usages);
             }
         }
-        if let Some(cn) = &template.common_name
-            && cn.len() > MAX_COMMON_NAME
-        {
-            return invalid(format!(
-                "commonName {cn:?} is {} characters; X.509 allows {MAX_COMMON_NAME} (use a shorter name)",
-                cn.len()
-            ));
-        }
-        if template.common_name.is_none()
-            && template.dns_names.is_empty()
-            && template.ip_addresses.is_empty()
-            && template.uris.is_empty()
-        {
-            return invalid(
-                "set a profile, or at least one of commonName, dnsNames, ipAddresses, uris".into(),
-            );
-        }
+        check_subject_present(&template)?;
         Ok(template)
     }
+}
+
+fn invalid<T>(message: String) -> Result<T, PkiError> {
+    Err(PkiError::InvalidSpec(message))
+}
+
+/// `spec.duration` (a year by default), at least a minute.
+fn lifetime_of(spec: &ClusterCertificateSpec) -> Result<chrono::Duration, PkiError> {
+    let lifetime = match &spec.duration {
+        Some(d) => d
+            .to_chrono()
+            .map_err(|e| PkiError::InvalidSpec(format!("duration: {e}")))?,
+        None => chrono::Duration::hours(DEFAULT_LEAF_LIFETIME_HOURS),
+    };
+    if lifetime < chrono::Duration::minutes(1) {
+        return invalid("duration must be at least 1m".into());
+    }
+    Ok(lifetime)
+}
+
+/// One of renewBefore (shorter than the lifetime) and
+/// renewBeforePercentage (1 to 99).
+fn check_renewal(
+    spec: &ClusterCertificateSpec,
+    lifetime: chrono::Duration,
+) -> Result<(), PkiError> {
+    let renew_before = spec
+        .renew_before
+        .as_ref()
+        .map(|d| d.to_chrono())
+        .transpose()
+        .map_err(|e| PkiError::InvalidSpec(format!("renewBefore: {e}")))?;
+    if let Some(rb) = renew_before
+        && rb >= lifetime
+    {
+        return invalid("renewBefore must be shorter than duration".into());
+    }
+    if spec.renew_before.is_some() && spec.renew_before_percentage.is_some() {
+        return invalid("set at most one of renewBefore and renewBeforePercentage".into());
+    }
+    if let Some(p) = spec.renew_before_percentage
+        && !(1..=99).contains(&p)
+    {
+        return invalid(format!(
+            "renewBeforePercentage must be between 1 and 99, not {p}"
+        ));
+    }
+    Ok(())
+}
+
+/// Every name of the spec well-formed; its IP addresses, parsed.
+fn check_spec_names(spec: &ClusterCertificateSpec) -> Result<Vec<IpAddr>, PkiError> {
+    if let Some(node) = &spec.node_name {
+        check_dns_name(node, "nodeName")?;
+    }
+    if let Some(cn) = &spec.common_name {
+        check_printable(cn, "commonName")?;
+    }
+    for o in &spec.organizations {
+        check_printable(o, "organizations")?;
+    }
+    check_one_organization(&spec.organizations)?;
+    for name in &spec.dns_names {
+        check_dns_name(name, "dnsNames")?;
+    }
+    let ip_addresses = spec
+        .ip_addresses
+        .iter()
+        .map(|ip| parse_ip(ip, "ipAddresses"))
+        .collect::<Result<Vec<_>, _>>()?;
+    for uri in &spec.uris {
+        check_uri(uri)?;
+    }
+    Ok(ip_addresses)
+}
+
+/// Encipherment usages only for an RSA key.
+fn check_usages(
+    spec: &ClusterCertificateSpec,
+    key_algorithm: KeyAlgorithm,
+) -> Result<(), PkiError> {
+    match spec.usages.iter().find(|u| {
+        !key_algorithm.is_rsa()
+            && matches!(u, KeyUsage::KeyEncipherment | KeyUsage::DataEncipherment)
+    }) {
+        Some(usage) => invalid(format!(
+            "usage {:?} needs an RSA key; {key_algorithm} keys cannot encipher (remove it or choose an RSA algorithm)",
+            usage_name(*usage)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// What a profile fixes (subject, extended usages, names): a spec that
+/// sets it otherwise is refused, not overridden silently.
+fn apply_profile(
+    template: &mut LeafTemplate,
+    profile: Profile,
+    spec: &ClusterCertificateSpec,
+) -> Result<(), PkiError> {
+    let name = profile_name(profile);
+    let r = rules(profile, spec.node_name.as_deref())?;
+    if !spec.usages.is_empty() {
+        return invalid(format!(
+            "profile {name} sets the usages itself: remove usages"
+        ));
+    }
+    if let Some(cn) = &r.common_name {
+        if spec.common_name.as_ref().is_some_and(|c| c != cn) {
+            return invalid(format!(
+                "profile {name} sets commonName to {cn:?}: remove commonName"
+            ));
+        }
+        template.common_name = Some(cn.clone());
+    }
+    if let Some(orgs) = &r.organizations {
+        if !spec.organizations.is_empty() && &spec.organizations != orgs {
+            return invalid(format!(
+                "profile {name} sets organizations to {orgs:?}: remove organizations"
+            ));
+        }
+        template.organizations = orgs.clone();
+    }
+    if !r.takes_names
+        && (!spec.dns_names.is_empty() || !spec.ip_addresses.is_empty() || !spec.uris.is_empty())
+    {
+        return invalid(format!(
+            "profile {name} is a client certificate and takes no dnsNames, ipAddresses or uris: remove them"
+        ));
+    }
+    template.usages = r.extended_usages.iter().copied().collect();
+    add_profile_names(template, profile, spec)
+}
+
+/// A common name X.509 can hold, and something to name at all.
+fn check_subject_present(template: &LeafTemplate) -> Result<(), PkiError> {
+    if let Some(cn) = &template.common_name
+        && cn.len() > MAX_COMMON_NAME
+    {
+        return invalid(format!(
+            "commonName {cn:?} is {} characters; X.509 allows {MAX_COMMON_NAME} (use a shorter name)",
+            cn.len()
+        ));
+    }
+    if template.common_name.is_none()
+        && template.dns_names.is_empty()
+        && template.ip_addresses.is_empty()
+        && template.uris.is_empty()
+    {
+        return invalid(
+            "set a profile, or at least one of commonName, dnsNames, ipAddresses, uris".into(),
+        );
+    }
+    Ok(())
 }
 
 impl LeafTemplate {
