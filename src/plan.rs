@@ -192,6 +192,51 @@ pub fn plan(
             reuse_key: false,
         };
     };
+    let (leaf, reuse_key) = match usable_pair(template, policy, secret) {
+        Ok(pair) => pair,
+        Err(plan) => return plan,
+    };
+    let issue = |reason| Plan::Issue { reason, reuse_key };
+    let (ca, rotation_turn) = match judging_ca(&leaf, ca, policy, now) {
+        Ok(judge) => judge,
+        Err(reason) => return issue(reason),
+    };
+    if policy.revoked_serial.as_deref() == Some(leaf.serial.to_string().as_str()) {
+        // A revoked certificate's key is never used again.
+        return Plan::Issue {
+            reason: IssueReason::Revoked,
+            reuse_key: false,
+        };
+    }
+    let pending = match spec_change(template, &leaf, ca, policy, now) {
+        Ok(pending) => pending,
+        Err(reason) => return issue(reason),
+    };
+    if now >= leaf.not_after {
+        return issue(IssueReason::Expired);
+    }
+    if policy.requested.is_some() && policy.requested != policy.honoured {
+        return issue(IssueReason::RenewalRequested);
+    }
+    let renewal_time = renewal_time(&leaf, policy);
+    if now >= renewal_time {
+        return issue(IssueReason::RenewalDue);
+    }
+    let renewal_time = rotation_turn.map_or(renewal_time, |t| renewal_time.min(t));
+    Plan::UpToDate {
+        renewal_time: pending.map_or(renewal_time, |p| renewal_time.min(p.turn)),
+        change_pending_since: pending.map(|p| p.seen),
+        current: Box::new(leaf),
+    }
+}
+
+/// The Secret's certificate and whether its key may be reused, once both
+/// are there, readable and a pair; else the issuance that replaces them.
+fn usable_pair(
+    template: &LeafTemplate,
+    policy: &RenewalPolicy,
+    secret: &SecretData,
+) -> Result<(CertificateInfo, bool), Plan> {
     let key = secret
         .tls_key
         .as_deref()
@@ -202,7 +247,6 @@ pub fn plan(
             .as_ref()
             .is_some_and(|k| k.algorithm() == template.key_algorithm);
     let issue = |reason| Plan::Issue { reason, reuse_key };
-
     // ca.crt is not the certificate's business: the writer keeps it equal
     // to the CA's trust bundle without a new certificate.
     let (Some(tls_crt), Some(_)) = (&secret.tls_crt, &secret.tls_key) else {
@@ -213,60 +257,72 @@ pub fn plan(
         .into_iter()
         .find(|(_, v)| v.is_none())
         .map_or(TLS_CERT_KEY, |(k, _)| k);
-        return issue(IssueReason::MissingData(missing));
+        return Err(issue(IssueReason::MissingData(missing)));
     };
-    let chain = match parse_chain(tls_crt, TLS_CERT_KEY) {
-        Ok(chain) => chain,
-        Err(e) => {
-            return issue(IssueReason::CorruptData {
-                field: TLS_CERT_KEY,
-                reason: e.to_string(),
-            });
-        }
-    };
-    let leaf = &chain[0];
+    let mut chain = parse_chain(tls_crt, TLS_CERT_KEY).map_err(|e| {
+        issue(IssueReason::CorruptData {
+            field: TLS_CERT_KEY,
+            reason: e.to_string(),
+        })
+    })?;
+    let leaf = chain.swap_remove(0);
     let Some(key) = key else {
-        return issue(IssueReason::CorruptData {
+        return Err(issue(IssueReason::CorruptData {
             field: TLS_PRIVATE_KEY_KEY,
             reason: "not a PEM private key of a supported algorithm".into(),
-        });
+        }));
     };
-    if !key_matches_certificate(&key, leaf) {
-        return issue(IssueReason::KeyMismatch);
+    if !key_matches_certificate(&key, &leaf) {
+        return Err(issue(IssueReason::KeyMismatch));
     }
-    // A certificate of a retiring key serves until its turn to be
-    // re-issued by the new key comes; until then it is judged against the
-    // CA that signed it.
-    let mut rotation_turn = None;
-    let ca = if leaf.is_issued_by(ca) {
-        ca
-    } else {
-        match &policy.reissue {
-            Some(r) if leaf.is_issued_by(&r.previous) => {
-                let turn = r.switched_at
-                    + Duration::milliseconds(
-                        (r.spread.num_milliseconds() as f64 * jitter_fraction(leaf)) as i64,
-                    );
-                if now >= turn {
-                    return issue(IssueReason::CaRotated);
-                }
-                rotation_turn = Some(turn);
-                &r.previous
+    Ok((leaf, reuse_key))
+}
+
+/// The CA a certificate is judged against, and its turn to be re-issued
+/// if a retiring key signed it: a certificate of a retiring key serves
+/// until its turn to be re-issued by the new key comes.
+fn judging_ca<'a>(
+    leaf: &CertificateInfo,
+    ca: &'a CertificateInfo,
+    policy: &'a RenewalPolicy,
+    now: DateTime<Utc>,
+) -> Result<(&'a CertificateInfo, Option<DateTime<Utc>>), IssueReason> {
+    if leaf.is_issued_by(ca) {
+        return Ok((ca, None));
+    }
+    match &policy.reissue {
+        Some(r) if leaf.is_issued_by(&r.previous) => {
+            let turn = r.switched_at
+                + Duration::milliseconds(
+                    (r.spread.num_milliseconds() as f64 * jitter_fraction(leaf)) as i64,
+                );
+            if now >= turn {
+                return Err(IssueReason::CaRotated);
             }
-            _ => return issue(IssueReason::NotIssuedByCurrentCa),
+            Ok((&r.previous, Some(turn)))
         }
-    };
-    if policy.revoked_serial.as_deref() == Some(leaf.serial.to_string().as_str()) {
-        // A revoked certificate's key is never used again.
-        return Plan::Issue {
-            reason: IssueReason::Revoked,
-            reuse_key: false,
-        };
+        _ => Err(IssueReason::NotIssuedByCurrentCa),
     }
-    let mut pending = None;
+}
+
+/// A change that waits for its turn: first seen at `seen`, due at `turn`.
+#[derive(Clone, Copy)]
+struct PendingChange {
+    seen: DateTime<Utc>,
+    turn: DateTime<Utc>,
+}
+
+/// Whether the certificate still matches its spec. Only the CRL URL
+/// changed (it is checked last): the certificate is still good, so its
+/// re-issue waits for its turn in the spread.
+fn spec_change(
+    template: &LeafTemplate,
+    leaf: &CertificateInfo,
+    ca: &CertificateInfo,
+    policy: &RenewalPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<PendingChange>, IssueReason> {
     match template.first_mismatch(leaf, ca) {
-        // Only the CRL URL changed (it is checked last): the certificate is
-        // still good, so its re-issue waits for its turn in the spread.
         Some(SpecField::CrlDistributionPoint) => {
             let seen = policy.distribution_point_change_seen.unwrap_or(now);
             let turn = seen
@@ -275,28 +331,12 @@ pub fn plan(
                         as i64,
                 );
             if now >= turn {
-                return issue(IssueReason::SpecChanged(SpecField::CrlDistributionPoint));
+                return Err(IssueReason::SpecChanged(SpecField::CrlDistributionPoint));
             }
-            pending = Some((seen, turn));
+            Ok(Some(PendingChange { seen, turn }))
         }
-        Some(field) => return issue(IssueReason::SpecChanged(field)),
-        None => {}
-    }
-    if now >= leaf.not_after {
-        return issue(IssueReason::Expired);
-    }
-    if policy.requested.is_some() && policy.requested != policy.honoured {
-        return issue(IssueReason::RenewalRequested);
-    }
-    let renewal_time = renewal_time(leaf, policy);
-    if now >= renewal_time {
-        return issue(IssueReason::RenewalDue);
-    }
-    let renewal_time = rotation_turn.map_or(renewal_time, |t| renewal_time.min(t));
-    Plan::UpToDate {
-        current: Box::new(leaf.clone()),
-        renewal_time: pending.map_or(renewal_time, |(_, turn)| renewal_time.min(turn)),
-        change_pending_since: pending.map(|(seen, _)| seen),
+        Some(field) => Err(IssueReason::SpecChanged(field)),
+        None => Ok(None),
     }
 }
 
