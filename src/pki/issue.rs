@@ -97,51 +97,11 @@ fn sign(
     params.not_before = to_x509_time(not_before)?;
     params.not_after = to_x509_time(not_after)?;
     params.use_authority_key_identifier_extension = true;
-    let ia5 = |s: &str, field: &str| {
-        s.to_string()
-            .try_into()
-            .map_err(|_| PkiError::InvalidSpec(format!("{field}: {s:?} must be ASCII")))
-    };
-    for name in &template.dns_names {
-        params
-            .subject_alt_names
-            .push(SanType::DnsName(ia5(name, "dnsNames")?));
-    }
-    for ip in &template.ip_addresses {
-        params.subject_alt_names.push(SanType::IpAddress(*ip));
-    }
-    for uri in &template.uris {
-        params
-            .subject_alt_names
-            .push(SanType::URI(ia5(uri, "uris")?));
-    }
+    params.subject_alt_names = subject_alt_names(template)?;
     for usage in &template.usages {
-        match usage {
-            KeyUsage::DigitalSignature => params.key_usages.push(KeyUsagePurpose::DigitalSignature),
-            KeyUsage::ContentCommitment => {
-                params.key_usages.push(KeyUsagePurpose::ContentCommitment)
-            }
-            KeyUsage::KeyEncipherment => params.key_usages.push(KeyUsagePurpose::KeyEncipherment),
-            KeyUsage::KeyAgreement => params.key_usages.push(KeyUsagePurpose::KeyAgreement),
-            KeyUsage::DataEncipherment => params.key_usages.push(KeyUsagePurpose::DataEncipherment),
-            KeyUsage::ServerAuth => {
-                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ServerAuth)
-            }
-            KeyUsage::ClientAuth => {
-                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::ClientAuth)
-            }
-            KeyUsage::CodeSigning => {
-                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::CodeSigning)
-            }
-            KeyUsage::EmailProtection => {
-                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::EmailProtection)
-            }
-            KeyUsage::OcspSigning => {
-                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::OcspSigning)
-            }
-            KeyUsage::TimeStamping => {
-                params.insert_extended_key_usage(ExtendedKeyUsagePurpose::TimeStamping)
-            }
+        match key_usage_purpose(*usage) {
+            Purpose::Basic(p) => params.key_usages.push(p),
+            Purpose::Extended(p) => params.insert_extended_key_usage(p),
         }
     }
     if let Some(url) = &template.crl_distribution_point {
@@ -167,4 +127,49 @@ fn sign(
         chain_pem,
         clamped_to_ca,
     })
+}
+
+/// The template's names as rcgen's SANs; a DNS name or URI must be ASCII.
+fn subject_alt_names(template: &LeafTemplate) -> Result<Vec<SanType>, PkiError> {
+    let ia5 = |s: &str, field: &str| {
+        s.to_string()
+            .try_into()
+            .map_err(|_| PkiError::InvalidSpec(format!("{field}: {s:?} must be ASCII")))
+    };
+    let mut names = Vec::new();
+    for name in &template.dns_names {
+        names.push(SanType::DnsName(ia5(name, "dnsNames")?));
+    }
+    names.extend(
+        template
+            .ip_addresses
+            .iter()
+            .map(|ip| SanType::IpAddress(*ip)),
+    );
+    for uri in &template.uris {
+        names.push(SanType::URI(ia5(uri, "uris")?));
+    }
+    Ok(names)
+}
+
+/// Where a usage goes: the key usage extension, or the extended one.
+enum Purpose {
+    Basic(KeyUsagePurpose),
+    Extended(ExtendedKeyUsagePurpose),
+}
+
+fn key_usage_purpose(usage: KeyUsage) -> Purpose {
+    match usage {
+        KeyUsage::DigitalSignature => Purpose::Basic(KeyUsagePurpose::DigitalSignature),
+        KeyUsage::ContentCommitment => Purpose::Basic(KeyUsagePurpose::ContentCommitment),
+        KeyUsage::KeyEncipherment => Purpose::Basic(KeyUsagePurpose::KeyEncipherment),
+        KeyUsage::KeyAgreement => Purpose::Basic(KeyUsagePurpose::KeyAgreement),
+        KeyUsage::DataEncipherment => Purpose::Basic(KeyUsagePurpose::DataEncipherment),
+        KeyUsage::ServerAuth => Purpose::Extended(ExtendedKeyUsagePurpose::ServerAuth),
+        KeyUsage::ClientAuth => Purpose::Extended(ExtendedKeyUsagePurpose::ClientAuth),
+        KeyUsage::CodeSigning => Purpose::Extended(ExtendedKeyUsagePurpose::CodeSigning),
+        KeyUsage::EmailProtection => Purpose::Extended(ExtendedKeyUsagePurpose::EmailProtection),
+        KeyUsage::OcspSigning => Purpose::Extended(ExtendedKeyUsagePurpose::OcspSigning),
+        KeyUsage::TimeStamping => Purpose::Extended(ExtendedKeyUsagePurpose::TimeStamping),
+    }
 }
