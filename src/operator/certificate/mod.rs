@@ -180,27 +180,7 @@ async fn apply_pass(
         Ok(_) => issuer(cert, ctx, now).await?,
         Err(_) => Issuer::Blocked(Blocked::new(Reason::InvalidSpec, "", None)),
     };
-    // A namespace found missing is looked up again before any key is made
-    // for it: a certificate stuck on it costs a read per retry, not a key.
-    let waiting_for_namespace = cert
-        .status
-        .as_ref()
-        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
-        .is_some_and(|c| c.reason == Reason::NamespaceNotFound.as_str());
-    if waiting_for_namespace
-        && Api::<Namespace>::all(ctx.client.clone())
-            .get_opt(&cert.spec.secret_namespace)
-            .await?
-            .is_none()
-    {
-        let blocked = Blocked::new(
-            Reason::NamespaceNotFound,
-            format!(
-                "namespace {} does not exist; create it or fix spec.secretNamespace",
-                cert.spec.secret_namespace
-            ),
-            Some(decide::WAITING_RETRY),
-        );
+    if let Some(blocked) = namespace_still_missing(cert, ctx).await? {
         return status::blocked(cert, ctx, blocked, None, now).await;
     }
     let observed = match &issuer {
@@ -230,40 +210,11 @@ async fn apply_pass(
             let Some(secret) = observed else {
                 return Ok(Action::requeue(Duration::from_secs(1)));
             };
-            // A secretTemplate edit and a new trust bundle (a CA rotation)
-            // reach the Secret without a new certificate.
-            let (revision, reason, request) = secret::provenance_of(&secret);
-            let provenance = secret::Provenance {
-                serial: current.serial.to_string(),
-                revision: revision.unwrap_or(1),
-                reason: reason.as_deref().unwrap_or("Issued"),
-                renewal_request: request.as_deref(),
-            };
-            let mut data = secret::secret_data(&secret);
-            let bundle_changed = data.ca_crt.as_deref() != Some(bundle.as_bytes());
-            data.ca_crt = Some(bundle.into_bytes());
-            let mut wanted = secret::desired(cert, data, &provenance);
-            wanted.metadata.uid = secret.metadata.uid.clone();
-            let metadata_changed = secret::metadata_missing(&secret, &wanted);
-            if bundle_changed || metadata_changed {
-                match secret::apply(&secrets, wanted.clone(), secret.resource_version()).await? {
-                    Ok(applied) => wanted = applied,
+            let wanted =
+                match keep_secret_current(cert, ctx, &secrets, secret, &current, bundle).await? {
+                    Ok(wanted) => wanted,
                     Err(blocked) => return status::blocked(cert, ctx, blocked, None, now).await,
-                }
-                let what = match (bundle_changed, metadata_changed) {
-                    (true, true) => "the CA's trust bundle (ca.crt) and spec.secretTemplate",
-                    (true, false) => "the CA's trust bundle (ca.crt)",
-                    _ => "spec.secretTemplate",
                 };
-                ctx.event(
-                    cert,
-                    false,
-                    "SecretUpdated",
-                    "Update",
-                    format!("Applied {what} to the Secret"),
-                )
-                .await;
-            }
             let held = Held {
                 secret: wanted,
                 leaf: *current,
@@ -274,41 +225,133 @@ async fn apply_pass(
             (held, None)
         }
     };
-    // The certificate in the Secret is recorded in the ledger unless the
-    // status already names it (the status is written after the ledger).
+    if let Some(ended) = ensure_recorded(cert, ctx, &held, issued.as_ref(), replacing, now).await? {
+        return Ok(ended);
+    }
+    remove_moved_secret(cert, ctx).await?;
+    status::ready(cert, ctx, &held, now).await
+}
+
+/// Records the certificate the Secret holds in the ledger, unless the
+/// status already names it (the status is written after the ledger).
+/// Some: the pass ended here (blocked, or replaced a certificate a
+/// revocation covered the moment it was recorded).
+async fn ensure_recorded(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    held: &Held,
+    issued: Option<&IssueReason>,
+    replacing: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<Action>, Error> {
     let recorded = cert
         .status
         .as_ref()
         .and_then(|s| s.serial_number.as_deref())
         == Some(held.leaf.serial.to_string().as_str());
-    if !recorded {
-        match record(cert, ctx, &held.leaf, held.key, now).await? {
-            Recorded::Live => {}
-            Recorded::Blocked(blocked) => {
-                return status::blocked(cert, ctx, blocked, issued.as_ref(), now).await;
-            }
-            Recorded::Revoked if replacing => {
-                let blocked = revoked_for_good(cert, &held.leaf.serial.to_string());
-                return status::blocked(cert, ctx, blocked, issued.as_ref(), now).await;
-            }
-            Recorded::Revoked => {
-                warn!(certificate = %cert.name_any(), serial = %held.leaf.serial, "a revocation covers the certificate just recorded; replacing it");
-                let mut revoked = cert.clone();
-                revoked.annotations_mut().insert(
-                    crate::api::meta::REVOCATION.into(),
-                    serde_json::to_string(&crate::api::RevocationRecord {
-                        serial_number: held.leaf.serial.to_string(),
-                        reason: RevocationReason::Unspecified,
-                        revoked_at: now,
-                        revocation: None,
-                    })?,
-                );
-                return Box::pin(apply_pass(&revoked, ctx, now, true)).await;
-            }
-        }
+    if recorded {
+        return Ok(None);
     }
-    remove_moved_secret(cert, ctx).await?;
-    status::ready(cert, ctx, &held, now).await
+    let blocked = match record(cert, ctx, &held.leaf, held.key, now).await? {
+        Recorded::Live => return Ok(None),
+        Recorded::Blocked(blocked) => blocked,
+        Recorded::Revoked if replacing => revoked_for_good(cert, &held.leaf.serial.to_string()),
+        Recorded::Revoked => {
+            warn!(certificate = %cert.name_any(), serial = %held.leaf.serial, "a revocation covers the certificate just recorded; replacing it");
+            let mut revoked = cert.clone();
+            revoked.annotations_mut().insert(
+                crate::api::meta::REVOCATION.into(),
+                serde_json::to_string(&crate::api::RevocationRecord {
+                    serial_number: held.leaf.serial.to_string(),
+                    reason: RevocationReason::Unspecified,
+                    revoked_at: now,
+                    revocation: None,
+                })?,
+            );
+            return Box::pin(apply_pass(&revoked, ctx, now, true))
+                .await
+                .map(Some);
+        }
+    };
+    status::blocked(cert, ctx, blocked, issued, now)
+        .await
+        .map(Some)
+}
+
+/// A namespace found missing is looked up again before any key is made
+/// for it: a certificate stuck on it costs a read per retry, not a key.
+async fn namespace_still_missing(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+) -> Result<Option<Blocked>, Error> {
+    let waiting_for_namespace = cert
+        .status
+        .as_ref()
+        .and_then(|s| conditions::find(&s.conditions, conditions::READY))
+        .is_some_and(|c| c.reason == Reason::NamespaceNotFound.as_str());
+    if !waiting_for_namespace
+        || Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(&cert.spec.secret_namespace)
+            .await?
+            .is_some()
+    {
+        return Ok(None);
+    }
+    Ok(Some(Blocked::new(
+        Reason::NamespaceNotFound,
+        format!(
+            "namespace {} does not exist; create it or fix spec.secretNamespace",
+            cert.spec.secret_namespace
+        ),
+        Some(decide::WAITING_RETRY),
+    )))
+}
+
+/// A secretTemplate edit and a new trust bundle (a CA rotation) reach the
+/// Secret of a good certificate without a new certificate; returns the
+/// Secret as certop wants it, or why the API server refused it.
+async fn keep_secret_current(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    secrets: &Api<Secret>,
+    secret: Secret,
+    current: &CertificateInfo,
+    bundle: String,
+) -> Result<Result<Secret, Blocked>, Error> {
+    let (revision, reason, request) = secret::provenance_of(&secret);
+    let provenance = secret::Provenance {
+        serial: current.serial.to_string(),
+        revision: revision.unwrap_or(1),
+        reason: reason.as_deref().unwrap_or("Issued"),
+        renewal_request: request.as_deref(),
+    };
+    let mut data = secret::secret_data(&secret);
+    let bundle_changed = data.ca_crt.as_deref() != Some(bundle.as_bytes());
+    data.ca_crt = Some(bundle.into_bytes());
+    let mut wanted = secret::desired(cert, data, &provenance);
+    wanted.metadata.uid = secret.metadata.uid.clone();
+    let metadata_changed = secret::metadata_missing(&secret, &wanted);
+    if !bundle_changed && !metadata_changed {
+        return Ok(Ok(wanted));
+    }
+    match secret::apply(secrets, wanted, secret.resource_version()).await? {
+        Ok(applied) => wanted = applied,
+        Err(blocked) => return Ok(Err(blocked)),
+    }
+    let what = match (bundle_changed, metadata_changed) {
+        (true, true) => "the CA's trust bundle (ca.crt) and spec.secretTemplate",
+        (true, false) => "the CA's trust bundle (ca.crt)",
+        _ => "spec.secretTemplate",
+    };
+    ctx.event(
+        cert,
+        false,
+        "SecretUpdated",
+        "Update",
+        format!("Applied {what} to the Secret"),
+    )
+    .await;
+    Ok(Ok(wanted))
 }
 
 /// Signs and writes the Secret; Err carries the action of a pass that
