@@ -219,68 +219,18 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
     };
     let mut files = Vec::new();
     let mut report = String::new();
-    let mut cas = BTreeMap::new();
-    for slot in CaSlot::ALL {
-        let ca = match load_ca(&args.dir, slot, now)? {
-            Some(ca) => {
-                let _ = writeln!(report, "using the existing {} CA", slot.name());
-                ca
-            }
-            None => {
-                let ca = Authority::create(
-                    &CaRequest {
-                        algorithm: args.key_algorithm,
-                        ..CaRequest::new(slot.common_name())
-                    },
-                    now,
-                )?;
-                let (crt, key) = pair_paths(&args.dir, slot.path());
-                files.push(OutputFile {
-                    path: crt,
-                    content: ca.certificate_pem().as_bytes().to_vec(),
-                    secret: false,
-                });
-                files.push(OutputFile {
-                    path: key,
-                    content: ca.key_pem().into_bytes(),
-                    secret: true,
-                });
-                let _ = writeln!(report, "created the {} CA", slot.name());
-                ca
-            }
-        };
-        cas.insert(slot, ca);
-    }
-    let (sa_key, sa_pub) = (args.dir.join("sa.key"), args.dir.join("sa.pub"));
-    if !sa_key.exists() {
-        let key = PrivateKey::generate(if args.key_algorithm.is_rsa() {
-            args.key_algorithm
-        } else {
-            KeyAlgorithm::Rsa2048
-        })?;
-        // 0600 like kubeadm's, though it is public.
-        files.push(OutputFile {
-            path: sa_pub,
-            content: key.public_key_pem().into_bytes(),
-            secret: true,
-        });
-        files.push(OutputFile {
-            path: sa_key,
-            content: key.to_pem().into_bytes(),
-            secret: true,
-        });
-        let _ = writeln!(report, "created the service-account key pair");
-    }
+    let cas = ensure_cas(args, now, &mut files, &mut report)?;
+    ensure_service_account_key(args, &mut files, &mut report)?;
     let local = node::endpoint_url(&args.advertise_address.to_string());
     let shared = args
         .control_plane_endpoint
         .as_deref()
         .map_or_else(|| local.clone(), node::endpoint_url);
     for c in node::CERTIFICATES.iter().chain([&node::KUBELET_CONF]) {
+        let ca = &cas[&c.ca];
         if let Some((existing, _)) = read_certificate(&args.dir, &kc_dir, c)? {
             // A leaf kept must chain to the CA in the directory (a partial
             // restore can leave one of another CA): refuse, touching nothing.
-            let ca = &cas[&c.ca];
             if !existing.is_issued_by(ca.certificate()) {
                 return Err(CliError::Invalid(format!(
                     "{}: exists but was not signed by the {} CA in {}; certop will not keep it nor silently replace it: move it away (a new one is then issued) or restore the matching CA",
@@ -297,7 +247,6 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         } else {
             &local
         };
-        let ca = &cas[&c.ca];
         let template = node::template(c, &params)?;
         let key = PrivateKey::generate(template.key_algorithm)?;
         let issued = issue(&template, &key, ca, now)?;
@@ -305,16 +254,8 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         match c.placement {
             Placement::Pair(rel) => {
                 let (crt, key_path) = pair_paths(&args.dir, rel);
-                files.push(OutputFile {
-                    path: crt,
-                    content: leaf_pem.into_bytes(),
-                    secret: false,
-                });
-                files.push(OutputFile {
-                    path: key_path,
-                    content: key.to_pem().into_bytes(),
-                    secret: true,
-                });
+                files.push(public_file(crt, leaf_pem.into_bytes()));
+                files.push(secret_file(key_path, key.to_pem().into_bytes()));
             }
             Placement::Kubeconfig(file) => {
                 let user = template
@@ -328,11 +269,7 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
                     &leaf_pem,
                     &key.to_pem(),
                 );
-                files.push(OutputFile {
-                    path: kc_dir.join(file),
-                    content: kubeconfig_yaml(&k)?,
-                    secret: true,
-                });
+                files.push(secret_file(kc_dir.join(file), kubeconfig_yaml(&k)?));
             }
         }
         let _ = writeln!(
@@ -344,6 +281,80 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
     }
     write_all(&files)?;
     print!("{report}");
+    Ok(())
+}
+
+fn public_file(path: PathBuf, content: Vec<u8>) -> OutputFile {
+    OutputFile {
+        path,
+        content,
+        secret: false,
+    }
+}
+
+fn secret_file(path: PathBuf, content: Vec<u8>) -> OutputFile {
+    OutputFile {
+        path,
+        content,
+        secret: true,
+    }
+}
+
+/// Each of the node's CAs: the one in the directory, or a new one (its
+/// files added to `files`).
+fn ensure_cas(
+    args: &InitArgs,
+    now: DateTime<Utc>,
+    files: &mut Vec<OutputFile>,
+    report: &mut String,
+) -> Result<BTreeMap<CaSlot, Authority>, CliError> {
+    let mut cas = BTreeMap::new();
+    for slot in CaSlot::ALL {
+        let ca = match load_ca(&args.dir, slot, now)? {
+            Some(ca) => {
+                let _ = writeln!(report, "using the existing {} CA", slot.name());
+                ca
+            }
+            None => {
+                let ca = Authority::create(
+                    &CaRequest {
+                        algorithm: args.key_algorithm,
+                        ..CaRequest::new(slot.common_name())
+                    },
+                    now,
+                )?;
+                let (crt, key) = pair_paths(&args.dir, slot.path());
+                files.push(public_file(crt, ca.certificate_pem().as_bytes().to_vec()));
+                files.push(secret_file(key, ca.key_pem().into_bytes()));
+                let _ = writeln!(report, "created the {} CA", slot.name());
+                ca
+            }
+        };
+        cas.insert(slot, ca);
+    }
+    Ok(cas)
+}
+
+/// The service-account signing key pair (RSA, as kube-apiserver needs
+/// unless the node's algorithm is another RSA size), unless it exists.
+fn ensure_service_account_key(
+    args: &InitArgs,
+    files: &mut Vec<OutputFile>,
+    report: &mut String,
+) -> Result<(), CliError> {
+    let (sa_key, sa_pub) = (args.dir.join("sa.key"), args.dir.join("sa.pub"));
+    if sa_key.exists() {
+        return Ok(());
+    }
+    let key = PrivateKey::generate(if args.key_algorithm.is_rsa() {
+        args.key_algorithm
+    } else {
+        KeyAlgorithm::Rsa2048
+    })?;
+    // 0600 like kubeadm's, though it is public.
+    files.push(secret_file(sa_pub, key.public_key_pem().into_bytes()));
+    files.push(secret_file(sa_key, key.to_pem().into_bytes()));
+    let _ = writeln!(report, "created the service-account key pair");
     Ok(())
 }
 
