@@ -447,8 +447,6 @@ async fn run_controllers(
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let config = || controller::Config::default().concurrency(concurrency);
-    let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
     let managed_namespaces = settings.managed_namespaces.clone();
 
     // The stores a controller reads, its own kind's included, are shared
@@ -492,26 +490,75 @@ async fn run_controllers(
     info!("stores ready; starting controllers");
     let ctx = Arc::new(Context::new(client.clone(), settings, stores));
     let guard = tokio::spawn(admission_guard::follow(client.clone(), ctx.guard.clone()));
+    let wiring = Wiring {
+        client,
+        ctx,
+        concurrency,
+        shutdown: shutdown_rx,
+    };
+    futures::join!(
+        ca_controller(&wiring, &shared, ca_secrets),
+        certificate_controller(&wiring, &shared, &policies, &managed_namespaces),
+        revocation_controller(&wiring, &revocations),
+        csr_controller(&wiring),
+    );
+    guard.abort();
+    abort();
+}
 
-    // Debounced: a burst of issuances (ledger writes) is one CA pass.
-    let ca_controller = Controller::for_shared_stream(shared.cas.follow(), shared.cas.store())
-        .with_config(config().debounce(std::time::Duration::from_millis(500)));
+/// What every controller is started with.
+struct Wiring {
+    client: Client,
+    ctx: Arc<Context>,
+    concurrency: u16,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Wiring {
+    fn config(&self) -> controller::Config {
+        controller::Config::default().concurrency(self.concurrency)
+    }
+
+    /// Resolves when the controllers are to stop.
+    fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
+        let mut rx = self.shutdown.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// The CA controller: its CAs, and what a CA pass reads beside them
+/// (namespaces for trust bundles, its key Secrets, its ledger shards and
+/// CRL ConfigMaps). Debounced: a burst of issuances (ledger writes) is one
+/// CA pass.
+fn ca_controller(
+    w: &Wiring,
+    shared: &SharedStores,
+    ca_secrets: impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>
+    + Send
+    + 'static,
+) -> impl Future<Output = ()> {
+    let namespace = w.ctx.namespace.clone();
     let bundles_store = shared.cas.store();
     let secrets_store = shared.cas.store();
-    let crl_maps = watch(
-        Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
-        watcher::Config::default().labels(meta::CRL),
-    )
-    .touched_objects();
-    let ledger_maps = watch(
-        Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), &namespace),
-        watcher::Config::default().labels(meta::LEDGER),
-    )
-    .touched_objects();
-    let ca_run = ca_controller
+    let labelled = |label: &str| {
+        watch(
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(w.client.clone(), &namespace),
+            watcher::Config::default().labels(label),
+        )
+        .touched_objects()
+    };
+    let of_its_ca = |cm: PartialObjectMeta<ConfigMap>| {
+        cm.annotations()
+            .get(meta::CERTIFICATE_AUTHORITY)
+            .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
+    };
+    Controller::for_shared_stream(shared.cas.follow(), shared.cas.store())
+        .with_config(w.config().debounce(std::time::Duration::from_millis(500)))
         .watches_stream(
             watch(
-                Api::<Namespace>::all(client.clone()),
+                Api::<Namespace>::all(w.client.clone()),
                 watcher::Config::default(),
             )
             .touched_objects(),
@@ -544,38 +591,35 @@ async fn run_controllers(
         })
         // A new or changed CRL ConfigMap updates (or repairs) the CA's status;
         // a ledger shard's change updates its counts (the controller is debounced).
-        .watches_stream(ledger_maps, |cm| {
-            cm.annotations()
-                .get(meta::CERTIFICATE_AUTHORITY)
-                .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
-        })
-        .watches_stream(crl_maps, |cm| {
-            cm.annotations()
-                .get(meta::CERTIFICATE_AUTHORITY)
-                .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
-        })
-        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .watches_stream(labelled(meta::LEDGER), of_its_ca)
+        .watches_stream(labelled(meta::CRL), of_its_ca)
+        .graceful_shutdown_on(w.stopped())
         .run(
             certificate_authority::reconcile,
             certificate_authority::error_policy,
-            ctx.clone(),
+            w.ctx.clone(),
         )
-        .for_each(log_error("CertificateAuthority controller"));
+        .for_each(log_error("CertificateAuthority controller"))
+}
 
-    // A certificate's own status and Secret writes come back through the
-    // watches and start a pass that re-derives what they wrote: that pass
-    // repairs what an earlier one wrote from a view not yet complete (a
-    // CA key whose Secret the store had not yet shown).
-    let cert_controller =
-        Controller::for_shared_stream(shared.certificates.follow(), shared.certificates.store())
-            .with_config(config());
+/// The certificate controller. A certificate's own status and Secret
+/// writes come back through the watches and start a pass that re-derives
+/// what they wrote: that pass repairs what an earlier one wrote from a
+/// view not yet complete (a CA key whose Secret the store had not yet shown).
+fn certificate_controller(
+    w: &Wiring,
+    shared: &SharedStores,
+    policies: &SharedStore<CertificatePolicy>,
+    managed_namespaces: &ManagedNamespaces,
+) -> impl Future<Output = ()> {
+    let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
     let issuer_store = shared.certificates.store();
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
     // One watch per managed namespace (or one for the cluster): certop may
     // list Secrets nowhere else.
     let cert_secrets = futures::stream::select_all(
         managed_namespaces
-            .apis::<PartialObjectMeta<Secret>>(&client)
+            .apis::<PartialObjectMeta<Secret>>(&w.client)
             .into_iter()
             .map(|api| {
                 watch(api, watcher::Config::default().labels(&managed))
@@ -593,7 +637,8 @@ async fn run_controllers(
     // A policy's change (or deletion) may allow or refuse the certificates
     // of the CAs it governs.
     let governed_store = shared.certificates.store();
-    let cert_run = cert_controller
+    Controller::for_shared_stream(shared.certificates.follow(), shared.certificates.store())
+        .with_config(w.config())
         .watches_shared_stream(signing_changes, move |ca| {
             certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
         })
@@ -609,36 +654,40 @@ async fn run_controllers(
             let owner = secret.annotations().get(meta::CERTIFICATE)?;
             Some(ObjectRef::<ClusterCertificate>::new(owner))
         })
-        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .graceful_shutdown_on(w.stopped())
         .run(
             certificate::reconcile,
             certificate::error_policy,
-            ctx.clone(),
+            w.ctx.clone(),
         )
-        .for_each(log_error("ClusterCertificate controller"));
-    let revocation_controller =
-        Controller::for_shared_stream(revocations.follow(), revocations.store())
-            .with_config(config());
-    let revocation_run = revocation_controller
-        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .for_each(log_error("ClusterCertificate controller"))
+}
+
+fn revocation_controller(
+    w: &Wiring,
+    revocations: &SharedStore<CertificateRevocation>,
+) -> impl Future<Output = ()> {
+    Controller::for_shared_stream(revocations.follow(), revocations.store())
+        .with_config(w.config())
+        .graceful_shutdown_on(w.stopped())
         .run(
             certificate_revocation::reconcile,
             certificate_revocation::error_policy,
-            ctx.clone(),
+            w.ctx.clone(),
         )
-        .for_each(log_error("CertificateRevocation controller"));
-    let csr_run = slim_controller(Api::<CertificateSigningRequest>::all(client.clone()))
-        .with_config(config())
-        .graceful_shutdown_on(stopped(shutdown_rx.clone()))
+        .for_each(log_error("CertificateRevocation controller"))
+}
+
+fn csr_controller(w: &Wiring) -> impl Future<Output = ()> {
+    slim_controller(Api::<CertificateSigningRequest>::all(w.client.clone()))
+        .with_config(w.config())
+        .graceful_shutdown_on(w.stopped())
         .run(
             signing_request::reconcile,
             signing_request::error_policy,
-            ctx.clone(),
+            w.ctx.clone(),
         )
-        .for_each(log_error("CertificateSigningRequest controller"));
-    futures::join!(ca_run, cert_run, revocation_run, csr_run);
-    guard.abort();
-    abort();
+        .for_each(log_error("CertificateSigningRequest controller"))
 }
 
 /// What a controller's run stream yields for each reconcile: its error,
