@@ -23,6 +23,9 @@ pub enum Fault {
     Drop,
 }
 
+/// The longest object name the API server accepts.
+const MAX_NAME: usize = 253;
+
 #[derive(Default)]
 struct State {
     /// (prefix, plural, namespace, name) -> object.
@@ -300,7 +303,18 @@ impl FakeApi {
         let method = parts.method.clone();
         let (code, value) = {
             let mut s = self.state.lock().map_err(|_| "poisoned")?;
-            if path.contains("/events.k8s.io/") || path.ends_with("/events") {
+            let too_long = method == http::Method::POST
+                && body["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.len() > MAX_NAME);
+            if too_long {
+                // As the real API server: a name is a DNS subdomain.
+                status(
+                    422,
+                    "Invalid",
+                    format!("metadata.name: must be no more than {MAX_NAME} characters"),
+                )
+            } else if path.contains("/events.k8s.io/") || path.ends_with("/events") {
                 s.events.push(body.clone());
                 (201, body)
             } else if method == http::Method::GET {

@@ -1661,3 +1661,35 @@ fn a_failed_issuance_is_tried_again_only_when_its_condition_says() {
         assert_eq!(w.status().failed_issuance_attempts, None);
     });
 }
+
+/// A CA whose name is too long for its default Secret name is InvalidSpec,
+/// and says so in an Event as for any other reason (the API server refuses
+/// an Event whose name, built from the object's, passes 253 characters).
+#[test]
+fn a_ca_with_an_invalid_spec_says_so_in_an_event() {
+    runtime().block_on(async {
+        let w = world();
+        let name = "c".repeat(251);
+        let path = format!("/apis/certop.dev/v1alpha1/certificateauthorities/{name}");
+        w.api.put(
+            &path,
+            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+                   "metadata": {"name": name, "uid": "u-1", "finalizers": [meta::FINALIZER]},
+                   "spec": {"subject": {"commonName": "long"}}}),
+        );
+        let ca: CertificateAuthority = w.api.get(&path).expect("CA");
+        super::certificate_authority::reconcile(Arc::new(ca), w.ctx.clone())
+            .await
+            .expect("pass");
+        let ca: CertificateAuthority = w.api.get(&path).expect("CA");
+        let ready = conditions::find(&ca.status.expect("status").conditions, conditions::READY)
+            .cloned()
+            .expect("Ready");
+        assert_eq!(ready.reason, "InvalidSpec", "{}", ready.message);
+        assert_eq!(
+            w.api.event_reasons(),
+            vec!["InvalidSpec".to_string()],
+            "one Event"
+        );
+    });
+}
