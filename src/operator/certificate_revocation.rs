@@ -136,11 +136,23 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         found.matched.len(),
         rule.issued_before.to_rfc3339()
     );
-    if !found.unknown.is_empty() {
-        let unknown = found.unknown.join(", ");
+    let message = match found.unknown.is_empty() {
+        true => message,
+        false => format!(
+            "{message}; serials {} were not issued by {ca_name} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef",
+            found.unknown.join(", ")
+        ),
+    };
+    if !found.unreadable.is_empty() {
+        let shards: Vec<String> = found.unreadable.iter().map(|e| e.to_string()).collect();
         let message = format!(
-            "{message}; serials {unknown} were not issued by {ca_name} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef"
+            "{message}; {}. The certificates those shards record are neither revoked nor replaced until then; certop applies the rule again every {}s",
+            shards.join("; "),
+            WAITING_RETRY.as_secs()
         );
+        return not_ready_with(rev, ctx, status, Reason::LedgerCorrupt, message).await;
+    }
+    if !found.unknown.is_empty() {
         return not_ready_with(rev, ctx, status, Reason::UnknownSerials, message).await;
     }
     conditions::set(

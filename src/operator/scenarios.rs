@@ -1662,6 +1662,67 @@ fn a_failed_issuance_is_tried_again_only_when_its_condition_says() {
     });
 }
 
+impl World {
+    /// The serials the stored CRL lists, once its signature is checked.
+    fn crl_serials(&self) -> Vec<String> {
+        let cm: ConfigMap = self.api.get(&self.crl_path()).expect("CRL ConfigMap");
+        let der = &cm.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        parse_crl(der, Some(self.authority.certificate()))
+            .expect("a CRL the CA signed")
+            .entries
+            .iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect()
+    }
+}
+
+/// One unreadable ledger shard: a rule still revokes and replaces what
+/// every readable shard holds, and the revocation names the shard.
+#[test]
+fn an_unreadable_shard_does_not_block_a_rule_revocation_and_is_reported() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        let other = (crate::ledger::shard_of(&serial) + 1) % crate::ledger::SHARDS;
+        let mut shard = serde_json::to_value(ledger_store::shard_config_map("ca", other, NS, &[]))
+            .expect("json");
+        shard["data"]["entries.json"] = json!("{not json");
+        let shard_name = shard["metadata"]["name"].as_str().expect("name").to_string();
+        w.api.put(&format!("{CRL_CM}{shard_name}"), shard);
+        // Created a second after the certificate was issued, so the rule
+        // covers it and not its replacement.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        put_revocation(
+            &w,
+            Utc::now().to_rfc3339(),
+            json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"], "reason": "keyCompromise"}),
+        );
+        let _ = w.revocation_pass().await;
+        let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        let ready = rev
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, conditions::READY).cloned())
+            .expect("a Ready condition");
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "LedgerCorrupt"));
+        assert!(
+            ready.message.contains(&shard_name) && ready.message.contains("restore"),
+            "{}",
+            ready.message
+        );
+        assert!(
+            w.api.event_reasons().iter().any(|r| r == "LedgerCorrupt"),
+            "{:?}",
+            w.api.event_reasons()
+        );
+        assert!(w.crl_serials().contains(&serial), "listed in the CRL");
+        w.settle_certificate().await;
+        assert_ne!(w.secret_serial(), serial, "replaced");
+    });
+}
+
 /// A CA whose name is too long for its default Secret name is InvalidSpec,
 /// and says so in an Event as for any other reason (the API server refuses
 /// an Event whose name, built from the object's, passes 253 characters).
