@@ -36,6 +36,13 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// The name of the shard ConfigMap at fault.
+    pub fn shard(&self) -> String {
+        match self {
+            LedgerError::Corrupt { shard, .. } | LedgerError::Full { shard, .. } => shard.clone(),
+        }
+    }
+
     pub fn reason(&self) -> Reason {
         match self {
             LedgerError::Corrupt { .. } => Reason::LedgerCorrupt,

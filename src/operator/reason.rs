@@ -79,6 +79,12 @@ pub enum Reason {
     /// another key, or the rotation annotations were edited); the CA keeps
     /// signing with its current key. The message says what to restore.
     RotationBlocked,
+    /// certop cannot prove the CA's CRL lists every revoked certificate: a
+    /// ledger shard is unreadable and no CRL it verified (the published
+    /// one or its copy) is left to carry what the shard held. The message
+    /// names the shards: restore them (or the copy) from a backup, or
+    /// delete them and revoke again what must stay revoked.
+    CRLIncomplete,
 }
 
 impl Reason {
@@ -106,6 +112,7 @@ impl Reason {
             Reason::UnknownSerials => "UnknownSerials",
             Reason::CRLNumberExhausted => "CRLNumberExhausted",
             Reason::RotationBlocked => "RotationBlocked",
+            Reason::CRLIncomplete => "CRLIncomplete",
         }
     }
 

@@ -1662,6 +1662,23 @@ fn a_failed_issuance_is_tried_again_only_when_its_condition_says() {
     });
 }
 
+/// The API path of the ledger shard of CA `ca` that holds `serial`.
+fn shard_path(serial: &str) -> String {
+    format!(
+        "{CRL_CM}certop-ledger-{}-{:02}",
+        ledger_store::ca_key("ca"),
+        crate::ledger::shard_of(serial)
+    )
+}
+
+/// Makes a ConfigMap's `entries.json` unparsable, as a bad restore or a
+/// hand edit would.
+fn corrupt(w: &World, path: &str) {
+    let mut cm: serde_json::Value = w.api.get(path).expect("shard");
+    cm["data"]["entries.json"] = json!("{not json");
+    w.api.put(path, cm);
+}
+
 impl World {
     /// The serials the stored CRL lists, once its signature is checked.
     fn crl_serials(&self) -> Vec<String> {
@@ -1674,6 +1691,122 @@ impl World {
             .map(|(s, _, _)| s.to_string())
             .collect()
     }
+
+    /// Issues the certificate and revokes it by serial (keyCompromise);
+    /// returns the serial.
+    async fn revoked_serial(&self) -> String {
+        with_finalizer(self);
+        self.certificate_pass().await.expect("issue");
+        let serial = self.secret_serial();
+        put_revocation(
+            self,
+            "2099-01-01T00:00:00Z",
+            json!({"issuerRef": {"name": "ca"}, "serialNumbers": [serial], "reason": "keyCompromise"}),
+        );
+        self.revocation_pass().await.expect("revoke");
+        assert!(self.crl_serials().contains(&serial), "listed at first");
+        // The CRL ConfigMap's change starts a CA pass (its watch), which
+        // records the CRL number in the CA's status.
+        self.ca_pass().await.expect("CA pass");
+        serial
+    }
+}
+
+/// The issue's case: the shard holding a keyCompromise serial is corrupted,
+/// then the stored CRL is replaced or deleted, after a failover (the new
+/// leader holds no CRL in memory); the CRL certop signs next still lists
+/// the serial, with a higher number. With certop's copy of the CRL gone
+/// too, the revocation's own record keeps it.
+#[test]
+fn a_revoked_serial_stays_listed_when_its_shard_is_corrupt_and_the_crl_is_lost() {
+    runtime().block_on(async {
+        for lose in ["deleted", "replaced", "deleted with its copy"] {
+            let w = world();
+            let serial = w.revoked_serial().await;
+            let before = w.crl_number().expect("CRL");
+            corrupt(&w, &shard_path(&serial));
+            if lose == "replaced" {
+                let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL");
+                cm["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+                w.api.put(&w.crl_path(), cm);
+            } else {
+                w.api.remove(&w.crl_path());
+            }
+            if lose == "deleted with its copy" {
+                w.api
+                    .remove(&format!("{CRL_CM}{}", super::crl::copy_name("ca", 0)));
+            }
+            w.ctx.crls.forget("ca");
+            w.ca_pass().await.expect("CA pass");
+            assert!(
+                w.crl_serials().contains(&serial),
+                "{lose}: the serial left the CRL"
+            );
+            assert!(w.crl_number() > Some(before), "{lose}: the number went up");
+        }
+    });
+}
+
+/// With the revocation gone too, the copy of the last CRL certop verified
+/// still carries the serial; with the copy also lost (or tampered with),
+/// the CA says it cannot prove the CRL complete, in a condition and an
+/// Event, and the number still never goes down.
+#[test]
+fn the_last_verified_crl_carries_an_entry_and_its_loss_is_reported() {
+    runtime().block_on(async {
+        let w = world();
+        let serial = w.revoked_serial().await;
+        corrupt(&w, &shard_path(&serial));
+        w.api.remove(REV_PATH);
+        w.api.remove(&w.crl_path());
+        w.ctx.crls.forget("ca");
+        w.ca_pass().await.expect("CA pass");
+        assert!(
+            w.crl_serials().contains(&serial),
+            "the copy of the last verified CRL carried it"
+        );
+        assert!(w.ca_condition("CRLComplete").is_none(), "provably complete");
+        let number = w.crl_number().expect("CRL");
+        for cm in w.api.list("/api/v1", "configmaps", Some(NS)) {
+            let name = cm["metadata"]["name"].as_str().expect("name").to_string();
+            if name.starts_with("certop-crl-") {
+                let mut tampered = cm.clone();
+                if tampered["binaryData"].get(super::crl::DER_KEY).is_some() {
+                    tampered["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+                }
+                w.api.put(&format!("{CRL_CM}{name}"), tampered);
+            }
+        }
+        w.ctx.crls.forget("ca");
+        w.ca_pass().await.expect("CA pass");
+        w.ca_pass().await.expect("CA pass");
+        let c = w.ca_condition("CRLComplete").expect("CRLComplete");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CRLIncomplete")
+        );
+        assert!(
+            c.message.contains("certop-ledger-") && c.message.contains("restore"),
+            "{}",
+            c.message
+        );
+        assert_eq!(
+            w.api
+                .event_reasons()
+                .iter()
+                .filter(|r| *r == "CRLIncomplete")
+                .count(),
+            1,
+            "one Event: {:?}",
+            w.api.event_reasons()
+        );
+        assert!(w.crl_number() > Some(number), "the number never goes down");
+        // The shard given up (deleted, as its condition offers): nothing
+        // is left that certop could read, and it says so no more.
+        w.api.remove(&shard_path(&serial));
+        w.ca_pass().await.expect("CA pass");
+        assert!(w.ca_condition("CRLComplete").is_none());
+    });
 }
 
 /// One unreadable ledger shard: a rule still revokes and replaces what
