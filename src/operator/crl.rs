@@ -444,7 +444,7 @@ pub fn incompleteness(
     }
     let shards = unreadable_shards.join(", ");
     Some(format!(
-        "ledger shards {shards} cannot be parsed and no CRL certop verified is left to carry the revoked certificates they record (ConfigMaps {published} and {copy} are missing or fail verification), so the CRL may lack some: it lists what the readable shards, the CertificateRevocations and any earlier CRL record. restore the shards (or {copy}) from a backup; to give their entries up, delete the shards and create CertificateRevocations again for what must stay revoked"
+        "ledger shards {shards} cannot be parsed and no CRL certop verified is left to carry the revoked certificates they record (ConfigMaps {published} and {copy} are missing or fail verification), so the CRL may lack some: it lists what the readable shards, the CertificateRevocations and any earlier CRL record. Restore the shards (or {copy}) from a backup; to give their entries up, delete the shards and create CertificateRevocations again for what must stay revoked"
     ))
 }
 
@@ -893,7 +893,7 @@ mod tests {
             );
             assert_eq!(why.is_none(), whole, "{unreadable:?} {:?}", why);
             if let Some(why) = why {
-                for says in ["certop-ledger-abc-07", "certop-crl-copy-abc", "restore"] {
+                for says in ["certop-ledger-abc-07", "certop-crl-copy-abc", "Restore"] {
                     assert!(why.contains(says), "{why} names {says}");
                 }
             }

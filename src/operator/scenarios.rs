@@ -1720,7 +1720,12 @@ impl World {
 #[test]
 fn a_revoked_serial_stays_listed_when_its_shard_is_corrupt_and_the_crl_is_lost() {
     runtime().block_on(async {
-        for lose in ["deleted", "replaced", "deleted with its copy"] {
+        for lose in [
+            "deleted",
+            "replaced",
+            "deleted with its copy",
+            "deleted with its copy and the revocation, on the same leader",
+        ] {
             let w = world();
             let serial = w.revoked_serial().await;
             let before = w.crl_number().expect("CRL");
@@ -1732,11 +1737,16 @@ fn a_revoked_serial_stays_listed_when_its_shard_is_corrupt_and_the_crl_is_lost()
             } else {
                 w.api.remove(&w.crl_path());
             }
-            if lose == "deleted with its copy" {
+            if lose.starts_with("deleted with its copy") {
                 w.api
                     .remove(&format!("{CRL_CM}{}", super::crl::copy_name("ca", 0)));
             }
-            w.ctx.crls.forget("ca");
+            if lose.ends_with("on the same leader") {
+                // Only the CRL this replica holds in memory is left.
+                w.api.remove(REV_PATH);
+            } else {
+                w.ctx.crls.forget("ca");
+            }
             w.ca_pass().await.expect("CA pass");
             assert!(
                 w.crl_serials().contains(&serial),
@@ -1786,9 +1796,16 @@ fn the_last_verified_crl_carries_an_entry_and_its_loss_is_reported() {
             ("False", "CRLIncomplete")
         );
         assert!(
-            c.message.contains("certop-ledger-") && c.message.contains("restore"),
+            c.message.contains("certop-ledger-") && c.message.contains("Restore"),
             "{}",
             c.message
+        );
+        let marked: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
+        assert!(
+            marked
+                .annotations()
+                .contains_key("certop.dev/crl-incomplete"),
+            "the CRL is marked"
         );
         assert_eq!(
             w.api
@@ -1806,6 +1823,66 @@ fn the_last_verified_crl_carries_an_entry_and_its_loss_is_reported() {
         w.api.remove(&shard_path(&serial));
         w.ca_pass().await.expect("CA pass");
         assert!(w.ca_condition("CRLComplete").is_none());
+        let whole: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
+        assert!(
+            !whole
+                .annotations()
+                .contains_key("certop.dev/crl-incomplete"),
+            "signed again without the mark"
+        );
+    });
+}
+
+/// certop's copy is written before the published CRL (a failed write of
+/// the published one leaves the copy newer, never older), and a copy lost
+/// is rebuilt from the published CRL by the next CA pass.
+#[test]
+fn the_copy_of_the_crl_is_never_older_than_the_published_one_and_comes_back() {
+    runtime().block_on(async {
+        let w = world();
+        let serial = w.revoked_serial().await;
+        let copy_path = format!("{CRL_CM}{}", super::crl::copy_name("ca", 0));
+        let number_of = |path: &str| -> Option<u64> {
+            let cm: ConfigMap = w.api.get(path)?;
+            let der = cm.binary_data?.get(super::crl::DER_KEY)?.0.clone();
+            parse_crl(&der, Some(w.authority.certificate()))
+                .ok()?
+                .number
+        };
+        let published = w.crl_number().expect("CRL");
+        assert_eq!(
+            number_of(&copy_path),
+            Some(published),
+            "the copy is current"
+        );
+        let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+        // The second write of a publish (the published ConfigMap) fails.
+        w.api.fail_write(2, Fault::Status(500));
+        super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+            .await
+            .expect_err("the published ConfigMap's write failed");
+        assert_eq!(
+            w.crl_number(),
+            Some(published),
+            "the published one as it was"
+        );
+        assert_eq!(
+            number_of(&copy_path),
+            Some(published + 1),
+            "the copy is ahead"
+        );
+        w.api.remove(&copy_path);
+        w.ca_pass().await.expect("CA pass");
+        let copy: ConfigMap = w.api.get(&copy_path).expect("the copy came back");
+        let der = &copy.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        let parsed = parse_crl(der, Some(w.authority.certificate())).expect("signed");
+        assert!(
+            parsed
+                .entries
+                .iter()
+                .any(|(s, _, _)| s.to_string() == serial)
+        );
+        assert_eq!(parsed.number, w.crl_number(), "a copy of the published one");
     });
 }
 
@@ -1832,7 +1909,16 @@ fn an_unreadable_shard_does_not_block_a_rule_revocation_and_is_reported() {
             Utc::now().to_rfc3339(),
             json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"], "reason": "keyCompromise"}),
         );
-        let _ = w.revocation_pass().await;
+        w.sync();
+        let pending: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        let action = certificate_revocation::reconcile(Arc::new(pending), w.ctx.clone())
+            .await
+            .expect("a pass past an unreadable shard is not an error");
+        assert_eq!(
+            action,
+            kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(30)),
+            "tried again in 30 s"
+        );
         let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
         let ready = rev
             .status
@@ -1853,6 +1939,14 @@ fn an_unreadable_shard_does_not_block_a_rule_revocation_and_is_reported() {
         assert!(w.crl_serials().contains(&serial), "listed in the CRL");
         w.settle_certificate().await;
         assert_ne!(w.secret_serial(), serial, "replaced");
+        // The shard given up: the rule covers every shard, and is Ready.
+        w.api.remove(&format!("{CRL_CM}{shard_name}"));
+        w.revocation_pass().await.expect("pass");
+        let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        assert!(rev
+            .status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)));
     });
 }
 
