@@ -138,17 +138,18 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         found.matched.len(),
         rule.issued_before.to_rfc3339()
     );
-    let message = match found.unknown.is_empty() {
-        true => message,
-        false => format!(
+    let message = if found.unknown.is_empty() {
+        message
+    } else {
+        format!(
             "{message}; serials {} were not issued by {ca_name} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef",
             found.unknown.join(", ")
-        ),
+        )
     };
     if !found.unreadable.is_empty() {
         let shards: Vec<String> = found.unreadable.iter().map(|e| e.to_string()).collect();
         let message = format!(
-            "{message}; {}. The certificates those shards record are neither revoked nor replaced until then; certop applies the rule again every {}s",
+            "{message}; {}. What those shards record is neither revoked nor replaced until they can be read (or are deleted); certop applies the rule again every {}s",
             shards.join("; "),
             WAITING_RETRY.as_secs()
         );

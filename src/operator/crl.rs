@@ -488,6 +488,37 @@ fn copy_labels(ca: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// How a CRL is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Storage {
+    /// DER, PEM and the notAfter map in one object.
+    Whole,
+    /// The DER in parts (and the map, if any, in the main object).
+    Parts,
+    /// Too large even for parts: only the number is stored, the leader
+    /// serves it from memory.
+    NumberOnly,
+}
+
+impl Storage {
+    fn of(crl: &PublishedCrl, map: Option<&String>) -> Storage {
+        let map_len = map.map_or(0, String::len);
+        if crl.der.len() + crl.pem.len() + map_len < MAX_STORED_BYTES {
+            Storage::Whole
+        } else if crl.der.len().div_ceil(PART_BYTES) <= MAX_PARTS {
+            Storage::Parts
+        } else {
+            Storage::NumberOnly
+        }
+    }
+}
+
+/// The notAfter map stored beside a CRL's DER, when it is small enough.
+fn not_after_map(crl: &PublishedCrl) -> Result<Option<String>, Error> {
+    let map = serde_json::to_string(&crl.not_after)?;
+    Ok((map.len() <= MAX_NOT_AFTER_BYTES).then_some(map))
+}
+
 /// Writes `crl` as the object `name` (the published ConfigMap or the
 /// copy) with `labels`: DER and PEM in one object when they fit, else the
 /// DER in parts (written first, each with its number; the main object,
@@ -523,12 +554,10 @@ async fn write_objects(
     if let Some(why) = &crl.incomplete {
         annotations.insert(INCOMPLETE_ANNOTATION.to_string(), why.clone());
     }
-    let map = serde_json::to_string(&crl.not_after)?;
-    let map = (map.len() <= MAX_NOT_AFTER_BYTES).then_some(map);
-    let map_len = map.as_ref().map_or(0, String::len);
-    let fits = crl.der.len() + crl.pem.len() + map_len < MAX_STORED_BYTES;
-    let part_count = crl.der.len().div_ceil(PART_BYTES);
-    let in_parts = !fits && part_count <= MAX_PARTS;
+    let map = not_after_map(crl)?;
+    let storage = Storage::of(crl, map.as_ref());
+    let fits = storage == Storage::Whole;
+    let in_parts = storage == Storage::Parts;
     if in_parts {
         let (parts, marks) = parts_of(name, namespace, &ca_name, crl.number, &labels, &crl.der);
         for part in &parts {
@@ -715,14 +744,8 @@ pub async fn publish(
         {
             continue;
         }
-        let map_len = serde_json::to_string(&published.not_after).map_or(0, |m| m.len());
-        let map_len = if map_len <= MAX_NOT_AFTER_BYTES {
-            map_len
-        } else {
-            0
-        };
-        published.stored = signed.der.len() + signed.pem.len() + map_len < MAX_STORED_BYTES
-            || signed.der.len().div_ceil(PART_BYTES) <= MAX_PARTS;
+        published.stored =
+            Storage::of(&published, not_after_map(&published)?.as_ref()) != Storage::NumberOnly;
         info!(ca = %name, key = index, number, entries = published.entries, "published CRL");
         ctx.crls.offer(&path, published.clone());
         ctx.metrics.crl(&path, &published);
