@@ -1074,6 +1074,7 @@ fn a_second_ca_on_another_cas_key_is_refused_and_the_first_keeps_signing() {
 #[test]
 fn a_ca_too_long_for_its_secret_name_says_so_in_an_event() {
     let cp = control_plane();
+    operator();
     let prefix = unique("long");
     let name = format!("{prefix}-{}", "x".repeat(250 - prefix.len()));
     assert_eq!(name.len(), 251);
