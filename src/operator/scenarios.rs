@@ -1981,3 +1981,33 @@ fn a_ca_with_an_invalid_spec_says_so_in_an_event() {
         );
     });
 }
+
+/// The user guide's figures: with the notAfter map beside it, a CRL of
+/// about 5,700 entries is the largest stored whole, a larger one in parts;
+/// the map itself is stored up to about 10,000 entries.
+#[test]
+fn a_crl_of_about_5700_entries_is_the_largest_stored_whole() {
+    runtime().block_on(async {
+        for (n, whole, map) in [
+            (5_500, true, true),
+            (5_900, false, true),
+            (10_000, false, true),
+            (12_000, false, false),
+        ] {
+            let w = world();
+            fill_ledger(&w, n, true);
+            let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+            super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                .await
+                .expect("publish");
+            let main: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
+            assert_eq!(
+                !main.annotations().contains_key("certop.dev/crl-parts"),
+                whole,
+                "{n} entries"
+            );
+            let data = main.data.unwrap_or_default();
+            assert_eq!(data.contains_key("not-after.json"), map, "{n}: the map");
+        }
+    });
+}
