@@ -101,4 +101,38 @@ pub struct CertificateRevocationStatus {
     /// When it last revoked a certificate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revocation_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The certificates it revoked (the first 2,000), each until it
+    /// expires: a record kept apart from the CA's ledger, so
+    /// that the CA's CRL keeps listing them even if the ledger shard that
+    /// holds them is lost. certop writes it; the CRL is built from the
+    /// ledger, these records and the last CRL it verified, together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 2000))]
+    pub revoked: Vec<RevokedSerial>,
+}
+
+/// How many revoked certificates a CertificateRevocation's status records
+/// (about 130 bytes each, well under the API's object size limit); past
+/// that the ledger and the copy of the last verified CRL keep the rest.
+pub const MAX_RECORDED_SERIALS: usize = 2000;
+
+/// One certificate a CertificateRevocation revoked, as its CA's CRL lists it.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevokedSerial {
+    /// Lower-case hex, as the ledger and `openssl x509 -serial` (in upper
+    /// case) write it.
+    pub serial_number: String,
+    pub reason: RevocationReason,
+    pub revoked_at: chrono::DateTime<chrono::Utc>,
+    /// The certificate's notAfter: the CRL lists it until then (RFC 5280).
+    pub not_after: chrono::DateTime<chrono::Utc>,
+    /// The index of the CA key that signed it (0, the CA's first key, is
+    /// not written): each key has its own CRL.
+    #[serde(default, skip_serializing_if = "is_first_key")]
+    pub key: u32,
+}
+
+fn is_first_key(key: &u32) -> bool {
+    *key == 0
 }

@@ -24,6 +24,7 @@ pub use certificate_policy::{
 };
 pub use certificate_revocation::{
     CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus,
+    MAX_RECORDED_SERIALS, RevokedSerial,
 };
 pub use cluster_certificate::{
     ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
@@ -90,6 +91,9 @@ pub mod meta {
     /// On ledger and CRL ConfigMaps: which CA they belong to.
     pub const LEDGER: &str = "certop.dev/ledger";
     pub const CRL: &str = "certop.dev/crl";
+    /// On the copy certop keeps of each CRL it verified (not served): which
+    /// CA it belongs to.
+    pub const CRL_COPY: &str = "certop.dev/crl-copy";
     /// Finalizer that lets certop clean up Secrets and ConfigMaps.
     pub const FINALIZER: &str = "certop.dev/cleanup";
 }

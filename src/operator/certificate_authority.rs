@@ -395,19 +395,28 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
     }
     // Each key that answers for certificates keeps its own CRL fresh: the
     // signing key, and a retiring key until its certificates are gone.
+    let ledger_whole = ledger.unreadable.is_empty();
+    let mut incomplete = Vec::new();
     if let Some((index, old)) = &ring.previous
         && old.certificate().can_sign_crls
     {
-        match keep_crl_fresh(ca, ctx, old, *index, now).await {
-            Ok((_, wait)) => next_look = next_look.min(wait),
+        match keep_crl_fresh(ca, ctx, old, *index, ledger_whole, now).await {
+            Ok((crl, wait)) => {
+                next_look = next_look.min(wait);
+                incomplete.extend(
+                    crl.incomplete
+                        .map(|m| format!("the retiring key's CRL: {m}")),
+                );
+            }
             Err(Error::CrlNumberExhausted(_)) => {}
             Err(e) => return Err(e),
         }
     }
     if authority.certificate().can_sign_crls {
-        match keep_crl_fresh(ca, ctx, &authority, marks.signing, now).await {
+        match keep_crl_fresh(ca, ctx, &authority, marks.signing, ledger_whole, now).await {
             Ok((crl, wait)) => {
                 next_look = next_look.min(wait);
+                incomplete.extend(crl.incomplete.clone());
                 fill_crl_status(ca, &mut status, &crl, now);
             }
             Err(Error::CrlNumberExhausted(message)) => set_or_clear(
@@ -420,7 +429,39 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
             Err(e) => return Err(e),
         }
     }
+    report_crl_completeness(ca, ctx, &previous, &mut status, incomplete, now).await;
     write_status(ca, ctx, &previous, status, Some(next_look)).await
+}
+
+/// The condition a CA carries while certop cannot prove its CRL complete.
+pub const CRL_COMPLETE: &str = "CRLComplete";
+
+/// Sets `CRLComplete=False` (reason `CRLIncomplete`, the message says what
+/// to restore) while a CRL of the CA could not be proven to list every
+/// revoked certificate, with a warning Event when that starts; removes it
+/// once the CRLs are whole again.
+async fn report_crl_completeness(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    previous: &CertificateAuthorityStatus,
+    status: &mut CertificateAuthorityStatus,
+    incomplete: Vec<String>,
+    now: chrono::DateTime<Utc>,
+) {
+    let problem = (!incomplete.is_empty()).then(|| (Reason::CRLIncomplete, incomplete.join("; ")));
+    let was = conditions::find(&previous.conditions, CRL_COMPLETE)
+        .is_some_and(|c| c.reason == Reason::CRLIncomplete.as_str());
+    if let Some((reason, message)) = problem.as_ref().filter(|_| !was) {
+        ctx.event(ca, true, reason.as_str(), "PublishCRL", message.clone())
+            .await;
+    }
+    set_or_clear(
+        &mut status.conditions,
+        CRL_COMPLETE,
+        problem,
+        ca.metadata.generation,
+        now,
+    );
 }
 
 /// What a pass did about the CA's rotation.
@@ -667,11 +708,16 @@ async fn bind(ca: &CertificateAuthority, ctx: &Context, fingerprint: &str) -> Re
 /// Signs a CRL of key `index` when there is none or the current one is
 /// due for refresh (`refreshBefore` ahead of its nextUpdate), so it never
 /// goes stale while the operator runs; returns it and when to look again.
+///
+/// A CRL marked incomplete is signed again once the ledger is whole (the
+/// unreadable shard restored or given up), so the mark goes; and certop's
+/// copy of the CRL is kept current from the verified published one.
 async fn keep_crl_fresh(
     ca: &CertificateAuthority,
     ctx: &Context,
     authority: &Authority,
     index: u32,
+    ledger_whole: bool,
     now: chrono::DateTime<Utc>,
 ) -> Result<(crl::PublishedCrl, Duration), Error> {
     let (_, refresh_before) = crl::schedule(ca);
@@ -680,12 +726,15 @@ async fn keep_crl_fresh(
     let current = crl::verify_stored(ctx, ca, authority, index).await?;
     let due = crl_refresh_time(
         current.as_ref().map(|c| c.next_update),
-        false,
+        current
+            .as_ref()
+            .is_some_and(|c| c.incomplete.is_some() && ledger_whole),
         refresh_before,
         now,
     );
     let crl = match current {
         Some(c) if due > now => {
+            crl::keep_copy(ctx, ca, authority, index, &c).await?;
             ctx.crls
                 .offer(&crl::crl_path(&ca.name_any(), index), c.clone());
             c

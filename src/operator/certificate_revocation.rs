@@ -18,7 +18,8 @@ use super::ledger_store::rule_of;
 use super::reason::Reason;
 use super::{Context, Error, authority_cache, crl, ledger_store};
 use crate::api::{
-    CertificateRevocation, CertificateRevocationStatus, ClusterCertificate, RevocationRecord, meta,
+    CertificateRevocation, CertificateRevocationStatus, ClusterCertificate, MAX_RECORDED_SERIALS,
+    RevocationRecord, RevokedSerial, meta,
 };
 use crate::ledger::LedgerEntry;
 
@@ -126,6 +127,7 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
 
     let mut status = previous.clone();
     status.observed_generation = rev.metadata.generation;
+    status.revoked = records(&previous.revoked, &found.matched, now);
     status.revoked_certificates = Some(found.matched.len() as i64);
     if !found.newly.is_empty() || status.last_revocation_time.is_none() && !found.matched.is_empty()
     {
@@ -136,11 +138,24 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         found.matched.len(),
         rule.issued_before.to_rfc3339()
     );
-    if !found.unknown.is_empty() {
-        let unknown = found.unknown.join(", ");
+    let message = if found.unknown.is_empty() {
+        message
+    } else {
+        format!(
+            "{message}; serials {} were not issued by {ca_name} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef",
+            found.unknown.join(", ")
+        )
+    };
+    if !found.unreadable.is_empty() {
+        let shards: Vec<String> = found.unreadable.iter().map(|e| e.to_string()).collect();
         let message = format!(
-            "{message}; serials {unknown} were not issued by {ca_name} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef"
+            "{message}; {}. What those shards record is neither revoked nor replaced until they can be read (or are deleted); certop applies the rule again every {}s",
+            shards.join("; "),
+            WAITING_RETRY.as_secs()
         );
+        return not_ready_with(rev, ctx, status, Reason::LedgerCorrupt, message).await;
+    }
+    if !found.unknown.is_empty() {
         return not_ready_with(rev, ctx, status, Reason::UnknownSerials, message).await;
     }
     conditions::set(
@@ -156,6 +171,41 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         .await?;
     ctx.event(rev, false, "Revoked", "Revoke", message).await;
     Ok(Action::await_change())
+}
+
+/// What a revocation's status records of the certificates it revoked:
+/// what it recorded before (a ledger shard lost since cannot take them
+/// away) and every revoked entry it covers now, once each, until each
+/// expires, at most `MAX_RECORDED_SERIALS` (the first ones stay, so the
+/// record does not churn). Pure.
+pub fn records(
+    previous: &[RevokedSerial],
+    matched: &[LedgerEntry],
+    now: chrono::DateTime<Utc>,
+) -> Vec<RevokedSerial> {
+    let mut fresh: Vec<RevokedSerial> = matched
+        .iter()
+        .filter_map(|e| {
+            let r = e.revoked.as_ref()?;
+            Some(RevokedSerial {
+                serial_number: e.serial.clone(),
+                reason: r.reason,
+                revoked_at: crate::pki::from_unix(r.at),
+                not_after: crate::pki::from_unix(e.not_after),
+                key: e.key,
+            })
+        })
+        .collect();
+    fresh.sort_by(|a, b| a.serial_number.cmp(&b.serial_number));
+    let mut seen = std::collections::BTreeSet::new();
+    previous
+        .iter()
+        .cloned()
+        .chain(fresh)
+        .filter(|r| r.not_after >= now)
+        .filter(|r| seen.insert(r.serial_number.clone()))
+        .take(MAX_RECORDED_SERIALS)
+        .collect()
 }
 
 /// If a covered certificate is (or may be, the status lagging) a
@@ -258,6 +308,53 @@ async fn not_ready_with(
 mod tests {
     use super::*;
     use crate::api::{CertificateRevocationSpec, IssuerRef};
+    use crate::pki::RevocationReason;
+
+    #[test]
+    fn a_revocation_keeps_what_it_recorded_until_it_expires() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T00:00:00Z")
+            .expect("time")
+            .to_utc();
+        let entry = |serial: &str, not_after_h: i64| LedgerEntry {
+            serial: serial.into(),
+            issued_at: (now - chrono::Duration::hours(1)).timestamp(),
+            not_after: (now + chrono::Duration::hours(not_after_h)).timestamp(),
+            organizations: Vec::new(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            certificate: None,
+            revoked: Some(crate::ledger::Revocation {
+                at: now.timestamp(),
+                reason: RevocationReason::KeyCompromise,
+            }),
+            key: 1,
+        };
+        let first = records(&[], &[entry("0b", 5), entry("0a", 5)], now);
+        assert_eq!(
+            first
+                .iter()
+                .map(|r| r.serial_number.as_str())
+                .collect::<Vec<_>>(),
+            ["0a", "0b"]
+        );
+        assert_eq!(first[0].key, 1);
+        assert_eq!(first[0].reason, RevocationReason::KeyCompromise);
+        // Its shard lost: "0a" is no longer matched, and is still recorded.
+        let again = records(&first, &[entry("0b", 5), entry("0c", 5)], now);
+        assert_eq!(
+            again
+                .iter()
+                .map(|r| r.serial_number.as_str())
+                .collect::<Vec<_>>(),
+            ["0a", "0b", "0c"]
+        );
+        let later = now + chrono::Duration::hours(6);
+        assert!(records(&again, &[], later).is_empty(), "all expired");
+        let many: Vec<LedgerEntry> = (0..MAX_RECORDED_SERIALS + 5)
+            .map(|i| entry(&format!("{i:x}"), 5))
+            .collect();
+        assert_eq!(records(&[], &many, now).len(), MAX_RECORDED_SERIALS);
+    }
 
     #[test]
     fn a_rule_defaults_to_what_existed_when_it_was_created() {

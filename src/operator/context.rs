@@ -191,6 +191,17 @@ impl Context {
         action: &str,
         note: String,
     ) {
+        let regarding = obj.object_ref(&());
+        // The recorder names an Event after the object, whole: past 253
+        // characters the API server refuses it, so an object with a long
+        // name (a CA too long for its Secret name, InvalidSpec) would get
+        // none. Those are recorded directly, under a name cut to fit.
+        let name_len = regarding.name.as_ref().map_or(0, String::len);
+        if name_len + EVENT_SUFFIX_LEN > MAX_NAME {
+            self.create_event(regarding, warning, reason, action, note)
+                .await;
+            return;
+        }
         let event = Event {
             type_: if warning {
                 EventType::Warning
@@ -202,10 +213,29 @@ impl Context {
             action: action.to_string(),
             secondary: None,
         };
-        if let Err(e) = self.recorder.publish(&event, &obj.object_ref(&())).await {
+        if let Err(e) = self.recorder.publish(&event, &regarding).await {
             warn!(error = %e, reason, "cannot record event");
         }
     }
+}
+
+/// The longest object name the API server accepts (a DNS subdomain).
+const MAX_NAME: usize = 253;
+/// What an Event's name adds to its object's: a dot and the time in
+/// nanoseconds, in hex (16 digits until 2262).
+const EVENT_SUFFIX_LEN: usize = 17;
+
+/// An Event's name: its object's, cut so the whole stays within
+/// `MAX_NAME` (and still ends a DNS label with a letter or digit), a dot
+/// and the time in nanoseconds in hex, as the recorder names them. Pure.
+fn event_name(regarding: &str, nanos: i128) -> String {
+    let suffix = format!(".{nanos:x}");
+    let room = MAX_NAME.saturating_sub(suffix.len());
+    let base = regarding
+        .get(..room.min(regarding.len()))
+        .unwrap_or("certop");
+    let base = base.trim_end_matches(['-', '.']);
+    format!("{base}{suffix}")
 }
 
 impl Context {
@@ -234,6 +264,19 @@ impl Context {
         )) {
             return;
         }
+        self.create_event(regarding, false, reason, action, note)
+            .await;
+    }
+
+    /// Creates one Event, not through the recorder; logged, never fatal.
+    async fn create_event(
+        &self,
+        regarding: k8s_openapi::api::core::v1::ObjectReference,
+        warning: bool,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
         let namespace = regarding
             .namespace
             .clone()
@@ -241,10 +284,9 @@ impl Context {
         let now = k8s_openapi::jiff::Timestamp::now();
         let event = K8sEvent {
             metadata: kube::api::ObjectMeta {
-                name: Some(format!(
-                    "{}.{:x}",
+                name: Some(event_name(
                     regarding.name.as_deref().unwrap_or("certop"),
-                    now.as_nanosecond()
+                    now.as_nanosecond(),
                 )),
                 namespace: Some(namespace.clone()),
                 ..Default::default()
@@ -252,7 +294,7 @@ impl Context {
             action: Some(action.to_string()),
             reason: Some(reason.to_string()),
             note: Some(truncate(note, 1000)),
-            type_: Some("Normal".into()),
+            type_: Some(if warning { "Warning" } else { "Normal" }.into()),
             event_time: Some(MicroTime(now)),
             regarding: Some(regarding),
             reporting_controller: Some(self.reporter.controller.clone()),
@@ -323,6 +365,27 @@ fn truncate(mut s: String, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_name_fits_whatever_its_objects_name() {
+        let nanos = 1_796_000_000_000_000_000_i128;
+        assert_eq!(event_name("web", nanos), format!("web.{nanos:x}"));
+        for name in [
+            "c".repeat(251),
+            "c".repeat(253),
+            format!("{}-x", "a".repeat(235)),
+        ] {
+            let event = event_name(&name, nanos);
+            assert!(event.len() <= MAX_NAME, "{} characters", event.len());
+            assert!(event.ends_with(&format!(".{nanos:x}")));
+            let base = event.trim_end_matches(&format!(".{nanos:x}"));
+            assert!(
+                base.ends_with(|c: char| c.is_ascii_alphanumeric()),
+                "{event}"
+            );
+        }
+        assert_eq!(format!(".{nanos:x}").len(), EVENT_SUFFIX_LEN);
+    }
 
     #[test]
     fn an_event_is_recorded_once_per_object_reason_and_action() {

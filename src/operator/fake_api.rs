@@ -24,6 +24,9 @@ pub enum Fault {
     Drop,
 }
 
+/// The longest object name the API server accepts.
+const MAX_NAME: usize = 253;
+
 #[derive(Default)]
 struct State {
     /// (prefix, plural, namespace, name) -> object.
@@ -312,7 +315,18 @@ impl FakeApi {
         let method = parts.method.clone();
         let (code, value) = {
             let mut s = self.state.lock().map_err(|_| "poisoned")?;
-            if path.ends_with("/subjectaccessreviews") {
+            let too_long = method == http::Method::POST
+                && body["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.len() > MAX_NAME);
+            if too_long {
+                // As the real API server: a name is a DNS subdomain.
+                status(
+                    422,
+                    "Invalid",
+                    format!("metadata.name: must be no more than {MAX_NAME} characters"),
+                )
+            } else if path.ends_with("/subjectaccessreviews") {
                 s.reads += 1;
                 (201, s.access_review(body))
             } else if path.contains("/events.k8s.io/") || path.ends_with("/events") {

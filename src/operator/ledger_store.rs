@@ -36,6 +36,13 @@ pub enum LedgerError {
 }
 
 impl LedgerError {
+    /// The name of the shard ConfigMap at fault.
+    pub fn shard(&self) -> String {
+        match self {
+            LedgerError::Corrupt { shard, .. } | LedgerError::Full { shard, .. } => shard.clone(),
+        }
+    }
+
     pub fn reason(&self) -> Reason {
         match self {
             LedgerError::Corrupt { .. } => Reason::LedgerCorrupt,
@@ -334,15 +341,22 @@ pub struct Revoked {
     pub newly: Vec<LedgerEntry>,
     /// Every live entry the rule covers, revoked now or before.
     pub matched: Vec<LedgerEntry>,
-    /// Serials the rule names that this CA's ledger does not know.
+    /// Serials the rule names that this CA's ledger does not know (those
+    /// of unreadable shards are not counted: they may be known there).
     pub unknown: Vec<String>,
+    /// Shards that cannot be parsed: the rule was applied to every other
+    /// one, and what these hold is neither revoked nor replaced until they
+    /// are restored (or deleted).
+    pub unreadable: Vec<LedgerError>,
 }
 
 /// Revokes what the rule matches, shard by shard. Idempotent: what the
 /// rule covers is recomputed from the ledger on every call, so a pass that
 /// failed after marking finds the same entries again. A serial the ledger
 /// does not know is not listed (it is reported as unknown): a CRL lists
-/// only what its CA issued.
+/// only what its CA issued. A shard that cannot be parsed is skipped and
+/// reported, never written: one bad shard does not hold back what the
+/// others hold.
 pub async fn revoke(
     ctx: &Context,
     ca: &str,
@@ -366,12 +380,13 @@ pub async fn revoke(
     };
     let mut out = Revoked::default();
     let mut known = std::collections::BTreeSet::new();
+    let mut unreadable = std::collections::BTreeSet::new();
     for shard in shards {
         let exists = api.get_opt(&shard_name(ca, shard)).await?.is_some();
         if !exists {
             continue;
         }
-        let (newly, matched, serials) = modify_shard(ctx, ca, shard, now, |entries| {
+        let marked = modify_shard(ctx, ca, shard, now, |entries| {
             let newly = ledger::revoke(entries, rule, reason, now);
             let matched: Vec<LedgerEntry> = entries
                 .iter()
@@ -381,7 +396,16 @@ pub async fn revoke(
             let serials: Vec<String> = entries.iter().map(|e| normalized(&e.serial)).collect();
             (newly, matched, serials)
         })
-        .await?;
+        .await;
+        let (newly, matched, serials) = match marked {
+            Ok(found) => found,
+            Err(Error::Ledger(e @ LedgerError::Corrupt { .. })) => {
+                unreadable.insert(shard);
+                out.unreadable.push(e);
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         out.newly.extend(newly);
         out.matched.extend(matched);
         known.extend(serials);
@@ -389,7 +413,7 @@ pub async fn revoke(
     out.unknown = rule
         .serials
         .iter()
-        .filter(|s| !known.contains(*s))
+        .filter(|s| !known.contains(*s) && !unreadable.contains(&ledger::shard_of(s)))
         .cloned()
         .collect();
     Ok(out)

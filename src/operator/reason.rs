@@ -108,11 +108,17 @@ pub enum Reason {
     UnsupportedRequest,
     /// Signing an approved CSR failed (the message says why).
     SigningFailed,
+    /// certop cannot prove the CA's CRL lists every revoked certificate: a
+    /// ledger shard is unreadable and no CRL it verified (the published
+    /// one or its copy) is left to carry what the shard held. The message
+    /// names the shards: restore them (or the copy) from a backup, or
+    /// delete them and revoke again what must stay revoked.
+    CRLIncomplete,
 }
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 33] = [
+    pub const ALL: [Reason; 34] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -146,6 +152,7 @@ impl Reason {
         Reason::SignerUnknown,
         Reason::UnsupportedRequest,
         Reason::SigningFailed,
+        Reason::CRLIncomplete,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -183,6 +190,7 @@ impl Reason {
             Reason::SignerUnknown => "SignerUnknown",
             Reason::UnsupportedRequest => "UnsupportedRequest",
             Reason::SigningFailed => "SigningFailed",
+            Reason::CRLIncomplete => "CRLIncomplete",
         }
     }
 

@@ -1661,3 +1661,353 @@ fn a_failed_issuance_is_tried_again_only_when_its_condition_says() {
         assert_eq!(w.status().failed_issuance_attempts, None);
     });
 }
+
+/// The API path of the ledger shard of CA `ca` that holds `serial`.
+fn shard_path(serial: &str) -> String {
+    format!(
+        "{CRL_CM}certop-ledger-{}-{:02}",
+        ledger_store::ca_key("ca"),
+        crate::ledger::shard_of(serial)
+    )
+}
+
+/// Makes a ConfigMap's `entries.json` unparsable, as a bad restore or a
+/// hand edit would.
+fn corrupt(w: &World, path: &str) {
+    let mut cm: serde_json::Value = w.api.get(path).expect("shard");
+    cm["data"]["entries.json"] = json!("{not json");
+    w.api.put(path, cm);
+}
+
+impl World {
+    /// The serials the stored CRL lists, once its signature is checked.
+    fn crl_serials(&self) -> Vec<String> {
+        let cm: ConfigMap = self.api.get(&self.crl_path()).expect("CRL ConfigMap");
+        let der = &cm.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        parse_crl(der, Some(self.authority.certificate()))
+            .expect("a CRL the CA signed")
+            .entries
+            .iter()
+            .map(|(s, _, _)| s.to_string())
+            .collect()
+    }
+
+    /// Issues the certificate and revokes it by serial (keyCompromise);
+    /// returns the serial.
+    async fn revoked_serial(&self) -> String {
+        with_finalizer(self);
+        self.certificate_pass().await.expect("issue");
+        let serial = self.secret_serial();
+        put_revocation(
+            self,
+            "2099-01-01T00:00:00Z",
+            json!({"issuerRef": {"name": "ca"}, "serialNumbers": [serial], "reason": "keyCompromise"}),
+        );
+        self.revocation_pass().await.expect("revoke");
+        assert!(self.crl_serials().contains(&serial), "listed at first");
+        // The CRL ConfigMap's change starts a CA pass (its watch), which
+        // records the CRL number in the CA's status.
+        self.ca_pass().await.expect("CA pass");
+        serial
+    }
+}
+
+/// The issue's case: the shard holding a keyCompromise serial is corrupted,
+/// then the stored CRL is replaced or deleted, after a failover (the new
+/// leader holds no CRL in memory); the CRL certop signs next still lists
+/// the serial, with a higher number. With certop's copy of the CRL gone
+/// too, the revocation's own record keeps it.
+#[test]
+fn a_revoked_serial_stays_listed_when_its_shard_is_corrupt_and_the_crl_is_lost() {
+    runtime().block_on(async {
+        for lose in [
+            "deleted",
+            "replaced",
+            "deleted with its copy",
+            "deleted with its copy and the revocation, on the same leader",
+        ] {
+            let w = world();
+            let serial = w.revoked_serial().await;
+            let before = w.crl_number().expect("CRL");
+            corrupt(&w, &shard_path(&serial));
+            if lose == "replaced" {
+                let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL");
+                cm["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+                w.api.put(&w.crl_path(), cm);
+            } else {
+                w.api.remove(&w.crl_path());
+            }
+            if lose.starts_with("deleted with its copy") {
+                w.api
+                    .remove(&format!("{CRL_CM}{}", super::crl::copy_name("ca", 0)));
+            }
+            if lose.ends_with("on the same leader") {
+                // Only the CRL this replica holds in memory is left.
+                w.api.remove(REV_PATH);
+            } else {
+                w.ctx.crls.forget("ca");
+            }
+            w.ca_pass().await.expect("CA pass");
+            assert!(
+                w.crl_serials().contains(&serial),
+                "{lose}: the serial left the CRL"
+            );
+            assert!(w.crl_number() > Some(before), "{lose}: the number went up");
+        }
+    });
+}
+
+/// With the revocation gone too, the copy of the last CRL certop verified
+/// still carries the serial; with the copy also lost (or tampered with),
+/// the CA says it cannot prove the CRL complete, in a condition and an
+/// Event, and the number still never goes down.
+#[test]
+fn the_last_verified_crl_carries_an_entry_and_its_loss_is_reported() {
+    runtime().block_on(async {
+        let w = world();
+        let serial = w.revoked_serial().await;
+        corrupt(&w, &shard_path(&serial));
+        w.api.remove(REV_PATH);
+        w.api.remove(&w.crl_path());
+        w.ctx.crls.forget("ca");
+        w.ca_pass().await.expect("CA pass");
+        assert!(
+            w.crl_serials().contains(&serial),
+            "the copy of the last verified CRL carried it"
+        );
+        assert!(w.ca_condition("CRLComplete").is_none(), "provably complete");
+        let number = w.crl_number().expect("CRL");
+        for cm in w.api.list("/api/v1", "configmaps", Some(NS)) {
+            let name = cm["metadata"]["name"].as_str().expect("name").to_string();
+            if name.starts_with("certop-crl-") {
+                let mut tampered = cm.clone();
+                if tampered["binaryData"].get(super::crl::DER_KEY).is_some() {
+                    tampered["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+                }
+                w.api.put(&format!("{CRL_CM}{name}"), tampered);
+            }
+        }
+        w.ctx.crls.forget("ca");
+        w.ca_pass().await.expect("CA pass");
+        w.ca_pass().await.expect("CA pass");
+        let c = w.ca_condition("CRLComplete").expect("CRLComplete");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "CRLIncomplete")
+        );
+        assert!(
+            c.message.contains("certop-ledger-") && c.message.contains("Restore"),
+            "{}",
+            c.message
+        );
+        let marked: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
+        assert!(
+            marked
+                .annotations()
+                .contains_key("certop.dev/crl-incomplete"),
+            "the CRL is marked"
+        );
+        assert_eq!(
+            w.api
+                .event_reasons()
+                .iter()
+                .filter(|r| *r == "CRLIncomplete")
+                .count(),
+            1,
+            "one Event: {:?}",
+            w.api.event_reasons()
+        );
+        assert!(w.crl_number() > Some(number), "the number never goes down");
+        // The shard given up (deleted, as its condition offers): nothing
+        // is left that certop could read, and it says so no more.
+        w.api.remove(&shard_path(&serial));
+        w.ca_pass().await.expect("CA pass");
+        assert!(w.ca_condition("CRLComplete").is_none());
+        let whole: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
+        assert!(
+            !whole
+                .annotations()
+                .contains_key("certop.dev/crl-incomplete"),
+            "signed again without the mark"
+        );
+    });
+}
+
+/// certop's copy is written before the published CRL (a failed write of
+/// the published one leaves the copy newer, never older), and a copy lost
+/// is rebuilt from the published CRL by the next CA pass.
+#[test]
+fn the_copy_of_the_crl_is_never_older_than_the_published_one_and_comes_back() {
+    runtime().block_on(async {
+        let w = world();
+        let serial = w.revoked_serial().await;
+        let copy_path = format!("{CRL_CM}{}", super::crl::copy_name("ca", 0));
+        let number_of = |path: &str| -> Option<u64> {
+            let cm: ConfigMap = w.api.get(path)?;
+            let der = cm.binary_data?.get(super::crl::DER_KEY)?.0.clone();
+            parse_crl(&der, Some(w.authority.certificate()))
+                .ok()?
+                .number
+        };
+        let published = w.crl_number().expect("CRL");
+        assert_eq!(
+            number_of(&copy_path),
+            Some(published),
+            "the copy is current"
+        );
+        let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+        // The second write of a publish (the published ConfigMap) fails.
+        w.api.fail_write(2, Fault::Status(500));
+        super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+            .await
+            .expect_err("the published ConfigMap's write failed");
+        assert_eq!(
+            w.crl_number(),
+            Some(published),
+            "the published one as it was"
+        );
+        assert_eq!(
+            number_of(&copy_path),
+            Some(published + 1),
+            "the copy is ahead"
+        );
+        w.api.remove(&copy_path);
+        w.ca_pass().await.expect("CA pass");
+        let copy: ConfigMap = w.api.get(&copy_path).expect("the copy came back");
+        let der = &copy.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        let parsed = parse_crl(der, Some(w.authority.certificate())).expect("signed");
+        assert!(
+            parsed
+                .entries
+                .iter()
+                .any(|(s, _, _)| s.to_string() == serial)
+        );
+        assert_eq!(parsed.number, w.crl_number(), "a copy of the published one");
+    });
+}
+
+/// One unreadable ledger shard: a rule still revokes and replaces what
+/// every readable shard holds, and the revocation names the shard.
+#[test]
+fn an_unreadable_shard_does_not_block_a_rule_revocation_and_is_reported() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        let other = (crate::ledger::shard_of(&serial) + 1) % crate::ledger::SHARDS;
+        let mut shard = serde_json::to_value(ledger_store::shard_config_map("ca", other, NS, &[]))
+            .expect("json");
+        shard["data"]["entries.json"] = json!("{not json");
+        let shard_name = shard["metadata"]["name"].as_str().expect("name").to_string();
+        w.api.put(&format!("{CRL_CM}{shard_name}"), shard);
+        // Created a second after the certificate was issued, so the rule
+        // covers it and not its replacement.
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        put_revocation(
+            &w,
+            Utc::now().to_rfc3339(),
+            json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"], "reason": "keyCompromise"}),
+        );
+        w.sync();
+        let pending: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        let action = certificate_revocation::reconcile(Arc::new(pending), w.ctx.clone())
+            .await
+            .expect("a pass past an unreadable shard is not an error");
+        assert_eq!(
+            action,
+            kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(30)),
+            "tried again in 30 s"
+        );
+        let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        let ready = rev
+            .status
+            .as_ref()
+            .and_then(|s| conditions::find(&s.conditions, conditions::READY).cloned())
+            .expect("a Ready condition");
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "LedgerCorrupt"));
+        assert!(
+            ready.message.contains(&shard_name) && ready.message.contains("restore"),
+            "{}",
+            ready.message
+        );
+        assert!(
+            w.api.event_reasons().iter().any(|r| r == "LedgerCorrupt"),
+            "{:?}",
+            w.api.event_reasons()
+        );
+        assert!(w.crl_serials().contains(&serial), "listed in the CRL");
+        w.settle_certificate().await;
+        assert_ne!(w.secret_serial(), serial, "replaced");
+        // The shard given up: the rule covers every shard, and is Ready.
+        w.api.remove(&format!("{CRL_CM}{shard_name}"));
+        w.revocation_pass().await.expect("pass");
+        let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
+        assert!(rev
+            .status
+            .as_ref()
+            .is_some_and(|s| conditions::is_true(&s.conditions, conditions::READY)));
+    });
+}
+
+/// A CA whose name is too long for its default Secret name is InvalidSpec,
+/// and says so in an Event as for any other reason (the API server refuses
+/// an Event whose name, built from the object's, passes 253 characters).
+#[test]
+fn a_ca_with_an_invalid_spec_says_so_in_an_event() {
+    runtime().block_on(async {
+        let w = world();
+        let name = "c".repeat(251);
+        let path = format!("/apis/certop.dev/v1alpha1/certificateauthorities/{name}");
+        w.api.put(
+            &path,
+            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+                   "metadata": {"name": name, "uid": "u-1", "finalizers": [meta::FINALIZER]},
+                   "spec": {"subject": {"commonName": "long"}}}),
+        );
+        let ca: CertificateAuthority = w.api.get(&path).expect("CA");
+        super::certificate_authority::reconcile(Arc::new(ca), w.ctx.clone())
+            .await
+            .expect("pass");
+        let ca: CertificateAuthority = w.api.get(&path).expect("CA");
+        let ready = conditions::find(&ca.status.expect("status").conditions, conditions::READY)
+            .cloned()
+            .expect("Ready");
+        assert_eq!(ready.reason, "InvalidSpec", "{}", ready.message);
+        assert_eq!(
+            w.api.event_reasons(),
+            vec!["InvalidSpec".to_string()],
+            "one Event"
+        );
+    });
+}
+
+/// The user guide's figures: with the notAfter map beside it, a CRL of
+/// about 5,700 entries is the largest stored whole, a larger one in parts;
+/// the map itself is stored up to about 10,000 entries.
+#[test]
+fn a_crl_of_about_5700_entries_is_the_largest_stored_whole() {
+    runtime().block_on(async {
+        for (n, whole, map) in [
+            (5_500, true, true),
+            (5_900, false, true),
+            (10_000, false, true),
+            (12_000, false, false),
+        ] {
+            let w = world();
+            fill_ledger(&w, n, true);
+            let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+            super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                .await
+                .expect("publish");
+            let main: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
+            assert_eq!(
+                !main.annotations().contains_key("certop.dev/crl-parts"),
+                whole,
+                "{n} entries"
+            );
+            let data = main.data.unwrap_or_default();
+            assert_eq!(data.contains_key("not-after.json"), map, "{n}: the map");
+        }
+    });
+}

@@ -1067,3 +1067,32 @@ fn a_second_ca_on_another_cas_key_is_refused_and_the_first_keeps_signing() {
     );
     wait_ready(cp, &name);
 }
+
+/// A CA whose name is too long for its default Secret name is InvalidSpec,
+/// and says so in an Event too: the API server refuses an Event whose name
+/// (built from the object's) passes 253 characters, so certop cuts it.
+#[test]
+fn a_ca_too_long_for_its_secret_name_says_so_in_an_event() {
+    let cp = control_plane();
+    operator();
+    let prefix = unique("long");
+    let name = format!("{prefix}-{}", "x".repeat(250 - prefix.len()));
+    assert_eq!(name.len(), 251);
+    apply(
+        cp,
+        &format!(
+            "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject:\n    commonName: long CA\n"
+        ),
+    );
+    let ok = wait_for(WAIT, || {
+        get::<CertificateAuthority>(cp, &["certificateauthority", &name])
+            .and_then(|c| c.status)
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| {
+                c.reason == "InvalidSpec" && c.message.contains("keySource.secretName")
+            })
+    });
+    assert!(ok, "not InvalidSpec\n{}", log_tail());
+    let seen = wait_event(cp, &name, "InvalidSpec");
+    assert!(seen.contains("keySource.secretName"), "{seen}");
+}

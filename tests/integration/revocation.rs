@@ -605,3 +605,99 @@ fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
         "and still the certificates nobody revoked"
     );
 }
+
+/// The CRL certop stores for a CA (DER, as the ConfigMap holds it) and its
+/// number annotation, if the ConfigMap is there.
+fn stored_crl(cp: &ControlPlane, ca: &str) -> Option<(Vec<u8>, u64)> {
+    let cm: ConfigMap = get(
+        cp,
+        &[
+            "configmap",
+            "-n",
+            "certop-system",
+            &format!("certop-crl-{}", ca_key(ca)),
+        ],
+    )?;
+    let number = cm
+        .metadata
+        .annotations
+        .as_ref()?
+        .get("certop.dev/crl-number")?
+        .parse()
+        .ok()?;
+    Some((cm.binary_data?.get("crl.der")?.0.clone(), number))
+}
+
+/// The issue's case on a real control plane: the ledger shard of a
+/// keyCompromise serial is corrupted with kubectl and the CRL ConfigMap
+/// deleted; the CRL certop publishes again still lists the serial (as
+/// openssl reads it), with a higher number.
+#[test]
+fn a_revoked_serial_outlives_a_corrupt_ledger_shard_and_a_deleted_crl() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "keep");
+    let name = unique("keep");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  commonName: keep\n  dnsNames: [keep.example.com]\n",
+        ),
+    );
+    wait_ready(cp, &name);
+    let old = serial_of(cp, &name).expect("serial");
+    let out = certop(cp, &["revoke", &name, "--reason", "keyCompromise"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    wait_new_serial(cp, &name, &old);
+    let dir = tempfile::tempdir().expect("tmp");
+    let listed = |min: u64| {
+        stored_crl(cp, &ca)
+            .filter(|(_, n)| *n >= min)
+            .map(|(der, n)| (crl_serials(dir.path(), &der), n))
+    };
+    assert!(
+        wait_for(WAIT, || listed(0).is_some_and(|(s, _)| s.contains(&old))),
+        "listed at first\n{}",
+        log_tail()
+    );
+    let (_, before) = listed(0).expect("CRL");
+
+    let shard = format!(
+        "certop-ledger-{}-{:02}",
+        ca_key(&ca),
+        certop::ledger::shard_of(&old)
+    );
+    let patched = cp.kubectl(&[
+        "-n",
+        "certop-system",
+        "patch",
+        "configmap",
+        &shard,
+        "--type=merge",
+        "-p",
+        r#"{"data":{"entries.json":"{not json"}}"#,
+    ]);
+    assert!(patched.status.success(), "{}", stderr(&patched));
+    let deleted = cp.kubectl(&[
+        "-n",
+        "certop-system",
+        "delete",
+        "configmap",
+        &format!("certop-crl-{}", ca_key(&ca)),
+    ]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        wait_for(WAIT, || listed(before + 1).is_some()),
+        "the CRL was not published again\n{}",
+        log_tail()
+    );
+    let (serials, number) = listed(before + 1).expect("CRL");
+    assert!(number > before);
+    assert!(
+        serials.contains(&old),
+        "{old} left the CRL: {serials:?}\n{}",
+        log_tail()
+    );
+}
