@@ -124,3 +124,11 @@ pub fn all<K: serde::de::DeserializeOwned>(api: &FakeApi, prefix: &str, plural: 
         .filter_map(|v| serde_json::from_value(v).ok())
         .collect()
 }
+
+/// A single-threaded runtime for a scenario.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

@@ -16,7 +16,7 @@ use crate::api::{CertificateAuthority, meta};
 use crate::csr::{KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER};
 use crate::operator::fake_api::{FakeApi, Fault};
 use crate::operator::managed_namespaces::ManagedNamespaces;
-use crate::operator::testing::{self, NS, Writers};
+use crate::operator::testing::{self, NS, Writers, runtime};
 use crate::operator::{Context, ledger_store};
 use crate::pki::{Authority, parse_chain};
 
@@ -173,13 +173,6 @@ impl World {
             .map(|e| e.serial)
             .collect()
     }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
 }
 
 const CLIENT_USAGES: &[&str] = &["digital signature", "client auth"];

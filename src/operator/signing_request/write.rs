@@ -77,14 +77,12 @@ pub async fn fail(
         .and_then(|s| s.conditions.clone())
         .unwrap_or_default();
     conditions.push(new_condition("Failed", reason, message, now));
-    let patch = serde_json::json!({"status": {"conditions": conditions}});
-    Api::<CertificateSigningRequest>::all(ctx.client.clone())
-        .patch_status(
-            &csr.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await?;
+    patch_status(
+        csr,
+        ctx,
+        serde_json::json!({"status": {"conditions": conditions}}),
+    )
+    .await?;
     ctx.metrics.failed(reason.as_str());
     Ok(())
 }
@@ -119,7 +117,23 @@ pub async fn sign(
     )
     .await?;
     let pem = k8s_openapi::ByteString(issued.certificate.to_pem().into_bytes());
-    let patch = serde_json::json!({"status": {"certificate": pem}});
+    patch_status(
+        csr,
+        ctx,
+        serde_json::json!({"status": {"certificate": pem}}),
+    )
+    .await?;
+    ctx.metrics.issued("CertificateSigningRequest");
+    info!(csr = %csr.name_any(), signer = %csr.spec.signer_name, serial = %issued.certificate.serial, "signed");
+    Ok(())
+}
+
+/// A merge patch of the CSR's status subresource.
+async fn patch_status(
+    csr: &CertificateSigningRequest,
+    ctx: &Context,
+    patch: serde_json::Value,
+) -> Result<(), Error> {
     Api::<CertificateSigningRequest>::all(ctx.client.clone())
         .patch_status(
             &csr.name_any(),
@@ -127,7 +141,5 @@ pub async fn sign(
             &Patch::Merge(&patch),
         )
         .await?;
-    ctx.metrics.issued("CertificateSigningRequest");
-    info!(csr = %csr.name_any(), signer = %csr.spec.signer_name, serial = %issued.certificate.serial, "signed");
     Ok(())
 }
