@@ -76,9 +76,25 @@ pub enum Reason {
     /// annotation only if you know no client holds a higher number.
     CRLNumberExhausted,
     /// A CA rotation cannot go on (its staged key's Secret is gone or holds
-    /// another key, or the rotation annotations were edited); the CA keeps
-    /// signing with its current key. The message says what to restore.
+    /// another key, or its switch would come after the CA's own notAfter);
+    /// the CA keeps signing with its current key. The message says what to
+    /// restore or change.
     RotationBlocked,
+    /// The rotation annotations on a CA differ from certop's record
+    /// (`status.rotation.record`), which the rotation follows: certop
+    /// restored them (an Event). End a retirement early with
+    /// `certop.dev/end-retirement`, not by removing an annotation.
+    RotationMarksRestored,
+    /// The Secret of a retiring CA key is gone: its certificate stays
+    /// trusted from certop's record until its certificates are re-issued,
+    /// but its CRL can no longer be re-signed. Restore the Secret to keep
+    /// that CRL fresh.
+    RetiringKeyMissing,
+    /// Certificates of a retiring CA that certop does not re-issue (signed
+    /// for CSRs, or of ClusterCertificates deleted with their Secrets kept)
+    /// keep the old CA trusted; the message names them. Revoke them, or end
+    /// the retirement with `certop.dev/end-retirement: <serial>`.
+    RetirementHeld,
 }
 
 impl Reason {
@@ -106,6 +122,9 @@ impl Reason {
             Reason::UnknownSerials => "UnknownSerials",
             Reason::CRLNumberExhausted => "CRLNumberExhausted",
             Reason::RotationBlocked => "RotationBlocked",
+            Reason::RotationMarksRestored => "RotationMarksRestored",
+            Reason::RetiringKeyMissing => "RetiringKeyMissing",
+            Reason::RetirementHeld => "RetirementHeld",
         }
     }
 

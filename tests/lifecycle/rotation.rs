@@ -166,7 +166,8 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
         "rotation-first",
         &[&format!("--lease-name={}", unique("lease"))],
     );
-    apply(cp, &ca_yaml(&ca, "  rotation:\n    overlap: 8s\n"));
+    // The shortest overlap admitted (the kubelet's sync period).
+    apply(cp, &ca_yaml(&ca, "  rotation:\n    overlap: 1m\n"));
     let server = unique("server");
     let client = unique("client");
     apply(
@@ -298,8 +299,9 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
     );
 
     // Retiring: the new CA signs, the certificates are re-issued. Crash here.
+    // An overlap after the new CA was published in every trust bundle.
     assert!(
-        wait_for(Duration::from_secs(60), || phase(cp, &ca) == "Retiring"),
+        wait_for(Duration::from_secs(150), || phase(cp, &ca) == "Retiring"),
         "never switched: {}",
         op.log_text()
     );
@@ -309,8 +311,10 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
     assert_ne!(new_ca, first_ca);
 
     // Stable again: only the new CA is trusted.
+    // The re-issues spread over an overlap, then an overlap for holders
+    // to reload them.
     assert!(
-        wait_for(Duration::from_secs(90), || phase(cp, &ca) == "Stable"),
+        wait_for(Duration::from_secs(240), || phase(cp, &ca) == "Stable"),
         "never finished: {}",
         op.log_text()
     );
