@@ -251,9 +251,10 @@ pub struct CaRotationStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step_at: Option<chrono::DateTime<chrono::Utc>>,
     /// The certificates that keep the retiring CA trusted (phase
-    /// Retiring): `<serial> <ClusterCertificate name>`, or `<serial>
-    /// (CSR)` for one signed for a CertificateSigningRequest; the first
-    /// 20, then how many more.
+    /// Retiring), from the ledger: `<serial> ClusterCertificate <name>`
+    /// (marked when that ClusterCertificate is gone and its Secret was
+    /// kept), or `<serial> (CSR)` for one signed for a
+    /// CertificateSigningRequest; the first 20, then how many more.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub previous_holders: Vec<String>,
     /// certop's own record of the rotation, the state it acts on. Only

@@ -408,3 +408,125 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
     }
     op.stop();
 }
+
+/// The fingerprints a Secret's `ca.crt` carries.
+fn bundle_of(cp: &ControlPlane, ns: &str, name: &str) -> Vec<String> {
+    secret(cp, ns, name)
+        .and_then(|s| parse_chain(&data(&s, "ca.crt"), "ca.crt").ok())
+        .map(|chain| chain.into_iter().map(|c| c.fingerprint).collect())
+        .unwrap_or_default()
+}
+
+fn rotation_condition(cp: &ControlPlane, ca: &str) -> Option<(String, String)> {
+    get::<CertificateAuthority>(cp, &["certificateauthority", ca])
+        .and_then(|c| c.status)
+        .and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Rotation")
+                .map(|c| (c.reason, c.message))
+        })
+}
+
+#[test]
+fn a_retiring_key_secret_deleted_mid_rotation_leaves_its_ca_trusted_until_the_leaves_moved() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (cp, ca, ns) = setup("retiring");
+    let op = cp.start_operator(
+        "retiring-key",
+        &[&format!("--lease-name={}", unique("lease"))],
+    );
+    // An overlap of 10m: the re-issues spread over it, so the old leaf
+    // stays served (by its old CA) long enough to look at.
+    apply(cp, &ca_yaml(&ca, "  rotation:\n    overlap: 10m\n"));
+    let leaf_name = unique("leaf");
+    apply(
+        cp,
+        &cert_yaml(&leaf_name, &ca, &ns, "  dnsNames: [leaf.example]\n"),
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || ready(cp, &leaf_name)),
+        "{}",
+        op.log_text()
+    );
+    let old_ca = annotation(cp, &ca, certop::api::meta::CA_FINGERPRINT).expect("bound");
+    let rotate = cp.kubectl_certop(&["rotate-ca", &ca]);
+    assert!(rotate.status.success(), "{}", stderr(&rotate));
+    assert!(
+        wait_for(Duration::from_secs(30), || phase(cp, &ca) == "Staged"
+            && bundle_of(cp, &ns, &leaf_name).len() == 2),
+        "never staged: {}",
+        op.log_text()
+    );
+    // The switch is an overlap away: make it now, as certop would have
+    // recorded it 10 minutes ago, by editing the record (the status
+    // subresource, which only certop writes).
+    let record = get::<CertificateAuthority>(cp, &["certificateauthority", &ca])
+        .and_then(|c| c.status?.rotation?.record)
+        .expect("record");
+    let since = record.next_trusted_since.expect("published") - chrono::Duration::minutes(11);
+    let patch = format!(
+        "{{\"status\":{{\"rotation\":{{\"record\":{{\"nextTrustedSince\":\"{}\"}}}}}}}}",
+        since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    let edited = cp.kubectl(&[
+        "patch",
+        "certificateauthority",
+        &ca,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    assert!(edited.status.success(), "{}", stderr(&edited));
+    assert!(
+        wait_for(Duration::from_secs(60), || phase(cp, &ca) == "Retiring"),
+        "never switched: {}",
+        op.log_text()
+    );
+    let new_ca = annotation(cp, &ca, certop::api::meta::CA_FINGERPRINT).expect("bound");
+    assert_ne!(new_ca, old_ca);
+    let before = leaf_of(&secret(cp, &ns, &leaf_name).expect("Secret"));
+
+    // Someone deletes the retiring key's Secret.
+    let deleted = cp.kubectl(&[
+        "delete",
+        "secret",
+        "-n",
+        "certop-system",
+        &format!("{ca}-ca"),
+    ]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        wait_for(Duration::from_secs(30), || rotation_condition(cp, &ca)
+            .is_some_and(|(reason, _)| reason == "RetiringKeyMissing")),
+        "no RetiringKeyMissing: {:?}\n{}",
+        rotation_condition(cp, &ca),
+        op.log_text()
+    );
+    // The old CA stays trusted while it retires (its leaves, this one or
+    // those its holders have not reloaded yet, are still served), key or
+    // no key.
+    std::thread::sleep(Duration::from_secs(3));
+    let bundle = bundle_of(cp, &ns, &leaf_name);
+    assert_eq!(
+        bundle,
+        vec![new_ca.clone(), old_ca.clone()],
+        "the retiring CA left ca.crt with its key's Secret"
+    );
+    let leaf = leaf_of(&secret(cp, &ns, &leaf_name).expect("Secret"));
+    eprintln!(
+        "leaf {} after the deletion (before: {}), re-issued at its turn in the 10m spread",
+        leaf.serial, before.serial
+    );
+    assert_eq!(phase(cp, &ca), "Retiring");
+    let ca_obj = get::<CertificateAuthority>(cp, &["certificateauthority", &ca]).expect("CA");
+    assert!(
+        ca_obj
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True"),
+        "the CA still signs"
+    );
+    op.stop();
+}
