@@ -50,10 +50,11 @@ pub async fn load_next(
         .map_err(|e| format!("Secret {}/{name} of the staged key: {e}", ctx.namespace)))
 }
 
-/// Writes a rotation step: the CA's status with certop's record, applied
-/// only at the resourceVersion the pass read, so two writers (or a pass
-/// from a stale view) cannot both take a step. False on a conflict: the
-/// next pass reads what the other wrote.
+/// Writes the CA's status (a rotation step is certop's record in it),
+/// applied only at the resourceVersion the pass read, so two writers (or a
+/// pass from a stale view) cannot both take a step, nor one write back a
+/// record another step replaced. False on a conflict: the next pass reads
+/// what the other wrote.
 pub async fn commit(
     ca: &CertificateAuthority,
     ctx: &Context,

@@ -789,9 +789,11 @@ async fn write_status(
     status: CertificateAuthorityStatus,
     next_look: Option<Duration>,
 ) -> Result<Action, Error> {
-    if status != *previous {
-        ctx.apply_status::<CertificateAuthority>(&ca.name_any(), &status)
-            .await?;
+    // At the resourceVersion the pass read, as a rotation step is: a pass
+    // from a view the store had not caught up with (a timer firing before
+    // a step's watch event) never writes back the record the step replaced.
+    if status != *previous && !ca_rotation::commit(ca, ctx, &status).await? {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(Action::requeue(next_look.unwrap_or(RESYNC)))
 }
