@@ -488,11 +488,26 @@ async fn rotate(
     let previous_key = match (marks.previous_index(), &marks.previous_fingerprint) {
         (Some(index), Some(fp)) => {
             let secret = key_secret_name(&settings.secret_name, index);
-            Some(
-                authority_cache::load_key(ctx, &name, &secret, Some(fp), now)
-                    .await?
-                    .map(|a| (index, a)),
-            )
+            // Asked of the API server, not the cache: the watch that
+            // brings a deletion here may run ahead of the store's.
+            if ctx
+                .operator_secrets()
+                .get_metadata_opt(&secret)
+                .await?
+                .is_none()
+            {
+                ctx.authorities.forget(&secret);
+                Some(Err(format!(
+                    "the Secret {}/{secret} of the retiring key is gone",
+                    ctx.namespace
+                )))
+            } else {
+                Some(
+                    authority_cache::load_key(ctx, &name, &secret, Some(fp), now)
+                        .await?
+                        .map(|a| (index, a)),
+                )
+            }
         }
         _ => None,
     };
