@@ -1156,6 +1156,40 @@ mod tests {
     }
 
     #[test]
+    fn the_holders_of_a_retirement_are_named_by_serial_and_what_they_were_issued_for() {
+        let entry = |serial: &str, certificate: Option<&str>| crate::ledger::LedgerEntry {
+            serial: serial.into(),
+            issued_at: 0,
+            not_after: 1,
+            organizations: Vec::new(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            certificate: certificate.map(str::to_string),
+            revoked: None,
+            key: 0,
+        };
+        let entries = [
+            entry("0a", Some("web")),
+            entry("0b", Some("gone")),
+            entry("0c", None),
+        ];
+        let holders: Vec<&crate::ledger::LedgerEntry> = entries.iter().collect();
+        let exists = |name: &str| name == "web";
+        assert_eq!(
+            holder_names(&holders, exists, 20),
+            vec![
+                "0a ClusterCertificate web",
+                "0b ClusterCertificate gone (deleted, its Secret kept)",
+                "0c (CSR)"
+            ]
+        );
+        assert_eq!(
+            holder_names(&holders, exists, 1),
+            vec!["0a ClusterCertificate web", "and 2 more"]
+        );
+    }
+
+    #[test]
     fn a_ca_serves_half_its_life_whatever_renew_before_says() {
         let t0 = Utc::now();
         let mut request = CaRequest::new("ca");
