@@ -2102,3 +2102,59 @@ fn a_ca_whose_key_secret_name_is_at_the_limit_rotates() {
         assert!(w.key_certificate(&secret).is_some());
     });
 }
+
+#[test]
+fn a_staged_key_lost_is_blocked_until_its_annotation_is_removed_then_a_new_one_is_staged() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        let t0 = Utc::now();
+        for _ in 0..4 {
+            w.ca_pass_at(t0).await.expect("CA pass");
+        }
+        let lost = w.key_certificate("ca-ca-r1").expect("staged key");
+        w.api
+            .remove(&format!("/api/v1/namespaces/{NS}/secrets/ca-ca-r1"));
+        w.ca_pass_at(t0).await.expect("CA pass");
+        let c = w.ca_condition("Rotation").expect("Rotation condition");
+        assert_eq!(c.reason, "RotationBlocked", "{}", c.message);
+        assert!(
+            c.message.contains(meta::CA_NEXT_FINGERPRINT),
+            "{}",
+            c.message
+        );
+        assert!(
+            w.key_certificate("ca-ca-r1").is_none(),
+            "no key made behind the user's back"
+        );
+        assert_eq!(
+            w.ca_condition("Ready").map(|c| c.status).as_deref(),
+            Some("True")
+        );
+        // The way out the message names: remove the annotation.
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["metadata"]["annotations"]
+            .as_object_mut()
+            .expect("annotations")
+            .remove(meta::CA_NEXT_FINGERPRINT);
+        w.api.put(CA_PATH, ca);
+        for _ in 0..4 {
+            w.ca_pass_at(t0).await.expect("CA pass");
+        }
+        let staged = w.key_certificate("ca-ca-r1").expect("a new staged key");
+        assert_ne!(staged.fingerprint, lost.fingerprint);
+        assert_eq!(
+            w.record().next_fingerprint,
+            Some(staged.fingerprint.clone())
+        );
+        assert_eq!(
+            w.ca_annotation(meta::CA_NEXT_FINGERPRINT),
+            Some(staged.fingerprint.clone())
+        );
+        assert!(w.ca_condition("Rotation").is_none());
+        assert_eq!(
+            w.ca_status().rotation.expect("rotation").number,
+            1,
+            "the same rotation"
+        );
+    });
+}
