@@ -359,9 +359,22 @@ pub(super) async fn apply_at(
     // the publication succeeded (a failed write above returns first; a
     // failed status write below records a later time next pass), by
     // certop's clock, and the overlap counts from it.
+    // So are the `ca.crt` of the Secrets certop keeps for this CA's
+    // ClusterCertificates (the certificate controller rewrites them on the
+    // same change): checked, not assumed.
+    let unpublished = status
+        .rotation
+        .as_ref()
+        .and_then(|r| r.record.as_ref())
+        .filter(|r| r.next_trusted_since.is_none());
+    let pending = match (&ring.next, unpublished) {
+        (Some(next), Some(_)) => secrets_without(ctx, &name, next.certificate_pem()).await?,
+        _ => Vec::new(),
+    };
     if let (Some(next), Some(rotation_status)) = (&ring.next, status.rotation.as_mut())
         && let Some(record) = rotation_status.record.as_mut()
         && record.next_trusted_since.is_none()
+        && pending.is_empty()
     {
         record.next_trusted_since = Some(now.max(Utc::now()));
         rotation_status.next_step_at = rotation::switch_time(
@@ -408,6 +421,33 @@ pub(super) async fn apply_at(
         now,
     );
     let mut next_look = RESYNC.min(until_warning);
+    if !pending.is_empty() {
+        next_look = Duration::from_secs(10);
+        let shown: Vec<&str> = pending.iter().take(5).map(String::as_str).collect();
+        set_or_clear(
+            &mut status.conditions,
+            ROTATION,
+            Some((
+                Reason::BundlesPending,
+                format!(
+                    "the staged CA certificate is not yet in the ca.crt of {} Secrets of this CA's certificates ({}{}); the overlap starts once it is in all of them. A Secret certop cannot write (see its ClusterCertificate's condition) holds the rotation here",
+                    pending.len(),
+                    shown.join(", "),
+                    if pending.len() > shown.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
+                ),
+            )),
+            ca.metadata.generation,
+            now,
+        );
+    } else if conditions::find(&status.conditions, ROTATION)
+        .is_some_and(|c| c.reason == Reason::BundlesPending.as_str())
+    {
+        status.conditions.retain(|c| c.type_ != ROTATION);
+    }
     if let Some(at) = status.rotation.as_ref().and_then(|r| r.next_step_at) {
         next_look = next_look.min(
             (at - now)
@@ -1123,6 +1163,46 @@ async fn our_bundles(
         );
     }
     Ok(ours)
+}
+
+/// The Secrets certop keeps for this CA's ClusterCertificates (in the
+/// namespaces it manages; a Secret whose ClusterCertificate is gone is no
+/// longer kept) whose `ca.crt` does not carry `ca_pem` yet, as
+/// `namespace/name`.
+async fn secrets_without(ctx: &Context, ca_name: &str, ca_pem: &str) -> Result<Vec<String>, Error> {
+    let selector = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
+    let mut missing = Vec::new();
+    for api in ctx
+        .managed_namespaces
+        .apis::<k8s_openapi::api::core::v1::Secret>(&ctx.client)
+    {
+        for secret in api
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+        {
+            let annotations = secret.annotations();
+            let kept = annotations.get(meta::ISSUER).map(String::as_str) == Some(ca_name)
+                && annotations.get(meta::CERTIFICATE).is_some_and(|c| {
+                    ctx.certificates
+                        .get(&kube::runtime::reflector::ObjectRef::new(c))
+                        .is_some()
+                });
+            let carries = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("ca.crt"))
+                .is_some_and(|b| String::from_utf8_lossy(&b.0).contains(ca_pem.trim()));
+            if kept && !carries {
+                missing.push(format!(
+                    "{}/{}",
+                    secret.namespace().unwrap_or_default(),
+                    secret.name_any()
+                ));
+            }
+        }
+    }
+    Ok(missing)
 }
 
 /// A LabelSelector as the string form list calls take.

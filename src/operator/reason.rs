@@ -95,6 +95,10 @@ pub enum Reason {
     /// keep the old CA trusted; the message names them. Revoke them, or end
     /// the retirement with `certop.dev/end-retirement: <serial>`.
     RetirementHeld,
+    /// A staged CA certificate is not yet in the `ca.crt` of every Secret
+    /// of the CA's certificates; the overlap starts once it is. The
+    /// message names them; a Secret certop cannot write holds it.
+    BundlesPending,
 }
 
 impl Reason {
@@ -125,6 +129,7 @@ impl Reason {
             Reason::RotationMarksRestored => "RotationMarksRestored",
             Reason::RetiringKeyMissing => "RetiringKeyMissing",
             Reason::RetirementHeld => "RetirementHeld",
+            Reason::BundlesPending => "BundlesPending",
         }
     }
 

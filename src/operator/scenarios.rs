@@ -1065,6 +1065,10 @@ impl World {
             {
                 return now;
             }
+            // The certificate's Secret takes the new CA into its ca.crt.
+            self.certificate_pass_at(now)
+                .await
+                .expect("certificate pass");
             now += Duration::minutes(10);
         }
         panic!("never Retiring: {:?}", self.ca_status());
@@ -1145,13 +1149,22 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
         let rotation = w.ca_status().rotation.expect("rotation status");
         assert_eq!(rotation.phase, "Staged");
         assert_eq!(rotation.next_serial_number, Some(staged.serial.to_string()));
-        let switch_at = rotation.next_step_at.expect("when it switches");
+        assert_eq!(
+            rotation.next_step_at, None,
+            "no switch time before the certificate's ca.crt carries the new CA"
+        );
+        // Both CAs are trusted; the certificate is the same one.
+        w.certificate_pass().await.expect("bundle update");
+        w.ca_pass().await.expect("published everywhere");
+        let switch_at = w
+            .ca_status()
+            .rotation
+            .and_then(|r| r.next_step_at)
+            .expect("when it switches");
         assert!(
             switch_at > Utc::now() + chrono::Duration::minutes(55),
             "{switch_at}"
         );
-        // Both CAs are trusted; the certificate is the same one.
-        w.certificate_pass().await.expect("bundle update");
         assert_eq!(
             w.leaf().serial,
             first.serial,
@@ -1803,9 +1816,20 @@ fn the_switch_comes_an_overlap_after_the_new_ca_is_in_every_bundle_however_late_
         assert!(w.ca_pass_at(late).await.is_err(), "the bundle write failed");
         assert_eq!(w.record().next_trusted_since, None);
         assert_eq!(w.ca_annotation(meta::CA_SIGNING_KEY), None);
+        // The trust bundle is written, but the certificate's Secret does
+        // not carry the new CA yet: still not published everywhere.
+        w.ca_pass_at(late).await.expect("bundle written");
+        assert_eq!(published_bundle(&w).len(), 2);
+        assert_eq!(w.record().next_trusted_since, None);
+        let c = w.ca_condition("Rotation").expect("Rotation condition");
+        assert_eq!(c.reason, "BundlesPending", "{}", c.message);
+        assert!(c.message.contains("app/web-tls"), "{}", c.message);
+        w.certificate_pass_at(late).await.expect("ca.crt rewritten");
+        assert_eq!(w.bundle().len(), 2);
         // Published: the overlap counts from here, not from the key's birth.
         let published = late + Duration::minutes(5);
         w.ca_pass_at(published).await.expect("publish");
+        assert!(w.ca_condition("Rotation").is_none());
         assert_eq!(published_bundle(&w).len(), 2, "both CAs in the bundle");
         assert_eq!(w.record().next_trusted_since, Some(published));
         let switch_at = w.ca_status().rotation.and_then(|r| r.next_step_at);
@@ -2150,7 +2174,11 @@ fn a_staged_key_lost_is_blocked_until_its_annotation_is_removed_then_a_new_one_i
             w.ca_annotation(meta::CA_NEXT_FINGERPRINT),
             Some(staged.fingerprint.clone())
         );
-        assert!(w.ca_condition("Rotation").is_none());
+        assert!(
+            w.ca_condition("Rotation")
+                .is_none_or(|c| c.reason == "BundlesPending"),
+            "no longer blocked: it waits for the certificate's ca.crt"
+        );
         assert_eq!(
             w.ca_status().rotation.expect("rotation").number,
             1,
