@@ -178,6 +178,16 @@ pub fn prune(entries: &mut Vec<LedgerEntry>, now: DateTime<Utc>) -> usize {
 /// Certificates signed for CSRs count until they expire. While this is
 /// above zero a retiring key stays trusted.
 pub fn live_of_key(entries: &[LedgerEntry], key: u32, now: DateTime<Utc>) -> usize {
+    live_entries_of_key(entries, key, now).len()
+}
+
+/// The certificates `live_of_key` counts: those that keep a retiring key
+/// trusted, so its CA can say which they are.
+pub fn live_entries_of_key(
+    entries: &[LedgerEntry],
+    key: u32,
+    now: DateTime<Utc>,
+) -> Vec<&LedgerEntry> {
     // Newest by issuance, then by key (a re-issue in the same second as
     // its predecessor is told apart by the newer key that signed it).
     let mut newest: std::collections::HashMap<&str, (i64, u32)> = std::collections::HashMap::new();
@@ -196,7 +206,7 @@ pub fn live_of_key(entries: &[LedgerEntry], key: u32, now: DateTime<Utc>) -> usi
                 .is_none_or(|t| *t <= (e.issued_at, e.key)),
             None => true,
         })
-        .count()
+        .collect()
 }
 
 /// When the newest certificate that `key` signed for a certificate that

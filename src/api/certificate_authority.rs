@@ -85,10 +85,13 @@ pub struct CertificateAuthoritySpec {
 #[serde(rename_all = "camelCase")]
 pub struct CaRotation {
     /// How long both CAs are trusted before the new one signs: the time
-    /// every client has to reload its trust bundle. Default 24h.
+    /// every client has to reload its trust bundle, counted from when
+    /// certop published the new CA in every trust bundle. At least 1m (the
+    /// kubelet's sync period: no pod that mounts a bundle can reload it
+    /// sooner), at most 8760h. Default 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
-    #[x_kube(validation = kube::core::Rule::new("duration(self) <= duration('8760h')").message("rotation.overlap must be at most 8760h (a year)"))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1m') && duration(self) <= duration('8760h')").message("rotation.overlap must be between 1m and 8760h (a year)"))]
     pub overlap: Option<GoDuration>,
     /// How long before the CA certificate's notAfter a rotation starts by
     /// itself. Default a fifth of the CA's lifetime.
@@ -247,6 +250,56 @@ pub struct CaRotationStatus {
     /// automatic rotation (Stable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The certificates that keep the retiring CA trusted (phase
+    /// Retiring), from the ledger: `<serial> ClusterCertificate <name>`
+    /// (marked when that ClusterCertificate is gone and its Secret was
+    /// kept), or `<serial> (CSR)` for one signed for a
+    /// CertificateSigningRequest; the first 20, then how many more.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub previous_holders: Vec<String>,
+    /// certop's own record of the rotation, the state it acts on. Only
+    /// certop writes it (the status subresource, which `kubectl edit`,
+    /// `apply` and `replace` of the CA do not touch); the rotation
+    /// annotations on the CA mirror it, and a hand edit of them is undone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<CaRotationRecord>,
+}
+
+/// What certop recorded of a CA's keys. Written in one status write per
+/// rotation step (at the resourceVersion it read), so a step is taken
+/// once and the next pass reads it back.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CaRotationRecord {
+    /// The newest rotation (0: none yet).
+    pub number: i64,
+    /// The index of the key that signs.
+    pub signing_key: i64,
+    /// Fingerprint of the signing CA certificate (the CA's binding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_fingerprint: Option<String>,
+    /// Fingerprint of the staged CA certificate, once bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fingerprint: Option<String>,
+    /// Fingerprint of the retiring CA certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_fingerprint: Option<String>,
+    /// The rotate request the newest rotation answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answered_request: Option<String>,
+    /// When certop had published the staged CA certificate in every trust
+    /// bundle, by certop's clock (written only after the publication
+    /// succeeded): the overlap is counted from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_trusted_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// When the staged key began to sign, by certop's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switched_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// The retiring CA certificate (PEM, public): it stays in the trust
+    /// bundles from here even if its key's Secret is gone, since trust
+    /// needs no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_certificate: Option<String>,
 }
 
 /// A CertificateAuthority's spec resolved into the values certop uses,
@@ -273,6 +326,11 @@ pub struct CaSettings {
     /// Whether the old CA cross-signs the new one.
     pub cross_sign: bool,
 }
+
+/// The shortest rotation overlap: the kubelet's default sync period, the
+/// soonest a pod that mounts a trust bundle sees it change. A shorter one
+/// would serve certificates of a CA that clients cannot have loaded.
+pub const MIN_ROTATION_OVERLAP: chrono::Duration = chrono::Duration::minutes(1);
 
 /// Default rotation overlap: a day.
 pub const DEFAULT_ROTATION_OVERLAP_HOURS: i64 = 24;
@@ -347,8 +405,13 @@ impl CertificateAuthority {
                 .map_err(|e| format!("spec.rotation.overlap: {e}"))?,
             None => chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
         };
-        if rotation_overlap > chrono::Duration::hours(8760) {
-            return Err("spec.rotation.overlap must be at most 8760h".into());
+        if rotation_overlap < MIN_ROTATION_OVERLAP
+            || rotation_overlap > chrono::Duration::hours(8760)
+        {
+            return Err(format!(
+                "spec.rotation.overlap must be between 1m and 8760h, not {}: below 1m no client that mounts a trust bundle can have loaded the new CA before it signs",
+                rotation.overlap.as_ref().map_or("", |d| d.as_str())
+            ));
         }
         let adopted = spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
         let rotate_before = match &rotation.renew_before {

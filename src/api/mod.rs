@@ -11,11 +11,12 @@ mod certificate_policy;
 mod certificate_revocation;
 mod cluster_certificate;
 mod duration;
+pub mod object_name;
 #[cfg(test)]
 mod tests;
 
 pub use certificate_authority::{
-    CaKeySource, CaRotation, CaRotationStatus, CaSettings, CertificateAuthority,
+    CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CertificateAuthority,
     CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS,
     DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, TrustBundle,
 };
@@ -82,6 +83,11 @@ pub mod meta {
     pub const ROTATE_REQUESTED_AT: &str = "certop.dev/rotate-requested-at";
     /// On a CertificateAuthority: the rotate request the newest rotation answers.
     pub const ROTATE_REQUEST_ANSWERED: &str = "certop.dev/rotate-request-answered";
+    /// On a CertificateAuthority: end the retirement of the CA certificate
+    /// with this serial (hex) now, though certificates it signed are still
+    /// served (they stop verifying once it leaves the trust bundles). The
+    /// serial, not a yes, so it cannot end a later rotation's retirement.
+    pub const END_RETIREMENT: &str = "certop.dev/end-retirement";
     /// On a CA key Secret: the index of the key it holds.
     pub const CA_KEY_INDEX: &str = "certop.dev/ca-key-index";
     /// On a ClusterCertificate: the latest revocation of one of its serials

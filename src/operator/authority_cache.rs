@@ -11,9 +11,9 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error};
-use crate::api::CertificateAuthority;
-use crate::pki::{Authority, PkiError};
-use crate::rotation::{RotationMarks, key_secret_name};
+use crate::api::{CaRotationRecord, CertificateAuthority};
+use crate::pki::{Authority, CertificateInfo, PkiError};
+use crate::rotation::{RotationMarks, key_secret_name, stored_marks};
 
 /// Parsed CA keys, by the name of the Secret (in the operator's
 /// namespace) they came from, remembered with its resourceVersion.
@@ -73,9 +73,25 @@ pub struct KeyRing {
     pub signing_index: u32,
     /// A rotation's staged key: trusted, not yet signing.
     pub next: Option<Arc<Authority>>,
-    /// A rotation's old key, trusted until its certificates are gone.
+    /// A rotation's old key, when its Secret still holds it: it signs its
+    /// own CRL until its certificates are gone.
     pub previous: Option<(u32, Arc<Authority>)>,
+    /// A rotation's old CA certificate, trusted until its certificates are
+    /// gone: from its key, or from certop's record once the key is gone
+    /// (trust needs no key).
+    pub retiring: Option<RetiringCa>,
+    /// When the signing key began to sign, as recorded.
+    pub switched_at: Option<DateTime<Utc>>,
     pub overlap: chrono::Duration,
+}
+
+/// The certificate of a CA key being retired.
+#[derive(Clone, Debug)]
+pub struct RetiringCa {
+    pub index: u32,
+    pub certificate: CertificateInfo,
+    /// As it goes into trust bundles.
+    pub pem: String,
 }
 
 impl KeyRing {
@@ -83,22 +99,70 @@ impl KeyRing {
     /// retiring one.
     pub fn bundle_pem(&self) -> String {
         let mut pem = self.signing.certificate_pem().to_string();
-        for other in self.next.iter().chain(self.previous.iter().map(|(_, a)| a)) {
-            pem.push_str(other.certificate_pem());
+        if let Some(next) = &self.next {
+            pem.push_str(next.certificate_pem());
+        }
+        if let Some(retiring) = &self.retiring {
+            pem.push_str(&retiring.pem);
         }
         pem
     }
 
     /// How certificates of the retiring key are re-issued, if one is retiring.
     pub fn reissue(&self) -> Option<crate::rotation::Reissue> {
-        self.previous.as_ref().map(|(_, previous)| {
+        self.retiring.as_ref().map(|retiring| {
             crate::rotation::Reissue::new(
-                previous.certificate().clone(),
-                self.signing.certificate(),
+                retiring.certificate.clone(),
+                crate::rotation::switched_at(
+                    self.signing.certificate(),
+                    self.switched_at,
+                    self.overlap,
+                ),
                 self.overlap,
             )
         })
     }
+}
+
+/// The retiring CA certificate of a rotation: its key's, or else the one
+/// certop recorded at the switch, if it is the one the CA is bound to
+/// retire. Pure.
+pub fn retiring_ca(
+    marks: &RotationMarks,
+    key: Option<&Authority>,
+    record: Option<&CaRotationRecord>,
+) -> Option<RetiringCa> {
+    let index = marks.previous_index()?;
+    let fingerprint = marks.previous_fingerprint.as_deref()?;
+    if let Some(key) = key.filter(|k| k.certificate().fingerprint == fingerprint) {
+        return Some(RetiringCa {
+            index,
+            certificate: key.certificate().clone(),
+            pem: key.certificate_pem().to_string(),
+        });
+    }
+    let pem = record?.previous_certificate.as_deref()?;
+    let certificate = crate::pki::parse_chain(pem.as_bytes(), "previousCertificate")
+        .ok()?
+        .into_iter()
+        .next()
+        .filter(|c| c.fingerprint == fingerprint)?;
+    Some(RetiringCa {
+        index,
+        certificate,
+        pem: pem.to_string(),
+    })
+}
+
+/// The marks a CA's keys are read by: certop's record, or (before it
+/// has one) its annotations.
+pub fn marks_of(ca: &CertificateAuthority) -> Result<RotationMarks, String> {
+    stored_marks(ca.annotations(), record_of(ca)).marks
+}
+
+/// certop's record of a CA's rotation, if it wrote one.
+pub fn record_of(ca: &CertificateAuthority) -> Option<&CaRotationRecord> {
+    ca.status.as_ref()?.rotation.as_ref()?.record.as_ref()
 }
 
 /// One CA key by the Secret that holds it, checked against the
@@ -160,23 +224,15 @@ pub async fn keyring(
         Ok(s) => s,
         Err(e) => return Ok(Err(format!("CertificateAuthority {ca_name}: {e}"))),
     };
-    let marks = match RotationMarks::of(ca.annotations()) {
+    let marks = match marks_of(ca) {
         Ok(m) => m,
         Err(e) => return Ok(Err(format!("CertificateAuthority {ca_name}: {e}"))),
     };
-    let secret = |index| {
-        key_secret_name(&settings.secret_name, index).ok_or_else(|| {
-            format!("CertificateAuthority {ca_name}: the Secret name of key {index} is too long")
-        })
-    };
-    let signing_secret = match secret(marks.signing) {
-        Ok(s) => s,
-        Err(e) => return Ok(Err(e)),
-    };
+    let secret = |index| key_secret_name(&settings.secret_name, index);
     let signing = match load_key(
         ctx,
         &ca_name,
-        &signing_secret,
+        &secret(marks.signing),
         marks.signing_fingerprint.as_deref(),
         now,
     )
@@ -185,25 +241,31 @@ pub async fn keyring(
         Ok(a) => a,
         Err(e) => return Ok(Err(e)),
     };
+    let record = record_of(ca);
     let mut ring = KeyRing {
         signing,
         signing_index: marks.signing,
         next: None,
         previous: None,
+        retiring: None,
+        switched_at: record.and_then(|r| r.switched_at),
         overlap: settings.rotation_overlap,
     };
-    if let (Some(index), Some(fp)) = (marks.next_index(), &marks.next_fingerprint)
-        && let Ok(name) = secret(index)
-    {
-        ring.next = load_key(ctx, &ca_name, &name, Some(fp), now).await?.ok();
+    if let (Some(index), Some(fp)) = (marks.next_index(), &marks.next_fingerprint) {
+        ring.next = load_key(ctx, &ca_name, &secret(index), Some(fp), now)
+            .await?
+            .ok();
     }
-    if let (Some(index), Some(fp)) = (marks.previous_index(), &marks.previous_fingerprint)
-        && let Ok(name) = secret(index)
-    {
-        ring.previous = load_key(ctx, &ca_name, &name, Some(fp), now)
+    if let (Some(index), Some(fp)) = (marks.previous_index(), &marks.previous_fingerprint) {
+        ring.previous = load_key(ctx, &ca_name, &secret(index), Some(fp), now)
             .await?
             .ok()
             .map(|a| (index, a));
     }
+    ring.retiring = retiring_ca(
+        &marks,
+        ring.previous.as_ref().map(|(_, a)| a.as_ref()),
+        record,
+    );
     Ok(Ok(Arc::new(ring)))
 }

@@ -1,7 +1,9 @@
 //! Carrying out a CA rotation step (`crate::rotation` decides which): one
-//! API write per step, each on the CertificateAuthority's annotations or a
-//! key Secret created (never replaced) under a name fixed before its key
-//! existed. The next pass derives the state again from what is stored.
+//! API write per step, each certop's record in the CA's status (written at
+//! the resourceVersion the pass read, so a step is taken once) or a key
+//! Secret created (never replaced) under a name fixed before its key
+//! existed. The annotations on the CA mirror the record. The next pass
+//! derives the state again from what is stored.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,8 +15,9 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::context::FIELD_MANAGER;
 use super::{Context, Error, crl};
-use crate::api::{CaSettings, CertificateAuthority, meta};
+use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
 use crate::pki::{Authority, CaRequest};
 use crate::rotation::{RotationMarks, StartReason, key_secret_name};
 
@@ -29,12 +32,7 @@ pub async fn load_next(
     let Some(index) = marks.next_index() else {
         return Ok(Ok(None));
     };
-    let Some(name) = key_secret_name(&settings.secret_name, index) else {
-        return Ok(Err(format!(
-            "the Secret name for key {index} ({}-r{index}) is longer than 253 characters",
-            settings.secret_name
-        )));
-    };
+    let name = key_secret_name(&settings.secret_name, index);
     let Some(secret) = ctx.operator_secrets().get_opt(&name).await? else {
         return Ok(Ok(None));
     };
@@ -52,46 +50,68 @@ pub async fn load_next(
         .map_err(|e| format!("Secret {}/{name} of the staged key: {e}", ctx.namespace)))
 }
 
-/// Patches the CA's annotations (None removes one). With `at_version`
-/// the patch applies only to that resourceVersion, so two writers cannot
-/// both start a rotation.
-async fn annotate(
+/// Writes the CA's status (a rotation step is certop's record in it),
+/// applied only at the resourceVersion the pass read, so two writers (or a
+/// pass from a stale view) cannot both take a step, nor one write back a
+/// record another step replaced. False on a conflict: the next pass reads
+/// what the other wrote.
+pub async fn commit(
     ca: &CertificateAuthority,
     ctx: &Context,
-    annotations: serde_json::Value,
-    at_version: bool,
-) -> Result<(), Error> {
-    let mut metadata = serde_json::json!({ "annotations": annotations });
-    if at_version && let Some(v) = ca.resource_version() {
-        metadata["resourceVersion"] = serde_json::Value::String(v);
+    status: &CertificateAuthorityStatus,
+) -> Result<bool, Error> {
+    let mut patch = serde_json::json!({
+        "apiVersion": "certop.dev/v1alpha1",
+        "kind": "CertificateAuthority",
+        "status": status,
+    });
+    if let Some(v) = ca.resource_version() {
+        patch["metadata"] = serde_json::json!({ "resourceVersion": v });
     }
+    match Api::<CertificateAuthority>::all(ctx.client.clone())
+        .patch_status(
+            &ca.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the rotation annotations as the record says (the mirror that
+/// `kubectl get -o yaml`, older tools and the plugin read). A failure is
+/// repaired by a later pass, since the record is what certop acts on.
+pub async fn mirror(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    marks: &RotationMarks,
+) -> Result<(), Error> {
+    let annotations: serde_json::Map<String, serde_json::Value> = marks
+        .mirror()
+        .into_iter()
+        .map(|(key, value)| {
+            (
+                key.to_string(),
+                value.map_or(serde_json::Value::Null, Into::into),
+            )
+        })
+        .collect();
     Api::<CertificateAuthority>::all(ctx.client.clone())
         .patch(
             &ca.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({ "metadata": metadata })),
+            &Patch::Merge(&serde_json::json!({ "metadata": { "annotations": annotations } })),
         )
         .await?;
     Ok(())
 }
 
-/// Records rotation `number` (and the request it answers) before its key
-/// exists. A conflict means another pass wrote first: the next pass reads.
-pub async fn start(
-    ca: &CertificateAuthority,
-    ctx: &Context,
-    number: u32,
-    request: Option<&str>,
-    why: StartReason,
-) -> Result<(), Error> {
-    let mut marks = serde_json::json!({ meta::CA_ROTATION: number.to_string() });
-    if let Some(r) = request {
-        marks[meta::ROTATE_REQUEST_ANSWERED] = serde_json::Value::String(r.to_string());
-    }
-    match annotate(ca, ctx, marks, true).await {
-        Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => return Ok(()),
-        other => other?,
-    }
+/// Announces a rotation that started (its record is written).
+pub async fn started(ca: &CertificateAuthority, ctx: &Context, number: u32, why: StartReason) {
     let why = match why {
         StartReason::Requested => "as requested",
         StartReason::Due => "as its certificate nears its end",
@@ -107,7 +127,6 @@ pub async fn start(
         ),
     )
     .await;
-    Ok(())
 }
 
 /// Makes the staged key of rotation `index` in its Secret. The Secret is
@@ -120,9 +139,7 @@ pub async fn create_key(
     index: u32,
     old: &Arc<Authority>,
 ) -> Result<(), Error> {
-    let Some(name) = key_secret_name(&settings.secret_name, index) else {
-        return Ok(());
-    };
+    let name = key_secret_name(&settings.secret_name, index);
     let request = CaRequest {
         common_name: ca.spec.subject.common_name.clone(),
         organizations: ca.spec.subject.organizations.clone(),
@@ -211,60 +228,39 @@ pub fn key_secret(
     }
 }
 
-/// Binds the staged key: from now on it is trusted (in every bundle) and
-/// no other key can take its place.
-pub async fn bind_next(
+/// Announces a bound staged key: from now on it is trusted (in every
+/// bundle) and no other key can take its place.
+pub async fn staged(
     ca: &CertificateAuthority,
     ctx: &Context,
     next: &Authority,
-    switch_at: DateTime<Utc>,
-) -> Result<(), Error> {
-    let cert = next.certificate();
-    annotate(
-        ca,
-        ctx,
-        serde_json::json!({ meta::CA_NEXT_FINGERPRINT: cert.fingerprint }),
-        false,
-    )
-    .await?;
+    overlap: chrono::Duration,
+) {
     ctx.event(
         ca,
         false,
         "RotationStaged",
         "Rotate",
         format!(
-            "New CA certificate serial {} is trusted beside the current one in every trust bundle and ca.crt; it signs from {}",
-            cert.serial,
-            switch_at.to_rfc3339()
+            "New CA certificate serial {} is trusted beside the current one in every trust bundle and ca.crt; it signs an overlap ({}s) after certop has published it in every trust bundle",
+            next.certificate().serial,
+            overlap.num_seconds()
         ),
     )
     .await;
-    Ok(())
 }
 
-/// The staged key signs from now on; the old one is kept, trusted, to
-/// answer for its certificates (its CRL) until they are re-issued.
-/// One write: the signing key and both bindings change together.
-pub async fn switch(
+/// Announces a switch: the staged key signs from now on; the old one is
+/// kept, trusted, to answer for its certificates (its CRL) until they
+/// are re-issued.
+pub async fn switched(
     ca: &CertificateAuthority,
     ctx: &Context,
-    marks: &RotationMarks,
+    number: u32,
     old: &Authority,
     next: &Authority,
-) -> Result<(), Error> {
-    annotate(
-        ca,
-        ctx,
-        serde_json::json!({
-            meta::CA_FINGERPRINT: next.certificate().fingerprint,
-            meta::CA_SIGNING_KEY: marks.number.to_string(),
-            meta::CA_PREVIOUS_FINGERPRINT: old.certificate().fingerprint,
-            meta::CA_NEXT_FINGERPRINT: null,
-        }),
-        true,
-    )
-    .await?;
-    info!(ca = %ca.name_any(), number = marks.number, "rotation switched");
+) {
+    info!(ca = %ca.name_any(), number, "rotation switched");
     ctx.event(
         ca,
         false,
@@ -278,35 +274,28 @@ pub async fn switch(
         ),
     )
     .await;
-    Ok(())
 }
 
-/// No certificate of the old key is left: it leaves the trust bundles.
-pub async fn retire(
+/// Announces a retirement: the old CA leaves the trust bundles.
+pub async fn retired(
     ca: &CertificateAuthority,
     ctx: &Context,
     previous_serial: Option<String>,
-) -> Result<(), Error> {
-    annotate(
-        ca,
-        ctx,
-        serde_json::json!({ meta::CA_PREVIOUS_FINGERPRINT: null }),
-        false,
-    )
-    .await?;
+    early: Option<usize>,
+) {
     info!(ca = %ca.name_any(), "rotation finished");
-    ctx.event(
-        ca,
-        false,
-        "RotationFinished",
-        "Rotate",
-        format!(
-            "No certificate of the old CA (serial {}) is left: it leaves the trust bundles, and its key and CRL are deleted",
-            previous_serial.as_deref().unwrap_or("unknown")
+    let serial = previous_serial.as_deref().unwrap_or("unknown");
+    let message = match early {
+        Some(live) => format!(
+            "The retirement of the old CA (serial {serial}) was ended by {}: it leaves the trust bundles with {live} of its certificates still unexpired (they no longer verify), and its key and CRL are deleted",
+            meta::END_RETIREMENT
         ),
-    )
-    .await;
-    Ok(())
+        None => format!(
+            "No certificate of the old CA (serial {serial}) is left: it leaves the trust bundles, and its key and CRL are deleted"
+        ),
+    };
+    ctx.event(ca, early.is_some(), "RotationFinished", "Rotate", message)
+        .await;
 }
 
 /// After a rotation finished, the retired key's Secret (if certop made it)
@@ -323,7 +312,8 @@ pub async fn remove_retired(
     };
     let name = ca.name_any();
     let adopted = ca.spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
-    if let Some(secret_name) = key_secret_name(&settings.secret_name, retired) {
+    {
+        let secret_name = key_secret_name(&settings.secret_name, retired);
         let known = ctx
             .ca_secrets
             .get(&kube::runtime::reflector::ObjectRef::new(&secret_name).within(&ctx.namespace));

@@ -165,8 +165,16 @@ pub fn key_holder<'a>(
 }
 
 async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error> {
+    apply_at(ca, ctx, Utc::now()).await
+}
+
+/// One pass with the clock at `now` (scenarios move it).
+pub(super) async fn apply_at(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    now: chrono::DateTime<Utc>,
+) -> Result<Action, Error> {
     let name = ca.name_any();
-    let now = Utc::now();
     let previous = ca.status.clone().unwrap_or_default();
     let settings = match ca.settings() {
         Ok(s) => s,
@@ -175,7 +183,10 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
             return write_status(ca, ctx, &previous, status, None).await;
         }
     };
-    let marks = match RotationMarks::of(ca.annotations()) {
+    // certop's record says which keys the CA has; the annotations only
+    // mirror it (and start it, for a CA recorded before it existed).
+    let stored = rotation::stored_marks(ca.annotations(), authority_cache::record_of(ca));
+    let mut marks = match stored.marks.clone() {
         Ok(m) => m,
         Err(message) => {
             let status = not_ready(ca, ctx, &previous, Reason::RotationBlocked, message, now).await;
@@ -183,14 +194,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         }
     };
     // The key that signs: the first one, or the one a rotation made.
-    let Some(secret_name) = key_secret_name(&settings.secret_name, marks.signing) else {
-        let message = format!(
-            "the Secret name of key {} ({}-r{}) is longer than 253 characters",
-            marks.signing, settings.secret_name, marks.signing
-        );
-        let status = not_ready(ca, ctx, &previous, Reason::InvalidSpec, message, now).await;
-        return write_status(ca, ctx, &previous, status, None).await;
-    };
+    let secret_name = key_secret_name(&settings.secret_name, marks.signing);
     let secrets = ctx.operator_secrets();
     let secret = secrets.get_opt(&secret_name).await?;
     let adopt = ca
@@ -200,7 +204,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         .and_then(|k| k.adopt)
         .unwrap_or(false)
         && marks.signing == 0;
-    let bound = ca.annotations().get(meta::CA_FINGERPRINT).cloned();
+    let bound = marks.signing_fingerprint.clone();
     let source = decide_source(
         secret.as_ref().and_then(|s| s.data.as_ref()),
         &secret_name,
@@ -268,9 +272,11 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
             return write_status(ca, ctx, &previous, status, None).await;
         }
     };
-    // Bind the CA to its key where a status edit cannot erase it.
+    // Bind the CA to its key (the mirror first, then the record in this
+    // pass's status): a pass that dies between them binds from the mirror.
     if bound.is_none() {
         bind(ca, ctx, &authority.certificate().fingerprint).await?;
+        marks.signing_fingerprint = Some(authority.certificate().fingerprint.clone());
     }
     let mut status = previous.clone();
     status.observed_generation = ca.metadata.generation;
@@ -303,6 +309,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         ctx,
         &settings,
         &marks,
+        &stored,
         &authority,
         &ledger.entries,
         &mut status,
@@ -313,6 +320,7 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         Rotated::Stepped => {
             return write_status(ca, ctx, &previous, status, Some(Duration::from_secs(1))).await;
         }
+        Rotated::Committed => return Ok(Action::requeue(Duration::from_secs(1))),
         Rotated::Ring(ring) => ring,
     };
 
@@ -347,6 +355,34 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         .unwrap_or(RESYNC)
         .max(Duration::from_secs(1));
     let published = sync_trust_bundle(ca, ctx, &settings.bundle_name, &ring.bundle_pem()).await?;
+    // The staged CA is in every trust bundle from now: recorded only after
+    // the publication succeeded (a failed write above returns first; a
+    // failed status write below records a later time next pass), by
+    // certop's clock, and the overlap counts from it.
+    // So are the `ca.crt` of the Secrets certop keeps for this CA's
+    // ClusterCertificates (the certificate controller rewrites them on the
+    // same change): checked, not assumed.
+    let unpublished = status
+        .rotation
+        .as_ref()
+        .and_then(|r| r.record.as_ref())
+        .filter(|r| r.next_trusted_since.is_none());
+    let pending = match (&ring.next, unpublished) {
+        (Some(next), Some(_)) => secrets_without(ctx, &name, next.certificate_pem()).await?,
+        _ => Vec::new(),
+    };
+    if let (Some(next), Some(rotation_status)) = (&ring.next, status.rotation.as_mut())
+        && let Some(record) = rotation_status.record.as_mut()
+        && record.next_trusted_since.is_none()
+        && pending.is_empty()
+    {
+        record.next_trusted_since = Some(now.max(Utc::now()));
+        rotation_status.next_step_at = rotation::switch_time(
+            next.certificate(),
+            record.next_trusted_since,
+            settings.rotation_overlap,
+        );
+    }
     set_or_clear(
         &mut status.conditions,
         "TrustBundle",
@@ -385,6 +421,33 @@ async fn apply(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error
         now,
     );
     let mut next_look = RESYNC.min(until_warning);
+    if !pending.is_empty() {
+        next_look = Duration::from_secs(10);
+        let shown: Vec<&str> = pending.iter().take(5).map(String::as_str).collect();
+        set_or_clear(
+            &mut status.conditions,
+            ROTATION,
+            Some((
+                Reason::BundlesPending,
+                format!(
+                    "the staged CA certificate is not yet in the ca.crt of {} Secrets of this CA's certificates ({}{}); the overlap starts once it is in all of them. A Secret certop cannot write (see its ClusterCertificate's condition) holds the rotation here",
+                    pending.len(),
+                    shown.join(", "),
+                    if pending.len() > shown.len() {
+                        ", ..."
+                    } else {
+                        ""
+                    }
+                ),
+            )),
+            ca.metadata.generation,
+            now,
+        );
+    } else if conditions::find(&status.conditions, ROTATION)
+        .is_some_and(|c| c.reason == Reason::BundlesPending.as_str())
+    {
+        status.conditions.retain(|c| c.type_ != ROTATION);
+    }
     if let Some(at) = status.rotation.as_ref().and_then(|r| r.next_step_at) {
         next_look = next_look.min(
             (at - now)
@@ -466,26 +529,35 @@ async fn report_crl_completeness(
 
 /// What a pass did about the CA's rotation.
 enum Rotated {
-    /// It wrote a step; the status says where it stands.
+    /// It wrote a key Secret; the status says where it stands.
     Stepped,
+    /// It wrote a step into certop's record (the status): nothing more
+    /// this pass.
+    Committed,
     /// Nothing to write now: the keys to trust and sign with.
-    Ring(KeyRing),
+    Ring(Box<KeyRing>),
 }
 
+/// How many holders of a retiring key the status names.
+const HOLDERS_SHOWN: usize = 20;
+
 /// Decides the rotation's next step and takes it; fills `status.rotation`
-/// and the Rotation condition.
+/// (certop's record included) and the Rotation condition.
 #[allow(clippy::too_many_arguments)]
 async fn rotate(
     ca: &CertificateAuthority,
     ctx: &Context,
     settings: &CaSettings,
     marks: &RotationMarks,
+    stored: &rotation::StoredMarks,
     signing: &Arc<Authority>,
     ledger: &[crate::ledger::LedgerEntry],
     status: &mut CertificateAuthorityStatus,
     now: chrono::DateTime<Utc>,
 ) -> Result<Rotated, Error> {
     let name = ca.name_any();
+    let mut record = authority_cache::record_of(ca).cloned().unwrap_or_default();
+    marks.write_into(&mut record);
     let mut problem = None;
     let next = match ca_rotation::load_next(ctx, settings, marks, now).await? {
         Ok(n) => n,
@@ -494,19 +566,50 @@ async fn rotate(
             None
         }
     };
-    let previous = match (marks.previous_index(), &marks.previous_fingerprint) {
-        (Some(index), Some(fp)) => match key_secret_name(&settings.secret_name, index) {
-            Some(secret) => authority_cache::load_key(ctx, &name, &secret, Some(fp), now)
+    let previous_key = match (marks.previous_index(), &marks.previous_fingerprint) {
+        (Some(index), Some(fp)) => {
+            let secret = key_secret_name(&settings.secret_name, index);
+            // Asked of the API server, not the cache: the watch that
+            // brings a deletion here may run ahead of the store's.
+            if ctx
+                .operator_secrets()
+                .get_metadata_opt(&secret)
                 .await?
-                .ok()
-                .map(|a| (index, a)),
-            None => None,
-        },
+                .is_none()
+            {
+                ctx.authorities.forget(&secret);
+                Some(Err(format!(
+                    "the Secret {}/{secret} of the retiring key is gone",
+                    ctx.namespace
+                )))
+            } else {
+                Some(
+                    authority_cache::load_key(ctx, &name, &secret, Some(fp), now)
+                        .await?
+                        .map(|a| (index, a)),
+                )
+            }
+        }
         _ => None,
     };
-    let previous_live = marks
+    let previous = previous_key.clone().and_then(Result::ok);
+    let retiring = authority_cache::retiring_ca(
+        marks,
+        previous.as_ref().map(|(_, a)| a.as_ref()),
+        Some(&record),
+    );
+    // Kept from the key while it is there (a rotation switched before the
+    // record existed included), so it outlives the key's Secret.
+    if let Some(r) = &retiring
+        && record.previous_certificate.is_none()
+    {
+        record.previous_certificate = Some(r.pem.clone());
+    }
+    let holders = marks
         .previous_index()
-        .map_or(0, |index| crate::ledger::live_of_key(ledger, index, now));
+        .map(|index| crate::ledger::live_entries_of_key(ledger, index, now))
+        .unwrap_or_default();
+    let previous_live = holders.len();
     let last_reissue = marks
         .previous_index()
         .and_then(|index| crate::ledger::last_reissue(ledger, index, marks.signing));
@@ -514,32 +617,171 @@ async fn rotate(
         overlap: settings.rotation_overlap,
         rotate_before: settings.rotate_before,
     };
+    let unbind_requested = stored.recorded
+        && marks.next_fingerprint.is_some()
+        && !ca.annotations().contains_key(meta::CA_NEXT_FINGERPRINT);
     let step = match &problem {
         Some(message) => Step::Blocked(message.clone()),
         None => rotation::decide(&Observed {
             marks,
             signing: signing.certificate(),
             next: next.as_ref().map(|n| n.certificate()),
+            next_trusted_since: record.next_trusted_since,
+            previous: retiring.as_ref().map(|r| &r.certificate),
+            switched_at: record.switched_at,
             previous_live,
             last_reissue,
+            end_retirement: ca
+                .annotations()
+                .get(meta::END_RETIREMENT)
+                .map(String::as_str),
+            unbind_requested,
             settings: rotation_settings,
             now,
         }),
     };
     let phase = marks.phase().unwrap_or(Phase::Stable);
+    let exists = |certificate: &str| {
+        ctx.certificates
+            .get(&kube::runtime::reflector::ObjectRef::new(certificate))
+            .is_some()
+    };
     let mut rotation_status = CaRotationStatus {
         phase: phase.as_str().to_string(),
         number: i64::from(marks.number),
         next_serial_number: next.as_ref().map(|n| n.certificate().serial.to_string()),
-        previous_serial_number: previous
-            .as_ref()
-            .map(|(_, p)| p.certificate().serial.to_string()),
+        previous_serial_number: retiring.as_ref().map(|r| r.certificate.serial.to_string()),
         previous_certificates: (phase == Phase::Retiring).then_some(previous_live as i64),
         next_step_at: None,
+        previous_holders: rotation::holder_names(&holders, exists, HOLDERS_SHOWN),
+        record: None,
     };
-    let was_blocked = conditions::find(&status.conditions, ROTATION)
-        .is_some_and(|c| c.reason == Reason::RotationBlocked.as_str());
-    let blocked = matches!(step, Step::Blocked(_));
+    let was = conditions::find(&status.conditions, ROTATION).map(|c| c.reason.clone());
+    // What is wrong with the rotation, if anything: a step that cannot be
+    // taken, then a retiring key whose Secret is gone, then certificates
+    // certop does not re-issue that hold the retirement.
+    let mut trouble: Option<(Reason, String)> = None;
+    if let Step::Blocked(message) = &step {
+        trouble = Some((Reason::RotationBlocked, message.clone()));
+    } else if phase == Phase::Retiring
+        && let Some(Err(why)) = &previous_key
+    {
+        let serial = rotation_status
+            .previous_serial_number
+            .clone()
+            .unwrap_or_else(|| "unknown".into());
+        let message = match &retiring {
+            Some(_) => format!(
+                "{why}: the retiring CA certificate (serial {serial}) stays trusted from certop's record (status.rotation.record) until its {previous_live} certificates are re-issued at their turns, but its CRL can no longer be re-signed and goes stale at its nextUpdate. Restore the Secret to keep that CRL fresh"
+            ),
+            None => format!(
+                "{why}, and certop has no record of the retiring CA certificate (serial {serial}): it can no longer be put in the trust bundles. Restore the Secret"
+            ),
+        };
+        trouble = Some((Reason::RetiringKeyMissing, message));
+    } else if phase == Phase::Retiring
+        && previous_live > 0
+        && now
+            >= rotation::retire_time(
+                rotation::switched_at(
+                    signing.certificate(),
+                    record.switched_at,
+                    settings.rotation_overlap,
+                ),
+                settings.rotation_overlap,
+            )
+    {
+        let serial = rotation_status
+            .previous_serial_number
+            .clone()
+            .unwrap_or_default();
+        let shown = rotation::holder_names(&holders, exists, 5);
+        trouble = Some((
+            Reason::RetirementHeld,
+            format!(
+                "{previous_live} certificates of the retiring CA (serial {serial}) are still valid and certop does not re-issue them (signed for CSRs, or of ClusterCertificates deleted with their Secrets kept): {}{}. The old CA stays trusted until they expire. Revoke them (a CertificateRevocation with their serialNumbers; status.rotation.previousHolders lists them), or end the retirement now with the annotation {}={serial} (they stop verifying)",
+                shown.join(", "),
+                if previous_live > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                },
+                meta::END_RETIREMENT
+            ),
+        ));
+    }
+    if let Some((reason, message)) = &trouble
+        && was.as_deref() != Some(reason.as_str())
+    {
+        ctx.event(ca, true, reason.as_str(), "Rotate", message.clone())
+            .await;
+    }
+    set_or_clear(
+        &mut status.conditions,
+        ROTATION,
+        trouble,
+        ca.metadata.generation,
+        now,
+    );
+    let commits = matches!(
+        step,
+        Step::Start { .. }
+            | Step::BindNext { .. }
+            | Step::Unbind
+            | Step::Switch
+            | Step::Retire { .. }
+    );
+    if commits {
+        let after = marks.after(&step);
+        rotation::record_step(&mut record, &after, &step, signing.certificate_pem(), now);
+        rotation_status.phase = after.phase().unwrap_or(phase).as_str().to_string();
+        rotation_status.number = i64::from(after.number);
+        rotation_status.record = Some(record);
+        status.rotation = Some(rotation_status);
+        if !ca_rotation::commit(ca, ctx, status).await? {
+            return Ok(Rotated::Committed);
+        }
+        let mirrored = ca_rotation::mirror(ca, ctx, &after).await;
+        match &step {
+            Step::Start { number, why, .. } => ca_rotation::started(ca, ctx, *number, *why).await,
+            Step::BindNext { .. } => {
+                if let Some(next) = &next {
+                    ca_rotation::staged(ca, ctx, next, settings.rotation_overlap).await;
+                }
+            }
+            Step::Switch => {
+                if let Some(next) = &next {
+                    ca_rotation::switched(ca, ctx, after.number, signing, next).await;
+                }
+            }
+            Step::Retire { early } => {
+                let serial = status
+                    .rotation
+                    .as_ref()
+                    .and_then(|r| r.previous_serial_number.clone());
+                ca_rotation::retired(ca, ctx, serial, early.then_some(previous_live)).await;
+            }
+            _ => {}
+        }
+        mirrored?;
+        return Ok(Rotated::Committed);
+    }
+    // A hand edit of the mirror is undone (the record is what certop
+    // acts on), and said.
+    if let Some(differs) = &stored.mirror_differs {
+        ca_rotation::mirror(ca, ctx, marks).await?;
+        ctx.event(
+            ca,
+            true,
+            Reason::RotationMarksRestored.as_str(),
+            "Rotate",
+            format!(
+                "the rotation annotations differ from certop's record (status.rotation.record): {differs}; certop restored them and the rotation goes on from its record. To end a retirement early, set {} to the retiring CA's serial",
+                meta::END_RETIREMENT
+            ),
+        )
+        .await;
+    }
     let stepped = match step {
         Step::Wait { until } => {
             rotation_status.next_step_at = until;
@@ -548,79 +790,39 @@ async fn rotate(
             }
             false
         }
-        Step::Blocked(message) => {
-            if !was_blocked {
-                ctx.event(
-                    ca,
-                    true,
-                    Reason::RotationBlocked.as_str(),
-                    "Rotate",
-                    message.clone(),
-                )
-                .await;
-            }
-            conditions::set(
-                &mut status.conditions,
-                ROTATION,
-                false,
-                Reason::RotationBlocked.as_str(),
-                &message,
-                ca.metadata.generation,
-                now,
-            );
-            false
-        }
-        Step::Start {
-            number,
-            request,
-            why,
-        } => {
-            ca_rotation::start(ca, ctx, number, request.as_deref(), why).await?;
-            true
-        }
         Step::CreateKey { index } => {
             ca_rotation::create_key(ca, ctx, settings, index, signing).await?;
             true
         }
-        Step::BindNext { .. } => {
-            if let Some(next) = &next {
-                let at = rotation::switch_time(next.certificate(), settings.rotation_overlap);
-                ca_rotation::bind_next(ca, ctx, next, at).await?;
-            }
-            true
-        }
-        Step::Switch => {
-            if let Some(next) = &next {
-                ca_rotation::switch(ca, ctx, marks, signing, next).await?;
-            }
-            true
-        }
-        Step::Retire => {
-            ca_rotation::retire(ca, ctx, rotation_status.previous_serial_number.clone()).await?;
-            true
-        }
+        _ => false,
     };
-    if !blocked {
-        status.conditions.retain(|c| c.type_ != ROTATION);
+    if phase == Phase::Staged
+        && let Some(n) = &next
+        && marks.next_fingerprint.is_some()
+    {
+        rotation_status.next_step_at = rotation::switch_time(
+            n.certificate(),
+            record.next_trusted_since,
+            settings.rotation_overlap,
+        );
     }
-    if phase == Phase::Staged && next.is_some() && marks.next_fingerprint.is_some() {
-        rotation_status.next_step_at = next
-            .as_ref()
-            .map(|n| rotation::switch_time(n.certificate(), settings.rotation_overlap));
-    }
+    let switched_at = record.switched_at;
+    rotation_status.record = Some(record);
     status.rotation = Some(rotation_status);
     if stepped {
         return Ok(Rotated::Stepped);
     }
-    Ok(Rotated::Ring(KeyRing {
+    Ok(Rotated::Ring(Box::new(KeyRing {
         signing: signing.clone(),
         signing_index: marks.signing,
         next: next.filter(|n| {
             marks.next_fingerprint.as_deref() == Some(n.certificate().fingerprint.as_str())
         }),
         previous,
+        retiring,
+        switched_at,
         overlap: settings.rotation_overlap,
-    }))
+    })))
 }
 
 /// The condition that says a rotation cannot go on.
@@ -683,9 +885,11 @@ async fn write_status(
     status: CertificateAuthorityStatus,
     next_look: Option<Duration>,
 ) -> Result<Action, Error> {
-    if status != *previous {
-        ctx.apply_status::<CertificateAuthority>(&ca.name_any(), &status)
-            .await?;
+    // At the resourceVersion the pass read, as a rotation step is: a pass
+    // from a view the store had not caught up with (a timer firing before
+    // a step's watch event) never writes back the record the step replaced.
+    if status != *previous && !ca_rotation::commit(ca, ctx, &status).await? {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     Ok(Action::requeue(next_look.unwrap_or(RESYNC)))
 }
@@ -845,8 +1049,7 @@ fn trust_bundle_label(ca_name: &str) -> String {
 
 /// A label key part that fits Kubernetes' 63-character limit for any CA name.
 fn short_hash(s: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, s.as_bytes());
-    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::api::object_name::digest_hex(s, 8)
 }
 
 /// Whether a ConfigMap is one of this CA's trust bundles (certop created
@@ -1011,6 +1214,46 @@ async fn our_bundles(
     Ok(ours)
 }
 
+/// The Secrets certop keeps for this CA's ClusterCertificates (in the
+/// namespaces it manages; a Secret whose ClusterCertificate is gone is no
+/// longer kept) whose `ca.crt` does not carry `ca_pem` yet, as
+/// `namespace/name`.
+async fn secrets_without(ctx: &Context, ca_name: &str, ca_pem: &str) -> Result<Vec<String>, Error> {
+    let selector = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
+    let mut missing = Vec::new();
+    for api in ctx
+        .managed_namespaces
+        .apis::<k8s_openapi::api::core::v1::Secret>(&ctx.client)
+    {
+        for secret in api
+            .list(&ListParams::default().labels(&selector))
+            .await?
+            .items
+        {
+            let annotations = secret.annotations();
+            let kept = annotations.get(meta::ISSUER).map(String::as_str) == Some(ca_name)
+                && annotations.get(meta::CERTIFICATE).is_some_and(|c| {
+                    ctx.certificates
+                        .get(&kube::runtime::reflector::ObjectRef::new(c))
+                        .is_some()
+                });
+            let carries = secret
+                .data
+                .as_ref()
+                .and_then(|d| d.get("ca.crt"))
+                .is_some_and(|b| String::from_utf8_lossy(&b.0).contains(ca_pem.trim()));
+            if kept && !carries {
+                missing.push(format!(
+                    "{}/{}",
+                    secret.namespace().unwrap_or_default(),
+                    secret.name_any()
+                ));
+            }
+        }
+    }
+    Ok(missing)
+}
+
 /// A LabelSelector as the string form list calls take.
 fn label_selector_string(
     selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
@@ -1048,12 +1291,11 @@ async fn cleanup(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Err
         }
     }
     if let Ok(settings) = ca.settings() {
-        let marks = RotationMarks::of(ca.annotations()).unwrap_or_default();
+        let marks = authority_cache::marks_of(ca).unwrap_or_default();
         // The keys a CA can hold at once: retiring, signing, staged.
         for index in marks.signing.saturating_sub(1)..=marks.signing.saturating_add(1) {
-            if let Some(secret) = key_secret_name(&settings.secret_name, index) {
-                ctx.authorities.forget(&secret);
-            }
+            ctx.authorities
+                .forget(&key_secret_name(&settings.secret_name, index));
             ctx.crls.forget(&crl::crl_path(&name, index));
         }
     }

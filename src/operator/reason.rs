@@ -76,8 +76,9 @@ pub enum Reason {
     /// annotation only if you know no client holds a higher number.
     CRLNumberExhausted,
     /// A CA rotation cannot go on (its staged key's Secret is gone or holds
-    /// another key, or the rotation annotations were edited); the CA keeps
-    /// signing with its current key. The message says what to restore.
+    /// another key, or its switch would come after the CA's own notAfter);
+    /// the CA keeps signing with its current key. The message says what to
+    /// restore or change.
     RotationBlocked,
     /// The CA is in the last fifth of its life and does not rotate by
     /// itself. Rotate it (`kubectl certop rotate-ca NAME`).
@@ -114,11 +115,30 @@ pub enum Reason {
     /// names the shards: restore them (or the copy) from a backup, or
     /// delete them and revoke again what must stay revoked.
     CRLIncomplete,
+    /// The rotation annotations on a CA differ from certop's record
+    /// (`status.rotation.record`), which the rotation follows: certop
+    /// restored them (an Event). End a retirement early with
+    /// `certop.dev/end-retirement`, not by removing an annotation.
+    RotationMarksRestored,
+    /// The Secret of a retiring CA key is gone: its certificate stays
+    /// trusted from certop's record until its certificates are re-issued,
+    /// but its CRL can no longer be re-signed. Restore the Secret to keep
+    /// that CRL fresh.
+    RetiringKeyMissing,
+    /// Certificates of a retiring CA that certop does not re-issue (signed
+    /// for CSRs, or of ClusterCertificates deleted with their Secrets kept)
+    /// keep the old CA trusted; the message names them. Revoke them, or end
+    /// the retirement with `certop.dev/end-retirement: <serial>`.
+    RetirementHeld,
+    /// A staged CA certificate is not yet in the `ca.crt` of every Secret
+    /// of the CA's certificates; the overlap starts once it is. The
+    /// message names them; a Secret certop cannot write holds it.
+    BundlesPending,
 }
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 34] = [
+    pub const ALL: [Reason; 38] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -153,6 +173,10 @@ impl Reason {
         Reason::UnsupportedRequest,
         Reason::SigningFailed,
         Reason::CRLIncomplete,
+        Reason::RotationMarksRestored,
+        Reason::RetiringKeyMissing,
+        Reason::RetirementHeld,
+        Reason::BundlesPending,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -191,6 +215,10 @@ impl Reason {
             Reason::UnsupportedRequest => "UnsupportedRequest",
             Reason::SigningFailed => "SigningFailed",
             Reason::CRLIncomplete => "CRLIncomplete",
+            Reason::RotationMarksRestored => "RotationMarksRestored",
+            Reason::RetiringKeyMissing => "RetiringKeyMissing",
+            Reason::RetirementHeld => "RetirementHeld",
+            Reason::BundlesPending => "BundlesPending",
         }
     }
 

@@ -739,6 +739,18 @@ fn signing_identity(ca: &CertificateAuthority) -> u64 {
     }
     if let Some(s) = &ca.status {
         s.fingerprint.hash(&mut h);
+        // certop's record of the rotation, which the mirror above follows.
+        if let Some(r) = s.rotation.as_ref().and_then(|r| r.record.as_ref()) {
+            (
+                r.signing_key,
+                &r.signing_fingerprint,
+                &r.next_fingerprint,
+                &r.previous_fingerprint,
+                &r.switched_at,
+                r.previous_certificate.is_some(),
+            )
+                .hash(&mut h);
+        }
         if let Some(c) = super::conditions::find(&s.conditions, super::conditions::READY) {
             (&c.status, &c.reason, &c.message).hash(&mut h);
         }

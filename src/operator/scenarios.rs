@@ -1029,6 +1029,51 @@ async fn rotating_world(overlap: &str) -> World {
 }
 
 impl World {
+    /// A CA pass with the clock at `now` (a rotation's waits pass in a moment).
+    async fn ca_pass_at(&self, now: DateTime<Utc>) -> Result<(), super::Error> {
+        self.sync();
+        let ca: CertificateAuthority = self.api.get(CA_PATH).expect("CA");
+        super::certificate_authority::apply_at(&ca, &self.ctx, now)
+            .await
+            .map(|_| ())
+    }
+
+    async fn certificate_pass_at(&self, now: DateTime<Utc>) -> Result<(), super::Error> {
+        self.sync();
+        let cert: ClusterCertificate = self.api.get(CERT_PATH).expect("certificate");
+        certificate::apply_at(&cert, &self.ctx, now)
+            .await
+            .map(|_| ())
+    }
+
+    fn record(&self) -> crate::api::CaRotationRecord {
+        self.ca_status()
+            .rotation
+            .and_then(|r| r.record)
+            .expect("certop's rotation record")
+    }
+
+    /// Passes until the rotation is Retiring, the clock moving 10 minutes
+    /// a pass (overlaps of a minute pass): the time it got there.
+    async fn walk_to_retiring(&self, mut now: DateTime<Utc>) -> DateTime<Utc> {
+        for _ in 0..12 {
+            self.ca_pass_at(now).await.expect("CA pass");
+            if self
+                .ca_status()
+                .rotation
+                .is_some_and(|r| r.phase == "Retiring")
+            {
+                return now;
+            }
+            // The certificate's Secret takes the new CA into its ca.crt.
+            self.certificate_pass_at(now)
+                .await
+                .expect("certificate pass");
+            now += Duration::minutes(10);
+        }
+        panic!("never Retiring: {:?}", self.ca_status());
+    }
+
     fn ca_annotation(&self, key: &str) -> Option<String> {
         let ca: CertificateAuthority = self.api.get(CA_PATH)?;
         ca.annotations().get(key).cloned()
@@ -1064,15 +1109,17 @@ impl World {
         parse_chain(&s.data.expect("data")[TLS_CERT_KEY].0, "tls.crt").expect("tls.crt")[0].clone()
     }
 
-    /// CA and certificate passes until a round writes nothing.
-    async fn settle_rotation(&self) {
+    /// CA and certificate passes until a round writes nothing, the clock
+    /// moving 10 minutes a round from `now`: the time it settled.
+    async fn settle_rotation(&self, mut now: DateTime<Utc>) -> DateTime<Utc> {
         for _ in 0..40 {
             let before = self.api.writes();
-            let ca = self.ca_pass().await;
-            let cert = self.certificate_pass().await;
+            let ca = self.ca_pass_at(now).await;
+            let cert = self.certificate_pass_at(now).await;
             if ca.is_ok() && cert.is_ok() && self.api.writes() == before {
-                return;
+                return now;
             }
+            now += Duration::minutes(10);
         }
         panic!("the rotation did not settle: {:?}", self.api.log());
     }
@@ -1102,13 +1149,22 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
         let rotation = w.ca_status().rotation.expect("rotation status");
         assert_eq!(rotation.phase, "Staged");
         assert_eq!(rotation.next_serial_number, Some(staged.serial.to_string()));
-        let switch_at = rotation.next_step_at.expect("when it switches");
+        assert_eq!(
+            rotation.next_step_at, None,
+            "no switch time before the certificate's ca.crt carries the new CA"
+        );
+        // Both CAs are trusted; the certificate is the same one.
+        w.certificate_pass().await.expect("bundle update");
+        w.ca_pass().await.expect("published everywhere");
+        let switch_at = w
+            .ca_status()
+            .rotation
+            .and_then(|r| r.next_step_at)
+            .expect("when it switches");
         assert!(
             switch_at > Utc::now() + chrono::Duration::minutes(55),
             "{switch_at}"
         );
-        // Both CAs are trusted; the certificate is the same one.
-        w.certificate_pass().await.expect("bundle update");
         assert_eq!(
             w.leaf().serial,
             first.serial,
@@ -1121,11 +1177,17 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
                 .contains(&"RotationStaged".to_string())
         );
 
-        // The overlap ends (shortened here): the new key signs.
-        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
-        ca["spec"]["rotation"] = json!({"overlap": "0s"});
-        w.api.put(CA_PATH, ca);
-        w.ca_pass().await.expect("switch");
+        // The overlap ends: the new key signs.
+        let later = switch_at;
+        w.ca_pass_at(later - Duration::seconds(1))
+            .await
+            .expect("not yet");
+        assert_eq!(
+            w.ca_annotation(meta::CA_SIGNING_KEY),
+            None,
+            "an overlap is an overlap"
+        );
+        w.ca_pass_at(later).await.expect("switch");
         assert_eq!(w.ca_annotation(meta::CA_SIGNING_KEY).as_deref(), Some("1"));
         assert_eq!(
             w.ca_annotation(meta::CA_FINGERPRINT),
@@ -1135,7 +1197,16 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
             w.ca_annotation(meta::CA_PREVIOUS_FINGERPRINT),
             Some(old_fp.clone())
         );
-        w.ca_pass().await.expect("retiring");
+        let record = w.record();
+        assert_eq!(record.switched_at, Some(later));
+        assert!(
+            record
+                .previous_certificate
+                .as_deref()
+                .is_some_and(|pem| pem == w.authority.certificate_pem()),
+            "the retiring CA certificate is recorded at the switch"
+        );
+        w.ca_pass_at(later).await.expect("retiring");
         let rotation = w.ca_status().rotation.expect("rotation status");
         assert_eq!(
             (rotation.phase.as_str(), rotation.previous_certificates),
@@ -1143,8 +1214,11 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
         );
         assert_eq!(w.ca_status().secret_name.as_deref(), Some("ca-ca-r1"));
 
-        // The certificate is re-issued by the new key, pointing at its CRL.
-        w.certificate_pass().await.expect("re-issue");
+        // The certificate is re-issued by the new key at its turn in the
+        // spread, pointing at its CRL.
+        w.certificate_pass_at(later + Duration::hours(1))
+            .await
+            .expect("re-issue");
         let leaf = w.leaf();
         assert!(leaf.is_issued_by(&staged), "re-issued by the new key");
         let chain = parse_chain(
@@ -1170,10 +1244,12 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
                 .any(|e| e.serial == leaf.serial.to_string() && e.key == 1)
         );
 
-        // Nothing of the old key is left: it is retired, its key and CRL go.
-        w.ca_pass().await.expect("retire");
+        // Nothing of the old key is left: an overlap after the last
+        // re-issue it is retired, its key and CRL go.
+        let done = later + Duration::hours(2);
+        w.ca_pass_at(done).await.expect("retire");
         assert_eq!(w.ca_annotation(meta::CA_PREVIOUS_FINGERPRINT), None);
-        w.ca_pass().await.expect("clean up");
+        w.ca_pass_at(done).await.expect("clean up");
         assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Stable");
         assert!(
             w.key_certificate("ca-ca").is_none(),
@@ -1189,7 +1265,7 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
             .expect("the new key's CRL");
         let der = &crl1.binary_data.expect("binary")[super::crl::DER_KEY].0;
         parse_crl(der, Some(&staged)).expect("signed by the new key");
-        w.certificate_pass()
+        w.certificate_pass_at(done)
             .await
             .expect("bundle without the old CA");
         assert_eq!(w.leaf().serial, leaf.serial);
@@ -1198,7 +1274,11 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
         for reason in ["RotationStarted", "RotationSwitched", "RotationFinished"] {
             assert!(events.contains(&reason.to_string()), "{reason}: {events:?}");
         }
-        w.settle_rotation().await;
+        assert!(
+            !events.contains(&"RotationMarksRestored".to_string()),
+            "certop's own mirror is never taken for a hand edit: {events:?}"
+        );
+        w.settle_rotation(done).await;
         assert!(
             w.key_certificate("ca-ca-r2").is_none(),
             "one rotation, one key"
@@ -1209,9 +1289,9 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
 #[test]
 fn every_write_of_a_rotation_fails_in_turn_and_one_new_key_comes_out() {
     runtime().block_on(async {
-        let clean = rotating_world("0s").await;
+        let clean = rotating_world("1m").await;
         let start = clean.api.writes();
-        clean.settle_rotation().await;
+        clean.settle_rotation(Utc::now()).await;
         let writes = clean.api.writes() - start;
         assert!(
             writes >= 6,
@@ -1220,10 +1300,10 @@ fn every_write_of_a_rotation_fails_in_turn_and_one_new_key_comes_out() {
         );
         for fault in [Fault::Status(500), Fault::Status(409), Fault::Drop] {
             for n in 1..=writes {
-                let w = rotating_world("0s").await;
+                let w = rotating_world("1m").await;
                 let case = format!("{fault:?} at write {n}");
                 w.api.fail_write(n, fault);
-                w.settle_rotation().await;
+                w.settle_rotation(Utc::now()).await;
                 let new = w
                     .key_certificate("ca-ca-r1")
                     .unwrap_or_else(|| panic!("{case}: the new key"));
@@ -1263,13 +1343,11 @@ fn every_write_of_a_rotation_fails_in_turn_and_one_new_key_comes_out() {
 #[test]
 fn a_revocation_while_a_key_retires_lands_in_the_crl_of_the_key_that_signed() {
     runtime().block_on(async {
-        let w = rotating_world("0s").await;
+        let w = rotating_world("1m").await;
         let old_serial = w.secret_serial();
-        // Start, make the key, bind it, switch: the old certificate is
-        // still in its Secret, now a certificate of the retiring key.
-        for _ in 0..6 {
-            w.ca_pass().await.expect("CA pass");
-        }
+        // Start, make the key, bind it, publish it, switch: the old
+        // certificate is still in its Secret, now one of the retiring key.
+        w.walk_to_retiring(Utc::now()).await;
         assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Retiring");
         let new = w.key_certificate("ca-ca-r1").expect("new key");
         put_revocation(
@@ -2009,5 +2087,452 @@ fn a_crl_of_about_5700_entries_is_the_largest_stored_whole() {
             let data = main.data.unwrap_or_default();
             assert_eq!(data.contains_key("not-after.json"), map, "{n}: the map");
         }
+    });
+}
+
+#[test]
+fn an_overlap_under_a_minute_is_refused_with_a_condition_and_an_event() {
+    runtime().block_on(async {
+        let w = rotating_world("0s").await;
+        w.ca_pass().await.expect("CA pass");
+        let ready = w.ca_condition("Ready").expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec"),
+            "{}",
+            ready.message
+        );
+        assert!(
+            ready.message.contains("spec.rotation.overlap") && ready.message.contains("1m"),
+            "{}",
+            ready.message
+        );
+        assert!(w.api.event_reasons().contains(&"InvalidSpec".to_string()));
+        assert_eq!(
+            w.ca_annotation(meta::CA_ROTATION),
+            None,
+            "no rotation started"
+        );
+        assert!(w.key_certificate("ca-ca-r1").is_none(), "no key made");
+    });
+}
+
+/// Puts a trust bundle of the CA into namespace `default`.
+fn with_trust_bundle(w: &World) {
+    w.api.put(
+        "/api/v1/namespaces/default",
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "labels": {"bundle": "yes"}}}),
+    );
+    let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+    ca["spec"]["trustBundle"] = json!({"namespaceSelector": {"matchLabels": {"bundle": "yes"}}});
+    w.api.put(CA_PATH, ca);
+}
+
+/// The fingerprints the CA's trust-bundle ConfigMap in `default` carries.
+fn published_bundle(w: &World) -> Vec<String> {
+    let cm: Option<ConfigMap> = w.api.get("/api/v1/namespaces/default/configmaps/ca-ca");
+    cm.and_then(|c| c.data?.get("ca.crt").cloned())
+        .map(|pem| {
+            parse_chain(pem.as_bytes(), "ca.crt")
+                .expect("bundle parses")
+                .into_iter()
+                .map(|c| c.fingerprint)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_switch_comes_an_overlap_after_the_new_ca_is_in_every_bundle_however_late_that_is() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        with_trust_bundle(&w);
+        let t0 = Utc::now();
+        // Start, make the key, bind it: the key is made now, but nothing
+        // has published it yet.
+        for _ in 0..3 {
+            w.ca_pass_at(t0).await.expect("CA pass");
+        }
+        let staged = w.key_certificate("ca-ca-r1").expect("staged key");
+        assert_eq!(
+            w.record().next_fingerprint,
+            Some(staged.fingerprint.clone())
+        );
+        assert_eq!(w.record().next_trusted_since, None);
+        // Two hours later (an operator that was down) the first pass that
+        // would publish it fails to: nothing is recorded, nothing switches.
+        let late = t0 + Duration::hours(2);
+        w.api.fail_write(1, Fault::Status(500));
+        assert!(w.ca_pass_at(late).await.is_err(), "the bundle write failed");
+        assert_eq!(w.record().next_trusted_since, None);
+        assert_eq!(w.ca_annotation(meta::CA_SIGNING_KEY), None);
+        // The trust bundle is written, but the certificate's Secret does
+        // not carry the new CA yet: still not published everywhere.
+        w.ca_pass_at(late).await.expect("bundle written");
+        assert_eq!(published_bundle(&w).len(), 2);
+        assert_eq!(w.record().next_trusted_since, None);
+        let c = w.ca_condition("Rotation").expect("Rotation condition");
+        assert_eq!(c.reason, "BundlesPending", "{}", c.message);
+        assert!(c.message.contains("app/web-tls"), "{}", c.message);
+        w.certificate_pass_at(late).await.expect("ca.crt rewritten");
+        assert_eq!(w.bundle().len(), 2);
+        // Published: the overlap counts from here, not from the key's birth.
+        let published = late + Duration::minutes(5);
+        w.ca_pass_at(published).await.expect("publish");
+        assert!(w.ca_condition("Rotation").is_none());
+        assert_eq!(published_bundle(&w).len(), 2, "both CAs in the bundle");
+        assert_eq!(w.record().next_trusted_since, Some(published));
+        let switch_at = w.ca_status().rotation.and_then(|r| r.next_step_at);
+        assert_eq!(switch_at, Some(published + Duration::hours(1)));
+        w.ca_pass_at(published + Duration::minutes(59))
+            .await
+            .expect("still staged");
+        assert_eq!(
+            w.ca_annotation(meta::CA_SIGNING_KEY),
+            None,
+            "an overlap is an overlap"
+        );
+        assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Staged");
+        w.ca_pass_at(published + Duration::hours(1))
+            .await
+            .expect("switch");
+        assert_eq!(w.ca_annotation(meta::CA_SIGNING_KEY).as_deref(), Some("1"));
+    });
+}
+
+#[test]
+fn a_deleted_retiring_key_keeps_its_ca_trusted_and_its_certificates_reissued_at_their_turns() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        with_trust_bundle(&w);
+        let old_fp = w.authority.certificate().fingerprint.clone();
+        let first = w.leaf();
+        let switched = w.walk_to_retiring(Utc::now()).await;
+        let new = w.key_certificate("ca-ca-r1").expect("new key");
+        // Someone deletes the retiring key's Secret.
+        w.api
+            .remove(&format!("/api/v1/namespaces/{NS}/secrets/ca-ca"));
+        w.ca_pass_at(switched).await.expect("CA pass");
+        let c = w.ca_condition("Rotation").expect("Rotation condition");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "RetiringKeyMissing"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("stays trusted"), "{}", c.message);
+        assert!(
+            w.api
+                .event_reasons()
+                .contains(&"RetiringKeyMissing".to_string())
+        );
+        assert_eq!(
+            published_bundle(&w),
+            vec![new.fingerprint.clone(), old_fp.clone()],
+            "the old CA stays in the trust bundle from certop's record"
+        );
+        w.certificate_pass_at(switched)
+            .await
+            .expect("certificate pass");
+        assert_eq!(
+            w.leaf().serial,
+            first.serial,
+            "no burst: it waits for its turn"
+        );
+        assert_eq!(w.bundle(), vec![new.fingerprint.clone(), old_fp.clone()]);
+        assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Retiring");
+        // Its turn comes within the spread; an overlap later the old CA goes.
+        w.certificate_pass_at(switched + Duration::hours(1))
+            .await
+            .expect("re-issue");
+        assert!(w.leaf().is_issued_by(&new));
+        let done = switched + Duration::hours(2);
+        w.ca_pass_at(done).await.expect("retire");
+        w.ca_pass_at(done).await.expect("clean up");
+        assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Stable");
+        assert_eq!(published_bundle(&w), vec![new.fingerprint.clone()]);
+        assert!(w.ca_condition("Rotation").is_none());
+    });
+}
+
+#[test]
+fn hand_edits_of_the_rotation_annotations_are_undone_and_the_ca_keeps_signing() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        let old_fp = w.authority.certificate().fingerprint.clone();
+        let switched = w.walk_to_retiring(Utc::now()).await;
+        let new = w.key_certificate("ca-ca-r1").expect("new key");
+        let edit = |key: &str, value: Option<&str>| {
+            let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+            match value {
+                Some(v) => ca["metadata"]["annotations"][key] = json!(v),
+                None => {
+                    ca["metadata"]["annotations"]
+                        .as_object_mut()
+                        .expect("annotations")
+                        .remove(key);
+                }
+            }
+            w.api.put(CA_PATH, ca);
+        };
+        for (what, key, value) in [
+            (
+                "the retiring key's annotation removed",
+                meta::CA_PREVIOUS_FINGERPRINT,
+                None,
+            ),
+            (
+                "the rotation number made unreadable",
+                meta::CA_ROTATION,
+                Some("x"),
+            ),
+            (
+                "the signing key number made unreadable",
+                meta::CA_SIGNING_KEY,
+                Some("one"),
+            ),
+        ] {
+            edit(key, value);
+            w.ca_pass_at(switched).await.expect("CA pass");
+            assert_eq!(
+                w.ca_condition("Ready").map(|c| c.status).as_deref(),
+                Some("True"),
+                "{what}: the CA signs"
+            );
+            assert_eq!(
+                w.ca_status().rotation.expect("rotation").phase,
+                "Retiring",
+                "{what}"
+            );
+            assert_eq!(
+                w.ca_annotation(meta::CA_PREVIOUS_FINGERPRINT),
+                Some(old_fp.clone()),
+                "{what}: the mirror is restored"
+            );
+            assert_eq!(
+                w.ca_annotation(meta::CA_ROTATION).as_deref(),
+                Some("1"),
+                "{what}"
+            );
+            assert_eq!(
+                w.ca_annotation(meta::CA_SIGNING_KEY).as_deref(),
+                Some("1"),
+                "{what}"
+            );
+            w.certificate_pass_at(switched)
+                .await
+                .expect("certificate pass");
+            assert_eq!(
+                w.bundle(),
+                vec![new.fingerprint.clone(), old_fp.clone()],
+                "{what}: the old CA is still trusted"
+            );
+        }
+        assert!(
+            w.api
+                .event_reasons()
+                .contains(&"RotationMarksRestored".to_string())
+        );
+    });
+}
+
+#[test]
+fn a_ca_rotating_before_the_record_existed_goes_on_from_its_annotations() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        let old_fp = w.authority.certificate().fingerprint.clone();
+        let switched = w.walk_to_retiring(Utc::now()).await;
+        // As an older certop left it: the annotations, no record.
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["status"]["rotation"]
+            .as_object_mut()
+            .expect("rotation")
+            .remove("record");
+        w.api.put(CA_PATH, ca);
+        w.ca_pass_at(switched).await.expect("upgrade pass");
+        let record = w.record();
+        assert_eq!(record.previous_fingerprint, Some(old_fp.clone()));
+        assert_eq!(record.signing_key, 1);
+        assert_eq!(
+            record.previous_certificate.as_deref(),
+            Some(w.authority.certificate_pem()),
+            "the retiring certificate is recorded while its key is there"
+        );
+        assert_eq!(w.ca_status().rotation.expect("rotation").phase, "Retiring");
+    });
+}
+
+/// Adds `entry` to the CA's ledger, keeping what its shard holds.
+fn add_ledger_entry(w: &World, entry: LedgerEntry) {
+    let shard = crate::ledger::shard_of(&entry.serial);
+    let mut entries: Vec<LedgerEntry> = w
+        .ledger()
+        .into_iter()
+        .filter(|e| crate::ledger::shard_of(&e.serial) == shard)
+        .collect();
+    entries.push(entry);
+    let cm = ledger_store::shard_config_map("ca", shard, NS, &entries);
+    w.api.put(
+        &format!("{CRL_CM}{}", cm.metadata.name.clone().expect("name")),
+        serde_json::to_value(&cm).expect("json"),
+    );
+}
+
+#[test]
+fn a_retirement_held_by_a_csr_certificate_names_it_and_ends_when_asked() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        let old_serial = w.authority.certificate().serial.to_string();
+        let switched = w.walk_to_retiring(Utc::now()).await;
+        // A certificate the old key signed for a CSR: certop cannot
+        // re-issue it, and it is valid for a month.
+        let csr_serial = crate::pki::SerialNumber::random().expect("rng").to_string();
+        add_ledger_entry(
+            &w,
+            LedgerEntry {
+                serial: csr_serial.clone(),
+                issued_at: (switched - Duration::days(1)).timestamp(),
+                not_after: (switched + Duration::days(30)).timestamp(),
+                organizations: Vec::new(),
+                dns_names: Vec::new(),
+                ip_addresses: Vec::new(),
+                certificate: None,
+                revoked: None,
+                key: 0,
+            },
+        );
+        w.certificate_pass_at(switched + Duration::hours(1))
+            .await
+            .expect("the ClusterCertificate's turn");
+        let late = switched + Duration::hours(3);
+        w.ca_pass_at(late).await.expect("CA pass");
+        let rotation = w.ca_status().rotation.expect("rotation");
+        assert_eq!(
+            (rotation.phase.as_str(), rotation.previous_certificates),
+            ("Retiring", Some(1))
+        );
+        assert_eq!(
+            rotation.previous_holders,
+            vec![format!("{csr_serial} (CSR)")]
+        );
+        let c = w.ca_condition("Rotation").expect("Rotation condition");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "RetirementHeld")
+        );
+        for says in [
+            csr_serial.as_str(),
+            "(CSR)",
+            meta::END_RETIREMENT,
+            old_serial.as_str(),
+            "CertificateRevocation",
+        ] {
+            assert!(c.message.contains(says), "{says}: {}", c.message);
+        }
+        // Another serial ends nothing; the retiring CA's serial ends it.
+        for (value, phase) in [("0abc", "Retiring"), (old_serial.as_str(), "Stable")] {
+            let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+            ca["metadata"]["annotations"][meta::END_RETIREMENT] = json!(value);
+            w.api.put(CA_PATH, ca);
+            w.ca_pass_at(late).await.expect("CA pass");
+            w.ca_pass_at(late).await.expect("CA pass");
+            assert_eq!(
+                w.ca_status().rotation.expect("rotation").phase,
+                phase,
+                "{value}"
+            );
+        }
+        assert!(w.ca_condition("Rotation").is_none());
+        assert!(
+            w.key_certificate("ca-ca").is_none(),
+            "the retired key is deleted"
+        );
+    });
+}
+
+#[test]
+fn a_ca_whose_key_secret_name_is_at_the_limit_rotates() {
+    runtime().block_on(async {
+        let w = rotating_world("1m").await;
+        let long = format!("{}-ca", "a".repeat(250));
+        assert_eq!(long.len(), 253);
+        let key: serde_json::Value = w
+            .api
+            .get(&format!("/api/v1/namespaces/{NS}/secrets/ca-ca"))
+            .expect("key");
+        let mut moved = key.clone();
+        moved["metadata"]["name"] = json!(long);
+        w.api
+            .put(&format!("/api/v1/namespaces/{NS}/secrets/{long}"), moved);
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["spec"]["keySource"] = json!({"secretName": long});
+        w.api.put(CA_PATH, ca);
+        w.settle_rotation(Utc::now()).await;
+        let rotation = w.ca_status().rotation.expect("rotation");
+        assert_eq!((rotation.phase.as_str(), rotation.number), ("Stable", 1));
+        let secret = w.ca_status().secret_name.expect("signing Secret");
+        assert!(secret.len() <= 253 && secret.ends_with("-r1"), "{secret}");
+        assert_eq!(secret, crate::rotation::key_secret_name(&long, 1));
+        assert!(w.key_certificate(&secret).is_some());
+    });
+}
+
+#[test]
+fn a_staged_key_lost_is_blocked_until_its_annotation_is_removed_then_a_new_one_is_staged() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        let t0 = Utc::now();
+        for _ in 0..4 {
+            w.ca_pass_at(t0).await.expect("CA pass");
+        }
+        let lost = w.key_certificate("ca-ca-r1").expect("staged key");
+        w.api
+            .remove(&format!("/api/v1/namespaces/{NS}/secrets/ca-ca-r1"));
+        w.ca_pass_at(t0).await.expect("CA pass");
+        let c = w.ca_condition("Rotation").expect("Rotation condition");
+        assert_eq!(c.reason, "RotationBlocked", "{}", c.message);
+        assert!(
+            c.message.contains(meta::CA_NEXT_FINGERPRINT),
+            "{}",
+            c.message
+        );
+        assert!(
+            w.key_certificate("ca-ca-r1").is_none(),
+            "no key made behind the user's back"
+        );
+        assert_eq!(
+            w.ca_condition("Ready").map(|c| c.status).as_deref(),
+            Some("True")
+        );
+        // The way out the message names: remove the annotation.
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["metadata"]["annotations"]
+            .as_object_mut()
+            .expect("annotations")
+            .remove(meta::CA_NEXT_FINGERPRINT);
+        w.api.put(CA_PATH, ca);
+        for _ in 0..4 {
+            w.ca_pass_at(t0).await.expect("CA pass");
+        }
+        let staged = w.key_certificate("ca-ca-r1").expect("a new staged key");
+        assert_ne!(staged.fingerprint, lost.fingerprint);
+        assert_eq!(
+            w.record().next_fingerprint,
+            Some(staged.fingerprint.clone())
+        );
+        assert_eq!(
+            w.ca_annotation(meta::CA_NEXT_FINGERPRINT),
+            Some(staged.fingerprint.clone())
+        );
+        assert!(
+            w.ca_condition("Rotation")
+                .is_none_or(|c| c.reason == "BundlesPending"),
+            "no longer blocked: it waits for the certificate's ca.crt"
+        );
+        assert_eq!(
+            w.ca_status().rotation.expect("rotation").number,
+            1,
+            "the same rotation"
+        );
     });
 }

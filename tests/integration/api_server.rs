@@ -168,6 +168,16 @@ fn admission_bounds_every_ca_duration_and_keeps_fixed_fields_fixed() {
             "spec.crl.validity",
         ),
         (
+            "rotation overlap zero",
+            "  rotation: {overlap: 0s}\n",
+            "rotation.overlap must be between 1m and 8760h",
+        ),
+        (
+            "rotation overlap under a minute",
+            "  rotation: {overlap: 59s}\n",
+            "rotation.overlap must be between 1m and 8760h",
+        ),
+        (
             "refresh longer than the default validity",
             "  crl: {refreshBefore: 25h}\n",
             "crl.refreshBefore must be shorter than crl.validity",

@@ -166,7 +166,8 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
         "rotation-first",
         &[&format!("--lease-name={}", unique("lease"))],
     );
-    apply(cp, &ca_yaml(&ca, "  rotation:\n    overlap: 8s\n"));
+    // The shortest overlap admitted (the kubelet's sync period).
+    apply(cp, &ca_yaml(&ca, "  rotation:\n    overlap: 1m\n"));
     let server = unique("server");
     let client = unique("client");
     apply(
@@ -298,8 +299,9 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
     );
 
     // Retiring: the new CA signs, the certificates are re-issued. Crash here.
+    // An overlap after the new CA was published in every trust bundle.
     assert!(
-        wait_for(Duration::from_secs(60), || phase(cp, &ca) == "Retiring"),
+        wait_for(Duration::from_secs(150), || phase(cp, &ca) == "Retiring"),
         "never switched: {}",
         op.log_text()
     );
@@ -309,8 +311,10 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
     assert_ne!(new_ca, first_ca);
 
     // Stable again: only the new CA is trusted.
+    // The re-issues spread over an overlap, then an overlap for holders
+    // to reload them.
     assert!(
-        wait_for(Duration::from_secs(90), || phase(cp, &ca) == "Stable"),
+        wait_for(Duration::from_secs(240), || phase(cp, &ca) == "Stable"),
         "never finished: {}",
         op.log_text()
     );
@@ -402,5 +406,106 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
     for d in &describes {
         eprintln!("{d}");
     }
+    op.stop();
+}
+
+/// The fingerprints a Secret's `ca.crt` carries.
+fn bundle_of(cp: &ControlPlane, ns: &str, name: &str) -> Vec<String> {
+    secret(cp, ns, name)
+        .and_then(|s| parse_chain(&data(&s, "ca.crt"), "ca.crt").ok())
+        .map(|chain| chain.into_iter().map(|c| c.fingerprint).collect())
+        .unwrap_or_default()
+}
+
+fn rotation_condition(cp: &ControlPlane, ca: &str) -> Option<(String, String)> {
+    get::<CertificateAuthority>(cp, &["certificateauthority", ca])
+        .and_then(|c| c.status)
+        .and_then(|s| {
+            s.conditions
+                .into_iter()
+                .find(|c| c.type_ == "Rotation")
+                .map(|c| (c.reason, c.message))
+        })
+}
+
+#[test]
+fn a_retiring_key_secret_deleted_mid_rotation_leaves_its_ca_trusted_until_the_leaves_moved() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (cp, ca, ns) = setup("retiring");
+    let op = cp.start_operator(
+        "retiring-key",
+        &[&format!("--lease-name={}", unique("lease"))],
+    );
+    // The shortest overlap: the old CA is retired no sooner than two
+    // overlaps after the switch, time enough to look.
+    apply(cp, &ca_yaml(&ca, "  rotation:\n    overlap: 1m\n"));
+    let leaf_name = unique("leaf");
+    apply(
+        cp,
+        &cert_yaml(&leaf_name, &ca, &ns, "  dnsNames: [leaf.example]\n"),
+    );
+    assert!(
+        wait_for(Duration::from_secs(60), || ready(cp, &leaf_name)),
+        "{}",
+        op.log_text()
+    );
+    let old_ca = annotation(cp, &ca, certop::api::meta::CA_FINGERPRINT).expect("bound");
+    let rotate = cp.kubectl_certop(&["rotate-ca", &ca]);
+    assert!(rotate.status.success(), "{}", stderr(&rotate));
+    assert!(
+        wait_for(Duration::from_secs(30), || phase(cp, &ca) == "Staged"
+            && bundle_of(cp, &ns, &leaf_name).len() == 2),
+        "never staged: {}",
+        op.log_text()
+    );
+    assert!(
+        wait_for(Duration::from_secs(120), || phase(cp, &ca) == "Retiring"),
+        "never switched: {}",
+        op.log_text()
+    );
+    let new_ca = annotation(cp, &ca, certop::api::meta::CA_FINGERPRINT).expect("bound");
+    assert_ne!(new_ca, old_ca);
+    let before = leaf_of(&secret(cp, &ns, &leaf_name).expect("Secret"));
+
+    // Someone deletes the retiring key's Secret.
+    let deleted = cp.kubectl(&[
+        "delete",
+        "secret",
+        "-n",
+        "certop-system",
+        &format!("{ca}-ca"),
+    ]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(
+        wait_for(Duration::from_secs(30), || rotation_condition(cp, &ca)
+            .is_some_and(|(reason, _)| reason == "RetiringKeyMissing")),
+        "no RetiringKeyMissing: {:?}\n{}",
+        rotation_condition(cp, &ca),
+        op.log_text()
+    );
+    // The old CA stays trusted while it retires (its leaves, this one or
+    // those its holders have not reloaded yet, are still served), key or
+    // no key.
+    std::thread::sleep(Duration::from_secs(3));
+    let bundle = bundle_of(cp, &ns, &leaf_name);
+    assert_eq!(
+        bundle,
+        vec![new_ca.clone(), old_ca.clone()],
+        "the retiring CA left ca.crt with its key's Secret"
+    );
+    let leaf = leaf_of(&secret(cp, &ns, &leaf_name).expect("Secret"));
+    eprintln!(
+        "leaf {} after the deletion (before: {}), re-issued at its turn in the spread",
+        leaf.serial, before.serial
+    );
+    assert_eq!(phase(cp, &ca), "Retiring");
+    let ca_obj = get::<CertificateAuthority>(cp, &["certificateauthority", &ca]).expect("CA");
+    assert!(
+        ca_obj
+            .status
+            .and_then(|s| s.conditions.into_iter().find(|c| c.type_ == "Ready"))
+            .is_some_and(|c| c.status == "True"),
+        "the CA still signs"
+    );
     op.stop();
 }

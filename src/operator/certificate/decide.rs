@@ -220,8 +220,8 @@ pub fn decide(
             renewal_time,
             change_pending_since,
         } => Decision::UpToDate {
-            key: match &ring.previous {
-                Some((index, previous)) if current.is_issued_by(previous.certificate()) => *index,
+            key: match &ring.retiring {
+                Some(retiring) if current.is_issued_by(&retiring.certificate) => retiring.index,
                 _ => ring.signing_index,
             },
             current,
@@ -309,6 +309,8 @@ mod tests {
                 signing_index: 0,
                 next: None,
                 previous: None,
+                retiring: None,
+                switched_at: None,
                 overlap: chrono::Duration::zero(),
             }),
             crl_url: None,
