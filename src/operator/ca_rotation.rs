@@ -333,6 +333,9 @@ pub async fn remove_retired(
     }
     let path = crl::crl_path(&name, retired);
     if ctx.crls.get(&path).is_some() {
+        // The copy first: while the published CRL is cached, a pass whose
+        // deletion failed comes back for both.
+        delete::<ConfigMap>(ctx, &crl::copy_name(&name, retired)).await?;
         delete::<ConfigMap>(ctx, &crl::config_map_name(&name, retired)).await?;
         ctx.crls.forget(&path);
     }

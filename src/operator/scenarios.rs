@@ -1259,6 +1259,12 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
             w.api.get::<ConfigMap>(&w.crl_path()).is_none(),
             "its CRL too"
         );
+        assert!(
+            w.api
+                .get::<ConfigMap>(&format!("{CRL_CM}{}", super::crl::copy_name("ca", 0)))
+                .is_none(),
+            "and certop's copy of its CRL"
+        );
         let crl1: ConfigMap = w
             .api
             .get(&format!("{CRL_CM}{}", super::crl::config_map_name("ca", 1)))
