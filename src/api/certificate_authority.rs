@@ -405,14 +405,17 @@ impl CertificateAuthority {
                 .map_err(|e| format!("spec.rotation.overlap: {e}"))?,
             None => chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
         };
-        if rotation_overlap < MIN_ROTATION_OVERLAP
-            || rotation_overlap > chrono::Duration::hours(8760)
-        {
+        if rotation_overlap > chrono::Duration::hours(8760) {
             return Err(format!(
-                "spec.rotation.overlap must be between 1m and 8760h, not {}: below 1m no client that mounts a trust bundle can have loaded the new CA before it signs",
+                "spec.rotation.overlap must be at most 8760h, not {}",
                 rotation.overlap.as_ref().map_or("", |d| d.as_str())
             ));
         }
+        // Admission refuses an overlap under 1m; one stored before that
+        // rule (an upgrade) is raised to it rather than stop the CA from
+        // signing: below 1m no client that mounts a trust bundle can have
+        // loaded the new CA before it signs.
+        let rotation_overlap = rotation_overlap.max(MIN_ROTATION_OVERLAP);
         let adopted = spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
         let rotate_before = match &rotation.renew_before {
             Some(d) => Some(

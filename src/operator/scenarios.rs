@@ -2097,29 +2097,35 @@ fn a_crl_of_about_5700_entries_is_the_largest_stored_whole() {
 }
 
 #[test]
-fn an_overlap_under_a_minute_is_refused_with_a_condition_and_an_event() {
+fn an_overlap_under_a_minute_stored_before_the_rule_is_raised_to_a_minute_and_the_ca_signs() {
     runtime().block_on(async {
+        // Admission refuses it now; a CA stored before (an upgrade) keeps
+        // signing, and its rotation waits the minimum overlap.
         let w = rotating_world("0s").await;
-        w.ca_pass().await.expect("CA pass");
+        let now = Utc::now();
+        w.ca_pass_at(now).await.expect("CA pass");
         let ready = w.ca_condition("Ready").expect("Ready");
-        assert_eq!(
-            (ready.status.as_str(), ready.reason.as_str()),
-            ("False", "InvalidSpec"),
-            "{}",
-            ready.message
-        );
+        assert_eq!(ready.status, "True", "{}", ready.message);
+        for _ in 0..6 {
+            w.ca_pass_at(now).await.expect("CA pass");
+            // The certificate's Secret takes the new CA into its ca.crt.
+            w.certificate_pass_at(now).await.expect("certificate pass");
+        }
+        let rotation = w.ca_status().rotation.expect("rotation");
+        assert_eq!(rotation.phase, "Staged", "{rotation:?}");
+        let switch = rotation.next_step_at.expect("the switch is scheduled");
         assert!(
-            ready.message.contains("spec.rotation.overlap") && ready.message.contains("1m"),
-            "{}",
-            ready.message
+            switch >= now + Duration::seconds(59),
+            "the switch comes at least a minute after the staged CA was published: {switch} vs {now}"
         );
-        assert!(w.api.event_reasons().contains(&"InvalidSpec".to_string()));
+        w.ca_pass_at(now + Duration::seconds(30))
+            .await
+            .expect("CA pass");
         assert_eq!(
-            w.ca_annotation(meta::CA_ROTATION),
-            None,
-            "no rotation started"
+            w.ca_status().rotation.expect("rotation").phase,
+            "Staged",
+            "not switched inside the minute"
         );
-        assert!(w.key_certificate("ca-ca-r1").is_none(), "no key made");
     });
 }
 
