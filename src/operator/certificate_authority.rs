@@ -339,13 +339,14 @@ pub(super) async fn apply_at(
             &mut status.conditions,
             EXPIRING,
             true,
-            "CANearExpiry",
+            Reason::CANearExpiry.as_str(),
             &message,
             ca.metadata.generation,
             now,
         );
         if !was_warning {
-            ctx.event(ca, true, "CANearExpiry", "Check", message).await;
+            let reason = Reason::CANearExpiry.as_str();
+            ctx.event(ca, true, reason, "Check", message).await;
         }
     } else {
         status.conditions.retain(|c| c.type_ != EXPIRING);
@@ -973,7 +974,7 @@ fn fill_crl_status(
             &mut status.conditions,
             "CRLStored",
             false,
-            "TooLarge",
+            Reason::TooLarge.as_str(),
             &message,
             ca.metadata.generation,
             now,
@@ -1004,8 +1005,8 @@ async fn create(
     let authority = match created {
         Ok(a) => a,
         Err(e) => {
-            ctx.event(ca, true, "CACreationFailed", "Create", e.to_string())
-                .await;
+            let reason = Reason::CACreationFailed.as_str();
+            ctx.event(ca, true, reason, "Create", e.to_string()).await;
             return Err(Error::Pki {
                 what: format!("creating CA {}", ca.name_any()),
                 source: e,

@@ -8,18 +8,14 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{self, store::Writer};
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
+use kube::ResourceExt;
 use serde_json::json;
 
-use super::context::Settings;
-use super::crl::CrlCache;
 use super::fake_api::{FakeApi, Fault};
 use super::managed_namespaces::ManagedNamespaces;
-use super::metrics::Metrics;
 use super::signing_request::CsrPolicy;
-use super::{Context, Stores, certificate, certificate_revocation, conditions, ledger_store};
+use super::testing::{self, NS, Writers, b64, init, runtime};
+use super::{Context, certificate, certificate_revocation, conditions, ledger_store};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 use crate::ledger::LedgerEntry;
 use crate::pki::{
@@ -27,35 +23,16 @@ use crate::pki::{
 };
 use crate::plan::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
-const NS: &str = "certop-system";
 const CA_PATH: &str = "/apis/certop.dev/v1alpha1/certificateauthorities/ca";
 const CERT_PATH: &str = "/apis/certop.dev/v1alpha1/clustercertificates/web";
 const REV_PATH: &str = "/apis/certop.dev/v1alpha1/certificaterevocations/rev";
 const SECRET_PATH: &str = "/api/v1/namespaces/app/secrets/web-tls";
-
-struct Writers {
-    secrets: Writer<PartialObjectMeta<Secret>>,
-    cas: Writer<CertificateAuthority>,
-    certs: Writer<ClusterCertificate>,
-    revs: Writer<CertificateRevocation>,
-}
 
 struct World {
     api: FakeApi,
     ctx: Arc<Context>,
     authority: Authority,
     writers: Mutex<Writers>,
-}
-
-fn init<K: Resource + Clone>(w: &mut Writer<K>, objects: Vec<K>)
-where
-    K::DynamicType: Eq + std::hash::Hash + Clone,
-{
-    w.apply_watcher_event(&watcher::Event::Init);
-    for o in objects {
-        w.apply_watcher_event(&watcher::Event::InitApply(o));
-    }
-    w.apply_watcher_event(&watcher::Event::InitDone);
 }
 
 /// A Ready CA (key in its Secret, bound by fingerprint) and a
@@ -67,22 +44,7 @@ fn world() -> World {
 /// `world()` with the operator limited to `managed` namespaces.
 fn world_managing(managed_namespaces: ManagedNamespaces) -> World {
     let api = FakeApi::new(&[NS, "app", "default"]);
-    // Made a day ago, as in a running cluster.
-    let authority =
-        Authority::create(&CaRequest::new("test CA"), Utc::now() - Duration::days(1)).expect("CA");
-    api.put(
-        &format!("/api/v1/namespaces/{NS}/secrets/ca-ca"),
-        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "ca-ca", "namespace": NS},
-               "type": "kubernetes.io/tls",
-               "data": {"tls.crt": b64(authority.certificate_pem().as_bytes()), "tls.key": b64(authority.key_pem().as_bytes())}}),
-    );
-    api.put(
-        CA_PATH,
-        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
-               "metadata": {"name": "ca", "annotations": {meta::CA_FINGERPRINT: authority.certificate().fingerprint}},
-               "spec": {"subject": {"commonName": "test CA"}},
-               "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
-    );
+    let authority = testing::put_ready_ca(&api, "ca", json!({}));
     api.put(
         CERT_PATH,
         json!({"apiVersion": "certop.dev/v1alpha1", "kind": "ClusterCertificate",
@@ -90,54 +52,21 @@ fn world_managing(managed_namespaces: ManagedNamespaces) -> World {
                "spec": {"issuerRef": {"name": "ca"}, "secretName": "web-tls", "secretNamespace": "app",
                         "dnsNames": ["web.example.com"]}}),
     );
-    let (cas, mut ca_writer) = reflector::store::<CertificateAuthority>();
-    let (certs, mut cert_writer) = reflector::store::<ClusterCertificate>();
-    let (revocations, mut rev_writer) = reflector::store::<CertificateRevocation>();
-    let (ca_secrets, secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
-    let (policies, mut policy_writer) = reflector::store::<crate::api::CertificatePolicy>();
-    init(&mut policy_writer, Vec::new());
-    init(&mut ca_writer, Vec::new());
-    init(&mut cert_writer, Vec::new());
-    init(&mut rev_writer, Vec::new());
-    let settings = Settings {
-        namespace: NS.into(),
-        crl_base_url: "http://certop.test".into(),
-        metrics: Arc::new(Metrics::default()),
-        crls: Arc::new(CrlCache::default()),
-        csr_policy: CsrPolicy {
-            max_lifetime: chrono::Duration::hours(24),
-            kubelet_ca: None,
-            approve_kubelets: false,
-            kubelet_serving: Default::default(),
-        },
-        managed_namespaces,
+    let csr_policy = CsrPolicy {
+        max_lifetime: chrono::Duration::hours(24),
+        kubelet_ca: None,
+        approve_kubelets: false,
+        kubelet_serving: Default::default(),
     };
-    let stores = Stores {
-        cas,
-        certificates: certs,
-        revocations,
-        policies,
-        ca_secrets,
-    };
-    let ctx = Arc::new(Context::new(api.client(), settings, stores));
+    let (ctx, writers) = testing::context(&api, csr_policy, managed_namespaces);
     let world = World {
         api,
         ctx,
         authority,
-        writers: Mutex::new(Writers {
-            secrets: secret_writer,
-            cas: ca_writer,
-            certs: cert_writer,
-            revs: rev_writer,
-        }),
+        writers: Mutex::new(writers),
     };
     world.sync();
     world
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 impl World {
@@ -154,13 +83,13 @@ impl World {
                 ..Default::default()
             })
             .collect();
-        init(&mut w.secrets, secrets);
+        init(&mut w.ca_secrets, secrets);
         let ca: Option<CertificateAuthority> = self.api.get(CA_PATH);
         init(&mut w.cas, ca.into_iter().collect());
         let cert: Option<ClusterCertificate> = self.api.get(CERT_PATH);
-        init(&mut w.certs, cert.into_iter().collect());
+        init(&mut w.certificates, cert.into_iter().collect());
         let rev: Option<CertificateRevocation> = self.api.get(REV_PATH);
-        init(&mut w.revs, rev.into_iter().collect());
+        init(&mut w.revocations, rev.into_iter().collect());
     }
 
     async fn certificate_pass(&self) -> Result<(), super::Error> {
@@ -293,12 +222,6 @@ fn assert_converged(w: &World, case: &str) {
     );
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-}
 
 #[test]
 fn a_clean_first_pass_issues_once_and_the_next_writes_nothing() {

@@ -70,11 +70,13 @@ pub fn put_ready_ca(api: &FakeApi, name: &str, spec: serde_json::Value) -> Autho
     authority
 }
 
-/// The writers of the Context's stores a scenario fills (the others stay
-/// as listed: empty).
+/// The writers of the Context's stores, for a scenario to fill.
 pub struct Writers {
     pub cas: Writer<CertificateAuthority>,
+    pub certificates: Writer<ClusterCertificate>,
+    pub revocations: Writer<CertificateRevocation>,
     pub policies: Writer<CertificatePolicy>,
+    pub ca_secrets: Writer<PartialObjectMeta<Secret>>,
 }
 
 /// A Context over `api`, its stores empty (and listed) until a test fills them.
@@ -112,7 +114,10 @@ pub fn context(
         Arc::new(Context::new(api.client(), settings, stores)),
         Writers {
             cas: ca_writer,
+            certificates: cert_writer,
+            revocations: rev_writer,
             policies: policy_writer,
+            ca_secrets: secret_writer,
         },
     )
 }

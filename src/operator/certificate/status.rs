@@ -271,7 +271,8 @@ pub async fn failed(
     );
     write(cert, ctx, &status).await?;
     ctx.metrics.failed(reason.code());
-    ctx.event(cert, true, "IssuanceFailed", reason.code(), message)
+    let event_reason = Reason::IssuanceFailed.as_str();
+    ctx.event(cert, true, event_reason, reason.code(), message)
         .await;
     Ok(Action::requeue(retry))
 }
