@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::core::PartialObjectMeta;
 use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
 use serde_json::json;
 
 use super::fake_api::{FakeApi, Fault};
@@ -221,7 +221,6 @@ fn assert_converged(w: &World, case: &str) {
         "{case}: issued once, no second key"
     );
 }
-
 
 #[test]
 fn a_clean_first_pass_issues_once_and_the_next_writes_nothing() {

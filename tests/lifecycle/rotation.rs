@@ -52,6 +52,20 @@ impl Material {
         roots
     }
 
+    /// Which leaf it holds and which CAs it trusts, for a failure message.
+    fn describe(&self) -> String {
+        let short = |f: &str| f.chars().take(12).collect::<String>();
+        let leaf = parse_chain(&self.chain, "tls.crt")
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| format!("leaf {} issued by {}", c.serial, c.issuer()))
+            .unwrap_or_else(|| "no leaf".into());
+        let roots: Vec<String> = parse_chain(&self.bundle, "ca.crt")
+            .map(|b| b.iter().map(|c| short(&c.fingerprint)).collect())
+            .unwrap_or_default();
+        format!("{leaf}; trusts {roots:?}")
+    }
+
     fn key(&self) -> Option<PrivateKeyDer<'static>> {
         PrivateKeyDer::from_pem_slice(&self.key).ok()
     }
@@ -88,8 +102,14 @@ fn client_config(m: &Material) -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 /// Serves mutual TLS on a local port with whatever the server's Secret
-/// holds at the moment each connection arrives.
-fn serve(listener: TcpListener, material: Arc<RwLock<Material>>, stop: Arc<AtomicBool>) {
+/// holds at the moment each connection arrives; a handshake it refuses is
+/// a failure (with what it held), whatever the client saw of it.
+fn serve(
+    listener: TcpListener,
+    material: Arc<RwLock<Material>>,
+    stop: Arc<AtomicBool>,
+    failures: Arc<Mutex<Vec<String>>>,
+) {
     listener.set_nonblocking(true).expect("nonblocking");
     while !stop.load(Ordering::Relaxed) {
         let Ok((tcp, _)) = listener.accept() else {
@@ -97,20 +117,33 @@ fn serve(listener: TcpListener, material: Arc<RwLock<Material>>, stop: Arc<Atomi
             continue;
         };
         let m = material.read().expect("material").clone();
+        let failures = failures.clone();
         thread::spawn(move || {
+            let fail = |e: String| {
+                failures
+                    .lock()
+                    .expect("failures")
+                    .push(format!("server: {e} ({})", m.describe()));
+            };
             let _ = tcp.set_nonblocking(false);
             let _ = tcp.set_read_timeout(Some(Duration::from_secs(5)));
-            let Ok(config) = server_config(&m) else {
-                return;
+            let config = match server_config(&m) {
+                Ok(c) => c,
+                Err(e) => return fail(e),
             };
-            let Ok(conn) = rustls::ServerConnection::new(config) else {
-                return;
+            let conn = match rustls::ServerConnection::new(config) {
+                Ok(c) => c,
+                Err(e) => return fail(e.to_string()),
             };
             let mut tls = rustls::StreamOwned::new(conn, tcp);
             let mut buf = [0u8; 5];
-            if tls.read_exact(&mut buf).is_ok() && &buf == b"hello" {
-                let _ = tls.write_all(b"ok");
-                let _ = tls.flush();
+            match tls.read_exact(&mut buf) {
+                Ok(()) if &buf == b"hello" => {
+                    let _ = tls.write_all(b"ok");
+                    let _ = tls.flush();
+                }
+                Ok(()) => fail(format!("read {buf:?}")),
+                Err(e) => fail(e.to_string()),
             }
             tls.conn.send_close_notify();
             let _ = tls.flush();
@@ -202,11 +235,13 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
     let server_material = Arc::new(RwLock::new(Material::of(cp, &ns, &server).expect("server")));
     let client_material = Arc::new(RwLock::new(Material::of(cp, &ns, &client).expect("client")));
     let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let server_thread = {
         let (m, s) = (server_material.clone(), stop.clone());
-        thread::spawn(move || serve(listener, m, s))
+        let f = failures.clone();
+        thread::spawn(move || serve(listener, m, s, f))
     };
     let reloads = Arc::new(AtomicUsize::new(0));
     let reloader = {
@@ -233,7 +268,6 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
         })
     };
     let handshakes = Arc::new(AtomicUsize::new(0));
-    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
     let client_thread = {
         let (m, s, h, f) = (
             client_material.clone(),
@@ -244,11 +278,25 @@ fn a_ca_rotates_under_live_mutual_tls_with_zero_failed_handshakes_and_a_crash_in
         thread::spawn(move || {
             while !s.load(Ordering::Relaxed) {
                 let material = m.read().expect("material").clone();
-                match connect(port, &material) {
+                // A connection the server dropped is retried once: if the
+                // server refused the handshake it has said so above (a
+                // failure either way); a reset it did not cause is the
+                // loopback's, not the rotation's.
+                let outcome = connect(port, &material).or_else(|e| {
+                    if e.contains("os error 104") {
+                        connect(port, &material)
+                    } else {
+                        Err(e)
+                    }
+                });
+                match outcome {
                     Ok(()) => {
                         h.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(e) => f.lock().expect("failures").push(e),
+                    Err(e) => f
+                        .lock()
+                        .expect("failures")
+                        .push(format!("client: {e} ({})", material.describe())),
                 }
                 thread::sleep(Duration::from_millis(50));
             }
