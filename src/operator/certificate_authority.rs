@@ -311,7 +311,7 @@ pub(super) async fn apply_at(
         &marks,
         &stored,
         &authority,
-        &ledger.entries,
+        &ledger,
         &mut status,
         now,
     )
@@ -551,11 +551,12 @@ async fn rotate(
     marks: &RotationMarks,
     stored: &rotation::StoredMarks,
     signing: &Arc<Authority>,
-    ledger: &[crate::ledger::LedgerEntry],
+    loaded: &ledger_store::Loaded,
     status: &mut CertificateAuthorityStatus,
     now: chrono::DateTime<Utc>,
 ) -> Result<Rotated, Error> {
     let name = ca.name_any();
+    let ledger = loaded.entries.as_slice();
     let mut record = authority_cache::record_of(ca).cloned().unwrap_or_default();
     marks.write_into(&mut record);
     let mut problem = None;
@@ -639,6 +640,19 @@ async fn rotate(
             settings: rotation_settings,
             now,
         }),
+    };
+    // What an unreadable shard records is not counted above: it may hold
+    // certificates of the retiring key that still need it trusted.
+    let step = match step {
+        Step::Retire { early: false } if !loaded.unreadable.is_empty() => {
+            let shards: Vec<String> = loaded.unreadable.iter().map(|e| e.shard()).collect();
+            Step::Blocked(format!(
+                "the retiring CA is kept in the trust bundles: ledger shards {} cannot be parsed, and certificates it signed may be recorded there. Restore them (or delete them to give up what they record), or end the retirement with the annotation {}",
+                shards.join(", "),
+                meta::END_RETIREMENT
+            ))
+        }
+        step => step,
     };
     let phase = marks.phase().unwrap_or(Phase::Stable);
     let exists = |certificate: &str| {
