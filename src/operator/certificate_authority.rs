@@ -463,7 +463,7 @@ pub(super) async fn apply_at(
     if let Some((index, old)) = &ring.previous
         && old.certificate().can_sign_crls
     {
-        match keep_crl_fresh(ca, ctx, old, *index, ledger_whole, now).await {
+        match keep_crl_fresh(ca, ctx, old, *index, None, ledger_whole, now).await {
             Ok((crl, wait)) => {
                 next_look = next_look.min(wait);
                 incomplete.extend(
@@ -476,7 +476,11 @@ pub(super) async fn apply_at(
         }
     }
     if authority.certificate().can_sign_crls {
-        match keep_crl_fresh(ca, ctx, &authority, marks.signing, ledger_whole, now).await {
+        // The number the CA's status recorded for its signing key's CRL
+        // is a floor: a stored CRL below it (an earlier one put back) is
+        // not current, whatever this replica remembers.
+        let floor = previous.crl_number.and_then(|n| u64::try_from(n).ok());
+        match keep_crl_fresh(ca, ctx, &authority, marks.signing, floor, ledger_whole, now).await {
             Ok((crl, wait)) => {
                 next_look = next_look.min(wait);
                 incomplete.extend(crl.incomplete.clone());
@@ -935,13 +939,14 @@ async fn keep_crl_fresh(
     ctx: &Context,
     authority: &Authority,
     index: u32,
+    floor: Option<u64>,
     ledger_whole: bool,
     now: chrono::DateTime<Utc>,
 ) -> Result<(crl::PublishedCrl, Duration), Error> {
     let (_, refresh_before) = crl::schedule(ca);
     // What is stored is verified, not trusted: a deleted, tampered or
     // older CRL ConfigMap is published again.
-    let current = crl::verify_stored(ctx, ca, authority, index).await?;
+    let current = crl::verify_stored(ctx, ca, authority, index, floor).await?;
     let due = crl_refresh_time(
         current.as_ref().map(|c| c.next_update),
         current

@@ -328,13 +328,15 @@ async fn read_verified(
 }
 
 /// Whether the CRL ConfigMap holds a CRL this CA signed that is at least
-/// as new as `expected` (what this replica last published); None when it
-/// must be published again (missing, tampered, or older).
+/// as new as what this replica last published and `floor` (the number the
+/// CA's status recorded); None when it must be published again (missing,
+/// tampered, or older).
 pub async fn verify_stored(
     ctx: &Context,
     ca: &CertificateAuthority,
     authority: &Authority,
     index: u32,
+    floor: Option<u64>,
 ) -> Result<Option<PublishedCrl>, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let path = crl_path(&ca.name_any(), index);
@@ -345,7 +347,7 @@ pub async fn verify_stored(
         return Ok(ctx.crls.get(&path));
     }
     let stored = read_verified(&api, &cm, authority).await?;
-    let cached = ctx.crls.get(&path).map(|c| c.number);
+    let cached = ctx.crls.get(&path).map(|c| c.number).max(floor);
     Ok(stored.filter(|s| cached.is_none_or(|n| s.number >= n)))
 }
 

@@ -1500,7 +1500,7 @@ fn a_crl_of_100k_entries_is_stored_in_parts_that_any_replica_reassembles() {
         assert!(super::crl::from_config_maps(&main, mixed, None).is_none());
         // And the CA's own pass accepts what is stored, without signing again.
         let writes = w.api.writes();
-        let again = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0)
+        let again = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
             .await
             .expect("verify");
         assert_eq!(again.map(|c| c.number), Some(published.number));
@@ -1620,7 +1620,7 @@ fn a_crl_in_parts_whose_writes_fail_is_published_whole_by_the_next_pass() {
             let _ = super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now()).await;
             let case = format!("{fault:?} at write {n}");
             // The next pass verifies what is stored and publishes if it must.
-            let stored = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0)
+            let stored = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
                 .await
                 .expect("verify");
             let crl = match stored {
