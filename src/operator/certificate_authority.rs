@@ -311,7 +311,7 @@ pub(super) async fn apply_at(
         &marks,
         &stored,
         &authority,
-        &ledger.entries,
+        &ledger,
         &mut status,
         now,
     )
@@ -464,7 +464,7 @@ pub(super) async fn apply_at(
     if let Some((index, old)) = &ring.previous
         && old.certificate().can_sign_crls
     {
-        match keep_crl_fresh(ca, ctx, old, *index, ledger_whole, now).await {
+        match keep_crl_fresh(ca, ctx, old, *index, None, ledger_whole, now).await {
             Ok((crl, wait)) => {
                 next_look = next_look.min(wait);
                 incomplete.extend(
@@ -477,7 +477,11 @@ pub(super) async fn apply_at(
         }
     }
     if authority.certificate().can_sign_crls {
-        match keep_crl_fresh(ca, ctx, &authority, marks.signing, ledger_whole, now).await {
+        // The number the CA's status recorded for its signing key's CRL
+        // is a floor: a stored CRL below it (an earlier one put back) is
+        // not current, whatever this replica remembers.
+        let floor = previous.crl_number.and_then(|n| u64::try_from(n).ok());
+        match keep_crl_fresh(ca, ctx, &authority, marks.signing, floor, ledger_whole, now).await {
             Ok((crl, wait)) => {
                 next_look = next_look.min(wait);
                 incomplete.extend(crl.incomplete.clone());
@@ -552,11 +556,12 @@ async fn rotate(
     marks: &RotationMarks,
     stored: &rotation::StoredMarks,
     signing: &Arc<Authority>,
-    ledger: &[crate::ledger::LedgerEntry],
+    loaded: &ledger_store::Loaded,
     status: &mut CertificateAuthorityStatus,
     now: chrono::DateTime<Utc>,
 ) -> Result<Rotated, Error> {
     let name = ca.name_any();
+    let ledger = loaded.entries.as_slice();
     let mut record = authority_cache::record_of(ca).cloned().unwrap_or_default();
     marks.write_into(&mut record);
     let mut problem = None;
@@ -640,6 +645,19 @@ async fn rotate(
             settings: rotation_settings,
             now,
         }),
+    };
+    // What an unreadable shard records is not counted above: it may hold
+    // certificates of the retiring key that still need it trusted.
+    let step = match step {
+        Step::Retire { early: false } if !loaded.unreadable.is_empty() => {
+            let shards: Vec<String> = loaded.unreadable.iter().map(|e| e.shard()).collect();
+            Step::Blocked(format!(
+                "the retiring CA is kept in the trust bundles: ledger shards {} cannot be parsed, and certificates it signed may be recorded there. Restore them (or delete them to give up what they record), or end the retirement with the annotation {}",
+                shards.join(", "),
+                meta::END_RETIREMENT
+            ))
+        }
+        step => step,
     };
     let phase = marks.phase().unwrap_or(Phase::Stable);
     let exists = |certificate: &str| {
@@ -922,13 +940,14 @@ async fn keep_crl_fresh(
     ctx: &Context,
     authority: &Authority,
     index: u32,
+    floor: Option<u64>,
     ledger_whole: bool,
     now: chrono::DateTime<Utc>,
 ) -> Result<(crl::PublishedCrl, Duration), Error> {
     let (_, refresh_before) = crl::schedule(ca);
     // What is stored is verified, not trusted: a deleted, tampered or
     // older CRL ConfigMap is published again.
-    let current = crl::verify_stored(ctx, ca, authority, index).await?;
+    let current = crl::verify_stored(ctx, ca, authority, index, floor).await?;
     let due = crl_refresh_time(
         current.as_ref().map(|c| c.next_update),
         current

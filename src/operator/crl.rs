@@ -328,13 +328,15 @@ async fn read_verified(
 }
 
 /// Whether the CRL ConfigMap holds a CRL this CA signed that is at least
-/// as new as `expected` (what this replica last published); None when it
-/// must be published again (missing, tampered, or older).
+/// as new as what this replica last published and `floor` (the number the
+/// CA's status recorded); None when it must be published again (missing,
+/// tampered, or older).
 pub async fn verify_stored(
     ctx: &Context,
     ca: &CertificateAuthority,
     authority: &Authority,
     index: u32,
+    floor: Option<u64>,
 ) -> Result<Option<PublishedCrl>, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
     let path = crl_path(&ca.name_any(), index);
@@ -345,7 +347,7 @@ pub async fn verify_stored(
         return Ok(ctx.crls.get(&path));
     }
     let stored = read_verified(&api, &cm, authority).await?;
-    let cached = ctx.crls.get(&path).map(|c| c.number);
+    let cached = ctx.crls.get(&path).map(|c| c.number).max(floor);
     Ok(stored.filter(|s| cached.is_none_or(|n| s.number >= n)))
 }
 
@@ -390,7 +392,7 @@ const TOO_LARGE_ANNOTATION: &str = "certop.dev/crl-too-large";
 /// The entries the next CRL of a key lists: every revoked entry of the
 /// ledger, every one a CertificateRevocation recorded, and every one a CRL
 /// certop verified (`previous`) listed, once each; the first source's time
-/// and reason win. An entry only a previous CRL knows keeps the notAfter
+/// and reason win, and the latest notAfter any source gives. An entry only a previous CRL knows keeps the notAfter
 /// stored beside it, else the CA's own (`ca_not_after`): an entry may
 /// leave a CRL only after its certificate expired (RFC 5280 §3.3), so one
 /// whose notAfter is unknown stays rather than goes. Entries past their
@@ -401,9 +403,15 @@ pub fn merge_entries(
     previous: &[PublishedCrl],
     ca_not_after: DateTime<Utc>,
 ) -> Vec<RevokedEntry> {
+    // The latest notAfter any source gives an entry wins: one source
+    // edited (a ledger shard, a revocation's record) cannot date an entry
+    // out of the CRL while another still carries it.
     let mut merged: BTreeMap<String, RevokedEntry> = BTreeMap::new();
     for e in ledger.into_iter().chain(recorded) {
-        merged.entry(e.serial.to_string()).or_insert(e);
+        merged
+            .entry(e.serial.to_string())
+            .and_modify(|m| m.not_after = m.not_after.max(e.not_after))
+            .or_insert(e);
     }
     for crl in previous {
         let Ok(parsed) = parse_crl(&crl.der, None) else {
@@ -411,17 +419,29 @@ pub fn merge_entries(
         };
         for (serial, revoked_at, reason) in parsed.entries {
             let key = serial.to_string();
-            let not_after = previous
+            let stored = previous
                 .iter()
                 .filter_map(|p| p.not_after.get(&key))
                 .max()
-                .map_or(ca_not_after, |t| crate::pki::from_unix(*t));
-            merged.entry(key).or_insert(RevokedEntry {
-                serial,
-                revoked_at,
-                reason,
-                not_after,
-            });
+                .map(|t| crate::pki::from_unix(*t));
+            match merged.get_mut(&key) {
+                Some(m) => {
+                    if let Some(t) = stored {
+                        m.not_after = m.not_after.max(t);
+                    }
+                }
+                None => {
+                    merged.insert(
+                        key,
+                        RevokedEntry {
+                            serial,
+                            revoked_at,
+                            reason,
+                            not_after: stored.unwrap_or(ca_not_after),
+                        },
+                    );
+                }
+            }
         }
     }
     merged.into_values().collect()

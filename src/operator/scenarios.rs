@@ -1422,7 +1422,7 @@ fn a_crl_of_100k_entries_is_stored_in_parts_that_any_replica_reassembles() {
         assert!(super::crl::from_config_maps(&main, mixed, None).is_none());
         // And the CA's own pass accepts what is stored, without signing again.
         let writes = w.api.writes();
-        let again = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0)
+        let again = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
             .await
             .expect("verify");
         assert_eq!(again.map(|c| c.number), Some(published.number));
@@ -1542,7 +1542,7 @@ fn a_crl_in_parts_whose_writes_fail_is_published_whole_by_the_next_pass() {
             let _ = super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now()).await;
             let case = format!("{fault:?} at write {n}");
             // The next pass verifies what is stored and publishes if it must.
-            let stored = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0)
+            let stored = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
                 .await
                 .expect("verify");
             let crl = match stored {
@@ -2468,5 +2468,253 @@ fn a_staged_key_lost_is_blocked_until_its_annotation_is_removed_then_a_new_one_i
             1,
             "the same rotation"
         );
+    });
+}
+
+/// Attack (review of the crl-integrity merge): the notAfter map stored
+/// beside a CRL is not signed, yet an entry only a verified CRL still
+/// carries leaves the next CRL at the time the map gives it. With the
+/// serial's shard corrupt and its revocation deleted (the issue's case),
+/// dating the serial in the map of the published CRL and of certop's copy
+/// takes a keyCompromise serial out of the next CRL, which says it is
+/// complete. On the same leader the replica's memory follows the edited
+/// ConfigMap (`follow_crls` offers a CRL of the same number), so no
+/// failover is needed.
+#[test]
+fn an_edited_not_after_map_cannot_take_a_revoked_serial_out_of_the_crl() {
+    runtime().block_on(async {
+        for leader in ["on the same leader", "after a failover"] {
+            let w = world();
+            let serial = w.revoked_serial().await;
+            corrupt(&w, &shard_path(&serial));
+            w.api.remove(REV_PATH);
+            let copy_path = format!("{CRL_CM}{}", super::crl::copy_name("ca", 0));
+            for path in [w.crl_path(), copy_path] {
+                let mut cm: serde_json::Value = w.api.get(&path).expect("a stored CRL");
+                let mut map = serde_json::Map::new();
+                map.insert(serial.clone(), json!(0));
+                cm["data"]["not-after.json"] = json!(serde_json::Value::Object(map).to_string());
+                w.api.put(&path, cm);
+            }
+            if leader == "on the same leader" {
+                // What follow_crls does with the edited ConfigMap's event.
+                let cm: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
+                let (path, crl) =
+                    super::crl::from_config_maps(&cm, |_| None, None).expect("served");
+                w.ctx.crls.offer(&path, crl);
+            } else {
+                w.ctx.crls.forget("ca");
+            }
+            // The CRL's refresh.
+            w.sync();
+            let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+            super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                .await
+                .expect("publish");
+            let incomplete = w
+                .api
+                .get::<ConfigMap>(&w.crl_path())
+                .expect("CRL")
+                .annotations()
+                .contains_key("certop.dev/crl-incomplete");
+            assert!(
+                w.crl_serials().contains(&serial),
+                "{leader}: the revoked serial left the CRL (marked incomplete: {incomplete})"
+            );
+        }
+    });
+}
+
+/// Attack: an earlier CRL the CA signed (public: served over HTTP) put
+/// back into the published ConfigMap and certop's copy verifies, and after
+/// a restart (no CRL in memory) it is kept as current until its refresh:
+/// the CRL served and stored no longer lists a serial revoked since, and
+/// the CA's status.crlNumber goes down, although the ledger and the
+/// revocation are intact. The CA's own status number is a floor the
+/// stored CRL is not checked against.
+#[test]
+fn an_earlier_crl_put_back_is_not_served_after_a_restart() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        w.ca_pass().await.expect("CA pass");
+        let earlier: serde_json::Value = w.api.get(&w.crl_path()).expect("the first CRL");
+        let serial = w.revoked_serial().await;
+        let number = w.crl_number().expect("CRL");
+        assert!(
+            w.crl_number_of_status() == Some(number),
+            "the status has the number"
+        );
+        let copy_name = super::crl::copy_name("ca", 0);
+        for (path, name) in [
+            (w.crl_path(), super::crl::config_map_name("ca", 0)),
+            (format!("{CRL_CM}{copy_name}"), copy_name.clone()),
+        ] {
+            let mut cm = earlier.clone();
+            cm["metadata"]["name"] = json!(name);
+            w.api.put(&path, cm);
+        }
+        // A restart: the new leader holds no CRL in memory.
+        w.ctx.crls.forget("ca");
+        w.ca_pass().await.expect("CA pass");
+        w.ca_pass().await.expect("CA pass");
+        assert!(
+            w.crl_number() >= Some(number),
+            "the stored CRL went back from {number} to {:?}",
+            w.crl_number()
+        );
+        assert!(
+            w.crl_number_of_status() >= Some(number),
+            "status.crlNumber went back from {number} to {:?}",
+            w.crl_number_of_status()
+        );
+        assert!(w.crl_serials().contains(&serial), "the serial left the CRL");
+    });
+}
+
+impl World {
+    fn crl_number_of_status(&self) -> Option<u64> {
+        let ca: CertificateAuthority = self.api.get(CA_PATH)?;
+        ca.status?.crl_number.and_then(|n| u64::try_from(n).ok())
+    }
+}
+
+/// Attack (review of rotation-edges): what holds a retirement is counted
+/// from the ledger's readable shards only. A certificate the retiring key
+/// signed for a CSR (certop cannot re-issue it) holds the retirement; once
+/// its ledger shard is unreadable (a bad restore, a hand edit), certop
+/// counts no holder and retires the old CA: it leaves every trust bundle
+/// while that certificate is valid for a month (a kubelet's client
+/// certificate stops verifying), with no word but LedgerCorrupt.
+#[test]
+fn an_unreadable_shard_does_not_end_a_retirement_its_certificates_hold() {
+    runtime().block_on(async {
+        let w = rotating_world("1h").await;
+        let switched = w.walk_to_retiring(Utc::now()).await;
+        let csr_serial = crate::pki::SerialNumber::random().expect("rng").to_string();
+        add_ledger_entry(
+            &w,
+            LedgerEntry {
+                serial: csr_serial.clone(),
+                issued_at: (switched - Duration::days(1)).timestamp(),
+                not_after: (switched + Duration::days(30)).timestamp(),
+                organizations: Vec::new(),
+                dns_names: Vec::new(),
+                ip_addresses: Vec::new(),
+                certificate: None,
+                revoked: None,
+                key: 0,
+            },
+        );
+        w.certificate_pass_at(switched + Duration::hours(1))
+            .await
+            .expect("the ClusterCertificate's turn");
+        let late = switched + Duration::hours(3);
+        w.ca_pass_at(late).await.expect("CA pass");
+        assert_eq!(
+            w.ca_status()
+                .rotation
+                .expect("rotation")
+                .previous_certificates,
+            Some(1),
+            "held by the CSR's certificate"
+        );
+        corrupt(&w, &shard_path(&csr_serial));
+        w.ca_pass_at(late).await.expect("CA pass");
+        w.ca_pass_at(late).await.expect("CA pass");
+        assert_eq!(
+            w.ca_status().rotation.expect("rotation").phase,
+            "Retiring",
+            "the old CA was retired while a certificate it signed is valid for a month"
+        );
+    });
+}
+
+/// Attack (present before the crl-integrity merge too): the CRL number is
+/// read from the ConfigMaps' annotations whether or not the CRL they hold
+/// verifies. One annotation edit to the largest number makes every later
+/// publish fail with CrlNumberExhausted: a certificate revoked afterwards
+/// never reaches the CRL, and nothing certop does brings it back.
+#[test]
+fn an_edited_crl_number_annotation_does_not_stop_revocations_reaching_the_crl() {
+    runtime().block_on(async {
+        let w = world();
+        with_finalizer(&w);
+        w.ca_pass().await.expect("CA pass");
+        let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL");
+        cm["metadata"]["annotations"]["certop.dev/crl-number"] = json!(u64::MAX.to_string());
+        w.api.put(&w.crl_path(), cm);
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        put_revocation(
+            &w,
+            "2099-01-01T00:00:00Z",
+            json!({"issuerRef": {"name": "ca"}, "serialNumbers": [serial], "reason": "keyCompromise"}),
+        );
+        let _ = w.revocation_pass().await;
+        let _ = w.ca_pass().await;
+        let _ = w.revocation_pass().await;
+        assert!(
+            w.crl_serials().contains(&serial),
+            "the revoked serial never reached the CRL"
+        );
+    });
+}
+
+/// Attack: the sources of a CRL are merged first-wins, so the one source
+/// that dates a revoked serial earliest decides when it leaves: one edit of
+/// the serial's notAfter in its (still readable) ledger shard, or in the
+/// revocation's status record with the shard unreadable, takes a
+/// keyCompromise serial out of the next CRL although the published CRL,
+/// certop's copy and the leader's memory all carry it with its true
+/// notAfter, and nothing says the CRL may be incomplete.
+#[test]
+fn a_revoked_serial_leaves_the_crl_only_when_every_source_says_it_expired() {
+    runtime().block_on(async {
+        for edit in ["the ledger shard", "the revocation's record"] {
+            let w = world();
+            let serial = w.revoked_serial().await;
+            if edit == "the ledger shard" {
+                let entries: Vec<LedgerEntry> = w
+                    .ledger()
+                    .into_iter()
+                    .filter(|e| {
+                        crate::ledger::shard_of(&e.serial) == crate::ledger::shard_of(&serial)
+                    })
+                    .map(|mut e| {
+                        if e.serial == serial {
+                            e.not_after = 0;
+                        }
+                        e
+                    })
+                    .collect();
+                let cm = ledger_store::shard_config_map(
+                    "ca",
+                    crate::ledger::shard_of(&serial),
+                    NS,
+                    &entries,
+                );
+                w.api.put(
+                    &shard_path(&serial),
+                    serde_json::to_value(&cm).expect("json"),
+                );
+            } else {
+                corrupt(&w, &shard_path(&serial));
+                let mut rev: serde_json::Value = w.api.get(REV_PATH).expect("revocation");
+                for r in rev["status"]["revoked"].as_array_mut().expect("records") {
+                    r["notAfter"] = json!("1970-01-01T00:00:00Z");
+                }
+                w.api.put(REV_PATH, rev);
+            }
+            w.sync();
+            let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+            super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                .await
+                .expect("publish");
+            assert!(
+                w.crl_serials().contains(&serial),
+                "{edit}: the revoked serial left the CRL"
+            );
+        }
     });
 }

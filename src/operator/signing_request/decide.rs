@@ -205,6 +205,11 @@ fn signing(o: &Observed, ca_name: &str) -> Decision {
             format!("CertificateAuthority {ca_name} does not exist"),
         );
     };
+    // As the certificate controller: only a CA its controller made Ready
+    // signs (one refused for a key another CA holds never does).
+    if !crate::operator::certificate_authority::is_ready(ca) {
+        return Decision::WaitForCa;
+    }
     let lifetime = csr::lifetime(csr.spec.expiration_seconds, o.policy.max_lifetime);
     let template = match csr::template(content, &usages, lifetime) {
         Ok(t) => t,

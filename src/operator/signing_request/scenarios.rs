@@ -416,3 +416,41 @@ fn every_write_of_signing_fails_in_turn_and_the_csr_ends_signed_and_recorded() {
         }
     });
 }
+
+/// Attack (review of the CSR rewrite; the old controller did the same):
+/// the CSR controller signs with any CA whose key loads, Ready or not.
+/// A second CertificateAuthority `b` naming CA `ca`'s key Secret is
+/// refused by the CA controller (CAKeyInUse: "two CAs never share a key,
+/// policies are per CA") and so never bound; yet an approved CSR for
+/// `certop.dev/b` is signed with `ca`'s key under `b`'s rules (none),
+/// around `ca`'s requirePolicy. The certificate controller waits for a
+/// Ready CA; the CSR controller must too.
+#[test]
+fn a_csr_is_never_signed_by_a_ca_its_controller_refuses() {
+    runtime().block_on(async {
+        let w = world(json!({"requirePolicy": true}));
+        w.api.put(
+            "/apis/certop.dev/v1alpha1/certificateauthorities/b",
+            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+                   "metadata": {"name": "b"},
+                   "spec": {"subject": {"commonName": "b"}, "keySource": {"secretName": "ca-ca"}},
+                   "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "CAKeyInUse",
+                       "message": "Secret certop-system/ca-ca holds the key of CertificateAuthority ca",
+                       "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
+        );
+        let pem = request("app", None, &["app.example.com"]);
+        // Under `ca` itself: refused, nothing governs it.
+        w.put_csr("direct", "certop.dev/ca", ("alice", &[]), CLIENT_USAGES, &pem, true);
+        w.settle("direct").await;
+        assert_eq!(w.issued_serial("direct"), None, "ca signs only under a policy");
+        w.put_csr("around", "certop.dev/b", ("alice", &[]), CLIENT_USAGES, &pem, true);
+        for _ in 0..3 {
+            let _ = w.pass("around").await;
+        }
+        let signed = w.csr("around").status.and_then(|s| s.certificate);
+        assert!(
+            signed.is_none(),
+            "signed with ca's key through the CA b that its controller refuses"
+        );
+    });
+}
