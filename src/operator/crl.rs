@@ -392,10 +392,12 @@ const TOO_LARGE_ANNOTATION: &str = "certop.dev/crl-too-large";
 /// The entries the next CRL of a key lists: every revoked entry of the
 /// ledger, every one a CertificateRevocation recorded, and every one a CRL
 /// certop verified (`previous`) listed, once each; the first source's time
-/// and reason win, and the latest notAfter any source gives. An entry only a previous CRL knows keeps the notAfter
-/// stored beside it, else the CA's own (`ca_not_after`): an entry may
-/// leave a CRL only after its certificate expired (RFC 5280 §3.3), so one
-/// whose notAfter is unknown stays rather than goes. Entries past their
+/// and reason win, and the latest notAfter any source gives. An entry
+/// only a previous CRL knows stays until the CA's own notAfter
+/// (`ca_not_after`): the notAfter map stored beside a CRL is not signed,
+/// so it may raise a date, never lower one; an entry may leave a CRL only
+/// after its certificate expired (RFC 5280 §3.3), so one whose notAfter is
+/// not known from a signed or recorded source stays rather than goes. Entries past their
 /// notAfter are left to `build_crl`, which omits them. Pure.
 pub fn merge_entries(
     ledger: Vec<RevokedEntry>,
@@ -430,6 +432,9 @@ pub fn merge_entries(
                         m.not_after = m.not_after.max(t);
                     }
                 }
+                // Known only to earlier CRLs: the map beside them is not
+                // signed, so it may keep an entry longer, never date it
+                // out; the entry stays until the CA's own notAfter.
                 None => {
                     merged.insert(
                         key,
@@ -437,7 +442,7 @@ pub fn merge_entries(
                             serial,
                             revoked_at,
                             reason,
-                            not_after: stored.unwrap_or(ca_not_after),
+                            not_after: stored.map_or(ca_not_after, |t| t.max(ca_not_after)),
                         },
                     );
                 }
@@ -854,8 +859,9 @@ mod tests {
         let later = now + Duration::days(10);
         let earlier = now - Duration::hours(2);
         // Listed by the last verified CRL: a (also in the ledger), c (its
-        // certificate expired an hour ago, as stored beside the CRL), d
-        // (notAfter not stored), e (stored as expiring in 10 days).
+        // certificate expired an hour ago, says the unsigned map beside the
+        // CRL: not believed), d (notAfter not stored), e (stored as
+        // expiring in 10 days: still not below the CA's end).
         let previous = verified(
             &ca,
             &[
@@ -863,12 +869,17 @@ mod tests {
                 entry("0c", earlier, later),
                 entry("0d", earlier, later),
                 entry("0e", earlier, later),
+                entry("0f", earlier, later),
             ],
             &[("0c", now - Duration::hours(1)), ("0e", later)],
             earlier,
         );
+        // f's certificate expired an hour ago, as the ledger records.
         let merged = merge_entries(
-            vec![entry("0a", now, later)],
+            vec![
+                entry("0a", now, later),
+                entry("0f", earlier, now - Duration::hours(1)),
+            ],
             vec![entry("0b", now, later), entry("0a", earlier, later)],
             &[previous],
             ca_end,
@@ -877,16 +888,19 @@ mod tests {
             merged.iter().map(|e| (e.serial.to_string(), e)).collect();
         assert_eq!(
             by_serial.keys().map(String::as_str).collect::<Vec<_>>(),
-            ["0a", "0b", "0c", "0d", "0e"],
+            ["0a", "0b", "0c", "0d", "0e", "0f"],
             "every source, once each"
         );
         assert_eq!(by_serial["0a"].revoked_at, now, "the ledger's record wins");
-        assert_eq!(by_serial["0c"].not_after, now - Duration::hours(1));
+        assert_eq!(
+            by_serial["0c"].not_after, ca_end,
+            "an unsigned map never dates an entry out"
+        );
         assert_eq!(
             by_serial["0d"].not_after, ca_end,
             "unknown: kept to the CA's end"
         );
-        assert_eq!(by_serial["0e"].not_after, later);
+        assert_eq!(by_serial["0e"].not_after, ca_end);
         let signed = build_crl(
             &ca,
             &CrlRequest {
@@ -905,8 +919,8 @@ mod tests {
             .collect();
         assert_eq!(
             listed.into_iter().collect::<Vec<_>>(),
-            ["0a", "0b", "0d", "0e"],
-            "only the expired certificate left"
+            ["0a", "0b", "0c", "0d", "0e"],
+            "only the certificate the ledger says expired left; nothing on the unsigned map's word"
         );
     }
 

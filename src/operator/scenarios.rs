@@ -2630,44 +2630,6 @@ fn an_unreadable_shard_does_not_end_a_retirement_its_certificates_hold() {
     });
 }
 
-/// Attack (present before the crl-integrity merge too): the CRL number is
-/// read from the ConfigMaps' annotations whether or not the CRL they hold
-/// verifies. One annotation edit to the largest number makes every later
-/// publish fail with CrlNumberExhausted: a certificate revoked afterwards
-/// never reaches the CRL, and nothing certop does brings it back.
-#[test]
-fn an_edited_crl_number_annotation_does_not_stop_revocations_reaching_the_crl() {
-    runtime().block_on(async {
-        let w = world();
-        with_finalizer(&w);
-        w.ca_pass().await.expect("CA pass");
-        let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL");
-        cm["metadata"]["annotations"]["certop.dev/crl-number"] = json!(u64::MAX.to_string());
-        w.api.put(&w.crl_path(), cm);
-        w.certificate_pass().await.expect("issue");
-        let serial = w.secret_serial();
-        put_revocation(
-            &w,
-            "2099-01-01T00:00:00Z",
-            json!({"issuerRef": {"name": "ca"}, "serialNumbers": [serial], "reason": "keyCompromise"}),
-        );
-        let _ = w.revocation_pass().await;
-        let _ = w.ca_pass().await;
-        let _ = w.revocation_pass().await;
-        assert!(
-            w.crl_serials().contains(&serial),
-            "the revoked serial never reached the CRL"
-        );
-    });
-}
-
-/// Attack: the sources of a CRL are merged first-wins, so the one source
-/// that dates a revoked serial earliest decides when it leaves: one edit of
-/// the serial's notAfter in its (still readable) ledger shard, or in the
-/// revocation's status record with the shard unreadable, takes a
-/// keyCompromise serial out of the next CRL although the published CRL,
-/// certop's copy and the leader's memory all carry it with its true
-/// notAfter, and nothing says the CRL may be incomplete.
 #[test]
 fn a_revoked_serial_leaves_the_crl_only_when_every_source_says_it_expired() {
     runtime().block_on(async {
