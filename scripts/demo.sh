@@ -72,15 +72,15 @@ kubectl get certificaterevocations
 curl -fsS -o "$state/cluster.crl" 127.0.0.1:18080/crl/cluster.crl
 openssl crl -inform DER -in "$state/cluster.crl" -noout -text | grep -E 'Last Update|Next Update|CRL Number|Serial Number|Key Compromise' -A1 | grep -vE '^--|Signature'
 
-step "CA rotation: kubectl certop rotate-ca etcd (overlap shortened to 3s for the demo)"
-kubectl patch certificateauthority etcd --type merge -p '{"spec":{"rotation":{"overlap":"3s"}}}'
+step "CA rotation: kubectl certop rotate-ca etcd (overlap shortened to its 1m minimum for the demo: about 4 minutes)"
+kubectl patch certificateauthority etcd --type merge -p '{"spec":{"rotation":{"overlap":"1m"}}}'
 old_ca="$(kubectl get certificateauthority etcd -o jsonpath='{.status.serialNumber}')"
 "$certop" rotate-ca etcd
 kubectl wait --for=jsonpath='{.status.rotation.phase}'=Staged certificateauthority/etcd --timeout=60s
 kubectl get certificateauthority etcd
-kubectl wait --for=jsonpath='{.status.rotation.phase}'=Retiring certificateauthority/etcd --timeout=60s
+kubectl wait --for=jsonpath='{.status.rotation.phase}'=Retiring certificateauthority/etcd --timeout=240s
 kubectl get certificateauthority etcd
-kubectl wait --for=jsonpath='{.status.rotation.phase}'=Stable certificateauthority/etcd --timeout=120s
+kubectl wait --for=jsonpath='{.status.rotation.phase}'=Stable certificateauthority/etcd --timeout=420s
 kubectl get certificateauthority etcd
 echo "CA serial $old_ca rotated to $(kubectl get certificateauthority etcd -o jsonpath='{.status.serialNumber}')"
 kubectl get events --field-selector involvedObject.name=etcd -o custom-columns=REASON:.reason,MESSAGE:.message | grep Rotation | cut -c1-150
