@@ -489,7 +489,8 @@ pub fn unique(prefix: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or_default();
-    format!("{prefix}-{:x}{n}", nanos & 0xfffff)
+    // Five hex digits always: callers cut a fixed length from it.
+    format!("{prefix}-{:05x}{n}", nanos & 0xfffff)
 }
 
 pub fn stdout(o: &Output) -> String {
