@@ -4,6 +4,12 @@ use serde::{Deserialize, Serialize};
 
 use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, GoDuration, KeyAlgorithm, Subject};
 
+/// Default CA lifetime: ten years.
+pub const DEFAULT_CA_LIFETIME_HOURS: i64 = 87_600;
+
+/// The shortest CA lifetime certop makes: a CA must outlive what it signs.
+pub const MIN_CA_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+
 /// One internal certificate authority. certop creates its key (or adopts an
 /// existing one), signs certificates and CRLs with it, and publishes its
 /// certificate as a trust bundle.
@@ -344,9 +350,9 @@ impl CertificateAuthority {
         let spec = &self.spec;
         let lifetime = match &spec.duration {
             Some(d) => d.to_chrono().map_err(|e| format!("spec.duration: {e}"))?,
-            None => chrono::Duration::hours(crate::pki::DEFAULT_CA_LIFETIME_HOURS),
+            None => chrono::Duration::hours(DEFAULT_CA_LIFETIME_HOURS),
         };
-        if lifetime < crate::pki::MIN_CA_LIFETIME {
+        if lifetime < MIN_CA_LIFETIME {
             return Err(format!(
                 "spec.duration {} is shorter than 1h: a CA must outlive what it signs",
                 spec.duration.as_ref().map_or("", |d| d.as_str())

@@ -3,7 +3,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::IssuerRef;
-use crate::pki::RevocationReason;
+use super::RevocationReason;
 
 /// A request to revoke certificates a CA issued: by serial number, or by
 /// rule (organization, DNS name or suffix, IP address), for certificates

@@ -368,7 +368,7 @@ pub struct ClusterCertificateStatus {
 #[serde(rename_all = "camelCase")]
 pub struct RevocationRecord {
     pub serial_number: String,
-    pub reason: crate::pki::RevocationReason,
+    pub reason: super::RevocationReason,
     pub revoked_at: chrono::DateTime<chrono::Utc>,
     /// The CertificateRevocation that asked for it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,13 +12,15 @@ mod certificate_revocation;
 mod cluster_certificate;
 mod duration;
 pub mod object_name;
+mod revocation_reason;
 #[cfg(test)]
 mod tests;
 
 pub use certificate_authority::{
     CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CertificateAuthority,
-    CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS,
-    DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, TrustBundle,
+    CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CA_LIFETIME_HOURS,
+    DEFAULT_CRL_VALIDITY_HOURS, DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, MIN_CA_LIFETIME,
+    TrustBundle,
 };
 pub use certificate_policy::{
     AllowedIdentity, CertificatePolicy, CertificatePolicySpec, PolicyRef,
@@ -33,6 +35,7 @@ pub use cluster_certificate::{
     SecretTemplate,
 };
 pub use duration::{DurationError, GoDuration, MAX_HOURS};
+pub use revocation_reason::RevocationReason;
 
 use kube::CustomResourceExt;
 use kube::KubeSchema;

@@ -259,7 +259,7 @@ fn stage(
     } else {
         let current = old.certificate();
         let lifetime = crate::pki::issued_lifetime(current.not_before, current.not_after)
-            .max(crate::pki::MIN_CA_LIFETIME);
+            .max(crate::api::MIN_CA_LIFETIME);
         let request = CaRequest {
             common_name: current
                 .common_name

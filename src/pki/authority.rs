@@ -8,13 +8,7 @@ use super::inspect::pem_encode;
 use super::{
     CertificateInfo, PkiError, PrivateKey, SerialNumber, key_matches_certificate, to_x509_time,
 };
-use crate::api::KeyAlgorithm;
-
-/// Default CA lifetime: ten years.
-pub const DEFAULT_CA_LIFETIME_HOURS: i64 = 87_600;
-
-/// The shortest CA lifetime certop makes: a CA must outlive what it signs.
-pub const MIN_CA_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
+use crate::api::{DEFAULT_CA_LIFETIME_HOURS, KeyAlgorithm, MIN_CA_LIFETIME};
 
 /// What a new CA should be.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,61 +1,19 @@
 use chrono::{DateTime, Utc};
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams};
-use serde::{Deserialize, Serialize};
 
 use super::{Authority, PkiError, SerialNumber, to_x509_time};
+use crate::api::RevocationReason;
 
-/// RFC 5280 §5.3.1 reason codes certop records (removeFromCRL and
-/// privilegeWithdrawn/aACompromise are for delta CRLs and attribute
-/// certificates, which certop does not issue).
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
-)]
-#[serde(rename_all = "camelCase")]
-pub enum RevocationReason {
-    #[default]
-    Unspecified,
-    KeyCompromise,
-    CaCompromise,
-    AffiliationChanged,
-    Superseded,
-    CessationOfOperation,
-    CertificateHold,
-}
-
-impl RevocationReason {
-    pub const ALL: [RevocationReason; 7] = [
-        RevocationReason::Unspecified,
-        RevocationReason::KeyCompromise,
-        RevocationReason::CaCompromise,
-        RevocationReason::AffiliationChanged,
-        RevocationReason::Superseded,
-        RevocationReason::CessationOfOperation,
-        RevocationReason::CertificateHold,
-    ];
-
-    /// The name used in manifests and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RevocationReason::Unspecified => "unspecified",
-            RevocationReason::KeyCompromise => "keyCompromise",
-            RevocationReason::CaCompromise => "caCompromise",
-            RevocationReason::AffiliationChanged => "affiliationChanged",
-            RevocationReason::Superseded => "superseded",
-            RevocationReason::CessationOfOperation => "cessationOfOperation",
-            RevocationReason::CertificateHold => "certificateHold",
-        }
-    }
-
-    fn to_rcgen(self) -> rcgen::RevocationReason {
-        match self {
-            RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
-            RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
-            RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
-            RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
-            RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
-            RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
-            RevocationReason::CertificateHold => rcgen::RevocationReason::CertificateHold,
-        }
+/// rcgen's name for a reason code.
+fn to_rcgen(reason: RevocationReason) -> rcgen::RevocationReason {
+    match reason {
+        RevocationReason::Unspecified => rcgen::RevocationReason::Unspecified,
+        RevocationReason::KeyCompromise => rcgen::RevocationReason::KeyCompromise,
+        RevocationReason::CaCompromise => rcgen::RevocationReason::CaCompromise,
+        RevocationReason::AffiliationChanged => rcgen::RevocationReason::AffiliationChanged,
+        RevocationReason::Superseded => rcgen::RevocationReason::Superseded,
+        RevocationReason::CessationOfOperation => rcgen::RevocationReason::CessationOfOperation,
+        RevocationReason::CertificateHold => rcgen::RevocationReason::CertificateHold,
     }
 }
 
@@ -113,7 +71,7 @@ pub fn build_crl(ca: &Authority, request: &CrlRequest<'_>) -> Result<SignedCrl, 
                 reason_code: match e.reason {
                     // RFC 5280 §5.3.1: the unspecified code SHOULD be absent.
                     RevocationReason::Unspecified => None,
-                    r => Some(r.to_rcgen()),
+                    r => Some(to_rcgen(r)),
                 },
                 invalidity_date: None,
             })

@@ -13,10 +13,10 @@ mod serial;
 #[cfg(test)]
 mod tests;
 
-pub use authority::{Authority, CaRequest, DEFAULT_CA_LIFETIME_HOURS, MIN_CA_LIFETIME};
-pub use crl::{
-    CrlRequest, ParsedCrl, RevocationReason, RevokedEntry, SignedCrl, build_crl, parse_crl,
-};
+/// The reason codes a CRL entry carries are the API's own.
+pub use crate::api::RevocationReason;
+pub use authority::{Authority, CaRequest};
+pub use crl::{CrlRequest, ParsedCrl, RevokedEntry, SignedCrl, build_crl, parse_crl};
 pub use error::PkiError;
 pub(crate) use inspect::pem_encode;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
