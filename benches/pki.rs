@@ -141,7 +141,7 @@ fn crl(c: &mut Criterion) {
 /// them in the ledger, write the ledger back as JSON (what is stored), and
 /// build + sign the CRL that lists them.
 fn revoke_10k(c: &mut Criterion) {
-    use certop::ledger::{self, LedgerEntry, RevocationRule};
+    use certop::core::ledger::{self, LedgerEntry, RevocationRule};
     let ca = Authority::create(&CaRequest::new("bench CA"), Utc::now()).expect("CA");
     let now = Utc::now();
     let entries: Vec<LedgerEntry> = (0..10_000)

@@ -4,12 +4,7 @@
 pub mod api;
 pub mod atomic_file;
 pub mod cli;
-pub mod csr;
+pub mod core;
 pub mod kms;
-pub mod ledger;
-pub mod node;
 pub mod operator;
 pub mod pki;
-pub mod plan;
-pub mod policy;
-pub mod rotation;

@@ -200,7 +200,7 @@ fn renew_replaces_what_is_due_keeping_names_with_new_keys_and_backs_up() {
     .expect("parse");
     let key_pem = std::fs::read_to_string(pki.join("apiserver.key")).expect("key");
     let key = PrivateKey::from_pem(&key_pem, "apiserver.key").expect("key");
-    let mut template: LeafTemplate = certop::node::template_from(&current).expect("template");
+    let mut template: LeafTemplate = certop::core::node::template_from(&current).expect("template");
     template.lifetime = Duration::days(30);
     let expired = issue(&template, &key, &ca, Utc::now() - Duration::days(60)).expect("issue");
     std::fs::write(pki.join("apiserver.crt"), expired.certificate.to_pem()).expect("write");

@@ -13,7 +13,7 @@ use clap::{Args, ValueEnum};
 use super::files::{OutputFile, read, write_all};
 use super::{CliError, cli_duration, format_time_left};
 use crate::api::{GoDuration, KeyAlgorithm};
-use crate::node::{self, CaSlot, NodeCertificate, NodeParams, Placement};
+use crate::core::node::{self, CaSlot, NodeCertificate, NodeParams, Placement};
 use crate::pki::{Authority, CaRequest, CertificateInfo, PrivateKey, issue, parse_pem_certificate};
 
 #[derive(Debug, Args)]

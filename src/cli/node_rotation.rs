@@ -27,7 +27,7 @@ use super::node::{
     backup_dir, kubeconfig_dir, kubeconfig_yaml, load_ca, read_certificate, read_kubeconfig,
     reissue,
 };
-use crate::node::{self, CaSlot};
+use crate::core::node::{self, CaSlot};
 use crate::pki::{Authority, CaRequest, CertificateInfo, parse_chain};
 
 #[derive(Debug, Args)]

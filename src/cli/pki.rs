@@ -7,10 +7,10 @@ use clap::{Args, Subcommand};
 use super::files::{OutputFile, read, write_all};
 use super::{CliError, cli_duration, format_time_left};
 use crate::api::{ClusterCertificate, GoDuration, KeyAlgorithm};
+use crate::core::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 use crate::pki::{
     Authority, CaRequest, CertificateInfo, LeafTemplate, PrivateKey, issue, parse_chain,
 };
-use crate::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {

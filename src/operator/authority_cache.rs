@@ -12,8 +12,8 @@ use kube::runtime::reflector::ObjectRef;
 
 use super::{Context, Error};
 use crate::api::{CaRotationRecord, CertificateAuthority};
+use crate::core::rotation::{RotationMarks, key_secret_name, stored_marks};
 use crate::pki::{Authority, CertificateInfo, PkiError};
-use crate::rotation::{RotationMarks, key_secret_name, stored_marks};
 
 /// Parsed CA keys, by the name of the Secret (in the operator's
 /// namespace) they came from, remembered with its resourceVersion.
@@ -109,11 +109,11 @@ impl KeyRing {
     }
 
     /// How certificates of the retiring key are re-issued, if one is retiring.
-    pub fn reissue(&self) -> Option<crate::rotation::Reissue> {
+    pub fn reissue(&self) -> Option<crate::core::rotation::Reissue> {
         self.retiring.as_ref().map(|retiring| {
-            crate::rotation::Reissue::new(
+            crate::core::rotation::Reissue::new(
                 retiring.certificate.clone(),
-                crate::rotation::switched_at(
+                crate::core::rotation::switched_at(
                     self.signing.certificate(),
                     self.switched_at,
                     self.overlap,

@@ -1,4 +1,4 @@
-//! Carrying out a CA rotation step (`crate::rotation` decides which): one
+//! Carrying out a CA rotation step (`crate::core::rotation` decides which): one
 //! API write per step, each certop's record in the CA's status (written at
 //! the resourceVersion the pass read, so a step is taken once) or a key
 //! Secret created (never replaced) under a name fixed before its key
@@ -18,8 +18,8 @@ use tracing::info;
 use super::context::FIELD_MANAGER;
 use super::{Context, Error, crl};
 use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
+use crate::core::rotation::{RotationMarks, StartReason, key_secret_name};
 use crate::pki::{Authority, CaRequest};
-use crate::rotation::{RotationMarks, StartReason, key_secret_name};
 
 /// The staged key of a rotation, read from its Secret: None when the
 /// Secret does not exist; Err when it holds no usable CA.

@@ -24,11 +24,11 @@ use super::{Context, Error, ca_rotation, crl};
 use crate::api::{
     CaRotationStatus, CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta,
 };
-use crate::ledger::crl_refresh_time;
-use crate::pki::{Authority, CaRequest};
-use crate::rotation::{
+use crate::core::ledger::crl_refresh_time;
+use crate::core::rotation::{
     self, Observed, Phase, RotationMarks, RotationSettings, Step, key_secret_name,
 };
+use crate::pki::{Authority, CaRequest};
 
 /// How often a CA is looked at when nothing changes: keeps trust bundles
 /// and status current even if a watch event was missed.
@@ -613,12 +613,12 @@ async fn rotate(
     }
     let holders = marks
         .previous_index()
-        .map(|index| crate::ledger::live_entries_of_key(ledger, index, now))
+        .map(|index| crate::core::ledger::live_entries_of_key(ledger, index, now))
         .unwrap_or_default();
     let previous_live = holders.len();
     let last_reissue = marks
         .previous_index()
-        .and_then(|index| crate::ledger::last_reissue(ledger, index, marks.signing));
+        .and_then(|index| crate::core::ledger::last_reissue(ledger, index, marks.signing));
     let rotation_settings = RotationSettings {
         overlap: settings.rotation_overlap,
         rotate_before: settings.rotate_before,

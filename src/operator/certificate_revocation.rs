@@ -21,7 +21,7 @@ use crate::api::{
     CertificateRevocation, CertificateRevocationStatus, ClusterCertificate, MAX_RECORDED_SERIALS,
     RevocationRecord, RevokedSerial, meta,
 };
-use crate::ledger::LedgerEntry;
+use crate::core::ledger::LedgerEntry;
 
 const WAITING_RETRY: Duration = Duration::from_secs(30);
 
@@ -91,7 +91,7 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
             continue;
         }
         let path = crl::crl_path(ca_name, index);
-        let of_key = |e: &&crate::ledger::LedgerEntry| e.key == index;
+        let of_key = |e: &&crate::core::ledger::LedgerEntry| e.key == index;
         let listed = ctx.crls.get(&path).is_some_and(|crl| {
             found
                 .matched
@@ -323,7 +323,7 @@ mod tests {
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
             certificate: None,
-            revoked: Some(crate::ledger::Revocation {
+            revoked: Some(crate::core::ledger::Revocation {
                 at: now.timestamp(),
                 reason: RevocationReason::KeyCompromise,
             }),

@@ -137,7 +137,9 @@ impl Context {
     /// The API server's Service addresses (the first of each `--service-cidr`):
     /// privileged identities no policy allows by a pattern.
     pub fn api_server_ips(&self) -> Vec<std::net::IpAddr> {
-        crate::policy::privileged::api_server_ips(&self.csr_policy.kubelet_serving.service_cidrs)
+        crate::core::policy::privileged::api_server_ips(
+            &self.csr_policy.kubelet_serving.service_cidrs,
+        )
     }
 
     /// The default CRL distribution point of key `index` of a CA.

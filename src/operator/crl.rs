@@ -17,7 +17,7 @@ use super::context::FIELD_MANAGER;
 use super::ledger_store::{self, ca_key};
 use super::{Context, Error};
 use crate::api::{CertificateAuthority, meta};
-use crate::ledger;
+use crate::core::ledger;
 use crate::pki::{Authority, CertificateInfo, CrlRequest, RevokedEntry, build_crl, parse_crl};
 
 pub const DER_KEY: &str = "crl.der";

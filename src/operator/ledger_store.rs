@@ -13,7 +13,7 @@ use kube::{Api, ResourceExt};
 use super::reason::Reason;
 use super::{Context, Error};
 use crate::api::{CertificateRevocation, meta};
-use crate::ledger::{self, LedgerEntry, RevocationRule};
+use crate::core::ledger::{self, LedgerEntry, RevocationRule};
 use crate::pki::RevocationReason;
 
 const ENTRIES_KEY: &str = "entries.json";

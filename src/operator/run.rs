@@ -34,7 +34,7 @@ use super::{
 use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
 };
-use crate::csr::kubelet_serving::{DnsPattern, ServingNameRules};
+use crate::core::csr::kubelet_serving::{DnsPattern, ServingNameRules};
 use crate::pki::DEFAULT_SERVICE_CIDR;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -128,12 +128,12 @@ pub struct RunArgs {
     /// CIDRs, comma-separated (`10.0.0.0/16,fd00:10::/64`), that each IP of a
     /// kubelet serving certificate must be inside to be approved (and be no
     /// other Node's address). Unset: no IP is approved.
-    #[arg(long, env = "CERTOP_KUBELET_SERVING_IP_PREFIXES", value_delimiter = ',', value_parser = crate::policy::pattern::parse_network)]
+    #[arg(long, env = "CERTOP_KUBELET_SERVING_IP_PREFIXES", value_delimiter = ',', value_parser = crate::core::policy::pattern::parse_network)]
     pub kubelet_serving_ip_prefixes: Vec<IpNet>,
     /// The cluster's Service CIDR, or two comma-separated for dual-stack
     /// (kube-apiserver's --service-cluster-ip-range): no IP inside is ever
     /// approved for a kubelet.
-    #[arg(long, env = "CERTOP_SERVICE_CIDR", value_delimiter = ',', default_value = DEFAULT_SERVICE_CIDR, value_parser = crate::policy::pattern::parse_network)]
+    #[arg(long, env = "CERTOP_SERVICE_CIDR", value_delimiter = ',', default_value = DEFAULT_SERVICE_CIDR, value_parser = crate::core::policy::pattern::parse_network)]
     pub service_cidr: Vec<IpNet>,
     /// The namespaces certop writes certificate Secrets and trust bundles
     /// into, comma-separated: the namespaces its RBAC grants (the chart's

@@ -17,11 +17,11 @@ use super::signing_request::CsrPolicy;
 use super::testing::{self, NS, Writers, b64, init, runtime};
 use super::{Context, certificate, certificate_revocation, conditions, ledger_store};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
-use crate::ledger::LedgerEntry;
+use crate::core::ledger::LedgerEntry;
+use crate::core::plan::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 use crate::pki::{
     Authority, CaRequest, RevocationReason, key_matches_certificate, parse_chain, parse_crl,
 };
-use crate::plan::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
 const CA_PATH: &str = "/apis/certop.dev/v1alpha1/certificateauthorities/ca";
 const CERT_PATH: &str = "/apis/certop.dev/v1alpha1/clustercertificates/web";
@@ -1337,11 +1337,11 @@ fn an_expired_ca_says_ca_expired() {
 /// stored directly (recording them one by one would take minutes).
 fn fill_ledger(w: &World, n: usize, revoked: bool) -> Vec<String> {
     let now = Utc::now();
-    let mut shards: Vec<Vec<LedgerEntry>> = vec![Vec::new(); crate::ledger::SHARDS];
+    let mut shards: Vec<Vec<LedgerEntry>> = vec![Vec::new(); crate::core::ledger::SHARDS];
     let mut serials = Vec::with_capacity(n);
     for i in 0..n {
         let serial = crate::pki::SerialNumber::random().expect("rng").to_string();
-        shards[crate::ledger::shard_of(&serial)].push(LedgerEntry {
+        shards[crate::core::ledger::shard_of(&serial)].push(LedgerEntry {
             serial: serial.clone(),
             issued_at: (now - chrono::Duration::hours(1)).timestamp(),
             not_after: (now + chrono::Duration::days(30)).timestamp(),
@@ -1349,7 +1349,7 @@ fn fill_ledger(w: &World, n: usize, revoked: bool) -> Vec<String> {
             dns_names: vec![format!("n{i}.bulk.example")],
             ip_addresses: Vec::new(),
             certificate: None,
-            revoked: revoked.then_some(crate::ledger::Revocation {
+            revoked: revoked.then_some(crate::core::ledger::Revocation {
                 at: now.timestamp(),
                 reason: crate::pki::RevocationReason::KeyCompromise,
             }),
@@ -1451,7 +1451,7 @@ fn revoking_10k_certificates_costs_a_write_per_shard_not_per_certificate() {
         );
         assert!(w.ledger().iter().all(|e| e.revoked.is_some()), "all marked");
         assert!(
-            writes <= crate::ledger::SHARDS + 6,
+            writes <= crate::core::ledger::SHARDS + 6,
             "{writes} writes for 10k revocations"
         );
         let rev: CertificateRevocation = w.api.get(REV_PATH).expect("rev");
@@ -1498,7 +1498,7 @@ fn a_ledger_shard_written_behind_certops_copy_loses_nothing() {
         let mut entries: Vec<LedgerEntry> =
             serde_json::from_str(shard["data"]["entries.json"].as_str().expect("entries"))
                 .expect("parses");
-        entries[0].revoked = Some(crate::ledger::Revocation {
+        entries[0].revoked = Some(crate::core::ledger::Revocation {
             at: now.timestamp(),
             reason: RevocationReason::KeyCompromise,
         });
@@ -1673,7 +1673,7 @@ fn shard_path(serial: &str) -> String {
     format!(
         "{CRL_CM}certop-ledger-{}-{:02}",
         ledger_store::ca_key("ca"),
-        crate::ledger::shard_of(serial)
+        crate::core::ledger::shard_of(serial)
     )
 }
 
@@ -1901,7 +1901,7 @@ fn an_unreadable_shard_does_not_block_a_rule_revocation_and_is_reported() {
         with_finalizer(&w);
         w.certificate_pass().await.expect("issue");
         let serial = w.secret_serial();
-        let other = (crate::ledger::shard_of(&serial) + 1) % crate::ledger::SHARDS;
+        let other = (crate::core::ledger::shard_of(&serial) + 1) % crate::core::ledger::SHARDS;
         let mut shard = serde_json::to_value(ledger_store::shard_config_map("ca", other, NS, &[]))
             .expect("json");
         shard["data"]["entries.json"] = json!("{not json");
@@ -2298,11 +2298,11 @@ fn a_ca_rotating_before_the_record_existed_goes_on_from_its_annotations() {
 
 /// Adds `entry` to the CA's ledger, keeping what its shard holds.
 fn add_ledger_entry(w: &World, entry: LedgerEntry) {
-    let shard = crate::ledger::shard_of(&entry.serial);
+    let shard = crate::core::ledger::shard_of(&entry.serial);
     let mut entries: Vec<LedgerEntry> = w
         .ledger()
         .into_iter()
-        .filter(|e| crate::ledger::shard_of(&e.serial) == shard)
+        .filter(|e| crate::core::ledger::shard_of(&e.serial) == shard)
         .collect();
     entries.push(entry);
     let cm = ledger_store::shard_config_map("ca", shard, NS, &entries);
@@ -2406,7 +2406,7 @@ fn a_ca_whose_key_secret_name_is_at_the_limit_rotates() {
         assert_eq!((rotation.phase.as_str(), rotation.number), ("Stable", 1));
         let secret = w.ca_status().secret_name.expect("signing Secret");
         assert!(secret.len() <= 253 && secret.ends_with("-r1"), "{secret}");
-        assert_eq!(secret, crate::rotation::key_secret_name(&long, 1));
+        assert_eq!(secret, crate::core::rotation::key_secret_name(&long, 1));
         assert!(w.key_certificate(&secret).is_some());
     });
 }
@@ -2641,7 +2641,8 @@ fn a_revoked_serial_leaves_the_crl_only_when_every_source_says_it_expired() {
                     .ledger()
                     .into_iter()
                     .filter(|e| {
-                        crate::ledger::shard_of(&e.serial) == crate::ledger::shard_of(&serial)
+                        crate::core::ledger::shard_of(&e.serial)
+                            == crate::core::ledger::shard_of(&serial)
                     })
                     .map(|mut e| {
                         if e.serial == serial {
@@ -2652,7 +2653,7 @@ fn a_revoked_serial_leaves_the_crl_only_when_every_source_says_it_expired() {
                     .collect();
                 let cm = ledger_store::shard_config_map(
                     "ca",
-                    crate::ledger::shard_of(&serial),
+                    crate::core::ledger::shard_of(&serial),
                     NS,
                     &entries,
                 );

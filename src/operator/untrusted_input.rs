@@ -151,7 +151,7 @@ fn valid_samples_parse() {
         parse_chain(&s.leaf_chain, "tls.crt").map(|c| c.len()).ok(),
         Some(2)
     );
-    assert!(crate::csr::parse(&s.csr).is_ok());
+    assert!(crate::core::csr::parse(&s.csr).is_ok());
     assert!(crl::from_config_maps(&s.crl_cm, |_| None, Some(s.ca.certificate())).is_some());
     assert!(
         Authority::load(
@@ -186,7 +186,7 @@ proptest! {
     /// CertificateSigningRequest spec.request.
     #[test]
     fn signing_requests(bytes in inputs(samples().csr, "CERTIFICATE REQUEST")) {
-        let _ = crate::csr::parse(&bytes);
+        let _ = crate::core::csr::parse(&bytes);
     }
 
     /// Ledger shard ConfigMaps' entries.json.

@@ -667,7 +667,7 @@ fn a_revoked_serial_outlives_a_corrupt_ledger_shard_and_a_deleted_crl() {
     let shard = format!(
         "certop-ledger-{}-{:02}",
         ca_key(&ca),
-        certop::ledger::shard_of(&old)
+        certop::core::ledger::shard_of(&old)
     );
     let patched = cp.kubectl(&[
         "-n",

@@ -11,11 +11,11 @@ use kube::ResourceExt;
 
 use super::secret::{Ownership, ownership, secret_data};
 use crate::api::{ClusterCertificate, RevocationRecord, meta};
+use crate::core::plan::{IssueReason, Plan, RenewalPolicy, plan};
 use crate::operator::authority_cache::KeyRing;
 use crate::operator::managed_namespaces::ManagedNamespaces;
 use crate::operator::reason::{Blocked, Reason};
 use crate::pki::{Authority, CertificateInfo, LeafTemplate};
-use crate::plan::{IssueReason, Plan, RenewalPolicy, plan};
 
 /// Retry for conditions that another object's change ends (and whose watch
 /// triggers a reconcile sooner).
@@ -176,8 +176,8 @@ pub fn decide(
         } => (ring, crl_url, governance),
     };
     let authority = ring.signing.clone();
-    if let Err(denial) = crate::policy::authorize_certificate(
-        crate::policy::Authority {
+    if let Err(denial) = crate::core::policy::authorize_certificate(
+        crate::core::policy::Authority {
             name: &governance.ca,
             policy: governance.ca_policy.as_ref(),
             require_policy: governance.require_policy,
@@ -189,8 +189,8 @@ pub fn decide(
         cert.spec.profile,
         &template,
     ) {
-        let retry =
-            matches!(denial, crate::policy::Denial::GuardNotInForce(_)).then_some(GUARD_RETRY);
+        let retry = matches!(denial, crate::core::policy::Denial::GuardNotInForce(_))
+            .then_some(GUARD_RETRY);
         return Decision::Blocked(Blocked::new(
             Reason::PolicyViolation,
             denial.to_string(),
@@ -260,8 +260,8 @@ mod tests {
 
     use super::*;
     use crate::api::{ClusterCertificateSpec, IssuerRef, SecretTemplate};
+    use crate::core::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
     use crate::pki::{CaRequest, PrivateKey, issue};
-    use crate::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
     fn cert(edit: impl FnOnce(&mut ClusterCertificateSpec)) -> ClusterCertificate {
         let mut spec = ClusterCertificateSpec {

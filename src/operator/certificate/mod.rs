@@ -34,9 +34,11 @@ use super::finalize::reconcile_with_finalizer;
 use super::reason::{Blocked, Reason};
 use super::{Context, Error, authority_cache, crl, ledger_store};
 use crate::api::{ClusterCertificate, SecretDeletionPolicy};
-use crate::ledger::{LedgerEntry, RevocationRule};
+use crate::core::ledger::{LedgerEntry, RevocationRule};
+use crate::core::plan::{
+    IssueReason, RenewalPolicy, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY,
+};
 use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_chain};
-use crate::plan::{IssueReason, RenewalPolicy, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
 /// Longest wait between two looks at a valid certificate: renewal is
 /// requeued at its time, and this bounds the harm of a clock jump.
@@ -431,7 +433,7 @@ async fn issue_into_secret(
         )
         .await;
     }
-    let renewal_time = crate::plan::renewal_time(&leaf, &renewal_policy(cert));
+    let renewal_time = crate::core::plan::renewal_time(&leaf, &renewal_policy(cert));
     Ok(Ok(Held {
         secret: wanted,
         leaf,

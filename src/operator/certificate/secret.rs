@@ -12,10 +12,10 @@ use kube::api::{ObjectMeta, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 
 use crate::api::{ClusterCertificate, meta};
+use crate::core::plan::{CA_CERT_KEY, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 use crate::operator::Error;
 use crate::operator::context::FIELD_MANAGER;
 use crate::operator::reason::{Blocked, Reason};
-use crate::plan::{CA_CERT_KEY, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 
 /// Whose a Secret is, from its label, annotation and type. Pure.
 #[derive(Debug, PartialEq, Eq)]

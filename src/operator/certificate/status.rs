@@ -11,11 +11,11 @@ use kube::runtime::controller::Action;
 use super::decide::revocation_of;
 use super::{Held, ready_reason, requeue_until, secret};
 use crate::api::{ClusterCertificate, ClusterCertificateStatus};
+use crate::core::plan::IssueReason;
 use crate::operator::backoff;
 use crate::operator::conditions::{self, ISSUING, READY};
 use crate::operator::reason::{Blocked, Reason};
 use crate::operator::{Context, Error};
-use crate::plan::IssueReason;
 
 /// Writes the status with server-side apply.
 async fn write(

@@ -14,7 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::decide::{Answers, Question};
-use crate::csr::kubelet_serving::OtherNodes;
+use crate::core::csr::kubelet_serving::OtherNodes;
 use crate::operator::authority_cache::{self, KeyRing};
 use crate::operator::{Context, Error};
 
@@ -37,7 +37,7 @@ pub async fn answer(
         }
         Question::UsablePolicies { ca } => {
             let all = ctx.policies.state();
-            let governing = crate::policy::governing(&all, ca);
+            let governing = crate::core::policy::governing(&all, ca);
             answers.usable_policies = Some(usable_policies(csr, ctx, &governing).await?);
         }
         Question::SigningKey { ca } => {

@@ -13,8 +13,8 @@ use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
 use super::CsrPolicy;
 use crate::api::{CertificateAuthority, CertificatePolicy};
-use crate::csr::kubelet_serving::OtherNodes;
-use crate::csr::{
+use crate::core::csr::kubelet_serving::OtherNodes;
+use crate::core::csr::{
     self, CsrContent, KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER, RequestError, Review,
     SIGNER_PREFIX,
 };
@@ -224,8 +224,8 @@ fn signing(o: &Observed, ca_name: &str) -> Decision {
                 ca: ca_name.to_string(),
             });
         };
-        match crate::policy::authorize_signing_request(
-            crate::policy::Authority {
+        match crate::core::policy::authorize_signing_request(
+            crate::core::policy::Authority {
                 name: ca_name,
                 policy: ca.spec.policy.as_ref(),
                 require_policy: ca.spec.require_policy.unwrap_or(false),

@@ -29,7 +29,7 @@ pub use decide::{Answers, Decision, Observed, Question, decide};
 use super::finalize::instrumented;
 use super::reason::Reason;
 use super::{Context, Error};
-use crate::csr::kubelet_serving::ServingNameRules;
+use crate::core::csr::kubelet_serving::ServingNameRules;
 
 const CONTROLLER: &str = "certificatesigningrequest";
 
@@ -73,7 +73,7 @@ async fn pass(csr: &CertificateSigningRequest, ctx: &Context) -> Result<Action, 
         return Ok(Action::await_change());
     };
     let ca = ctx.cas.get(&ObjectRef::new(ca_name));
-    let content = crate::csr::parse(&csr.spec.request.0);
+    let content = crate::core::csr::parse(&csr.spec.request.0);
     let policies = ctx.policies.state();
     let api_server_ips = ctx.api_server_ips();
     let mut answers = Answers::default();

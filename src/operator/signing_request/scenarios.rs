@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::CsrPolicy;
 use crate::api::{CertificateAuthority, meta};
-use crate::csr::{KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER};
+use crate::core::csr::{KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER};
 use crate::operator::fake_api::{FakeApi, Fault};
 use crate::operator::managed_namespaces::ManagedNamespaces;
 use crate::operator::testing::{self, NS, Writers, runtime};

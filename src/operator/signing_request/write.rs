@@ -11,7 +11,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
-use crate::ledger::LedgerEntry;
+use crate::core::ledger::LedgerEntry;
 use crate::operator::authority_cache::KeyRing;
 use crate::operator::conditions::to_timestamp;
 use crate::operator::reason::Reason;
@@ -100,7 +100,7 @@ pub async fn sign(
     template: &LeafTemplate,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let der = match crate::csr::parse(&csr.spec.request.0) {
+    let der = match crate::core::csr::parse(&csr.spec.request.0) {
         Ok(content) => content.der,
         Err(e) => return fail(csr, ctx, Reason::BadRequest, e.to_string(), now).await,
     };

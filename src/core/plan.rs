@@ -61,7 +61,7 @@ pub struct RenewalPolicy {
     pub distribution_point_change_seen: Option<DateTime<Utc>>,
     /// The CA is retiring a key: a certificate that key signed is
     /// re-issued by the new one at its turn, not at once.
-    pub reissue: Option<crate::rotation::Reissue>,
+    pub reissue: Option<crate::core::rotation::Reissue>,
 }
 
 impl RenewalPolicy {
@@ -848,7 +848,7 @@ mod tests {
         let mut turns = BTreeSet::new();
         for _ in 0..40 {
             let mut w = world();
-            w.policy.reissue = Some(crate::rotation::Reissue {
+            w.policy.reissue = Some(crate::core::rotation::Reissue {
                 previous: w.ca.certificate().clone(),
                 switched_at: t0() + Duration::days(1),
                 spread,
@@ -879,7 +879,7 @@ mod tests {
         assert!(turns.len() > 15, "re-issues bunch together: {turns:?}");
         // A certificate of neither key is re-issued at once.
         let mut policy = w.policy.clone();
-        policy.reissue = Some(crate::rotation::Reissue {
+        policy.reissue = Some(crate::core::rotation::Reissue {
             previous: w.other_ca.certificate().clone(),
             switched_at: t0(),
             spread,

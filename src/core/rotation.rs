@@ -564,7 +564,7 @@ pub fn record_step(
 /// exists), or `(CSR)` for one signed for a CertificateSigningRequest;
 /// the first `max`, then how many more.
 pub fn holder_names(
-    holders: &[&crate::ledger::LedgerEntry],
+    holders: &[&crate::core::ledger::LedgerEntry],
     exists: impl Fn(&str) -> bool,
     max: usize,
 ) -> Vec<String> {
@@ -1157,7 +1157,7 @@ mod tests {
 
     #[test]
     fn the_holders_of_a_retirement_are_named_by_serial_and_what_they_were_issued_for() {
-        let entry = |serial: &str, certificate: Option<&str>| crate::ledger::LedgerEntry {
+        let entry = |serial: &str, certificate: Option<&str>| crate::core::ledger::LedgerEntry {
             serial: serial.into(),
             issued_at: 0,
             not_after: 1,
@@ -1173,7 +1173,7 @@ mod tests {
             entry("0b", Some("gone")),
             entry("0c", None),
         ];
-        let holders: Vec<&crate::ledger::LedgerEntry> = entries.iter().collect();
+        let holders: Vec<&crate::core::ledger::LedgerEntry> = entries.iter().collect();
         let exists = |name: &str| name == "web";
         assert_eq!(
             holder_names(&holders, exists, 20),

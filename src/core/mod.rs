@@ -1,0 +1,14 @@
+//! The decisions of certop, pure and without a Kubernetes client: what to
+//! issue and when (`plan`), what a CA issued and revoked (`ledger`), a CA
+//! rotation's next step (`rotation`), who may get which identity
+//! (`policy`), what a CertificateSigningRequest may get (`csr`) and
+//! kubeadm's node layout (`node`). The operator and the command line call
+//! them with what they observed and the clock; everything here is tested
+//! with tables.
+
+pub mod csr;
+pub mod ledger;
+pub mod node;
+pub mod plan;
+pub mod policy;
+pub mod rotation;
