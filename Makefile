@@ -81,7 +81,7 @@ image:
 	@scripts/image.sh dev
 
 # Property-based fuzzing of every parser of untrusted input
-# (src/operator/untrusted_input.rs); `make test` runs 256 cases per parser.
+# (src/operator/testing/untrusted_input.rs); `make test` runs 256 cases per parser.
 FUZZ_CASES ?= 20000
 fuzz:
 	CERTOP_FUZZ_CASES=$(FUZZ_CASES) $(CARGO) test --lib --locked untrusted_input -- --test-threads=2

@@ -16,3 +16,16 @@ pub fn render_crds() -> Result<String, CliError> {
     }
     Ok(text)
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crds_directory_is_current() {
+        let generated = super::render_crds().expect("render");
+        let committed = include_str!("../../crds/certop-crds.yaml");
+        assert!(
+            generated == committed,
+            "crds/certop-crds.yaml is stale: run `make crds` (cargo run -- crd > crds/certop-crds.yaml)"
+        );
+    }
+}

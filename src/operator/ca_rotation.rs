@@ -15,10 +15,10 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::context::FIELD_MANAGER;
-use super::{Context, Error, crl};
 use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
 use crate::core::rotation::{RotationMarks, StartReason, key_secret_name};
+use crate::operator::runtime::context::FIELD_MANAGER;
+use crate::operator::{Context, Error, store::crl};
 use crate::pki::{Authority, CaRequest};
 
 /// The staged key of a rotation, read from its Secret: None when the
@@ -36,7 +36,7 @@ pub async fn load_next(
     let Some(secret) = ctx.operator_secrets().get_opt(&name).await? else {
         return Ok(Ok(None));
     };
-    let Some((cert, key)) = super::authority_cache::key_pair(&secret) else {
+    let Some((cert, key)) = crate::operator::store::authority_cache::key_pair(&secret) else {
         return Ok(Err(format!(
             "Secret {}/{name} of the staged key holds no CA key pair",
             ctx.namespace

@@ -13,14 +13,6 @@ use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use tracing::info;
 
-use super::authority_cache::{self, KeyRing};
-use super::conditions::{self, READY};
-use super::context::FIELD_MANAGER;
-use super::finalize::reconcile_with_finalizer;
-use super::ledger_store;
-use super::managed_namespaces::ManagedNamespaces;
-use super::reason::Reason;
-use super::{Context, Error, ca_rotation, crl};
 use crate::api::{
     CaRotationStatus, CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta,
 };
@@ -28,6 +20,14 @@ use crate::core::ledger::crl_refresh_time;
 use crate::core::rotation::{
     self, Observed, Phase, RotationMarks, RotationSettings, Step, key_secret_name,
 };
+use crate::operator::conditions::{self, READY};
+use crate::operator::reason::Reason;
+use crate::operator::runtime::context::FIELD_MANAGER;
+use crate::operator::runtime::finalize::reconcile_with_finalizer;
+use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::store::authority_cache::{self, KeyRing};
+use crate::operator::store::ledger_store;
+use crate::operator::{Context, Error, ca_rotation, store::crl};
 use crate::pki::{Authority, CaRequest};
 
 /// How often a CA is looked at when nothing changes: keeps trust bundles
@@ -106,7 +106,7 @@ pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Resu
 }
 
 pub fn error_policy(ca: Arc<CertificateAuthority>, error: &Error, ctx: Arc<Context>) -> Action {
-    super::backoff::retry("certificateauthority", &ca.name_any(), error, &ctx)
+    crate::operator::runtime::backoff::retry("certificateauthority", &ca.name_any(), error, &ctx)
 }
 
 /// The condition a CA near its end carries.
@@ -1344,7 +1344,7 @@ mod tests {
             let mut c = CertificateAuthority::new(name, spec);
             c.metadata.creation_timestamp =
                 Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                    super::super::conditions::to_timestamp(
+                    crate::operator::conditions::to_timestamp(
                         chrono::DateTime::from_timestamp(created, 0).expect("time"),
                     ),
                 ));

@@ -13,15 +13,15 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::conditions::{self, READY};
-use super::ledger_store::rule_of;
-use super::reason::Reason;
-use super::{Context, Error, authority_cache, crl, ledger_store};
 use crate::api::{
     CertificateRevocation, CertificateRevocationStatus, ClusterCertificate, MAX_RECORDED_SERIALS,
     RevocationRecord, RevokedSerial, meta,
 };
 use crate::core::ledger::LedgerEntry;
+use crate::operator::conditions::{self, READY};
+use crate::operator::reason::Reason;
+use crate::operator::store::ledger_store::rule_of;
+use crate::operator::{Context, Error, store::authority_cache, store::crl, store::ledger_store};
 
 const WAITING_RETRY: Duration = Duration::from_secs(30);
 
@@ -41,7 +41,7 @@ pub async fn reconcile(
 }
 
 pub fn error_policy(rev: Arc<CertificateRevocation>, error: &Error, ctx: Arc<Context>) -> Action {
-    super::backoff::retry("certificaterevocation", &rev.name_any(), error, &ctx)
+    crate::operator::runtime::backoff::retry("certificaterevocation", &rev.name_any(), error, &ctx)
 }
 
 /// Every pass recomputes what the revocation covers from the ledger and

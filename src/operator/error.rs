@@ -25,7 +25,7 @@ pub enum Error {
     #[error("lost the leader lease; stopping so that nothing more is written")]
     LostLeadership,
     #[error("{0}")]
-    Ledger(#[from] super::ledger_store::LedgerError),
+    Ledger(#[from] crate::operator::store::ledger_store::LedgerError),
     #[error("{0}")]
     CrlNumberExhausted(String),
     #[error("a signing task failed: {0}")]

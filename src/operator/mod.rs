@@ -1,38 +1,31 @@
-//! The operator: thin controllers around the pure core. Each reconciler
-//! reads state, asks `pki`/`plan` what to do, writes the Secret, then the
-//! status, records Events and requeues at the next moment that matters.
+//! The operator: thin controllers around the pure core. Each controller's
+//! pass gathers what exists, asks a pure `decide` (over `core` and `pki`)
+//! what to do, makes the writes in order, derives its status, records
+//! Events and requeues at the next moment that matters.
+//!
+//! - the controllers: `certificate`, `certificate_authority`,
+//!   `certificate_revocation`, `signing_request`;
+//! - `run`: the process (flags, leader election, the controllers wired);
+//! - `runtime`: what runs around the controllers (HTTP, metrics, backoff,
+//!   rate limits, the shared watch stores, `Context`);
+//! - `store`: what the controllers keep in the API server besides their
+//!   own objects (the ledger, CRLs, the CA-key cache);
+//! - `reason`, `conditions`, `error`: the words every controller uses.
 
-pub mod admission_guard;
-mod authority_cache;
-mod backoff;
 mod ca_rotation;
 pub mod certificate;
 pub mod certificate_authority;
 pub mod certificate_revocation;
 mod conditions;
-mod context;
-mod crl;
 mod error;
-#[cfg(test)]
-mod fake_api;
-mod finalize;
-mod http;
-mod ledger_store;
-pub mod managed_namespaces;
-pub mod metrics;
-mod rate_limit;
 pub mod reason;
 mod run;
-#[cfg(test)]
-mod scenarios;
-mod shared_store;
+pub mod runtime;
 pub mod signing_request;
+mod store;
 #[cfg(test)]
 mod testing;
-#[cfg(test)]
-mod untrusted_input;
-mod watch_backoff;
 
-pub use context::{Context, Stores};
 pub use error::Error;
 pub use run::{LogFormat, RunArgs, run};
+pub use runtime::context::{Context, Stores};

@@ -19,22 +19,22 @@ use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use super::context::Settings;
-use super::crl::{self, CrlCache};
-use super::http::{HttpState, serve};
-use super::managed_namespaces::ManagedNamespaces;
-use super::metrics::Metrics;
-use super::shared_store::{Cached, SharedStore, changes, slim, watch};
-use super::signing_request::{self, CsrPolicy};
-use super::watch_backoff::EachWatchBacksOff;
-use super::{
-    Context, Error, Stores, admission_guard, certificate, certificate_authority,
-    certificate_revocation,
-};
 use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
 };
 use crate::core::csr::kubelet_serving::{DnsPattern, ServingNameRules};
+use crate::operator::runtime::context::Settings;
+use crate::operator::runtime::http::{HttpState, serve};
+use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::runtime::metrics::Metrics;
+use crate::operator::runtime::shared_store::{Cached, SharedStore, changes, slim, watch};
+use crate::operator::runtime::watch_backoff::EachWatchBacksOff;
+use crate::operator::signing_request::{self, CsrPolicy};
+use crate::operator::store::crl::{self, CrlCache};
+use crate::operator::{
+    Context, Error, Stores, certificate, certificate_authority, certificate_revocation,
+    runtime::admission_guard,
+};
 use crate::pki::DEFAULT_SERVICE_CIDR;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -179,7 +179,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .install_default()
         .map_err(|_| Error::CryptoProvider)?;
     // Fail at start, not at exit: the port, the API server, the namespace.
-    let listener = super::http::bind(args.http_addr).await?;
+    let listener = crate::operator::runtime::http::bind(args.http_addr).await?;
     let config = kube::Config::infer().await.map_err(|e| {
         Error::Startup(format!(
             "cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {e}"
@@ -192,7 +192,7 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     let lease_client = Client::try_from(config.clone()).map_err(client_error)?;
     let client = kube::client::ClientBuilder::try_from(config)
         .map_err(client_error)?
-        .with_layer(&super::rate_limit::RateLimitLayer {
+        .with_layer(&crate::operator::runtime::rate_limit::RateLimitLayer {
             qps: args.kube_api_qps,
             burst: args.kube_api_burst,
         })
@@ -751,7 +751,9 @@ fn signing_identity(ca: &CertificateAuthority) -> u64 {
             )
                 .hash(&mut h);
         }
-        if let Some(c) = super::conditions::find(&s.conditions, super::conditions::READY) {
+        if let Some(c) =
+            crate::operator::conditions::find(&s.conditions, crate::operator::conditions::READY)
+        {
             (&c.status, &c.reason, &c.message).hash(&mut h);
         }
     }

@@ -9,17 +9,14 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
+use super::WAITING_RETRY;
 use super::secret::{Ownership, ownership, secret_data};
 use crate::api::{ClusterCertificate, RevocationRecord, meta};
 use crate::core::plan::{IssueReason, Plan, RenewalPolicy, plan};
-use crate::operator::authority_cache::KeyRing;
-use crate::operator::managed_namespaces::ManagedNamespaces;
 use crate::operator::reason::{Blocked, Reason};
+use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::store::authority_cache::KeyRing;
 use crate::pki::{Authority, CertificateInfo, LeafTemplate};
-
-/// Retry for conditions that another object's change ends (and whose watch
-/// triggers a reconcile sooner).
-pub const WAITING_RETRY: Duration = Duration::from_secs(60);
 
 /// The issuer as observed: the CA object's state and, when Ready, its signer.
 pub enum Issuer {
@@ -147,7 +144,7 @@ fn issuance_backoff(cert: &ClusterCertificate, now: DateTime<Utc>) -> Option<Dur
     }
     let attempts = status.failed_issuance_attempts?;
     let last = status.last_failure_time?;
-    crate::operator::backoff::ISSUANCE.remaining(attempts.unsigned_abs(), last, now)
+    crate::operator::runtime::backoff::ISSUANCE.remaining(attempts.unsigned_abs(), last, now)
 }
 
 pub fn decide(

@@ -29,19 +29,23 @@ use tracing::{info, warn};
 pub use decide::{Decision, Issuer, decide};
 pub use secret::{Ownership, ownership};
 
-use super::conditions;
-use super::finalize::reconcile_with_finalizer;
-use super::reason::{Blocked, Reason};
-use super::{Context, Error, authority_cache, crl, ledger_store};
 use crate::api::{ClusterCertificate, SecretDeletionPolicy};
 use crate::core::ledger::{LedgerEntry, RevocationRule};
 use crate::core::plan::{
     IssueReason, RenewalPolicy, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY,
 };
+use crate::operator::conditions;
+use crate::operator::reason::{Blocked, Reason};
+use crate::operator::runtime::finalize::reconcile_with_finalizer;
+use crate::operator::{Context, Error, store::authority_cache, store::crl, store::ledger_store};
 use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_chain};
 
 /// Longest wait between two looks at a valid certificate: renewal is
 /// requeued at its time, and this bounds the harm of a clock jump.
+/// Retry for conditions that another object's change ends (and whose watch
+/// triggers a reconcile sooner).
+const WAITING_RETRY: Duration = Duration::from_secs(60);
+
 const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
 /// How long to wait before looking at a valid certificate again.
 pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
@@ -64,7 +68,7 @@ pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Resu
 }
 
 pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Context>) -> Action {
-    super::backoff::retry("clustercertificate", &cert.name_any(), error, &ctx)
+    crate::operator::runtime::backoff::retry("clustercertificate", &cert.name_any(), error, &ctx)
 }
 
 /// The ClusterCertificates to look at when a CertificateAuthority changes.
@@ -97,7 +101,7 @@ async fn issuer(
             format!(
                 "CertificateAuthority {ca_name} does not exist; create it or fix spec.issuerRef.name"
             ),
-            decide::WAITING_RETRY,
+            WAITING_RETRY,
         );
     };
     if ca.status.as_ref().is_none_or(|s| s.conditions.is_empty()) {
@@ -107,17 +111,19 @@ async fn issuer(
             Duration::from_secs(2),
         );
     }
-    if !super::certificate_authority::is_ready(&ca) {
+    if !crate::operator::certificate_authority::is_ready(&ca) {
         let why = ca
             .status
             .as_ref()
-            .and_then(|s| super::conditions::find(&s.conditions, super::conditions::READY))
+            .and_then(|s| {
+                crate::operator::conditions::find(&s.conditions, crate::operator::conditions::READY)
+            })
             .map(|c| format!(": {}", c.message))
             .unwrap_or_default();
         return waiting(
             Reason::IssuerNotReady,
             format!("CertificateAuthority {ca_name} is not Ready{why}"),
-            decide::WAITING_RETRY,
+            WAITING_RETRY,
         );
     }
     match authority_cache::keyring(ctx, &ca, now).await? {
@@ -144,7 +150,7 @@ async fn issuer(
                 },
             })
         }
-        Err(message) => waiting(Reason::IssuerNotReady, message, decide::WAITING_RETRY),
+        Err(message) => waiting(Reason::IssuerNotReady, message, WAITING_RETRY),
     }
 }
 
@@ -305,7 +311,7 @@ async fn namespace_still_missing(
             "namespace {} does not exist; create it or fix spec.secretNamespace",
             cert.spec.secret_namespace
         ),
-        Some(decide::WAITING_RETRY),
+        Some(WAITING_RETRY),
     )))
 }
 

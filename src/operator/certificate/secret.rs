@@ -14,8 +14,8 @@ use kube::{Api, ResourceExt};
 use crate::api::{ClusterCertificate, meta};
 use crate::core::plan::{CA_CERT_KEY, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
 use crate::operator::Error;
-use crate::operator::context::FIELD_MANAGER;
 use crate::operator::reason::{Blocked, Reason};
+use crate::operator::runtime::context::FIELD_MANAGER;
 
 /// Whose a Secret is, from its label, annotation and type. Pure.
 #[derive(Debug, PartialEq, Eq)]
@@ -154,7 +154,7 @@ pub async fn apply(
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Err(Blocked::new(
             Reason::NamespaceNotFound,
             format!("namespace {namespace} does not exist; create it or fix spec.secretNamespace"),
-            Some(super::decide::WAITING_RETRY),
+            Some(super::WAITING_RETRY),
         ))),
         Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => Ok(Err(Blocked::new(
             Reason::SecretRejected,

@@ -12,9 +12,9 @@ use super::decide::revocation_of;
 use super::{Held, ready_reason, requeue_until, secret};
 use crate::api::{ClusterCertificate, ClusterCertificateStatus};
 use crate::core::plan::IssueReason;
-use crate::operator::backoff;
 use crate::operator::conditions::{self, ISSUING, READY};
 use crate::operator::reason::{Blocked, Reason};
+use crate::operator::runtime::backoff;
 use crate::operator::{Context, Error};
 
 /// Writes the status with server-side apply.

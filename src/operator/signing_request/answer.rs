@@ -15,7 +15,7 @@ use kube::{Api, ResourceExt};
 
 use super::decide::{Answers, Question};
 use crate::core::csr::kubelet_serving::OtherNodes;
-use crate::operator::authority_cache::{self, KeyRing};
+use crate::operator::store::authority_cache::{self, KeyRing};
 use crate::operator::{Context, Error};
 
 /// Answers `question` into `answers`; the CA's keys, when asked for, are

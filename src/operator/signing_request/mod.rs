@@ -26,10 +26,10 @@ use tracing::{info, warn};
 
 pub use decide::{Answers, Decision, Observed, Question, decide};
 
-use super::finalize::instrumented;
-use super::reason::Reason;
-use super::{Context, Error};
 use crate::core::csr::kubelet_serving::ServingNameRules;
+use crate::operator::reason::Reason;
+use crate::operator::runtime::finalize::instrumented;
+use crate::operator::{Context, Error};
 
 const CONTROLLER: &str = "certificatesigningrequest";
 
@@ -61,7 +61,7 @@ pub fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    super::backoff::retry(CONTROLLER, &csr.name_any(), error, &ctx)
+    crate::operator::runtime::backoff::retry(CONTROLLER, &csr.name_any(), error, &ctx)
 }
 
 /// Every question `decide` can ask, once each, and the decision.

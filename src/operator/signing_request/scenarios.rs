@@ -14,10 +14,10 @@ use serde_json::json;
 use super::CsrPolicy;
 use crate::api::{CertificateAuthority, meta};
 use crate::core::csr::{KUBELET_CLIENT_SIGNER, KUBELET_SERVING_SIGNER};
-use crate::operator::fake_api::{FakeApi, Fault};
-use crate::operator::managed_namespaces::ManagedNamespaces;
+use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::testing::fake_api::{FakeApi, Fault};
 use crate::operator::testing::{self, NS, Writers, runtime};
-use crate::operator::{Context, ledger_store};
+use crate::operator::{Context, store::ledger_store};
 use crate::pki::{Authority, parse_chain};
 
 const CSR_PREFIX: &str = "/apis/certificates.k8s.io/v1";

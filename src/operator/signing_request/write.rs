@@ -12,10 +12,10 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use crate::core::ledger::LedgerEntry;
-use crate::operator::authority_cache::KeyRing;
 use crate::operator::conditions::to_timestamp;
 use crate::operator::reason::Reason;
-use crate::operator::{Context, Error, ledger_store};
+use crate::operator::store::authority_cache::KeyRing;
+use crate::operator::{Context, Error, store::ledger_store};
 use crate::pki::{LeafTemplate, issue_for_request};
 
 fn new_condition(

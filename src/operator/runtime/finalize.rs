@@ -7,8 +7,8 @@ use kube::{Api, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Context, Error};
 use crate::api::meta;
+use crate::operator::{Context, Error};
 
 /// Runs `apply` for a live object and `cleanup` for one being deleted,
 /// behind certop's finalizer, `instrumented`.

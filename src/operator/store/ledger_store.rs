@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
-use super::reason::Reason;
-use super::{Context, Error};
 use crate::api::{CertificateRevocation, meta};
 use crate::core::ledger::{self, LedgerEntry, RevocationRule};
+use crate::operator::reason::Reason;
+use crate::operator::{Context, Error};
 use crate::pki::RevocationReason;
 
 const ENTRIES_KEY: &str = "entries.json";

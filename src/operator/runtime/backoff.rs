@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::Error;
+use crate::operator::Error;
 
 /// A doubling delay: `first`, twice that, … capped at `max`.
 pub struct Schedule {
@@ -89,7 +89,7 @@ pub fn retry(
     controller: &str,
     name: &str,
     error: &Error,
-    ctx: &super::Context,
+    ctx: &crate::operator::Context,
 ) -> kube::runtime::controller::Action {
     ctx.metrics.reconcile_error(controller);
     let delay = ctx.backoff.next(&format!("{controller}/{name}"), error);

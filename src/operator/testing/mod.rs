@@ -1,6 +1,10 @@
 //! Fixtures the controllers' scenario tests share: a fake API server
 //! holding a Ready CA, and a Context whose stores a test fills.
 
+pub mod fake_api;
+mod scenarios;
+mod untrusted_input;
+
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
@@ -11,16 +15,16 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use super::context::Settings;
-use super::crl::CrlCache;
-use super::fake_api::FakeApi;
-use super::managed_namespaces::ManagedNamespaces;
-use super::metrics::Metrics;
-use super::signing_request::CsrPolicy;
-use super::{Context, Stores};
 use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
 };
+use crate::operator::runtime::context::Settings;
+use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::runtime::metrics::Metrics;
+use crate::operator::signing_request::CsrPolicy;
+use crate::operator::store::crl::CrlCache;
+use crate::operator::testing::fake_api::FakeApi;
+use crate::operator::{Context, Stores};
 use crate::pki::{Authority, CaRequest};
 
 /// certop's namespace in the fixtures.

@@ -12,12 +12,12 @@ use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
-use super::authority_cache::KeyRing;
-use super::context::FIELD_MANAGER;
-use super::ledger_store::{self, ca_key};
-use super::{Context, Error};
 use crate::api::{CertificateAuthority, meta};
 use crate::core::ledger;
+use crate::operator::runtime::context::FIELD_MANAGER;
+use crate::operator::store::authority_cache::KeyRing;
+use crate::operator::store::ledger_store::{self, ca_key};
+use crate::operator::{Context, Error};
 use crate::pki::{Authority, CertificateInfo, CrlRequest, RevokedEntry, build_crl, parse_crl};
 
 pub const DER_KEY: &str = "crl.der";

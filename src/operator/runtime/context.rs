@@ -12,21 +12,21 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource};
 use tracing::warn;
 
-use super::Error;
-use super::authority_cache::AuthorityCache;
-use super::backoff::Backoff;
-use super::crl::CrlCache;
-use super::ledger_store::ShardCache;
-use super::managed_namespaces::ManagedNamespaces;
-use super::metrics::Metrics;
-use super::signing_request::CsrPolicy;
+use crate::operator::Error;
+use crate::operator::runtime::backoff::Backoff;
+use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::runtime::metrics::Metrics;
+use crate::operator::signing_request::CsrPolicy;
+use crate::operator::store::authority_cache::AuthorityCache;
+use crate::operator::store::crl::CrlCache;
+use crate::operator::store::ledger_store::ShardCache;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
-use super::admission_guard::GuardState;
 use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate,
 };
+use crate::operator::runtime::admission_guard::GuardState;
 
 /// The shared reflector stores every controller reads. No controller
 /// starts before all of them have listed (a store still empty at start or
@@ -147,7 +147,7 @@ impl Context {
         format!(
             "{}/crl/{}.crl",
             self.crl_base_url.trim_end_matches('/'),
-            super::crl::crl_path(ca, index)
+            crate::operator::store::crl::crl_path(ca, index)
         )
     }
 

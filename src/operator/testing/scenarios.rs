@@ -11,14 +11,16 @@ use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use serde_json::json;
 
-use super::fake_api::{FakeApi, Fault};
-use super::managed_namespaces::ManagedNamespaces;
-use super::signing_request::CsrPolicy;
-use super::testing::{self, NS, Writers, b64, init, runtime};
-use super::{Context, certificate, certificate_revocation, conditions, ledger_store};
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
 use crate::core::ledger::LedgerEntry;
 use crate::core::plan::{TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::signing_request::CsrPolicy;
+use crate::operator::testing::fake_api::{FakeApi, Fault};
+use crate::operator::testing::{self, NS, Writers, b64, init, runtime};
+use crate::operator::{
+    Context, certificate, certificate_revocation, conditions, store::ledger_store,
+};
 use crate::pki::{
     Authority, CaRequest, RevocationReason, key_matches_certificate, parse_chain, parse_crl,
 };
@@ -92,7 +94,7 @@ impl World {
         init(&mut w.revocations, rev.into_iter().collect());
     }
 
-    async fn certificate_pass(&self) -> Result<(), super::Error> {
+    async fn certificate_pass(&self) -> Result<(), crate::operator::Error> {
         self.sync();
         let cert: ClusterCertificate = self.api.get(CERT_PATH).expect("certificate");
         certificate::reconcile(Arc::new(cert), self.ctx.clone())
@@ -123,7 +125,7 @@ impl World {
             .unwrap_or(0)
     }
 
-    async fn revocation_pass(&self) -> Result<(), super::Error> {
+    async fn revocation_pass(&self) -> Result<(), crate::operator::Error> {
         self.sync();
         let rev: CertificateRevocation = self.api.get(REV_PATH).expect("revocation");
         certificate_revocation::reconcile(Arc::new(rev), self.ctx.clone())
@@ -429,9 +431,9 @@ fn a_revocation_is_finished_whichever_of_its_writes_fails() {
                 assert!(entry.revoked.is_some(), "{case}: marked in the ledger");
                 let crl: ConfigMap = w
                     .api
-                    .get(&format!("/api/v1/namespaces/{NS}/configmaps/{}", super::crl::config_map_name("ca", 0)))
+                    .get(&format!("/api/v1/namespaces/{NS}/configmaps/{}", crate::operator::store::crl::config_map_name("ca", 0)))
                     .expect("CRL ConfigMap");
-                let der = &crl.binary_data.expect("binary")[super::crl::DER_KEY].0;
+                let der = &crl.binary_data.expect("binary")[crate::operator::store::crl::DER_KEY].0;
                 let parsed = parse_crl(der, Some(w.authority.certificate())).expect("a CRL the CA signed");
                 assert!(
                     parsed.entries.iter().any(|(s, _, _)| s.to_string() == revoked),
@@ -515,21 +517,28 @@ fn a_corrupt_ledger_shard_is_never_overwritten() {
 const CRL_CM: &str = "/api/v1/namespaces/certop-system/configmaps/";
 
 impl World {
-    async fn ca_pass(&self) -> Result<(), super::Error> {
+    async fn ca_pass(&self) -> Result<(), crate::operator::Error> {
         self.sync();
         let ca: CertificateAuthority = self.api.get(CA_PATH).expect("CA");
-        super::certificate_authority::reconcile(Arc::new(ca), self.ctx.clone())
+        crate::operator::certificate_authority::reconcile(Arc::new(ca), self.ctx.clone())
             .await
             .map(|_| ())
     }
 
     fn crl_path(&self) -> String {
-        format!("{CRL_CM}{}", super::crl::config_map_name("ca", 0))
+        format!(
+            "{CRL_CM}{}",
+            crate::operator::store::crl::config_map_name("ca", 0)
+        )
     }
 
     fn crl_number(&self) -> Option<u64> {
         let cm: ConfigMap = self.api.get(&self.crl_path())?;
-        let der = cm.binary_data?.get(super::crl::DER_KEY)?.0.clone();
+        let der = cm
+            .binary_data?
+            .get(crate::operator::store::crl::DER_KEY)?
+            .0
+            .clone();
         parse_crl(&der, Some(self.authority.certificate()))
             .ok()?
             .number
@@ -558,7 +567,7 @@ fn a_tampered_or_deleted_crl_is_published_again_and_its_number_never_goes_down()
         w.ca_pass().await.expect("CA pass");
         let first = w.crl_number().expect("a CRL the CA signed");
         let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
-        cm["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+        cm["binaryData"][crate::operator::store::crl::DER_KEY] = json!(b64(b"garbage"));
         w.api.put(&w.crl_path(), cm);
         w.ca_pass().await.expect("CA pass");
         let second = w.crl_number().expect("re-signed after tampering");
@@ -569,7 +578,7 @@ fn a_tampered_or_deleted_crl_is_published_again_and_its_number_never_goes_down()
         assert!(third > second, "{third} > {second}");
         let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
         cm["metadata"]["annotations"]["certop.dev/crl-number"] = json!(u64::MAX.to_string());
-        cm["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+        cm["binaryData"][crate::operator::store::crl::DER_KEY] = json!(b64(b"garbage"));
         w.api.put(&w.crl_path(), cm);
         w.ca_pass().await.expect("a CA pass reports, not fails");
         let stored: ConfigMap = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
@@ -762,7 +771,7 @@ fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
         }
         assert!(w.ledger().is_empty(), "every shard deleted");
         let before = w.crl_number().expect("CRL");
-        super::crl::publish(
+        crate::operator::store::crl::publish(
             &w.ctx,
             &w.api.get(CA_PATH).expect("CA"),
             &w.authority,
@@ -772,7 +781,7 @@ fn a_crl_never_loses_a_revoked_entry_when_its_ledger_shard_is_lost() {
         .await
         .expect("publish");
         let cm: ConfigMap = w.api.get(&w.crl_path()).expect("CRL ConfigMap");
-        let der = &cm.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        let der = &cm.binary_data.expect("binary")[crate::operator::store::crl::DER_KEY].0;
         let parsed = parse_crl(der, Some(w.authority.certificate())).expect("CRL");
         assert!(parsed.number > Some(before));
         assert!(
@@ -952,15 +961,15 @@ async fn rotating_world(overlap: &str) -> World {
 
 impl World {
     /// A CA pass with the clock at `now` (a rotation's waits pass in a moment).
-    async fn ca_pass_at(&self, now: DateTime<Utc>) -> Result<(), super::Error> {
+    async fn ca_pass_at(&self, now: DateTime<Utc>) -> Result<(), crate::operator::Error> {
         self.sync();
         let ca: CertificateAuthority = self.api.get(CA_PATH).expect("CA");
-        super::certificate_authority::apply_at(&ca, &self.ctx, now)
+        crate::operator::certificate_authority::apply_at(&ca, &self.ctx, now)
             .await
             .map(|_| ())
     }
 
-    async fn certificate_pass_at(&self, now: DateTime<Utc>) -> Result<(), super::Error> {
+    async fn certificate_pass_at(&self, now: DateTime<Utc>) -> Result<(), crate::operator::Error> {
         self.sync();
         let cert: ClusterCertificate = self.api.get(CERT_PATH).expect("certificate");
         certificate::apply_at(&cert, &self.ctx, now)
@@ -1183,15 +1192,21 @@ fn a_requested_rotation_walks_every_phase_and_reissues_only_after_the_switch() {
         );
         assert!(
             w.api
-                .get::<ConfigMap>(&format!("{CRL_CM}{}", super::crl::copy_name("ca", 0)))
+                .get::<ConfigMap>(&format!(
+                    "{CRL_CM}{}",
+                    crate::operator::store::crl::copy_name("ca", 0)
+                ))
                 .is_none(),
             "and certop's copy of its CRL"
         );
         let crl1: ConfigMap = w
             .api
-            .get(&format!("{CRL_CM}{}", super::crl::config_map_name("ca", 1)))
+            .get(&format!(
+                "{CRL_CM}{}",
+                crate::operator::store::crl::config_map_name("ca", 1)
+            ))
             .expect("the new key's CRL");
-        let der = &crl1.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        let der = &crl1.binary_data.expect("binary")[crate::operator::store::crl::DER_KEY].0;
         parse_crl(der, Some(&staged)).expect("signed by the new key");
         w.certificate_pass_at(done)
             .await
@@ -1287,9 +1302,9 @@ fn a_revocation_while_a_key_retires_lands_in_the_crl_of_the_key_that_signed() {
         let crl_of = |index: u32, ca: &crate::pki::CertificateInfo| {
             let cm: ConfigMap = w
                 .api
-                .get(&format!("{CRL_CM}{}", super::crl::config_map_name("ca", index)))
+                .get(&format!("{CRL_CM}{}", crate::operator::store::crl::config_map_name("ca", index)))
                 .expect("CRL ConfigMap");
-            let der = cm.binary_data.expect("binary")[super::crl::DER_KEY].0.clone();
+            let der = cm.binary_data.expect("binary")[crate::operator::store::crl::DER_KEY].0.clone();
             parse_crl(&der, Some(ca))
                 .expect("signed by its key")
                 .entries
@@ -1374,9 +1389,10 @@ fn a_crl_of_100k_entries_is_stored_in_parts_that_any_replica_reassembles() {
         let serials = fill_ledger(&w, 100_000, true);
         let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
         let started = std::time::Instant::now();
-        let published = super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
-            .await
-            .expect("publish");
+        let published =
+            crate::operator::store::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                .await
+                .expect("publish");
         eprintln!(
             "100k-entry CRL: {} bytes, signed and stored in {:?}",
             published.der.len(),
@@ -1391,9 +1407,12 @@ fn a_crl_of_100k_entries_is_stored_in_parts_that_any_replica_reassembles() {
         assert!(count >= 2, "a CRL this size needs parts: {count}");
         // A replica that only has the ConfigMaps reassembles and verifies it.
         let part = |n: &str| w.api.get::<ConfigMap>(&format!("{CRL_CM}{n}"));
-        let (path, served) =
-            super::crl::from_config_maps(&main, part, Some(w.authority.certificate()))
-                .expect("reassembled");
+        let (path, served) = crate::operator::store::crl::from_config_maps(
+            &main,
+            part,
+            Some(w.authority.certificate()),
+        )
+        .expect("reassembled");
         assert_eq!(path, "ca");
         assert_eq!(served.der, published.der);
         let parsed =
@@ -1408,7 +1427,7 @@ fn a_crl_of_100k_entries_is_stored_in_parts_that_any_replica_reassembles() {
         assert!(serials.iter().all(|s| listed.contains(s)));
         // A part of another number (a write in progress) is not served.
         let mut stale: ConfigMap =
-            part(&super::crl::part_name(&main.name_any(), 1)).expect("part 1");
+            part(&crate::operator::store::crl::part_name(&main.name_any(), 1)).expect("part 1");
         stale
             .annotations_mut()
             .insert("certop.dev/crl-number".into(), "0".into());
@@ -1419,10 +1438,10 @@ fn a_crl_of_100k_entries_is_stored_in_parts_that_any_replica_reassembles() {
                 part(n)
             }
         };
-        assert!(super::crl::from_config_maps(&main, mixed, None).is_none());
+        assert!(crate::operator::store::crl::from_config_maps(&main, mixed, None).is_none());
         // And the CA's own pass accepts what is stored, without signing again.
         let writes = w.api.writes();
-        let again = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
+        let again = crate::operator::store::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
             .await
             .expect("verify");
         assert_eq!(again.map(|c| c.number), Some(published.number));
@@ -1539,17 +1558,21 @@ fn a_crl_in_parts_whose_writes_fail_is_published_whole_by_the_next_pass() {
             fill_ledger(&w, 10_000, true);
             let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
             w.api.fail_write(n, fault);
-            let _ = super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now()).await;
+            let _ = crate::operator::store::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                .await;
             let case = format!("{fault:?} at write {n}");
             // The next pass verifies what is stored and publishes if it must.
-            let stored = super::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
-                .await
-                .expect("verify");
+            let stored =
+                crate::operator::store::crl::verify_stored(&w.ctx, &ca, &w.authority, 0, None)
+                    .await
+                    .expect("verify");
             let crl = match stored {
                 Some(c) => c,
-                None => super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
-                    .await
-                    .expect("publish again"),
+                None => {
+                    crate::operator::store::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                        .await
+                        .expect("publish again")
+                }
             };
             assert_eq!(crl.entries, 10_000, "{case}");
             let main: ConfigMap = w.api.get(&w.crl_path()).expect("main ConfigMap");
@@ -1558,9 +1581,12 @@ fn a_crl_in_parts_whose_writes_fail_is_published_whole_by_the_next_pass() {
                 "{case}: stored in parts"
             );
             let part = |name: &str| w.api.get::<ConfigMap>(&format!("{CRL_CM}{name}"));
-            let (_, served) =
-                super::crl::from_config_maps(&main, part, Some(w.authority.certificate()))
-                    .unwrap_or_else(|| panic!("{case}: what is stored reassembles"));
+            let (_, served) = crate::operator::store::crl::from_config_maps(
+                &main,
+                part,
+                Some(w.authority.certificate()),
+            )
+            .unwrap_or_else(|| panic!("{case}: what is stored reassembles"));
             assert_eq!(served.number, crl.number, "{case}");
             assert_eq!(served.entries, 10_000, "{case}");
         }
@@ -1689,7 +1715,7 @@ impl World {
     /// The serials the stored CRL lists, once its signature is checked.
     fn crl_serials(&self) -> Vec<String> {
         let cm: ConfigMap = self.api.get(&self.crl_path()).expect("CRL ConfigMap");
-        let der = &cm.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        let der = &cm.binary_data.expect("binary")[crate::operator::store::crl::DER_KEY].0;
         parse_crl(der, Some(self.authority.certificate()))
             .expect("a CRL the CA signed")
             .entries
@@ -1738,14 +1764,16 @@ fn a_revoked_serial_stays_listed_when_its_shard_is_corrupt_and_the_crl_is_lost()
             corrupt(&w, &shard_path(&serial));
             if lose == "replaced" {
                 let mut cm: serde_json::Value = w.api.get(&w.crl_path()).expect("CRL");
-                cm["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+                cm["binaryData"][crate::operator::store::crl::DER_KEY] = json!(b64(b"garbage"));
                 w.api.put(&w.crl_path(), cm);
             } else {
                 w.api.remove(&w.crl_path());
             }
             if lose.starts_with("deleted with its copy") {
-                w.api
-                    .remove(&format!("{CRL_CM}{}", super::crl::copy_name("ca", 0)));
+                w.api.remove(&format!(
+                    "{CRL_CM}{}",
+                    crate::operator::store::crl::copy_name("ca", 0)
+                ));
             }
             if lose.ends_with("on the same leader") {
                 // Only the CRL this replica holds in memory is left.
@@ -1787,8 +1815,12 @@ fn the_last_verified_crl_carries_an_entry_and_its_loss_is_reported() {
             let name = cm["metadata"]["name"].as_str().expect("name").to_string();
             if name.starts_with("certop-crl-") {
                 let mut tampered = cm.clone();
-                if tampered["binaryData"].get(super::crl::DER_KEY).is_some() {
-                    tampered["binaryData"][super::crl::DER_KEY] = json!(b64(b"garbage"));
+                if tampered["binaryData"]
+                    .get(crate::operator::store::crl::DER_KEY)
+                    .is_some()
+                {
+                    tampered["binaryData"][crate::operator::store::crl::DER_KEY] =
+                        json!(b64(b"garbage"));
                 }
                 w.api.put(&format!("{CRL_CM}{name}"), tampered);
             }
@@ -1847,10 +1879,17 @@ fn the_copy_of_the_crl_is_never_older_than_the_published_one_and_comes_back() {
     runtime().block_on(async {
         let w = world();
         let serial = w.revoked_serial().await;
-        let copy_path = format!("{CRL_CM}{}", super::crl::copy_name("ca", 0));
+        let copy_path = format!(
+            "{CRL_CM}{}",
+            crate::operator::store::crl::copy_name("ca", 0)
+        );
         let number_of = |path: &str| -> Option<u64> {
             let cm: ConfigMap = w.api.get(path)?;
-            let der = cm.binary_data?.get(super::crl::DER_KEY)?.0.clone();
+            let der = cm
+                .binary_data?
+                .get(crate::operator::store::crl::DER_KEY)?
+                .0
+                .clone();
             parse_crl(&der, Some(w.authority.certificate()))
                 .ok()?
                 .number
@@ -1864,7 +1903,7 @@ fn the_copy_of_the_crl_is_never_older_than_the_published_one_and_comes_back() {
         let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
         // The second write of a publish (the published ConfigMap) fails.
         w.api.fail_write(2, Fault::Status(500));
-        super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+        crate::operator::store::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
             .await
             .expect_err("the published ConfigMap's write failed");
         assert_eq!(
@@ -1880,7 +1919,7 @@ fn the_copy_of_the_crl_is_never_older_than_the_published_one_and_comes_back() {
         w.api.remove(&copy_path);
         w.ca_pass().await.expect("CA pass");
         let copy: ConfigMap = w.api.get(&copy_path).expect("the copy came back");
-        let der = &copy.binary_data.expect("binary")[super::crl::DER_KEY].0;
+        let der = &copy.binary_data.expect("binary")[crate::operator::store::crl::DER_KEY].0;
         let parsed = parse_crl(der, Some(w.authority.certificate())).expect("signed");
         assert!(
             parsed
@@ -1972,7 +2011,7 @@ fn a_ca_with_an_invalid_spec_says_so_in_an_event() {
                    "spec": {"subject": {"commonName": "long"}}}),
         );
         let ca: CertificateAuthority = w.api.get(&path).expect("CA");
-        super::certificate_authority::reconcile(Arc::new(ca), w.ctx.clone())
+        crate::operator::certificate_authority::reconcile(Arc::new(ca), w.ctx.clone())
             .await
             .expect("pass");
         let ca: CertificateAuthority = w.api.get(&path).expect("CA");
@@ -2003,7 +2042,7 @@ fn a_crl_of_about_5700_entries_is_the_largest_stored_whole() {
             let w = world();
             fill_ledger(&w, n, true);
             let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
-            super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+            crate::operator::store::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
                 .await
                 .expect("publish");
             let main: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
@@ -2488,7 +2527,10 @@ fn an_edited_not_after_map_cannot_take_a_revoked_serial_out_of_the_crl() {
             let serial = w.revoked_serial().await;
             corrupt(&w, &shard_path(&serial));
             w.api.remove(REV_PATH);
-            let copy_path = format!("{CRL_CM}{}", super::crl::copy_name("ca", 0));
+            let copy_path = format!(
+                "{CRL_CM}{}",
+                crate::operator::store::crl::copy_name("ca", 0)
+            );
             for path in [w.crl_path(), copy_path] {
                 let mut cm: serde_json::Value = w.api.get(&path).expect("a stored CRL");
                 let mut map = serde_json::Map::new();
@@ -2500,7 +2542,8 @@ fn an_edited_not_after_map_cannot_take_a_revoked_serial_out_of_the_crl() {
                 // What follow_crls does with the edited ConfigMap's event.
                 let cm: ConfigMap = w.api.get(&w.crl_path()).expect("CRL");
                 let (path, crl) =
-                    super::crl::from_config_maps(&cm, |_| None, None).expect("served");
+                    crate::operator::store::crl::from_config_maps(&cm, |_| None, None)
+                        .expect("served");
                 w.ctx.crls.offer(&path, crl);
             } else {
                 w.ctx.crls.forget("ca");
@@ -2508,7 +2551,7 @@ fn an_edited_not_after_map_cannot_take_a_revoked_serial_out_of_the_crl() {
             // The CRL's refresh.
             w.sync();
             let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
-            super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+            crate::operator::store::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
                 .await
                 .expect("publish");
             let incomplete = w
@@ -2545,9 +2588,12 @@ fn an_earlier_crl_put_back_is_not_served_after_a_restart() {
             w.crl_number_of_status() == Some(number),
             "the status has the number"
         );
-        let copy_name = super::crl::copy_name("ca", 0);
+        let copy_name = crate::operator::store::crl::copy_name("ca", 0);
         for (path, name) in [
-            (w.crl_path(), super::crl::config_map_name("ca", 0)),
+            (
+                w.crl_path(),
+                crate::operator::store::crl::config_map_name("ca", 0),
+            ),
             (format!("{CRL_CM}{copy_name}"), copy_name.clone()),
         ] {
             let mut cm = earlier.clone();
@@ -2671,7 +2717,7 @@ fn a_revoked_serial_leaves_the_crl_only_when_every_source_says_it_expired() {
             }
             w.sync();
             let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
-            super::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+            crate::operator::store::crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
                 .await
                 .expect("publish");
             assert!(

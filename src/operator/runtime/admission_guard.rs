@@ -205,7 +205,7 @@ async fn probe(client: &Client) -> Result<(), String> {
     );
     let params = PostParams {
         dry_run: true,
-        field_manager: Some(super::context::FIELD_MANAGER.into()),
+        field_manager: Some(crate::operator::runtime::context::FIELD_MANAGER.into()),
     };
     let refusal = format!("may not use CertificatePolicy {PROBE_POLICY}");
     match Api::<ClusterCertificate>::all(client.clone())
@@ -247,7 +247,7 @@ mod tests {
 
     /// The guard as shipped (manifests/policy-admission.yaml is rendered from
     /// this chart template).
-    const SHIPPED: &str = include_str!("../../charts/certop/templates/policy-admission.yaml");
+    const SHIPPED: &str = include_str!("../../../charts/certop/templates/policy-admission.yaml");
 
     /// The shipped guard, parsed: the policy and its binding.
     fn shipped() -> Result<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding), String> {

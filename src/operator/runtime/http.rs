@@ -9,9 +9,9 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use super::Error;
-use super::crl::CrlCache;
-use super::metrics::Metrics;
+use crate::operator::Error;
+use crate::operator::runtime::metrics::Metrics;
+use crate::operator::store::crl::CrlCache;
 
 /// What the HTTP endpoints read.
 pub struct HttpState {

@@ -17,8 +17,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use proptest::prelude::*;
 
-use super::{crl, ledger_store};
 use crate::api::{GoDuration, meta};
+use crate::operator::{store::crl, store::ledger_store};
 use crate::pki::{Authority, CaRequest, PrivateKey, parse_chain, parse_crl};
 
 fn cases() -> u32 {

@@ -15,7 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tracing::warn;
 
-use super::watch_backoff::WatchBackoff;
+use crate::operator::runtime::watch_backoff::WatchBackoff;
 
 /// What a cached kind must be.
 pub trait Cached:

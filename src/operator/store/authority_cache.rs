@@ -10,9 +10,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
-use super::{Context, Error};
 use crate::api::{CaRotationRecord, CertificateAuthority};
 use crate::core::rotation::{RotationMarks, key_secret_name, stored_marks};
+use crate::operator::{Context, Error};
 use crate::pki::{Authority, CertificateInfo, PkiError};
 
 /// Parsed CA keys, by the name of the Secret (in the operator's

@@ -1,0 +1,7 @@
+//! What the controllers keep in the API server besides their own objects:
+//! the sharded ledger of what each CA issued and revoked, CRLs (signed,
+//! verified, published, served) and the cache of CA keys.
+
+pub(crate) mod authority_cache;
+pub(crate) mod crl;
+pub(crate) mod ledger_store;
