@@ -134,11 +134,18 @@ pub enum Reason {
     /// of the CA's certificates; the overlap starts once it is. The
     /// message names them; a Secret certop cannot write holds it.
     BundlesPending,
+    /// A CertificateRevocation did everything it asks (its Ready
+    /// condition and an Event): the covered certificates are marked in the
+    /// CA's ledger, listed in the CRL of the key that signed them, and
+    /// replaced. Also the warning Event on a ClusterCertificate whose
+    /// certificate a revocation covered: certop replaces it with a new key
+    /// by itself. Nothing to fix.
+    Revoked,
 }
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 39] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -177,6 +184,7 @@ impl Reason {
         Reason::RetiringKeyMissing,
         Reason::RetirementHeld,
         Reason::BundlesPending,
+        Reason::Revoked,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -219,6 +227,7 @@ impl Reason {
             Reason::RetiringKeyMissing => "RetiringKeyMissing",
             Reason::RetirementHeld => "RetirementHeld",
             Reason::BundlesPending => "BundlesPending",
+            Reason::Revoked => "Revoked",
         }
     }
 

@@ -1,313 +1,151 @@
 //! The CertificateRevocation controller: revokes what a revocation matches
 //! in the CA's ledger, re-signs the CA's CRL, and has each affected
 //! ClusterCertificate replaced with a new key.
+//!
+//! A pass gathers what is (the CA's keys and the CRLs this replica holds,
+//! the ledger shards the rule reaches, the ClusterCertificates), asks
+//! `decide` (pure) what to do, and makes the writes it names in an order
+//! where every prefix is safe: the ledger marks, each key's CRL, the
+//! replacements, then the status (`status`, derived in one place). Every
+//! pass recomputes what the revocation covers from the ledger, so a pass
+//! that failed half-way is finished by the next one; only a pass that did
+//! everything writes Ready.
+
+mod decide;
+#[cfg(test)]
+mod scenarios;
+mod status;
+mod write;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use chrono::Utc;
-use kube::api::{Patch, PatchParams};
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, ResourceExt};
-use tracing::info;
 
-use crate::api::{
-    CertificateRevocation, CertificateRevocationStatus, ClusterCertificate, MAX_RECORDED_SERIALS,
-    RevocationRecord, RevokedSerial, meta,
+pub use decide::{
+    CrlStep, CrlSummary, Decision, Issuer, Key, Observed, Replacement, Revocation, decide,
 };
-use crate::core::ledger::LedgerEntry;
-use crate::operator::conditions::{self, READY};
-use crate::operator::reason::Reason;
-use crate::operator::store::ledger_store::rule_of;
-use crate::operator::{Context, Error, store::authority_cache, store::crl, store::ledger_store};
+pub use status::records;
 
-const WAITING_RETRY: Duration = Duration::from_secs(30);
+use crate::api::{CertificateAuthority, CertificateRevocation};
+use crate::operator::runtime::finalize::instrumented;
+use crate::operator::store::authority_cache::{self, KeyRing};
+use crate::operator::store::crl;
+use crate::operator::store::ledger_store::{self, RuleShards, rule_of};
+use crate::operator::{Context, Error};
+
+const CONTROLLER: &str = "certificaterevocation";
 
 pub async fn reconcile(
     rev: Arc<CertificateRevocation>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let result = apply(&rev, &ctx).await;
-    ctx.metrics
-        .reconciled("certificaterevocation", started.elapsed().as_secs_f64());
-    if result.is_ok() {
-        ctx.backoff
-            .reset(&format!("certificaterevocation/{}", rev.name_any()));
-    }
-    result
+    instrumented(
+        CONTROLLER,
+        &rev.name_any(),
+        &ctx,
+        pass(&rev, &ctx, Utc::now()),
+    )
+    .await
 }
 
 pub fn error_policy(rev: Arc<CertificateRevocation>, error: &Error, ctx: Arc<Context>) -> Action {
-    crate::operator::runtime::backoff::retry("certificaterevocation", &rev.name_any(), error, &ctx)
+    crate::operator::runtime::backoff::retry(CONTROLLER, &rev.name_any(), error, &ctx)
 }
 
-/// Every pass recomputes what the revocation covers from the ledger and
-/// finishes what is not done: marks entries, re-signs the CRL if it does not
-/// list every covered serial, and marks each ClusterCertificate whose
-/// certificate is covered. A pass that failed half-way is completed by the
-/// next one; only a pass that did everything writes Ready.
-async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Error> {
-    let name = rev.name_any();
-    let now = Utc::now();
-    let previous = rev.status.clone().unwrap_or_default();
-    let done = conditions::is_true(&previous.conditions, READY)
-        && previous.observed_generation == rev.metadata.generation;
-    if done {
-        return Ok(Action::await_change());
-    }
+/// The CA as the decision sees it, and, when it can sign, the CA and its
+/// keys for the writes.
+async fn issuer(
+    rev: &CertificateRevocation,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<(Issuer, Option<(Arc<CertificateAuthority>, Arc<KeyRing>)>), Error> {
     let ca_name = &rev.spec.issuer_ref.name;
     let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
-        return not_ready(
-            rev,
-            ctx,
-            Reason::IssuerNotFound,
-            format!("CertificateAuthority {ca_name} does not exist; fix spec.issuerRef.name"),
-        )
-        .await;
+        return Ok((Issuer::Missing, None));
     };
     let ring = match authority_cache::keyring(ctx, &ca, now).await? {
-        Ok(r) => r,
-        Err(message) => return not_ready(rev, ctx, Reason::IssuerNotReady, message).await,
+        Ok(ring) => ring,
+        Err(message) => return Ok((Issuer::NotReady(message), None)),
     };
-    let reason = rev.spec.reason.unwrap_or_default();
-    let rule = rule_of(rev);
-    let found = ledger_store::revoke(ctx, ca_name, &rule, reason, now).await?;
-    if !found.newly.is_empty() {
-        info!(revocation = %name, ca = %ca_name, count = found.newly.len(), "revoked");
-        ctx.metrics
-            .revoked(reason.as_str(), found.newly.len() as u64);
-    }
-
-    // Each key's CRL lists what that key signed: a key's CRL is re-signed
-    // when it does not list every covered certificate of that key.
-    let mut crl_notes = Vec::new();
-    let keys = std::iter::once((ring.signing_index, &ring.signing))
-        .chain(ring.previous.iter().map(|(i, a)| (*i, a)));
-    for (index, authority) in keys {
-        if !authority.certificate().can_sign_crls {
-            continue;
-        }
-        let path = crl::crl_path(ca_name, index);
-        let of_key = |e: &&crate::core::ledger::LedgerEntry| e.key == index;
-        let listed = ctx.crls.get(&path).is_some_and(|crl| {
-            found
-                .matched
-                .iter()
-                .filter(of_key)
-                .all(|e| crl.serials.contains(&e.serial))
-        });
-        let crl = if listed && !found.newly.iter().any(|e| e.key == index) {
-            ctx.crls.get(&path)
-        } else {
-            Some(crl::publish(ctx, &ca, authority, index, now).await?)
-        };
-        if let Some(c) = crl {
-            crl_notes.push(if index == ring.signing_index {
-                format!("CRL number {} lists {} certificates", c.number, c.entries)
-            } else {
-                format!(
-                    "the retiring key's CRL number {} lists {} certificates",
-                    c.number, c.entries
-                )
-            });
-        }
-    }
-    let crl_note = if crl_notes.is_empty() {
-        "; the CA may not sign CRLs (no cRLSign), so the replacements are the only remedy"
-            .to_string()
-    } else {
-        format!("; {}", crl_notes.join(", "))
+    let key = |index: u32, signing: bool, can_sign_crls: bool| Key {
+        index,
+        signing,
+        signs_crls: can_sign_crls,
+        crl: ctx.crls.get(&crl::crl_path(ca_name, index)),
     };
-    for entry in &found.matched {
-        replace_if_current(ctx, entry, &name).await?;
-    }
-
-    let mut status = previous.clone();
-    status.observed_generation = rev.metadata.generation;
-    status.revoked = records(&previous.revoked, &found.matched, now);
-    status.revoked_certificates = Some(found.matched.len() as i64);
-    if !found.newly.is_empty() || status.last_revocation_time.is_none() && !found.matched.is_empty()
-    {
-        status.last_revocation_time = Some(now);
-    }
-    let message = format!(
-        "revoked {} certificates issued by {ca_name} before {}{crl_note}",
-        found.matched.len(),
-        rule.issued_before.to_rfc3339()
-    );
-    let message = if found.unknown.is_empty() {
-        message
-    } else {
-        format!(
-            "{message}; serials {} were not issued by {ca_name} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef",
-            found.unknown.join(", ")
-        )
-    };
-    if !found.unreadable.is_empty() {
-        let shards: Vec<String> = found.unreadable.iter().map(|e| e.to_string()).collect();
-        let message = format!(
-            "{message}; {}. What those shards record is neither revoked nor replaced until they can be read (or are deleted); certop applies the rule again every {}s",
-            shards.join("; "),
-            WAITING_RETRY.as_secs()
-        );
-        return not_ready_with(rev, ctx, status, Reason::LedgerCorrupt, message).await;
-    }
-    if !found.unknown.is_empty() {
-        return not_ready_with(rev, ctx, status, Reason::UnknownSerials, message).await;
-    }
-    conditions::set(
-        &mut status.conditions,
-        READY,
+    let keys = std::iter::once(key(
+        ring.signing_index,
         true,
-        "Revoked",
-        &message,
-        rev.metadata.generation,
+        ring.signing.certificate().can_sign_crls,
+    ))
+    .chain(
+        ring.previous
+            .iter()
+            .map(|(i, a)| key(*i, false, a.certificate().can_sign_crls)),
+    )
+    .collect();
+    Ok((Issuer::Ready(keys), Some((ca, ring))))
+}
+
+/// One pass with the clock at `now`.
+async fn pass(
+    rev: &CertificateRevocation,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<Action, Error> {
+    if decide::finished(rev) {
+        return Ok(Action::await_change());
+    }
+    let rule = rule_of(rev);
+    let (issuer, signer) = issuer(rev, ctx, now).await?;
+    let ledger = match &signer {
+        Some(_) => ledger_store::read_rule_shards(ctx, &rev.spec.issuer_ref.name, &rule).await?,
+        None => RuleShards::default(),
+    };
+    let certificates: BTreeMap<_, _> = ctx
+        .certificates
+        .state()
+        .into_iter()
+        .map(|c| (c.name_any(), c))
+        .collect();
+    let decision = decide(
+        &Observed {
+            revocation: rev,
+            rule: &rule,
+            issuer: &issuer,
+            ledger: &ledger,
+            certificates: &certificates,
+        },
         now,
     );
-    ctx.apply_status::<CertificateRevocation>(&name, &status)
-        .await?;
-    ctx.event(rev, false, "Revoked", "Revoke", message).await;
-    Ok(Action::await_change())
-}
-
-/// What a revocation's status records of the certificates it revoked:
-/// what it recorded before (a ledger shard lost since cannot take them
-/// away) and every revoked entry it covers now, once each, until each
-/// expires, at most `MAX_RECORDED_SERIALS` (the first ones stay, so the
-/// record does not churn). Pure.
-pub fn records(
-    previous: &[RevokedSerial],
-    matched: &[LedgerEntry],
-    now: chrono::DateTime<Utc>,
-) -> Vec<RevokedSerial> {
-    let mut fresh: Vec<RevokedSerial> = matched
-        .iter()
-        .filter_map(|e| {
-            let r = e.revoked.as_ref()?;
-            Some(RevokedSerial {
-                serial_number: e.serial.clone(),
-                reason: r.reason,
-                revoked_at: crate::pki::from_unix(r.at),
-                not_after: crate::pki::from_unix(e.not_after),
-                key: e.key,
-            })
-        })
-        .collect();
-    fresh.sort_by(|a, b| a.serial_number.cmp(&b.serial_number));
-    let mut seen = std::collections::BTreeSet::new();
-    previous
-        .iter()
-        .cloned()
-        .chain(fresh)
-        .filter(|r| r.not_after >= now)
-        .filter(|r| seen.insert(r.serial_number.clone()))
-        .take(MAX_RECORDED_SERIALS)
-        .collect()
-}
-
-/// If a covered certificate is (or may be, the status lagging) a
-/// ClusterCertificate's current one, records the revocation on it so its
-/// controller replaces it with a new key; idempotent.
-async fn replace_if_current(
-    ctx: &Context,
-    entry: &LedgerEntry,
-    revocation: &str,
-) -> Result<(), Error> {
-    let Some(cert_name) = &entry.certificate else {
-        return Ok(());
+    let revocation = match decision {
+        Decision::Finished => return Ok(Action::await_change()),
+        Decision::Blocked(blocked) => {
+            return write::status(ctx, rev, status::blocked(rev, blocked, now)).await;
+        }
+        Decision::Revoke(revocation) => revocation,
     };
-    let Some(cert) = ctx.certificates.get(&ObjectRef::new(cert_name)) else {
-        return Ok(());
+    let Some((ca, ring)) = signer else {
+        return Ok(Action::requeue(decide::WAITING_RETRY));
     };
-    let status = cert.status.as_ref();
-    let current = status.and_then(|s| s.serial_number.as_deref()) == Some(entry.serial.as_str());
-    // The status lags the Secret: an entry newer than the status's
-    // certificate is the one the Secret holds now.
-    let newer = status
-        .and_then(|s| s.not_before)
-        .is_none_or(|nb| entry.issued_at > nb.timestamp());
-    let already = cert
-        .annotations()
-        .get(meta::REVOCATION)
-        .and_then(|r| serde_json::from_str::<RevocationRecord>(r).ok())
-        .is_some_and(|r| r.serial_number == entry.serial);
-    if !(current || newer) || already {
-        return Ok(());
+    write::ledger(ctx, rev, &rule, &revocation, now).await?;
+    let crls = write::crls(ctx, &ca, &ring, &revocation.crls, now).await?;
+    for replacement in &revocation.replacements {
+        write::replacement(ctx, replacement).await?;
     }
-    let Some(revoked) = &entry.revoked else {
-        return Ok(());
-    };
-    let record = RevocationRecord {
-        serial_number: entry.serial.clone(),
-        reason: revoked.reason,
-        revoked_at: crate::pki::from_unix(revoked.at),
-        revocation: Some(revocation.to_string()),
-    };
-    let patch = serde_json::json!({
-        "metadata": {"annotations": BTreeMap::from([(meta::REVOCATION, serde_json::to_string(&record)?)])}
-    });
-    let api: Api<ClusterCertificate> = Api::all(ctx.client.clone());
-    api.patch(cert_name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
-    ctx.event(
-        cert.as_ref(),
-        true,
-        "Revoked",
-        "Revoke",
-        format!(
-            "serial {} was revoked ({}) by CertificateRevocation {revocation}; replacing it with a new key",
-            entry.serial,
-            revoked.reason.as_str()
-        ),
-    )
-    .await;
-    Ok(())
-}
-
-async fn not_ready(
-    rev: &CertificateRevocation,
-    ctx: &Context,
-    reason: Reason,
-    message: String,
-) -> Result<Action, Error> {
-    let mut status = rev.status.clone().unwrap_or_default();
-    status.observed_generation = rev.metadata.generation;
-    not_ready_with(rev, ctx, status, reason, message).await
-}
-
-async fn not_ready_with(
-    rev: &CertificateRevocation,
-    ctx: &Context,
-    mut status: CertificateRevocationStatus,
-    reason: Reason,
-    message: String,
-) -> Result<Action, Error> {
-    let previous = rev.status.clone().unwrap_or_default();
-    conditions::set(
-        &mut status.conditions,
-        READY,
-        false,
-        reason.as_str(),
-        &message,
-        rev.metadata.generation,
-        Utc::now(),
-    );
-    if status != previous {
-        ctx.apply_status::<CertificateRevocation>(&rev.name_any(), &status)
-            .await?;
-        ctx.event(rev, true, reason.as_str(), reason.as_str(), message)
-            .await;
-    }
-    Ok(Action::requeue(WAITING_RETRY))
+    write::status(ctx, rev, status::revoked(rev, &revocation, &crls, now)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CertificateRevocationSpec, IssuerRef};
+    use crate::api::{CertificateRevocationSpec, IssuerRef, MAX_RECORDED_SERIALS};
+    use crate::core::ledger::LedgerEntry;
+    use crate::operator::conditions;
     use crate::pki::RevocationReason;
 
     #[test]
@@ -371,10 +209,9 @@ mod tests {
         let created = chrono::DateTime::parse_from_rfc3339("2026-05-01T00:00:00Z")
             .expect("time")
             .to_utc();
-        rev.metadata.creation_timestamp =
-            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                super::conditions::to_timestamp(created),
-            ));
+        rev.metadata.creation_timestamp = Some(
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(conditions::to_timestamp(created)),
+        );
         let rule = rule_of(&rev);
         assert_eq!(rule.issued_before, created);
         assert!(rule.serials.contains("ab"));

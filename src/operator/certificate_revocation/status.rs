@@ -1,0 +1,309 @@
+//! The revocation's status, derived in one place from the decision (and,
+//! for a revocation applied, from the CRLs its pass left). Pure.
+
+use chrono::{DateTime, Utc};
+
+use super::decide::{CrlSummary, Revocation, WAITING_RETRY};
+use crate::api::{
+    CertificateRevocation, CertificateRevocationStatus, MAX_RECORDED_SERIALS, RevokedSerial,
+};
+use crate::core::ledger::LedgerEntry;
+use crate::operator::conditions::{self, READY};
+use crate::operator::reason::{Blocked, Reason};
+
+/// The status a pass writes, and the Ready condition's reason and message
+/// (also the Event's).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub status: CertificateRevocationStatus,
+    pub ready: bool,
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// A revocation that cannot be applied now: what it recorded stays.
+pub fn blocked(rev: &CertificateRevocation, blocked: Blocked, now: DateTime<Utc>) -> Outcome {
+    let mut status = rev.status.clone().unwrap_or_default();
+    status.observed_generation = rev.metadata.generation;
+    with_ready(rev, status, false, blocked.reason, blocked.message, now)
+}
+
+/// A revocation applied: what it covers and recorded, and Ready unless a
+/// ledger shard could not be read or a named serial is unknown. `crls`:
+/// the CRL of each of `revocation.crls` after the pass, in their order.
+pub fn revoked(
+    rev: &CertificateRevocation,
+    revocation: &Revocation,
+    crls: &[Option<CrlSummary>],
+    now: DateTime<Utc>,
+) -> Outcome {
+    let ca = &rev.spec.issuer_ref.name;
+    let found = &revocation.ledger;
+    let previous = rev.status.clone().unwrap_or_default();
+    let mut status = previous.clone();
+    status.observed_generation = rev.metadata.generation;
+    status.revoked = records(&previous.revoked, &found.matched, now);
+    status.revoked_certificates = Some(found.matched.len() as i64);
+    if !found.newly.is_empty() || status.last_revocation_time.is_none() && !found.matched.is_empty()
+    {
+        status.last_revocation_time = Some(now);
+    }
+    let message = format!(
+        "revoked {} certificates issued by {ca} before {}{}",
+        found.matched.len(),
+        revocation.issued_before.to_rfc3339(),
+        crl_note(revocation, crls)
+    );
+    let message = if found.unknown.is_empty() {
+        message
+    } else {
+        format!(
+            "{message}; serials {} were not issued by {ca} (not in its ledger) and are not listed in its CRL: fix spec.serialNumbers or spec.issuerRef",
+            found.unknown.join(", ")
+        )
+    };
+    if !found.unreadable.is_empty() {
+        let shards: Vec<String> = found.unreadable.iter().map(|e| e.to_string()).collect();
+        let message = format!(
+            "{message}; {}. What those shards record is neither revoked nor replaced until they can be read (or are deleted); certop applies the rule again every {}s",
+            shards.join("; "),
+            WAITING_RETRY.as_secs()
+        );
+        return with_ready(rev, status, false, Reason::LedgerCorrupt, message, now);
+    }
+    if !found.unknown.is_empty() {
+        return with_ready(rev, status, false, Reason::UnknownSerials, message, now);
+    }
+    with_ready(rev, status, true, Reason::Revoked, message, now)
+}
+
+/// What the message says of the CRLs: each key's number and size, or that
+/// the CA signs none.
+fn crl_note(revocation: &Revocation, crls: &[Option<CrlSummary>]) -> String {
+    let notes: Vec<String> = revocation
+        .crls
+        .iter()
+        .zip(crls)
+        .filter_map(|(step, crl)| {
+            let c = crl.as_ref()?;
+            Some(if step.signing {
+                format!("CRL number {} lists {} certificates", c.number, c.entries)
+            } else {
+                format!(
+                    "the retiring key's CRL number {} lists {} certificates",
+                    c.number, c.entries
+                )
+            })
+        })
+        .collect();
+    if notes.is_empty() {
+        "; the CA may not sign CRLs (no cRLSign), so the replacements are the only remedy"
+            .to_string()
+    } else {
+        format!("; {}", notes.join(", "))
+    }
+}
+
+fn with_ready(
+    rev: &CertificateRevocation,
+    mut status: CertificateRevocationStatus,
+    ready: bool,
+    reason: Reason,
+    message: String,
+    now: DateTime<Utc>,
+) -> Outcome {
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        ready,
+        reason.as_str(),
+        &message,
+        rev.metadata.generation,
+        now,
+    );
+    Outcome {
+        status,
+        ready,
+        reason,
+        message,
+    }
+}
+
+/// What a revocation's status records of the certificates it revoked:
+/// what it recorded before (a ledger shard lost since cannot take them
+/// away) and every revoked entry it covers now, once each, until each
+/// expires, at most `MAX_RECORDED_SERIALS` (the first ones stay, so the
+/// record does not churn).
+pub fn records(
+    previous: &[RevokedSerial],
+    matched: &[LedgerEntry],
+    now: DateTime<Utc>,
+) -> Vec<RevokedSerial> {
+    let mut fresh: Vec<RevokedSerial> = matched
+        .iter()
+        .filter_map(|e| {
+            let r = e.revoked.as_ref()?;
+            Some(RevokedSerial {
+                serial_number: e.serial.clone(),
+                reason: r.reason,
+                revoked_at: crate::pki::from_unix(r.at),
+                not_after: crate::pki::from_unix(e.not_after),
+                key: e.key,
+            })
+        })
+        .collect();
+    fresh.sort_by(|a, b| a.serial_number.cmp(&b.serial_number));
+    let mut seen = std::collections::BTreeSet::new();
+    previous
+        .iter()
+        .cloned()
+        .chain(fresh)
+        .filter(|r| r.not_after >= now)
+        .filter(|r| seen.insert(r.serial_number.clone()))
+        .take(MAX_RECORDED_SERIALS)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::operator::certificate_revocation::decide::CrlStep;
+    use crate::operator::store::ledger_store::{LedgerError, Revoked};
+    use crate::pki::RevocationReason;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-05-01T00:00:00Z")
+            .expect("time")
+            .to_utc()
+    }
+
+    fn rev() -> CertificateRevocation {
+        serde_json::from_value(json!({
+            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+            "metadata": {"name": "rev", "generation": 3},
+            "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": ["0a", "0b"]},
+        }))
+        .expect("revocation")
+    }
+
+    fn revoked_entry() -> LedgerEntry {
+        LedgerEntry {
+            serial: "0a".into(),
+            issued_at: (now() - chrono::Duration::hours(2)).timestamp(),
+            not_after: (now() + chrono::Duration::days(1)).timestamp(),
+            organizations: Vec::new(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            certificate: None,
+            revoked: Some(crate::core::ledger::Revocation {
+                at: now().timestamp(),
+                reason: RevocationReason::KeyCompromise,
+            }),
+            key: 0,
+        }
+    }
+
+    fn applied(ledger: Revoked, crls: Vec<CrlStep>) -> Revocation {
+        Revocation {
+            reason: RevocationReason::KeyCompromise,
+            issued_before: now(),
+            ledger,
+            crls,
+            replacements: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_status_says_ready_only_when_nothing_is_left_and_names_each_crl() {
+        let e = revoked_entry();
+        let whole = Revoked {
+            newly: vec![e.clone()],
+            matched: vec![e.clone()],
+            ..Default::default()
+        };
+        let steps = vec![
+            CrlStep {
+                index: 1,
+                signing: true,
+                resign: false,
+                held: None,
+            },
+            CrlStep {
+                index: 0,
+                signing: false,
+                resign: true,
+                held: None,
+            },
+        ];
+        let crls = [
+            Some(CrlSummary {
+                number: 4,
+                entries: 0,
+            }),
+            Some(CrlSummary {
+                number: 9,
+                entries: 1,
+            }),
+        ];
+        let out = revoked(&rev(), &applied(whole, steps), &crls, now());
+        assert!(out.ready);
+        assert_eq!(out.reason, Reason::Revoked);
+        assert!(
+            out.message.ends_with(
+                "CRL number 4 lists 0 certificates, the retiring key's CRL number 9 lists 1 certificates"
+            ),
+            "{}",
+            out.message
+        );
+        assert_eq!(out.status.observed_generation, Some(3));
+        assert_eq!(out.status.last_revocation_time, Some(now()));
+        assert_eq!(out.status.revoked.len(), 1);
+
+        let unknown = Revoked {
+            matched: vec![e.clone()],
+            unknown: vec!["0b".into()],
+            ..Default::default()
+        };
+        let out = revoked(&rev(), &applied(unknown, Vec::new()), &[], now());
+        assert_eq!((out.ready, out.reason), (false, Reason::UnknownSerials));
+        assert!(out.message.contains("no cRLSign"), "{}", out.message);
+        assert!(out.message.contains("serials 0b were not issued by ca"));
+
+        let corrupt = Revoked {
+            matched: vec![e],
+            unknown: vec!["0b".into()],
+            unreadable: vec![LedgerError::Corrupt {
+                shard: "certop-ledger-x-07".into(),
+                reason: "bad".into(),
+            }],
+            ..Default::default()
+        };
+        let out = revoked(&rev(), &applied(corrupt, Vec::new()), &[], now());
+        assert_eq!((out.ready, out.reason), (false, Reason::LedgerCorrupt));
+        assert!(out.message.contains("certop-ledger-x-07"));
+        assert!(out.message.contains("every 30s"));
+    }
+
+    #[test]
+    fn a_blocked_revocation_keeps_what_it_recorded() {
+        let mut r = rev();
+        r.status = Some(CertificateRevocationStatus {
+            revoked_certificates: Some(2),
+            ..Default::default()
+        });
+        let out = blocked(
+            &r,
+            Blocked::new(Reason::IssuerNotFound, "no CA", Some(WAITING_RETRY)),
+            now(),
+        );
+        assert!(!out.ready);
+        assert_eq!(out.status.revoked_certificates, Some(2));
+        let ready = conditions::find(&out.status.conditions, READY).expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "IssuerNotFound")
+        );
+    }
+}
