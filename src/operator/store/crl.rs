@@ -8,10 +8,10 @@
 //! signs, and writes the copy, then the published ConfigMap.
 
 mod next;
+mod served;
 mod stored;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::RwLock;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -20,6 +20,7 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 pub use next::{NextCrl, NumberExhausted, Sources, must_resign, next_crl};
+pub use served::{CrlCache, PublishedCrl};
 #[cfg(test)]
 pub use stored::{DER_KEY, PEM_KEY, part_name, parts_of};
 pub use stored::{from_config_maps, is_part, main_of_part};
@@ -32,57 +33,6 @@ use crate::operator::store::ledger_store::{self, ca_key};
 use crate::operator::{Context, Error};
 use crate::pki::{Authority, CrlRequest, RevokedEntry, build_crl, parse_crl};
 use stored::{Storage, copy_labels, crl_labels, not_after_map};
-
-/// A CRL as replicas serve it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PublishedCrl {
-    pub der: Vec<u8>,
-    pub pem: String,
-    pub number: u64,
-    pub this_update: DateTime<Utc>,
-    pub next_update: DateTime<Utc>,
-    pub entries: usize,
-    /// False when the CRL outgrew one object and only the leader serves it.
-    pub stored: bool,
-    /// The serials it lists, lower-case hex as the ledger writes them.
-    pub serials: BTreeSet<String>,
-    /// The notAfter (Unix seconds) of each listed certificate, as certop
-    /// stored it beside the CRL: an entry carried into the next CRL leaves
-    /// it when that time has passed. Empty when not stored (a CRL too large
-    /// for it); carried entries then stay until the CA's own notAfter.
-    pub not_after: BTreeMap<String, i64>,
-    /// Why certop could not prove this CRL lists every revoked certificate
-    /// of its key, if it could not (see `incompleteness`).
-    pub incomplete: Option<String>,
-}
-
-/// The CRLs this replica serves, by CA name.
-#[derive(Default)]
-pub struct CrlCache {
-    crls: RwLock<HashMap<String, PublishedCrl>>,
-}
-
-impl CrlCache {
-    pub fn get(&self, ca: &str) -> Option<PublishedCrl> {
-        self.crls.read().ok()?.get(ca).cloned()
-    }
-
-    /// Keeps the newer of what is cached and `crl` (by CRL number).
-    pub fn offer(&self, ca: &str, crl: PublishedCrl) {
-        if let Ok(mut crls) = self.crls.write() {
-            let newer = crls.get(ca).is_none_or(|c| c.number <= crl.number);
-            if newer {
-                crls.insert(ca.to_string(), crl);
-            }
-        }
-    }
-
-    pub fn forget(&self, ca: &str) {
-        if let Ok(mut crls) = self.crls.write() {
-            crls.remove(ca);
-        }
-    }
-}
 
 /// The ConfigMap holding the CRL of key `index` of a CA.
 pub fn config_map_name(ca: &str, index: u32) -> String {
