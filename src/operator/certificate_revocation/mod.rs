@@ -129,6 +129,7 @@ async fn pass(
         }
         Decision::Revoke(revocation) => revocation,
     };
+    // `decide` revokes only for a Ready issuer, which comes with its signer.
     let Some((ca, ring)) = signer else {
         return Ok(Action::requeue(decide::WAITING_RETRY));
     };
@@ -143,56 +144,8 @@ async fn pass(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CertificateRevocationSpec, IssuerRef, MAX_RECORDED_SERIALS};
-    use crate::core::ledger::LedgerEntry;
+    use crate::api::{CertificateRevocationSpec, IssuerRef};
     use crate::operator::conditions;
-    use crate::pki::RevocationReason;
-
-    #[test]
-    fn a_revocation_keeps_what_it_recorded_until_it_expires() {
-        let now = chrono::DateTime::parse_from_rfc3339("2026-05-01T00:00:00Z")
-            .expect("time")
-            .to_utc();
-        let entry = |serial: &str, not_after_h: i64| LedgerEntry {
-            serial: serial.into(),
-            issued_at: (now - chrono::Duration::hours(1)).timestamp(),
-            not_after: (now + chrono::Duration::hours(not_after_h)).timestamp(),
-            organizations: Vec::new(),
-            dns_names: Vec::new(),
-            ip_addresses: Vec::new(),
-            certificate: None,
-            revoked: Some(crate::core::ledger::Revocation {
-                at: now.timestamp(),
-                reason: RevocationReason::KeyCompromise,
-            }),
-            key: 1,
-        };
-        let first = records(&[], &[entry("0b", 5), entry("0a", 5)], now);
-        assert_eq!(
-            first
-                .iter()
-                .map(|r| r.serial_number.as_str())
-                .collect::<Vec<_>>(),
-            ["0a", "0b"]
-        );
-        assert_eq!(first[0].key, 1);
-        assert_eq!(first[0].reason, RevocationReason::KeyCompromise);
-        // Its shard lost: "0a" is no longer matched, and is still recorded.
-        let again = records(&first, &[entry("0b", 5), entry("0c", 5)], now);
-        assert_eq!(
-            again
-                .iter()
-                .map(|r| r.serial_number.as_str())
-                .collect::<Vec<_>>(),
-            ["0a", "0b", "0c"]
-        );
-        let later = now + chrono::Duration::hours(6);
-        assert!(records(&again, &[], later).is_empty(), "all expired");
-        let many: Vec<LedgerEntry> = (0..MAX_RECORDED_SERIALS + 5)
-            .map(|i| entry(&format!("{i:x}"), 5))
-            .collect();
-        assert_eq!(records(&[], &many, now).len(), MAX_RECORDED_SERIALS);
-    }
 
     #[test]
     fn a_rule_defaults_to_what_existed_when_it_was_created() {
