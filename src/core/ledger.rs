@@ -45,6 +45,12 @@ pub struct LedgerEntry {
     /// not written): each key has its own CRL.
     #[serde(rename = "k", default, skip_serializing_if = "is_first_key")]
     pub key: u32,
+    /// SHA-256 of the certificate's DER, lower-case hex: the credential id
+    /// kube-apiserver and kubelets report for it, so a revoked certificate
+    /// can be refused (`core::authz`). Absent in entries written before
+    /// certop recorded it.
+    #[serde(rename = "f", default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 fn is_first_key(key: &u32) -> bool {
@@ -72,6 +78,7 @@ impl LedgerEntry {
             certificate: certificate.map(str::to_string),
             revoked: None,
             key,
+            fingerprint: Some(cert.sha256_hex()),
         }
     }
 
@@ -293,6 +300,7 @@ mod tests {
             certificate: None,
             revoked: None,
             key: 0,
+            fingerprint: None,
         }
     }
 
@@ -452,6 +460,7 @@ mod tests {
                 reason: RevocationReason::KeyCompromise,
             }),
             key: 7,
+            fingerprint: None,
         };
         let json = serde_json::to_string(&e).expect("json");
         assert!(json.len() < 250, "{} bytes: {json}", json.len());

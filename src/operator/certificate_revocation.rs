@@ -328,6 +328,7 @@ mod tests {
                 reason: RevocationReason::KeyCompromise,
             }),
             key: 1,
+            fingerprint: None,
         };
         let first = records(&[], &[entry("0b", 5), entry("0a", 5)], now);
         assert_eq!(
