@@ -74,7 +74,11 @@ impl RevokedCredentials {
     /// Forgets what a deleted shard said.
     pub fn remove_shard(&mut self, shard: &str) {
         for digest in self.by_shard.remove(shard).unwrap_or_default() {
-            if self.by_digest.get(&digest).is_some_and(|r| r.shard == shard) {
+            if self
+                .by_digest
+                .get(&digest)
+                .is_some_and(|r| r.shard == shard)
+            {
                 self.by_digest.remove(&digest);
             }
         }
@@ -176,7 +180,11 @@ mod tests {
         let mut index = RevokedCredentials::default();
         index.replace_shard("s1", "ca", &[entry("0a", Some("aa"), true)]);
         for other in ["aa", "JTI=aa", "X509SHA1=aa", "x509sha256=aa"] {
-            assert_eq!(review(&[other.into()], &index), Verdict::NoOpinion, "{other}");
+            assert_eq!(
+                review(&[other.into()], &index),
+                Verdict::NoOpinion,
+                "{other}"
+            );
         }
         let several = vec!["JTI=zz".to_string(), format!("{X509_PREFIX}aa")];
         assert_ne!(review(&several, &index), Verdict::NoOpinion);
