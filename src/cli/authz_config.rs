@@ -13,7 +13,7 @@ use serde_json::json;
 
 use super::CliError;
 use super::cluster::Cluster as ClusterConnection;
-use crate::api::CertificateAuthority;
+use crate::api::{CertificateAuthority, ca_key_pair};
 use crate::core::authz::{CREDENTIAL_ID_KEY, X509_PREFIX};
 use crate::core::rotation::{key_secret_name, stored_marks};
 
@@ -161,18 +161,13 @@ async fn ca_bundle(args: &AuthzConfigArgs) -> Result<String, CliError> {
             .get(&name)
             .await
             .map_err(cluster.error(format!("Secret {}/{name}", args.namespace)))?;
-        let cert = secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get("tls.crt"))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-            .ok_or_else(|| {
-                CliError::Invalid(format!(
-                    "Secret {}/{name} holds no tls.crt: is CertificateAuthority {} Ready?",
-                    args.namespace, args.ca
-                ))
-            })?;
-        bundle.push_str(&cert);
+        let (cert, _) = ca_key_pair(&secret).ok_or_else(|| {
+            CliError::Invalid(format!(
+                "Secret {}/{name} holds no CA certificate: is CertificateAuthority {} Ready?",
+                args.namespace, args.ca
+            ))
+        })?;
+        bundle.push_str(&String::from_utf8_lossy(cert));
     }
     Ok(bundle)
 }
