@@ -6,12 +6,13 @@
 //! the index below maps those digests to what the ledger says of them.
 //! Pure: the index is filled from ledger shards the operator watches.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use kube::ResourceExt;
 
 use super::ledger::LedgerEntry;
-use crate::api::RevocationReason;
+use crate::api::{CertificateRevocation, RevocationReason};
 use crate::pki::from_unix;
 
 /// The user-info extra key under which kube-apiserver reports a request's
@@ -29,17 +30,35 @@ pub struct RevokedCredential {
     pub serial: String,
     pub reason: RevocationReason,
     pub revoked_at: DateTime<Utc>,
-    /// Which shard said so: a shard's next version replaces what it said.
-    shard: String,
+}
+
+/// Where the index learns of revoked digests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A ledger shard: certificates certop issued and revoked.
+    Shard,
+    /// A CertificateRevocation's `spec.certificateSHA256s`.
+    Revocation,
+}
+
+impl SourceKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            SourceKind::Shard => "shard/",
+            SourceKind::Revocation => "revocation/",
+        }
+    }
 }
 
 /// Every revoked certificate of every CA certop runs, by SHA-256. Built
-/// from the ledger shards (which every replica watches), so answering a
-/// SubjectAccessReview costs one hash lookup and no API call.
+/// from the ledger shards and the CertificateRevocations that name digests
+/// (both of which every replica watches), so answering a
+/// SubjectAccessReview costs one hash lookup and no API call. Each source
+/// (a shard, a revocation) is replaced whole by its next version.
 #[derive(Clone, Debug, Default)]
 pub struct RevokedCredentials {
-    by_digest: HashMap<String, RevokedCredential>,
-    by_shard: HashMap<String, Vec<String>>,
+    by_digest: HashMap<String, (RevokedCredential, String)>,
+    by_source: HashMap<String, Vec<String>>,
 }
 
 impl RevokedCredentials {
@@ -47,37 +66,111 @@ impl RevokedCredentials {
     /// current entries: revoked ones with a recorded digest are held,
     /// everything else is dropped.
     pub fn replace_shard(&mut self, shard: &str, ca: &str, entries: &[LedgerEntry]) {
-        self.remove_shard(shard);
-        let mut held = Vec::new();
-        for entry in entries {
-            let (Some(revocation), Some(digest)) = (&entry.revoked, &entry.fingerprint) else {
-                continue;
-            };
-            let digest = digest.to_ascii_lowercase();
-            self.by_digest.insert(
+        let revoked = entries.iter().filter_map(|entry| {
+            let (revocation, digest) = (entry.revoked.as_ref()?, entry.fingerprint.as_ref()?);
+            Some((
                 digest.clone(),
                 RevokedCredential {
                     ca: ca.to_string(),
                     serial: entry.serial.clone(),
                     reason: revocation.reason,
                     revoked_at: from_unix(revocation.at),
-                    shard: shard.to_string(),
                 },
-            );
-            held.push(digest);
+            ))
+        });
+        self.replace_source(&format!("{}{shard}", SourceKind::Shard.prefix()), revoked);
+    }
+
+    /// Replaces what a CertificateRevocation said: the digests it names
+    /// (`spec.certificateSHA256s`), revoked since it was created. One being
+    /// deleted says nothing.
+    pub fn replace_revocation(&mut self, revocation: &CertificateRevocation) {
+        let source = format!(
+            "{}{}",
+            SourceKind::Revocation.prefix(),
+            revocation.name_any()
+        );
+        if revocation.metadata.deletion_timestamp.is_some() {
+            self.remove_source(&source);
+            return;
         }
-        if !held.is_empty() {
-            self.by_shard.insert(shard.to_string(), held);
-        }
+        let spec = &revocation.spec;
+        let serial = match spec.serial_numbers.as_slice() {
+            [one] => one.to_ascii_lowercase(),
+            _ => "unknown".to_string(),
+        };
+        let revoked_at = revocation
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let credential = RevokedCredential {
+            ca: spec.issuer_ref.name.clone(),
+            serial,
+            reason: spec.reason.unwrap_or_default(),
+            revoked_at,
+        };
+        let revoked = spec
+            .certificate_sha256s
+            .iter()
+            .map(|digest| (digest.clone(), credential.clone()));
+        self.replace_source(&source, revoked);
+    }
+
+    /// Forgets what a deleted CertificateRevocation said.
+    pub fn remove_revocation(&mut self, name: &str) {
+        self.remove_source(&format!("{}{name}", SourceKind::Revocation.prefix()));
     }
 
     /// Forgets what a deleted shard said.
     pub fn remove_shard(&mut self, shard: &str) {
-        for digest in self.by_shard.remove(shard).unwrap_or_default() {
+        self.remove_source(&format!("{}{shard}", SourceKind::Shard.prefix()));
+    }
+
+    /// After a full listing of ledger shards (or of revocations): forgets
+    /// those of that kind the listing no longer had, deleted while no watch
+    /// was looking.
+    pub fn keep_only(&mut self, kind: SourceKind, listed: &HashSet<String>) {
+        let prefix = kind.prefix();
+        let gone: Vec<String> = self
+            .by_source
+            .keys()
+            .filter(|s| {
+                s.strip_prefix(prefix)
+                    .is_some_and(|name| !listed.contains(name))
+            })
+            .cloned()
+            .collect();
+        for source in gone {
+            self.remove_source(&source);
+        }
+    }
+
+    fn replace_source(
+        &mut self,
+        source: &str,
+        revoked: impl Iterator<Item = (String, RevokedCredential)>,
+    ) {
+        self.remove_source(source);
+        let mut held = Vec::new();
+        for (digest, credential) in revoked {
+            let digest = digest.to_ascii_lowercase();
+            self.by_digest
+                .insert(digest.clone(), (credential, source.to_string()));
+            held.push(digest);
+        }
+        if !held.is_empty() {
+            self.by_source.insert(source.to_string(), held);
+        }
+    }
+
+    fn remove_source(&mut self, source: &str) {
+        for digest in self.by_source.remove(source).unwrap_or_default() {
             if self
                 .by_digest
                 .get(&digest)
-                .is_some_and(|r| r.shard == shard)
+                .is_some_and(|(_, s)| s == source)
             {
                 self.by_digest.remove(&digest);
             }
@@ -85,7 +178,9 @@ impl RevokedCredentials {
     }
 
     pub fn get(&self, sha256_hex: &str) -> Option<&RevokedCredential> {
-        self.by_digest.get(&sha256_hex.to_ascii_lowercase())
+        self.by_digest
+            .get(&sha256_hex.to_ascii_lowercase())
+            .map(|(credential, _)| credential)
     }
 
     pub fn len(&self) -> usize {
@@ -188,6 +283,47 @@ mod tests {
         }
         let several = vec!["JTI=zz".to_string(), format!("{X509_PREFIX}aa")];
         assert_ne!(review(&several, &index), Verdict::NoOpinion);
+    }
+
+    #[test]
+    fn a_revocation_naming_digests_refuses_them_until_it_is_deleted() {
+        use crate::api::{CertificateRevocationSpec, IssuerRef};
+        let mut rev = CertificateRevocation::new(
+            "leaked-admin-conf",
+            CertificateRevocationSpec {
+                issuer_ref: IssuerRef {
+                    name: "kubernetes".into(),
+                },
+                reason: Some(RevocationReason::KeyCompromise),
+                serial_numbers: vec!["0A1B".into()],
+                certificate_sha256s: vec!["CC".into()],
+                ..Default::default()
+            },
+        );
+        let mut index = RevokedCredentials::default();
+        index.replace_shard("s1", "kubernetes", &[entry("0a", Some("aa"), true)]);
+        index.replace_revocation(&rev);
+        assert!(matches!(
+            review(&ids("cc"), &index),
+            Verdict::Denied { reason } if reason.contains("serial 0a1b")
+                && reason.contains("CertificateAuthority kubernetes")
+        ));
+        assert_eq!(index.len(), 2);
+        rev.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        index.replace_revocation(&rev);
+        assert_eq!(review(&ids("cc"), &index), Verdict::NoOpinion);
+        rev.metadata.deletion_timestamp = None;
+        index.replace_revocation(&rev);
+        index.remove_revocation("leaked-admin-conf");
+        assert_eq!(review(&ids("cc"), &index), Verdict::NoOpinion);
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the ledger's entry stays"
+        );
     }
 
     #[test]

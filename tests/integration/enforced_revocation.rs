@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::objects::{
-    apply, cert_yaml, client_kubeconfig, create_ca_secret, kubectl_with, wait_ready,
+    apply, cert_yaml, client_kubeconfig, create_ca_secret, kubeconfig_of_files, kubectl_with,
+    wait_ready,
 };
 use crate::support::{ControlPlane, free_port, start_control_plane, stderr, stdout, wait_for};
 
@@ -199,6 +200,73 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
         ],
     );
     assert_eq!(stdout(&whoami), "kept");
+
+    // Passive revocation: the revoked certificate cannot get its successor
+    // (a kubelet renews its client certificate by a CSR made with it).
+    let csr_file = dir.path().join("renewal-csr.yaml");
+    std::fs::write(
+        &csr_file,
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: leaked-renewal\nspec:\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n  request: AAAA\n",
+    )
+    .expect("write");
+    let csr = kubectl_with(
+        &leaked,
+        &[
+            "create",
+            "--validate=false",
+            "-f",
+            csr_file.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        !csr.status.success() && stderr(&csr).contains("certop: the client certificate"),
+        "a revoked certificate created a CSR: {}{}",
+        stdout(&csr),
+        stderr(&csr)
+    );
+
+    // A certificate certop never saw (issued offline from the same CA, as
+    // kubeadm would): revoked from its kubeconfig, by serial and SHA-256.
+    let manifest = dir.path().join("offline.yaml");
+    std::fs::write(&manifest, client("offline")).expect("write");
+    let offline_dir = dir.path().join("offline");
+    let out = certop(
+        &[
+            "pki",
+            "issue",
+            "--ca",
+            ca_dir.to_str().expect("utf-8"),
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out",
+            offline_dir.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let offline = kubeconfig_of_files(
+        &cp,
+        "offline",
+        &offline_dir.join("tls.crt"),
+        &offline_dir.join("tls.key"),
+        dir.path(),
+    );
+    assert!(allowed(&offline), "{:?}", refusal(&offline));
+    let revoked = cp.kubectl_certop(&[
+        "revoke",
+        "--cert",
+        offline.to_str().expect("utf-8"),
+        "--ca",
+        "authz",
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(
+        wait_for(Duration::from_secs(30), || refusal(&offline).is_some()),
+        "a revoked offline certificate still works"
+    );
+    assert!(allowed(&kept));
 
     // failurePolicy NoOpinion (the default): with certop down, revocation
     // is not enforced and RBAC decides alone; back up, it is again.

@@ -231,6 +231,18 @@ pub fn client_kubeconfig(
     );
     std::fs::write(&crt, data(&s, "tls.crt")).expect("write");
     std::fs::write(&key, data(&s, "tls.key")).expect("write");
+    kubeconfig_of_files(cp, name, &crt, &key, dir)
+}
+
+/// A kubeconfig `dir/<name>.kubeconfig` that reaches `cp`'s API server as
+/// the client certificate and key in these files.
+pub fn kubeconfig_of_files(
+    cp: &ControlPlane,
+    name: &str,
+    crt: &Path,
+    key: &Path,
+    dir: &Path,
+) -> std::path::PathBuf {
     let server = stdout(&cp.kubectl(&[
         "config",
         "view",
