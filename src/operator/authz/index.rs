@@ -73,6 +73,17 @@ impl Source for CertificateRevocation {
 }
 
 impl RevokedIndex {
+    /// An index of these credentials, ready as if both listings were
+    /// complete: for benchmarks and tests that serve the webhook without a
+    /// cluster.
+    pub fn listed(credentials: RevokedCredentials) -> Self {
+        RevokedIndex {
+            credentials: RwLock::new(credentials),
+            shards_listed: AtomicBool::new(true),
+            revocations_listed: AtomicBool::new(true),
+        }
+    }
+
     pub fn is_ready(&self) -> bool {
         self.shards_listed.load(Ordering::Acquire)
             && self.revocations_listed.load(Ordering::Acquire)
@@ -86,7 +97,7 @@ impl RevokedIndex {
         self.len() == 0
     }
 
-    fn listed(&self, kind: SourceKind) -> &AtomicBool {
+    fn listing_done(&self, kind: SourceKind) -> &AtomicBool {
         match kind {
             SourceKind::Shard => &self.shards_listed,
             SourceKind::Revocation => &self.revocations_listed,
@@ -112,7 +123,7 @@ impl RevokedIndex {
                 if let Some(seen) = relisting.take() {
                     index.keep_only(K::KIND, &seen);
                 }
-                self.listed(K::KIND).store(true, Ordering::Release);
+                self.listing_done(K::KIND).store(true, Ordering::Release);
             }
             Event::Apply(object) => object.read(&mut index),
             Event::Delete(object) => object.forget(&mut index),

@@ -102,15 +102,7 @@ pub async fn serve(
         first,
         tls.clone(),
     ));
-    let state = Arc::new(AuthzState {
-        index,
-        reviews: AtomicU64::new(0),
-        denials: AtomicU64::new(0),
-    });
-    let app = Router::new()
-        .route("/", post(authorize))
-        .route("/authorize", post(authorize))
-        .with_state(state);
+    let app = router(index);
     let handle = axum_server::Handle::new();
     let on_stop = handle.clone();
     tokio::spawn(async move {
@@ -128,6 +120,21 @@ pub async fn serve(
         .serve(app.into_make_service())
         .await
         .map_err(http_error)
+}
+
+/// The webhook's routes: `POST /` and `POST /authorize` take a
+/// SubjectAccessReview. Public for the benchmark, which serves it beside a
+/// handler that answers a constant.
+pub fn router(index: Arc<RevokedIndex>) -> Router {
+    let state = Arc::new(AuthzState {
+        index,
+        reviews: AtomicU64::new(0),
+        denials: AtomicU64::new(0),
+    });
+    Router::new()
+        .route("/", post(authorize))
+        .route("/authorize", post(authorize))
+        .with_state(state)
 }
 
 /// Replaces the serving certificate at half its life, or at once when the
