@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds manifests control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-kms bench-compare scale clean
+.PHONY: build test lint crds manifests control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-authz bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -89,6 +89,10 @@ fuzz:
 
 bench:
 	$(CARGO) bench --bench pki --bench kms
+
+# The authorization webhook under 100 concurrent clients, beside a constant handler.
+bench-authz:
+	$(CARGO) bench --bench authz
 
 # Re-encryption of N Secrets after a KEK rotation: N=10000 make bench-kms
 bench-kms: control-plane

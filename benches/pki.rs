@@ -155,6 +155,7 @@ fn revoke_10k(c: &mut Criterion) {
             certificate: Some(format!("kubelet-serving-node-{i}")),
             revoked: None,
             key: 0,
+            fingerprint: None,
         })
         .collect();
     let rule = RevocationRule {

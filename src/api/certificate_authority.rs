@@ -4,6 +4,14 @@ use serde::{Deserialize, Serialize};
 
 use super::{DNS_SUBDOMAIN_PATTERN, DURATION_PATTERN, GoDuration, KeyAlgorithm, Subject};
 
+/// The certificate and key of a CA Secret: certop's `tls.*`, or kubeadm's
+/// `ca.*` (how a person lays out a CA to adopt).
+pub fn ca_key_pair(secret: &k8s_openapi::api::core::v1::Secret) -> Option<(&[u8], &[u8])> {
+    let data = secret.data.as_ref()?;
+    let pair = |c: &str, k: &str| Some((data.get(c)?.0.as_slice(), data.get(k)?.0.as_slice()));
+    pair("tls.crt", "tls.key").or_else(|| pair("ca.crt", "ca.key"))
+}
+
 /// Default CA lifetime: ten years.
 pub const DEFAULT_CA_LIFETIME_HOURS: i64 = 87_600;
 

@@ -43,7 +43,7 @@ use super::RevocationReason;
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("(has(self.serialNumbers) && size(self.serialNumbers) > 0) || (has(self.organizations) && size(self.organizations) > 0) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0)").message("match something: set serialNumbers, organizations, dnsNames or ipAddresses"))]
+#[x_kube(validation = kube::core::Rule::new("(has(self.serialNumbers) && size(self.serialNumbers) > 0) || (has(self.organizations) && size(self.organizations) > 0) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.certificateSHA256s) && size(self.certificateSHA256s) > 0)").message("match something: set serialNumbers, organizations, dnsNames, ipAddresses or certificateSHA256s"))]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a CertificateRevocation cannot be changed; create another one"))]
 pub struct CertificateRevocationSpec {
     /// The CertificateAuthority whose certificates are revoked.
@@ -80,6 +80,21 @@ pub struct CertificateRevocationSpec {
     #[schemars(length(max = 100), inner(length(max = 45)))]
     #[x_kube(validation = kube::core::Rule::new("self.all(ip, isIP(ip))").message("each of ipAddresses must be an IPv4 or IPv6 address"))]
     pub ip_addresses: Vec<String>,
+    /// SHA-256 digests (hex) of certificates to refuse at kube-apiserver,
+    /// through certop's authorization webhook: for certificates of this CA
+    /// that certop did not issue (by `certop pki` or kubeadm), whose digest
+    /// its ledger cannot know. `kubectl certop revoke --cert FILE` sets it
+    /// with the certificate's serial.
+    #[serde(
+        default,
+        rename = "certificateSHA256s",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    #[schemars(
+        length(max = 1000),
+        inner(length(min = 64, max = 64), regex(pattern = r"^[0-9a-fA-F]{64}$"))
+    )]
+    pub certificate_sha256s: Vec<String>,
     /// Only certificates issued before this time. Default: when this
     /// object was created, so the rule revokes what exists now and does not
     /// block re-issuance.

@@ -20,7 +20,7 @@ pub use certificate_authority::{
     CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CertificateAuthority,
     CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CA_LIFETIME_HOURS,
     DEFAULT_CRL_VALIDITY_HOURS, DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, MIN_CA_LIFETIME,
-    TrustBundle,
+    TrustBundle, ca_key_pair,
 };
 pub use certificate_policy::{
     AllowedIdentity, CertificatePolicy, CertificatePolicySpec, PolicyRef,

@@ -1,6 +1,7 @@
 //! The `certop` command line. Each subcommand is a thin shell over the
 //! library: parse arguments, call the core, print or write the result.
 
+mod authz_config;
 mod cluster;
 mod crd;
 mod error;
@@ -33,6 +34,9 @@ pub enum Command {
     Run(crate::operator::RunArgs),
     /// Print every CustomResourceDefinition certop defines, as YAML.
     Crd,
+    /// Write kube-apiserver's AuthorizationConfiguration and webhook kubeconfig
+    /// that make it refuse revoked client certificates (certop's webhook first).
+    AuthzConfig(authz_config::AuthzConfigArgs),
     /// Work with certificates and keys on disk, no cluster needed.
     #[command(subcommand)]
     Pki(pki::PkiCommand),
@@ -60,6 +64,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
         Command::Run(args) => run_operator(args),
         Command::Crd => crd::print_crds(&mut std::io::stdout().lock()),
+        Command::AuthzConfig(args) => plugin::block_on(authz_config::authz_config(args)),
         Command::Pki(cmd) => pki::run(cmd),
         Command::Kms(cmd) => kms::run(cmd),
         Command::Status(args) => plugin::block_on(plugin::status(args)),

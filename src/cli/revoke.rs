@@ -1,24 +1,32 @@
 //! `kubectl certop revoke`: creates the CertificateRevocation for a
-//! ClusterCertificate's current serial, or for any serial of a CA.
+//! ClusterCertificate's current serial, for any serial of a CA, or for a
+//! certificate file (PEM or a kubeconfig) certop may never have seen.
 
 use chrono::Utc;
 use clap::Args;
 use kube::api::PostParams;
+use kube::config::Kubeconfig;
 use kube::{Api, ResourceExt};
 
 use super::CliError;
 use crate::api::{CertificateRevocation, CertificateRevocationSpec, ClusterCertificate, IssuerRef};
-use crate::pki::{RevocationReason, SerialNumber};
+use crate::pki::{CertificateInfo, RevocationReason, SerialNumber, parse_pem_certificate};
 
 #[derive(Debug, Args)]
 pub struct RevokeArgs {
     /// The ClusterCertificate whose current certificate to revoke.
-    #[arg(required_unless_present = "serial", conflicts_with = "serial")]
+    #[arg(required_unless_present_any = ["serial", "cert"], conflicts_with_all = ["serial", "cert"])]
     pub name: Option<String>,
     /// A serial number (hex) to revoke instead; needs --ca.
-    #[arg(long, requires = "ca")]
+    #[arg(long, requires = "ca", conflicts_with = "cert")]
     pub serial: Option<String>,
-    /// The CertificateAuthority that issued --serial.
+    /// A certificate to revoke by its serial and SHA-256, e.g. issued by
+    /// `certop pki` or kubeadm: a PEM file, or a kubeconfig (its current
+    /// user's client certificate). Needs --ca. kube-apiserver refuses it
+    /// through certop's authorization webhook.
+    #[arg(long, requires = "ca")]
+    pub cert: Option<std::path::PathBuf>,
+    /// The CertificateAuthority that issued --serial or --cert.
     #[arg(long)]
     pub ca: Option<String>,
     /// RFC 5280 reason: unspecified, keyCompromise, caCompromise,
@@ -30,8 +38,14 @@ pub struct RevokeArgs {
 pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
     let cluster = super::cluster::Cluster::connect().await?;
     let client = cluster.client.clone();
-    let (issuer, serial, label) = match (&args.name, &args.serial, &args.ca) {
-        (Some(name), _, _) => {
+    let mut digests = Vec::new();
+    let (issuer, serial, label) = match (&args.name, &args.serial, &args.cert, &args.ca) {
+        (None, None, Some(path), Some(ca)) => {
+            let cert = certificate_of_file(path)?;
+            digests.push(cert.sha256_hex());
+            (ca.clone(), cert.serial.to_string(), ca.clone())
+        }
+        (Some(name), _, _, _) => {
             let cert = Api::<ClusterCertificate>::all(client.clone())
                 .get(name)
                 .await
@@ -47,7 +61,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
                 })?;
             (cert.spec.issuer_ref.name.clone(), serial, name.clone())
         }
-        (None, Some(serial), Some(ca)) => {
+        (None, Some(serial), _, Some(ca)) => {
             let normalized = SerialNumber::from_hex(serial).ok_or_else(|| {
                 CliError::Invalid(format!("--serial {serial:?} is not a hex serial number"))
             })?;
@@ -55,7 +69,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
         }
         _ => {
             return Err(CliError::Invalid(
-                "name a ClusterCertificate, or give --serial and --ca".into(),
+                "name a ClusterCertificate, or give --serial or --cert with --ca".into(),
             ));
         }
     };
@@ -72,6 +86,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
             },
             reason: Some(args.reason),
             serial_numbers: vec![serial.clone()],
+            certificate_sha256s: digests,
             issued_before: Some(Utc::now() + chrono::Duration::seconds(1)),
             ..Default::default()
         },
@@ -94,6 +109,52 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
         args.reason.as_str()
     );
     Ok(())
+}
+
+/// The certificate a file holds: the first of a PEM file, or the client
+/// certificate of a kubeconfig's current user (inline or by path).
+fn certificate_of_file(path: &std::path::Path) -> Result<CertificateInfo, CliError> {
+    let text = std::fs::read(path).map_err(CliError::io(path))?;
+    let what = path.display().to_string();
+    if text.starts_with(b"-----BEGIN") {
+        return Ok(parse_pem_certificate(&text, &what)?);
+    }
+    let config = Kubeconfig::read_from(path)
+        .map_err(|e| CliError::Invalid(format!("{what}: neither PEM nor a kubeconfig: {e}")))?;
+    let user_name = config
+        .current_context
+        .as_ref()
+        .and_then(|c| config.contexts.iter().find(|n| &n.name == c))
+        .and_then(|c| c.context.as_ref())
+        .and_then(|c| c.user.clone());
+    let user = config
+        .auth_infos
+        .iter()
+        .find(|a| Some(&a.name) == user_name.as_ref())
+        .or(config.auth_infos.first())
+        .and_then(|a| a.auth_info.as_ref())
+        .ok_or_else(|| CliError::Invalid(format!("{what}: the kubeconfig has no user")))?;
+    let pem = match (&user.client_certificate_data, &user.client_certificate) {
+        (Some(data), _) => {
+            use base64::Engine;
+            base64::engine::general_purpose::STANDARD
+                .decode(data.trim())
+                .map_err(|e| CliError::Invalid(format!("{what}: client-certificate-data: {e}")))?
+        }
+        (None, Some(file)) => {
+            let file = path
+                .parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join(file);
+            std::fs::read(&file).map_err(CliError::io(&file))?
+        }
+        (None, None) => {
+            return Err(CliError::Invalid(format!(
+                "{what}: the kubeconfig's user has no client certificate (a token cannot be revoked by certop)"
+            )));
+        }
+    };
+    Ok(parse_pem_certificate(&pem, &what)?)
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -6,6 +6,7 @@
 //! them with what they observed and the clock; everything here is tested
 //! with tables.
 
+pub mod authz;
 pub mod csr;
 pub mod ledger;
 pub mod node;

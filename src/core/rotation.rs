@@ -1167,6 +1167,7 @@ mod tests {
             certificate: certificate.map(str::to_string),
             revoked: None,
             key: 0,
+            fingerprint: None,
         };
         let entries = [
             entry("0a", Some("web")),

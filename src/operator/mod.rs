@@ -12,6 +12,7 @@
 //!   own objects (the ledger, CRLs, the CA-key cache);
 //! - `reason`, `conditions`, `error`: the words every controller uses.
 
+pub mod authz;
 mod ca_rotation;
 pub mod certificate;
 pub mod certificate_authority;

@@ -23,6 +23,7 @@ use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
 };
 use crate::core::csr::kubelet_serving::{DnsPattern, ServingNameRules};
+use crate::operator::authz::{self, AuthzSettings};
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::http::{HttpState, serve};
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
@@ -142,6 +143,38 @@ pub struct RunArgs {
     /// needs the cluster-wide grant.
     #[arg(long, env = "CERTOP_MANAGED_NAMESPACES", value_delimiter = ',')]
     pub managed_namespaces: Vec<String>,
+    /// Address of the authorization webhook (HTTPS) that refuses requests
+    /// made with a revoked client certificate; every replica serves it.
+    /// Unset: no webhook (revocation is published, not enforced).
+    #[arg(long, env = "CERTOP_AUTHZ_ADDR", requires = "authz_ca")]
+    pub authz_addr: Option<SocketAddr>,
+    /// The CertificateAuthority that signs the webhook's serving
+    /// certificate (held in memory, renewed daily); `certop authz-config
+    /// --ca` must name the same one.
+    #[arg(long, env = "CERTOP_AUTHZ_CA", requires = "authz_addr")]
+    pub authz_ca: Option<String>,
+    /// DNS names and IPs, comma-separated, that kube-apiserver dials the
+    /// webhook by. Default: the Service `certop.<namespace>.svc` and the
+    /// --authz-addr IP unless it is 0.0.0.0 or ::.
+    #[arg(long, env = "CERTOP_AUTHZ_NAMES", value_delimiter = ',')]
+    pub authz_names: Vec<String>,
+}
+
+impl RunArgs {
+    /// The webhook's settings, when --authz-addr asks for it.
+    fn authz(&self) -> Option<AuthzSettings> {
+        let (addr, ca) = (self.authz_addr?, self.authz_ca.clone()?);
+        let names = if self.authz_names.is_empty() {
+            let mut names = vec![format!("certop.{}.svc", self.namespace)];
+            if !addr.ip().is_unspecified() {
+                names.push(addr.ip().to_string());
+            }
+            names
+        } else {
+            self.authz_names.clone()
+        };
+        Some(AuthzSettings { addr, ca, names })
+    }
 }
 
 fn init_logging(format: LogFormat) {
@@ -180,6 +213,10 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .map_err(|_| Error::CryptoProvider)?;
     // Fail at start, not at exit: the port, the API server, the namespace.
     let listener = crate::operator::runtime::http::bind(args.http_addr).await?;
+    let authz = match args.authz() {
+        Some(settings) => Some((authz::bind(settings.addr)?, settings)),
+        None => None,
+    };
     let config = kube::Config::infer().await.map_err(|e| {
         Error::Startup(format!(
             "cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {e}"
@@ -260,6 +297,21 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         args.namespace.clone(),
         crls.clone(),
     ));
+    // Every replica answers the authorization webhook, leader or not.
+    let authz = authz.map(|(authz_listener, settings)| {
+        let served = authz::serve(
+            client.clone(),
+            args.namespace.clone(),
+            settings,
+            authz_listener,
+            stopped(stop_rx.clone()),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                error!(error = %e, "authorization webhook failed");
+            }
+        })
+    });
     http_state.ready.store(true, Ordering::Relaxed);
     let settings = Settings {
         namespace: args.namespace.clone(),
@@ -315,10 +367,19 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         // restarted as a standby; serving on would hold a replica that can
         // never lead again.
         http.abort();
+        if let Some(authz) = &authz {
+            authz.abort();
+        }
         return result;
     }
+
     if let Ok(Err(e)) = http.await {
         error!(error = %e, "HTTP server failed");
+    }
+    // The webhook stopped taking requests with the same signal; it may
+    // still be waiting for its first certificate.
+    if let Some(authz) = authz {
+        authz.abort();
     }
     result
 }

@@ -39,6 +39,13 @@ pub struct CertificateInfo {
 }
 
 impl CertificateInfo {
+    /// The SHA-256 of the DER in lower-case hex without separators: the
+    /// form kube-apiserver and the kubelet put in a client's credential id
+    /// (`X509SHA256=<hex>`), by which a revoked certificate is refused.
+    pub fn sha256_hex(&self) -> String {
+        self.fingerprint.replace(':', "").to_ascii_lowercase()
+    }
+
     pub fn from_der(der: &[u8], what: &str) -> Result<Self, PkiError> {
         let bad = |reason: String| PkiError::BadCertificate {
             what: what.to_string(),

@@ -56,6 +56,11 @@ impl PrivateKey {
     }
 
     /// PEM PKCS#8, the form every Kubernetes component reads.
+    /// PKCS#8 DER, for a TLS server that holds the key only in memory.
+    pub fn to_pkcs8_der(&self) -> Vec<u8> {
+        self.pair.serialize_der()
+    }
+
     pub fn to_pem(&self) -> String {
         self.pair.serialize_pem()
     }

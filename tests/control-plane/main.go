@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -152,7 +153,6 @@ func run() error {
 		"--service-account-signing-key-file=" + creds.serviceAccountKey,
 		"--service-account-issuer=https://kubernetes.default.svc",
 		"--service-cluster-ip-range=" + serviceRange(etcdTLS),
-		"--authorization-mode=RBAC",
 		"--disable-admission-plugins=ServiceAccount",
 		"--endpoint-reconciler-type=none",
 		"--enable-priority-and-fairness=false",
@@ -160,6 +160,11 @@ func run() error {
 	}
 	if etcdTLS != nil {
 		args = append(args, etcdTLS.apiserverFlags()...)
+	}
+	// A structured authorization configuration replaces the mode flag
+	// (kube-apiserver refuses both); it is reloaded when the file changes.
+	if !hasFlag(o.apiserverFlags, "--authorization-config") {
+		args = append(args, "--authorization-mode=RBAC")
 	}
 	cmd.SetArgs(append(args, o.apiserverFlags...))
 
@@ -296,4 +301,14 @@ func mustURL(s string) url.URL {
 		panic(err)
 	}
 	return *u
+}
+
+// hasFlag says whether flags set name (as name=value).
+func hasFlag(flags []string, name string) bool {
+	for _, f := range flags {
+		if strings.HasPrefix(f, name+"=") {
+			return true
+		}
+	}
+	return false
 }

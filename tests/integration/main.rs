@@ -8,6 +8,7 @@ mod common;
 
 mod api_server;
 mod csr;
+mod enforced_revocation;
 mod helm_chart;
 mod least_privilege;
 mod objects;

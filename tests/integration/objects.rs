@@ -4,6 +4,7 @@
 // Shared by two test binaries (integration, lifecycle) that each use a part.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -213,4 +214,69 @@ pub fn create_ca_secret(cp: &ControlPlane, name: &str, dir: &std::path::Path) {
         &format!("--from-file=ca.key={}", dir.join("ca.key").display()),
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// A kubeconfig that reaches `cp`'s API server as the client certificate
+/// of Secret `ns/name`.
+pub fn client_kubeconfig(
+    cp: &ControlPlane,
+    ns: &str,
+    name: &str,
+    dir: &Path,
+) -> std::path::PathBuf {
+    let s = secret(cp, ns, name).expect("secret");
+    let (crt, key) = (
+        dir.join(format!("{name}.crt")),
+        dir.join(format!("{name}.key")),
+    );
+    std::fs::write(&crt, data(&s, "tls.crt")).expect("write");
+    std::fs::write(&key, data(&s, "tls.key")).expect("write");
+    kubeconfig_of_files(cp, name, &crt, &key, dir)
+}
+
+/// A kubeconfig `dir/<name>.kubeconfig` that reaches `cp`'s API server as
+/// the client certificate and key in these files.
+pub fn kubeconfig_of_files(
+    cp: &ControlPlane,
+    name: &str,
+    crt: &Path,
+    key: &Path,
+    dir: &Path,
+) -> std::path::PathBuf {
+    let server = stdout(&cp.kubectl(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.server}",
+    ]));
+    let ca = stdout(&cp.kubectl(&[
+        "config",
+        "view",
+        "--raw",
+        "--minify",
+        "-o",
+        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
+    ]));
+    let config = dir.join(format!("{name}.kubeconfig"));
+    std::fs::write(
+        &config,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
+            crt.display(),
+            key.display()
+        ),
+    )
+    .expect("write");
+    config
+}
+
+pub fn kubectl_with(config: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("kubectl")
 }

@@ -4,10 +4,12 @@
 //! auth whoami` and `auth can-i`), and a policy is used only by whom RBAC
 //! allows (the ValidatingAdmissionPolicy refuses the others at admission).
 
-use std::path::Path;
 use std::time::Duration;
 
-use crate::objects::{apply, cert_yaml, condition, create_ca_secret, data, secret, wait_ready};
+use crate::objects::{
+    apply, cert_yaml, client_kubeconfig, condition, create_ca_secret, kubectl_with, secret,
+    wait_ready,
+};
 use crate::support::{
     ControlPlane, control_plane, operator, start_control_plane, stderr, stdout, unique, wait_for,
 };
@@ -34,54 +36,6 @@ fn wait_refused(cp: &ControlPlane, name: &str) -> String {
     });
     assert!(ok, "{name} not refused: {:?}", condition(cp, name, "Ready"));
     message
-}
-
-/// A kubeconfig that reaches `cp`'s API server as the client certificate
-/// of Secret `ns/name`.
-fn client_kubeconfig(cp: &ControlPlane, ns: &str, name: &str, dir: &Path) -> std::path::PathBuf {
-    let s = secret(cp, ns, name).expect("secret");
-    let (crt, key) = (
-        dir.join(format!("{name}.crt")),
-        dir.join(format!("{name}.key")),
-    );
-    std::fs::write(&crt, data(&s, "tls.crt")).expect("write");
-    std::fs::write(&key, data(&s, "tls.key")).expect("write");
-    let server = stdout(&cp.kubectl(&[
-        "config",
-        "view",
-        "--raw",
-        "--minify",
-        "-o",
-        "jsonpath={.clusters[0].cluster.server}",
-    ]));
-    let ca = stdout(&cp.kubectl(&[
-        "config",
-        "view",
-        "--raw",
-        "--minify",
-        "-o",
-        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
-    ]));
-    let config = dir.join(format!("{name}.kubeconfig"));
-    std::fs::write(
-        &config,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: u\n  user:\n    client-certificate: {}\n    client-key: {}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n",
-            crt.display(),
-            key.display()
-        ),
-    )
-    .expect("write");
-    config
-}
-
-fn kubectl_with(config: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(config)
-        .args(args)
-        .output()
-        .expect("kubectl")
 }
 
 #[test]

@@ -254,6 +254,7 @@ mod tests {
                 reason: RevocationReason::Superseded,
             }),
             key,
+            fingerprint: None,
         }
     }
 

@@ -54,6 +54,7 @@ fn entry(serial: &str, revoked: bool) -> LedgerEntry {
             reason: RevocationReason::Superseded,
         }),
         key: 0,
+        fingerprint: None,
     }
 }
 

@@ -202,6 +202,7 @@ mod tests {
                 reason: RevocationReason::KeyCompromise,
             }),
             key: 0,
+            fingerprint: None,
         }
     }
 
@@ -325,6 +326,7 @@ mod tests {
                 reason: RevocationReason::KeyCompromise,
             }),
             key: 1,
+            fingerprint: None,
         };
         let first = records(&[], &[entry("0b", 5), entry("0a", 5)], now);
         assert_eq!(

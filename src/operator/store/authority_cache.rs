@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
@@ -57,12 +56,7 @@ impl AuthorityCache {
     }
 }
 
-/// The certificate and key of a CA Secret: certop's `tls.*` or kubeadm's `ca.*`.
-pub fn key_pair(secret: &Secret) -> Option<(&[u8], &[u8])> {
-    let data = secret.data.as_ref()?;
-    let pair = |c: &str, k: &str| Some((data.get(c)?.0.as_slice(), data.get(k)?.0.as_slice()));
-    pair("tls.crt", "tls.key").or_else(|| pair("ca.crt", "ca.key"))
-}
+pub use crate::api::ca_key_pair as key_pair;
 
 /// The keys of a CA: the one that signs, and those trusted beside it
 /// during a rotation. Every Secret certop writes carries all of their

@@ -1369,6 +1369,7 @@ fn fill_ledger(w: &World, n: usize, revoked: bool) -> Vec<String> {
                 reason: crate::pki::RevocationReason::KeyCompromise,
             }),
             key: 0,
+            fingerprint: None,
         });
         serials.push(serial);
     }
@@ -2372,6 +2373,7 @@ fn a_retirement_held_by_a_csr_certificate_names_it_and_ends_when_asked() {
                 certificate: None,
                 revoked: None,
                 key: 0,
+                fingerprint: None,
             },
         );
         w.certificate_pass_at(switched + Duration::hours(1))
@@ -2650,6 +2652,7 @@ fn an_unreadable_shard_does_not_end_a_retirement_its_certificates_hold() {
                 certificate: None,
                 revoked: None,
                 key: 0,
+                fingerprint: None,
             },
         );
         w.certificate_pass_at(switched + Duration::hours(1))

@@ -1,0 +1,344 @@
+//! Revocation the cluster enforces: kube-apiserver (and, through it, every
+//! kubelet) asks certop's authorization webhook about each request made
+//! with a client certificate, and certop refuses those whose certificate it
+//! revoked. kube-apiserver names the certificate by the SHA-256 of its DER
+//! in the request's credential id (`X509SHA256=<hex>`, Kubernetes 1.32+);
+//! the index below maps those digests to what the ledger says of them.
+//! Pure: the index is filled from ledger shards the operator watches.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::{DateTime, Utc};
+use kube::ResourceExt;
+
+use super::ledger::LedgerEntry;
+use crate::api::{CertificateRevocation, RevocationReason};
+use crate::pki::from_unix;
+
+/// The user-info extra key under which kube-apiserver reports a request's
+/// credential id.
+pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id";
+
+/// The credential-id prefix of an x509 client certificate.
+pub const X509_PREFIX: &str = "X509SHA256=";
+
+/// A revoked certificate as the webhook names it in a denial.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RevokedCredential {
+    pub ca: String,
+    /// Lower-case hex, as the ledger and the CRL write it.
+    pub serial: String,
+    pub reason: RevocationReason,
+    pub revoked_at: DateTime<Utc>,
+}
+
+/// Where the index learns of revoked digests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceKind {
+    /// A ledger shard: certificates certop issued and revoked.
+    Shard,
+    /// A CertificateRevocation's `spec.certificateSHA256s`.
+    Revocation,
+}
+
+impl SourceKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            SourceKind::Shard => "shard/",
+            SourceKind::Revocation => "revocation/",
+        }
+    }
+}
+
+/// Every revoked certificate of every CA certop runs, by SHA-256. Built
+/// from the ledger shards and the CertificateRevocations that name digests
+/// (both of which every replica watches), so answering a
+/// SubjectAccessReview costs one hash lookup and no API call. Each source
+/// (a shard, a revocation) is replaced whole by its next version.
+#[derive(Clone, Debug, Default)]
+pub struct RevokedCredentials {
+    by_digest: HashMap<String, (RevokedCredential, String)>,
+    by_source: HashMap<String, Vec<String>>,
+}
+
+impl RevokedCredentials {
+    /// Replaces what `shard` (a ledger ConfigMap of CA `ca`) said with its
+    /// current entries: revoked ones with a recorded digest are held,
+    /// everything else is dropped.
+    pub fn replace_shard(&mut self, shard: &str, ca: &str, entries: &[LedgerEntry]) {
+        let revoked = entries.iter().filter_map(|entry| {
+            let (revocation, digest) = (entry.revoked.as_ref()?, entry.fingerprint.as_ref()?);
+            Some((
+                digest.clone(),
+                RevokedCredential {
+                    ca: ca.to_string(),
+                    serial: entry.serial.clone(),
+                    reason: revocation.reason,
+                    revoked_at: from_unix(revocation.at),
+                },
+            ))
+        });
+        self.replace_source(&format!("{}{shard}", SourceKind::Shard.prefix()), revoked);
+    }
+
+    /// Replaces what a CertificateRevocation said: the digests it names
+    /// (`spec.certificateSHA256s`), revoked since it was created. One being
+    /// deleted says nothing.
+    pub fn replace_revocation(&mut self, revocation: &CertificateRevocation) {
+        let source = format!(
+            "{}{}",
+            SourceKind::Revocation.prefix(),
+            revocation.name_any()
+        );
+        if revocation.metadata.deletion_timestamp.is_some() {
+            self.remove_source(&source);
+            return;
+        }
+        let spec = &revocation.spec;
+        let serial = match spec.serial_numbers.as_slice() {
+            [one] => one.to_ascii_lowercase(),
+            _ => "unknown".to_string(),
+        };
+        let revoked_at = revocation
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.0.as_second(), 0))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let credential = RevokedCredential {
+            ca: spec.issuer_ref.name.clone(),
+            serial,
+            reason: spec.reason.unwrap_or_default(),
+            revoked_at,
+        };
+        let revoked = spec
+            .certificate_sha256s
+            .iter()
+            .map(|digest| (digest.clone(), credential.clone()));
+        self.replace_source(&source, revoked);
+    }
+
+    /// Forgets what a deleted CertificateRevocation said.
+    pub fn remove_revocation(&mut self, name: &str) {
+        self.remove_source(&format!("{}{name}", SourceKind::Revocation.prefix()));
+    }
+
+    /// Forgets what a deleted shard said.
+    pub fn remove_shard(&mut self, shard: &str) {
+        self.remove_source(&format!("{}{shard}", SourceKind::Shard.prefix()));
+    }
+
+    /// After a full listing of ledger shards (or of revocations): forgets
+    /// those of that kind the listing no longer had, deleted while no watch
+    /// was looking.
+    pub fn keep_only(&mut self, kind: SourceKind, listed: &HashSet<String>) {
+        let prefix = kind.prefix();
+        let gone: Vec<String> = self
+            .by_source
+            .keys()
+            .filter(|s| {
+                s.strip_prefix(prefix)
+                    .is_some_and(|name| !listed.contains(name))
+            })
+            .cloned()
+            .collect();
+        for source in gone {
+            self.remove_source(&source);
+        }
+    }
+
+    fn replace_source(
+        &mut self,
+        source: &str,
+        revoked: impl Iterator<Item = (String, RevokedCredential)>,
+    ) {
+        self.remove_source(source);
+        let mut held = Vec::new();
+        for (digest, credential) in revoked {
+            let digest = digest.to_ascii_lowercase();
+            self.by_digest
+                .insert(digest.clone(), (credential, source.to_string()));
+            held.push(digest);
+        }
+        if !held.is_empty() {
+            self.by_source.insert(source.to_string(), held);
+        }
+    }
+
+    fn remove_source(&mut self, source: &str) {
+        for digest in self.by_source.remove(source).unwrap_or_default() {
+            if self
+                .by_digest
+                .get(&digest)
+                .is_some_and(|(_, s)| s == source)
+            {
+                self.by_digest.remove(&digest);
+            }
+        }
+    }
+
+    pub fn get(&self, sha256_hex: &str) -> Option<&RevokedCredential> {
+        self.by_digest
+            .get(&sha256_hex.to_ascii_lowercase())
+            .map(|(credential, _)| credential)
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_digest.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_digest.is_empty()
+    }
+}
+
+/// What the webhook answers. certop never allows: it only refuses, or has
+/// no opinion and lets the next authorizer (Node, RBAC) decide.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    NoOpinion,
+    Denied { reason: String },
+}
+
+/// The verdict on a request whose user info carries `credential_ids` (the
+/// values of `CREDENTIAL_ID_KEY`): denied when any names a revoked
+/// certificate.
+pub fn review(credential_ids: &[String], revoked: &RevokedCredentials) -> Verdict {
+    credential_ids
+        .iter()
+        .filter_map(|id| id.strip_prefix(X509_PREFIX))
+        .find_map(|digest| revoked.get(digest))
+        .map_or(Verdict::NoOpinion, |r| Verdict::Denied {
+            reason: format!(
+                "certop: the client certificate (serial {}, CertificateAuthority {}) was revoked ({}) at {}",
+                r.serial,
+                r.ca,
+                r.reason.as_str(),
+                r.revoked_at.to_rfc3339()
+            ),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ledger::Revocation;
+
+    fn entry(serial: &str, digest: Option<&str>, revoked: bool) -> LedgerEntry {
+        LedgerEntry {
+            serial: serial.into(),
+            issued_at: 0,
+            not_after: 4_000_000_000,
+            organizations: vec![],
+            dns_names: vec![],
+            ip_addresses: vec![],
+            certificate: None,
+            revoked: revoked.then_some(Revocation {
+                at: 1_800_000_000,
+                reason: RevocationReason::KeyCompromise,
+            }),
+            key: 0,
+            fingerprint: digest.map(str::to_string),
+        }
+    }
+
+    fn ids(digest: &str) -> Vec<String> {
+        vec![format!("{X509_PREFIX}{digest}")]
+    }
+
+    #[test]
+    fn only_revoked_certificates_with_a_recorded_digest_are_refused() {
+        let mut index = RevokedCredentials::default();
+        index.replace_shard(
+            "s1",
+            "cluster-ca",
+            &[
+                entry("0a", Some("aa"), true),
+                entry("0b", Some("bb"), false),
+                entry("0c", None, true),
+            ],
+        );
+        assert_eq!(index.len(), 1);
+        assert!(matches!(
+            review(&ids("aa"), &index),
+            Verdict::Denied { reason } if reason.contains("serial 0a")
+                && reason.contains("CertificateAuthority cluster-ca")
+                && reason.contains("keyCompromise")
+        ));
+        assert_eq!(review(&ids("AA"), &index), review(&ids("aa"), &index));
+        assert_eq!(review(&ids("bb"), &index), Verdict::NoOpinion);
+        assert_eq!(review(&[], &index), Verdict::NoOpinion);
+    }
+
+    #[test]
+    fn only_x509_credential_ids_are_looked_up() {
+        let mut index = RevokedCredentials::default();
+        index.replace_shard("s1", "ca", &[entry("0a", Some("aa"), true)]);
+        for other in ["aa", "JTI=aa", "X509SHA1=aa", "x509sha256=aa"] {
+            assert_eq!(
+                review(&[other.into()], &index),
+                Verdict::NoOpinion,
+                "{other}"
+            );
+        }
+        let several = vec!["JTI=zz".to_string(), format!("{X509_PREFIX}aa")];
+        assert_ne!(review(&several, &index), Verdict::NoOpinion);
+    }
+
+    #[test]
+    fn a_revocation_naming_digests_refuses_them_until_it_is_deleted() {
+        use crate::api::{CertificateRevocationSpec, IssuerRef};
+        let mut rev = CertificateRevocation::new(
+            "leaked-admin-conf",
+            CertificateRevocationSpec {
+                issuer_ref: IssuerRef {
+                    name: "kubernetes".into(),
+                },
+                reason: Some(RevocationReason::KeyCompromise),
+                serial_numbers: vec!["0A1B".into()],
+                certificate_sha256s: vec!["CC".into()],
+                ..Default::default()
+            },
+        );
+        let mut index = RevokedCredentials::default();
+        index.replace_shard("s1", "kubernetes", &[entry("0a", Some("aa"), true)]);
+        index.replace_revocation(&rev);
+        assert!(matches!(
+            review(&ids("cc"), &index),
+            Verdict::Denied { reason } if reason.contains("serial 0a1b")
+                && reason.contains("CertificateAuthority kubernetes")
+        ));
+        assert_eq!(index.len(), 2);
+        rev.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        index.replace_revocation(&rev);
+        assert_eq!(review(&ids("cc"), &index), Verdict::NoOpinion);
+        rev.metadata.deletion_timestamp = None;
+        index.replace_revocation(&rev);
+        index.remove_revocation("leaked-admin-conf");
+        assert_eq!(review(&ids("cc"), &index), Verdict::NoOpinion);
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the ledger's entry stays"
+        );
+    }
+
+    #[test]
+    fn a_shard_s_next_version_replaces_what_it_said_and_deletion_forgets_it() {
+        let mut index = RevokedCredentials::default();
+        index.replace_shard("s1", "ca", &[entry("0a", Some("aa"), true)]);
+        index.replace_shard("s2", "ca", &[entry("0b", Some("bb"), true)]);
+        assert_eq!(index.len(), 2);
+        // The revocation of 0a expired out of its shard (pruned).
+        index.replace_shard("s1", "ca", &[]);
+        assert_eq!(review(&ids("aa"), &index), Verdict::NoOpinion);
+        assert_ne!(review(&ids("bb"), &index), Verdict::NoOpinion);
+        index.remove_shard("s2");
+        assert!(index.is_empty());
+        // Deleting a shard that said nothing is harmless.
+        index.remove_shard("s3");
+    }
+}

@@ -1,0 +1,285 @@
+//! Revocation the API server enforces: kube-apiserver started with the
+//! AuthorizationConfiguration that `certop authz-config` writes asks
+//! certop's webhook first about every request made with a client
+//! certificate, and a certificate certop revoked is refused (403) within
+//! seconds, while an unrevoked one of the same CA keeps working and a
+//! token is never sent to the webhook. Tried as a user would: the
+//! kubeconfig of a leaked certificate, `kubectl certop revoke`, the same
+//! kubeconfig again.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::objects::{
+    apply, cert_yaml, client_kubeconfig, create_ca_secret, kubeconfig_of_files, kubectl_with,
+    wait_ready,
+};
+use crate::support::{ControlPlane, free_port, start_control_plane, stderr, stdout, wait_for};
+
+/// What the harness runs with before certop's webhook is configured: the
+/// Node and RBAC authorizers, as a kubeadm cluster does.
+const WITHOUT_CERTOP: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers:\n- type: Node\n  name: node\n- type: RBAC\n  name: rbac\n";
+
+fn certop(args: &[&str], kubeconfig: Option<&Path>) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certop"));
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    cmd.args(args).output().expect("run certop")
+}
+
+/// How many reviews kube-apiserver has sent certop's webhook, by its own
+/// metrics (`apiserver_authorization_webhook_evaluations_total`).
+fn webhook_evaluations(cp: &ControlPlane) -> u64 {
+    let out = cp.kubectl(&["get", "--raw", "/metrics"]);
+    stdout(&out)
+        .lines()
+        .filter(|l| {
+            l.starts_with("apiserver_authorization_webhook_evaluations_total{")
+                && l.contains("name=\"certop.dev\"")
+        })
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .map(|v| v as u64)
+        .sum()
+}
+
+fn allowed(config: &Path) -> bool {
+    kubectl_with(config, &["get", "namespaces", "-o", "name"])
+        .status
+        .success()
+}
+
+/// The refusal's text when the request is refused, None when it is allowed.
+fn refusal(config: &Path) -> Option<String> {
+    let out = kubectl_with(config, &["get", "namespaces", "-o", "name"]);
+    (!out.status.success()).then(|| stderr(&out))
+}
+
+#[test]
+fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The API server trusts the CA for client certificates: it is made
+    // offline and adopted, so the control plane can start with it.
+    let ca_dir = dir.path().join("ca");
+    let out = certop(
+        &[
+            "pki",
+            "ca",
+            "create",
+            "--name",
+            "authz test CA",
+            "--out",
+            ca_dir.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let authz_file = dir.path().join("authorization-config.yaml");
+    std::fs::write(&authz_file, WITHOUT_CERTOP).expect("write");
+    let cp = start_control_plane(&[
+        format!("--client-ca-file={}", ca_dir.join("ca.crt").display()),
+        format!("--authorization-config={}", authz_file.display()),
+    ]);
+    cp.install_rbac();
+    create_ca_secret(&cp, "authz-ca", &ca_dir);
+    apply(
+        &cp,
+        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: authz\nspec:\n  subject: {commonName: authz}\n  keySource: {secretName: authz-ca, adopt: true}\n  policy:\n    allowedProfiles: [client]\n    allowedOrganizations: [authz-admins]\n",
+    );
+    let port = free_port();
+    let webhook_flags = [
+        format!("--authz-addr=127.0.0.1:{port}"),
+        "--authz-ca=authz".to_string(),
+    ];
+    let flags: Vec<&str> = webhook_flags.iter().map(String::as_str).collect();
+    let op = cp.start_operator("authz", &flags);
+
+    let bound = cp.kubectl(&[
+        "create",
+        "clusterrolebinding",
+        "authz-admins",
+        "--clusterrole=cluster-admin",
+        "--group=authz-admins",
+    ]);
+    assert!(bound.status.success(), "{}", stderr(&bound));
+    let client = |name: &str| {
+        cert_yaml(
+            name,
+            "authz",
+            "default",
+            &format!("  profile: client\n  commonName: {name}\n  organizations: [authz-admins]\n"),
+        )
+    };
+    apply(&cp, &client("leaked"));
+    apply(&cp, &client("kept"));
+    wait_ready(&cp, "leaked");
+    wait_ready(&cp, "kept");
+    let leaked = client_kubeconfig(&cp, "default", "leaked", dir.path());
+    let kept = client_kubeconfig(&cp, "default", "kept", dir.path());
+    assert!(allowed(&leaked) && allowed(&kept), "RBAC allows both");
+
+    // What a user pastes: certop's webhook first, then Node and RBAC. The
+    // API server reloads the file.
+    let generated = dir.path().join("generated");
+    let out = certop(
+        &[
+            "authz-config",
+            "--ca",
+            "authz",
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--out",
+            generated.to_str().expect("utf-8"),
+        ],
+        Some(&cp.kubeconfig),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config =
+        std::fs::read_to_string(generated.join("authorization-config.yaml")).expect("read");
+    std::fs::write(&authz_file, config).expect("write");
+    let consulted = wait_for(Duration::from_secs(90), || {
+        allowed(&leaked) && webhook_evaluations(&cp) > 0
+    });
+    assert!(
+        consulted,
+        "kube-apiserver never asked certop's webhook; the operator's log:\n{}",
+        op.log_text()
+    );
+    assert!(
+        allowed(&leaked) && allowed(&kept),
+        "no opinion: RBAC still decides"
+    );
+
+    // A token (the admin's) is never sent to the webhook.
+    let before = webhook_evaluations(&cp);
+    for _ in 0..5 {
+        assert!(cp.kubectl(&["get", "namespaces"]).status.success());
+    }
+    assert_eq!(
+        webhook_evaluations(&cp),
+        before,
+        "token requests reached the webhook"
+    );
+
+    let started = Instant::now();
+    let revoked = cp.kubectl_certop(&["revoke", "leaked", "--reason", "keyCompromise"]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let mut text = String::new();
+    let refused = wait_for(Duration::from_secs(30), || {
+        refusal(&leaked).is_some_and(|t| {
+            text = t;
+            true
+        })
+    });
+    let took = started.elapsed();
+    assert!(
+        refused,
+        "the revoked certificate still works; log:\n{}",
+        op.log_text()
+    );
+    eprintln!("a revocation was enforced by kube-apiserver {took:?} after kubectl certop revoke");
+    assert!(
+        text.contains("Forbidden") || text.contains("forbidden"),
+        "a 403, not another failure: {text}"
+    );
+    assert!(
+        text.contains("certop") && text.contains("revoked") && text.contains("keyCompromise"),
+        "the refusal says who and why: {text}"
+    );
+    assert!(
+        allowed(&kept),
+        "an unrevoked certificate of the same CA keeps working"
+    );
+    let whoami = kubectl_with(
+        &kept,
+        &[
+            "auth",
+            "whoami",
+            "-o",
+            "jsonpath={.status.userInfo.username}",
+        ],
+    );
+    assert_eq!(stdout(&whoami), "kept");
+
+    // Passive revocation: the revoked certificate cannot get its successor
+    // (a kubelet renews its client certificate by a CSR made with it).
+    let csr_file = dir.path().join("renewal-csr.yaml");
+    std::fs::write(
+        &csr_file,
+        "apiVersion: certificates.k8s.io/v1\nkind: CertificateSigningRequest\nmetadata:\n  name: leaked-renewal\nspec:\n  signerName: kubernetes.io/kube-apiserver-client\n  usages: [client auth]\n  request: AAAA\n",
+    )
+    .expect("write");
+    let csr = kubectl_with(
+        &leaked,
+        &[
+            "create",
+            "--validate=false",
+            "-f",
+            csr_file.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(
+        !csr.status.success() && stderr(&csr).contains("certop: the client certificate"),
+        "a revoked certificate created a CSR: {}{}",
+        stdout(&csr),
+        stderr(&csr)
+    );
+
+    // A certificate certop never saw (issued offline from the same CA, as
+    // kubeadm would): revoked from its kubeconfig, by serial and SHA-256.
+    let manifest = dir.path().join("offline.yaml");
+    std::fs::write(&manifest, client("offline")).expect("write");
+    let offline_dir = dir.path().join("offline");
+    let out = certop(
+        &[
+            "pki",
+            "issue",
+            "--ca",
+            ca_dir.to_str().expect("utf-8"),
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out",
+            offline_dir.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let offline = kubeconfig_of_files(
+        &cp,
+        "offline",
+        &offline_dir.join("tls.crt"),
+        &offline_dir.join("tls.key"),
+        dir.path(),
+    );
+    assert!(allowed(&offline), "{:?}", refusal(&offline));
+    let revoked = cp.kubectl_certop(&[
+        "revoke",
+        "--cert",
+        offline.to_str().expect("utf-8"),
+        "--ca",
+        "authz",
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(
+        wait_for(Duration::from_secs(30), || refusal(&offline).is_some()),
+        "a revoked offline certificate still works"
+    );
+    assert!(allowed(&kept));
+
+    // failurePolicy NoOpinion (the default): with certop down, revocation
+    // is not enforced and RBAC decides alone; back up, it is again.
+    op.stop();
+    assert!(
+        wait_for(Duration::from_secs(30), || allowed(&leaked)),
+        "NoOpinion: certop down lets RBAC decide"
+    );
+    let op = cp.start_operator("authz-again", &flags);
+    assert!(
+        wait_for(Duration::from_secs(60), || refusal(&leaked).is_some()),
+        "certop back: the revoked certificate is refused again; log:\n{}",
+        op.log_text()
+    );
+    assert!(allowed(&kept));
+}
