@@ -18,7 +18,7 @@ use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::metrics::Metrics;
 use crate::operator::signing_request::CsrPolicy;
 use crate::operator::store::authority_cache::AuthorityCache;
-use crate::operator::store::crl::CrlCache;
+use crate::operator::store::crl::served::CrlCache;
 use crate::operator::store::ledger_store::ShardCache;
 
 /// The field manager of everything certop writes with server-side apply.
@@ -147,7 +147,7 @@ impl Context {
         format!(
             "{}/crl/{}.crl",
             self.crl_base_url.trim_end_matches('/'),
-            crate::operator::store::crl::crl_path(ca, index)
+            crate::operator::store::crl::served::crl_path(ca, index)
         )
     }
 

@@ -11,7 +11,7 @@ use axum::routing::get;
 
 use crate::operator::Error;
 use crate::operator::runtime::metrics::Metrics;
-use crate::operator::store::crl::CrlCache;
+use crate::operator::store::crl::served::CrlCache;
 
 /// What the HTTP endpoints read.
 pub struct HttpState {

@@ -162,7 +162,7 @@ impl Metrics {
         }
     }
 
-    pub fn crl(&self, ca: &str, crl: &crate::operator::store::crl::PublishedCrl) {
+    pub fn crl(&self, ca: &str, crl: &crate::operator::store::crl::served::PublishedCrl) {
         let labels = AuthorityLabels {
             name: ca.to_string(),
         };

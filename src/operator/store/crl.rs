@@ -8,7 +8,7 @@
 //! signs, and writes the copy, then the published ConfigMap.
 
 mod next;
-mod served;
+pub(crate) mod served;
 mod stored;
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use kube::{Api, ResourceExt};
 use tracing::info;
 
 pub use next::{NextCrl, NumberExhausted, Sources, must_resign, next_crl};
-pub use served::{CrlCache, PublishedCrl};
+pub use served::{CrlCache, PublishedCrl, crl_path};
 #[cfg(test)]
 pub use stored::{DER_KEY, PEM_KEY, part_name, parts_of};
 pub use stored::{from_config_maps, is_part, main_of_part};
@@ -50,17 +50,6 @@ pub fn copy_name(ca: &str, index: u32) -> String {
     match index {
         0 => format!("certop-crl-copy-{}", ca_key(ca)),
         n => format!("certop-crl-copy-{}-{n}", ca_key(ca)),
-    }
-}
-
-/// Where the CRL of key `index` of a CA is served, under `/crl/` and
-/// before `.crl`: the CA's name for its first key (so certificates issued
-/// before any rotation keep their distribution point), `<ca>/<index>`
-/// for a key a rotation made. It is also this CRL's name in the cache.
-pub fn crl_path(ca: &str, index: u32) -> String {
-    match index {
-        0 => ca.to_string(),
-        n => format!("{ca}/{n}"),
     }
 }
 

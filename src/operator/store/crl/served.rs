@@ -56,3 +56,14 @@ impl CrlCache {
         }
     }
 }
+
+/// Where the CRL of key `index` of a CA is served, under `/crl/` and
+/// before `.crl`: the CA's name for its first key (so certificates issued
+/// before any rotation keep their distribution point), `<ca>/<index>`
+/// for a key a rotation made. It is also this CRL's name in the cache.
+pub fn crl_path(ca: &str, index: u32) -> String {
+    match index {
+        0 => ca.to_string(),
+        n => format!("{ca}/{n}"),
+    }
+}
