@@ -55,6 +55,29 @@ pub struct RotationMarks {
     pub answered: Option<String>,
 }
 
+/// Why certop's marks of a CA's keys cannot be read. certop wrote them
+/// (in its record, or in the annotations before the record existed), so
+/// each says what to restore.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MarksError {
+    #[error(
+        "annotation {key}={value:?} is not a key number; certop wrote a number there: restore it"
+    )]
+    Annotation { key: &'static str, value: String },
+    #[error("status.rotation.record.{field} is {value}, not a key number")]
+    Record { field: &'static str, value: i64 },
+    #[error(
+        "the rotation marks do not fit together (rotation {number}, signing key {signing}, retiring key: {retiring}); certop wrote them together: restore the annotations {rotation} and {signing_key}",
+        rotation = meta::CA_ROTATION,
+        signing_key = meta::CA_SIGNING_KEY
+    )]
+    Inconsistent {
+        number: u32,
+        signing: u32,
+        retiring: bool,
+    },
+}
+
 /// The rotation annotations certop writes on a CA (the mirror of its
 /// record); `ROTATE_REQUESTED_AT` is the user's and not among them.
 pub const MIRRORED: [&str; 6] = [
@@ -69,12 +92,13 @@ pub const MIRRORED: [&str; 6] = [
 impl RotationMarks {
     /// The marks as the annotations say (how certop recorded them before
     /// the record existed).
-    pub fn of(annotations: &BTreeMap<String, String>) -> Result<Self, String> {
-        let index = |key: &str| -> Result<u32, String> {
+    pub fn of(annotations: &BTreeMap<String, String>) -> Result<Self, MarksError> {
+        let index = |key: &'static str| -> Result<u32, MarksError> {
             match annotations.get(key) {
                 None => Ok(0),
-                Some(v) => v.parse().map_err(|_| {
-                    format!("annotation {key}={v:?} is not a key number; certop wrote a number there: restore it")
+                Some(v) => v.parse().map_err(|_| MarksError::Annotation {
+                    key,
+                    value: v.clone(),
                 }),
             }
         };
@@ -95,10 +119,9 @@ impl RotationMarks {
     pub fn of_record(
         record: &CaRotationRecord,
         annotations: &BTreeMap<String, String>,
-    ) -> Result<Self, String> {
-        let index = |field: &str, v: i64| {
-            u32::try_from(v)
-                .map_err(|_| format!("status.rotation.record.{field} is {v}, not a key number"))
+    ) -> Result<Self, MarksError> {
+        let index = |field: &'static str, value: i64| {
+            u32::try_from(value).map_err(|_| MarksError::Record { field, value })
         };
         Ok(RotationMarks {
             number: index("number", record.number)?,
@@ -161,7 +184,7 @@ impl RotationMarks {
         (!differ.is_empty()).then(|| differ.join(", "))
     }
 
-    pub fn phase(&self) -> Result<Phase, String> {
+    pub fn phase(&self) -> Result<Phase, MarksError> {
         match (
             self.number.checked_sub(self.signing),
             &self.previous_fingerprint,
@@ -169,14 +192,11 @@ impl RotationMarks {
             (Some(0), None) => Ok(Phase::Stable),
             (Some(0), Some(_)) if self.signing > 0 => Ok(Phase::Retiring),
             (Some(1), None) => Ok(Phase::Staged),
-            _ => Err(format!(
-                "the rotation marks do not fit together (rotation {}, signing key {}, retiring key: {}); certop wrote them together: restore the annotations {} and {}",
-                self.number,
-                self.signing,
-                self.previous_fingerprint.is_some(),
-                meta::CA_ROTATION,
-                meta::CA_SIGNING_KEY
-            )),
+            _ => Err(MarksError::Inconsistent {
+                number: self.number,
+                signing: self.signing,
+                retiring: self.previous_fingerprint.is_some(),
+            }),
         }
     }
 
@@ -223,7 +243,7 @@ impl RotationMarks {
 pub struct StoredMarks {
     /// From the record when there is one; from the annotations (the
     /// record to be) otherwise.
-    pub marks: Result<RotationMarks, String>,
+    pub marks: Result<RotationMarks, MarksError>,
     /// Whether they come from certop's record.
     pub recorded: bool,
     /// The mirrored annotations that differ from the record: a hand edit
@@ -412,7 +432,7 @@ pub fn decide(o: &Observed) -> Step {
     let marks = o.marks;
     let phase = match marks.phase() {
         Ok(p) => p,
-        Err(message) => return Step::Blocked(message),
+        Err(e) => return Step::Blocked(e.to_string()),
     };
     match phase {
         Phase::Stable => {

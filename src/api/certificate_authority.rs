@@ -338,18 +338,50 @@ pub const DEFAULT_ROTATION_OVERLAP_HOURS: i64 = 24;
 /// Default CRL validity: a day.
 pub const DEFAULT_CRL_VALIDITY_HOURS: i64 = 24;
 
+/// Why a CertificateAuthority's spec cannot be used; each names the field
+/// and what to write there (the message of its `InvalidSpec` condition).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CaSpecError {
+    #[error("{field}: {source}")]
+    Duration {
+        field: &'static str,
+        source: super::DurationError,
+    },
+    #[error("spec.duration {0} is shorter than 1h: a CA must outlive what it signs")]
+    LifetimeTooShort(String),
+    #[error(
+        "the CA name is too long for its Secret name {0:?} (at most 253 characters): set spec.keySource.secretName"
+    )]
+    SecretNameTooLong(String),
+    #[error(
+        "the CA name is too long for its trust-bundle ConfigMap name {0:?} (at most 253 characters): set spec.trustBundle.configMapName"
+    )]
+    BundleNameTooLong(String),
+    #[error("spec.crl.validity must be between 1m and 8760h, not {0}")]
+    CrlValidityOutOfRange(String),
+    #[error("spec.crl.refreshBefore must be shorter than spec.crl.validity")]
+    CrlRefreshNotShorter,
+    #[error("spec.rotation.overlap must be at most 8760h, not {0}")]
+    RotationOverlapTooLong(String),
+}
+
 impl CertificateAuthority {
-    pub fn settings(&self) -> Result<CaSettings, String> {
+    pub fn settings(&self) -> Result<CaSettings, CaSpecError> {
         let name = kube::ResourceExt::name_any(self);
         let spec = &self.spec;
         let lifetime = match &spec.duration {
-            Some(d) => d.to_chrono().map_err(|e| format!("spec.duration: {e}"))?,
+            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
+                field: "spec.duration",
+                source,
+            })?,
             None => chrono::Duration::hours(crate::pki::DEFAULT_CA_LIFETIME_HOURS),
         };
         if lifetime < crate::pki::MIN_CA_LIFETIME {
-            return Err(format!(
-                "spec.duration {} is shorter than 1h: a CA must outlive what it signs",
-                spec.duration.as_ref().map_or("", |d| d.as_str())
+            return Err(CaSpecError::LifetimeTooShort(
+                spec.duration
+                    .as_ref()
+                    .map_or("", |d| d.as_str())
+                    .to_string(),
             ));
         }
         let default_name = format!("{name}-ca");
@@ -364,51 +396,53 @@ impl CertificateAuthority {
             .and_then(|t| t.config_map_name.clone())
             .unwrap_or_else(|| default_name.clone());
         if secret_name.len() > 253 {
-            return Err(format!(
-                "the CA name is too long for its Secret name {default_name:?} (at most 253 characters): set spec.keySource.secretName"
-            ));
+            return Err(CaSpecError::SecretNameTooLong(default_name));
         }
         if spec.trust_bundle.is_some() && bundle_name.len() > 253 {
-            return Err(format!(
-                "the CA name is too long for its trust-bundle ConfigMap name {default_name:?} (at most 253 characters): set spec.trustBundle.configMapName"
-            ));
+            return Err(CaSpecError::BundleNameTooLong(default_name));
         }
         let crl = spec.crl.as_ref();
         let crl_validity = match crl.and_then(|c| c.validity.as_ref()) {
-            Some(d) => d
-                .to_chrono()
-                .map_err(|e| format!("spec.crl.validity: {e}"))?,
+            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
+                field: "spec.crl.validity",
+                source,
+            })?,
             None => chrono::Duration::hours(DEFAULT_CRL_VALIDITY_HOURS),
         };
         if crl_validity < chrono::Duration::minutes(1)
             || crl_validity > chrono::Duration::hours(8760)
         {
-            return Err(format!(
-                "spec.crl.validity must be between 1m and 8760h, not {}",
+            return Err(CaSpecError::CrlValidityOutOfRange(
                 crl.and_then(|c| c.validity.as_ref())
                     .map_or("", |d| d.as_str())
+                    .to_string(),
             ));
         }
         let crl_refresh_before = match crl.and_then(|c| c.refresh_before.as_ref()) {
-            Some(d) => d
-                .to_chrono()
-                .map_err(|e| format!("spec.crl.refreshBefore: {e}"))?,
+            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
+                field: "spec.crl.refreshBefore",
+                source,
+            })?,
             None => crl_validity / 3,
         };
         if crl_refresh_before >= crl_validity {
-            return Err("spec.crl.refreshBefore must be shorter than spec.crl.validity".into());
+            return Err(CaSpecError::CrlRefreshNotShorter);
         }
         let rotation = spec.rotation.clone().unwrap_or_default();
         let rotation_overlap = match &rotation.overlap {
-            Some(d) => d
-                .to_chrono()
-                .map_err(|e| format!("spec.rotation.overlap: {e}"))?,
+            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
+                field: "spec.rotation.overlap",
+                source,
+            })?,
             None => chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
         };
         if rotation_overlap > chrono::Duration::hours(8760) {
-            return Err(format!(
-                "spec.rotation.overlap must be at most 8760h, not {}",
-                rotation.overlap.as_ref().map_or("", |d| d.as_str())
+            return Err(CaSpecError::RotationOverlapTooLong(
+                rotation
+                    .overlap
+                    .as_ref()
+                    .map_or("", |d| d.as_str())
+                    .to_string(),
             ));
         }
         // Admission refuses an overlap under 1m; one stored before that
@@ -418,10 +452,10 @@ impl CertificateAuthority {
         let rotation_overlap = rotation_overlap.max(MIN_ROTATION_OVERLAP);
         let adopted = spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
         let rotate_before = match &rotation.renew_before {
-            Some(d) => Some(
-                d.to_chrono()
-                    .map_err(|e| format!("spec.rotation.renewBefore: {e}"))?,
-            ),
+            Some(d) => Some(d.to_chrono().map_err(|source| CaSpecError::Duration {
+                field: "spec.rotation.renewBefore",
+                source,
+            })?),
             None => None,
         };
         let rotate_before = rotation

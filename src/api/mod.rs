@@ -16,9 +16,9 @@ pub mod object_name;
 mod tests;
 
 pub use certificate_authority::{
-    CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CertificateAuthority,
-    CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CRL_VALIDITY_HOURS,
-    DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, TrustBundle,
+    CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CaSpecError,
+    CertificateAuthority, CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings,
+    DEFAULT_CRL_VALIDITY_HOURS, DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, TrustBundle,
 };
 pub use certificate_policy::{
     AllowedIdentity, CertificatePolicy, CertificatePolicySpec, PolicyRef,
@@ -30,7 +30,7 @@ pub use certificate_revocation::{
 pub use cluster_certificate::{
     ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
     PrivateKeySettings, Profile, RevocationRecord, RotationPolicy, SecretDeletionPolicy,
-    SecretTemplate,
+    SecretTemplate, SecretTemplateError,
 };
 pub use duration::{DurationError, GoDuration, MAX_HOURS};
 

@@ -13,7 +13,7 @@ use kube::runtime::reflector::ObjectRef;
 use super::{Context, Error};
 use crate::api::{CaRotationRecord, CertificateAuthority};
 use crate::pki::{Authority, CertificateInfo, PkiError};
-use crate::rotation::{RotationMarks, key_secret_name, stored_marks};
+use crate::rotation::{MarksError, RotationMarks, key_secret_name, stored_marks};
 
 /// Parsed CA keys, by the name of the Secret (in the operator's
 /// namespace) they came from, remembered with its resourceVersion.
@@ -156,7 +156,7 @@ pub fn retiring_ca(
 
 /// The marks a CA's keys are read by: certop's record, or (before it
 /// has one) its annotations.
-pub fn marks_of(ca: &CertificateAuthority) -> Result<RotationMarks, String> {
+pub fn marks_of(ca: &CertificateAuthority) -> Result<RotationMarks, MarksError> {
     stored_marks(ca.annotations(), record_of(ca)).marks
 }
 

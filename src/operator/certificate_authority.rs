@@ -179,7 +179,15 @@ pub(super) async fn apply_at(
     let settings = match ca.settings() {
         Ok(s) => s,
         Err(message) => {
-            let status = not_ready(ca, ctx, &previous, Reason::InvalidSpec, message, now).await;
+            let status = not_ready(
+                ca,
+                ctx,
+                &previous,
+                Reason::InvalidSpec,
+                message.to_string(),
+                now,
+            )
+            .await;
             return write_status(ca, ctx, &previous, status, None).await;
         }
     };
@@ -189,7 +197,15 @@ pub(super) async fn apply_at(
     let mut marks = match stored.marks.clone() {
         Ok(m) => m,
         Err(message) => {
-            let status = not_ready(ca, ctx, &previous, Reason::RotationBlocked, message, now).await;
+            let status = not_ready(
+                ca,
+                ctx,
+                &previous,
+                Reason::RotationBlocked,
+                message.to_string(),
+                now,
+            )
+            .await;
             return write_status(ca, ctx, &previous, status, None).await;
         }
     };

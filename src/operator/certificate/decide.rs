@@ -163,9 +163,9 @@ pub fn decide(
         Err(e) => return invalid(e.to_string()),
     };
     if let Some(t) = &cert.spec.secret_template
-        && let Err(message) = t.validate()
+        && let Err(e) = t.validate()
     {
-        return invalid(message);
+        return invalid(e.to_string());
     }
     let (ring, crl_url, governance) = match issuer {
         Issuer::Blocked(b) => return Decision::Blocked(b),
