@@ -44,7 +44,7 @@ pub struct Governance {
     pub require_policy: bool,
     pub api_server_ips: Vec<std::net::IpAddr>,
     pub policies: Vec<Arc<crate::api::CertificatePolicy>>,
-    pub guard: Result<(), String>,
+    pub guard: Result<(), crate::operator::admission_guard::GuardFault>,
 }
 
 /// How soon a certificate refused for want of the admission guard looks
