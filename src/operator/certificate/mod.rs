@@ -322,7 +322,7 @@ async fn keep_secret_current(
     let provenance = secret::Provenance {
         serial: current.serial.to_string(),
         revision: revision.unwrap_or(1),
-        reason: reason.as_deref().unwrap_or("Issued"),
+        reason: reason.as_deref().unwrap_or(Reason::Issued.as_str()),
         renewal_request: request.as_deref(),
     };
     let mut data = secret::secret_data(&secret);
@@ -346,7 +346,7 @@ async fn keep_secret_current(
     ctx.event(
         cert,
         false,
-        "SecretUpdated",
+        Reason::SecretUpdated.as_str(),
         "Update",
         format!("Applied {what} to the Secret"),
     )
@@ -386,7 +386,7 @@ async fn issue_into_secret(
     if existed.is_some() {
         ctx.event_once(
             cert,
-            "Reissuing",
+            Reason::Reissuing.as_str(),
             &action,
             format!("Re-issuing the certificate: {}", issuance.reason),
         )
@@ -422,7 +422,7 @@ async fn issue_into_secret(
         ctx.event(
             cert,
             true,
-            "DurationClamped",
+            Reason::DurationClamped.as_str(),
             &action,
             format!(
                 "notAfter was cut to the CA's notAfter {}",
@@ -658,9 +658,9 @@ pub fn leaf_of(secret: &Secret) -> Option<CertificateInfo> {
 }
 
 /// Whether a reason re-issues a certificate that was in service (vs. a repair).
-pub fn ready_reason(code: &str) -> &'static str {
+pub fn ready_reason(code: &str) -> Reason {
     match code {
-        c if c == IssueReason::Revoked.code() => "Reissued",
+        c if c == IssueReason::Revoked.code() => Reason::Reissued,
         c if [
             IssueReason::RenewalDue.code(),
             IssueReason::Expired.code(),
@@ -668,8 +668,8 @@ pub fn ready_reason(code: &str) -> &'static str {
         ]
         .contains(&c) =>
         {
-            "Renewed"
+            Reason::Renewed
         }
-        _ => "Issued",
+        _ => Reason::Issued,
     }
 }
