@@ -1036,7 +1036,7 @@ async fn create(
     };
     let created = tokio::task::spawn_blocking(move || Authority::create(&request, Utc::now()))
         .await
-        .map_err(|e| Error::Task(e.to_string()))?;
+        .map_err(Error::Task)?;
     let authority = match created {
         Ok(a) => a,
         Err(e) => {

@@ -180,13 +180,8 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         .map_err(|_| Error::CryptoProvider)?;
     // Fail at start, not at exit: the port, the API server, the namespace.
     let listener = super::http::bind(args.http_addr).await?;
-    let config = kube::Config::infer().await.map_err(|e| {
-        Error::Startup(format!(
-            "cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {e}"
-        ))
-    })?;
-    let client_error =
-        |e: kube::Error| Error::Startup(format!("cannot build a Kubernetes client: {e}"));
+    let config = kube::Config::infer().await?;
+    let client_error = Error::KubeClient;
     // The leader lease keeps a client of its own, so a busy operator
     // never loses its lease to its own rate limit.
     let lease_client = Client::try_from(config.clone()).map_err(client_error)?;
@@ -232,26 +227,23 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     client
         .apiserver_version()
         .await
-        .map_err(|e| Error::Startup(format!("cannot reach the Kubernetes API server: {e}")))?;
+        .map_err(Error::ApiServerUnreachable)?;
     match Api::<Namespace>::all(client.clone())
         .get_opt(&args.namespace)
         .await
     {
         Ok(Some(_)) => {}
         Ok(None) => {
-            return Err(Error::Startup(format!(
-                "namespace {} does not exist: create it (kubectl create namespace {}) or set --namespace",
-                args.namespace, args.namespace
-            )));
+            return Err(Error::NamespaceMissing(args.namespace.clone()));
         }
         // Without permission to read Namespaces the check is skipped; the
         // first write in it will say what is wrong.
         Err(kube::Error::Api(s)) if s.code == 403 => {}
-        Err(e) => {
-            return Err(Error::Startup(format!(
-                "cannot read namespace {}: {e}",
-                args.namespace
-            )));
+        Err(source) => {
+            return Err(Error::NamespaceUnreadable {
+                namespace: args.namespace.clone(),
+                source,
+            });
         }
     }
     // Every replica serves the CRLs, leader or not: they follow the ConfigMaps.
@@ -351,8 +343,7 @@ async fn run_as_elected(
         .with_duration(args.lease_duration)
         .with_grace((args.lease_duration / 3).max(1))
         .build()
-        .await
-        .map_err(|e| Error::Lease(e.to_string()))?;
+        .await?;
     let (mut leader, lease_task) = manager.watch().await;
     info!(%identity, lease = %args.lease_name, "waiting for the leader lease");
     loop {
@@ -361,7 +352,7 @@ async fn run_as_elected(
         }
         tokio::select! {
             changed = leader.changed() => if changed.is_err() {
-                return Err(Error::Lease("the lease manager stopped".into()));
+                return Err(Error::LeaseManagerStopped);
             },
             _ = stop.wait_for(|s| *s) => {
                 drop(leader);

@@ -496,7 +496,7 @@ async fn sign(
             what: "issuing".into(),
             source,
         }),
-        Err(e) => Err(Error::Task(e.to_string())),
+        Err(e) => Err(Error::Task(e)),
     }
 }
 
