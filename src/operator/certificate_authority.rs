@@ -606,9 +606,10 @@ async fn rotate(
                 )))
             } else {
                 Some(
-                    authority_cache::load_key(ctx, &name, &secret, Some(fp), now)
-                        .await?
-                        .map(|a| (index, a)),
+                    match authority_cache::load_key(ctx, &name, &secret, Some(fp), now).await? {
+                        authority_cache::Loaded::Usable(a) => Ok((index, a)),
+                        authority_cache::Loaded::Unusable(why) => Err(why.to_string()),
+                    },
                 )
             }
         }

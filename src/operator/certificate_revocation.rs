@@ -69,8 +69,10 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         .await;
     };
     let ring = match authority_cache::keyring(ctx, &ca, now).await? {
-        Ok(r) => r,
-        Err(message) => return not_ready(rev, ctx, Reason::IssuerNotReady, message).await,
+        authority_cache::Keys::Ready(r) => r,
+        authority_cache::Keys::Unusable(why) => {
+            return not_ready(rev, ctx, Reason::IssuerNotReady, why.to_string()).await;
+        }
     };
     let reason = rev.spec.reason.unwrap_or_default();
     let rule = rule_of(rev);

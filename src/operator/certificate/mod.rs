@@ -30,10 +30,11 @@ pub use decide::{Decision, Issuer, decide};
 use secret::Written;
 pub use secret::{Ownership, ownership};
 
+use super::authority_cache::{self, Keys};
 use super::conditions;
 use super::finalize::reconcile_with_finalizer;
 use super::reason::{Blocked, Reason};
-use super::{Context, Error, authority_cache, crl, ledger_store};
+use super::{Context, Error, crl, ledger_store};
 use crate::api::{ClusterCertificate, SecretDeletionPolicy};
 use crate::ledger::{LedgerEntry, RevocationRule};
 use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_chain};
@@ -120,7 +121,7 @@ async fn issuer(
         );
     }
     match authority_cache::keyring(ctx, &ca, now).await? {
-        Ok(ring) => {
+        Keys::Ready(ring) => {
             // Certificates point at the CRL of the key that signs them, if
             // the CA can sign one.
             let crl_url = ring.signing.certificate().can_sign_crls.then(|| {
@@ -143,7 +144,11 @@ async fn issuer(
                 },
             })
         }
-        Err(message) => waiting(Reason::IssuerNotReady, message, decide::WAITING_RETRY),
+        Keys::Unusable(why) => waiting(
+            Reason::IssuerNotReady,
+            why.to_string(),
+            decide::WAITING_RETRY,
+        ),
     }
 }
 
@@ -638,9 +643,9 @@ async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), 
     };
     let now = Utc::now();
     let ring = match authority_cache::keyring(ctx, &ca, now).await? {
-        Ok(r) => r,
-        Err(message) => {
-            warn!(certificate = %cert.name_any(), %message, "cannot revoke on delete");
+        Keys::Ready(r) => r,
+        Keys::Unusable(why) => {
+            warn!(certificate = %cert.name_any(), message = %why, "cannot revoke on delete");
             return Ok(());
         }
     };
