@@ -11,6 +11,7 @@ mod node_rotation;
 mod pki;
 mod plugin;
 mod revoke;
+mod run;
 mod time_left;
 
 use clap::{Parser, Subcommand};
@@ -30,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator.
-    Run(crate::operator::RunArgs),
+    Run(run::RunArgs),
     /// Print every CustomResourceDefinition certop defines, as YAML.
     Crd,
     /// Work with certificates and keys on disk, no cluster needed.
@@ -85,13 +86,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn run_operator(args: crate::operator::RunArgs) -> Result<(), CliError> {
+fn run_operator(args: run::RunArgs) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
     runtime
-        .block_on(crate::operator::run(args))
+        .block_on(crate::operator::run(args.config()))
         .map_err(CliError::Operator)
 }
 

@@ -35,4 +35,4 @@ mod watch_backoff;
 
 pub use context::{Context, Stores};
 pub use error::Error;
-pub use run::{LogFormat, RunArgs, run};
+pub use run::{LeaderElection, LogFormat, RunConfig, run};
