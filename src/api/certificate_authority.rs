@@ -366,103 +366,25 @@ pub enum CaSpecError {
 }
 
 impl CertificateAuthority {
+    /// The spec resolved, in steps: the CA's lifetime, its object names,
+    /// its CRL schedule, its rotation.
     pub fn settings(&self) -> Result<CaSettings, CaSpecError> {
-        let name = kube::ResourceExt::name_any(self);
         let spec = &self.spec;
-        let lifetime = match &spec.duration {
-            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
-                field: "spec.duration",
-                source,
-            })?,
-            None => chrono::Duration::hours(crate::pki::DEFAULT_CA_LIFETIME_HOURS),
-        };
+        let lifetime = duration_or(
+            "spec.duration",
+            spec.duration.as_ref(),
+            chrono::Duration::hours(crate::pki::DEFAULT_CA_LIFETIME_HOURS),
+        )?;
         if lifetime < crate::pki::MIN_CA_LIFETIME {
-            return Err(CaSpecError::LifetimeTooShort(
-                spec.duration
-                    .as_ref()
-                    .map_or("", |d| d.as_str())
-                    .to_string(),
-            ));
+            return Err(CaSpecError::LifetimeTooShort(text_of(
+                spec.duration.as_ref(),
+            )));
         }
-        let default_name = format!("{name}-ca");
-        let secret_name = spec
-            .key_source
-            .as_ref()
-            .and_then(|k| k.secret_name.clone())
-            .unwrap_or_else(|| default_name.clone());
-        let bundle_name = spec
-            .trust_bundle
-            .as_ref()
-            .and_then(|t| t.config_map_name.clone())
-            .unwrap_or_else(|| default_name.clone());
-        if secret_name.len() > 253 {
-            return Err(CaSpecError::SecretNameTooLong(default_name));
-        }
-        if spec.trust_bundle.is_some() && bundle_name.len() > 253 {
-            return Err(CaSpecError::BundleNameTooLong(default_name));
-        }
-        let crl = spec.crl.as_ref();
-        let crl_validity = match crl.and_then(|c| c.validity.as_ref()) {
-            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
-                field: "spec.crl.validity",
-                source,
-            })?,
-            None => chrono::Duration::hours(DEFAULT_CRL_VALIDITY_HOURS),
-        };
-        if crl_validity < chrono::Duration::minutes(1)
-            || crl_validity > chrono::Duration::hours(8760)
-        {
-            return Err(CaSpecError::CrlValidityOutOfRange(
-                crl.and_then(|c| c.validity.as_ref())
-                    .map_or("", |d| d.as_str())
-                    .to_string(),
-            ));
-        }
-        let crl_refresh_before = match crl.and_then(|c| c.refresh_before.as_ref()) {
-            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
-                field: "spec.crl.refreshBefore",
-                source,
-            })?,
-            None => crl_validity / 3,
-        };
-        if crl_refresh_before >= crl_validity {
-            return Err(CaSpecError::CrlRefreshNotShorter);
-        }
+        let (secret_name, bundle_name) = object_names(&kube::ResourceExt::name_any(self), spec)?;
+        let (crl_validity, crl_refresh_before) = crl_schedule(spec.crl.as_ref())?;
         let rotation = spec.rotation.clone().unwrap_or_default();
-        let rotation_overlap = match &rotation.overlap {
-            Some(d) => d.to_chrono().map_err(|source| CaSpecError::Duration {
-                field: "spec.rotation.overlap",
-                source,
-            })?,
-            None => chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
-        };
-        if rotation_overlap > chrono::Duration::hours(8760) {
-            return Err(CaSpecError::RotationOverlapTooLong(
-                rotation
-                    .overlap
-                    .as_ref()
-                    .map_or("", |d| d.as_str())
-                    .to_string(),
-            ));
-        }
-        // Admission refuses an overlap under 1m; one stored before that
-        // rule (an upgrade) is raised to it rather than stop the CA from
-        // signing: below 1m no client that mounts a trust bundle can have
-        // loaded the new CA before it signs.
-        let rotation_overlap = rotation_overlap.max(MIN_ROTATION_OVERLAP);
         let adopted = spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
-        let rotate_before = match &rotation.renew_before {
-            Some(d) => Some(d.to_chrono().map_err(|source| CaSpecError::Duration {
-                field: "spec.rotation.renewBefore",
-                source,
-            })?),
-            None => None,
-        };
-        let rotate_before = rotation
-            .automatic
-            .unwrap_or(!adopted)
-            .then_some(rotate_before)
-            .map(|b| b.unwrap_or(lifetime / 5));
+        let (rotation_overlap, rotate_before) = rotation_schedule(&rotation, adopted, lifetime)?;
         Ok(CaSettings {
             cross_sign: rotation.cross_sign.unwrap_or(false),
             rotation_overlap,
@@ -474,4 +396,111 @@ impl CertificateAuthority {
             crl_refresh_before,
         })
     }
+}
+
+/// A duration field of the spec, or `default` when it is not set.
+fn duration_or(
+    field: &'static str,
+    value: Option<&super::GoDuration>,
+    default: chrono::Duration,
+) -> Result<chrono::Duration, CaSpecError> {
+    match value {
+        Some(d) => d
+            .to_chrono()
+            .map_err(|source| CaSpecError::Duration { field, source }),
+        None => Ok(default),
+    }
+}
+
+/// A duration field as written, for a message ("" when not set).
+fn text_of(value: Option<&super::GoDuration>) -> String {
+    value.map_or("", |d| d.as_str()).to_string()
+}
+
+/// The key Secret's and the trust bundle's names: as the spec sets them,
+/// else `<name>-ca`, each within the API's 253 characters.
+fn object_names(
+    name: &str,
+    spec: &CertificateAuthoritySpec,
+) -> Result<(String, String), CaSpecError> {
+    let default_name = format!("{name}-ca");
+    let secret_name = spec
+        .key_source
+        .as_ref()
+        .and_then(|k| k.secret_name.clone())
+        .unwrap_or_else(|| default_name.clone());
+    let bundle_name = spec
+        .trust_bundle
+        .as_ref()
+        .and_then(|t| t.config_map_name.clone())
+        .unwrap_or_else(|| default_name.clone());
+    if secret_name.len() > 253 {
+        return Err(CaSpecError::SecretNameTooLong(default_name));
+    }
+    if spec.trust_bundle.is_some() && bundle_name.len() > 253 {
+        return Err(CaSpecError::BundleNameTooLong(default_name));
+    }
+    Ok((secret_name, bundle_name))
+}
+
+/// (validity, how long before nextUpdate to re-sign) of the CA's CRLs.
+fn crl_schedule(
+    crl: Option<&CrlSettings>,
+) -> Result<(chrono::Duration, chrono::Duration), CaSpecError> {
+    let written = crl.and_then(|c| c.validity.as_ref());
+    let validity = duration_or(
+        "spec.crl.validity",
+        written,
+        chrono::Duration::hours(DEFAULT_CRL_VALIDITY_HOURS),
+    )?;
+    if validity < chrono::Duration::minutes(1) || validity > chrono::Duration::hours(8760) {
+        return Err(CaSpecError::CrlValidityOutOfRange(text_of(written)));
+    }
+    let refresh_before = duration_or(
+        "spec.crl.refreshBefore",
+        crl.and_then(|c| c.refresh_before.as_ref()),
+        validity / 3,
+    )?;
+    if refresh_before >= validity {
+        return Err(CaSpecError::CrlRefreshNotShorter);
+    }
+    Ok((validity, refresh_before))
+}
+
+/// (overlap, how long before notAfter the CA rotates by itself: None when
+/// only on request) of a CA of `lifetime`; an adopted CA rotates only on
+/// request unless `automatic` says otherwise.
+fn rotation_schedule(
+    rotation: &CaRotation,
+    adopted: bool,
+    lifetime: chrono::Duration,
+) -> Result<(chrono::Duration, Option<chrono::Duration>), CaSpecError> {
+    let overlap = duration_or(
+        "spec.rotation.overlap",
+        rotation.overlap.as_ref(),
+        chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
+    )?;
+    if overlap > chrono::Duration::hours(8760) {
+        return Err(CaSpecError::RotationOverlapTooLong(text_of(
+            rotation.overlap.as_ref(),
+        )));
+    }
+    // Admission refuses an overlap under 1m; one stored before that
+    // rule (an upgrade) is raised to it rather than stop the CA from
+    // signing: below 1m no client that mounts a trust bundle can have
+    // loaded the new CA before it signs.
+    let overlap = overlap.max(MIN_ROTATION_OVERLAP);
+    let rotate_before = match &rotation.renew_before {
+        Some(d) => Some(d.to_chrono().map_err(|source| CaSpecError::Duration {
+            field: "spec.rotation.renewBefore",
+            source,
+        })?),
+        None => None,
+    };
+    let rotate_before = rotation
+        .automatic
+        .unwrap_or(!adopted)
+        .then_some(rotate_before)
+        .map(|b| b.unwrap_or(lifetime / 5));
+    Ok((overlap, rotate_before))
 }
