@@ -429,105 +429,116 @@ fn too_late(signing: &CertificateInfo, switch: DateTime<Utc>, overlap: Duration)
 }
 
 pub fn decide(o: &Observed) -> Step {
+    match o.marks.phase() {
+        Ok(Phase::Stable) => decide_stable(o),
+        Ok(Phase::Staged) => decide_staged(o),
+        Ok(Phase::Retiring) => decide_retiring(o),
+        Err(e) => Step::Blocked(e.to_string()),
+    }
+}
+
+/// No rotation under way: start one when requested or due, unless its
+/// switch would come after the CA's notAfter.
+fn decide_stable(o: &Observed) -> Step {
     let marks = o.marks;
-    let phase = match marks.phase() {
-        Ok(p) => p,
-        Err(e) => return Step::Blocked(e.to_string()),
+    let requested = marks.requested.is_some() && marks.requested != marks.answered;
+    let due = rotation_time(o.signing, &o.settings);
+    let why = if requested {
+        StartReason::Requested
+    } else if due.is_some_and(|t| o.now >= t) {
+        StartReason::Due
+    } else {
+        return Step::Wait { until: due };
     };
-    match phase {
-        Phase::Stable => {
-            let requested = marks.requested.is_some() && marks.requested != marks.answered;
-            let due = rotation_time(o.signing, &o.settings);
-            let why = if requested {
-                StartReason::Requested
-            } else if due.is_some_and(|t| o.now >= t) {
-                StartReason::Due
-            } else {
-                return Step::Wait { until: due };
+    if let Some(message) = too_late(o.signing, o.now + o.settings.overlap, o.settings.overlap) {
+        return Step::Blocked(format!(
+            "rotation {} is not started: {message}",
+            marks.number.saturating_add(1)
+        ));
+    }
+    match marks.number.checked_add(1) {
+        Some(number) => Step::Start {
+            number,
+            request: marks.requested.clone(),
+            why,
+        },
+        None => Step::Blocked("the CA has rotated as often as certop can count".into()),
+    }
+}
+
+/// A key is staged: make it, bind it, and switch to it once trusted for
+/// the overlap; a staged key whose Secret is gone or changed blocks,
+/// unless the user asked to unbind it.
+fn decide_staged(o: &Observed) -> Step {
+    let marks = o.marks;
+    match (o.next, &marks.next_fingerprint) {
+        (None, None) => Step::CreateKey {
+            index: marks.number,
+        },
+        (None, Some(_)) | (Some(_), Some(_))
+            if o.unbind_requested
+                && o.next
+                    .is_none_or(|n| Some(&n.fingerprint) != marks.next_fingerprint.as_ref()) =>
+        {
+            Step::Unbind
+        }
+        (None, Some(fp)) => Step::Blocked(format!(
+            "the Secret of the staged key of rotation {} (fingerprint {fp}) is gone; certop will not make another key for this rotation. Restore the Secret, or remove the annotation {} to make a new staged key",
+            marks.number,
+            meta::CA_NEXT_FINGERPRINT
+        )),
+        (Some(next), None) => Step::BindNext {
+            fingerprint: next.fingerprint.clone(),
+        },
+        (Some(next), Some(fp)) if *fp != next.fingerprint => Step::Blocked(format!(
+            "the staged key of rotation {} is bound to fingerprint {fp}, but its Secret now holds {}; certop refuses a key it did not make. Restore the Secret, or remove the annotation {} to stage the key it holds",
+            marks.number,
+            next.fingerprint,
+            meta::CA_NEXT_FINGERPRINT
+        )),
+        (Some(next), Some(_)) => {
+            // Not published yet: the pass that publishes records when.
+            let Some(at) = switch_time(next, o.next_trusted_since, o.settings.overlap) else {
+                return Step::Wait { until: None };
             };
-            if let Some(message) =
-                too_late(o.signing, o.now + o.settings.overlap, o.settings.overlap)
-            {
+            if let Some(message) = too_late(o.signing, at, o.settings.overlap) {
                 return Step::Blocked(format!(
-                    "rotation {} is not started: {message}",
-                    marks.number.saturating_add(1)
+                    "rotation {} cannot switch: {message}",
+                    marks.number
                 ));
             }
-            match marks.number.checked_add(1) {
-                Some(number) => Step::Start {
-                    number,
-                    request: marks.requested.clone(),
-                    why,
-                },
-                None => Step::Blocked("the CA has rotated as often as certop can count".into()),
-            }
-        }
-        Phase::Staged => match (o.next, &marks.next_fingerprint) {
-            (None, None) => Step::CreateKey {
-                index: marks.number,
-            },
-            (None, Some(_)) | (Some(_), Some(_))
-                if o.unbind_requested
-                    && !o.next.is_some_and(|n| {
-                        Some(&n.fingerprint) == marks.next_fingerprint.as_ref()
-                    }) =>
-            {
-                Step::Unbind
-            }
-            (None, Some(fp)) => Step::Blocked(format!(
-                "the Secret of the staged key of rotation {} (fingerprint {fp}) is gone; certop will not make another key for this rotation. Restore the Secret, or remove the annotation {} to make a new staged key",
-                marks.number,
-                meta::CA_NEXT_FINGERPRINT
-            )),
-            (Some(next), None) => Step::BindNext {
-                fingerprint: next.fingerprint.clone(),
-            },
-            (Some(next), Some(fp)) if *fp != next.fingerprint => Step::Blocked(format!(
-                "the staged key of rotation {} is bound to fingerprint {fp}, but its Secret now holds {}; certop refuses a key it did not make. Restore the Secret, or remove the annotation {} to stage the key it holds",
-                marks.number,
-                next.fingerprint,
-                meta::CA_NEXT_FINGERPRINT
-            )),
-            (Some(next), Some(_)) => {
-                // Not published yet: the pass that publishes records when.
-                let Some(at) = switch_time(next, o.next_trusted_since, o.settings.overlap) else {
-                    return Step::Wait { until: None };
-                };
-                if let Some(message) = too_late(o.signing, at, o.settings.overlap) {
-                    return Step::Blocked(format!(
-                        "rotation {} cannot switch: {message}",
-                        marks.number
-                    ));
-                }
-                if o.now >= at {
-                    Step::Switch
-                } else {
-                    Step::Wait { until: Some(at) }
-                }
-            }
-        },
-        Phase::Retiring => {
-            let ended = o
-                .end_retirement
-                .zip(o.previous)
-                .is_some_and(|(serial, p)| serial.eq_ignore_ascii_case(&p.serial.to_string()));
-            if ended {
-                return Step::Retire { early: true };
-            }
-            if o.previous_live > 0 {
-                return Step::Wait { until: None };
-            }
-            let switched = switched_at(o.signing, o.switched_at, o.settings.overlap);
-            let at = retire_time(switched, o.settings.overlap).max(
-                o.last_reissue
-                    .map_or(DateTime::<Utc>::MIN_UTC, |t| t + o.settings.overlap),
-            );
             if o.now >= at {
-                Step::Retire { early: false }
+                Step::Switch
             } else {
                 Step::Wait { until: Some(at) }
             }
         }
+    }
+}
+
+/// The old key is retiring: it leaves when the user ends its retirement,
+/// or once none of its certificates is left and the overlap has passed
+/// since the switch and the last re-issue.
+fn decide_retiring(o: &Observed) -> Step {
+    let ended = o
+        .end_retirement
+        .zip(o.previous)
+        .is_some_and(|(serial, p)| serial.eq_ignore_ascii_case(&p.serial.to_string()));
+    if ended {
+        return Step::Retire { early: true };
+    }
+    if o.previous_live > 0 {
+        return Step::Wait { until: None };
+    }
+    let switched = switched_at(o.signing, o.switched_at, o.settings.overlap);
+    let at = retire_time(switched, o.settings.overlap).max(
+        o.last_reissue
+            .map_or(DateTime::<Utc>::MIN_UTC, |t| t + o.settings.overlap),
+    );
+    if o.now >= at {
+        Step::Retire { early: false }
+    } else {
+        Step::Wait { until: Some(at) }
     }
 }
 
