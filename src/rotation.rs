@@ -626,6 +626,43 @@ mod tests {
         RotationMarks::of(&annotations(pairs)).expect("marks")
     }
 
+    /// Marks certop cannot read say what to restore.
+    #[test]
+    fn marks_certop_cannot_read_say_what_to_restore() {
+        fn refusal<T>(r: Result<T, impl std::fmt::Display>) -> String {
+            match r {
+                Ok(_) => panic!("accepted"),
+                Err(e) => e.to_string(),
+            }
+        }
+        assert_eq!(
+            refusal(RotationMarks::of(&annotations(&[(
+                meta::CA_ROTATION,
+                "two"
+            )]))),
+            format!(
+                "annotation {}=\"two\" is not a key number; certop wrote a number there: restore it",
+                meta::CA_ROTATION
+            )
+        );
+        let record = CaRotationRecord {
+            number: -1,
+            ..Default::default()
+        };
+        assert_eq!(
+            refusal(RotationMarks::of_record(&record, &BTreeMap::new())),
+            "status.rotation.record.number is -1, not a key number"
+        );
+        assert_eq!(
+            refusal(marks(&[(meta::CA_ROTATION, "3")]).phase()),
+            format!(
+                "the rotation marks do not fit together (rotation 3, signing key 0, retiring key: false); certop wrote them together: restore the annotations {} and {}",
+                meta::CA_ROTATION,
+                meta::CA_SIGNING_KEY
+            )
+        );
+    }
+
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs
             .iter()

@@ -764,3 +764,52 @@ fn a_csr_is_signed_under_a_policy_its_requester_may_use_with_its_lifetime_capped
         .is_ok()
     );
 }
+
+/// A policy certop cannot use says which policy and field to fix.
+#[test]
+fn a_policy_certop_cannot_use_names_the_policy_and_the_field() {
+    fn refusal(r: Result<Rules, impl std::fmt::Display>) -> String {
+        match r {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+    let p = policy(
+        "team-a",
+        &["ca"],
+        AllowedIdentity {
+            ip_addresses: strings(&["10.0.0.1"]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        refusal(Rules::of_policy(&p)),
+        "CertificatePolicy team-a: allowed.ipAddresses: \"10.0.0.1\" is not a CIDR such as 10.0.0.0/8, 10.1.2.3/32 or fd00::/64"
+    );
+    let too_long: crate::api::GoDuration =
+        serde_json::from_value(serde_json::json!("900000h")).expect("text");
+    let p = policy(
+        "team-b",
+        &["ca"],
+        AllowedIdentity {
+            max_duration: Some(too_long.clone()),
+            ..Default::default()
+        },
+    );
+    let why = match too_long.to_chrono() {
+        Ok(_) => panic!("too long"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        refusal(Rules::of_policy(&p)),
+        format!("CertificatePolicy team-b: allowed.maxDuration: {why}")
+    );
+    let ceiling = IssuancePolicy {
+        max_duration: Some(too_long),
+        ..Default::default()
+    };
+    assert_eq!(
+        refusal(Rules::of_ca_policy("ca", &ceiling)),
+        format!("the CA's spec.policy.maxDuration: {why}")
+    );
+}
