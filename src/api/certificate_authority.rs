@@ -352,97 +352,53 @@ pub const DEFAULT_ROTATION_OVERLAP_HOURS: i64 = 24;
 /// Default CRL validity: a day.
 pub const DEFAULT_CRL_VALIDITY_HOURS: i64 = 24;
 
+/// Why a CertificateAuthority's spec cannot be used; each names the field
+/// and what to write there (the message of its `InvalidSpec` condition).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CaSpecError {
+    #[error("{field}: {source}")]
+    Duration {
+        field: &'static str,
+        source: super::DurationError,
+    },
+    #[error("spec.duration {0} is shorter than 1h: a CA must outlive what it signs")]
+    LifetimeTooShort(String),
+    #[error(
+        "the CA name is too long for its Secret name {0:?} (at most 253 characters): set spec.keySource.secretName"
+    )]
+    SecretNameTooLong(String),
+    #[error(
+        "the CA name is too long for its trust-bundle ConfigMap name {0:?} (at most 253 characters): set spec.trustBundle.configMapName"
+    )]
+    BundleNameTooLong(String),
+    #[error("spec.crl.validity must be between 1m and 8760h, not {0}")]
+    CrlValidityOutOfRange(String),
+    #[error("spec.crl.refreshBefore must be shorter than spec.crl.validity")]
+    CrlRefreshNotShorter,
+    #[error("spec.rotation.overlap must be at most 8760h, not {0}")]
+    RotationOverlapTooLong(String),
+}
+
 impl CertificateAuthority {
-    pub fn settings(&self) -> Result<CaSettings, String> {
-        let name = kube::ResourceExt::name_any(self);
+    /// The spec resolved, in steps: the CA's lifetime, its object names,
+    /// its CRL schedule, its rotation.
+    pub fn settings(&self) -> Result<CaSettings, CaSpecError> {
         let spec = &self.spec;
-        let lifetime = match &spec.duration {
-            Some(d) => d.to_chrono().map_err(|e| format!("spec.duration: {e}"))?,
-            None => chrono::Duration::hours(DEFAULT_CA_LIFETIME_HOURS),
-        };
+        let lifetime = duration_or(
+            "spec.duration",
+            spec.duration.as_ref(),
+            chrono::Duration::hours(DEFAULT_CA_LIFETIME_HOURS),
+        )?;
         if lifetime < MIN_CA_LIFETIME {
-            return Err(format!(
-                "spec.duration {} is shorter than 1h: a CA must outlive what it signs",
-                spec.duration.as_ref().map_or("", |d| d.as_str())
-            ));
+            return Err(CaSpecError::LifetimeTooShort(text_of(
+                spec.duration.as_ref(),
+            )));
         }
-        let default_name = format!("{name}-ca");
-        let secret_name = spec
-            .key_source
-            .as_ref()
-            .and_then(|k| k.secret_name.clone())
-            .unwrap_or_else(|| default_name.clone());
-        let bundle_name = spec
-            .trust_bundle
-            .as_ref()
-            .and_then(|t| t.config_map_name.clone())
-            .unwrap_or_else(|| default_name.clone());
-        if secret_name.len() > 253 {
-            return Err(format!(
-                "the CA name is too long for its Secret name {default_name:?} (at most 253 characters): set spec.keySource.secretName"
-            ));
-        }
-        if spec.trust_bundle.is_some() && bundle_name.len() > 253 {
-            return Err(format!(
-                "the CA name is too long for its trust-bundle ConfigMap name {default_name:?} (at most 253 characters): set spec.trustBundle.configMapName"
-            ));
-        }
-        let crl = spec.crl.as_ref();
-        let crl_validity = match crl.and_then(|c| c.validity.as_ref()) {
-            Some(d) => d
-                .to_chrono()
-                .map_err(|e| format!("spec.crl.validity: {e}"))?,
-            None => chrono::Duration::hours(DEFAULT_CRL_VALIDITY_HOURS),
-        };
-        if crl_validity < chrono::Duration::minutes(1)
-            || crl_validity > chrono::Duration::hours(8760)
-        {
-            return Err(format!(
-                "spec.crl.validity must be between 1m and 8760h, not {}",
-                crl.and_then(|c| c.validity.as_ref())
-                    .map_or("", |d| d.as_str())
-            ));
-        }
-        let crl_refresh_before = match crl.and_then(|c| c.refresh_before.as_ref()) {
-            Some(d) => d
-                .to_chrono()
-                .map_err(|e| format!("spec.crl.refreshBefore: {e}"))?,
-            None => crl_validity / 3,
-        };
-        if crl_refresh_before >= crl_validity {
-            return Err("spec.crl.refreshBefore must be shorter than spec.crl.validity".into());
-        }
+        let (secret_name, bundle_name) = object_names(&kube::ResourceExt::name_any(self), spec)?;
+        let (crl_validity, crl_refresh_before) = crl_schedule(spec.crl.as_ref())?;
         let rotation = spec.rotation.clone().unwrap_or_default();
-        let rotation_overlap = match &rotation.overlap {
-            Some(d) => d
-                .to_chrono()
-                .map_err(|e| format!("spec.rotation.overlap: {e}"))?,
-            None => chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
-        };
-        if rotation_overlap > chrono::Duration::hours(8760) {
-            return Err(format!(
-                "spec.rotation.overlap must be at most 8760h, not {}",
-                rotation.overlap.as_ref().map_or("", |d| d.as_str())
-            ));
-        }
-        // Admission refuses an overlap under 1m; one stored before that
-        // rule (an upgrade) is raised to it rather than stop the CA from
-        // signing: below 1m no client that mounts a trust bundle can have
-        // loaded the new CA before it signs.
-        let rotation_overlap = rotation_overlap.max(MIN_ROTATION_OVERLAP);
         let adopted = spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
-        let rotate_before = match &rotation.renew_before {
-            Some(d) => Some(
-                d.to_chrono()
-                    .map_err(|e| format!("spec.rotation.renewBefore: {e}"))?,
-            ),
-            None => None,
-        };
-        let rotate_before = rotation
-            .automatic
-            .unwrap_or(!adopted)
-            .then_some(rotate_before)
-            .map(|b| b.unwrap_or(lifetime / 5));
+        let (rotation_overlap, rotate_before) = rotation_schedule(&rotation, adopted, lifetime)?;
         Ok(CaSettings {
             cross_sign: rotation.cross_sign.unwrap_or(false),
             rotation_overlap,
@@ -454,4 +410,111 @@ impl CertificateAuthority {
             crl_refresh_before,
         })
     }
+}
+
+/// A duration field of the spec, or `default` when it is not set.
+fn duration_or(
+    field: &'static str,
+    value: Option<&super::GoDuration>,
+    default: chrono::Duration,
+) -> Result<chrono::Duration, CaSpecError> {
+    match value {
+        Some(d) => d
+            .to_chrono()
+            .map_err(|source| CaSpecError::Duration { field, source }),
+        None => Ok(default),
+    }
+}
+
+/// A duration field as written, for a message ("" when not set).
+fn text_of(value: Option<&super::GoDuration>) -> String {
+    value.map_or("", |d| d.as_str()).to_string()
+}
+
+/// The key Secret's and the trust bundle's names: as the spec sets them,
+/// else `<name>-ca`, each within the API's 253 characters.
+fn object_names(
+    name: &str,
+    spec: &CertificateAuthoritySpec,
+) -> Result<(String, String), CaSpecError> {
+    let default_name = format!("{name}-ca");
+    let secret_name = spec
+        .key_source
+        .as_ref()
+        .and_then(|k| k.secret_name.clone())
+        .unwrap_or_else(|| default_name.clone());
+    let bundle_name = spec
+        .trust_bundle
+        .as_ref()
+        .and_then(|t| t.config_map_name.clone())
+        .unwrap_or_else(|| default_name.clone());
+    if secret_name.len() > 253 {
+        return Err(CaSpecError::SecretNameTooLong(default_name));
+    }
+    if spec.trust_bundle.is_some() && bundle_name.len() > 253 {
+        return Err(CaSpecError::BundleNameTooLong(default_name));
+    }
+    Ok((secret_name, bundle_name))
+}
+
+/// (validity, how long before nextUpdate to re-sign) of the CA's CRLs.
+fn crl_schedule(
+    crl: Option<&CrlSettings>,
+) -> Result<(chrono::Duration, chrono::Duration), CaSpecError> {
+    let written = crl.and_then(|c| c.validity.as_ref());
+    let validity = duration_or(
+        "spec.crl.validity",
+        written,
+        chrono::Duration::hours(DEFAULT_CRL_VALIDITY_HOURS),
+    )?;
+    if validity < chrono::Duration::minutes(1) || validity > chrono::Duration::hours(8760) {
+        return Err(CaSpecError::CrlValidityOutOfRange(text_of(written)));
+    }
+    let refresh_before = duration_or(
+        "spec.crl.refreshBefore",
+        crl.and_then(|c| c.refresh_before.as_ref()),
+        validity / 3,
+    )?;
+    if refresh_before >= validity {
+        return Err(CaSpecError::CrlRefreshNotShorter);
+    }
+    Ok((validity, refresh_before))
+}
+
+/// (overlap, how long before notAfter the CA rotates by itself: None when
+/// only on request) of a CA of `lifetime`; an adopted CA rotates only on
+/// request unless `automatic` says otherwise.
+fn rotation_schedule(
+    rotation: &CaRotation,
+    adopted: bool,
+    lifetime: chrono::Duration,
+) -> Result<(chrono::Duration, Option<chrono::Duration>), CaSpecError> {
+    let overlap = duration_or(
+        "spec.rotation.overlap",
+        rotation.overlap.as_ref(),
+        chrono::Duration::hours(DEFAULT_ROTATION_OVERLAP_HOURS),
+    )?;
+    if overlap > chrono::Duration::hours(8760) {
+        return Err(CaSpecError::RotationOverlapTooLong(text_of(
+            rotation.overlap.as_ref(),
+        )));
+    }
+    // Admission refuses an overlap under 1m; one stored before that
+    // rule (an upgrade) is raised to it rather than stop the CA from
+    // signing: below 1m no client that mounts a trust bundle can have
+    // loaded the new CA before it signs.
+    let overlap = overlap.max(MIN_ROTATION_OVERLAP);
+    let rotate_before = match &rotation.renew_before {
+        Some(d) => Some(d.to_chrono().map_err(|source| CaSpecError::Duration {
+            field: "spec.rotation.renewBefore",
+            source,
+        })?),
+        None => None,
+    };
+    let rotate_before = rotation
+        .automatic
+        .unwrap_or(!adopted)
+        .then_some(rotate_before)
+        .map(|b| b.unwrap_or(lifetime / 5));
+    Ok((overlap, rotate_before))
 }

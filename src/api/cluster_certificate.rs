@@ -255,23 +255,47 @@ pub struct SecretTemplate {
     pub annotations: BTreeMap<String, String>,
 }
 
+/// Why a `spec.secretTemplate` cannot be written as the Secret's metadata;
+/// each names the key and the rule it breaks.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SecretTemplateError {
+    #[error("spec.secretTemplate.{field} key {key:?}: {rule}")]
+    Key {
+        field: &'static str,
+        key: String,
+        rule: &'static str,
+    },
+    #[error(
+        "spec.secretTemplate.labels[{key:?}] value {value:?} must be at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
+    )]
+    LabelValue { key: String, value: String },
+    #[error("spec.secretTemplate.annotations exceed 256 KiB in total")]
+    AnnotationsTooLarge,
+}
+
 impl SecretTemplate {
     /// Checks every key and value as the API server will when the Secret
     /// is written, so a bad one is an `InvalidSpec` condition that names it
     /// instead of a write refused on every retry.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SecretTemplateError> {
+        let key_of = |field: &'static str, key: &str| {
+            metadata_key(key).map_err(|rule| SecretTemplateError::Key {
+                field,
+                key: key.to_string(),
+                rule,
+            })
+        };
         for (key, value) in &self.labels {
-            metadata_key(key)
-                .map_err(|e| format!("spec.secretTemplate.labels key {key:?}: {e}"))?;
+            key_of("labels", key)?;
             if value.len() > 63 || !(value.is_empty() || is_label_name(value)) {
-                return Err(format!(
-                    "spec.secretTemplate.labels[{key:?}] value {value:?} must be at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit"
-                ));
+                return Err(SecretTemplateError::LabelValue {
+                    key: key.clone(),
+                    value: value.clone(),
+                });
             }
         }
         for key in self.annotations.keys() {
-            metadata_key(key)
-                .map_err(|e| format!("spec.secretTemplate.annotations key {key:?}: {e}"))?;
+            key_of("annotations", key)?;
         }
         let size: usize = self
             .annotations
@@ -279,7 +303,7 @@ impl SecretTemplate {
             .map(|(k, v)| k.len() + v.len())
             .sum();
         if size > 256 * 1024 {
-            return Err("spec.secretTemplate.annotations exceed 256 KiB in total".into());
+            return Err(SecretTemplateError::AnnotationsTooLarge);
         }
         Ok(())
     }

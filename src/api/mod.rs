@@ -17,10 +17,10 @@ mod revocation_reason;
 mod tests;
 
 pub use certificate_authority::{
-    CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CertificateAuthority,
-    CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings, DEFAULT_CA_LIFETIME_HOURS,
-    DEFAULT_CRL_VALIDITY_HOURS, DEFAULT_ROTATION_OVERLAP_HOURS, IssuancePolicy, MIN_CA_LIFETIME,
-    TrustBundle, ca_key_pair,
+    CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CaSpecError,
+    CertificateAuthority, CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings,
+    DEFAULT_CA_LIFETIME_HOURS, DEFAULT_CRL_VALIDITY_HOURS, DEFAULT_ROTATION_OVERLAP_HOURS,
+    IssuancePolicy, MIN_CA_LIFETIME, TrustBundle, ca_key_pair,
 };
 pub use certificate_policy::{
     AllowedIdentity, CertificatePolicy, CertificatePolicySpec, PolicyRef,
@@ -32,7 +32,7 @@ pub use certificate_revocation::{
 pub use cluster_certificate::{
     ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
     PrivateKeySettings, Profile, RevocationRecord, RotationPolicy, SecretDeletionPolicy,
-    SecretTemplate,
+    SecretTemplate, SecretTemplateError,
 };
 pub use duration::{DurationError, GoDuration, MAX_HOURS};
 pub use revocation_reason::RevocationReason;

@@ -101,3 +101,113 @@ fn cel_rules_accept_a_valid_spec_and_refuse_each_invalid_one_with_its_message() 
 
 /// A change to a valid spec, for table tests of refusals.
 type SpecEdit = Box<dyn Fn(&mut ClusterCertificateSpec)>;
+
+/// The message of a refusal, whatever type says it.
+fn refusal<T>(result: Result<T, impl std::fmt::Display>) -> String {
+    match result {
+        Ok(_) => panic!("accepted"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A spec certop's own checks refuse says which field to fix, and how.
+#[test]
+fn a_ca_spec_certop_refuses_names_the_field_and_the_fix() {
+    let long = "c".repeat(251);
+    let cases: Vec<(serde_json::Value, String)> = vec![
+        (
+            serde_json::json!({"duration": "30m"}),
+            "spec.duration 30m is shorter than 1h: a CA must outlive what it signs".into(),
+        ),
+        (
+            serde_json::json!({"crl": {"validity": "10s"}}),
+            "spec.crl.validity must be between 1m and 8760h, not 10s".into(),
+        ),
+        (
+            serde_json::json!({"crl": {"validity": "1h", "refreshBefore": "2h"}}),
+            "spec.crl.refreshBefore must be shorter than spec.crl.validity".into(),
+        ),
+        (
+            serde_json::json!({"rotation": {"overlap": "9000h"}}),
+            "spec.rotation.overlap must be at most 8760h, not 9000h".into(),
+        ),
+        (
+            serde_json::json!({"rotation": {"renewBefore": "soon"}}),
+            format!(
+                "spec.rotation.renewBefore: {}",
+                refusal(
+                    serde_json::from_value::<GoDuration>(serde_json::json!("soon"))
+                        .expect("text")
+                        .to_chrono()
+                )
+            ),
+        ),
+        (
+            serde_json::json!({"name": long}),
+            format!(
+                "the CA name is too long for its Secret name \"{long}-ca\" (at most 253 characters): set spec.keySource.secretName"
+            ),
+        ),
+        (
+            serde_json::json!({"name": long, "keySource": {"secretName": "key"}, "trustBundle": {"namespaceSelector": {}}}),
+            format!(
+                "the CA name is too long for its trust-bundle ConfigMap name \"{long}-ca\" (at most 253 characters): set spec.trustBundle.configMapName"
+            ),
+        ),
+    ];
+    for (patch, want) in cases {
+        let mut spec = serde_json::json!({"subject": {"commonName": "test CA"}});
+        let mut name = "web".to_string();
+        for (k, v) in patch.as_object().expect("object") {
+            match k.as_str() {
+                "name" => name = v.as_str().expect("name").to_string(),
+                _ => spec[k] = v.clone(),
+            }
+        }
+        let ca: CertificateAuthority = serde_json::from_value(serde_json::json!({
+            "apiVersion": "certop.dev/v1alpha1",
+            "kind": "CertificateAuthority",
+            "metadata": {"name": name},
+            "spec": spec,
+        }))
+        .expect("a CA");
+        assert_eq!(refusal(ca.settings()), want, "{patch}");
+    }
+}
+
+/// A secretTemplate the API server would refuse is named, key and rule.
+#[test]
+fn a_secret_template_certop_refuses_names_the_key_and_the_rule() {
+    let template = |labels: &[(&str, &str)], annotations: &[(&str, &str)]| SecretTemplate {
+        labels: labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        annotations: annotations
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let big = "v".repeat(256 * 1024);
+    let cases = [
+        (
+            template(&[("Bad_Prefix/x", "v")], &[]),
+            "spec.secretTemplate.labels key \"Bad_Prefix/x\": the prefix before '/' must be a lower-case DNS subdomain",
+        ),
+        (
+            template(&[("app", "-v")], &[]),
+            "spec.secretTemplate.labels[\"app\"] value \"-v\" must be at most 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        ),
+        (
+            template(&[], &[("", "v")]),
+            "spec.secretTemplate.annotations key \"\": the name must be 1 to 63 characters of letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+        ),
+        (
+            template(&[], &[("big", big.as_str())]),
+            "spec.secretTemplate.annotations exceed 256 KiB in total",
+        ),
+    ];
+    for (t, want) in cases {
+        assert_eq!(refusal(t.validate()), want);
+    }
+}

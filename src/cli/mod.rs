@@ -12,6 +12,7 @@ mod node_rotation;
 mod pki;
 mod plugin;
 mod revoke;
+mod run;
 mod time_left;
 
 use clap::{Parser, Subcommand};
@@ -31,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator.
-    Run(crate::operator::RunArgs),
+    Run(run::RunArgs),
     /// Print every CustomResourceDefinition certop defines, as YAML.
     Crd,
     /// Write kube-apiserver's AuthorizationConfiguration and webhook kubeconfig
@@ -90,13 +91,13 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-fn run_operator(args: crate::operator::RunArgs) -> Result<(), CliError> {
+fn run_operator(args: run::RunArgs) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
     runtime
-        .block_on(crate::operator::run(args))
+        .block_on(crate::operator::run(args.config()))
         .map_err(CliError::Operator)
 }
 

@@ -534,18 +534,7 @@ pub(super) fn reissue(
     let mut files = Vec::new();
     let mut report = String::new();
     for (c, current) in due {
-        let ca = match cas.entry(c.ca) {
-            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(load_ca(dir, c.ca, now)?.ok_or_else(|| {
-                    CliError::Invalid(format!(
-                        "the {} CA is missing from {}",
-                        c.ca.name(),
-                        dir.display()
-                    ))
-                })?)
-            }
-        };
+        let ca = ca_for(cas, dir, c.ca, now)?;
         let key_pem = &keys[c.name];
         let key = PrivateKey::from_pem(key_pem, c.name)?;
         if !crate::pki::key_matches_certificate(&key, current) {
@@ -560,43 +549,12 @@ pub(super) fn reissue(
         } else {
             PrivateKey::generate(template.key_algorithm)?
         };
-        let new_key_pem = key.to_pem();
         let issued = issue(&template, &key, ca, now)?;
         let leaf_pem = issued.certificate.to_pem();
-        // (file, new content, secret) for each file this renewal changes.
-        let mut changes: Vec<(PathBuf, Vec<u8>, bool)> = Vec::new();
-        match c.placement {
-            Placement::Pair(rel) => {
-                let (crt, key_path) = pair_paths(dir, rel);
-                changes.push((crt, leaf_pem.into_bytes(), false));
-                changes.push((key_path, new_key_pem.into_bytes(), true));
-            }
-            Placement::Kubeconfig(file) => {
-                let path = kc_dir.join(file);
-                match kubeconfig_pair(&path)?.2 {
-                    // Only the client certificate and key change; a
-                    // kubeconfig that names files keeps naming them.
-                    Some((crt, key_path)) => {
-                        changes.push((crt, leaf_pem.into_bytes(), false));
-                        changes.push((key_path, new_key_pem.into_bytes(), true));
-                    }
-                    None => {
-                        let mut doc = read_kubeconfig(&path)?;
-                        node::replace_embedded(&mut doc, &leaf_pem, &new_key_pem);
-                        changes.push((path, kubeconfig_yaml(&doc)?, true));
-                    }
-                }
-            }
-        }
+        let changes = changed_files(c, dir, kc_dir, leaf_pem, key.to_pem())?;
         for (path, content, secret) in changes {
-            let rel = path
-                .strip_prefix(dir)
-                .or_else(|_| path.strip_prefix(kc_dir))
-                .unwrap_or(&path)
-                .to_path_buf();
-            let rel = rel.strip_prefix("/").unwrap_or(&rel).to_path_buf();
             files.push(OutputFile {
-                path: backup.join(&rel),
+                path: backup.join(relative(&path, dir, kc_dir)),
                 content: read(&path)?,
                 secret: true,
             });
@@ -615,4 +573,71 @@ pub(super) fn reissue(
         );
     }
     Ok((files, report))
+}
+
+/// The CA of `slot`, loaded from `dir` the first time it is needed.
+fn ca_for<'a>(
+    cas: &'a mut BTreeMap<CaSlot, Authority>,
+    dir: &Path,
+    slot: CaSlot,
+    now: DateTime<Utc>,
+) -> Result<&'a mut Authority, CliError> {
+    Ok(match cas.entry(slot) {
+        std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+        std::collections::btree_map::Entry::Vacant(e) => {
+            e.insert(load_ca(dir, slot, now)?.ok_or_else(|| {
+                CliError::Invalid(format!(
+                    "the {} CA is missing from {}",
+                    slot.name(),
+                    dir.display()
+                ))
+            })?)
+        }
+    })
+}
+
+/// (file, new content, secret) for each file a renewal of `c` changes.
+fn changed_files(
+    c: &NodeCertificate,
+    dir: &Path,
+    kc_dir: &Path,
+    leaf_pem: String,
+    key_pem: String,
+) -> Result<Vec<(PathBuf, Vec<u8>, bool)>, CliError> {
+    let pair = |crt: PathBuf, key_path: PathBuf| {
+        vec![
+            (crt, leaf_pem.clone().into_bytes(), false),
+            (key_path, key_pem.clone().into_bytes(), true),
+        ]
+    };
+    Ok(match c.placement {
+        Placement::Pair(rel) => {
+            let (crt, key_path) = pair_paths(dir, rel);
+            pair(crt, key_path)
+        }
+        Placement::Kubeconfig(file) => {
+            let path = kc_dir.join(file);
+            match kubeconfig_pair(&path)?.2 {
+                // Only the client certificate and key change; a
+                // kubeconfig that names files keeps naming them.
+                Some((crt, key_path)) => pair(crt, key_path),
+                None => {
+                    let mut doc = read_kubeconfig(&path)?;
+                    node::replace_embedded(&mut doc, &leaf_pem, &key_pem);
+                    vec![(path, kubeconfig_yaml(&doc)?, true)]
+                }
+            }
+        }
+    })
+}
+
+/// A changed file's path under the backup directory: relative to the
+/// PKI or kubeconfig directory it is in.
+fn relative(path: &Path, dir: &Path, kc_dir: &Path) -> PathBuf {
+    let rel = path
+        .strip_prefix(dir)
+        .or_else(|_| path.strip_prefix(kc_dir))
+        .unwrap_or(path)
+        .to_path_buf();
+    rel.strip_prefix("/").unwrap_or(&rel).to_path_buf()
 }

@@ -317,43 +317,8 @@ fn switch(
             ))
         })?;
     let pem = pem_of(&[next.certificate(), &old]);
-    let key_path = dir.join(format!("{}.key", slot.path()));
-    let mut files = Vec::new();
-    for file in [
-        OutputFile {
-            path: previous_path(dir, slot),
-            content: old.to_pem().into_bytes(),
-            secret: false,
-        },
-        OutputFile {
-            path: bundle_path(dir, slot),
-            content: pem.clone().into_bytes(),
-            secret: false,
-        },
-        OutputFile {
-            path: key_path,
-            content: next.key_pem().into_bytes(),
-            secret: true,
-        },
-    ] {
-        files.extend(with_backup(dir, kc_dir, backup, file)?);
-    }
-    write_all(&files)?;
-    // Every certificate of this CA, re-issued by the new key; kubelet.conf
-    // too, or a kubelet that has not rotated its own certificate yet
-    // would be locked out when the old CA leaves.
-    let mut found = Vec::new();
-    let mut keys = BTreeMap::new();
-    for c in node::CERTIFICATES
-        .iter()
-        .chain(std::iter::once(&node::KUBELET_CONF))
-        .filter(|c| c.ca == slot)
-    {
-        if let Some((info, key)) = read_certificate(dir, kc_dir, c)? {
-            keys.insert(c.name, key);
-            found.push((*c, info));
-        }
-    }
+    write_trust(dir, kc_dir, slot, backup, &next, &old, &pem)?;
+    let (found, keys) = certificates_of(dir, kc_dir, slot)?;
     let mut cas = BTreeMap::from([(slot, next)]);
     let (files, reissued) = reissue(
         dir,
@@ -381,6 +346,67 @@ fn switch(
         found.len(),
         reissued.trim_end()
     ))
+}
+
+/// Writes the switch's trust: the old CA kept as the previous one, the
+/// bundle with the new CA first, and the new key as the signing key (each
+/// file backed up first).
+fn write_trust(
+    dir: &Path,
+    kc_dir: &Path,
+    slot: CaSlot,
+    backup: &Path,
+    next: &Authority,
+    old: &CertificateInfo,
+    pem: &str,
+) -> Result<(), CliError> {
+    let key_path = dir.join(format!("{}.key", slot.path()));
+    let mut files = Vec::new();
+    for file in [
+        OutputFile {
+            path: previous_path(dir, slot),
+            content: old.to_pem().into_bytes(),
+            secret: false,
+        },
+        OutputFile {
+            path: bundle_path(dir, slot),
+            content: pem.as_bytes().to_vec(),
+            secret: false,
+        },
+        OutputFile {
+            path: key_path,
+            content: next.key_pem().into_bytes(),
+            secret: true,
+        },
+    ] {
+        files.extend(with_backup(dir, kc_dir, backup, file)?);
+    }
+    write_all(&files)
+}
+
+/// Node certificates found on disk, each with what it holds.
+type Found = Vec<(node::NodeCertificate, CertificateInfo)>;
+
+/// The key PEM of each found certificate, by name.
+type Keys = BTreeMap<&'static str, String>;
+
+/// Every certificate of the CA in `slot` that is on disk, with its key;
+/// kubelet.conf too, or a kubelet that has not rotated its own
+/// certificate yet would be locked out when the old CA leaves.
+fn certificates_of(dir: &Path, kc_dir: &Path, slot: CaSlot) -> Result<(Found, Keys), CliError> {
+    let mut found = Vec::new();
+    let mut keys = BTreeMap::new();
+    for c in node::CERTIFICATES
+        .iter()
+        .chain(std::iter::once(&node::KUBELET_CONF))
+        .filter(|c| c.ca == slot)
+    {
+        if let Some((info, key)) = read_certificate(dir, kc_dir, c)? {
+            keys.insert(c.name, key);
+            found.push((*c, info));
+        }
+    }
+    Ok((found, keys))
 }
 
 /// Step 3: only the new CA is trusted.

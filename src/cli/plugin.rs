@@ -113,18 +113,33 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
         .name
         .strip_prefix("clustercertificate/")
         .unwrap_or(&args.name);
-    let client = cluster.client.clone();
-    let certs: Api<ClusterCertificate> = Api::all(client.clone());
+    let certs: Api<ClusterCertificate> = Api::all(cluster.client.clone());
     let c = certs
         .get(name)
         .await
         .map_err(cluster.error(format!("ClusterCertificate {name}")))?;
-    let now = Utc::now();
+    let mut out = certificate_lines(&c, Utc::now());
+    let secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &c.spec.secret_namespace);
+    let secret = secrets
+        .get_opt(&c.spec.secret_name)
+        .await
+        .map_err(cluster.error(format!(
+            "Secret {}/{}",
+            c.spec.secret_namespace, c.spec.secret_name
+        )))?;
+    out.push_str(&secret_lines(secret.as_ref()));
+    out.push_str(&recent_events(&cluster, "ClusterCertificate", &c.name_any()).await?);
+    print!("{out}");
+    Ok(())
+}
+
+/// A ClusterCertificate's conditions and status, one field a line.
+fn certificate_lines(c: &ClusterCertificate, now: DateTime<Utc>) -> String {
     let s = c.status.clone().unwrap_or_default();
     let mut out = String::new();
     let _ = writeln!(out, "Name:          {}", c.name_any());
-    let _ = writeln!(out, "Ready:         {}", condition_line(&c, "Ready"));
-    let _ = writeln!(out, "Issuing:       {}", condition_line(&c, "Issuing"));
+    let _ = writeln!(out, "Ready:         {}", condition_line(c, "Ready"));
+    let _ = writeln!(out, "Issuing:       {}", condition_line(c, "Issuing"));
     let _ = writeln!(out, "Issuer:        {}", c.spec.issuer_ref.name);
     let _ = writeln!(
         out,
@@ -156,44 +171,39 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
             when(s.last_failure_time, now)
         );
     }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &c.spec.secret_namespace);
-    match secrets
-        .get_opt(&c.spec.secret_name)
-        .await
-        .map_err(cluster.error(format!(
-            "Secret {}/{}",
-            c.spec.secret_namespace, c.spec.secret_name
-        )))? {
-        None => {
-            let _ = writeln!(out, "Certificate:   the Secret does not exist");
+    out
+}
+
+/// What the certificate's Secret holds: its leaf's subject, issuer and
+/// names, or why there is none to show.
+fn secret_lines(secret: Option<&Secret>) -> String {
+    let mut out = String::new();
+    let Some(secret) = secret else {
+        let _ = writeln!(out, "Certificate:   the Secret does not exist");
+        return out;
+    };
+    let chain = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get("tls.crt"))
+        .map(|v| v.0.clone())
+        .unwrap_or_default();
+    match parse_chain(&chain, "tls.crt") {
+        Ok(chain) => {
+            let leaf = &chain[0];
+            let _ = writeln!(
+                out,
+                "Certificate:   {} issued by {}",
+                leaf.subject(),
+                leaf.issuer()
+            );
+            let _ = writeln!(out, "Names:         {}", names_of(leaf));
         }
-        Some(secret) => {
-            let chain = secret
-                .data
-                .as_ref()
-                .and_then(|d| d.get("tls.crt"))
-                .map(|v| v.0.clone())
-                .unwrap_or_default();
-            match parse_chain(&chain, "tls.crt") {
-                Ok(chain) => {
-                    let leaf = &chain[0];
-                    let _ = writeln!(
-                        out,
-                        "Certificate:   {} issued by {}",
-                        leaf.subject(),
-                        leaf.issuer()
-                    );
-                    let _ = writeln!(out, "Names:         {}", names_of(leaf));
-                }
-                Err(e) => {
-                    let _ = writeln!(out, "Certificate:   {e}");
-                }
-            }
+        Err(e) => {
+            let _ = writeln!(out, "Certificate:   {e}");
         }
     }
-    out.push_str(&recent_events(&cluster, "ClusterCertificate", &c.name_any()).await?);
-    print!("{out}");
-    Ok(())
+    out
 }
 
 /// The last Events of a cluster-scoped object (they are in `default`).

@@ -55,6 +55,29 @@ pub struct RotationMarks {
     pub answered: Option<String>,
 }
 
+/// Why certop's marks of a CA's keys cannot be read. certop wrote them
+/// (in its record, or in the annotations before the record existed), so
+/// each says what to restore.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MarksError {
+    #[error(
+        "annotation {key}={value:?} is not a key number; certop wrote a number there: restore it"
+    )]
+    Annotation { key: &'static str, value: String },
+    #[error("status.rotation.record.{field} is {value}, not a key number")]
+    Record { field: &'static str, value: i64 },
+    #[error(
+        "the rotation marks do not fit together (rotation {number}, signing key {signing}, retiring key: {retiring}); certop wrote them together: restore the annotations {rotation} and {signing_key}",
+        rotation = meta::CA_ROTATION,
+        signing_key = meta::CA_SIGNING_KEY
+    )]
+    Inconsistent {
+        number: u32,
+        signing: u32,
+        retiring: bool,
+    },
+}
+
 /// The rotation annotations certop writes on a CA (the mirror of its
 /// record); `ROTATE_REQUESTED_AT` is the user's and not among them.
 pub const MIRRORED: [&str; 6] = [
@@ -69,12 +92,13 @@ pub const MIRRORED: [&str; 6] = [
 impl RotationMarks {
     /// The marks as the annotations say (how certop recorded them before
     /// the record existed).
-    pub fn of(annotations: &BTreeMap<String, String>) -> Result<Self, String> {
-        let index = |key: &str| -> Result<u32, String> {
+    pub fn of(annotations: &BTreeMap<String, String>) -> Result<Self, MarksError> {
+        let index = |key: &'static str| -> Result<u32, MarksError> {
             match annotations.get(key) {
                 None => Ok(0),
-                Some(v) => v.parse().map_err(|_| {
-                    format!("annotation {key}={v:?} is not a key number; certop wrote a number there: restore it")
+                Some(v) => v.parse().map_err(|_| MarksError::Annotation {
+                    key,
+                    value: v.clone(),
                 }),
             }
         };
@@ -95,10 +119,9 @@ impl RotationMarks {
     pub fn of_record(
         record: &CaRotationRecord,
         annotations: &BTreeMap<String, String>,
-    ) -> Result<Self, String> {
-        let index = |field: &str, v: i64| {
-            u32::try_from(v)
-                .map_err(|_| format!("status.rotation.record.{field} is {v}, not a key number"))
+    ) -> Result<Self, MarksError> {
+        let index = |field: &'static str, value: i64| {
+            u32::try_from(value).map_err(|_| MarksError::Record { field, value })
         };
         Ok(RotationMarks {
             number: index("number", record.number)?,
@@ -161,7 +184,7 @@ impl RotationMarks {
         (!differ.is_empty()).then(|| differ.join(", "))
     }
 
-    pub fn phase(&self) -> Result<Phase, String> {
+    pub fn phase(&self) -> Result<Phase, MarksError> {
         match (
             self.number.checked_sub(self.signing),
             &self.previous_fingerprint,
@@ -169,14 +192,11 @@ impl RotationMarks {
             (Some(0), None) => Ok(Phase::Stable),
             (Some(0), Some(_)) if self.signing > 0 => Ok(Phase::Retiring),
             (Some(1), None) => Ok(Phase::Staged),
-            _ => Err(format!(
-                "the rotation marks do not fit together (rotation {}, signing key {}, retiring key: {}); certop wrote them together: restore the annotations {} and {}",
-                self.number,
-                self.signing,
-                self.previous_fingerprint.is_some(),
-                meta::CA_ROTATION,
-                meta::CA_SIGNING_KEY
-            )),
+            _ => Err(MarksError::Inconsistent {
+                number: self.number,
+                signing: self.signing,
+                retiring: self.previous_fingerprint.is_some(),
+            }),
         }
     }
 
@@ -223,7 +243,7 @@ impl RotationMarks {
 pub struct StoredMarks {
     /// From the record when there is one; from the annotations (the
     /// record to be) otherwise.
-    pub marks: Result<RotationMarks, String>,
+    pub marks: Result<RotationMarks, MarksError>,
     /// Whether they come from certop's record.
     pub recorded: bool,
     /// The mirrored annotations that differ from the record: a hand edit
@@ -409,105 +429,116 @@ fn too_late(signing: &CertificateInfo, switch: DateTime<Utc>, overlap: Duration)
 }
 
 pub fn decide(o: &Observed) -> Step {
+    match o.marks.phase() {
+        Ok(Phase::Stable) => decide_stable(o),
+        Ok(Phase::Staged) => decide_staged(o),
+        Ok(Phase::Retiring) => decide_retiring(o),
+        Err(e) => Step::Blocked(e.to_string()),
+    }
+}
+
+/// No rotation under way: start one when requested or due, unless its
+/// switch would come after the CA's notAfter.
+fn decide_stable(o: &Observed) -> Step {
     let marks = o.marks;
-    let phase = match marks.phase() {
-        Ok(p) => p,
-        Err(message) => return Step::Blocked(message),
+    let requested = marks.requested.is_some() && marks.requested != marks.answered;
+    let due = rotation_time(o.signing, &o.settings);
+    let why = if requested {
+        StartReason::Requested
+    } else if due.is_some_and(|t| o.now >= t) {
+        StartReason::Due
+    } else {
+        return Step::Wait { until: due };
     };
-    match phase {
-        Phase::Stable => {
-            let requested = marks.requested.is_some() && marks.requested != marks.answered;
-            let due = rotation_time(o.signing, &o.settings);
-            let why = if requested {
-                StartReason::Requested
-            } else if due.is_some_and(|t| o.now >= t) {
-                StartReason::Due
-            } else {
-                return Step::Wait { until: due };
+    if let Some(message) = too_late(o.signing, o.now + o.settings.overlap, o.settings.overlap) {
+        return Step::Blocked(format!(
+            "rotation {} is not started: {message}",
+            marks.number.saturating_add(1)
+        ));
+    }
+    match marks.number.checked_add(1) {
+        Some(number) => Step::Start {
+            number,
+            request: marks.requested.clone(),
+            why,
+        },
+        None => Step::Blocked("the CA has rotated as often as certop can count".into()),
+    }
+}
+
+/// A key is staged: make it, bind it, and switch to it once trusted for
+/// the overlap; a staged key whose Secret is gone or changed blocks,
+/// unless the user asked to unbind it.
+fn decide_staged(o: &Observed) -> Step {
+    let marks = o.marks;
+    match (o.next, &marks.next_fingerprint) {
+        (None, None) => Step::CreateKey {
+            index: marks.number,
+        },
+        (None, Some(_)) | (Some(_), Some(_))
+            if o.unbind_requested
+                && o.next
+                    .is_none_or(|n| Some(&n.fingerprint) != marks.next_fingerprint.as_ref()) =>
+        {
+            Step::Unbind
+        }
+        (None, Some(fp)) => Step::Blocked(format!(
+            "the Secret of the staged key of rotation {} (fingerprint {fp}) is gone; certop will not make another key for this rotation. Restore the Secret, or remove the annotation {} to make a new staged key",
+            marks.number,
+            meta::CA_NEXT_FINGERPRINT
+        )),
+        (Some(next), None) => Step::BindNext {
+            fingerprint: next.fingerprint.clone(),
+        },
+        (Some(next), Some(fp)) if *fp != next.fingerprint => Step::Blocked(format!(
+            "the staged key of rotation {} is bound to fingerprint {fp}, but its Secret now holds {}; certop refuses a key it did not make. Restore the Secret, or remove the annotation {} to stage the key it holds",
+            marks.number,
+            next.fingerprint,
+            meta::CA_NEXT_FINGERPRINT
+        )),
+        (Some(next), Some(_)) => {
+            // Not published yet: the pass that publishes records when.
+            let Some(at) = switch_time(next, o.next_trusted_since, o.settings.overlap) else {
+                return Step::Wait { until: None };
             };
-            if let Some(message) =
-                too_late(o.signing, o.now + o.settings.overlap, o.settings.overlap)
-            {
+            if let Some(message) = too_late(o.signing, at, o.settings.overlap) {
                 return Step::Blocked(format!(
-                    "rotation {} is not started: {message}",
-                    marks.number.saturating_add(1)
+                    "rotation {} cannot switch: {message}",
+                    marks.number
                 ));
             }
-            match marks.number.checked_add(1) {
-                Some(number) => Step::Start {
-                    number,
-                    request: marks.requested.clone(),
-                    why,
-                },
-                None => Step::Blocked("the CA has rotated as often as certop can count".into()),
-            }
-        }
-        Phase::Staged => match (o.next, &marks.next_fingerprint) {
-            (None, None) => Step::CreateKey {
-                index: marks.number,
-            },
-            (None, Some(_)) | (Some(_), Some(_))
-                if o.unbind_requested
-                    && !o.next.is_some_and(|n| {
-                        Some(&n.fingerprint) == marks.next_fingerprint.as_ref()
-                    }) =>
-            {
-                Step::Unbind
-            }
-            (None, Some(fp)) => Step::Blocked(format!(
-                "the Secret of the staged key of rotation {} (fingerprint {fp}) is gone; certop will not make another key for this rotation. Restore the Secret, or remove the annotation {} to make a new staged key",
-                marks.number,
-                meta::CA_NEXT_FINGERPRINT
-            )),
-            (Some(next), None) => Step::BindNext {
-                fingerprint: next.fingerprint.clone(),
-            },
-            (Some(next), Some(fp)) if *fp != next.fingerprint => Step::Blocked(format!(
-                "the staged key of rotation {} is bound to fingerprint {fp}, but its Secret now holds {}; certop refuses a key it did not make. Restore the Secret, or remove the annotation {} to stage the key it holds",
-                marks.number,
-                next.fingerprint,
-                meta::CA_NEXT_FINGERPRINT
-            )),
-            (Some(next), Some(_)) => {
-                // Not published yet: the pass that publishes records when.
-                let Some(at) = switch_time(next, o.next_trusted_since, o.settings.overlap) else {
-                    return Step::Wait { until: None };
-                };
-                if let Some(message) = too_late(o.signing, at, o.settings.overlap) {
-                    return Step::Blocked(format!(
-                        "rotation {} cannot switch: {message}",
-                        marks.number
-                    ));
-                }
-                if o.now >= at {
-                    Step::Switch
-                } else {
-                    Step::Wait { until: Some(at) }
-                }
-            }
-        },
-        Phase::Retiring => {
-            let ended = o
-                .end_retirement
-                .zip(o.previous)
-                .is_some_and(|(serial, p)| serial.eq_ignore_ascii_case(&p.serial.to_string()));
-            if ended {
-                return Step::Retire { early: true };
-            }
-            if o.previous_live > 0 {
-                return Step::Wait { until: None };
-            }
-            let switched = switched_at(o.signing, o.switched_at, o.settings.overlap);
-            let at = retire_time(switched, o.settings.overlap).max(
-                o.last_reissue
-                    .map_or(DateTime::<Utc>::MIN_UTC, |t| t + o.settings.overlap),
-            );
             if o.now >= at {
-                Step::Retire { early: false }
+                Step::Switch
             } else {
                 Step::Wait { until: Some(at) }
             }
         }
+    }
+}
+
+/// The old key is retiring: it leaves when the user ends its retirement,
+/// or once none of its certificates is left and the overlap has passed
+/// since the switch and the last re-issue.
+fn decide_retiring(o: &Observed) -> Step {
+    let ended = o
+        .end_retirement
+        .zip(o.previous)
+        .is_some_and(|(serial, p)| serial.eq_ignore_ascii_case(&p.serial.to_string()));
+    if ended {
+        return Step::Retire { early: true };
+    }
+    if o.previous_live > 0 {
+        return Step::Wait { until: None };
+    }
+    let switched = switched_at(o.signing, o.switched_at, o.settings.overlap);
+    let at = retire_time(switched, o.settings.overlap).max(
+        o.last_reissue
+            .map_or(DateTime::<Utc>::MIN_UTC, |t| t + o.settings.overlap),
+    );
+    if o.now >= at {
+        Step::Retire { early: false }
+    } else {
+        Step::Wait { until: Some(at) }
     }
 }
 
@@ -593,6 +624,43 @@ mod tests {
 
     fn marks(pairs: &[(&str, &str)]) -> RotationMarks {
         RotationMarks::of(&annotations(pairs)).expect("marks")
+    }
+
+    /// Marks certop cannot read say what to restore.
+    #[test]
+    fn marks_certop_cannot_read_say_what_to_restore() {
+        fn refusal<T>(r: Result<T, impl std::fmt::Display>) -> String {
+            match r {
+                Ok(_) => panic!("accepted"),
+                Err(e) => e.to_string(),
+            }
+        }
+        assert_eq!(
+            refusal(RotationMarks::of(&annotations(&[(
+                meta::CA_ROTATION,
+                "two"
+            )]))),
+            format!(
+                "annotation {}=\"two\" is not a key number; certop wrote a number there: restore it",
+                meta::CA_ROTATION
+            )
+        );
+        let record = CaRotationRecord {
+            number: -1,
+            ..Default::default()
+        };
+        assert_eq!(
+            refusal(RotationMarks::of_record(&record, &BTreeMap::new())),
+            "status.rotation.record.number is -1, not a key number"
+        );
+        assert_eq!(
+            refusal(marks(&[(meta::CA_ROTATION, "3")]).phase()),
+            format!(
+                "the rotation marks do not fit together (rotation 3, signing key 0, retiring key: false); certop wrote them together: restore the annotations {} and {}",
+                meta::CA_ROTATION,
+                meta::CA_SIGNING_KEY
+            )
+        );
     }
 
     fn annotations(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {

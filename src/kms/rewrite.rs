@@ -306,21 +306,29 @@ pub struct Rewritten {
     pub failures: Vec<Failure>,
 }
 
+/// Why a resource to rewrite is not in the API server's discovery: its
+/// group or its plural name is not served (check `--resources`).
+#[derive(Debug, thiserror::Error)]
+enum Undiscovered {
+    #[error("the API server does not serve group {group:?}: {source}")]
+    Group { group: String, source: kube::Error },
+    #[error("the API server does not serve resource {0}")]
+    Resource(String),
+}
+
 /// Finds `resource` in the API server's discovery (its preferred version,
 /// whether it is namespaced).
 async fn discover(
     client: &kube::Client,
     groups: &mut BTreeMap<String, ApiGroup>,
     resource: &Resource,
-) -> Result<(ApiResource, bool), String> {
+) -> Result<(ApiResource, bool), Undiscovered> {
     if !groups.contains_key(&resource.group) {
         let group = kube::discovery::group(client, &resource.group)
             .await
-            .map_err(|e| {
-                format!(
-                    "the API server does not serve group {:?}: {e}",
-                    resource.group
-                )
+            .map_err(|source| Undiscovered::Group {
+                group: resource.group.clone(),
+                source,
             })?;
         groups.insert(resource.group.clone(), group);
     }
@@ -332,7 +340,7 @@ async fn discover(
                 .find(|(ar, _)| ar.plural == resource.plural)
         })
         .map(|(ar, caps)| (ar, caps.scope == Scope::Namespaced))
-        .ok_or_else(|| format!("the API server does not serve resource {resource}"))
+        .ok_or_else(|| Undiscovered::Resource(resource.to_string()))
 }
 
 /// Stores one object again as it is: the API server re-encrypts it with
@@ -408,10 +416,10 @@ pub async fn rewrite_all(
     for resource in resources {
         let (ar, namespaced) = match discover(client, &mut groups, resource).await {
             Ok(found) => found,
-            Err(reason) => {
+            Err(e) => {
                 out.failures.push(Failure {
                     object: resource.to_string(),
-                    reason,
+                    reason: e.to_string(),
                 });
                 continue;
             }

@@ -157,7 +157,7 @@ pub async fn create_key(
         Ok::<_, crate::pki::PkiError>((new, cross))
     })
     .await
-    .map_err(|e| Error::Task(e.to_string()))?
+    .map_err(Error::Task)?
     .map_err(|source| Error::Pki {
         what: format!("creating the new key of CA {}", ca.name_any()),
         source,

@@ -179,7 +179,15 @@ pub(super) async fn apply_at(
     let settings = match ca.settings() {
         Ok(s) => s,
         Err(message) => {
-            let status = not_ready(ca, ctx, &previous, Reason::InvalidSpec, message, now).await;
+            let status = not_ready(
+                ca,
+                ctx,
+                &previous,
+                Reason::InvalidSpec,
+                message.to_string(),
+                now,
+            )
+            .await;
             return write_status(ca, ctx, &previous, status, None).await;
         }
     };
@@ -189,7 +197,15 @@ pub(super) async fn apply_at(
     let mut marks = match stored.marks.clone() {
         Ok(m) => m,
         Err(message) => {
-            let status = not_ready(ca, ctx, &previous, Reason::RotationBlocked, message, now).await;
+            let status = not_ready(
+                ca,
+                ctx,
+                &previous,
+                Reason::RotationBlocked,
+                message.to_string(),
+                now,
+            )
+            .await;
             return write_status(ca, ctx, &previous, status, None).await;
         }
     };
@@ -590,9 +606,10 @@ async fn rotate(
                 )))
             } else {
                 Some(
-                    authority_cache::load_key(ctx, &name, &secret, Some(fp), now)
-                        .await?
-                        .map(|a| (index, a)),
+                    match authority_cache::load_key(ctx, &name, &secret, Some(fp), now).await? {
+                        authority_cache::Loaded::Usable(a) => Ok((index, a)),
+                        authority_cache::Loaded::Unusable(why) => Err(why.to_string()),
+                    },
                 )
             }
         }
@@ -1020,7 +1037,7 @@ async fn create(
     };
     let created = tokio::task::spawn_blocking(move || Authority::create(&request, Utc::now()))
         .await
-        .map_err(|e| Error::Task(e.to_string()))?;
+        .map_err(Error::Task)?;
     let authority = match created {
         Ok(a) => a,
         Err(e) => {

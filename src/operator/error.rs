@@ -4,8 +4,10 @@
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    /// Adding or removing certop's finalizer failed (the API server's
+    /// answer says why); the pass is retried.
     #[error("finalizer: {0}")]
-    Finalizer(String),
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
     #[error("{what}: {source}")]
     Pki {
         what: String,
@@ -21,7 +23,9 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error("leader election: {0}")]
-    Lease(String),
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("leader election: the lease manager stopped")]
+    LeaseManagerStopped,
     #[error("lost the leader lease; stopping so that nothing more is written")]
     LostLeadership,
     #[error("{0}")]
@@ -29,9 +33,23 @@ pub enum Error {
     #[error("{0}")]
     CrlNumberExhausted(String),
     #[error("a signing task failed: {0}")]
-    Task(String),
-    #[error("{0}")]
-    Startup(String),
+    Task(#[from] tokio::task::JoinError),
+    /// Neither in a pod (a service account) nor given a KUBECONFIG.
+    #[error("cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {0}")]
+    KubeConfig(#[from] kube::config::InferConfigError),
+    #[error("cannot build a Kubernetes client: {0}")]
+    KubeClient(#[source] kube::Error),
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    ApiServerUnreachable(#[source] kube::Error),
+    #[error(
+        "namespace {0} does not exist: create it (kubectl create namespace {0}) or set --namespace"
+    )]
+    NamespaceMissing(String),
+    #[error("cannot read namespace {namespace}: {source}")]
+    NamespaceUnreadable {
+        namespace: String,
+        source: kube::Error,
+    },
 }
 
 impl Error {

@@ -28,5 +28,5 @@ mod store;
 mod testing;
 
 pub use error::Error;
-pub use run::{LogFormat, RunArgs, run};
+pub use run::{LeaderElection, LogFormat, RunConfig, run};
 pub use runtime::context::{Context, Stores};

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-/// Why an object is not Ready, or what certop decided about a CSR.
+/// Why an object is Ready or not, what certop did to it (an Event), or
+/// what certop decided about a CSR.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Reason {
     /// The spec is refused by certop's own checks (the message names the
@@ -141,11 +142,35 @@ pub enum Reason {
     /// certificate a revocation covered: certop replaces it with a new key
     /// by itself. Nothing to fix.
     Revoked,
+    /// The certificate was issued for the first time or repaired (the
+    /// Secret was missing or did not match the spec); a `Ready=True` reason
+    /// and a Normal Event. Nothing to fix.
+    Issued,
+    /// The certificate was renewed (its renewal time came, it expired, or
+    /// `kubectl certop renew` asked); a `Ready=True` reason and a Normal
+    /// Event. Nothing to fix.
+    Renewed,
+    /// The certificate was re-issued because its serial was revoked; a
+    /// `Ready=True` reason and a Normal Event. Nothing to fix.
+    Reissued,
+    /// An issuance of a certificate already in service has started (a
+    /// Normal Event naming why). Nothing to fix.
+    Reissuing,
+    /// The Secret of a good certificate took a new trust bundle (a CA
+    /// rotation) or a `spec.secretTemplate` edit without a new
+    /// certificate (a Normal Event). Nothing to fix.
+    SecretUpdated,
+    /// A certificate's notAfter was cut to its CA's notAfter (a warning
+    /// Event). Rotate the CA (`kubectl certop rotate-ca NAME`) to get the
+    /// full duration back.
+    DurationClamped,
+    /// No issuance is under way (the `Issuing=False` condition).
+    UpToDate,
 }
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 39] = [
+    pub const ALL: [Reason; 46] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -185,6 +210,13 @@ impl Reason {
         Reason::RetirementHeld,
         Reason::BundlesPending,
         Reason::Revoked,
+        Reason::Issued,
+        Reason::Renewed,
+        Reason::Reissued,
+        Reason::Reissuing,
+        Reason::SecretUpdated,
+        Reason::DurationClamped,
+        Reason::UpToDate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -228,6 +260,13 @@ impl Reason {
             Reason::RetirementHeld => "RetirementHeld",
             Reason::BundlesPending => "BundlesPending",
             Reason::Revoked => "Revoked",
+            Reason::Issued => "Issued",
+            Reason::Renewed => "Renewed",
+            Reason::Reissued => "Reissued",
+            Reason::Reissuing => "Reissuing",
+            Reason::SecretUpdated => "SecretUpdated",
+            Reason::DurationClamped => "DurationClamped",
+            Reason::UpToDate => "UpToDate",
         }
     }
 

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use ipnet::IpNet;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::core::PartialObjectMeta;
@@ -22,7 +21,6 @@ use tracing::{error, info, warn};
 use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
 };
-use crate::core::csr::kubelet_serving::{DnsPattern, ServingNameRules};
 use crate::operator::authz::{self, AuthzSettings};
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::http::{HttpState, serve};
@@ -36,145 +34,53 @@ use crate::operator::{
     Context, Error, Stores, certificate, certificate_authority, certificate_revocation,
     runtime::admission_guard,
 };
-use crate::pki::DEFAULT_SERVICE_CIDR;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+/// How the operator writes its logs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFormat {
     #[default]
     Text,
     Json,
 }
 
-/// A QPS flag that is not a rate certop can use.
-#[derive(Debug, thiserror::Error)]
-#[error("{0:?} is not a number of requests per second from 0 (no limit) to 100000")]
-pub struct QpsError(String);
-
-/// A QPS flag: a number from 0 (no limit) to 100,000.
-fn parse_qps(s: &str) -> Result<f64, QpsError> {
-    match s.parse::<f64>() {
-        Ok(q) if (0.0..=100_000.0).contains(&q) => Ok(q),
-        _ => Err(QpsError(s.to_string())),
-    }
-}
-
-/// `certop run`: flags, each also settable from the environment.
-#[derive(Clone, Debug, clap::Args)]
-pub struct RunArgs {
+/// What the operator runs with, resolved by the command line
+/// (`certop run`'s flags in src/cli/run.rs): plain values, no parsing.
+#[derive(Clone, Debug)]
+pub struct RunConfig {
     /// The operator's namespace: CA Secrets and the leader Lease live here.
-    #[arg(long, env = "CERTOP_NAMESPACE", default_value = "certop-system")]
     pub namespace: String,
     /// Address of the HTTP server (/metrics, /healthz, /readyz).
-    #[arg(long, env = "CERTOP_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
-    /// Elect a leader among replicas with a Lease; only the leader reconciles.
-    #[arg(long, env = "CERTOP_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
-    #[arg(long, env = "CERTOP_LEASE_NAME", default_value = "certop-leader")]
-    pub lease_name: String,
-    /// Seconds a leader's lease lasts without renewal: the failover time (3 to 3600).
-    #[arg(long, env = "CERTOP_LEASE_DURATION", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
-    pub lease_duration: u64,
-    /// Objects reconciled at once per controller: bounds the API request
-    /// rate and the CPU a burst of issuances takes (key generation and
-    /// signing run off the async workers).
-    #[arg(long, env = "CERTOP_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    /// Some: only the replica holding this Lease reconciles; None: this
+    /// replica reconciles at once.
+    pub leader_election: Option<LeaderElection>,
+    /// Objects reconciled at once per controller.
     pub concurrency: u16,
-    /// Kubernetes API requests per second, sustained (client-go's QPS); 0
-    /// for no limit. The leader lease has its own client, never held back.
-    #[arg(long, env = "CERTOP_KUBE_API_QPS", default_value_t = 1000.0, value_parser = parse_qps)]
+    /// Kubernetes API requests per second, sustained; 0 for no limit.
     pub kube_api_qps: f64,
     /// Kubernetes API requests allowed at once before the QPS applies.
-    #[arg(long, env = "CERTOP_KUBE_API_BURST", default_value_t = 2000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub kube_api_burst: u32,
-    /// This replica's identity in the Lease. Default: the pod name, else host and pid.
-    #[arg(long, env = "POD_NAME")]
-    pub identity: Option<String>,
-    #[arg(long, env = "CERTOP_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
-    /// Base URL of the CRLs this operator serves, written into issued
-    /// certificates as `<base>/crl/<ca>.crl` unless a CA sets its own.
-    /// Default: the operator Service, `http://certop.<namespace>.svc`.
-    #[arg(long, env = "CERTOP_CRL_BASE_URL")]
+    /// Base URL of the CRLs this operator serves; None: the operator
+    /// Service, `http://certop.<namespace>.svc`.
     pub crl_base_url: Option<String>,
-    /// Longest certificate signed for a CertificateSigningRequest.
-    #[arg(long, env = "CERTOP_CSR_MAX_DURATION", default_value = "8760h")]
-    pub csr_max_duration: crate::api::GoDuration,
-    /// The CertificateAuthority that signs kubelet CSRs (signers
-    /// kubernetes.io/kube-apiserver-client-kubelet and kubernetes.io/kubelet-serving).
-    /// Unset: certop leaves kubelet CSRs to others.
-    #[arg(long, env = "CERTOP_KUBELET_SIGNER_CA")]
-    pub kubelet_signer_ca: Option<String>,
-    /// Approve kubelet CSRs that pass the identity checks, deny the others.
-    /// A serving CSR is approved only for names the node cannot invent (the
-    /// three flags below); one with any other name is left for a person.
-    #[arg(long, env = "CERTOP_APPROVE_KUBELET_CSRS", default_value_t = false, action = clap::ArgAction::Set)]
-    pub approve_kubelet_csrs: bool,
-    /// A regular expression (Rust regex syntax) that a kubelet serving
-    /// certificate's DNS name may match whole, besides the node's own name,
-    /// to be approved; `{node}` stands for the node's name, matched
-    /// literally: `{node}\.nodes\.example\.com`. Unset: only the node's name.
-    #[arg(long, env = "CERTOP_KUBELET_SERVING_DNS_PATTERN", value_parser = DnsPattern::parse)]
-    pub kubelet_serving_dns_pattern: Option<DnsPattern>,
-    /// DNS names, comma-separated, never approved for a kubelet
-    /// automatically, even as a node's own name (whoever joins a node
-    /// chooses its name): the API server's external name, e.g.
-    /// `--kubelet-serving-reserved-names=k8s-api.example.com`.
-    #[arg(
-        long,
-        env = "CERTOP_KUBELET_SERVING_RESERVED_NAMES",
-        value_delimiter = ','
-    )]
-    pub kubelet_serving_reserved_names: Vec<String>,
-    /// CIDRs, comma-separated (`10.0.0.0/16,fd00:10::/64`), that each IP of a
-    /// kubelet serving certificate must be inside to be approved (and be no
-    /// other Node's address). Unset: no IP is approved.
-    #[arg(long, env = "CERTOP_KUBELET_SERVING_IP_PREFIXES", value_delimiter = ',', value_parser = crate::core::policy::pattern::parse_network)]
-    pub kubelet_serving_ip_prefixes: Vec<IpNet>,
-    /// The cluster's Service CIDR, or two comma-separated for dual-stack
-    /// (kube-apiserver's --service-cluster-ip-range): no IP inside is ever
-    /// approved for a kubelet.
-    #[arg(long, env = "CERTOP_SERVICE_CIDR", value_delimiter = ',', default_value = DEFAULT_SERVICE_CIDR, value_parser = crate::core::policy::pattern::parse_network)]
-    pub service_cidr: Vec<IpNet>,
-    /// The namespaces certop writes certificate Secrets and trust bundles
-    /// into, comma-separated: the namespaces its RBAC grants (the chart's
-    /// `managedNamespaces`). A ClusterCertificate naming another namespace
-    /// is refused (NamespaceNotManaged). Unset: every namespace, which
-    /// needs the cluster-wide grant.
-    #[arg(long, env = "CERTOP_MANAGED_NAMESPACES", value_delimiter = ',')]
+    /// What certop does with CertificateSigningRequests.
+    pub csr_policy: CsrPolicy,
+    /// The namespaces certop writes into; empty: every namespace.
     pub managed_namespaces: Vec<String>,
-    /// Address of the authorization webhook (HTTPS) that refuses requests
-    /// made with a revoked client certificate; every replica serves it.
-    /// Unset: no webhook (revocation is published, not enforced).
-    #[arg(long, env = "CERTOP_AUTHZ_ADDR", requires = "authz_ca")]
-    pub authz_addr: Option<SocketAddr>,
-    /// The CertificateAuthority that signs the webhook's serving
-    /// certificate (held in memory, renewed daily); `certop authz-config
-    /// --ca` must name the same one.
-    #[arg(long, env = "CERTOP_AUTHZ_CA", requires = "authz_addr")]
-    pub authz_ca: Option<String>,
-    /// DNS names and IPs, comma-separated, that kube-apiserver dials the
-    /// webhook by. Default: the Service `certop.<namespace>.svc` and the
-    /// --authz-addr IP unless it is 0.0.0.0 or ::.
-    #[arg(long, env = "CERTOP_AUTHZ_NAMES", value_delimiter = ',')]
-    pub authz_names: Vec<String>,
+    /// The authorization webhook that refuses revoked client certificates;
+    /// None: revocation is published, not enforced.
+    pub authz: Option<AuthzSettings>,
 }
 
-impl RunArgs {
-    /// The webhook's settings, when --authz-addr asks for it.
-    fn authz(&self) -> Option<AuthzSettings> {
-        let (addr, ca) = (self.authz_addr?, self.authz_ca.clone()?);
-        let names = if self.authz_names.is_empty() {
-            let mut names = vec![format!("certop.{}.svc", self.namespace)];
-            if !addr.ip().is_unspecified() {
-                names.push(addr.ip().to_string());
-            }
-            names
-        } else {
-            self.authz_names.clone()
-        };
-        Some(AuthzSettings { addr, ca, names })
-    }
+/// The leader Lease of the replicas.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    pub lease_name: String,
+    /// Seconds a leader's lease lasts without renewal: the failover time.
+    pub lease_duration: u64,
+    /// This replica's identity in the Lease; None: host and pid.
+    pub identity: Option<String>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -206,34 +112,22 @@ async fn shutdown_signal() {
     }
 }
 
-pub async fn run(args: RunArgs) -> Result<(), Error> {
-    init_logging(args.log_format);
+/// Runs the operator until SIGTERM or SIGINT (or, electing a leader, until
+/// the lease is lost), in steps: fail at start, not at exit (the port, the
+/// API server, the namespace); follow what every replica follows; then
+/// reconcile, as the leader or at once.
+pub async fn run(config: RunConfig) -> Result<(), Error> {
+    init_logging(config.log_format);
     rustls::crypto::aws_lc_rs::default_provider()
         .install_default()
         .map_err(|_| Error::CryptoProvider)?;
-    // Fail at start, not at exit: the port, the API server, the namespace.
-    let listener = crate::operator::runtime::http::bind(args.http_addr).await?;
-    let authz = match args.authz() {
-        Some(settings) => Some((authz::bind(settings.addr)?, settings)),
+    let listener = crate::operator::runtime::http::bind(config.http_addr).await?;
+    let authz = match &config.authz {
+        Some(settings) => Some((authz::bind(settings.addr)?, settings.clone())),
         None => None,
     };
-    let config = kube::Config::infer().await.map_err(|e| {
-        Error::Startup(format!(
-            "cannot configure a Kubernetes client (in-cluster or KUBECONFIG): {e}"
-        ))
-    })?;
-    let client_error =
-        |e: kube::Error| Error::Startup(format!("cannot build a Kubernetes client: {e}"));
-    // The leader lease keeps a client of its own, so a busy operator
-    // never loses its lease to its own rate limit.
-    let lease_client = Client::try_from(config.clone()).map_err(client_error)?;
-    let client = kube::client::ClientBuilder::try_from(config)
-        .map_err(client_error)?
-        .with_layer(&crate::operator::runtime::rate_limit::RateLimitLayer {
-            qps: args.kube_api_qps,
-            burst: args.kube_api_burst,
-        })
-        .build();
+    let clients = connect(&config).await?;
+    let client = clients.controllers.clone();
     // Every replica, leader or standby, follows the CAs and certificates:
     // their metrics are collected from these stores at scrape time, and the
     // controllers read them when this replica leads.
@@ -250,58 +144,24 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         crls: crls.clone(),
         ready: Default::default(),
     });
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        info!("shutting down");
-        let _ = stop_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
+    let stop_rx = stop_on_signal();
     let http = tokio::spawn(serve(
         listener,
         http_state.clone(),
         stopped(stop_rx.clone()),
     ));
-
-    client
-        .apiserver_version()
-        .await
-        .map_err(|e| Error::Startup(format!("cannot reach the Kubernetes API server: {e}")))?;
-    match Api::<Namespace>::all(client.clone())
-        .get_opt(&args.namespace)
-        .await
-    {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            return Err(Error::Startup(format!(
-                "namespace {} does not exist: create it (kubectl create namespace {}) or set --namespace",
-                args.namespace, args.namespace
-            )));
-        }
-        // Without permission to read Namespaces the check is skipped; the
-        // first write in it will say what is wrong.
-        Err(kube::Error::Api(s)) if s.code == 403 => {}
-        Err(e) => {
-            return Err(Error::Startup(format!(
-                "cannot read namespace {}: {e}",
-                args.namespace
-            )));
-        }
-    }
+    check_cluster(&client, &config.namespace).await?;
     // Every replica serves the CRLs, leader or not: they follow the ConfigMaps.
     tokio::spawn(follow_crls(
         client.clone(),
-        args.namespace.clone(),
+        config.namespace.clone(),
         crls.clone(),
     ));
     // Every replica answers the authorization webhook, leader or not.
     let authz = authz.map(|(authz_listener, settings)| {
         let served = authz::serve(
             client.clone(),
-            args.namespace.clone(),
+            config.namespace.clone(),
             settings,
             authz_listener,
             stopped(stop_rx.clone()),
@@ -313,54 +173,31 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
         })
     });
     http_state.ready.store(true, Ordering::Relaxed);
-    let settings = Settings {
-        namespace: args.namespace.clone(),
-        crl_base_url: args
-            .crl_base_url
-            .clone()
-            .unwrap_or_else(|| format!("http://certop.{}.svc", args.namespace)),
-        metrics,
-        crls,
-        csr_policy: CsrPolicy {
-            max_lifetime: args
-                .csr_max_duration
-                .to_chrono_with_days()
-                .unwrap_or_else(|_| chrono::Duration::hours(8760)),
-            kubelet_ca: args.kubelet_signer_ca.clone(),
-            approve_kubelets: args.approve_kubelet_csrs,
-            kubelet_serving: ServingNameRules {
-                dns_pattern: args.kubelet_serving_dns_pattern.clone(),
-                ip_prefixes: args.kubelet_serving_ip_prefixes.clone(),
-                service_cidrs: args.service_cidr.clone(),
-                reserved_names: args.kubelet_serving_reserved_names.clone(),
-            },
-        },
-        managed_namespaces: ManagedNamespaces::from_list(&args.managed_namespaces),
-    };
-    info!(namespace = %args.namespace, http = %args.http_addr, leader_elect = args.leader_elect, managed_namespaces = %settings.managed_namespaces.describe(), "certop started");
-
-    let result = if args.leader_elect {
-        run_as_elected(
-            &args,
-            Clients {
-                controllers: client,
-                lease: lease_client,
-            },
-            settings,
-            shared,
-            stop_rx.clone(),
-        )
-        .await
-    } else {
-        run_controllers(
-            client,
-            settings,
-            shared,
-            args.concurrency,
-            stopped(stop_rx.clone()),
-        )
-        .await;
-        Ok(())
+    let settings = settings_of(&config, metrics, crls);
+    info!(namespace = %config.namespace, http = %config.http_addr, leader_elect = config.leader_election.is_some(), managed_namespaces = %settings.managed_namespaces.describe(), "certop started");
+    let result = match &config.leader_election {
+        Some(election) => {
+            run_as_elected(
+                election,
+                &config,
+                clients,
+                settings,
+                shared,
+                stop_rx.clone(),
+            )
+            .await
+        }
+        None => {
+            run_controllers(
+                client,
+                settings,
+                shared,
+                config.concurrency,
+                stopped(stop_rx.clone()),
+            )
+            .await;
+            Ok(())
+        }
     };
     if result.is_err() {
         // Leadership lost (or never obtainable): exit now, so the process is
@@ -384,6 +221,75 @@ pub async fn run(args: RunArgs) -> Result<(), Error> {
     result
 }
 
+/// The Kubernetes clients, from the pod's service account or KUBECONFIG.
+/// The leader lease keeps a client of its own, so a busy operator never
+/// loses its lease to its own rate limit.
+async fn connect(config: &RunConfig) -> Result<Clients, Error> {
+    let kube_config = kube::Config::infer().await?;
+    let lease = Client::try_from(kube_config.clone()).map_err(Error::KubeClient)?;
+    let controllers = kube::client::ClientBuilder::try_from(kube_config)
+        .map_err(Error::KubeClient)?
+        .with_layer(&crate::operator::runtime::rate_limit::RateLimitLayer {
+            qps: config.kube_api_qps,
+            burst: config.kube_api_burst,
+        })
+        .build();
+    Ok(Clients { controllers, lease })
+}
+
+/// A channel that turns true on SIGTERM or SIGINT.
+fn stop_on_signal() -> watch::Receiver<bool> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    stop_rx
+}
+
+/// Resolves once `rx` turns true.
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+/// The API server answers and the operator's namespace exists (unless
+/// certop may not read Namespaces: then the first write in it will say
+/// what is wrong).
+async fn check_cluster(client: &Client, namespace: &str) -> Result<(), Error> {
+    client
+        .apiserver_version()
+        .await
+        .map_err(Error::ApiServerUnreachable)?;
+    match Api::<Namespace>::all(client.clone())
+        .get_opt(namespace)
+        .await
+    {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err(Error::NamespaceMissing(namespace.to_string())),
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(()),
+        Err(source) => Err(Error::NamespaceUnreadable {
+            namespace: namespace.to_string(),
+            source,
+        }),
+    }
+}
+
+/// The controllers' settings from the configuration.
+fn settings_of(config: &RunConfig, metrics: Arc<Metrics>, crls: Arc<CrlCache>) -> Settings {
+    Settings {
+        namespace: config.namespace.clone(),
+        crl_base_url: config
+            .crl_base_url
+            .clone()
+            .unwrap_or_else(|| format!("http://certop.{}.svc", config.namespace)),
+        metrics,
+        crls,
+        csr_policy: config.csr_policy.clone(),
+        managed_namespaces: ManagedNamespaces::from_list(&config.managed_namespaces),
+    }
+}
+
 /// The controllers' client (rate-limited) and the lease's (never held back).
 struct Clients {
     controllers: Client,
@@ -395,34 +301,34 @@ struct Clients {
 /// work at its next await, and the process exits so it restarts as a
 /// standby.
 async fn run_as_elected(
-    args: &RunArgs,
+    election: &LeaderElection,
+    config: &RunConfig,
     clients: Clients,
     settings: Settings,
     shared: SharedStores,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), Error> {
-    let identity = args.identity.clone().unwrap_or_else(|| {
+    let identity = election.identity.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
         format!("{}-{}", host.trim(), std::process::id())
     });
     let client = clients.controllers;
-    let manager = LeaseManagerBuilder::new(clients.lease, &args.lease_name)
-        .with_namespace(&args.namespace)
+    let manager = LeaseManagerBuilder::new(clients.lease, &election.lease_name)
+        .with_namespace(&config.namespace)
         .with_identity(&identity)
-        .with_duration(args.lease_duration)
-        .with_grace((args.lease_duration / 3).max(1))
+        .with_duration(election.lease_duration)
+        .with_grace((election.lease_duration / 3).max(1))
         .build()
-        .await
-        .map_err(|e| Error::Lease(e.to_string()))?;
+        .await?;
     let (mut leader, lease_task) = manager.watch().await;
-    info!(%identity, lease = %args.lease_name, "waiting for the leader lease");
+    info!(%identity, lease = %election.lease_name, "waiting for the leader lease");
     loop {
         if *leader.borrow_and_update() {
             break;
         }
         tokio::select! {
             changed = leader.changed() => if changed.is_err() {
-                return Err(Error::Lease("the lease manager stopped".into()));
+                return Err(Error::LeaseManagerStopped);
             },
             _ = stop.wait_for(|s| *s) => {
                 drop(leader);
@@ -440,7 +346,7 @@ async fn run_as_elected(
         }
     };
     let outcome = tokio::select! {
-        _ = run_controllers(client, settings, shared, args.concurrency, stop_for_controllers) => Ok(()),
+        _ = run_controllers(client, settings, shared, config.concurrency, stop_for_controllers) => Ok(()),
         _ = lost.wait_for(|is_leader| !*is_leader) => {
             error!(%identity, "lost the leader lease; stopping");
             Err(Error::LostLeadership)

@@ -90,73 +90,77 @@ impl CertificateInfo {
             public_key_bits: tbs.subject_pki.subject_public_key.data.to_vec(),
         };
         for ext in cert.iter_extensions() {
-            match ext.parsed_extension() {
-                ParsedExtension::SubjectAlternativeName(san) => {
-                    for name in &san.general_names {
-                        match name {
-                            GeneralName::DNSName(n) => info.dns_names.push(n.to_string()),
-                            GeneralName::URI(u) => info.uris.push(u.to_string()),
-                            GeneralName::IPAddress(bytes) => {
-                                if let Some(ip) = ip_from_bytes(bytes) {
-                                    info.ip_addresses.push(ip);
-                                }
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                ParsedExtension::KeyUsage(ku) => {
-                    info.can_sign_certificates = ku.key_cert_sign();
-                    info.can_sign_crls = ku.crl_sign();
-                    for (set, usage) in [
-                        (ku.digital_signature(), KeyUsage::DigitalSignature),
-                        (ku.non_repudiation(), KeyUsage::ContentCommitment),
-                        (ku.key_encipherment(), KeyUsage::KeyEncipherment),
-                        (ku.data_encipherment(), KeyUsage::DataEncipherment),
-                        (ku.key_agreement(), KeyUsage::KeyAgreement),
-                    ] {
-                        if set {
-                            info.usages.insert(usage);
-                        }
-                    }
-                }
-                ParsedExtension::ExtendedKeyUsage(eku) => {
-                    for (set, usage) in [
-                        (eku.server_auth, KeyUsage::ServerAuth),
-                        (eku.client_auth, KeyUsage::ClientAuth),
-                        (eku.code_signing, KeyUsage::CodeSigning),
-                        (eku.email_protection, KeyUsage::EmailProtection),
-                        (eku.ocsp_signing, KeyUsage::OcspSigning),
-                        (eku.time_stamping, KeyUsage::TimeStamping),
-                    ] {
-                        if set {
-                            info.usages.insert(usage);
-                        }
-                    }
-                }
-                ParsedExtension::SubjectKeyIdentifier(id) => {
-                    info.subject_key_id = Some(id.0.to_vec())
-                }
-                ParsedExtension::AuthorityKeyIdentifier(aki) => {
-                    info.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
-                }
-                ParsedExtension::CRLDistributionPoints(points) => {
-                    for point in points.iter() {
-                        if let Some(DistributionPointName::FullName(names)) =
-                            &point.distribution_point
-                        {
-                            for name in names {
-                                if let GeneralName::URI(u) = name {
-                                    info.crl_distribution_points.push(u.to_string());
-                                }
-                            }
-                        }
-                    }
-                }
-                _ => {}
-            }
+            info.read_extension(ext.parsed_extension());
         }
         Ok(info)
+    }
+
+    /// Takes what certop needs from one extension; the others are ignored.
+    fn read_extension(&mut self, ext: &ParsedExtension) {
+        match ext {
+            ParsedExtension::SubjectAlternativeName(san) => {
+                for name in &san.general_names {
+                    match name {
+                        GeneralName::DNSName(n) => self.dns_names.push(n.to_string()),
+                        GeneralName::URI(u) => self.uris.push(u.to_string()),
+                        GeneralName::IPAddress(bytes) => {
+                            self.ip_addresses.extend(ip_from_bytes(bytes));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            ParsedExtension::KeyUsage(ku) => self.read_key_usage(ku),
+            ParsedExtension::ExtendedKeyUsage(eku) => self.read_extended_key_usage(eku),
+            ParsedExtension::SubjectKeyIdentifier(id) => self.subject_key_id = Some(id.0.to_vec()),
+            ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                self.authority_key_id = aki.key_identifier.as_ref().map(|id| id.0.to_vec());
+            }
+            ParsedExtension::CRLDistributionPoints(points) => {
+                for point in points.iter() {
+                    if let Some(DistributionPointName::FullName(names)) = &point.distribution_point
+                    {
+                        for name in names {
+                            if let GeneralName::URI(u) = name {
+                                self.crl_distribution_points.push(u.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn read_key_usage(&mut self, ku: &x509_parser::extensions::KeyUsage) {
+        self.can_sign_certificates = ku.key_cert_sign();
+        self.can_sign_crls = ku.crl_sign();
+        for (set, usage) in [
+            (ku.digital_signature(), KeyUsage::DigitalSignature),
+            (ku.non_repudiation(), KeyUsage::ContentCommitment),
+            (ku.key_encipherment(), KeyUsage::KeyEncipherment),
+            (ku.data_encipherment(), KeyUsage::DataEncipherment),
+            (ku.key_agreement(), KeyUsage::KeyAgreement),
+        ] {
+            if set {
+                self.usages.insert(usage);
+            }
+        }
+    }
+
+    fn read_extended_key_usage(&mut self, eku: &x509_parser::extensions::ExtendedKeyUsage) {
+        for (set, usage) in [
+            (eku.server_auth, KeyUsage::ServerAuth),
+            (eku.client_auth, KeyUsage::ClientAuth),
+            (eku.code_signing, KeyUsage::CodeSigning),
+            (eku.email_protection, KeyUsage::EmailProtection),
+            (eku.ocsp_signing, KeyUsage::OcspSigning),
+            (eku.time_stamping, KeyUsage::TimeStamping),
+        ] {
+            if set {
+                self.usages.insert(usage);
+            }
+        }
     }
 
     /// The subject as text (RFC 4514 style). Formatted on demand: issuance

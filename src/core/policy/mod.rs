@@ -25,7 +25,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-pub use rules::{Field, Refusal, Request, Rules, Source};
+pub use rules::{Field, InvalidPolicy, Refusal, Request, Rules, Source};
 
 use crate::api::{CertificatePolicy, IssuancePolicy, Profile};
 use crate::pki::LeafTemplate;
@@ -58,7 +58,7 @@ pub enum Denial {
     )]
     GuardNotInForce(String),
     #[error("{0}")]
-    InvalidPolicy(String),
+    InvalidPolicy(#[from] InvalidPolicy),
     #[error("no CertificatePolicy that {requester} may use allows this request ({tried})")]
     NoUsablePolicy { requester: String, tried: String },
 }
@@ -119,12 +119,13 @@ fn ca_ceiling(ca: Authority, request: &Request) -> Result<(), Denial> {
 /// Whether a ClusterCertificate may be signed: `template` is what it asks
 /// for (through `profile`, if any); `policy_ref` is the policy its spec
 /// names; `guard` whether the admission guard that makes that name
-/// trustworthy is in force (Err says what is wrong with it).
+/// trustworthy is in force (Err says what is wrong with it: the operator
+/// looks at the guard, so its reasons are the operator's type).
 pub fn authorize_certificate(
     ca: Authority,
     all_policies: &[Arc<CertificatePolicy>],
     policy_ref: Option<&str>,
-    guard: Result<(), String>,
+    guard: Result<(), impl std::fmt::Display>,
     profile: Option<Profile>,
     template: &LeafTemplate,
 ) -> Result<(), Denial> {
@@ -144,7 +145,7 @@ pub fn authorize_certificate(
                     authorities: policy.spec.authorities.join(", "),
                 });
             }
-            guard.map_err(Denial::GuardNotInForce)?;
+            guard.map_err(|why| Denial::GuardNotInForce(why.to_string()))?;
             Rules::of_policy(policy)
                 .map_err(Denial::InvalidPolicy)?
                 .evaluate(request)
@@ -202,7 +203,7 @@ pub fn authorize_signing_request(
         let rules = match Rules::of_policy(policy) {
             Ok(r) => r,
             Err(e) => {
-                tried.push(e);
+                tried.push(e.to_string());
                 continue;
             }
         };

@@ -41,15 +41,18 @@ pub fn is_exact(pattern: &str) -> bool {
 /// A CIDR (a list entry of `allowed.ipAddresses`, a `certop run` flag),
 /// parsed; one that is not a CIDR is reported (the CRD's CEL rule refuses
 /// it first).
-pub fn parse_network(entry: &str) -> Result<IpNet, String> {
+pub fn parse_network(entry: &str) -> Result<IpNet, NotACidr> {
     entry
         .trim()
         .parse::<IpNet>()
         .map(|net| net.trunc())
-        .map_err(|_| {
-            format!("{entry:?} is not a CIDR such as 10.0.0.0/8, 10.1.2.3/32 or fd00::/64")
-        })
+        .map_err(|_| NotACidr(entry.to_string()))
 }
+
+/// An entry that should be a CIDR and is not (the entry as written).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a CIDR such as 10.0.0.0/8, 10.1.2.3/32 or fd00::/64")]
+pub struct NotACidr(pub String);
 
 /// Whether `ip` lies inside `network`, IPv4-mapped IPv6 addresses compared
 /// as the IPv4 address they carry.

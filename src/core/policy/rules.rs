@@ -10,7 +10,8 @@ use ipnet::IpNet;
 
 use super::{pattern, privileged};
 use crate::api::{
-    AllowedIdentity, CertificatePolicy, IssuancePolicy, KeyAlgorithm, KeyUsage, Profile,
+    AllowedIdentity, CertificatePolicy, DurationError, IssuancePolicy, KeyAlgorithm, KeyUsage,
+    Profile,
 };
 use crate::pki::{LeafTemplate, profile_name, usage_name};
 
@@ -148,6 +149,25 @@ pub struct Rules {
     guards_privileged: bool,
 }
 
+/// Why a policy's rules cannot be used; each names the policy and the
+/// field to fix (the CRD's rules refuse most of these at admission; an
+/// object stored before a rule existed can still hold one).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPolicy {
+    #[error("CertificatePolicy {policy}: allowed.ipAddresses: {source}")]
+    IpAddress {
+        policy: String,
+        source: pattern::NotACidr,
+    },
+    #[error("CertificatePolicy {policy}: allowed.maxDuration: {source}")]
+    MaxDuration {
+        policy: String,
+        source: DurationError,
+    },
+    #[error("the CA's spec.policy.maxDuration: {0}")]
+    CaMaxDuration(DurationError),
+}
+
 impl Rules {
     /// What a CA signs when no policy governs it: anything but privileged
     /// identities.
@@ -168,15 +188,17 @@ impl Rules {
     }
 
     /// A CertificatePolicy's rules: an omitted name field allows nothing.
-    pub fn of_policy(policy: &CertificatePolicy) -> Result<Rules, String> {
+    pub fn of_policy(policy: &CertificatePolicy) -> Result<Rules, InvalidPolicy> {
         let name = policy.metadata.name.clone().unwrap_or_default();
         let a: &AllowedIdentity = &policy.spec.allowed;
-        let invalid = |e: String| format!("CertificatePolicy {name}: {e}");
         let ip_addresses = a
             .ip_addresses
             .iter()
             .map(|e| {
-                pattern::parse_network(e).map_err(|e| invalid(format!("allowed.ipAddresses: {e}")))
+                pattern::parse_network(e).map_err(|source| InvalidPolicy::IpAddress {
+                    policy: name.clone(),
+                    source,
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let max_duration = a
@@ -184,7 +206,10 @@ impl Rules {
             .as_ref()
             .map(|d| d.to_chrono())
             .transpose()
-            .map_err(|e| invalid(format!("allowed.maxDuration: {e}")))?;
+            .map_err(|source| InvalidPolicy::MaxDuration {
+                policy: name.clone(),
+                source,
+            })?;
         Ok(Rules {
             source: Source::Policy(name.clone()),
             common_names: Names::Only(a.common_names.clone()),
@@ -204,7 +229,7 @@ impl Rules {
     /// it lists (an empty list leaves its field open). It grants no
     /// privileged identity, by entry or by profile: those need a
     /// CertificatePolicy.
-    pub fn of_ca_policy(ca: &str, p: &IssuancePolicy) -> Result<Rules, String> {
+    pub fn of_ca_policy(ca: &str, p: &IssuancePolicy) -> Result<Rules, InvalidPolicy> {
         let open_or = |list: &[String]| {
             if list.is_empty() {
                 Names::Any
@@ -226,7 +251,7 @@ impl Rules {
             .as_ref()
             .map(|d| d.to_chrono())
             .transpose()
-            .map_err(|e| format!("the CA's spec.policy.maxDuration: {e}"))?;
+            .map_err(InvalidPolicy::CaMaxDuration)?;
         Ok(Rules {
             source: Source::CaPolicy(ca.to_string()),
             common_names: Names::Any,

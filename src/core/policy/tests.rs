@@ -95,7 +95,7 @@ fn under_ca_policy(p: IssuancePolicy) -> impl Fn(&ClusterCertificateSpec) -> Res
             authority("ca", Some(&p), &ips),
             &[],
             None,
-            Ok(()),
+            GUARD_IN_FORCE,
             spec.profile,
             &t,
         ) {
@@ -159,6 +159,10 @@ fn kubeadm_identities() -> AllowedIdentity {
     }
 }
 
+/// The admission guard in force (its faults are the operator's type; a
+/// test that needs one names it as text).
+const GUARD_IN_FORCE: Result<(), &str> = Ok(());
+
 #[test]
 fn every_profile_under_each_kind_of_rules() {
     let default = Rules::default_open();
@@ -193,7 +197,7 @@ fn every_profile_under_each_kind_of_rules() {
                 authority("ca", Some(&ceiling_only), &ips),
                 &all,
                 Some("kubeadm"),
-                Ok(()),
+                GUARD_IN_FORCE,
                 s.profile,
                 &template(&s)
             ),
@@ -616,7 +620,7 @@ fn a_certificate_is_signed_only_under_the_policy_it_names_while_the_guard_holds(
         |ca: Authority,
          all: &[Arc<CertificatePolicy>],
          r: Option<&str>,
-         guard: Result<(), String>| { authorize_certificate(ca, all, r, guard, None, &t) };
+         guard: Result<(), &str>| { authorize_certificate(ca, all, r, guard, None, &t) };
     assert_eq!(authorize(ca, &all, Some("team-a"), Ok(())), Ok(()));
     assert!(matches!(
         authorize(ca, &all, None, Ok(())),
@@ -631,12 +635,12 @@ fn a_certificate_is_signed_only_under_the_policy_it_names_while_the_guard_holds(
         Err(Denial::PolicyNotForAuthority { .. })
     ));
     assert!(matches!(
-        authorize(ca, &all, Some("team-a"), Err("gone".into())),
+        authorize(ca, &all, Some("team-a"), Err("gone")),
         Err(Denial::GuardNotInForce(_))
     ));
     // A CA no policy governs signs ordinary names without one.
     let free = authority("free", None, &ips);
-    assert_eq!(authorize(free, &all, None, Err("gone".into())), Ok(()));
+    assert_eq!(authorize(free, &all, None, Err("gone")), Ok(()));
     // ...unless it requires a policy: then nothing without one, even when
     // its last policy is deleted.
     let required = Authority {
@@ -758,5 +762,54 @@ fn a_csr_is_signed_under_a_policy_its_requester_may_use_with_its_lifetime_capped
             &csr_template("robot", &["robots"], 1)
         )
         .is_ok()
+    );
+}
+
+/// A policy certop cannot use says which policy and field to fix.
+#[test]
+fn a_policy_certop_cannot_use_names_the_policy_and_the_field() {
+    fn refusal(r: Result<Rules, impl std::fmt::Display>) -> String {
+        match r {
+            Ok(_) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+    let p = policy(
+        "team-a",
+        &["ca"],
+        AllowedIdentity {
+            ip_addresses: strings(&["10.0.0.1"]),
+            ..Default::default()
+        },
+    );
+    assert_eq!(
+        refusal(Rules::of_policy(&p)),
+        "CertificatePolicy team-a: allowed.ipAddresses: \"10.0.0.1\" is not a CIDR such as 10.0.0.0/8, 10.1.2.3/32 or fd00::/64"
+    );
+    let too_long: crate::api::GoDuration =
+        serde_json::from_value(serde_json::json!("900000h")).expect("text");
+    let p = policy(
+        "team-b",
+        &["ca"],
+        AllowedIdentity {
+            max_duration: Some(too_long.clone()),
+            ..Default::default()
+        },
+    );
+    let why = match too_long.to_chrono() {
+        Ok(_) => panic!("too long"),
+        Err(e) => e.to_string(),
+    };
+    assert_eq!(
+        refusal(Rules::of_policy(&p)),
+        format!("CertificatePolicy team-b: allowed.maxDuration: {why}")
+    );
+    let ceiling = IssuancePolicy {
+        max_duration: Some(too_long),
+        ..Default::default()
+    };
+    assert_eq!(
+        refusal(Rules::of_ca_policy("ca", &ceiling)),
+        format!("the CA's spec.policy.maxDuration: {why}")
     );
 }

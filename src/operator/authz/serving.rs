@@ -107,7 +107,7 @@ pub async fn signing_key(
         .map_err(api_error)?
         .ok_or_else(|| ServingError::NoSuchCa(ca_name.to_string()))?;
     let settings = ca.settings().map_err(|e| not_usable(e.to_string()))?;
-    let marks = marks_of(&ca).map_err(not_usable)?;
+    let marks = marks_of(&ca).map_err(|e| not_usable(e.to_string()))?;
     let secret_name = key_secret_name(&settings.secret_name, marks.signing);
     let secret = Api::<Secret>::namespaced(client.clone(), namespace)
         .get_opt(&secret_name)

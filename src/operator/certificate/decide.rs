@@ -41,7 +41,7 @@ pub struct Governance {
     pub require_policy: bool,
     pub api_server_ips: Vec<std::net::IpAddr>,
     pub policies: Vec<Arc<crate::api::CertificatePolicy>>,
-    pub guard: Result<(), String>,
+    pub guard: Result<(), crate::operator::runtime::admission_guard::GuardFault>,
 }
 
 /// How soon a certificate refused for want of the admission guard looks
@@ -153,17 +153,10 @@ pub fn decide(
     secret: Option<&Secret>,
     now: DateTime<Utc>,
 ) -> Decision {
-    let invalid =
-        |message: String| Decision::Blocked(Blocked::new(Reason::InvalidSpec, message, None));
-    let mut template = match LeafTemplate::from_spec(&cert.spec) {
+    let mut template = match valid_template(cert) {
         Ok(t) => t,
-        Err(e) => return invalid(e.to_string()),
+        Err(blocked) => return Decision::Blocked(blocked),
     };
-    if let Some(t) = &cert.spec.secret_template
-        && let Err(message) = t.validate()
-    {
-        return invalid(message);
-    }
     let (ring, crl_url, governance) = match issuer {
         Issuer::Blocked(b) => return Decision::Blocked(b),
         Issuer::Ready {
@@ -172,27 +165,8 @@ pub fn decide(
             governance,
         } => (ring, crl_url, governance),
     };
-    let authority = ring.signing.clone();
-    if let Err(denial) = crate::core::policy::authorize_certificate(
-        crate::core::policy::Authority {
-            name: &governance.ca,
-            policy: governance.ca_policy.as_ref(),
-            require_policy: governance.require_policy,
-            api_server_ips: &governance.api_server_ips,
-        },
-        &governance.policies,
-        cert.spec.policy_ref.as_ref().map(|r| r.name.as_str()),
-        governance.guard.clone(),
-        cert.spec.profile,
-        &template,
-    ) {
-        let retry = matches!(denial, crate::core::policy::Denial::GuardNotInForce(_))
-            .then_some(GUARD_RETRY);
-        return Decision::Blocked(Blocked::new(
-            Reason::PolicyViolation,
-            denial.to_string(),
-            retry,
-        ));
+    if let Err(blocked) = authorize(cert, &governance, &template) {
+        return Decision::Blocked(blocked);
     }
     template.crl_distribution_point = crl_url;
     if let Ownership::Foreign(message) = ownership(secret, &cert.name_any()) {
@@ -209,7 +183,7 @@ pub fn decide(
         &template,
         &policy,
         data.as_ref(),
-        authority.certificate(),
+        ring.signing.certificate(),
         now,
     ) {
         Plan::UpToDate {
@@ -226,27 +200,68 @@ pub fn decide(
             change_pending_since,
             bundle: ring.bundle_pem(),
         },
-        Plan::Issue { reason, reuse_key } => {
-            if let Some(wait) = issuance_backoff(cert, now) {
-                return Decision::RetryLater(wait);
-            }
-            let revision = secret
-                .and_then(revision_of)
-                .max(cert.status.as_ref().and_then(|s| s.revision))
-                .unwrap_or(0)
-                .saturating_add(1);
-            Decision::Issue(Box::new(Issuance {
-                template,
-                authority,
+        Plan::Issue { reason, reuse_key } => match issuance_backoff(cert, now) {
+            Some(wait) => Decision::RetryLater(wait),
+            None => Decision::Issue(Box::new(Issuance {
+                authority: ring.signing.clone(),
                 key: ring.signing_index,
                 bundle: ring.bundle_pem(),
                 reason,
                 reuse_key,
-                revision,
+                revision: next_revision(cert, secret),
                 renewal_request: policy.requested,
-            }))
-        }
+                template,
+            })),
+        },
     }
+}
+
+/// The spec as a template, if certop's own checks (the core's, and the
+/// `secretTemplate`'s) let it through.
+fn valid_template(cert: &ClusterCertificate) -> Result<LeafTemplate, Blocked> {
+    let invalid = |message: String| Blocked::new(Reason::InvalidSpec, message, None);
+    let template = LeafTemplate::from_spec(&cert.spec).map_err(|e| invalid(e.to_string()))?;
+    if let Some(t) = &cert.spec.secret_template {
+        t.validate().map_err(|e| invalid(e.to_string()))?;
+    }
+    Ok(template)
+}
+
+/// Whether a policy allows the template; a refusal for want of the
+/// admission guard is looked at again soon (the guard may come back).
+fn authorize(
+    cert: &ClusterCertificate,
+    governance: &Governance,
+    template: &LeafTemplate,
+) -> Result<(), Blocked> {
+    crate::core::policy::authorize_certificate(
+        crate::core::policy::Authority {
+            name: &governance.ca,
+            policy: governance.ca_policy.as_ref(),
+            require_policy: governance.require_policy,
+            api_server_ips: &governance.api_server_ips,
+        },
+        &governance.policies,
+        cert.spec.policy_ref.as_ref().map(|r| r.name.as_str()),
+        governance.guard.clone(),
+        cert.spec.profile,
+        template,
+    )
+    .map_err(|denial| {
+        let retry = matches!(denial, crate::core::policy::Denial::GuardNotInForce(_))
+            .then_some(GUARD_RETRY);
+        Blocked::new(Reason::PolicyViolation, denial.to_string(), retry)
+    })
+}
+
+/// The revision of the next issuance: one past the highest the Secret or
+/// the status recorded.
+fn next_revision(cert: &ClusterCertificate, secret: Option<&Secret>) -> i64 {
+    secret
+        .and_then(revision_of)
+        .max(cert.status.as_ref().and_then(|s| s.revision))
+        .unwrap_or(0)
+        .saturating_add(1)
 }
 
 #[cfg(test)]

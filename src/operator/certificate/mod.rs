@@ -27,6 +27,9 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 pub use decide::{Decision, Issuer, decide};
+use secret::Written;
+
+use crate::operator::store::authority_cache::Keys;
 pub use secret::{Ownership, ownership};
 
 use crate::api::{ClusterCertificate, SecretDeletionPolicy};
@@ -127,7 +130,7 @@ async fn issuer(
         );
     }
     match authority_cache::keyring(ctx, &ca, now).await? {
-        Ok(ring) => {
+        Keys::Ready(ring) => {
             // Certificates point at the CRL of the key that signs them, if
             // the CA can sign one.
             let crl_url = ring.signing.certificate().can_sign_crls.then(|| {
@@ -150,7 +153,7 @@ async fn issuer(
                 },
             })
         }
-        Err(message) => waiting(Reason::IssuerNotReady, message, WAITING_RETRY),
+        Keys::Unusable(why) => waiting(Reason::IssuerNotReady, why.to_string(), WAITING_RETRY),
     }
 }
 
@@ -204,8 +207,8 @@ async fn apply_pass(
         Decision::RetryLater(wait) => return Ok(Action::requeue(wait)),
         Decision::Issue(issuance) => {
             match issue_into_secret(cert, ctx, &secrets, observed.as_ref(), &issuance, now).await? {
-                Ok(held) => (held, Some(issuance.reason)),
-                Err(action) => return Ok(action),
+                Issued::Held(held) => (*held, Some(issuance.reason)),
+                Issued::Ended(action) => return Ok(action),
             }
         }
         Decision::UpToDate {
@@ -220,8 +223,10 @@ async fn apply_pass(
             };
             let wanted =
                 match keep_secret_current(cert, ctx, &secrets, secret, &current, bundle).await? {
-                    Ok(wanted) => wanted,
-                    Err(blocked) => return status::blocked(cert, ctx, blocked, None, now).await,
+                    Written::Stored(wanted) => *wanted,
+                    Written::Refused(blocked) => {
+                        return status::blocked(cert, ctx, blocked, None, now).await;
+                    }
                 };
             let held = Held {
                 secret: wanted,
@@ -325,12 +330,12 @@ async fn keep_secret_current(
     secret: Secret,
     current: &CertificateInfo,
     bundle: String,
-) -> Result<Result<Secret, Blocked>, Error> {
+) -> Result<Written, Error> {
     let (revision, reason, request) = secret::provenance_of(&secret);
     let provenance = secret::Provenance {
         serial: current.serial.to_string(),
         revision: revision.unwrap_or(1),
-        reason: reason.as_deref().unwrap_or("Issued"),
+        reason: reason.as_deref().unwrap_or(Reason::Issued.as_str()),
         renewal_request: request.as_deref(),
     };
     let mut data = secret::secret_data(&secret);
@@ -340,11 +345,11 @@ async fn keep_secret_current(
     wanted.metadata.uid = secret.metadata.uid.clone();
     let metadata_changed = secret::metadata_missing(&secret, &wanted);
     if !bundle_changed && !metadata_changed {
-        return Ok(Ok(wanted));
+        return Ok(Written::Stored(Box::new(wanted)));
     }
     match secret::apply(secrets, wanted, secret.resource_version()).await? {
-        Ok(applied) => wanted = applied,
-        Err(blocked) => return Ok(Err(blocked)),
+        Written::Stored(applied) => wanted = *applied,
+        refused @ Written::Refused(_) => return Ok(refused),
     }
     let what = match (bundle_changed, metadata_changed) {
         (true, true) => "the CA's trust bundle (ca.crt) and spec.secretTemplate",
@@ -354,16 +359,23 @@ async fn keep_secret_current(
     ctx.event(
         cert,
         false,
-        "SecretUpdated",
+        Reason::SecretUpdated.as_str(),
         "Update",
         format!("Applied {what} to the Secret"),
     )
     .await;
-    Ok(Ok(wanted))
+    Ok(Written::Stored(Box::new(wanted)))
 }
 
-/// Signs and writes the Secret; Err carries the action of a pass that
-/// ended in the status (a signing failure, a Secret the API refused).
+/// What an issuance came to: the Secret holds the new certificate, or the
+/// pass ended in the status (a signing failure, a Secret the API refused).
+enum Issued {
+    Held(Box<Held>),
+    Ended(Action),
+}
+
+/// Signs and writes the Secret, in named steps: say an issuance is under
+/// way, sign, write, announce.
 async fn issue_into_secret(
     cert: &ClusterCertificate,
     ctx: &Context,
@@ -371,8 +383,7 @@ async fn issue_into_secret(
     observed: Option<&Secret>,
     issuance: &decide::Issuance,
     now: DateTime<Utc>,
-) -> Result<Result<Held, Action>, Error> {
-    let action = format!("IssueRevision{}", issuance.revision);
+) -> Result<Issued, Error> {
     let existed = observed.and_then(|s| s.resource_version());
     let reused = issuance
         .reuse_key
@@ -380,32 +391,21 @@ async fn issue_into_secret(
         .flatten()
         .and_then(|d| d.tls_key)
         .and_then(|k| String::from_utf8(k).ok());
-    // A new RSA key takes from a tenth of a second to seconds: that long,
-    // the status says an issuance is under way. Any other issuance is done
-    // in milliseconds, and its Ready write says it all in one request.
-    let slow = reused.is_none() && issuance.template.key_algorithm.is_rsa();
-    let issuing;
-    let cert = if slow {
-        issuing = status::issuing(cert, ctx, &issuance.reason, now).await?;
-        &issuing
-    } else {
-        cert
-    };
-    if existed.is_some() {
-        ctx.event_once(
-            cert,
-            "Reissuing",
-            &action,
-            format!("Re-issuing the certificate: {}", issuance.reason),
-        )
-        .await;
-    }
+    let issuing = start_issuing(
+        cert,
+        ctx,
+        issuance,
+        reused.is_some(),
+        existed.is_some(),
+        now,
+    )
+    .await?;
+    let cert = issuing.as_ref().unwrap_or(cert);
     let signed = match sign(issuance, reused, now).await {
         Ok(signed) => signed,
         Err(e) => {
-            return status::failed(cert, ctx, &issuance.reason, e.to_string(), now)
-                .await
-                .map(Err);
+            let ended = status::failed(cert, ctx, &issuance.reason, e.to_string(), now).await?;
+            return Ok(Issued::Ended(ended));
         }
     };
     let provenance = secret::Provenance {
@@ -416,22 +416,76 @@ async fn issue_into_secret(
     };
     let wanted = secret::desired(cert, signed.data, &provenance);
     let wanted = match secret::apply(secrets, wanted, existed).await? {
-        Ok(applied) => applied,
-        Err(blocked) => {
-            return status::blocked(cert, ctx, blocked, Some(&issuance.reason), now)
-                .await
-                .map(Err);
+        Written::Stored(applied) => *applied,
+        Written::Refused(blocked) => {
+            let ended = status::blocked(cert, ctx, blocked, Some(&issuance.reason), now).await?;
+            return Ok(Issued::Ended(ended));
         }
     };
     let leaf = signed.leaf;
+    announce_issued(cert, ctx, issuance, &leaf, signed.clamped_to_ca).await;
+    let renewal_time = crate::core::plan::renewal_time(&leaf, &renewal_policy(cert));
+    Ok(Issued::Held(Box::new(Held {
+        secret: wanted,
+        leaf,
+        renewal_time,
+        change_pending_since: None,
+        key: issuance.key,
+    })))
+}
+
+/// The Event that says which revision an issuance writes.
+fn issue_action(issuance: &decide::Issuance) -> String {
+    format!("IssueRevision{}", issuance.revision)
+}
+
+/// Says an issuance is under way: in the status while a new RSA key is
+/// made (from a tenth of a second to seconds; any other issuance is done
+/// in milliseconds, and its Ready write says it all in one request), and
+/// by an Event when it replaces a Secret that existed. Some: the
+/// certificate as the status write left it.
+async fn start_issuing(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    issuance: &decide::Issuance,
+    reuses_key: bool,
+    replaces: bool,
+    now: DateTime<Utc>,
+) -> Result<Option<ClusterCertificate>, Error> {
+    let slow = !reuses_key && issuance.template.key_algorithm.is_rsa();
+    let issuing = match slow {
+        true => Some(status::issuing(cert, ctx, &issuance.reason, now).await?),
+        false => None,
+    };
+    if replaces {
+        ctx.event_once(
+            issuing.as_ref().unwrap_or(cert),
+            Reason::Reissuing.as_str(),
+            &issue_action(issuance),
+            format!("Re-issuing the certificate: {}", issuance.reason),
+        )
+        .await;
+    }
+    Ok(issuing)
+}
+
+/// Logs and counts an issuance, and warns when the CA's notAfter cut it
+/// short.
+async fn announce_issued(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    issuance: &decide::Issuance,
+    leaf: &CertificateInfo,
+    clamped_to_ca: bool,
+) {
     info!(certificate = %cert.name_any(), serial = %leaf.serial, reason = issuance.reason.code(), revision = issuance.revision, "issued");
     ctx.metrics.issued(issuance.reason.code());
-    if signed.clamped_to_ca {
+    if clamped_to_ca {
         ctx.event(
             cert,
             true,
-            "DurationClamped",
-            &action,
+            Reason::DurationClamped.as_str(),
+            &issue_action(issuance),
             format!(
                 "notAfter was cut to the CA's notAfter {}",
                 leaf.not_after.to_rfc3339()
@@ -439,14 +493,6 @@ async fn issue_into_secret(
         )
         .await;
     }
-    let renewal_time = crate::core::plan::renewal_time(&leaf, &renewal_policy(cert));
-    Ok(Ok(Held {
-        secret: wanted,
-        leaf,
-        renewal_time,
-        change_pending_since: None,
-        key: issuance.key,
-    }))
 }
 
 /// What a pass holds after its write: the Secret as certop wants it and
@@ -504,7 +550,7 @@ async fn sign(
             what: "issuing".into(),
             source,
         }),
-        Err(e) => Err(Error::Task(e.to_string())),
+        Err(e) => Err(Error::Task(e)),
     }
 }
 
@@ -602,9 +648,9 @@ async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), 
     };
     let now = Utc::now();
     let ring = match authority_cache::keyring(ctx, &ca, now).await? {
-        Ok(r) => r,
-        Err(message) => {
-            warn!(certificate = %cert.name_any(), %message, "cannot revoke on delete");
+        Keys::Ready(r) => r,
+        Keys::Unusable(why) => {
+            warn!(certificate = %cert.name_any(), message = %why, "cannot revoke on delete");
             return Ok(());
         }
     };
@@ -666,9 +712,9 @@ pub fn leaf_of(secret: &Secret) -> Option<CertificateInfo> {
 }
 
 /// Whether a reason re-issues a certificate that was in service (vs. a repair).
-pub fn ready_reason(code: &str) -> &'static str {
+pub fn ready_reason(code: &str) -> Reason {
     match code {
-        c if c == IssueReason::Revoked.code() => "Reissued",
+        c if c == IssueReason::Revoked.code() => Reason::Reissued,
         c if [
             IssueReason::RenewalDue.code(),
             IssueReason::Expired.code(),
@@ -676,8 +722,8 @@ pub fn ready_reason(code: &str) -> &'static str {
         ]
         .contains(&c) =>
         {
-            "Renewed"
+            Reason::Renewed
         }
-        _ => "Issued",
+        _ => Reason::Issued,
     }
 }

@@ -131,14 +131,21 @@ pub fn metadata_missing(existing: &Secret, wanted: &Secret) -> bool {
         || !has_all(existing.annotations(), wanted.annotations())
 }
 
+/// What became of a Secret certop applied: stored (as the API server
+/// returned it), or refused for a reason retrying cannot fix.
+pub enum Written {
+    Stored(Box<Secret>),
+    Refused(Blocked),
+}
+
 /// Applies `secret` at `resource_version` (None: the Secret is new). A
-/// failure that retrying cannot fix is returned as `Blocked`, so it reaches
+/// failure that retrying cannot fix is returned as `Refused`, so it reaches
 /// the status instead of costing a new certificate per retry.
 pub async fn apply(
     api: &Api<Secret>,
     mut secret: Secret,
     resource_version: Option<String>,
-) -> Result<Result<Secret, Blocked>, Error> {
+) -> Result<Written, Error> {
     let name = secret.name_any();
     let namespace = secret.namespace().unwrap_or_default();
     secret.metadata.resource_version = resource_version;
@@ -150,20 +157,22 @@ pub async fn apply(
         )
         .await;
     match written {
-        Ok(applied) => Ok(Ok(applied)),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Err(Blocked::new(
+        Ok(applied) => Ok(Written::Stored(Box::new(applied))),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(Written::Refused(Blocked::new(
             Reason::NamespaceNotFound,
             format!("namespace {namespace} does not exist; create it or fix spec.secretNamespace"),
             Some(super::WAITING_RETRY),
         ))),
-        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => Ok(Err(Blocked::new(
-            Reason::SecretRejected,
-            format!(
-                "the API server refused Secret {namespace}/{name}: {}",
-                s.message
-            ),
-            Some(std::time::Duration::from_secs(300)),
-        ))),
+        Err(kube::Error::Api(s)) if matches!(s.code, 400 | 403 | 422) => {
+            Ok(Written::Refused(Blocked::new(
+                Reason::SecretRejected,
+                format!(
+                    "the API server refused Secret {namespace}/{name}: {}",
+                    s.message
+                ),
+                Some(std::time::Duration::from_secs(300)),
+            )))
+        }
         Err(e) => Err(e.into()),
     }
 }

@@ -41,7 +41,7 @@ pub fn ready_status(
     let mut status = cert.status.clone().unwrap_or_default();
     let leaf = &held.leaf;
     let (revision, reason, _) = secret::provenance_of(&held.secret);
-    let code = reason.unwrap_or_else(|| "Issued".into());
+    let code = reason.unwrap_or_else(|| Reason::Issued.to_string());
     let serial = leaf.serial.to_string();
     let fresh = status.serial_number.as_deref() != Some(serial.as_str());
     status.observed_generation = cert.metadata.generation;
@@ -85,7 +85,7 @@ pub fn ready_status(
         &mut status.conditions,
         ISSUING,
         false,
-        "UpToDate",
+        Reason::UpToDate.as_str(),
         "no issuance needed",
         generation,
         now,
@@ -108,14 +108,14 @@ pub async fn ready(
     let leaf = &held.leaf;
     if previous.serial_number != status.serial_number {
         let ready = conditions::find(&status.conditions, READY);
-        let reason = ready.map_or("Issued", |c| c.reason.as_str());
+        let reason = ready.map_or(Reason::Issued.as_str(), |c| c.reason.as_str());
         let (_, code, _) = secret::provenance_of(&held.secret);
         let revision = status.revision.unwrap_or(1);
         let note = format!(
             "certificate serial {} is valid until {} (revision {revision}; {})",
             leaf.serial,
             leaf.not_after.to_rfc3339(),
-            code.as_deref().unwrap_or("Issued")
+            code.as_deref().unwrap_or(Reason::Issued.as_str())
         );
         let action = format!("IssueRevision{revision}");
         ctx.event_once(cert, reason, &action, note.clone()).await;

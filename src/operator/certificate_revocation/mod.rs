@@ -68,8 +68,10 @@ async fn issuer(
         return Ok((Issuer::Missing, None));
     };
     let ring = match authority_cache::keyring(ctx, &ca, now).await? {
-        Ok(ring) => ring,
-        Err(message) => return Ok((Issuer::NotReady(message), None)),
+        authority_cache::Keys::Ready(ring) => ring,
+        authority_cache::Keys::Unusable(why) => {
+            return Ok((Issuer::NotReady(why.to_string()), None));
+        }
     };
     let key = |index: u32, signing: bool, can_sign_crls: bool| Key {
         index,

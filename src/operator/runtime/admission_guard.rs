@@ -70,33 +70,83 @@ fn leaves_nothing_out(m: &MatchResources) -> bool {
     no_selector && m.exclude_resource_rules.as_ref().is_none_or(Vec::is_empty)
 }
 
+/// How the policy or binding the API server holds differs from the shipped
+/// guard so that it may let a ClusterCertificate through: re-apply
+/// manifests/policy-admission.yaml to restore it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Weakening {
+    #[error("the policy has no spec")]
+    NoSpec,
+    #[error("the policy's failurePolicy is not Fail")]
+    FailurePolicy,
+    #[error("the policy has matchConditions, which may skip requests")]
+    MatchConditions,
+    #[error("the policy has no matchConstraints")]
+    NoMatchConstraints,
+    #[error(
+        "the policy's matchConstraints do not cover every CREATE and UPDATE of clustercertificates.certop.dev"
+    )]
+    MatchConstraints,
+    #[error("the policy's validations do not hold certop's rule")]
+    Validations,
+    #[error("the binding names policy {0:?}, not {NAME}")]
+    BindingPolicyName(String),
+    #[error("the binding's validationActions do not include Deny")]
+    NoDeny,
+    #[error("the binding has a paramRef")]
+    ParamRef,
+    #[error("the binding's matchResources leave ClusterCertificates out")]
+    BindingLeavesOut,
+}
+
+/// Why `spec.policyRef` is not honoured: the guard is not in force, or
+/// certop could not see that it is.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum GuardFault {
+    #[error("not looked at yet")]
+    NotLookedAt,
+    #[error("unknown: the guard's last state could not be read")]
+    StateUnreadable,
+    #[error("cannot read {kind} {NAME}: {message}")]
+    Unreadable { kind: &'static str, message: String },
+    #[error("{kind} {NAME} does not exist")]
+    Missing { kind: &'static str },
+    #[error("{0}")]
+    Weakened(#[from] Weakening),
+    #[error(
+        "the API server admitted (dry run) a ClusterCertificate naming CertificatePolicy {PROBE_POLICY}, which certop may not use: nothing enforces the guard (is kube-apiserver's ValidatingAdmissionPolicy admission plugin disabled?)"
+    )]
+    NotEnforced,
+    #[error(
+        "a dry-run ClusterCertificate naming a policy certop may not use was not refused by the guard: {0}"
+    )]
+    ProbeNotRefused(String),
+}
+
 /// Ok if the policy and binding, as the API server holds them, enforce the
 /// shipped rule on every ClusterCertificate; else what is wrong. Pure.
 pub fn verify(
     policy: &ValidatingAdmissionPolicy,
     binding: &ValidatingAdmissionPolicyBinding,
-) -> Result<(), String> {
-    let spec = policy.spec.as_ref().ok_or("the policy has no spec")?;
+) -> Result<(), Weakening> {
+    let spec = policy.spec.as_ref().ok_or(Weakening::NoSpec)?;
     if spec.failure_policy.as_deref().is_some_and(|f| f != "Fail") {
-        return Err("the policy's failurePolicy is not Fail".into());
+        return Err(Weakening::FailurePolicy);
     }
     if spec
         .match_conditions
         .as_ref()
         .is_some_and(|c| !c.is_empty())
     {
-        return Err("the policy has matchConditions, which may skip requests".into());
+        return Err(Weakening::MatchConditions);
     }
     let constraints = spec
         .match_constraints
         .as_ref()
-        .ok_or("the policy has no matchConstraints")?;
+        .ok_or(Weakening::NoMatchConstraints)?;
     if !leaves_nothing_out(constraints) || !constraints.resource_rules.iter().flatten().any(covers)
     {
-        return Err(
-            "the policy's matchConstraints do not cover every CREATE and UPDATE of clustercertificates.certop.dev"
-                .into(),
-        );
+        return Err(Weakening::MatchConstraints);
     }
     let expected = words(USE_EXPRESSION);
     if !spec
@@ -105,26 +155,23 @@ pub fn verify(
         .flatten()
         .any(|v| words(&v.expression) == expected)
     {
-        return Err("the policy's validations do not hold certop's rule".into());
+        return Err(Weakening::Validations);
     }
     let b = &binding.spec;
     if b.policy_name != NAME {
-        return Err(format!(
-            "the binding names policy {:?}, not {NAME}",
-            b.policy_name
-        ));
+        return Err(Weakening::BindingPolicyName(b.policy_name.clone()));
     }
     if !b.validation_actions.iter().any(|a| a == "Deny") {
-        return Err("the binding's validationActions do not include Deny".into());
+        return Err(Weakening::NoDeny);
     }
     if b.param_ref.is_some() {
-        return Err("the binding has a paramRef".into());
+        return Err(Weakening::ParamRef);
     }
     if let Some(m) = &b.match_resources {
         let narrows = m.resource_rules.as_ref().is_some_and(|r| !r.is_empty())
             && !m.resource_rules.iter().flatten().any(covers);
         if narrows || !leaves_nothing_out(m) {
-            return Err("the binding's matchResources leave ClusterCertificates out".into());
+            return Err(Weakening::BindingLeavesOut);
         }
     }
     Ok(())
@@ -132,22 +179,22 @@ pub fn verify(
 
 /// The guard as last seen: Ok, or why `policyRef` is not honoured.
 #[derive(Clone)]
-pub struct GuardState(Arc<RwLock<Result<(), String>>>);
+pub struct GuardState(Arc<RwLock<Result<(), GuardFault>>>);
 
 impl Default for GuardState {
     fn default() -> Self {
-        GuardState(Arc::new(RwLock::new(Err("not looked at yet".into()))))
+        GuardState(Arc::new(RwLock::new(Err(GuardFault::NotLookedAt))))
     }
 }
 
 impl GuardState {
-    pub fn get(&self) -> Result<(), String> {
+    pub fn get(&self) -> Result<(), GuardFault> {
         self.0
             .read()
-            .map_or_else(|_| Err("unknown".into()), |s| s.clone())
+            .map_or(Err(GuardFault::StateUnreadable), |s| s.clone())
     }
 
-    fn set(&self, state: Result<(), String>) -> bool {
+    fn set(&self, state: Result<(), GuardFault>) -> bool {
         match self.0.write() {
             Ok(mut s) => {
                 let changed = *s != state;
@@ -159,22 +206,28 @@ impl GuardState {
     }
 }
 
-async fn look(client: &Client) -> Result<(), String> {
+async fn look(client: &Client) -> Result<(), GuardFault> {
+    const POLICY: &str = "ValidatingAdmissionPolicy";
+    const BINDING: &str = "ValidatingAdmissionPolicyBinding";
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
     let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
-    let read = |what: &str, e: kube::Error| format!("cannot read {what} {NAME}: {e}");
+    let unreadable = |kind: &'static str| {
+        move |e: kube::Error| GuardFault::Unreadable {
+            kind,
+            message: e.to_string(),
+        }
+    };
+    let missing = |kind: &'static str| GuardFault::Missing { kind };
     let policy = policies
         .get_opt(NAME)
         .await
-        .map_err(|e| read("ValidatingAdmissionPolicy", e))?
-        .ok_or(format!("ValidatingAdmissionPolicy {NAME} does not exist"))?;
+        .map_err(unreadable(POLICY))?
+        .ok_or(missing(POLICY))?;
     let binding = bindings
         .get_opt(NAME)
         .await
-        .map_err(|e| read("ValidatingAdmissionPolicyBinding", e))?
-        .ok_or(format!(
-            "ValidatingAdmissionPolicyBinding {NAME} does not exist"
-        ))?;
+        .map_err(unreadable(BINDING))?
+        .ok_or(missing(BINDING))?;
     verify(&policy, &binding)?;
     probe(client).await
 }
@@ -187,7 +240,7 @@ const PROBE_POLICY: &str = "certop-guard-probe-no-such-policy";
 /// compiled): ask the API server, with a dry-run create (nothing is
 /// stored) of a ClusterCertificate naming a policy certop may not use,
 /// and require the guard's refusal.
-async fn probe(client: &Client) -> Result<(), String> {
+async fn probe(client: &Client) -> Result<(), GuardFault> {
     let probe = ClusterCertificate::new(
         "certop-guard-probe",
         ClusterCertificateSpec {
@@ -213,12 +266,8 @@ async fn probe(client: &Client) -> Result<(), String> {
         .await
     {
         Err(kube::Error::Api(s)) if s.message.contains(&refusal) => Ok(()),
-        Ok(_) => Err(format!(
-            "the API server admitted (dry run) a ClusterCertificate naming CertificatePolicy {PROBE_POLICY}, which certop may not use: nothing enforces the guard (is kube-apiserver's ValidatingAdmissionPolicy admission plugin disabled?)"
-        )),
-        Err(e) => Err(format!(
-            "a dry-run ClusterCertificate naming a policy certop may not use was not refused by the guard: {e}"
-        )),
+        Ok(_) => Err(GuardFault::NotEnforced),
+        Err(e) => Err(GuardFault::ProbeNotRefused(e.to_string())),
     }
 }
 
@@ -249,8 +298,18 @@ mod tests {
     /// this chart template).
     const SHIPPED: &str = include_str!("../../../charts/certop/templates/policy-admission.yaml");
 
+    /// Why the shipped guard does not parse.
+    #[derive(Debug, thiserror::Error)]
+    enum ShippedError {
+        #[error("no {0} in the shipped guard")]
+        Missing(&'static str),
+        #[error(transparent)]
+        Json(#[from] serde_json::Error),
+    }
+
     /// The shipped guard, parsed: the policy and its binding.
-    fn shipped() -> Result<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding), String> {
+    fn shipped()
+    -> Result<(ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding), ShippedError> {
         let mut policy = None;
         let mut binding = None;
         for doc in SHIPPED.split("\n---") {
@@ -259,18 +318,16 @@ mod tests {
                 Err(_) => continue,
             };
             match value.get("kind").and_then(|k| k.as_str()) {
-                Some("ValidatingAdmissionPolicy") => {
-                    policy = Some(serde_json::from_value(value).map_err(|e| e.to_string())?)
-                }
+                Some("ValidatingAdmissionPolicy") => policy = Some(serde_json::from_value(value)?),
                 Some("ValidatingAdmissionPolicyBinding") => {
-                    binding = Some(serde_json::from_value(value).map_err(|e| e.to_string())?)
+                    binding = Some(serde_json::from_value(value)?)
                 }
                 _ => {}
             }
         }
         Ok((
-            policy.ok_or("no ValidatingAdmissionPolicy in the shipped guard")?,
-            binding.ok_or("no ValidatingAdmissionPolicyBinding in the shipped guard")?,
+            policy.ok_or(ShippedError::Missing("ValidatingAdmissionPolicy"))?,
+            binding.ok_or(ShippedError::Missing("ValidatingAdmissionPolicyBinding"))?,
         ))
     }
 
@@ -374,7 +431,7 @@ mod tests {
             edit(&mut p, &mut b);
             let got = verify(&p, &b);
             assert!(
-                got.as_ref().is_err_and(|m| m.contains(words)),
+                got.as_ref().is_err_and(|m| m.to_string().contains(words)),
                 "{words}: {got:?}"
             );
         }

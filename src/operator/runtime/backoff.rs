@@ -109,7 +109,7 @@ mod tests {
     #[test]
     fn backs_off_per_object_and_resets() {
         let b = Backoff::default();
-        let e = Error::Task("x".into());
+        let e = Error::LostLeadership;
         let a: Vec<u64> = (0..10).map(|_| b.next("a", &e).as_secs()).collect();
         assert_eq!(a, vec![1, 2, 4, 8, 16, 32, 64, 128, 256, 300]);
         assert_eq!(b.next("b", &e).as_secs(), 1, "another object starts afresh");

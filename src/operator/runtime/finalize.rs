@@ -45,7 +45,7 @@ where
         .await
         .map_err(|e| match e {
             FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e,
-            other => Error::Finalizer(other.to_string()),
+            other => Error::Finalizer(Box::new(other)),
         })
     })
     .await

@@ -262,87 +262,102 @@ struct StoreCollector {
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let certs = self.certificates.state();
-        let labels = |c: &ClusterCertificate| CertificateLabels {
-            name: c.name_any(),
-            namespace: c.spec.secret_namespace.clone(),
-            issuer_name: c.spec.issuer_ref.name.clone(),
-            issuer_kind: "CertificateAuthority".into(),
-            issuer_group: crate::api::GROUP.into(),
-        };
-        let gauge = |encoder: &mut DescriptorEncoder,
-                     name: &str,
-                     help: &str,
-                     values: Vec<(CertificateLabels, i64)>|
-         -> Result<(), std::fmt::Error> {
-            let mut family = encoder.encode_descriptor(
-                name,
-                help,
-                None,
-                prometheus_client::metrics::MetricType::Gauge,
-            )?;
-            for (l, v) in values {
-                ConstGauge::new(v).encode(family.encode_family(&l)?)?;
-            }
-            Ok(())
-        };
         gauge(
             &mut encoder,
             "certificate_expiration_timestamp_seconds",
             "notAfter of each ClusterCertificate's current certificate",
-            certs
-                .iter()
-                .filter_map(|c| Some((labels(c), c.status.as_ref()?.not_after?.timestamp())))
-                .collect(),
+            certs.iter().filter_map(|c| {
+                Some((
+                    certificate_labels(c),
+                    c.status.as_ref()?.not_after?.timestamp(),
+                ))
+            }),
         )?;
         gauge(
             &mut encoder,
             "certificate_renewal_timestamp_seconds",
             "When certop renews each ClusterCertificate",
-            certs
-                .iter()
-                .filter_map(|c| Some((labels(c), c.status.as_ref()?.renewal_time?.timestamp())))
-                .collect(),
+            certs.iter().filter_map(|c| {
+                Some((
+                    certificate_labels(c),
+                    c.status.as_ref()?.renewal_time?.timestamp(),
+                ))
+            }),
         )?;
-        let mut ready = encoder.encode_descriptor(
+        gauge(
+            &mut encoder,
             "certificate_ready_status",
             "1 for the Ready condition's status of each ClusterCertificate (True, False, Unknown), else 0",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
+            certs.iter().flat_map(|c| ready_status(c)),
         )?;
-        for c in certs.iter() {
-            let status = c
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.iter().find(|x| x.type_ == "Ready"))
-                .map_or("Unknown", |x| x.status.as_str());
-            for condition in ["True", "False", "Unknown"] {
-                let l = labels(c);
-                let l = ReadyLabels {
-                    name: l.name,
-                    namespace: l.namespace,
-                    issuer_name: l.issuer_name,
-                    issuer_kind: l.issuer_kind,
-                    issuer_group: l.issuer_group,
-                    condition: condition.into(),
-                };
-                ConstGauge::new(i64::from(status == condition)).encode(ready.encode_family(&l)?)?;
-            }
-        }
-        let mut ca_expiry = encoder.encode_descriptor(
+        gauge(
+            &mut encoder,
             "ca_expiration_timestamp_seconds",
             "notAfter of each CertificateAuthority's certificate",
-            None,
-            prometheus_client::metrics::MetricType::Gauge,
-        )?;
-        for ca in self.cas.state().iter() {
-            if let Some(t) = ca.status.as_ref().and_then(|s| s.not_after) {
-                ConstGauge::new(t.timestamp()).encode(ca_expiry.encode_family(
-                    &AuthorityLabels {
+            self.cas.state().iter().filter_map(|ca| {
+                let t = ca.status.as_ref()?.not_after?;
+                Some((
+                    AuthorityLabels {
                         name: ca.name_any(),
                     },
-                )?)?;
-            }
-        }
+                    t.timestamp(),
+                ))
+            }),
+        )?;
         Ok(())
     }
+}
+
+/// One gauge family: a value per label set.
+fn gauge<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    values: impl IntoIterator<Item = (L, i64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        prometheus_client::metrics::MetricType::Gauge,
+    )?;
+    for (labels, value) in values {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn certificate_labels(c: &ClusterCertificate) -> CertificateLabels {
+    CertificateLabels {
+        name: c.name_any(),
+        namespace: c.spec.secret_namespace.clone(),
+        issuer_name: c.spec.issuer_ref.name.clone(),
+        issuer_kind: "CertificateAuthority".into(),
+        issuer_group: crate::api::GROUP.into(),
+    }
+}
+
+/// A certificate's Ready status as three series (True, False, Unknown), the
+/// one it has at 1.
+fn ready_status(c: &ClusterCertificate) -> Vec<(ReadyLabels, i64)> {
+    let status = c
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|x| x.type_ == "Ready"))
+        .map_or("Unknown", |x| x.status.as_str());
+    ["True", "False", "Unknown"]
+        .into_iter()
+        .map(|condition| {
+            let l = certificate_labels(c);
+            let labels = ReadyLabels {
+                name: l.name,
+                namespace: l.namespace,
+                issuer_name: l.issuer_name,
+                issuer_kind: l.issuer_kind,
+                issuer_group: l.issuer_group,
+                condition: condition.into(),
+            };
+            (labels, i64::from(status == condition))
+        })
+        .collect()
 }

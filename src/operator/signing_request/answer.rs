@@ -42,7 +42,10 @@ pub async fn answer(
         }
         Question::SigningKey { ca } => {
             *ring = match ctx.cas.get(&ObjectRef::new(ca)) {
-                Some(ca) => authority_cache::keyring(ctx, &ca, now).await?.ok(),
+                Some(ca) => match authority_cache::keyring(ctx, &ca, now).await? {
+                    authority_cache::Keys::Ready(ring) => Some(ring),
+                    authority_cache::Keys::Unusable(_) => None,
+                },
                 None => None,
             };
             answers.signing_key_ready = Some(ring.is_some());

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use kube::runtime::reflector::ObjectRef;
 
 use crate::api::{CaRotationRecord, CertificateAuthority};
-use crate::core::rotation::{RotationMarks, key_secret_name, stored_marks};
+use crate::core::rotation::{MarksError, RotationMarks, key_secret_name, stored_marks};
 use crate::operator::{Context, Error};
 use crate::pki::{Authority, CertificateInfo, PkiError};
 
@@ -150,7 +150,7 @@ pub fn retiring_ca(
 
 /// The marks a CA's keys are read by: certop's record, or (before it
 /// has one) its annotations.
-pub fn marks_of(ca: &CertificateAuthority) -> Result<RotationMarks, String> {
+pub fn marks_of(ca: &CertificateAuthority) -> Result<RotationMarks, MarksError> {
     stored_marks(ca.annotations(), record_of(ca)).marks
 }
 
@@ -159,21 +159,83 @@ pub fn record_of(ca: &CertificateAuthority) -> Option<&CaRotationRecord> {
     ca.status.as_ref()?.rotation.as_ref()?.record.as_ref()
 }
 
+/// Why a CA key cannot sign; each names the Secret or the CA to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum Unusable {
+    #[error(
+        "CertificateAuthority {ca} is bound to the CA certificate {bound}; Secret {namespace}/{secret} holds another"
+    )]
+    BoundToAnother {
+        ca: String,
+        bound: String,
+        namespace: String,
+        secret: String,
+    },
+    #[error("the Secret {namespace}/{secret} of CertificateAuthority {ca} is gone")]
+    SecretGone {
+        ca: String,
+        namespace: String,
+        secret: String,
+    },
+    #[error("the Secret {namespace}/{secret} of CertificateAuthority {ca} holds no CA key pair")]
+    NoKeyPair {
+        ca: String,
+        namespace: String,
+        secret: String,
+    },
+    #[error("CertificateAuthority {ca} cannot sign: {source}")]
+    CannotSign { ca: String, source: PkiError },
+    #[error("CertificateAuthority {ca}: {source}")]
+    Spec {
+        ca: String,
+        source: crate::api::CaSpecError,
+    },
+    #[error("CertificateAuthority {ca}: {source}")]
+    Marks { ca: String, source: MarksError },
+}
+
+/// A CA key as read: usable, or why not.
+pub enum Loaded {
+    Usable(Arc<Authority>),
+    Unusable(Unusable),
+}
+
+impl Loaded {
+    /// The key, if usable.
+    pub fn usable(self) -> Option<Arc<Authority>> {
+        match self {
+            Loaded::Usable(a) => Some(a),
+            Loaded::Unusable(_) => None,
+        }
+    }
+}
+
+/// A CA's keys as read: a ring that can sign, or why the CA cannot (a
+/// message for the condition of what it would sign).
+pub enum Keys {
+    Ready(Arc<KeyRing>),
+    Unusable(Unusable),
+}
+
 /// One CA key by the Secret that holds it, checked against the
-/// fingerprint the CA is bound to; Ok(Err) says why it cannot be used.
+/// fingerprint the CA is bound to.
 pub async fn load_key(
     ctx: &Context,
     ca_name: &str,
     secret_name: &str,
     bound: Option<&str>,
     now: DateTime<Utc>,
-) -> Result<Result<Arc<Authority>, String>, Error> {
-    let check = |a: Arc<Authority>| match bound {
-        Some(fp) if *fp != a.certificate().fingerprint => Err(format!(
-            "CertificateAuthority {ca_name} is bound to the CA certificate {fp}; Secret {}/{secret_name} holds another",
-            ctx.namespace
-        )),
-        _ => Ok(a),
+) -> Result<Loaded, Error> {
+    let check_bound = |a: Arc<Authority>| match bound {
+        Some(fp) if *fp != a.certificate().fingerprint => {
+            Loaded::Unusable(Unusable::BoundToAnother {
+                ca: ca_name.to_string(),
+                bound: fp.to_string(),
+                namespace: ctx.namespace.clone(),
+                secret: secret_name.to_string(),
+            })
+        }
+        _ => Loaded::Usable(a),
     };
     let known_version = ctx
         .ca_secrets
@@ -182,45 +244,63 @@ pub async fn load_key(
     if let Some(v) = &known_version
         && let Some(a) = ctx.authorities.get(secret_name, v, now)
     {
-        return Ok(check(a));
+        return Ok(check_bound(a));
     }
     let Some(secret) = ctx.operator_secrets().get_opt(secret_name).await? else {
-        return Ok(Err(format!(
-            "the Secret {}/{secret_name} of CertificateAuthority {ca_name} is gone",
-            ctx.namespace
-        )));
+        return Ok(Loaded::Unusable(Unusable::SecretGone {
+            ca: ca_name.to_string(),
+            namespace: ctx.namespace.clone(),
+            secret: secret_name.to_string(),
+        }));
     };
     let Some((cert, key)) = key_pair(&secret) else {
-        return Ok(Err(format!(
-            "the Secret {}/{secret_name} of CertificateAuthority {ca_name} holds no CA key pair",
-            ctx.namespace
-        )));
+        return Ok(Loaded::Unusable(Unusable::NoKeyPair {
+            ca: ca_name.to_string(),
+            namespace: ctx.namespace.clone(),
+            secret: secret_name.to_string(),
+        }));
     };
     let version = secret.resource_version().unwrap_or_default();
-    Ok(ctx
-        .authorities
-        .get_or_load(secret_name, &version, cert, key, now)
-        .map_err(|e| format!("CertificateAuthority {ca_name} cannot sign: {e}"))
-        .and_then(check))
+    Ok(
+        match ctx
+            .authorities
+            .get_or_load(secret_name, &version, cert, key, now)
+        {
+            Ok(a) => check_bound(a),
+            Err(source) => Loaded::Unusable(Unusable::CannotSign {
+                ca: ca_name.to_string(),
+                source,
+            }),
+        },
+    )
 }
 
-/// A Ready CA's keys; or why it cannot sign (a message for the
-/// certificate's condition). A staged or retiring key that cannot be
-/// loaded is left out (the CA's own status says why); the signing key
-/// must load and be the one the CA is bound to.
+/// A Ready CA's keys; or why it cannot sign. A staged or retiring key that
+/// cannot be loaded is left out (the CA's own status says why); the
+/// signing key must load and be the one the CA is bound to.
 pub async fn keyring(
     ctx: &Context,
     ca: &CertificateAuthority,
     now: DateTime<Utc>,
-) -> Result<Result<Arc<KeyRing>, String>, Error> {
+) -> Result<Keys, Error> {
     let ca_name = ca.name_any();
     let settings = match ca.settings() {
         Ok(s) => s,
-        Err(e) => return Ok(Err(format!("CertificateAuthority {ca_name}: {e}"))),
+        Err(source) => {
+            return Ok(Keys::Unusable(Unusable::Spec {
+                ca: ca_name,
+                source,
+            }));
+        }
     };
     let marks = match marks_of(ca) {
         Ok(m) => m,
-        Err(e) => return Ok(Err(format!("CertificateAuthority {ca_name}: {e}"))),
+        Err(source) => {
+            return Ok(Keys::Unusable(Unusable::Marks {
+                ca: ca_name,
+                source,
+            }));
+        }
     };
     let secret = |index| key_secret_name(&settings.secret_name, index);
     let signing = match load_key(
@@ -232,8 +312,8 @@ pub async fn keyring(
     )
     .await?
     {
-        Ok(a) => a,
-        Err(e) => return Ok(Err(e)),
+        Loaded::Usable(a) => a,
+        Loaded::Unusable(why) => return Ok(Keys::Unusable(why)),
     };
     let record = record_of(ca);
     let mut ring = KeyRing {
@@ -248,12 +328,12 @@ pub async fn keyring(
     if let (Some(index), Some(fp)) = (marks.next_index(), &marks.next_fingerprint) {
         ring.next = load_key(ctx, &ca_name, &secret(index), Some(fp), now)
             .await?
-            .ok();
+            .usable();
     }
     if let (Some(index), Some(fp)) = (marks.previous_index(), &marks.previous_fingerprint) {
         ring.previous = load_key(ctx, &ca_name, &secret(index), Some(fp), now)
             .await?
-            .ok()
+            .usable()
             .map(|a| (index, a));
     }
     ring.retiring = retiring_ca(
@@ -261,5 +341,5 @@ pub async fn keyring(
         ring.previous.as_ref().map(|(_, a)| a.as_ref()),
         record,
     );
-    Ok(Ok(Arc::new(ring)))
+    Ok(Keys::Ready(Arc::new(ring)))
 }
