@@ -164,6 +164,7 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             config.namespace.clone(),
             settings,
             authz_listener,
+            metrics.clone(),
             stopped(stop_rx.clone()),
         );
         tokio::spawn(async move {

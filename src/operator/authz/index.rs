@@ -18,6 +18,7 @@ use tracing::warn;
 
 use crate::api::{CertificateRevocation, meta};
 use crate::core::authz::{RevokedCredentials, SourceKind};
+use crate::operator::runtime::metrics::Metrics;
 use crate::operator::runtime::shared_store::watch;
 use crate::operator::store::ledger_store::entries_of;
 
@@ -133,21 +134,31 @@ impl RevokedIndex {
 
 /// Follows the ledger shards in the operator's namespace and every
 /// CertificateRevocation for as long as the process runs.
-pub async fn follow(client: Client, namespace: String, index: Arc<RevokedIndex>) {
+pub async fn follow(
+    client: Client,
+    namespace: String,
+    index: Arc<RevokedIndex>,
+    metrics: Arc<Metrics>,
+) {
     let shards: Api<ConfigMap> = Api::namespaced(client.clone(), &namespace);
     let revocations: Api<CertificateRevocation> = Api::all(client);
     tokio::join!(
         follow_one(
             shards,
             watcher::Config::default().labels(meta::LEDGER),
-            index.clone()
+            index.clone(),
+            metrics.clone()
         ),
-        follow_one(revocations, watcher::Config::default(), index),
+        follow_one(revocations, watcher::Config::default(), index, metrics),
     );
 }
 
-async fn follow_one<K>(api: Api<K>, config: watcher::Config, index: Arc<RevokedIndex>)
-where
+async fn follow_one<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    index: Arc<RevokedIndex>,
+    metrics: Arc<Metrics>,
+) where
     K: Source + crate::operator::runtime::shared_store::Cached,
 {
     let stream = watch(api, config);
@@ -155,7 +166,10 @@ where
     let mut relisting = None;
     while let Some(item) = stream.next().await {
         match item {
-            Ok(event) => index.apply(event, &mut relisting),
+            Ok(event) => {
+                index.apply(event, &mut relisting);
+                metrics.authz_index(index.len(), index.is_ready());
+            }
             Err(e) => warn!(error = %e, "revoked credentials: a watch failed; retrying"),
         }
     }

@@ -11,7 +11,6 @@ pub mod serving;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -29,6 +28,7 @@ use tracing::{info, warn};
 use crate::api::CertificateAuthority;
 use crate::core::authz::{CREDENTIAL_ID_KEY, Verdict, review};
 use crate::operator::Error;
+use crate::operator::runtime::metrics::Metrics;
 use crate::operator::store::authority_cache::marks_of;
 pub use index::RevokedIndex;
 use serving::Serving;
@@ -51,8 +51,7 @@ pub struct AuthzSettings {
 /// What the handler reads.
 struct AuthzState {
     index: Arc<RevokedIndex>,
-    reviews: AtomicU64,
-    denials: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// Binds the webhook's address, so a port in use fails the start.
@@ -74,6 +73,7 @@ pub async fn serve(
     namespace: String,
     settings: AuthzSettings,
     listener: std::net::TcpListener,
+    metrics: Arc<Metrics>,
     stop: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
     let index = Arc::new(RevokedIndex::default());
@@ -81,6 +81,7 @@ pub async fn serve(
         client.clone(),
         namespace.clone(),
         index.clone(),
+        metrics.clone(),
     ));
     let first = loop {
         match serving::signing_key(&client, &namespace, &settings.ca, Utc::now())
@@ -102,7 +103,7 @@ pub async fn serve(
         first,
         tls.clone(),
     ));
-    let app = router(index);
+    let app = router(index, metrics);
     let handle = axum_server::Handle::new();
     let on_stop = handle.clone();
     tokio::spawn(async move {
@@ -125,12 +126,8 @@ pub async fn serve(
 /// The webhook's routes: `POST /` and `POST /authorize` take a
 /// SubjectAccessReview. Public for the benchmark, which serves it beside a
 /// handler that answers a constant.
-pub fn router(index: Arc<RevokedIndex>) -> Router {
-    let state = Arc::new(AuthzState {
-        index,
-        reviews: AtomicU64::new(0),
-        denials: AtomicU64::new(0),
-    });
+pub fn router(index: Arc<RevokedIndex>, metrics: Arc<Metrics>) -> Router {
+    let state = Arc::new(AuthzState { index, metrics });
     Router::new()
         .route("/", post(authorize))
         .route("/authorize", post(authorize))
@@ -180,6 +177,7 @@ async fn keep_renewed(
 /// `POST /authorize`: one SubjectAccessReview (authorization.k8s.io/v1).
 async fn authorize(State(state): State<Arc<AuthzState>>, body: Bytes) -> Response {
     if !state.index.is_ready() {
+        state.metrics.authz_review("not_ready");
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             "certop: the revoked-credential index is still loading",
@@ -196,7 +194,6 @@ async fn authorize(State(state): State<Arc<AuthzState>>, body: Bytes) -> Respons
                 .into_response();
         }
     };
-    state.reviews.fetch_add(1, Ordering::Relaxed);
     let ids = sar
         .spec
         .extra
@@ -215,9 +212,12 @@ async fn authorize(State(state): State<Arc<AuthzState>>, body: Bytes) -> Respons
         }
     };
     sar.status = Some(match verdict {
-        Verdict::NoOpinion => SubjectAccessReviewStatus::default(),
+        Verdict::NoOpinion => {
+            state.metrics.authz_review("no_opinion");
+            SubjectAccessReviewStatus::default()
+        }
         Verdict::Denied { reason } => {
-            state.denials.fetch_add(1, Ordering::Relaxed);
+            state.metrics.authz_review("denied");
             info!(user = ?sar.spec.user, %reason, "authorization webhook: refused a revoked certificate");
             SubjectAccessReviewStatus {
                 allowed: false,

@@ -47,6 +47,11 @@ pub struct ReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabels {
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: String,
 }
@@ -65,6 +70,9 @@ pub struct Metrics {
     failures: Family<ReasonLabels, Counter>,
     reconcile_duration: Family<ControllerLabels, Histogram>,
     reconcile_errors: Family<ControllerLabels, Counter>,
+    authz_reviews: Family<VerdictLabels, Counter>,
+    authz_revoked: Gauge,
+    authz_ready: Gauge,
 }
 
 impl Default for Metrics {
@@ -84,6 +92,9 @@ impl Default for Metrics {
                 Histogram::new(exponential_buckets(0.001, 2.0, 14))
             }),
             reconcile_errors: Family::default(),
+            authz_reviews: Family::default(),
+            authz_revoked: Gauge::default(),
+            authz_ready: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -140,6 +151,21 @@ impl Default for Metrics {
             "reconcile_errors",
             "Reconciles that failed and were retried with backoff, by controller",
             m.reconcile_errors.clone(),
+        );
+        registry.register(
+            "authz_reviews",
+            "SubjectAccessReviews the authorization webhook answered, by verdict (denied, no_opinion, not_ready)",
+            m.authz_reviews.clone(),
+        );
+        registry.register(
+            "authz_revoked_credentials",
+            "Revoked certificate digests this replica's webhook refuses",
+            m.authz_revoked.clone(),
+        );
+        registry.register(
+            "authz_index_ready",
+            "1 when this replica's webhook has listed the ledger and the revocations (before that it answers with an error)",
+            m.authz_ready.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -214,6 +240,20 @@ impl Metrics {
                 reason: reason.to_string(),
             })
             .inc();
+    }
+
+    pub fn authz_review(&self, verdict: &str) {
+        self.authz_reviews
+            .get_or_create(&VerdictLabels {
+                verdict: verdict.to_string(),
+            })
+            .inc();
+    }
+
+    pub fn authz_index(&self, revoked: usize, ready: bool) {
+        self.authz_revoked
+            .set(i64::try_from(revoked).unwrap_or(i64::MAX));
+        self.authz_ready.set(i64::from(ready));
     }
 
     pub fn reconcile_error(&self, controller: &str) {
