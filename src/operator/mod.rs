@@ -5,7 +5,6 @@
 pub mod admission_guard;
 mod authority_cache;
 mod backoff;
-mod ca_rotation;
 pub mod certificate;
 pub mod certificate_authority;
 pub mod certificate_revocation;

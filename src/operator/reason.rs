@@ -134,11 +134,29 @@ pub enum Reason {
     /// of the CA's certificates; the overlap starts once it is. The
     /// message names them; a Secret certop cannot write holds it.
     BundlesPending,
+    /// A CA (or a certificate) can sign and is current: nothing to fix.
+    Ready,
+    /// certop created a CA's first key and certificate (a Normal Event).
+    Created,
+    /// A CA rotation started, as requested or as the CA nears its end: a
+    /// new key is made and trusted beside the current one (a Normal Event).
+    RotationStarted,
+    /// A CA rotation's new key is trusted beside the current one; it signs
+    /// an overlap after certop has published it everywhere (a Normal Event).
+    RotationStaged,
+    /// A CA rotation's new key signs from now on; the old one stays trusted
+    /// until its certificates are re-issued (a Normal Event).
+    RotationSwitched,
+    /// A CA rotation ended: the old CA left the trust bundles and its key
+    /// and CRL were deleted. A warning when the retirement was ended early
+    /// (`certop.dev/end-retirement`): its unexpired certificates no longer
+    /// verify; re-issue any still in use.
+    RotationFinished,
 }
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 44] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -177,6 +195,12 @@ impl Reason {
         Reason::RetiringKeyMissing,
         Reason::RetirementHeld,
         Reason::BundlesPending,
+        Reason::Ready,
+        Reason::Created,
+        Reason::RotationStarted,
+        Reason::RotationStaged,
+        Reason::RotationSwitched,
+        Reason::RotationFinished,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -219,6 +243,12 @@ impl Reason {
             Reason::RetiringKeyMissing => "RetiringKeyMissing",
             Reason::RetirementHeld => "RetirementHeld",
             Reason::BundlesPending => "BundlesPending",
+            Reason::Ready => "Ready",
+            Reason::Created => "Created",
+            Reason::RotationStarted => "RotationStarted",
+            Reason::RotationStaged => "RotationStaged",
+            Reason::RotationSwitched => "RotationSwitched",
+            Reason::RotationFinished => "RotationFinished",
         }
     }
 

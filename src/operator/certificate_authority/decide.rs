@@ -1,0 +1,580 @@
+//! What a CertificateAuthority pass does, decided from what it observed.
+//! Pure: no client, no clock but the `now` it is given, so every branch is
+//! a row in a table test.
+//!
+//! Which key signs is decided first (`key`), since every other read of the
+//! pass depends on it. Then `decide` names the pass's writes, in the order
+//! the pass makes them, and the status they leave: the binding, a rotation
+//! step (certop's record: the pass ends there) or the rotation's other
+//! writes, then what to publish (trust bundles, CRLs), whose outcomes
+//! `status::finish` adds to the status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::ByteString;
+use kube::ResourceExt;
+
+use super::rotation::KeyError;
+use super::rotation_plan::{self, RotationWrite};
+use super::status::{self, RESYNC};
+use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
+use crate::operator::authority_cache::KeyRing;
+use crate::operator::conditions;
+use crate::operator::ledger_store;
+use crate::operator::reason::{Blocked, Reason};
+use crate::pki::{Authority, CertificateInfo, PkiError};
+use crate::rotation::{self, RotationMarks, StoredMarks, key_secret_name};
+
+/// An Event the pass records.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Announcement {
+    pub reason: Reason,
+    pub warning: bool,
+    pub action: &'static str,
+    pub message: String,
+}
+
+/// The spec as certop reads it, and the rotation marks it acts on.
+pub struct Spec {
+    pub settings: CaSettings,
+    pub stored: StoredMarks,
+    pub marks: RotationMarks,
+}
+
+/// The settings and marks of a CA, or why it cannot be served.
+pub fn spec(ca: &CertificateAuthority) -> Result<Spec, Blocked> {
+    let settings = ca
+        .settings()
+        .map_err(|m| Blocked::new(Reason::InvalidSpec, m, None))?;
+    // certop's record says which keys the CA has; the annotations only
+    // mirror it (and start it, for a CA recorded before it existed).
+    let stored = rotation::stored_marks(
+        ca.annotations(),
+        crate::operator::authority_cache::record_of(ca),
+    );
+    let marks = stored
+        .marks
+        .clone()
+        .map_err(|m| Blocked::new(Reason::RotationBlocked, m, None))?;
+    Ok(Spec {
+        settings,
+        stored,
+        marks,
+    })
+}
+
+/// Where a CA's certificate and key come from, decided from what the Secret
+/// holds. Pure, so every case is a row in a table test.
+#[derive(Debug, PartialEq)]
+pub enum CaSource<'a> {
+    /// Sign with the certificate and key found in the Secret.
+    Existing { cert: &'a [u8], key: &'a [u8] },
+    /// No Secret and none ever made: create the CA.
+    Create,
+    /// Cannot proceed; the reason and message go to the Ready condition.
+    Unavailable { reason: Reason, message: String },
+}
+
+/// `created_before`: the fingerprint the CA is bound to (its annotation),
+/// or the serial its status last showed; either means a key existed.
+pub fn decide_source<'a>(
+    secret: Option<&'a BTreeMap<String, ByteString>>,
+    secret_name: &str,
+    namespace: &str,
+    adopt: bool,
+    created_before: Option<&str>,
+) -> CaSource<'a> {
+    let pair = |c: &str, k: &str| {
+        let data = secret?;
+        Some((data.get(c)?.0.as_slice(), data.get(k)?.0.as_slice()))
+    };
+    match secret {
+        Some(_) => match pair("tls.crt", "tls.key").or_else(|| pair("ca.crt", "ca.key")) {
+            Some((cert, key)) => CaSource::Existing { cert, key },
+            None => CaSource::Unavailable {
+                reason: Reason::InvalidCASecret,
+                message: format!(
+                    "Secret {namespace}/{secret_name} holds neither tls.crt/tls.key nor ca.crt/ca.key; add the CA certificate and key"
+                ),
+            },
+        },
+        None if adopt => CaSource::Unavailable {
+            reason: Reason::CASecretNotFound,
+            message: format!(
+                "spec.keySource.adopt is true but Secret {namespace}/{secret_name} does not exist; create it with the CA's ca.crt and ca.key"
+            ),
+        },
+        None => match created_before {
+            Some(serial) => CaSource::Unavailable {
+                reason: Reason::CASecretDeleted,
+                message: format!(
+                    "Secret {namespace}/{secret_name} with the key of CA {serial} is gone; certop will not silently create a new CA, which would break trust. Restore the Secret, or delete and re-create this CertificateAuthority to start a new CA"
+                ),
+            },
+            None => CaSource::Create,
+        },
+    }
+}
+
+/// The Secret of a CA holds a key pair other than the one it is bound to.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error(
+    "the CA is bound to the certificate with fingerprint {bound}, but its Secret now holds {loaded}; certop refuses to sign with a key it was not given. Restore the original Secret, or delete and re-create the CertificateAuthority to trust the new key"
+)]
+pub struct BindingError {
+    pub bound: String,
+    pub loaded: String,
+}
+
+/// Whether the key pair loaded is the one the CA is bound to. Pure.
+pub fn check_binding(bound: Option<&str>, loaded: &str) -> Result<(), BindingError> {
+    match bound {
+        Some(fp) if fp != loaded => Err(BindingError {
+            bound: fp.to_string(),
+            loaded: loaded.to_string(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The other CertificateAuthority that holds this key pair first, if any:
+/// two CAs never share a key (policies, `requirePolicy` and signer names
+/// are per CA, so a second CA on the same key would sign outside them).
+/// The CA bound earliest (by creation, then name) keeps it. Pure.
+pub fn key_holder<'a>(
+    ca: &CertificateAuthority,
+    fingerprint: &str,
+    others: &'a [Arc<CertificateAuthority>],
+) -> Option<&'a CertificateAuthority> {
+    let holds = |other: &CertificateAuthority| {
+        [
+            meta::CA_FINGERPRINT,
+            meta::CA_NEXT_FINGERPRINT,
+            meta::CA_PREVIOUS_FINGERPRINT,
+        ]
+        .iter()
+        .any(|a| other.annotations().get(*a).map(String::as_str) == Some(fingerprint))
+            || other.status.as_ref().and_then(|s| s.fingerprint.as_deref()) == Some(fingerprint)
+    };
+    let first = |c: &CertificateAuthority| {
+        (
+            c.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            c.name_any(),
+        )
+    };
+    others
+        .iter()
+        .map(|o| o.as_ref())
+        .filter(|o| o.name_any() != ca.name_any() && holds(o))
+        .filter(|o| first(o) < first(ca))
+        .min_by_key(|o| first(o))
+}
+
+/// What is observed of the key that signs.
+pub struct KeyObserved<'a> {
+    pub ca: &'a CertificateAuthority,
+    pub marks: &'a RotationMarks,
+    /// Its Secret, in the operator's namespace `namespace`.
+    pub secret_name: &'a str,
+    pub namespace: &'a str,
+    pub secret: Option<&'a BTreeMap<String, ByteString>>,
+    /// The key pair the Secret holds, loaded; None when it holds none.
+    pub loaded: Option<&'a Result<Arc<Authority>, PkiError>>,
+    /// Every CertificateAuthority, as the store holds them.
+    pub cas: &'a [Arc<CertificateAuthority>],
+}
+
+/// The key a pass signs with.
+#[derive(Debug)]
+pub enum KeyDecision {
+    /// It cannot sign: the Ready condition says why.
+    NotReady(Blocked),
+    /// No key was ever made: create it (create-only).
+    Create,
+    /// This key.
+    Sign(Arc<Authority>),
+}
+
+pub fn key(o: &KeyObserved) -> KeyDecision {
+    let adopt =
+        o.ca.spec
+            .key_source
+            .as_ref()
+            .and_then(|k| k.adopt)
+            .unwrap_or(false)
+            && o.marks.signing == 0;
+    let bound = o.marks.signing_fingerprint.as_deref();
+    let previous_serial = o.ca.status.as_ref().and_then(|s| s.serial_number.as_ref());
+    let created_before = bound
+        .map(|fp| format!("fingerprint {fp}"))
+        .or_else(|| previous_serial.map(|s| format!("serial {s}")));
+    let not_ready = |reason, message| KeyDecision::NotReady(Blocked::new(reason, message, None));
+    let source = decide_source(
+        o.secret,
+        o.secret_name,
+        o.namespace,
+        adopt,
+        created_before.as_deref(),
+    );
+    let loaded = match (source, o.loaded) {
+        (CaSource::Create, _) => return KeyDecision::Create,
+        (CaSource::Unavailable { reason, message }, _) => return not_ready(reason, message),
+        (CaSource::Existing { .. }, Some(loaded)) => loaded,
+        // decide_source and the gather read the same pair: unreachable.
+        (CaSource::Existing { .. }, None) => return KeyDecision::Create,
+    };
+    let authority = match loaded {
+        Ok(a) => a,
+        Err(e) => {
+            let reason = match e {
+                PkiError::CaExpired { .. } => Reason::CAExpired,
+                _ => Reason::InvalidCASecret,
+            };
+            let message = format!("Secret {}/{}: {e}", o.namespace, o.secret_name);
+            return not_ready(reason, message);
+        }
+    };
+    let fingerprint = &authority.certificate().fingerprint;
+    if let Err(e) = check_binding(bound, fingerprint) {
+        return not_ready(Reason::CAKeyChanged, e.to_string());
+    }
+    if let Some(holder) = key_holder(o.ca, fingerprint, o.cas) {
+        let message = format!(
+            "Secret {}/{} holds the key of CertificateAuthority {}; two CAs never share a key (policies are per CA). Give this CA a key of its own (keySource.secretName)",
+            o.namespace,
+            o.secret_name,
+            holder.name_any()
+        );
+        return not_ready(Reason::CAKeyInUse, message);
+    }
+    KeyDecision::Sign(authority.clone())
+}
+
+/// When a CA's approaching end is announced: the last fifth of its
+/// lifetime (the window a rotation would use). Pure.
+pub fn expiry_warning_time(not_before: DateTime<Utc>, not_after: DateTime<Utc>) -> DateTime<Utc> {
+    not_after - (not_after - not_before) / 5
+}
+
+/// What a pass that serves a CA observed, beside its signing key.
+pub struct Observed<'a> {
+    pub ca: &'a CertificateAuthority,
+    pub spec: &'a Spec,
+    /// The rotation marks, bound to the signing key.
+    pub marks: &'a RotationMarks,
+    pub signing: &'a Arc<Authority>,
+    pub ledger: &'a ledger_store::Loaded,
+    /// The staged key: None when its Secret does not exist; Err when it
+    /// holds no usable CA.
+    pub next: &'a Result<Option<Arc<Authority>>, KeyError>,
+    /// The retiring key when the marks name one: loaded, or why not.
+    pub previous_key: &'a Option<Result<(u32, Arc<Authority>), KeyError>>,
+    /// Whether a ClusterCertificate of that name exists.
+    pub certificate_exists: &'a dyn Fn(&str) -> bool,
+}
+
+/// Every write of a pass that serves a CA, in the order the pass makes
+/// them, and the status they leave.
+pub struct Decision {
+    /// Bind the CA to its key (the annotation), when it is not yet.
+    pub bind: Option<String>,
+    /// A warning that the rotation is in trouble, when its reason is new.
+    pub rotation_warning: Option<Announcement>,
+    /// The rotation's write.
+    pub rotation: RotationWrite,
+    /// What to publish: None when the rotation's write ends the pass.
+    pub publish: Option<Box<Publish>>,
+    /// The status, before what is published adds to it.
+    pub status: CertificateAuthorityStatus,
+}
+
+/// What a pass publishes once the rotation is done with for this pass.
+pub struct Publish {
+    /// The warning that the CA nears its end, when it starts.
+    pub expiring_warning: Option<Announcement>,
+    /// The trust bundle's ConfigMap name and content.
+    pub bundle_name: String,
+    pub bundle_pem: String,
+    /// The staged CA certificate whose publication is not yet recorded:
+    /// the pass checks the certificates' Secrets carry it, and records it
+    /// (the overlap counts from then).
+    pub awaiting: Option<Awaiting>,
+    /// The keys whose CRLs are kept fresh: the retiring one first.
+    pub crls: Vec<CrlJob>,
+    /// When to look again, before what is published says sooner.
+    pub next_look: Duration,
+}
+
+/// A staged CA certificate not yet recorded as published.
+pub struct Awaiting {
+    pub certificate: CertificateInfo,
+    pub pem: String,
+    pub overlap: chrono::Duration,
+}
+
+/// A key whose CRL the pass keeps fresh.
+#[derive(Clone)]
+pub struct CrlJob {
+    pub index: u32,
+    pub authority: Arc<Authority>,
+    /// The number a stored CRL may not go under (what the status recorded).
+    pub floor: Option<u64>,
+    /// The signing key's (its CRL fills the status), or the retiring one's.
+    pub signing: bool,
+}
+
+pub fn decide(o: &Observed, now: DateTime<Utc>) -> Decision {
+    let ca = o.ca;
+    let previous = ca.status.clone().unwrap_or_default();
+    let secret_name = key_secret_name(&o.spec.settings.secret_name, o.spec.marks.signing);
+    // Bound by the annotation first, then by certop's record in this
+    // pass's status: a pass that dies between them binds from the mirror.
+    let bind = o
+        .spec
+        .marks
+        .signing_fingerprint
+        .is_none()
+        .then(|| o.signing.certificate().fingerprint.clone());
+    let mut status = status::serving(ca, &previous, &secret_name, o.signing.certificate(), now);
+    let rotation = rotation_plan::plan(o, &mut status, now);
+    let publish = rotation
+        .ring
+        .map(|ring| Box::new(publish(o, &ring, &previous, &mut status, now)));
+    Decision {
+        bind,
+        rotation_warning: rotation.warning,
+        rotation: rotation.write,
+        publish,
+        status,
+    }
+}
+
+/// The trust bundles and CRLs to publish, and the Expiring condition.
+fn publish(
+    o: &Observed,
+    ring: &KeyRing,
+    previous: &CertificateAuthorityStatus,
+    status: &mut CertificateAuthorityStatus,
+    now: DateTime<Utc>,
+) -> Publish {
+    let settings = &o.spec.settings;
+    let cert = o.signing.certificate();
+    let warn_at = expiry_warning_time(cert.not_before, cert.not_after);
+    let expiring = (now >= warn_at && settings.rotate_before.is_none() && ring.next.is_none())
+        .then(|| expiring_message(o.ca, cert, now));
+    let expiring_warning = status::expiring(o.ca, status, previous, expiring, now);
+    let until_warning = (warn_at - now)
+        .to_std()
+        .unwrap_or(RESYNC)
+        .max(Duration::from_secs(1));
+    // The staged CA is in every trust bundle once the bundles are written:
+    // its publication is recorded then, if the certificates' Secrets
+    // carry it too.
+    let unpublished = status
+        .rotation
+        .as_ref()
+        .and_then(|r| r.record.as_ref())
+        .is_some_and(|r| r.next_trusted_since.is_none());
+    let awaiting = ring
+        .next
+        .as_ref()
+        .filter(|_| unpublished)
+        .map(|next| Awaiting {
+            certificate: next.certificate().clone(),
+            pem: next.certificate_pem().to_string(),
+            overlap: settings.rotation_overlap,
+        });
+    Publish {
+        expiring_warning,
+        bundle_name: settings.bundle_name.clone(),
+        bundle_pem: ring.bundle_pem(),
+        awaiting,
+        crls: crl_jobs(ring, previous),
+        next_look: RESYNC.min(until_warning),
+    }
+}
+
+fn expiring_message(
+    ca: &CertificateAuthority,
+    cert: &CertificateInfo,
+    now: DateTime<Utc>,
+) -> String {
+    format!(
+        "the CA certificate expires at {} (in {} days) and spec.rotation.automatic is false; certificates it signs are cut short to that time. Rotate it with `kubectl certop rotate-ca {}`",
+        cert.not_after.to_rfc3339(),
+        (cert.not_after - now).num_days(),
+        ca.name_any()
+    )
+}
+
+/// Each key that answers for certificates keeps its own CRL fresh: the
+/// signing key, and a retiring key until its certificates are gone.
+fn crl_jobs(ring: &KeyRing, previous: &CertificateAuthorityStatus) -> Vec<CrlJob> {
+    let mut jobs = Vec::new();
+    if let Some((index, old)) = &ring.previous
+        && old.certificate().can_sign_crls
+    {
+        jobs.push(CrlJob {
+            index: *index,
+            authority: old.clone(),
+            floor: None,
+            signing: false,
+        });
+    }
+    if ring.signing.certificate().can_sign_crls {
+        // The number the CA's status recorded for its signing key's CRL
+        // is a floor: a stored CRL below it (an earlier one put back) is
+        // not current, whatever this replica remembers.
+        jobs.push(CrlJob {
+            index: ring.signing_index,
+            authority: ring.signing.clone(),
+            floor: previous.crl_number.and_then(|n| u64::try_from(n).ok()),
+            signing: true,
+        });
+    }
+    jobs
+}
+
+/// Whether a condition's reason changed from what the status showed.
+pub fn reason_changed(previous: &CertificateAuthorityStatus, type_: &str, reason: Reason) -> bool {
+    conditions::find(&previous.conditions, type_).map(|c| c.reason.as_str())
+        != Some(reason.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ca_that_held_a_key_first_keeps_it() {
+        let ca = |name: &str, created: i64, annotations: &[(&str, &str)]| {
+            let spec = serde_json::from_value(serde_json::json!({"subject": {"commonName": name}}))
+                .expect("spec");
+            let mut c = CertificateAuthority::new(name, spec);
+            c.metadata.creation_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    crate::operator::conditions::to_timestamp(
+                        chrono::DateTime::from_timestamp(created, 0).expect("time"),
+                    ),
+                ));
+            c.metadata.annotations = Some(
+                annotations
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            );
+            std::sync::Arc::new(c)
+        };
+        let owner = ca("owner", 100, &[(meta::CA_FINGERPRINT, "aa")]);
+        let rotating = ca("rotating", 50, &[(meta::CA_NEXT_FINGERPRINT, "bb")]);
+        let alias = ca("alias", 200, &[]);
+        let all = vec![owner.clone(), rotating.clone(), alias.clone()];
+        let holder =
+            |c: &CertificateAuthority, fp: &str| key_holder(c, fp, &all).map(|h| h.name_any());
+        assert_eq!(holder(&alias, "aa").as_deref(), Some("owner"));
+        assert_eq!(
+            holder(&alias, "bb").as_deref(),
+            Some("rotating"),
+            "a staged key is held too"
+        );
+        assert_eq!(holder(&owner, "aa"), None, "its own key");
+        assert_eq!(holder(&alias, "cc"), None, "a key nobody holds");
+        // Created at the same time: the name decides, the same way for both.
+        let twin = ca("a-twin", 100, &[(meta::CA_FINGERPRINT, "aa")]);
+        let all = vec![owner.clone(), twin.clone()];
+        assert_eq!(
+            key_holder(&owner, "aa", &all)
+                .map(|h| h.name_any())
+                .as_deref(),
+            Some("a-twin")
+        );
+        assert!(key_holder(&twin, "aa", &all).is_none());
+    }
+
+    fn data(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+            .collect()
+    }
+
+    #[test]
+    fn source_of_a_ca_key() {
+        let tls = data(&[("tls.crt", "C"), ("tls.key", "K")]);
+        let kubeadm = data(&[("ca.crt", "C2"), ("ca.key", "K2")]);
+        let empty = data(&[("other", "x")]);
+        assert_eq!(
+            decide_source(Some(&tls), "s", "ns", false, None),
+            CaSource::Existing {
+                cert: b"C",
+                key: b"K"
+            }
+        );
+        assert_eq!(
+            decide_source(Some(&kubeadm), "s", "ns", true, None),
+            CaSource::Existing {
+                cert: b"C2",
+                key: b"K2"
+            }
+        );
+        assert!(matches!(
+            decide_source(Some(&empty), "s", "ns", false, None),
+            CaSource::Unavailable {
+                reason: Reason::InvalidCASecret,
+                ..
+            }
+        ));
+        assert_eq!(
+            decide_source(None, "s", "ns", false, None),
+            CaSource::Create
+        );
+        assert!(matches!(
+            decide_source(None, "s", "ns", true, None),
+            CaSource::Unavailable {
+                reason: Reason::CASecretNotFound,
+                ..
+            }
+        ));
+        match decide_source(None, "s", "ns", false, Some("abcd")) {
+            CaSource::Unavailable { reason, message } => {
+                assert_eq!(reason, Reason::CASecretDeleted);
+                assert!(
+                    message.contains("abcd") && message.contains("will not silently create"),
+                    "{message}"
+                );
+            }
+            other => panic!("a deleted CA Secret must not lead to {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ca_is_announced_as_expiring_in_the_last_fifth_of_its_life() {
+        let nb = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("t")
+            .to_utc();
+        let na = nb + chrono::Duration::days(100);
+        assert_eq!(expiry_warning_time(nb, na), nb + chrono::Duration::days(80));
+    }
+
+    #[test]
+    fn a_ca_is_bound_to_its_key() {
+        assert!(check_binding(None, "AA").is_ok());
+        assert!(check_binding(Some("AA"), "AA").is_ok());
+        let refused = check_binding(Some("AA"), "BB").expect_err("another key is refused");
+        assert_eq!(
+            refused,
+            BindingError {
+                bound: "AA".into(),
+                loaded: "BB".into()
+            }
+        );
+        let message = refused.to_string();
+        assert!(
+            message.contains("AA") && message.contains("BB"),
+            "{message}"
+        );
+    }
+}

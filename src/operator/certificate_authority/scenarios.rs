@@ -1,0 +1,1 @@
+//! The CA controller against the in-memory API server.
