@@ -18,6 +18,12 @@ use crate::operator::reason::Reason;
 use crate::operator::{Context, Error, authority_cache};
 use crate::pki::{Authority, CaRequest, PkiError};
 
+/// The Secret, in the operator's namespace, that holds a CA (None when the
+/// spec cannot name one; the CA's condition says why).
+pub fn secret_name(ca: &CertificateAuthority) -> Option<String> {
+    ca.settings().ok().map(|s| s.secret_name)
+}
+
 /// The signing key's Secret as read, and its key pair loaded.
 pub struct Read {
     pub secret: Option<Secret>,

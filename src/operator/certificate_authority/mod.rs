@@ -12,11 +12,12 @@
 //! so a write that fails anywhere is finished by it, never repeated with a
 //! new key.
 
+mod cleanup;
 mod crl_refresh;
 mod decide;
 mod key;
+mod publish;
 mod rotation;
-mod rotation_plan;
 #[cfg(test)]
 mod scenarios;
 mod status;
@@ -26,38 +27,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
-use kube::{Resource, ResourceExt};
-use tracing::info;
 
-pub use decide::{CaSource, decide_source, expiry_warning_time, key_holder};
+pub use key::secret_name;
+pub use status::is_ready;
 pub use trust_bundle::is_our_bundle;
 
-use super::conditions::{self, READY};
 use super::finalize::reconcile_with_finalizer;
 use super::reason::Blocked;
-use super::{Context, Error, authority_cache, crl, ledger_store};
+use super::{Context, Error, ledger_store};
 use crate::api::CertificateAuthority;
 use crate::pki::Authority;
 use crate::rotation::{RotationMarks, key_secret_name};
-use decide::{KeyDecision, KeyObserved, Observed, Spec};
+use decide::{Announcement, KeyDecision, KeyObserved, Observed, Spec};
 
 const CONTROLLER: &str = "certificateauthority";
-
-/// The Secret, in the operator's namespace, that holds a CA (None when the
-/// spec cannot name one; the CA's condition says why).
-pub fn secret_name(ca: &CertificateAuthority) -> Option<String> {
-    ca.settings().ok().map(|s| s.secret_name)
-}
-
-/// Whether an object is a CA certop may sign with right now.
-pub fn is_ready(ca: &CertificateAuthority) -> bool {
-    ca.status
-        .as_ref()
-        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
-        && ca.meta().deletion_timestamp.is_none()
-}
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ctx: &Context = &ctx;
@@ -66,7 +52,7 @@ pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Resu
         ca,
         ctx,
         |o| async move { apply_at(&o, ctx, Utc::now()).await },
-        |o| async move { cleanup(&o, ctx).await },
+        |o| async move { cleanup::cleanup(&o, ctx).await },
     )
     .await
 }
@@ -151,38 +137,21 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
         key::bind(ca, ctx, fingerprint).await?;
     }
     if let Some(warning) = &decision.rotation_warning {
-        rotation::announce(ca, ctx, warning).await;
+        announce(ca, ctx, warning).await;
     }
     rotation::take(s, &decision.rotation, &decision.status).await?;
     let Some(publish) = &decision.publish else {
         return match decision.rotation {
-            rotation_plan::RotationWrite::Record { .. } => {
-                Ok(Action::requeue(Duration::from_secs(1)))
-            }
-            rotation_plan::RotationWrite::Keep { .. } => {
+            decide::RotationWrite::Record { .. } => Ok(Action::requeue(Duration::from_secs(1))),
+            decide::RotationWrite::Keep { .. } => {
                 status::write(ca, ctx, &decision.status, Duration::from_secs(1)).await
             }
         };
     };
     if let Some(warning) = &publish.expiring_warning {
-        rotation::announce(ca, ctx, warning).await;
+        announce(ca, ctx, warning).await;
     }
-    let bundles = trust_bundle::sync(ca, ctx, &publish.bundle_name, &publish.bundle_pem).await?;
-    let pending = match &publish.awaiting {
-        Some(awaiting) => trust_bundle::secrets_without(ctx, &name, &awaiting.pem).await?,
-        None => Vec::new(),
-    };
-    ctx.metrics
-        .ledger(&name, ledger.unreadable.len(), ledger.largest_shard_bytes);
-    let mut crls = Vec::new();
-    for job in &publish.crls {
-        crls.push(crl_refresh::refresh(ca, ctx, job, ledger.unreadable.is_empty(), now).await?);
-    }
-    let published = status::Published {
-        bundles,
-        pending,
-        crls,
-    };
+    let published = publish::publish(s, publish, &ledger, now).await?;
     let finish = status::Finish {
         ca,
         publish,
@@ -194,9 +163,15 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     };
     let (status, next_look, warning) = status::finish(&finish, decision.status);
     if let Some(warning) = &warning {
-        rotation::announce(ca, ctx, warning).await;
+        announce(ca, ctx, warning).await;
     }
     status::write(ca, ctx, &status, next_look).await
+}
+
+/// Records an Event.
+async fn announce(ca: &CertificateAuthority, ctx: &Context, said: &Announcement) {
+    let (reason, note) = (said.reason.as_str(), said.message.clone());
+    ctx.event(ca, said.warning, reason, said.action, note).await;
 }
 
 /// A CA that cannot sign: its Ready condition says why (an Event when the
@@ -209,27 +184,7 @@ async fn not_ready(
 ) -> Result<Action, Error> {
     let (status, event) = status::not_ready(ca, blocked, now);
     if let Some(event) = &event {
-        rotation::announce(ca, ctx, event).await;
+        announce(ca, ctx, event).await;
     }
     status::write(ca, ctx, &status, status::RESYNC).await
-}
-
-/// A CA goes: its trust bundles go with it. Its key Secret stays, since a
-/// key certop cannot replace is never deleted; delete it by hand to retire
-/// the CA for good.
-async fn cleanup(ca: &CertificateAuthority, ctx: &Context) -> Result<Action, Error> {
-    let name = ca.name_any();
-    trust_bundle::remove_all(ctx, &name).await?;
-    if let Ok(settings) = ca.settings() {
-        let marks = authority_cache::marks_of(ca).unwrap_or_default();
-        // The keys a CA can hold at once: retiring, signing, staged.
-        for index in marks.signing.saturating_sub(1)..=marks.signing.saturating_add(1) {
-            ctx.authorities
-                .forget(&key_secret_name(&settings.secret_name, index));
-            ctx.crls.forget(&crl::crl_path(&name, index));
-        }
-    }
-    ctx.metrics.forget_authority(&name);
-    info!(ca = %name, "CertificateAuthority deleted; its key Secret is kept");
-    Ok(Action::await_change())
 }

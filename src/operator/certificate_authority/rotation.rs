@@ -1,4 +1,4 @@
-//! Carrying out a CA rotation step (`rotation_plan` decides which): one
+//! Carrying out a CA rotation step (`decide::rotation` decides which): one
 //! API write per step, each certop's record in the CA's status (written at
 //! the resourceVersion the pass read, so a step is taken once) or a key
 //! Secret created (never replaced) under a name fixed before its key
@@ -18,7 +18,7 @@ use tracing::info;
 
 use super::Serving;
 use super::decide::Announcement;
-use super::rotation_plan::RotationWrite;
+use super::decide::RotationWrite;
 use super::status;
 use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
 use crate::operator::{Context, Error, authority_cache, crl};
@@ -131,7 +131,7 @@ pub async fn take(
         } => {
             if let Some(said) = restore_mirror {
                 mirror(ca, ctx, marks).await?;
-                announce(ca, ctx, said).await;
+                super::announce(ca, ctx, said).await;
             }
             if *remove {
                 remove_retired(ca, ctx, &s.spec.settings, marks).await?;
@@ -160,21 +160,9 @@ async fn record(
     let mirrored = mirror(ca, ctx, after).await;
     if let Some(said) = announcement {
         info!(ca = %ca.name_any(), number = after.number, step = %said.reason, "rotation step recorded");
-        announce(ca, ctx, said).await;
+        super::announce(ca, ctx, said).await;
     }
     mirrored
-}
-
-/// Records an Event.
-pub async fn announce(ca: &CertificateAuthority, ctx: &Context, said: &Announcement) {
-    ctx.event(
-        ca,
-        said.warning,
-        said.reason.as_str(),
-        said.action,
-        said.message.clone(),
-    )
-    .await;
 }
 
 /// Writes the rotation annotations as the record says (the mirror that

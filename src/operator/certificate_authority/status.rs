@@ -12,7 +12,7 @@ use kube::{Api, ResourceExt};
 
 use super::crl_refresh::Refreshed;
 use super::decide::{Announcement, Publish, reason_changed};
-use super::trust_bundle::BundleOutcome;
+use super::trust_bundle::{BundleOutcome, trust_bundle_problem};
 use crate::api::{CertificateAuthority, CertificateAuthorityStatus};
 use crate::operator::conditions::{self, READY};
 use crate::operator::context::FIELD_MANAGER;
@@ -37,6 +37,14 @@ const TRUST_BUNDLE: &str = "TrustBundle";
 const LEDGER: &str = "Ledger";
 /// A CRL too large for one object, or whose number cannot grow.
 const CRL_STORED: &str = "CRLStored";
+
+/// Whether an object is a CA certop may sign with right now.
+pub fn is_ready(ca: &CertificateAuthority) -> bool {
+    ca.status
+        .as_ref()
+        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
+        && ca.metadata.deletion_timestamp.is_none()
+}
 
 /// Sets a secondary condition False with a reason, or removes it when all is well.
 pub fn set_or_clear(
@@ -304,34 +312,6 @@ fn ledger(
     );
 }
 
-/// The TrustBundle condition: a conflict (someone else's ConfigMap) first,
-/// then selected namespaces certop may not write into.
-pub fn trust_bundle_problem(
-    bundle_name: &str,
-    outcome: &BundleOutcome,
-    managed: &ManagedNamespaces,
-) -> Option<(Reason, String)> {
-    if !outcome.conflicts.is_empty() {
-        return Some((
-            Reason::ConfigMapConflict,
-            format!(
-                "ConfigMap {bundle_name} exists in namespaces {} and certop did not create it; certop leaves it alone: delete it or set spec.trustBundle.configMapName",
-                outcome.conflicts.join(", ")
-            ),
-        ));
-    }
-    (!outcome.unmanaged.is_empty()).then(|| {
-        (
-            Reason::NamespaceNotManaged,
-            format!(
-                "the namespaceSelector picks namespaces {} that certop does not manage ({}); the trust bundle is not published there: add them to the chart's managedNamespaces (certop run --managed-namespaces) or narrow spec.trustBundle.namespaceSelector",
-                outcome.unmanaged.join(", "),
-                managed.describe()
-            ),
-        )
-    })
-}
-
 /// The CRL fields of a CA's status, from its signing key's CRL.
 fn fill_crl_status(
     ca: &CertificateAuthority,
@@ -442,40 +422,5 @@ pub async fn write_at_read_version(
         Ok(_) => Ok(true),
         Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_trust_bundle_reports_someone_elses_config_map_first_then_unmanaged_namespaces() {
-        let managed = ManagedNamespaces::from_list(&["default"]);
-        let outcome = |conflicts: &[&str], unmanaged: &[&str]| BundleOutcome {
-            conflicts: conflicts.iter().map(|s| s.to_string()).collect(),
-            unmanaged: unmanaged.iter().map(|s| s.to_string()).collect(),
-        };
-        let cases: &[(BundleOutcome, Option<Reason>, &[&str])] = &[
-            (outcome(&[], &[]), None, &[]),
-            (
-                outcome(&["default"], &["team-a"]),
-                Some(Reason::ConfigMapConflict),
-                &["default", "configMapName"],
-            ),
-            (
-                outcome(&[], &["team-a", "team-b"]),
-                Some(Reason::NamespaceNotManaged),
-                &["team-a, team-b", "(default)", "managedNamespaces"],
-            ),
-        ];
-        for (outcome, reason, says) in cases {
-            let problem = trust_bundle_problem("ca-bundle", outcome, &managed);
-            assert_eq!(problem.as_ref().map(|p| p.0), *reason, "{outcome:?}");
-            for text in *says {
-                let message = &problem.as_ref().expect("a problem").1;
-                assert!(message.contains(text), "{message} says {text}");
-            }
-        }
     }
 }

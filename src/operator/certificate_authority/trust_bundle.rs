@@ -12,6 +12,8 @@ use kube::{Api, ResourceExt};
 
 use crate::api::{CertificateAuthority, meta};
 use crate::operator::context::FIELD_MANAGER;
+use crate::operator::managed_namespaces::ManagedNamespaces;
+use crate::operator::reason::Reason;
 use crate::operator::{Context, Error};
 
 fn bundle_selector(ca_name: &str) -> String {
@@ -243,6 +245,34 @@ pub async fn remove_all(ctx: &Context, ca_name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The TrustBundle condition: a conflict (someone else's ConfigMap) first,
+/// then selected namespaces certop may not write into.
+pub fn trust_bundle_problem(
+    bundle_name: &str,
+    outcome: &BundleOutcome,
+    managed: &ManagedNamespaces,
+) -> Option<(Reason, String)> {
+    if !outcome.conflicts.is_empty() {
+        return Some((
+            Reason::ConfigMapConflict,
+            format!(
+                "ConfigMap {bundle_name} exists in namespaces {} and certop did not create it; certop leaves it alone: delete it or set spec.trustBundle.configMapName",
+                outcome.conflicts.join(", ")
+            ),
+        ));
+    }
+    (!outcome.unmanaged.is_empty()).then(|| {
+        (
+            Reason::NamespaceNotManaged,
+            format!(
+                "the namespaceSelector picks namespaces {} that certop does not manage ({}); the trust bundle is not published there: add them to the chart's managedNamespaces (certop run --managed-namespaces) or narrow spec.trustBundle.namespaceSelector",
+                outcome.unmanaged.join(", "),
+                managed.describe()
+            ),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,5 +309,35 @@ mod tests {
         };
         assert_eq!(label_selector_string(&s), "trust=yes,env in (a,b)");
         assert!(trust_bundle_label(&"x".repeat(253)).len() <= 63 + "certop.dev/".len());
+    }
+
+    #[test]
+    fn a_trust_bundle_reports_someone_elses_config_map_first_then_unmanaged_namespaces() {
+        let managed = ManagedNamespaces::from_list(&["default"]);
+        let outcome = |conflicts: &[&str], unmanaged: &[&str]| BundleOutcome {
+            conflicts: conflicts.iter().map(|s| s.to_string()).collect(),
+            unmanaged: unmanaged.iter().map(|s| s.to_string()).collect(),
+        };
+        let cases: &[(BundleOutcome, Option<Reason>, &[&str])] = &[
+            (outcome(&[], &[]), None, &[]),
+            (
+                outcome(&["default"], &["team-a"]),
+                Some(Reason::ConfigMapConflict),
+                &["default", "configMapName"],
+            ),
+            (
+                outcome(&[], &["team-a", "team-b"]),
+                Some(Reason::NamespaceNotManaged),
+                &["team-a, team-b", "(default)", "managedNamespaces"],
+            ),
+        ];
+        for (outcome, reason, says) in cases {
+            let problem = trust_bundle_problem("ca-bundle", outcome, &managed);
+            assert_eq!(problem.as_ref().map(|p| p.0), *reason, "{outcome:?}");
+            for text in *says {
+                let message = &problem.as_ref().expect("a problem").1;
+                assert!(message.contains(text), "{message} says {text}");
+            }
+        }
     }
 }

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
-use super::decide::{Announcement, Observed};
-use super::status::{ROTATION, set_or_clear};
+use super::{Announcement, Observed, reason_changed};
 use crate::api::{CaRotationRecord, CaRotationStatus, CertificateAuthorityStatus, meta};
 use crate::operator::authority_cache::{self, KeyRing, RetiringCa};
+use crate::operator::certificate_authority::status::{ROTATION, set_or_clear};
 use crate::operator::reason::Reason;
 use crate::pki::Authority;
 use crate::rotation::{self, Phase, RotationMarks, RotationSettings, StartReason, Step};
@@ -69,65 +69,14 @@ pub fn plan(
         .cloned()
         .unwrap_or_default();
     marks.write_into(&mut record);
-    let previous = o.previous_key.clone().and_then(Result::ok);
-    let retiring = authority_cache::retiring_ca(
-        marks,
-        previous.as_ref().map(|(_, a)| a.as_ref()),
-        Some(&record),
-    );
-    // Kept from the key while it is there (a rotation switched before the
-    // record existed included), so it outlives the key's Secret.
-    if let Some(r) = &retiring
-        && record.previous_certificate.is_none()
-    {
-        record.previous_certificate = Some(r.pem.clone());
-    }
-    let keys = Keys {
-        next: o.next.as_ref().ok().and_then(Option::as_ref),
-        previous,
-        retiring,
-        holders: marks
-            .previous_index()
-            .map(|index| crate::ledger::live_entries_of_key(&o.ledger.entries, index, now))
-            .unwrap_or_default(),
-    };
+    let keys = keys(o, &mut record, now);
     let step = step(o, marks, &keys, &record, now);
     let phase = marks.phase().unwrap_or(Phase::Stable);
-    let mut rotation_status = CaRotationStatus {
-        phase: phase.as_str().to_string(),
-        number: i64::from(marks.number),
-        next_serial_number: keys.next.map(|n| n.certificate().serial.to_string()),
-        previous_serial_number: keys
-            .retiring
-            .as_ref()
-            .map(|r| r.certificate.serial.to_string()),
-        previous_certificates: (phase == Phase::Retiring).then_some(keys.holders.len() as i64),
-        next_step_at: None,
-        previous_holders: rotation::holder_names(
-            &keys.holders,
-            o.certificate_exists,
-            HOLDERS_SHOWN,
-        ),
-        record: None,
-    };
+    let mut rotation_status = rotation_status(o, phase, &keys);
     let trouble = trouble(o, &step, phase, &keys, &rotation_status, &record, now);
-    let previous_status = o.ca.status.clone().unwrap_or_default();
-    let warning = trouble
-        .as_ref()
-        .filter(|(reason, _)| super::decide::reason_changed(&previous_status, ROTATION, *reason))
-        .map(|(reason, message)| Announcement {
-            reason: *reason,
-            warning: true,
-            action: "Rotate",
-            message: message.clone(),
-        });
-    set_or_clear(
-        &mut status.conditions,
-        ROTATION,
-        trouble,
-        o.ca.metadata.generation,
-        now,
-    );
+    let warning = warning(o, trouble.as_ref());
+    let generation = o.ca.metadata.generation;
+    set_or_clear(&mut status.conditions, ROTATION, trouble, generation, now);
     if commits(&step) {
         let after = marks.after(&step);
         rotation::record_step(&mut record, &after, &step, o.signing.certificate_pem(), now);
@@ -136,12 +85,13 @@ pub fn plan(
         rotation_status.record = Some(record);
         let announcement = announce(o, &step, &keys, &rotation_status);
         status.rotation = Some(rotation_status);
+        let write = RotationWrite::Record {
+            marks: after,
+            announcement,
+        };
         return RotationPlan {
             warning,
-            write: RotationWrite::Record {
-                marks: after,
-                announcement,
-            },
+            write,
             ring: None,
         };
     }
@@ -162,28 +112,98 @@ pub fn plan(
     let switched_at = record.switched_at;
     rotation_status.record = Some(record);
     status.rotation = Some(rotation_status);
-    let ring = matches!(
+    let goes_on = matches!(
         write,
         RotationWrite::Keep {
             create_key: None,
             ..
         }
-    )
-    .then(|| KeyRing {
+    );
+    RotationPlan {
+        warning,
+        write,
+        ring: goes_on.then(|| ring(o, keys, switched_at)),
+    }
+}
+
+/// The rotation's keys as observed, and the retiring key's live
+/// certificates; the retiring CA certificate goes into `record` while its
+/// key is there.
+fn keys<'a>(o: &'a Observed, record: &mut CaRotationRecord, now: DateTime<Utc>) -> Keys<'a> {
+    let previous = o.previous_key.clone().and_then(Result::ok);
+    let retiring = authority_cache::retiring_ca(
+        o.marks,
+        previous.as_ref().map(|(_, a)| a.as_ref()),
+        Some(record),
+    );
+    // Kept from the key while it is there (a rotation switched before the
+    // record existed included), so it outlives the key's Secret.
+    if let Some(r) = &retiring
+        && record.previous_certificate.is_none()
+    {
+        record.previous_certificate = Some(r.pem.clone());
+    }
+    Keys {
+        next: o.next.as_ref().ok().and_then(Option::as_ref),
+        previous,
+        retiring,
+        holders: o
+            .marks
+            .previous_index()
+            .map(|index| crate::ledger::live_entries_of_key(&o.ledger.entries, index, now))
+            .unwrap_or_default(),
+    }
+}
+
+/// `status.rotation` before the step: where the rotation stands.
+fn rotation_status(o: &Observed, phase: Phase, keys: &Keys) -> CaRotationStatus {
+    CaRotationStatus {
+        phase: phase.as_str().to_string(),
+        number: i64::from(o.marks.number),
+        next_serial_number: keys.next.map(|n| n.certificate().serial.to_string()),
+        previous_serial_number: keys
+            .retiring
+            .as_ref()
+            .map(|r| r.certificate.serial.to_string()),
+        previous_certificates: (phase == Phase::Retiring).then_some(keys.holders.len() as i64),
+        next_step_at: None,
+        previous_holders: rotation::holder_names(
+            &keys.holders,
+            o.certificate_exists,
+            HOLDERS_SHOWN,
+        ),
+        record: None,
+    }
+}
+
+/// The warning Event of a rotation in trouble, when its reason is new.
+fn warning(o: &Observed, trouble: Option<&(Reason, String)>) -> Option<Announcement> {
+    let previous = o.ca.status.clone().unwrap_or_default();
+    trouble
+        .filter(|(reason, _)| reason_changed(&previous, ROTATION, *reason))
+        .map(|(reason, message)| Announcement {
+            reason: *reason,
+            warning: true,
+            action: "Rotate",
+            message: message.clone(),
+        })
+}
+
+/// The keys to trust and sign with when no step ends the pass: the staged
+/// key only once it is bound.
+fn ring(o: &Observed, keys: Keys, switched_at: Option<DateTime<Utc>>) -> KeyRing {
+    let bound_next = o.marks.next_fingerprint.as_deref();
+    KeyRing {
         signing: o.signing.clone(),
-        signing_index: marks.signing,
-        next: keys.next.cloned().filter(|n| {
-            marks.next_fingerprint.as_deref() == Some(n.certificate().fingerprint.as_str())
-        }),
+        signing_index: o.marks.signing,
+        next: keys
+            .next
+            .cloned()
+            .filter(|n| bound_next == Some(n.certificate().fingerprint.as_str())),
         previous: keys.previous,
         retiring: keys.retiring,
         switched_at,
         overlap: o.spec.settings.rotation_overlap,
-    });
-    RotationPlan {
-        warning,
-        write,
-        ring,
     }
 }
 
