@@ -324,4 +324,207 @@ mod tests {
             "{message}"
         );
     }
+
+    /// A CertificateAuthority named `name`, created at `created` (Unix
+    /// seconds), with `spec` over a minimal one and these annotations.
+    fn ca_object(
+        name: &str,
+        created: i64,
+        spec: serde_json::Value,
+        annotations: &[(&str, &str)],
+    ) -> CertificateAuthority {
+        let mut full = serde_json::json!({"subject": {"commonName": name}});
+        if let (Some(f), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            f.extend(extra.clone());
+        }
+        let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
+        let created = chrono::DateTime::from_timestamp(created, 0).expect("time");
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+            "metadata": {"name": name, "annotations": annotations, "creationTimestamp": created},
+            "spec": full,
+        }))
+        .expect("a CertificateAuthority")
+    }
+
+    #[derive(Debug, PartialEq)]
+    enum Expect {
+        Create,
+        Sign,
+        NotReady(Reason),
+    }
+
+    /// Every way to the key a pass signs with, one row each: what the
+    /// Secret holds, how it loaded, what the CA is bound to, and who else
+    /// holds the key.
+    #[test]
+    fn the_key_a_ca_signs_with_or_why_it_cannot_sign() {
+        let own = Arc::new(
+            Authority::create(&crate::pki::CaRequest::new("key"), chrono::Utc::now()).expect("CA"),
+        );
+        let fp = own.certificate().fingerprint.clone();
+        let pair = data(&[("tls.crt", "C"), ("tls.key", "K")]);
+        let no_pair = data(&[("other", "x")]);
+        let expired: Result<Arc<Authority>, PkiError> = Err(PkiError::CaExpired {
+            subject: "CN=key".into(),
+            not_after: chrono::Utc::now(),
+        });
+        let unusable: Result<Arc<Authority>, PkiError> = Err(PkiError::CaSubjectUnsupported {
+            subject: "O=a, O=b".into(),
+            why: "two O".into(),
+        });
+        let loads: Result<Arc<Authority>, PkiError> = Ok(own.clone());
+        let bound_here = [(meta::CA_FINGERPRINT, fp.as_str())];
+        let adopt = serde_json::json!({"keySource": {"adopt": true}});
+        let holder = Arc::new(ca_object("first", 10, serde_json::json!({}), &bound_here));
+        let none: &[(&str, &str)] = &[];
+        type Row<'a> = (
+            &'a str,
+            serde_json::Value,
+            &'a [(&'a str, &'a str)],
+            Option<&'a BTreeMap<String, ByteString>>,
+            Option<&'a Result<Arc<Authority>, PkiError>>,
+            bool,
+            Expect,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "no Secret, none ever made",
+                serde_json::json!({}),
+                none,
+                None,
+                None,
+                false,
+                Expect::Create,
+            ),
+            (
+                "no Secret to adopt",
+                adopt.clone(),
+                none,
+                None,
+                None,
+                false,
+                Expect::NotReady(Reason::CASecretNotFound),
+            ),
+            (
+                "the bound key's Secret is gone",
+                serde_json::json!({}),
+                &[(meta::CA_FINGERPRINT, "AA")],
+                None,
+                None,
+                false,
+                Expect::NotReady(Reason::CASecretDeleted),
+            ),
+            (
+                "a Secret without a key pair",
+                serde_json::json!({}),
+                none,
+                Some(&no_pair),
+                None,
+                false,
+                Expect::NotReady(Reason::InvalidCASecret),
+            ),
+            (
+                "an expired CA",
+                serde_json::json!({}),
+                none,
+                Some(&pair),
+                Some(&expired),
+                false,
+                Expect::NotReady(Reason::CAExpired),
+            ),
+            (
+                "a CA certop cannot sign with",
+                serde_json::json!({}),
+                none,
+                Some(&pair),
+                Some(&unusable),
+                false,
+                Expect::NotReady(Reason::InvalidCASecret),
+            ),
+            (
+                "another key than the bound one",
+                serde_json::json!({}),
+                &[(meta::CA_FINGERPRINT, "AA")],
+                Some(&pair),
+                Some(&loads),
+                false,
+                Expect::NotReady(Reason::CAKeyChanged),
+            ),
+            (
+                "a key an earlier CA holds",
+                serde_json::json!({}),
+                none,
+                Some(&pair),
+                Some(&loads),
+                true,
+                Expect::NotReady(Reason::CAKeyInUse),
+            ),
+            (
+                "its own key, not yet bound",
+                serde_json::json!({}),
+                none,
+                Some(&pair),
+                Some(&loads),
+                false,
+                Expect::Sign,
+            ),
+            (
+                "its own key, bound",
+                serde_json::json!({}),
+                &bound_here,
+                Some(&pair),
+                Some(&loads),
+                false,
+                Expect::Sign,
+            ),
+            (
+                "an adopted key",
+                adopt,
+                none,
+                Some(&pair),
+                Some(&loads),
+                false,
+                Expect::Sign,
+            ),
+        ];
+        for (case, spec, annotations, secret, loaded, held, expect) in rows {
+            let ca = ca_object("ca", 100, spec, annotations);
+            let marks = crate::rotation::stored_marks(ca.annotations(), None)
+                .marks
+                .expect("marks");
+            let cas = if held {
+                vec![holder.clone()]
+            } else {
+                Vec::new()
+            };
+            let decision = key(&KeyObserved {
+                ca: &ca,
+                marks: &marks,
+                secret_name: "ca-ca",
+                namespace: "certop-system",
+                secret,
+                loaded,
+                cas: &cas,
+            });
+            let got = match &decision {
+                KeyDecision::Create => Expect::Create,
+                KeyDecision::Sign(a) => {
+                    assert_eq!(a.certificate().fingerprint, fp, "{case}");
+                    Expect::Sign
+                }
+                KeyDecision::NotReady(blocked) => {
+                    assert!(
+                        blocked.message.contains("certop-system/ca-ca")
+                            || blocked.reason == Reason::CAKeyChanged,
+                        "{case}: {}",
+                        blocked.message
+                    );
+                    assert_eq!(blocked.retry, None, "{case}");
+                    Expect::NotReady(blocked.reason)
+                }
+            };
+            assert_eq!(got, expect, "{case}");
+        }
+    }
 }

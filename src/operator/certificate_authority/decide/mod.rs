@@ -271,4 +271,246 @@ mod tests {
         let na = nb + chrono::Duration::days(100);
         assert_eq!(expiry_warning_time(nb, na), nb + chrono::Duration::days(80));
     }
+
+    use crate::api::meta;
+    use crate::operator::conditions::READY;
+    use crate::pki::CaRequest;
+    use chrono::Duration as Days;
+
+    fn t0() -> DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+            .expect("t")
+            .to_utc()
+    }
+
+    /// A CA made at t0 for 100 days (its warning time: about t0 + 80 days).
+    fn key_of_100_days() -> Arc<Authority> {
+        let request = CaRequest {
+            lifetime: Days::days(100),
+            ..CaRequest::new("table CA")
+        };
+        Arc::new(Authority::create(&request, t0()).expect("CA"))
+    }
+
+    fn ca_object(
+        spec: serde_json::Value,
+        annotations: &[(&str, &str)],
+        status: serde_json::Value,
+    ) -> CertificateAuthority {
+        let mut full = serde_json::json!({"subject": {"commonName": "table CA"}});
+        if let (Some(f), Some(extra)) = (full.as_object_mut(), spec.as_object()) {
+            f.extend(extra.clone());
+        }
+        let annotations: std::collections::BTreeMap<&str, &str> =
+            annotations.iter().copied().collect();
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+            "metadata": {"name": "ca", "generation": 1, "annotations": annotations},
+            "spec": full, "status": status,
+        }))
+        .expect("a CertificateAuthority")
+    }
+
+    /// `decide` for a CA with no rotation under way, an empty ledger and
+    /// the clock at `now`.
+    fn decide_at(
+        ca: &CertificateAuthority,
+        signing: &Arc<Authority>,
+        now: DateTime<Utc>,
+    ) -> Decision {
+        let spec = spec(ca).expect("a valid spec");
+        let mut marks = spec.marks.clone();
+        marks.signing_fingerprint = Some(signing.certificate().fingerprint.clone());
+        let ledger = ledger_store::Loaded::default();
+        let none = |_: &str| false;
+        decide(
+            &Observed {
+                ca,
+                spec: &spec,
+                marks: &marks,
+                signing,
+                ledger: &ledger,
+                next: &Ok(None),
+                previous_key: &None,
+                certificate_exists: &none,
+            },
+            now,
+        )
+    }
+
+    /// What a row expects of the decision.
+    #[derive(Debug, PartialEq)]
+    struct Expect {
+        bind: bool,
+        /// The Event of the step recorded, if one is; None: no step.
+        step: Option<Reason>,
+        expiring_warning: bool,
+        expiring: bool,
+        next_look_secs: Option<u64>,
+    }
+
+    /// The clock moves over one CA's life; each row is one pass's decision.
+    #[test]
+    fn each_pass_names_its_writes_by_the_clock() {
+        let signing = key_of_100_days();
+        let fp = signing.certificate().fingerprint.clone();
+        let bound = [(meta::CA_FINGERPRINT, fp.as_str())];
+        let manual = serde_json::json!({"rotation": {"automatic": false}});
+        let expiring_before = serde_json::json!({"conditions": [{"type": "Expiring", "status": "True",
+            "reason": "CANearExpiry", "message": "m", "lastTransitionTime": "2026-03-01T00:00:00Z"}]});
+        // The certificate is backdated a little: its own times say when.
+        let cert = signing.certificate();
+        let warn_at = expiry_warning_time(cert.not_before, cert.not_after);
+        let none: &[(&str, &str)] = &[];
+        let requested = [
+            (meta::CA_FINGERPRINT, fp.as_str()),
+            (meta::ROTATE_REQUESTED_AT, "r1"),
+        ];
+        let quiet = |bind, next_look_secs| Expect {
+            bind,
+            step: None,
+            expiring_warning: false,
+            expiring: false,
+            next_look_secs: Some(next_look_secs),
+        };
+        let rows: Vec<(
+            &str,
+            serde_json::Value,
+            &[(&str, &str)],
+            serde_json::Value,
+            DateTime<Utc>,
+            Expect,
+        )> = vec![
+            (
+                "the first pass binds",
+                serde_json::json!({}),
+                none,
+                serde_json::json!({}),
+                t0() + Days::days(1),
+                quiet(true, 3600),
+            ),
+            (
+                "a bound CA writes no binding",
+                serde_json::json!({}),
+                &bound,
+                serde_json::json!({}),
+                t0() + Days::days(1),
+                quiet(false, 3600),
+            ),
+            (
+                "half an hour before the warning, it looks again then",
+                manual.clone(),
+                &bound,
+                serde_json::json!({}),
+                warn_at - Days::minutes(30),
+                quiet(false, 1800),
+            ),
+            (
+                "in its last fifth, a CA that does not rotate says so",
+                manual.clone(),
+                &bound,
+                serde_json::json!({}),
+                warn_at + Days::days(5),
+                Expect {
+                    bind: false,
+                    step: None,
+                    expiring_warning: true,
+                    expiring: true,
+                    next_look_secs: Some(3600),
+                },
+            ),
+            (
+                "and says it once",
+                manual,
+                &bound,
+                expiring_before,
+                warn_at + Days::days(6),
+                Expect {
+                    bind: false,
+                    step: None,
+                    expiring_warning: false,
+                    expiring: true,
+                    next_look_secs: Some(3600),
+                },
+            ),
+            (
+                "a CA that rotates starts its rotation instead",
+                serde_json::json!({}),
+                &bound,
+                serde_json::json!({}),
+                warn_at + Days::days(5),
+                Expect {
+                    bind: false,
+                    step: Some(Reason::RotationStarted),
+                    expiring_warning: false,
+                    expiring: false,
+                    next_look_secs: None,
+                },
+            ),
+            (
+                "a requested rotation starts at once",
+                serde_json::json!({}),
+                &requested,
+                serde_json::json!({}),
+                t0() + Days::days(1),
+                Expect {
+                    bind: false,
+                    step: Some(Reason::RotationStarted),
+                    expiring_warning: false,
+                    expiring: false,
+                    next_look_secs: None,
+                },
+            ),
+        ];
+        for (case, spec, annotations, status, now, expect) in rows {
+            let ca = ca_object(spec, annotations, status);
+            let d = decide_at(&ca, &signing, now);
+            let step = match &d.rotation {
+                RotationWrite::Record { announcement, .. } => {
+                    Some(announcement.as_ref().map(|a| a.reason).expect("announced"))
+                }
+                RotationWrite::Keep {
+                    restore_mirror,
+                    remove_retired,
+                    create_key,
+                } => {
+                    assert_eq!((restore_mirror, create_key), (&None, &None), "{case}");
+                    assert!(
+                        *remove_retired,
+                        "{case}: a Stable CA clears what a rotation left"
+                    );
+                    None
+                }
+            };
+            let got = Expect {
+                bind: d.bind.is_some(),
+                step,
+                expiring_warning: d
+                    .publish
+                    .as_ref()
+                    .is_some_and(|p| p.expiring_warning.is_some()),
+                expiring: conditions::is_true(&d.status.conditions, status::EXPIRING),
+                next_look_secs: d.publish.as_ref().map(|p| p.next_look.as_secs()),
+            };
+            assert_eq!(got, expect, "{case}");
+            assert_eq!(
+                d.bind.is_some(),
+                d.bind.as_ref() == Some(&fp),
+                "{case}: bound to its key"
+            );
+            assert!(
+                conditions::is_true(&d.status.conditions, READY),
+                "{case}: Ready"
+            );
+            assert_eq!(d.status.fingerprint.as_ref(), Some(&fp), "{case}");
+            if let Some(p) = &d.publish {
+                assert!(
+                    p.bundle_pem.contains(signing.certificate_pem().trim()),
+                    "{case}"
+                );
+                assert_eq!(p.crls.len(), 1, "{case}: the signing key's CRL");
+                assert!(p.crls[0].signing && p.awaiting.is_none(), "{case}");
+            }
+        }
+    }
 }
