@@ -373,14 +373,16 @@ mod tests {
             expiring: false,
             next_look_secs: Some(next_look_secs),
         };
-        let rows: Vec<(
-            &str,
+        // (case, spec, annotations, status, now, expected)
+        type Row<'a> = (
+            &'a str,
             serde_json::Value,
-            &[(&str, &str)],
+            &'a [(&'a str, &'a str)],
             serde_json::Value,
             DateTime<Utc>,
             Expect,
-        )> = vec![
+        );
+        let rows: Vec<Row> = vec![
             (
                 "the first pass binds",
                 serde_json::json!({}),
