@@ -43,38 +43,59 @@ pub enum KeyError {
     RetiringUnusable(String),
 }
 
-/// The staged key of a rotation, read from its Secret: None when the
-/// Secret does not exist; Err when it holds no usable CA.
+/// A key of a rotation (the staged one, or the retiring one), as read.
+#[derive(Clone, Debug)]
+pub enum RotationKey {
+    /// The marks name none, or (the staged key) its Secret does not exist yet.
+    Absent,
+    Usable {
+        index: u32,
+        authority: Arc<Authority>,
+    },
+    Unusable(KeyError),
+}
+
+impl RotationKey {
+    pub fn usable(&self) -> Option<&Arc<Authority>> {
+        match self {
+            RotationKey::Usable { authority, .. } => Some(authority),
+            _ => None,
+        }
+    }
+}
+
+/// The staged key of a rotation, read from its Secret.
 pub async fn load_next(
     ctx: &Context,
     settings: &CaSettings,
     marks: &RotationMarks,
     now: DateTime<Utc>,
-) -> Result<Result<Option<Arc<Authority>>, KeyError>, Error> {
+) -> Result<RotationKey, Error> {
     let Some(index) = marks.next_index() else {
-        return Ok(Ok(None));
+        return Ok(RotationKey::Absent);
     };
     let name = key_secret_name(&settings.secret_name, index);
     let Some(secret) = ctx.operator_secrets().get_opt(&name).await? else {
-        return Ok(Ok(None));
+        return Ok(RotationKey::Absent);
     };
     let (namespace, secret_name) = (ctx.namespace.clone(), name.clone());
     let Some((cert, key)) = authority_cache::key_pair(&secret) else {
-        return Ok(Err(KeyError::StagedHoldsNoKeyPair {
+        return Ok(RotationKey::Unusable(KeyError::StagedHoldsNoKeyPair {
             namespace,
             secret: secret_name,
         }));
     };
     let version = secret.resource_version().unwrap_or_default();
-    Ok(ctx
-        .authorities
-        .get_or_load(&name, &version, cert, key, now)
-        .map(Some)
-        .map_err(|e| KeyError::StagedUnusable {
-            namespace,
-            secret: secret_name,
-            problem: e.to_string(),
-        }))
+    Ok(
+        match ctx.authorities.get_or_load(&name, &version, cert, key, now) {
+            Ok(authority) => RotationKey::Usable { index, authority },
+            Err(e) => RotationKey::Unusable(KeyError::StagedUnusable {
+                namespace,
+                secret: secret_name,
+                problem: e.to_string(),
+            }),
+        },
+    )
 }
 
 /// The retiring key of a rotation, when the marks name one: loaded and
@@ -85,9 +106,9 @@ pub async fn load_previous(
     settings: &CaSettings,
     marks: &RotationMarks,
     now: DateTime<Utc>,
-) -> Result<Option<Result<(u32, Arc<Authority>), KeyError>>, Error> {
+) -> Result<RotationKey, Error> {
     let (Some(index), Some(fp)) = (marks.previous_index(), &marks.previous_fingerprint) else {
-        return Ok(None);
+        return Ok(RotationKey::Absent);
     };
     let secret = key_secret_name(&settings.secret_name, index);
     // Asked of the API server, not the cache: the watch that brings a
@@ -99,17 +120,16 @@ pub async fn load_previous(
         .is_none()
     {
         ctx.authorities.forget(&secret);
-        return Ok(Some(Err(KeyError::RetiringGone {
+        return Ok(RotationKey::Unusable(KeyError::RetiringGone {
             namespace: ctx.namespace.clone(),
             secret,
-        })));
+        }));
     }
     let loaded = authority_cache::load_key(ctx, &ca.name_any(), &secret, Some(fp), now).await?;
-    Ok(Some(
-        loaded
-            .map(|a| (index, a))
-            .map_err(KeyError::RetiringUnusable),
-    ))
+    Ok(match loaded {
+        Ok(authority) => RotationKey::Usable { index, authority },
+        Err(why) => RotationKey::Unusable(KeyError::RetiringUnusable(why)),
+    })
 }
 
 /// Takes the rotation's write.

@@ -108,23 +108,7 @@ pub async fn sync(
     }
     let mut conflicts = Vec::new();
     for ns in &wanted {
-        let cm = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(cm_name.to_string()),
-                namespace: Some(ns.clone()),
-                labels: Some(BTreeMap::from([
-                    (meta::MANAGED_BY.into(), meta::MANAGED_BY_VALUE.into()),
-                    (trust_bundle_label(&name), "true".into()),
-                ])),
-                annotations: Some(BTreeMap::from([(
-                    meta::CERTIFICATE_AUTHORITY.into(),
-                    name.clone(),
-                )])),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([("ca.crt".into(), ca_pem.to_string())])),
-            ..Default::default()
-        };
+        let cm = bundle(&name, ns, cm_name, ca_pem);
         let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), ns);
         if have.contains(ns) {
             api.patch(
@@ -147,6 +131,28 @@ pub async fn sync(
         conflicts,
         unmanaged: unmanaged.into_iter().collect(),
     })
+}
+
+/// The trust bundle of CA `ca_name` in `namespace`, as certop writes it:
+/// its label and annotation say certop made it.
+fn bundle(ca_name: &str, namespace: &str, cm_name: &str, ca_pem: &str) -> ConfigMap {
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(cm_name.to_string()),
+            namespace: Some(namespace.to_string()),
+            labels: Some(BTreeMap::from([
+                (meta::MANAGED_BY.into(), meta::MANAGED_BY_VALUE.into()),
+                (trust_bundle_label(ca_name), "true".into()),
+            ])),
+            annotations: Some(BTreeMap::from([(
+                meta::CERTIFICATE_AUTHORITY.into(),
+                ca_name.to_string(),
+            )])),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([("ca.crt".into(), ca_pem.to_string())])),
+        ..Default::default()
+    }
 }
 
 /// The trust-bundle ConfigMaps of a CA that certop created, in the
@@ -292,6 +298,11 @@ mod tests {
         )]));
         assert!(is_our_bundle(&m, "ca"));
         assert!(!is_our_bundle(&m, "other"));
+        let made = bundle("ca", "team-a", "ca-bundle", "PEM");
+        assert!(
+            is_our_bundle(&made.metadata, "ca"),
+            "what certop writes is ours"
+        );
     }
 
     #[test]

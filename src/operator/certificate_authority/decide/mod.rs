@@ -15,7 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
-use super::rotation::KeyError;
+use super::rotation::RotationKey;
 mod key;
 mod rotation;
 
@@ -82,11 +82,10 @@ pub struct Observed<'a> {
     pub marks: &'a RotationMarks,
     pub signing: &'a Arc<Authority>,
     pub ledger: &'a ledger_store::Loaded,
-    /// The staged key: None when its Secret does not exist; Err when it
-    /// holds no usable CA.
-    pub next: &'a Result<Option<Arc<Authority>>, KeyError>,
-    /// The retiring key when the marks name one: loaded, or why not.
-    pub previous_key: &'a Option<Result<(u32, Arc<Authority>), KeyError>>,
+    /// The staged key.
+    pub next: &'a RotationKey,
+    /// The retiring key.
+    pub previous_key: &'a RotationKey,
     /// Whether a ClusterCertificate of that name exists.
     pub certificate_exists: &'a dyn Fn(&str) -> bool,
 }
@@ -330,8 +329,8 @@ mod tests {
                 marks: &marks,
                 signing,
                 ledger: &ledger,
-                next: &Ok(None),
-                previous_key: &None,
+                next: &RotationKey::Absent,
+                previous_key: &RotationKey::Absent,
                 certificate_exists: &none,
             },
             now,

@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use super::{Announcement, Observed, reason_changed};
 use crate::api::{CaRotationRecord, CaRotationStatus, CertificateAuthorityStatus, meta};
 use crate::operator::authority_cache::{self, KeyRing, RetiringCa};
+use crate::operator::certificate_authority::rotation::RotationKey;
 use crate::operator::certificate_authority::status::{ROTATION, set_or_clear};
 use crate::operator::reason::Reason;
 use crate::pki::Authority;
@@ -130,7 +131,10 @@ pub fn plan(
 /// certificates; the retiring CA certificate goes into `record` while its
 /// key is there.
 fn keys<'a>(o: &'a Observed, record: &mut CaRotationRecord, now: DateTime<Utc>) -> Keys<'a> {
-    let previous = o.previous_key.clone().and_then(Result::ok);
+    let previous = match o.previous_key {
+        RotationKey::Usable { index, authority } => Some((*index, authority.clone())),
+        _ => None,
+    };
     let retiring = authority_cache::retiring_ca(
         o.marks,
         previous.as_ref().map(|(_, a)| a.as_ref()),
@@ -144,7 +148,7 @@ fn keys<'a>(o: &'a Observed, record: &mut CaRotationRecord, now: DateTime<Utc>) 
         record.previous_certificate = Some(r.pem.clone());
     }
     Keys {
-        next: o.next.as_ref().ok().and_then(Option::as_ref),
+        next: o.next.usable(),
         previous,
         retiring,
         holders: o
@@ -220,8 +224,8 @@ fn step(
         && marks.next_fingerprint.is_some()
         && !o.ca.annotations().contains_key(meta::CA_NEXT_FINGERPRINT);
     let step = match o.next {
-        Err(problem) => Step::Blocked(problem.to_string()),
-        Ok(_) => rotation::decide(&rotation::Observed {
+        RotationKey::Unusable(problem) => Step::Blocked(problem.to_string()),
+        _ => rotation::decide(&rotation::Observed {
             marks,
             signing: o.signing.certificate(),
             next: keys.next.map(|n| n.certificate()),
@@ -292,7 +296,7 @@ fn trouble(
     if phase != Phase::Retiring {
         return None;
     }
-    if let Some(Err(why)) = o.previous_key {
+    if let RotationKey::Unusable(why) = o.previous_key {
         let serial = serial.unwrap_or_else(|| "unknown".into());
         let message = match &keys.retiring {
             Some(_) => format!(
