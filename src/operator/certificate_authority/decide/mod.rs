@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
 use super::rotation::RotationKey;
+mod events;
 mod key;
 mod rotation;
 

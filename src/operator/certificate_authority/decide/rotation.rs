@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
+use super::events::step_event;
 use super::{Announcement, Observed, reason_changed};
 use crate::api::{CaRotationRecord, CaRotationStatus, CertificateAuthorityStatus, meta};
 use crate::operator::authority_cache::{self, KeyRing, RetiringCa};
@@ -16,7 +17,7 @@ use crate::operator::certificate_authority::rotation::RotationKey;
 use crate::operator::certificate_authority::status::{ROTATION, set_or_clear};
 use crate::operator::reason::Reason;
 use crate::pki::Authority;
-use crate::rotation::{self, Phase, RotationMarks, RotationSettings, StartReason, Step};
+use crate::rotation::{self, Phase, RotationMarks, RotationSettings, Step};
 
 /// How many holders of a retiring key the status names.
 const HOLDERS_SHOWN: usize = 20;
@@ -84,7 +85,7 @@ pub fn plan(
         rotation_status.phase = after.phase().unwrap_or(phase).as_str().to_string();
         rotation_status.number = i64::from(after.number);
         rotation_status.record = Some(record);
-        let announcement = announce(o, &step, &keys, &rotation_status);
+        let announcement = step_event(o, &step, keys.next, keys.holders.len(), &rotation_status);
         status.rotation = Some(rotation_status);
         let write = RotationWrite::Record {
             marks: after,
@@ -349,79 +350,5 @@ fn keep(o: &Observed, step: &Step, phase: Phase) -> RotationWrite {
             Step::CreateKey { index } => Some(*index),
             _ => None,
         },
-    }
-}
-
-/// The Event of a step recorded.
-fn announce(
-    o: &Observed,
-    step: &Step,
-    keys: &Keys,
-    rotation_status: &CaRotationStatus,
-) -> Option<Announcement> {
-    let said = |reason, warning, message| {
-        Some(Announcement {
-            reason,
-            warning,
-            action: "Rotate",
-            message,
-        })
-    };
-    match step {
-        Step::Start { number, why, .. } => {
-            let why = match why {
-                StartReason::Requested => "as requested",
-                StartReason::Due => "as its certificate nears its end",
-            };
-            said(
-                Reason::RotationStarted,
-                false,
-                format!(
-                    "Rotation {number} started {why}: a new key is made and trusted beside the current one"
-                ),
-            )
-        }
-        Step::BindNext { .. } => keys.next.and_then(|next| {
-            said(
-                Reason::RotationStaged,
-                false,
-                format!(
-                    "New CA certificate serial {} is trusted beside the current one in every trust bundle and ca.crt; it signs an overlap ({}s) after certop has published it in every trust bundle",
-                    next.certificate().serial,
-                    o.spec.settings.rotation_overlap.num_seconds()
-                ),
-            )
-        }),
-        Step::Switch => keys.next.and_then(|next| {
-            let old = o.signing.certificate();
-            said(
-                Reason::RotationSwitched,
-                false,
-                format!(
-                    "CA certificate serial {} signs from now on; the certificates of serial {} are re-issued by it, and serial {} stays trusted until none of them is left",
-                    next.certificate().serial,
-                    old.serial,
-                    old.serial
-                ),
-            )
-        }),
-        Step::Retire { early } => {
-            let serial = rotation_status
-                .previous_serial_number
-                .as_deref()
-                .unwrap_or("unknown");
-            let live = keys.holders.len();
-            let message = match early {
-                true => format!(
-                    "The retirement of the old CA (serial {serial}) was ended by {}: it leaves the trust bundles with {live} of its certificates still unexpired (they no longer verify), and its key and CRL are deleted",
-                    meta::END_RETIREMENT
-                ),
-                false => format!(
-                    "No certificate of the old CA (serial {serial}) is left: it leaves the trust bundles, and its key and CRL are deleted"
-                ),
-            };
-            said(Reason::RotationFinished, *early, message)
-        }
-        _ => None,
     }
 }
