@@ -13,7 +13,6 @@
 //! - `reason`, `conditions`, `error`: the words every controller uses.
 
 pub mod authz;
-mod ca_rotation;
 pub mod certificate;
 pub mod certificate_authority;
 pub mod certificate_revocation;

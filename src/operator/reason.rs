@@ -166,11 +166,29 @@ pub enum Reason {
     DurationClamped,
     /// No issuance is under way (the `Issuing=False` condition).
     UpToDate,
+    /// A CA (or a certificate) can sign and is current: nothing to fix.
+    Ready,
+    /// certop created a CA's first key and certificate (a Normal Event).
+    Created,
+    /// A CA rotation started, as requested or as the CA nears its end: a
+    /// new key is made and trusted beside the current one (a Normal Event).
+    RotationStarted,
+    /// A CA rotation's new key is trusted beside the current one; it signs
+    /// an overlap after certop has published it everywhere (a Normal Event).
+    RotationStaged,
+    /// A CA rotation's new key signs from now on; the old one stays trusted
+    /// until its certificates are re-issued (a Normal Event).
+    RotationSwitched,
+    /// A CA rotation ended: the old CA left the trust bundles and its key
+    /// and CRL were deleted. A warning when the retirement was ended early
+    /// (`certop.dev/end-retirement`): its unexpired certificates no longer
+    /// verify; re-issue any still in use.
+    RotationFinished,
 }
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 46] = [
+    pub const ALL: [Reason; 52] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -217,6 +235,12 @@ impl Reason {
         Reason::SecretUpdated,
         Reason::DurationClamped,
         Reason::UpToDate,
+        Reason::Ready,
+        Reason::Created,
+        Reason::RotationStarted,
+        Reason::RotationStaged,
+        Reason::RotationSwitched,
+        Reason::RotationFinished,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -267,6 +291,12 @@ impl Reason {
             Reason::SecretUpdated => "SecretUpdated",
             Reason::DurationClamped => "DurationClamped",
             Reason::UpToDate => "UpToDate",
+            Reason::Ready => "Ready",
+            Reason::Created => "Created",
+            Reason::RotationStarted => "RotationStarted",
+            Reason::RotationStaged => "RotationStaged",
+            Reason::RotationSwitched => "RotationSwitched",
+            Reason::RotationFinished => "RotationFinished",
         }
     }
 

@@ -1,9 +1,10 @@
-//! Carrying out a CA rotation step (`crate::core::rotation` decides which): one
+//! Carrying out a CA rotation step (`decide::rotation` decides which): one
 //! API write per step, each certop's record in the CA's status (written at
 //! the resourceVersion the pass read, so a step is taken once) or a key
 //! Secret created (never replaced) under a name fixed before its key
 //! existed. The annotations on the CA mirror the record. The next pass
-//! derives the state again from what is stored.
+//! derives the state again from what is stored. And the reads of the
+//! rotation's keys, for the decision.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,71 +16,175 @@ use kube::api::{DeleteParams, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use tracing::info;
 
+use super::Serving;
+use super::decide::Announcement;
+use super::decide::RotationWrite;
+use super::status;
 use crate::api::{CaSettings, CertificateAuthority, CertificateAuthorityStatus, meta};
-use crate::core::rotation::{RotationMarks, StartReason, key_secret_name};
-use crate::operator::runtime::context::FIELD_MANAGER;
-use crate::operator::{Context, Error, store::crl};
+use crate::core::rotation::{RotationMarks, key_secret_name};
+use crate::operator::{Context, Error, store::authority_cache, store::crl};
 use crate::pki::{Authority, CaRequest};
 
-/// The staged key of a rotation, read from its Secret: None when the
-/// Secret does not exist; Err when it holds no usable CA.
+/// Why a key of a rotation cannot be used; the Rotation condition says it.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum KeyError {
+    #[error("Secret {namespace}/{secret} of the staged key holds no CA key pair")]
+    StagedHoldsNoKeyPair { namespace: String, secret: String },
+    #[error("Secret {namespace}/{secret} of the staged key: {problem}")]
+    StagedUnusable {
+        namespace: String,
+        secret: String,
+        problem: String,
+    },
+    #[error("the Secret {namespace}/{secret} of the retiring key is gone")]
+    RetiringGone { namespace: String, secret: String },
+    /// What the key cache says of the retiring key's Secret.
+    #[error("{0}")]
+    RetiringUnusable(String),
+}
+
+/// A key of a rotation (the staged one, or the retiring one), as read.
+#[derive(Clone, Debug)]
+pub enum RotationKey {
+    /// The marks name none, or (the staged key) its Secret does not exist yet.
+    Absent,
+    Usable {
+        index: u32,
+        authority: Arc<Authority>,
+    },
+    Unusable(KeyError),
+}
+
+impl RotationKey {
+    pub fn usable(&self) -> Option<&Arc<Authority>> {
+        match self {
+            RotationKey::Usable { authority, .. } => Some(authority),
+            _ => None,
+        }
+    }
+}
+
+/// The staged key of a rotation, read from its Secret.
 pub async fn load_next(
     ctx: &Context,
     settings: &CaSettings,
     marks: &RotationMarks,
     now: DateTime<Utc>,
-) -> Result<Result<Option<Arc<Authority>>, String>, Error> {
+) -> Result<RotationKey, Error> {
     let Some(index) = marks.next_index() else {
-        return Ok(Ok(None));
+        return Ok(RotationKey::Absent);
     };
     let name = key_secret_name(&settings.secret_name, index);
     let Some(secret) = ctx.operator_secrets().get_opt(&name).await? else {
-        return Ok(Ok(None));
+        return Ok(RotationKey::Absent);
     };
-    let Some((cert, key)) = crate::operator::store::authority_cache::key_pair(&secret) else {
-        return Ok(Err(format!(
-            "Secret {}/{name} of the staged key holds no CA key pair",
-            ctx.namespace
-        )));
+    let (namespace, secret_name) = (ctx.namespace.clone(), name.clone());
+    let Some((cert, key)) = authority_cache::key_pair(&secret) else {
+        return Ok(RotationKey::Unusable(KeyError::StagedHoldsNoKeyPair {
+            namespace,
+            secret: secret_name,
+        }));
     };
     let version = secret.resource_version().unwrap_or_default();
-    Ok(ctx
-        .authorities
-        .get_or_load(&name, &version, cert, key, now)
-        .map(Some)
-        .map_err(|e| format!("Secret {}/{name} of the staged key: {e}", ctx.namespace)))
+    Ok(
+        match ctx.authorities.get_or_load(&name, &version, cert, key, now) {
+            Ok(authority) => RotationKey::Usable { index, authority },
+            Err(e) => RotationKey::Unusable(KeyError::StagedUnusable {
+                namespace,
+                secret: secret_name,
+                problem: e.to_string(),
+            }),
+        },
+    )
 }
 
-/// Writes the CA's status (a rotation step is certop's record in it),
-/// applied only at the resourceVersion the pass read, so two writers (or a
-/// pass from a stale view) cannot both take a step, nor one write back a
-/// record another step replaced. False on a conflict: the next pass reads
-/// what the other wrote.
-pub async fn commit(
+/// The retiring key of a rotation, when the marks name one: loaded and
+/// checked against the fingerprint the CA is bound to retire, or why not.
+pub async fn load_previous(
     ca: &CertificateAuthority,
     ctx: &Context,
-    status: &CertificateAuthorityStatus,
-) -> Result<bool, Error> {
-    let mut patch = serde_json::json!({
-        "apiVersion": "certop.dev/v1alpha1",
-        "kind": "CertificateAuthority",
-        "status": status,
-    });
-    if let Some(v) = ca.resource_version() {
-        patch["metadata"] = serde_json::json!({ "resourceVersion": v });
-    }
-    match Api::<CertificateAuthority>::all(ctx.client.clone())
-        .patch_status(
-            &ca.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
+    settings: &CaSettings,
+    marks: &RotationMarks,
+    now: DateTime<Utc>,
+) -> Result<RotationKey, Error> {
+    let (Some(index), Some(fp)) = (marks.previous_index(), &marks.previous_fingerprint) else {
+        return Ok(RotationKey::Absent);
+    };
+    let secret = key_secret_name(&settings.secret_name, index);
+    // Asked of the API server, not the cache: the watch that brings a
+    // deletion here may run ahead of the store's.
+    if ctx
+        .operator_secrets()
+        .get_metadata_opt(&secret)
+        .await?
+        .is_none()
     {
-        Ok(_) => Ok(true),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
-        Err(e) => Err(e.into()),
+        ctx.authorities.forget(&secret);
+        return Ok(RotationKey::Unusable(KeyError::RetiringGone {
+            namespace: ctx.namespace.clone(),
+            secret,
+        }));
     }
+    let loaded = authority_cache::load_key(ctx, &ca.name_any(), &secret, Some(fp), now).await?;
+    Ok(match loaded {
+        authority_cache::Loaded::Usable(authority) => RotationKey::Usable { index, authority },
+        authority_cache::Loaded::Unusable(why) => {
+            RotationKey::Unusable(KeyError::RetiringUnusable(why.to_string()))
+        }
+    })
+}
+
+/// Takes the rotation's write.
+pub async fn take(
+    s: &Serving<'_>,
+    write: &RotationWrite,
+    status: &CertificateAuthorityStatus,
+) -> Result<(), Error> {
+    let (ca, ctx, marks) = (s.ca, s.ctx, &s.marks);
+    match write {
+        RotationWrite::Record {
+            marks: after,
+            announcement,
+        } => record(ca, ctx, after, announcement.as_ref(), status).await,
+        RotationWrite::Keep {
+            restore_mirror,
+            remove_retired: remove,
+            create_key: stage,
+        } => {
+            if let Some(said) = restore_mirror {
+                mirror(ca, ctx, marks).await?;
+                super::announce(ca, ctx, said).await;
+            }
+            if *remove {
+                remove_retired(ca, ctx, &s.spec.settings, marks).await?;
+            }
+            if let Some(index) = stage {
+                create_key(ca, ctx, &s.spec.settings, *index, &s.signing).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Records a step: the status at the resourceVersion read (a conflict:
+/// another writer came first, the next pass reads it), then the mirror,
+/// then the Event. A failed mirror is repaired by a later pass.
+async fn record(
+    ca: &CertificateAuthority,
+    ctx: &Context,
+    after: &RotationMarks,
+    announcement: Option<&Announcement>,
+    status: &CertificateAuthorityStatus,
+) -> Result<(), Error> {
+    if !status::write_at_read_version(ca, ctx, status).await? {
+        return Ok(());
+    }
+    let mirrored = mirror(ca, ctx, after).await;
+    if let Some(said) = announcement {
+        info!(ca = %ca.name_any(), number = after.number, step = %said.reason, "rotation step recorded");
+        super::announce(ca, ctx, said).await;
+    }
+    mirrored
 }
 
 /// Writes the rotation annotations as the record says (the mirror that
@@ -108,25 +213,6 @@ pub async fn mirror(
         )
         .await?;
     Ok(())
-}
-
-/// Announces a rotation that started (its record is written).
-pub async fn started(ca: &CertificateAuthority, ctx: &Context, number: u32, why: StartReason) {
-    let why = match why {
-        StartReason::Requested => "as requested",
-        StartReason::Due => "as its certificate nears its end",
-    };
-    info!(ca = %ca.name_any(), number, "rotation started");
-    ctx.event(
-        ca,
-        false,
-        "RotationStarted",
-        "Rotate",
-        format!(
-            "Rotation {number} started {why}: a new key is made and trusted beside the current one"
-        ),
-    )
-    .await;
 }
 
 /// Makes the staged key of rotation `index` in its Secret. The Secret is
@@ -226,76 +312,6 @@ pub fn key_secret(
         ])),
         ..Default::default()
     }
-}
-
-/// Announces a bound staged key: from now on it is trusted (in every
-/// bundle) and no other key can take its place.
-pub async fn staged(
-    ca: &CertificateAuthority,
-    ctx: &Context,
-    next: &Authority,
-    overlap: chrono::Duration,
-) {
-    ctx.event(
-        ca,
-        false,
-        "RotationStaged",
-        "Rotate",
-        format!(
-            "New CA certificate serial {} is trusted beside the current one in every trust bundle and ca.crt; it signs an overlap ({}s) after certop has published it in every trust bundle",
-            next.certificate().serial,
-            overlap.num_seconds()
-        ),
-    )
-    .await;
-}
-
-/// Announces a switch: the staged key signs from now on; the old one is
-/// kept, trusted, to answer for its certificates (its CRL) until they
-/// are re-issued.
-pub async fn switched(
-    ca: &CertificateAuthority,
-    ctx: &Context,
-    number: u32,
-    old: &Authority,
-    next: &Authority,
-) {
-    info!(ca = %ca.name_any(), number, "rotation switched");
-    ctx.event(
-        ca,
-        false,
-        "RotationSwitched",
-        "Rotate",
-        format!(
-            "CA certificate serial {} signs from now on; the certificates of serial {} are re-issued by it, and serial {} stays trusted until none of them is left",
-            next.certificate().serial,
-            old.certificate().serial,
-            old.certificate().serial
-        ),
-    )
-    .await;
-}
-
-/// Announces a retirement: the old CA leaves the trust bundles.
-pub async fn retired(
-    ca: &CertificateAuthority,
-    ctx: &Context,
-    previous_serial: Option<String>,
-    early: Option<usize>,
-) {
-    info!(ca = %ca.name_any(), "rotation finished");
-    let serial = previous_serial.as_deref().unwrap_or("unknown");
-    let message = match early {
-        Some(live) => format!(
-            "The retirement of the old CA (serial {serial}) was ended by {}: it leaves the trust bundles with {live} of its certificates still unexpired (they no longer verify), and its key and CRL are deleted",
-            meta::END_RETIREMENT
-        ),
-        None => format!(
-            "No certificate of the old CA (serial {serial}) is left: it leaves the trust bundles, and its key and CRL are deleted"
-        ),
-    };
-    ctx.event(ca, early.is_some(), "RotationFinished", "Rotate", message)
-        .await;
 }
 
 /// After a rotation finished, the retired key's Secret (if certop made it)
