@@ -327,6 +327,62 @@ mod tests {
     }
 
     #[test]
+    fn a_digest_two_sources_name_stays_refused_until_neither_does() {
+        use crate::api::{CertificateRevocationSpec, IssuerRef};
+        // `kubectl certop revoke --cert` of a certificate certop issued:
+        // the revocation names its digest, and the ledger entry it marks
+        // records the same one. Deleting the revocation (or a second one
+        // naming the digest) must not forget what the ledger still says.
+        let revocation = |name: &str| {
+            CertificateRevocation::new(
+                name,
+                CertificateRevocationSpec {
+                    issuer_ref: IssuerRef { name: "ca".into() },
+                    serial_numbers: vec!["0a".into()],
+                    certificate_sha256s: vec!["aa".into()],
+                    ..Default::default()
+                },
+            )
+        };
+        let mut index = RevokedCredentials::default();
+        index.replace_shard("s1", "ca", &[entry("0a", Some("aa"), true)]);
+        index.replace_revocation(&revocation("by-file"));
+        index.replace_revocation(&revocation("by-file-again"));
+        index.remove_revocation("by-file");
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the ledger and another revocation still name it"
+        );
+        index.remove_revocation("by-file-again");
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the ledger still marks it revoked"
+        );
+        // The other order: the shard is re-read (a new entry), then the
+        // revocation names the digest again and the shard's entry is pruned.
+        index.replace_revocation(&revocation("by-file"));
+        index.replace_shard(
+            "s1",
+            "ca",
+            &[
+                entry("0a", Some("aa"), true),
+                entry("0b", Some("bb"), false),
+            ],
+        );
+        index.replace_shard("s1", "ca", &[]);
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the revocation still names it"
+        );
+        assert_eq!(index.len(), 1);
+        index.remove_revocation("by-file");
+        assert!(index.is_empty());
+    }
+
+    #[test]
     fn a_shard_s_next_version_replaces_what_it_said_and_deletion_forgets_it() {
         let mut index = RevokedCredentials::default();
         index.replace_shard("s1", "ca", &[entry("0a", Some("aa"), true)]);
