@@ -138,6 +138,10 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         found.matched.len(),
         rule.issued_before.to_rfc3339()
     );
+    let message = match without_digest_note(&found.matched, &rev.spec) {
+        Some(note) => format!("{message}; {note}"),
+        None => message,
+    };
     let message = if found.unknown.is_empty() {
         message
     } else {
@@ -171,6 +175,33 @@ async fn apply(rev: &CertificateRevocation, ctx: &Context) -> Result<Action, Err
         .await?;
     ctx.event(rev, false, "Revoked", "Revoke", message).await;
     Ok(Action::await_change())
+}
+
+/// What the status says of revoked certificates kube-apiserver still
+/// accepts: ledger entries written before certop recorded digests give
+/// its authorization webhook nothing to refuse, unless the revocation
+/// names the digests itself. Pure.
+pub fn without_digest_note(
+    matched: &[LedgerEntry],
+    spec: &crate::api::CertificateRevocationSpec,
+) -> Option<String> {
+    if !spec.certificate_sha256s.is_empty() {
+        return None;
+    }
+    let serials: Vec<&str> = matched
+        .iter()
+        .filter(|e| e.fingerprint.is_none())
+        .map(|e| e.serial.as_str())
+        .collect();
+    const LISTED: usize = 10;
+    (!serials.is_empty()).then(|| {
+        let more = if serials.len() > LISTED { ", …" } else { "" };
+        format!(
+            "kube-apiserver still accepts {} of them (serials {}{more}): certop recorded no SHA-256 for them (issued before it did), so its authorization webhook cannot refuse them; revoke each from its file with kubectl certop revoke --cert FILE",
+            serials.len(),
+            serials[..serials.len().min(LISTED)].join(", ")
+        )
+    })
 }
 
 /// What a revocation's status records of the certificates it revoked:
@@ -309,6 +340,43 @@ mod tests {
     use super::*;
     use crate::api::{CertificateRevocationSpec, IssuerRef};
     use crate::pki::RevocationReason;
+
+    #[test]
+    fn the_status_names_revoked_certificates_kube_apiserver_still_accepts() {
+        let entry = |serial: &str, digest: Option<&str>| LedgerEntry {
+            serial: serial.into(),
+            issued_at: 0,
+            not_after: 4_000_000_000,
+            organizations: Vec::new(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            certificate: None,
+            revoked: Some(crate::core::ledger::Revocation {
+                at: 0,
+                reason: RevocationReason::KeyCompromise,
+            }),
+            key: 0,
+            fingerprint: digest.map(str::to_string),
+        };
+        let mut spec = CertificateRevocationSpec {
+            issuer_ref: IssuerRef { name: "ca".into() },
+            organizations: vec!["nodes".into()],
+            ..Default::default()
+        };
+        let matched = [entry("0a", Some("aa")), entry("0b", None)];
+        let note = without_digest_note(&matched, &spec).expect("a note");
+        assert!(note.contains("1 of them (serials 0b)"), "{note}");
+        assert_eq!(without_digest_note(&matched[..1], &spec), None);
+        let many: Vec<LedgerEntry> = (0..12).map(|i| entry(&format!("{i:02x}"), None)).collect();
+        let note = without_digest_note(&many, &spec).expect("a note");
+        assert!(
+            note.contains("12 of them") && note.contains("09, …"),
+            "{note}"
+        );
+        // `kubectl certop revoke NAME` or `--cert` names the digest itself.
+        spec.certificate_sha256s = vec!["bb".repeat(32)];
+        assert_eq!(without_digest_note(&matched, &spec), None);
+    }
 
     #[test]
     fn a_revocation_keeps_what_it_recorded_until_it_expires() {
