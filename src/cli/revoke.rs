@@ -4,6 +4,7 @@
 
 use chrono::Utc;
 use clap::Args;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::PostParams;
 use kube::config::Kubeconfig;
 use kube::{Api, ResourceExt};
@@ -59,6 +60,13 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
                         "ClusterCertificate {name} has no certificate yet; nothing to revoke"
                     ))
                 })?;
+            match current_digest(&client, &cert, &serial).await {
+                Ok(Some(digest)) => digests.push(digest),
+                Ok(None) => {}
+                Err(reason) => eprintln!(
+                    "note: {reason}; kube-apiserver refuses serial {serial} only if certop recorded its SHA-256 when it issued it"
+                ),
+            }
             (cert.spec.issuer_ref.name.clone(), serial, name.clone())
         }
         (None, Some(serial), _, Some(ca)) => {
@@ -109,6 +117,32 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
         args.reason.as_str()
     );
     Ok(())
+}
+
+/// The SHA-256 of the certificate a ClusterCertificate's Secret holds,
+/// when it is the serial being revoked. The ledger entry carries the same
+/// digest, except when certop issued the certificate before it recorded
+/// digests: then this is what makes kube-apiserver refuse it.
+async fn current_digest(
+    client: &kube::Client,
+    cert: &ClusterCertificate,
+    serial: &str,
+) -> Result<Option<String>, String> {
+    let (ns, name) = (&cert.spec.secret_namespace, &cert.spec.secret_name);
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt(name)
+        .await
+        .map_err(|e| format!("cannot read Secret {ns}/{name}: {e}"))?;
+    let Some(pem) = secret
+        .as_ref()
+        .and_then(|s| s.data.as_ref()?.get("tls.crt"))
+    else {
+        return Ok(None);
+    };
+    let held =
+        parse_pem_certificate(&pem.0, &format!("Secret {ns}/{name}")).map_err(|e| e.to_string())?;
+    let same = SerialNumber::from_hex(serial).is_some_and(|s| s == held.serial);
+    Ok(same.then(|| held.sha256_hex()))
 }
 
 /// The certificate a file holds: the first of a PEM file, or the client

@@ -6,7 +6,7 @@
 //! the index below maps those digests to what the ledger says of them.
 //! Pure: the index is filled from ledger shards the operator watches.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
@@ -54,10 +54,13 @@ impl SourceKind {
 /// from the ledger shards and the CertificateRevocations that name digests
 /// (both of which every replica watches), so answering a
 /// SubjectAccessReview costs one hash lookup and no API call. Each source
-/// (a shard, a revocation) is replaced whole by its next version.
+/// (a shard, a revocation) is replaced whole by its next version. A digest
+/// stays refused while any source names it: the ledger entry that
+/// `kubectl certop revoke --cert` marks and the revocation itself both do,
+/// and deleting the revocation does not un-revoke the entry.
 #[derive(Clone, Debug, Default)]
 pub struct RevokedCredentials {
-    by_digest: HashMap<String, (RevokedCredential, String)>,
+    by_digest: HashMap<String, BTreeMap<String, RevokedCredential>>,
     by_source: HashMap<String, Vec<String>>,
 }
 
@@ -157,7 +160,9 @@ impl RevokedCredentials {
         for (digest, credential) in revoked {
             let digest = digest.to_ascii_lowercase();
             self.by_digest
-                .insert(digest.clone(), (credential, source.to_string()));
+                .entry(digest.clone())
+                .or_default()
+                .insert(source.to_string(), credential);
             held.push(digest);
         }
         if !held.is_empty() {
@@ -167,20 +172,21 @@ impl RevokedCredentials {
 
     fn remove_source(&mut self, source: &str) {
         for digest in self.by_source.remove(source).unwrap_or_default() {
-            if self
-                .by_digest
-                .get(&digest)
-                .is_some_and(|(_, s)| s == source)
-            {
-                self.by_digest.remove(&digest);
+            if let Some(sources) = self.by_digest.get_mut(&digest) {
+                sources.remove(source);
+                if sources.is_empty() {
+                    self.by_digest.remove(&digest);
+                }
             }
         }
     }
 
+    /// What the first source (by name: a revocation's `revocation/`
+    /// before a ledger `shard/`) says of a revoked digest.
     pub fn get(&self, sha256_hex: &str) -> Option<&RevokedCredential> {
         self.by_digest
             .get(&sha256_hex.to_ascii_lowercase())
-            .map(|(credential, _)| credential)
+            .and_then(|sources| sources.values().next())
     }
 
     pub fn len(&self) -> usize {
@@ -324,6 +330,62 @@ mod tests {
             Verdict::NoOpinion,
             "the ledger's entry stays"
         );
+    }
+
+    #[test]
+    fn a_digest_two_sources_name_stays_refused_until_neither_does() {
+        use crate::api::{CertificateRevocationSpec, IssuerRef};
+        // `kubectl certop revoke --cert` of a certificate certop issued:
+        // the revocation names its digest, and the ledger entry it marks
+        // records the same one. Deleting the revocation (or a second one
+        // naming the digest) must not forget what the ledger still says.
+        let revocation = |name: &str| {
+            CertificateRevocation::new(
+                name,
+                CertificateRevocationSpec {
+                    issuer_ref: IssuerRef { name: "ca".into() },
+                    serial_numbers: vec!["0a".into()],
+                    certificate_sha256s: vec!["aa".into()],
+                    ..Default::default()
+                },
+            )
+        };
+        let mut index = RevokedCredentials::default();
+        index.replace_shard("s1", "ca", &[entry("0a", Some("aa"), true)]);
+        index.replace_revocation(&revocation("by-file"));
+        index.replace_revocation(&revocation("by-file-again"));
+        index.remove_revocation("by-file");
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the ledger and another revocation still name it"
+        );
+        index.remove_revocation("by-file-again");
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the ledger still marks it revoked"
+        );
+        // The other order: the shard is re-read (a new entry), then the
+        // revocation names the digest again and the shard's entry is pruned.
+        index.replace_revocation(&revocation("by-file"));
+        index.replace_shard(
+            "s1",
+            "ca",
+            &[
+                entry("0a", Some("aa"), true),
+                entry("0b", Some("bb"), false),
+            ],
+        );
+        index.replace_shard("s1", "ca", &[]);
+        assert_ne!(
+            review(&ids("aa"), &index),
+            Verdict::NoOpinion,
+            "the revocation still names it"
+        );
+        assert_eq!(index.len(), 1);
+        index.remove_revocation("by-file");
+        assert!(index.is_empty());
     }
 
     #[test]

@@ -282,4 +282,60 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
         op.log_text()
     );
     assert!(allowed(&kept));
+
+    // A certificate recorded before certop recorded digests (a cluster
+    // upgraded to this version): its ledger entry has none. Revoked by
+    // its ClusterCertificate's name, it is refused all the same.
+    apply(&cp, &client("legacy"));
+    wait_ready(&cp, "legacy");
+    let legacy = client_kubeconfig(&cp, "default", "legacy", dir.path());
+    forget_recorded_digest(&cp, "legacy");
+    assert!(allowed(&legacy), "{:?}", refusal(&legacy));
+    let revoked = cp.kubectl_certop(&["revoke", "legacy", "--reason", "keyCompromise"]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(
+        wait_for(Duration::from_secs(30), || refusal(&legacy).is_some()),
+        "a revoked certificate whose ledger entry has no digest still works; log:\n{}",
+        op.log_text()
+    );
+    assert!(allowed(&kept));
+}
+
+/// Makes the ledger entry of ClusterCertificate `name` look as certop
+/// wrote it before it recorded digests: without `f`.
+fn forget_recorded_digest(cp: &ControlPlane, name: &str) {
+    let out = cp.kubectl(&[
+        "get",
+        "configmaps",
+        "-n",
+        "certop-system",
+        "-l",
+        "certop.dev/ledger",
+        "-o",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let mut found = false;
+    for mut shard in list["items"].as_array().expect("items").clone() {
+        let text = shard["data"]["entries.json"].as_str().unwrap_or("[]");
+        let mut entries: Vec<serde_json::Value> = serde_json::from_str(text).expect("entries");
+        let mut changed = false;
+        for entry in &mut entries {
+            if entry["c"] == name {
+                changed |= entry.as_object_mut().and_then(|e| e.remove("f")).is_some();
+            }
+        }
+        if !changed {
+            continue;
+        }
+        found = true;
+        shard["data"]["entries.json"] =
+            serde_json::Value::String(serde_json::to_string(&entries).expect("json"));
+        let file = cp.kubeconfig.with_file_name(format!("shard-{name}.json"));
+        std::fs::write(&file, shard.to_string()).expect("write");
+        let replaced = cp.kubectl(&["replace", "-f", file.to_str().expect("utf-8")]);
+        assert!(replaced.status.success(), "{}", stderr(&replaced));
+    }
+    assert!(found, "no ledger entry of {name} records a digest");
 }

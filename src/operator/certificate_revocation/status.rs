@@ -54,6 +54,10 @@ pub fn revoked(
         revocation.issued_before.to_rfc3339(),
         crl_note(revocation, crls)
     );
+    let message = match without_digest_note(&found.matched, &rev.spec) {
+        Some(note) => format!("{message}; {note}"),
+        None => message,
+    };
     let message = if found.unknown.is_empty() {
         message
     } else {
@@ -129,6 +133,33 @@ fn with_ready(
     }
 }
 
+/// What the status says of revoked certificates kube-apiserver still
+/// accepts: ledger entries written before certop recorded digests give
+/// its authorization webhook nothing to refuse, unless the revocation
+/// names the digests itself. Pure.
+pub fn without_digest_note(
+    matched: &[LedgerEntry],
+    spec: &crate::api::CertificateRevocationSpec,
+) -> Option<String> {
+    if !spec.certificate_sha256s.is_empty() {
+        return None;
+    }
+    let serials: Vec<&str> = matched
+        .iter()
+        .filter(|e| e.fingerprint.is_none())
+        .map(|e| e.serial.as_str())
+        .collect();
+    const LISTED: usize = 10;
+    (!serials.is_empty()).then(|| {
+        let more = if serials.len() > LISTED { ", …" } else { "" };
+        format!(
+            "kube-apiserver still accepts {} of them (serials {}{more}): certop recorded no SHA-256 for them (issued before it did), so its authorization webhook cannot refuse them; revoke each from its file with kubectl certop revoke --cert FILE",
+            serials.len(),
+            serials[..serials.len().min(LISTED)].join(", ")
+        )
+    })
+}
+
 /// What a revocation's status records of the certificates it revoked:
 /// what it recorded before (a ledger shard lost since cannot take them
 /// away) and every revoked entry it covers now, once each, until each
@@ -169,9 +200,47 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::api::{CertificateRevocationSpec, IssuerRef};
     use crate::operator::certificate_revocation::decide::CrlStep;
     use crate::operator::store::ledger_store::{LedgerError, Revoked};
     use crate::pki::RevocationReason;
+
+    #[test]
+    fn the_status_names_revoked_certificates_kube_apiserver_still_accepts() {
+        let entry = |serial: &str, digest: Option<&str>| LedgerEntry {
+            serial: serial.into(),
+            issued_at: 0,
+            not_after: 4_000_000_000,
+            organizations: Vec::new(),
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            certificate: None,
+            revoked: Some(crate::core::ledger::Revocation {
+                at: 0,
+                reason: RevocationReason::KeyCompromise,
+            }),
+            key: 0,
+            fingerprint: digest.map(str::to_string),
+        };
+        let mut spec = CertificateRevocationSpec {
+            issuer_ref: IssuerRef { name: "ca".into() },
+            organizations: vec!["nodes".into()],
+            ..Default::default()
+        };
+        let matched = [entry("0a", Some("aa")), entry("0b", None)];
+        let note = without_digest_note(&matched, &spec).expect("a note");
+        assert!(note.contains("1 of them (serials 0b)"), "{note}");
+        assert_eq!(without_digest_note(&matched[..1], &spec), None);
+        let many: Vec<LedgerEntry> = (0..12).map(|i| entry(&format!("{i:02x}"), None)).collect();
+        let note = without_digest_note(&many, &spec).expect("a note");
+        assert!(
+            note.contains("12 of them") && note.contains("09, …"),
+            "{note}"
+        );
+        // `kubectl certop revoke NAME` or `--cert` names the digest itself.
+        spec.certificate_sha256s = vec!["bb".repeat(32)];
+        assert_eq!(without_digest_note(&matched, &spec), None);
+    }
 
     fn now() -> DateTime<Utc> {
         DateTime::parse_from_rfc3339("2026-05-01T00:00:00Z")
