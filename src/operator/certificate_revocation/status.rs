@@ -271,7 +271,7 @@ mod tests {
                 reason: RevocationReason::KeyCompromise,
             }),
             key: 0,
-            fingerprint: None,
+            fingerprint: Some("aa".repeat(32)),
         }
     }
 
