@@ -14,7 +14,9 @@ use crate::objects::{
     apply, cert_yaml, client_kubeconfig, create_ca_secret, kubeconfig_of_files, kubectl_with,
     wait_ready,
 };
-use crate::support::{ControlPlane, free_port, start_control_plane, stderr, stdout, wait_for};
+use crate::support::{
+    ControlPlane, free_port, http_get, start_control_plane, stderr, stdout, wait_for,
+};
 
 /// What the harness runs with before certop's webhook is configured: the
 /// Node and RBAC authorizers, as a kubeadm cluster does.
@@ -185,6 +187,12 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     assert!(
         text.contains("certop") && text.contains("revoked") && text.contains("keyCompromise"),
         "the refusal says who and why: {text}"
+    );
+    let metrics = http_get(&op.metrics_url).unwrap_or_default();
+    assert!(
+        metrics.contains("certop_authz_reviews_total{verdict=\"denied\"}")
+            && metrics.contains("certop_authz_index_ready 1"),
+        "the webhook's metrics count the refusal: {metrics}"
     );
     assert!(
         allowed(&kept),
