@@ -39,6 +39,63 @@ pub struct RevokeArgs {
 pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
     let cluster = super::cluster::Cluster::connect().await?;
     let client = cluster.client.clone();
+    let Target {
+        issuer,
+        serial,
+        label,
+        digests,
+    } = target(&args, &cluster).await?;
+    let object_name = format!(
+        "{}-{}",
+        truncate(&label, 200),
+        &serial[..serial.len().min(16)]
+    );
+    let mut revocation = CertificateRevocation::new(
+        &object_name,
+        CertificateRevocationSpec {
+            issuer_ref: IssuerRef {
+                name: issuer.clone(),
+            },
+            reason: Some(args.reason),
+            serial_numbers: vec![serial.clone()],
+            certificate_sha256s: digests,
+            issued_before: Some(Utc::now() + chrono::Duration::seconds(1)),
+            ..Default::default()
+        },
+    );
+    revocation.metadata.labels = Some(
+        [(
+            "certop.dev/revoked-for".to_string(),
+            truncate(&label, 63).to_string(),
+        )]
+        .into(),
+    );
+    let api: Api<CertificateRevocation> = Api::all(client);
+    let created = api
+        .create(&PostParams::default(), &revocation)
+        .await
+        .map_err(cluster.error(format!("CertificateRevocation for {label}")))?;
+    println!(
+        "certificaterevocation/{} created: serial {serial} of CertificateAuthority {issuer}, reason {}",
+        created.name_any(),
+        args.reason.as_str()
+    );
+    Ok(())
+}
+
+/// What a revocation names: the CA, the serial, a label for its object
+/// name, and the digests kube-apiserver is to refuse.
+struct Target {
+    issuer: String,
+    serial: String,
+    label: String,
+    digests: Vec<String>,
+}
+
+/// The target of `revoke`'s arguments: a ClusterCertificate's current
+/// certificate, a serial of a CA, or a certificate file.
+async fn target(args: &RevokeArgs, cluster: &super::cluster::Cluster) -> Result<Target, CliError> {
+    let client = cluster.client.clone();
     let mut digests = Vec::new();
     let (issuer, serial, label) = match (&args.name, &args.serial, &args.cert, &args.ca) {
         (None, None, Some(path), Some(ca)) => {
@@ -81,42 +138,25 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
             ));
         }
     };
-    let object_name = format!(
-        "{}-{}",
-        truncate(&label, 200),
-        &serial[..serial.len().min(16)]
-    );
-    let mut revocation = CertificateRevocation::new(
-        &object_name,
-        CertificateRevocationSpec {
-            issuer_ref: IssuerRef {
-                name: issuer.clone(),
-            },
-            reason: Some(args.reason),
-            serial_numbers: vec![serial.clone()],
-            certificate_sha256s: digests,
-            issued_before: Some(Utc::now() + chrono::Duration::seconds(1)),
-            ..Default::default()
-        },
-    );
-    revocation.metadata.labels = Some(
-        [(
-            "certop.dev/revoked-for".to_string(),
-            truncate(&label, 63).to_string(),
-        )]
-        .into(),
-    );
-    let api: Api<CertificateRevocation> = Api::all(client);
-    let created = api
-        .create(&PostParams::default(), &revocation)
-        .await
-        .map_err(cluster.error(format!("CertificateRevocation for {label}")))?;
-    println!(
-        "certificaterevocation/{} created: serial {serial} of CertificateAuthority {issuer}, reason {}",
-        created.name_any(),
-        args.reason.as_str()
-    );
-    Ok(())
+    Ok(Target {
+        issuer,
+        serial,
+        label,
+        digests,
+    })
+}
+
+/// Why the digest of a ClusterCertificate's current certificate is unknown.
+#[derive(Debug, thiserror::Error)]
+enum DigestUnknown {
+    #[error("cannot read Secret {namespace}/{name}: {source}")]
+    Unreadable {
+        namespace: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error(transparent)]
+    NotACertificate(#[from] crate::pki::PkiError),
 }
 
 /// The SHA-256 of the certificate a ClusterCertificate's Secret holds,
@@ -127,20 +167,23 @@ async fn current_digest(
     client: &kube::Client,
     cert: &ClusterCertificate,
     serial: &str,
-) -> Result<Option<String>, String> {
+) -> Result<Option<String>, DigestUnknown> {
     let (ns, name) = (&cert.spec.secret_namespace, &cert.spec.secret_name);
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(name)
         .await
-        .map_err(|e| format!("cannot read Secret {ns}/{name}: {e}"))?;
+        .map_err(|source| DigestUnknown::Unreadable {
+            namespace: ns.clone(),
+            name: name.clone(),
+            source,
+        })?;
     let Some(pem) = secret
         .as_ref()
         .and_then(|s| s.data.as_ref()?.get("tls.crt"))
     else {
         return Ok(None);
     };
-    let held =
-        parse_pem_certificate(&pem.0, &format!("Secret {ns}/{name}")).map_err(|e| e.to_string())?;
+    let held = parse_pem_certificate(&pem.0, &format!("Secret {ns}/{name}"))?;
     let same = SerialNumber::from_hex(serial).is_some_and(|s| s == held.serial);
     Ok(same.then(|| held.sha256_hex()))
 }

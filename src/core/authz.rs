@@ -226,11 +226,12 @@ pub fn review(credential_ids: &[String], revoked: &RevokedCredentials) -> Verdic
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::core::ledger::Revocation;
 
-    fn entry(serial: &str, digest: Option<&str>, revoked: bool) -> LedgerEntry {
+    /// A ledger entry as certop writes it, revoked or not, with a digest or not.
+    pub(crate) fn entry(serial: &str, digest: Option<&str>, revoked: bool) -> LedgerEntry {
         LedgerEntry {
             serial: serial.into(),
             issued_at: 0,

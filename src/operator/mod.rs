@@ -17,6 +17,7 @@ pub mod certificate;
 pub mod certificate_authority;
 pub mod certificate_revocation;
 mod conditions;
+mod controllers;
 mod error;
 pub mod reason;
 mod run;

@@ -6,34 +6,24 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
-use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use kube::core::PartialObjectMeta;
-use kube::runtime::controller::{self, Controller};
-use kube::runtime::reflector;
-use kube::runtime::reflector::ObjectRef;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::api::{
-    CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
-};
+use crate::api::meta;
+use crate::operator::Error;
 use crate::operator::authz::{self, AuthzSettings};
+use crate::operator::controllers::{SharedStores, run_controllers};
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::http::{HttpState, serve};
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::metrics::Metrics;
-use crate::operator::runtime::shared_store::{Cached, SharedStore, changes, slim, watch};
-use crate::operator::runtime::watch_backoff::EachWatchBacksOff;
-use crate::operator::signing_request::{self, CsrPolicy};
+use crate::operator::runtime::shared_store::{SharedStore, watch};
+use crate::operator::signing_request::CsrPolicy;
 use crate::operator::store::crl::{self, CrlCache};
-use crate::operator::{
-    Context, Error, Stores, certificate, certificate_authority, certificate_revocation,
-    runtime::admission_guard,
-};
 
 /// How the operator writes its logs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -158,20 +148,8 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
         crls.clone(),
     ));
     // Every replica answers the authorization webhook, leader or not.
-    let authz = authz.map(|(authz_listener, settings)| {
-        let served = authz::serve(
-            client.clone(),
-            config.namespace.clone(),
-            settings,
-            authz_listener,
-            metrics.clone(),
-            stopped(stop_rx.clone()),
-        );
-        tokio::spawn(async move {
-            if let Err(e) = served.await {
-                error!(error = %e, "authorization webhook failed");
-            }
-        })
+    let authz = authz.map(|(listener, settings)| {
+        spawn_authz(&client, &config, settings, listener, &metrics, &stop_rx)
     });
     http_state.ready.store(true, Ordering::Relaxed);
     let settings = settings_of(&config, metrics, crls);
@@ -200,26 +178,53 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
             Ok(())
         }
     };
-    if result.is_err() {
-        // Leadership lost (or never obtainable): exit now, so the process is
-        // restarted as a standby; serving on would hold a replica that can
-        // never lead again.
-        http.abort();
-        if let Some(authz) = &authz {
-            authz.abort();
-        }
-        return result;
-    }
+    wind_down(result, http, authz).await
+}
 
-    if let Ok(Err(e)) = http.await {
+/// Ends the HTTP server and the webhook. Leadership lost (or never
+/// obtainable): at once, so the process is restarted as a standby; serving
+/// on would hold a replica that can never lead again. Otherwise after the
+/// HTTP server's graceful stop (the webhook stopped taking requests with
+/// the same signal; it may still be waiting for its first certificate).
+async fn wind_down(
+    result: Result<(), Error>,
+    http: tokio::task::JoinHandle<Result<(), Error>>,
+    authz: Option<tokio::task::JoinHandle<()>>,
+) -> Result<(), Error> {
+    if result.is_err() {
+        http.abort();
+    } else if let Ok(Err(e)) = http.await {
         error!(error = %e, "HTTP server failed");
     }
-    // The webhook stopped taking requests with the same signal; it may
-    // still be waiting for its first certificate.
     if let Some(authz) = authz {
         authz.abort();
     }
     result
+}
+
+/// Serves the authorization webhook until the stop signal, logging why it
+/// failed if it does.
+fn spawn_authz(
+    client: &Client,
+    config: &RunConfig,
+    settings: AuthzSettings,
+    listener: std::net::TcpListener,
+    metrics: &Arc<Metrics>,
+    stop: &watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let served = authz::serve(
+        client.clone(),
+        config.namespace.clone(),
+        settings,
+        listener,
+        metrics.clone(),
+        stopped(stop.clone()),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = served.await {
+            error!(error = %e, "authorization webhook failed");
+        }
+    })
 }
 
 /// The Kubernetes clients, from the pod's service account or KUBECONFIG.
@@ -394,336 +399,4 @@ async fn follow_crls(client: Client, namespace: String, crls: Arc<CrlCache>) {
             Err(e) => warn!(error = %e, "watching CRL ConfigMaps"),
         }
     }
-}
-
-/// Runs the controllers until `shutdown` resolves (in-flight reconciles
-/// finish first). No controller starts before every shared store has
-/// listed, so none acts on a store still empty at start or failover.
-async fn run_controllers(
-    client: Client,
-    settings: Settings,
-    shared: SharedStores,
-    concurrency: u16,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) {
-    let namespace = settings.namespace.clone();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = shutdown_tx.send(true);
-    });
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|s| *s).await;
-    };
-    let managed_namespaces = settings.managed_namespaces.clone();
-
-    // The stores a controller reads, its own kind's included, are shared
-    // (one copy of each object) and filled by watches driven apart from the
-    // controllers, and every controller starts only once all of them have
-    // listed: a controller acting on a store still empty at start or
-    // failover would make a CSR fail for good or skip a revoke-on-delete.
-    let revocations = SharedStore::spawn(Api::<CertificateRevocation>::all(client.clone()));
-    let policies = SharedStore::spawn(Api::<CertificatePolicy>::all(client.clone()));
-    // Every Secret of the operator's namespace, metadata only: a CA's key
-    // Secret may be one a person created (adoption), without certop's labels.
-    let ca_secret_api = Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &namespace);
-    let ca_secret_store = SharedStore::spawn(ca_secret_api.clone());
-    let ca_secrets = watch(ca_secret_api, watcher::Config::default()).touched_objects();
-    let stores = Stores {
-        cas: shared.cas.store(),
-        certificates: shared.certificates.store(),
-        revocations: revocations.store(),
-        policies: policies.store(),
-        ca_secrets: ca_secret_store.store(),
-    };
-    let ready = futures::future::join5(
-        stores.cas.wait_until_ready(),
-        stores.certificates.wait_until_ready(),
-        stores.revocations.wait_until_ready(),
-        stores.policies.wait_until_ready(),
-        stores.ca_secrets.wait_until_ready(),
-    );
-    let abort = || {
-        revocations.abort();
-        policies.abort();
-        ca_secret_store.abort();
-    };
-    tokio::select! {
-        _ = ready => {}
-        _ = stopped(shutdown_rx.clone()) => {
-            abort();
-            return;
-        }
-    }
-    info!("stores ready; starting controllers");
-    let ctx = Arc::new(Context::new(client.clone(), settings, stores));
-    let guard = tokio::spawn(admission_guard::follow(client.clone(), ctx.guard.clone()));
-    let wiring = Wiring {
-        client,
-        ctx,
-        concurrency,
-        shutdown: shutdown_rx,
-    };
-    futures::join!(
-        ca_controller(&wiring, &shared, ca_secrets),
-        certificate_controller(&wiring, &shared, &policies, &managed_namespaces),
-        revocation_controller(&wiring, &revocations),
-        csr_controller(&wiring),
-    );
-    guard.abort();
-    abort();
-}
-
-/// What every controller is started with.
-struct Wiring {
-    client: Client,
-    ctx: Arc<Context>,
-    concurrency: u16,
-    shutdown: watch::Receiver<bool>,
-}
-
-impl Wiring {
-    fn config(&self) -> controller::Config {
-        controller::Config::default().concurrency(self.concurrency)
-    }
-
-    /// Resolves when the controllers are to stop.
-    fn stopped(&self) -> impl Future<Output = ()> + Send + Sync + 'static {
-        let mut rx = self.shutdown.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    }
-}
-
-/// The CA controller: its CAs, and what a CA pass reads beside them
-/// (namespaces for trust bundles, its key Secrets, its ledger shards and
-/// CRL ConfigMaps). Debounced: a burst of issuances (ledger writes) is one
-/// CA pass.
-fn ca_controller(
-    w: &Wiring,
-    shared: &SharedStores,
-    ca_secrets: impl futures::Stream<Item = Result<PartialObjectMeta<Secret>, watcher::Error>>
-    + Send
-    + 'static,
-) -> impl Future<Output = ()> {
-    let namespace = w.ctx.namespace.clone();
-    let bundles_store = shared.cas.store();
-    let secrets_store = shared.cas.store();
-    let labelled = |label: &str| {
-        watch(
-            Api::<PartialObjectMeta<ConfigMap>>::namespaced(w.client.clone(), &namespace),
-            watcher::Config::default().labels(label),
-        )
-        .touched_objects()
-    };
-    let of_its_ca = |cm: PartialObjectMeta<ConfigMap>| {
-        cm.annotations()
-            .get(meta::CERTIFICATE_AUTHORITY)
-            .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
-    };
-    Controller::for_shared_stream(shared.cas.follow(), shared.cas.store())
-        .with_config(w.config().debounce(std::time::Duration::from_millis(500)))
-        .watches_stream(
-            watch(
-                Api::<Namespace>::all(w.client.clone()),
-                watcher::Config::default(),
-            )
-            .touched_objects(),
-            move |_ns| {
-                bundles_store
-                    .state()
-                    .iter()
-                    .filter(|ca| ca.spec.trust_bundle.is_some())
-                    .map(|ca| ObjectRef::from_obj(ca.as_ref()))
-                    .collect::<Vec<_>>()
-            },
-        )
-        .watches_stream(ca_secrets, move |secret| {
-            let name = secret.name_any();
-            // Keys a rotation made name their CA; an adopted Secret is
-            // found by the name the CA's spec gives.
-            let owner = secret
-                .annotations()
-                .get(meta::CERTIFICATE_AUTHORITY)
-                .cloned();
-            secrets_store
-                .state()
-                .iter()
-                .filter(|ca| {
-                    owner.as_deref() == Some(ca.name_any().as_str())
-                        || certificate_authority::secret_name(ca).as_deref() == Some(name.as_str())
-                })
-                .map(|ca| ObjectRef::from_obj(ca.as_ref()))
-                .collect::<Vec<_>>()
-        })
-        // A new or changed CRL ConfigMap updates (or repairs) the CA's status;
-        // a ledger shard's change updates its counts (the controller is debounced).
-        .watches_stream(labelled(meta::LEDGER), of_its_ca)
-        .watches_stream(labelled(meta::CRL), of_its_ca)
-        .graceful_shutdown_on(w.stopped())
-        .run(
-            certificate_authority::reconcile,
-            certificate_authority::error_policy,
-            w.ctx.clone(),
-        )
-        .for_each(log_error("CertificateAuthority controller"))
-}
-
-/// The certificate controller. A certificate's own status and Secret
-/// writes come back through the watches and start a pass that re-derives
-/// what they wrote: that pass repairs what an earlier one wrote from a
-/// view not yet complete (a CA key whose Secret the store had not yet shown).
-fn certificate_controller(
-    w: &Wiring,
-    shared: &SharedStores,
-    policies: &SharedStore<CertificatePolicy>,
-    managed_namespaces: &ManagedNamespaces,
-) -> impl Future<Output = ()> {
-    let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
-    let issuer_store = shared.certificates.store();
-    // Metadata only: memory grows with certop's Secrets, not the cluster's.
-    // One watch per managed namespace (or one for the cluster): certop may
-    // list Secrets nowhere else.
-    let cert_secrets = futures::stream::select_all(
-        managed_namespaces
-            .apis::<PartialObjectMeta<Secret>>(&w.client)
-            .into_iter()
-            .map(|api| {
-                watch(api, watcher::Config::default().labels(&managed))
-                    .touched_objects()
-                    .boxed()
-            }),
-    );
-    // Only a change that matters to signing reaches the certificates: not
-    // every CRL number the CA's status shows.
-    let signing_changes = changes(
-        shared.cas.follow_with_deletes(),
-        shared.cas.store(),
-        signing_identity,
-    );
-    // A policy's change (or deletion) may allow or refuse the certificates
-    // of the CAs it governs.
-    let governed_store = shared.certificates.store();
-    Controller::for_shared_stream(shared.certificates.follow(), shared.certificates.store())
-        .with_config(w.config())
-        .watches_shared_stream(signing_changes, move |ca| {
-            certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
-        })
-        .watches_shared_stream(policies.follow_with_deletes(), move |policy| {
-            policy
-                .spec
-                .authorities
-                .iter()
-                .flat_map(|ca| certificate::certificates_of_issuer(&governed_store, ca))
-                .collect::<Vec<_>>()
-        })
-        .watches_stream(cert_secrets, move |secret| {
-            let owner = secret.annotations().get(meta::CERTIFICATE)?;
-            Some(ObjectRef::<ClusterCertificate>::new(owner))
-        })
-        .graceful_shutdown_on(w.stopped())
-        .run(
-            certificate::reconcile,
-            certificate::error_policy,
-            w.ctx.clone(),
-        )
-        .for_each(log_error("ClusterCertificate controller"))
-}
-
-fn revocation_controller(
-    w: &Wiring,
-    revocations: &SharedStore<CertificateRevocation>,
-) -> impl Future<Output = ()> {
-    Controller::for_shared_stream(revocations.follow(), revocations.store())
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(
-            certificate_revocation::reconcile,
-            certificate_revocation::error_policy,
-            w.ctx.clone(),
-        )
-        .for_each(log_error("CertificateRevocation controller"))
-}
-
-fn csr_controller(w: &Wiring) -> impl Future<Output = ()> {
-    slim_controller(Api::<CertificateSigningRequest>::all(w.client.clone()))
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(
-            signing_request::reconcile,
-            signing_request::error_policy,
-            w.ctx.clone(),
-        )
-        .for_each(log_error("CertificateSigningRequest controller"))
-}
-
-/// What a controller's run stream yields for each reconcile: its error,
-/// if any, is logged (the error policy has already scheduled the retry).
-fn log_error<T, E: std::fmt::Display>(
-    controller: &'static str,
-) -> impl Fn(Result<T, E>) -> std::future::Ready<()> {
-    move |result| {
-        if let Err(e) = result {
-            warn!(error = %e, "{controller}");
-        }
-        std::future::ready(())
-    }
-}
-
-/// The CA and certificate stores every replica keeps.
-struct SharedStores {
-    cas: SharedStore<CertificateAuthority>,
-    certificates: SharedStore<ClusterCertificate>,
-}
-
-/// A controller with a store of its own, of slimmed objects (see `slim`),
-/// for a kind no other reader needs.
-fn slim_controller<K: Cached>(api: Api<K>) -> Controller<K> {
-    let (reader, writer) = reflector::store::<K>();
-    let stream = watch(api, watcher::Config::default())
-        .modify(slim::<K>)
-        .reflect(writer)
-        .applied_objects();
-    Controller::for_stream(stream, reader).trigger_backoff(EachWatchBacksOff)
-}
-
-/// What of a CA matters to the certificates it signs: its generation
-/// (spec), its Ready condition, its certificate and its binding; not the
-/// CRL fields its status updates often.
-fn signing_identity(ca: &CertificateAuthority) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ca.metadata.generation.hash(&mut h);
-    ca.metadata.deletion_timestamp.is_some().hash(&mut h);
-    // A rotation changes which keys are trusted and which one signs.
-    for key in [
-        meta::CA_FINGERPRINT,
-        meta::CA_SIGNING_KEY,
-        meta::CA_NEXT_FINGERPRINT,
-        meta::CA_PREVIOUS_FINGERPRINT,
-    ] {
-        ca.annotations().get(key).hash(&mut h);
-    }
-    if let Some(s) = &ca.status {
-        s.fingerprint.hash(&mut h);
-        // certop's record of the rotation, which the mirror above follows.
-        if let Some(r) = s.rotation.as_ref().and_then(|r| r.record.as_ref()) {
-            (
-                r.signing_key,
-                &r.signing_fingerprint,
-                &r.next_fingerprint,
-                &r.previous_fingerprint,
-                &r.switched_at,
-                r.previous_certificate.is_some(),
-            )
-                .hash(&mut h);
-        }
-        if let Some(c) =
-            crate::operator::conditions::find(&s.conditions, crate::operator::conditions::READY)
-        {
-            (&c.status, &c.reason, &c.message).hash(&mut h);
-        }
-    }
-    h.finish()
 }

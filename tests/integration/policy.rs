@@ -323,7 +323,13 @@ fn a_guard_that_is_present_but_not_enforced_is_not_trusted() {
             "  policyRef: {name: loose}\n  commonName: bot\n",
         ),
     );
-    let message = wait_refused(&cp, "unguarded");
-    assert!(message.contains("nothing enforces the guard"), "{message}");
+    // Refused at once ("not looked at yet"), then, once the guard was
+    // probed, for what the probe found.
+    wait_refused(&cp, "unguarded");
+    let found = wait_for(WAIT, || {
+        condition(&cp, "unguarded", "Ready")
+            .is_some_and(|(_, _, m)| m.contains("nothing enforces the guard"))
+    });
+    assert!(found, "{:?}", condition(&cp, "unguarded", "Ready"));
     assert!(secret(&cp, "default", "unguarded").is_none());
 }

@@ -383,7 +383,7 @@ fn bad_revocations_are_refused_or_marked() {
     let refused = [
         (
             "",
-            "match something: set serialNumbers, organizations, dnsNames or ipAddresses",
+            "match something: set serialNumbers, organizations, dnsNames, ipAddresses or certificateSHA256s",
         ),
         (
             "  reason: stolen\n  serialNumbers: [ab]\n",

@@ -178,27 +178,13 @@ async fn follow_one<K>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{CertificateRevocationSpec, IssuerRef, RevocationReason};
+    use crate::api::{CertificateRevocationSpec, IssuerRef};
     use crate::core::authz::{Verdict, X509_PREFIX, review};
-    use crate::core::ledger::{LedgerEntry, Revocation};
+    use crate::core::ledger::LedgerEntry;
     use crate::operator::store::ledger_store::shard_config_map;
 
     fn entry(serial: &str, digest: &str, revoked: bool) -> LedgerEntry {
-        LedgerEntry {
-            serial: serial.into(),
-            issued_at: 0,
-            not_after: 4_000_000_000,
-            organizations: vec![],
-            dns_names: vec![],
-            ip_addresses: vec![],
-            certificate: None,
-            revoked: revoked.then_some(Revocation {
-                at: 1_800_000_000,
-                reason: RevocationReason::KeyCompromise,
-            }),
-            key: 0,
-            fingerprint: Some(digest.into()),
-        }
+        crate::core::authz::tests::entry(serial, Some(digest), revoked)
     }
 
     fn denied(index: &RevokedIndex, digest: &str) -> bool {

@@ -11,7 +11,9 @@
 //! a certificate that was never handed out), and a status that does not
 //! name the Secret's serial means "not yet recorded".
 
+mod cleanup;
 mod decide;
+mod issue;
 mod secret;
 mod status;
 
@@ -26,7 +28,9 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
+use cleanup::{cleanup, remove_moved_secret};
 pub use decide::{Decision, Issuer, decide};
+use issue::{Held, Issued, Recorded, issue_into_secret, record, revoked_for_good};
 use secret::Written;
 
 use crate::operator::store::authority_cache::Keys;
@@ -43,12 +47,12 @@ use crate::operator::runtime::finalize::reconcile_with_finalizer;
 use crate::operator::{Context, Error, store::authority_cache, store::crl, store::ledger_store};
 use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_chain};
 
-/// Longest wait between two looks at a valid certificate: renewal is
-/// requeued at its time, and this bounds the harm of a clock jump.
 /// Retry for conditions that another object's change ends (and whose watch
 /// triggers a reconcile sooner).
 const WAITING_RETRY: Duration = Duration::from_secs(60);
 
+/// Longest wait between two looks at a valid certificate: renewal is
+/// requeued at its time, and this bounds the harm of a clock jump.
 const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
 /// How long to wait before looking at a valid certificate again.
 pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
@@ -365,341 +369,6 @@ async fn keep_secret_current(
     )
     .await;
     Ok(Written::Stored(Box::new(wanted)))
-}
-
-/// What an issuance came to: the Secret holds the new certificate, or the
-/// pass ended in the status (a signing failure, a Secret the API refused).
-enum Issued {
-    Held(Box<Held>),
-    Ended(Action),
-}
-
-/// Signs and writes the Secret, in named steps: say an issuance is under
-/// way, sign, write, announce.
-async fn issue_into_secret(
-    cert: &ClusterCertificate,
-    ctx: &Context,
-    secrets: &Api<Secret>,
-    observed: Option<&Secret>,
-    issuance: &decide::Issuance,
-    now: DateTime<Utc>,
-) -> Result<Issued, Error> {
-    let existed = observed.and_then(|s| s.resource_version());
-    let reused = issuance
-        .reuse_key
-        .then(|| observed.map(secret::secret_data))
-        .flatten()
-        .and_then(|d| d.tls_key)
-        .and_then(|k| String::from_utf8(k).ok());
-    let issuing = start_issuing(
-        cert,
-        ctx,
-        issuance,
-        reused.is_some(),
-        existed.is_some(),
-        now,
-    )
-    .await?;
-    let cert = issuing.as_ref().unwrap_or(cert);
-    let signed = match sign(issuance, reused, now).await {
-        Ok(signed) => signed,
-        Err(e) => {
-            let ended = status::failed(cert, ctx, &issuance.reason, e.to_string(), now).await?;
-            return Ok(Issued::Ended(ended));
-        }
-    };
-    let provenance = secret::Provenance {
-        serial: signed.leaf.serial.to_string(),
-        revision: issuance.revision,
-        reason: issuance.reason.code(),
-        renewal_request: issuance.renewal_request.as_deref(),
-    };
-    let wanted = secret::desired(cert, signed.data, &provenance);
-    let wanted = match secret::apply(secrets, wanted, existed).await? {
-        Written::Stored(applied) => *applied,
-        Written::Refused(blocked) => {
-            let ended = status::blocked(cert, ctx, blocked, Some(&issuance.reason), now).await?;
-            return Ok(Issued::Ended(ended));
-        }
-    };
-    let leaf = signed.leaf;
-    announce_issued(cert, ctx, issuance, &leaf, signed.clamped_to_ca).await;
-    let renewal_time = crate::core::plan::renewal_time(&leaf, &renewal_policy(cert));
-    Ok(Issued::Held(Box::new(Held {
-        secret: wanted,
-        leaf,
-        renewal_time,
-        change_pending_since: None,
-        key: issuance.key,
-    })))
-}
-
-/// The Event that says which revision an issuance writes.
-fn issue_action(issuance: &decide::Issuance) -> String {
-    format!("IssueRevision{}", issuance.revision)
-}
-
-/// Says an issuance is under way: in the status while a new RSA key is
-/// made (from a tenth of a second to seconds; any other issuance is done
-/// in milliseconds, and its Ready write says it all in one request), and
-/// by an Event when it replaces a Secret that existed. Some: the
-/// certificate as the status write left it.
-async fn start_issuing(
-    cert: &ClusterCertificate,
-    ctx: &Context,
-    issuance: &decide::Issuance,
-    reuses_key: bool,
-    replaces: bool,
-    now: DateTime<Utc>,
-) -> Result<Option<ClusterCertificate>, Error> {
-    let slow = !reuses_key && issuance.template.key_algorithm.is_rsa();
-    let issuing = match slow {
-        true => Some(status::issuing(cert, ctx, &issuance.reason, now).await?),
-        false => None,
-    };
-    if replaces {
-        ctx.event_once(
-            issuing.as_ref().unwrap_or(cert),
-            Reason::Reissuing.as_str(),
-            &issue_action(issuance),
-            format!("Re-issuing the certificate: {}", issuance.reason),
-        )
-        .await;
-    }
-    Ok(issuing)
-}
-
-/// Logs and counts an issuance, and warns when the CA's notAfter cut it
-/// short.
-async fn announce_issued(
-    cert: &ClusterCertificate,
-    ctx: &Context,
-    issuance: &decide::Issuance,
-    leaf: &CertificateInfo,
-    clamped_to_ca: bool,
-) {
-    info!(certificate = %cert.name_any(), serial = %leaf.serial, reason = issuance.reason.code(), revision = issuance.revision, "issued");
-    ctx.metrics.issued(issuance.reason.code());
-    if clamped_to_ca {
-        ctx.event(
-            cert,
-            true,
-            Reason::DurationClamped.as_str(),
-            &issue_action(issuance),
-            format!(
-                "notAfter was cut to the CA's notAfter {}",
-                leaf.not_after.to_rfc3339()
-            ),
-        )
-        .await;
-    }
-}
-
-/// What a pass holds after its write: the Secret as certop wants it and
-/// the certificate in it.
-pub(crate) struct Held {
-    secret: Secret,
-    leaf: CertificateInfo,
-    renewal_time: DateTime<Utc>,
-    /// A CRL distribution point change waiting for its turn since then.
-    change_pending_since: Option<DateTime<Utc>>,
-    /// The index of the CA key that signed it.
-    key: u32,
-}
-
-fn renewal_policy(cert: &ClusterCertificate) -> RenewalPolicy {
-    RenewalPolicy::from_spec(&cert.spec)
-}
-
-/// Generates (or reuses) the key and signs, off the async workers: RSA key
-/// generation takes long enough to starve the lease renewal and /healthz.
-struct Signed {
-    data: SecretData,
-    leaf: CertificateInfo,
-    clamped_to_ca: bool,
-}
-
-async fn sign(
-    issuance: &decide::Issuance,
-    reused_key: Option<String>,
-    now: DateTime<Utc>,
-) -> Result<Signed, Error> {
-    let template = issuance.template.clone();
-    let authority = issuance.authority.clone();
-    let bundle = issuance.bundle.clone();
-    let job = tokio::task::spawn_blocking(move || {
-        let key = reused_key
-            .and_then(|k| PrivateKey::from_pem(&k, TLS_PRIVATE_KEY_KEY).ok())
-            .map(Ok)
-            .unwrap_or_else(|| PrivateKey::generate(template.key_algorithm))?;
-        let issued = issue(&template, &key, &authority, now)?;
-        let data = SecretData {
-            tls_crt: Some(issued.chain_pem.into_bytes()),
-            tls_key: Some(key.to_pem().into_bytes()),
-            ca_crt: Some(bundle.into_bytes()),
-        };
-        Ok::<_, crate::pki::PkiError>(Signed {
-            data,
-            leaf: issued.certificate,
-            clamped_to_ca: issued.clamped_to_ca,
-        })
-    });
-    match job.await {
-        Ok(Ok(signed)) => Ok(signed),
-        Ok(Err(source)) => Err(Error::Pki {
-            what: "issuing".into(),
-            source,
-        }),
-        Err(e) => Err(Error::Task(e)),
-    }
-}
-
-enum Recorded {
-    Live,
-    /// A CertificateRevocation already covers it: replace it.
-    Revoked,
-    Blocked(Blocked),
-}
-
-fn revoked_for_good(cert: &ClusterCertificate, serial: &str) -> Blocked {
-    Blocked::new(
-        Reason::IssuanceFailed,
-        format!(
-            "a CertificateRevocation of {} covers every certificate issued until a time still to come (its issuedBefore); serial {serial} is revoked and no replacement is issued before then",
-            cert.spec.issuer_ref.name
-        ),
-        Some(Duration::from_secs(300)),
-    )
-}
-
-/// Records the certificate the Secret holds in its CA's ledger
-/// (idempotent), applying the CA's revocations to it as it goes in, so a
-/// certificate issued while a revocation was being applied is not missed.
-async fn record(
-    cert: &ClusterCertificate,
-    ctx: &Context,
-    leaf: &CertificateInfo,
-    key: u32,
-    now: DateTime<Utc>,
-) -> Result<Recorded, Error> {
-    let ca = &cert.spec.issuer_ref.name;
-    let rules: Vec<(RevocationRule, RevocationReason)> = ledger_store::rules_of_ca(ctx, ca);
-    let entry = LedgerEntry::of(leaf, Some(&cert.name_any()), key);
-    match ledger_store::record(ctx, ca, entry, &rules, now).await {
-        Ok(ledger_store::Recorded::Revoked) => Ok(Recorded::Revoked),
-        Ok(ledger_store::Recorded::Live) => Ok(Recorded::Live),
-        Ok(ledger_store::Recorded::RevokedForGood) => Ok(Recorded::Blocked(revoked_for_good(
-            cert,
-            &leaf.serial.to_string(),
-        ))),
-        Err(Error::Ledger(e)) => Ok(Recorded::Blocked(Blocked::new(
-            e.reason(),
-            format!(
-                "cannot record serial {} in the ledger of {ca}: {e}",
-                leaf.serial
-            ),
-            Some(Duration::from_secs(300)),
-        ))),
-        Err(e) => Err(e),
-    }
-}
-
-/// After `secretName` or `secretNamespace` changed, the old Secret (still
-/// holding a valid key) goes once the new one exists, if it is ours.
-async fn remove_moved_secret(cert: &ClusterCertificate, ctx: &Context) -> Result<(), Error> {
-    let wanted = format!("{}/{}", cert.spec.secret_namespace, cert.spec.secret_name);
-    let Some(old) = cert.status.as_ref().and_then(|s| s.secret.clone()) else {
-        return Ok(());
-    };
-    if old == wanted {
-        return Ok(());
-    }
-    let Some((ns, name)) = old.split_once('/') else {
-        return Ok(());
-    };
-    if !ctx.managed_namespaces.contains(ns) {
-        info!(certificate = %cert.name_any(), secret = %old, "the Secret the spec no longer names is in a namespace certop no longer manages; left in place");
-        return Ok(());
-    }
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    let existing = api.get_opt(name).await?;
-    if ownership(existing.as_ref(), &cert.name_any()) == Ownership::Ours {
-        match api.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {
-                info!(certificate = %cert.name_any(), secret = %old, "removed the Secret the spec no longer names")
-            }
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Revokes the current certificate of a ClusterCertificate being deleted
-/// (cessationOfOperation) and re-signs the CA's CRL.
-async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), Error> {
-    let Some(serial) = cert.status.as_ref().and_then(|s| s.serial_number.clone()) else {
-        return Ok(());
-    };
-    let ca_name = &cert.spec.issuer_ref.name;
-    let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
-        warn!(certificate = %cert.name_any(), ca = %ca_name, "CA gone; cannot revoke on delete");
-        return Ok(());
-    };
-    let now = Utc::now();
-    let ring = match authority_cache::keyring(ctx, &ca, now).await? {
-        Keys::Ready(r) => r,
-        Keys::Unusable(why) => {
-            warn!(certificate = %cert.name_any(), message = %why, "cannot revoke on delete");
-            return Ok(());
-        }
-    };
-    let rule = RevocationRule {
-        issued_before: now + chrono::Duration::seconds(1),
-        ..Default::default()
-    }
-    .with_serials([&serial]);
-    let reason = RevocationReason::CessationOfOperation;
-    let revoked = ledger_store::revoke(ctx, ca_name, &rule, reason, now).await?;
-    ctx.metrics
-        .revoked(reason.as_str(), revoked.newly.len() as u64);
-    crl::publish_all(ctx, &ca, &ring, now).await?;
-    info!(certificate = %cert.name_any(), %serial, "revoked on delete");
-    Ok(())
-}
-
-/// The ClusterCertificate goes: its certificate is revoked unless kept, and
-/// its Secret goes unless the policy keeps it or it is not ours.
-async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
-    let name = cert.name_any();
-    let retain =
-        cert.spec.secret_deletion_policy.unwrap_or_default() == SecretDeletionPolicy::Retain;
-    // A Secret kept by policy is still in use: revoking it would break its
-    // holder, so only an explicit revokeOnDelete revokes it.
-    if cert.spec.revoke_on_delete.unwrap_or(!retain) {
-        revoke_current(cert, ctx).await?;
-    }
-    if retain {
-        info!(certificate = %name, "deleted; Secret retained by policy");
-        return Ok(Action::await_change());
-    }
-    if !ctx.managed_namespaces.contains(&cert.spec.secret_namespace) {
-        info!(certificate = %name, namespace = %cert.spec.secret_namespace, "deleted; certop does not manage its Secret's namespace, so any Secret there is left in place");
-        return Ok(Action::await_change());
-    }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.spec.secret_namespace);
-    let secret = secrets.get_opt(&cert.spec.secret_name).await?;
-    if ownership(secret.as_ref(), &name) == Ownership::Ours {
-        match secrets
-            .delete(&cert.spec.secret_name, &DeleteParams::default())
-            .await
-        {
-            Ok(_) => info!(certificate = %name, "deleted with its Secret"),
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(Action::await_change())
 }
 
 /// The certificate a Secret holds, parsed (for status of what exists).

@@ -10,14 +10,13 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
-use kube::core::PartialObjectMeta;
 use serde_json::json;
 
 use crate::api::{CertificateAuthority, CertificateAuthorityStatus, meta};
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::signing_request::CsrPolicy;
 use crate::operator::testing::fake_api::{FakeApi, Fault};
-use crate::operator::testing::{self, NS, Writers, init, runtime};
+use crate::operator::testing::{self, NS, Writers, runtime};
 use crate::operator::{Context, Error, conditions, store::crl};
 use crate::pki::{CertificateInfo, parse_chain, parse_crl};
 
@@ -114,19 +113,7 @@ impl World {
     /// The stores see what the API server holds (a watch caught up).
     fn sync(&self) {
         let mut w = self.writers.lock().expect("writers");
-        let secrets = self
-            .api
-            .list("/api/v1", "secrets", Some(NS))
-            .into_iter()
-            .filter_map(|v| serde_json::from_value::<Secret>(v).ok())
-            .map(|s| PartialObjectMeta::<Secret> {
-                metadata: s.metadata,
-                ..Default::default()
-            })
-            .collect();
-        init(&mut w.ca_secrets, secrets);
-        let ca: Option<CertificateAuthority> = self.api.get(CA_PATH);
-        init(&mut w.cas, ca.into_iter().collect());
+        testing::sync_cas(&self.api, &mut w);
     }
 
     fn ca(&self) -> CertificateAuthority {

@@ -142,33 +142,38 @@ impl Default for Metrics {
             "Failed issuances, by reason",
             m.failures.clone(),
         );
-        registry.register(
-            "reconcile_duration_seconds",
-            "Time spent in one reconcile (its count is the reconciles done), by controller",
-            m.reconcile_duration.clone(),
-        );
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that failed and were retried with backoff, by controller",
-            m.reconcile_errors.clone(),
-        );
-        registry.register(
-            "authz_reviews",
-            "SubjectAccessReviews the authorization webhook answered, by verdict (denied, no_opinion, not_ready)",
-            m.authz_reviews.clone(),
-        );
-        registry.register(
-            "authz_revoked_credentials",
-            "Revoked certificate digests this replica's webhook refuses",
-            m.authz_revoked.clone(),
-        );
-        registry.register(
-            "authz_index_ready",
-            "1 when this replica's webhook has listed the ledger and the revocations (before that it answers with an error)",
-            m.authz_ready.clone(),
-        );
+        register_process(&mut registry, &m);
         Metrics { registry, ..m }
     }
+}
+
+/// The metrics of the process itself: reconciles and the webhook.
+fn register_process(registry: &mut Registry, m: &Metrics) {
+    registry.register(
+        "reconcile_duration_seconds",
+        "Time spent in one reconcile (its count is the reconciles done), by controller",
+        m.reconcile_duration.clone(),
+    );
+    registry.register(
+        "reconcile_errors",
+        "Reconciles that failed and were retried with backoff, by controller",
+        m.reconcile_errors.clone(),
+    );
+    registry.register(
+        "authz_reviews",
+        "SubjectAccessReviews the authorization webhook answered, by verdict (denied, no_opinion, not_ready)",
+        m.authz_reviews.clone(),
+    );
+    registry.register(
+        "authz_revoked_credentials",
+        "Revoked certificate digests this replica's webhook refuses",
+        m.authz_revoked.clone(),
+    );
+    registry.register(
+        "authz_index_ready",
+        "1 when this replica's webhook has listed the ledger and the revocations (before that it answers with an error)",
+        m.authz_ready.clone(),
+    );
 }
 
 impl Metrics {

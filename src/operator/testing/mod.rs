@@ -127,6 +127,25 @@ pub fn context(
 }
 
 /// Every object of one kind the fake API holds, typed.
+/// The stores of the CAs and of their key Secrets' metadata see what the
+/// fake API server holds, as if their watches caught up.
+pub fn sync_cas(api: &FakeApi, w: &mut Writers) {
+    let secrets = api
+        .list("/api/v1", "secrets", Some(NS))
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<Secret>(v).ok())
+        .map(|s| PartialObjectMeta::<Secret> {
+            metadata: s.metadata,
+            ..Default::default()
+        })
+        .collect();
+    init(&mut w.ca_secrets, secrets);
+    init(
+        &mut w.cas,
+        all(api, "/apis/certop.dev/v1alpha1", "certificateauthorities"),
+    );
+}
+
 pub fn all<K: serde::de::DeserializeOwned>(api: &FakeApi, prefix: &str, plural: &str) -> Vec<K> {
     api.list(prefix, plural, None)
         .into_iter()

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
-use kube::core::PartialObjectMeta;
 use serde_json::json;
 
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
@@ -75,19 +74,7 @@ impl World {
     /// The stores see what the API server holds (a watch caught up).
     fn sync(&self) {
         let mut w = self.writers.lock().expect("writers");
-        let secrets = self
-            .api
-            .list("/api/v1", "secrets", Some(NS))
-            .into_iter()
-            .filter_map(|v| serde_json::from_value::<Secret>(v).ok())
-            .map(|s| PartialObjectMeta::<Secret> {
-                metadata: s.metadata,
-                ..Default::default()
-            })
-            .collect();
-        init(&mut w.ca_secrets, secrets);
-        let ca: Option<CertificateAuthority> = self.api.get(CA_PATH);
-        init(&mut w.cas, ca.into_iter().collect());
+        testing::sync_cas(&self.api, &mut w);
         let cert: Option<ClusterCertificate> = self.api.get(CERT_PATH);
         init(&mut w.certificates, cert.into_iter().collect());
         let rev: Option<CertificateRevocation> = self.api.get(REV_PATH);
