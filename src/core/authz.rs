@@ -60,6 +60,9 @@ impl SourceKind {
 /// and deleting the revocation does not un-revoke the entry.
 #[derive(Clone, Debug, Default)]
 pub struct RevokedCredentials {
+    /// Ledger shards that could not be parsed: what they record is refused
+    /// only if this replica read them before (they keep that state).
+    unreadable: HashSet<String>,
     by_digest: HashMap<String, BTreeMap<String, RevokedCredential>>,
     by_source: HashMap<String, Vec<String>>,
 }
@@ -69,6 +72,7 @@ impl RevokedCredentials {
     /// current entries: revoked ones with a recorded digest are held,
     /// everything else is dropped.
     pub fn replace_shard(&mut self, shard: &str, ca: &str, entries: &[LedgerEntry]) {
+        self.unreadable.remove(shard);
         let revoked = entries.iter().filter_map(|entry| {
             let (revocation, digest) = (entry.revoked.as_ref()?, entry.fingerprint.as_ref()?);
             Some((
@@ -126,8 +130,21 @@ impl RevokedCredentials {
         self.remove_source(&format!("{}{name}", SourceKind::Revocation.prefix()));
     }
 
+    /// A shard that cannot be parsed: it keeps what it said before (if
+    /// anything) and is counted until it can be read or is deleted.
+    pub fn mark_unreadable(&mut self, shard: &str) {
+        self.unreadable.insert(shard.to_string());
+    }
+
+    /// How many ledger shards could not be read: their revoked
+    /// certificates may be let through.
+    pub fn unreadable_shards(&self) -> usize {
+        self.unreadable.len()
+    }
+
     /// Forgets what a deleted shard said.
     pub fn remove_shard(&mut self, shard: &str) {
+        self.unreadable.remove(shard);
         self.remove_source(&format!("{}{shard}", SourceKind::Shard.prefix()));
     }
 
@@ -135,6 +152,9 @@ impl RevokedCredentials {
     /// those of that kind the listing no longer had, deleted while no watch
     /// was looking.
     pub fn keep_only(&mut self, kind: SourceKind, listed: &HashSet<String>) {
+        if kind == SourceKind::Shard {
+            self.unreadable.retain(|shard| listed.contains(shard));
+        }
         let prefix = kind.prefix();
         let gone: Vec<String> = self
             .by_source

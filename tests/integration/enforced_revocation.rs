@@ -307,6 +307,36 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
         op.log_text()
     );
     assert!(allowed(&kept));
+
+    // failurePolicy Deny: with certop down, every request made with a
+    // client certificate is refused, revoked or not; tokens still work.
+    let deny = dir.path().join("deny");
+    let out = certop(
+        &[
+            "authz-config",
+            "--ca",
+            "authz",
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--out",
+            deny.to_str().expect("utf-8"),
+            "--failure-policy",
+            "Deny",
+        ],
+        Some(&cp.kubeconfig),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(deny.join("authorization-config.yaml")).expect("read");
+    std::fs::write(&authz_file, config).expect("write");
+    op.stop();
+    assert!(
+        wait_for(Duration::from_secs(90), || refusal(&kept).is_some()),
+        "Deny: certop down refuses client certificates"
+    );
+    assert!(
+        cp.kubectl(&["get", "namespaces"]).status.success(),
+        "tokens never reach the webhook, so Deny does not touch them"
+    );
 }
 
 /// Makes the ledger entry of ClusterCertificate `name` look as certop

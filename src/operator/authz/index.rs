@@ -14,7 +14,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::warn;
+use tracing::{error, warn};
 
 use crate::api::{CertificateRevocation, meta};
 use crate::core::authz::{RevokedCredentials, SourceKind};
@@ -40,8 +40,10 @@ trait Source: Resource + Clone {
 impl Source for ConfigMap {
     const KIND: SourceKind = SourceKind::Shard;
 
-    /// What one shard says; a shard certop cannot parse keeps what it said
-    /// before (the ledger's own writers refuse to touch it, and say so).
+    /// What one shard says. A shard certop cannot parse keeps what it said
+    /// before, if this replica read it before, and is counted
+    /// (`certop_authz_unreadable_shards`): the ledger's own writers refuse
+    /// to touch it and the CA says so.
     fn read(&self, index: &mut RevokedCredentials) {
         let ca = self
             .annotations()
@@ -51,7 +53,8 @@ impl Source for ConfigMap {
         match entries_of(self) {
             Ok(entries) => index.replace_shard(&self.name_any(), &ca, &entries),
             Err(e) => {
-                warn!(error = %e, "revoked credentials: a ledger shard kept its last readable state")
+                index.mark_unreadable(&self.name_any());
+                error!(error = %e, "revoked credentials: certificates this ledger shard records as revoked are refused only as this replica last read it (not at all after a restart) until it can be read");
             }
         }
     }
@@ -168,7 +171,11 @@ async fn follow_one<K>(
         match item {
             Ok(event) => {
                 index.apply(event, &mut relisting);
-                metrics.authz_index(index.len(), index.is_ready());
+                let unreadable = index
+                    .credentials
+                    .read()
+                    .map_or(0, |c| c.unreadable_shards());
+                metrics.authz_index(index.len(), index.is_ready(), unreadable);
             }
             Err(e) => warn!(error = %e, "revoked credentials: a watch failed; retrying"),
         }
@@ -247,11 +254,14 @@ mod tests {
         index.apply(Event::Apply(shard(1, &[])), &mut shards);
         assert!(!denied(&index, "aa"));
 
-        // An unreadable shard keeps what it said.
+        // An unreadable shard keeps what it said, and is counted.
         let mut broken = shard(2, &[]);
         broken.data = Some(Default::default());
         index.apply(Event::Apply(broken), &mut shards);
         assert!(denied(&index, "bb"));
+        let unreadable =
+            |index: &RevokedIndex| index.credentials.read().expect("lock").unreadable_shards();
+        assert_eq!(unreadable(&index), 1);
 
         // After a failover or a watch restart, a relisting of the shards
         // that no longer has shard 2 (deleted meanwhile) forgets it, and
@@ -267,6 +277,7 @@ mod tests {
         );
         index.apply(Event::InitDone::<ConfigMap>, &mut shards);
         assert!(!denied(&index, "bb") && denied(&index, "dd") && denied(&index, "ee"));
+        assert_eq!(unreadable(&index), 0, "the unreadable shard is gone");
         assert_eq!(index.len(), 2);
 
         index.apply(Event::Delete(shard(3, &[])), &mut shards);

@@ -73,6 +73,7 @@ pub struct Metrics {
     authz_reviews: Family<VerdictLabels, Counter>,
     authz_revoked: Gauge,
     authz_ready: Gauge,
+    authz_unreadable: Gauge,
 }
 
 impl Default for Metrics {
@@ -95,6 +96,7 @@ impl Default for Metrics {
             authz_reviews: Family::default(),
             authz_revoked: Gauge::default(),
             authz_ready: Gauge::default(),
+            authz_unreadable: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -168,6 +170,11 @@ fn register_process(registry: &mut Registry, m: &Metrics) {
         "authz_revoked_credentials",
         "Revoked certificate digests this replica's webhook refuses",
         m.authz_revoked.clone(),
+    );
+    registry.register(
+        "authz_unreadable_shards",
+        "Ledger shards this replica's webhook cannot parse: the revoked certificates they record may be let through",
+        m.authz_unreadable.clone(),
     );
     registry.register(
         "authz_index_ready",
@@ -255,10 +262,12 @@ impl Metrics {
             .inc();
     }
 
-    pub fn authz_index(&self, revoked: usize, ready: bool) {
+    pub fn authz_index(&self, revoked: usize, ready: bool, unreadable_shards: usize) {
         self.authz_revoked
             .set(i64::try_from(revoked).unwrap_or(i64::MAX));
         self.authz_ready.set(i64::from(ready));
+        self.authz_unreadable
+            .set(i64::try_from(unreadable_shards).unwrap_or(i64::MAX));
     }
 
     pub fn reconcile_error(&self, controller: &str) {
