@@ -4,6 +4,7 @@
 mod authz_config;
 mod cluster;
 mod crd;
+mod crl_sync;
 mod error;
 pub(crate) mod files;
 mod kms;

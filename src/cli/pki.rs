@@ -34,6 +34,10 @@ pub enum PkiCommand {
     /// Rotate the node's CAs one step per run: stage a new CA beside the
     /// old one, then switch to it and re-issue everything, then drop the old one.
     RotateCa(super::node_rotation::RotateCaArgs),
+    /// Keep a CRL file current for etcd (--client-crl-file, --peer-crl-file):
+    /// fetch certop's CRL, check the CA signed it, never go back to a lower
+    /// CRL number, replace the file whole.
+    CrlSync(super::crl_sync::CrlSyncArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +89,7 @@ pub fn run(cmd: PkiCommand) -> Result<(), CliError> {
         PkiCommand::CheckExpiration(args) => super::node::check_expiration(&args),
         PkiCommand::Renew(args) => super::node::renew(&args),
         PkiCommand::RotateCa(args) => super::node_rotation::rotate_ca(&args),
+        PkiCommand::CrlSync(args) => super::plugin::block_on(super::crl_sync::crl_sync(args)),
         PkiCommand::Inspect { file } => {
             let text = inspect(&file)?;
             print!("{text}");

@@ -494,10 +494,21 @@ fn write_pair(cp: &ControlPlane, ns: &str, name: &str, dir: &Path, as_name: &str
     std::fs::write(dir.join(format!("{as_name}.key")), data(&s, "tls.key")).expect("write");
 }
 
-/// Replaces the CRL file atomically, as a sidecar that syncs it would.
-fn refresh_crl_file(ca: &str, dir: &Path) {
-    std::fs::write(dir.join("crl.der.tmp"), fetch_crl(ca)).expect("write");
-    std::fs::rename(dir.join("crl.der.tmp"), dir.join("crl.der")).expect("rename");
+/// Brings the CRL file up to date as a node does: `certop pki crl-sync`
+/// from the URL certop serves, checked against the CA, replaced whole.
+/// Returns what it printed.
+fn refresh_crl_file(ca: &str, dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_certop"))
+        .args(["pki", "crl-sync", "--url"])
+        .arg(format!("{}/crl/{ca}.crl", operator().base_url))
+        .arg("--ca")
+        .arg(dir.join("ca.crt"))
+        .arg("--out")
+        .arg(dir.join("crl.der"))
+        .output()
+        .expect("certop pki crl-sync");
+    assert!(out.status.success(), "crl-sync: {}", stderr(&out));
+    stdout(&out)
 }
 
 #[test]
@@ -563,7 +574,11 @@ fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
         data(&secret(cp, &ns, &server).expect("secret"), "ca.crt"),
     )
     .expect("write");
-    refresh_crl_file(&ca, d);
+    assert!(refresh_crl_file(&ca, d).contains("written"));
+    assert!(
+        refresh_crl_file(&ca, d).contains("is current"),
+        "a second sync with nothing new leaves the file"
+    );
     let etcd = start_tls_etcd(d);
 
     assert!(
@@ -589,7 +604,7 @@ fn etcd_refuses_a_client_certop_revoked_and_accepts_its_replacement() {
         wait_for(WAIT, || crl_serials(d, &fetch_crl(&ca)).contains(&old)),
         "the CRL lists {old}"
     );
-    refresh_crl_file(&ca, d);
+    assert!(refresh_crl_file(&ca, d).contains("written"));
     write_pair(cp, &ns, &client, d, "client");
 
     assert!(
