@@ -32,7 +32,7 @@ pub struct CrlSyncArgs {
 
 /// What to do with a fetched CRL, given the one the file holds.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Sync {
+pub enum Step {
     /// The file is missing or older: write the fetched CRL.
     Replace,
     /// The file holds this CRL number already.
@@ -43,13 +43,13 @@ pub enum Sync {
 
 /// Decides from the CRL numbers alone: a CRL without a number (certop
 /// always writes one) counts as 0.
-pub fn decide(fetched: &ParsedCrl, held: Option<&ParsedCrl>) -> Sync {
+pub fn decide(fetched: &ParsedCrl, held: Option<&ParsedCrl>) -> Step {
     let offered = fetched.number.unwrap_or(0);
     match held.map(|h| h.number.unwrap_or(0)) {
-        None => Sync::Replace,
-        Some(held) if held < offered => Sync::Replace,
-        Some(held) if held == offered => Sync::Unchanged,
-        Some(held) => Sync::Older { offered, held },
+        None => Step::Replace,
+        Some(held) if held < offered => Step::Replace,
+        Some(held) if held == offered => Step::Unchanged,
+        Some(held) => Step::Older { offered, held },
     }
 }
 
@@ -106,7 +106,7 @@ pub async fn crl_sync(args: CrlSyncArgs) -> Result<(), CliError> {
     };
     let number = fetched.number.unwrap_or(0);
     match decide(&fetched, held.as_ref()) {
-        Sync::Replace => {
+        Step::Replace => {
             super::files::write_atomically(&args.out, &fetched_der, false)?;
             println!(
                 "{}: CRL number {number} ({} entries) written",
@@ -115,11 +115,11 @@ pub async fn crl_sync(args: CrlSyncArgs) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Sync::Unchanged => {
+        Step::Unchanged => {
             println!("{}: CRL number {number} is current", args.out.display());
             Ok(())
         }
-        Sync::Older { offered, held } => Err(CliError::Invalid(format!(
+        Step::Older { offered, held } => Err(CliError::Invalid(format!(
             "{} offers CRL number {offered}, older than the {held} that {} holds: kept the file (a stale cache or a replay cannot un-revoke)",
             args.url,
             args.out.display()
@@ -142,14 +142,14 @@ mod tests {
 
     #[test]
     fn a_crl_file_only_moves_forward() {
-        assert_eq!(decide(&crl(Some(3)), None), Sync::Replace);
-        assert_eq!(decide(&crl(Some(3)), Some(&crl(Some(2)))), Sync::Replace);
-        assert_eq!(decide(&crl(Some(3)), Some(&crl(Some(3)))), Sync::Unchanged);
+        assert_eq!(decide(&crl(Some(3)), None), Step::Replace);
+        assert_eq!(decide(&crl(Some(3)), Some(&crl(Some(2)))), Step::Replace);
+        assert_eq!(decide(&crl(Some(3)), Some(&crl(Some(3)))), Step::Unchanged);
         assert_eq!(
             decide(&crl(Some(2)), Some(&crl(Some(3)))),
-            Sync::Older { offered: 2, held: 3 }
+            Step::Older { offered: 2, held: 3 }
         );
-        assert_eq!(decide(&crl(None), Some(&crl(Some(1)))), Sync::Older { offered: 0, held: 1 });
+        assert_eq!(decide(&crl(None), Some(&crl(Some(1)))), Step::Older { offered: 0, held: 1 });
     }
 
     #[test]
