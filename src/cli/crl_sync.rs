@@ -147,9 +147,18 @@ mod tests {
         assert_eq!(decide(&crl(Some(3)), Some(&crl(Some(3)))), Step::Unchanged);
         assert_eq!(
             decide(&crl(Some(2)), Some(&crl(Some(3)))),
-            Step::Older { offered: 2, held: 3 }
+            Step::Older {
+                offered: 2,
+                held: 3
+            }
         );
-        assert_eq!(decide(&crl(None), Some(&crl(Some(1)))), Step::Older { offered: 0, held: 1 });
+        assert_eq!(
+            decide(&crl(None), Some(&crl(Some(1)))),
+            Step::Older {
+                offered: 0,
+                held: 1
+            }
+        );
     }
 
     #[test]
