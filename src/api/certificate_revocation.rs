@@ -43,7 +43,7 @@ use super::RevocationReason;
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("(has(self.serialNumbers) && size(self.serialNumbers) > 0) || (has(self.organizations) && size(self.organizations) > 0) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.certificateSHA256s) && size(self.certificateSHA256s) > 0)").message("match something: set serialNumbers, organizations, dnsNames, ipAddresses or certificateSHA256s"))]
+#[x_kube(validation = kube::core::Rule::new("(has(self.serialNumbers) && size(self.serialNumbers) > 0) || (has(self.organizations) && size(self.organizations) > 0) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.certificateSHA256s) && size(self.certificateSHA256s) > 0) || (has(self.certificates) && size(self.certificates) > 0)").message("match something: set serialNumbers, organizations, dnsNames, ipAddresses, certificateSHA256s or certificates"))]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a CertificateRevocation cannot be changed; create another one"))]
 pub struct CertificateRevocationSpec {
     /// The CertificateAuthority whose certificates are revoked.
@@ -95,6 +95,15 @@ pub struct CertificateRevocationSpec {
         inner(length(min = 64, max = 64), regex(pattern = r"^[0-9a-fA-F]{64}$"))
     )]
     pub certificate_sha256s: Vec<String>,
+    /// Certificates of this CA, PEM, that certop did not issue (by
+    /// `certop pki` or kubeadm against an adopted CA). certop checks that
+    /// the CA signed each one and records it in the CA's ledger as revoked,
+    /// so its CRL lists it and kube-apiserver refuses it until it expires,
+    /// even after this object is deleted. `kubectl certop revoke --cert
+    /// FILE` sets it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10), inner(length(min = 1, max = 16384)))]
+    pub certificates: Vec<String>,
     /// Only certificates issued before this time. Default: when this
     /// object was created, so the rule revokes what exists now and does not
     /// block re-issuance.

@@ -21,10 +21,11 @@ pub struct RevokeArgs {
     /// A serial number (hex) to revoke instead; needs --ca.
     #[arg(long, requires = "ca", conflicts_with = "cert")]
     pub serial: Option<String>,
-    /// A certificate to revoke by its serial and SHA-256, e.g. issued by
-    /// `certop pki` or kubeadm: a PEM file, or a kubeconfig (its current
-    /// user's client certificate). Needs --ca. kube-apiserver refuses it
-    /// through certop's authorization webhook.
+    /// A certificate to revoke, e.g. issued by `certop pki` or kubeadm: a
+    /// PEM file, or a kubeconfig (its current user's client certificate).
+    /// Needs --ca. certop checks that the CA signed it and records it in the
+    /// CA's ledger: its CRL lists it and kube-apiserver refuses it (through
+    /// certop's authorization webhook) until it expires.
     #[arg(long, requires = "ca")]
     pub cert: Option<std::path::PathBuf>,
     /// The CertificateAuthority that issued --serial or --cert.
@@ -44,6 +45,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
         serial,
         label,
         digests,
+        certificates,
     } = target(&args, &cluster).await?;
     let object_name = format!(
         "{}-{}",
@@ -59,6 +61,7 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
             reason: Some(args.reason),
             serial_numbers: vec![serial.clone()],
             certificate_sha256s: digests,
+            certificates,
             issued_before: Some(Utc::now() + chrono::Duration::seconds(1)),
             ..Default::default()
         },
@@ -84,12 +87,14 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
 }
 
 /// What a revocation names: the CA, the serial, a label for its object
-/// name, and the digests kube-apiserver is to refuse.
+/// name, the digests kube-apiserver is to refuse, and the certificate
+/// itself when certop may not have issued it (for its ledger to record).
 struct Target {
     issuer: String,
     serial: String,
     label: String,
     digests: Vec<String>,
+    certificates: Vec<String>,
 }
 
 /// The target of `revoke`'s arguments: a ClusterCertificate's current
@@ -97,10 +102,12 @@ struct Target {
 async fn target(args: &RevokeArgs, cluster: &super::cluster::Cluster) -> Result<Target, CliError> {
     let client = cluster.client.clone();
     let mut digests = Vec::new();
+    let mut certificates = Vec::new();
     let (issuer, serial, label) = match (&args.name, &args.serial, &args.cert, &args.ca) {
         (None, None, Some(path), Some(ca)) => {
             let cert = certificate_of_file(path)?;
             digests.push(cert.sha256_hex());
+            certificates.push(cert.to_pem());
             (ca.clone(), cert.serial.to_string(), ca.clone())
         }
         (Some(name), _, _, _) => {
@@ -143,6 +150,7 @@ async fn target(args: &RevokeArgs, cluster: &super::cluster::Cluster) -> Result<
         serial,
         label,
         digests,
+        certificates,
     })
 }
 

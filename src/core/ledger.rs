@@ -99,6 +99,10 @@ pub fn shard_of(serial: &str) -> usize {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RevocationRule {
     pub serials: BTreeSet<String>,
+    /// Certificates the revocation names by content, checked as the CA's:
+    /// recorded in the ledger if certop did not issue them (`adopt`), and
+    /// matched whenever they were issued (they name one certificate each).
+    pub certificates: Vec<LedgerEntry>,
     pub organizations: Vec<String>,
     /// Exact names, or with a leading `.` a suffix.
     pub dns_names: Vec<String>,
@@ -108,6 +112,9 @@ pub struct RevocationRule {
 
 impl RevocationRule {
     pub fn matches(&self, e: &LedgerEntry) -> bool {
+        if self.certificates.iter().any(|c| c.serial == e.serial) {
+            return true;
+        }
         if e.issued_at >= self.issued_before.timestamp() {
             return false;
         }
@@ -170,6 +177,42 @@ pub fn revoke(
         }
     }
     revoked
+}
+
+/// Records in one shard's entries the rule's certificates that belong to
+/// that shard and that it does not hold (issued offline by the CA, so that
+/// its CRL lists them and kube-apiserver refuses them once revoked), and
+/// fills the digest of an entry written before certop recorded digests.
+/// Expired certificates are not recorded: there is nothing left to refuse.
+/// Returns whether the entries changed.
+pub fn adopt(
+    entries: &mut Vec<LedgerEntry>,
+    shard: usize,
+    rule: &RevocationRule,
+    now: DateTime<Utc>,
+) -> bool {
+    let mut changed = false;
+    for c in rule
+        .certificates
+        .iter()
+        .filter(|c| shard_of(&c.serial) == shard && !c.is_expired(now))
+    {
+        match entries.iter_mut().find(|e| e.serial == c.serial) {
+            Some(held) if held.fingerprint.is_none() => {
+                held.fingerprint.clone_from(&c.fingerprint);
+                changed = true;
+            }
+            Some(_) => {}
+            None => {
+                entries.push(LedgerEntry {
+                    revoked: None,
+                    ..c.clone()
+                });
+                changed = true;
+            }
+        }
+    }
+    changed
 }
 
 /// Drops entries of certificates that expired: the ledger stays bounded by
@@ -477,5 +520,52 @@ mod tests {
         assert_eq!(crl_refresh_time(None, false, refresh, t(0)), t(0));
         assert_eq!(crl_refresh_time(Some(t(24)), true, refresh, t(0)), t(0));
         assert_eq!(crl_refresh_time(Some(t(24)), false, refresh, t(0)), t(16));
+    }
+
+    #[test]
+    fn a_named_certificate_is_recorded_once_in_its_shard_and_revoked_whenever_issued() {
+        let named = |serial: &str, issued_h: i64| LedgerEntry {
+            fingerprint: Some(format!("{serial}-digest")),
+            ..entry(serial, issued_h, &[], &[], &[])
+        };
+        let rule = RevocationRule {
+            certificates: vec![
+                named("0100", 50),   // shard 0, absent: recorded
+                named("0200", 0),    // shard 0, held without a digest: filled
+                named("0300", 0),    // shard 0, held with a digest: kept
+                named("0400", -200), // shard 0, expired: nothing to refuse
+                named("0401", 0),    // shard 1: another shard's
+            ],
+            issued_before: t(10),
+            ..Default::default()
+        };
+        let held_digest = LedgerEntry {
+            fingerprint: Some("kept".into()),
+            ..entry("0300", 0, &[], &[], &[])
+        };
+        let mut entries = vec![entry("0200", 0, &[], &[], &[]), held_digest];
+        assert!(adopt(&mut entries, 0, &rule, t(20)));
+        assert_eq!(
+            entries
+                .iter()
+                .map(|e| (e.serial.as_str(), e.fingerprint.as_deref()))
+                .collect::<Vec<_>>(),
+            [
+                ("0200", Some("0200-digest")),
+                ("0300", Some("kept")),
+                ("0100", Some("0100-digest")),
+            ]
+        );
+        assert!(!adopt(&mut entries, 0, &rule, t(20)), "once");
+        // Issued after `issued_before` (a certificate without certop's
+        // backdate), and still revoked: it names one certificate.
+        let revoked = revoke(&mut entries, &rule, RevocationReason::KeyCompromise, t(20));
+        assert_eq!(
+            revoked
+                .iter()
+                .map(|e| e.serial.as_str())
+                .collect::<Vec<_>>(),
+            ["0200", "0300", "0100"]
+        );
     }
 }

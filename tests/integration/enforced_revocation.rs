@@ -15,7 +15,8 @@ use crate::objects::{
     wait_ready,
 };
 use crate::support::{
-    ControlPlane, free_port, http_get, start_control_plane, stderr, stdout, wait_for,
+    ControlPlane, crl_serials, free_port, http_get, http_request, start_control_plane, stderr,
+    stdout, wait_for,
 };
 
 /// What the harness runs with before certop's webhook is configured: the
@@ -275,6 +276,37 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
         "a revoked offline certificate still works"
     );
     assert!(allowed(&kept));
+    // certop checked it against the CA and recorded it in the CA's ledger:
+    // the CRL lists it, and deleting the revocation does not un-revoke it.
+    let offline_serial = certop::pki::parse_pem_certificate(
+        &std::fs::read(offline_dir.join("tls.crt")).expect("read"),
+        "offline",
+    )
+    .expect("certificate")
+    .serial
+    .to_string();
+    let revocation = stdout(&revoked)
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.strip_prefix("certificaterevocation/"))
+        .expect("the revocation's name")
+        .trim_end_matches(':')
+        .to_string();
+    let crl_url = format!("{}/crl/authz.crl", op.base_url);
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            http_request(&crl_url, &[])
+                .is_some_and(|(_, _, der)| crl_serials(dir.path(), &der).contains(&offline_serial))
+        }),
+        "the CRL does not list the offline certificate's serial {offline_serial}"
+    );
+    let deleted = cp.kubectl(&["delete", "certificaterevocation", &revocation]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        refusal(&offline).is_some(),
+        "deleting the revocation un-revoked the offline certificate"
+    );
 
     // failurePolicy NoOpinion (the default): with certop down, revocation
     // is not enforced and RBAC decides alone; back up, it is again.

@@ -11,7 +11,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 
 use crate::objects::*;
 use crate::support::{
-    ControlPlane, control_plane, http_request, operator, stderr, stdout, unique, wait_for,
+    ControlPlane, control_plane, crl_serials, http_request, operator, stderr, stdout, unique,
+    wait_for,
 };
 
 fn certop(cp: &ControlPlane, args: &[&str]) -> std::process::Output {
@@ -37,27 +38,6 @@ fn fetch_crl(ca: &str) -> Vec<u8> {
         "{head}"
     );
     body
-}
-
-/// Serials (lower-case hex) a DER CRL lists, as openssl reads them.
-fn crl_serials(dir: &Path, der: &[u8]) -> BTreeSet<String> {
-    let path = dir.join("serials.crl");
-    std::fs::write(&path, der).expect("write");
-    let out = Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
-        .arg(&path)
-        .output()
-        .expect("openssl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
-        .map(|s| s.trim_start_matches('0').to_lowercase())
-        .collect()
 }
 
 fn wait_new_serial(cp: &ControlPlane, name: &str, old: &str) -> String {
@@ -383,7 +363,7 @@ fn bad_revocations_are_refused_or_marked() {
     let refused = [
         (
             "",
-            "match something: set serialNumbers, organizations, dnsNames, ipAddresses or certificateSHA256s",
+            "match something: set serialNumbers, organizations, dnsNames, ipAddresses, certificateSHA256s or certificates",
         ),
         (
             "  reason: stolen\n  serialNumbers: [ab]\n",

@@ -5,6 +5,7 @@
 // Shared by two test binaries (integration, lifecycle) that each use a part.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
@@ -499,4 +500,25 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Serials (lower-case hex) a DER CRL lists, as openssl reads them.
+pub fn crl_serials(dir: &Path, der: &[u8]) -> BTreeSet<String> {
+    let path = dir.join("serials.crl");
+    std::fs::write(&path, der).expect("write");
+    let out = Command::new("openssl")
+        .args(["crl", "-inform", "DER", "-noout", "-text", "-in"])
+        .arg(&path)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Serial Number: "))
+        .map(|s| s.trim_start_matches('0').to_lowercase())
+        .collect()
 }

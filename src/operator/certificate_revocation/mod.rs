@@ -12,6 +12,7 @@
 //! everything writes Ready.
 
 mod decide;
+mod offline;
 #[cfg(test)]
 mod scenarios;
 mod status;
@@ -93,6 +94,15 @@ async fn issuer(
     Ok((Issuer::Ready(keys), Some((ca, ring))))
 }
 
+/// The CA keys whose CRL can list a certificate: the signing key and a
+/// rotation's old key while its Secret holds it.
+fn crl_signing_keys(ring: &KeyRing) -> Vec<(u32, &crate::pki::CertificateInfo)> {
+    std::iter::once((ring.signing_index, ring.signing.certificate()))
+        .chain(ring.previous.iter().map(|(i, a)| (*i, a.certificate())))
+        .filter(|(_, c)| c.can_sign_crls)
+        .collect()
+}
+
 /// One pass with the clock at `now`.
 async fn pass(
     rev: &CertificateRevocation,
@@ -102,8 +112,16 @@ async fn pass(
     if decide::finished(rev) {
         return Ok(Action::await_change());
     }
-    let rule = rule_of(rev);
     let (issuer, signer) = issuer(rev, ctx, now).await?;
+    let mut rule = rule_of(rev);
+    if let Some((_, ring)) = &signer {
+        match offline::entries(rev, &crl_signing_keys(ring)) {
+            Ok(certificates) => rule.certificates = certificates,
+            Err(blocked) => {
+                return write::status(ctx, rev, status::blocked(rev, blocked, now)).await;
+            }
+        }
+    }
     let ledger = match &signer {
         Some(_) => ledger_store::read_rule_shards(ctx, &rev.spec.issuer_ref.name, &rule).await?,
         None => RuleShards::default(),

@@ -277,3 +277,99 @@ fn a_new_generation_with_everything_done_writes_only_its_status() {
         );
     });
 }
+
+/// A revocation naming, by content, a certificate the CA signed without
+/// certop (`kubectl certop revoke --cert`), with each write failing in turn.
+#[test]
+fn a_certificate_certop_never_issued_is_recorded_revoked_and_outlives_its_revocation() {
+    runtime().block_on(async {
+        let offline = |w: &World| {
+            let cert = testing::leaf(&w.authority, "offline.example");
+            let mut rev = serde_json::to_value(w.revocation()).expect("json");
+            rev["spec"] = json!({"issuerRef": {"name": "ca"}, "reason": "keyCompromise",
+                                 "certificates": [cert.to_pem()]});
+            w.api.put(REV_PATH, rev);
+            cert
+        };
+        let faults = [Fault::Status(500), Fault::Status(409), Fault::Drop];
+        for (n, fault) in (0..=4).flat_map(|n| faults.iter().map(move |f| (n, *f))) {
+            let case = format!("{fault:?} at write {n}");
+            let w = world().await;
+            let cert = offline(&w);
+            let serial = cert.serial.to_string();
+            if n > 0 {
+                w.api.fail_write(n, fault);
+            }
+            for _ in 0..3 {
+                if w.pass().await.is_ok()
+                    && w.revocation()
+                        .status
+                        .is_some_and(|s| conditions::is_true(&s.conditions, READY))
+                {
+                    break;
+                }
+            }
+            let status = w.revocation().status.expect("status");
+            assert!(conditions::is_true(&status.conditions, READY), "{case}");
+            assert_eq!(status.revoked_certificates, Some(1), "{case}");
+            let entry = w.ledger_entry(&serial);
+            assert_eq!(entry.fingerprint, Some(cert.sha256_hex()), "{case}");
+            assert_eq!(entry.certificate, None, "{case}: no ClusterCertificate");
+            assert_eq!(
+                entry.revoked.map(|r| r.reason),
+                Some(RevocationReason::KeyCompromise),
+                "{case}"
+            );
+            let listed = w.crl_serials().expect("a CRL");
+            assert!(listed.contains(&serial), "{case}: {listed:?}");
+            assert!(listed.iter().any(|s| s == EARLIER), "{case}: {listed:?}");
+            assert!(
+                w.record_on_certificate().is_none(),
+                "{case}: web's certificate is not named"
+            );
+            // The revocation deleted: the ledger still holds the entry, so
+            // the next CRL lists it again.
+            w.api.remove(REV_PATH);
+            w.sync();
+            let ca: CertificateAuthority = w.api.get(CA_PATH).expect("CA");
+            crl::publish(&w.ctx, &ca, &w.authority, 0, Utc::now())
+                .await
+                .expect("a CRL without the revocation");
+            assert!(
+                w.crl_serials().expect("a CRL").contains(&serial),
+                "{case}: the CRL still lists it"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_certificate_of_another_ca_is_refused_and_nothing_is_written() {
+    runtime().block_on(async {
+        let w = world().await;
+        let stranger = testing::authority("other");
+        let cert = testing::leaf(&stranger, "offline.example");
+        let mut rev = serde_json::to_value(w.revocation()).expect("json");
+        rev["spec"] = json!({"issuerRef": {"name": "ca"}, "certificates": [cert.to_pem()]});
+        w.api.put(REV_PATH, rev);
+        let before = w.api.writes();
+        w.pass().await.expect("pass");
+        assert_eq!(
+            w.api.log()[before..],
+            ["PATCH /apis/certop.dev/v1alpha1/certificaterevocations/rev/status".to_string()],
+            "only the status"
+        );
+        let status = w.revocation().status.expect("status");
+        let ready = conditions::find(&status.conditions, READY).expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidSpec")
+        );
+        assert!(
+            ready.message.contains("was not signed by"),
+            "{}",
+            ready.message
+        );
+        assert_eq!(w.crl_serials(), Some(vec![EARLIER.to_string()]));
+    });
+}

@@ -53,7 +53,11 @@ pub async fn read_rule_shards(
         && rule.dns_names.is_empty()
         && rule.ip_addresses.is_empty()
     {
-        rule.serials.iter().map(|s| ledger::shard_of(s)).collect()
+        rule.serials
+            .iter()
+            .chain(rule.certificates.iter().map(|c| &c.serial))
+            .map(|s| ledger::shard_of(s))
+            .collect()
     } else {
         api.list_metadata(&ListParams::default().labels(&selector(ca)))
             .await?
@@ -63,8 +67,18 @@ pub async fn read_rule_shards(
             .collect()
     };
     let mut read = RuleShards::default();
+    let adopting: std::collections::BTreeSet<usize> = rule
+        .certificates
+        .iter()
+        .map(|c| ledger::shard_of(&c.serial))
+        .collect();
     for shard in shards {
         let Some(cm) = api.get_opt(&shard_name(ca, shard)).await? else {
+            // A shard that does not exist yet holds nothing, but may receive
+            // a certificate the rule records.
+            if adopting.contains(&shard) {
+                read.readable.push((shard, Vec::new()));
+            }
             continue;
         };
         match entries_of(&cm) {
@@ -79,7 +93,8 @@ pub async fn read_rule_shards(
 }
 
 /// What the rule does to the shards read, as a write of them would do it
-/// (expired entries pruned, then the matching ones marked). A serial the
+/// (expired entries pruned, the rule's certificates recorded, then the
+/// matching ones marked). A serial the
 /// ledger does not know is not listed (it is reported as unknown): a CRL
 /// lists only what its CA issued. A shard that cannot be parsed is
 /// reported, never written: one bad shard does not hold back what the
@@ -98,6 +113,7 @@ pub fn plan_revocation(
     for (shard, read) in &shards.readable {
         let mut entries = read.clone();
         ledger::prune(&mut entries, now);
+        ledger::adopt(&mut entries, *shard, rule, now);
         out.newly
             .extend(ledger::revoke(&mut entries, rule, reason, now));
         out.matched.extend(
@@ -135,6 +151,7 @@ pub async fn mark(
 ) -> Result<(), Error> {
     for shard in shards {
         modify_shard(ctx, ca, *shard, now, |entries| {
+            ledger::adopt(entries, *shard, rule, now);
             ledger::revoke(entries, rule, reason, now);
         })
         .await?;
