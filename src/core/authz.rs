@@ -13,7 +13,7 @@ use kube::ResourceExt;
 
 use super::ledger::LedgerEntry;
 use crate::api::{CertificateRevocation, RevocationReason};
-use crate::pki::from_unix;
+use crate::pki::{from_unix, parse_pem_certificate};
 
 /// The user-info extra key under which kube-apiserver reports a request's
 /// credential id.
@@ -89,8 +89,9 @@ impl RevokedCredentials {
     }
 
     /// Replaces what a CertificateRevocation said: the digests it names
-    /// (`spec.certificateSHA256s`), revoked since it was created. One being
-    /// deleted says nothing.
+    /// (`spec.certificateSHA256s`) and those of the certificates it holds
+    /// (`spec.certificates`, each with its own serial), revoked since it was
+    /// created. One being deleted says nothing.
     pub fn replace_revocation(&mut self, revocation: &CertificateRevocation) {
         let source = format!(
             "{}{}",
@@ -118,11 +119,23 @@ impl RevokedCredentials {
             reason: spec.reason.unwrap_or_default(),
             revoked_at,
         };
-        let revoked = spec
+        let held = spec.certificates.iter().filter_map(|pem| {
+            let cert = parse_pem_certificate(pem.as_bytes(), "spec.certificates").ok()?;
+            let named = RevokedCredential {
+                serial: cert.serial.to_string(),
+                ..credential.clone()
+            };
+            Some((cert.sha256_hex(), named))
+        });
+        // A digest named both ways keeps the held certificate's serial
+        // (the later pairing of a digest replaces the earlier).
+        let revoked: Vec<(String, RevokedCredential)> = spec
             .certificate_sha256s
             .iter()
-            .map(|digest| (digest.clone(), credential.clone()));
-        self.replace_source(&source, revoked);
+            .map(|digest| (digest.clone(), credential.clone()))
+            .chain(held)
+            .collect();
+        self.replace_source(&source, revoked.into_iter());
     }
 
     /// Forgets what a deleted CertificateRevocation said.
@@ -351,6 +364,39 @@ pub(crate) mod tests {
             Verdict::NoOpinion,
             "the ledger's entry stays"
         );
+    }
+
+    #[test]
+    fn a_revocation_holding_certificates_names_each_by_its_own_serial() {
+        use crate::api::{CertificateRevocationSpec, IssuerRef};
+        use crate::pki::fixtures;
+        let ca = fixtures::authority("kubernetes");
+        let (one, two) = (
+            crate::pki::fixtures::leaf(&ca, "one.example"),
+            crate::pki::fixtures::leaf(&ca, "two.example"),
+        );
+        let rev = CertificateRevocation::new(
+            "two-leaks",
+            CertificateRevocationSpec {
+                issuer_ref: IssuerRef {
+                    name: "kubernetes".into(),
+                },
+                certificates: vec![one.to_pem(), two.to_pem(), "not PEM".into()],
+                certificate_sha256s: vec![one.sha256_hex().to_uppercase()],
+                ..Default::default()
+            },
+        );
+        let mut index = RevokedCredentials::default();
+        index.replace_revocation(&rev);
+        assert_eq!(index.len(), 2, "one digest named twice, and the other");
+        for cert in [&one, &two] {
+            let serial = format!("serial {}", cert.serial);
+            assert!(
+                matches!(review(&ids(&cert.sha256_hex()), &index),
+                    Verdict::Denied { ref reason } if reason.contains(&serial)),
+                "{serial}"
+            );
+        }
     }
 
     #[test]

@@ -5,6 +5,8 @@
 mod authority;
 mod crl;
 mod error;
+#[cfg(test)]
+pub mod fixtures;
 mod inspect;
 mod issue;
 mod key;

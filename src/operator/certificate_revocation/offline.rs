@@ -55,7 +55,6 @@ pub fn entries(
 mod tests {
     use super::*;
     use crate::api::{CertificateRevocationSpec, IssuerRef};
-    use crate::operator::testing;
 
     fn revocation(pems: Vec<String>) -> CertificateRevocation {
         CertificateRevocation::new(
@@ -70,11 +69,11 @@ mod tests {
 
     #[test]
     fn a_certificate_is_recorded_under_the_key_that_signed_it_and_others_are_refused() {
-        let old = testing::authority("ca");
-        let new = testing::authority("ca");
-        let stranger = testing::authority("other");
-        let by_old = testing::leaf(&old, "offline.example");
-        let by_stranger = testing::leaf(&stranger, "offline.example");
+        let old = crate::pki::fixtures::authority("ca");
+        let new = crate::pki::fixtures::authority("ca");
+        let stranger = crate::pki::fixtures::authority("other");
+        let by_old = crate::pki::fixtures::leaf(&old, "offline.example");
+        let by_stranger = crate::pki::fixtures::leaf(&stranger, "offline.example");
         let keys = [(3, new.certificate()), (2, old.certificate())];
 
         let recorded = entries(&revocation(vec![by_old.to_pem()]), &keys).expect("recorded");

@@ -284,7 +284,7 @@ fn a_new_generation_with_everything_done_writes_only_its_status() {
 fn a_certificate_certop_never_issued_is_recorded_revoked_and_outlives_its_revocation() {
     runtime().block_on(async {
         let offline = |w: &World| {
-            let cert = testing::leaf(&w.authority, "offline.example");
+            let cert = crate::pki::fixtures::leaf(&w.authority, "offline.example");
             let mut rev = serde_json::to_value(w.revocation()).expect("json");
             rev["spec"] = json!({"issuerRef": {"name": "ca"}, "reason": "keyCompromise",
                                  "certificates": [cert.to_pem()]});
@@ -347,8 +347,8 @@ fn a_certificate_certop_never_issued_is_recorded_revoked_and_outlives_its_revoca
 fn a_certificate_of_another_ca_is_refused_and_nothing_is_written() {
     runtime().block_on(async {
         let w = world().await;
-        let stranger = testing::authority("other");
-        let cert = testing::leaf(&stranger, "offline.example");
+        let stranger = crate::pki::fixtures::authority("other");
+        let cert = crate::pki::fixtures::leaf(&stranger, "offline.example");
         let mut rev = serde_json::to_value(w.revocation()).expect("json");
         rev["spec"] = json!({"issuerRef": {"name": "ca"}, "certificates": [cert.to_pem()]});
         w.api.put(REV_PATH, rev);

@@ -47,22 +47,6 @@ where
     w.apply_watcher_event(&watcher::Event::InitDone);
 }
 
-/// A CA made a day ago, as `certop pki init` or kubeadm would hold it.
-pub fn authority(common_name: &str) -> Authority {
-    Authority::create(&CaRequest::new(common_name), Utc::now() - Duration::days(1)).expect("CA")
-}
-
-/// A serving certificate `ca` signs now for `name`, through the issuance
-/// path certop's own certificates take (backdate included): a certificate
-/// issued without certop, as a revocation names it by content.
-pub fn leaf(ca: &Authority, name: &str) -> crate::pki::CertificateInfo {
-    let key = crate::pki::PrivateKey::generate(crate::api::KeyAlgorithm::EcdsaP256).expect("key");
-    let template = crate::operator::authz::serving::template(&[name.to_string()]);
-    crate::pki::issue(&template, &key, ca, Utc::now())
-        .expect("issue")
-        .certificate
-}
-
 /// A CA named `name` made a day ago, as in a running cluster: its key in
 /// the Secret `<name>-ca` and the CertificateAuthority bound to it, Ready,
 /// with `spec` merged over a minimal one.
