@@ -97,6 +97,7 @@ bench-authz:
 # What the webhook adds to kube-apiserver's latency: N GETs with a client
 # certificate without it, then with it (100,000 revoked digests), read from
 # the API server's own histograms: N=10000 make bench-apiserver-authz
+# (ROUNDS=2 alternates without / with twice; C=10 requests in flight).
 bench-apiserver-authz: control-plane
 	@scripts/apiserver-authz-bench.sh $(if $(filter command line environment,$(origin N)),$(N),10000)
 

@@ -3,18 +3,19 @@
 # a client certificate (C in flight, default 10), first with Node + RBAC
 # only, then, on the same API server (it reloads its
 # --authorization-config), with the configuration `certop authz-config`
-# writes: certop's webhook first. certop (release build, as its
-# ServiceAccount) holds REVOKED revoked digests (default 100,000, made as
-# benches/authz.rs makes them, in CertificateRevocations of 1000). Each
-# phase is warmed up with 500 GETs; its latencies are read from the API
-# server's own histograms between two scrapes of /metrics
-# (scripts/histogram-quantile.py) and from the loader's clock
-# (examples/x509_gets.rs).
+# writes: certop's webhook first; ROUNDS times (default 1), alternating.
+# certop (release build, as its ServiceAccount) holds REVOKED revoked
+# digests (default 100,000, made as benches/authz.rs makes them, in
+# CertificateRevocations of 1000). Each phase is warmed up with 500 GETs;
+# its latencies are read from the API server's own histograms between two
+# scrapes of /metrics (scripts/histogram-quantile.py) and from the loader's
+# clock (examples/x509_gets.rs).
 #   scripts/apiserver-authz-bench.sh [N]      (default 10000)
 set -euo pipefail
 n="${1:-10000}"
 concurrency="${C:-10}"
 revoked="${REVOKED:-100000}"
+rounds="${ROUNDS:-1}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 cargo build --quiet --release --bin certop --example x509_gets
@@ -38,7 +39,7 @@ mkdir -p "$state"
 # certop adopts it. Node + RBAC until certop's webhook is configured.
 "$certop" pki ca create --name "apiserver bench CA" --out "$state/ca" >/dev/null
 authz="$state/authorization-config.yaml"
-cat >"$authz" <<'YAML'
+cat >"$state/without-webhook.yaml" <<'YAML'
 apiVersion: apiserver.config.k8s.io/v1
 kind: AuthorizationConfiguration
 authorizers:
@@ -47,6 +48,7 @@ authorizers:
 - type: RBAC
   name: rbac
 YAML
+cp "$state/without-webhook.yaml" "$authz"
 APISERVER_ARGS="--client-ca-file=$state/ca/ca.crt --authorization-config=$authz" dev_cluster_up "$state/cp"
 kubectl create secret generic -n certop-system bench-ca \
   --from-file=ca.crt="$state/ca/ca.crt" --from-file=ca.key="$state/ca/ca.key" >/dev/null
@@ -148,25 +150,38 @@ phase() {
   echo "  apiserver_request_duration_seconds (GET namespaces): $(cat "$state/$name.request")"
   echo "  apiserver_request_filter_duration_seconds (authorization, all requests): $(quantiles "$state/$name.before" "$state/$name.after" apiserver_request_filter_duration_seconds filter=authorization)"
 }
-# The ratio with / without of a "pXX V ms" figure in two files.
+# The ratio with / without in round $3 of a "pXX V ms" figure ($1) in the
+# phases' files of kind $2 (request: the API server's; client: the loader's).
 ratio() {
   local without with
-  without="$(grep -o "$1 [0-9.]*" "$state/without-webhook.$2" | cut -d' ' -f2)"
-  with="$(grep -o "$1 [0-9.]*" "$state/with-webhook.$2" | cut -d' ' -f2)"
+  without="$(grep -o "$1 [0-9.]*" "$state/without-webhook-$3.$2" | cut -d' ' -f2)"
+  with="$(grep -o "$1 [0-9.]*" "$state/with-webhook-$3.$2" | cut -d' ' -f2)"
   echo "scale=2; $with / $without" | bc
 }
+# Installs an authorization configuration and waits until kube-apiserver
+# uses it: until GETs reach certop's webhook (on) or no longer do (off).
+configure() {
+  local file="$1" want="$2" before
+  cp "$file" "$authz"
+  for _ in $(seq 1 120); do
+    before="$(webhook_reviews)"
+    load 20 >/dev/null
+    if [ "$want" = on ] && [ "$(webhook_reviews)" -gt "$before" ]; then return 0; fi
+    if [ "$want" = off ] && [ "$(webhook_reviews)" -eq "$before" ]; then return 0; fi
+    sleep 1
+  done
+  echo "kube-apiserver did not take $file" >&2
+  exit 1
+}
 
-phase without-webhook
 "$certop" authz-config --ca bench --server "https://127.0.0.1:$authz_port" --out "$state/authz" >/dev/null
-cp "$state/authz/authorization-config.yaml" "$authz"
-for _ in $(seq 1 120); do
-  load 20 >/dev/null
-  [ "$(webhook_reviews)" -gt 0 ] && break
-  sleep 1
+for round in $(seq 1 "$rounds"); do
+  configure "$state/without-webhook.yaml" off
+  phase "without-webhook-$round"
+  configure "$state/authz/authorization-config.yaml" on
+  reviews_before="$(webhook_reviews)"
+  phase "with-webhook-$round"
+  echo "  apiserver_authorization_webhook_duration_seconds (certop.dev): $(quantiles "$state/with-webhook-$round.before" "$state/with-webhook-$round.after" apiserver_authorization_webhook_duration_seconds name=certop.dev)"
+  echo "  reviews sent to certop in the phase and its warm-up: $(($(webhook_reviews) - reviews_before)); certop's index: $(operator_metric certop_authz_revoked_credentials) revoked digests"
+  echo "round $round, with / without: API server p50 $(ratio p50 request "$round"), p99 $(ratio p99 request "$round"); client p50 $(ratio p50 client "$round"), p99 $(ratio p99 client "$round")"
 done
-[ "$(webhook_reviews)" -gt 0 ] || { echo "kube-apiserver never asked certop's webhook" >&2; exit 1; }
-reviews_before="$(webhook_reviews)"
-phase with-webhook
-echo "  apiserver_authorization_webhook_duration_seconds (certop.dev): $(quantiles "$state/with-webhook.before" "$state/with-webhook.after" apiserver_authorization_webhook_duration_seconds name=certop.dev)"
-echo "  reviews sent to certop in the phase and its warm-up: $(($(webhook_reviews) - reviews_before)); certop's index: $(operator_metric certop_authz_revoked_credentials) revoked digests"
-echo "with / without: API server p50 $(ratio p50 request), p99 $(ratio p99 request); client p50 $(ratio p50 client), p99 $(ratio p99 client)"
