@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds manifests control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-authz bench-kms bench-compare scale clean
+.PHONY: build test lint crds manifests control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -93,6 +93,13 @@ bench:
 # The authorization webhook under 100 concurrent clients, beside a constant handler.
 bench-authz:
 	$(CARGO) bench --bench authz
+
+# What the webhook adds to kube-apiserver's latency: N GETs with a client
+# certificate without it, then with it (100,000 revoked digests), read from
+# the API server's own histograms: N=10000 make bench-apiserver-authz
+# (ROUNDS=2 alternates without / with twice; C=10 requests in flight).
+bench-apiserver-authz: control-plane
+	@scripts/apiserver-authz-bench.sh $(if $(filter command line environment,$(origin N)),$(N),10000)
 
 # Re-encryption of N Secrets after a KEK rotation: N=10000 make bench-kms
 bench-kms: control-plane

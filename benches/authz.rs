@@ -5,6 +5,10 @@
 //! ratio is the handler's cost (TLS costs both the same). Prints p50/p99
 //! latency, throughput and the ratio; `make bench-authz` runs it, the
 //! figures go in docs/benchmarks.md.
+//!
+//! Without `--bench` (`cargo test --all-targets`, i.e. `make test`) it is a
+//! smoke run: a small index, a few requests, and the check that a revoked
+//! digest is denied and an unrevoked one gets no opinion.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failed step should panic
 
@@ -21,17 +25,35 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-const REVOKED: usize = 100_000;
-const CLIENTS: usize = 100;
-const REQUESTS_PER_CLIENT: usize = 400;
+/// How much work a run does.
+#[derive(Clone, Copy)]
+struct Size {
+    revoked: usize,
+    clients: usize,
+    requests_per_client: usize,
+}
+
+/// `cargo bench`: the figures in docs/benchmarks.md.
+const BENCHMARK: Size = Size {
+    revoked: 100_000,
+    clients: 100,
+    requests_per_client: 400,
+};
+
+/// `cargo test`: enough to exercise every step in a debug build.
+const SMOKE: Size = Size {
+    revoked: 1_000,
+    clients: 4,
+    requests_per_client: 10,
+};
 
 fn digest(i: usize) -> String {
     format!("{i:064x}")
 }
 
-fn index() -> Arc<RevokedIndex> {
+fn index(revoked: usize) -> Arc<RevokedIndex> {
     let mut credentials = RevokedCredentials::default();
-    let per_shard = REVOKED / 64;
+    let per_shard = revoked / 64;
     for shard in 0..64 {
         let entries: Vec<LedgerEntry> = (shard * per_shard..(shard + 1) * per_shard)
             .map(|i| LedgerEntry {
@@ -80,16 +102,17 @@ struct Run {
     per_second: f64,
 }
 
-async fn load(url: String, bodies: Arc<Vec<Bytes>>) -> Run {
+async fn load(size: Size, url: String, bodies: Arc<Vec<Bytes>>) -> Run {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     let started = Instant::now();
-    let tasks: Vec<_> = (0..CLIENTS)
+    let per_client = size.requests_per_client;
+    let tasks: Vec<_> = (0..size.clients)
         .map(|c| {
             let (client, url, bodies) = (client.clone(), url.clone(), bodies.clone());
             tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(REQUESTS_PER_CLIENT);
-                for r in 0..REQUESTS_PER_CLIENT {
-                    let body = bodies[(c * REQUESTS_PER_CLIENT + r) % bodies.len()].clone();
+                let mut latencies = Vec::with_capacity(per_client);
+                for r in 0..per_client {
+                    let body = bodies[(c * per_client + r) % bodies.len()].clone();
                     let request = http::Request::post(&url)
                         .header("content-type", "application/json")
                         .body(Full::new(body))
@@ -104,7 +127,7 @@ async fn load(url: String, bodies: Arc<Vec<Bytes>>) -> Run {
             })
         })
         .collect();
-    let mut all = Vec::with_capacity(CLIENTS * REQUESTS_PER_CLIENT);
+    let mut all = Vec::with_capacity(size.clients * per_client);
     for t in tasks {
         all.extend(t.await.expect("client"));
     }
@@ -126,17 +149,57 @@ async fn serve(app: Router) -> String {
     format!("http://{addr}/authorize")
 }
 
+/// The status certop's handler at `url` answers for a review of `credential`.
+async fn status_of(url: &str, credential: &str) -> serde_json::Value {
+    let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(review(credential)))
+        .expect("request");
+    let response = client.request(request).await.expect("response");
+    assert!(response.status().is_success(), "{}", response.status());
+    let body = response.into_body().collect().await.expect("body");
+    let sar: serde_json::Value =
+        serde_json::from_slice(&body.to_bytes()).expect("a SubjectAccessReview");
+    sar["status"].clone()
+}
+
+/// What the load must be made of: a revoked digest is denied with a
+/// reason, an unrevoked one gets no opinion (neither allowed nor denied).
+async fn check_verdicts(url: &str, revoked: &str, unrevoked: &str) {
+    let denied = status_of(url, revoked).await;
+    assert_eq!(
+        denied["denied"], true,
+        "a revoked digest is denied: {denied}"
+    );
+    assert_eq!(denied["allowed"], false, "never allowed: {denied}");
+    assert!(
+        denied["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("certop:") && r.contains("revoked")),
+        "the refusal says why: {denied}"
+    );
+    let no_opinion = status_of(url, unrevoked).await;
+    assert_eq!(no_opinion["allowed"], false, "never allowed: {no_opinion}");
+    assert_ne!(
+        no_opinion["denied"], true,
+        "an unrevoked digest is not denied: {no_opinion}"
+    );
+}
+
 fn main() {
+    let benchmark = std::env::args().any(|a| a == "--bench");
+    let size = if benchmark { BENCHMARK } else { SMOKE };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
     runtime.block_on(async {
         let built = Instant::now();
-        let index = index();
+        let index = index(size.revoked);
+        let indexed = index.len();
         println!(
-            "index of {} revoked digests built in {:?}",
-            index.len(),
+            "index of {indexed} revoked digests built in {:?}",
             built.elapsed()
         );
         let constant = serde_json::json!({
@@ -155,25 +218,33 @@ fn main() {
         ))
         .await;
         let certop = serve(router(index, Default::default())).await;
+        let unrevoked = |i: usize| format!("{:064x}", usize::MAX - i);
+        check_verdicts(&certop, &digest(indexed - 1), &unrevoked(0)).await;
         // Nine in ten reviews are of certificates nobody revoked.
         let bodies: Arc<Vec<Bytes>> = Arc::new(
             (0..1000)
                 .map(|i| {
                     if i % 10 == 0 {
-                        review(&digest(i * 97))
+                        review(&digest((i * 97) % indexed))
                     } else {
-                        review(&format!("{:064x}", usize::MAX - i))
+                        review(&unrevoked(i))
                     }
                 })
                 .collect(),
         );
+        if !benchmark {
+            load(size, baseline, bodies.clone()).await;
+            load(size, certop, bodies).await;
+            println!("smoke run: verdicts checked; `cargo bench --bench authz` measures");
+            return;
+        }
         // Warm both, then measure each twice, alternating.
-        load(baseline.clone(), bodies.clone()).await;
-        load(certop.clone(), bodies.clone()).await;
+        load(size, baseline.clone(), bodies.clone()).await;
+        load(size, certop.clone(), bodies.clone()).await;
         let mut ratios = Vec::new();
         for round in 1..=2 {
-            let raw = load(baseline.clone(), bodies.clone()).await;
-            let ours = load(certop.clone(), bodies.clone()).await;
+            let raw = load(size, baseline.clone(), bodies.clone()).await;
+            let ours = load(size, certop.clone(), bodies.clone()).await;
             println!(
                 "round {round}: constant handler {:.0} reviews/s (p50 {:?}, p99 {:?}); certop {:.0} reviews/s (p50 {:?}, p99 {:?}); ratio {:.2}",
                 raw.per_second,
@@ -187,8 +258,9 @@ fn main() {
             ratios.push(ours.per_second / raw.per_second);
         }
         println!(
-            "{CLIENTS} concurrent clients, {} reviews each run: certop's throughput is {:.2} of a constant handler's",
-            CLIENTS * REQUESTS_PER_CLIENT,
+            "{} concurrent clients, {} reviews each run: certop's throughput is {:.2} of a constant handler's",
+            size.clients,
+            size.clients * size.requests_per_client,
             ratios.iter().sum::<f64>() / ratios.len() as f64
         );
     });

@@ -4,7 +4,8 @@
 #   dev-control-plane.sh down DIR
 # With KMS=1, Secrets are encrypted at rest through `certop kms serve`
 # (socket DIR/kms.sock, keys in DIR/kms-keys, log DIR/kms.log);
-# scripts/etcd-raw.sh shows what etcd stores.
+# scripts/etcd-raw.sh shows what etcd stores. APISERVER_ARGS adds
+# kube-apiserver flags (space-separated, e.g. "--client-ca-file=F").
 set -euo pipefail
 cmd="${1:?up or down}"
 dir="${2:?state directory}"
@@ -46,6 +47,7 @@ resources:
 YAML
     extra+=("--apiserver-arg=--encryption-provider-config=$dir/encryption.yaml")
   fi
+  for arg in ${APISERVER_ARGS:-}; do extra+=("--apiserver-arg=$arg"); done
   nohup "$bin" --kubeconfig "$dir/kubeconfig" --log-file "$dir/control-plane.log" "${extra[@]}" \
     >"$dir/control-plane.out" 2>&1 </dev/null &
   echo $! >"$pidfile"
