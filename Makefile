@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds manifests control-plane kubeadm helm dist image fuzz venv dev-up dev-down demo bench bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
+.PHONY: build test lint crds manifests control-plane kubeadm helm promtool dist image fuzz venv dev-up dev-down demo bench bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -31,13 +31,17 @@ kubeadm:
 helm:
 	@tests/helm/build.sh >/dev/null
 
+# promtool from the Go module proxy, to check and unit-test the chart's alerts.
+promtool:
+	@tests/promtool/build.sh >/dev/null
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-test: venv control-plane kubeadm helm lint
+test: venv control-plane kubeadm helm promtool lint
 	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" CERTOP_KUBEADM="$$(tests/kubeadm/build.sh)" \
-		CERTOP_HELM="$$(tests/helm/build.sh)" \
+		CERTOP_HELM="$$(tests/helm/build.sh)" CERTOP_PROMTOOL="$$(tests/promtool/build.sh)" \
 		PKILINT_BIN="$(CURDIR)/$(VENV)/bin" \
 		$(CARGO) test --locked --all-targets
 

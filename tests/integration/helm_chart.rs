@@ -445,3 +445,45 @@ fn the_helm_values_render_the_flags_with_the_rules_and_a_pdb_only_for_two_replic
     );
     assert_eq!(pdbs(&["replicas=3"]), 1);
 }
+
+/// The PrometheusRule is the unit-tested rules file (tests/alerts.rs), with
+/// the runbook links pointing where the values say, and the dashboard
+/// ConfigMap holds the dashboard as committed. The API server accepts both
+/// (the ConfigMap; the PrometheusRule's CRD is the Prometheus Operator's).
+#[test]
+fn the_alerts_and_the_dashboard_render_as_the_files_they_are_tested_as() {
+    let rendered = render(&[
+        "prometheusRule.enabled=true",
+        "prometheusRule.labels.release=kube-prometheus",
+        "prometheusRule.runbookBaseURL=https://runbooks.example/certop",
+        "grafanaDashboard.enabled=true",
+    ]);
+    let objects = objects(&rendered);
+    let rule = &objects[&("PrometheusRule".to_string(), "certop".to_string())];
+    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus");
+    let file = std::fs::read_to_string(repo_root().join("charts/certop/files/certop-alerts.yaml"))
+        .expect("rules file")
+        .replace(
+            "https://certop.dev/docs/alerts.md",
+            "https://runbooks.example/certop",
+        );
+    let expected: Value = serde_saphyr::from_str(&file).expect("rules file is YAML");
+    assert_eq!(rule["spec"]["groups"], expected["groups"]);
+    assert!(
+        rendered.contains("https://runbooks.example/certop#certopcaexpiring"),
+        "runbook links follow the values"
+    );
+    let dashboard = &objects[&("ConfigMap".to_string(), "certop-dashboard".to_string())];
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let held: Value =
+        serde_json::from_str(dashboard["data"]["certop.json"].as_str().expect("json"))
+            .expect("JSON");
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo_root().join("charts/certop/files/certop-dashboard.json"))
+            .expect("dashboard"),
+    )
+    .expect("JSON");
+    assert_eq!(held, committed);
+    let off = render(&[]);
+    assert!(!off.contains("PrometheusRule") && !off.contains("certop-dashboard"));
+}

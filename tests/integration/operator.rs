@@ -326,6 +326,9 @@ fn a_certificate_is_issued_into_a_tls_secret_with_status_events_and_metrics() {
     assert!(metrics.contains(&format!(
         "\ncertop_ca_expiration_timestamp_seconds{{name=\"{ca}\"}}"
     )));
+    assert!(metrics.contains(&format!(
+        "\ncertop_ca_condition{{name=\"{ca}\",type=\"Ready\",status=\"True\",reason=\"Ready\"}} 1"
+    )));
     assert!(metrics.contains("certop_issuances_total{reason=\"SecretMissing\"}"));
     assert!(metrics.contains("certop_reconcile_duration_seconds_bucket"));
 }

@@ -42,6 +42,14 @@ pub struct AuthorityLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuthorityConditionLabels {
+    pub name: String,
+    pub r#type: String,
+    pub status: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: String,
 }
@@ -358,6 +366,28 @@ impl Collector for StoreCollector {
                 ))
             }),
         )?;
+        gauge(
+            &mut encoder,
+            "ca_condition",
+            "1 for each condition of each CertificateAuthority, with its type, status and reason (a blocked rotation: type Rotation, reason RotationBlocked)",
+            self.cas.state().iter().flat_map(|ca| {
+                let name = ca.name_any();
+                ca.status
+                    .as_ref()
+                    .map(|s| s.conditions.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |c| {
+                        let labels = AuthorityConditionLabels {
+                            name: name.clone(),
+                            r#type: c.type_,
+                            status: c.status,
+                            reason: c.reason,
+                        };
+                        (labels, 1)
+                    })
+            }),
+        )?;
         Ok(())
     }
 }
@@ -414,4 +444,91 @@ fn ready_status(c: &ClusterCertificate) -> Vec<(ReadyLabels, i64)> {
             (labels, i64::from(status == condition))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::Metrics;
+    use crate::operator::store::crl::served::PublishedCrl;
+
+    /// The certop metric families a PromQL text names (`_total`,
+    /// `_bucket`, `_count` and `_sum` belong to their family).
+    fn named_families(text: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for (start, _) in text.match_indices("certop_") {
+            if start > 0 && text.as_bytes()[start - 1].is_ascii_alphanumeric() {
+                continue;
+            }
+            let name: String = text[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            let family = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(&name);
+            out.insert(family.to_string());
+        }
+        out
+    }
+
+    /// A renamed metric must not silence an alert or blank a panel.
+    #[test]
+    fn every_metric_the_charts_alerts_and_dashboard_name_is_exported() {
+        let mut metrics = Metrics::default();
+        let (cas, _) = kube::runtime::reflector::store();
+        let (certificates, _) = kube::runtime::reflector::store();
+        metrics.collect_from(cas, certificates);
+        let now = chrono::Utc::now();
+        metrics.crl(
+            "ca",
+            &PublishedCrl {
+                der: Vec::new(),
+                pem: String::new(),
+                number: 1,
+                this_update: now,
+                next_update: now,
+                entries: 0,
+                stored: true,
+                serials: Default::default(),
+                not_after: Default::default(),
+                incomplete: None,
+            },
+        );
+        metrics.ledger("ca", 0, 0);
+        metrics.revoked("keyCompromise", 1);
+        metrics.issued("Issued");
+        metrics.failed("PolicyViolation");
+        metrics.authz_review("denied");
+        metrics.authz_index(0, true, 0);
+        metrics.reconcile_error("clustercertificate");
+        metrics.reconciled("clustercertificate", 0.01);
+        let exported: BTreeSet<String> = metrics
+            .encode()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect();
+        for (file, text) in [
+            (
+                "certop-alerts.yaml",
+                include_str!("../../../charts/certop/files/certop-alerts.yaml"),
+            ),
+            (
+                "certop-dashboard.json",
+                include_str!("../../../charts/certop/files/certop-dashboard.json"),
+            ),
+        ] {
+            let named = named_families(text);
+            assert!(named.len() >= 8, "{file}: {named:?}");
+            let unknown: Vec<&String> = named.difference(&exported).collect();
+            assert!(
+                unknown.is_empty(),
+                "{file} names metrics certop does not export: {unknown:?}; exported: {exported:?}"
+            );
+        }
+    }
 }
