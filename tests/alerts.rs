@@ -3,6 +3,7 @@
 //! and stays quiet beside it). That every certop metric the rules and the
 //! dashboard name is one certop exports is checked where the metrics are
 //! made (`operator::runtime::metrics`'s tests).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should panic
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
