@@ -154,6 +154,7 @@ pub struct RevokedSerial {
     /// The index of the CA key that signed it (0, the CA's first key, is
     /// not written): each key has its own CRL.
     #[serde(default, skip_serializing_if = "is_first_key")]
+    #[schemars(extend("format" = "int64", "maximum" = 4_294_967_295u64))]
     pub key: u32,
 }
 
