@@ -15,6 +15,7 @@
 mod cleanup;
 mod crl_refresh;
 mod decide;
+mod digest_backfill;
 mod key;
 mod publish;
 mod rotation;
@@ -40,10 +41,12 @@ use crate::core::rotation::{RotationMarks, key_secret_name};
 use crate::operator::reason::Blocked;
 use crate::operator::runtime::finalize::reconcile_with_finalizer;
 use crate::operator::{Context, Error, store::ledger_store};
-use crate::pki::Authority;
+use crate::pki::{Authority, CertificateInfo};
 use decide::{Announcement, KeyDecision, KeyObserved, Observed, Spec};
 
 const CONTROLLER: &str = "certificateauthority";
+/// When to look again while ledger entries wait for their SHA-256.
+const BACKFILL_AGAIN: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ctx: &Context = &ctx;
@@ -116,9 +119,16 @@ pub(super) async fn apply_at(
 async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     let (ca, ctx, name) = (s.ca, s.ctx, s.ca.name_any());
     let settings = &s.spec.settings;
-    let ledger = ledger_store::load(ctx, &name).await?;
+    let mut ledger = ledger_store::load(ctx, &name).await?;
     let next = rotation::load_next(ctx, settings, &s.marks, now).await?;
     let previous_key = rotation::load_previous(ca, ctx, settings, &s.marks, now).await?;
+    let signers: Vec<&CertificateInfo> = [Some(&s.signing), next.usable(), previous_key.usable()]
+        .into_iter()
+        .flatten()
+        .map(|a| a.certificate())
+        .collect();
+    let backfilled =
+        digest_backfill::backfill(ctx, &name, &mut ledger.entries, &signers, now).await;
     let exists = |c: &str| ctx.certificates.get(&ObjectRef::new(c)).is_some();
     let decision = decide::decide(
         &Observed {
@@ -161,7 +171,10 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
         now,
         wall: Utc::now(),
     };
-    let (status, next_look, warning) = status::finish(&finish, decision.status);
+    let (status, mut next_look, warning) = status::finish(&finish, decision.status);
+    if backfilled.more {
+        next_look = next_look.min(BACKFILL_AGAIN);
+    }
     if let Some(warning) = &warning {
         announce(ca, ctx, warning).await;
     }
