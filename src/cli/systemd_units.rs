@@ -316,6 +316,14 @@ mod tests {
     }
 
     #[test]
+    fn the_units_the_docs_show_are_the_ones_written() {
+        let doc = include_str!("../../docs/control-plane-certificates.md");
+        let p = params(true);
+        assert!(doc.contains(&service(&p).expect("unit")), "the service");
+        assert!(doc.contains(&timer(&p)), "the timer");
+    }
+
+    #[test]
     fn words_are_escaped_as_systemd_reads_them() {
         let cases = [
             ("/usr/bin/certop", "/usr/bin/certop"),
