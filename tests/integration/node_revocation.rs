@@ -3,14 +3,15 @@
 //! that `pki init --authz-server` wrote into the node layout, so a revoked
 //! admin.conf is refused by certop's webhook; and the commands of the
 //! `certop-renew.service` that `certop pki systemd-units` wrote, run as
-//! systemd would run them, renew the node's files and bring the CA's CRL
-//! (the one etcd reads with --client-crl-file) to the node.
+//! systemd would run them, renew the node's expired files and bring the
+//! CA's CRL (the one etcd reads with --client-crl-file) to the node.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use certop::pki::{parse_crl, parse_pem_certificate};
+use certop::pki::{Authority, PrivateKey, issue, parse_crl, parse_pem_certificate};
+use chrono::Utc;
 
 use crate::objects::{
     allowed, apply, cert_yaml, create_ca_secret, data, get, kubectl_with, refusal, secret,
@@ -252,6 +253,38 @@ fn a_node_set_up_by_certop_refuses_a_revoked_admin_conf_and_its_service_brings_t
         "ca.crt",
     )
     .expect("CA");
+    // front-proxy-client expired, as after a long power-off: the
+    // service's renewal replaces it.
+    let front_proxy_ca = Authority::load(
+        &std::fs::read(pki.join("front-proxy-ca.crt")).expect("CA"),
+        &std::fs::read(pki.join("front-proxy-ca.key")).expect("CA key"),
+        Utc::now(),
+    )
+    .expect("front-proxy CA");
+    let client = parse_pem_certificate(
+        &std::fs::read(pki.join("front-proxy-client.crt")).expect("read"),
+        "front-proxy-client",
+    )
+    .expect("parse");
+    let key = PrivateKey::from_pem(
+        &std::fs::read_to_string(pki.join("front-proxy-client.key")).expect("key"),
+        "front-proxy-client.key",
+    )
+    .expect("key");
+    let mut template = certop::core::node::template_from(&client).expect("template");
+    template.lifetime = chrono::Duration::days(30);
+    let expired = issue(
+        &template,
+        &key,
+        &front_proxy_ca,
+        Utc::now() - chrono::Duration::days(60),
+    )
+    .expect("issue");
+    std::fs::write(
+        pki.join("front-proxy-client.crt"),
+        expired.certificate.to_pem(),
+    )
+    .expect("write");
     let apiserver_before = std::fs::read(pki.join("apiserver.crt")).expect("apiserver.crt");
     let listed = |file: &PathBuf| {
         std::fs::read(file).ok().is_some_and(|der| {
@@ -263,25 +296,35 @@ fn a_node_set_up_by_certop_refuses_a_revoked_admin_conf_and_its_service_brings_t
         })
     };
     let mut runs = Vec::new();
+    let mut first = None;
     assert!(
         wait_for(Duration::from_secs(60), || {
             runs = run_service(&service);
+            first.get_or_insert_with(|| runs.clone());
             listed(&crl_file)
         }),
         "the service's crl-sync never wrote a CRL listing the revoked serial; it printed {runs:?}; log:\n{}",
         op.log_text()
     );
+    let first = first.expect("a run");
     assert!(
-        runs[0].contains("nothing is due for renewal"),
-        "the first command is the renewal, of this node's files: {runs:?}"
+        first[0].contains("front-proxy-client: renewed"),
+        "the first command renews what is due in this node's files: {first:?}"
+    );
+    let renewed = parse_pem_certificate(
+        &std::fs::read(pki.join("front-proxy-client.crt")).expect("read"),
+        "front-proxy-client",
+    )
+    .expect("parse");
+    assert!(renewed.not_after > Utc::now() && renewed.is_issued_by(front_proxy_ca.certificate()));
+    let again = run_service(&service);
+    assert!(
+        again[0].contains("nothing is due for renewal") && again[1].contains("is current"),
+        "the next run changes nothing: {again:?}"
     );
     assert_eq!(
         std::fs::read(pki.join("apiserver.crt")).expect("apiserver.crt"),
         apiserver_before,
-        "nothing was due"
-    );
-    assert!(
-        std::fs::read_dir(pki.join(".certop-backup")).is_err(),
-        "nothing renewed, nothing backed up"
+        "what was not due is kept"
     );
 }
