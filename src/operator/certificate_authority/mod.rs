@@ -4,7 +4,8 @@
 //! A pass decides which key signs (`decide::key`, pure, from the key's
 //! Secret as read), creating it (`key`) when none was ever made. Then it
 //! gathers what the rest of the decision needs (the ledger, the rotation's
-//! keys), asks `decide` for every write and the status, and makes the
+//! keys; ledger entries recorded without a SHA-256 get it from their
+//! Secret, `digest_backfill`), asks `decide` for every write and the status, and makes the
 //! writes in order: the binding (`key`), the rotation's write (`rotation`;
 //! a step recorded ends the pass), the trust bundles (`trust_bundle`), the
 //! CRLs (`crl_refresh`), and the status (`status`, finished from what was
