@@ -566,3 +566,133 @@ fn a_ca_rotation_stopped_part_way_resumes_with_the_key_it_made() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("use ca, etcd-ca or front-proxy-ca"));
 }
+
+/// `certop pki init` with the node's arguments and `extra`.
+fn init_with(root: &Path, extra: &[&str]) -> std::process::Output {
+    let pki = root.join("pki");
+    let mut args = vec![
+        "pki",
+        "init",
+        "--dir",
+        pki.to_str().expect("utf-8"),
+        "--node-name",
+        "cp-1",
+        "--advertise-address",
+        "192.0.2.10",
+    ];
+    args.extend_from_slice(extra);
+    certop(&args)
+}
+
+#[test]
+fn init_writes_the_authorization_config_beside_the_kubeconfigs_or_nothing() {
+    // Refused before anything is written: kube-apiserver dials only https.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out = init_with(tmp.path(), &["--authz-server", "http://10.0.0.5:8443"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--authz-server http://10.0.0.5:8443 must be an https:// URL"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(snapshot(tmp.path()).is_empty(), "nothing written");
+    let garbage = tmp.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").expect("write");
+    let out = init_with(
+        tmp.path(),
+        &[
+            "--authz-server",
+            "https://10.0.0.5:8443",
+            "--authz-ca-file",
+            garbage.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!out.status.success(), "a bundle without a certificate");
+    assert!(!tmp.path().join("pki").exists(), "nothing written");
+
+    // The default bundle: the node's cluster CA. Another: the file named.
+    for other in [false, true] {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let bundle = tmp.path().join("webhook-ca.crt");
+        let mut extra = vec![
+            "--authz-server",
+            "https://10.0.0.5:8443",
+            "--authz-failure-policy",
+            "Deny",
+        ];
+        if other {
+            let ca = Authority::create(&certop::pki::CaRequest::new("webhook CA"), Utc::now())
+                .expect("CA");
+            std::fs::write(&bundle, ca.certificate_pem()).expect("write");
+            extra.extend(["--authz-ca-file", bundle.to_str().expect("utf-8")]);
+        }
+        ok(init_with(tmp.path(), &extra));
+        let config: serde_json::Value = serde_saphyr::from_str(
+            &std::fs::read_to_string(tmp.path().join("authorization-config.yaml")).expect("read"),
+        )
+        .expect("yaml");
+        let webhook = &config["authorizers"][0]["webhook"];
+        assert_eq!(webhook["failurePolicy"], "Deny");
+        let kubeconfig = tmp.path().join("certop-authz-webhook.kubeconfig");
+        assert_eq!(
+            webhook["connectionInfo"]["kubeConfigFile"],
+            kubeconfig.to_str().expect("utf-8"),
+            "an absolute path"
+        );
+        let kc: serde_json::Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&kubeconfig).expect("read"))
+                .expect("yaml");
+        let cluster = &kc["clusters"][0]["cluster"];
+        assert_eq!(cluster["server"], "https://10.0.0.5:8443");
+        use base64::Engine;
+        let trusted = base64::engine::general_purpose::STANDARD
+            .decode(
+                cluster["certificate-authority-data"]
+                    .as_str()
+                    .expect("data"),
+            )
+            .expect("base64");
+        let expected = std::fs::read(if other {
+            bundle.clone()
+        } else {
+            tmp.path().join("pki/ca.crt")
+        })
+        .expect("read");
+        assert_eq!(trusted, expected, "other bundle: {other}");
+    }
+}
+
+#[test]
+fn the_systemd_units_pass_systemd_analyze_verify() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let pki = tmp.path().join("pki");
+    for crl in [false, true] {
+        let units = tmp.path().join(format!("units-{crl}"));
+        let mut args = vec![
+            "pki",
+            "systemd-units",
+            "--dir",
+            pki.to_str().expect("utf-8"),
+            "--out",
+            units.to_str().expect("utf-8"),
+        ];
+        if crl {
+            args.extend(["--crl-url", "http://10.0.0.5:8080/crl/etcd.crl"]);
+        }
+        ok(certop(&args));
+        let service = std::fs::read_to_string(units.join("certop-renew.service")).expect("read");
+        assert_eq!(service.contains("crl-sync"), crl);
+        let verified = Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(units.join("certop-renew.service"))
+            .arg(units.join("certop-renew.timer"))
+            .output()
+            .expect("systemd-analyze (Debian: apt-get install systemd)");
+        let said = String::from_utf8_lossy(&verified.stderr);
+        assert!(
+            verified.status.success() && said.is_empty(),
+            "systemd-analyze verify: {said}"
+        );
+    }
+}

@@ -233,6 +233,13 @@ pub struct CertificateAuthorityStatus {
     /// Revoked certificates that have not yet expired (CRL entries).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revoked_certificates: Option<i64>,
+    /// Unexpired certificates whose ledger entry has no SHA-256 (recorded
+    /// before certop recorded it, and not filled from a Secret since): once
+    /// revoked, kube-apiserver's authorization webhook cannot refuse them.
+    /// Revoke such a certificate with `kubectl certop revoke --cert FILE`,
+    /// or renew it (`kubectl certop renew`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates_without_digest: Option<i64>,
     /// The Secret, in the operator's namespace, holding the signing key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_name: Option<String>,

@@ -13,6 +13,7 @@ use serde_json::json;
 
 use super::CliError;
 use super::cluster::Cluster as ClusterConnection;
+use super::files::{OutputFile, write_all};
 use crate::api::{CertificateAuthority, ca_key_pair};
 use crate::core::authz::{CREDENTIAL_ID_KEY, X509_PREFIX};
 use crate::core::rotation::{key_secret_name, stored_marks};
@@ -172,28 +173,53 @@ async fn ca_bundle(args: &AuthzConfigArgs) -> Result<String, CliError> {
     Ok(bundle)
 }
 
-pub async fn authz_config(args: AuthzConfigArgs) -> Result<(), CliError> {
-    if !args.server.starts_with("https://") {
-        return Err(CliError::Invalid(format!(
-            "--server {} must be an https:// URL: kube-apiserver sends reviews over TLS only",
-            args.server
-        )));
+/// Refuses a webhook URL kube-apiserver would not dial; `flag` names
+/// where it came from.
+pub fn check_server(flag: &str, server: &str) -> Result<(), CliError> {
+    if server.starts_with("https://") {
+        return Ok(());
     }
+    Err(CliError::Invalid(format!(
+        "{flag} {server} must be an https:// URL: kube-apiserver sends reviews over TLS only"
+    )))
+}
+
+/// The two files for directory `dir` (made absolute, as kube-apiserver
+/// reads the kubeconfig's path from the configuration whatever its working
+/// directory): the webhook kubeconfig, then the AuthorizationConfiguration
+/// that names it. `certop authz-config` and `certop pki init` write these,
+/// once `check_server` accepted the URL.
+pub fn files(
+    dir: &Path,
+    server: &str,
+    ca_bundle_pem: &str,
+    policy: FailurePolicy,
+) -> Result<[OutputFile; 2], CliError> {
+    let dir = std::path::absolute(dir).map_err(CliError::io(dir))?;
+    let kubeconfig = dir.join(KUBECONFIG_FILE);
+    let config = authorization_config(&kubeconfig, policy)?;
+    Ok([
+        OutputFile {
+            content: webhook_kubeconfig(server, ca_bundle_pem)?.into_bytes(),
+            path: kubeconfig,
+            secret: false,
+        },
+        OutputFile {
+            path: dir.join(CONFIG_FILE),
+            content: config.into_bytes(),
+            secret: false,
+        },
+    ])
+}
+
+pub async fn authz_config(args: AuthzConfigArgs) -> Result<(), CliError> {
+    check_server("--server", &args.server)?;
     let bundle = ca_bundle(&args).await?;
     std::fs::create_dir_all(&args.out).map_err(CliError::io(&args.out))?;
     let dir = std::fs::canonicalize(&args.out).map_err(CliError::io(&args.out))?;
-    let kubeconfig = dir.join(KUBECONFIG_FILE);
-    super::files::write_atomically(
-        &kubeconfig,
-        webhook_kubeconfig(&args.server, &bundle)?.as_bytes(),
-        false,
-    )?;
-    let config = dir.join(CONFIG_FILE);
-    super::files::write_atomically(
-        &config,
-        authorization_config(&kubeconfig, args.failure_policy)?.as_bytes(),
-        false,
-    )?;
+    let written = files(&dir, &args.server, &bundle, args.failure_policy)?;
+    write_all(&written)?;
+    let [kubeconfig, config] = written.map(|f| f.path);
     println!(
         "wrote {} and {}\nkube-apiserver: --authorization-config={} (instead of --authorization-mode)",
         config.display(),

@@ -14,6 +14,7 @@ mod pki;
 mod plugin;
 mod revoke;
 mod run;
+mod systemd_units;
 mod time_left;
 
 use clap::{Parser, Subcommand};

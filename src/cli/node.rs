@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 
+use super::authz_config::{self, FailurePolicy};
 use super::files::{OutputFile, read, write_all};
 use super::{CliError, cli_duration, format_time_left};
 use crate::api::{GoDuration, KeyAlgorithm};
@@ -48,6 +49,23 @@ pub struct InitArgs {
     /// Lifetime of the leaf certificates: a number and a unit (s, m, h, d), e.g. 8760h or 365d.
     #[arg(long, default_value = "8760h")]
     duration: GoDuration,
+    /// certop's authorization webhook as kube-apiserver dials it
+    /// (https://HOST:PORT, the address of `certop run --authz-addr`): also
+    /// write authorization-config.yaml and the webhook kubeconfig it names
+    /// into the kubeconfig directory, for kube-apiserver's
+    /// --authorization-config (rewritten at every run, from these flags).
+    #[arg(long)]
+    authz_server: Option<String>,
+    /// The CA certificate(s), PEM, that sign the webhook's serving
+    /// certificate (the CA of `certop run --authz-ca`). Default: this
+    /// node's cluster CA (ca.crt), as when certop adopts it.
+    #[arg(long, requires = "authz_server")]
+    authz_ca_file: Option<PathBuf>,
+    /// What kube-apiserver does when the webhook cannot answer: NoOpinion
+    /// (revocation not enforced, RBAC decides) or Deny (client
+    /// certificates refused).
+    #[arg(long, value_enum, default_value_t = FailurePolicy::NoOpinion)]
+    authz_failure_policy: FailurePolicy,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -207,6 +225,9 @@ pub(super) fn read_certificate(
 pub fn init(args: &InitArgs) -> Result<(), CliError> {
     let now = Utc::now();
     let kc_dir = kubeconfig_dir(&args.dir, &args.kubeconfig_dir);
+    if let Some(server) = &args.authz_server {
+        authz_config::check_server("--authz-server", server)?;
+    }
     let params = NodeParams {
         node_name: args.node_name.clone(),
         advertise_address: args.advertise_address,
@@ -279,9 +300,32 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
             issued.certificate.not_after.to_rfc3339()
         );
     }
+    if let Some(server) = &args.authz_server {
+        let bundle = authz_ca_bundle(args, &cas[&CaSlot::Cluster])?;
+        let written = authz_config::files(&kc_dir, server, &bundle, args.authz_failure_policy)?;
+        let _ = writeln!(
+            report,
+            "{}: written, for kube-apiserver --authorization-config={} (its webhook kubeconfig {})",
+            authz_config::CONFIG_FILE,
+            written[1].path.display(),
+            written[0].path.display()
+        );
+        files.extend(written);
+    }
     write_all(&files)?;
     print!("{report}");
     Ok(())
+}
+
+/// The PEM bundle the webhook kubeconfig trusts: `--authz-ca-file`, which
+/// must hold certificates, or the node's cluster CA.
+fn authz_ca_bundle(args: &InitArgs, cluster_ca: &Authority) -> Result<String, CliError> {
+    let Some(path) = &args.authz_ca_file else {
+        return Ok(cluster_ca.certificate_pem().to_string());
+    };
+    let bytes = read(path)?;
+    crate::pki::parse_chain(&bytes, &path.display().to_string())?;
+    text(bytes, path)
 }
 
 fn public_file(path: PathBuf, content: Vec<u8>) -> OutputFile {

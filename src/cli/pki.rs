@@ -38,6 +38,10 @@ pub enum PkiCommand {
     /// fetch certop's CRL, check the CA signed it, never go back to a lower
     /// CRL number, replace the file whole.
     CrlSync(super::crl_sync::CrlSyncArgs),
+    /// Write certop-renew.service and certop-renew.timer: `pki renew` (and
+    /// `pki crl-sync`, given --crl-url) at boot before the kubelet, and
+    /// regularly after.
+    SystemdUnits(super::systemd_units::SystemdUnitsArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +94,7 @@ pub fn run(cmd: PkiCommand) -> Result<(), CliError> {
         PkiCommand::Renew(args) => super::node::renew(&args),
         PkiCommand::RotateCa(args) => super::node_rotation::rotate_ca(&args),
         PkiCommand::CrlSync(args) => super::plugin::block_on(super::crl_sync::crl_sync(args)),
+        PkiCommand::SystemdUnits(args) => super::systemd_units::systemd_units(&args),
         PkiCommand::Inspect { file } => {
             let text = inspect(&file)?;
             print!("{text}");

@@ -279,6 +279,12 @@ async fn status_of_ca(cluster: &Cluster, name: &str) -> Result<(), CliError> {
         s.issued_certificates.unwrap_or(0),
         s.revoked_certificates.unwrap_or(0)
     );
+    if let Some(n) = s.certificates_without_digest.filter(|n| *n > 0) {
+        let _ = writeln!(
+            out,
+            "               {n} recorded without a SHA-256: kube-apiserver cannot refuse them once revoked (see the user guide, \"Revocation the API server enforces\")"
+        );
+    }
     if let Some(r) = &s.rotation {
         let mut line = format!("{} (rotation {})", r.phase, r.number);
         if let Some(n) = &r.next_serial_number {

@@ -282,6 +282,49 @@ pub fn last_reissue(entries: &[LedgerEntry], previous: u32, key: u32) -> Option<
         .and_then(|t| DateTime::<Utc>::from_timestamp(t, 0))
 }
 
+/// The SHA-256 an entry recorded before certop recorded digests gets from
+/// the certificate a Secret holds: only an entry without one, only from
+/// the certificate with its serial, and only from one the CA signed
+/// (`signed_by_ca`; a Secret's content alone proves nothing, and a wrong
+/// digest would make the webhook refuse another certificate while this
+/// one works). Pure.
+pub fn backfilled_digest(
+    entry: &LedgerEntry,
+    held: &CertificateInfo,
+    signed_by_ca: bool,
+) -> Option<String> {
+    (entry.fingerprint.is_none() && signed_by_ca && held.serial.to_string() == entry.serial)
+        .then(|| held.sha256_hex())
+}
+
+/// Gives each entry without a digest the one `digests` holds for its
+/// serial; returns how many it gave. Pure.
+pub fn fill_digests(
+    entries: &mut [LedgerEntry],
+    digests: &std::collections::BTreeMap<String, String>,
+) -> usize {
+    let mut filled = 0;
+    for e in entries.iter_mut().filter(|e| e.fingerprint.is_none()) {
+        if let Some(digest) = digests.get(&e.serial) {
+            e.fingerprint = Some(digest.clone());
+            filled += 1;
+        }
+    }
+    filled
+}
+
+/// Unexpired entries without a digest: certificates kube-apiserver's
+/// webhook cannot refuse once revoked (unless a revocation names their
+/// digest). Pure.
+pub fn without_digest(
+    entries: &[LedgerEntry],
+    now: DateTime<Utc>,
+) -> impl Iterator<Item = &LedgerEntry> {
+    entries
+        .iter()
+        .filter(move |e| e.fingerprint.is_none() && !e.is_expired(now))
+}
+
 /// The CRL entries of a ledger.
 pub fn revoked_entries<'a>(
     entries: impl IntoIterator<Item = &'a LedgerEntry>,
@@ -511,6 +554,47 @@ mod tests {
         assert!(
             json.len() * 100_000 / SHARDS < 900 * 1024,
             "100k entries must fit the shards"
+        );
+    }
+
+    #[test]
+    fn a_digest_is_filled_only_into_an_entry_without_one_from_its_own_certificate() {
+        let ca =
+            crate::pki::Authority::create(&crate::pki::CaRequest::new("ca"), t(0)).expect("CA");
+        let held = ca.certificate();
+        let mut own = entry("00", 0, &[], &[], &[]);
+        own.serial = held.serial.to_string();
+        let mut recorded = own.clone();
+        recorded.fingerprint = Some("aa".repeat(32));
+        let other = entry("0bad", 0, &[], &[], &[]);
+        let cases = [
+            (
+                &own,
+                true,
+                Some(held.sha256_hex()),
+                "its serial, signed by the CA",
+            ),
+            (&own, false, None, "not signed by the CA: proves nothing"),
+            (&recorded, true, None, "a recorded digest is never replaced"),
+            (&other, true, None, "another serial"),
+        ];
+        for (e, signed, expected, case) in cases {
+            assert_eq!(backfilled_digest(e, held, signed), expected, "{case}");
+        }
+        let mut entries = vec![own.clone(), recorded.clone(), other];
+        let digests = std::collections::BTreeMap::from([(own.serial.clone(), "11".repeat(32))]);
+        assert_eq!(fill_digests(&mut entries, &digests), 1);
+        assert_eq!(entries[0].fingerprint, Some("11".repeat(32)));
+        assert_eq!(entries[1], recorded, "a recorded digest stays");
+        assert_eq!(
+            without_digest(&entries, t(0)).count(),
+            1,
+            "the other serial is left, and counted"
+        );
+        assert_eq!(
+            without_digest(&entries, t(200)).count(),
+            0,
+            "expired ones are not"
         );
     }
 

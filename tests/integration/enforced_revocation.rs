@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::objects::{
-    apply, cert_yaml, client_kubeconfig, create_ca_secret, kubeconfig_of_files, kubectl_with,
-    wait_ready,
+    allowed, apply, cert_yaml, client_kubeconfig, create_ca_secret, kubeconfig_of_files,
+    kubectl_with, refusal, wait_ready,
 };
 use crate::support::{
     ControlPlane, crl_serials, free_port, http_get, http_request, start_control_plane, stderr,
@@ -29,33 +29,6 @@ fn certop(args: &[&str], kubeconfig: Option<&Path>) -> std::process::Output {
         cmd.env("KUBECONFIG", k);
     }
     cmd.args(args).output().expect("run certop")
-}
-
-/// How many reviews kube-apiserver has sent certop's webhook, by its own
-/// metrics (`apiserver_authorization_webhook_evaluations_total`).
-fn webhook_evaluations(cp: &ControlPlane) -> u64 {
-    let out = cp.kubectl(&["get", "--raw", "/metrics"]);
-    stdout(&out)
-        .lines()
-        .filter(|l| {
-            l.starts_with("apiserver_authorization_webhook_evaluations_total{")
-                && l.contains("name=\"certop.dev\"")
-        })
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .map(|v| v as u64)
-        .sum()
-}
-
-fn allowed(config: &Path) -> bool {
-    kubectl_with(config, &["get", "namespaces", "-o", "name"])
-        .status
-        .success()
-}
-
-/// The refusal's text when the request is refused, None when it is allowed.
-fn refusal(config: &Path) -> Option<String> {
-    let out = kubectl_with(config, &["get", "namespaces", "-o", "name"]);
-    (!out.status.success()).then(|| stderr(&out))
 }
 
 #[test]
@@ -141,7 +114,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
         std::fs::read_to_string(generated.join("authorization-config.yaml")).expect("read");
     std::fs::write(&authz_file, config).expect("write");
     let consulted = wait_for(Duration::from_secs(90), || {
-        allowed(&leaked) && webhook_evaluations(&cp) > 0
+        allowed(&leaked) && cp.webhook_evaluations() > 0
     });
     assert!(
         consulted,
@@ -154,12 +127,12 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     );
 
     // A token (the admin's) is never sent to the webhook.
-    let before = webhook_evaluations(&cp);
+    let before = cp.webhook_evaluations();
     for _ in 0..5 {
         assert!(cp.kubectl(&["get", "namespaces"]).status.success());
     }
     assert_eq!(
-        webhook_evaluations(&cp),
+        cp.webhook_evaluations(),
         before,
         "token requests reached the webhook"
     );

@@ -11,6 +11,7 @@ mod csr;
 mod enforced_revocation;
 mod helm_chart;
 mod least_privilege;
+mod node_revocation;
 mod objects;
 mod operator;
 mod policy;

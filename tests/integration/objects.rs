@@ -272,6 +272,19 @@ pub fn kubeconfig_of_files(
     config
 }
 
+/// Whether the user of kubeconfig `config` may list namespaces.
+pub fn allowed(config: &Path) -> bool {
+    kubectl_with(config, &["get", "namespaces", "-o", "name"])
+        .status
+        .success()
+}
+
+/// The refusal's text when the request is refused, None when it is allowed.
+pub fn refusal(config: &Path) -> Option<String> {
+    let out = kubectl_with(config, &["get", "namespaces", "-o", "name"]);
+    (!out.status.success()).then(|| stderr(&out))
+}
+
 pub fn kubectl_with(config: &Path, args: &[&str]) -> std::process::Output {
     std::process::Command::new("kubectl")
         .arg("--kubeconfig")

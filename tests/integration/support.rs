@@ -86,6 +86,17 @@ pub fn start_control_plane(apiserver_args: &[String]) -> ControlPlane {
     start_control_plane_in(&dir, &[], apiserver_args)
 }
 
+/// A control plane of its own with extra flags for the harness (e.g.
+/// `--pki-dir`, `--port`) and for kube-apiserver.
+pub fn start_control_plane_with(args: &[String], apiserver_args: &[String]) -> ControlPlane {
+    let dir = tempfile::Builder::new()
+        .prefix("certop-test-")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    start_control_plane_in(&dir, args, apiserver_args)
+}
+
 /// Where a control plane with kept data lives: its etcd data and
 /// credentials in `dir/data`, its port fixed, so that a restart
 /// ([`ControlPlane::kill`], then this again) keeps every object and every
@@ -296,6 +307,21 @@ impl ControlPlane {
             op.log_text()
         );
         op
+    }
+
+    /// How many reviews kube-apiserver has sent certop's webhook, by its own
+    /// metrics (`apiserver_authorization_webhook_evaluations_total`).
+    pub fn webhook_evaluations(&self) -> u64 {
+        let out = self.kubectl(&["get", "--raw", "/metrics"]);
+        stdout(&out)
+            .lines()
+            .filter(|l| {
+                l.starts_with("apiserver_authorization_webhook_evaluations_total{")
+                    && l.contains("name=\"certop.dev\"")
+            })
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .map(|v| v as u64)
+            .sum()
     }
 
     /// Runs the real kubectl as the cluster admin.

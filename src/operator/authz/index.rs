@@ -284,4 +284,21 @@ mod tests {
         index.apply(Event::Delete(revocation("offline", "ee")), &mut revocations);
         assert!(index.is_empty());
     }
+
+    #[test]
+    fn a_digest_filled_into_an_already_revoked_entry_is_refused_from_then_on() {
+        let index = RevokedIndex::default();
+        let (mut shards, mut revocations) = (None, None);
+        let mut legacy = entry("0f", "ff", true);
+        legacy.fingerprint = None;
+        index.apply(Event::Init::<ConfigMap>, &mut shards);
+        index.apply(Event::InitApply(shard(4, &[legacy.clone()])), &mut shards);
+        index.apply(Event::InitDone::<ConfigMap>, &mut shards);
+        index.apply(Event::Init::<CertificateRevocation>, &mut revocations);
+        index.apply(Event::InitDone::<CertificateRevocation>, &mut revocations);
+        assert!(!denied(&index, "ff"), "nothing to match it by yet");
+        legacy.fingerprint = Some("ff".into());
+        index.apply(Event::Apply(shard(4, &[legacy])), &mut shards);
+        assert!(denied(&index, "ff"), "the filled digest is refused");
+    }
 }

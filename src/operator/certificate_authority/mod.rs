@@ -4,7 +4,8 @@
 //! A pass decides which key signs (`decide::key`, pure, from the key's
 //! Secret as read), creating it (`key`) when none was ever made. Then it
 //! gathers what the rest of the decision needs (the ledger, the rotation's
-//! keys), asks `decide` for every write and the status, and makes the
+//! keys; ledger entries recorded without a SHA-256 get it from their
+//! Secret, `digest_backfill`), asks `decide` for every write and the status, and makes the
 //! writes in order: the binding (`key`), the rotation's write (`rotation`;
 //! a step recorded ends the pass), the trust bundles (`trust_bundle`), the
 //! CRLs (`crl_refresh`), and the status (`status`, finished from what was
@@ -15,6 +16,7 @@
 mod cleanup;
 mod crl_refresh;
 mod decide;
+mod digest_backfill;
 mod key;
 mod publish;
 mod rotation;
@@ -40,10 +42,12 @@ use crate::core::rotation::{RotationMarks, key_secret_name};
 use crate::operator::reason::Blocked;
 use crate::operator::runtime::finalize::reconcile_with_finalizer;
 use crate::operator::{Context, Error, store::ledger_store};
-use crate::pki::Authority;
+use crate::pki::{Authority, CertificateInfo};
 use decide::{Announcement, KeyDecision, KeyObserved, Observed, Spec};
 
 const CONTROLLER: &str = "certificateauthority";
+/// When to look again while ledger entries wait for their SHA-256.
+const BACKFILL_AGAIN: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ctx: &Context = &ctx;
@@ -116,9 +120,16 @@ pub(super) async fn apply_at(
 async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     let (ca, ctx, name) = (s.ca, s.ctx, s.ca.name_any());
     let settings = &s.spec.settings;
-    let ledger = ledger_store::load(ctx, &name).await?;
+    let mut ledger = ledger_store::load(ctx, &name).await?;
     let next = rotation::load_next(ctx, settings, &s.marks, now).await?;
     let previous_key = rotation::load_previous(ca, ctx, settings, &s.marks, now).await?;
+    let signers: Vec<&CertificateInfo> = [Some(&s.signing), next.usable(), previous_key.usable()]
+        .into_iter()
+        .flatten()
+        .map(|a| a.certificate())
+        .collect();
+    let backfilled =
+        digest_backfill::backfill(ctx, &name, &mut ledger.entries, &signers, now).await;
     let exists = |c: &str| ctx.certificates.get(&ObjectRef::new(c)).is_some();
     let decision = decide::decide(
         &Observed {
@@ -161,7 +172,10 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
         now,
         wall: Utc::now(),
     };
-    let (status, next_look, warning) = status::finish(&finish, decision.status);
+    let (status, mut next_look, warning) = status::finish(&finish, decision.status);
+    if backfilled.more {
+        next_look = next_look.min(BACKFILL_AGAIN);
+    }
     if let Some(warning) = &warning {
         announce(ca, ctx, warning).await;
     }

@@ -273,8 +273,8 @@ fn bundles_pending_message(pending: &[String]) -> String {
     )
 }
 
-/// `issuedCertificates`, and the Ledger condition: an unreadable shard,
-/// or one at the size limit.
+/// `issuedCertificates`, `certificatesWithoutDigest`, and the Ledger
+/// condition: an unreadable shard, or one at the size limit.
 fn ledger(
     ca: &CertificateAuthority,
     status: &mut CertificateAuthorityStatus,
@@ -288,6 +288,8 @@ fn ledger(
             .filter(|e| e.revoked.is_none() && !e.is_expired(now))
             .count() as i64,
     );
+    status.certificates_without_digest =
+        Some(crate::core::ledger::without_digest(&ledger.entries, now).count() as i64);
     let full = (ledger.largest_shard_bytes >= ledger_store::SHARD_LIMIT_BYTES).then(|| {
         (
             Reason::LedgerFull,

@@ -297,6 +297,22 @@ pub async fn record(
     .await
 }
 
+/// Gives the entries of one shard without a digest the one `digests`
+/// holds for their serial (read from the Secret that holds each
+/// certificate); returns how many it gave. A repeated fill writes nothing.
+pub async fn fill_digests(
+    ctx: &Context,
+    ca: &str,
+    shard: usize,
+    digests: &BTreeMap<String, String>,
+    now: DateTime<Utc>,
+) -> Result<usize, Error> {
+    modify_shard(ctx, ca, shard, now, |entries| {
+        ledger::fill_digests(entries, digests)
+    })
+    .await
+}
+
 /// What recording a certificate found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recorded {

@@ -2717,3 +2717,172 @@ fn a_revoked_serial_leaves_the_crl_only_when_every_source_says_it_expired() {
         }
     });
 }
+
+/// Makes the world's ledger look as a certop before digests left it, and
+/// revoked since: the entry of `web` without `f` and revoked, beside the
+/// entry of a certificate signed for a CSR, also without `f`. Returns the
+/// digest of the certificate the Secret holds.
+fn legacy_revoked_ledger(w: &World) -> String {
+    let secret = w.secret().expect("the Secret exists");
+    let pem = &secret.data.expect("data")[TLS_CERT_KEY].0;
+    let held = parse_chain(pem, "tls.crt").expect("certificate").remove(0);
+    let mut entries = w.ledger();
+    for e in &mut entries {
+        e.fingerprint = None;
+        e.revoked = Some(crate::core::ledger::Revocation {
+            at: Utc::now().timestamp(),
+            reason: RevocationReason::KeyCompromise,
+        });
+    }
+    let mut csr = entries[0].clone();
+    csr.serial = "7f3a".into();
+    csr.certificate = None;
+    csr.revoked = None;
+    entries.push(csr);
+    put_ledger(w, entries);
+    held.sha256_hex()
+}
+
+/// Replaces the ledger's shards with ones holding `entries`.
+fn put_ledger(w: &World, entries: Vec<LedgerEntry>) {
+    for shard in w
+        .api
+        .list("/api/v1", "configmaps", Some(NS))
+        .into_iter()
+        .filter(|cm| cm["metadata"]["labels"].get(meta::LEDGER).is_some())
+    {
+        w.api.remove(&format!(
+            "{CRL_CM}{}",
+            shard["metadata"]["name"].as_str().expect("name")
+        ));
+    }
+    let mut shards: std::collections::BTreeMap<usize, Vec<LedgerEntry>> = Default::default();
+    for e in entries {
+        shards
+            .entry(crate::core::ledger::shard_of(&e.serial))
+            .or_default()
+            .push(e);
+    }
+    for (shard, entries) in shards {
+        let cm = ledger_store::shard_config_map("ca", shard, NS, &entries);
+        w.api.put(
+            &format!("{CRL_CM}{}", cm.metadata.name.clone().expect("name")),
+            serde_json::to_value(&cm).expect("json"),
+        );
+    }
+}
+
+/// Whether the webhook's index, built from the ledger shards as they are
+/// now, refuses the certificate with this digest.
+fn refused_by_index(w: &World, digest: &str) -> bool {
+    let mut credentials = crate::core::authz::RevokedCredentials::default();
+    for shard in w
+        .api
+        .list("/api/v1", "configmaps", Some(NS))
+        .into_iter()
+        .filter_map(|v| serde_json::from_value::<ConfigMap>(v).ok())
+        .filter(|cm| cm.labels().contains_key(meta::LEDGER))
+    {
+        let entries = ledger_store::entries_of(&shard).expect("ledger parses");
+        credentials.replace_shard(&shard.name_any(), "ca", &entries);
+    }
+    let ids = vec![format!("{}{digest}", crate::core::authz::X509_PREFIX)];
+    crate::core::authz::review(&ids, &credentials) != crate::core::authz::Verdict::NoOpinion
+}
+
+#[test]
+fn a_digest_missing_from_the_ledger_is_filled_from_the_secret_whichever_write_fails() {
+    runtime().block_on(async {
+        let setup = || async {
+            let w = world();
+            w.settle_certificate().await;
+            with_finalizer(&w);
+            let digest = legacy_revoked_ledger(&w);
+            (w, digest)
+        };
+        let (clean, digest) = setup().await;
+        assert!(
+            !refused_by_index(&clean, &digest),
+            "without its digest, the revoked certificate is not refused"
+        );
+        let before = clean.api.writes();
+        clean.ca_pass().await.expect("a clean CA pass");
+        let writes = clean.api.writes() - before;
+        assert!(
+            refused_by_index(&clean, &digest),
+            "the filled digest of a revoked entry is refused"
+        );
+        assert_eq!(
+            clean.ca_status().certificates_without_digest,
+            Some(1),
+            "the CSR's entry, which no Secret holds, is counted"
+        );
+        let filled = clean.api.writes();
+        clean.ca_pass().await.expect("a second pass");
+        assert!(
+            !clean.api.log()[filled..]
+                .iter()
+                .any(|w| w.contains("certop-ledger-")),
+            "a filled ledger is not written again: {:?}",
+            &clean.api.log()[filled..]
+        );
+        for fault in [Fault::Status(500), Fault::Status(409), Fault::Drop] {
+            for n in 1..=writes {
+                let case = format!("{fault:?} at write {n} of {:?}", &clean.api.log()[before..]);
+                let (w, digest) = setup().await;
+                w.api.fail_write(n, fault);
+                let _ = w.ca_pass().await;
+                for _ in 0..3 {
+                    let _ = w.ca_pass().await;
+                }
+                assert!(refused_by_index(&w, &digest), "{case}");
+                let entries = w.ledger();
+                assert_eq!(entries.len(), 2, "{case}: no entry lost or added");
+                let web = entries
+                    .iter()
+                    .find(|e| e.certificate.as_deref() == Some("web"))
+                    .expect("web's entry");
+                assert_eq!(web.fingerprint.as_deref(), Some(digest.as_str()), "{case}");
+                assert!(web.revoked.is_some(), "{case}: still revoked");
+                assert_eq!(w.ca_status().certificates_without_digest, Some(1), "{case}");
+            }
+        }
+    });
+}
+
+#[test]
+fn a_secret_holding_a_certificate_its_ca_did_not_sign_gives_no_digest() {
+    runtime().block_on(async {
+        let w = world();
+        w.settle_certificate().await;
+        with_finalizer(&w);
+        legacy_revoked_ledger(&w);
+        // Someone who may write the Secret puts there a certificate of
+        // another CA, and the ledger entry and the status name its serial:
+        // its digest must not become the revoked entry's.
+        let forged = Authority::create(&CaRequest::new("forger"), Utc::now()).expect("CA");
+        let forged = forged.certificate();
+        let serial = forged.serial.to_string();
+        let mut entries = w.ledger();
+        for e in entries.iter_mut().filter(|e| e.certificate.is_some()) {
+            e.serial = serial.clone();
+        }
+        put_ledger(&w, entries);
+        let mut secret: serde_json::Value = w.api.get(SECRET_PATH).expect("Secret");
+        secret["data"][TLS_CERT_KEY] = json!(b64(forged.to_pem().as_bytes()));
+        w.api.put(SECRET_PATH, secret);
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("certificate");
+        cert["status"]["serialNumber"] = json!(serial);
+        w.api.put(CERT_PATH, cert);
+        w.ca_pass().await.expect("a CA pass");
+        assert!(
+            !refused_by_index(&w, &forged.sha256_hex()),
+            "the forged certificate's digest was recorded as revoked"
+        );
+        assert!(
+            w.ledger().iter().all(|e| e.fingerprint.is_none()),
+            "nothing filled"
+        );
+        assert_eq!(w.ca_status().certificates_without_digest, Some(2));
+    });
+}
