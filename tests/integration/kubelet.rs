@@ -112,6 +112,12 @@ impl Kubelet {
         client_ca: &Path,
         cache: &DecisionCache,
     ) -> Kubelet {
+        let uid = stdout(&Command::new("id").arg("-u").output().expect("id -u"));
+        assert_eq!(
+            uid.trim(),
+            "0",
+            "the kubelet must run as root (it mounts its root directory): run this test as root"
+        );
         std::fs::create_dir_all(dir).expect("the kubelet's directory");
         let node_ip = node_ip();
         let root_dir = dir.join("root");
