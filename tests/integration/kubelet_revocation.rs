@@ -187,6 +187,16 @@ fn revoked_kubelet_certificates_are_refused_by_kube_apiserver_and_by_the_kubelet
         op.log_text()
     );
 
+    // certop signs a kubelet's CSR once the CA is Ready (a CSR approved
+    // before waits for the signer's next retry, 10 s later).
+    let ready = cp.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=60s",
+        &format!("certificateauthority/{CA}"),
+    ]);
+    assert!(ready.status.success(), "{}", stderr(&ready));
+
     // The kubelet joins: bootstrap token, then a client certificate that
     // certop's approver approves and its kubelet signer signs. Its
     // decisions about callers of its API are cached for a second (the
@@ -291,7 +301,7 @@ fn revoked_kubelet_certificates_are_refused_by_kube_apiserver_and_by_the_kubelet
         stderr(&direct)
     );
 
-    // (a) The kubelet's own client certificate, in the kubeconfig it
+    // The kubelet's own client certificate, in the kubeconfig it
     // wrote after bootstrap.
     let get_node = || kubectl_with(&kubelet.kubeconfig, &["get", "node", &node, "-o", "name"]);
     assert!(get_node().status.success(), "{}", stderr(&get_node()));
