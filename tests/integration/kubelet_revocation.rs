@@ -4,9 +4,8 @@
 //!
 //! - the kubelet's client certificate, signed through certop's kubelet
 //!   approver and signer, revoked with `kubectl certop revoke --cert`:
-//!   kube-apiserver refuses the node's requests (its lease and status
-//!   updates too) and a CSR made with that certificate, so it cannot
-//!   renew itself;
+//!   kube-apiserver refuses the node's requests (its lease renewals too)
+//!   and a CSR made with that certificate, so it cannot renew itself;
 //! - kube-apiserver's own client certificate for kubelets
 //!   (`apiserver-kubelet-client`) revoked: the kubelet, which asks
 //!   kube-apiserver (SubjectAccessReview) about every request to its API,
