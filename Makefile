@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds manifests control-plane kubeadm helm promtool dist image fuzz venv dev-up dev-down demo bench bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
+.PHONY: build test lint crds manifests control-plane kubeadm kubelet helm promtool dist image fuzz venv dev-up dev-down demo bench bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -27,6 +27,11 @@ control-plane:
 kubeadm:
 	@tests/kubeadm/build.sh >/dev/null
 
+# The kubelet v1.36.3 and a fake container runtime (one binary), so the
+# tests run a real kubelet against the test control plane.
+kubelet:
+	@tests/kubelet/build.sh >/dev/null
+
 # helm v3 from the Go module proxy, to lint and render charts/certop.
 helm:
 	@tests/helm/build.sh >/dev/null
@@ -39,9 +44,10 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-test: venv control-plane kubeadm helm promtool lint
+test: venv control-plane kubeadm kubelet helm promtool lint
 	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" CERTOP_KUBEADM="$$(tests/kubeadm/build.sh)" \
-		CERTOP_HELM="$$(tests/helm/build.sh)" CERTOP_PROMTOOL="$$(tests/promtool/build.sh)" \
+		CERTOP_KUBELET="$$(tests/kubelet/build.sh)" CERTOP_HELM="$$(tests/helm/build.sh)" \
+		CERTOP_PROMTOOL="$$(tests/promtool/build.sh)" \
 		PKILINT_BIN="$(CURDIR)/$(VENV)/bin" \
 		$(CARGO) test --locked --all-targets
 

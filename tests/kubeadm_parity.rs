@@ -12,28 +12,16 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 
 use certop::pki::{CertificateInfo, parse_pem_certificate};
-use common::{certop, ok};
+use common::{certop, kubeadm_binary, ok};
 
 const NODE: &str = "cp-1";
 const ADDRESS: &str = "192.0.2.10";
 const ENDPOINT: &str = "api.example.com:6443";
 const SERVICE_CIDR: &str = "10.96.0.0/12,fd00:10:96::/112";
-
-fn kubeadm_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CERTOP_KUBEADM") {
-        return PathBuf::from(bin);
-    }
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/kubeadm/build.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("run tests/kubeadm/build.sh");
-    assert!(out.status.success(), "building kubeadm failed (see above)");
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
 
 fn kubeadm(args: &[&str]) -> Output {
     Command::new(kubeadm_binary())

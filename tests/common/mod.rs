@@ -28,17 +28,39 @@ pub fn ok(out: Output) -> String {
 /// The control-plane program: from CERTOP_CONTROL_PLANE (set by `make
 /// test`), else built (or found in the cache) by tests/control-plane/build.sh.
 pub fn control_plane_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("CERTOP_CONTROL_PLANE") {
+    go_harness_binary("CERTOP_CONTROL_PLANE", "control-plane")
+}
+
+/// kubeadm v1.36.3: from CERTOP_KUBEADM (set by `make test`), else built
+/// (or found in the cache) by tests/kubeadm/build.sh.
+pub fn kubeadm_binary() -> PathBuf {
+    go_harness_binary("CERTOP_KUBEADM", "kubeadm")
+}
+
+/// The kubelet v1.36.3 with its `fake-cri` subcommand: from CERTOP_KUBELET
+/// (set by `make test`), else built (or found in the cache) by
+/// tests/kubelet/build.sh.
+pub fn kubelet_binary() -> PathBuf {
+    go_harness_binary("CERTOP_KUBELET", "kubelet")
+}
+
+/// A Go program of tests/<dir>/: the path in `env_var` when set, else what
+/// tests/<dir>/build.sh prints (it builds once and caches the binary).
+fn go_harness_binary(env_var: &str, dir: &str) -> PathBuf {
+    if let Some(bin) = std::env::var_os(env_var) {
         return PathBuf::from(bin);
     }
-    let out =
-        Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/control-plane/build.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/control-plane/build.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(dir)
+        .join("build.sh");
+    let out = Command::new(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
     assert!(
         out.status.success(),
-        "building the control plane failed (see above)"
+        "building tests/{dir} failed (see above)"
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

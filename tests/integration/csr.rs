@@ -14,7 +14,7 @@ use crate::support::{
     ControlPlane, KUBELET_CA, control_plane, operator, stderr, stdout, unique, wait_for,
 };
 
-fn csr_pem(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> String {
+pub fn csr_pem(cn: &str, orgs: &[&str], dns: &[&str], ips: &[&str]) -> String {
     let mut sans: Vec<SanType> = dns
         .iter()
         .map(|d| SanType::DnsName((*d).try_into().expect("ia5")))
@@ -43,7 +43,7 @@ fn csr_pem_with(cn: &str, orgs: &[&str], sans: Vec<SanType>) -> String {
         .expect("pem")
 }
 
-fn csr_yaml(
+pub fn csr_yaml(
     name: &str,
     signer: &str,
     pem: &str,
@@ -84,7 +84,7 @@ fn csr(cp: &ControlPlane, name: &str) -> CertificateSigningRequest {
     get(cp, &["csr", name]).expect("CSR")
 }
 
-fn condition_of(c: &CertificateSigningRequest, type_: &str) -> Option<(String, String)> {
+pub fn condition_of(c: &CertificateSigningRequest, type_: &str) -> Option<(String, String)> {
     c.status
         .as_ref()?
         .conditions

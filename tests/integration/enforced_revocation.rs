@@ -7,7 +7,6 @@
 //! kubeconfig of a leaked certificate, `kubectl certop revoke`, the same
 //! kubeconfig again.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::objects::{
@@ -15,21 +14,9 @@ use crate::objects::{
     kubectl_with, refusal, wait_ready,
 };
 use crate::support::{
-    ControlPlane, crl_serials, free_port, http_get, http_request, start_control_plane, stderr,
-    stdout, wait_for,
+    ControlPlane, NODE_AND_RBAC, certop, configure_certop_webhook, crl_serials, free_port,
+    http_get, http_request, start_control_plane, stderr, stdout, wait_for,
 };
-
-/// What the harness runs with before certop's webhook is configured: the
-/// Node and RBAC authorizers, as a kubeadm cluster does.
-const WITHOUT_CERTOP: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers:\n- type: Node\n  name: node\n- type: RBAC\n  name: rbac\n";
-
-fn certop(args: &[&str], kubeconfig: Option<&Path>) -> std::process::Output {
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certop"));
-    if let Some(k) = kubeconfig {
-        cmd.env("KUBECONFIG", k);
-    }
-    cmd.args(args).output().expect("run certop")
-}
 
 #[test]
 fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
@@ -51,7 +38,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let authz_file = dir.path().join("authorization-config.yaml");
-    std::fs::write(&authz_file, WITHOUT_CERTOP).expect("write");
+    std::fs::write(&authz_file, NODE_AND_RBAC).expect("write");
     let cp = start_control_plane(&[
         format!("--client-ca-file={}", ca_dir.join("ca.crt").display()),
         format!("--authorization-config={}", authz_file.display()),
@@ -96,23 +83,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
 
     // What a user pastes: certop's webhook first, then Node and RBAC. The
     // API server reloads the file.
-    let generated = dir.path().join("generated");
-    let out = certop(
-        &[
-            "authz-config",
-            "--ca",
-            "authz",
-            "--server",
-            &format!("https://127.0.0.1:{port}"),
-            "--out",
-            generated.to_str().expect("utf-8"),
-        ],
-        Some(&cp.kubeconfig),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let config =
-        std::fs::read_to_string(generated.join("authorization-config.yaml")).expect("read");
-    std::fs::write(&authz_file, config).expect("write");
+    configure_certop_webhook(&cp, &authz_file, "authz", port, "NoOpinion");
     let consulted = wait_for(Duration::from_secs(90), || {
         allowed(&leaked) && cp.webhook_evaluations() > 0
     });
@@ -315,24 +286,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
 
     // failurePolicy Deny: with certop down, every request made with a
     // client certificate is refused, revoked or not; tokens still work.
-    let deny = dir.path().join("deny");
-    let out = certop(
-        &[
-            "authz-config",
-            "--ca",
-            "authz",
-            "--server",
-            &format!("https://127.0.0.1:{port}"),
-            "--out",
-            deny.to_str().expect("utf-8"),
-            "--failure-policy",
-            "Deny",
-        ],
-        Some(&cp.kubeconfig),
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let config = std::fs::read_to_string(deny.join("authorization-config.yaml")).expect("read");
-    std::fs::write(&authz_file, config).expect("write");
+    configure_certop_webhook(&cp, &authz_file, "authz", port, "Deny");
     op.stop();
     assert!(
         wait_for(Duration::from_secs(90), || refusal(&kept).is_some()),

@@ -10,6 +10,8 @@ mod api_server;
 mod csr;
 mod enforced_revocation;
 mod helm_chart;
+mod kubelet;
+mod kubelet_revocation;
 mod least_privilege;
 mod node_revocation;
 mod objects;

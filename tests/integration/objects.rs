@@ -243,22 +243,7 @@ pub fn kubeconfig_of_files(
     key: &Path,
     dir: &Path,
 ) -> std::path::PathBuf {
-    let server = stdout(&cp.kubectl(&[
-        "config",
-        "view",
-        "--raw",
-        "--minify",
-        "-o",
-        "jsonpath={.clusters[0].cluster.server}",
-    ]));
-    let ca = stdout(&cp.kubectl(&[
-        "config",
-        "view",
-        "--raw",
-        "--minify",
-        "-o",
-        "jsonpath={.clusters[0].cluster.certificate-authority-data}",
-    ]));
+    let (server, ca) = api_server_of(cp);
     let config = dir.join(format!("{name}.kubeconfig"));
     std::fs::write(
         &config,
@@ -283,6 +268,22 @@ pub fn allowed(config: &Path) -> bool {
 pub fn refusal(config: &Path) -> Option<String> {
     let out = kubectl_with(config, &["get", "namespaces", "-o", "name"]);
     (!out.status.success()).then(|| stderr(&out))
+}
+
+/// The URL of `cp`'s API server and its serving CA (base64 PEM), as a
+/// kubeconfig of it holds them.
+pub fn api_server_of(cp: &ControlPlane) -> (String, String) {
+    let field = |path: &str| {
+        stdout(&cp.kubectl(&[
+            "config",
+            "view",
+            "--raw",
+            "--minify",
+            "-o",
+            &format!("jsonpath={{.clusters[0].cluster.{path}}}"),
+        ]))
+    };
+    (field("server"), field("certificate-authority-data"))
 }
 
 pub fn kubectl_with(config: &Path, args: &[&str]) -> std::process::Output {

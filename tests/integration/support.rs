@@ -421,6 +421,51 @@ impl Operator {
     }
 }
 
+/// What a control plane started with `--authorization-config` runs with
+/// before certop's webhook is configured: the Node and RBAC authorizers,
+/// as a kubeadm cluster does.
+pub const NODE_AND_RBAC: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers:\n- type: Node\n  name: node\n- type: RBAC\n  name: rbac\n";
+
+/// Runs this build's certop, as the user of `kubeconfig` when given.
+pub fn certop(args: &[&str], kubeconfig: Option<&Path>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certop"));
+    if let Some(k) = kubeconfig {
+        cmd.env("KUBECONFIG", k);
+    }
+    cmd.args(args).output().expect("run certop")
+}
+
+/// Puts certop's webhook in front of `cp`'s Node and RBAC authorizers as a
+/// user would: writes what `certop authz-config --ca CA --server
+/// https://127.0.0.1:PORT --failure-policy POLICY` generates over
+/// `authz_file`, the `--authorization-config` kube-apiserver reloads.
+pub fn configure_certop_webhook(
+    cp: &ControlPlane,
+    authz_file: &Path,
+    ca: &str,
+    port: u16,
+    failure_policy: &str,
+) {
+    let out_dir = authz_file.with_file_name(format!("certop-authz-{failure_policy}"));
+    let out = certop(
+        &[
+            "authz-config",
+            "--ca",
+            ca,
+            "--server",
+            &format!("https://127.0.0.1:{port}"),
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+            "--failure-policy",
+            failure_policy,
+        ],
+        Some(&cp.kubeconfig),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = std::fs::read_to_string(out_dir.join("authorization-config.yaml")).expect("read");
+    std::fs::write(authz_file, config).expect("write");
+}
+
 /// pkilint's binaries: from PKILINT_BIN (set by `make test`) or `.venv/bin`.
 pub fn pkilint(tool: &str) -> PathBuf {
     let dir = std::env::var_os("PKILINT_BIN")
