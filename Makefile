@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds manifests control-plane kubeadm kubelet helm promtool dist image fuzz venv dev-up dev-down demo bench bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
+.PHONY: build test lint crds manifests control-plane kubeadm kubelet helm promtool dist image fuzz venv dev-up dev-down demo bench bench-revocation bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -101,6 +101,12 @@ bench:
 	$(CARGO) bench --bench pki --bench kms
 
 # The authorization webhook under 100 concurrent clients, beside a constant handler.
+# How fast kube-apiserver refuses a revoked certificate, over many
+# revocations in a row (N=50 by default): p50, p90, p99.
+bench-revocation: control-plane
+	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" CERTOP_REVOCATIONS="$${N:-50}" \
+		$(CARGO) test --test integration revocation_latency -- --ignored --nocapture
+
 bench-authz:
 	$(CARGO) bench --bench authz
 

@@ -19,4 +19,5 @@ mod operator;
 mod policy;
 mod rbac_allowance;
 mod revocation;
+mod revocation_latency;
 mod support;
