@@ -93,6 +93,9 @@ const ALL_FEATURES: &[&str] = &[
     "managedNamespaces=null",
     "kubeletSigner.ca=kubelet-signer",
     "kubeletSigner.approve=true",
+    "authzWebhook.enabled=true",
+    "authzWebhook.ca=cluster",
+    "networkPolicy.enabled=true",
 ];
 
 /// The operator container's args in a rendering.
@@ -414,6 +417,58 @@ fn the_helm_values_render_the_flags_with_the_rules_and_a_pdb_only_for_two_replic
             "kubelet ClusterRoles follow kubeletSigner"
         );
     }
+    // The authorization webhook: flags, the container port, the Service's
+    // port 443 and a fixed ClusterIP kube-apiserver can dial, which the
+    // serving certificate names.
+    let webhook = render(&[
+        "authzWebhook.enabled=true",
+        "authzWebhook.ca=cluster",
+        "authzWebhook.names={10.96.0.50}",
+        "service.clusterIP=10.96.0.50",
+    ]);
+    let flags = args(&webhook);
+    for flag in [
+        "--authz-addr=0.0.0.0:8443",
+        "--authz-ca=cluster",
+        "--authz-names=certop.certop-system.svc,10.96.0.50",
+    ] {
+        assert!(flags.contains(&flag.to_string()), "{flag}: {flags:?}");
+    }
+    let parsed = std::process::Command::new(env!("CARGO_BIN_EXE_certop"))
+        .args(&flags)
+        .arg("--help")
+        .output()
+        .expect("certop");
+    assert!(
+        parsed.status.success(),
+        "certop refuses the chart's flags: {}",
+        stderr(&parsed)
+    );
+    let objects = objects(&webhook);
+    let service = &objects[&("Service".to_string(), "certop".to_string())];
+    assert_eq!(service["spec"]["clusterIP"], "10.96.0.50");
+    assert!(
+        service["spec"]["ports"]
+            .as_array()
+            .expect("ports")
+            .iter()
+            .any(|p| p["name"] == "authz" && p["port"] == 443 && p["targetPort"] == "authz"),
+        "{service}"
+    );
+    assert!(!args(&default).iter().any(|f| f.starts_with("--authz")));
+    let no_ca = helm(&[
+        "template",
+        "certop",
+        "charts/certop",
+        "--set",
+        "authzWebhook.enabled=true",
+    ]);
+    assert!(
+        !no_ca.status.success() && stderr(&no_ca).contains("authzWebhook.ca"),
+        "a webhook without a CA renders: {}",
+        stderr(&no_ca)
+    );
+
     let approve_alone = helm(&[
         "template",
         "certop",
