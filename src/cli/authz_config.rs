@@ -267,4 +267,22 @@ mod tests {
         assert_eq!(cluster.certificate_authority_data.as_deref(), Some("UEVN"));
         assert_eq!(parsed.current_context.as_deref(), Some("certop"));
     }
+
+    #[test]
+    fn a_server_or_path_with_yaml_syntax_stays_one_value() {
+        let server = "https://h:1\nusers: [{name: x}]\n# \"'&a *a !!binary";
+        let parsed: serde_json::Value =
+            serde_saphyr::from_str(&webhook_kubeconfig(server, "PEM").expect("yaml"))
+                .expect("parse");
+        assert_eq!(parsed["clusters"][0]["cluster"]["server"], server);
+        assert_eq!(parsed["users"], serde_json::json!([]), "no user injected");
+        let path = "/etc/k8s/a: b\n  failurePolicy: NoOpinion #";
+        let config: serde_json::Value = serde_saphyr::from_str(
+            &authorization_config(Path::new(path), FailurePolicy::Deny).expect("yaml"),
+        )
+        .expect("parse");
+        let webhook = &config["authorizers"][0]["webhook"];
+        assert_eq!(webhook["connectionInfo"]["kubeConfigFile"], path);
+        assert_eq!(webhook["failurePolicy"], "Deny");
+    }
 }

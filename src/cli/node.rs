@@ -301,7 +301,7 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
         );
     }
     if let Some(server) = &args.authz_server {
-        let bundle = authz_ca_bundle(args, &cas[&CaSlot::Cluster])?;
+        let bundle = authz_ca_bundle(args.authz_ca_file.as_deref(), &cas[&CaSlot::Cluster])?;
         let written = authz_config::files(&kc_dir, server, &bundle, args.authz_failure_policy)?;
         let _ = writeln!(
             report,
@@ -317,15 +317,16 @@ pub fn init(args: &InitArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// The PEM bundle the webhook kubeconfig trusts: `--authz-ca-file`, which
-/// must hold certificates, or the node's cluster CA.
-fn authz_ca_bundle(args: &InitArgs, cluster_ca: &Authority) -> Result<String, CliError> {
-    let Some(path) = &args.authz_ca_file else {
+/// The PEM bundle the webhook kubeconfig trusts: the certificates of
+/// `--authz-ca-file`, which must hold some, or the node's cluster CA. Only
+/// the certificates are kept: a file that also holds the CA's key (`cat
+/// ca.crt ca.key`) must not put it into a world-readable kubeconfig.
+fn authz_ca_bundle(file: Option<&Path>, cluster_ca: &Authority) -> Result<String, CliError> {
+    let Some(path) = file else {
         return Ok(cluster_ca.certificate_pem().to_string());
     };
-    let bytes = read(path)?;
-    crate::pki::parse_chain(&bytes, &path.display().to_string())?;
-    text(bytes, path)
+    let certificates = crate::pki::parse_chain(&read(path)?, &path.display().to_string())?;
+    Ok(certificates.iter().map(CertificateInfo::to_pem).collect())
 }
 
 fn public_file(path: PathBuf, content: Vec<u8>) -> OutputFile {
@@ -684,4 +685,25 @@ fn relative(path: &Path, dir: &Path, kc_dir: &Path) -> PathBuf {
         .unwrap_or(path)
         .to_path_buf();
     rel.strip_prefix("/").unwrap_or(&rel).to_path_buf()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_webhook_bundle_holds_only_the_certificates_of_the_file_given() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let ca = crate::pki::fixtures::authority("webhook CA");
+        let key = PrivateKey::generate(KeyAlgorithm::EcdsaP256).expect("key");
+        // A CA certificate and its key in one file, as `cat ca.crt ca.key` makes.
+        let file = tmp.path().join("webhook-ca.pem");
+        std::fs::write(&file, format!("{}{}", ca.certificate_pem(), key.to_pem())).expect("write");
+        let bundle = authz_ca_bundle(Some(&file), &ca).expect("bundle");
+        assert!(
+            !bundle.contains("PRIVATE KEY"),
+            "a private key copied into a world-readable kubeconfig"
+        );
+        assert_eq!(bundle, ca.certificate().to_pem());
+    }
 }

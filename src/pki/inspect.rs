@@ -188,6 +188,13 @@ impl CertificateInfo {
         cert.verify_signature(Some(ca_cert.public_key())).is_ok()
     }
 
+    /// Whether both certificates certify the same public key: a CA's
+    /// self-signed certificate and its cross-certificate are both
+    /// certificates of the CA itself, whoever signed them.
+    pub fn certifies_key_of(&self, other: &CertificateInfo) -> bool {
+        self.public_key_bits == other.public_key_bits
+    }
+
     /// The time left until notAfter, zero when expired.
     pub fn remaining(&self, now: DateTime<Utc>) -> chrono::Duration {
         (self.not_after - now).max(chrono::Duration::zero())

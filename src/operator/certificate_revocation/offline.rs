@@ -12,7 +12,10 @@ use crate::pki::{CertificateInfo, parse_pem_certificate};
 /// The ledger entries of the revocation's certificates, each with the index
 /// of the key (among `keys`, those that sign CRLs) that signed it; or why
 /// one cannot be recorded. A certificate the CA did not sign is refused
-/// whole: listing it would put another CA's serial in this CA's CRL.
+/// whole: listing it would put another CA's serial in this CA's CRL. So is
+/// a certificate of the CA's own key (its self-signed certificate, a
+/// rotation's cross-certificate): it verifies under that key, but a CRL
+/// listing its own CA would break every chain through it.
 pub fn entries(
     rev: &CertificateRevocation,
     keys: &[(u32, &CertificateInfo)],
@@ -31,6 +34,17 @@ pub fn entries(
                     None,
                 )
             })?;
+            if keys.iter().any(|(_, ca_cert)| cert.certifies_key_of(ca_cert)) {
+                return Err(Blocked::new(
+                    Reason::InvalidSpec,
+                    format!(
+                        "{field} (serial {}, subject {}) is a certificate of CertificateAuthority {ca} itself, not one it issued; listing it in its own CRL would refuse every chain through it: to retire a CA key, rotate the CA",
+                        cert.serial,
+                        cert.subject()
+                    ),
+                    None,
+                ));
+            }
             let key = keys
                 .iter()
                 .find(|(_, ca_cert)| cert.is_issued_by(ca_cert))
@@ -109,5 +123,34 @@ mod tests {
             "{}",
             garbage.message
         );
+    }
+
+    #[test]
+    fn the_ca_s_own_certificates_are_refused() {
+        let old = crate::pki::fixtures::authority("ca");
+        let new = crate::pki::fixtures::authority("ca");
+        let cross = old
+            .cross_sign(&new, &crate::pki::CaRequest::new("ca"), chrono::Utc::now())
+            .expect("cross-certificate");
+        let keys = [(1, new.certificate()), (0, old.certificate())];
+        for (pem, case) in [
+            (
+                old.certificate().to_pem(),
+                "the old key's self-signed certificate",
+            ),
+            (
+                new.certificate().to_pem(),
+                "the signing key's self-signed certificate",
+            ),
+            (cross, "the old key's cross-certificate of the new one"),
+        ] {
+            let refused = entries(&revocation(vec![pem]), &keys).expect_err(case);
+            assert_eq!(refused.reason, Reason::InvalidSpec, "{case}");
+            assert!(
+                refused.message.contains("rotate the CA"),
+                "{case}: {}",
+                refused.message
+            );
+        }
     }
 }

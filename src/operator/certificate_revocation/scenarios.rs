@@ -373,3 +373,33 @@ fn a_certificate_of_another_ca_is_refused_and_nothing_is_written() {
         assert_eq!(w.crl_serials(), Some(vec![EARLIER.to_string()]));
     });
 }
+
+/// A revocation that names a certificate by content and also matches by
+/// name reaches every shard the CA has; the certificate's own shard may
+/// not exist yet, and must still receive it, or the CRL never lists it
+/// and deleting the revocation un-revokes it.
+#[test]
+fn a_named_certificate_whose_shard_does_not_exist_yet_is_recorded_by_a_rule_matching_names_too() {
+    runtime().block_on(async {
+        let w = world().await;
+        let written = [ledger::shard_of(EARLIER), ledger::shard_of(CURRENT)];
+        let cert =
+            std::iter::repeat_with(|| crate::pki::fixtures::leaf(&w.authority, "offline.example"))
+                .find(|c| !written.contains(&ledger::shard_of(&c.serial.to_string())))
+                .expect("a certificate of a shard not written yet");
+        let serial = cert.serial.to_string();
+        let mut rev = serde_json::to_value(w.revocation()).expect("json");
+        rev["spec"] = json!({"issuerRef": {"name": "ca"}, "reason": "keyCompromise",
+                             "dnsNames": ["nothing.example"], "certificates": [cert.to_pem()]});
+        w.api.put(REV_PATH, rev);
+        w.pass().await.expect("pass");
+        let status = w.revocation().status.expect("status");
+        assert!(conditions::is_true(&status.conditions, READY));
+        let listed = w.crl_serials().expect("a CRL");
+        assert!(
+            listed.contains(&serial),
+            "the CRL lists {serial}: {listed:?}"
+        );
+        assert_eq!(w.ledger_entry(&serial).fingerprint, Some(cert.sha256_hex()));
+    });
+}

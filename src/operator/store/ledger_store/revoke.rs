@@ -40,7 +40,8 @@ pub struct RuleShards {
 }
 
 /// Reads the shards a rule can reach: those of the serials it names, or
-/// every shard of the CA when it matches names or addresses. What is read
+/// every shard of the CA when it matches names or addresses, and those of
+/// the certificates it holds (written or not). What is read
 /// is the base of the write that marks (`mark`), so that write costs no
 /// second read.
 pub async fn read_rule_shards(
@@ -49,15 +50,16 @@ pub async fn read_rule_shards(
     rule: &RevocationRule,
 ) -> Result<RuleShards, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let shards: std::collections::BTreeSet<usize> = if rule.organizations.is_empty()
+    let adopting: std::collections::BTreeSet<usize> = rule
+        .certificates
+        .iter()
+        .map(|c| ledger::shard_of(&c.serial))
+        .collect();
+    let matched: std::collections::BTreeSet<usize> = if rule.organizations.is_empty()
         && rule.dns_names.is_empty()
         && rule.ip_addresses.is_empty()
     {
-        rule.serials
-            .iter()
-            .chain(rule.certificates.iter().map(|c| &c.serial))
-            .map(|s| ledger::shard_of(s))
-            .collect()
+        rule.serials.iter().map(|s| ledger::shard_of(s)).collect()
     } else {
         api.list_metadata(&ListParams::default().labels(&selector(ca)))
             .await?
@@ -66,13 +68,11 @@ pub async fn read_rule_shards(
             .filter_map(|m| m.name_any().rsplit('-').next().and_then(|n| n.parse().ok()))
             .collect()
     };
+    // The certificates' shards whether or not they exist: a listing has
+    // only those written, and a certificate left out of its shard would
+    // never reach the CRL.
     let mut read = RuleShards::default();
-    let adopting: std::collections::BTreeSet<usize> = rule
-        .certificates
-        .iter()
-        .map(|c| ledger::shard_of(&c.serial))
-        .collect();
-    for shard in shards {
+    for shard in matched.union(&adopting).copied() {
         let Some(cm) = api.get_opt(&shard_name(ca, shard)).await? else {
             // A shard that does not exist yet holds nothing, but may receive
             // a certificate the rule records.
