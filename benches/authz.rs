@@ -154,7 +154,7 @@ fn main() {
             }),
         ))
         .await;
-        let certop = serve(router(index, Default::default())).await;
+        let certop = serve(router(index, Default::default(), Default::default())).await;
         // Nine in ten reviews are of certificates nobody revoked.
         let bodies: Arc<Vec<Bytes>> = Arc::new(
             (0..1000)

@@ -277,3 +277,50 @@ fn a_new_generation_with_everything_done_writes_only_its_status() {
         );
     });
 }
+
+#[test]
+fn the_controller_s_status_write_never_takes_back_what_the_webhook_reported() {
+    use crate::operator::authz::RevokedIndex;
+    use crate::operator::authz::report::{Observations, Reporter};
+    runtime().block_on(async {
+        let w = world().await;
+        // The pass starts from the revocation as its store held it, with
+        // the webhook's first report (one refusal) ...
+        let index = RevokedIndex::listed(Default::default());
+        let observations = Observations::default();
+        let mut reporter = Reporter::default();
+        let names = std::collections::BTreeSet::from(["rev".to_string()]);
+        let report = |n: usize| {
+            for _ in 0..n {
+                observations.reviewed(Utc::now());
+                observations.denied(&names, Utc::now());
+            }
+            index
+                .credentials
+                .write()
+                .expect("lock")
+                .replace_revocation(&w.revocation());
+        };
+        report(1);
+        reporter
+            .tick(&w.api.client(), &index, &observations, Utc::now())
+            .await;
+        w.sync();
+        let seen = w.revocation();
+        // ... and the webhook reports again before the pass writes.
+        report(2);
+        reporter
+            .tick(&w.api.client(), &index, &observations, Utc::now())
+            .await;
+        super::reconcile(Arc::new(seen), w.ctx.clone())
+            .await
+            .expect("pass");
+        let status = w.revocation().status.expect("status");
+        assert!(conditions::is_true(&status.conditions, READY));
+        assert_eq!(
+            status.api_server.and_then(|a| a.denied_requests),
+            Some(3),
+            "the controller's write left the webhook's field alone"
+        );
+    });
+}

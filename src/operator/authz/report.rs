@@ -1,0 +1,210 @@
+//! How a replica's webhook tells each CertificateRevocation that it took
+//! effect (`status.apiServer`): the handler only notes in memory when it
+//! answered a review and which revocations a refusal belongs to (no API
+//! call per review); a writer on every replica folds that into the
+//! revocations' status every `REPORT_INTERVAL`, at most one write per
+//! revocation per tick (`core::enforcement::report` decides it). The
+//! write is a server-side apply of `status.apiServer` alone, with its own
+//! field manager, so it never conflicts with the revocation controller's
+//! status (which leaves that field out), and it names the resourceVersion
+//! it merged into, so two replicas never overwrite each other's reports:
+//! the loser gets a conflict and merges again at its next tick. A write
+//! that fails keeps its refusals pending for the next tick.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use tracing::warn;
+
+use super::RevokedIndex;
+use crate::api::{ApiServerEnforcement, CertificateRevocation};
+use crate::core::authz::Reported;
+use crate::core::enforcement::{Denials, Seen, report, settle};
+use crate::operator::Error;
+
+/// How often a replica writes what its webhook saw.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The field manager of `status.apiServer`.
+pub const FIELD_MANAGER: &str = "certop-authz";
+
+/// What this replica's webhook saw since its last report.
+#[derive(Default)]
+pub struct Observations {
+    /// The last review answered, in Unix seconds (0: none yet).
+    last_review: AtomicI64,
+    denials: Mutex<BTreeMap<String, Denials>>,
+}
+
+impl Observations {
+    /// A review was answered: one atomic store, whatever the load.
+    pub fn reviewed(&self, now: DateTime<Utc>) {
+        self.last_review
+            .fetch_max(now.timestamp(), Ordering::Relaxed);
+    }
+
+    /// A request made with a certificate these revocations revoked was
+    /// refused.
+    pub fn denied(&self, revocations: &BTreeSet<String>, now: DateTime<Utc>) {
+        let Some(at) = DateTime::from_timestamp(now.timestamp(), 0) else {
+            return;
+        };
+        if let Ok(mut denials) = self.denials.lock() {
+            for name in revocations {
+                self.pend_locked(&mut denials, name, Denials::one(at));
+            }
+        }
+    }
+
+    fn last_review(&self) -> Option<DateTime<Utc>> {
+        match self.last_review.load(Ordering::Relaxed) {
+            0 => None,
+            t => DateTime::from_timestamp(t, 0),
+        }
+    }
+
+    fn take(&self) -> BTreeMap<String, Denials> {
+        self.denials
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+
+    /// Refusals a write did not deliver: pending again.
+    fn pend(&self, name: &str, d: Denials) {
+        if let Ok(mut denials) = self.denials.lock() {
+            self.pend_locked(&mut denials, name, d);
+        }
+    }
+
+    fn pend_locked(&self, denials: &mut BTreeMap<String, Denials>, name: &str, d: Denials) {
+        let merged = denials.get(name).map_or(d, |p| p.merged(d));
+        denials.insert(name.to_string(), merged);
+    }
+}
+
+/// What a replica's writer carries from one tick to the next: writes
+/// whose answer was lost, to be settled against the status.
+#[derive(Default)]
+pub struct Reporter {
+    in_doubt: BTreeMap<String, (Denials, ApiServerEnforcement)>,
+}
+
+impl Reporter {
+    /// One tick: every revocation this replica has something to say of,
+    /// each written at most once. Failures are logged and left for the
+    /// next tick.
+    pub async fn tick(
+        &mut self,
+        client: &Client,
+        index: &RevokedIndex,
+        observations: &Observations,
+        now: DateTime<Utc>,
+    ) {
+        let mut pending = observations.take();
+        let last_review = observations.last_review();
+        let (enforced, reported) = {
+            let Ok(credentials) = index.credentials.read() else {
+                return;
+            };
+            let enforced = credentials.enforced_revocations();
+            let names: BTreeSet<String> = enforced
+                .iter()
+                .chain(pending.keys())
+                .chain(self.in_doubt.keys())
+                .cloned()
+                .collect();
+            let reported: BTreeMap<String, Reported> = names
+                .into_iter()
+                .filter_map(|n| Some((n.clone(), credentials.reported(&n)?.clone())))
+                .collect();
+            (enforced, reported)
+        };
+        // Revocations deleted meanwhile: nothing to report to.
+        self.in_doubt.retain(|name, _| reported.contains_key(name));
+        for (name, current) in reported {
+            let mut denials = pending.remove(&name);
+            if let Some((sent, written)) = self.in_doubt.remove(&name) {
+                denials = settle((sent, &written), current.api_server.as_ref(), denials);
+            }
+            let seen = Seen {
+                enforced: enforced.contains(&name),
+                last_review,
+                pending: denials,
+            };
+            let Some(next) = report(current.api_server.as_ref(), &seen, now) else {
+                continue;
+            };
+            match write(client, &name, current.resource_version.as_deref(), &next).await {
+                Ok(()) => {}
+                Err(Error::Kube(kube::Error::Api(status))) => {
+                    if let Some(d) = denials {
+                        observations.pend(&name, d);
+                    }
+                    if status.code != 409 {
+                        warn!(revocation = %name, error = %status, "authorization webhook: cannot report to the revocation's status; trying again");
+                    }
+                }
+                Err(e) => {
+                    if let Some(d) = denials {
+                        self.in_doubt.insert(name.clone(), (d, next));
+                    }
+                    warn!(revocation = %name, error = %e, "authorization webhook: the revocation's status report got no answer; trying again");
+                }
+            }
+        }
+    }
+}
+
+/// Server-side applies `status.apiServer` of one revocation, over the
+/// resourceVersion it was merged into.
+async fn write(
+    client: &Client,
+    name: &str,
+    resource_version: Option<&str>,
+    api_server: &ApiServerEnforcement,
+) -> Result<(), Error> {
+    let api: Api<CertificateRevocation> = Api::all(client.clone());
+    let mut metadata = serde_json::json!({ "name": name });
+    if let Some(rv) = resource_version {
+        metadata["resourceVersion"] = serde_json::json!(rv);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": "certop.dev/v1alpha1",
+        "kind": "CertificateRevocation",
+        "metadata": metadata,
+        "status": { "apiServer": api_server },
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Reports every `REPORT_INTERVAL` for as long as the process runs, once
+/// the index has listed everything.
+pub async fn run(
+    client: Client,
+    index: std::sync::Arc<RevokedIndex>,
+    observations: std::sync::Arc<Observations>,
+) {
+    let mut reporter = Reporter::default();
+    let mut ticks = tokio::time::interval(REPORT_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if index.is_ready() {
+            reporter
+                .tick(&client, &index, &observations, Utc::now())
+                .await;
+        }
+    }
+}
