@@ -551,6 +551,89 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_refusal_is_told_to_the_revocations_that_revoked_the_certificate() {
+        use crate::api::{
+            CertificateRevocationSpec, CertificateRevocationStatus, IssuerRef, RevokedSerial,
+        };
+        let revocation =
+            |name: &str, ca: &str, serials: &[&str], recorded: &[&str], digests: &[&str]| {
+                let mut r = CertificateRevocation::new(
+                    name,
+                    CertificateRevocationSpec {
+                        issuer_ref: IssuerRef { name: ca.into() },
+                        serial_numbers: serials.iter().map(|s| s.to_string()).collect(),
+                        certificate_sha256s: digests.iter().map(|s| s.to_string()).collect(),
+                        ..Default::default()
+                    },
+                );
+                r.status = Some(CertificateRevocationStatus {
+                    revoked: recorded
+                        .iter()
+                        .map(|s| RevokedSerial {
+                            serial_number: s.to_string(),
+                            reason: RevocationReason::KeyCompromise,
+                            revoked_at: DateTime::UNIX_EPOCH,
+                            not_after: DateTime::UNIX_EPOCH,
+                            key: 0,
+                        })
+                        .collect(),
+                    ..Default::default()
+                });
+                r
+            };
+        let mut index = RevokedCredentials::default();
+        index.replace_shard(
+            "s1",
+            "ca",
+            &[
+                entry("0a", Some("aa"), true),
+                entry("0b", Some("bb"), true),
+                entry("0c", Some("cc"), true),
+            ],
+        );
+        index.replace_shard("s2", "other", &[entry("0d", Some("dd"), true)]);
+        // By serial (spec, written with padding and in upper case), by a
+        // rule (its status's record), by digest (revoke --cert); a serial
+        // of another CA is not theirs.
+        index.replace_revocation(&revocation("by-name", "ca", &["000A"], &[], &[]));
+        index.replace_revocation(&revocation("by-rule", "ca", &[], &["0a", "0b"], &[]));
+        index.replace_revocation(&revocation("by-file", "ca", &["0e"], &[], &["ee"]));
+        index.replace_revocation(&revocation("wrong-ca", "ca", &["0d"], &[], &[]));
+        let names = |index: &RevokedCredentials, digest: &str| -> Vec<String> {
+            match review(&ids(digest), index) {
+                Verdict::Denied { revocations, .. } => revocations.into_iter().collect(),
+                Verdict::NoOpinion => vec!["(no opinion)".into()],
+            }
+        };
+        // (digest, the revocations its refusal is told to)
+        let rows: [(&str, &[&str]); 5] = [
+            ("aa", &["by-name", "by-rule"]),
+            ("bb", &["by-rule"]),
+            ("cc", &[]),
+            ("dd", &[]),
+            ("ee", &["by-file"]),
+        ];
+        for (digest, expected) in rows {
+            assert_eq!(names(&index, digest), expected, "{digest}");
+        }
+        assert_eq!(
+            index.enforced_revocations().into_iter().collect::<Vec<_>>(),
+            ["by-file", "by-name", "by-rule"]
+        );
+        assert!(index.reported("wrong-ca").is_some());
+        // Deleted, or gone from a relisting: forgotten.
+        index.remove_revocation("by-name");
+        assert_eq!(names(&index, "aa"), ["by-rule"]);
+        index.keep_only(
+            SourceKind::Revocation,
+            &HashSet::from(["by-file".to_string()]),
+        );
+        assert_eq!(names(&index, "aa"), Vec::<String>::new());
+        assert!(index.reported("by-rule").is_none() && index.reported("wrong-ca").is_none());
+        assert_eq!(names(&index, "ee"), ["by-file"]);
+    }
+
+    #[test]
     fn a_shard_s_next_version_replaces_what_it_said_and_deletion_forgets_it() {
         let mut index = RevokedCredentials::default();
         index.replace_shard("s1", "ca", &[entry("0a", Some("aa"), true)]);
