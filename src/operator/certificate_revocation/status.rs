@@ -592,14 +592,15 @@ mod tests {
             certificates,
         };
         // (case, previous, steps, CRLs after the pass, matched, expected)
-        let rows: Vec<(
-            &str,
+        type Row = (
+            &'static str,
             Vec<CrlPublished>,
             Vec<CrlStep>,
             Vec<Option<CrlSummary>>,
             Vec<LedgerEntry>,
             Vec<CrlPublished>,
-        )> = vec![
+        );
+        let rows: Vec<Row> = vec![
             (
                 "first pass: the CRL it signed",
                 vec![],

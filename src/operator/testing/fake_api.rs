@@ -43,8 +43,14 @@ struct State {
     grants: BTreeSet<(String, String)>,
     /// Server-side apply of a status, at the grain of its top-level
     /// fields: object -> field manager -> the fields it applied last.
-    status_owners: BTreeMap<(String, String, String, String), BTreeMap<String, BTreeSet<String>>>,
+    status_owners: BTreeMap<ObjectKey, FieldOwners>,
 }
+
+/// (prefix, plural, namespace, name) of an object.
+type ObjectKey = (String, String, String, String);
+
+/// Field manager -> the top-level status fields it applied last.
+type FieldOwners = BTreeMap<String, BTreeSet<String>>;
 
 /// The field manager taken to own status fields nobody applied (put by a
 /// test, or merged): certop's controllers'.
@@ -105,12 +111,7 @@ fn status(code: u16, reason: &str, message: String) -> (u16, Value) {
 /// does it: the fields it sends are set and become its own; those it
 /// applied before and no longer sends are gone; other managers' fields
 /// stay. Fields nobody applied count as `DEFAULT_STATUS_MANAGER`'s.
-fn applied_status(
-    owners: &mut BTreeMap<String, BTreeSet<String>>,
-    manager: &str,
-    current: &Value,
-    sent: &Value,
-) -> Value {
+fn applied_status(owners: &mut FieldOwners, manager: &str, current: &Value, sent: &Value) -> Value {
     let sent_fields: BTreeSet<String> = sent
         .as_object()
         .map(|o| o.keys().cloned().collect())
