@@ -206,10 +206,15 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     // it, and that kube-apiserver asked certop and was refused the
     // certificate (each replica reports every 10 s).
     let mut status = serde_json::Value::Null;
+    let refused_at = Instant::now();
     let reported = wait_for(Duration::from_secs(60), || {
         status = revocation_status(&cp, &leaked_revocation);
         status["apiServer"]["deniedRequests"].as_i64() >= Some(1)
     });
+    eprintln!(
+        "the revocation's status showed the refusal {:?} after the refused request",
+        refused_at.elapsed()
+    );
     assert!(
         reported,
         "the revocation's status never showed the refusal: {status}; log:\n{}",
@@ -243,6 +248,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     let view = cp.kubectl_certop(&["status", &format!("revocation/{leaked_revocation}")]);
     assert!(view.status.success(), "{}", stderr(&view));
     let view = stdout(&view);
+    eprintln!("kubectl certop status revocation/{leaked_revocation}:\n{view}");
     assert!(
         view.contains("first listed by CRL number")
             && view.contains("certop's webhook answered kube-apiserver")

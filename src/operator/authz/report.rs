@@ -42,10 +42,13 @@ pub struct Observations {
 }
 
 impl Observations {
-    /// A review was answered: one atomic store, whatever the load.
+    /// A review was answered: an atomic load, and a store once a second,
+    /// whatever the load.
     pub fn reviewed(&self, now: DateTime<Utc>) {
-        self.last_review
-            .fetch_max(now.timestamp(), Ordering::Relaxed);
+        let second = now.timestamp();
+        if second > self.last_review.load(Ordering::Relaxed) {
+            self.last_review.fetch_max(second, Ordering::Relaxed);
+        }
     }
 
     /// A request made with a certificate these revocations revoked was
