@@ -359,10 +359,10 @@ pub enum Verdict {
     NoOpinion,
     Denied {
         reason: String,
-        /// The CertificateRevocations that revoked the certificate (none
-        /// for one superseded by a renewal), whose status reports the
-        /// refusal.
-        revocations: BTreeSet<String>,
+        /// The refused certificate's SHA-256 (lower-case hex): what the
+        /// webhook notes, to tell the refusal to the revocations that
+        /// revoked it later, off the request's path (`revocations_of`).
+        digest: String,
     },
 }
 
@@ -375,7 +375,7 @@ pub fn review(credential_ids: &[String], revoked: &RevokedCredentials) -> Verdic
         .filter_map(|id| id.strip_prefix(X509_PREFIX))
         .find_map(|digest| Some((digest, revoked.get(digest)?)))
         .map_or(Verdict::NoOpinion, |(digest, r)| Verdict::Denied {
-            revocations: revoked.revocations_of(digest),
+            digest: digest.to_ascii_lowercase(),
             reason: format!(
                 "certop: the client certificate (serial {}, CertificateAuthority {}) was revoked ({}) at {}",
                 r.serial,
@@ -600,8 +600,10 @@ pub(crate) mod tests {
         index.replace_revocation(&revocation("by-file", "ca", &["0e"], &[], &["ee"]));
         index.replace_revocation(&revocation("wrong-ca", "ca", &["0d"], &[], &[]));
         let names = |index: &RevokedCredentials, digest: &str| -> Vec<String> {
-            match review(&ids(digest), index) {
-                Verdict::Denied { revocations, .. } => revocations.into_iter().collect(),
+            match review(&ids(&digest.to_ascii_uppercase()), index) {
+                Verdict::Denied { digest, .. } => {
+                    index.revocations_of(&digest).into_iter().collect()
+                }
                 Verdict::NoOpinion => vec!["(no opinion)".into()],
             }
         };

@@ -237,12 +237,9 @@ async fn authorize(State(state): State<Arc<AuthzState>>, body: Bytes) -> Respons
             state.metrics.authz_review("no_opinion");
             SubjectAccessReviewStatus::default()
         }
-        Verdict::Denied {
-            reason,
-            revocations,
-        } => {
+        Verdict::Denied { reason, digest } => {
             state.metrics.authz_review("denied");
-            state.observations.denied(&revocations, now);
+            state.observations.denied(digest, now);
             info!(user = ?sar.spec.user, %reason, "authorization webhook: refused a revoked certificate");
             SubjectAccessReviewStatus {
                 allowed: false,

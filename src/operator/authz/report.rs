@@ -1,7 +1,9 @@
 //! How a replica's webhook tells each CertificateRevocation that it took
 //! effect (`status.apiServer`): the handler only notes in memory when it
-//! answered a review and which revocations a refusal belongs to (no API
-//! call per review); a writer on every replica folds that into the
+//! answered a review and which certificate it refused (no API call, no
+//! lookup of revocations per review); a writer on every replica tells
+//! each refusal to the revocations that revoked the certificate and folds
+//! that into the
 //! revocations' status every `REPORT_INTERVAL`, at most one write per
 //! revocation per tick (`core::enforcement::report` decides it). The
 //! write is a server-side apply of `status.apiServer` alone, with its own
@@ -11,7 +13,7 @@
 //! the loser gets a conflict and merges again at its next tick. A write
 //! that fails keeps its refusals pending for the next tick.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
@@ -33,12 +35,15 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// The field manager of `status.apiServer`.
 pub const FIELD_MANAGER: &str = "certop-authz";
 
-/// What this replica's webhook saw since its last report.
+/// What this replica's webhook saw since its writer last looked: the
+/// handler's only bookkeeping, kept cheap (no lookup of revocations, no
+/// I/O).
 #[derive(Default)]
 pub struct Observations {
     /// The last review answered, in Unix seconds (0: none yet).
     last_review: AtomicI64,
-    denials: Mutex<BTreeMap<String, Denials>>,
+    /// Refusals by the refused certificate's SHA-256.
+    denied: Mutex<HashMap<String, Denials>>,
 }
 
 impl Observations {
@@ -51,16 +56,16 @@ impl Observations {
         }
     }
 
-    /// A request made with a certificate these revocations revoked was
-    /// refused.
-    pub fn denied(&self, revocations: &BTreeSet<String>, now: DateTime<Utc>) {
+    /// A request made with the certificate of this SHA-256 was refused.
+    pub fn denied(&self, digest: String, now: DateTime<Utc>) {
         let Some(at) = DateTime::from_timestamp(now.timestamp(), 0) else {
             return;
         };
-        if let Ok(mut denials) = self.denials.lock() {
-            for name in revocations {
-                self.pend_locked(&mut denials, name, Denials::one(at));
-            }
+        if let Ok(mut denied) = self.denied.lock() {
+            denied
+                .entry(digest)
+                .and_modify(|d| *d = d.merged(Denials::one(at)))
+                .or_insert(Denials::one(at));
         }
     }
 
@@ -71,37 +76,28 @@ impl Observations {
         }
     }
 
-    fn take(&self) -> BTreeMap<String, Denials> {
-        self.denials
+    fn take(&self) -> HashMap<String, Denials> {
+        self.denied
             .lock()
             .map(|mut d| std::mem::take(&mut *d))
             .unwrap_or_default()
     }
-
-    /// Refusals a write did not deliver: pending again.
-    fn pend(&self, name: &str, d: Denials) {
-        if let Ok(mut denials) = self.denials.lock() {
-            self.pend_locked(&mut denials, name, d);
-        }
-    }
-
-    fn pend_locked(&self, denials: &mut BTreeMap<String, Denials>, name: &str, d: Denials) {
-        let merged = denials.get(name).map_or(d, |p| p.merged(d));
-        denials.insert(name.to_string(), merged);
-    }
 }
 
-/// What a replica's writer carries from one tick to the next: writes
-/// whose answer was lost, to be settled against the status.
+/// A replica's writer, and what it carries from one tick to the next:
+/// refusals not yet in a status, by revocation, and writes whose answer
+/// was lost, to be settled against the status.
 #[derive(Default)]
 pub struct Reporter {
+    pending: BTreeMap<String, Denials>,
     in_doubt: BTreeMap<String, (Denials, ApiServerEnforcement)>,
 }
 
 impl Reporter {
-    /// One tick: every revocation this replica has something to say of,
-    /// each written at most once. Failures are logged and left for the
-    /// next tick.
+    /// One tick: the refusals noted since the last one told to the
+    /// revocations that revoked each certificate, then every revocation
+    /// this replica has something to say of, each written at most once.
+    /// Failures are logged and left for the next tick.
     pub async fn tick(
         &mut self,
         client: &Client,
@@ -109,16 +105,21 @@ impl Reporter {
         observations: &Observations,
         now: DateTime<Utc>,
     ) {
-        let mut pending = observations.take();
+        let denied = observations.take();
         let last_review = observations.last_review();
         let (enforced, reported) = {
             let Ok(credentials) = index.credentials.read() else {
                 return;
             };
+            for (digest, d) in denied {
+                for name in credentials.revocations_of(&digest) {
+                    pend(&mut self.pending, name, d);
+                }
+            }
             let enforced = credentials.enforced_revocations();
             let names: BTreeSet<String> = enforced
                 .iter()
-                .chain(pending.keys())
+                .chain(self.pending.keys())
                 .chain(self.in_doubt.keys())
                 .cloned()
                 .collect();
@@ -129,9 +130,10 @@ impl Reporter {
             (enforced, reported)
         };
         // Revocations deleted meanwhile: nothing to report to.
+        self.pending.retain(|name, _| reported.contains_key(name));
         self.in_doubt.retain(|name, _| reported.contains_key(name));
         for (name, current) in reported {
-            let mut denials = pending.remove(&name);
+            let mut denials = self.pending.remove(&name);
             if let Some((sent, written)) = self.in_doubt.remove(&name) {
                 denials = settle((sent, &written), current.api_server.as_ref(), denials);
             }
@@ -147,7 +149,7 @@ impl Reporter {
                 Ok(()) => {}
                 Err(Error::Kube(kube::Error::Api(status))) => {
                     if let Some(d) = denials {
-                        observations.pend(&name, d);
+                        pend(&mut self.pending, name.clone(), d);
                     }
                     if status.code != 409 {
                         warn!(revocation = %name, error = %status, "authorization webhook: cannot report to the revocation's status; trying again");
@@ -162,6 +164,14 @@ impl Reporter {
             }
         }
     }
+}
+
+/// Adds refusals to what is pending for a revocation.
+fn pend(pending: &mut BTreeMap<String, Denials>, name: String, d: Denials) {
+    pending
+        .entry(name)
+        .and_modify(|p| *p = p.merged(d))
+        .or_insert(d);
 }
 
 /// Server-side applies `status.apiServer` of one revocation, over the

@@ -4,8 +4,6 @@
 //! each other's refusals; the report costs one write per revocation per
 //! tick whatever the number of refusals, none when there is nothing new.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 
@@ -18,6 +16,8 @@ use crate::operator::testing::fake_api::{FakeApi, Fault};
 use crate::operator::testing::runtime;
 
 const REV_PATH: &str = "/apis/certop.dev/v1alpha1/certificaterevocations/rev";
+/// The SHA-256 of the certificate `rev` revokes.
+const DIGEST: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
 /// A Ready revocation of one certificate, by digest, as the controller
 /// left it.
@@ -27,7 +27,7 @@ fn api() -> FakeApi {
         REV_PATH,
         json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
                "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
-               "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": ["0a"], "certificateSHA256s": ["aa".repeat(32)]},
+               "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": ["0a"], "certificateSHA256s": [DIGEST]},
                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Revoked", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
     );
     api
@@ -63,10 +63,9 @@ impl Replica {
 
     /// `n` requests with the revoked certificate, refused at `at`.
     fn refuse(&self, n: usize, at: DateTime<Utc>) {
-        let names = BTreeSet::from(["rev".to_string()]);
         for _ in 0..n {
             self.observations.reviewed(at);
-            self.observations.denied(&names, at);
+            self.observations.denied(DIGEST.to_string(), at);
         }
     }
 

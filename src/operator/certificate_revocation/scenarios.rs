@@ -289,11 +289,20 @@ fn the_controller_s_status_write_never_takes_back_what_the_webhook_reported() {
         let index = RevokedIndex::listed(Default::default());
         let observations = Observations::default();
         let mut reporter = Reporter::default();
-        let names = std::collections::BTreeSet::from(["rev".to_string()]);
+        // The index, as the webhook's watch fills it: the ledger entry of
+        // CURRENT (revoked, with its digest) and the revocation naming it.
+        let digest = "cd".repeat(32);
+        let mut revoked = entry(CURRENT, true);
+        revoked.fingerprint = Some(digest.clone());
+        index
+            .credentials
+            .write()
+            .expect("lock")
+            .replace_shard("shard", "ca", &[revoked]);
         let report = |n: usize| {
             for _ in 0..n {
                 observations.reviewed(Utc::now());
-                observations.denied(&names, Utc::now());
+                observations.denied(digest.clone(), Utc::now());
             }
             index
                 .credentials
