@@ -160,10 +160,12 @@ pub struct CrlPublished {
     /// The index of the CA key whose CRL it is (0, the CA's first key, is
     /// not written).
     #[serde(default, skip_serializing_if = "is_first_key")]
+    #[schemars(extend("format" = "int64", "maximum" = 4_294_967_295u64))]
     pub key: u32,
-    /// The CRL number.
-    pub crl_number: u64,
+    /// The CRL number (as the CA's `status.crlNumber`).
+    pub crl_number: i64,
     /// How many of this revocation's certificates it lists.
+    #[schemars(extend("format" = "int64", "maximum" = 4_294_967_295u64))]
     pub certificates: u32,
 }
 

@@ -186,7 +186,7 @@ pub fn crl_published(
                 .find(|p| p.key == step.index && p.certificates >= certificates);
             Some(kept.cloned().unwrap_or(CrlPublished {
                 key: step.index,
-                crl_number: crl.number,
+                crl_number: i64::try_from(crl.number).unwrap_or(i64::MAX),
                 certificates,
             }))
         })
@@ -586,7 +586,7 @@ mod tests {
             held: None,
         };
         let crl = |number: u64| Some(CrlSummary { number, entries: 9 });
-        let published = |key: u32, crl_number: u64, certificates: u32| CrlPublished {
+        let published = |key: u32, crl_number: i64, certificates: u32| CrlPublished {
             key,
             crl_number,
             certificates,
