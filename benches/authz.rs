@@ -217,7 +217,7 @@ fn main() {
             }),
         ))
         .await;
-        let certop = serve(router(index, Default::default())).await;
+        let certop = serve(router(index, Default::default(), Default::default())).await;
         let unrevoked = |i: usize| format!("{:064x}", usize::MAX - i);
         check_verdicts(&certop, &digest(indexed - 1), &unrevoked(0)).await;
         // Nine in ten reviews are of certificates nobody revoked.

@@ -37,6 +37,18 @@ use super::RevocationReason;
         priority = "1"
     ),
     printcolumn(
+        name = "API server",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"ApiServerEnforceable\")].reason",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Last denied",
+        type_ = "date",
+        json_path = ".status.apiServer.lastDeniedTime",
+        priority = "1"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -133,6 +145,59 @@ pub struct CertificateRevocationStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 2000))]
     pub revoked: Vec<RevokedSerial>,
+    /// Where the CA's CRL lists these certificates: for each CA key that
+    /// signed some of them, the number of the first CRL that lists them
+    /// all (what `openssl crl -crlnumber` prints). Written by the
+    /// revocation controller with the status it derives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub crl_published: Vec<CrlPublished>,
+    /// What kube-apiserver's requests to certop's authorization webhook
+    /// show: that it asks, and whether it was refused a certificate this
+    /// revocation revoked. Written by the webhook (field manager
+    /// `certop-authz`), never by the revocation controller, at most once
+    /// per revocation every 10 seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<ApiServerEnforcement>,
+}
+
+/// The first CRL of one CA key that lists every certificate of that key a
+/// CertificateRevocation revoked.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrlPublished {
+    /// The index of the CA key whose CRL it is (0, the CA's first key, is
+    /// not written).
+    #[serde(default, skip_serializing_if = "is_first_key")]
+    #[schemars(extend("format" = "int64", "maximum" = 4_294_967_295u64))]
+    pub key: u32,
+    /// The CRL number (as the CA's `status.crlNumber`).
+    pub crl_number: i64,
+    /// How many of this revocation's certificates it lists.
+    #[schemars(extend("format" = "int64", "maximum" = 4_294_967_295u64))]
+    pub certificates: u32,
+}
+
+/// What certop's authorization webhook saw of kube-apiserver for one
+/// CertificateRevocation: the proof that the API server refuses it.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiServerEnforcement {
+    /// The last SubjectAccessReview kube-apiserver sent a replica whose
+    /// index refuses this revocation's certificates: the webhook is
+    /// configured and answering. Refreshed at most every 10 minutes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_review_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The first request made with one of its certificates that the
+    /// webhook refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_denied_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// The latest such request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_denied_time: Option<chrono::DateTime<chrono::Utc>>,
+    /// How many such requests the webhook refused (summed over replicas).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub denied_requests: Option<i64>,
 }
 
 /// How many revoked certificates a CertificateRevocation's status records

@@ -26,8 +26,8 @@ pub use certificate_policy::{
     AllowedIdentity, CertificatePolicy, CertificatePolicySpec, PolicyRef,
 };
 pub use certificate_revocation::{
-    CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus,
-    MAX_RECORDED_SERIALS, RevokedSerial,
+    ApiServerEnforcement, CertificateRevocation, CertificateRevocationSpec,
+    CertificateRevocationStatus, CrlPublished, MAX_RECORDED_SERIALS, RevokedSerial,
 };
 pub use cluster_certificate::{
     ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
@@ -103,6 +103,12 @@ pub mod meta {
     /// On the copy certop keeps of each CRL it verified (not served): which
     /// CA it belongs to.
     pub const CRL_COPY: &str = "certop.dev/crl-copy";
+    /// On a CertificateRevocation that `kubectl certop revoke --cert`
+    /// created: the organizations (groups) of the certificate's subject,
+    /// as a JSON list, so its status can say whether kube-apiserver can
+    /// refuse it (a `system:masters` certificate it cannot). Read only
+    /// to warn: it never changes what is revoked.
+    pub const SUBJECT_ORGANIZATIONS: &str = "certop.dev/subject-organizations";
     /// Finalizer that lets certop clean up Secrets and ConfigMaps.
     pub const FINALIZER: &str = "certop.dev/cleanup";
 }

@@ -12,12 +12,16 @@ use kube::{Api, ResourceExt};
 
 use super::cluster::Cluster;
 use super::{CliError, format_time_left};
-use crate::api::{CertificateAuthority, ClusterCertificate, meta};
+use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
+use crate::operator::certificate_revocation::API_SERVER_ENFORCEABLE;
+use crate::operator::reason::Reason;
 use crate::pki::parse_chain;
 
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// A ClusterCertificate, or `ca/NAME` (`certificateauthority/NAME`) for a CertificateAuthority.
+    /// A ClusterCertificate, `ca/NAME` (`certificateauthority/NAME`) for a
+    /// CertificateAuthority, or `revocation/NAME` (`crev/NAME`,
+    /// `certificaterevocation/NAME`) for a CertificateRevocation.
     pub name: String,
 }
 
@@ -108,6 +112,12 @@ pub async fn status(args: StatusArgs) -> Result<(), CliError> {
         .or_else(|| args.name.strip_prefix("certificateauthority/"))
     {
         return status_of_ca(&cluster, ca).await;
+    }
+    if let Some(rev) = ["revocation/", "crev/", "certificaterevocation/"]
+        .iter()
+        .find_map(|p| args.name.strip_prefix(p))
+    {
+        return status_of_revocation(&cluster, rev).await;
     }
     let name = args
         .name
@@ -315,6 +325,83 @@ async fn status_of_ca(cluster: &Cluster, name: &str) -> Result<(), CliError> {
     out.push_str(&recent_events(cluster, "CertificateAuthority", name).await?);
     print!("{out}");
     Ok(())
+}
+
+/// A CertificateRevocation: its conditions and where it is enforced.
+async fn status_of_revocation(cluster: &Cluster, name: &str) -> Result<(), CliError> {
+    let rev = Api::<CertificateRevocation>::all(cluster.client.clone())
+        .get(name)
+        .await
+        .map_err(cluster.error(format!("CertificateRevocation {name}")))?;
+    let mut out = revocation_lines(&rev, Utc::now());
+    out.push_str(&recent_events(cluster, "CertificateRevocation", name).await?);
+    print!("{out}");
+    Ok(())
+}
+
+/// What a revocation did and where it took effect: the CRL that lists its
+/// certificates, what kube-apiserver's reviews showed, and, first, when
+/// kube-apiserver cannot refuse them at all. Pure.
+fn revocation_lines(rev: &CertificateRevocation, now: DateTime<Utc>) -> String {
+    let s = rev.status.clone().unwrap_or_default();
+    let mut out = String::new();
+    let _ = writeln!(out, "Name:          {}", rev.name_any());
+    let _ = writeln!(out, "Issuer:        {}", rev.spec.issuer_ref.name);
+    let _ = writeln!(
+        out,
+        "Reason:        {}",
+        rev.spec.reason.unwrap_or_default().as_str()
+    );
+    for c in &s.conditions {
+        let _ = writeln!(
+            out,
+            "{}: {} ({}): {}",
+            c.type_, c.status, c.reason, c.message
+        );
+    }
+    if let Some(c) = s
+        .conditions
+        .iter()
+        .find(|c| c.type_ == API_SERVER_ENFORCEABLE && c.reason == Reason::SystemMasters.as_str())
+    {
+        let _ = writeln!(
+            out,
+            "WARNING:       NOT ENFORCEABLE at kube-apiserver: {}",
+            c.message
+        );
+    }
+    let _ = writeln!(
+        out,
+        "Revoked:       {} certificates (last {})",
+        s.revoked_certificates.unwrap_or(0),
+        when(s.last_revocation_time, now)
+    );
+    if s.crl_published.is_empty() {
+        let _ = writeln!(out, "CRL:           lists none of them (yet)");
+    }
+    for p in &s.crl_published {
+        let _ = writeln!(
+            out,
+            "CRL:           key {}: first listed by CRL number {} ({} certificates)",
+            p.key, p.crl_number, p.certificates
+        );
+    }
+    let a = s.api_server.clone().unwrap_or_default();
+    let asked = match a.last_review_time {
+        Some(t) => format!("certop's webhook answered kube-apiserver {}", when(Some(t), now)),
+        None => "no review seen yet by a replica that refuses these certificates (is kube-apiserver started with certop authz-config's --authorization-config, and certop with --authz-addr?)".into(),
+    };
+    let _ = writeln!(out, "API server:    {asked}");
+    let refused = match (a.denied_requests, a.first_denied_time, a.last_denied_time) {
+        (Some(n), Some(first), Some(last)) => format!(
+            "{n} requests made with a revoked certificate, first {}, last {}",
+            when(Some(first), now),
+            when(Some(last), now)
+        ),
+        _ => "no request made with a revoked certificate so far".into(),
+    };
+    let _ = writeln!(out, "Refused:       {refused}");
+    out
 }
 
 /// What cmctl's `inspect secret` shows: every certificate in the Secret's
@@ -534,4 +621,59 @@ pub fn expiration_tables(
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn revocation(status: serde_json::Value) -> CertificateRevocation {
+        serde_json::from_value(json!({
+            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+            "metadata": {"name": "admin-0a"},
+            "spec": {"issuerRef": {"name": "kubernetes"}, "serialNumbers": ["0a"], "reason": "keyCompromise"},
+            "status": status,
+        }))
+        .expect("revocation")
+    }
+
+    #[test]
+    fn the_revocation_view_says_where_it_took_effect_and_where_it_cannot() {
+        let now = DateTime::parse_from_rfc3339("2026-05-01T00:01:00Z")
+            .expect("time")
+            .to_utc();
+        let enforced = revocation(json!({
+            "revokedCertificates": 1,
+            "conditions": [{"type": "ApiServerEnforceable", "status": "True", "reason": "Enforceable", "message": "refuses", "lastTransitionTime": "2026-05-01T00:00:00Z"}],
+            "crlPublished": [{"crlNumber": 7, "certificates": 1}],
+            "apiServer": {"lastReviewTime": "2026-05-01T00:00:50Z", "firstDeniedTime": "2026-05-01T00:00:10Z",
+                          "lastDeniedTime": "2026-05-01T00:00:40Z", "deniedRequests": 4},
+        }));
+        let out = revocation_lines(&enforced, now);
+        for line in [
+            "CRL:           key 0: first listed by CRL number 7 (1 certificates)",
+            "API server:    certop's webhook answered kube-apiserver 2026-05-01T00:00:50+00:00 (10s ago)",
+            "Refused:       4 requests made with a revoked certificate, first 2026-05-01T00:00:10+00:00",
+        ] {
+            assert!(out.contains(line), "{line}\n{out}");
+        }
+        assert!(!out.contains("WARNING"), "{out}");
+
+        let masters = revocation(json!({
+            "conditions": [{"type": "ApiServerEnforceable", "status": "False", "reason": "SystemMasters", "message": "serials 0a carry O=system:masters: rotate the CA", "lastTransitionTime": "2026-05-01T00:00:00Z"}],
+        }));
+        let out = revocation_lines(&masters, now);
+        assert!(
+            out.contains("WARNING:       NOT ENFORCEABLE at kube-apiserver: serials 0a carry O=system:masters: rotate the CA"),
+            "{out}"
+        );
+        assert!(out.contains("no review seen yet"), "{out}");
+        assert!(
+            out.contains("no request made with a revoked certificate"),
+            "{out}"
+        );
+        assert!(out.contains("CRL:           lists none of them"), "{out}");
+    }
 }

@@ -10,7 +10,10 @@ use kube::config::Kubeconfig;
 use kube::{Api, ResourceExt};
 
 use super::CliError;
-use crate::api::{CertificateRevocation, CertificateRevocationSpec, ClusterCertificate, IssuerRef};
+use crate::api::{
+    CertificateRevocation, CertificateRevocationSpec, ClusterCertificate, IssuerRef, meta,
+};
+use crate::core::authz::{PRIVILEGED_GROUP, bypasses_authorization};
 use crate::pki::{CertificateInfo, RevocationReason, SerialNumber, parse_pem_certificate};
 
 #[derive(Debug, Args)]
@@ -45,8 +48,11 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
         serial,
         label,
         digests,
-        certificates,
+        certificate,
     } = target(&args, &cluster).await?;
+    if let Some(warning) = certificate.as_ref().and_then(|c| unenforceable(c, &issuer)) {
+        eprintln!("{warning}");
+    }
     let object_name = format!(
         "{}-{}",
         truncate(&label, 200),
@@ -61,11 +67,31 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
             reason: Some(args.reason),
             serial_numbers: vec![serial.clone()],
             certificate_sha256s: digests,
-            certificates,
+            // A file's certificate, for the CA's ledger to record (certop
+            // may not have issued it); a ClusterCertificate's is there.
+            certificates: match (&args.cert, &certificate) {
+                (Some(_), Some(c)) => vec![c.to_pem()],
+                _ => Vec::new(),
+            },
             issued_before: Some(Utc::now() + chrono::Duration::seconds(1)),
             ..Default::default()
         },
     );
+    if args.cert.is_some()
+        && let Some(c) = &certificate
+    {
+        // The controller cannot read a file certop never saw: the subject's
+        // groups let the revocation's status say whether kube-apiserver
+        // can refuse it.
+        revocation.metadata.annotations = Some(
+            [(
+                meta::SUBJECT_ORGANIZATIONS.to_string(),
+                serde_json::to_string(&c.organizations)
+                    .map_err(|e| CliError::Invalid(format!("organizations: {e}")))?,
+            )]
+            .into(),
+        );
+    }
     revocation.metadata.labels = Some(
         [(
             "certop.dev/revoked-for".to_string(),
@@ -87,14 +113,25 @@ pub async fn revoke(args: RevokeArgs) -> Result<(), CliError> {
 }
 
 /// What a revocation names: the CA, the serial, a label for its object
-/// name, the digests kube-apiserver is to refuse, and the certificate
-/// itself when certop may not have issued it (for its ledger to record).
+/// name, and the digests kube-apiserver is to refuse; and the certificate
+/// itself when the command could read it (a file, or the Secret).
 struct Target {
     issuer: String,
     serial: String,
     label: String,
     digests: Vec<String>,
-    certificates: Vec<String>,
+    certificate: Option<CertificateInfo>,
+}
+
+/// The warning for a certificate no revocation can make kube-apiserver
+/// refuse: one in `system:masters`. Pure.
+fn unenforceable(certificate: &CertificateInfo, ca: &str) -> Option<String> {
+    bypasses_authorization(&certificate.organizations).then(|| {
+        format!(
+            "warning: this certificate is in group {PRIVILEGED_GROUP}: kube-apiserver lets that group through before it asks any authorizer, so it keeps working until it expires ({}) even though it is revoked. To end it now, rotate the CA (kubectl certop rotate-ca {ca}) and remove the old CA certificate from kube-apiserver's --client-ca-file once the rotation ends",
+            certificate.not_after.to_rfc3339()
+        )
+    })
 }
 
 /// The target of `revoke`'s arguments: a ClusterCertificate's current
@@ -102,13 +139,14 @@ struct Target {
 async fn target(args: &RevokeArgs, cluster: &super::cluster::Cluster) -> Result<Target, CliError> {
     let client = cluster.client.clone();
     let mut digests = Vec::new();
-    let mut certificates = Vec::new();
+    let mut certificate = None;
     let (issuer, serial, label) = match (&args.name, &args.serial, &args.cert, &args.ca) {
         (None, None, Some(path), Some(ca)) => {
             let cert = certificate_of_file(path)?;
             digests.push(cert.sha256_hex());
-            certificates.push(cert.to_pem());
-            (ca.clone(), cert.serial.to_string(), ca.clone())
+            let serial = cert.serial.to_string();
+            certificate = Some(cert);
+            (ca.clone(), serial, ca.clone())
         }
         (Some(name), _, _, _) => {
             let cert = Api::<ClusterCertificate>::all(client.clone())
@@ -124,8 +162,11 @@ async fn target(args: &RevokeArgs, cluster: &super::cluster::Cluster) -> Result<
                         "ClusterCertificate {name} has no certificate yet; nothing to revoke"
                     ))
                 })?;
-            match current_digest(&client, &cert, &serial).await {
-                Ok(Some(digest)) => digests.push(digest),
+            match current_certificate(&client, &cert, &serial).await {
+                Ok(Some(held)) => {
+                    digests.push(held.sha256_hex());
+                    certificate = Some(held);
+                }
                 Ok(None) => {}
                 Err(reason) => eprintln!(
                     "note: {reason}; kube-apiserver refuses serial {serial} only if certop recorded its SHA-256 when it issued it"
@@ -150,7 +191,7 @@ async fn target(args: &RevokeArgs, cluster: &super::cluster::Cluster) -> Result<
         serial,
         label,
         digests,
-        certificates,
+        certificate,
     })
 }
 
@@ -167,15 +208,16 @@ enum DigestUnknown {
     NotACertificate(#[from] crate::pki::PkiError),
 }
 
-/// The SHA-256 of the certificate a ClusterCertificate's Secret holds,
-/// when it is the serial being revoked. The ledger entry carries the same
-/// digest, except when certop issued the certificate before it recorded
-/// digests: then this is what makes kube-apiserver refuse it.
-async fn current_digest(
+/// The certificate a ClusterCertificate's Secret holds, when it is the
+/// serial being revoked: its SHA-256 is in the ledger entry too, except
+/// when certop issued it before it recorded digests (then this is what
+/// makes kube-apiserver refuse it), and its subject says whether
+/// kube-apiserver can refuse it at all.
+async fn current_certificate(
     client: &kube::Client,
     cert: &ClusterCertificate,
     serial: &str,
-) -> Result<Option<String>, DigestUnknown> {
+) -> Result<Option<CertificateInfo>, DigestUnknown> {
     let (ns, name) = (&cert.spec.secret_namespace, &cert.spec.secret_name);
     let secret = Api::<Secret>::namespaced(client.clone(), ns)
         .get_opt(name)
@@ -193,7 +235,7 @@ async fn current_digest(
     };
     let held = parse_pem_certificate(&pem.0, &format!("Secret {ns}/{name}"))?;
     let same = SerialNumber::from_hex(serial).is_some_and(|s| s == held.serial);
-    Ok(same.then(|| held.sha256_hex()))
+    Ok(same.then_some(held))
 }
 
 /// The certificate a file holds: the first of a PEM file, or the client
@@ -248,4 +290,57 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     s[..end].trim_end_matches(['-', '.'])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn certificate(organizations: &[&str]) -> CertificateInfo {
+        CertificateInfo {
+            der: Vec::new(),
+            common_name: Some("leaked".into()),
+            organizations: organizations.iter().map(|o| o.to_string()).collect(),
+            serial: SerialNumber::from_hex("0a").expect("serial"),
+            fingerprint: String::new(),
+            not_before: chrono::DateTime::UNIX_EPOCH,
+            not_after: chrono::DateTime::UNIX_EPOCH,
+            dns_names: Vec::new(),
+            ip_addresses: Vec::new(),
+            uris: Vec::new(),
+            is_ca: false,
+            can_sign_certificates: false,
+            can_sign_crls: false,
+            usages: Default::default(),
+            key_algorithm: None,
+            subject_key_id: None,
+            authority_key_id: None,
+            crl_distribution_points: Vec::new(),
+            subject_der: Vec::new(),
+            issuer_der: Vec::new(),
+            public_key_bits: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn revoking_a_system_masters_certificate_warns_at_once() {
+        // (groups, whether the command warns)
+        let rows: [(&[&str], bool); 4] = [
+            (&["system:masters"], true),
+            (&["kubeadm:cluster-admins", "system:masters"], true),
+            (&["kubeadm:cluster-admins"], false),
+            (&[], false),
+        ];
+        for (groups, warns) in rows {
+            let warning = unenforceable(&certificate(groups), "kubernetes");
+            assert_eq!(warning.is_some(), warns, "{groups:?}");
+            if let Some(w) = warning {
+                assert!(
+                    w.contains("kubectl certop rotate-ca kubernetes")
+                        && w.contains("--client-ca-file"),
+                    "{w}"
+                );
+            }
+        }
+    }
 }

@@ -6,14 +6,14 @@
 //! the index below maps those digests to what the ledger says of them.
 //! Pure: the index is filled from ledger shards the operator watches.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 
 use super::ledger::LedgerEntry;
-use crate::api::{CertificateRevocation, RevocationReason};
-use crate::pki::{from_unix, parse_pem_certificate};
+use crate::api::{ApiServerEnforcement, CertificateRevocation, RevocationReason};
+use crate::pki::{SerialNumber, from_unix, parse_pem_certificate};
 
 /// The user-info extra key under which kube-apiserver reports a request's
 /// credential id.
@@ -21,6 +21,17 @@ pub const CREDENTIAL_ID_KEY: &str = "authentication.kubernetes.io/credential-id"
 
 /// The credential-id prefix of an x509 client certificate.
 pub const X509_PREFIX: &str = "X509SHA256=";
+
+/// The group kube-apiserver lets through before it asks any authorizer
+/// (its privileged-group short circuit): no webhook sees, let alone
+/// refuses, a request made by one of its members.
+pub const PRIVILEGED_GROUP: &str = "system:masters";
+
+/// Whether a certificate with these subject organizations (groups) is
+/// beyond any authorization webhook, revoked or not.
+pub fn bypasses_authorization(organizations: &[String]) -> bool {
+    organizations.iter().any(|o| o == PRIVILEGED_GROUP)
+}
 
 /// A revoked certificate as the webhook names it in a denial.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,6 +41,14 @@ pub struct RevokedCredential {
     pub serial: String,
     pub reason: RevocationReason,
     pub revoked_at: DateTime<Utc>,
+}
+
+/// A CertificateRevocation's `status.apiServer` as a replica saw it, with
+/// the resourceVersion a write over it must name.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reported {
+    pub resource_version: Option<String>,
+    pub api_server: Option<ApiServerEnforcement>,
 }
 
 /// Where the index learns of revoked digests.
@@ -60,6 +79,16 @@ impl SourceKind {
 /// and deleting the revocation does not un-revoke the entry.
 #[derive(Clone, Debug, Default)]
 pub struct RevokedCredentials {
+    /// Which CertificateRevocations revoked a certificate (CA, normalized
+    /// serial): from their `spec.serialNumbers` and `status.revoked`, so a
+    /// denial of a certificate the ledger records is told to its
+    /// revocation.
+    by_serial: HashMap<(String, String), BTreeSet<String>>,
+    /// What each CertificateRevocation said of its serials, to forget it.
+    serials_of: HashMap<String, Vec<(String, String)>>,
+    /// What each CertificateRevocation's `status.apiServer` says, and its
+    /// resourceVersion: what a replica's report is merged into.
+    reported: HashMap<String, Reported>,
     /// Ledger shards that could not be parsed: what they record is refused
     /// only if this replica read them before (they keep that state).
     unreadable: HashSet<String>,
@@ -100,9 +129,11 @@ impl RevokedCredentials {
         );
         if revocation.metadata.deletion_timestamp.is_some() {
             self.remove_source(&source);
+            self.forget_attribution(&revocation.name_any());
             return;
         }
         let spec = &revocation.spec;
+        self.attribute(revocation);
         let serial = match spec.serial_numbers.as_slice() {
             [one] => one.to_ascii_lowercase(),
             _ => "unknown".to_string(),
@@ -141,6 +172,91 @@ impl RevokedCredentials {
     /// Forgets what a deleted CertificateRevocation said.
     pub fn remove_revocation(&mut self, name: &str) {
         self.remove_source(&format!("{}{name}", SourceKind::Revocation.prefix()));
+        self.forget_attribution(name);
+    }
+
+    /// What a CertificateRevocation's status reports of the API server,
+    /// as this replica last saw it.
+    pub fn reported(&self, name: &str) -> Option<&Reported> {
+        self.reported.get(name)
+    }
+
+    /// Records which serials of its CA a revocation revoked.
+    fn attribute(&mut self, revocation: &CertificateRevocation) {
+        let name = revocation.name_any();
+        self.forget_attribution(&name);
+        self.reported.insert(
+            name.clone(),
+            Reported {
+                resource_version: revocation.resource_version(),
+                api_server: revocation
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.api_server.clone()),
+            },
+        );
+        let ca = &revocation.spec.issuer_ref.name;
+        let recorded = revocation
+            .status
+            .iter()
+            .flat_map(|s| s.revoked.iter().map(|r| &r.serial_number));
+        let serials: BTreeSet<(String, String)> = revocation
+            .spec
+            .serial_numbers
+            .iter()
+            .chain(recorded)
+            .map(|s| (ca.clone(), normalized_serial(s)))
+            .collect();
+        for key in &serials {
+            self.by_serial
+                .entry(key.clone())
+                .or_default()
+                .insert(name.clone());
+        }
+        self.serials_of.insert(name, serials.into_iter().collect());
+    }
+
+    fn forget_attribution(&mut self, name: &str) {
+        self.reported.remove(name);
+        for key in self.serials_of.remove(name).unwrap_or_default() {
+            if let Some(names) = self.by_serial.get_mut(&key) {
+                names.remove(name);
+                if names.is_empty() {
+                    self.by_serial.remove(&key);
+                }
+            }
+        }
+    }
+
+    /// The CertificateRevocations that revoked a digest: those naming it,
+    /// and those that revoked the serial a ledger shard records for it.
+    pub fn revocations_of(&self, sha256_hex: &str) -> BTreeSet<String> {
+        let Some(sources) = self.by_digest.get(&sha256_hex.to_ascii_lowercase()) else {
+            return BTreeSet::new();
+        };
+        self.attributed(sources)
+    }
+
+    fn attributed(&self, sources: &BTreeMap<String, RevokedCredential>) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for (source, credential) in sources {
+            if let Some(name) = source.strip_prefix(SourceKind::Revocation.prefix()) {
+                names.insert(name.to_string());
+            }
+            let key = (credential.ca.clone(), normalized_serial(&credential.serial));
+            names.extend(self.by_serial.get(&key).into_iter().flatten().cloned());
+        }
+        names
+    }
+
+    /// Every CertificateRevocation at least one of whose certificates this
+    /// index refuses: those whose enforcement a review shows.
+    pub fn enforced_revocations(&self) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        for sources in self.by_digest.values() {
+            names.extend(self.attributed(sources));
+        }
+        names
     }
 
     /// A shard that cannot be parsed: it keeps what it said before (if
@@ -165,8 +281,21 @@ impl RevokedCredentials {
     /// those of that kind the listing no longer had, deleted while no watch
     /// was looking.
     pub fn keep_only(&mut self, kind: SourceKind, listed: &HashSet<String>) {
-        if kind == SourceKind::Shard {
-            self.unreadable.retain(|shard| listed.contains(shard));
+        match kind {
+            SourceKind::Shard => self.unreadable.retain(|shard| listed.contains(shard)),
+            SourceKind::Revocation => {
+                let gone: Vec<String> = self
+                    .serials_of
+                    .keys()
+                    .chain(self.reported.keys())
+                    .filter(|name| !listed.contains(*name))
+                    .cloned()
+                    .collect();
+                for name in gone {
+                    self.forget_attribution(&name);
+                    self.reported.remove(&name);
+                }
+            }
         }
         let prefix = kind.prefix();
         let gone: Vec<String> = self
@@ -231,12 +360,23 @@ impl RevokedCredentials {
     }
 }
 
+/// A serial as the ledger writes it (lower-case hex, no padding).
+fn normalized_serial(serial: &str) -> String {
+    SerialNumber::from_hex(serial).map_or_else(|| serial.to_ascii_lowercase(), |s| s.to_string())
+}
+
 /// What the webhook answers. certop never allows: it only refuses, or has
 /// no opinion and lets the next authorizer (Node, RBAC) decide.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     NoOpinion,
-    Denied { reason: String },
+    Denied {
+        reason: String,
+        /// The refused certificate's SHA-256 (lower-case hex): what the
+        /// webhook notes, to tell the refusal to the revocations that
+        /// revoked it later, off the request's path (`revocations_of`).
+        digest: String,
+    },
 }
 
 /// The verdict on a request whose user info carries `credential_ids` (the
@@ -246,8 +386,9 @@ pub fn review(credential_ids: &[String], revoked: &RevokedCredentials) -> Verdic
     credential_ids
         .iter()
         .filter_map(|id| id.strip_prefix(X509_PREFIX))
-        .find_map(|digest| revoked.get(digest))
-        .map_or(Verdict::NoOpinion, |r| Verdict::Denied {
+        .find_map(|digest| Some((digest, revoked.get(digest)?)))
+        .map_or(Verdict::NoOpinion, |(digest, r)| Verdict::Denied {
+            digest: digest.to_ascii_lowercase(),
             reason: format!(
                 "certop: the client certificate (serial {}, CertificateAuthority {}) was revoked ({}) at {}",
                 r.serial,
@@ -301,7 +442,7 @@ pub(crate) mod tests {
         assert_eq!(index.len(), 1);
         assert!(matches!(
             review(&ids("aa"), &index),
-            Verdict::Denied { reason } if reason.contains("serial 0a")
+            Verdict::Denied { reason, .. } if reason.contains("serial 0a")
                 && reason.contains("CertificateAuthority cluster-ca")
                 && reason.contains("keyCompromise")
         ));
@@ -345,7 +486,7 @@ pub(crate) mod tests {
         index.replace_revocation(&rev);
         assert!(matches!(
             review(&ids("cc"), &index),
-            Verdict::Denied { reason } if reason.contains("serial 0a1b")
+            Verdict::Denied { reason, .. } if reason.contains("serial 0a1b")
                 && reason.contains("CertificateAuthority kubernetes")
         ));
         assert_eq!(index.len(), 2);
@@ -393,7 +534,7 @@ pub(crate) mod tests {
             let serial = format!("serial {}", cert.serial);
             assert!(
                 matches!(review(&ids(&cert.sha256_hex()), &index),
-                    Verdict::Denied { ref reason } if reason.contains(&serial)),
+                    Verdict::Denied { ref reason, .. } if reason.contains(&serial)),
                 "{serial}"
             );
         }
@@ -453,6 +594,91 @@ pub(crate) mod tests {
         assert_eq!(index.len(), 1);
         index.remove_revocation("by-file");
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_refusal_is_told_to_the_revocations_that_revoked_the_certificate() {
+        use crate::api::{
+            CertificateRevocationSpec, CertificateRevocationStatus, IssuerRef, RevokedSerial,
+        };
+        let revocation =
+            |name: &str, ca: &str, serials: &[&str], recorded: &[&str], digests: &[&str]| {
+                let mut r = CertificateRevocation::new(
+                    name,
+                    CertificateRevocationSpec {
+                        issuer_ref: IssuerRef { name: ca.into() },
+                        serial_numbers: serials.iter().map(|s| s.to_string()).collect(),
+                        certificate_sha256s: digests.iter().map(|s| s.to_string()).collect(),
+                        ..Default::default()
+                    },
+                );
+                r.status = Some(CertificateRevocationStatus {
+                    revoked: recorded
+                        .iter()
+                        .map(|s| RevokedSerial {
+                            serial_number: s.to_string(),
+                            reason: RevocationReason::KeyCompromise,
+                            revoked_at: DateTime::UNIX_EPOCH,
+                            not_after: DateTime::UNIX_EPOCH,
+                            key: 0,
+                        })
+                        .collect(),
+                    ..Default::default()
+                });
+                r
+            };
+        let mut index = RevokedCredentials::default();
+        index.replace_shard(
+            "s1",
+            "ca",
+            &[
+                entry("0a", Some("aa"), true),
+                entry("0b", Some("bb"), true),
+                entry("0c", Some("cc"), true),
+            ],
+        );
+        index.replace_shard("s2", "other", &[entry("0d", Some("dd"), true)]);
+        // By serial (spec, written with padding and in upper case), by a
+        // rule (its status's record), by digest (revoke --cert); a serial
+        // of another CA is not theirs.
+        index.replace_revocation(&revocation("by-name", "ca", &["000A"], &[], &[]));
+        index.replace_revocation(&revocation("by-rule", "ca", &[], &["0a", "0b"], &[]));
+        index.replace_revocation(&revocation("by-file", "ca", &["0e"], &[], &["ee"]));
+        index.replace_revocation(&revocation("wrong-ca", "ca", &["0d"], &[], &[]));
+        let names = |index: &RevokedCredentials, digest: &str| -> Vec<String> {
+            match review(&ids(&digest.to_ascii_uppercase()), index) {
+                Verdict::Denied { digest, .. } => {
+                    index.revocations_of(&digest).into_iter().collect()
+                }
+                Verdict::NoOpinion => vec!["(no opinion)".into()],
+            }
+        };
+        // (digest, the revocations its refusal is told to)
+        let rows: [(&str, &[&str]); 5] = [
+            ("aa", &["by-name", "by-rule"]),
+            ("bb", &["by-rule"]),
+            ("cc", &[]),
+            ("dd", &[]),
+            ("ee", &["by-file"]),
+        ];
+        for (digest, expected) in rows {
+            assert_eq!(names(&index, digest), expected, "{digest}");
+        }
+        assert_eq!(
+            index.enforced_revocations().into_iter().collect::<Vec<_>>(),
+            ["by-file", "by-name", "by-rule"]
+        );
+        assert!(index.reported("wrong-ca").is_some());
+        // Deleted, or gone from a relisting: forgotten.
+        index.remove_revocation("by-name");
+        assert_eq!(names(&index, "aa"), ["by-rule"]);
+        index.keep_only(
+            SourceKind::Revocation,
+            &HashSet::from(["by-file".to_string()]),
+        );
+        assert_eq!(names(&index, "aa"), Vec::<String>::new());
+        assert!(index.reported("by-rule").is_none() && index.reported("wrong-ca").is_none());
+        assert_eq!(names(&index, "ee"), ["by-file"]);
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod authz;
 pub mod csr;
+pub mod enforcement;
 pub mod ledger;
 pub mod node;
 pub mod plan;

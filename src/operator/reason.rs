@@ -142,6 +142,22 @@ pub enum Reason {
     /// certificate a revocation covered: certop replaces it with a new key
     /// by itself. Nothing to fix.
     Revoked,
+    /// A CertificateRevocation's `ApiServerEnforceable=True`: certop's
+    /// authorization webhook refuses every certificate it revoked, where
+    /// kube-apiserver asks it (`certop authz-config`); `status.apiServer`
+    /// shows that it asks and what it refused. Nothing to fix.
+    Enforceable,
+    /// A revoked certificate carries `O=system:masters`: kube-apiserver
+    /// lets that group through before asking any authorizer, so no webhook
+    /// can refuse it and it keeps working until it expires. Rotate the CA
+    /// (`kubectl certop rotate-ca NAME`) and remove the old CA from
+    /// kube-apiserver's `--client-ca-file` once the rotation ends.
+    SystemMasters,
+    /// Revoked certificates certop recorded no SHA-256 for (issued before it
+    /// did): its webhook cannot name them, so kube-apiserver still accepts
+    /// them. Revoke each from its file with `kubectl certop revoke --cert
+    /// FILE --ca CA`.
+    DigestUnknown,
     /// The certificate was issued for the first time or repaired (the
     /// Secret was missing or did not match the spec); a `Ready=True` reason
     /// and a Normal Event. Nothing to fix.
@@ -188,7 +204,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 52] = [
+    pub const ALL: [Reason; 55] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -228,6 +244,9 @@ impl Reason {
         Reason::RetirementHeld,
         Reason::BundlesPending,
         Reason::Revoked,
+        Reason::Enforceable,
+        Reason::SystemMasters,
+        Reason::DigestUnknown,
         Reason::Issued,
         Reason::Renewed,
         Reason::Reissued,
@@ -284,6 +303,9 @@ impl Reason {
             Reason::RetirementHeld => "RetirementHeld",
             Reason::BundlesPending => "BundlesPending",
             Reason::Revoked => "Revoked",
+            Reason::Enforceable => "Enforceable",
+            Reason::SystemMasters => "SystemMasters",
+            Reason::DigestUnknown => "DigestUnknown",
             Reason::Issued => "Issued",
             Reason::Renewed => "Renewed",
             Reason::Reissued => "Reissued",

@@ -5,7 +5,9 @@
 //! seconds, while an unrevoked one of the same CA keeps working and a
 //! token is never sent to the webhook. Tried as a user would: the
 //! kubeconfig of a leaked certificate, `kubectl certop revoke`, the same
-//! kubeconfig again.
+//! kubeconfig again; then the revocation's status shows the CRL number and
+//! the refusal, and a revoked `system:masters` certificate is shown to
+//! keep working, as its status warns.
 
 use std::time::{Duration, Instant};
 
@@ -111,6 +113,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     let started = Instant::now();
     let revoked = cp.kubectl_certop(&["revoke", "leaked", "--reason", "keyCompromise"]);
     assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let leaked_revocation = created_revocation(&revoked);
     let mut text = String::new();
     let refused = wait_for(Duration::from_secs(30), || {
         refusal(&leaked).is_some_and(|t| {
@@ -143,6 +146,151 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
         allowed(&kept),
         "an unrevoked certificate of the same CA keeps working"
     );
+
+    // The revocation says where it took effect: the CRL number that lists
+    // it, and that kube-apiserver asked certop and was refused the
+    // certificate (each replica reports every 10 s).
+    let mut status = serde_json::Value::Null;
+    let refused_at = Instant::now();
+    let reported = wait_for(Duration::from_secs(60), || {
+        status = revocation_status(&cp, &leaked_revocation);
+        status["apiServer"]["deniedRequests"].as_i64() >= Some(1)
+    });
+    eprintln!(
+        "the revocation's status showed the refusal {:?} after the refused request",
+        refused_at.elapsed()
+    );
+    assert!(
+        reported,
+        "the revocation's status never showed the refusal: {status}; log:\n{}",
+        op.log_text()
+    );
+    assert!(
+        status["crlPublished"][0]["crlNumber"].as_u64() >= Some(1),
+        "the CRL number that lists it: {status}"
+    );
+    for field in ["lastReviewTime", "firstDeniedTime", "lastDeniedTime"] {
+        assert!(status["apiServer"][field].is_string(), "{field}: {status}");
+    }
+    assert_eq!(
+        condition(&status, "ApiServerEnforceable"),
+        ("True".to_string(), "Enforceable".to_string()),
+        "{status}"
+    );
+    let described = cp.kubectl(&["describe", "certificaterevocation", &leaked_revocation]);
+    let described = stdout(&described);
+    for shown in [
+        "Crl Published",
+        "Crl Number",
+        "API Server",
+        "Denied Requests",
+    ] {
+        assert!(
+            described.contains(shown),
+            "kubectl describe shows {shown}: {described}"
+        );
+    }
+    let view = cp.kubectl_certop(&["status", &format!("revocation/{leaked_revocation}")]);
+    assert!(view.status.success(), "{}", stderr(&view));
+    let view = stdout(&view);
+    eprintln!("kubectl certop status revocation/{leaked_revocation}:\n{view}");
+    assert!(
+        view.contains("first listed by CRL number")
+            && view.contains("certop's webhook answered kube-apiserver")
+            && view.contains("requests made with a revoked certificate"),
+        "{view}"
+    );
+
+    // What cannot be revoked: a certificate in system:masters (issued
+    // offline from the CA's files, as kubeadm's super-admin.conf is) keeps
+    // working once revoked, since kube-apiserver lets that group through
+    // before it asks any authorizer; the command, the status and the view
+    // say so.
+    let manifest = dir.path().join("master.yaml");
+    std::fs::write(
+        &manifest,
+        cert_yaml(
+            "master",
+            "authz",
+            "default",
+            "  profile: client\n  commonName: master\n  organizations: [system:masters]\n",
+        ),
+    )
+    .expect("write");
+    let master_dir = dir.path().join("master");
+    let out = certop(
+        &[
+            "pki",
+            "issue",
+            "--ca",
+            ca_dir.to_str().expect("utf-8"),
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out",
+            master_dir.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let master = kubeconfig_of_files(
+        &cp,
+        "master",
+        &master_dir.join("tls.crt"),
+        &master_dir.join("tls.key"),
+        dir.path(),
+    );
+    assert!(allowed(&master), "{:?}", refusal(&master));
+    let revoked = cp.kubectl_certop(&[
+        "revoke",
+        "--cert",
+        master.to_str().expect("utf-8"),
+        "--ca",
+        "authz",
+        "--reason",
+        "keyCompromise",
+    ]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(
+        stderr(&revoked).contains("warning: this certificate is in group system:masters")
+            && stderr(&revoked).contains("kubectl certop rotate-ca authz"),
+        "the command warns at once: {}",
+        stderr(&revoked)
+    );
+    let master_revocation = created_revocation(&revoked);
+    let mut status = serde_json::Value::Null;
+    let warned = wait_for(Duration::from_secs(60), || {
+        status = revocation_status(&cp, &master_revocation);
+        condition(&status, "ApiServerEnforceable").1 == "SystemMasters"
+    });
+    assert!(warned, "the status never said so: {status}");
+    let view = stdout(&cp.kubectl_certop(&["status", &format!("revocation/{master_revocation}")]));
+    assert!(
+        view.contains("WARNING:       NOT ENFORCEABLE at kube-apiserver")
+            && view.contains("rotate the CA (kubectl certop rotate-ca authz)"),
+        "{view}"
+    );
+    // Past the time the webhook took to refuse `leaked` (and its tick),
+    // the revoked system:masters certificate still works.
+    std::thread::sleep(took.max(Duration::from_secs(2)) * 2);
+    assert!(
+        wait_for(Duration::from_secs(10), || refusal(&leaked).is_some()),
+        "the webhook is answering"
+    );
+    let whoami = kubectl_with(&master, &["auth", "whoami", "-o", "json"]);
+    assert!(
+        whoami.status.success(),
+        "a revoked system:masters certificate is refused after all: {}",
+        stderr(&whoami)
+    );
+    let user: serde_json::Value = serde_json::from_str(&stdout(&whoami)).expect("json");
+    assert_eq!(user["status"]["userInfo"]["username"], "master");
+    assert!(
+        user["status"]["userInfo"]["groups"]
+            .as_array()
+            .is_some_and(|g| g.iter().any(|g| g == "system:masters")),
+        "{user}"
+    );
+    assert!(allowed(&master), "and it can still list namespaces");
     let whoami = kubectl_with(
         &kept,
         &[
@@ -296,6 +444,40 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
         cp.kubectl(&["get", "namespaces"]).status.success(),
         "tokens never reach the webhook, so Deny does not touch them"
     );
+}
+
+/// The CertificateRevocation `kubectl certop revoke` says it created.
+fn created_revocation(out: &std::process::Output) -> String {
+    stdout(out)
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.strip_prefix("certificaterevocation/"))
+        .expect("kubectl certop revoke names what it created")
+        .to_string()
+}
+
+/// A CertificateRevocation's status, as JSON.
+fn revocation_status(cp: &ControlPlane, name: &str) -> serde_json::Value {
+    let out = cp.kubectl(&["get", "certificaterevocation", name, "-o", "json"]);
+    serde_json::from_str::<serde_json::Value>(&stdout(&out))
+        .map(|v| v["status"].clone())
+        .unwrap_or_default()
+}
+
+/// A condition's status and reason (empty when it is not there).
+fn condition(status: &serde_json::Value, type_: &str) -> (String, String) {
+    status["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .map(|c| {
+            (
+                c["status"].as_str().unwrap_or_default().to_string(),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// Makes the ledger entry of ClusterCertificate `name` look as certop

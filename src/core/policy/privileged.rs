@@ -35,7 +35,7 @@ pub fn common_name(cn: &str) -> Option<&'static str> {
 
 /// Why an organization (a Kubernetes group) is privileged, if it is.
 pub fn organization(o: &str) -> Option<&'static str> {
-    if o == "system:masters" {
+    if o == crate::core::authz::PRIVILEGED_GROUP {
         Some("it bypasses all authorization")
     } else if o.starts_with("system:") {
         Some("system: groups belong to Kubernetes itself (system:nodes, system:bootstrappers, ...)")

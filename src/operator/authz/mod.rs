@@ -7,6 +7,9 @@
 //! it, leader or not, from its own copy of the revoked credentials.
 
 pub mod index;
+pub mod report;
+#[cfg(test)]
+mod report_scenarios;
 pub mod serving;
 
 use std::net::SocketAddr;
@@ -31,6 +34,7 @@ use crate::operator::Error;
 use crate::operator::runtime::metrics::Metrics;
 use crate::operator::store::authority_cache::marks_of;
 pub use index::RevokedIndex;
+use report::Observations;
 use serving::Serving;
 
 /// How often a replica looks whether its serving certificate is due.
@@ -52,6 +56,7 @@ pub struct AuthzSettings {
 struct AuthzState {
     index: Arc<RevokedIndex>,
     metrics: Arc<Metrics>,
+    observations: Arc<Observations>,
 }
 
 /// Binds the webhook's address, so a port in use fails the start.
@@ -83,6 +88,12 @@ pub async fn serve(
         index.clone(),
         metrics.clone(),
     ));
+    let observations = Arc::new(Observations::default());
+    tokio::spawn(report::run(
+        client.clone(),
+        index.clone(),
+        observations.clone(),
+    ));
     let first = loop {
         match serving::signing_key(&client, &namespace, &settings.ca, Utc::now())
             .await
@@ -103,7 +114,7 @@ pub async fn serve(
         first,
         tls.clone(),
     ));
-    let app = router(index, metrics);
+    let app = router(index, metrics, observations);
     let handle = axum_server::Handle::new();
     let on_stop = handle.clone();
     tokio::spawn(async move {
@@ -126,8 +137,16 @@ pub async fn serve(
 /// The webhook's routes: `POST /` and `POST /authorize` take a
 /// SubjectAccessReview. Public for the benchmark, which serves it beside a
 /// handler that answers a constant.
-pub fn router(index: Arc<RevokedIndex>, metrics: Arc<Metrics>) -> Router {
-    let state = Arc::new(AuthzState { index, metrics });
+pub fn router(
+    index: Arc<RevokedIndex>,
+    metrics: Arc<Metrics>,
+    observations: Arc<Observations>,
+) -> Router {
+    let state = Arc::new(AuthzState {
+        index,
+        metrics,
+        observations,
+    });
     Router::new()
         .route("/", post(authorize))
         .route("/authorize", post(authorize))
@@ -211,13 +230,16 @@ async fn authorize(State(state): State<Arc<AuthzState>>, body: Bytes) -> Respons
                 .into_response();
         }
     };
+    let now = Utc::now();
+    state.observations.reviewed(now);
     sar.status = Some(match verdict {
         Verdict::NoOpinion => {
             state.metrics.authz_review("no_opinion");
             SubjectAccessReviewStatus::default()
         }
-        Verdict::Denied { reason } => {
+        Verdict::Denied { reason, digest } => {
             state.metrics.authz_review("denied");
+            state.observations.denied(digest, now);
             info!(user = ?sar.spec.user, %reason, "authorization webhook: refused a revoked certificate");
             SubjectAccessReviewStatus {
                 allowed: false,

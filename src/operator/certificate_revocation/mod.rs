@@ -29,7 +29,7 @@ use kube::runtime::reflector::ObjectRef;
 pub use decide::{
     CrlStep, CrlSummary, Decision, Issuer, Key, Observed, Replacement, Revocation, decide,
 };
-pub use status::records;
+pub use status::{API_SERVER_ENFORCEABLE, records};
 
 use crate::api::{CertificateAuthority, CertificateRevocation};
 use crate::operator::runtime::finalize::instrumented;

@@ -403,3 +403,59 @@ fn a_named_certificate_whose_shard_does_not_exist_yet_is_recorded_by_a_rule_matc
         assert_eq!(w.ledger_entry(&serial).fingerprint, Some(cert.sha256_hex()));
     });
 }
+
+#[test]
+fn the_controller_s_status_write_never_takes_back_what_the_webhook_reported() {
+    use crate::operator::authz::RevokedIndex;
+    use crate::operator::authz::report::{Observations, Reporter};
+    runtime().block_on(async {
+        let w = world().await;
+        // The pass starts from the revocation as its store held it, with
+        // the webhook's first report (one refusal) ...
+        let index = RevokedIndex::listed(Default::default());
+        let observations = Observations::default();
+        let mut reporter = Reporter::default();
+        // The index, as the webhook's watch fills it: the ledger entry of
+        // CURRENT (revoked, with its digest) and the revocation naming it.
+        let digest = "cd".repeat(32);
+        let mut revoked = entry(CURRENT, true);
+        revoked.fingerprint = Some(digest.clone());
+        index
+            .credentials
+            .write()
+            .expect("lock")
+            .replace_shard("shard", "ca", &[revoked]);
+        let report = |n: usize| {
+            for _ in 0..n {
+                observations.reviewed(Utc::now());
+                observations.denied(digest.clone(), Utc::now());
+            }
+            index
+                .credentials
+                .write()
+                .expect("lock")
+                .replace_revocation(&w.revocation());
+        };
+        report(1);
+        reporter
+            .tick(&w.api.client(), &index, &observations, Utc::now())
+            .await;
+        w.sync();
+        let seen = w.revocation();
+        // ... and the webhook reports again before the pass writes.
+        report(2);
+        reporter
+            .tick(&w.api.client(), &index, &observations, Utc::now())
+            .await;
+        super::reconcile(Arc::new(seen), w.ctx.clone())
+            .await
+            .expect("pass");
+        let status = w.revocation().status.expect("status");
+        assert!(conditions::is_true(&status.conditions, READY));
+        assert_eq!(
+            status.api_server.and_then(|a| a.denied_requests),
+            Some(3),
+            "the controller's write left the webhook's field alone"
+        );
+    });
+}

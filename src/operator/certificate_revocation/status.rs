@@ -3,10 +3,14 @@
 
 use chrono::{DateTime, Utc};
 
-use super::decide::{CrlSummary, Revocation, WAITING_RETRY};
+use kube::ResourceExt;
+
+use super::decide::{CrlStep, CrlSummary, Revocation, WAITING_RETRY};
 use crate::api::{
-    CertificateRevocation, CertificateRevocationStatus, MAX_RECORDED_SERIALS, RevokedSerial,
+    CertificateRevocation, CertificateRevocationStatus, CrlPublished, MAX_RECORDED_SERIALS,
+    RevokedSerial, meta,
 };
+use crate::core::authz::{PRIVILEGED_GROUP, bypasses_authorization};
 use crate::core::ledger::LedgerEntry;
 use crate::operator::conditions::{self, READY};
 use crate::operator::reason::{Blocked, Reason};
@@ -66,6 +70,22 @@ pub fn revoked(
             found.unknown.join(", ")
         )
     };
+    status.crl_published = crl_published(
+        &previous.crl_published,
+        &revocation.crls,
+        crls,
+        &found.matched,
+    );
+    let enforceable = enforceability(rev, &found.matched);
+    conditions::set(
+        &mut status.conditions,
+        API_SERVER_ENFORCEABLE,
+        enforceable.reason == Reason::Enforceable,
+        enforceable.reason.as_str(),
+        &enforceable.message,
+        rev.metadata.generation,
+        now,
+    );
     if !found.unreadable.is_empty() {
         let shards: Vec<String> = found.unreadable.iter().map(|e| e.to_string()).collect();
         let message = format!(
@@ -79,6 +99,100 @@ pub fn revoked(
         return with_ready(rev, status, false, Reason::UnknownSerials, message, now);
     }
     with_ready(rev, status, true, Reason::Revoked, message, now)
+}
+
+/// The condition that says whether kube-apiserver can be made to refuse
+/// what the revocation revoked.
+pub const API_SERVER_ENFORCEABLE: &str = "ApiServerEnforceable";
+
+/// The `ApiServerEnforceable` condition's reason and message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Enforceability {
+    pub reason: Reason,
+    pub message: String,
+}
+
+/// Whether certop's authorization webhook can refuse every certificate
+/// the revocation revoked: not one whose subject is in `system:masters`
+/// (kube-apiserver lets that group through before any authorizer; the
+/// ledger entry records the subject, and `kubectl certop revoke --cert`
+/// the file's in an annotation), nor one certop recorded no SHA-256 for.
+/// Pure.
+pub fn enforceability(rev: &CertificateRevocation, matched: &[LedgerEntry]) -> Enforceability {
+    let ca = &rev.spec.issuer_ref.name;
+    let from_file = rev
+        .annotations()
+        .get(meta::SUBJECT_ORGANIZATIONS)
+        .and_then(|o| serde_json::from_str::<Vec<String>>(o).ok())
+        .is_some_and(|o| bypasses_authorization(&o));
+    let mut privileged: Vec<String> = matched
+        .iter()
+        .filter(|e| bypasses_authorization(&e.organizations))
+        .map(|e| e.serial.clone())
+        .collect();
+    if from_file {
+        privileged.extend(
+            rev.spec
+                .serial_numbers
+                .iter()
+                .map(|s| s.to_ascii_lowercase()),
+        );
+        privileged.sort();
+        privileged.dedup();
+    }
+    if !privileged.is_empty() {
+        return Enforceability {
+            reason: Reason::SystemMasters,
+            message: format!(
+                "serials {} carry O={PRIVILEGED_GROUP}: kube-apiserver lets that group through before it asks any authorizer, so certop's webhook cannot refuse them and they keep working until they expire. To end them now, rotate the CA (kubectl certop rotate-ca {ca}) and remove the old CA certificate from kube-apiserver's --client-ca-file once the rotation ends",
+                privileged.join(", ")
+            ),
+        };
+    }
+    if let Some(note) = without_digest_note(matched, &rev.spec) {
+        return Enforceability {
+            reason: Reason::DigestUnknown,
+            message: note,
+        };
+    }
+    Enforceability {
+        reason: Reason::Enforceable,
+        message: "certop's authorization webhook refuses the certificates this revocation revoked wherever kube-apiserver asks it (certop authz-config); status.apiServer shows the API server's reviews and refusals".into(),
+    }
+}
+
+/// For each CA key that signed some of the revoked certificates, the
+/// first CRL that lists them all: what `previous` recorded while it still
+/// covers as many, else the CRL this pass left. `crls`: the CRL of each
+/// of `steps` after the pass, in their order. Pure.
+pub fn crl_published(
+    previous: &[CrlPublished],
+    steps: &[CrlStep],
+    crls: &[Option<CrlSummary>],
+    matched: &[LedgerEntry],
+) -> Vec<CrlPublished> {
+    let mut out: Vec<CrlPublished> = steps
+        .iter()
+        .zip(crls)
+        .filter_map(|(step, crl)| {
+            let crl = crl.as_ref()?;
+            let certificates = matched.iter().filter(|e| e.key == step.index).count();
+            let certificates = u32::try_from(certificates).unwrap_or(u32::MAX);
+            if certificates == 0 {
+                return None;
+            }
+            let kept = previous
+                .iter()
+                .find(|p| p.key == step.index && p.certificates >= certificates);
+            Some(kept.cloned().unwrap_or(CrlPublished {
+                key: step.index,
+                crl_number: i64::try_from(crl.number).unwrap_or(i64::MAX),
+                certificates,
+            }))
+        })
+        .collect();
+    out.sort_by_key(|p| p.key);
+    out
 }
 
 /// What the message says of the CRLs: each key's number and size, or that
@@ -201,7 +315,6 @@ mod tests {
 
     use super::*;
     use crate::api::{CertificateRevocationSpec, IssuerRef};
-    use crate::operator::certificate_revocation::decide::CrlStep;
     use crate::operator::store::ledger_store::{LedgerError, Revoked};
     use crate::pki::RevocationReason;
 
@@ -354,6 +467,196 @@ mod tests {
         assert_eq!((out.ready, out.reason), (false, Reason::LedgerCorrupt));
         assert!(out.message.contains("certop-ledger-x-07"));
         assert!(out.message.contains("every 30s"));
+    }
+
+    #[test]
+    fn the_status_says_when_kube_apiserver_cannot_refuse_a_revoked_certificate() {
+        let entry = |serial: &str, orgs: &[&str], digest: bool| LedgerEntry {
+            organizations: orgs.iter().map(|o| o.to_string()).collect(),
+            serial: serial.into(),
+            fingerprint: digest.then(|| "aa".repeat(32)),
+            ..revoked_entry()
+        };
+        let masters = crate::core::authz::PRIVILEGED_GROUP;
+        let by_file = |orgs: &str| {
+            let mut r = rev();
+            r.spec.certificate_sha256s = vec!["bb".repeat(32)];
+            r.spec.serial_numbers = vec!["0C".into()];
+            r.annotations_mut()
+                .insert(meta::SUBJECT_ORGANIZATIONS.into(), orgs.into());
+            r
+        };
+        // (case, revocation, matched entries, reason, what the message names)
+        let rows: Vec<(&str, CertificateRevocation, Vec<LedgerEntry>, Reason, &str)> = vec![
+            (
+                "ordinary groups, digests recorded",
+                rev(),
+                vec![entry("0a", &["admins"], true)],
+                Reason::Enforceable,
+                "refuses",
+            ),
+            (
+                "a system:masters entry among others",
+                rev(),
+                vec![
+                    entry("0a", &["admins"], true),
+                    entry("0b", &["x", masters], true),
+                ],
+                Reason::SystemMasters,
+                "serials 0b carry O=system:masters",
+            ),
+            (
+                "system:masters wins over a missing digest",
+                rev(),
+                vec![entry("0a", &[], false), entry("0b", &[masters], true)],
+                Reason::SystemMasters,
+                "kubectl certop rotate-ca ca",
+            ),
+            (
+                "a group named like it is not it",
+                rev(),
+                vec![entry("0a", &["system:masters-ish"], true)],
+                Reason::Enforceable,
+                "refuses",
+            ),
+            (
+                "no digest recorded",
+                rev(),
+                vec![entry("0a", &["admins"], false)],
+                Reason::DigestUnknown,
+                "serials 0a",
+            ),
+            (
+                "revoke --cert of a system:masters file (no ledger entry)",
+                by_file(r#"["system:masters"]"#),
+                vec![],
+                Reason::SystemMasters,
+                "serials 0c carry",
+            ),
+            (
+                "revoke --cert of an ordinary file",
+                by_file(r#"["admins"]"#),
+                vec![],
+                Reason::Enforceable,
+                "refuses",
+            ),
+            (
+                "an annotation that is not a list says nothing",
+                by_file("system:masters"),
+                vec![],
+                Reason::Enforceable,
+                "refuses",
+            ),
+        ];
+        for (case, r, matched, reason, names) in rows {
+            let got = enforceability(&r, &matched);
+            assert_eq!(got.reason, reason, "{case}: {}", got.message);
+            assert!(got.message.contains(names), "{case}: {}", got.message);
+        }
+        // The condition lands in the status a pass writes.
+        let e = entry("0b", &[masters], true);
+        let found = Revoked {
+            newly: vec![e.clone()],
+            matched: vec![e],
+            ..Default::default()
+        };
+        let out = revoked(&rev(), &applied(found, Vec::new()), &[], now());
+        let c = conditions::find(&out.status.conditions, API_SERVER_ENFORCEABLE).expect("set");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "SystemMasters")
+        );
+        assert!(
+            out.ready,
+            "Ready all the same: the revocation did what it asks"
+        );
+    }
+
+    #[test]
+    fn the_status_records_the_first_crl_that_lists_the_revoked_certificates_per_key() {
+        let on_key = |serial: &str, key: u32| LedgerEntry {
+            serial: serial.into(),
+            key,
+            ..revoked_entry()
+        };
+        let step = |index: u32| CrlStep {
+            index,
+            signing: index == 1,
+            resign: true,
+            held: None,
+        };
+        let crl = |number: u64| Some(CrlSummary { number, entries: 9 });
+        let published = |key: u32, crl_number: i64, certificates: u32| CrlPublished {
+            key,
+            crl_number,
+            certificates,
+        };
+        // (case, previous, steps, CRLs after the pass, matched, expected)
+        type Row = (
+            &'static str,
+            Vec<CrlPublished>,
+            Vec<CrlStep>,
+            Vec<Option<CrlSummary>>,
+            Vec<LedgerEntry>,
+            Vec<CrlPublished>,
+        );
+        let rows: Vec<Row> = vec![
+            (
+                "first pass: the CRL it signed",
+                vec![],
+                vec![step(0)],
+                vec![crl(7)],
+                vec![on_key("0a", 0), on_key("0b", 0)],
+                vec![published(0, 7, 2)],
+            ),
+            (
+                "a later pass keeps the first number",
+                vec![published(0, 7, 2)],
+                vec![step(0)],
+                vec![crl(9)],
+                vec![on_key("0a", 0), on_key("0b", 0)],
+                vec![published(0, 7, 2)],
+            ),
+            (
+                "more certificates found (a shard readable again): the CRL that lists them all",
+                vec![published(0, 7, 1)],
+                vec![step(0)],
+                vec![crl(9)],
+                vec![on_key("0a", 0), on_key("0b", 0)],
+                vec![published(0, 9, 2)],
+            ),
+            (
+                "two keys during a rotation, each its own CRL; a key with none of them is left out",
+                vec![],
+                vec![step(1), step(0), step(2)],
+                vec![crl(3), crl(12), crl(1)],
+                vec![on_key("0a", 0), on_key("0b", 1)],
+                vec![published(0, 12, 1), published(1, 3, 1)],
+            ),
+            (
+                "a CA that signs no CRL",
+                vec![],
+                vec![],
+                vec![],
+                vec![on_key("0a", 0)],
+                vec![],
+            ),
+            (
+                "a key whose CRL is not there",
+                vec![],
+                vec![step(0)],
+                vec![None],
+                vec![on_key("0a", 0)],
+                vec![],
+            ),
+        ];
+        for (case, previous, steps, crls, matched, expected) in rows {
+            assert_eq!(
+                crl_published(&previous, &steps, &crls, &matched),
+                expected,
+                "{case}"
+            );
+        }
     }
 
     #[test]

@@ -11,7 +11,10 @@ use tracing::info;
 
 use super::decide::{CrlStep, CrlSummary, Replacement, Revocation, WAITING_RETRY};
 use super::status::Outcome;
-use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
+use crate::api::{
+    CertificateAuthority, CertificateRevocation, CertificateRevocationStatus, ClusterCertificate,
+    meta,
+};
 use crate::core::ledger::RevocationRule;
 use crate::operator::reason::Reason;
 use crate::operator::store::authority_cache::KeyRing;
@@ -99,15 +102,21 @@ pub async fn status(
 ) -> Result<Action, Error> {
     let name = rev.name_any();
     let reason = outcome.reason.as_str();
+    // `status.apiServer` is the webhook's (field manager `certop-authz`):
+    // applied without it, this field manager neither owns nor clears it.
+    let applied = CertificateRevocationStatus {
+        api_server: None,
+        ..outcome.status.clone()
+    };
     if outcome.ready {
-        ctx.apply_status::<CertificateRevocation>(&name, &outcome.status)
+        ctx.apply_status::<CertificateRevocation>(&name, &applied)
             .await?;
         ctx.event(rev, false, reason, "Revoke", outcome.message)
             .await;
         return Ok(Action::await_change());
     }
     if rev.status.as_ref() != Some(&outcome.status) {
-        ctx.apply_status::<CertificateRevocation>(&name, &outcome.status)
+        ctx.apply_status::<CertificateRevocation>(&name, &applied)
             .await?;
         ctx.event(rev, true, reason, reason, outcome.message).await;
     }

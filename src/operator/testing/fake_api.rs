@@ -1,6 +1,7 @@
 //! An in-memory Kubernetes API server for reconciler tests: objects by
 //! path, resourceVersions and their preconditions, label selectors, merge
-//! and (as a merge) server-side apply, status subresources, missing
+//! and (as a merge) server-side apply, status subresources (with field
+//! managers owning top-level status fields), missing
 //! namespaces, and injected faults: the n-th write answers 500, 409 or 422,
 //! or the connection drops. Events are accepted and kept, not counted as
 //! writes. SubjectAccessReviews are answered from grants a test makes
@@ -40,7 +41,20 @@ struct State {
     log: Vec<String>,
     /// (user or group, "verb resource[/subresource or name]") allowed.
     grants: BTreeSet<(String, String)>,
+    /// Server-side apply of a status, at the grain of its top-level
+    /// fields: object -> field manager -> the fields it applied last.
+    status_owners: BTreeMap<ObjectKey, FieldOwners>,
 }
+
+/// (prefix, plural, namespace, name) of an object.
+type ObjectKey = (String, String, String, String);
+
+/// Field manager -> the top-level status fields it applied last.
+type FieldOwners = BTreeMap<String, BTreeSet<String>>;
+
+/// The field manager taken to own status fields nobody applied (put by a
+/// test, or merged): certop's controllers'.
+const DEFAULT_STATUS_MANAGER: &str = crate::operator::runtime::context::FIELD_MANAGER;
 
 #[derive(Clone, Default)]
 pub struct FakeApi {
@@ -90,6 +104,40 @@ fn status(code: u16, reason: &str, message: String) -> (u16, Value) {
         code,
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "reason": reason, "code": code}),
     )
+}
+
+/// A status after `manager` applied `sent` (always forced, as certop's
+/// writers do), at the grain of top-level fields, as the real server
+/// does it: the fields it sends are set and become its own; those it
+/// applied before and no longer sends are gone; other managers' fields
+/// stay. Fields nobody applied count as `DEFAULT_STATUS_MANAGER`'s.
+fn applied_status(owners: &mut FieldOwners, manager: &str, current: &Value, sent: &Value) -> Value {
+    let sent_fields: BTreeSet<String> = sent
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    for (m, fields) in owners.iter_mut() {
+        if m != manager {
+            fields.retain(|f| !sent_fields.contains(f));
+        }
+    }
+    let others: BTreeSet<String> = owners
+        .iter()
+        .filter(|(m, _)| m.as_str() != manager)
+        .flat_map(|(_, f)| f.iter().cloned())
+        .collect();
+    let previous = owners.get(manager).cloned().unwrap_or_default();
+    let mut status = current.as_object().cloned().unwrap_or_default();
+    status.retain(|field, _| {
+        let mine = previous.contains(field)
+            || (manager == DEFAULT_STATUS_MANAGER && !others.contains(field));
+        sent_fields.contains(field) || !mine
+    });
+    for field in &sent_fields {
+        status.insert(field.clone(), sent[field].clone());
+    }
+    owners.insert(manager.to_string(), sent_fields);
+    Value::Object(status)
 }
 
 /// RFC 7386 merge of `patch` into `target`.
@@ -346,7 +394,7 @@ impl FakeApi {
                         "Injected",
                         format!("injected failure {code} of write {n}"),
                     ),
-                    None => s.write(&method, &path, &content_type, body),
+                    None => s.write(&method, &path, &query, &content_type, body),
                 }
             }
         };
@@ -425,6 +473,7 @@ impl State {
         &mut self,
         method: &http::Method,
         path: &str,
+        query: &str,
         content_type: &str,
         body: Value,
     ) -> (u16, Value) {
@@ -496,10 +545,10 @@ impl State {
                         m.remove("resourceVersion");
                     }
                     if p.subresource.as_deref() == Some("status") && apply {
-                        // certop is the status's one field manager: what
-                        // it applies is the whole status, and fields it
-                        // no longer sets are gone, as with the real server.
-                        e["status"] = patch["status"].clone();
+                        let manager = query_param(query, "fieldManager").unwrap_or_default();
+                        let owners = self.status_owners.entry(key.clone()).or_default();
+                        e["status"] =
+                            applied_status(owners, &manager, &e["status"], &patch["status"]);
                     } else if p.subresource.as_deref() == Some("status") {
                         merge(&mut e["status"], &patch["status"]);
                     } else {
@@ -511,6 +560,7 @@ impl State {
             ("DELETE", None) => return status(404, "NotFound", format!("{path} not found")),
             ("DELETE", Some(e)) => {
                 self.objects.remove(&key);
+                self.status_owners.remove(&key);
                 return (200, e);
             }
             _ => return status(405, "MethodNotAllowed", format!("{method} {path}")),
