@@ -16,8 +16,8 @@ use crate::objects::{
     kubectl_with, refusal, wait_ready,
 };
 use crate::support::{
-    ControlPlane, NODE_AND_RBAC, certop, configure_certop_webhook, crl_serials, free_port,
-    http_get, http_request, start_control_plane, stderr, stdout, wait_for,
+    ControlPlane, configure_certop_webhook, crl_serials, free_port, http_get, http_request,
+    issue_offline, offline_ca, start_control_plane_trusting, stderr, stdout, wait_for,
 };
 
 #[test]
@@ -25,26 +25,8 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     let dir = tempfile::tempdir().expect("tempdir");
     // The API server trusts the CA for client certificates: it is made
     // offline and adopted, so the control plane can start with it.
-    let ca_dir = dir.path().join("ca");
-    let out = certop(
-        &[
-            "pki",
-            "ca",
-            "create",
-            "--name",
-            "authz test CA",
-            "--out",
-            ca_dir.to_str().expect("utf-8"),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let authz_file = dir.path().join("authorization-config.yaml");
-    std::fs::write(&authz_file, NODE_AND_RBAC).expect("write");
-    let cp = start_control_plane(&[
-        format!("--client-ca-file={}", ca_dir.join("ca.crt").display()),
-        format!("--authorization-config={}", authz_file.display()),
-    ]);
+    let ca_dir = offline_ca(dir.path(), "authz test CA");
+    let (cp, authz_file) = start_control_plane_trusting(&ca_dir, dir.path(), &[]);
     cp.install_rbac();
     create_ca_secret(&cp, "authz-ca", &ca_dir);
     apply(
@@ -206,32 +188,17 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     // working once revoked, since kube-apiserver lets that group through
     // before it asks any authorizer; the command, the status and the view
     // say so.
-    let manifest = dir.path().join("master.yaml");
-    std::fs::write(
-        &manifest,
-        cert_yaml(
+    let master_dir = issue_offline(
+        &ca_dir,
+        dir.path(),
+        "master",
+        &cert_yaml(
             "master",
             "authz",
             "default",
             "  profile: client\n  commonName: master\n  organizations: [system:masters]\n",
         ),
-    )
-    .expect("write");
-    let master_dir = dir.path().join("master");
-    let out = certop(
-        &[
-            "pki",
-            "issue",
-            "--ca",
-            ca_dir.to_str().expect("utf-8"),
-            "-f",
-            manifest.to_str().expect("utf-8"),
-            "--out",
-            master_dir.to_str().expect("utf-8"),
-        ],
-        None,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     let master = kubeconfig_of_files(
         &cp,
         "master",
@@ -328,23 +295,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
 
     // A certificate certop never saw (issued offline from the same CA, as
     // kubeadm would): revoked from its kubeconfig, by serial and SHA-256.
-    let manifest = dir.path().join("offline.yaml");
-    std::fs::write(&manifest, client("offline")).expect("write");
-    let offline_dir = dir.path().join("offline");
-    let out = certop(
-        &[
-            "pki",
-            "issue",
-            "--ca",
-            ca_dir.to_str().expect("utf-8"),
-            "-f",
-            manifest.to_str().expect("utf-8"),
-            "--out",
-            offline_dir.to_str().expect("utf-8"),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let offline_dir = issue_offline(&ca_dir, dir.path(), "offline", &client("offline"));
     let offline = kubeconfig_of_files(
         &cp,
         "offline",

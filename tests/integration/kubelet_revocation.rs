@@ -21,8 +21,8 @@ use crate::csr::{condition_of, csr_pem, csr_yaml};
 use crate::kubelet::{DecisionCache, Kubelet, allow_kubelet_bootstrap, node_registered};
 use crate::objects::{apply, cert_yaml, create_ca_secret, get, kubeconfig_of_files, kubectl_with};
 use crate::support::{
-    ControlPlane, NODE_AND_RBAC, certop, configure_certop_webhook, free_port, http_get,
-    start_control_plane, stderr, stdout, unique, wait_for,
+    ControlPlane, configure_certop_webhook, free_port, http_get, issue_offline, offline_ca,
+    start_control_plane_trusting, stderr, stdout, unique, wait_for,
 };
 
 /// The CertificateAuthority of the cluster's node identities.
@@ -85,59 +85,30 @@ fn revoked_kubelet_certificates_are_refused_by_kube_apiserver_and_by_the_kubelet
     // the kubelets' client certificates (certop's kubelet signer),
     // kube-apiserver's client certificate for kubelets and certop's
     // webhook serving certificate.
-    let ca_dir = dir.path().join("ca");
-    let out = certop(
-        &[
-            "pki",
-            "ca",
-            "create",
-            "--name",
-            "nodes CA",
-            "--out",
-            ca_dir.to_str().expect("utf-8"),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
+    let ca_dir = offline_ca(dir.path(), "nodes CA");
     // apiserver-kubelet-client issued offline, as `certop pki init` does.
-    let manifest = dir.path().join("apiserver-kubelet-client.yaml");
-    std::fs::write(
-        &manifest,
-        cert_yaml(
+    let client_dir = issue_offline(
+        &ca_dir,
+        dir.path(),
+        "apiserver-kubelet-client",
+        &cert_yaml(
             "apiserver-kubelet-client",
             CA,
             "default",
             "  profile: kube-apiserver-kubelet-client\n",
         ),
-    )
-    .expect("write");
-    let client_dir = dir.path().join("apiserver-kubelet-client");
-    let out = certop(
-        &[
-            "pki",
-            "issue",
-            "--ca",
-            ca_dir.to_str().expect("utf-8"),
-            "-f",
-            manifest.to_str().expect("utf-8"),
-            "--out",
-            client_dir.to_str().expect("utf-8"),
-        ],
-        None,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
     let (client_crt, client_key) = (client_dir.join("tls.crt"), client_dir.join("tls.key"));
-
-    let authz_file = dir.path().join("authorization-config.yaml");
-    std::fs::write(&authz_file, NODE_AND_RBAC).expect("write");
-    let cp = start_control_plane(&[
-        format!("--client-ca-file={}", ca_dir.join("ca.crt").display()),
-        format!("--authorization-config={}", authz_file.display()),
-        "--enable-bootstrap-token-auth=true".to_string(),
-        format!("--kubelet-client-certificate={}", client_crt.display()),
-        format!("--kubelet-client-key={}", client_key.display()),
-        "--kubelet-preferred-address-types=InternalIP".to_string(),
-    ]);
+    let (cp, authz_file) = start_control_plane_trusting(
+        &ca_dir,
+        dir.path(),
+        &[
+            "--enable-bootstrap-token-auth=true".to_string(),
+            format!("--kubelet-client-certificate={}", client_crt.display()),
+            format!("--kubelet-client-key={}", client_key.display()),
+            "--kubelet-preferred-address-types=InternalIP".to_string(),
+        ],
+    );
     cp.install_rbac();
     create_ca_secret(&cp, "nodes-ca", &ca_dir);
     apply(

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::objects::{api_server_of, apply, cert_yaml, create_ca_secret};
 use crate::support::{
-    NODE_AND_RBAC, certop, configure_certop_webhook, free_port, start_control_plane, stderr,
-    wait_for,
+    configure_certop_webhook, free_port, issue_offline, offline_ca, start_control_plane_trusting,
+    stderr, wait_for,
 };
 
 /// The HTTP status of a GET of the namespaces with a client certificate.
@@ -44,26 +44,8 @@ fn revocations_take_effect_at_kube_apiserver_within_seconds_p99() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(50);
     let dir = tempfile::tempdir().expect("tempdir");
-    let ca_dir = dir.path().join("ca");
-    let out = certop(
-        &[
-            "pki",
-            "ca",
-            "create",
-            "--name",
-            "latency CA",
-            "--out",
-            ca_dir.to_str().expect("utf-8"),
-        ],
-        None,
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    let authz_file = dir.path().join("authorization-config.yaml");
-    std::fs::write(&authz_file, NODE_AND_RBAC).expect("write");
-    let cp = start_control_plane(&[
-        format!("--client-ca-file={}", ca_dir.join("ca.crt").display()),
-        format!("--authorization-config={}", authz_file.display()),
-    ]);
+    let ca_dir = offline_ca(dir.path(), "latency CA");
+    let (cp, authz_file) = start_control_plane_trusting(&ca_dir, dir.path(), &[]);
     cp.install_rbac();
     create_ca_secret(&cp, "latency-ca", &ca_dir);
     apply(
@@ -98,26 +80,14 @@ fn revocations_take_effect_at_kube_apiserver_within_seconds_p99() {
     .expect("write");
 
     let issue = |name: &str| {
-        let manifest = dir.path().join(format!("{name}.yaml"));
         let spec =
             format!("  profile: client\n  commonName: {name}\n  organizations: [latency-admins]\n");
-        std::fs::write(&manifest, cert_yaml(name, "latency", "default", &spec)).expect("write");
-        let out_dir = dir.path().join(name);
-        let out = certop(
-            &[
-                "pki",
-                "issue",
-                "--ca",
-                ca_dir.to_str().expect("utf-8"),
-                "-f",
-                manifest.to_str().expect("utf-8"),
-                "--out",
-                out_dir.to_str().expect("utf-8"),
-            ],
-            None,
-        );
-        assert!(out.status.success(), "{}", stderr(&out));
-        out_dir
+        issue_offline(
+            &ca_dir,
+            dir.path(),
+            name,
+            &cert_yaml(name, "latency", "default", &spec),
+        )
     };
     let warm = issue("warm");
     assert!(

@@ -435,6 +435,70 @@ pub fn certop(args: &[&str], kubeconfig: Option<&Path>) -> Output {
     cmd.args(args).output().expect("run certop")
 }
 
+/// A CA made offline (`certop pki ca create`) in `dir/ca`, as kubeadm's
+/// `ca.crt` and `ca.key`: what kube-apiserver trusts for client
+/// certificates, adopted by certop afterwards.
+pub fn offline_ca(dir: &Path, name: &str) -> PathBuf {
+    let ca_dir = dir.join("ca");
+    let out = certop(
+        &[
+            "pki",
+            "ca",
+            "create",
+            "--name",
+            name,
+            "--out",
+            ca_dir.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    ca_dir
+}
+
+/// Issues the ClusterCertificate `yaml` offline from `ca_dir` (`certop pki
+/// issue`), as a certificate certop never saw: the directory of its
+/// `tls.crt` and `tls.key`, `dir/<name>`.
+pub fn issue_offline(ca_dir: &Path, dir: &Path, name: &str, yaml: &str) -> PathBuf {
+    let manifest = dir.join(format!("{name}.yaml"));
+    std::fs::write(&manifest, yaml).expect("write");
+    let out_dir = dir.join(name);
+    let out = certop(
+        &[
+            "pki",
+            "issue",
+            "--ca",
+            ca_dir.to_str().expect("utf-8"),
+            "-f",
+            manifest.to_str().expect("utf-8"),
+            "--out",
+            out_dir.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    out_dir
+}
+
+/// A control plane whose kube-apiserver trusts `ca_dir` for client
+/// certificates and reads its authorizers from a file that starts as Node
+/// and RBAC (`configure_certop_webhook` puts certop's first): the control
+/// plane and that file.
+pub fn start_control_plane_trusting(
+    ca_dir: &Path,
+    dir: &Path,
+    apiserver_args: &[String],
+) -> (ControlPlane, PathBuf) {
+    let authz_file = dir.join("authorization-config.yaml");
+    std::fs::write(&authz_file, NODE_AND_RBAC).expect("write");
+    let mut args = vec![
+        format!("--client-ca-file={}", ca_dir.join("ca.crt").display()),
+        format!("--authorization-config={}", authz_file.display()),
+    ];
+    args.extend_from_slice(apiserver_args);
+    (start_control_plane(&args), authz_file)
+}
+
 /// Puts certop's webhook in front of `cp`'s Node and RBAC authorizers as a
 /// user would: writes what `certop authz-config --ca CA --server
 /// https://127.0.0.1:PORT --failure-policy POLICY` generates over
