@@ -53,7 +53,7 @@ APISERVER_ARGS="--client-ca-file=$state/ca/ca.crt --authorization-config=$authz"
 kubectl create secret generic -n certop-system bench-ca \
   --from-file=ca.crt="$state/ca/ca.crt" --from-file=ca.key="$state/ca/ca.key" >/dev/null
 kubectl apply -f - >/dev/null <<'YAML'
-apiVersion: certop.dev/v1alpha1
+apiVersion: certop.dev/v1
 kind: CertificateAuthority
 metadata:
   name: bench
@@ -70,7 +70,7 @@ operator_start "$state/cp" "$http_port" "$state/operator.log" \
 python3 - "$revoked" >"$state/revocations.json" <<'PY'
 import json, sys
 n = int(sys.argv[1])
-items = [{"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+items = [{"apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
           "metadata": {"name": f"bench-{start // 1000:03d}"},
           "spec": {"issuerRef": {"name": "bench"}, "reason": "keyCompromise",
                    "certificateSHA256s": [f"{i:064x}" for i in range(start, min(start + 1000, n))]}}
@@ -88,7 +88,7 @@ done
 
 # The client: a certificate of the CA, in a group that may get namespaces.
 cat >"$state/client.yaml" <<'YAML'
-apiVersion: certop.dev/v1alpha1
+apiVersion: certop.dev/v1
 kind: ClusterCertificate
 metadata:
   name: bench-reader

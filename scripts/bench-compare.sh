@@ -99,11 +99,11 @@ setup() {
   case "$run" in
     certop)
       start_operator certop
-      printf '{"apiVersion":"certop.dev/v1alpha1","kind":"CertificateAuthority","metadata":{"name":"bench"},"spec":{"subject":{"commonName":"bench"},"keyAlgorithm":"ECDSA-P256"}}\n' | kubectl apply -f - >/dev/null
+      printf '{"apiVersion":"certop.dev/v1","kind":"CertificateAuthority","metadata":{"name":"bench"},"spec":{"subject":{"commonName":"bench"},"keyAlgorithm":"ECDSA-P256"}}\n' | kubectl apply -f - >/dev/null
       kubectl wait --for=condition=Ready certificateauthority/bench --timeout=120s >/dev/null
       operator_stop
       for i in $(seq 1 "$n"); do
-        printf '{"apiVersion":"certop.dev/v1alpha1","kind":"ClusterCertificate","metadata":{"name":"c%d"},"spec":{"issuerRef":{"name":"bench"},"secretName":"c%d","secretNamespace":"bench","dnsNames":["c%d.example"],"duration":"2160h","privateKey":{"algorithm":"ECDSA-P256"}}}\n' "$i" "$i" "$i"
+        printf '{"apiVersion":"certop.dev/v1","kind":"ClusterCertificate","metadata":{"name":"c%d"},"spec":{"issuerRef":{"name":"bench"},"secretName":"c%d","secretNamespace":"bench","dnsNames":["c%d.example"],"duration":"2160h","privateKey":{"algorithm":"ECDSA-P256"}}}\n' "$i" "$i" "$i"
       done >"$tmp/objects.jsonl"
       ;;
     cm-*)
@@ -139,7 +139,7 @@ results="$state/results.tsv"
 for n in $sizes; do
   fresh_control_plane
   "$certop" pki ca create --name baseline --out "$state/baseline-ca" >/dev/null 2>&1 || true
-  printf '{"apiVersion":"certop.dev/v1alpha1","kind":"ClusterCertificate","metadata":{"name":"b"},"spec":{"issuerRef":{"name":"b"},"secretName":"b","secretNamespace":"bench","dnsNames":["b.example"]}}\n' >"$state/b.json"
+  printf '{"apiVersion":"certop.dev/v1","kind":"ClusterCertificate","metadata":{"name":"b"},"spec":{"issuerRef":{"name":"b"},"secretName":"b","secretNamespace":"bench","dnsNames":["b.example"]}}\n' >"$state/b.json"
   rm -rf "$state/b" && "$certop" pki issue --ca "$state/baseline-ca" -f "$state/b.json" --out "$state/b" >/dev/null
   crt="$(base64 -w0 <"$state/b/tls.crt")"; key="$(base64 -w0 <"$state/b/tls.key")"
   for i in $(seq 1 "$n"); do

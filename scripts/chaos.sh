@@ -27,13 +27,13 @@ dev_cluster_up "$state" chaos
 # back for its duration, which tests the lease, not the faults.
 start_operator() { operator_start "$state" 18091 "$state/operator.log" --lease-name "chaos-$RANDOM$RANDOM"; }
 start_operator
-printf 'apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {name: chaos}\nspec:\n  subject: {commonName: chaos}\n' | kubectl apply -f - >/dev/null
+printf 'apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata: {name: chaos}\nspec:\n  subject: {commonName: chaos}\n' | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready certificateauthority/chaos --timeout=60s >/dev/null
 # Created while the operator is stopped: the kills then fall in the middle
 # of working the backlog, not of kubectl creating objects.
 operator_stop KILL
 for i in $(seq 1 "$n"); do
-  printf -- '---\napiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: c%d}\nspec:\n  issuerRef: {name: chaos}\n  secretName: c%d\n  secretNamespace: chaos\n  commonName: c%d.example\n  privateKey: {algorithm: RSA-2048}\n' "$i" "$i" "$i"
+  printf -- '---\napiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata: {name: c%d}\nspec:\n  issuerRef: {name: chaos}\n  secretName: c%d\n  secretNamespace: chaos\n  commonName: c%d.example\n  privateKey: {algorithm: RSA-2048}\n' "$i" "$i" "$i"
 done | kubectl apply -f - >/dev/null
 start_operator
 crl_numbers=()
@@ -48,7 +48,7 @@ for k in $(seq 1 "$kills"); do
   if [ $((k % 5)) = 0 ]; then
     serial="$(kubectl get clustercertificate "c$k" -o jsonpath='{.status.serialNumber}')"
     if [ -n "$serial" ]; then
-      printf 'apiVersion: certop.dev/v1alpha1\nkind: CertificateRevocation\nmetadata: {name: r%d}\nspec:\n  issuerRef: {name: chaos}\n  serialNumbers: ["%s"]\n  reason: keyCompromise\n' "$k" "$serial" | kubectl apply -f - >/dev/null
+      printf 'apiVersion: certop.dev/v1\nkind: CertificateRevocation\nmetadata: {name: r%d}\nspec:\n  issuerRef: {name: chaos}\n  serialNumbers: ["%s"]\n  reason: keyCompromise\n' "$k" "$serial" | kubectl apply -f - >/dev/null
       revoked+=("$serial")
     fi
   fi

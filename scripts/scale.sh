@@ -29,7 +29,7 @@ tmp="$(mktemp -d)"
 
 # Baseline: N TLS Secrets of real certificates, applied in one kubectl call.
 "$certop" pki ca create --name baseline --out "$tmp/ca" >/dev/null
-printf 'apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: b}\nspec:\n  issuerRef: {name: b}\n  secretName: b\n  secretNamespace: baseline\n  commonName: b.example\n' >"$tmp/b.yaml"
+printf 'apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata: {name: b}\nspec:\n  issuerRef: {name: b}\n  secretName: b\n  secretNamespace: baseline\n  commonName: b.example\n' >"$tmp/b.yaml"
 "$certop" pki issue --ca "$tmp/ca" -f "$tmp/b.yaml" --out "$tmp/b" >/dev/null
 crt="$(base64 -w0 <"$tmp/b/tls.crt")"; key="$(base64 -w0 <"$tmp/b/tls.key")"
 for i in $(seq 1 "$n"); do
@@ -51,10 +51,10 @@ requests() {
 breakdown() { "$root/scripts/request-profile.py" "$state/requests.before" "$state/requests.after" "$n"; }
 : >"$state/operator.log"
 start_operator
-printf 'apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata: {name: scale}\nspec:\n  subject: {commonName: scale}\n' | kubectl apply -f - >/dev/null
+printf 'apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata: {name: scale}\nspec:\n  subject: {commonName: scale}\n' | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready certificateauthority/scale --timeout=60s >/dev/null
 for i in $(seq 1 "$n"); do
-  printf -- '---\napiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: c%d}\nspec:\n  issuerRef: {name: scale}\n  secretName: c%d\n  secretNamespace: scale\n  commonName: c%d.example\n' "$i" "$i" "$i"
+  printf -- '---\napiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata: {name: c%d}\nspec:\n  issuerRef: {name: scale}\n  secretName: c%d\n  secretNamespace: scale\n  commonName: c%d.example\n' "$i" "$i" "$i"
 done >"$tmp/certs.yaml"
 all_ready() {
   [ "$(kubectl get clustercertificates -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' | grep -c True)" -ge "$n" ]
@@ -85,7 +85,7 @@ if [ "$backlog" = 1 ]; then
   operator_stop
   restart_start=$(date +%s.%N)
   start_operator
-  printf 'apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: probe}\nspec:\n  issuerRef: {name: scale}\n  secretName: probe\n  secretNamespace: scale-probe\n  commonName: probe.example\n' >"$tmp/probe.yaml"
+  printf 'apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata: {name: probe}\nspec:\n  issuerRef: {name: scale}\n  secretName: probe\n  secretNamespace: scale-probe\n  commonName: probe.example\n' >"$tmp/probe.yaml"
   kubectl apply -f "$tmp/probe.yaml" >/dev/null
   kubectl wait --for=condition=Ready clustercertificate/probe --timeout=600s >/dev/null
   restart_s=$(echo "$(date +%s.%N) - $restart_start" | bc)

@@ -26,7 +26,7 @@ cleanup() {
 trap cleanup EXIT
 dev_cluster_up "$state" storm
 operator_start "$state" 18092 "$state/operator.log" --kube-api-qps "$qps" --kube-api-burst "$burst"
-printf '{"apiVersion":"certop.dev/v1alpha1","kind":"CertificateAuthority","metadata":{"name":"storm"},"spec":{"subject":{"commonName":"storm"}}}\n' | kubectl apply -f - >/dev/null
+printf '{"apiVersion":"certop.dev/v1","kind":"CertificateAuthority","metadata":{"name":"storm"},"spec":{"subject":{"commonName":"storm"}}}\n' | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready certificateauthority/storm --timeout=120s >/dev/null
 
 # Every API request the server counted so far (discovery and metric scrapes,
@@ -42,7 +42,7 @@ kubectl wait --for=condition=Ready certificateauthority/storm --timeout=120s >/d
 sampler_pid=$!
 
 for i in $(seq 1 "$n"); do
-  printf '{"apiVersion":"certop.dev/v1alpha1","kind":"ClusterCertificate","metadata":{"name":"s%d"},"spec":{"issuerRef":{"name":"storm"},"secretName":"s%d","secretNamespace":"storm","dnsNames":["s%d.example"],"duration":"6m","renewBefore":"3m"}}\n' "$i" "$i" "$i"
+  printf '{"apiVersion":"certop.dev/v1","kind":"ClusterCertificate","metadata":{"name":"s%d"},"spec":{"issuerRef":{"name":"storm"},"secretName":"s%d","secretNamespace":"storm","dnsNames":["s%d.example"],"duration":"6m","renewBefore":"3m"}}\n' "$i" "$i" "$i"
 done | target/release/examples/bulk_create 16 >/dev/null
 created=$(date +%s.%N)
 

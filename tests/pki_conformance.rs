@@ -122,7 +122,7 @@ fn manifest(profile: &str) -> String {
         _ => "",
     };
     format!(
-        "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: {profile}\nspec:\n  issuerRef: {{name: cluster}}\n  secretName: {profile}\n  secretNamespace: kube-system\n  profile: {profile}\n  nodeName: {NODE}\n  advertiseAddress: 192.0.2.10\n{extra}"
+        "apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata:\n  name: {profile}\nspec:\n  issuerRef: {{name: cluster}}\n  secretName: {profile}\n  secretNamespace: kube-system\n  profile: {profile}\n  nodeName: {NODE}\n  advertiseAddress: 192.0.2.10\n{extra}"
     )
 }
 
@@ -703,7 +703,7 @@ fn every_list_field_round_trips_through_openssl_and_two_organizations_are_refuse
         std::fs::write(
             &manifest,
             format!(
-                "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: cluster}}\n  secretName: {name}\n  secretNamespace: default\n  commonName: {name}\n{lists}"
+                "apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: cluster}}\n  secretName: {name}\n  secretNamespace: default\n  commonName: {name}\n{lists}"
             ),
         )
         .expect("write manifest");
@@ -851,7 +851,7 @@ fn a_ca_whose_subject_repeats_an_attribute_is_refused_not_used() {
     let manifest = tmp.path().join("web.yaml");
     std::fs::write(
         &manifest,
-        "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: web\nspec:\n  issuerRef: {name: corp}\n  secretName: web\n  secretNamespace: default\n  dnsNames: [web.example.com]\n",
+        "apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata:\n  name: web\nspec:\n  issuerRef: {name: corp}\n  secretName: web\n  secretNamespace: default\n  dnsNames: [web.example.com]\n",
     )
     .expect("manifest");
     let out = tmp.path().join("web");

@@ -162,7 +162,7 @@ fn a_real_apiserver_and_etcd_run_on_certops_certificates_and_authenticate_with_t
         other.join("ca").to_str().expect("utf-8"),
     ]));
     let manifest = root.join("admin.yaml");
-    std::fs::write(&manifest, "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata: {name: admin}\nspec:\n  issuerRef: {name: other}\n  secretName: admin\n  secretNamespace: default\n  profile: super-admin\n").expect("write");
+    std::fs::write(&manifest, "apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata: {name: admin}\nspec:\n  issuerRef: {name: other}\n  secretName: admin\n  secretNamespace: default\n  profile: super-admin\n").expect("write");
     ok(certop(&[
         "pki",
         "issue",

@@ -24,7 +24,7 @@ pub const MIN_CA_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "certop.dev",
-    version = "v1alpha1",
+    version = "v1",
     kind = "CertificateAuthority",
     plural = "certificateauthorities",
     shortname = "ca",
@@ -206,8 +206,11 @@ pub struct TrustBundle {
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateAuthorityStatus {
+    /// The conditions, `Ready` first of all, each with a reason and a
+    /// message that says what to fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The `metadata.generation` of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Hex serial number of the CA certificate.
@@ -216,15 +219,20 @@ pub struct CertificateAuthorityStatus {
     /// SHA-256 fingerprint of the CA certificate, colon-separated hex.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
+    /// Start of the CA certificate's validity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the CA certificate's validity: it signs nothing valid past it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<chrono::DateTime<chrono::Utc>>,
     /// Number of the CRL most recently published.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_number: Option<i64>,
+    /// thisUpdate of the CRL most recently published: when it was signed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_this_update: Option<chrono::DateTime<chrono::Utc>>,
+    /// nextUpdate of the CRL most recently published: consumers treat it as
+    /// stale after this; certop publishes the next one before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crl_next_update: Option<chrono::DateTime<chrono::Utc>>,
     /// Certificates issued by this CA that have not yet expired.

@@ -16,7 +16,7 @@ use crate::api::{KeyUsage, Profile};
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "certop.dev",
-    version = "v1alpha1",
+    version = "v1",
     kind = "CertificatePolicy",
     plural = "certificatepolicies",
     shortname = "cpol",
@@ -96,6 +96,7 @@ pub struct AllowedIdentity {
 /// The CertificatePolicy a ClusterCertificate is issued under.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicyRef {
+    /// The CertificatePolicy's name.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
 }

@@ -13,7 +13,7 @@ use super::RevocationReason;
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "certop.dev",
-    version = "v1alpha1",
+    version = "v1",
     kind = "CertificateRevocation",
     plural = "certificaterevocations",
     shortname = "crev",
@@ -127,8 +127,11 @@ pub struct CertificateRevocationSpec {
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CertificateRevocationStatus {
+    /// The conditions, `Ready` first of all, each with a reason and a
+    /// message that says what to fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The `metadata.generation` of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// How many certificates this revocation revoked.
@@ -213,6 +216,7 @@ pub struct RevokedSerial {
     /// case) write it.
     pub serial_number: String,
     pub reason: RevocationReason,
+    /// The revocation date the CRL gives it.
     pub revoked_at: chrono::DateTime<chrono::Utc>,
     /// The certificate's notAfter: the CRL lists it until then (RFC 5280).
     pub not_after: chrono::DateTime<chrono::Utc>,

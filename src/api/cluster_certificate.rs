@@ -13,7 +13,7 @@ use super::{
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "certop.dev",
-    version = "v1alpha1",
+    version = "v1",
     kind = "ClusterCertificate",
     plural = "clustercertificates",
     shortname = "ccert",
@@ -85,6 +85,9 @@ pub struct ClusterCertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub dns_domain: Option<String>,
+    /// The subject's common name (for a client certificate, its Kubernetes
+    /// user name). Without a profile, set it or at least one of dnsNames,
+    /// ipAddresses, uris.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 64))]
     pub common_name: Option<String>,
@@ -155,6 +158,7 @@ pub enum SecretDeletionPolicy {
 /// The CertificateAuthority that signs a certificate.
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct IssuerRef {
+    /// The CertificateAuthority's name.
     #[schemars(length(min = 1, max = 253), regex(pattern = DNS_SUBDOMAIN_PATTERN))]
     pub name: String,
 }
@@ -251,6 +255,8 @@ pub struct SecretTemplate {
     #[schemars(extend("maxProperties" = 64, "additionalProperties" = {"type": "string", "maxLength": 63}))]
     #[x_kube(validation = Rule::new(r"self.all(k, size(k) <= 317 && k.matches('^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$') && self[k].matches('^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$'))").message("secretTemplate.labels: each key must be [prefix/]name (name at most 63 characters of letters, digits, '-', '_', '.') and each value at most 63 such characters"))]
     pub labels: BTreeMap<String, String>,
+    /// Annotations: keys as Kubernetes allows them, 256 KiB in all (checked
+    /// by certop, which says which key is at fault).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
 }
@@ -350,15 +356,20 @@ fn is_dns_subdomain(s: &str) -> bool {
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterCertificateStatus {
+    /// The conditions, `Ready` first of all, each with a reason and a
+    /// message that says what to fix.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// The `metadata.generation` of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `namespace/name` of the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Start of the current certificate's validity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// End of the current certificate's validity.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<chrono::DateTime<chrono::Utc>>,
     /// When certop renews the certificate (jitter included).
@@ -376,6 +387,8 @@ pub struct ClusterCertificateStatus {
     /// Consecutive failed issuance attempts; reset by a success.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_issuance_attempts: Option<i32>,
+    /// When the last failed issuance attempt happened; the next one waits
+    /// a backoff that grows with `failedIssuanceAttempts`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failure_time: Option<chrono::DateTime<chrono::Utc>>,
     /// When certop first saw the CA's CRL distribution point change for
@@ -391,8 +404,10 @@ pub struct ClusterCertificateStatus {
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RevocationRecord {
+    /// Hex serial number of the revoked certificate.
     pub serial_number: String,
     pub reason: super::RevocationReason,
+    /// The revocation date the CRL gives it.
     pub revoked_at: chrono::DateTime<chrono::Utc>,
     /// The CertificateRevocation that asked for it, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,7 +1,13 @@
-//! The custom resources of the `certop.dev/v1alpha1` API: their Rust types,
+//! The custom resources of the `certop.dev/v1` API: their Rust types,
 //! their OpenAPI schemas and the CEL rules the API server enforces at
 //! admission. These types are the public API; field names follow the
 //! conventions of cert-manager and Kubernetes so users meet no surprises.
+//!
+//! `v1` is the storage version. `v1alpha1`, the version certop served
+//! before, is still served with the identical schema (conversion `None`: the
+//! API server only rewrites `apiVersion`), marked deprecated so the API
+//! server warns whoever still writes it (docs/user-guide.md, "API versions
+//! and deprecation policy").
 
 // kube-derive's `printcolumn(...)` repeats keys such as `type_` by design.
 #![allow(clippy::duplicated_attributes)]
@@ -37,12 +43,21 @@ pub use cluster_certificate::{
 pub use duration::{DurationError, GoDuration, MAX_HOURS};
 pub use revocation_reason::RevocationReason;
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+    CustomResourceDefinition, CustomResourceDefinitionVersion,
+};
 use kube::CustomResourceExt;
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// The API group of every certop resource.
 pub const GROUP: &str = "certop.dev";
+
+/// The version the Rust types are and the API server stores.
+pub const VERSION: &str = "v1";
+
+/// The version certop served before `v1`: still served, deprecated.
+pub const DEPRECATED_VERSION: &str = "v1alpha1";
 
 /// Labels and annotations certop reads and writes.
 pub mod meta {
@@ -206,6 +221,7 @@ impl std::str::FromStr for KeyAlgorithm {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Subject {
+    /// The subject's common name.
     #[schemars(length(min = 1, max = 64))]
     pub common_name: String,
     /// The subject's organization. One: certop cannot yet sign a subject
@@ -216,13 +232,35 @@ pub struct Subject {
 }
 
 /// Every CRD certop defines, in a stable order, for `certop crd` and `crds/`.
-pub fn crds()
--> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
-{
-    vec![
+pub fn crds() -> Vec<CustomResourceDefinition> {
+    [
         CertificateAuthority::crd(),
         ClusterCertificate::crd(),
         CertificateRevocation::crd(),
         CertificatePolicy::crd(),
     ]
+    .into_iter()
+    .map(serving_deprecated_version)
+    .collect()
+}
+
+/// A CRD of the `v1` types that also serves `v1alpha1`: a copy of the `v1`
+/// version entry (the same schema, printer columns and subresources), not
+/// stored, deprecated with a warning that names the version to use. Objects
+/// written as `v1alpha1` before `v1` existed stay stored so until rewritten
+/// (`kubectl certop migrate-storage`).
+fn serving_deprecated_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
+    let kind = crd.spec.names.kind.clone();
+    let deprecated = crd.spec.versions.first().map(|v1| CustomResourceDefinitionVersion {
+        name: DEPRECATED_VERSION.to_string(),
+        served: true,
+        storage: false,
+        deprecated: Some(true),
+        deprecation_warning: Some(format!(
+            "{GROUP}/{DEPRECATED_VERSION} {kind} is deprecated; use {GROUP}/{VERSION} (the same fields)"
+        )),
+        ..v1.clone()
+    });
+    crd.spec.versions.extend(deprecated);
+    crd
 }

@@ -165,7 +165,7 @@ fn a_ca_spec_certop_refuses_names_the_field_and_the_fix() {
             }
         }
         let ca: CertificateAuthority = serde_json::from_value(serde_json::json!({
-            "apiVersion": "certop.dev/v1alpha1",
+            "apiVersion": "certop.dev/v1",
             "kind": "CertificateAuthority",
             "metadata": {"name": name},
             "spec": spec,
@@ -210,4 +210,115 @@ fn a_secret_template_certop_refuses_names_the_key_and_the_rule() {
     for (t, want) in cases {
         assert_eq!(refusal(t.validate()), want);
     }
+}
+
+/// Each CRD serves `v1` (stored) and `v1alpha1` (deprecated, with a warning
+/// naming `v1`) with the identical schema: with conversion `None` the API
+/// server converts between them by rewriting `apiVersion` alone, which is
+/// right only while the two versions have the same fields.
+#[test]
+fn every_crd_stores_v1_and_serves_v1alpha1_deprecated_with_the_same_schema() {
+    let crds = crds();
+    assert_eq!(crds.len(), 4);
+    for crd in crds {
+        let kind = &crd.spec.names.kind;
+        let names: Vec<_> = crd.spec.versions.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, [VERSION, DEPRECATED_VERSION], "{kind}");
+        assert!(crd.spec.conversion.is_none(), "{kind}: conversion None");
+        let (v1, v1alpha1) = (&crd.spec.versions[0], &crd.spec.versions[1]);
+        assert!(
+            v1.served && v1.storage && v1.deprecated != Some(true),
+            "{kind} v1"
+        );
+        assert!(v1alpha1.served && !v1alpha1.storage, "{kind} v1alpha1");
+        assert_eq!(v1alpha1.deprecated, Some(true), "{kind} v1alpha1");
+        let warning = v1alpha1.deprecation_warning.as_deref().unwrap_or_default();
+        assert_eq!(
+            warning,
+            format!(
+                "certop.dev/v1alpha1 {kind} is deprecated; use certop.dev/v1 (the same fields)"
+            )
+        );
+        assert!(v1.schema.is_some(), "{kind}: a schema");
+        assert_eq!(v1.schema, v1alpha1.schema, "{kind}: the same schema");
+        assert_eq!(v1.subresources, v1alpha1.subresources, "{kind}");
+        assert_eq!(
+            v1.additional_printer_columns, v1alpha1.additional_printer_columns,
+            "{kind}"
+        );
+        assert_eq!(v1.selectable_fields, v1alpha1.selectable_fields, "{kind}");
+    }
+}
+
+/// `kubectl explain` prints a field's description from the CRD schema: a
+/// field without one is explained by its name alone. Every property of every
+/// kind, at any depth, carries one.
+#[test]
+fn every_schema_property_has_a_description_for_kubectl_explain() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
+        JSONSchemaProps, JSONSchemaPropsOrArray, JSONSchemaPropsOrBool,
+    };
+    fn walk(path: &str, schema: &JSONSchemaProps, missing: &mut Vec<String>) {
+        for (name, property) in schema.properties.iter().flatten() {
+            let at = format!("{path}.{name}");
+            if property
+                .description
+                .as_deref()
+                .is_none_or(|d| d.trim().is_empty())
+            {
+                missing.push(at.clone());
+            }
+            walk(&at, property, missing);
+        }
+        match &schema.items {
+            Some(JSONSchemaPropsOrArray::Schema(items)) => {
+                walk(&format!("{path}[]"), items, missing)
+            }
+            Some(JSONSchemaPropsOrArray::Schemas(items)) => {
+                for items in items {
+                    walk(&format!("{path}[]"), items, missing);
+                }
+            }
+            None => {}
+        }
+        if let Some(JSONSchemaPropsOrBool::Schema(values)) = &schema.additional_properties {
+            walk(&format!("{path}{{}}"), values, missing);
+        }
+        for alternative in [&schema.all_of, &schema.any_of, &schema.one_of]
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            walk(path, alternative, missing);
+        }
+    }
+    let mut missing = Vec::new();
+    for crd in crds() {
+        for version in &crd.spec.versions {
+            let schema = version
+                .schema
+                .as_ref()
+                .and_then(|s| s.open_api_v3_schema.as_ref())
+                .expect("a schema");
+            let root = format!("{}/{}", crd.spec.names.kind, version.name);
+            for name in ["spec", "status"] {
+                if let Some(part) = schema.properties.as_ref().and_then(|p| p.get(name)) {
+                    let at = format!("{root}.{name}");
+                    if part
+                        .description
+                        .as_deref()
+                        .is_none_or(|d| d.trim().is_empty())
+                    {
+                        missing.push(at.clone());
+                    }
+                    walk(&at, part, &mut missing);
+                }
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "fields kubectl explain shows without a description (add a doc comment):\n{}",
+        missing.join("\n")
+    );
 }

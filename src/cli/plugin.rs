@@ -631,7 +631,7 @@ mod tests {
 
     fn revocation(status: serde_json::Value) -> CertificateRevocation {
         serde_json::from_value(json!({
-            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+            "apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
             "metadata": {"name": "admin-0a"},
             "spec": {"issuerRef": {"name": "kubernetes"}, "serialNumbers": ["0a"], "reason": "keyCompromise"},
             "status": status,

@@ -10,7 +10,7 @@ use crate::support::{control_plane, stderr, stdout, unique};
 
 fn manifest(name: &str, extra: &str) -> String {
     format!(
-        "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: cluster}}\n  secretName: {name}\n  secretNamespace: default\n{extra}"
+        "apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: cluster}}\n  secretName: {name}\n  secretNamespace: default\n{extra}"
     )
 }
 
@@ -139,7 +139,7 @@ fn admission_refuses_invalid_specs_with_a_message_that_says_what_to_fix() {
 
 fn ca_manifest(name: &str, extra: &str) -> String {
     format!(
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject: {{commonName: {name}}}\n{extra}"
+        "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject: {{commonName: {name}}}\n{extra}"
     )
 }
 
@@ -259,7 +259,7 @@ async fn status_round_trips_through_the_status_subresource_and_shows_in_kubectl_
         ..Default::default()
     };
     let patch = serde_json::json!({
-        "apiVersion": "certop.dev/v1alpha1",
+        "apiVersion": "certop.dev/v1",
         "kind": "ClusterCertificate",
         "status": status,
     });

@@ -31,7 +31,7 @@ fn a_revoked_client_certificate_is_refused_by_kube_apiserver_within_seconds() {
     create_ca_secret(&cp, "authz-ca", &ca_dir);
     apply(
         &cp,
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: authz\nspec:\n  subject: {commonName: authz}\n  keySource: {secretName: authz-ca, adopt: true}\n  policy:\n    allowedProfiles: [client]\n    allowedOrganizations: [authz-admins]\n",
+        "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: authz\nspec:\n  subject: {commonName: authz}\n  keySource: {secretName: authz-ca, adopt: true}\n  policy:\n    allowedProfiles: [client]\n    allowedOrganizations: [authz-admins]\n",
     );
     let port = free_port();
     let webhook_flags = [

@@ -114,7 +114,7 @@ fn revoked_kubelet_certificates_are_refused_by_kube_apiserver_and_by_the_kubelet
     apply(
         &cp,
         &format!(
-            "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {CA}\nspec:\n  subject: {{commonName: nodes CA}}\n  keySource: {{secretName: nodes-ca, adopt: true}}\n"
+            "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: {CA}\nspec:\n  subject: {{commonName: nodes CA}}\n  keySource: {{secretName: nodes-ca, adopt: true}}\n"
         ),
     );
     allow_kubelet_bootstrap(&cp);

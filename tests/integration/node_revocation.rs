@@ -129,7 +129,7 @@ fn a_node_set_up_by_certop_refuses_a_revoked_admin_conf_and_its_service_brings_t
     create_ca_secret(&cp, "node-ca", &pki);
     apply(
         &cp,
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: node\nspec:\n  subject: {commonName: kubernetes}\n  keySource: {secretName: node-ca, adopt: true}\n  policy:\n    allowedProfiles: [client]\n    allowedOrganizations: [etcd-clients]\n",
+        "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: node\nspec:\n  subject: {commonName: kubernetes}\n  keySource: {secretName: node-ca, adopt: true}\n  policy:\n    allowedProfiles: [client]\n    allowedOrganizations: [etcd-clients]\n",
     );
     let op = cp.start_operator(
         "node",

@@ -88,13 +88,13 @@ pub fn log_tail() -> String {
 
 pub fn ca_yaml(name: &str, extra: &str) -> String {
     format!(
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject:\n    commonName: {name} CA\n{extra}"
+        "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject:\n    commonName: {name} CA\n{extra}"
     )
 }
 
 pub fn cert_yaml(name: &str, ca: &str, ns: &str, extra: &str) -> String {
     format!(
-        "apiVersion: certop.dev/v1alpha1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: {ca}}}\n  secretName: {name}\n  secretNamespace: {ns}\n{extra}"
+        "apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: {ca}}}\n  secretName: {name}\n  secretNamespace: {ns}\n{extra}"
     )
 }
 
@@ -107,7 +107,7 @@ pub fn policy_for(cp: &ControlPlane, ca: &str, allowed: &str) -> String {
     apply(
         cp,
         &format!(
-            "apiVersion: certop.dev/v1alpha1\nkind: CertificatePolicy\nmetadata:\n  name: {name}\nspec:\n  authorities: [{ca}]\n  allowed:\n{allowed}"
+            "apiVersion: certop.dev/v1\nkind: CertificatePolicy\nmetadata:\n  name: {name}\nspec:\n  authorities: [{ca}]\n  allowed:\n{allowed}"
         ),
     );
     format!("  policyRef: {{name: {name}}}\n")

@@ -1084,7 +1084,7 @@ fn a_ca_too_long_for_its_secret_name_says_so_in_an_event() {
     apply(
         cp,
         &format!(
-            "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject:\n    commonName: long CA\n"
+            "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject:\n    commonName: long CA\n"
         ),
     );
     let ok = wait_for(WAIT, || {

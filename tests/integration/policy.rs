@@ -64,7 +64,7 @@ fn privileged_identities_are_refused_unless_a_policy_names_them_as_real_clients_
     // through a listed profile.
     apply(
         &cp,
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: hostile\nspec:\n  subject: {commonName: hostile}\n  keySource: {secretName: hostile-ca, adopt: true}\n  policy:\n    allowedProfiles: [client]\n    allowedOrganizations: [dev-team]\n",
+        "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: hostile\nspec:\n  subject: {commonName: hostile}\n  keySource: {secretName: hostile-ca, adopt: true}\n  policy:\n    allowedProfiles: [client]\n    allowedOrganizations: [dev-team]\n",
     );
     let _op = cp.start_operator("policy", &[]);
     let ns = "default";
@@ -129,7 +129,7 @@ fn privileged_identities_are_refused_unless_a_policy_names_them_as_real_clients_
     // then the privilege it says: the refusal above is what stood between.
     apply(
         &cp,
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificatePolicy\nmetadata:\n  name: break-glass\nspec:\n  authorities: [hostile]\n  allowed:\n    profiles: [client]\n    commonNames: [eve]\n    organizations: [system:masters]\n",
+        "apiVersion: certop.dev/v1\nkind: CertificatePolicy\nmetadata:\n  name: break-glass\nspec:\n  authorities: [hostile]\n  allowed:\n    profiles: [client]\n    commonNames: [eve]\n    organizations: [system:masters]\n",
     );
     // The CA's own policy still bounds every request: lift it for this.
     let out = cp.kubectl(&[
@@ -195,7 +195,7 @@ fn a_policy_is_used_only_by_whom_rbac_allows_at_admission_and_signs_only_what_it
     apply(
         cp,
         &format!(
-            "apiVersion: certop.dev/v1alpha1\nkind: CertificatePolicy\nmetadata:\n  name: {policy}\nspec:\n  authorities: [{ca}]\n  allowed:\n    commonNames: [team-bot]\n    organizations: [team]\n    dnsNames: [\"*.team.example\"]\n"
+            "apiVersion: certop.dev/v1\nkind: CertificatePolicy\nmetadata:\n  name: {policy}\nspec:\n  authorities: [{ca}]\n  allowed:\n    commonNames: [team-bot]\n    organizations: [team]\n    dnsNames: [\"*.team.example\"]\n"
         ),
     );
     grant(cp, &alice, &[&policy]);
@@ -312,7 +312,7 @@ fn a_guard_that_is_present_but_not_enforced_is_not_trusted() {
     apply(&cp, &crate::objects::ca_yaml("loose", ""));
     apply(
         &cp,
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificatePolicy\nmetadata:\n  name: loose\nspec:\n  authorities: [loose]\n  allowed:\n    commonNames: [bot]\n",
+        "apiVersion: certop.dev/v1\nkind: CertificatePolicy\nmetadata:\n  name: loose\nspec:\n  authorities: [loose]\n  allowed:\n    commonNames: [bot]\n",
     );
     apply(
         &cp,

@@ -257,7 +257,7 @@ fn a_dns_suffix_rule_revokes_old_and_current_matches_and_nothing_else() {
     apply(
         cp,
         &format!(
-            "apiVersion: certop.dev/v1alpha1\nkind: CertificateRevocation\nmetadata:\n  name: {rev}\nspec:\n  issuerRef: {{name: {ca}}}\n  reason: affiliationChanged\n  dnsNames: [\"{suffix}\"]\n"
+            "apiVersion: certop.dev/v1\nkind: CertificateRevocation\nmetadata:\n  name: {rev}\nspec:\n  issuerRef: {{name: {ca}}}\n  reason: affiliationChanged\n  dnsNames: [\"{suffix}\"]\n"
         ),
     );
     let a3 = wait_new_serial(cp, &names[0], &a2);
@@ -357,7 +357,7 @@ fn bad_revocations_are_refused_or_marked() {
     operator();
     let yaml = |name: &str, body: &str| {
         format!(
-            "apiVersion: certop.dev/v1alpha1\nkind: CertificateRevocation\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: some-ca}}\n{body}"
+            "apiVersion: certop.dev/v1\nkind: CertificateRevocation\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: some-ca}}\n{body}"
         )
     };
     let refused = [

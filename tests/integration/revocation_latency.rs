@@ -50,7 +50,7 @@ fn revocations_take_effect_at_kube_apiserver_within_seconds_p99() {
     create_ca_secret(&cp, "latency-ca", &ca_dir);
     apply(
         &cp,
-        "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: latency\nspec:\n  subject: {commonName: latency}\n  keySource: {secretName: latency-ca, adopt: true}\n",
+        "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: latency\nspec:\n  subject: {commonName: latency}\n  keySource: {secretName: latency-ca, adopt: true}\n",
     );
     let port = free_port();
     let flags = [

@@ -188,7 +188,7 @@ async fn write(
         metadata["resourceVersion"] = serde_json::json!(rv);
     }
     let patch = serde_json::json!({
-        "apiVersion": "certop.dev/v1alpha1",
+        "apiVersion": "certop.dev/v1",
         "kind": "CertificateRevocation",
         "metadata": metadata,
         "status": { "apiServer": api_server },

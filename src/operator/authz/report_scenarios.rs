@@ -15,7 +15,7 @@ use crate::core::enforcement::REVIEW_REFRESH;
 use crate::operator::testing::fake_api::{FakeApi, Fault};
 use crate::operator::testing::runtime;
 
-const REV_PATH: &str = "/apis/certop.dev/v1alpha1/certificaterevocations/rev";
+const REV_PATH: &str = "/apis/certop.dev/v1/certificaterevocations/rev";
 /// The SHA-256 of the certificate `rev` revokes.
 const DIGEST: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
@@ -25,7 +25,7 @@ fn api() -> FakeApi {
     let api = FakeApi::new(&[]);
     api.put(
         REV_PATH,
-        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+        json!({"apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
                "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2026-01-01T00:00:00Z"},
                "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": ["0a"], "certificateSHA256s": [DIGEST]},
                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Revoked", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),

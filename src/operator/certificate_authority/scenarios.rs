@@ -20,7 +20,7 @@ use crate::operator::testing::{self, NS, Writers, runtime};
 use crate::operator::{Context, Error, conditions, store::crl};
 use crate::pki::{CertificateInfo, parse_chain, parse_crl};
 
-const CA_PATH: &str = "/apis/certop.dev/v1alpha1/certificateauthorities/ca";
+const CA_PATH: &str = "/apis/certop.dev/v1/certificateauthorities/ca";
 const BUNDLE: &str = "ca-bundle";
 const FAULTS: [Fault; 3] = [Fault::Status(500), Fault::Status(409), Fault::Drop];
 

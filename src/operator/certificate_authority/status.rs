@@ -406,7 +406,7 @@ pub async fn write_at_read_version(
     status: &CertificateAuthorityStatus,
 ) -> Result<bool, Error> {
     let mut patch = serde_json::json!({
-        "apiVersion": "certop.dev/v1alpha1",
+        "apiVersion": "certop.dev/v1",
         "kind": "CertificateAuthority",
         "status": status,
     });

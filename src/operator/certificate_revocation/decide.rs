@@ -265,7 +265,7 @@ mod tests {
                                    "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]})
         });
         serde_json::from_value(json!({
-            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+            "apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
             "metadata": {"name": "rev", "generation": 2, "creationTimestamp": "2026-05-01T00:00:00Z"},
             "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": serials, "reason": "keyCompromise"},
             "status": status,
@@ -280,7 +280,7 @@ mod tests {
         });
         Arc::new(
             serde_json::from_value(json!({
-                "apiVersion": "certop.dev/v1alpha1", "kind": "ClusterCertificate",
+                "apiVersion": "certop.dev/v1", "kind": "ClusterCertificate",
                 "metadata": {"name": "web", "annotations": annotations},
                 "spec": {"issuerRef": {"name": "ca"}, "secretName": "web-tls", "secretNamespace": "app"},
                 "status": {"serialNumber": serial, "notBefore": "2026-04-30T22:00:00Z"},

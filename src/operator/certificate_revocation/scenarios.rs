@@ -24,9 +24,9 @@ use crate::operator::testing::{self, NS, Writers, runtime};
 use crate::operator::{Context, Error};
 use crate::pki::{Authority, RevocationReason, parse_crl};
 
-const CA_PATH: &str = "/apis/certop.dev/v1alpha1/certificateauthorities/ca";
-const CERT_PATH: &str = "/apis/certop.dev/v1alpha1/clustercertificates/web";
-const REV_PATH: &str = "/apis/certop.dev/v1alpha1/certificaterevocations/rev";
+const CA_PATH: &str = "/apis/certop.dev/v1/certificateauthorities/ca";
+const CERT_PATH: &str = "/apis/certop.dev/v1/clustercertificates/web";
+const REV_PATH: &str = "/apis/certop.dev/v1/certificaterevocations/rev";
 /// Revoked before the scenario starts, and listed in the CRL already.
 const EARLIER: &str = "a0a1";
 /// The certificate the ClusterCertificate `web` holds: the one revoked.
@@ -75,7 +75,7 @@ async fn world() -> World {
     let not_before = Utc::now() - Duration::hours(1);
     api.put(
         CERT_PATH,
-        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "ClusterCertificate",
+        json!({"apiVersion": "certop.dev/v1", "kind": "ClusterCertificate",
                "metadata": {"name": "web", "generation": 1},
                "spec": {"issuerRef": {"name": "ca"}, "secretName": "web-tls", "secretNamespace": NS,
                         "dnsNames": ["web.example.com"]},
@@ -83,7 +83,7 @@ async fn world() -> World {
     );
     api.put(
         REV_PATH,
-        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+        json!({"apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
                "metadata": {"name": "rev", "generation": 1, "creationTimestamp": "2099-01-01T00:00:00Z"},
                "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": [CURRENT], "reason": "keyCompromise"}}),
     );
@@ -272,7 +272,7 @@ fn a_new_generation_with_everything_done_writes_only_its_status() {
         w.pass().await.expect("pass");
         assert_eq!(
             w.api.log()[before..],
-            ["PATCH /apis/certop.dev/v1alpha1/certificaterevocations/rev/status".to_string()],
+            ["PATCH /apis/certop.dev/v1/certificaterevocations/rev/status".to_string()],
             "only the status"
         );
     });
@@ -356,7 +356,7 @@ fn a_certificate_of_another_ca_is_refused_and_nothing_is_written() {
         w.pass().await.expect("pass");
         assert_eq!(
             w.api.log()[before..],
-            ["PATCH /apis/certop.dev/v1alpha1/certificaterevocations/rev/status".to_string()],
+            ["PATCH /apis/certop.dev/v1/certificaterevocations/rev/status".to_string()],
             "only the status"
         );
         let status = w.revocation().status.expect("status");

@@ -363,7 +363,7 @@ mod tests {
 
     fn rev() -> CertificateRevocation {
         serde_json::from_value(json!({
-            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+            "apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
             "metadata": {"name": "rev", "generation": 3},
             "spec": {"issuerRef": {"name": "ca"}, "serialNumbers": ["0a", "0b"]},
         }))

@@ -39,7 +39,7 @@ fn lists(v: &Option<Vec<String>>, want: &str) -> bool {
 }
 
 /// Whether a rule sends every create and update of a ClusterCertificate,
-/// in every version of the API (v1alpha1 today, v1 later), through the
+/// in every version of the API (v1 and the deprecated v1alpha1), through the
 /// policy.
 fn covers(rule: &NamedRuleWithOperations) -> bool {
     lists(&rule.api_groups, "certop.dev")
@@ -393,7 +393,7 @@ mod tests {
             ),
             (
                 "matchConstraints",
-                Box::new(|p, _| rule(p).api_versions = Some(vec!["v1alpha1".into()])),
+                Box::new(|p, _| rule(p).api_versions = Some(vec!["v1".into()])),
             ),
             (
                 "matchConstraints",

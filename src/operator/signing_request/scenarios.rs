@@ -79,17 +79,10 @@ fn b64(text: &str) -> String {
 impl World {
     fn sync(&self) {
         let mut w = self.writers.lock().expect("writers");
-        let cas: Vec<CertificateAuthority> = testing::all(
-            &self.api,
-            "/apis/certop.dev/v1alpha1",
-            "certificateauthorities",
-        );
+        let cas: Vec<CertificateAuthority> =
+            testing::all(&self.api, "/apis/certop.dev/v1", "certificateauthorities");
         testing::init(&mut w.cas, cas);
-        let policies = testing::all(
-            &self.api,
-            "/apis/certop.dev/v1alpha1",
-            "certificatepolicies",
-        );
+        let policies = testing::all(&self.api, "/apis/certop.dev/v1", "certificatepolicies");
         testing::init(&mut w.policies, policies);
     }
 
@@ -430,8 +423,8 @@ fn a_csr_is_never_signed_by_a_ca_its_controller_refuses() {
     runtime().block_on(async {
         let w = world(json!({"requirePolicy": true}));
         w.api.put(
-            "/apis/certop.dev/v1alpha1/certificateauthorities/b",
-            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+            "/apis/certop.dev/v1/certificateauthorities/b",
+            json!({"apiVersion": "certop.dev/v1", "kind": "CertificateAuthority",
                    "metadata": {"name": "b"},
                    "spec": {"subject": {"commonName": "b"}, "keySource": {"secretName": "ca-ca"}},
                    "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "CAKeyInUse",

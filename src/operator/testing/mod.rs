@@ -65,8 +65,8 @@ pub fn put_ready_ca(api: &FakeApi, name: &str, spec: serde_json::Value) -> Autho
         full.extend(extra.clone());
     }
     api.put(
-        &format!("/apis/certop.dev/v1alpha1/certificateauthorities/{name}"),
-        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+        &format!("/apis/certop.dev/v1/certificateauthorities/{name}"),
+        json!({"apiVersion": "certop.dev/v1", "kind": "CertificateAuthority",
                "metadata": {"name": name, "annotations": {meta::CA_FINGERPRINT: authority.certificate().fingerprint}},
                "spec": full_spec,
                "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}),
@@ -142,7 +142,7 @@ pub fn sync_cas(api: &FakeApi, w: &mut Writers) {
     init(&mut w.ca_secrets, secrets);
     init(
         &mut w.cas,
-        all(api, "/apis/certop.dev/v1alpha1", "certificateauthorities"),
+        all(api, "/apis/certop.dev/v1", "certificateauthorities"),
     );
 }
 

@@ -24,9 +24,9 @@ use crate::pki::{
     Authority, CaRequest, RevocationReason, key_matches_certificate, parse_chain, parse_crl,
 };
 
-const CA_PATH: &str = "/apis/certop.dev/v1alpha1/certificateauthorities/ca";
-const CERT_PATH: &str = "/apis/certop.dev/v1alpha1/clustercertificates/web";
-const REV_PATH: &str = "/apis/certop.dev/v1alpha1/certificaterevocations/rev";
+const CA_PATH: &str = "/apis/certop.dev/v1/certificateauthorities/ca";
+const CERT_PATH: &str = "/apis/certop.dev/v1/clustercertificates/web";
+const REV_PATH: &str = "/apis/certop.dev/v1/certificaterevocations/rev";
 const SECRET_PATH: &str = "/api/v1/namespaces/app/secrets/web-tls";
 
 struct World {
@@ -48,7 +48,7 @@ fn world_managing(managed_namespaces: ManagedNamespaces) -> World {
     let authority = testing::put_ready_ca(&api, "ca", json!({}));
     api.put(
         CERT_PATH,
-        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "ClusterCertificate",
+        json!({"apiVersion": "certop.dev/v1", "kind": "ClusterCertificate",
                "metadata": {"name": "web", "generation": 1, "finalizers": [meta::FINALIZER]},
                "spec": {"issuerRef": {"name": "ca"}, "secretName": "web-tls", "secretNamespace": "app",
                         "dnsNames": ["web.example.com"]}}),
@@ -174,7 +174,7 @@ impl World {
 fn put_revocation(w: &World, created: impl serde::Serialize, spec: serde_json::Value) {
     w.api.put(
         REV_PATH,
-        json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateRevocation",
+        json!({"apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
                "metadata": {"name": "rev", "generation": 1, "creationTimestamp": created},
                "spec": spec}),
     );
@@ -1991,10 +1991,10 @@ fn a_ca_with_an_invalid_spec_says_so_in_an_event() {
     runtime().block_on(async {
         let w = world();
         let name = "c".repeat(251);
-        let path = format!("/apis/certop.dev/v1alpha1/certificateauthorities/{name}");
+        let path = format!("/apis/certop.dev/v1/certificateauthorities/{name}");
         w.api.put(
             &path,
-            json!({"apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+            json!({"apiVersion": "certop.dev/v1", "kind": "CertificateAuthority",
                    "metadata": {"name": name, "uid": "u-1", "finalizers": [meta::FINALIZER]},
                    "spec": {"subject": {"commonName": "long"}}}),
         );

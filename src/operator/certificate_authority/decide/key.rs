@@ -340,7 +340,7 @@ mod tests {
         let annotations: BTreeMap<&str, &str> = annotations.iter().copied().collect();
         let created = chrono::DateTime::from_timestamp(created, 0).expect("time");
         serde_json::from_value(serde_json::json!({
-            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+            "apiVersion": "certop.dev/v1", "kind": "CertificateAuthority",
             "metadata": {"name": name, "annotations": annotations, "creationTimestamp": created},
             "spec": full,
         }))

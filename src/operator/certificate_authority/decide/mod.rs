@@ -304,7 +304,7 @@ mod tests {
         let annotations: std::collections::BTreeMap<&str, &str> =
             annotations.iter().copied().collect();
         serde_json::from_value(serde_json::json!({
-            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+            "apiVersion": "certop.dev/v1", "kind": "CertificateAuthority",
             "metadata": {"name": "ca", "generation": 1, "annotations": annotations},
             "spec": full, "status": status,
         }))
