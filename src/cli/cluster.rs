@@ -26,6 +26,15 @@ impl Cluster {
         Ok(Cluster { client, url })
     }
 
+    /// A client made elsewhere (a test's fake API server), named by `url`.
+    #[cfg(test)]
+    pub fn with_client(client: Client, url: &str) -> Self {
+        Cluster {
+            client,
+            url: url.to_string(),
+        }
+    }
+
     /// Turns an API error about `what` (e.g. "ClusterCertificate web") into words.
     pub fn error(&self, what: impl std::fmt::Display) -> impl FnOnce(kube::Error) -> CliError {
         let url = self.url.clone();

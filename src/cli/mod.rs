@@ -8,6 +8,7 @@ mod crl_sync;
 mod error;
 pub(crate) mod files;
 mod kms;
+mod migrate_storage;
 mod node;
 mod node_rotation;
 mod pki;
@@ -56,6 +57,8 @@ pub enum Command {
     RotateCa(plugin::RotateCaArgs),
     /// Revoke a ClusterCertificate's current certificate (or any serial of a CA).
     Revoke(revoke::RevokeArgs),
+    /// Rewrite every certop object so etcd stores it as certop.dev/v1, then drop v1alpha1 from the CRDs' storedVersions (after upgrading the CRDs).
+    MigrateStorage(migrate_storage::MigrateStorageArgs),
     /// kubeadm-style expiry tables of every ClusterCertificate and CertificateAuthority.
     CheckExpiration(plugin::CheckExpirationArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -74,6 +77,7 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::Renew(args) => plugin::block_on(plugin::renew(args)),
         Command::RotateCa(args) => plugin::block_on(plugin::rotate_ca(args)),
         Command::Revoke(args) => plugin::block_on(revoke::revoke(args)),
+        Command::MigrateStorage(args) => plugin::block_on(migrate_storage::migrate_storage(args)),
         Command::CheckExpiration(args) => plugin::block_on(plugin::check_expiration(args)),
         Command::Inspect(args) => plugin::block_on(plugin::inspect(args)),
         Command::Completion { shell } => {

@@ -25,7 +25,7 @@ pub mod runtime;
 pub mod signing_request;
 mod store;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use error::Error;
 pub use run::{LeaderElection, LogFormat, RunConfig, run};
