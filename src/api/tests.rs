@@ -322,3 +322,51 @@ fn every_schema_property_has_a_description_for_kubectl_explain() {
         missing.join("\n")
     );
 }
+
+/// "The same schema" holds against the release that served `v1alpha1`
+/// alone (commit 48e64a4, tests/fixtures/crds-48e64a4.yaml): both versions
+/// now served validate, default and prune exactly as it did, descriptions
+/// aside. A field changed here needs a conversion, not conversion `None`.
+#[test]
+fn both_versions_keep_the_schema_of_the_release_that_served_v1alpha1_alone() {
+    fn without_descriptions(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(o) => {
+                o.remove("description");
+                o.values_mut().for_each(without_descriptions);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(without_descriptions),
+            _ => {}
+        }
+    }
+    let released: Vec<serde_json::Value> = include_str!("../../tests/fixtures/crds-48e64a4.yaml")
+        .split("\n---\n")
+        .filter_map(|doc| serde_saphyr::from_str::<serde_json::Value>(doc).ok())
+        .filter(|doc| doc.get("kind").is_some())
+        .collect();
+    assert_eq!(released.len(), 4);
+    for crd in crds() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let old = released
+            .iter()
+            .find(|c| c["metadata"]["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} in the release"));
+        let mut old_schema = old["spec"]["versions"][0]["schema"].clone();
+        without_descriptions(&mut old_schema);
+        for version in &crd.spec.versions {
+            let mut schema = serde_json::to_value(&version.schema).expect("schema");
+            without_descriptions(&mut schema);
+            assert!(
+                schema == old_schema,
+                "{name} {}: the schema changed",
+                version.name
+            );
+            assert_eq!(
+                serde_json::to_value(&version.additional_printer_columns).expect("columns"),
+                old["spec"]["versions"][0]["additionalPrinterColumns"],
+                "{name} {}",
+                version.name
+            );
+        }
+    }
+}
