@@ -81,6 +81,54 @@ fn a_v1alpha1_write_is_warned_and_reads_back_and_is_stored_as_v1() {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
+/// `kubectl explain` reads the descriptions from the API server's OpenAPI
+/// of the CRDs, in both versions, down to nested fields.
+#[test]
+fn kubectl_explain_describes_every_kind_in_both_versions() {
+    let cp = control_plane();
+    let cases = [
+        (
+            "clustercertificates.spec.issuerRef.name",
+            "The CertificateAuthority's name.",
+        ),
+        (
+            "certificateauthorities.spec.subject.commonName",
+            "The subject's common name.",
+        ),
+        (
+            "certificaterevocations.status.revoked.revokedAt",
+            "The revocation date the CRL gives it.",
+        ),
+        (
+            "certificatepolicies.spec.authorities",
+            "CertificateAuthorities",
+        ),
+    ];
+    for version in ["v1", "v1alpha1"] {
+        for (field, description) in cases {
+            let ready = wait_for(WAIT, || {
+                let out = cp.kubectl(&[
+                    "explain",
+                    field,
+                    &format!("--api-version=certop.dev/{version}"),
+                ]);
+                out.status.success() && stdout(&out).contains(description)
+            });
+            let out = cp.kubectl(&[
+                "explain",
+                field,
+                &format!("--api-version=certop.dev/{version}"),
+            ]);
+            assert!(
+                ready,
+                "kubectl explain {field} ({version}) should say {description:?}: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
+}
+
 /// The ClusterRole the user guide says `migrate-storage` needs, as it
 /// prints it.
 fn documented_cluster_role() -> String {
