@@ -534,6 +534,38 @@ fn bad_input_exits_non_zero_with_one_clear_line_and_writes_nothing() {
             good.clone(),
             "ca.crt",
         ),
+        (
+            "a version certop does not serve",
+            ca_s.to_string(),
+            write_case(
+                "v2",
+                manifest("server").replace("certop.dev/v1", "certop.dev/v2"),
+            ),
+            "apiVersion \"certop.dev/v2\" is not one certop serves: use certop.dev/v1",
+        ),
+        (
+            "another kind",
+            ca_s.to_string(),
+            write_case(
+                "certificate",
+                manifest("server").replace("kind: ClusterCertificate", "kind: Certificate"),
+            ),
+            "not a ClusterCertificate: kind \"Certificate\"",
+        ),
+        (
+            "a v1alpha1 manifest refused: the error alone, no warning",
+            ca_s.to_string(),
+            write_case(
+                "v1alpha1-bad",
+                manifest("server")
+                    .replace("certop.dev/v1", "certop.dev/v1alpha1")
+                    .replace(
+                        "  commonName: web\n",
+                        "  renewBefore: 1h\n  renewBeforePercentage: 5\n",
+                    ),
+            ),
+            "at most one of renewBefore",
+        ),
     ];
     for (name, ca_dir, manifest, expected) in cases {
         let out = tmp.path().join(format!("out-{}", name.replace(' ', "-")));
@@ -617,6 +649,48 @@ fn bad_input_exits_non_zero_with_one_clear_line_and_writes_nothing() {
     let inspect = certop(&["pki", "inspect", bad_spec.to_str().expect("utf-8")]);
     assert!(!inspect.status.success());
     assert!(String::from_utf8_lossy(&inspect.stderr).contains("no PEM certificate"));
+}
+
+/// A manifest written for v0.1.0 (`certop.dev/v1alpha1`) is still issued
+/// offline, with the warning the API server gives it.
+#[test]
+fn a_v1alpha1_manifest_is_issued_with_the_api_servers_deprecation_warning() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let ca = tmp.path().join("ca");
+    ok(
+        certop(&[
+            "pki",
+            "ca",
+            "create",
+            "--name",
+            "ca",
+            "--out",
+            ca.to_str().expect("utf-8"),
+        ]),
+        "ca create",
+    );
+    let old = tmp.path().join("old.yaml");
+    std::fs::write(
+        &old,
+        manifest("server").replace("certop.dev/v1", "certop.dev/v1alpha1"),
+    )
+    .expect("manifest");
+    let out = certop(&[
+        "pki",
+        "issue",
+        "--ca",
+        ca.to_str().expect("utf-8"),
+        "-f",
+        old.to_str().expect("utf-8"),
+        "--out",
+        tmp.path().join("old").to_str().expect("utf-8"),
+    ]);
+    ok(out.clone(), "issue from a v1alpha1 manifest");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim_end(),
+        "Warning: certop.dev/v1alpha1 ClusterCertificate is deprecated; use certop.dev/v1 (the same fields)"
+    );
+    assert!(tmp.path().join("old/tls.crt").exists());
 }
 
 #[test]

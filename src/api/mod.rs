@@ -244,6 +244,15 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
     .collect()
 }
 
+/// What the API server says to whoever reads or writes `kind` as
+/// `v1alpha1` (the CRD's `deprecationWarning`); `certop pki issue` says the
+/// same of a manifest.
+pub fn deprecation_warning(kind: &str) -> String {
+    format!(
+        "{GROUP}/{DEPRECATED_VERSION} {kind} is deprecated; use {GROUP}/{VERSION} (the same fields)"
+    )
+}
+
 /// A CRD of the `v1` types that also serves `v1alpha1`: a copy of the `v1`
 /// version entry (the same schema, printer columns and subresources), not
 /// stored, deprecated with a warning that names the version to use. Objects
@@ -251,16 +260,18 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
 /// (`kubectl certop migrate-storage`).
 fn serving_deprecated_version(mut crd: CustomResourceDefinition) -> CustomResourceDefinition {
     let kind = crd.spec.names.kind.clone();
-    let deprecated = crd.spec.versions.first().map(|v1| CustomResourceDefinitionVersion {
-        name: DEPRECATED_VERSION.to_string(),
-        served: true,
-        storage: false,
-        deprecated: Some(true),
-        deprecation_warning: Some(format!(
-            "{GROUP}/{DEPRECATED_VERSION} {kind} is deprecated; use {GROUP}/{VERSION} (the same fields)"
-        )),
-        ..v1.clone()
-    });
+    let deprecated = crd
+        .spec
+        .versions
+        .first()
+        .map(|v1| CustomResourceDefinitionVersion {
+            name: DEPRECATED_VERSION.to_string(),
+            served: true,
+            storage: false,
+            deprecated: Some(true),
+            deprecation_warning: Some(deprecation_warning(&kind)),
+            ..v1.clone()
+        });
     crd.spec.versions.extend(deprecated);
     crd
 }

@@ -209,6 +209,10 @@ pub(crate) fn read_manifest(path: &Path) -> Result<ClusterCertificate, CliError>
     // (`dnsName`, `duraton`) is an error, not a default.
     let raw: serde_json::Value =
         serde_saphyr::from_str(&text).map_err(|e| not_a_certificate(e.to_string()))?;
+    let warning = manifest_type(&raw).map_err(|reason| CliError::Manifest {
+        path: path.into(),
+        reason,
+    })?;
     let unknown = unknown_fields(&raw);
     if !unknown.is_empty() {
         return Err(CliError::Manifest {
@@ -231,7 +235,36 @@ pub(crate) fn read_manifest(path: &Path) -> Result<ClusterCertificate, CliError>
         path: path.into(),
         reason: one_line(&e.to_string()),
     })?;
+    // Said once the manifest is known good, so a refusal stays one line.
+    if let Some(warning) = warning {
+        eprintln!("Warning: {warning}");
+    }
     Ok(manifest)
+}
+
+/// A manifest's `apiVersion` and `kind` as the API server takes them: a
+/// ClusterCertificate of `certop.dev/v1`, or of the deprecated `v1alpha1`
+/// with the API server's warning (returned); anything else refused.
+fn manifest_type(manifest: &serde_json::Value) -> Result<Option<String>, String> {
+    use kube::Resource;
+    let text = |key: &str| manifest[key].as_str().unwrap_or_default().to_string();
+    let (api_version, kind) = (text("apiVersion"), text("kind"));
+    let want = ClusterCertificate::kind(&());
+    if kind != want {
+        return Err(format!("not a {want}: kind {kind:?}"));
+    }
+    match api_version
+        .strip_prefix(crate::api::GROUP)
+        .and_then(|v| v.strip_prefix('/'))
+    {
+        Some(crate::api::VERSION) => Ok(None),
+        Some(crate::api::DEPRECATED_VERSION) => Ok(Some(crate::api::deprecation_warning(&want))),
+        _ => Err(format!(
+            "apiVersion {api_version:?} is not one certop serves: use {}/{}",
+            crate::api::GROUP,
+            crate::api::VERSION
+        )),
+    }
 }
 
 /// The fields of a manifest that the ClusterCertificate schema does not
@@ -376,5 +409,55 @@ fn describe(out: &mut String, c: &CertificateInfo, now: chrono::DateTime<Utc>) {
     ];
     for (label, value) in rows {
         let _ = writeln!(out, "  {:<13} {value}", format!("{label}:"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    /// What `pki issue` takes, by apiVersion and kind: what the API server
+    /// serves, the deprecated version with its warning.
+    #[test]
+    fn a_manifest_is_a_v1_cluster_certificate_or_a_v1alpha1_one_with_a_warning() {
+        let cases = [
+            ("certop.dev/v1", "ClusterCertificate", Ok(None)),
+            (
+                "certop.dev/v1alpha1",
+                "ClusterCertificate",
+                Ok(Some(
+                    "certop.dev/v1alpha1 ClusterCertificate is deprecated; use certop.dev/v1 (the same fields)"
+                        .to_string(),
+                )),
+            ),
+            (
+                "certop.dev/v2",
+                "ClusterCertificate",
+                Err("apiVersion \"certop.dev/v2\" is not one certop serves: use certop.dev/v1".to_string()),
+            ),
+            (
+                "cert-manager.io/v1",
+                "ClusterCertificate",
+                Err("apiVersion \"cert-manager.io/v1\" is not one certop serves: use certop.dev/v1".to_string()),
+            ),
+            (
+                "",
+                "ClusterCertificate",
+                Err("apiVersion \"\" is not one certop serves: use certop.dev/v1".to_string()),
+            ),
+            (
+                "certop.dev/v1",
+                "Certificate",
+                Err("not a ClusterCertificate: kind \"Certificate\"".to_string()),
+            ),
+        ];
+        for (api_version, kind, want) in cases {
+            let manifest = json!({"apiVersion": api_version, "kind": kind});
+            assert_eq!(
+                super::manifest_type(&manifest),
+                want,
+                "{api_version} {kind}"
+            );
+        }
     }
 }
