@@ -113,38 +113,46 @@ pub async fn migrate_storage(_: MigrateStorageArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Migrates every kind certop defines, in the order of `crds/`.
+/// Migrates every kind certop defines, in the order of `crds/`; every CRD
+/// is checked first, so CRDs not all upgraded yet mean no write at all.
 pub async fn migrate_all(cluster: &Cluster) -> Result<Vec<Migrated>, CliError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
+    let mut plans = Vec::new();
+    for ours in crate::api::crds() {
+        let name = ours.name_any();
+        let installed = crds
+            .get(&name)
+            .await
+            .map_err(cluster.error(format!("CustomResourceDefinition {name}")))?;
+        let plan = plan(&installed).map_err(|e| CliError::Invalid(e.to_string()))?;
+        plans.push((ours, plan));
+    }
     let mut done = Vec::new();
-    for crd in crate::api::crds() {
-        done.push(migrate_kind(cluster, &crd).await?);
+    for (ours, plan) in plans {
+        done.push(match plan {
+            Plan::AlreadyMigrated => Migrated {
+                kind: ours.spec.names.kind.clone(),
+                rewritten: None,
+                stored_versions_before: vec![VERSION.to_string()],
+            },
+            Plan::Rewrite { stored_versions } => {
+                migrate_kind(cluster, &crds, &ours, stored_versions).await?
+            }
+        });
     }
     Ok(done)
 }
 
+/// Rewrites every object of one kind, then sets its CRD's `storedVersions`.
 async fn migrate_kind(
     cluster: &Cluster,
+    crds: &Api<CustomResourceDefinition>,
     ours: &CustomResourceDefinition,
+    stored_versions_before: Vec<String>,
 ) -> Result<Migrated, CliError> {
     let client = &cluster.client;
     let name = ours.name_any();
     let kind = ours.spec.names.kind.clone();
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let installed = crds
-        .get(&name)
-        .await
-        .map_err(cluster.error(format!("CustomResourceDefinition {name}")))?;
-    let stored_versions_before =
-        match plan(&installed).map_err(|e| CliError::Invalid(e.to_string()))? {
-            Plan::AlreadyMigrated => {
-                return Ok(Migrated {
-                    kind,
-                    rewritten: None,
-                    stored_versions_before: vec![VERSION.to_string()],
-                });
-            }
-            Plan::Rewrite { stored_versions } => stored_versions,
-        };
     let resource = ApiResource {
         group: GROUP.to_string(),
         version: VERSION.to_string(),
@@ -375,14 +383,14 @@ mod tests {
 
     #[tokio::test]
     async fn crds_not_yet_upgraded_are_refused_before_any_write() {
-        let api = FakeApi::new(&[]);
-        for mut crd in crate::api::crds() {
-            crd.spec.versions.retain(|v| v.name == "v1alpha1");
-            crd.spec.versions[0].storage = true;
-            let mut value = serde_json::to_value(&crd).expect("crd");
-            value["status"] = json!({"storedVersions": ["v1alpha1"]});
-            api.put(&format!("{CRDS}/{}", crd.name_any()), value);
-        }
+        // Three CRDs upgraded, the last one still v0.1.0's.
+        let api = upgraded_cluster();
+        let mut crd = crate::api::crds().remove(3);
+        crd.spec.versions.retain(|v| v.name == "v1alpha1");
+        crd.spec.versions[0].storage = true;
+        let mut value = serde_json::to_value(&crd).expect("crd");
+        value["status"] = json!({"storedVersions": ["v1alpha1"]});
+        api.put(&format!("{CRDS}/{}", crd.name_any()), value);
         let cluster = Cluster::with_client(api.client(), "https://fake");
         let e = migrate_all(&cluster).await.expect_err("refused");
         assert!(
