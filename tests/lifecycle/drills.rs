@@ -1,0 +1,394 @@
+//! Disaster drills (docs/user-guide.md, "Disaster recovery"): etcd
+//! restored from an older snapshot, the operator's namespace deleted, a CA
+//! key Secret deleted. Each breaks the PKI the way the accident would,
+//! recovers as the runbook says, and checks what must survive: no new CA
+//! key, no certificate issued twice, CRL numbers above every one published,
+//! every certificate issued still revocable by name.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use certop::api::{CertificateAuthority, ClusterCertificate};
+use certop::pki::parse_crl;
+use serde_json::Value;
+
+use crate::ONE_AT_A_TIME;
+use crate::objects::{apply, ca_yaml, cert, cert_yaml, wait_event};
+use crate::support::{
+    ControlPlane, KeptControlPlane, Operator, http_request, stderr, stdout, unique, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn ready(cp: &ControlPlane, name: &str) -> bool {
+    cert(cp, name).status.is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+fn ca_object(cp: &ControlPlane, ca: &str) -> Option<CertificateAuthority> {
+    crate::objects::get(cp, &["certificateauthority", ca])
+}
+
+/// (status, reason, message) of the CA's Ready condition.
+fn ca_ready(cp: &ControlPlane, ca: &str) -> Option<(String, String, String)> {
+    ca_object(cp, ca)?
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
+        .map(|c| (c.status, c.reason, c.message))
+}
+
+fn status_crl_number(cp: &ControlPlane, ca: &str) -> u64 {
+    ca_object(cp, ca)
+        .and_then(|c| c.status)
+        .and_then(|s| s.crl_number)
+        .and_then(|n| u64::try_from(n).ok())
+        .unwrap_or(0)
+}
+
+/// The CRL the operator serves for the CA, as a consumer fetches it:
+/// its number and the serials it lists.
+fn served_crl(op: &Operator, ca: &str) -> Option<(u64, Vec<String>)> {
+    let (code, _, der) = http_request(&format!("{}/crl/{ca}.crl", op.base_url), &[])?;
+    if code != 200 {
+        return None;
+    }
+    let crl = parse_crl(&der, None).ok()?;
+    Some((
+        crl.number?,
+        crl.entries.iter().map(|(s, _, _)| s.to_string()).collect(),
+    ))
+}
+
+fn serial(cp: &ControlPlane, name: &str) -> Option<String> {
+    cert(cp, name).status.and_then(|s| s.serial_number)
+}
+
+fn revision(cp: &ControlPlane, name: &str) -> Option<i64> {
+    cert(cp, name).status.and_then(|s| s.revision)
+}
+
+/// An object as `kubectl get -o json` shows it.
+fn json_of(cp: &ControlPlane, args: &[&str]) -> Value {
+    let mut full = vec!["get"];
+    full.extend_from_slice(args);
+    full.extend_from_slice(&["-o", "json"]);
+    let out = cp.kubectl(&full);
+    assert!(
+        out.status.success(),
+        "kubectl get {args:?}: {}",
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+/// An object as saved to be created again: what the API server assigns
+/// (uid, resourceVersion, timestamps, managedFields) left out.
+fn saved(mut object: Value) -> Value {
+    if let Some(meta) = object["metadata"].as_object_mut() {
+        for field in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "managedFields",
+            "generation",
+        ] {
+            meta.remove(field);
+        }
+    }
+    object
+}
+
+fn create(cp: &ControlPlane, object: &Value) {
+    let out = cp.kubectl_stdin(&["create", "-f", "-"], &object.to_string());
+    assert!(out.status.success(), "kubectl create: {}", stderr(&out));
+}
+
+/// A status saved with its object, put back through the status subresource.
+fn put_status(cp: &ControlPlane, resource: &str, name: &str, status: &Value) {
+    let patch = serde_json::json!({ "status": status }).to_string();
+    let out = cp.kubectl(&[
+        "patch",
+        resource,
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch,
+    ]);
+    assert!(
+        out.status.success(),
+        "kubectl patch status: {}",
+        stderr(&out)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = std::fs::remove_dir_all(to);
+    let out = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .output()
+        .expect("cp");
+    assert!(out.status.success(), "cp -a: {}", stderr(&out));
+}
+
+/// etcd restored from a snapshot taken before a certificate was issued, a
+/// certificate revoked and CRLs published (consumers hold the newest).
+/// The workloads kept what was issued since (their Secret, its
+/// ClusterCertificate with a status naming it, as GitOps or the
+/// application's own backup brings them back), so only certop's ledger
+/// and CRLs are older than what exists. After the restore: the next CRL
+/// number is above every number published, and the certificate issued
+/// since is found from its Secret and recorded again in the ledger, so a
+/// revocation by name lists it in the CRL.
+#[test]
+fn an_older_etcd_snapshot_never_takes_the_crl_number_back_and_loses_no_certificate() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let kept = KeptControlPlane::new();
+    let cp = kept.start();
+    cp.install_rbac();
+    let ns = unique("drill-snapshot");
+    assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
+    let ca = unique("drill-snapshot-ca");
+    let domain = format!("{ns}.example");
+    let named = |name: &str| format!("  commonName: {name}\n  dnsNames: [{name}.{domain}]\n");
+    let op = cp.start_operator("drill-snapshot-0", &[]);
+    apply(&cp, &ca_yaml(&ca, ""));
+    let early = unique("early");
+    apply(&cp, &cert_yaml(&early, &ca, &ns, &named("early")));
+    assert!(
+        wait_for(WAIT, || ready(&cp, &early)
+            && status_crl_number(&cp, &ca) >= 1),
+        "{}",
+        op.log_text()
+    );
+    op.stop();
+    cp.kill();
+    let data = kept.dir.join("data");
+    let snapshot = kept.dir.join("snapshot");
+    copy_dir(&data, &snapshot);
+    let at_snapshot = {
+        let cp = kept.start();
+        let n = status_crl_number(&cp, &ca);
+        cp.kill();
+        n
+    };
+
+    // After the snapshot: a certificate issued, one revoked, a CRL that
+    // consumers fetch.
+    let cp = kept.start();
+    let op = cp.start_operator("drill-snapshot-1", &[]);
+    let late = unique("late");
+    apply(&cp, &cert_yaml(&late, &ca, &ns, &named("late")));
+    assert!(wait_for(WAIT, || ready(&cp, &late)), "{}", op.log_text());
+    let early_serial = serial(&cp, &early).expect("serial");
+    let revoked = cp.kubectl_certop(&["revoke", &early]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let mut held = None;
+    assert!(
+        wait_for(WAIT, || {
+            held = served_crl(&op, &ca).filter(|(_, s)| s.contains(&early_serial));
+            held.is_some()
+        }),
+        "the revocation reached no CRL\n{}",
+        op.log_text()
+    );
+    let (held_number, _) = held.expect("CRL");
+    let highest = held_number.max(status_crl_number(&cp, &ca));
+    assert!(
+        highest > at_snapshot,
+        "CRLs were published after the snapshot"
+    );
+    let late_certificate = json_of(&cp, &["clustercertificate", &late]);
+    let late_secret = json_of(&cp, &["secret", "-n", &ns, &late]);
+    let late_serial = serial(&cp, &late).expect("serial");
+    op.stop();
+    cp.kill();
+
+    // The restore.
+    std::fs::remove_dir_all(&data).expect("remove etcd's data");
+    copy_dir(&snapshot, &data);
+    let cp = kept.start();
+    assert_eq!(
+        status_crl_number(&cp, &ca),
+        at_snapshot,
+        "etcd holds the state of the snapshot"
+    );
+    assert!(
+        crate::objects::get::<ClusterCertificate>(&cp, &["clustercertificate", &late]).is_none()
+    );
+    create(&cp, &saved(late_secret));
+    create(&cp, &saved(late_certificate.clone()));
+    put_status(
+        &cp,
+        "clustercertificate",
+        &late,
+        &late_certificate["status"],
+    );
+    assert_eq!(serial(&cp, &late), Some(late_serial.clone()));
+
+    let op = cp.start_operator("drill-snapshot-2", &[]);
+    assert!(
+        wait_for(WAIT, || op
+            .log_text()
+            .contains("recorded again in the ledger")),
+        "the certificate issued after the snapshot was not recorded again\n{}",
+        op.log_text()
+    );
+    let rev = unique("drill-snapshot-rev");
+    apply(
+        &cp,
+        &format!(
+            "apiVersion: certop.dev/v1alpha1\nkind: CertificateRevocation\nmetadata:\n  name: {rev}\nspec:\n  issuerRef: {{name: {ca}}}\n  reason: keyCompromise\n  dnsNames: [late.{domain}]\n"
+        ),
+    );
+    let mut after = None;
+    assert!(
+        wait_for(WAIT, || {
+            after = served_crl(&op, &ca).filter(|(_, s)| s.contains(&late_serial));
+            after.is_some()
+        }),
+        "the revocation by name does not list {late_serial} (issued after the snapshot): {:?}\n{}",
+        served_crl(&op, &ca),
+        op.log_text()
+    );
+    let (number, _) = after.expect("CRL");
+    assert!(
+        number > highest,
+        "CRL number {number} after the restore is not above {highest}, published before it"
+    );
+    assert!(
+        wait_for(WAIT, || status_crl_number(&cp, &ca) >= number),
+        "the CA's status names the new CRL"
+    );
+    assert_eq!(
+        revision(&cp, &early),
+        Some(1),
+        "the snapshot's certificate is not issued again"
+    );
+    eprintln!(
+        "CRL numbers: {at_snapshot} at the snapshot, {highest} published after it, {number} after the restore"
+    );
+    op.stop();
+}
+
+/// A CA key Secret deleted with a backup at hand: certop makes no new key
+/// (that would break every chain), says why on the CA's Ready condition
+/// and in an Event, and resumes with the same key, nothing re-issued,
+/// once the Secret is restored.
+#[test]
+fn a_deleted_ca_key_is_never_replaced_and_the_ca_resumes_once_it_is_restored() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (cp, ca, ns) = crate::setup("drill-key");
+    let lease = unique("lease");
+    let op = cp.start_operator("drill-key", &[&format!("--lease-name={lease}")]);
+    apply(cp, &ca_yaml(&ca, ""));
+    let names: Vec<String> = (0..2).map(|i| unique(&format!("drill-key{i}"))).collect();
+    for n in &names {
+        apply(cp, &cert_yaml(n, &ca, &ns, "  commonName: kept\n"));
+    }
+    assert!(
+        wait_for(WAIT, || names.iter().all(|n| ready(cp, n))),
+        "{}",
+        op.log_text()
+    );
+    let fingerprint = ca_object(cp, &ca)
+        .and_then(|c| c.status)
+        .and_then(|s| s.fingerprint)
+        .expect("fingerprint");
+    let serials: Vec<Option<String>> = names.iter().map(|n| serial(cp, n)).collect();
+    let key_secret = ca_object(cp, &ca)
+        .and_then(|c| c.status)
+        .and_then(|s| s.secret_name)
+        .expect("the key's Secret");
+    let backup = backup_key(cp, &key_secret);
+
+    let deleted = cp.kubectl(&["delete", "secret", "-n", "certop-system", &key_secret]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    // Any change to the CA makes a pass at once.
+    let touched = cp.kubectl(&[
+        "annotate",
+        "certificateauthority",
+        &ca,
+        "drill/touched=1",
+        "--overwrite",
+    ]);
+    assert!(touched.status.success(), "{}", stderr(&touched));
+    assert!(
+        wait_for(WAIT, || ca_ready(cp, &ca)
+            .is_some_and(|(s, r, _)| s == "False" && r == "CASecretDeleted")),
+        "the CA does not say its key is gone: {:?}\n{}",
+        ca_ready(cp, &ca),
+        op.log_text()
+    );
+    let (_, _, message) = ca_ready(cp, &ca).expect("condition");
+    assert!(
+        message.contains(&key_secret) && message.contains("from a backup"),
+        "{message}"
+    );
+    wait_event(cp, &ca, "CASecretDeleted");
+    std::thread::sleep(Duration::from_secs(5));
+    let key_now = cp.kubectl(&["get", "secret", "-n", "certop-system", &key_secret]);
+    assert!(
+        !key_now.status.success(),
+        "certop made a new CA key: {}",
+        stdout(&key_now)
+    );
+    assert_eq!(
+        ca_object(cp, &ca)
+            .and_then(|c| c.status)
+            .and_then(|s| s.fingerprint),
+        Some(fingerprint.clone()),
+        "the CA still names its key"
+    );
+
+    backup.restore(cp, &key_secret);
+    assert!(
+        wait_for(WAIT, || ca_ready(cp, &ca)
+            .is_some_and(|(s, _, _)| s == "True")),
+        "the CA did not resume: {:?}\n{}",
+        ca_ready(cp, &ca),
+        op.log_text()
+    );
+    assert_eq!(
+        ca_object(cp, &ca)
+            .and_then(|c| c.status)
+            .and_then(|s| s.fingerprint),
+        Some(fingerprint),
+        "the same key"
+    );
+    let fresh = unique("drill-key-fresh");
+    apply(cp, &cert_yaml(&fresh, &ca, &ns, "  commonName: fresh\n"));
+    assert!(wait_for(WAIT, || ready(cp, &fresh)), "{}", op.log_text());
+    crate::objects::assert_consistent(&crate::objects::secret(cp, &ns, &fresh).expect("Secret"));
+    for (n, s) in names.iter().zip(&serials) {
+        assert!(wait_for(WAIT, || ready(cp, n)), "{n}: {}", op.log_text());
+        assert_eq!(&serial(cp, n), s, "{n} was not issued again");
+        assert_eq!(revision(cp, n), Some(1), "{n}");
+    }
+    op.stop();
+}
+
+/// The copy of a CA key Secret a drill restores from.
+struct KeyBackup {
+    secret: Value,
+}
+
+fn backup_key(cp: &ControlPlane, key_secret: &str) -> KeyBackup {
+    KeyBackup {
+        secret: saved(json_of(cp, &["secret", "-n", "certop-system", key_secret])),
+    }
+}
+
+impl KeyBackup {
+    fn restore(&self, cp: &ControlPlane, _key_secret: &str) {
+        create(cp, &self.secret);
+    }
+}
