@@ -1,5 +1,5 @@
 //! `kubectl certop backup` on one control plane, `kubectl certop restore`
-//! into a second, empty one, then certop run there: the same CA key, no
+//! into a second, empty one where certop runs: the same CA key, no
 //! certificate issued again, the revocation still in a CRL whose number
 //! only grew. The file opens with the real `age` command; a wrong
 //! passphrase or identity writes nothing.
@@ -254,6 +254,9 @@ fn a_restored_pki_resumes_with_the_same_keys_and_certificates_and_a_higher_crl_n
 
     let target = start_control_plane(&[]);
     target.install_rbac();
+    // Running while restore writes: it must never see a CA without its
+    // key or a certificate without its Secret.
+    let op = target.start_operator("backup-target", &[]);
     let empty = certop_objects(&target);
     let refused = |args: &[&str], says: &str| {
         let out = target.kubectl_certop(args);
@@ -303,7 +306,6 @@ fn a_restored_pki_resumes_with_the_same_keys_and_certificates_and_a_higher_crl_n
         "the CA's status is restored"
     );
 
-    let op = target.start_operator("backup-target", &[]);
     ca_ready(&target, &op);
     ready(&target, &op, "bk-web");
     ready(&target, &op, "bk-api");
