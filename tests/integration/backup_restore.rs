@@ -290,6 +290,30 @@ fn a_restored_pki_resumes_with_the_same_keys_and_certificates_and_a_higher_crl_n
     );
     let out = target.kubectl_certop(&["restore", file, "--passphrase-file", &passphrase]);
     assert!(out.status.success(), "restore: {}", stderr(&out));
+    // The order it wrote in (the operator's race is too short to lose
+    // reliably, so the order is read from what restore says it did).
+    let said = stdout(&out);
+    let at = |what: &str| {
+        said.find(&format!("created {what}"))
+            .unwrap_or_else(|| panic!("{what} not created:\n{said}"))
+    };
+    let ca_at = at(&format!("CertificateAuthority {CA}"));
+    assert!(
+        at(&format!("Secret certop-system/{CA}-ca")) < ca_at,
+        "{said}"
+    );
+    assert!(
+        at("ConfigMap certop-system/certop-ledger-") < ca_at,
+        "{said}"
+    );
+    assert!(at("ConfigMap certop-system/certop-crl-") < ca_at, "{said}");
+    for name in ["bk-web", "bk-api"] {
+        assert!(
+            at(&format!("Secret {NS}/{name}")) < at(&format!("ClusterCertificate {name}")),
+            "{said}"
+        );
+        assert!(ca_at < at(&format!("ClusterCertificate {name}")), "{said}");
+    }
     let again = target.kubectl_certop(&["restore", file, "--passphrase-file", &passphrase]);
     assert!(again.status.success(), "restore again: {}", stderr(&again));
     assert!(stdout(&again).contains(": 0 created"), "{}", stdout(&again));
