@@ -7,6 +7,7 @@
 mod common;
 
 mod api_server;
+mod backup_restore;
 mod csr;
 mod enforced_revocation;
 mod helm_chart;
