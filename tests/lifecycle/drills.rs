@@ -339,7 +339,7 @@ fn a_deleted_ca_key_is_never_replaced_and_the_ca_resumes_once_it_is_restored() {
         .and_then(|c| c.status)
         .and_then(|s| s.secret_name)
         .expect("the key's Secret");
-    let backup = backup_key(cp, &key_secret);
+    let taken = backup(cp);
 
     let deleted = cp.kubectl(&["delete", "secret", "-n", "certop-system", &key_secret]);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
@@ -380,7 +380,11 @@ fn a_deleted_ca_key_is_never_replaced_and_the_ca_resumes_once_it_is_restored() {
         "the CA still names its key"
     );
 
-    backup.restore(cp, &key_secret);
+    let said = taken.restore(cp);
+    assert!(
+        said.contains(&key_secret),
+        "restore names the key Secret: {said}"
+    );
     assert!(
         wait_for(WAIT, || ca_ready(cp, &ca)
             .is_some_and(|(s, _, _)| s == "True")),
@@ -407,19 +411,226 @@ fn a_deleted_ca_key_is_never_replaced_and_the_ca_resumes_once_it_is_restored() {
     op.stop();
 }
 
-/// The copy of a CA key Secret a drill restores from.
-struct KeyBackup {
-    secret: Value,
+/// A backup as `kubectl certop backup` writes it, with its passphrase.
+struct Backup {
+    file: String,
+    passphrase: String,
+    _dir: tempfile::TempDir,
 }
 
-fn backup_key(cp: &ControlPlane, key_secret: &str) -> KeyBackup {
-    KeyBackup {
-        secret: saved(json_of(cp, &["secret", "-n", "certop-system", key_secret])),
+fn backup(cp: &ControlPlane) -> Backup {
+    let dir = tempfile::tempdir().expect("tmp");
+    let passphrase = dir.path().join("passphrase");
+    std::fs::write(&passphrase, "drill passphrase, kept apart\n").expect("write");
+    let file = dir.path().join("pki.age");
+    let b = Backup {
+        file: file.display().to_string(),
+        passphrase: passphrase.display().to_string(),
+        _dir: dir,
+    };
+    let out = cp.kubectl_certop(&[
+        "backup",
+        "--out",
+        &b.file,
+        "--passphrase-file",
+        &b.passphrase,
+    ]);
+    assert!(
+        out.status.success(),
+        "kubectl certop backup: {}",
+        stderr(&out)
+    );
+    b
+}
+
+impl Backup {
+    /// `kubectl certop restore --keep-existing`: what the cluster still
+    /// holds stays as it is, what it lost comes back.
+    fn restore(&self, cp: &ControlPlane) -> String {
+        let out = cp.kubectl_certop(&[
+            "restore",
+            &self.file,
+            "--passphrase-file",
+            &self.passphrase,
+            "--keep-existing",
+        ]);
+        assert!(
+            out.status.success(),
+            "kubectl certop restore: {}\n{}",
+            stderr(&out),
+            stdout(&out)
+        );
+        stdout(&out)
     }
 }
 
-impl KeyBackup {
-    fn restore(&self, cp: &ControlPlane, _key_secret: &str) {
-        create(cp, &self.secret);
+/// What the namespace controller does when a namespace is deleted: every
+/// object in it deleted, then the namespace finalized. The test control
+/// plane runs no kube-controller-manager, so the drill does it.
+fn delete_namespace(cp: &ControlPlane, ns: &str) {
+    let out = cp.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let kinds = stdout(&cp.kubectl(&[
+        "api-resources",
+        "--verbs=list,delete",
+        "--namespaced",
+        "-o",
+        "name",
+    ]));
+    let kinds: Vec<&str> = kinds.lines().filter(|k| !k.starts_with("events")).collect();
+    let out = cp.kubectl(&[
+        "delete",
+        &kinds.join(","),
+        "--all",
+        "-n",
+        ns,
+        "--wait=false",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut namespace = json_of(cp, &["namespace", ns]);
+    namespace["spec"]["finalizers"] = Value::Array(Vec::new());
+    let out = cp.kubectl_stdin(
+        &[
+            "replace",
+            "--raw",
+            &format!("/api/v1/namespaces/{ns}/finalize"),
+            "-f",
+            "-",
+        ],
+        &namespace.to_string(),
+    );
+    assert!(out.status.success(), "finalize: {}", stderr(&out));
+    assert!(
+        wait_for(WAIT, || !cp
+            .kubectl(&["get", "namespace", ns])
+            .status
+            .success()),
+        "namespace {ns} is still there"
+    );
+}
+
+/// certop's namespace deleted by mistake: the operator, the CA keys, the
+/// ledger and the CRLs are gone; the cluster-scoped CertificateAuthorities
+/// and ClusterCertificates and the certificates' Secrets stay. Reinstalled
+/// without its keys, certop makes no new CA key and issues nothing: the CA
+/// says its key is gone. `kubectl certop restore` of the last backup
+/// brings the keys, ledger and CRLs back: the same CA key, no certificate
+/// issued again, the revocation made before the backup still listed, and
+/// a new revocation in a CRL numbered above every CRL published before.
+#[test]
+fn the_operators_namespace_deleted_is_recovered_from_a_backup_with_nothing_issued_again() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let cp = crate::support::start_control_plane(&[]);
+    cp.install_rbac();
+    let ns = unique("drill-namespace");
+    assert!(cp.kubectl(&["create", "namespace", &ns]).status.success());
+    let ca = unique("drill-namespace-ca");
+    let op = cp.start_operator("drill-namespace-0", &[]);
+    apply(&cp, &ca_yaml(&ca, ""));
+    let names: Vec<String> = (0..2).map(|i| unique(&format!("drill-ns{i}"))).collect();
+    for n in &names {
+        apply(&cp, &cert_yaml(n, &ca, &ns, "  commonName: kept\n"));
     }
+    assert!(
+        wait_for(WAIT, || names.iter().all(|n| ready(&cp, n))),
+        "{}",
+        op.log_text()
+    );
+    let first_serial = serial(&cp, &names[0]).expect("serial");
+    let revoked = cp.kubectl_certop(&["revoke", &names[0]]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert!(
+        wait_for(WAIT, || served_crl(&op, &ca)
+            .is_some_and(|(_, s)| s.contains(&first_serial))
+            && revision(&cp, &names[0]) == Some(2)
+            && ready(&cp, &names[0])),
+        "{}",
+        op.log_text()
+    );
+    let fingerprint = ca_object(&cp, &ca)
+        .and_then(|c| c.status)
+        .and_then(|s| s.fingerprint)
+        .expect("fingerprint");
+    let kept: Vec<(Option<String>, Option<i64>)> = names
+        .iter()
+        .map(|n| (serial(&cp, n), revision(&cp, n)))
+        .collect();
+    let taken = backup(&cp);
+    let (held, _) = served_crl(&op, &ca).expect("CRL");
+    let highest = held.max(status_crl_number(&cp, &ca));
+
+    // The accident: the operator goes with its namespace.
+    op.stop();
+    delete_namespace(&cp, "certop-system");
+
+    // Reinstalled without a restore: no new key, nothing issued.
+    cp.install_rbac();
+    let op = cp.start_operator("drill-namespace-1", &[]);
+    assert!(
+        wait_for(WAIT, || ca_ready(&cp, &ca)
+            .is_some_and(|(s, r, _)| s == "False" && r == "CASecretDeleted")),
+        "{:?}\n{}",
+        ca_ready(&cp, &ca),
+        op.log_text()
+    );
+    let key_secret = format!("{ca}-ca");
+    assert!(
+        !cp.kubectl(&["get", "secret", "-n", "certop-system", &key_secret])
+            .status
+            .success(),
+        "certop made a new CA key"
+    );
+    for (n, k) in names.iter().zip(&kept) {
+        assert_eq!(&(serial(&cp, n), revision(&cp, n)), k, "{n} untouched");
+    }
+
+    // The recovery.
+    let said = taken.restore(&cp);
+    eprintln!("kubectl certop restore said:\n{said}");
+    assert!(
+        wait_for(WAIT, || ca_ready(&cp, &ca)
+            .is_some_and(|(s, _, _)| s == "True")),
+        "{:?}\n{}",
+        ca_ready(&cp, &ca),
+        op.log_text()
+    );
+    assert_eq!(
+        ca_object(&cp, &ca)
+            .and_then(|c| c.status)
+            .and_then(|s| s.fingerprint),
+        Some(fingerprint),
+        "the same CA key"
+    );
+    for n in &names {
+        assert!(wait_for(WAIT, || ready(&cp, n)), "{n}\n{}", op.log_text());
+    }
+    for (n, k) in names.iter().zip(&kept) {
+        assert_eq!(
+            &(serial(&cp, n), revision(&cp, n)),
+            k,
+            "{n} not issued again"
+        );
+    }
+    let second_serial = serial(&cp, &names[1]).expect("serial");
+    let revoked = cp.kubectl_certop(&["revoke", &names[1]]);
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    let mut after = None;
+    assert!(
+        wait_for(WAIT, || {
+            after = served_crl(&op, &ca)
+                .filter(|(_, s)| s.contains(&second_serial) && s.contains(&first_serial));
+            after.is_some()
+        }),
+        "the CRL after the restore lists both revocations: {:?}\n{}",
+        served_crl(&op, &ca),
+        op.log_text()
+    );
+    let (number, _) = after.expect("CRL");
+    assert!(
+        published_numbers(&op, &ca).iter().all(|n| *n > highest) && number > highest,
+        "CRL numbers after the restore {:?} not above {highest}",
+        published_numbers(&op, &ca)
+    );
+    op.stop();
+    cp.kill();
 }
