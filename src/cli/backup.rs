@@ -337,7 +337,7 @@ async fn create(cluster: &Cluster, r: &Restorable) -> Result<(), CliError> {
     api.create(&PostParams::default(), &object)
         .await
         .map_err(cluster.error(r.describe()))?;
-    if let Some(status) = r.status().filter(|_| r.role.is_custom_resource()) {
+    if let Some(status) = r.status().filter(|_| r.role.has_status()) {
         let patch = serde_json::json!({ "status": status });
         api.patch_status(r.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
