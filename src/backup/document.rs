@@ -96,8 +96,7 @@ impl Role {
         }
     }
 
-    /// certop's own kinds: cluster-scoped, with a status subresource
-    /// (written apart from the object).
+    /// certop's own kinds: cluster-scoped.
     pub fn is_custom_resource(self) -> bool {
         !matches!(
             self,
@@ -106,6 +105,12 @@ impl Role {
                 | Role::LedgerConfigMap
                 | Role::CrlConfigMap
         )
+    }
+
+    /// Kinds with a status subresource: their status is written apart
+    /// from the object (a CertificatePolicy has none).
+    pub fn has_status(self) -> bool {
+        self.is_custom_resource() && self != Role::CertificatePolicy
     }
 
     /// Objects that live in the operator's namespace (restored into the
@@ -224,6 +229,22 @@ mod tests {
             .push(json!({"kind": "CertificateAuthority"}));
         let again = Backup::from_json(&written.to_json().expect("json")).expect("read");
         assert_eq!(again, written);
+    }
+
+    /// A document of format version 1 as certop wrote it: every later
+    /// certop must read it (tests/fixtures/backup-v1.json is never edited;
+    /// a new version gets a file of its own).
+    #[test]
+    fn a_version_1_document_stays_readable() {
+        let fixture = include_bytes!("../../tests/fixtures/backup-v1.json");
+        let backup = Backup::from_json(fixture).expect("version 1 reads");
+        assert_eq!(backup.version, 1);
+        for role in Role::RESTORE_ORDER {
+            assert_eq!(backup.objects(role).len(), 1, "{role:?}");
+        }
+        let ca: crate::api::CertificateAuthority =
+            serde_json::from_value(backup.certificate_authorities[0].clone()).expect("CA");
+        assert_eq!(ca.spec.subject.common_name, "cluster");
     }
 
     #[test]

@@ -25,22 +25,19 @@ use crate::backup::select::{Listed, describe, select, summary};
 use crate::backup::{Backup, Role};
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "recipient"])))]
 pub struct BackupArgs {
     /// The file to write: an age-encrypted certop backup. An existing file
     /// is never overwritten.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
     /// Encrypt to the passphrase on the first line of this file (age's
     /// scrypt).
-    #[arg(
-        long,
-        conflicts_with = "recipient",
-        required_unless_present = "recipient"
-    )]
+    #[arg(long, value_name = "F", conflicts_with = "recipient")]
     pub passphrase_file: Option<PathBuf>,
     /// Encrypt to this age X25519 recipient (`age1...`, from `age-keygen`);
     /// repeat it to let any of several keys restore.
-    #[arg(long)]
+    #[arg(long, value_name = "KEY")]
     pub recipient: Vec<String>,
     /// certop's namespace: where its CA keys, ledger and CRLs live.
     #[arg(long, env = "CERTOP_NAMESPACE", default_value = "certop-system")]
@@ -48,19 +45,17 @@ pub struct BackupArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("key").required(true).args(["passphrase_file", "identity"])))]
 pub struct RestoreArgs {
     /// A file `kubectl certop backup` wrote.
+    #[arg(value_name = "FILE")]
     pub file: PathBuf,
     /// The file holding the backup's passphrase on its first line.
-    #[arg(
-        long,
-        conflicts_with = "identity",
-        required_unless_present = "identity"
-    )]
+    #[arg(long, value_name = "F", conflicts_with = "identity")]
     pub passphrase_file: Option<PathBuf>,
     /// An age identity file (`age-keygen`'s output) whose key the backup
     /// was encrypted to.
-    #[arg(long)]
+    #[arg(long, value_name = "KEY-FILE")]
     pub identity: Option<PathBuf>,
     /// certop's namespace in this cluster: the CA keys, ledger and CRLs go
     /// there, whatever the namespace they were taken from.
@@ -337,7 +332,7 @@ async fn create(cluster: &Cluster, r: &Restorable) -> Result<(), CliError> {
     api.create(&PostParams::default(), &object)
         .await
         .map_err(cluster.error(r.describe()))?;
-    if let Some(status) = r.status().filter(|_| r.role.is_custom_resource()) {
+    if let Some(status) = r.status().filter(|_| r.role.has_status()) {
         let patch = serde_json::json!({ "status": status });
         api.patch_status(r.name(), &PatchParams::default(), &Patch::Merge(&patch))
             .await
