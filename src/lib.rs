@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod atomic_file;
+pub mod backup;
 pub mod cli;
 pub mod core;
 pub mod kms;

@@ -26,6 +26,10 @@ pub enum CliError {
     Runtime(std::io::Error),
     #[error(transparent)]
     Operator(#[from] crate::operator::Error),
+    #[error(transparent)]
+    Seal(#[from] crate::backup::seal::SealError),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::DocumentError),
     #[error("cannot write to standard output: {0}")]
     Stdout(std::io::Error),
 }

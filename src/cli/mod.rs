@@ -2,6 +2,7 @@
 //! library: parse arguments, call the core, print or write the result.
 
 mod authz_config;
+mod backup;
 mod cluster;
 mod crd;
 mod crl_sync;
@@ -61,6 +62,10 @@ pub enum Command {
     MigrateStorage(migrate_storage::MigrateStorageArgs),
     /// kubeadm-style expiry tables of every ClusterCertificate and CertificateAuthority.
     CheckExpiration(plugin::CheckExpirationArgs),
+    /// Write everything certop needs to resume (its resources, CA keys, ledger, CRLs, issued Secrets) to an age-encrypted file.
+    Backup(backup::BackupArgs),
+    /// Put a backup back into a cluster where certop's CRDs and namespace exist; never overwrites.
+    Restore(backup::RestoreArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completion { shell: clap_complete::Shell },
 }
@@ -80,6 +85,8 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
         Command::MigrateStorage(args) => plugin::block_on(migrate_storage::migrate_storage(args)),
         Command::CheckExpiration(args) => plugin::block_on(plugin::check_expiration(args)),
         Command::Inspect(args) => plugin::block_on(plugin::inspect(args)),
+        Command::Backup(args) => plugin::block_on(backup::backup(args)),
+        Command::Restore(args) => plugin::block_on(backup::restore(args)),
         Command::Completion { shell } => {
             use clap::CommandFactory;
             // As a kubectl plugin the binary is kubectl-certop.

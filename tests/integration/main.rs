@@ -8,6 +8,7 @@ mod common;
 
 mod api_server;
 mod api_versions;
+mod backup_restore;
 mod csr;
 mod enforced_revocation;
 mod helm_chart;

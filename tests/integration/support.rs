@@ -281,7 +281,7 @@ impl ControlPlane {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .arg(env!("CARGO_BIN_EXE_certop"))
+            .arg(certop_bin())
             .args(&args)
             .env("KUBECONFIG", &self.operator_kubeconfig)
             .env("RUST_LOG", "info,certop=debug")
@@ -340,7 +340,7 @@ impl ControlPlane {
         let link = bin.join("kubectl-certop");
         if !link.exists() {
             std::fs::create_dir_all(&bin).expect("plugin dir");
-            let _ = std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_certop"), &link);
+            let _ = std::os::unix::fs::symlink(certop_bin(), &link);
         }
         let path = format!(
             "{}:{}",
@@ -426,9 +426,18 @@ impl Operator {
 /// as a kubeadm cluster does.
 pub const NODE_AND_RBAC: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: AuthorizationConfiguration\nauthorizers:\n- type: Node\n  name: node\n- type: RBAC\n  name: rbac\n";
 
+/// The certop binary the tests run: this build's, or `CERTOP_BIN` when
+/// set. Worktrees that share one target directory overwrite each other's
+/// target/debug/certop; a copy of one's own build keeps a run to it.
+pub fn certop_bin() -> PathBuf {
+    std::env::var_os("CERTOP_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_certop")))
+}
+
 /// Runs this build's certop, as the user of `kubeconfig` when given.
 pub fn certop(args: &[&str], kubeconfig: Option<&Path>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certop"));
+    let mut cmd = Command::new(certop_bin());
     if let Some(k) = kubeconfig {
         cmd.env("KUBECONFIG", k);
     }

@@ -10,6 +10,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 mod control_plane_restart;
+mod drills;
 mod kms;
 #[path = "../integration/objects.rs"]
 mod objects;

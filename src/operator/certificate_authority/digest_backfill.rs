@@ -10,16 +10,13 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use k8s_openapi::api::core::v1::Secret;
-use kube::Api;
-use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
+use super::held::{Held, held_of, read_leaf};
 use crate::core::ledger::{self, LedgerEntry};
-use crate::core::plan::TLS_CERT_KEY;
 use crate::operator::Context;
 use crate::operator::store::ledger_store;
-use crate::pki::{CertificateInfo, parse_pem_certificate};
+use crate::pki::CertificateInfo;
 
 /// Secrets read per pass at most: a cluster upgraded with many certificates
 /// is filled over a few passes, not in one burst of reads.
@@ -31,15 +28,6 @@ pub struct Lookup {
     pub serial: String,
     pub namespace: String,
     pub secret: String,
-}
-
-/// What a ClusterCertificate says of its Secret: where it is, and the
-/// serial its status names as the certificate it holds.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Held {
-    pub namespace: String,
-    pub secret: String,
-    pub serial: Option<String>,
 }
 
 /// The Secrets worth reading: one per unexpired entry without a digest
@@ -81,16 +69,7 @@ pub async fn backfill(
     cas: &[&CertificateInfo],
     now: DateTime<Utc>,
 ) -> Backfilled {
-    let held = |name: &str| {
-        let cert = ctx.certificates.get(&ObjectRef::new(name))?;
-        let readable = ctx.managed_namespaces.contains(&cert.spec.secret_namespace);
-        (cert.spec.issuer_ref.name == ca && readable).then(|| Held {
-            namespace: cert.spec.secret_namespace.clone(),
-            secret: cert.spec.secret_name.clone(),
-            serial: cert.status.as_ref().and_then(|s| s.serial_number.clone()),
-        })
-    };
-    let all = lookups(entries, now, held);
+    let all = lookups(entries, now, |name: &str| held_of(ctx, ca, name));
     let mut result = Backfilled {
         filled: 0,
         more: all.len() > PER_PASS,
@@ -141,18 +120,7 @@ async fn read_digest(
     lookup: &Lookup,
     cas: &[&CertificateInfo],
 ) -> Result<Option<String>, kube::Error> {
-    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &lookup.namespace);
-    let secret = match api.get_opt(&lookup.secret).await {
-        Ok(Some(secret)) => secret,
-        Ok(None) => return Ok(None),
-        // Not certop's to read (RBAC narrower than --namespaces): counted, not retried.
-        Err(kube::Error::Api(e)) if e.code == 403 => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let Some(pem) = secret.data.as_ref().and_then(|d| d.get(TLS_CERT_KEY)) else {
-        return Ok(None);
-    };
-    let Ok(leaf) = parse_pem_certificate(&pem.0, &lookup.secret) else {
+    let Some(leaf) = read_leaf(ctx, &lookup.namespace, &lookup.secret).await? else {
         return Ok(None);
     };
     let Some(entry) = entries.iter().find(|e| e.serial == lookup.serial) else {
@@ -204,11 +172,13 @@ mod tests {
                 namespace: "team".into(),
                 secret: "web-tls".into(),
                 serial: Some("01".into()),
+                not_after: None,
             }),
             "old" => Some(Held {
                 namespace: "team".into(),
                 secret: "old-tls".into(),
                 serial: Some("99".into()),
+                not_after: None,
             }),
             _ => None,
         };

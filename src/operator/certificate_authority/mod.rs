@@ -4,8 +4,10 @@
 //! A pass decides which key signs (`decide::key`, pure, from the key's
 //! Secret as read), creating it (`key`) when none was ever made. Then it
 //! gathers what the rest of the decision needs (the ledger, the rotation's
-//! keys; ledger entries recorded without a SHA-256 get it from their
-//! Secret, `digest_backfill`), asks `decide` for every write and the status, and makes the
+//! keys; what the ledger lacks comes from the Secrets (`held`): the
+//! certificates of an older ledger restored are recorded again
+//! (`lost_entries`), entries recorded without a SHA-256 get it
+//! (`digest_backfill`)), asks `decide` for every write and the status, and makes the
 //! writes in order: the binding (`key`), the rotation's write (`rotation`;
 //! a step recorded ends the pass), the trust bundles (`trust_bundle`), the
 //! CRLs (`crl_refresh`), and the status (`status`, finished from what was
@@ -17,7 +19,9 @@ mod cleanup;
 mod crl_refresh;
 mod decide;
 mod digest_backfill;
+mod held;
 mod key;
+mod lost_entries;
 mod publish;
 mod rotation;
 #[cfg(test)]
@@ -46,7 +50,8 @@ use crate::pki::{Authority, CertificateInfo};
 use decide::{Announcement, KeyDecision, KeyObserved, Observed, Spec};
 
 const CONTROLLER: &str = "certificateauthority";
-/// When to look again while ledger entries wait for their SHA-256.
+/// When to look again while ledger entries wait for their SHA-256, or
+/// certificates the ledger lost wait to be recorded again.
 const BACKFILL_AGAIN: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(ca: Arc<CertificateAuthority>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -123,11 +128,20 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     let mut ledger = ledger_store::load(ctx, &name).await?;
     let next = rotation::load_next(ctx, settings, &s.marks, now).await?;
     let previous_key = rotation::load_previous(ca, ctx, settings, &s.marks, now).await?;
-    let signers: Vec<&CertificateInfo> = [Some(&s.signing), next.usable(), previous_key.usable()]
-        .into_iter()
-        .flatten()
-        .map(|a| a.certificate())
-        .collect();
+    let keys: Vec<(u32, &CertificateInfo)> = [
+        Some((s.marks.signing, &s.signing)),
+        next.indexed(),
+        previous_key.indexed(),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(index, a)| (index, a.certificate()))
+    .collect();
+    let recovered = lost_entries::recover(ctx, &name, &ledger.entries, &keys, now).await;
+    if recovered.recorded > 0 {
+        ledger = ledger_store::load(ctx, &name).await?;
+    }
+    let signers: Vec<&CertificateInfo> = keys.iter().map(|(_, c)| *c).collect();
     let backfilled =
         digest_backfill::backfill(ctx, &name, &mut ledger.entries, &signers, now).await;
     let exists = |c: &str| ctx.certificates.get(&ObjectRef::new(c)).is_some();
@@ -173,7 +187,7 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
         wall: Utc::now(),
     };
     let (status, mut next_look, warning) = status::finish(&finish, decision.status);
-    if backfilled.more {
+    if backfilled.more || recovered.more {
         next_look = next_look.min(BACKFILL_AGAIN);
     }
     if let Some(warning) = &warning {

@@ -57,8 +57,13 @@ pub enum RotationKey {
 
 impl RotationKey {
     pub fn usable(&self) -> Option<&Arc<Authority>> {
+        self.indexed().map(|(_, authority)| authority)
+    }
+
+    /// The key with its index, when it is usable.
+    pub fn indexed(&self) -> Option<(u32, &Arc<Authority>)> {
         match self {
-            RotationKey::Usable { authority, .. } => Some(authority),
+            RotationKey::Usable { index, authority } => Some((*index, authority)),
             _ => None,
         }
     }

@@ -268,10 +268,12 @@ fn sign(authority: &Authority, ca: &str, next: NextCrl) -> Result<PublishedCrl, 
 }
 
 /// Signs a new CRL of key `index` and publishes it. The CRL number is one
-/// more than the highest ever published for this key (what the ConfigMap,
-/// certop's copy, this replica and the CA's status say), so it only ever
-/// increases, across restarts and leader changes; each object is replaced
-/// at the version read, so two writers cannot publish the same number.
+/// more than the highest published for this key that certop sees (what
+/// the ConfigMap, certop's copy, this replica and the CA's status say),
+/// and at least the clock in microseconds (`next::next_number`), so it
+/// only ever increases, across restarts, leader changes and a restore of
+/// older state; each object is replaced at the version read, so two
+/// writers cannot publish the same number.
 ///
 /// A CRL never loses an entry before its certificate expires: it lists
 /// the union of the ledger's revoked entries (of the certificates that key

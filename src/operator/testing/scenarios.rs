@@ -1899,11 +1899,7 @@ fn the_copy_of_the_crl_is_never_older_than_the_published_one_and_comes_back() {
             Some(published),
             "the published one as it was"
         );
-        assert_eq!(
-            number_of(&copy_path),
-            Some(published + 1),
-            "the copy is ahead"
-        );
+        assert!(number_of(&copy_path) > Some(published), "the copy is ahead");
         w.api.remove(&copy_path);
         w.ca_pass().await.expect("CA pass");
         let copy: ConfigMap = w.api.get(&copy_path).expect("the copy came back");

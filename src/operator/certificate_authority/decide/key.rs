@@ -58,7 +58,7 @@ pub fn decide_source<'a>(
             Some(serial) => CaSource::Unavailable {
                 reason: Reason::CASecretDeleted,
                 message: format!(
-                    "Secret {namespace}/{secret_name} with the key of CA {serial} is gone; certop will not silently create a new CA, which would break trust. Restore the Secret, or delete and re-create this CertificateAuthority to start a new CA"
+                    "Secret {namespace}/{secret_name} with the key of CA {serial} is gone; certop will not silently create a new CA, which would break trust. Restore the Secret from a backup (kubectl certop restore FILE, or a saved copy of the Secret) and this CA resumes with its key; only to start a new CA, delete and re-create this CertificateAuthority"
                 ),
             },
             None => CaSource::Create,
@@ -298,7 +298,9 @@ mod tests {
             CaSource::Unavailable { reason, message } => {
                 assert_eq!(reason, Reason::CASecretDeleted);
                 assert!(
-                    message.contains("abcd") && message.contains("will not silently create"),
+                    message.contains("abcd")
+                        && message.contains("will not silently create")
+                        && message.contains("from a backup"),
                     "{message}"
                 );
             }

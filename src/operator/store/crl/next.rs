@@ -50,16 +50,43 @@ pub struct NumberExhausted {
     pub highest: u64,
 }
 
-/// The next CRL: one number more than the highest ever seen (so it only
-/// increases, across restarts and leader changes), valid from `now` (in
-/// whole seconds) for `validity`, listing `merge_entries` of the sources.
+/// The highest CRL number certop signs: the CA's `status.crlNumber` and a
+/// revocation's `crlPublished` are int64, and it is far inside RFC 5280's
+/// 20 octets (§5.2.3).
+pub const MAX_NUMBER: u64 = i64::MAX as u64;
+
+/// The number of the next CRL of a key: one above the highest number
+/// certop saw, and at least the issuing clock in microseconds since the
+/// Unix epoch. The first term keeps it increasing whatever the clock says
+/// (a leader whose clock is behind the last one's). The second keeps it
+/// above every number published before, even when every stored record of
+/// them is gone or older (etcd restored from a snapshot, the operator's
+/// namespace restored from a backup): a number signed at time t is at most
+/// t's microseconds (two CRLs of a key are never signed within one
+/// microsecond: signing and storing each takes milliseconds), so any time
+/// after t gives a higher one, unless the clock went back by more than the
+/// snapshot's age. The clock term is about 1.8e15 today and reaches
+/// int64's maximum in the year 294,247. Pure.
+pub fn next_number(numbers: &[Option<u64>], now: DateTime<Utc>) -> Result<u64, NumberExhausted> {
+    let highest = numbers.iter().flatten().max().copied().unwrap_or(0);
+    let clock = u64::try_from(now.timestamp_micros()).unwrap_or(0);
+    highest
+        .checked_add(1)
+        .map(|above| above.max(clock))
+        .filter(|n| *n <= MAX_NUMBER)
+        .ok_or(NumberExhausted { highest })
+}
+
+/// The next CRL: numbered by `next_number` (so it only increases, across
+/// restarts, leader changes and a restore of older state), valid from
+/// `now` (in whole seconds) for `validity`, listing `merge_entries` of
+/// the sources.
 pub fn next_crl(
     sources: Sources,
     validity: chrono::Duration,
     now: DateTime<Utc>,
 ) -> Result<NextCrl, NumberExhausted> {
-    let highest = sources.numbers.iter().flatten().max().copied().unwrap_or(0);
-    let number = highest.checked_add(1).ok_or(NumberExhausted { highest })?;
+    let number = next_number(sources.numbers, now)?;
     let this_update = crate::pki::whole_seconds(now);
     Ok(NextCrl {
         number,
@@ -336,36 +363,112 @@ mod tests {
     }
 
     #[test]
-    fn the_next_number_is_one_above_every_number_seen_and_never_wraps() {
-        let now = crate::pki::whole_seconds(Utc::now());
+    fn the_next_number_is_above_every_number_seen_and_the_clock_and_fits_int64() {
+        let now = chrono::TimeZone::timestamp_opt(&Utc, 1_800_000_000, 0)
+            .single()
+            .expect("time");
+        let micros = |t: DateTime<Utc>| u64::try_from(t.timestamp_micros()).expect("after 1970");
+        let clock = micros(now);
+        // A CRL published an hour before now, then state restored from a
+        // snapshot a day old: what is stored says less than was published.
+        let published = micros(now - Duration::hours(1));
+        let restored = micros(now - Duration::days(1));
+        type Row = (
+            &'static str,
+            Vec<Option<u64>>,
+            DateTime<Utc>,
+            Result<u64, NumberExhausted>,
+        );
+        let rows: [Row; 8] = [
+            ("none seen", vec![None, None], now, Ok(clock)),
+            (
+                "small numbers of an earlier certop",
+                vec![Some(3), None, Some(9), Some(4)],
+                now,
+                Ok(clock),
+            ),
+            (
+                "a leader whose clock is behind the number seen",
+                vec![Some(clock + 5)],
+                now,
+                Ok(clock + 6),
+            ),
+            (
+                "two CRLs in one microsecond",
+                vec![Some(clock)],
+                now,
+                Ok(clock + 1),
+            ),
+            (
+                "restored from an older snapshot",
+                vec![Some(restored)],
+                now,
+                Ok(clock),
+            ),
+            (
+                "a clock before 1970",
+                vec![Some(9)],
+                now - Duration::days(365 * 60),
+                Ok(10),
+            ),
+            (
+                "at int64's maximum",
+                vec![Some(MAX_NUMBER)],
+                now,
+                Err(NumberExhausted {
+                    highest: MAX_NUMBER,
+                }),
+            ),
+            (
+                "beyond int64",
+                vec![Some(u64::MAX)],
+                now,
+                Err(NumberExhausted { highest: u64::MAX }),
+            ),
+        ];
+        for (case, numbers, at, expected) in rows {
+            assert_eq!(next_number(&numbers, at), expected, "{case}");
+        }
+        assert!(
+            next_number(&[Some(restored)], now).expect("a number") > published,
+            "above what was published after the snapshot"
+        );
         let ca = Authority::create(&CaRequest::new("number CA"), now).expect("CA");
-        let sources = |numbers: &'static [Option<u64>]| Sources {
-            ledger: Vec::new(),
-            recorded: Vec::new(),
-            previous: &[],
-            numbers,
-            ca_not_after: ca.certificate().not_after,
-            unreadable_shards: &[],
-            published: "certop-crl-abc",
-            copy: "certop-crl-copy-abc",
-        };
         let next = next_crl(
-            sources(&[Some(3), None, Some(9), Some(4)]),
+            Sources {
+                ledger: Vec::new(),
+                recorded: Vec::new(),
+                previous: &[],
+                numbers: &[Some(3)],
+                ca_not_after: ca.certificate().not_after,
+                unreadable_shards: &[],
+                published: "certop-crl-abc",
+                copy: "certop-crl-copy-abc",
+            },
             Duration::hours(2),
             now,
         )
         .expect("a number");
-        assert_eq!(next.number, 10);
+        assert_eq!(next.number, clock);
         assert_eq!(next.this_update, now);
         assert_eq!(next.next_update, now + Duration::hours(2));
         assert_eq!(next.incomplete, None);
+        let signed = build_crl(
+            &ca,
+            &CrlRequest {
+                number: MAX_NUMBER,
+                this_update: now,
+                next_update: now + Duration::hours(1),
+                entries: &[],
+            },
+        )
+        .expect("CRL");
         assert_eq!(
-            next_crl(sources(&[None, None]), Duration::hours(2), now).map(|n| n.number),
-            Ok(1)
-        );
-        assert_eq!(
-            next_crl(sources(&[Some(u64::MAX)]), Duration::hours(2), now).map(|n| n.number),
-            Err(NumberExhausted { highest: u64::MAX })
+            parse_crl(&signed.der, Some(ca.certificate()))
+                .expect("parsed")
+                .number,
+            Some(MAX_NUMBER),
+            "the highest number round-trips through the CRL"
         );
     }
 
