@@ -65,12 +65,15 @@ pub fn issue_for_request(
 /// holder proved it elsewhere (a PodCertificateRequest: kube-apiserver
 /// checks the proof at admission), under `serial`: a request signed again
 /// (its first hand-out failed) gets the same serial, so it is one
-/// certificate in the ledger, not two. Backdated only `POD_BACKDATE`:
-/// kube-apiserver refuses a notBefore more than 5 minutes from its clock.
+/// certificate in the ledger, not two. Backdated by `backdate` (at most
+/// `POD_BACKDATE`: kube-apiserver refuses a notBefore more than 5 minutes
+/// from its clock; the caller keeps it after the CA's notBefore so the
+/// span is exactly lifetime + backdate).
 pub fn issue_for_public_key(
     template: &LeafTemplate,
     spki_der: &[u8],
     serial: SerialNumber,
+    backdate: chrono::Duration,
     ca: &Authority,
     now: DateTime<Utc>,
 ) -> Result<IssuedCertificate, PkiError> {
@@ -85,7 +88,7 @@ pub fn issue_for_public_key(
         &public_key,
         key_algorithm,
         serial,
-        super::POD_BACKDATE,
+        backdate.min(super::POD_BACKDATE),
         ca,
         now,
     )

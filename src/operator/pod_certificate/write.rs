@@ -16,7 +16,7 @@ use crate::operator::reason::Reason;
 use crate::operator::store::authority_cache::KeyRing;
 use crate::operator::store::ledger_store::{self, Recorded};
 use crate::operator::{Context, Error};
-use crate::pki::{LeafTemplate, SerialNumber, issue_for_public_key};
+use crate::pki::{LeafTemplate, POD_BACKDATE, SerialNumber, issue_for_public_key};
 
 fn condition(type_: &str, reason: Reason, message: String, now: DateTime<Utc>) -> Condition {
     Condition {
@@ -69,7 +69,15 @@ pub async fn issue(
     let uid = request.metadata.uid.as_deref().unwrap_or_default();
     let seed = format!("{uid}/{}", ring.signing.certificate().fingerprint);
     let serial = SerialNumber::derived(seed.as_bytes());
-    let issued = match issue_for_public_key(template, spki, serial, &ring.signing, now) {
+    // The backdate never reaches before the CA's notBefore (a CA younger
+    // than POD_BACKDATE): the span stays the lifetime decided, which
+    // kube-apiserver requires to be at least 1h.
+    let backdate = POD_BACKDATE
+        .min(now - ring.signing.certificate().not_before)
+        .max(chrono::Duration::zero());
+    let mut template = template.clone();
+    template.lifetime += POD_BACKDATE - backdate;
+    let issued = match issue_for_public_key(&template, spki, serial, backdate, &ring.signing, now) {
         Ok(i) => i,
         Err(e) => {
             let message = e.to_string();
