@@ -100,4 +100,15 @@ mod tests {
                 .contains("serve ClusterTrustBundles (")
         );
     }
+
+    /// `make dev-up PODCERTS=1` starts kube-apiserver with the flags
+    /// certop names (the integration tests take them from ENABLE_FLAGS).
+    #[test]
+    fn the_dev_control_plane_enables_the_flags_certop_names() {
+        let script = include_str!("../../../scripts/dev-control-plane.sh");
+        assert!(
+            script.contains(&format!("PODCERT_FLAGS=\"{ENABLE_FLAGS}\"")),
+            "scripts/dev-control-plane.sh"
+        );
+    }
 }
