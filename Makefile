@@ -61,10 +61,12 @@ manifests: helm
 	CERTOP_HELM="$$(tests/helm/build.sh)" scripts/manifests.sh
 
 # KMS=1: Secrets encrypted at rest through `certop kms serve`.
+# PODCERTS=1: PodCertificateRequests and ClusterTrustBundles served.
 KMS ?= 0
+PODCERTS ?= 0
 dev-up: control-plane
 	@if [ "$(KMS)" = 1 ]; then $(CARGO) build --quiet --bin certop; fi
-	@KMS=$(KMS) scripts/dev-control-plane.sh up "$(DEV_DIR)"
+	@KMS=$(KMS) PODCERTS=$(PODCERTS) scripts/dev-control-plane.sh up "$(DEV_DIR)"
 
 dev-down:
 	@scripts/dev-control-plane.sh down "$(DEV_DIR)"

@@ -6,6 +6,9 @@
 # (socket DIR/kms.sock, keys in DIR/kms-keys, log DIR/kms.log);
 # scripts/etcd-raw.sh shows what etcd stores. APISERVER_ARGS adds
 # kube-apiserver flags (space-separated, e.g. "--client-ca-file=F").
+# With PODCERTS=1, kube-apiserver serves PodCertificateRequests and
+# ClusterTrustBundles (certificates.k8s.io/v1beta1), off by default in 1.36:
+# the flags certop names when they are missing (a unit test keeps them equal).
 set -euo pipefail
 cmd="${1:?up or down}"
 dir="${2:?state directory}"
@@ -46,6 +49,10 @@ resources:
       - identity: {}
 YAML
     extra+=("--apiserver-arg=--encryption-provider-config=$dir/encryption.yaml")
+  fi
+  if [ "${PODCERTS:-0}" = 1 ]; then
+    PODCERT_FLAGS="--feature-gates=PodCertificateRequest=true,ClusterTrustBundle=true,ClusterTrustBundleProjection=true --runtime-config=certificates.k8s.io/v1beta1=true"
+    for arg in $PODCERT_FLAGS; do extra+=("--apiserver-arg=$arg"); done
   fi
   for arg in ${APISERVER_ARGS:-}; do extra+=("--apiserver-arg=$arg"); done
   nohup "$bin" --kubeconfig "$dir/kubeconfig" --log-file "$dir/control-plane.log" "${extra[@]}" \

@@ -89,6 +89,86 @@ pub struct CertificateAuthoritySpec {
     /// When and how the CA replaces its own key before it expires.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<CaRotation>,
+    /// Sign PodCertificateRequests for the signer `certop.dev/<ca name>`
+    /// and publish the CA as ClusterTrustBundles of that signer. `{}`
+    /// opts in with the defaults; without it certop never touches a
+    /// PodCertificateRequest for this CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_certificates: Option<PodCertificates>,
+}
+
+/// What a CA signs for pods (PodCertificateRequests): a leaf whose only
+/// name is the pod's SPIFFE ID, `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>`.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PodCertificates {
+    /// The longest lifetime of a pod certificate; a request's
+    /// maxExpirationSeconds, the CA's spec.policy.maxDuration and its own
+    /// notAfter may make it shorter. At least 1h (the API's shortest), at
+    /// most 8760h. Default 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), regex(pattern = DURATION_PATTERN))]
+    #[x_kube(validation = kube::core::Rule::new("duration(self) >= duration('1h') && duration(self) <= duration('8760h')").message("podCertificates.maxDuration must be between 1h and 8760h (a year)"))]
+    pub max_duration: Option<GoDuration>,
+    /// The SPIFFE trust domain of the pods' IDs. Default `cluster.local`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255), regex(pattern = TRUST_DOMAIN_PATTERN))]
+    pub trust_domain: Option<String>,
+    /// The keys of a request's unverifiedUserAnnotations this CA reads;
+    /// a request with any other key is Denied
+    /// (InvalidUnverifiedUserAnnotations). certop understands one:
+    /// `certop.dev/dns-names` (comma-separated DNS names added to the
+    /// leaf, each still checked by the CA's policies). Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    #[x_kube(validation = kube::core::Rule::new("self.all(k, k in ['certop.dev/dns-names'])").message("podCertificates.allowedUnverifiedAnnotations may list only certop.dev/dns-names"))]
+    pub allowed_unverified_annotations: Vec<String>,
+}
+
+/// A SPIFFE trust domain: lower-case letters, digits, dots, dashes and underscores.
+pub(crate) const TRUST_DOMAIN_PATTERN: &str = r"^[a-z0-9._-]+$";
+
+/// The default SPIFFE trust domain of pod certificates.
+pub const DEFAULT_TRUST_DOMAIN: &str = "cluster.local";
+
+/// The default longest lifetime of a pod certificate: a day.
+pub const DEFAULT_POD_CERTIFICATE_HOURS: i64 = 24;
+
+/// The unverifiedUserAnnotation certop reads: DNS names for the leaf.
+pub const DNS_NAMES_ANNOTATION: &str = "certop.dev/dns-names";
+
+/// `spec.podCertificates` resolved: defaults applied, bounds checked.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodCertificateSettings {
+    pub max_lifetime: chrono::Duration,
+    pub trust_domain: String,
+    pub allowed_annotations: Vec<String>,
+}
+
+impl PodCertificates {
+    /// The settings, or what is wrong with the field (one stored before
+    /// admission checked it).
+    pub fn settings(&self) -> Result<PodCertificateSettings, CaSpecError> {
+        let max_lifetime = duration_or(
+            "spec.podCertificates.maxDuration",
+            self.max_duration.as_ref(),
+            chrono::Duration::hours(DEFAULT_POD_CERTIFICATE_HOURS),
+        )?;
+        if max_lifetime < chrono::Duration::hours(1) || max_lifetime > chrono::Duration::hours(8760)
+        {
+            return Err(CaSpecError::PodCertificateDurationOutOfRange(text_of(
+                self.max_duration.as_ref(),
+            )));
+        }
+        Ok(PodCertificateSettings {
+            max_lifetime,
+            trust_domain: self
+                .trust_domain
+                .clone()
+                .unwrap_or_else(|| DEFAULT_TRUST_DOMAIN.to_string()),
+            allowed_annotations: self.allowed_unverified_annotations.clone(),
+        })
+    }
 }
 
 /// How a CA rotates: a new key and certificate are trusted beside the old
@@ -354,6 +434,8 @@ pub struct CaSettings {
     pub rotate_before: Option<chrono::Duration>,
     /// Whether the old CA cross-signs the new one.
     pub cross_sign: bool,
+    /// What it signs for pods, when it opted in.
+    pub pod_certificates: Option<PodCertificateSettings>,
 }
 
 /// The shortest rotation overlap: the kubelet's default sync period, the
@@ -392,6 +474,8 @@ pub enum CaSpecError {
     CrlRefreshNotShorter,
     #[error("spec.rotation.overlap must be at most 8760h, not {0}")]
     RotationOverlapTooLong(String),
+    #[error("spec.podCertificates.maxDuration must be between 1h and 8760h, not {0}")]
+    PodCertificateDurationOutOfRange(String),
 }
 
 impl CertificateAuthority {
@@ -414,7 +498,12 @@ impl CertificateAuthority {
         let rotation = spec.rotation.clone().unwrap_or_default();
         let adopted = spec.key_source.as_ref().and_then(|k| k.adopt) == Some(true);
         let (rotation_overlap, rotate_before) = rotation_schedule(&rotation, adopted, lifetime)?;
+        let pod_certificates = match &spec.pod_certificates {
+            Some(p) => Some(p.settings()?),
+            None => None,
+        };
         Ok(CaSettings {
+            pod_certificates,
             cross_sign: rotation.cross_sign.unwrap_or(false),
             rotation_overlap,
             rotate_before,

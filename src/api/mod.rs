@@ -25,8 +25,9 @@ mod tests;
 pub use certificate_authority::{
     CaKeySource, CaRotation, CaRotationRecord, CaRotationStatus, CaSettings, CaSpecError,
     CertificateAuthority, CertificateAuthoritySpec, CertificateAuthorityStatus, CrlSettings,
-    DEFAULT_CA_LIFETIME_HOURS, DEFAULT_CRL_VALIDITY_HOURS, DEFAULT_ROTATION_OVERLAP_HOURS,
-    IssuancePolicy, MIN_CA_LIFETIME, TrustBundle, ca_key_pair,
+    DEFAULT_CA_LIFETIME_HOURS, DEFAULT_CRL_VALIDITY_HOURS, DEFAULT_POD_CERTIFICATE_HOURS,
+    DEFAULT_ROTATION_OVERLAP_HOURS, DEFAULT_TRUST_DOMAIN, DNS_NAMES_ANNOTATION, IssuancePolicy,
+    MIN_CA_LIFETIME, PodCertificateSettings, PodCertificates, TrustBundle, ca_key_pair,
 };
 pub use certificate_policy::{
     AllowedIdentity, CertificatePolicy, CertificatePolicySpec, PolicyRef,

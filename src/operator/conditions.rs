@@ -46,6 +46,11 @@ pub fn to_timestamp(t: DateTime<Utc>) -> k8s_openapi::jiff::Timestamp {
         .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
 }
 
+/// An API time as chrono's, to the second.
+pub fn from_timestamp(t: k8s_openapi::jiff::Timestamp) -> DateTime<Utc> {
+    crate::pki::from_unix(t.as_second())
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;

@@ -1,12 +1,14 @@
-//! The four controllers wired, one function each with the watches that
+//! The five controllers wired, one function each with the watches that
 //! trigger it, over one `Wiring` of the shared stores; and the stores every
 //! replica follows, leader or not.
 
 use crate::api::{
     CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
 };
+use crate::operator::pod_certificate;
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
+use crate::operator::runtime::pod_certificate_api::PodCertificateApi;
 use crate::operator::runtime::shared_store::{Cached, SharedStore, changes, slim, watch};
 use crate::operator::runtime::watch_backoff::EachWatchBacksOff;
 use crate::operator::signing_request::{self};
@@ -16,6 +18,7 @@ use crate::operator::{
 };
 use futures::StreamExt;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
+use k8s_openapi::api::certificates::v1beta1::PodCertificateRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
@@ -32,7 +35,7 @@ use tracing::{info, warn};
 /// listed, so none acts on a store still empty at start or failover.
 pub(super) async fn run_controllers(
     client: Client,
-    settings: Settings,
+    mut settings: Settings,
     shared: SharedStores,
     concurrency: u16,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -87,6 +90,7 @@ pub(super) async fn run_controllers(
         }
     }
     info!("stores ready; starting controllers");
+    settings.pod_certificate_api = PodCertificateApi::discover(&client).await;
     let ctx = Arc::new(Context::new(client.clone(), settings, stores));
     let guard = tokio::spawn(admission_guard::follow(client.clone(), ctx.guard.clone()));
     let wiring = Wiring {
@@ -100,6 +104,7 @@ pub(super) async fn run_controllers(
         certificate_controller(&wiring, &shared, &policies, &managed_namespaces),
         revocation_controller(&wiring, &revocations),
         csr_controller(&wiring),
+        pod_certificate_controller(&wiring),
     );
     guard.abort();
     abort();
@@ -287,6 +292,24 @@ fn csr_controller(w: &Wiring) -> impl Future<Output = ()> {
             w.ctx.clone(),
         )
         .for_each(log_error("CertificateSigningRequest controller"))
+}
+
+/// The PodCertificateRequest controller, when the API server serves
+/// them (discovery said so at start; the CAs' status says when not).
+async fn pod_certificate_controller(w: &Wiring) {
+    if !w.ctx.pod_certificate_api.requests {
+        return;
+    }
+    slim_controller(Api::<PodCertificateRequest>::all(w.client.clone()))
+        .with_config(w.config())
+        .graceful_shutdown_on(w.stopped())
+        .run(
+            pod_certificate::reconcile,
+            pod_certificate::error_policy,
+            w.ctx.clone(),
+        )
+        .for_each(log_error("PodCertificateRequest controller"))
+        .await
 }
 
 /// What a controller's run stream yields for each reconcile: its error,

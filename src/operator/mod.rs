@@ -4,7 +4,7 @@
 //! Events and requeues at the next moment that matters.
 //!
 //! - the controllers: `certificate`, `certificate_authority`,
-//!   `certificate_revocation`, `signing_request`;
+//!   `certificate_revocation`, `signing_request`, `pod_certificate`;
 //! - `run`: the process (flags, leader election, the controllers wired);
 //! - `runtime`: what runs around the controllers (HTTP, metrics, backoff,
 //!   rate limits, the shared watch stores, `Context`);
@@ -19,6 +19,7 @@ pub mod certificate_revocation;
 mod conditions;
 mod controllers;
 mod error;
+pub mod pod_certificate;
 pub mod reason;
 mod run;
 pub mod runtime;

@@ -200,11 +200,34 @@ pub enum Reason {
     /// (`certop.dev/end-retirement`): its unexpired certificates no longer
     /// verify; re-issue any still in use.
     RotationFinished,
+    /// A PodCertificateRequest's key is of a type certop does not sign
+    /// (ECDSA P-521); the message suggests one it does (ECDSAP256). Change
+    /// the pod's podCertificate volume's keyType.
+    UnsupportedKeyType,
+    /// A PodCertificateRequest carries an unverifiedUserAnnotations key
+    /// certop does not read, or one its CA does not allow
+    /// (`spec.podCertificates.allowedUnverifiedAnnotations`), or a bad
+    /// value. Fix the pod's podCertificate volume or the CA.
+    InvalidUnverifiedUserAnnotations,
+    /// The CertificateAuthority of a PodCertificateRequest's signer could
+    /// not sign within the request's wait (its Ready condition says why),
+    /// or expires too soon for the API's shortest pod certificate (1h).
+    /// Fix or rotate the CA; the kubelet asks again.
+    CANotReady,
+    /// The API server does not serve PodCertificateRequests or
+    /// ClusterTrustBundles (`certificates.k8s.io/v1beta1`): the CA's
+    /// `spec.podCertificates` waits. Enable them (the message names the
+    /// flags) and restart certop.
+    PodCertificateAPIMissing,
+    /// A ClusterTrustBundle of the CA's name (`certop.dev:<ca>:trust`)
+    /// exists and certop did not create it; certop leaves it alone. Delete
+    /// it to let certop publish the CA there.
+    ClusterTrustBundleConflict,
 }
 
 impl Reason {
     /// Every reason, for the test that keeps the user guide's table whole.
-    pub const ALL: [Reason; 55] = [
+    pub const ALL: [Reason; 60] = [
         Reason::InvalidSpec,
         Reason::IssuerNotFound,
         Reason::IssuerPending,
@@ -260,6 +283,11 @@ impl Reason {
         Reason::RotationStaged,
         Reason::RotationSwitched,
         Reason::RotationFinished,
+        Reason::UnsupportedKeyType,
+        Reason::InvalidUnverifiedUserAnnotations,
+        Reason::CANotReady,
+        Reason::PodCertificateAPIMissing,
+        Reason::ClusterTrustBundleConflict,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -319,6 +347,11 @@ impl Reason {
             Reason::RotationStaged => "RotationStaged",
             Reason::RotationSwitched => "RotationSwitched",
             Reason::RotationFinished => "RotationFinished",
+            Reason::UnsupportedKeyType => "UnsupportedKeyType",
+            Reason::InvalidUnverifiedUserAnnotations => "InvalidUnverifiedUserAnnotations",
+            Reason::CANotReady => "CANotReady",
+            Reason::PodCertificateAPIMissing => "PodCertificateAPIMissing",
+            Reason::ClusterTrustBundleConflict => "ClusterTrustBundleConflict",
         }
     }
 

@@ -293,6 +293,7 @@ fn settings_of(config: &RunConfig, metrics: Arc<Metrics>, crls: Arc<CrlCache>) -
         crls,
         csr_policy: config.csr_policy.clone(),
         managed_namespaces: ManagedNamespaces::from_list(&config.managed_namespaces),
+        pod_certificate_api: Default::default(),
     }
 }
 

@@ -3,6 +3,7 @@ use rcgen::{
     CertificateParams, CrlDistributionPoint, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
     IsCa, KeyUsagePurpose, SanType,
 };
+use x509_parser::prelude::FromDer;
 
 use super::{
     Authority, CertificateInfo, LeafTemplate, PkiError, PrivateKey, SerialNumber, to_x509_time,
@@ -27,7 +28,15 @@ pub fn issue(
     ca: &Authority,
     now: DateTime<Utc>,
 ) -> Result<IssuedCertificate, PkiError> {
-    sign(template, key.pair(), key.algorithm(), ca, now)
+    sign(
+        template,
+        key.pair(),
+        key.algorithm(),
+        SerialNumber::random()?,
+        super::BACKDATE,
+        ca,
+        now,
+    )
 }
 
 /// Signs `template` for the public key of a PKCS#10 request (DER), whose
@@ -45,6 +54,41 @@ pub fn issue_for_request(
         template,
         &request.public_key,
         template.key_algorithm,
+        SerialNumber::random()?,
+        super::BACKDATE,
+        ca,
+        now,
+    )
+}
+
+/// Signs `template` for a public key (a DER SubjectPublicKeyInfo) whose
+/// holder proved it elsewhere (a PodCertificateRequest: kube-apiserver
+/// checks the proof at admission), under `serial`: a request signed again
+/// (its first hand-out failed) gets the same serial, so it is one
+/// certificate in the ledger, not two. Backdated by `backdate` (at most
+/// `POD_BACKDATE`: kube-apiserver refuses a notBefore more than 5 minutes
+/// from its clock; the caller keeps it after the CA's notBefore so the
+/// span is exactly lifetime + backdate).
+pub fn issue_for_public_key(
+    template: &LeafTemplate,
+    spki_der: &[u8],
+    serial: SerialNumber,
+    backdate: chrono::Duration,
+    ca: &Authority,
+    now: DateTime<Utc>,
+) -> Result<IssuedCertificate, PkiError> {
+    let unsupported = || PkiError::UnsupportedKey("the request's public key".to_string());
+    let key_algorithm = x509_parser::x509::SubjectPublicKeyInfo::from_der(spki_der)
+        .ok()
+        .and_then(|(_, spki)| super::key_algorithm_of_spki(&spki))
+        .ok_or_else(unsupported)?;
+    let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der).map_err(|_| unsupported())?;
+    sign(
+        template,
+        &public_key,
+        key_algorithm,
+        serial,
+        backdate.min(super::POD_BACKDATE),
         ca,
         now,
     )
@@ -54,6 +98,8 @@ fn sign(
     template: &LeafTemplate,
     public_key: &impl rcgen::PublicKeyData,
     key_algorithm: crate::api::KeyAlgorithm,
+    serial: SerialNumber,
+    backdate: chrono::Duration,
     ca: &Authority,
     now: DateTime<Utc>,
 ) -> Result<IssuedCertificate, PkiError> {
@@ -85,10 +131,10 @@ fn sign(
     }
     params.distinguished_name = dn;
     params.is_ca = IsCa::ExplicitNoCa;
-    params.serial_number = Some(SerialNumber::random()?.to_rcgen());
+    params.serial_number = Some(serial.to_rcgen());
     // Backdated as kubeadm and the Kubernetes signer do, not before the CA
     // (unless asked to issue for a time before the CA itself).
-    let backdated = now - super::BACKDATE;
+    let backdated = now - backdate;
     let not_before = if backdated < ca_cert.not_before && now >= ca_cert.not_before {
         ca_cert.not_before
     } else {

@@ -22,7 +22,7 @@ pub use crl::{CrlRequest, ParsedCrl, RevokedEntry, SignedCrl, build_crl, parse_c
 pub use error::PkiError;
 pub(crate) use inspect::pem_encode;
 pub use inspect::{CertificateInfo, parse_chain, parse_pem_certificate};
-pub use issue::{IssuedCertificate, issue, issue_for_request};
+pub use issue::{IssuedCertificate, issue, issue_for_public_key, issue_for_request};
 pub use key::{PrivateKey, key_algorithm_of as key_algorithm_of_spki, key_matches_certificate};
 pub use profile::{
     DEFAULT_SERVICE_CIDR, LeafTemplate, SpecField, check_dns_name, profile_fixes_subject,
@@ -36,6 +36,11 @@ use chrono::{DateTime, TimeZone, Utc};
 /// and Kubernetes' own signer do, so a peer whose clock is a little behind
 /// does not see "not yet valid". notAfter is still issuance + lifetime.
 pub const BACKDATE: chrono::Duration = chrono::Duration::minutes(5);
+
+/// How far a pod certificate's notBefore is set back: kube-apiserver
+/// refuses a PodCertificateRequest's notBefore more than 5 minutes from
+/// its own clock, so the usual BACKDATE would be refused.
+pub const POD_BACKDATE: chrono::Duration = chrono::Duration::minutes(1);
 
 /// How far past a whole lifetime an issuer's notAfter may land: kubeadm
 /// reads the clock for notBefore, makes the key, then reads it again for

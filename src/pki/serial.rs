@@ -20,6 +20,18 @@ impl SerialNumber {
         Ok(SerialNumber(bytes.to_vec()))
     }
 
+    /// A serial derived from `seed` (SHA-256, cut to 16 bytes, shaped as
+    /// `random`'s): the same seed always gives the same serial. For a
+    /// request that must never get two certificates (a PodCertificateRequest
+    /// by its UID and the signing key); the seed is the API server's random
+    /// UID, so the serial is as unpredictable as a random one to requesters.
+    pub fn derived(seed: &[u8]) -> Self {
+        let d = digest::digest(&digest::SHA256, seed);
+        let mut bytes = d.as_ref()[..16].to_vec();
+        bytes[0] = (bytes[0] & 0x7f) | 0x40;
+        SerialNumber(bytes)
+    }
+
     /// From the big-endian bytes of a parsed certificate, without sign padding.
     pub fn from_bytes(bytes: &[u8]) -> Self {
         let trimmed = match bytes.iter().position(|b| *b != 0) {

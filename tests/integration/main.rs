@@ -18,6 +18,7 @@ mod least_privilege;
 mod node_revocation;
 mod objects;
 mod operator;
+mod pod_certificates;
 mod policy;
 mod rbac_allowance;
 mod revocation;

@@ -137,13 +137,7 @@ async fn issuer(
         Keys::Ready(ring) => {
             // Certificates point at the CRL of the key that signs them, if
             // the CA can sign one.
-            let crl_url = ring.signing.certificate().can_sign_crls.then(|| {
-                ca.spec
-                    .crl
-                    .as_ref()
-                    .and_then(|c| c.distribution_point_url.clone())
-                    .unwrap_or_else(|| ctx.default_crl_url(ca_name, ring.signing_index))
-            });
+            let crl_url = ring.crl_url(&ca, ctx);
             Ok(Issuer::Ready {
                 ring,
                 crl_url,

@@ -10,12 +10,14 @@
 //! (`digest_backfill`)), asks `decide` for every write and the status, and makes the
 //! writes in order: the binding (`key`), the rotation's write (`rotation`;
 //! a step recorded ends the pass), the trust bundles (`trust_bundle`), the
-//! CRLs (`crl_refresh`), and the status (`status`, finished from what was
+//! CRLs (`crl_refresh`), the ClusterTrustBundle of a CA that signs
+//! for pods (`cluster_trust_bundle`), and the status (`status`, finished from what was
 //! published). The next pass derives everything again from what exists,
 //! so a write that fails anywhere is finished by it, never repeated with a
 //! new key.
 
 mod cleanup;
+mod cluster_trust_bundle;
 mod crl_refresh;
 mod decide;
 mod digest_backfill;

@@ -454,3 +454,87 @@ fn a_ca_that_cannot_sign_says_why_once_whichever_status_write_fails() {
         }
     });
 }
+
+const CTB_PATH: &str = "/apis/certificates.k8s.io/v1beta1/clustertrustbundles/certop.dev:ca:trust";
+
+impl World {
+    /// The fingerprints the CA's ClusterTrustBundle trusts, and its signer.
+    fn cluster_trust_bundle(&self) -> Option<(Vec<String>, Option<String>)> {
+        let b: k8s_openapi::api::certificates::v1beta1::ClusterTrustBundle =
+            self.api.get(CTB_PATH)?;
+        let trusted = parse_chain(b.spec.trust_bundle.as_bytes(), "trustBundle").expect("parses");
+        Some((
+            trusted.into_iter().map(|c| c.fingerprint).collect(),
+            b.spec.signer_name,
+        ))
+    }
+}
+
+#[test]
+fn a_ca_for_pods_keeps_its_cluster_trust_bundle_trusting_what_its_bundles_trust_through_a_rotation()
+{
+    runtime().block_on(async {
+        let w = world(json!({"podCertificates": {}, "rotation": {"overlap": "1m"}}));
+        w.settle("before the rotation").await;
+        let old = w.key("ca-ca").expect("the first key");
+        assert_eq!(
+            w.cluster_trust_bundle(),
+            Some((vec![old.fingerprint.clone()], Some("certop.dev/ca".into())))
+        );
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["metadata"]["annotations"][meta::ROTATE_REQUESTED_AT] = json!("r1");
+        w.api.put(CA_PATH, ca);
+        let mut now = Utc::now();
+        let mut most = 0;
+        for _ in 0..30 {
+            let _ = w.pass_at(now).await;
+            let bundle: Vec<String> = parse_chain(w.bundles()["team-a"].as_bytes(), "ca.crt")
+                .expect("ca.crt")
+                .into_iter()
+                .map(|c| c.fingerprint)
+                .collect();
+            let (ctb, _) = w
+                .cluster_trust_bundle()
+                .expect("the ClusterTrustBundle stays");
+            assert_eq!(
+                ctb, bundle,
+                "the ClusterTrustBundle trusts what ca.crt trusts"
+            );
+            most = most.max(ctb.len());
+            now += Duration::minutes(10);
+        }
+        assert_eq!(most, 2, "both CAs trusted through the overlap");
+        let new = w.assert_serving("ca-ca-r1", "after the rotation");
+        assert_eq!(
+            w.cluster_trust_bundle().map(|b| b.0),
+            Some(vec![new.fingerprint])
+        );
+        // Opting out takes the bundle away.
+        let mut ca: serde_json::Value = w.api.get(CA_PATH).expect("CA");
+        ca["spec"]
+            .as_object_mut()
+            .expect("spec")
+            .remove("podCertificates");
+        w.api.put(CA_PATH, ca);
+        w.pass().await.expect("pass");
+        assert_eq!(w.cluster_trust_bundle(), None);
+    });
+}
+
+#[test]
+fn a_cluster_trust_bundle_certop_did_not_create_is_never_touched() {
+    runtime().block_on(async {
+        let w = world(json!({"podCertificates": {}}));
+        let foreign = json!({"apiVersion": "certificates.k8s.io/v1beta1", "kind": "ClusterTrustBundle",
+            "metadata": {"name": "certop.dev:ca:trust"},
+            "spec": {"signerName": "certop.dev/ca", "trustBundle": "someone else's"}});
+        w.api.put(CTB_PATH, foreign.clone());
+        w.settle("with a foreign bundle").await;
+        let kept: serde_json::Value = w.api.get(CTB_PATH).expect("kept");
+        assert_eq!(kept["spec"], foreign["spec"]);
+        let status = w.status();
+        let c = conditions::find(&status.conditions, "PodCertificates").expect("condition");
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "ClusterTrustBundleConflict"));
+        assert!(!w.api.log().iter().any(|l| l.contains("clustertrustbundles")));
+    });
+}

@@ -33,6 +33,8 @@ pub const ROTATION: &str = "Rotation";
 pub const CRL_COMPLETE: &str = "CRLComplete";
 /// Where the trust bundles could not go.
 const TRUST_BUNDLE: &str = "TrustBundle";
+/// Why `spec.podCertificates` cannot be served (the API is not enabled).
+const POD_CERTIFICATES: &str = "PodCertificates";
 /// An unreadable or full ledger shard.
 const LEDGER: &str = "Ledger";
 /// A CRL too large for one object, or whose number cannot grow.
@@ -162,6 +164,8 @@ pub fn expiring(
 pub struct Published {
     /// Where the trust bundle could not go.
     pub bundles: BundleOutcome,
+    /// Why pods cannot get this CA's certificates or trust, if they cannot.
+    pub pod_certificates: Option<(Reason, String)>,
     /// The certificates' Secrets whose `ca.crt` lacks the staged CA, as
     /// `namespace/name`.
     pub pending: Vec<String>,
@@ -195,6 +199,13 @@ pub fn finish(
         &mut status.conditions,
         TRUST_BUNDLE,
         problem,
+        generation,
+        now,
+    );
+    set_or_clear(
+        &mut status.conditions,
+        POD_CERTIFICATES,
+        f.published.pod_certificates.clone(),
         generation,
         now,
     );

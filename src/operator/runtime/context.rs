@@ -16,6 +16,7 @@ use crate::operator::Error;
 use crate::operator::runtime::backoff::Backoff;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::metrics::Metrics;
+use crate::operator::runtime::pod_certificate_api::PodCertificateApi;
 use crate::operator::signing_request::CsrPolicy;
 use crate::operator::store::authority_cache::AuthorityCache;
 use crate::operator::store::crl::served::CrlCache;
@@ -74,6 +75,8 @@ pub struct Context {
     pub managed_namespaces: ManagedNamespaces,
     /// The ledger shards as last written, the base of the next write.
     pub ledger_shards: ShardCache,
+    /// Whether the API server serves PodCertificateRequests and ClusterTrustBundles.
+    pub pod_certificate_api: PodCertificateApi,
     /// One CRL signer at a time per CA, so numbers are never raced for.
     crl_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -86,6 +89,8 @@ pub struct Settings {
     pub crls: Arc<CrlCache>,
     pub csr_policy: CsrPolicy,
     pub managed_namespaces: ManagedNamespaces,
+    /// Filled from discovery when the controllers start.
+    pub pod_certificate_api: PodCertificateApi,
 }
 
 impl Context {
@@ -97,6 +102,7 @@ impl Context {
             crls,
             csr_policy,
             managed_namespaces,
+            pod_certificate_api,
         } = settings;
         let reporter = Reporter {
             controller: "certop".into(),
@@ -122,6 +128,7 @@ impl Context {
             csr_policy,
             managed_namespaces,
             ledger_shards: ShardCache::default(),
+            pod_certificate_api,
             crl_locks: Default::default(),
         }
     }

@@ -1,6 +1,7 @@
 //! The process around the controllers: the HTTP endpoints, metrics, the shared watch stores and the
 //! `Context` every pass reads, and how failures are retried.
 
+pub(crate) mod access_review;
 pub mod admission_guard;
 pub(crate) mod backoff;
 pub(crate) mod context;
@@ -8,6 +9,7 @@ pub(crate) mod finalize;
 pub(crate) mod http;
 pub mod managed_namespaces;
 pub mod metrics;
+pub mod pod_certificate_api;
 pub(crate) mod rate_limit;
 pub(crate) mod shared_store;
 pub(crate) mod watch_backoff;

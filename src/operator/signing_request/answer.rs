@@ -1,20 +1,18 @@
 //! The pass's reads: the answers to the questions `decide` asks, from the
 //! API server (Nodes, SubjectAccessReviews) and the CA's key Secret.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-};
+use k8s_openapi::api::authorization::v1::ResourceAttributes;
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::core::v1::Node;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 
 use super::decide::{Answers, Question};
 use crate::core::csr::kubelet_serving::OtherNodes;
+use crate::operator::runtime::access_review::{self, Requester};
 use crate::operator::store::authority_cache::{self, KeyRing};
 use crate::operator::{Context, Error};
 
@@ -38,7 +36,8 @@ pub async fn answer(
         Question::UsablePolicies { ca } => {
             let all = ctx.policies.state();
             let governing = crate::core::policy::governing(&all, ca);
-            answers.usable_policies = Some(usable_policies(csr, ctx, &governing).await?);
+            answers.usable_policies =
+                Some(access_review::usable_policies(&requester(csr), ctx, &governing).await?);
         }
         Question::SigningKey { ca } => {
             *ring = match ctx.cas.get(&ObjectRef::new(ca)) {
@@ -99,56 +98,19 @@ async fn allowed_subresource(
             verb: Some("create".into()),
             ..Default::default()
         };
-        if requester_may(csr, ctx, attributes).await? {
+        if access_review::may(&requester(csr), ctx, attributes).await? {
             return Ok(Some(sub));
         }
     }
     Ok(None)
 }
 
-/// The names of the policies (of those governing the CA) that the CSR's
-/// requester may `use`.
-async fn usable_policies(
-    csr: &CertificateSigningRequest,
-    ctx: &Context,
-    governing: &[Arc<crate::api::CertificatePolicy>],
-) -> Result<BTreeSet<String>, Error> {
-    let mut usable = BTreeSet::new();
-    for policy in governing {
-        let name = policy.name_any();
-        let attributes = ResourceAttributes {
-            group: Some(crate::api::GROUP.into()),
-            resource: Some("certificatepolicies".into()),
-            name: Some(name.clone()),
-            verb: Some("use".into()),
-            ..Default::default()
-        };
-        if requester_may(csr, ctx, attributes).await? {
-            usable.insert(name);
-        }
+/// The CSR's requester (user, groups, uid and extra, as the CSR records them).
+fn requester(csr: &CertificateSigningRequest) -> Requester {
+    Requester {
+        user: csr.spec.username.clone(),
+        groups: csr.spec.groups.clone(),
+        uid: csr.spec.uid.clone(),
+        extra: csr.spec.extra.clone(),
     }
-    Ok(usable)
-}
-
-/// Whether the CSR's requester (user, groups, uid and extra, as the CSR
-/// records them) may do what `attributes` say, asked of the API server.
-async fn requester_may(
-    csr: &CertificateSigningRequest,
-    ctx: &Context,
-    attributes: ResourceAttributes,
-) -> Result<bool, Error> {
-    let api: Api<SubjectAccessReview> = Api::all(ctx.client.clone());
-    let review = SubjectAccessReview {
-        spec: SubjectAccessReviewSpec {
-            user: csr.spec.username.clone(),
-            groups: csr.spec.groups.clone(),
-            uid: csr.spec.uid.clone(),
-            extra: csr.spec.extra.clone(),
-            resource_attributes: Some(attributes),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let answer = api.create(&PostParams::default(), &review).await?;
-    Ok(answer.status.is_some_and(|s| s.allowed))
 }

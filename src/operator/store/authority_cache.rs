@@ -89,6 +89,19 @@ pub struct RetiringCa {
 }
 
 impl KeyRing {
+    /// The CRL distribution point a certificate of this ring's signing key
+    /// carries: the CA's `spec.crl.distributionPointURL`, else certop's
+    /// own for that key; none when the CA cannot sign CRLs.
+    pub fn crl_url(&self, ca: &CertificateAuthority, ctx: &Context) -> Option<String> {
+        self.signing.certificate().can_sign_crls.then(|| {
+            ca.spec
+                .crl
+                .as_ref()
+                .and_then(|c| c.distribution_point_url.clone())
+                .unwrap_or_else(|| ctx.default_crl_url(&ca.name_any(), self.signing_index))
+        })
+    }
+
     /// The trust bundle: the signing CA first, then the staged and the
     /// retiring one.
     pub fn bundle_pem(&self) -> String {

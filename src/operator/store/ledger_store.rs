@@ -260,9 +260,12 @@ async fn modify_shard<T>(
 }
 
 /// Records a certificate a Secret holds (idempotent: an entry already
-/// there keeps its revocation). The CA's revocation rules are applied as it
-/// goes in, so a certificate recorded while a revocation was being applied
-/// is not missed.
+/// there keeps its revocation). A certificate signed again under a serial
+/// already recorded (a PodCertificateRequest whose hand-out failed: its
+/// serial is derived from the request) takes over the entry's digest and
+/// dates, since it is the one handed out. The CA's revocation rules are
+/// applied as it goes in, so a certificate recorded while a revocation was
+/// being applied is not missed.
 pub async fn record(
     ctx: &Context,
     ca: &str,
@@ -278,6 +281,11 @@ pub async fn record(
         let Some(e) = entries.iter_mut().find(|e| e.serial == entry.serial) else {
             return Recorded::Live;
         };
+        if e.fingerprint != entry.fingerprint && entry.fingerprint.is_some() {
+            e.fingerprint = entry.fingerprint.clone();
+            e.issued_at = entry.issued_at;
+            e.not_after = entry.not_after;
+        }
         let rule = rules.iter().find(|(rule, _)| rule.matches(e));
         if e.revoked.is_none()
             && let Some((_, reason)) = rule

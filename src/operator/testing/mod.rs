@@ -21,6 +21,7 @@ use crate::api::{
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::metrics::Metrics;
+use crate::operator::runtime::pod_certificate_api::PodCertificateApi;
 use crate::operator::signing_request::CsrPolicy;
 use crate::operator::store::crl::CrlCache;
 use crate::operator::testing::fake_api::FakeApi;
@@ -106,6 +107,7 @@ pub fn context(
         crls: Arc::new(CrlCache::default()),
         csr_policy,
         managed_namespaces,
+        pod_certificate_api: PodCertificateApi::SERVED,
     };
     let stores = Stores {
         cas,

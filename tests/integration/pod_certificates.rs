@@ -1,0 +1,530 @@
+//! Workload certificates the Kubernetes way, against a real kube-apiserver
+//! that serves PodCertificateRequests and ClusterTrustBundles (the flags
+//! certop names) with the Node authorizer and the NodeRestriction
+//! admission plugin: a Node and a Pod bound to it are created through the
+//! API, and the node itself (a client certificate for `system:node:<name>`
+//! in `system:nodes`) asks for the pod's certificate with a real key of
+//! each type, as its kubelet would. certop signs; openssl verifies each
+//! chain against the ClusterTrustBundle certop publishes; the leaf names
+//! exactly the pod's ServiceAccount.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use certop::operator::runtime::pod_certificate_api::ENABLE_FLAGS;
+use certop::pki::{CertificateInfo, parse_chain};
+use rcgen::{CertificateParams, KeyPair};
+use serde_json::Value;
+
+use crate::objects::{apply, cert_yaml, get, kubeconfig_of_files, kubectl_with};
+use crate::support::{
+    ControlPlane, Operator, issue_offline, offline_ca, start_control_plane_trusting, stderr,
+    stdout, unique, wait_for,
+};
+
+const NODE: &str = "pc-node";
+const WAIT: Duration = Duration::from_secs(60);
+
+/// One control plane (and operator) for every pod certificate test.
+struct PodCertWorld {
+    cp: ControlPlane,
+    _operator: Operator,
+    /// The node's kubeconfig (its client certificate).
+    node: PathBuf,
+    node_uid: String,
+    dir: PathBuf,
+}
+
+static WORLD: OnceLock<PodCertWorld> = OnceLock::new();
+
+fn world() -> &'static PodCertWorld {
+    WORLD.get_or_init(|| {
+        let dir = tempfile::Builder::new()
+            .prefix("certop-podcerts-")
+            .tempdir()
+            .expect("tempdir")
+            .keep();
+        let ca_dir = offline_ca(&dir, "nodes CA");
+        let mut args: Vec<String> = ENABLE_FLAGS.split(' ').map(str::to_string).collect();
+        args.push("--enable-admission-plugins=NodeRestriction".to_string());
+        let (cp, _authz) = start_control_plane_trusting(&ca_dir, &dir, &args);
+        cp.install_rbac();
+        let operator = cp.start_operator("podcerts", &[]);
+        let node_dir = issue_offline(
+            &ca_dir,
+            &dir,
+            NODE,
+            &cert_yaml(
+                NODE,
+                "nodes",
+                "default",
+                &format!(
+                    "  profile: client\n  commonName: system:node:{NODE}\n  organizations: [system:nodes]\n"
+                ),
+            ),
+        );
+        let node = kubeconfig_of_files(
+            &cp,
+            NODE,
+            &node_dir.join("tls.crt"),
+            &node_dir.join("tls.key"),
+            &dir,
+        );
+        apply(
+            &cp,
+            &format!("apiVersion: v1\nkind: Node\nmetadata:\n  name: {NODE}\n"),
+        );
+        let node_uid = jsonpath(&cp, &["node", NODE], "{.metadata.uid}");
+        PodCertWorld {
+            cp,
+            _operator: operator,
+            node,
+            node_uid,
+            dir,
+        }
+    })
+}
+
+fn jsonpath(cp: &ControlPlane, what: &[&str], path: &str) -> String {
+    let mut args = vec!["get"];
+    args.extend_from_slice(what);
+    let out_arg = format!("jsonpath={path}");
+    args.extend_from_slice(&["-o", &out_arg]);
+    let out = cp.kubectl(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+/// A CertificateAuthority `name` with `spec` lines (YAML under `spec:`), Ready.
+fn ready_ca(cp: &ControlPlane, name: &str, spec: &str) {
+    apply(
+        cp,
+        &format!(
+            "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject: {{commonName: {name}}}\n{spec}"
+        ),
+    );
+    let ready = cp.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=60s",
+        &format!("certificateauthority/{name}"),
+    ]);
+    assert!(ready.status.success(), "{}", stderr(&ready));
+}
+
+/// A pod on the node, running as its own ServiceAccount: (namespace, pod,
+/// pod UID, ServiceAccount, its UID).
+struct Pod {
+    ns: String,
+    name: String,
+    uid: String,
+    sa: String,
+    sa_uid: String,
+}
+
+fn pod(w: &PodCertWorld, prefix: &str) -> Pod {
+    let ns = unique(prefix);
+    let sa = "workload".to_string();
+    let name = "app".to_string();
+    apply(
+        &w.cp,
+        &format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {ns}\n---\napiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: {sa}\n  namespace: {ns}\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  nodeName: {NODE}\n  serviceAccountName: {sa}\n  automountServiceAccountToken: false\n  containers:\n  - name: c\n    image: example.invalid/app\n"
+        ),
+    );
+    Pod {
+        uid: jsonpath(&w.cp, &["pod", "-n", &ns, &name], "{.metadata.uid}"),
+        sa_uid: jsonpath(&w.cp, &["sa", "-n", &ns, &sa], "{.metadata.uid}"),
+        ns,
+        name,
+        sa,
+    }
+}
+
+/// The node asks, as its kubelet does, for `pod`'s certificate of
+/// `signer` with a stub PKCS#10 request of `key`: the request's name, or
+/// the API server's refusal.
+fn request_as_node(
+    w: &PodCertWorld,
+    pod: &Pod,
+    signer: &str,
+    key: &KeyPair,
+    extra: &str,
+) -> Result<String, String> {
+    use base64::Engine;
+    let stub = CertificateParams::default()
+        .serialize_request(key)
+        .expect("stub request");
+    let stub = base64::engine::general_purpose::STANDARD.encode(stub.der());
+    let name = unique("pcr");
+    let file = w.dir.join(format!("{name}.yaml"));
+    std::fs::write(
+        &file,
+        format!(
+            "apiVersion: certificates.k8s.io/v1beta1\nkind: PodCertificateRequest\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n  signerName: {signer}\n  podName: {pod}\n  podUID: {uid}\n  serviceAccountName: {sa}\n  serviceAccountUID: {sa_uid}\n  nodeName: {NODE}\n  nodeUID: {node_uid}\n  maxExpirationSeconds: 3600\n  stubPKCS10Request: {stub}\n{extra}",
+            ns = pod.ns,
+            pod = pod.name,
+            uid = pod.uid,
+            sa = pod.sa,
+            sa_uid = pod.sa_uid,
+            node_uid = w.node_uid,
+        ),
+    )
+    .expect("write");
+    let out = kubectl_with(&w.node, &["create", "-f", file.to_str().expect("utf-8")]);
+    if out.status.success() {
+        Ok(name)
+    } else {
+        Err(stderr(&out))
+    }
+}
+
+fn request_status(w: &PodCertWorld, ns: &str, name: &str) -> Value {
+    get::<Value>(&w.cp, &["podcertificaterequest", "-n", ns, name])
+        .map(|r| r["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+/// The terminal condition (type, reason, message) once one is there.
+fn outcome(w: &PodCertWorld, ns: &str, name: &str) -> Option<(String, String, String)> {
+    let mut found = None;
+    wait_for(WAIT, || {
+        let status = request_status(w, ns, name);
+        found = status["conditions"].as_array().and_then(|c| {
+            c.iter().find(|c| c["status"] == "True").map(|c| {
+                let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                (s("type"), s("reason"), s("message"))
+            })
+        });
+        found.is_some()
+    });
+    found
+}
+
+/// The ClusterTrustBundle certop keeps for `ca`: its PEM and signer name.
+fn trust_bundle(w: &PodCertWorld, ca: &str) -> Option<(String, String)> {
+    let b: Value = get(
+        &w.cp,
+        &["clustertrustbundle", &format!("certop.dev:{ca}:trust")],
+    )?;
+    Some((
+        b["spec"]["trustBundle"].as_str()?.to_string(),
+        b["spec"]["signerName"].as_str()?.to_string(),
+    ))
+}
+
+/// openssl verifies `chain` (leaf first) against `bundle` for TLS clients
+/// and servers; the leaf.
+fn verify(dir: &Path, chain: &str, bundle: &str) -> CertificateInfo {
+    let certs = parse_chain(chain.as_bytes(), "certificateChain").expect("chain");
+    let name = unique("verify");
+    let (leaf, rest, trust) = (
+        dir.join(format!("{name}-leaf.pem")),
+        dir.join(format!("{name}-rest.pem")),
+        dir.join(format!("{name}-trust.pem")),
+    );
+    std::fs::write(&leaf, certs[0].to_pem()).expect("write");
+    let rest_pem: String = certs[1..].iter().map(|c| c.to_pem()).collect();
+    std::fs::write(&rest, rest_pem).expect("write");
+    std::fs::write(&trust, bundle).expect("write");
+    for purpose in ["sslserver", "sslclient"] {
+        let out = std::process::Command::new("openssl")
+            .args(["verify", "-purpose", purpose, "-CAfile"])
+            .arg(&trust)
+            .arg("-untrusted")
+            .arg(&rest)
+            .arg(&leaf)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "openssl verify -purpose {purpose}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    certs[0].clone()
+}
+
+/// The issued chain, checked against what the status says of it.
+fn issued_chain(w: &PodCertWorld, ns: &str, name: &str) -> String {
+    let (type_, reason, message) = outcome(w, ns, name).expect("an answer");
+    assert_eq!(
+        (type_.as_str(), reason.as_str()),
+        ("Issued", "Issued"),
+        "{message}"
+    );
+    let status = request_status(w, ns, name);
+    let chain = status["certificateChain"]
+        .as_str()
+        .expect("certificateChain")
+        .to_string();
+    for field in ["notBefore", "notAfter", "beginRefreshAt"] {
+        assert!(status[field].is_string(), "{field}: {status}");
+    }
+    chain
+}
+
+#[test]
+fn a_nodes_request_for_its_pod_is_issued_for_every_key_type_and_verifies_against_the_trust_bundle()
+{
+    let w = world();
+    let ca = unique("pods");
+    ready_ca(&w.cp, &ca, "  podCertificates: {}\n");
+    assert!(
+        wait_for(WAIT, || trust_bundle(w, &ca).is_some()),
+        "the ClusterTrustBundle"
+    );
+    let (bundle, signer) = trust_bundle(w, &ca).expect("bundle");
+    assert_eq!(signer, format!("certop.dev/{ca}"));
+    let pod = pod(w, "podcert");
+    let keys: Vec<(&str, KeyPair)> = vec![
+        (
+            "ECDSAP256",
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key"),
+        ),
+        (
+            "ECDSAP384",
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key"),
+        ),
+        (
+            "ED25519",
+            KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key"),
+        ),
+        (
+            "RSA3072",
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)
+                .expect("key"),
+        ),
+        (
+            "RSA4096",
+            KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_4096)
+                .expect("key"),
+        ),
+    ];
+    for (key_type, key) in &keys {
+        let name = request_as_node(w, &pod, &format!("certop.dev/{ca}"), key, "")
+            .unwrap_or_else(|e| panic!("{key_type}: the node may ask for its pod: {e}"));
+        let chain = issued_chain(w, &pod.ns, &name);
+        let leaf = verify(&w.dir, &chain, &bundle);
+        assert_eq!(
+            leaf.uris,
+            vec![format!(
+                "spiffe://cluster.local/ns/{}/sa/{}",
+                pod.ns, pod.sa
+            )],
+            "{key_type}: the leaf is the pod's identity"
+        );
+        assert_eq!(
+            (
+                leaf.common_name.clone(),
+                leaf.organizations.len(),
+                leaf.dns_names.len()
+            ),
+            (None, 0, 0),
+            "{key_type}: nothing else"
+        );
+        let (_, parsed) = x509_parser::parse_x509_certificate(&leaf.der).expect("leaf");
+        assert_eq!(
+            parsed
+                .tbs_certificate
+                .subject_pki
+                .subject_public_key
+                .data
+                .to_vec(),
+            rcgen::PublicKeyData::der_bytes(key).to_vec(),
+            "{key_type}: for the node's key"
+        );
+    }
+    // The issued certificates are in the CA's ledger: its status counts them.
+    assert!(wait_for(WAIT, || {
+        get::<Value>(&w.cp, &["certificateauthority", &ca])
+            .and_then(|c| c["status"]["issuedCertificates"].as_i64())
+            == Some(keys.len() as i64)
+    }));
+}
+
+#[test]
+fn the_api_server_refuses_a_node_asking_for_a_pod_it_does_not_run() {
+    let w = world();
+    let ca = unique("pods");
+    ready_ca(&w.cp, &ca, "  podCertificates: {}\n");
+    let mut other = pod(w, "elsewhere");
+    // A pod bound to another node: NodeRestriction refuses.
+    other.name = "elsewhere".to_string();
+    apply(
+        &w.cp,
+        &format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {}\n  namespace: {}\nspec:\n  nodeName: another-node\n  serviceAccountName: {}\n  automountServiceAccountToken: false\n  containers:\n  - name: c\n    image: example.invalid/app\n",
+            other.name, other.ns, other.sa
+        ),
+    );
+    other.uid = jsonpath(
+        &w.cp,
+        &["pod", "-n", &other.ns, &other.name],
+        "{.metadata.uid}",
+    );
+    let key = KeyPair::generate().expect("key");
+    let refused = request_as_node(w, &other, &format!("certop.dev/{ca}"), &key, "")
+        .expect_err("a node may not ask for another node's pod");
+    assert!(refused.contains("not running on node"), "{refused}");
+}
+
+#[test]
+fn refused_requests_are_denied_or_failed_with_the_reason_that_says_what_to_change() {
+    let w = world();
+    let ca = unique("pods");
+    ready_ca(&w.cp, &ca, "  podCertificates: {}\n");
+    let strict = unique("strict");
+    ready_ca(
+        &w.cp,
+        &strict,
+        "  podCertificates: {}\n  requirePolicy: true\n",
+    );
+    let short = unique("short");
+    ready_ca(&w.cp, &short, "  podCertificates: {}\n  duration: 1h\n");
+    let pod = pod(w, "refused");
+    let p256 = || KeyPair::generate().expect("key");
+    let cases = [
+        (
+            "P-521",
+            ca.clone(),
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).expect("key"),
+            "",
+            ("Denied", "UnsupportedKeyType", "use ECDSAP256"),
+        ),
+        (
+            "an annotation the CA does not allow",
+            ca.clone(),
+            p256(),
+            "  unverifiedUserAnnotations:\n    certop.dev/dns-names: app.example.com\n",
+            (
+                "Denied",
+                "InvalidUnverifiedUserAnnotations",
+                "allowedUnverifiedAnnotations",
+            ),
+        ),
+        (
+            "a policy refusal",
+            strict.clone(),
+            p256(),
+            "",
+            ("Denied", "PolicyViolation", "CertificatePolicy"),
+        ),
+        (
+            "a CA that expires within the hour",
+            short.clone(),
+            p256(),
+            "",
+            ("Failed", "CANotReady", "rotate it"),
+        ),
+    ];
+    for (case, ca, key, extra, (type_, reason, says)) in cases {
+        let name = request_as_node(w, &pod, &format!("certop.dev/{ca}"), &key, extra)
+            .unwrap_or_else(|e| panic!("{case}: {e}"));
+        let (t, r, message) = outcome(w, &pod.ns, &name).unwrap_or_else(|| panic!("{case}"));
+        assert_eq!(
+            (t.as_str(), r.as_str()),
+            (type_, reason),
+            "{case}: {message}"
+        );
+        assert!(message.contains(says), "{case}: {message}");
+        let status = request_status(w, &pod.ns, &name);
+        assert!(status["certificateChain"].is_null(), "{case}");
+    }
+    for ca in [&strict, &short] {
+        let c: Value = get(&w.cp, &["certificateauthority", ca]).expect("CA");
+        assert_eq!(
+            c["status"]["issuedCertificates"].as_i64().unwrap_or(0),
+            0,
+            "{ca}"
+        );
+    }
+}
+
+#[test]
+fn a_request_for_a_ca_that_did_not_opt_in_is_left_untouched() {
+    let w = world();
+    let ca = unique("notpods");
+    ready_ca(&w.cp, &ca, "");
+    let pod = pod(w, "untouched");
+    let key = KeyPair::generate().expect("key");
+    let name = request_as_node(w, &pod, &format!("certop.dev/{ca}"), &key, "").expect("created");
+    // An opted-in CA's request created after it is answered first.
+    let opted = unique("pods");
+    ready_ca(&w.cp, &opted, "  podCertificates: {}\n");
+    let answered =
+        request_as_node(w, &pod, &format!("certop.dev/{opted}"), &key, "").expect("created");
+    issued_chain(w, &pod.ns, &answered);
+    std::thread::sleep(Duration::from_secs(2));
+    let r: Value = get(&w.cp, &["podcertificaterequest", "-n", &pod.ns, &name]).expect("request");
+    assert!(
+        r["status"].is_null() || r["status"] == serde_json::json!({}),
+        "{r}"
+    );
+    let fields = r["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        fields.iter().all(|f| f["subresource"] != "status"),
+        "never written: {fields:?}"
+    );
+    assert!(
+        trust_bundle(w, &ca).is_none(),
+        "no bundle for a CA that did not opt in"
+    );
+}
+
+#[test]
+fn through_a_ca_rotation_the_trust_bundle_holds_both_and_new_certificates_chain_to_the_new_ca() {
+    let w = world();
+    let ca = unique("rotating");
+    ready_ca(
+        &w.cp,
+        &ca,
+        "  podCertificates: {}\n  rotation: {overlap: 1m}\n",
+    );
+    let pod = pod(w, "rotation");
+    let key = KeyPair::generate().expect("key");
+    assert!(wait_for(WAIT, || trust_bundle(w, &ca).is_some()));
+    let count = |pem: &str| parse_chain(pem.as_bytes(), "trustBundle").map_or(0, |c| c.len());
+    let fingerprint = |w: &PodCertWorld| {
+        get::<Value>(&w.cp, &["certificateauthority", &ca])
+            .and_then(|c| c["status"]["fingerprint"].as_str().map(str::to_string))
+    };
+    let first = fingerprint(w).expect("the first CA's fingerprint");
+    let rotate = w.cp.kubectl_certop(&["rotate-ca", &ca]);
+    assert!(rotate.status.success(), "{}", stderr(&rotate));
+    assert!(
+        wait_for(WAIT, || trust_bundle(w, &ca)
+            .is_some_and(|(b, _)| count(&b) == 2)),
+        "both CAs trusted through the overlap"
+    );
+    // After the switch, the new key signs.
+    assert!(
+        wait_for(Duration::from_secs(180), || fingerprint(w)
+            .is_some_and(|f| f != first)),
+        "the rotation switched"
+    );
+    let (bundle, _) = trust_bundle(w, &ca).expect("bundle");
+    let trusted = parse_chain(bundle.as_bytes(), "trustBundle").expect("bundle");
+    let c: Value = get(&w.cp, &["certificateauthority", &ca]).expect("CA");
+    let signing = c["status"]["fingerprint"]
+        .as_str()
+        .expect("fingerprint")
+        .to_string();
+    let name = request_as_node(w, &pod, &format!("certop.dev/{ca}"), &key, "").expect("created");
+    let chain = issued_chain(w, &pod.ns, &name);
+    let leaf = verify(&w.dir, &chain, &bundle);
+    let new_ca = trusted
+        .iter()
+        .find(|t| t.fingerprint == signing)
+        .expect("the signing CA is in the bundle");
+    assert!(
+        leaf.is_issued_by(new_ca),
+        "issued by the new CA ({signing}), not by {:?}",
+        trusted.iter().map(|t| &t.fingerprint).collect::<Vec<_>>()
+    );
+}
