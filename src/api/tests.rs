@@ -325,8 +325,11 @@ fn every_schema_property_has_a_description_for_kubectl_explain() {
 
 /// "The same schema" holds against the release that served `v1alpha1`
 /// alone (commit 48e64a4, tests/fixtures/crds-48e64a4.yaml): both versions
-/// now served validate, default and prune exactly as it did, descriptions
-/// aside. A field changed here needs a conversion, not conversion `None`.
+/// now served validate, default and prune every field of that release
+/// exactly as it did, descriptions aside. The only change allowed is a new
+/// optional property (`spec.podCertificates`): everything that release
+/// accepted is accepted unchanged. A field changed here needs a conversion,
+/// not conversion `None`.
 #[test]
 fn both_versions_keep_the_schema_of_the_release_that_served_v1alpha1_alone() {
     fn without_descriptions(v: &mut serde_json::Value) {
@@ -356,9 +359,11 @@ fn both_versions_keep_the_schema_of_the_release_that_served_v1alpha1_alone() {
         for version in &crd.spec.versions {
             let mut schema = serde_json::to_value(&version.schema).expect("schema");
             without_descriptions(&mut schema);
+            let mut changed = Vec::new();
+            released_schema_kept(&name, &old_schema, &schema, false, &mut changed);
             assert!(
-                schema == old_schema,
-                "{name} {}: the schema changed",
+                changed.is_empty(),
+                "{name} {}: the schema changed at {changed:?}",
                 version.name
             );
             assert_eq!(
@@ -369,4 +374,82 @@ fn both_versions_keep_the_schema_of_the_release_that_served_v1alpha1_alone() {
             );
         }
     }
+}
+
+/// Whether `new` keeps all of `old`: equal, except that a `properties` map
+/// may hold properties `old` did not have (new optional fields; a new
+/// required one changes `required`, which must stay equal). Paths that
+/// differ are pushed to `changed`.
+fn released_schema_kept(
+    at: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    properties: bool,
+    changed: &mut Vec<String>,
+) {
+    match (old, new) {
+        (serde_json::Value::Object(o), serde_json::Value::Object(n)) => {
+            for (key, old_value) in o {
+                let path = format!("{at}.{key}");
+                match n.get(key) {
+                    Some(new_value) => released_schema_kept(
+                        &path,
+                        old_value,
+                        new_value,
+                        !properties && key == "properties",
+                        changed,
+                    ),
+                    None => changed.push(path),
+                }
+            }
+            if !properties {
+                changed.extend(
+                    n.keys()
+                        .filter(|key| !o.contains_key(*key))
+                        .map(|key| format!("{at}.{key} (added)")),
+                );
+            }
+        }
+        _ if old == new => {}
+        _ => changed.push(at.to_string()),
+    }
+}
+
+#[test]
+fn a_released_schema_is_kept_by_a_new_optional_property_only() {
+    let old = serde_json::json!({"type": "object", "required": ["a"],
+        "properties": {"a": {"type": "string", "maxLength": 5}}});
+    let kept = |new: serde_json::Value| {
+        let mut changed = Vec::new();
+        released_schema_kept("s", &old, &new, false, &mut changed);
+        changed
+    };
+    assert!(kept(old.clone()).is_empty());
+    assert!(
+        kept(serde_json::json!({"type": "object", "required": ["a"],
+        "properties": {"a": {"type": "string", "maxLength": 5},
+                       "b": {"type": "object", "x-kubernetes-validations": []}}}))
+        .is_empty()
+    );
+    assert_eq!(
+        kept(serde_json::json!({"type": "object", "required": ["a", "b"],
+            "properties": {"a": {"type": "string", "maxLength": 5}, "b": {"type": "string"}}})),
+        ["s.required"]
+    );
+    assert_eq!(
+        kept(serde_json::json!({"type": "object", "required": ["a"],
+            "properties": {"a": {"type": "string", "maxLength": 4}}})),
+        ["s.properties.a.maxLength"]
+    );
+    assert_eq!(
+        kept(
+            serde_json::json!({"type": "object", "required": ["a"], "x-kubernetes-validations": [],
+            "properties": {"a": {"type": "string", "maxLength": 5}}})
+        ),
+        ["s.x-kubernetes-validations (added)"]
+    );
+    assert_eq!(
+        kept(serde_json::json!({"type": "object", "required": ["a"], "properties": {}})),
+        ["s.properties.a"]
+    );
 }

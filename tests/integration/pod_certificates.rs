@@ -101,7 +101,7 @@ fn ready_ca(cp: &ControlPlane, name: &str, spec: &str) {
     apply(
         cp,
         &format!(
-            "apiVersion: certop.dev/v1alpha1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject: {{commonName: {name}}}\n{spec}"
+            "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: {name}\nspec:\n  subject: {{commonName: {name}}}\n{spec}"
         ),
     );
     let ready = cp.kubectl(&[

@@ -254,7 +254,7 @@ mod tests {
             f.extend(e.clone());
         }
         serde_json::from_value(json!({
-            "apiVersion": "certop.dev/v1alpha1", "kind": "CertificateAuthority",
+            "apiVersion": "certop.dev/v1", "kind": "CertificateAuthority",
             "metadata": {"name": "ca"}, "spec": full,
             "status": {"conditions": [{"type": "Ready", "status": if ready {"True"} else {"False"},
                 "reason": if ready {"Ready"} else {"CASecretDeleted"}, "message": "the key Secret is gone",

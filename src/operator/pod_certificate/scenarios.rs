@@ -66,17 +66,10 @@ fn stub(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
 
 impl World {
     fn sync(&mut self) {
-        let cas: Vec<CertificateAuthority> = testing::all(
-            &self.api,
-            "/apis/certop.dev/v1alpha1",
-            "certificateauthorities",
-        );
+        let cas: Vec<CertificateAuthority> =
+            testing::all(&self.api, "/apis/certop.dev/v1", "certificateauthorities");
         testing::init(&mut self.writers.cas, cas);
-        let policies = testing::all(
-            &self.api,
-            "/apis/certop.dev/v1alpha1",
-            "certificatepolicies",
-        );
+        let policies = testing::all(&self.api, "/apis/certop.dev/v1", "certificatepolicies");
         testing::init(&mut self.writers.policies, policies);
     }
 
