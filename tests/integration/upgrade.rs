@@ -16,7 +16,7 @@ use certop::api::{CertificateAuthority, ClusterCertificate};
 use serde_json::Value;
 
 use crate::common::{PREVIOUS_RELEASE, previous_release_binary};
-use crate::objects::{apply, ca_yaml, cert_yaml, get, leaf_of, policy_for, secret};
+use crate::objects::{apply, ca_yaml, cert_yaml, get, leaf_of, secret};
 use crate::support::{
     ControlPlane, Operator, http_request, rbac_files, repo_root, start_control_plane_with_crds,
     stderr, stdout, wait_for,
@@ -60,6 +60,33 @@ fn previous_tree(path: &str, dir: &Path) -> PathBuf {
         .expect("write archive");
     assert!(tar.wait().expect("tar").success());
     dir.join(path)
+}
+
+/// The version the CRDs of `crds` (a YAML stream) store certop's kinds in.
+fn storage_version(crds: &str) -> String {
+    crds.split("\n---")
+        .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
+        .flat_map(|crd| {
+            crd["spec"]["versions"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .find(|v| v["storage"] == true)
+        .and_then(|v| v["name"].as_str().map(String::from))
+        .expect("a storage version")
+}
+
+/// `yaml` with every `apiVersion: certop.dev/...` naming `version`. The
+/// manifests come from the builders of objects.rs, in whatever version this
+/// tree writes; the previous release's CRDs may not serve that one.
+fn in_version(yaml: &str, version: &str) -> String {
+    yaml.lines()
+        .map(|line| match line.strip_prefix("apiVersion: certop.dev/") {
+            Some(_) => format!("apiVersion: certop.dev/{version}\n"),
+            None => format!("{line}\n"),
+        })
+        .collect()
 }
 
 /// A control plane with the previous release's CRDs, and its namespace,
@@ -257,7 +284,8 @@ fn served_crl(op: &Operator, ca: &str) -> (u64, BTreeSet<String>) {
 }
 
 /// A CertificateRevocation of the certificate in Secret `ns/secret_name`, by
-/// its serial: the serial, and the revocation.
+/// its serial (in any version: see [`in_version`]): the serial, and the
+/// revocation.
 fn revocation_of(cp: &ControlPlane, ns: &str, secret_name: &str, ca: &str) -> (String, String) {
     let serial = leaf_of(&secret(cp, ns, secret_name).expect("Secret"))
         .serial
@@ -275,36 +303,47 @@ fn an_upgrade_from_the_previous_release_and_back_reissues_nothing_and_makes_no_c
     let lease = "--lease-name=certop-upgrade";
     let previous = previous_release_binary();
     let op = cp.start_operator_binary(&previous, "previous", &[lease]);
+    // Manifests in the version each release's CRDs store.
+    let old_version = storage_version(&previous_file("crds/certop-crds.yaml"));
+    let new_version = storage_version(
+        &std::fs::read_to_string(repo_root().join("crds/certop-crds.yaml")).expect("crds/"),
+    );
+    let (old, new) = (
+        |yaml: &str| apply(&cp, &in_version(yaml, &old_version)),
+        |yaml: &str| apply(&cp, &in_version(yaml, &new_version)),
+    );
 
     // The previous release at work: three CAs (one a CertificatePolicy
     // governs), certificates of each, a revocation, and a rotation staged.
     let (steady, rotating, governed, ns) = ("steady", "rotating", "governed", "upgrade");
     assert!(cp.kubectl(&["create", "namespace", ns]).status.success());
-    apply(&cp, &ca_yaml(steady, ""));
-    apply(&cp, &ca_yaml(rotating, "  rotation:\n    overlap: 1m\n"));
-    apply(&cp, &ca_yaml(governed, ""));
-    let policy = policy_for(&cp, governed, "    commonNames: [team-bot]\n");
+    old(&ca_yaml(steady, ""));
+    old(&ca_yaml(rotating, "  rotation:\n    overlap: 1m\n"));
+    old(&ca_yaml(governed, ""));
+    old(&format!(
+        "apiVersion: certop.dev/any\nkind: CertificatePolicy\nmetadata:\n  name: {governed}-policy\nspec:\n  authorities: [{governed}]\n  allowed:\n    commonNames: [team-bot]\n"
+    ));
+    let policy = format!("  policyRef: {{name: {governed}-policy}}\n");
     let kept = ["kept-0", "kept-1", "kept-2"];
     for name in kept {
-        apply(&cp, &cert_yaml(name, steady, ns, "  commonName: kept\n"));
+        old(&cert_yaml(name, steady, ns, "  commonName: kept\n"));
     }
-    apply(
-        &cp,
-        &cert_yaml(
-            "by-policy",
-            governed,
-            ns,
-            &format!("{policy}  commonName: team-bot\n"),
-        ),
-    );
-    apply(
-        &cp,
-        &cert_yaml("rotated", rotating, ns, "  commonName: rotated\n"),
-    );
+    old(&cert_yaml(
+        "by-policy",
+        governed,
+        ns,
+        &format!("{policy}  commonName: team-bot\n"),
+    ));
+    old(&cert_yaml(
+        "rotated",
+        rotating,
+        ns,
+        "  commonName: rotated\n",
+    ));
     let certificates = ["kept-0", "kept-1", "kept-2", "by-policy", "rotated"];
     wait_ready(&cp, &op, "clustercertificates.certop.dev", &certificates);
     let (revoked_serial, revocation) = revocation_of(&cp, ns, "kept-0", steady);
-    apply(&cp, &revocation);
+    old(&revocation);
     wait_ready(
         &cp,
         &op,
@@ -358,10 +397,7 @@ fn an_upgrade_from_the_previous_release_and_back_reissues_nothing_and_makes_no_c
     let op = cp.start_operator("current", &[lease]);
     // A certificate issued after the upgrade: the operator has worked its
     // queue over everything the previous release left.
-    apply(
-        &cp,
-        &cert_yaml("probe", steady, ns, "  commonName: probe\n"),
-    );
+    new(&cert_yaml("probe", steady, ns, "  commonName: probe\n"));
     wait_ready(&cp, &op, "clustercertificates.certop.dev", &["probe"]);
     std::thread::sleep(Duration::from_secs(3));
     let after = Kept::read(&cp, ns);
@@ -408,7 +444,7 @@ fn an_upgrade_from_the_previous_release_and_back_reissues_nothing_and_makes_no_c
 
     // The next CRL's number is higher than any the previous release published.
     let (probe_serial, revocation) = revocation_of(&cp, ns, "probe", steady);
-    apply(&cp, &revocation);
+    new(&revocation);
     assert!(
         wait_for(WAIT, || {
             let (number, serials) = served_crl(&op, steady);
@@ -474,12 +510,14 @@ fn an_upgrade_from_the_previous_release_and_back_reissues_nothing_and_makes_no_c
     // downgrade docs/user-guide.md supports) issues, re-issues nothing and
     // makes no key; its CRL numbers continue too.
     let op = cp.start_operator_binary(&previous, "downgraded", &[lease]);
-    apply(
-        &cp,
-        &cert_yaml("downgraded", steady, ns, "  commonName: probe\n"),
-    );
+    new(&cert_yaml(
+        "downgraded",
+        steady,
+        ns,
+        "  commonName: probe\n",
+    ));
     wait_ready(&cp, &op, "clustercertificates.certop.dev", &["downgraded"]);
-    apply(&cp, &revocation_of(&cp, ns, "downgraded", steady).1);
+    new(&revocation_of(&cp, ns, "downgraded", steady).1);
     assert!(
         wait_for(WAIT, || served_crl(&op, steady).0 > crl_number_upgraded),
         "no CRL after the downgrade numbered above {crl_number_upgraded}\n{}",
@@ -662,7 +700,8 @@ fn helm_upgrade_from_the_previous_chart_changes_only_the_chart_version_and_the_i
 
     let dir = tempfile::tempdir().expect("tempdir");
     let crds = dir.path().join("previous-crds.yaml");
-    std::fs::write(&crds, previous_file("charts/certop/crds/certop-crds.yaml")).expect("write");
+    let previous_crds = previous_file("charts/certop/crds/certop-crds.yaml");
+    std::fs::write(&crds, &previous_crds).expect("write");
     let cp = start_control_plane_with_crds(&crds);
     let kubeconfig = cp.kubeconfig.to_str().expect("utf-8").to_string();
     let chart = previous_tree("charts/certop", dir.path());
@@ -689,7 +728,10 @@ fn helm_upgrade_from_the_previous_chart_changes_only_the_chart_version_and_the_i
     ]));
     let installed = helm_manifest(&cp);
     // An object stored under the previous CRDs, to outlive the upgrade.
-    apply(&cp, &ca_yaml("kept", ""));
+    apply(
+        &cp,
+        &in_version(&ca_yaml("kept", ""), &storage_version(&previous_crds)),
+    );
     let kept: Value = get(&cp, &["certificateauthorities.certop.dev", "kept"]).expect("CA");
 
     // The upgrade as docs/user-guide.md ("Upgrades") says: helm never
