@@ -272,7 +272,8 @@ impl ControlPlane {
         }
     }
 
-    /// Starts this build's `certop run` as the operator's ServiceAccount.
+    /// Starts this build's `certop run` (or `CERTOP_BIN`'s, see
+    /// [`certop_bin`]) as the operator's ServiceAccount.
     /// The process stops when the returned handle's stdin closes (a shell
     /// waits on it).
     pub fn start_operator(&self, name: &str, extra: &[&str]) -> Operator {
