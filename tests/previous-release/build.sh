@@ -14,9 +14,14 @@
 # ones `cargo test` already built, so only the old crate itself compiles.
 # Two adjustments keep it from disturbing this tree's build, neither
 # changing the program:
-#  - its binary target is renamed certop-previous: cargo copies every binary
-#    to <target>/debug/<name>, and a second `certop` there would replace the
-#    one `cargo test` runs (CARGO_BIN_EXE_certop);
+#  - its package and binary are renamed certop-previous (the library keeps
+#    the name certop, which its code uses): cargo names a workspace crate's
+#    artifacts by a hash of its name and its path relative to the
+#    workspace, the same for both trees, so the old library would replace
+#    this tree's in deps/ with a fingerprint cargo then takes for fresh
+#    (its sources are older than the build), and cargo copies every binary
+#    to <target>/debug/<name>, where a second `certop` would replace the one
+#    `cargo test` runs (CARGO_BIN_EXE_certop);
 #  - its smallest integration test is built beside it: cargo activates
 #    dev-dependency features (tokio's test-util) only when a test, example
 #    or bench target is requested, and `cargo test` builds this tree's
@@ -39,8 +44,10 @@ if [ ! -x "$bin" ]; then
   mkdir -p "$src"
   git -C "$repo" archive "$commit" | tar -x -C "$src"
   grep -q '^name = "certop"$' "$src/Cargo.toml" || { echo "no package certop in $commit's Cargo.toml" >&2; exit 1; }
-  sed -i '/^\[\[bin\]\]$/,/^name = / s/^name = "certop"$/name = "certop-previous"/; s/^default-run = "certop"$/default-run = "certop-previous"/' "$src/Cargo.toml"
-  grep -q '^name = "certop-previous"$' "$src/Cargo.toml" || { echo "cannot rename $commit's binary target" >&2; exit 1; }
+  sed -i 's/^name = "certop"$/name = "certop-previous"/; s/^default-run = "certop"$/default-run = "certop-previous"/; s/^\[lib\]$/[lib]\nname = "certop"/' "$src/Cargo.toml"
+  sed -i 's/^name = "certop"$/name = "certop-previous"/' "$src/Cargo.lock"
+  [ "$(grep -c '^name = "certop-previous"$' "$src/Cargo.toml")" = 2 ] && grep -q '^name = "certop"$' "$src/Cargo.toml" ||
+    { echo "cannot rename $commit's package and binary" >&2; exit 1; }
   test="$(cd "$src/tests" && ls -S ./*.rs | tail -n1 | xargs basename -s .rs)"
   target="${CARGO_TARGET_DIR:-$repo/target}"
   echo "building certop at ${commit:0:12} (the previous release) in $target; its dependencies are shared with this tree's build" >&2
