@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test lint crds manifests control-plane kubeadm kubelet helm promtool dist image fuzz venv dev-up dev-down demo bench bench-revocation bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
+.PHONY: build test lint crds manifests control-plane kubeadm kubelet helm promtool previous-release dist image fuzz venv dev-up dev-down demo bench bench-revocation bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -40,14 +40,21 @@ helm:
 promtool:
 	@tests/promtool/build.sh >/dev/null
 
+# certop as the previous release (tests/previous-release/commit, v0.1.0)
+# built it, for the upgrade tests: built once from this repository's history
+# and cached; its dependencies are this tree's (same Cargo.lock).
+previous-release:
+	@tests/previous-release/build.sh >/dev/null
+
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets --locked -- -D warnings
 
-test: venv control-plane kubeadm kubelet helm promtool lint
+test: venv control-plane kubeadm kubelet helm promtool previous-release lint
 	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" CERTOP_KUBEADM="$$(tests/kubeadm/build.sh)" \
 		CERTOP_KUBELET="$$(tests/kubelet/build.sh)" CERTOP_HELM="$$(tests/helm/build.sh)" \
 		CERTOP_PROMTOOL="$$(tests/promtool/build.sh)" \
+		CERTOP_PREVIOUS_RELEASE="$$(tests/previous-release/build.sh)" \
 		PKILINT_BIN="$(CURDIR)/$(VENV)/bin" \
 		$(CARGO) test --locked --all-targets
 

@@ -89,9 +89,17 @@ pub(super) async fn run_controllers(
             return;
         }
     }
-    info!("stores ready; starting controllers");
     settings.pod_certificate_api = PodCertificateApi::discover(&client).await;
     let ctx = Arc::new(Context::new(client.clone(), settings, stores));
+    // No certificate is decided before the guard is looked at once.
+    tokio::select! {
+        _ = admission_guard::observe(&client, &ctx.guard) => {}
+        _ = stopped(shutdown_rx.clone()) => {
+            abort();
+            return;
+        }
+    }
+    info!("stores ready; starting controllers");
     let guard = tokio::spawn(admission_guard::follow(client.clone(), ctx.guard.clone()));
     let wiring = Wiring {
         client,

@@ -28,25 +28,37 @@ pub fn ok(out: Output) -> String {
 /// The control-plane program: from CERTOP_CONTROL_PLANE (set by `make
 /// test`), else built (or found in the cache) by tests/control-plane/build.sh.
 pub fn control_plane_binary() -> PathBuf {
-    go_harness_binary("CERTOP_CONTROL_PLANE", "control-plane")
+    harness_binary("CERTOP_CONTROL_PLANE", "control-plane")
 }
 
 /// kubeadm v1.36.3: from CERTOP_KUBEADM (set by `make test`), else built
 /// (or found in the cache) by tests/kubeadm/build.sh.
 pub fn kubeadm_binary() -> PathBuf {
-    go_harness_binary("CERTOP_KUBEADM", "kubeadm")
+    harness_binary("CERTOP_KUBEADM", "kubeadm")
 }
 
 /// The kubelet v1.36.3 with its `fake-cri` subcommand: from CERTOP_KUBELET
 /// (set by `make test`), else built (or found in the cache) by
 /// tests/kubelet/build.sh.
 pub fn kubelet_binary() -> PathBuf {
-    go_harness_binary("CERTOP_KUBELET", "kubelet")
+    harness_binary("CERTOP_KUBELET", "kubelet")
 }
 
-/// A Go program of tests/<dir>/: the path in `env_var` when set, else what
-/// tests/<dir>/build.sh prints (it builds once and caches the binary).
-fn go_harness_binary(env_var: &str, dir: &str) -> PathBuf {
+/// The commit of the previous release (v0.1.0), by hash: a clone without
+/// tags has it too. tests/previous-release/build.sh builds it.
+pub const PREVIOUS_RELEASE: &str = include_str!("../previous-release/commit").trim_ascii();
+
+/// certop as the previous release built it ([`PREVIOUS_RELEASE`]):
+/// from CERTOP_PREVIOUS_RELEASE (set by `make test`), else built (or found
+/// in the cache) by tests/previous-release/build.sh.
+pub fn previous_release_binary() -> PathBuf {
+    harness_binary("CERTOP_PREVIOUS_RELEASE", "previous-release")
+}
+
+/// A program tests/<dir>/build.sh builds (a Go harness, the previous
+/// release): the path in `env_var` when set, else what the script prints
+/// (it builds once and caches the binary).
+fn harness_binary(env_var: &str, dir: &str) -> PathBuf {
     if let Some(bin) = std::env::var_os(env_var) {
         return PathBuf::from(bin);
     }

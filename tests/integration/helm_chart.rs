@@ -26,7 +26,7 @@ fn helm_binary() -> PathBuf {
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
-fn helm(args: &[&str]) -> std::process::Output {
+pub(crate) fn helm(args: &[&str]) -> std::process::Output {
     Command::new(helm_binary())
         .args(args)
         .current_dir(repo_root())
@@ -47,7 +47,7 @@ fn helm(args: &[&str]) -> std::process::Output {
 }
 
 /// Objects of a multi-document YAML stream, by (kind, name).
-fn objects(yaml: &str) -> BTreeMap<(String, String), Value> {
+pub(crate) fn objects(yaml: &str) -> BTreeMap<(String, String), Value> {
     yaml.split("\n---")
         .filter_map(|doc| serde_saphyr::from_str::<Value>(doc).ok())
         .filter(|v| v.get("kind").is_some())
@@ -73,7 +73,7 @@ fn documents(yaml: &str) -> Vec<Value> {
 }
 
 /// `helm template` of the chart in certop-system with these `--set`s.
-fn render(sets: &[&str]) -> String {
+pub(crate) fn render(sets: &[&str]) -> String {
     let mut args = vec![
         "template",
         "certop",
@@ -89,7 +89,7 @@ fn render(sets: &[&str]) -> String {
     stdout(&out)
 }
 
-const ALL_FEATURES: &[&str] = &[
+pub(crate) const ALL_FEATURES: &[&str] = &[
     "managedNamespaces=null",
     "kubeletSigner.ca=kubelet-signer",
     "kubeletSigner.approve=true",

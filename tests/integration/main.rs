@@ -24,3 +24,4 @@ mod rbac_allowance;
 mod revocation;
 mod revocation_latency;
 mod support;
+mod upgrade;

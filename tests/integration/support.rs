@@ -83,7 +83,19 @@ pub fn start_control_plane(apiserver_args: &[String]) -> ControlPlane {
         .tempdir()
         .expect("tempdir")
         .keep();
-    start_control_plane_in(&dir, &[], apiserver_args)
+    start_control_plane_in(&dir, &[], apiserver_args, &repo_root().join("crds"))
+}
+
+/// A control plane of its own with the CRDs of `crds` (a file or a
+/// directory) instead of this tree's: an earlier release's, for the
+/// upgrade tests.
+pub fn start_control_plane_with_crds(crds: &Path) -> ControlPlane {
+    let dir = tempfile::Builder::new()
+        .prefix("certop-test-")
+        .tempdir()
+        .expect("tempdir")
+        .keep();
+    start_control_plane_in(&dir, &[], &[], crds)
 }
 
 /// A control plane of its own with extra flags for the harness (e.g.
@@ -94,7 +106,7 @@ pub fn start_control_plane_with(args: &[String], apiserver_args: &[String]) -> C
         .tempdir()
         .expect("tempdir")
         .keep();
-    start_control_plane_in(&dir, args, apiserver_args)
+    start_control_plane_in(&dir, args, apiserver_args, &repo_root().join("crds"))
 }
 
 /// Where a control plane with kept data lives: its etcd data and
@@ -133,11 +145,17 @@ impl KeptControlPlane {
                 format!("--port={}", self.port),
             ],
             apiserver_args,
+            &repo_root().join("crds"),
         )
     }
 }
 
-fn start_control_plane_in(dir: &Path, args: &[String], apiserver_args: &[String]) -> ControlPlane {
+fn start_control_plane_in(
+    dir: &Path,
+    args: &[String],
+    apiserver_args: &[String],
+    crds: &Path,
+) -> ControlPlane {
     let kubeconfig = dir.join("kubeconfig");
     let log = dir.join("control-plane.log");
     let mut child = Command::new(control_plane_binary())
@@ -204,11 +222,12 @@ fn start_control_plane_in(dir: &Path, args: &[String], apiserver_args: &[String]
         "apply",
         "--server-side",
         "-f",
-        repo_root().join("crds").to_str().expect("utf-8"),
+        crds.to_str().expect("utf-8"),
     ]);
     assert!(
         applied.status.success(),
-        "applying crds/: {}",
+        "applying {}: {}",
+        crds.display(),
         stderr(&applied)
     );
     let established = cp.kubectl(&[
@@ -244,22 +263,26 @@ impl ControlPlane {
     }
 
     /// The operator's namespace, the RBAC of `file` (from the repository)
-    /// and the admission guard certop's policies need
-    /// (manifests/policy-admission.yaml).
+    /// and the admission guard certop's policies need: the files of
+    /// [`rbac_files`].
     pub fn install_rbac_from(&self, file: &str) {
-        for f in [
-            "manifests/namespace.yaml",
-            file,
-            "manifests/policy-admission.yaml",
-        ] {
+        for f in rbac_files(file) {
             let out = self.kubectl(&["apply", "-f", repo_root().join(f).to_str().expect("utf-8")]);
             assert!(out.status.success(), "{f}: {}", stderr(&out));
         }
     }
 
-    /// Starts `certop run` as the operator's ServiceAccount. The process
-    /// stops when the returned handle's stdin closes (a shell waits on it).
+    /// Starts this build's `certop run` (or `CERTOP_BIN`'s, see
+    /// [`certop_bin`]) as the operator's ServiceAccount.
+    /// The process stops when the returned handle's stdin closes (a shell
+    /// waits on it).
     pub fn start_operator(&self, name: &str, extra: &[&str]) -> Operator {
+        self.start_operator_binary(&certop_bin(), name, extra)
+    }
+
+    /// Starts `binary run` as [`ControlPlane::start_operator`] does: another
+    /// build of certop (the previous release, for the upgrade tests).
+    pub fn start_operator_binary(&self, binary: &Path, name: &str, extra: &[&str]) -> Operator {
         let port = free_port();
         let dir = self.kubeconfig.parent().expect("dir").to_path_buf();
         let log = dir.join(format!("operator-{name}-{port}.log"));
@@ -281,7 +304,7 @@ impl ControlPlane {
         let mut child = Command::new("sh")
             .arg("-c")
             .arg(script)
-            .arg(certop_bin())
+            .arg(binary)
             .args(&args)
             .env("KUBECONFIG", &self.operator_kubeconfig)
             .env("RUST_LOG", "info,certop=debug")
@@ -419,6 +442,17 @@ impl Operator {
         assert!(killed.success(), "cannot kill the operator (pid {pid:?})");
         self.stop();
     }
+}
+
+/// The files, relative to the repository, that give the operator its
+/// namespace, the RBAC of `rbac` and the admission guard certop's policies
+/// need (manifests/policy-admission.yaml), in the order they apply in.
+pub fn rbac_files(rbac: &str) -> [&str; 3] {
+    [
+        "manifests/namespace.yaml",
+        rbac,
+        "manifests/policy-admission.yaml",
+    ]
 }
 
 /// What a control plane started with `--authorization-config` runs with

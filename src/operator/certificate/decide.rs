@@ -56,7 +56,8 @@ pub enum Decision {
     /// Sign a new certificate and write the Secret.
     Issue(Box<Issuance>),
     /// An issuance failed and its backoff, recorded in the status, has
-    /// this long to run: look again then, and write nothing.
+    /// this long to run, or a certificate names a policy and the admission
+    /// guard was not looked at yet: look again then, and write nothing.
     RetryLater(Duration),
     /// The Secret's certificate is good until `renewal_time`.
     UpToDate {
@@ -165,6 +166,16 @@ pub fn decide(
             governance,
         } => (ring, crl_url, governance),
     };
+    if cert.spec.policy_ref.is_some()
+        && matches!(
+            governance.guard,
+            Err(crate::operator::runtime::admission_guard::GuardFault::NotLookedAt)
+        )
+    {
+        // Not looked at yet is not out of force: refusing would turn a
+        // good certificate Ready=False until the next look. Write nothing.
+        return Decision::RetryLater(GUARD_RETRY);
+    }
     if let Err(blocked) = authorize(cert, &governance, &template) {
         return Decision::Blocked(blocked);
     }
@@ -273,6 +284,7 @@ mod tests {
     use super::*;
     use crate::api::{ClusterCertificateSpec, IssuerRef, SecretTemplate};
     use crate::core::plan::{CA_CERT_KEY, TLS_CERT_KEY, TLS_PRIVATE_KEY_KEY};
+    use crate::operator::runtime::admission_guard::GuardFault;
     use crate::pki::{CaRequest, PrivateKey, issue};
 
     fn cert(edit: impl FnOnce(&mut ClusterCertificateSpec)) -> ClusterCertificate {
@@ -396,6 +408,27 @@ mod tests {
             .annotations_mut()
             .insert(meta::RENEWAL_REQUEST.into(), "x".into());
         let pending = || Issuer::Blocked(Blocked::new(Reason::IssuerPending, "wait", None));
+        let with_guard = |guard: GuardFault| match ready(&authority) {
+            Issuer::Ready {
+                ring,
+                crl_url,
+                mut governance,
+            } => {
+                governance.guard = Err(guard);
+                Issuer::Ready {
+                    ring,
+                    crl_url,
+                    governance,
+                }
+            }
+            blocked => blocked,
+        };
+        let named = cert(|s| {
+            s.policy_ref = Some(crate::api::PolicyRef {
+                name: "team".into(),
+            })
+        });
+        let named_secret = secret_for(&named, &authority, now);
         let cases: Vec<(&str, ClusterCertificate, Issuer, Option<&Secret>, &str)> = vec![
             (
                 "no Secret",
@@ -463,6 +496,31 @@ mod tests {
                 requested,
                 ready(&authority),
                 Some(&answered),
+                "up to date",
+            ),
+            // The operator has just started: a guard not looked at yet is
+            // not a guard out of force, and the status keeps what it said.
+            (
+                "policy named, guard not looked at yet",
+                named.clone(),
+                with_guard(GuardFault::NotLookedAt),
+                Some(&named_secret),
+                "retry in 15s",
+            ),
+            (
+                "policy named, guard missing",
+                named.clone(),
+                with_guard(GuardFault::Missing {
+                    kind: "ValidatingAdmissionPolicy",
+                }),
+                Some(&named_secret),
+                "blocked PolicyViolation",
+            ),
+            (
+                "no policy named, guard not looked at yet",
+                good.clone(),
+                with_guard(GuardFault::NotLookedAt),
+                Some(&secret),
                 "up to date",
             ),
         ];

@@ -271,22 +271,32 @@ async fn probe(client: &Client) -> Result<(), GuardFault> {
     }
 }
 
-/// Looks at the guard now and every 15 s, until the task is dropped.
-pub async fn follow(client: Client, state: GuardState) {
-    loop {
-        let seen = look(&client).await;
-        if state.set(seen.clone()) {
-            match seen {
-                Ok(()) => info!(
-                    guard = NAME,
-                    "admission guard in force: spec.policyRef is honoured"
-                ),
-                Err(why) => {
-                    warn!(guard = NAME, %why, "admission guard not in force: spec.policyRef is not honoured")
-                }
+/// Looks at the guard once and records what it saw, saying so when that
+/// changed. The operator does it before its controllers start: a
+/// certificate that names a policy, decided while the guard was not yet
+/// looked at, would say `Ready=False PolicyViolation` until the next look,
+/// at every start (an upgrade, a restart, a new leader).
+pub async fn observe(client: &Client, state: &GuardState) {
+    let seen = look(client).await;
+    if state.set(seen.clone()) {
+        match seen {
+            Ok(()) => info!(
+                guard = NAME,
+                "admission guard in force: spec.policyRef is honoured"
+            ),
+            Err(why) => {
+                warn!(guard = NAME, %why, "admission guard not in force: spec.policyRef is not honoured")
             }
         }
+    }
+}
+
+/// Looks at the guard every 15 s after [`observe`]'s first look, until the
+/// task is dropped.
+pub async fn follow(client: Client, state: GuardState) {
+    loop {
         tokio::time::sleep(RECHECK).await;
+        observe(&client, &state).await;
     }
 }
 
