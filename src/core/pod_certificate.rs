@@ -201,9 +201,10 @@ pub fn lifetime(
 }
 
 /// What certop signs for the pod: its SPIFFE ID (and the annotated DNS
-/// names), for `lifetime` counted from notBefore (the template's lifetime
-/// leaves out the backdate, so notAfter - notBefore is exactly `lifetime`,
-/// which kube-apiserver compares with maxExpirationSeconds).
+/// names), for `lifetime` as the whole span notAfter - notBefore (what
+/// kube-apiserver compares with maxExpirationSeconds, and what the CA's
+/// policies cap). The backdate comes out of it only once the policies
+/// have capped it (`signing_lifetime`), so it never lengthens the span.
 pub fn template(
     identity: &PodIdentity,
     settings: &PodCertificateSettings,
@@ -228,9 +229,15 @@ pub fn template(
         uris: vec![identity.spiffe_id(&settings.trust_domain)],
         usages,
         key_algorithm,
-        lifetime: lifetime - POD_BACKDATE,
+        lifetime,
         crl_distribution_point,
     }
+}
+
+/// The lifetime to sign from now for a whole span `span`: the span less
+/// the backdate, so notAfter - notBefore is exactly `span`.
+pub fn signing_lifetime(span: chrono::Duration) -> chrono::Duration {
+    span - POD_BACKDATE
 }
 
 /// When the kubelet should begin to refresh: in the last part of the
@@ -421,7 +428,11 @@ mod tests {
             vec!["spiffe://cluster.local/ns/shop/sa/cart".to_string()]
         );
         assert_eq!((t.common_name, t.organizations.len()), (None, 0));
-        assert_eq!(t.lifetime + POD_BACKDATE, chrono::Duration::hours(2));
+        assert_eq!(t.lifetime, chrono::Duration::hours(2));
+        assert_eq!(
+            signing_lifetime(t.lifetime) + POD_BACKDATE,
+            chrono::Duration::hours(2)
+        );
         assert!(!t.usages.contains(&KeyUsage::KeyEncipherment));
     }
 
