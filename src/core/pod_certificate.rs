@@ -143,6 +143,12 @@ fn key_type_name(spki: &SubjectPublicKeyInfo<'_>) -> String {
     }
 }
 
+/// The most DNS names a pod's annotation adds: as many as a
+/// ClusterCertificate may list. Without a bound, one pod's 256 KiB of
+/// annotation makes a ledger entry of that size, and a few fill the CA's
+/// ledger shards, so the CA records (and issues) nothing more.
+pub const MAX_DNS_NAMES: usize = 100;
+
 /// Why a request's unverifiedUserAnnotations are refused: the API's
 /// `InvalidUnverifiedUserAnnotations`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -157,6 +163,10 @@ pub enum AnnotationError {
     NotAllowed { key: String, ca: String },
     #[error("unverifiedUserAnnotations {DNS_NAMES_ANNOTATION}: {0}")]
     BadDnsName(String),
+    #[error(
+        "unverifiedUserAnnotations {DNS_NAMES_ANNOTATION} lists {0} names, at most {MAX_DNS_NAMES} are signed: list fewer"
+    )]
+    TooManyDnsNames(usize),
 }
 
 /// The DNS names the request's annotations ask for, each checked: only
@@ -183,6 +193,9 @@ pub fn annotated_dns_names(
                 .map_err(|e| AnnotationError::BadDnsName(e.to_string()))?;
             names.insert(name);
         }
+    }
+    if names.len() > MAX_DNS_NAMES {
+        return Err(AnnotationError::TooManyDnsNames(names.len()));
     }
     Ok(names.into_iter().collect())
 }
@@ -348,6 +361,11 @@ mod tests {
         };
         let allowed = settings(&[DNS_NAMES_ANNOTATION]);
         let none = settings(&[]);
+        // Names in the order the leaf lists them (sorted).
+        let mut most_names: Vec<String> = (0..100).map(|i| format!("n{i}.shop.svc")).collect();
+        most_names.sort();
+        let most = most_names.join(",");
+        let too_many = format!("{most},n100.shop.svc");
         type Case<'a> = (
             &'a str,
             BTreeMap<String, String>,
@@ -373,6 +391,18 @@ mod tests {
                 map(&[("example.com/role", "admin")]),
                 &allowed,
                 Err("means nothing to certop"),
+            ),
+            (
+                "more names than a ClusterCertificate may list",
+                map(&[(DNS_NAMES_ANNOTATION, &too_many)]),
+                &allowed,
+                Err("at most 100"),
+            ),
+            (
+                "as many names as a ClusterCertificate may list",
+                map(&[(DNS_NAMES_ANNOTATION, &most)]),
+                &allowed,
+                Ok(most_names.iter().map(String::as_str).collect()),
             ),
             (
                 "an IP where a name goes",
