@@ -149,6 +149,9 @@ fn key_type_name(spki: &SubjectPublicKeyInfo<'_>) -> String {
 /// ledger shards, so the CA records (and issues) nothing more.
 pub const MAX_DNS_NAMES: usize = 100;
 
+/// The longest DNS name (RFC 1035).
+const MAX_DNS_NAME_LENGTH: usize = 253;
+
 /// Why a request's unverifiedUserAnnotations are refused: the API's
 /// `InvalidUnverifiedUserAnnotations`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -188,6 +191,16 @@ pub fn annotated_dns_names(
             });
         }
         for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            // Echoed whole, a name past the DNS limit would make a message
+            // kube-apiserver refuses (over 32 KiB), and the request would
+            // never be answered: its start is enough to find it.
+            if name.len() > MAX_DNS_NAME_LENGTH {
+                let start: String = name.chars().take(64).collect();
+                return Err(AnnotationError::BadDnsName(format!(
+                    "the name starting {start:?} is {} bytes long; a DNS name has at most {MAX_DNS_NAME_LENGTH}",
+                    name.len()
+                )));
+            }
             let name = name.to_ascii_lowercase();
             crate::pki::check_dns_name(&name, "a name")
                 .map_err(|e| AnnotationError::BadDnsName(e.to_string()))?;
@@ -411,6 +424,15 @@ mod tests {
                 Err("IP address"),
             ),
         ];
+        // A name far past the DNS limit is refused in a message that fits
+        // a condition (kube-apiserver refuses one over 32 KiB, and the
+        // request would never be answered).
+        let long = map(&[(DNS_NAMES_ANNOTATION, &"a".repeat(200_000))]);
+        let err = annotated_dns_names(Some(&long), &allowed, "ca")
+            .expect_err("a name longer than 253")
+            .to_string();
+        assert!(err.len() < 1024, "{} bytes", err.len());
+        assert!(err.contains("253"), "{err}");
         for (case, annotations, settings, want) in cases {
             let got = annotated_dns_names(Some(&annotations), settings, "ca");
             match want {
