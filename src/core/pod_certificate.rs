@@ -143,6 +143,15 @@ fn key_type_name(spki: &SubjectPublicKeyInfo<'_>) -> String {
     }
 }
 
+/// The most DNS names a pod's annotation adds: as many as a
+/// ClusterCertificate may list. Without a bound, one pod's 256 KiB of
+/// annotation makes a ledger entry of that size, and a few fill the CA's
+/// ledger shards, so the CA records (and issues) nothing more.
+pub const MAX_DNS_NAMES: usize = 100;
+
+/// The longest DNS name (RFC 1035).
+const MAX_DNS_NAME_LENGTH: usize = 253;
+
 /// Why a request's unverifiedUserAnnotations are refused: the API's
 /// `InvalidUnverifiedUserAnnotations`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -157,6 +166,10 @@ pub enum AnnotationError {
     NotAllowed { key: String, ca: String },
     #[error("unverifiedUserAnnotations {DNS_NAMES_ANNOTATION}: {0}")]
     BadDnsName(String),
+    #[error(
+        "unverifiedUserAnnotations {DNS_NAMES_ANNOTATION} lists {0} names, at most {MAX_DNS_NAMES} are signed: list fewer"
+    )]
+    TooManyDnsNames(usize),
 }
 
 /// The DNS names the request's annotations ask for, each checked: only
@@ -178,11 +191,24 @@ pub fn annotated_dns_names(
             });
         }
         for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            // Echoed whole, a name past the DNS limit would make a message
+            // kube-apiserver refuses (over 32 KiB), and the request would
+            // never be answered: its start is enough to find it.
+            if name.len() > MAX_DNS_NAME_LENGTH {
+                let start: String = name.chars().take(64).collect();
+                return Err(AnnotationError::BadDnsName(format!(
+                    "the name starting {start:?} is {} bytes long; a DNS name has at most {MAX_DNS_NAME_LENGTH}",
+                    name.len()
+                )));
+            }
             let name = name.to_ascii_lowercase();
             crate::pki::check_dns_name(&name, "a name")
                 .map_err(|e| AnnotationError::BadDnsName(e.to_string()))?;
             names.insert(name);
         }
+    }
+    if names.len() > MAX_DNS_NAMES {
+        return Err(AnnotationError::TooManyDnsNames(names.len()));
     }
     Ok(names.into_iter().collect())
 }
@@ -201,9 +227,10 @@ pub fn lifetime(
 }
 
 /// What certop signs for the pod: its SPIFFE ID (and the annotated DNS
-/// names), for `lifetime` counted from notBefore (the template's lifetime
-/// leaves out the backdate, so notAfter - notBefore is exactly `lifetime`,
-/// which kube-apiserver compares with maxExpirationSeconds).
+/// names), for `lifetime` as the whole span notAfter - notBefore (what
+/// kube-apiserver compares with maxExpirationSeconds, and what the CA's
+/// policies cap). The backdate comes out of it only once the policies
+/// have capped it (`signing_lifetime`), so it never lengthens the span.
 pub fn template(
     identity: &PodIdentity,
     settings: &PodCertificateSettings,
@@ -228,9 +255,15 @@ pub fn template(
         uris: vec![identity.spiffe_id(&settings.trust_domain)],
         usages,
         key_algorithm,
-        lifetime: lifetime - POD_BACKDATE,
+        lifetime,
         crl_distribution_point,
     }
+}
+
+/// The lifetime to sign from now for a whole span `span`: the span less
+/// the backdate, so notAfter - notBefore is exactly `span`.
+pub fn signing_lifetime(span: chrono::Duration) -> chrono::Duration {
+    span - POD_BACKDATE
 }
 
 /// When the kubelet should begin to refresh: in the last part of the
@@ -341,6 +374,11 @@ mod tests {
         };
         let allowed = settings(&[DNS_NAMES_ANNOTATION]);
         let none = settings(&[]);
+        // Names in the order the leaf lists them (sorted).
+        let mut most_names: Vec<String> = (0..100).map(|i| format!("n{i}.shop.svc")).collect();
+        most_names.sort();
+        let most = most_names.join(",");
+        let too_many = format!("{most},n100.shop.svc");
         type Case<'a> = (
             &'a str,
             BTreeMap<String, String>,
@@ -368,12 +406,33 @@ mod tests {
                 Err("means nothing to certop"),
             ),
             (
+                "more names than a ClusterCertificate may list",
+                map(&[(DNS_NAMES_ANNOTATION, &too_many)]),
+                &allowed,
+                Err("at most 100"),
+            ),
+            (
+                "as many names as a ClusterCertificate may list",
+                map(&[(DNS_NAMES_ANNOTATION, &most)]),
+                &allowed,
+                Ok(most_names.iter().map(String::as_str).collect()),
+            ),
+            (
                 "an IP where a name goes",
                 map(&[(DNS_NAMES_ANNOTATION, "10.0.0.1")]),
                 &allowed,
                 Err("IP address"),
             ),
         ];
+        // A name far past the DNS limit is refused in a message that fits
+        // a condition (kube-apiserver refuses one over 32 KiB, and the
+        // request would never be answered).
+        let long = map(&[(DNS_NAMES_ANNOTATION, &"a".repeat(200_000))]);
+        let err = annotated_dns_names(Some(&long), &allowed, "ca")
+            .expect_err("a name longer than 253")
+            .to_string();
+        assert!(err.len() < 1024, "{} bytes", err.len());
+        assert!(err.contains("253"), "{err}");
         for (case, annotations, settings, want) in cases {
             let got = annotated_dns_names(Some(&annotations), settings, "ca");
             match want {
@@ -421,7 +480,11 @@ mod tests {
             vec!["spiffe://cluster.local/ns/shop/sa/cart".to_string()]
         );
         assert_eq!((t.common_name, t.organizations.len()), (None, 0));
-        assert_eq!(t.lifetime + POD_BACKDATE, chrono::Duration::hours(2));
+        assert_eq!(t.lifetime, chrono::Duration::hours(2));
+        assert_eq!(
+            signing_lifetime(t.lifetime) + POD_BACKDATE,
+            chrono::Duration::hours(2)
+        );
         assert!(!t.usages.contains(&KeyUsage::KeyEncipherment));
     }
 

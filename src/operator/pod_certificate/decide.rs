@@ -182,15 +182,18 @@ pub fn decide(o: &Observed) -> Decision {
         Ok(t) => t,
         Err(e) => return deny(Reason::PolicyViolation, e.to_string()),
     };
-    if template.lifetime + POD_BACKDATE < MIN_LIFETIME {
+    // The policies capped the whole span; a span under the API's shortest
+    // is refused, not lengthened by the backdate.
+    if template.lifetime < MIN_LIFETIME {
         return deny(
             Reason::PolicyViolation,
             format!(
                 "the CA's policies allow at most {}s, shorter than the 1h kube-apiserver requires of a pod certificate: raise the policy's maxDuration",
-                (template.lifetime + POD_BACKDATE).num_seconds()
+                template.lifetime.num_seconds()
             ),
         );
     }
+    template.lifetime = pod_certificate::signing_lifetime(template.lifetime);
     let signing = match &o.answers.signing {
         None => {
             return Decision::Ask(Question::SigningKey {
@@ -538,6 +541,39 @@ mod tests {
                 now,
             });
             assert_eq!(kind(&d), want, "{case}: {d:?}");
+        }
+    }
+
+    /// The certificate's whole span (notAfter - notBefore, the lifetime
+    /// kube-apiserver and the docs speak of) is within every maxDuration
+    /// of the CA's policies: the backdate counts, it is not added on top.
+    #[test]
+    fn the_span_handed_out_never_passes_the_policys_max_duration() {
+        let m = chrono::Duration::minutes;
+        for (policy_max, want) in [("90m", Some(m(90))), ("59m", None), ("60m", Some(m(60)))] {
+            let r = request("certop.dev/ca", json!({}));
+            let ca = ca(
+                json!({"podCertificates": {}, "policy": {"maxDuration": policy_max}}),
+                true,
+            );
+            let d = decide(&Observed {
+                request: &r,
+                ca: Some(&ca),
+                key: &p256(),
+                policies: &[],
+                api_server_ips: &[],
+                answers: &answered(signing()),
+                now: now(),
+            });
+            match (d, want) {
+                (Decision::Issue { template, .. }, Some(span)) => {
+                    assert_eq!(template.lifetime + POD_BACKDATE, span, "{policy_max}")
+                }
+                (Decision::Deny { reason, .. }, None) => {
+                    assert_eq!(reason, Reason::PolicyViolation, "{policy_max}")
+                }
+                (d, want) => panic!("{policy_max}: {d:?}, want a span of {want:?}"),
+            }
         }
     }
 
