@@ -16,6 +16,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -201,13 +202,22 @@ func run() error {
 	return nil
 }
 
+// freePort picks a loopback port from 10000-19999: below the kernel's
+// ephemeral range, so no outgoing connection and no bind to port 0 takes it
+// between this check and the listener's start, and apart from the ports the
+// Rust tests pick (20000-31999). Control planes started at once pick
+// randomly and check.
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
+	for range 1000 {
+		port := 10000 + rand.IntN(10000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return port, nil
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return 0, fmt.Errorf("no free loopback port in 10000-19999")
 }
 
 func startEtcd(dir string, tls *pkiFiles) (*embed.Etcd, string, error) {

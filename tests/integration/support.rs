@@ -587,12 +587,29 @@ pub fn pkilint(tool: &str) -> PathBuf {
     bin
 }
 
+/// A loopback port nothing listens on, for a server a test starts.
+///
+/// A port from `bind(0)` is free only until it is closed again: the kernel
+/// hands the same one to the next `bind(0)` (another test's) or to an
+/// outgoing connection, and the server then fails with "Address already in
+/// use" (CI saw it). So the ports come from below the kernel's ephemeral
+/// range (32768 and up), which neither of those uses, each at most once per
+/// test process, starting at an offset of the process id so two test
+/// binaries rarely meet; the control plane's Go ports stay in 10000–19999.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const COUNT: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let offset = std::process::id().wrapping_mul(7919) % COUNT;
+    for _ in 0..COUNT {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = (FIRST + (offset + n) % COUNT) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port in {FIRST}..{}", FIRST + COUNT)
 }
 
 /// An HTTP/1.1 GET on loopback with extra headers: (status, headers, body).
