@@ -275,6 +275,51 @@ fn next_revision(cert: &ClusterCertificate, secret: Option<&Secret>) -> i64 {
         .saturating_add(1)
 }
 
+/// Whether a pass reads the Secret before it decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretRead {
+    Read,
+    /// Create the Secret without reading it first: one request fewer per
+    /// new certificate. The create fails if a Secret of that name exists,
+    /// and the pass is made again with the read, so nothing is
+    /// overwritten unread.
+    CreateUnread,
+}
+
+/// A certificate whose status names no serial, and whose `Ready` says
+/// nothing or only why the Secret was never reached (the issuer, the
+/// namespace, the spec, a policy), most likely has no Secret: it is new.
+/// Any other reason came from a pass that read a Secret (another
+/// certificate's, one revoked for good): reading again is cheaper than a
+/// key made for a create bound to fail.
+pub fn secret_read(cert: &ClusterCertificate) -> SecretRead {
+    let status = cert.status.as_ref();
+    if status.is_some_and(|s| s.serial_number.is_some() || s.revision.is_some()) {
+        return SecretRead::Read;
+    }
+    let ready = status.and_then(|s| {
+        crate::operator::conditions::find(&s.conditions, crate::operator::conditions::READY)
+    });
+    let never_reached_the_secret = |reason: &str| {
+        [
+            Reason::IssuerNotFound,
+            Reason::IssuerPending,
+            Reason::IssuerNotReady,
+            Reason::NamespaceNotFound,
+            Reason::NamespaceNotManaged,
+            Reason::InvalidSpec,
+            Reason::PolicyViolation,
+        ]
+        .iter()
+        .any(|r| r.as_str() == reason)
+    };
+    match ready {
+        None => SecretRead::CreateUnread,
+        Some(c) if never_reached_the_secret(&c.reason) => SecretRead::CreateUnread,
+        Some(_) => SecretRead::Read,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
@@ -587,5 +632,68 @@ mod tests {
             reason_of(&decide(&c, ready(&authority), None, now)),
             "issue SecretMissing r8"
         );
+    }
+
+    #[test]
+    fn only_a_certificate_that_never_reached_a_secret_creates_one_unread() {
+        let now = Utc::now();
+        let with = |serial: Option<&str>, revision: Option<i64>, ready: Option<Reason>| {
+            let mut c = cert(|_| {});
+            let mut status = crate::api::ClusterCertificateStatus {
+                serial_number: serial.map(str::to_string),
+                revision,
+                ..Default::default()
+            };
+            if let Some(reason) = ready {
+                crate::operator::conditions::set(
+                    &mut status.conditions,
+                    crate::operator::conditions::READY,
+                    false,
+                    reason.as_str(),
+                    "",
+                    None,
+                    now,
+                );
+            }
+            c.status = Some(status);
+            c
+        };
+        let cases = [
+            ("no status", cert(|_| {}), SecretRead::CreateUnread),
+            (
+                "empty status",
+                with(None, None, None),
+                SecretRead::CreateUnread,
+            ),
+            (
+                "issuer not ready yet",
+                with(None, None, Some(Reason::IssuerPending)),
+                SecretRead::CreateUnread,
+            ),
+            (
+                "namespace missing",
+                with(None, None, Some(Reason::NamespaceNotFound)),
+                SecretRead::CreateUnread,
+            ),
+            ("issued", with(Some("01"), Some(1), None), SecretRead::Read),
+            (
+                "a revision only",
+                with(None, Some(3), None),
+                SecretRead::Read,
+            ),
+            (
+                "another certificate's Secret",
+                with(None, None, Some(Reason::SecretConflict)),
+                SecretRead::Read,
+            ),
+            (
+                "revoked for good",
+                with(None, None, Some(Reason::IssuanceFailed)),
+                SecretRead::Read,
+            ),
+        ];
+        for (name, c, expected) in cases {
+            assert_eq!(secret_read(&c), expected, "{name}");
+        }
     }
 }

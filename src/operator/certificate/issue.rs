@@ -4,11 +4,14 @@
 
 use super::*;
 
-/// What an issuance came to: the Secret holds the new certificate, or the
-/// pass ended in the status (a signing failure, a Secret the API refused).
+/// What an issuance came to: the Secret holds the new certificate, the
+/// pass ended in the status (a signing failure, a Secret the API refused),
+/// or a Secret the pass did not read exists (the new certificate was never
+/// written nor recorded, so it is as if it had not been signed).
 pub(super) enum Issued {
     Held(Box<Held>),
     Ended(Action),
+    SecretExists,
 }
 
 /// Signs and writes the Secret, in named steps: say an issuance is under
@@ -58,6 +61,7 @@ pub(super) async fn issue_into_secret(
             let ended = status::blocked(cert, ctx, blocked, Some(&issuance.reason), now).await?;
             return Ok(Issued::Ended(ended));
         }
+        Written::Exists => return Ok(Issued::SecretExists),
     };
     let leaf = signed.leaf;
     announce_issued(cert, ctx, issuance, &leaf, signed.clamped_to_ca).await;

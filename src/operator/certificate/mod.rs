@@ -29,7 +29,7 @@ use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
 use cleanup::{cleanup, remove_moved_secret};
-pub use decide::{Decision, Issuer, decide};
+pub use decide::{Decision, Issuer, SecretRead, decide};
 use issue::{Held, Issued, Recorded, issue_into_secret, record, revoked_for_good};
 use secret::Written;
 
@@ -165,7 +165,7 @@ pub(super) async fn apply_at(
     ctx: &Context,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
-    apply_pass(cert, ctx, now, false).await
+    apply_pass(cert, ctx, now, false, decide::secret_read(cert)).await
 }
 
 /// One pass. `replacing` is set on the pass that replaces a certificate a
@@ -177,6 +177,7 @@ async fn apply_pass(
     ctx: &Context,
     now: DateTime<Utc>,
     replacing: bool,
+    read: SecretRead,
 ) -> Result<Action, Error> {
     if let Some(blocked) =
         decide::unmanaged_namespace(&cert.spec.secret_namespace, &ctx.managed_namespaces)
@@ -192,9 +193,9 @@ async fn apply_pass(
     if let Some(blocked) = namespace_still_missing(cert, ctx).await? {
         return status::blocked(cert, ctx, blocked, None, now).await;
     }
-    let observed = match &issuer {
-        Issuer::Ready { .. } => secrets.get_opt(&cert.spec.secret_name).await?,
-        Issuer::Blocked(_) => None,
+    let observed = match (&issuer, read) {
+        (Issuer::Ready { .. }, SecretRead::Read) => secrets.get_opt(&cert.spec.secret_name).await?,
+        (Issuer::Ready { .. }, SecretRead::CreateUnread) | (Issuer::Blocked(_), _) => None,
     };
     // `issued`: the reason of the issuance this pass made, if it made one.
     let (held, issued) = match decide(cert, issuer, observed.as_ref(), now) {
@@ -207,6 +208,12 @@ async fn apply_pass(
             match issue_into_secret(cert, ctx, &secrets, observed.as_ref(), &issuance, now).await? {
                 Issued::Held(held) => (*held, Some(issuance.reason)),
                 Issued::Ended(action) => return Ok(action),
+                Issued::SecretExists if read == SecretRead::CreateUnread => {
+                    return Box::pin(apply_pass(cert, ctx, now, replacing, SecretRead::Read)).await;
+                }
+                // Read absent, then created by someone else before the
+                // create: the next pass reads it.
+                Issued::SecretExists => return Ok(Action::requeue(Duration::from_secs(1))),
             }
         }
         Decision::UpToDate {
@@ -225,6 +232,7 @@ async fn apply_pass(
                     Written::Refused(blocked) => {
                         return status::blocked(cert, ctx, blocked, None, now).await;
                     }
+                    Written::Exists => return Ok(Action::requeue(Duration::from_secs(1))),
                 };
             let held = Held {
                 secret: wanted,
@@ -279,7 +287,7 @@ async fn ensure_recorded(
                     revocation: None,
                 })?,
             );
-            return Box::pin(apply_pass(&revoked, ctx, now, true))
+            return Box::pin(apply_pass(&revoked, ctx, now, true, SecretRead::Read))
                 .await
                 .map(Some);
         }
@@ -347,7 +355,7 @@ async fn keep_secret_current(
     }
     match secret::apply(secrets, wanted, secret.resource_version()).await? {
         Written::Stored(applied) => wanted = *applied,
-        refused @ Written::Refused(_) => return Ok(refused),
+        other @ (Written::Refused(_) | Written::Exists) => return Ok(other),
     }
     let what = match (bundle_changed, metadata_changed) {
         (true, true) => "the CA's trust bundle (ca.crt) and spec.secretTemplate",

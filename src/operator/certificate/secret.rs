@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::api::{ObjectMeta, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use crate::api::{ClusterCertificate, meta};
@@ -131,16 +131,21 @@ pub fn metadata_missing(existing: &Secret, wanted: &Secret) -> bool {
         || !has_all(existing.annotations(), wanted.annotations())
 }
 
-/// What became of a Secret certop applied: stored (as the API server
-/// returned it), or refused for a reason retrying cannot fix.
+/// What became of a Secret certop wrote: stored (as the API server
+/// returned it), refused for a reason retrying cannot fix, or not created
+/// because a Secret of that name exists (read it and decide again).
 pub enum Written {
     Stored(Box<Secret>),
     Refused(Blocked),
+    Exists,
 }
 
-/// Applies `secret` at `resource_version` (None: the Secret is new). A
-/// failure that retrying cannot fix is returned as `Refused`, so it reaches
-/// the status instead of costing a new certificate per retry.
+/// Writes `secret`: server-side applied over the one read at
+/// `resource_version`, or created when None, so a Secret that nobody read
+/// (or that appeared since it was read) is never overwritten: the create
+/// fails with `Exists` instead. A failure that retrying cannot fix is
+/// returned as `Refused`, so it reaches the status instead of costing a new
+/// certificate per retry.
 pub async fn apply(
     api: &Api<Secret>,
     mut secret: Secret,
@@ -148,14 +153,27 @@ pub async fn apply(
 ) -> Result<Written, Error> {
     let name = secret.name_any();
     let namespace = secret.namespace().unwrap_or_default();
-    secret.metadata.resource_version = resource_version;
-    let written = api
-        .patch(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await;
+    let written = match resource_version {
+        Some(version) => {
+            secret.metadata.resource_version = Some(version);
+            api.patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&secret),
+            )
+            .await
+        }
+        None => {
+            let params = PostParams {
+                field_manager: Some(FIELD_MANAGER.to_string()),
+                ..PostParams::default()
+            };
+            match api.create(&params, &secret).await {
+                Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Written::Exists),
+                written => written,
+            }
+        }
+    };
     match written {
         Ok(applied) => Ok(Written::Stored(Box::new(applied))),
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Written::Refused(Blocked::new(

@@ -99,7 +99,6 @@ pub async fn ready(
     held: &Held,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
-    let name = cert.name_any();
     let previous = cert.status.clone().unwrap_or_default();
     let status = ready_status(cert, held, now);
     if status != previous {
@@ -118,15 +117,10 @@ pub async fn ready(
             code.as_deref().unwrap_or(Reason::Issued.as_str())
         );
         let action = format!("IssueRevision{revision}");
-        ctx.event_once(cert, reason, &action, note.clone()).await;
-        // Also on the Secret, where `kubectl describe secret` shows it.
-        ctx.event_once(
-            &held.secret,
-            reason,
-            &action,
-            format!("{note}, for ClusterCertificate {name}"),
-        )
-        .await;
+        // One Event per issuance, on the certificate; the Secret says the
+        // same in its annotations (serial, revision, reason), which
+        // `kubectl describe secret` shows without a second request.
+        ctx.event_once(cert, reason, &action, note).await;
     }
     Ok(Action::requeue(requeue_until(held.renewal_time, now)))
 }

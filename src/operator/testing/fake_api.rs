@@ -36,6 +36,7 @@ struct State {
     version: u64,
     writes: usize,
     reads: usize,
+    read_log: Vec<String>,
     faults: BTreeMap<usize, Fault>,
     events: Vec<Value>,
     log: Vec<String>,
@@ -273,6 +274,14 @@ impl FakeApi {
         self.state.lock().map(|s| s.reads).unwrap_or(0)
     }
 
+    /// The path of every GET and LIST so far.
+    pub fn read_log(&self) -> Vec<String> {
+        self.state
+            .lock()
+            .map(|s| s.read_log.clone())
+            .unwrap_or_default()
+    }
+
     /// Every write so far, as "METHOD path".
     pub fn log(&self) -> Vec<String> {
         self.state.lock().map(|s| s.log.clone()).unwrap_or_default()
@@ -382,6 +391,7 @@ impl FakeApi {
                 (201, body)
             } else if method == http::Method::GET {
                 s.reads += 1;
+                s.read_log.push(path.clone());
                 s.read(&path, &query)
             } else {
                 s.writes += 1;

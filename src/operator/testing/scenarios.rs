@@ -340,6 +340,61 @@ fn a_certificate_for_a_namespace_certop_does_not_manage_touches_nothing_there() 
 }
 
 #[test]
+fn a_new_certificate_creates_its_secret_unread_and_one_that_exists_is_read_never_overwritten() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("issue");
+        assert!(
+            !w.api.read_log().iter().any(|p| p == SECRET_PATH),
+            "no GET of a Secret a new certificate has not made: {:?}",
+            w.api.read_log()
+        );
+        assert!(
+            w.api
+                .log()
+                .iter()
+                .any(|l| l.starts_with("POST ") && l.ends_with("/namespaces/app/secrets")),
+            "created: {:?}",
+            w.api.log()
+        );
+        assert_eq!(w.api.event_reasons(), ["Issued"], "one Event per issuance");
+
+        let foreign = world();
+        foreign.api.put(
+            SECRET_PATH,
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+                   "metadata": {"name": "web-tls", "namespace": "app"},
+                   "data": {"password": "aHVudGVyMg=="}}),
+        );
+        let _ = foreign.certificate_pass().await;
+        let kept: serde_json::Value = foreign.api.get(SECRET_PATH).expect("Secret");
+        assert_eq!(
+            kept["data"],
+            json!({"password": "aHVudGVyMg=="}),
+            "not overwritten"
+        );
+        assert!(
+            foreign.api.read_log().iter().any(|p| p == SECRET_PATH),
+            "read after the create failed"
+        );
+        let ready = conditions::find(&foreign.status().conditions, conditions::READY)
+            .cloned()
+            .expect("Ready");
+        assert_eq!(ready.reason, "SecretConflict", "{}", ready.message);
+        let reads = foreign.api.read_log().len();
+        let writes = foreign.api.writes();
+        let _ = foreign.certificate_pass().await;
+        assert!(
+            !foreign.api.log()[writes..]
+                .iter()
+                .any(|l| l.starts_with("POST ")),
+            "a certificate that met a Secret reads it first: {:?}",
+            &foreign.api.read_log()[reads..]
+        );
+    });
+}
+
+#[test]
 fn other_tools_metadata_survives_and_a_template_change_needs_no_new_certificate() {
     runtime().block_on(async {
         let w = world();
