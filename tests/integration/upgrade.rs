@@ -599,7 +599,8 @@ fn refuse_previous_crds_over_versions_they_lack(cp: &ControlPlane) {
 /// both renderings have: the chart's version labels, the image, and what
 /// CHANGELOG.md's upgrade notes list since v0.1.0 (the ClusterRole's rules
 /// for pod certificates: PodCertificateRequests, ClusterTrustBundles,
-/// `attest` on certop's signers; rbac_allowance.rs bounds every rule).
+/// `attest` on certop's signers; rbac_allowance.rs bounds every rule; and
+/// the managed-namespace ClusterRole, which no longer creates Events).
 /// Every other change restarts or rewrites something a user did not ask
 /// for; a release that needs one adds it here, with a line in the notes.
 fn upgrade_may_change(path: &str) -> bool {
@@ -607,6 +608,7 @@ fn upgrade_may_change(path: &str) -> bool {
         || path.ends_with("/labels/app.kubernetes.io~1version")
         || (path.contains("/containers/") && path.ends_with("/image"))
         || path == "ClusterRole/certop /rules"
+        || path == "ClusterRole/certop-managed-namespace /rules"
 }
 
 /// Objects of the previous chart's rendering that this one no longer has:
