@@ -735,9 +735,9 @@ fn kubelet_pod(w: &PodCertWorld, extra: &str) -> KubeletPod {
         "the ClusterTrustBundle"
     );
     let (mounts, volumes) = workload_volume(&ca, extra);
+    let started = std::time::Instant::now();
     let pod = pod_on(w, "kubelet-pod", &node, mounts, &volumes);
     let volume = kubelet.pod_volume_dir(&pod.uid, "kubernetes.io~projected", "tls");
-    let started = std::time::Instant::now();
     let written = wait_for(Duration::from_secs(180), || {
         volume.join("credentials.pem").exists() && volume.join("ca.pem").exists()
     });
