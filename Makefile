@@ -60,7 +60,7 @@ test: venv control-plane kubeadm kubelet helm promtool previous-release lint
 
 # A real kubelet refreshes a pod's certificate at the beginRefreshAt certop
 # set: the shortest certificate the API admits lives 1h, so this waits up
-# to about 55 minutes and is not part of `make test` (which proves the
+# to an hour and is not part of `make test` (which proves the
 # kubelet's first write and its write after a restart).
 kubelet-refresh: control-plane kubelet
 	CERTOP_CONTROL_PLANE="$$(tests/control-plane/build.sh)" CERTOP_KUBELET="$$(tests/kubelet/build.sh)" \
