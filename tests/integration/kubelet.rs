@@ -11,11 +11,11 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::common::kubelet_binary;
-use crate::objects::{api_server_of, apply};
-use crate::support::{ControlPlane, free_port, stdout};
+use crate::objects::{api_server_of, apply, create_ca_secret};
+use crate::support::{ControlPlane, Operator, free_port, stdout, wait_for};
 
 /// The bootstrap token a joining kubelet authenticates with
 /// (`<id>.<secret>`, as `kubeadm token create` prints it).
@@ -60,6 +60,31 @@ pub fn allow_kubelet_bootstrap(cp: &ControlPlane) {
     }
 }
 
+/// Makes `ca` the CertificateAuthority that signs kubelets' client
+/// certificates, as kubeadm's `ca.crt` does: the CA made offline in
+/// `ca_dir` (the one kube-apiserver's `--client-ca-file` trusts), adopted
+/// from the Secret `<ca>-ca`. The operator signs with it given
+/// [`kubelet_signer_args`].
+pub fn adopt_kubelet_ca(cp: &ControlPlane, ca: &str, ca_dir: &Path) {
+    let secret = format!("{ca}-ca");
+    create_ca_secret(cp, &secret, ca_dir);
+    apply(
+        cp,
+        &format!(
+            "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: {ca}\nspec:\n  subject: {{commonName: {ca} CA}}\n  keySource: {{secretName: {secret}, adopt: true}}\n"
+        ),
+    );
+}
+
+/// The operator's flags that make it approve kubelets' client CSRs and
+/// sign them with `ca` ([`adopt_kubelet_ca`]).
+pub fn kubelet_signer_args(ca: &str) -> [String; 2] {
+    [
+        format!("--kubelet-signer-ca={ca}"),
+        "--approve-kubelet-csrs=true".to_string(),
+    ]
+}
+
 /// The first non-loopback IPv4 address of this machine: a kubelet with a
 /// loopback `--node-ip` reports no Node addresses, so kube-apiserver could
 /// not reach it.
@@ -94,7 +119,10 @@ pub struct Kubelet {
     /// The kubeconfig it writes after bootstrap (its own client certificate).
     pub kubeconfig: PathBuf,
     pub log: PathBuf,
-    root_dir: PathBuf,
+    /// Its `--root-dir`: pods' volumes are below `pods/<uid>/volumes/`.
+    pub root_dir: PathBuf,
+    /// Its command line, to start it again ([`Kubelet::restart`]).
+    args: Vec<String>,
     kubelet: Option<Child>,
     cri: Child,
 }
@@ -104,13 +132,15 @@ impl Kubelet {
     /// token of [`allow_kubelet_bootstrap`], trusts `client_ca` for callers
     /// of its API (kube-apiserver's `--kubelet-client-certificate`) and asks
     /// kube-apiserver (SubjectAccessReview) whether they may, caching the
-    /// answers as `cache` says.
+    /// answers as `cache` says. `feature_gates` (`Name=true`) go into its
+    /// KubeletConfiguration.
     pub fn start(
         cp: &ControlPlane,
         dir: &Path,
         node: &str,
         client_ca: &Path,
         cache: &DecisionCache,
+        feature_gates: &[&str],
     ) -> Kubelet {
         let uid = stdout(&Command::new("id").arg("-u").output().expect("id -u"));
         assert_eq!(
@@ -130,6 +160,7 @@ impl Kubelet {
             cert_dir: cert_dir.clone(),
             log: log.clone(),
             root_dir: root_dir.clone(),
+            args: Vec::new(),
             // Set once it has started: holding the fake CRI here first
             // means a failure to start the kubelet still stops it.
             kubelet: None,
@@ -150,10 +181,19 @@ impl Kubelet {
         // lease renewed every 2 s (a quarter of its duration), so a test
         // sees the API server's answer to it soon.
         let config = dir.join("kubelet-config.yaml");
+        let gates: String = feature_gates
+            .iter()
+            .map(|g| format!("  {}\n", g.replacen('=', ": ", 1)))
+            .collect();
+        let gates = if gates.is_empty() {
+            String::new()
+        } else {
+            format!("featureGates:\n{gates}")
+        };
         std::fs::write(
             &config,
             format!(
-                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {node_ip}\nport: {port}\nreadOnlyPort: 0\nhealthzPort: 0\nfailCgroupV1: false\nfailSwapOn: false\ncgroupsPerQOS: false\nenforceNodeAllocatable: []\nrotateCertificates: true\nnodeLeaseDurationSeconds: 8\npodLogsDir: {logs}\nauthentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: false}}\n  x509: {{clientCAFile: {client_ca}}}\nauthorization:\n  mode: Webhook\n  webhook: {{cacheAuthorizedTTL: {authorized}, cacheUnauthorizedTTL: {unauthorized}}}\n",
+                "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\naddress: {node_ip}\nport: {port}\nreadOnlyPort: 0\nhealthzPort: 0\nfailCgroupV1: false\nfailSwapOn: false\ncgroupsPerQOS: false\nenforceNodeAllocatable: []\nrotateCertificates: true\nnodeLeaseDurationSeconds: 8\npodLogsDir: {logs}\nauthentication:\n  anonymous: {{enabled: false}}\n  webhook: {{enabled: false}}\n  x509: {{clientCAFile: {client_ca}}}\nauthorization:\n  mode: Webhook\n  webhook: {{cacheAuthorizedTTL: {authorized}, cacheUnauthorizedTTL: {unauthorized}}}\n{gates}",
                 port = free_port(),
                 logs = dir.join("pod-logs").display(),
                 client_ca = client_ca.display(),
@@ -162,23 +202,75 @@ impl Kubelet {
             ),
         )
         .expect("write");
-        let log_file = std::fs::File::create(&log).expect("kubelet log");
+        kubelet.args = vec![
+            format!("--config={}", config.display()),
+            format!("--bootstrap-kubeconfig={}", bootstrap.display()),
+            format!("--kubeconfig={}", kubelet.kubeconfig.display()),
+            format!("--cert-dir={}", cert_dir.display()),
+            format!("--root-dir={}", root_dir.display()),
+            format!("--container-runtime-endpoint={socket}"),
+            format!("--hostname-override={node}"),
+            format!("--node-ip={node_ip}"),
+            "--v=2".to_string(),
+        ];
+        kubelet.spawn();
+        kubelet
+    }
+
+    /// Starts the kubelet process (its log appended to).
+    fn spawn(&mut self) {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("kubelet log");
         let started = Command::new(kubelet_binary())
-            .arg(format!("--config={}", config.display()))
-            .arg(format!("--bootstrap-kubeconfig={}", bootstrap.display()))
-            .arg(format!("--kubeconfig={}", kubelet.kubeconfig.display()))
-            .arg(format!("--cert-dir={}", cert_dir.display()))
-            .arg(format!("--root-dir={}", root_dir.display()))
-            .arg(format!("--container-runtime-endpoint={socket}"))
-            .arg(format!("--hostname-override={node}"))
-            .arg(format!("--node-ip={node_ip}"))
-            .arg("--v=2")
+            .args(&self.args)
             .stdout(log_file.try_clone().expect("log"))
             .stderr(log_file)
             .spawn()
             .expect("start the kubelet");
-        kubelet.kubelet = Some(started);
-        kubelet
+        self.kubelet = Some(started);
+    }
+
+    /// Kills the kubelet (SIGKILL, as a crash would) and starts it again
+    /// with the same configuration and directories; its fake CRI, and
+    /// what runs there, stay.
+    pub fn restart(&mut self) {
+        if let Some(mut child) = self.kubelet.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.spawn();
+    }
+
+    /// Waits until it has its own client certificate (signed through TLS
+    /// bootstrap) and has registered Node `node`: how long that took.
+    /// Fails the test with its log and the log of `op`, the operator that
+    /// approves and signs its CSR, when that takes over two minutes.
+    pub fn wait_joined(&self, cp: &ControlPlane, node: &str, op: &Operator) -> Duration {
+        let started = Instant::now();
+        let joined = wait_for(Duration::from_secs(120), || {
+            self.client_certificate().exists() && node_registered(cp, node)
+        });
+        assert!(
+            joined,
+            "the kubelet did not join; its log:\n{}\nthe operator's log:\n{}",
+            self.log_tail(),
+            op.log_text()
+        );
+        started.elapsed()
+    }
+
+    /// The directory where the kubelet sets up volume `volume` of plugin
+    /// `plugin` (e.g. `kubernetes.io~projected`) for the pod of UID `pod_uid`.
+    pub fn pod_volume_dir(&self, pod_uid: &str, plugin: &str, volume: &str) -> PathBuf {
+        self.root_dir
+            .join("pods")
+            .join(pod_uid)
+            .join("volumes")
+            .join(plugin)
+            .join(volume)
     }
 
     /// The client certificate and key it holds now (one PEM file, as the

@@ -18,8 +18,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 
 use crate::csr::{condition_of, csr_pem, csr_yaml};
-use crate::kubelet::{DecisionCache, Kubelet, allow_kubelet_bootstrap, node_registered};
-use crate::objects::{apply, cert_yaml, create_ca_secret, get, kubeconfig_of_files, kubectl_with};
+use crate::kubelet::{
+    DecisionCache, Kubelet, adopt_kubelet_ca, allow_kubelet_bootstrap, kubelet_signer_args,
+};
+use crate::objects::{cert_yaml, get, kubeconfig_of_files, kubectl_with};
 use crate::support::{
     ControlPlane, configure_certop_webhook, free_port, http_get, issue_offline, offline_ca,
     start_control_plane_trusting, stderr, stdout, unique, wait_for,
@@ -110,13 +112,7 @@ fn revoked_kubelet_certificates_are_refused_by_kube_apiserver_and_by_the_kubelet
         ],
     );
     cp.install_rbac();
-    create_ca_secret(&cp, "nodes-ca", &ca_dir);
-    apply(
-        &cp,
-        &format!(
-            "apiVersion: certop.dev/v1\nkind: CertificateAuthority\nmetadata:\n  name: {CA}\nspec:\n  subject: {{commonName: nodes CA}}\n  keySource: {{secretName: nodes-ca, adopt: true}}\n"
-        ),
-    );
+    adopt_kubelet_ca(&cp, CA, &ca_dir);
     allow_kubelet_bootstrap(&cp);
     // kubeadm's binding: kube-apiserver calls kubelets as this user.
     let bound = cp.kubectl(&[
@@ -128,11 +124,12 @@ fn revoked_kubelet_certificates_are_refused_by_kube_apiserver_and_by_the_kubelet
     ]);
     assert!(bound.status.success(), "{}", stderr(&bound));
     let port = free_port();
+    let [signer_ca, approve] = kubelet_signer_args(CA);
     let op = cp.start_operator(
         "kubelets",
         &[
-            &format!("--kubelet-signer-ca={CA}"),
-            "--approve-kubelet-csrs=true",
+            &signer_ca,
+            &approve,
             &format!("--authz-addr=127.0.0.1:{port}"),
             &format!("--authz-ca={CA}"),
         ],
@@ -181,17 +178,9 @@ fn revoked_kubelet_certificates_are_refused_by_kube_apiserver_and_by_the_kubelet
             authorized_ttl: "1s",
             unauthorized_ttl: "1s",
         },
+        &[],
     );
-    let joined = time_until(Duration::from_secs(120), || {
-        kubelet.client_certificate().exists() && node_registered(&cp, &node)
-    });
-    let joined = joined.unwrap_or_else(|| {
-        panic!(
-            "the kubelet did not join; its log:\n{}\nthe operator's log:\n{}",
-            kubelet.log_tail(),
-            op.log_text()
-        )
-    });
+    let joined = kubelet.wait_joined(&cp, &node, &op);
     eprintln!("the kubelet bootstrapped and registered Node {node} in {joined:?}");
     let bootstrap_csrs = csrs_by(&cp, "system:bootstrap:kubele");
     assert_eq!(bootstrap_csrs.len(), 1, "{bootstrap_csrs:?}");
