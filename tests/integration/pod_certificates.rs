@@ -525,3 +525,75 @@ fn through_a_ca_rotation_the_trust_bundle_holds_both_and_new_certificates_chain_
         trusted.iter().map(|t| &t.fingerprint).collect::<Vec<_>>()
     );
 }
+
+/// The serials (lower-case hex) the CA's CRL lists, as openssl reads them.
+fn crl_serials(w: &PodCertWorld, ca: &str) -> Option<std::collections::BTreeSet<String>> {
+    let (status, _, der) =
+        crate::support::http_request(&format!("{}/crl/{ca}.crl", w._operator.base_url), &[])?;
+    (status == 200).then(|| crate::support::crl_serials(&w.dir, &der))
+}
+
+#[test]
+fn a_revocation_by_service_account_or_namespace_lists_exactly_those_pods_certificates() {
+    let w = world();
+    let ca = unique("podrev");
+    ready_ca(&w.cp, &ca, "  podCertificates: {}\n");
+    let signer = format!("certop.dev/{ca}");
+    let (first, second) = (pod(w, "podrev-a"), pod(w, "podrev-b"));
+    let serial_of = |pod: &Pod| {
+        let name = request_as_node(w, pod, &signer, &KeyPair::generate().expect("key"), "")
+            .expect("asked");
+        let chain = issued_chain(w, &pod.ns, &name);
+        parse_chain(chain.as_bytes(), "certificateChain").expect("chain")[0]
+            .serial
+            .to_string()
+    };
+    let (a, b) = (serial_of(&first), serial_of(&second));
+    let revoke = |name: &str, uri: &str| {
+        apply(
+            &w.cp,
+            &format!(
+                "apiVersion: certop.dev/v1\nkind: CertificateRevocation\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: {ca}}}\n  reason: keyCompromise\n  uris: [\"{uri}\"]\n"
+            ),
+        );
+    };
+    let listed = |want: &[&String]| {
+        let want: std::collections::BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        let mut seen = None;
+        let ok = wait_for(WAIT, || {
+            seen = crl_serials(w, &ca);
+            seen.as_ref() == Some(&want)
+        });
+        assert!(ok, "the CRL lists {seen:?}, want exactly {want:?}");
+    };
+    // One ServiceAccount, exactly: the first pod's certificate, not the other's.
+    revoke(
+        &unique("by-sa"),
+        &format!("spiffe://cluster.local/ns/{}/sa/{}", first.ns, first.sa),
+    );
+    listed(&[&a]);
+    // A namespace: every pod of it, by the prefix ending in `/`.
+    revoke(
+        &unique("by-ns"),
+        &format!("spiffe://cluster.local/ns/{}/", second.ns),
+    );
+    listed(&[&a, &b]);
+    // The schema refuses what is not a URI, and a rule with nothing to match.
+    for (what, spec) in [
+        ("not a URI", "  uris: [\"shop/web\"]\n"),
+        ("nothing to match", "  uris: []\n"),
+    ] {
+        let file = w.dir.join(format!("{}.yaml", unique("badrev")));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: certop.dev/v1\nkind: CertificateRevocation\nmetadata:\n  name: {}\nspec:\n  issuerRef: {{name: {ca}}}\n{spec}",
+                unique("bad")
+            ),
+        )
+        .expect("write");
+        let out =
+            w.cp.kubectl(&["create", "-f", file.to_str().expect("utf-8")]);
+        assert!(!out.status.success(), "{what}: the API server accepted it");
+    }
+}
