@@ -199,6 +199,23 @@ fn a_request_is_issued_in_one_status_write_with_the_pods_identity_and_recorded()
             let ledger = w.ledger();
             assert_eq!(ledger.len(), 1, "{case}");
             assert_eq!(ledger[0].serial, leaf.serial.to_string());
+            // Recorded as issued when it was signed, not minutes ahead: a
+            // revocation made right after it ("issued before" its
+            // creation) covers it.
+            assert_eq!(
+                ledger[0].issued_at,
+                (leaf.not_before + crate::pki::POD_BACKDATE).timestamp(),
+                "{case}"
+            );
+            assert!(
+                ledger[0].issued_at <= chrono::Utc::now().timestamp(),
+                "{case}"
+            );
+            assert_eq!(
+                ledger[0].uris,
+                vec!["spiffe://cluster.local/ns/shop/sa/web".to_string()],
+                "{case}: the SPIFFE ID, for revocation by workload identity"
+            );
             assert_eq!(
                 ledger[0].fingerprint.as_deref(),
                 Some(leaf.sha256_hex().as_str())
