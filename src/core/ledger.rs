@@ -147,6 +147,15 @@ impl RevocationRule {
                 .any(|uri| self.uris.iter().any(|pattern| uri_matches(pattern, uri)))
     }
 
+    /// Whether the rule matches certificates by what they name (not only
+    /// by serial): then every shard of the CA may hold one, and is read.
+    pub fn matches_by_content(&self) -> bool {
+        !(self.organizations.is_empty()
+            && self.dns_names.is_empty()
+            && self.ip_addresses.is_empty()
+            && self.uris.is_empty())
+    }
+
     /// Normalizes serials as the ledger writes them (lower-case hex, no padding).
     pub fn with_serials<'a>(mut self, serials: impl IntoIterator<Item = &'a String>) -> Self {
         self.serials = serials
@@ -479,6 +488,10 @@ mod tests {
                 "{case}: by ServiceAccount"
             );
         }
+        // A URI rule reaches every shard, not only those of serials.
+        assert!(namespace.matches_by_content() && service_account.matches_by_content());
+        let by_serial = RevocationRule::default().with_serials([&"ab".to_string()]);
+        assert!(!by_serial.matches_by_content());
         // An entry without URIs (a ClusterCertificate's, or one recorded
         // before certop recorded URIs) matches no URI rule.
         assert!(!namespace.matches(&entry("ac", 0, &["shop.svc"], &[], &[])));
