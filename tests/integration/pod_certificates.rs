@@ -152,6 +152,24 @@ fn request_as_node(
     key: &KeyPair,
     extra: &str,
 ) -> Result<String, String> {
+    let (name, file) = request_file(w, pod, signer, key, extra);
+    let out = kubectl_with(&w.node, &["create", "-f", file.to_str().expect("utf-8")]);
+    if out.status.success() {
+        Ok(name)
+    } else {
+        Err(stderr(&out))
+    }
+}
+
+/// A PodCertificateRequest for `pod`, as its node's kubelet writes one:
+/// its name and file.
+fn request_file(
+    w: &PodCertWorld,
+    pod: &Pod,
+    signer: &str,
+    key: &KeyPair,
+    extra: &str,
+) -> (String, PathBuf) {
     use base64::Engine;
     let stub = CertificateParams::default()
         .serialize_request(key)
@@ -172,12 +190,7 @@ fn request_as_node(
         ),
     )
     .expect("write");
-    let out = kubectl_with(&w.node, &["create", "-f", file.to_str().expect("utf-8")]);
-    if out.status.success() {
-        Ok(name)
-    } else {
-        Err(stderr(&out))
-    }
+    (name, file)
 }
 
 fn request_status(w: &PodCertWorld, ns: &str, name: &str) -> Value {
@@ -596,4 +609,54 @@ fn a_revocation_by_service_account_or_namespace_lists_exactly_those_pods_certifi
             w.cp.kubectl(&["create", "-f", file.to_str().expect("utf-8")]);
         assert!(!out.status.success(), "{what}: the API server accepted it");
     }
+}
+
+/// kube-apiserver's NodeRestriction checks only a node's requests; anyone
+/// else RBAC lets create a PodCertificateRequest could name any
+/// ServiceAccount of the namespace, and the leaf names it. The shipped
+/// ValidatingAdmissionPolicy (manifests/pod-certificate-admission.yaml)
+/// refuses every requester of a certop signer but the pod's node, and
+/// leaves other signers' requests alone.
+#[test]
+fn only_the_pods_node_may_ask_for_a_certop_pod_certificate() {
+    let w = world();
+    let ca = unique("podreq");
+    ready_ca(&w.cp, &ca, "  podCertificates: {}\n");
+    let pod = pod(w, "podreq");
+    // alice may create PodCertificateRequests in the pod's namespace.
+    apply(
+        &w.cp,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: pcr-creator\n  namespace: {ns}\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [podcertificaterequests]\n  verbs: [create, get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: pcr-creator\n  namespace: {ns}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pcr-creator}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}\n",
+            ns = pod.ns
+        ),
+    );
+    let key = KeyPair::generate().expect("key");
+    let as_alice = |signer: &str| {
+        let (name, file) = request_file(w, &pod, signer, &key, "");
+        let out =
+            w.cp.kubectl(&["--as=alice", "create", "-f", file.to_str().expect("utf-8")]);
+        (name, out)
+    };
+    let (name, refused) = as_alice(&format!("certop.dev/{ca}"));
+    assert!(
+        !refused.status.success(),
+        "alice's request for the pod's ServiceAccount was admitted"
+    );
+    assert!(
+        stderr(&refused).contains("only the pod's node"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        get::<Value>(&w.cp, &["podcertificaterequest", "-n", &pod.ns, &name]).is_none(),
+        "nothing for certop to sign"
+    );
+    // Another signer's requests are not certop's to guard.
+    let (_, other) = as_alice("example.com/other");
+    assert!(other.status.success(), "{}", stderr(&other));
+    // The node still may.
+    let name = request_as_node(w, &pod, &format!("certop.dev/{ca}"), &key, "")
+        .expect("the node may ask for its pod");
+    issued_chain(w, &pod.ns, &name);
 }

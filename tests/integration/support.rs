@@ -445,13 +445,16 @@ impl Operator {
 }
 
 /// The files, relative to the repository, that give the operator its
-/// namespace, the RBAC of `rbac` and the admission guard certop's policies
-/// need (manifests/policy-admission.yaml), in the order they apply in.
-pub fn rbac_files(rbac: &str) -> [&str; 3] {
+/// namespace, the RBAC of `rbac`, the admission guard certop's policies
+/// need (manifests/policy-admission.yaml) and the one that lets only a
+/// pod's node ask for its certificate
+/// (manifests/pod-certificate-admission.yaml), in the order they apply in.
+pub fn rbac_files(rbac: &str) -> [&str; 4] {
     [
         "manifests/namespace.yaml",
         rbac,
         "manifests/policy-admission.yaml",
+        "manifests/pod-certificate-admission.yaml",
     ]
 }
 
