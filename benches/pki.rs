@@ -62,6 +62,7 @@ fn bare_rcgen(algorithm: KeyAlgorithm, issuer: &Issuer<'_, KeyPair>) -> Vec<u8> 
         KeyAlgorithm::Rsa4096 => {
             KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)
         }
+        KeyAlgorithm::EcdsaP521 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512),
     }
     .expect("key");
     let mut params = CertificateParams::default();
@@ -179,6 +180,7 @@ fn revoke_10k(c: &mut Criterion) {
             organizations: vec!["system:nodes".into()],
             dns_names: vec![format!("node-{i}.corp.example")],
             ip_addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
+            uris: vec![],
             certificate: Some(format!("kubelet-serving-node-{i}")),
             revoked: None,
             key: 0,

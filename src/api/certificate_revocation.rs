@@ -6,8 +6,8 @@ use super::IssuerRef;
 use super::RevocationReason;
 
 /// A request to revoke certificates a CA issued: by serial number, or by
-/// rule (organization, DNS name or suffix, IP address), for certificates
-/// issued before a time. certop revokes every live certificate that
+/// rule (organization, DNS name or suffix, IP address, URI or URI prefix),
+/// for certificates issued before a time. certop revokes every live certificate that
 /// matches, lists it in the CA's CRL, and re-issues affected
 /// ClusterCertificates with new keys.
 #[derive(CustomResource, KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -55,7 +55,7 @@ use super::RevocationReason;
     )
 )]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = kube::core::Rule::new("(has(self.serialNumbers) && size(self.serialNumbers) > 0) || (has(self.organizations) && size(self.organizations) > 0) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.certificateSHA256s) && size(self.certificateSHA256s) > 0) || (has(self.certificates) && size(self.certificates) > 0)").message("match something: set serialNumbers, organizations, dnsNames, ipAddresses, certificateSHA256s or certificates"))]
+#[x_kube(validation = kube::core::Rule::new("(has(self.serialNumbers) && size(self.serialNumbers) > 0) || (has(self.organizations) && size(self.organizations) > 0) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.certificateSHA256s) && size(self.certificateSHA256s) > 0) || (has(self.certificates) && size(self.certificates) > 0) || (has(self.uris) && size(self.uris) > 0)").message("match something: set serialNumbers, organizations, dnsNames, ipAddresses, certificateSHA256s, certificates or uris"))]
 #[x_kube(validation = kube::core::Rule::new("self == oldSelf").message("a CertificateRevocation cannot be changed; create another one"))]
 pub struct CertificateRevocationSpec {
     /// The CertificateAuthority whose certificates are revoked.
@@ -92,6 +92,23 @@ pub struct CertificateRevocationSpec {
     #[schemars(length(max = 100), inner(length(max = 45)))]
     #[x_kube(validation = kube::core::Rule::new("self.all(ip, isIP(ip))").message("each of ipAddresses must be an IPv4 or IPv6 address"))]
     pub ip_addresses: Vec<String>,
+    /// Certificates naming one of these URIs (a pod certificate names its
+    /// SPIFFE ID, `spiffe://<trustDomain>/ns/<namespace>/sa/<serviceAccount>`).
+    /// One ending in `/` matches every URI that starts with it:
+    /// `spiffe://cluster.local/ns/shop/` revokes the certificates of every
+    /// pod in namespace shop; without it the URI matches exactly:
+    /// `spiffe://cluster.local/ns/shop/sa/cart` revokes those of one
+    /// ServiceAccount's pods. Certificates issued before certop recorded
+    /// URIs in its ledger are not matched (revoke them by serial).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 100),
+        inner(
+            length(min = 1, max = 2048),
+            regex(pattern = r"^[a-zA-Z][a-zA-Z0-9+.-]*:[^\s]+$")
+        )
+    )]
+    pub uris: Vec<String>,
     /// SHA-256 digests (hex) of certificates to refuse at kube-apiserver,
     /// through certop's authorization webhook: for certificates of this CA
     /// that certop did not issue (by `certop pki` or kubeadm), whose digest

@@ -145,7 +145,10 @@ pub(crate) const DNS_NAME_PATTERN: &str =
 pub(crate) const DNS_LABEL_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 
 /// Key algorithms certop generates. RSA keys exist for compatibility with
-/// kubeadm clusters; ECDSA P-256 is the default everywhere.
+/// kubeadm clusters; ECDSA P-256 is the default everywhere. ECDSA P-521 is
+/// only ever a pod's own key (Kubernetes admits it in a
+/// PodCertificateRequest): no CRD field admits it and certop never
+/// generates it, so it is not in `ALL`.
 #[derive(
     Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema,
 )]
@@ -163,6 +166,9 @@ pub enum KeyAlgorithm {
     Rsa3072,
     #[serde(rename = "RSA-4096")]
     Rsa4096,
+    #[serde(rename = "ECDSA-P521")]
+    #[schemars(skip)]
+    EcdsaP521,
 }
 
 impl KeyAlgorithm {
@@ -184,6 +190,7 @@ impl KeyAlgorithm {
             KeyAlgorithm::Rsa2048 => "RSA-2048",
             KeyAlgorithm::Rsa3072 => "RSA-3072",
             KeyAlgorithm::Rsa4096 => "RSA-4096",
+            KeyAlgorithm::EcdsaP521 => "ECDSA-P521",
         }
     }
 

@@ -378,8 +378,10 @@ fn both_versions_keep_the_schema_of_the_release_that_served_v1alpha1_alone() {
 
 /// Whether `new` keeps all of `old`: equal, except that a `properties` map
 /// may hold properties `old` did not have (new optional fields; a new
-/// required one changes `required`, which must stay equal). Paths that
-/// differ are pushed to `changed`.
+/// required one changes `required`, which must stay equal), and a CEL rule
+/// may be widened to `<old rule> || <more>` (it accepts all the old one
+/// did: "match something" once a new selector exists), its message with
+/// it. Paths that differ are pushed to `changed`.
 fn released_schema_kept(
     at: &str,
     old: &serde_json::Value,
@@ -388,6 +390,29 @@ fn released_schema_kept(
     changed: &mut Vec<String>,
 ) {
     match (old, new) {
+        (serde_json::Value::Object(o), serde_json::Value::Object(n))
+            if o.contains_key("rule") && !properties =>
+        {
+            let rule = |v: &serde_json::Map<String, serde_json::Value>| {
+                v.get("rule")
+                    .and_then(|r| r.as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            let (old_rule, new_rule) = (rule(o), rule(n));
+            let widened = new_rule
+                .strip_prefix(&old_rule)
+                .is_some_and(|more| more.starts_with(" || "));
+            let rest = |v: &serde_json::Map<String, serde_json::Value>| {
+                let mut v = v.clone();
+                v.remove("rule");
+                v.remove("message");
+                serde_json::Value::Object(v)
+            };
+            if !(old == new || widened && rest(o) == rest(n)) {
+                changed.push(at.to_string());
+            }
+        }
         (serde_json::Value::Object(o), serde_json::Value::Object(n)) => {
             for (key, old_value) in o {
                 let path = format!("{at}.{key}");
@@ -408,6 +433,11 @@ fn released_schema_kept(
                         .filter(|key| !o.contains_key(*key))
                         .map(|key| format!("{at}.{key} (added)")),
                 );
+            }
+        }
+        (serde_json::Value::Array(o), serde_json::Value::Array(n)) if o.len() == n.len() => {
+            for (i, (old_item, new_item)) in o.iter().zip(n).enumerate() {
+                released_schema_kept(&format!("{at}.{i}"), old_item, new_item, false, changed);
             }
         }
         _ if old == new => {}
@@ -451,5 +481,38 @@ fn a_released_schema_is_kept_by_a_new_optional_property_only() {
     assert_eq!(
         kept(serde_json::json!({"type": "object", "required": ["a"], "properties": {}})),
         ["s.properties.a"]
+    );
+    let old = serde_json::json!({"type": "object", "x-kubernetes-validations": [
+        {"rule": "has(self.a)", "message": "set a"}]});
+    let kept = |new: serde_json::Value| {
+        let mut changed = Vec::new();
+        released_schema_kept("s", &old, &new, false, &mut changed);
+        changed
+    };
+    assert!(
+        kept(
+            serde_json::json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "has(self.a) || has(self.b)", "message": "set a or b"}]})
+        )
+        .is_empty(),
+        "a rule widened by a disjunction accepts all it did"
+    );
+    for narrowed in ["has(self.a) && has(self.b)", "has(self.b) || has(self.a)"] {
+        assert_eq!(
+            kept(
+                serde_json::json!({"type": "object", "x-kubernetes-validations": [
+                {"rule": narrowed, "message": "set a"}]})
+            ),
+            ["s.x-kubernetes-validations.0"],
+            "{narrowed}"
+        );
+    }
+    assert_eq!(
+        kept(
+            serde_json::json!({"type": "object", "x-kubernetes-validations": [
+            {"rule": "has(self.a) || has(self.b)", "message": "m", "reason": "FieldValueForbidden"}]})
+        ),
+        ["s.x-kubernetes-validations.0"],
+        "only the rule and its message may change"
     );
 }

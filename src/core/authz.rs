@@ -413,6 +413,7 @@ pub(crate) mod tests {
             organizations: vec![],
             dns_names: vec![],
             ip_addresses: vec![],
+            uris: vec![],
             certificate: None,
             revoked: revoked.then_some(Revocation {
                 at: 1_800_000_000,

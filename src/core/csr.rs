@@ -64,8 +64,11 @@ pub fn parse(pem: &[u8]) -> Result<CsrContent, RequestError> {
     csr.verify_signature()
         .map_err(|_| RequestError::BadSignature)?;
     let info = &csr.certification_request_info;
-    let key_algorithm =
-        crate::pki::key_algorithm_of_spki(&info.subject_pki).ok_or(RequestError::UnsupportedKey)?;
+    // A CSR's key is one of those certop generates (P-521 is signed only
+    // for pods, where Kubernetes admits it).
+    let key_algorithm = crate::pki::key_algorithm_of_spki(&info.subject_pki)
+        .filter(|a| KeyAlgorithm::ALL.contains(a))
+        .ok_or(RequestError::UnsupportedKey)?;
     let mut content = CsrContent {
         common_name: info
             .subject

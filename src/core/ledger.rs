@@ -37,6 +37,11 @@ pub struct LedgerEntry {
     pub dns_names: Vec<String>,
     #[serde(rename = "i", default, skip_serializing_if = "Vec::is_empty")]
     pub ip_addresses: Vec<String>,
+    /// URI SANs: a pod certificate's SPIFFE ID, so a revocation by
+    /// namespace or ServiceAccount finds it. Absent in entries written
+    /// before certop recorded them.
+    #[serde(rename = "u", default, skip_serializing_if = "Vec::is_empty")]
+    pub uris: Vec<String>,
     /// The ClusterCertificate it was issued for, if any.
     #[serde(rename = "c", default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
@@ -76,6 +81,7 @@ impl LedgerEntry {
             organizations: cert.organizations.clone(),
             dns_names: cert.dns_names.clone(),
             ip_addresses: cert.ip_addresses.iter().map(IpAddr::to_string).collect(),
+            uris: cert.uris.clone(),
             certificate: certificate.map(str::to_string),
             revoked: None,
             key,
@@ -107,6 +113,8 @@ pub struct RevocationRule {
     /// Exact names, or with a leading `.` a suffix.
     pub dns_names: Vec<String>,
     pub ip_addresses: Vec<IpAddr>,
+    /// Exact URIs, or with a trailing `/` a prefix (`uri_matches`).
+    pub uris: Vec<String>,
     pub issued_before: DateTime<Utc>,
 }
 
@@ -134,6 +142,18 @@ impl RevocationRule {
                 .iter()
                 .filter_map(|ip| ip.parse::<IpAddr>().ok())
                 .any(|ip| self.ip_addresses.contains(&ip))
+            || e.uris
+                .iter()
+                .any(|uri| self.uris.iter().any(|pattern| uri_matches(pattern, uri)))
+    }
+
+    /// Whether the rule matches certificates by what they name (not only
+    /// by serial): then every shard of the CA may hold one, and is read.
+    pub fn matches_by_content(&self) -> bool {
+        !(self.organizations.is_empty()
+            && self.dns_names.is_empty()
+            && self.ip_addresses.is_empty()
+            && self.uris.is_empty())
     }
 
     /// Normalizes serials as the ledger writes them (lower-case hex, no padding).
@@ -155,6 +175,18 @@ fn dns_matches(pattern: &str, name: &str) -> bool {
     match pattern.strip_prefix('.') {
         Some(_) => name.ends_with(&pattern),
         None => name == pattern,
+    }
+}
+
+/// A pattern ending in `/` matches every URI under it, so
+/// `spiffe://td/ns/shop/` is a namespace's pods (and not `ns/shopping`);
+/// anything else matches itself exactly (a SPIFFE ID's path is
+/// case-sensitive), so `spiffe://td/ns/shop/sa/web` is one ServiceAccount.
+fn uri_matches(pattern: &str, uri: &str) -> bool {
+    if pattern.ends_with('/') {
+        uri.starts_with(pattern)
+    } else {
+        uri == pattern
     }
 }
 
@@ -384,11 +416,110 @@ mod tests {
             organizations: orgs.iter().map(|s| s.to_string()).collect(),
             dns_names: dns.iter().map(|s| s.to_string()).collect(),
             ip_addresses: ips.iter().map(|s| s.to_string()).collect(),
+            uris: vec![],
             certificate: None,
             revoked: None,
             key: 0,
             fingerprint: None,
         }
+    }
+
+    #[test]
+    fn rules_match_a_pods_spiffe_id_by_namespace_prefix_or_exact_service_account() {
+        let pod = |serial: &str, uri: &str| LedgerEntry {
+            uris: vec![uri.to_string()],
+            ..entry(serial, 0, &[], &[], &[])
+        };
+        let td = "spiffe://cluster.local";
+        let namespace = RevocationRule {
+            uris: vec![format!("{td}/ns/shop/")],
+            issued_before: t(10),
+            ..Default::default()
+        };
+        let service_account = RevocationRule {
+            uris: vec![format!("{td}/ns/shop/sa/cart")],
+            issued_before: t(10),
+            ..Default::default()
+        };
+        let cases = [
+            (
+                "a pod of the namespace",
+                format!("{td}/ns/shop/sa/cart"),
+                true,
+                true,
+            ),
+            (
+                "another ServiceAccount of it",
+                format!("{td}/ns/shop/sa/web"),
+                true,
+                false,
+            ),
+            (
+                "a namespace sharing the prefix",
+                format!("{td}/ns/shopping/sa/cart"),
+                false,
+                false,
+            ),
+            (
+                "a ServiceAccount sharing the prefix",
+                format!("{td}/ns/shop/sa/cart2"),
+                true,
+                false,
+            ),
+            (
+                "the same path in another trust domain",
+                "spiffe://other/ns/shop/sa/cart".to_string(),
+                false,
+                false,
+            ),
+            (
+                "a SPIFFE ID's path is case-sensitive",
+                format!("{td}/ns/shop/sa/Cart"),
+                true,
+                false,
+            ),
+        ];
+        for (case, uri, by_namespace, by_service_account) in cases {
+            let e = pod("ab", &uri);
+            assert_eq!(namespace.matches(&e), by_namespace, "{case}: by namespace");
+            assert_eq!(
+                service_account.matches(&e),
+                by_service_account,
+                "{case}: by ServiceAccount"
+            );
+        }
+        // A URI rule reaches every shard, not only those of serials.
+        assert!(namespace.matches_by_content() && service_account.matches_by_content());
+        let by_serial = RevocationRule::default().with_serials([&"ab".to_string()]);
+        assert!(!by_serial.matches_by_content());
+        // An entry without URIs (a ClusterCertificate's, or one recorded
+        // before certop recorded URIs) matches no URI rule.
+        assert!(!namespace.matches(&entry("ac", 0, &["shop.svc"], &[], &[])));
+        // Issued after the rule: not matched.
+        assert!(!namespace.matches(&LedgerEntry {
+            issued_at: t(20).timestamp(),
+            ..pod("ad", &format!("{td}/ns/shop/sa/cart"))
+        }));
+    }
+
+    #[test]
+    fn an_entry_keeps_its_uris_and_one_written_before_them_still_reads() {
+        let mut e = entry("ab", 0, &[], &[], &[]);
+        e.uris = vec!["spiffe://cluster.local/ns/shop/sa/cart".into()];
+        let json = serde_json::to_string(&e).expect("json");
+        assert!(
+            json.contains(r#""u":["spiffe://cluster.local/ns/shop/sa/cart"]"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<LedgerEntry>(&json).expect("back"), e);
+        let old: LedgerEntry =
+            serde_json::from_str(r#"{"s":"ab","b":0,"a":1,"d":["x.example"]}"#).expect("old entry");
+        assert!(old.uris.is_empty());
+        assert!(
+            !serde_json::to_string(&old)
+                .expect("json")
+                .contains(r#""u""#)
+        );
     }
 
     #[test]
@@ -541,6 +672,7 @@ mod tests {
             organizations: vec!["system:nodes".into()],
             dns_names: vec!["node-123.cluster.example.com".into()],
             ip_addresses: vec!["10.1.2.3".into()],
+            uris: vec![],
             certificate: Some("kubelet-serving-node-123".into()),
             revoked: Some(Revocation {
                 at: 1_850_000_000,

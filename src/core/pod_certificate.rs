@@ -16,9 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 use x509_parser::certification_request::X509CertificationRequest;
-use x509_parser::oid_registry::{
-    OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P521, OID_PKCS1_RSAENCRYPTION,
-};
+use x509_parser::oid_registry::{OID_KEY_TYPE_EC_PUBLIC_KEY, OID_PKCS1_RSAENCRYPTION};
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
@@ -86,7 +84,7 @@ pub enum KeyError {
     #[error("the request's {0} does not parse: {1}")]
     Unparsable(&'static str, String),
     #[error(
-        "certop does not sign {0} keys; use {SUGGESTED_KEY_TYPE} (or ECDSAP384, ED25519, RSA3072, RSA4096)"
+        "certop does not sign {0} keys; use {SUGGESTED_KEY_TYPE} (or ECDSAP384, ECDSAP521, ED25519, RSA3072, RSA4096)"
     )]
     Unsupported(String),
 }
@@ -124,15 +122,7 @@ pub fn public_key(
 fn key_type_name(spki: &SubjectPublicKeyInfo<'_>) -> String {
     let oid = &spki.algorithm.algorithm;
     if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
-        let curve = spki
-            .algorithm
-            .parameters
-            .as_ref()
-            .and_then(|p| p.as_oid().ok());
-        match curve {
-            Some(c) if c == OID_NIST_EC_P521 => "ECDSAP521".to_string(),
-            _ => "this ECDSA curve's".to_string(),
-        }
+        "this ECDSA curve's".to_string()
     } else if *oid == OID_PKCS1_RSAENCRYPTION {
         match spki.parsed() {
             Ok(PublicKey::RSA(rsa)) => format!("RSA{}", rsa.key_size()),
@@ -310,41 +300,32 @@ mod tests {
 
     #[test]
     fn the_key_comes_from_the_stub_request_or_the_pkix_field_and_its_type_is_named() {
-        let cases: Vec<(
-            &str,
-            &'static rcgen::SignatureAlgorithm,
-            Option<KeyAlgorithm>,
-        )> = vec![
+        let cases: Vec<(&str, &'static rcgen::SignatureAlgorithm, KeyAlgorithm)> = vec![
             (
                 "P-256",
                 &rcgen::PKCS_ECDSA_P256_SHA256,
-                Some(KeyAlgorithm::EcdsaP256),
+                KeyAlgorithm::EcdsaP256,
             ),
             (
                 "P-384",
                 &rcgen::PKCS_ECDSA_P384_SHA384,
-                Some(KeyAlgorithm::EcdsaP384),
+                KeyAlgorithm::EcdsaP384,
             ),
-            ("Ed25519", &rcgen::PKCS_ED25519, Some(KeyAlgorithm::Ed25519)),
-            ("P-521", &rcgen::PKCS_ECDSA_P521_SHA512, None),
+            ("Ed25519", &rcgen::PKCS_ED25519, KeyAlgorithm::Ed25519),
+            (
+                "P-521",
+                &rcgen::PKCS_ECDSA_P521_SHA512,
+                KeyAlgorithm::EcdsaP521,
+            ),
         ];
-        for (case, alg, want) in cases {
+        for (case, alg, algorithm) in cases {
             let key = KeyPair::generate_for(alg).expect("key");
             let spki = key.subject_public_key_info();
             for (how, got) in [
                 ("stub", public_key(&stub_of(&key), None)),
                 ("pkix", public_key(&[], Some(&spki))),
             ] {
-                match want {
-                    Some(algorithm) => {
-                        assert_eq!(got, Ok((spki.clone(), algorithm)), "{case} {how}")
-                    }
-                    None => assert_eq!(
-                        got,
-                        Err(KeyError::Unsupported("ECDSAP521".into())),
-                        "{case} {how}"
-                    ),
-                }
+                assert_eq!(got, Ok((spki.clone(), algorithm)), "{case} {how}");
             }
         }
         let rsa = KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_3072)

@@ -201,7 +201,8 @@ pub enum Reason {
     /// verify; re-issue any still in use.
     RotationFinished,
     /// A PodCertificateRequest's key is of a type certop does not sign
-    /// (ECDSA P-521); the message suggests one it does (ECDSAP256). Change
+    /// (none Kubernetes 1.36 admits: RSA under 3072 bits or another curve
+    /// would be one); the message suggests one it does (ECDSAP256). Change
     /// the pod's podCertificate volume's keyType.
     UnsupportedKeyType,
     /// A PodCertificateRequest carries an unverifiedUserAnnotations key

@@ -2,8 +2,8 @@ use std::fmt;
 
 use rcgen::{KeyPair, PublicKeyData, RsaKeySize};
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_SIG_ED25519,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+    OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
@@ -34,6 +34,8 @@ impl PrivateKey {
             KeyAlgorithm::Rsa4096 => {
                 KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)
             }
+            // Only ever a pod's own key, never one certop makes.
+            KeyAlgorithm::EcdsaP521 => return Err(PkiError::KeyGeneration(algorithm.as_str())),
         }
         .map_err(|_| PkiError::KeyGeneration(algorithm.as_str()))?;
         Ok(PrivateKey { pair, algorithm })
@@ -47,6 +49,7 @@ impl PrivateKey {
         let algorithm = SubjectPublicKeyInfo::from_der(&spki)
             .ok()
             .and_then(|(_, spki)| key_algorithm_of(&spki))
+            .filter(|a| KeyAlgorithm::ALL.contains(a))
             .ok_or_else(|| PkiError::UnsupportedKey(what.to_string()))?;
         Ok(PrivateKey { pair, algorithm })
     }
@@ -86,6 +89,9 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
+/// The algorithm of a public key, of those certop knows (`ALL` and a
+/// pod's ECDSA P-521); a caller that takes only what certop generates
+/// checks `KeyAlgorithm::ALL`.
 pub fn key_algorithm_of(spki: &SubjectPublicKeyInfo<'_>) -> Option<KeyAlgorithm> {
     let oid = &spki.algorithm.algorithm;
     if *oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
@@ -94,6 +100,8 @@ pub fn key_algorithm_of(spki: &SubjectPublicKeyInfo<'_>) -> Option<KeyAlgorithm>
             Some(KeyAlgorithm::EcdsaP256)
         } else if curve == OID_NIST_EC_P384 {
             Some(KeyAlgorithm::EcdsaP384)
+        } else if curve == OID_NIST_EC_P521 {
+            Some(KeyAlgorithm::EcdsaP521)
         } else {
             None
         }

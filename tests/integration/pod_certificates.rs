@@ -183,6 +183,24 @@ fn request_as_node(
     key: &KeyPair,
     extra: &str,
 ) -> Result<String, String> {
+    let (name, file) = request_file(w, pod, signer, key, extra);
+    let out = kubectl_with(&w.node, &["create", "-f", file.to_str().expect("utf-8")]);
+    if out.status.success() {
+        Ok(name)
+    } else {
+        Err(stderr(&out))
+    }
+}
+
+/// A PodCertificateRequest for `pod`, as its node's kubelet writes one:
+/// its name and file.
+fn request_file(
+    w: &PodCertWorld,
+    pod: &Pod,
+    signer: &str,
+    key: &KeyPair,
+    extra: &str,
+) -> (String, PathBuf) {
     use base64::Engine;
     let stub = CertificateParams::default()
         .serialize_request(key)
@@ -203,12 +221,7 @@ fn request_as_node(
         ),
     )
     .expect("write");
-    let out = kubectl_with(&w.node, &["create", "-f", file.to_str().expect("utf-8")]);
-    if out.status.success() {
-        Ok(name)
-    } else {
-        Err(stderr(&out))
-    }
+    (name, file)
 }
 
 fn request_status(w: &PodCertWorld, ns: &str, name: &str) -> Value {
@@ -327,6 +340,10 @@ fn a_nodes_request_for_its_pod_is_issued_for_every_key_type_and_verifies_against
             KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).expect("key"),
         ),
         (
+            "ECDSAP521",
+            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).expect("key"),
+        ),
+        (
             "ED25519",
             KeyPair::generate_for(&rcgen::PKCS_ED25519).expect("key"),
         ),
@@ -425,13 +442,6 @@ fn refused_requests_are_denied_or_failed_with_the_reason_that_says_what_to_chang
     let pod = pod(w, "refused");
     let p256 = || KeyPair::generate().expect("key");
     let cases = [
-        (
-            "P-521",
-            ca.clone(),
-            KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).expect("key"),
-            "",
-            ("Denied", "UnsupportedKeyType", "use ECDSAP256"),
-        ),
         (
             "an annotation the CA does not allow",
             ca.clone(),
@@ -872,4 +882,126 @@ fn a_real_kubelet_refreshes_the_pods_certificate_at_begin_refresh_at() {
         asked >= refresh && asked <= refresh + KUBELET_REFRESH_DELAY,
         "the kubelet asked again at {asked}, for beginRefreshAt {refresh}"
     );
+}
+
+/// The serials (lower-case hex) the CA's CRL lists, as openssl reads them.
+fn crl_serials(w: &PodCertWorld, ca: &str) -> Option<std::collections::BTreeSet<String>> {
+    let (status, _, der) =
+        crate::support::http_request(&format!("{}/crl/{ca}.crl", w.operator.base_url), &[])?;
+    (status == 200).then(|| crate::support::crl_serials(&w.dir, &der))
+}
+
+#[test]
+fn a_revocation_by_service_account_or_namespace_lists_exactly_those_pods_certificates() {
+    let w = world();
+    let ca = unique("podrev");
+    ready_ca(&w.cp, &ca, "  podCertificates: {}\n");
+    let signer = format!("certop.dev/{ca}");
+    let (first, second) = (pod(w, "podrev-a"), pod(w, "podrev-b"));
+    let serial_of = |pod: &Pod| {
+        let name = request_as_node(w, pod, &signer, &KeyPair::generate().expect("key"), "")
+            .expect("asked");
+        let chain = issued_chain(w, &pod.ns, &name);
+        parse_chain(chain.as_bytes(), "certificateChain").expect("chain")[0]
+            .serial
+            .to_string()
+    };
+    let (a, b) = (serial_of(&first), serial_of(&second));
+    let revoke = |name: &str, uri: &str| {
+        apply(
+            &w.cp,
+            &format!(
+                "apiVersion: certop.dev/v1\nkind: CertificateRevocation\nmetadata:\n  name: {name}\nspec:\n  issuerRef: {{name: {ca}}}\n  reason: keyCompromise\n  uris: [\"{uri}\"]\n"
+            ),
+        );
+    };
+    let listed = |want: &[&String]| {
+        let want: std::collections::BTreeSet<String> = want.iter().map(|s| s.to_string()).collect();
+        let mut seen = None;
+        let ok = wait_for(WAIT, || {
+            seen = crl_serials(w, &ca);
+            seen.as_ref() == Some(&want)
+        });
+        assert!(ok, "the CRL lists {seen:?}, want exactly {want:?}");
+    };
+    // One ServiceAccount, exactly: the first pod's certificate, not the other's.
+    revoke(
+        &unique("by-sa"),
+        &format!("spiffe://cluster.local/ns/{}/sa/{}", first.ns, first.sa),
+    );
+    listed(&[&a]);
+    // A namespace: every pod of it, by the prefix ending in `/`.
+    revoke(
+        &unique("by-ns"),
+        &format!("spiffe://cluster.local/ns/{}/", second.ns),
+    );
+    listed(&[&a, &b]);
+    // The schema refuses what is not a URI, and a rule with nothing to match.
+    for (what, spec) in [
+        ("not a URI", "  uris: [\"shop/web\"]\n"),
+        ("nothing to match", "  uris: []\n"),
+    ] {
+        let file = w.dir.join(format!("{}.yaml", unique("badrev")));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: certop.dev/v1\nkind: CertificateRevocation\nmetadata:\n  name: {}\nspec:\n  issuerRef: {{name: {ca}}}\n{spec}",
+                unique("bad")
+            ),
+        )
+        .expect("write");
+        let out =
+            w.cp.kubectl(&["create", "-f", file.to_str().expect("utf-8")]);
+        assert!(!out.status.success(), "{what}: the API server accepted it");
+    }
+}
+
+/// kube-apiserver's NodeRestriction checks only a node's requests; anyone
+/// else RBAC lets create a PodCertificateRequest could name any
+/// ServiceAccount of the namespace, and the leaf names it. The shipped
+/// ValidatingAdmissionPolicy (manifests/pod-certificate-admission.yaml)
+/// refuses every requester of a certop signer but the pod's node, and
+/// leaves other signers' requests alone.
+#[test]
+fn only_the_pods_node_may_ask_for_a_certop_pod_certificate() {
+    let w = world();
+    let ca = unique("podreq");
+    ready_ca(&w.cp, &ca, "  podCertificates: {}\n");
+    let pod = pod(w, "podreq");
+    // alice may create PodCertificateRequests in the pod's namespace.
+    apply(
+        &w.cp,
+        &format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: pcr-creator\n  namespace: {ns}\nrules:\n- apiGroups: [certificates.k8s.io]\n  resources: [podcertificaterequests]\n  verbs: [create, get]\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: pcr-creator\n  namespace: {ns}\nroleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: pcr-creator}}\nsubjects:\n- {{apiGroup: rbac.authorization.k8s.io, kind: User, name: alice}}\n",
+            ns = pod.ns
+        ),
+    );
+    let key = KeyPair::generate().expect("key");
+    let as_alice = |signer: &str| {
+        let (name, file) = request_file(w, &pod, signer, &key, "");
+        let out =
+            w.cp.kubectl(&["--as=alice", "create", "-f", file.to_str().expect("utf-8")]);
+        (name, out)
+    };
+    let (name, refused) = as_alice(&format!("certop.dev/{ca}"));
+    assert!(
+        !refused.status.success(),
+        "alice's request for the pod's ServiceAccount was admitted"
+    );
+    assert!(
+        stderr(&refused).contains("only the pod's node"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        get::<Value>(&w.cp, &["podcertificaterequest", "-n", &pod.ns, &name]).is_none(),
+        "nothing for certop to sign"
+    );
+    // Another signer's requests are not certop's to guard.
+    let (_, other) = as_alice("example.com/other");
+    assert!(other.status.success(), "{}", stderr(&other));
+    // The node still may.
+    let name = request_as_node(w, &pod, &format!("certop.dev/{ca}"), &key, "")
+        .expect("the node may ask for its pod");
+    issued_chain(w, &pod.ns, &name);
 }

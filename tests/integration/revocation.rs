@@ -363,7 +363,7 @@ fn bad_revocations_are_refused_or_marked() {
     let refused = [
         (
             "",
-            "match something: set serialNumbers, organizations, dnsNames, ipAddresses, certificateSHA256s or certificates",
+            "match something: set serialNumbers, organizations, dnsNames, ipAddresses, certificateSHA256s, certificates or uris",
         ),
         (
             "  reason: stolen\n  serialNumbers: [ab]\n",

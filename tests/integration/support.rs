@@ -263,10 +263,13 @@ impl ControlPlane {
     }
 
     /// The operator's namespace, the RBAC of `file` (from the repository)
-    /// and the admission guard certop's policies need: the files of
-    /// [`rbac_files`].
+    /// and the admission policies: the files of [`rbac_files`] and
+    /// [`POD_CERTIFICATE_ADMISSION`].
     pub fn install_rbac_from(&self, file: &str) {
-        for f in rbac_files(file) {
+        for f in rbac_files(file)
+            .into_iter()
+            .chain([POD_CERTIFICATE_ADMISSION])
+        {
             let out = self.kubectl(&["apply", "-f", repo_root().join(f).to_str().expect("utf-8")]);
             assert!(out.status.success(), "{f}: {}", stderr(&out));
         }
@@ -446,7 +449,8 @@ impl Operator {
 
 /// The files, relative to the repository, that give the operator its
 /// namespace, the RBAC of `rbac` and the admission guard certop's policies
-/// need (manifests/policy-admission.yaml), in the order they apply in.
+/// need (manifests/policy-admission.yaml), in the order they apply in:
+/// those the previous release had too.
 pub fn rbac_files(rbac: &str) -> [&str; 3] {
     [
         "manifests/namespace.yaml",
@@ -454,6 +458,10 @@ pub fn rbac_files(rbac: &str) -> [&str; 3] {
         "manifests/policy-admission.yaml",
     ]
 }
+
+/// The admission policy that lets only a pod's node ask a certop signer
+/// for the pod's certificate (new since the previous release).
+pub const POD_CERTIFICATE_ADMISSION: &str = "manifests/pod-certificate-admission.yaml";
 
 /// What a control plane started with `--authorization-config` runs with
 /// before certop's webhook is configured: the Node and RBAC authorizers,

@@ -5,12 +5,15 @@
 //! holding every CA certificate trusted now (both during a rotation's
 //! overlap). It is created only where no bundle of that name exists, and
 //! updated or deleted only when certop's label and annotation say it made
-//! it. The ConfigMap trust bundles (`trust_bundle`) are kept as they are.
+//! it, under the uid and resourceVersion of the bundle so judged: one
+//! deleted and made again by someone else in between (same name) is never
+//! overwritten or deleted. The ConfigMap trust bundles (`trust_bundle`)
+//! are kept as they are.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::certificates::v1beta1::{ClusterTrustBundle, ClusterTrustBundleSpec};
-use kube::api::{DeleteParams, ObjectMeta, PostParams};
+use kube::api::{DeleteParams, ObjectMeta, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
 
 use crate::api::{CertificateAuthority, meta};
@@ -70,7 +73,7 @@ pub async fn sync(
         (None, false) => {}
         (Some(b), false) => {
             if is_ours(&b, &name) {
-                remove(&api, &bundle).await?;
+                remove(&api, &b).await?;
             }
         }
         (Some(b), true) if !is_ours(&b, &name) => {
@@ -81,12 +84,7 @@ pub async fn sync(
                 ),
             )));
         }
-        (Some(mut b), true) => {
-            if b.spec.trust_bundle != trusted_pem {
-                b.spec.trust_bundle = trusted_pem.to_string();
-                api.replace(&bundle, &PostParams::default(), &b).await?;
-            }
-        }
+        (Some(b), true) => update(&api, b, trusted_pem).await?,
         (None, true) => {
             let b = ClusterTrustBundle {
                 metadata: ObjectMeta {
@@ -130,15 +128,106 @@ pub async fn remove_ours(ctx: &Context, ca: &str) -> Result<(), Error> {
     if let Some(b) = api.get_opt(&bundle).await?
         && is_ours(&b, ca)
     {
-        remove(&api, &bundle).await?;
+        remove(&api, &b).await?;
     }
     Ok(())
 }
 
-async fn remove(api: &Api<ClusterTrustBundle>, name: &str) -> Result<(), Error> {
-    match api.delete(name, &DeleteParams::default()).await {
+/// Writes `trusted_pem` into `bundle`, certop's as read: the write carries
+/// its uid and resourceVersion, so a bundle replaced since (someone
+/// else's now) is refused (409) and left as it is; the next pass looks again.
+async fn update(
+    api: &Api<ClusterTrustBundle>,
+    mut bundle: ClusterTrustBundle,
+    trusted_pem: &str,
+) -> Result<(), Error> {
+    if bundle.spec.trust_bundle == trusted_pem {
+        return Ok(());
+    }
+    bundle.spec.trust_bundle = trusted_pem.to_string();
+    match api
+        .replace(&bundle.name_any(), &PostParams::default(), &bundle)
+        .await
+    {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => Ok(()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes `bundle`, certop's as read, under its uid and resourceVersion:
+/// one replaced since, by someone else under the same name, is left alone
+/// (kube-apiserver refuses the precondition with 409).
+async fn remove(api: &Api<ClusterTrustBundle>, bundle: &ClusterTrustBundle) -> Result<(), Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: bundle.uid(),
+            resource_version: bundle.resource_version(),
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&bundle.name_any(), &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if matches!(e.code, 404 | 409) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::operator::testing::fake_api::FakeApi;
+    use crate::operator::testing::runtime;
+
+    const PATH: &str = "/apis/certificates.k8s.io/v1beta1/clustertrustbundles/certop.dev:ca:trust";
+
+    fn bundle(uid: &str, ours: bool, pem: &str) -> serde_json::Value {
+        let mut b = json!({"apiVersion": "certificates.k8s.io/v1beta1", "kind": "ClusterTrustBundle",
+            "metadata": {"name": "certop.dev:ca:trust", "uid": uid},
+            "spec": {"signerName": "certop.dev/ca", "trustBundle": pem}});
+        if ours {
+            b["metadata"]["labels"] = json!({meta::MANAGED_BY: meta::MANAGED_BY_VALUE});
+            b["metadata"]["annotations"] = json!({meta::CERTIFICATE_AUTHORITY: "ca"});
+        }
+        b
+    }
+
+    /// certop read its bundle; before it writes, someone deletes it and
+    /// makes their own under the same name (as they may once certop's is
+    /// gone). Neither certop's delete nor its update touches theirs; with
+    /// nothing in between, both do their work.
+    #[test]
+    fn a_bundle_replaced_by_someone_else_after_certop_read_its_own_is_never_deleted_or_overwritten()
+    {
+        runtime().block_on(async {
+            for replaced in [true, false] {
+                for write in ["delete", "update"] {
+                    let case = format!("{write}, replaced: {replaced}");
+                    let fake = FakeApi::new(&[]);
+                    fake.put(PATH, bundle("ours", true, "old"));
+                    let api: Api<ClusterTrustBundle> = Api::all(fake.client());
+                    let read = api.get(&bundle_name("ca")).await.expect("read");
+                    assert!(is_ours(&read, "ca"));
+                    if replaced {
+                        fake.remove(PATH);
+                        fake.put(PATH, bundle("theirs", false, "theirs"));
+                    }
+                    match write {
+                        "delete" => remove(&api, &read).await.expect("delete"),
+                        _ => update(&api, read, "new").await.expect("update"),
+                    }
+                    let now: Option<ClusterTrustBundle> = fake.get(PATH);
+                    let left = now.map(|b| (b.uid(), b.spec.trust_bundle));
+                    let want = match (replaced, write) {
+                        (true, _) => Some((Some("theirs".into()), "theirs".into())),
+                        (false, "delete") => None,
+                        (false, _) => Some((Some("ours".into()), "new".into())),
+                    };
+                    assert_eq!(left, want, "{case}");
+                }
+            }
+        });
     }
 }

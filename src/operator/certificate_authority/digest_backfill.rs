@@ -144,6 +144,7 @@ mod tests {
             organizations: Vec::new(),
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
+            uris: vec![],
             certificate: certificate.map(str::to_string),
             revoked: None,
             key: 0,

@@ -248,6 +248,7 @@ mod tests {
             organizations: Vec::new(),
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
+            uris: vec![],
             certificate: Some("web".into()),
             revoked: revoked.then(|| Marked {
                 at: (now() - chrono::Duration::hours(1)).timestamp(),

@@ -48,6 +48,7 @@ fn entry(serial: &str, revoked: bool) -> LedgerEntry {
         organizations: Vec::new(),
         dns_names: vec!["web.example.com".into()],
         ip_addresses: Vec::new(),
+        uris: vec![],
         certificate: Some("web".into()),
         revoked: revoked.then(|| Revocation {
             at: (now - Duration::minutes(30)).timestamp(),

@@ -327,6 +327,7 @@ mod tests {
             organizations: Vec::new(),
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
+            uris: vec![],
             certificate: None,
             revoked: Some(crate::core::ledger::Revocation {
                 at: 0,
@@ -378,6 +379,7 @@ mod tests {
             organizations: Vec::new(),
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
+            uris: vec![],
             certificate: None,
             revoked: Some(crate::core::ledger::Revocation {
                 at: now().timestamp(),
@@ -692,6 +694,7 @@ mod tests {
             organizations: Vec::new(),
             dns_names: Vec::new(),
             ip_addresses: Vec::new(),
+            uris: vec![],
             certificate: None,
             revoked: Some(crate::core::ledger::Revocation {
                 at: now.timestamp(),

@@ -343,6 +343,16 @@ mod tests {
                 &rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).expect("key"),
             )),
         );
+        let rsa2048 = public_key(
+            &[],
+            Some(&rcgen::PublicKeyData::subject_public_key_info(
+                &rcgen::KeyPair::generate_rsa_for(
+                    &rcgen::PKCS_RSA_SHA256,
+                    rcgen::RsaKeySize::_2048,
+                )
+                .expect("key"),
+            )),
+        );
         let later = now() + CA_WAIT_LIMIT;
         let issued = json!({});
         let cases: Vec<Case> = vec![
@@ -412,6 +422,16 @@ mod tests {
                 issued.clone(),
                 Some(ca(opted.clone(), true)),
                 p521,
+                answered(signing()),
+                now(),
+                "Issue",
+            ),
+            (
+                "RSA 2048",
+                "certop.dev/ca",
+                issued.clone(),
+                Some(ca(opted.clone(), true)),
+                rsa2048,
                 answered(signing()),
                 now(),
                 "Deny UnsupportedKeyType",

@@ -56,9 +56,13 @@ fn fresh_context(api: &FakeApi) -> (Arc<Context>, Writers) {
 
 /// A kubelet's stub request for a fresh key of `alg`: DER, empty subject.
 fn stub(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
-    let key = KeyPair::generate_for(alg).expect("key");
+    stub_of(&KeyPair::generate_for(alg).expect("key"))
+}
+
+/// A kubelet's stub request for `key`.
+fn stub_of(key: &KeyPair) -> Vec<u8> {
     CertificateParams::default()
-        .serialize_request(&key)
+        .serialize_request(key)
         .expect("csr")
         .der()
         .to_vec()
@@ -166,6 +170,7 @@ fn a_request_is_issued_in_one_status_write_with_the_pods_identity_and_recorded()
             ("P-256", &rcgen::PKCS_ECDSA_P256_SHA256),
             ("P-384", &rcgen::PKCS_ECDSA_P384_SHA384),
             ("Ed25519", &rcgen::PKCS_ED25519),
+            ("P-521", &rcgen::PKCS_ECDSA_P521_SHA512),
         ] {
             let w = world(json!({"podCertificates": {}}));
             w.put_request("r", "certop.dev/ca", &stub(alg), json!({}));
@@ -194,6 +199,23 @@ fn a_request_is_issued_in_one_status_write_with_the_pods_identity_and_recorded()
             let ledger = w.ledger();
             assert_eq!(ledger.len(), 1, "{case}");
             assert_eq!(ledger[0].serial, leaf.serial.to_string());
+            // Recorded as issued when it was signed, not minutes ahead: a
+            // revocation made right after it ("issued before" its
+            // creation) covers it.
+            assert_eq!(
+                ledger[0].issued_at,
+                (leaf.not_before + crate::pki::POD_BACKDATE).timestamp(),
+                "{case}"
+            );
+            assert!(
+                ledger[0].issued_at <= chrono::Utc::now().timestamp(),
+                "{case}"
+            );
+            assert_eq!(
+                ledger[0].uris,
+                vec!["spiffe://cluster.local/ns/shop/sa/web".to_string()],
+                "{case}: the SPIFFE ID, for revocation by workload identity"
+            );
             assert_eq!(
                 ledger[0].fingerprint.as_deref(),
                 Some(leaf.sha256_hex().as_str())
@@ -236,9 +258,12 @@ fn refused_requests_say_why_and_leave_no_ledger_entry() {
     runtime().block_on(async {
         let cases = [
             (
-                "P-521",
+                "RSA 2048, which Kubernetes does not admit either",
                 json!({"podCertificates": {}}),
-                stub(&rcgen::PKCS_ECDSA_P521_SHA512),
+                stub_of(
+                    &KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                        .expect("key"),
+                ),
                 json!({}),
                 ("Denied", "UnsupportedKeyType", "use ECDSAP256"),
             ),

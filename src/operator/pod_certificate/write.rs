@@ -85,14 +85,16 @@ pub async fn issue(
         }
     };
     let cert = &issued.certificate;
-    let recorded = ledger_store::record(
-        ctx,
-        ca,
-        LedgerEntry::of(cert, None, ring.signing_index),
-        &ledger_store::rules_of_ca(ctx, ca),
-        now,
-    )
-    .await?;
+    // Issued when signed: notBefore plus this certificate's backdate, not
+    // the usual one (`LedgerEntry::of`), which would date it minutes ahead,
+    // and a revocation made in those minutes (by serial, namespace or
+    // ServiceAccount, each "issued before" its creation) would miss it.
+    let entry = LedgerEntry {
+        issued_at: (cert.not_before + backdate).timestamp(),
+        ..LedgerEntry::of(cert, None, ring.signing_index)
+    };
+    let recorded =
+        ledger_store::record(ctx, ca, entry, &ledger_store::rules_of_ca(ctx, ca), now).await?;
     if recorded != Recorded::Live {
         let message = format!(
             "a CertificateRevocation of CertificateAuthority {ca} covers this certificate (serial {}); it is not handed out",

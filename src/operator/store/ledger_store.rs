@@ -76,6 +76,7 @@ pub fn rule_of(rev: &CertificateRevocation) -> RevocationRule {
             .iter()
             .filter_map(|ip| ip.parse::<std::net::IpAddr>().ok())
             .collect(),
+        uris: rev.spec.uris.clone(),
         issued_before,
         ..Default::default()
     }

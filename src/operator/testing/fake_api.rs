@@ -569,6 +569,22 @@ impl State {
             }
             ("DELETE", None) => return status(404, "NotFound", format!("{path} not found")),
             ("DELETE", Some(e)) => {
+                // DeleteOptions.preconditions, as kube-apiserver checks them.
+                let pre = &body["preconditions"];
+                let differs = |field: &str| {
+                    pre[field]
+                        .as_str()
+                        .is_some_and(|want| e["metadata"][field].as_str() != Some(want))
+                };
+                if differs("uid") || differs("resourceVersion") {
+                    return status(
+                        409,
+                        "Conflict",
+                        format!(
+                            "Precondition failed for {path}: the object has been modified or replaced"
+                        ),
+                    );
+                }
                 self.objects.remove(&key);
                 self.status_owners.remove(&key);
                 return (200, e);

@@ -1405,6 +1405,7 @@ fn fill_ledger(w: &World, n: usize, revoked: bool) -> Vec<String> {
             organizations: vec!["bulk".into()],
             dns_names: vec![format!("n{i}.bulk.example")],
             ip_addresses: Vec::new(),
+            uris: vec![],
             certificate: None,
             revoked: revoked.then_some(crate::core::ledger::Revocation {
                 at: now.timestamp(),
@@ -2408,6 +2409,7 @@ fn a_retirement_held_by_a_csr_certificate_names_it_and_ends_when_asked() {
                 organizations: Vec::new(),
                 dns_names: Vec::new(),
                 ip_addresses: Vec::new(),
+                uris: vec![],
                 certificate: None,
                 revoked: None,
                 key: 0,
@@ -2687,6 +2689,7 @@ fn an_unreadable_shard_does_not_end_a_retirement_its_certificates_hold() {
                 organizations: Vec::new(),
                 dns_names: Vec::new(),
                 ip_addresses: Vec::new(),
+                uris: vec![],
                 certificate: None,
                 revoked: None,
                 key: 0,

@@ -55,10 +55,7 @@ pub async fn read_rule_shards(
         .iter()
         .map(|c| ledger::shard_of(&c.serial))
         .collect();
-    let matched: std::collections::BTreeSet<usize> = if rule.organizations.is_empty()
-        && rule.dns_names.is_empty()
-        && rule.ip_addresses.is_empty()
-    {
+    let matched: std::collections::BTreeSet<usize> = if !rule.matches_by_content() {
         rule.serials.iter().map(|s| ledger::shard_of(s)).collect()
     } else {
         api.list_metadata(&ListParams::default().labels(&selector(ca)))
