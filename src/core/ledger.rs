@@ -182,11 +182,33 @@ fn dns_matches(pattern: &str, name: &str) -> bool {
 /// `spiffe://td/ns/shop/` is a namespace's pods (and not `ns/shopping`);
 /// anything else matches itself exactly (a SPIFFE ID's path is
 /// case-sensitive), so `spiffe://td/ns/shop/sa/web` is one ServiceAccount.
+/// Scheme and host are compared in any case (`case_normalized`).
 fn uri_matches(pattern: &str, uri: &str) -> bool {
+    let (pattern, uri) = (case_normalized(pattern), case_normalized(uri));
     if pattern.ends_with('/') {
-        uri.starts_with(pattern)
+        uri.starts_with(pattern.as_ref())
     } else {
         uri == pattern
+    }
+}
+
+/// The URI with its scheme and authority in lower case, the rest as it is:
+/// they are case-insensitive (RFC 3986 6.2.2.1), and Go's x509 parser
+/// lowercases the scheme, so go-spiffe takes
+/// `SPIFFE://cluster.local/ns/shop/sa/cart` for that ServiceAccount's ID;
+/// compared as written, a namespace's rule would miss it.
+fn case_normalized(uri: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return uri.into();
+    };
+    let authority = rest
+        .strip_prefix("//")
+        .map_or(0, |a| 2 + a.find(['/', '?', '#']).unwrap_or(a.len()));
+    match uri.split_at_checked(scheme.len() + 1 + authority) {
+        Some((head, tail)) if head.bytes().any(|b| b.is_ascii_uppercase()) => {
+            format!("{}{tail}", head.to_ascii_lowercase()).into()
+        }
+        _ => uri.into(),
     }
 }
 
@@ -500,6 +522,91 @@ mod tests {
             issued_at: t(20).timestamp(),
             ..pod("ad", &format!("{td}/ns/shop/sa/cart"))
         }));
+    }
+
+    /// A URI's scheme and host are case-insensitive (RFC 3986 6.2.2.1): Go's
+    /// x509 parser lowercases the scheme, so go-spiffe reads
+    /// `SPIFFE://cluster.local/ns/shop/sa/cart` (a ClusterCertificate's or
+    /// a CSR's URI) as that ServiceAccount, and a rule written
+    /// `SPIFFE://Cluster.Local/ns/shop/` means namespace shop. The path
+    /// stays case-sensitive (a SPIFFE ID's is).
+    #[test]
+    fn a_uri_rule_ignores_the_case_of_scheme_and_host_not_of_the_path() {
+        let rule = |pattern: &str| RevocationRule {
+            uris: vec![pattern.to_string()],
+            issued_before: t(10),
+            ..Default::default()
+        };
+        let pod = |uri: &str| LedgerEntry {
+            uris: vec![uri.to_string()],
+            ..entry("ab", 0, &[], &[], &[])
+        };
+        let cases = [
+            // (case, pattern, certificate's URI, matched)
+            (
+                "an upper-case scheme in the certificate, by namespace",
+                "spiffe://cluster.local/ns/shop/",
+                "SPIFFE://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "an upper-case scheme in the certificate, exactly",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                "Spiffe://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "an upper-case host in the certificate",
+                "spiffe://cluster.local/ns/shop/",
+                "spiffe://Cluster.LOCAL/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "a rule written in upper case",
+                "SPIFFE://Cluster.Local/ns/shop/",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "a rule that is a scheme only",
+                "SPIFFE:/",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "the path is case-sensitive",
+                "spiffe://cluster.local/ns/shop/",
+                "spiffe://cluster.local/ns/Shop/sa/cart",
+                false,
+            ),
+            (
+                "the path is case-sensitive, exactly",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                "spiffe://cluster.local/ns/shop/sa/Cart",
+                false,
+            ),
+            (
+                "a host that only shares a prefix",
+                "spiffe://cluster.local/",
+                "spiffe://cluster.localx/ns/shop/sa/cart",
+                false,
+            ),
+            (
+                "no authority: the rest is path",
+                "urn:Example:a",
+                "URN:example:a",
+                false,
+            ),
+            (
+                "no authority, the scheme's case ignored",
+                "urn:example:a",
+                "URN:example:a",
+                true,
+            ),
+        ];
+        for (case, pattern, uri, matched) in cases {
+            assert_eq!(rule(pattern).matches(&pod(uri)), matched, "{case}");
+        }
     }
 
     #[test]
