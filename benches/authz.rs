@@ -63,6 +63,7 @@ fn index(revoked: usize) -> Arc<RevokedIndex> {
                 organizations: vec![],
                 dns_names: vec![],
                 ip_addresses: vec![],
+                uris: vec![],
                 certificate: None,
                 revoked: Some(Revocation {
                     at: 1_800_000_000,

@@ -52,6 +52,7 @@ fn bare_rcgen(algorithm: KeyAlgorithm, issuer: &Issuer<'_, KeyPair>) -> Vec<u8> 
     let key = match algorithm {
         KeyAlgorithm::EcdsaP256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
         KeyAlgorithm::EcdsaP384 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384),
+        KeyAlgorithm::EcdsaP521 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512),
         KeyAlgorithm::Ed25519 => KeyPair::generate_for(&rcgen::PKCS_ED25519),
         KeyAlgorithm::Rsa2048 => {
             KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048)
@@ -179,6 +180,7 @@ fn revoke_10k(c: &mut Criterion) {
             organizations: vec!["system:nodes".into()],
             dns_names: vec![format!("node-{i}.corp.example")],
             ip_addresses: vec![format!("10.0.{}.{}", i / 250, i % 250)],
+            uris: vec![],
             certificate: Some(format!("kubelet-serving-node-{i}")),
             revoked: None,
             key: 0,
