@@ -192,6 +192,26 @@ fn uri_matches(pattern: &str, uri: &str) -> bool {
     }
 }
 
+/// What is wrong with a `uris` pattern in SPIFFE form that no pod's ID
+/// (`spiffe://<td>/ns/<ns>/sa/<sa>`) can match, so that a revocation
+/// meant for a namespace or a ServiceAccount does not pass for done with
+/// nothing revoked: a namespace without the final `/` (matched exactly),
+/// or a ServiceAccount with one (a prefix nothing extends). Pure.
+pub fn spiffe_pattern_mistake(pattern: &str) -> Option<String> {
+    let normalized = case_normalized(pattern);
+    let (_, path) = normalized.strip_prefix("spiffe://")?.split_once('/')?;
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.as_slice() {
+        ["ns", ns] | ["ns", ns, "sa"] if !ns.is_empty() => Some(format!(
+            "uris {pattern} matches only that exact URI, which no pod's SPIFFE ID is: write {pattern}/ to revoke the pods of namespace {ns}"
+        )),
+        ["ns", _, "sa", sa, ""] if !sa.is_empty() => Some(format!(
+            "uris {pattern} ends in /, a prefix no pod's SPIFFE ID extends: write it without the final / to revoke the pods of ServiceAccount {sa}"
+        )),
+        _ => None,
+    }
+}
+
 /// The URI with its scheme and authority in lower case, the rest as it is:
 /// they are case-insensitive (RFC 3986 6.2.2.1), and Go's x509 parser
 /// lowercases the scheme, so go-spiffe takes
@@ -606,6 +626,42 @@ mod tests {
         ];
         for (case, pattern, uri, matched) in cases {
             assert_eq!(rule(pattern).matches(&pod(uri)), matched, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_spiffe_pattern_no_pod_can_match_is_named_with_its_fix() {
+        let cases = [
+            (
+                "spiffe://cluster.local/ns/shop",
+                Some("write spiffe://cluster.local/ns/shop/ to revoke the pods of namespace shop"),
+            ),
+            (
+                "SPIFFE://cluster.local/ns/shop/sa",
+                Some(
+                    "write SPIFFE://cluster.local/ns/shop/sa/ to revoke the pods of namespace shop",
+                ),
+            ),
+            (
+                "spiffe://cluster.local/ns/shop/sa/cart/",
+                Some("without the final / to revoke the pods of ServiceAccount cart"),
+            ),
+            ("spiffe://cluster.local/ns/shop/", None),
+            ("spiffe://cluster.local/ns/shop/sa/", None),
+            ("spiffe://cluster.local/ns/shop/sa/cart", None),
+            ("spiffe://cluster.local/", None),
+            ("spiffe://cluster.local/team/shop", None),
+            ("https://example.com/ns/shop", None),
+        ];
+        for (pattern, want) in cases {
+            let got = spiffe_pattern_mistake(pattern);
+            match want {
+                Some(fix) => assert!(
+                    got.as_deref().is_some_and(|m| m.contains(fix)),
+                    "{pattern}: {got:?}"
+                ),
+                None => assert_eq!(got, None, "{pattern}"),
+            }
         }
     }
 
