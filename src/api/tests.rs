@@ -516,3 +516,16 @@ fn a_released_schema_is_kept_by_a_new_optional_property_only() {
         "only the rule and its message may change"
     );
 }
+
+/// ECDSA P-521 is a pod's own key only: no CRD field (a CA's, a
+/// ClusterCertificate's or a policy's keyAlgorithm) admits it, so certop
+/// is never asked to generate one.
+#[test]
+fn no_crd_admits_a_p521_key_algorithm() {
+    let text = serde_json::to_string(&crds()).expect("json");
+    assert!(
+        text.contains("ECDSA-P384"),
+        "the enum is where it is looked for"
+    );
+    assert!(!text.contains("P521"), "a CRD admits ECDSA-P521");
+}

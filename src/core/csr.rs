@@ -61,14 +61,16 @@ pub fn parse(pem: &[u8]) -> Result<CsrContent, RequestError> {
     let der = block.contents().to_vec();
     let (_, csr) = X509CertificationRequest::from_der(&der)
         .map_err(|e| RequestError::Unparsable(e.to_string()))?;
-    csr.verify_signature()
-        .map_err(|_| RequestError::BadSignature)?;
     let info = &csr.certification_request_info;
     // A CSR's key is one of those certop generates (P-521 is signed only
-    // for pods, where Kubernetes admits it).
+    // for pods, where Kubernetes admits it). Checked before the signature,
+    // which cannot be verified for a key of another type: the requester is
+    // told to change the key, not that its signature is bad.
     let key_algorithm = crate::pki::key_algorithm_of_spki(&info.subject_pki)
         .filter(|a| KeyAlgorithm::ALL.contains(a))
         .ok_or(RequestError::UnsupportedKey)?;
+    csr.verify_signature()
+        .map_err(|_| RequestError::BadSignature)?;
     let mut content = CsrContent {
         common_name: info
             .subject
@@ -475,6 +477,24 @@ mod tests {
         );
         assert_eq!(c.key_algorithm, KeyAlgorithm::EcdsaP256);
         assert!(parse(b"nonsense").is_err());
+    }
+
+    /// P-521 is signed for pods only (Kubernetes admits it in a
+    /// PodCertificateRequest): a CSR's key is one certop generates, so a
+    /// kubelet or any other requester gets no P-521 certificate.
+    #[test]
+    fn a_csr_with_a_p521_key_is_refused() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).expect("key");
+        let pem = CertificateParams::new(vec!["n1.example".to_string()])
+            .expect("params")
+            .serialize_request(&key)
+            .expect("csr")
+            .pem()
+            .expect("pem");
+        assert_eq!(
+            parse(pem.as_bytes()).map(|c| c.key_algorithm),
+            Err(RequestError::UnsupportedKey)
+        );
     }
 
     #[test]

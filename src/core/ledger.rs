@@ -182,11 +182,53 @@ fn dns_matches(pattern: &str, name: &str) -> bool {
 /// `spiffe://td/ns/shop/` is a namespace's pods (and not `ns/shopping`);
 /// anything else matches itself exactly (a SPIFFE ID's path is
 /// case-sensitive), so `spiffe://td/ns/shop/sa/web` is one ServiceAccount.
+/// Scheme and host are compared in any case (`case_normalized`).
 fn uri_matches(pattern: &str, uri: &str) -> bool {
+    let (pattern, uri) = (case_normalized(pattern), case_normalized(uri));
     if pattern.ends_with('/') {
-        uri.starts_with(pattern)
+        uri.starts_with(pattern.as_ref())
     } else {
         uri == pattern
+    }
+}
+
+/// What is wrong with a `uris` pattern in SPIFFE form that no pod's ID
+/// (`spiffe://<td>/ns/<ns>/sa/<sa>`) can match, so that a revocation
+/// meant for a namespace or a ServiceAccount does not pass for done with
+/// nothing revoked: a namespace without the final `/` (matched exactly),
+/// or a ServiceAccount with one (a prefix nothing extends). Pure.
+pub fn spiffe_pattern_mistake(pattern: &str) -> Option<String> {
+    let normalized = case_normalized(pattern);
+    let (_, path) = normalized.strip_prefix("spiffe://")?.split_once('/')?;
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.as_slice() {
+        ["ns", ns] | ["ns", ns, "sa"] if !ns.is_empty() => Some(format!(
+            "uris {pattern} matches only that exact URI, which no pod's SPIFFE ID is: write {pattern}/ to revoke the pods of namespace {ns}"
+        )),
+        ["ns", _, "sa", sa, ""] if !sa.is_empty() => Some(format!(
+            "uris {pattern} ends in /, a prefix no pod's SPIFFE ID extends: write it without the final / to revoke the pods of ServiceAccount {sa}"
+        )),
+        _ => None,
+    }
+}
+
+/// The URI with its scheme and authority in lower case, the rest as it is:
+/// they are case-insensitive (RFC 3986 6.2.2.1), and Go's x509 parser
+/// lowercases the scheme, so go-spiffe takes
+/// `SPIFFE://cluster.local/ns/shop/sa/cart` for that ServiceAccount's ID;
+/// compared as written, a namespace's rule would miss it.
+fn case_normalized(uri: &str) -> std::borrow::Cow<'_, str> {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return uri.into();
+    };
+    let authority = rest
+        .strip_prefix("//")
+        .map_or(0, |a| 2 + a.find(['/', '?', '#']).unwrap_or(a.len()));
+    match uri.split_at_checked(scheme.len() + 1 + authority) {
+        Some((head, tail)) if head.bytes().any(|b| b.is_ascii_uppercase()) => {
+            format!("{}{tail}", head.to_ascii_lowercase()).into()
+        }
+        _ => uri.into(),
     }
 }
 
@@ -500,6 +542,127 @@ mod tests {
             issued_at: t(20).timestamp(),
             ..pod("ad", &format!("{td}/ns/shop/sa/cart"))
         }));
+    }
+
+    /// A URI's scheme and host are case-insensitive (RFC 3986 6.2.2.1): Go's
+    /// x509 parser lowercases the scheme, so go-spiffe reads
+    /// `SPIFFE://cluster.local/ns/shop/sa/cart` (a ClusterCertificate's or
+    /// a CSR's URI) as that ServiceAccount, and a rule written
+    /// `SPIFFE://Cluster.Local/ns/shop/` means namespace shop. The path
+    /// stays case-sensitive (a SPIFFE ID's is).
+    #[test]
+    fn a_uri_rule_ignores_the_case_of_scheme_and_host_not_of_the_path() {
+        let rule = |pattern: &str| RevocationRule {
+            uris: vec![pattern.to_string()],
+            issued_before: t(10),
+            ..Default::default()
+        };
+        let pod = |uri: &str| LedgerEntry {
+            uris: vec![uri.to_string()],
+            ..entry("ab", 0, &[], &[], &[])
+        };
+        let cases = [
+            // (case, pattern, certificate's URI, matched)
+            (
+                "an upper-case scheme in the certificate, by namespace",
+                "spiffe://cluster.local/ns/shop/",
+                "SPIFFE://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "an upper-case scheme in the certificate, exactly",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                "Spiffe://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "an upper-case host in the certificate",
+                "spiffe://cluster.local/ns/shop/",
+                "spiffe://Cluster.LOCAL/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "a rule written in upper case",
+                "SPIFFE://Cluster.Local/ns/shop/",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "a rule that is a scheme only",
+                "SPIFFE:/",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                true,
+            ),
+            (
+                "the path is case-sensitive",
+                "spiffe://cluster.local/ns/shop/",
+                "spiffe://cluster.local/ns/Shop/sa/cart",
+                false,
+            ),
+            (
+                "the path is case-sensitive, exactly",
+                "spiffe://cluster.local/ns/shop/sa/cart",
+                "spiffe://cluster.local/ns/shop/sa/Cart",
+                false,
+            ),
+            (
+                "a host that only shares a prefix",
+                "spiffe://cluster.local/",
+                "spiffe://cluster.localx/ns/shop/sa/cart",
+                false,
+            ),
+            (
+                "no authority: the rest is path",
+                "urn:Example:a",
+                "URN:example:a",
+                false,
+            ),
+            (
+                "no authority, the scheme's case ignored",
+                "urn:example:a",
+                "URN:example:a",
+                true,
+            ),
+        ];
+        for (case, pattern, uri, matched) in cases {
+            assert_eq!(rule(pattern).matches(&pod(uri)), matched, "{case}");
+        }
+    }
+
+    #[test]
+    fn a_spiffe_pattern_no_pod_can_match_is_named_with_its_fix() {
+        let cases = [
+            (
+                "spiffe://cluster.local/ns/shop",
+                Some("write spiffe://cluster.local/ns/shop/ to revoke the pods of namespace shop"),
+            ),
+            (
+                "SPIFFE://cluster.local/ns/shop/sa",
+                Some(
+                    "write SPIFFE://cluster.local/ns/shop/sa/ to revoke the pods of namespace shop",
+                ),
+            ),
+            (
+                "spiffe://cluster.local/ns/shop/sa/cart/",
+                Some("without the final / to revoke the pods of ServiceAccount cart"),
+            ),
+            ("spiffe://cluster.local/ns/shop/", None),
+            ("spiffe://cluster.local/ns/shop/sa/", None),
+            ("spiffe://cluster.local/ns/shop/sa/cart", None),
+            ("spiffe://cluster.local/", None),
+            ("spiffe://cluster.local/team/shop", None),
+            ("https://example.com/ns/shop", None),
+        ];
+        for (pattern, want) in cases {
+            let got = spiffe_pattern_mistake(pattern);
+            match want {
+                Some(fix) => assert!(
+                    got.as_deref().is_some_and(|m| m.contains(fix)),
+                    "{pattern}: {got:?}"
+                ),
+                None => assert_eq!(got, None, "{pattern}"),
+            }
+        }
     }
 
     #[test]

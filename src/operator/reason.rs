@@ -140,7 +140,9 @@ pub enum Reason {
     /// CA's ledger, listed in the CRL of the key that signed them, and
     /// replaced. Also the warning Event on a ClusterCertificate whose
     /// certificate a revocation covered: certop replaces it with a new key
-    /// by itself. Nothing to fix.
+    /// by itself. Nothing to fix. On a PodCertificateRequest or a CSR
+    /// (condition `Failed`): a revocation covers the certificate being
+    /// issued, which is not handed out.
     Revoked,
     /// A CertificateRevocation's `ApiServerEnforceable=True`: certop's
     /// authorization webhook refuses every certificate it revoked, where

@@ -141,6 +141,20 @@ mod tests {
         }
     }
 
+    /// A P-521 key is a pod's own, never certop's: not generated, and not
+    /// loaded as a CA's or a ClusterCertificate's key.
+    #[test]
+    fn a_p521_key_is_neither_generated_nor_loaded() {
+        assert!(PrivateKey::generate(KeyAlgorithm::EcdsaP521).is_err());
+        assert!(!KeyAlgorithm::ALL.contains(&KeyAlgorithm::EcdsaP521));
+        assert!("ECDSA-P521".parse::<KeyAlgorithm>().is_err());
+        let p521 = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512).expect("key");
+        assert!(matches!(
+            PrivateKey::from_pem(&p521.serialize_pem(), "ca.key"),
+            Err(PkiError::UnsupportedKey(what)) if what == "ca.key"
+        ));
+    }
+
     #[test]
     fn garbage_is_a_clear_error_that_names_the_source() {
         let err = PrivateKey::from_pem("not a key", "ca.key").expect_err("must fail");

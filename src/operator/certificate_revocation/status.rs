@@ -62,6 +62,17 @@ pub fn revoked(
         Some(note) => format!("{message}; {note}"),
         None => message,
     };
+    let mistakes: Vec<String> = rev
+        .spec
+        .uris
+        .iter()
+        .filter_map(|u| crate::core::ledger::spiffe_pattern_mistake(u))
+        .collect();
+    let message = if mistakes.is_empty() {
+        message
+    } else {
+        format!("{message}; {}", mistakes.join("; "))
+    };
     let message = if found.unknown.is_empty() {
         message
     } else {
@@ -445,6 +456,21 @@ mod tests {
         assert_eq!(out.status.observed_generation, Some(3));
         assert_eq!(out.status.last_revocation_time, Some(now()));
         assert_eq!(out.status.revoked.len(), 1);
+
+        // A namespace written without its final `/` revokes nothing: the
+        // message says so and how to write it.
+        let mut by_namespace = rev();
+        by_namespace.spec.uris = vec!["spiffe://cluster.local/ns/shop".into()];
+        let none = applied(Revoked::default(), Vec::new());
+        let out = revoked(&by_namespace, &none, &[], now());
+        assert!(
+            out.message.contains("revoked 0 certificates")
+                && out.message.contains(
+                    "write spiffe://cluster.local/ns/shop/ to revoke the pods of namespace shop"
+                ),
+            "{}",
+            out.message
+        );
 
         let unknown = Revoked {
             matched: vec![e.clone()],

@@ -447,3 +447,47 @@ fn a_csr_is_never_signed_by_a_ca_its_controller_refuses() {
         );
     });
 }
+
+/// Attack (review of revocation by workload identity): a CSR whose
+/// certificate a revocation covers the moment it is recorded (one whose
+/// issuedBefore is still to come, here by organization) was handed out
+/// anyway, revoked, while a ClusterCertificate or a pod in that case gets
+/// none. A relying party that reads no CRL would take it. It fails with
+/// reason Revoked, and what was signed stays revoked in the ledger.
+#[test]
+fn a_csr_a_revocation_covers_for_good_is_not_handed_out() {
+    runtime().block_on(async {
+        let w = world(json!({}));
+        let rev: crate::api::CertificateRevocation = serde_json::from_value(json!({
+            "apiVersion": "certop.dev/v1", "kind": "CertificateRevocation",
+            "metadata": {"name": "team", "creationTimestamp": "2026-01-01T00:00:00Z"},
+            "spec": {"issuerRef": {"name": "ca"}, "organizations": ["team"],
+                     "issuedBefore": "2100-01-01T00:00:00Z"}}))
+        .expect("revocation");
+        testing::init(
+            &mut w.writers.lock().expect("writers").revocations,
+            vec![rev],
+        );
+        let pem = request("app", Some("team"), &[]);
+        w.put_csr(
+            "c",
+            "certop.dev/ca",
+            ("alice", &[]),
+            CLIENT_USAGES,
+            &pem,
+            true,
+        );
+        w.settle("c").await;
+        assert_eq!(
+            w.issued_serial("c"),
+            None,
+            "a revoked certificate handed out"
+        );
+        let conditions = w.conditions("c");
+        assert!(
+            conditions.contains(&("Failed".to_string(), "Revoked".to_string())),
+            "{conditions:?}"
+        );
+        assert_eq!(w.ledger_serials().len(), 1, "what was signed is recorded");
+    });
+}

@@ -15,6 +15,7 @@ use crate::core::ledger::LedgerEntry;
 use crate::operator::conditions::to_timestamp;
 use crate::operator::reason::Reason;
 use crate::operator::store::authority_cache::KeyRing;
+use crate::operator::store::ledger_store::Recorded;
 use crate::operator::{Context, Error, store::ledger_store};
 use crate::pki::{LeafTemplate, issue_for_request};
 
@@ -108,7 +109,7 @@ pub async fn sign(
         Ok(i) => i,
         Err(e) => return fail(csr, ctx, Reason::SigningFailed, e.to_string(), now).await,
     };
-    ledger_store::record(
+    let recorded = ledger_store::record(
         ctx,
         ca,
         LedgerEntry::of(&issued.certificate, None, ring.signing_index),
@@ -116,6 +117,16 @@ pub async fn sign(
         now,
     )
     .await?;
+    // A certificate a revocation covers as it is recorded (one whose
+    // issuedBefore is still to come) is not handed out: a relying party
+    // that reads no CRL would take it, as for a ClusterCertificate or a pod.
+    if recorded != Recorded::Live {
+        let message = format!(
+            "a CertificateRevocation of CertificateAuthority {ca} covers this certificate (serial {}); it is not handed out",
+            issued.certificate.serial
+        );
+        return fail(csr, ctx, Reason::Revoked, message, now).await;
+    }
     let pem = k8s_openapi::ByteString(issued.certificate.to_pem().into_bytes());
     patch_status(
         csr,
