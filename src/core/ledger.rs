@@ -123,16 +123,22 @@ impl RevocationRule {
         if self.certificates.iter().any(|c| c.serial == e.serial) {
             return true;
         }
-        if e.issued_at >= self.issued_before.timestamp() {
-            return false;
-        }
+        // A serial names one certificate, so no time bounds it: the
+        // default `issued_before` is the revocation's creation, in whole
+        // seconds, and a certificate signed earlier in that second would
+        // escape a revocation of its own serial.
         let serial = SerialNumber::from_hex(&e.serial)
             .map(|s| s.to_string())
             .unwrap_or_default();
-        self.serials.contains(&serial)
-            || e.organizations
-                .iter()
-                .any(|o| self.organizations.contains(o))
+        if self.serials.contains(&serial) {
+            return true;
+        }
+        if e.issued_at >= self.issued_before.timestamp() {
+            return false;
+        }
+        e.organizations
+            .iter()
+            .any(|o| self.organizations.contains(o))
             || e.dns_names.iter().any(|name| {
                 self.dns_names
                     .iter()
@@ -743,6 +749,11 @@ mod tests {
                 entry("b6", 0, &["other.example"], &["team"], &[]),
                 false,
                 "nothing matches",
+            ),
+            (
+                entry("ab", 10, &[], &[], &[]),
+                true,
+                "its serial, signed in the second the rule was made",
             ),
         ];
         for (e, expected, name) in cases {
