@@ -38,6 +38,14 @@ const CONTROLLER: &str = "podcertificaterequest";
 /// How often a request waits for its CA to be able to sign.
 const CA_WAIT: Duration = Duration::from_secs(10);
 
+/// Passes at once, at the least (`--concurrency` when higher). A pass
+/// mostly waits: for its ledger record, then its status write. Many
+/// waiting at once is what lets the ledger write their records in groups
+/// (`ledger_store::record`), a shard write per group instead of one per
+/// request, and what keeps the API server busy with the status writes; a
+/// waiting pass holds little more than its request.
+pub const CONCURRENCY: u16 = 512;
+
 /// Every question `decide` can ask, once each, and the decision.
 const MOST_QUESTIONS: usize = 2;
 

@@ -1,0 +1,150 @@
+//! Group commit of ledger records: the records of many passes that fall
+//! in the same shard go in one write of it. Each shard has at most one
+//! writer at a time; records that arrive while it writes wait in the
+//! shard's queue, and when it is done the first of them becomes the next
+//! writer and takes the whole queue into its one write. A backlog of
+//! thousands of certificates thus costs a shard write per group, not one
+//! per certificate.
+//!
+//! Crash safety is the single record's: a pass gets its answer only after
+//! the write holding its entry succeeded, and hands nothing out before
+//! that; a failed group write fails every pass of the group, and each is
+//! decided again by its next pass (a pod certificate's serial is derived
+//! from its request, so that pass records the same serial).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+
+use super::{LedgerError, Recorded};
+use crate::core::ledger::{LedgerEntry, RevocationRule};
+use crate::pki::RevocationReason;
+
+/// One record waiting for its shard's write.
+pub(super) struct Waiting {
+    pub entry: LedgerEntry,
+    pub rules: Vec<(RevocationRule, RevocationReason)>,
+    pub now: DateTime<Utc>,
+    turns: mpsc::UnboundedSender<Turn>,
+}
+
+impl Waiting {
+    /// Tells the waiting pass; a pass that is gone (cancelled) is not told.
+    pub fn tell(&self, turn: Turn) {
+        let _ = self.turns.send(turn);
+    }
+}
+
+/// What a waiting record is told.
+#[derive(Debug)]
+pub(super) enum Turn {
+    /// The shard has no writer: it is the next, for the whole queue.
+    Write,
+    /// Its group was written: what recording found.
+    Done(Recorded),
+    /// Its group's write failed: nothing of it was recorded.
+    Failed(GroupFailure),
+}
+
+/// Why a group's write failed, as each of its passes is told.
+#[derive(Clone, Debug)]
+pub(super) enum GroupFailure {
+    /// A shard certop will not write (corrupt, full): its own error.
+    Ledger(LedgerError),
+    /// What the API server or the connection answered, as text.
+    Write(String),
+}
+
+/// The records waiting, per shard ConfigMap name, and whether the shard
+/// has a writer (it has one exactly while its entry exists).
+#[derive(Default)]
+pub struct RecordGroups {
+    shards: Mutex<HashMap<String, Vec<Waiting>>>,
+}
+
+impl RecordGroups {
+    /// Queues a record for `shard`: the receiver of its turns. It is told
+    /// `Write` at once when the shard has no writer.
+    pub(super) fn join(
+        &self,
+        shard: &str,
+        entry: LedgerEntry,
+        rules: Vec<(RevocationRule, RevocationReason)>,
+        now: DateTime<Utc>,
+    ) -> mpsc::UnboundedReceiver<Turn> {
+        let (turns, receiver) = mpsc::unbounded_channel();
+        let waiting = Waiting {
+            entry,
+            rules,
+            now,
+            turns,
+        };
+        let mut shards = self.lock();
+        match shards.get_mut(shard) {
+            Some(queue) => queue.push(waiting),
+            None => {
+                waiting.tell(Turn::Write);
+                shards.insert(shard.to_string(), vec![waiting]);
+            }
+        }
+        receiver
+    }
+
+    /// The writer takes every record queued for `shard`, its own among
+    /// them. The guard hands the shard to the next writer when dropped, so
+    /// a writer that fails or is cancelled never leaves a queue waiting.
+    pub(super) fn take<'a>(&'a self, shard: &str) -> (Vec<Waiting>, Handover<'a>) {
+        let group = self
+            .lock()
+            .get_mut(shard)
+            .map(std::mem::take)
+            .unwrap_or_default();
+        (
+            group,
+            Handover {
+                groups: self,
+                shard: shard.to_string(),
+            },
+        )
+    }
+
+    /// The queues; no code panics while holding them, and a poisoned lock
+    /// still holds consistent queues (each change is one insert or take).
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Waiting>>> {
+        self.shards
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Makes the first waiting record whose pass is still there the
+    /// shard's writer, or leaves the shard without one.
+    fn hand_over(&self, shard: &str) {
+        let mut shards = self.lock();
+        let Some(queue) = shards.get_mut(shard) else {
+            return;
+        };
+        // A pass cancelled while it waited has dropped its receiver: its
+        // record leaves the queue with it.
+        queue.retain(|w| !w.turns.is_closed());
+        match queue.first() {
+            Some(next) => next.tell(Turn::Write),
+            None => {
+                shards.remove(shard);
+            }
+        }
+    }
+}
+
+/// Hands the shard on when the writer is done (or dropped).
+pub(super) struct Handover<'a> {
+    groups: &'a RecordGroups,
+    shard: String,
+}
+
+impl Drop for Handover<'_> {
+    fn drop(&mut self) {
+        self.groups.hand_over(&self.shard);
+    }
+}
