@@ -288,7 +288,7 @@ pub async fn record(
         match turns.recv().await {
             // The writer returns the write's own error; the rest of its
             // group are told it as text.
-            Some(Turn::Write) => write_group(ctx, ca, shard, &name, now).await?,
+            Some(Turn::Write { gather }) => write_group(ctx, ca, shard, &name, gather, now).await?,
             Some(Turn::Done(recorded)) => return Ok(recorded),
             Some(Turn::Failed(GroupFailure::Ledger(e))) => return Err(e.into()),
             Some(Turn::Failed(GroupFailure::Write(message))) => {
@@ -310,11 +310,18 @@ async fn write_group(
     ca: &str,
     shard: usize,
     name: &str,
+    gather: bool,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    // The passes ready to record join the group before it is taken.
-    tokio::task::yield_now().await;
-    let (group, _handover) = ctx.ledger_groups.take(name);
+    let writer = ctx.ledger_groups.writer(name);
+    // The passes ready to record join the group before it is taken; on a
+    // busy shard, those of the next `GATHER` too.
+    if gather {
+        tokio::time::sleep(group::GATHER).await;
+    } else {
+        tokio::task::yield_now().await;
+    }
+    let group = writer.take();
     let written = modify_shard(ctx, ca, shard, now, |entries| {
         group
             .iter()

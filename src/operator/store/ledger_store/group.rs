@@ -6,6 +6,13 @@
 //! thousands of certificates thus costs a shard write per group, not one
 //! per certificate.
 //!
+//! Left to itself a group is what arrived during the previous write, a
+//! record or two when the API server answers in milliseconds: too few to
+//! matter. So a writer handed a busy shard (records arrived while it was
+//! being written) first waits `GATHER` for more to join; under load each
+//! shard is written at most about once per `GATHER`, and a record that
+//! finds its shard idle is written at once.
+//!
 //! Crash safety is the single record's: a pass gets its answer only after
 //! the write holding its entry succeeded, and hands nothing out before
 //! that; a failed group write fails every pass of the group, and each is
@@ -21,6 +28,11 @@ use tokio::sync::mpsc;
 use super::{LedgerError, Recorded};
 use crate::core::ledger::{LedgerEntry, RevocationRule};
 use crate::pki::RevocationReason;
+
+/// How long the writer of a busy shard gathers records before it writes:
+/// under load at most 64 writes of a CA's ledger a second, and a pass
+/// waits for its record at most this much longer than the write itself.
+pub(super) const GATHER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// One record waiting for its shard's write.
 pub(super) struct Waiting {
@@ -40,8 +52,9 @@ impl Waiting {
 /// What a waiting record is told.
 #[derive(Debug)]
 pub(super) enum Turn {
-    /// The shard has no writer: it is the next, for the whole queue.
-    Write,
+    /// The shard has no writer: it is the next, for the whole queue;
+    /// `gather` when it was handed a busy shard (wait `GATHER` first).
+    Write { gather: bool },
     /// Its group was written: what recording found.
     Done(Recorded),
     /// Its group's write failed: nothing of it was recorded.
@@ -85,29 +98,29 @@ impl RecordGroups {
         match shards.get_mut(shard) {
             Some(queue) => queue.push(waiting),
             None => {
-                waiting.tell(Turn::Write);
+                waiting.tell(Turn::Write { gather: false });
                 shards.insert(shard.to_string(), vec![waiting]);
             }
         }
         receiver
     }
 
-    /// The writer takes every record queued for `shard`, its own among
-    /// them. The guard hands the shard to the next writer when dropped, so
-    /// a writer that fails or is cancelled never leaves a queue waiting.
-    pub(super) fn take<'a>(&'a self, shard: &str) -> (Vec<Waiting>, Handover<'a>) {
-        let group = self
-            .lock()
+    /// The writer's hold of `shard`: it hands the shard to the next writer
+    /// when dropped, so a writer that fails or is cancelled (also while it
+    /// gathers) never leaves a queue waiting.
+    pub(super) fn writer<'a>(&'a self, shard: &str) -> Handover<'a> {
+        Handover {
+            groups: self,
+            shard: shard.to_string(),
+        }
+    }
+
+    /// Every record queued for `shard`, the writer's own among them.
+    fn take(&self, shard: &str) -> Vec<Waiting> {
+        self.lock()
             .get_mut(shard)
             .map(std::mem::take)
-            .unwrap_or_default();
-        (
-            group,
-            Handover {
-                groups: self,
-                shard: shard.to_string(),
-            },
-        )
+            .unwrap_or_default()
     }
 
     /// The queues; no code panics while holding them, and a poisoned lock
@@ -129,7 +142,7 @@ impl RecordGroups {
         // record leaves the queue with it.
         queue.retain(|w| !w.turns.is_closed());
         match queue.first() {
-            Some(next) => next.tell(Turn::Write),
+            Some(next) => next.tell(Turn::Write { gather: true }),
             None => {
                 shards.remove(shard);
             }
@@ -141,6 +154,13 @@ impl RecordGroups {
 pub(super) struct Handover<'a> {
     groups: &'a RecordGroups,
     shard: String,
+}
+
+impl Handover<'_> {
+    /// Takes the group to write: every record queued now.
+    pub fn take(&self) -> Vec<Waiting> {
+        self.groups.take(&self.shard)
+    }
 }
 
 impl Drop for Handover<'_> {
