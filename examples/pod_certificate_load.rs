@@ -7,8 +7,8 @@
 //!   pod_certificate_load pods N NODES            (as KUBECONFIG, an admin)
 //!   pod_certificate_load requests N NODES DIR SIGNER PREFIX
 //!       (as each node, DIR/node-<i>.kubeconfig; request PREFIX<j> for pod p<j>)
-//!   pod_certificate_load raw C                   (as KUBECONFIG: signs every
-//!       request without a status, then times one status write each, C in flight)
+//!   pod_certificate_load raw SIGNER C            (as KUBECONFIG: signs every
+//!       request of SIGNER not answered, then times one status write each, C in flight)
 //!   pod_certificate_load wait N SIGNER           (prints "watching", then the
 //!       Unix time at which N requests of SIGNER are Issued)
 use std::collections::HashSet;
@@ -140,10 +140,10 @@ async fn requests(n: usize, nodes: usize, dir: &str, signer: &str, prefix: &str)
         .await
 }
 
-/// The raw baseline: every request of another signer than certop's not
-/// yet answered, signed beforehand (by
+/// The raw baseline: every request of SIGNER not yet answered, signed
+/// beforehand (by
 /// a CA made here), then one status write each, timed, C in flight.
-async fn raw(in_flight: usize) -> Result<()> {
+async fn raw(signer: &str, in_flight: usize) -> Result<()> {
     let client = Client::try_default().await?;
     let api: Api<PodCertificateRequest> = Api::namespaced(client, NAMESPACE);
     let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -164,7 +164,7 @@ async fn raw(in_flight: usize) -> Result<()> {
             .status
             .as_ref()
             .is_some_and(|s| s.certificate_chain.is_some() || s.conditions.is_some());
-        if answered || request.spec.signer_name.starts_with("certop.dev/") {
+        if answered || request.spec.signer_name != signer {
             continue;
         }
         let der = rustls::pki_types::CertificateSigningRequestDer::from(
@@ -250,7 +250,10 @@ async fn main() -> Result<()> {
             let (dir, signer, prefix): (String, String, String) = (arg(4)?, arg(5)?, arg(6)?);
             requests(arg(2)?, arg(3)?, &dir, &signer, &prefix).await
         }
-        "raw" => raw(arg(2)?).await,
+        "raw" => {
+            let signer: String = arg(2)?;
+            raw(&signer, arg(3)?).await
+        }
         "wait" => {
             let signer: String = arg(3)?;
             wait(arg(2)?, &signer).await

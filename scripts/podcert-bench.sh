@@ -6,17 +6,18 @@
 # and timed until all N are Issued. Beside it, in the same run on the same
 # control plane, the raw baseline: N status writes of the same kind
 # (certificate chain, times, Issued condition, certificates signed
-# beforehand) from a Rust client (kube) with as many in flight as certop
-# reconciles pod certificates at once, on N requests of another signer that
-# are deleted (one deletecollection) before certop's are made.
+# beforehand) from a Rust client (kube) as certop's ServiceAccount (the same
+# flow-control share of kube-apiserver) with as many writes in flight as
+# certop makes at most, on N requests of a signer no CA has
+# (certop.dev/raw), deleted (one deletecollection) before certop's are made.
 #   N=10000 scripts/podcert-bench.sh     (make bench-podcerts; N=10000 by default)
-# NODES (default 10), C (the baseline's requests in flight, default 512 =
-# pod_certificate::CONCURRENCY), CAP (seconds to wait for all Issued, 1800),
+# NODES (default 10), C (the baseline's writes in flight, default 128 =
+# pod_certificate::STATUS_WRITES_IN_FLIGHT), CAP (seconds to wait for all Issued, 1800),
 # STATE (the state directory).
 set -euo pipefail
 n="${1:-${N:-10000}}"
 nodes="${NODES:-10}"
-in_flight="${C:-512}"
+in_flight="${C:-128}"
 cap="${CAP:-1800}"
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -104,8 +105,8 @@ start=$(now)
 echo "N=$n: $nodes nodes and $n pods created in $(printf '%.1f' "$(echo "$(now) - $start" | bc)") s"
 
 # The raw baseline: N requests of another signer, one status write each.
-"$load" requests "$n" "$nodes" "$state/nodes" bench.example/raw raw
-read -r raw_n raw_s raw_line < <("$load" raw "$in_flight")
+"$load" requests "$n" "$nodes" "$state/nodes" certop.dev/raw raw
+read -r raw_n raw_s raw_line < <(KUBECONFIG="$state/cp/operator.kubeconfig" "$load" raw certop.dev/raw "$in_flight")
 echo "N=$n baseline: $raw_line"
 [ "$raw_n" = "$n" ] || { echo "the baseline wrote $raw_n statuses, not $n" >&2; exit 1; }
 kubectl delete --raw "/apis/certificates.k8s.io/v1beta1/namespaces/bench/podcertificaterequests" >/dev/null

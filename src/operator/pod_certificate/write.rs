@@ -132,12 +132,15 @@ fn name(request: &PodCertificateRequest) -> String {
     )
 }
 
-/// A merge patch of the request's status subresource.
+/// A merge patch of the request's status subresource, one of at most
+/// `STATUS_WRITES_IN_FLIGHT`.
 async fn patch_status(
     request: &PodCertificateRequest,
     ctx: &Context,
     patch: serde_json::Value,
 ) -> Result<(), Error> {
+    // Never closed: an error here cannot happen, and writing anyway is safe.
+    let _permit = ctx.pod_certificate_writes.acquire().await;
     let namespace = request.namespace().unwrap_or_default();
     Api::<PodCertificateRequest>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(

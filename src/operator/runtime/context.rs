@@ -77,6 +77,9 @@ pub struct Context {
     pub ledger_shards: ShardCache,
     /// The ledger records waiting for their shard's write (group commit).
     pub ledger_groups: RecordGroups,
+    /// Permits for PodCertificateRequest status writes in flight
+    /// (`pod_certificate::STATUS_WRITES_IN_FLIGHT`).
+    pub pod_certificate_writes: tokio::sync::Semaphore,
     /// Whether the API server serves PodCertificateRequests and ClusterTrustBundles.
     pub pod_certificate_api: PodCertificateApi,
     /// One CRL signer at a time per CA, so numbers are never raced for.
@@ -131,6 +134,9 @@ impl Context {
             managed_namespaces,
             ledger_shards: ShardCache::default(),
             ledger_groups: RecordGroups::default(),
+            pod_certificate_writes: tokio::sync::Semaphore::new(
+                crate::operator::pod_certificate::STATUS_WRITES_IN_FLIGHT,
+            ),
             pod_certificate_api,
             crl_locks: Default::default(),
         }
