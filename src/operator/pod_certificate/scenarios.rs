@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use rcgen::{CertificateParams, KeyPair};
 use serde_json::json;
 
-use crate::api::{CertificateAuthority, meta};
+use crate::api::meta;
 use crate::core::ledger::LedgerEntry;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::signing_request::CsrPolicy;
@@ -66,9 +66,8 @@ fn stub(alg: &'static rcgen::SignatureAlgorithm) -> Vec<u8> {
 
 impl World {
     fn sync(&mut self) {
-        let cas: Vec<CertificateAuthority> =
-            testing::all(&self.api, "/apis/certop.dev/v1", "certificateauthorities");
-        testing::init(&mut self.writers.cas, cas);
+        // The CAs and their key Secrets' metadata, as their watches see them.
+        testing::sync_cas(&self.api, &mut self.writers);
         let policies = testing::all(&self.api, "/apis/certop.dev/v1", "certificatepolicies");
         testing::init(&mut self.writers.policies, policies);
     }
@@ -351,6 +350,17 @@ fn the_records_of_concurrent_passes_to_one_shard_go_in_one_write_and_a_failed_on
                     .count()
             };
             let passes = || futures::future::join_all(names.iter().map(|n| w.pass(n)));
+            // The CA's key loaded, as after any first request: the passes
+            // then reach the ledger together, not one by one behind the
+            // one load of the key.
+            let ca = w
+                .ctx
+                .cas
+                .get(&kube::runtime::reflector::ObjectRef::new("ca"))
+                .expect("the CA is in the store");
+            crate::operator::store::authority_cache::keyring(&w.ctx, &ca, chrono::Utc::now())
+                .await
+                .expect("the key loads");
 
             // The group's one ledger write fails: every pass of the group
             // fails, and none hands out a certificate.

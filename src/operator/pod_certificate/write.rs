@@ -85,7 +85,7 @@ pub async fn issue(
         }
     };
     let cert = &issued.certificate;
-    let recorded = ledger_store::record(
+    let recorded = ledger_store::record_gathered(
         ctx,
         ca,
         LedgerEntry::of(cert, None, ring.signing_index),

@@ -18,7 +18,7 @@ use crate::core::ledger::{self, LedgerEntry, RevocationRule};
 use crate::operator::reason::Reason;
 use crate::operator::{Context, Error};
 use crate::pki::RevocationReason;
-use group::{GroupFailure, Turn};
+use group::{GroupFailure, Patience, Turn};
 
 pub use group::RecordGroups;
 pub use revoke::{Revoked, RuleShards, mark, plan_revocation, read_rule_shards, revoke};
@@ -281,9 +281,37 @@ pub async fn record(
     rules: &[(RevocationRule, RevocationReason)],
     now: DateTime<Utc>,
 ) -> Result<Recorded, Error> {
+    record_in_group(ctx, ca, entry, rules, Patience::Prompt, now).await
+}
+
+/// `record`, for a pass that may wait `group::GATHER` on a busy shard for
+/// more records to join its write: the PodCertificateRequest passes, many
+/// at once, whose records would otherwise cost a write each. The other
+/// controllers run few passes at once, rarely meet on a shard, and are not
+/// slowed by it.
+pub async fn record_gathered(
+    ctx: &Context,
+    ca: &str,
+    entry: LedgerEntry,
+    rules: &[(RevocationRule, RevocationReason)],
+    now: DateTime<Utc>,
+) -> Result<Recorded, Error> {
+    record_in_group(ctx, ca, entry, rules, Patience::Gather, now).await
+}
+
+async fn record_in_group(
+    ctx: &Context,
+    ca: &str,
+    entry: LedgerEntry,
+    rules: &[(RevocationRule, RevocationReason)],
+    patience: Patience,
+    now: DateTime<Utc>,
+) -> Result<Recorded, Error> {
     let shard = ledger::shard_of(&entry.serial);
     let name = shard_name(ca, shard);
-    let mut turns = ctx.ledger_groups.join(&name, entry, rules.to_vec(), now);
+    let mut turns = ctx
+        .ledger_groups
+        .join(&name, entry, rules.to_vec(), patience, now);
     loop {
         match turns.recv().await {
             // The writer returns the write's own error; the rest of its

@@ -9,9 +9,10 @@
 //! Left to itself a group is what arrived during the previous write, a
 //! record or two when the API server answers in milliseconds: too few to
 //! matter. So a writer handed a busy shard (records arrived while it was
-//! being written) first waits `GATHER` for more to join; under load each
-//! shard is written at most about once per `GATHER`, and a record that
-//! finds its shard idle is written at once.
+//! being written) whose pass said it may wait (`Patience::Gather`) first
+//! waits `GATHER` for more to join; under load each shard is then written
+//! at most about once per `GATHER`, and a record that finds its shard idle
+//! is written at once.
 //!
 //! Crash safety is the single record's: a pass gets its answer only after
 //! the write holding its entry succeeded, and hands nothing out before
@@ -34,11 +35,21 @@ use crate::pki::RevocationReason;
 /// waits for its record at most this much longer than the write itself.
 pub(super) const GATHER: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Whether a pass may wait for more records to join its write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Patience {
+    /// Written as soon as the shard is free.
+    Prompt,
+    /// On a busy shard, its writer gathers for `GATHER` first.
+    Gather,
+}
+
 /// One record waiting for its shard's write.
 pub(super) struct Waiting {
     pub entry: LedgerEntry,
     pub rules: Vec<(RevocationRule, RevocationReason)>,
     pub now: DateTime<Utc>,
+    patience: Patience,
     turns: mpsc::UnboundedSender<Turn>,
 }
 
@@ -53,7 +64,7 @@ impl Waiting {
 #[derive(Debug)]
 pub(super) enum Turn {
     /// The shard has no writer: it is the next, for the whole queue;
-    /// `gather` when it was handed a busy shard (wait `GATHER` first).
+    /// `gather` when it was handed a busy shard and may wait (`GATHER` first).
     Write { gather: bool },
     /// Its group was written: what recording found.
     Done(Recorded),
@@ -85,6 +96,7 @@ impl RecordGroups {
         shard: &str,
         entry: LedgerEntry,
         rules: Vec<(RevocationRule, RevocationReason)>,
+        patience: Patience,
         now: DateTime<Utc>,
     ) -> mpsc::UnboundedReceiver<Turn> {
         let (turns, receiver) = mpsc::unbounded_channel();
@@ -92,6 +104,7 @@ impl RecordGroups {
             entry,
             rules,
             now,
+            patience,
             turns,
         };
         let mut shards = self.lock();
@@ -142,7 +155,9 @@ impl RecordGroups {
         // record leaves the queue with it.
         queue.retain(|w| !w.turns.is_closed());
         match queue.first() {
-            Some(next) => next.tell(Turn::Write { gather: true }),
+            Some(next) => next.tell(Turn::Write {
+                gather: next.patience == Patience::Gather,
+            }),
             None => {
                 shards.remove(shard);
             }
