@@ -284,8 +284,8 @@ pub async fn record(
     record_in_group(ctx, ca, entry, rules, Patience::Prompt, now).await
 }
 
-/// `record`, for a pass that may wait `group::GATHER` on a busy shard for
-/// more records to join its write: the PodCertificateRequest passes, many
+/// `record`, for a pass that may wait for more records to join its write
+/// (the shard is written no sooner than `group::GATHER` after its last write): the PodCertificateRequest passes, many
 /// at once, whose records would otherwise cost a write each. The other
 /// controllers run few passes at once, rarely meet on a shard, and are not
 /// slowed by it.
@@ -316,7 +316,9 @@ async fn record_in_group(
         match turns.recv().await {
             // The writer returns the write's own error; the rest of its
             // group are told it as text.
-            Some(Turn::Write { gather }) => write_group(ctx, ca, shard, &name, gather, now).await?,
+            Some(Turn::Write { not_before }) => {
+                write_group(ctx, ca, shard, &name, not_before, now).await?;
+            }
             Some(Turn::Done(recorded)) => return Ok(recorded),
             Some(Turn::Failed(GroupFailure::Ledger(e))) => return Err(e.into()),
             Some(Turn::Failed(GroupFailure::Write(message))) => {
@@ -338,16 +340,17 @@ async fn write_group(
     ca: &str,
     shard: usize,
     name: &str,
-    gather: bool,
+    not_before: Option<std::time::Instant>,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let writer = ctx.ledger_groups.writer(name);
-    // The passes ready to record join the group before it is taken; on a
-    // busy shard, those of the next `GATHER` too.
-    if gather {
-        tokio::time::sleep(group::GATHER).await;
-    } else {
-        tokio::task::yield_now().await;
+    // The passes ready to record join the group before it is taken; for a
+    // shard written less than `GATHER` ago, those until then too.
+    match not_before {
+        Some(t) if t > std::time::Instant::now() => {
+            tokio::time::sleep_until(t.into()).await;
+        }
+        _ => tokio::task::yield_now().await,
     }
     let group = writer.take();
     let written = modify_shard(ctx, ca, shard, now, |entries| {
