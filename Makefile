@@ -7,7 +7,7 @@ VENV := .venv
 DEV_DIR := .certop-dev
 PKILINT_VERSION := 0.13.3
 
-.PHONY: build test kubelet-refresh lint crds manifests control-plane kubeadm kubelet helm promtool previous-release dist image fuzz venv dev-up dev-down demo bench bench-revocation bench-authz bench-apiserver-authz bench-kms bench-compare scale clean
+.PHONY: build test kubelet-refresh lint crds manifests control-plane kubeadm kubelet helm promtool previous-release dist image fuzz venv dev-up dev-down demo bench bench-revocation bench-authz bench-apiserver-authz bench-kms bench-compare bench-podcerts scale clean
 
 build:
 	$(CARGO) build --all-targets
@@ -142,6 +142,12 @@ bench-kms: control-plane
 # of `make test`): N="1000 10000" make bench-compare (default both sizes).
 bench-compare: control-plane helm
 	@N="$(if $(filter command line environment,$(origin N)),$(N),1000 10000)" scripts/bench-compare.sh
+
+# The PodCertificateRequest signer against a backlog of N requests made by
+# their nodes, beside N raw status writes (scripts/podcert-bench.sh):
+# N=500 make bench-podcerts (default 10000).
+bench-podcerts: control-plane
+	@scripts/podcert-bench.sh $(if $(filter command line environment,$(origin N)),$(N),10000)
 
 # Scripted scale run against a real control plane: N=1000 make scale
 N ?= 500

@@ -63,7 +63,6 @@ fn bare_rcgen(algorithm: KeyAlgorithm, issuer: &Issuer<'_, KeyPair>) -> Vec<u8> 
         KeyAlgorithm::Rsa4096 => {
             KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_4096)
         }
-        KeyAlgorithm::EcdsaP521 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P521_SHA512),
     }
     .expect("key");
     let mut params = CertificateParams::default();

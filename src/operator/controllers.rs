@@ -308,8 +308,10 @@ async fn pod_certificate_controller(w: &Wiring) {
     if !w.ctx.pod_certificate_api.requests {
         return;
     }
+    let config =
+        controller::Config::default().concurrency(w.concurrency.max(pod_certificate::CONCURRENCY));
     slim_controller(Api::<PodCertificateRequest>::all(w.client.clone()))
-        .with_config(w.config())
+        .with_config(config)
         .graceful_shutdown_on(w.stopped())
         .run(
             pod_certificate::reconcile,

@@ -30,6 +30,11 @@ pub enum Error {
     LostLeadership,
     #[error("{0}")]
     Ledger(#[from] crate::operator::store::ledger_store::LedgerError),
+    /// The shared ledger write of a group of records failed (another
+    /// pass made it and got the API server's answer): nothing of the
+    /// group was recorded, and the pass is retried.
+    #[error("the ledger write of this certificate's group failed: {0}")]
+    LedgerGroupWrite(String),
     #[error("{0}")]
     CrlNumberExhausted(String),
     #[error("a signing task failed: {0}")]

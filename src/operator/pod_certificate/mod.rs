@@ -38,6 +38,23 @@ const CONTROLLER: &str = "podcertificaterequest";
 /// How often a request waits for its CA to be able to sign.
 const CA_WAIT: Duration = Duration::from_secs(10);
 
+/// Passes at once, at the least (`--concurrency` when higher). A pass
+/// mostly waits: for its ledger record, then its status write. Many
+/// waiting at once is what lets the ledger write their records in groups
+/// (`ledger_store::record`), a shard write per group instead of one per
+/// request, and what keeps the API server busy with the status writes; a
+/// waiting pass holds little more than its request. Under a backlog a
+/// pass spends about `GATHER` (1.5 s) in the ledger, so the rate is at
+/// most about this many / 1.6 s: 640 a second, above what the API server
+/// takes in status writes on the project's machine (420–620 a second).
+pub const CONCURRENCY: u16 = 1024;
+
+/// Status writes in flight at most, of all those passes: kube-apiserver's
+/// flow control gives one client's flow a bounded share of its seats and
+/// queues, and refuses the rest with 429 (each a request, retried); 512
+/// writes at once met 646 refusals in a 10,000-request backlog.
+pub const STATUS_WRITES_IN_FLIGHT: usize = 128;
+
 /// Every question `decide` can ask, once each, and the decision.
 const MOST_QUESTIONS: usize = 2;
 

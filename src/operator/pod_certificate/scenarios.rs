@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use rcgen::{CertificateParams, KeyPair};
 use serde_json::json;
 
-use crate::api::{CertificateAuthority, meta};
+use crate::api::meta;
 use crate::core::ledger::LedgerEntry;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::signing_request::CsrPolicy;
@@ -70,9 +70,8 @@ fn stub_of(key: &KeyPair) -> Vec<u8> {
 
 impl World {
     fn sync(&mut self) {
-        let cas: Vec<CertificateAuthority> =
-            testing::all(&self.api, "/apis/certop.dev/v1", "certificateauthorities");
-        testing::init(&mut self.writers.cas, cas);
+        // The CAs and their key Secrets' metadata, as their watches see them.
+        testing::sync_cas(&self.api, &mut self.writers);
         let policies = testing::all(&self.api, "/apis/certop.dev/v1", "certificatepolicies");
         testing::init(&mut self.writers.policies, policies);
     }
@@ -326,6 +325,100 @@ fn every_write_of_issuance_fails_in_turn_and_the_request_ends_with_one_certifica
                         "{case}: the entry is the certificate handed out"
                     );
                 }
+            }
+        }
+    });
+}
+
+/// Request names whose serials (derived from the request's UID and the
+/// CA's key) fall in one ledger shard, so their records are grouped.
+fn names_in_one_shard(w: &World, count: usize) -> Vec<String> {
+    let fingerprint = &w.authority.certificate().fingerprint;
+    let shard_of = |name: &str| {
+        let seed = format!("uid-{name}/{fingerprint}");
+        crate::core::ledger::shard_of(
+            &crate::pki::SerialNumber::derived(seed.as_bytes()).to_string(),
+        )
+    };
+    let mut by_shard = std::collections::BTreeMap::<usize, Vec<String>>::new();
+    for i in 0.. {
+        let name = format!("r{i}");
+        let names = by_shard.entry(shard_of(&name)).or_default();
+        names.push(name);
+        if names.len() == count {
+            return names.clone();
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+#[test]
+fn the_records_of_concurrent_passes_to_one_shard_go_in_one_write_and_a_failed_one_issues_none_of_them()
+ {
+    runtime().block_on(async {
+        for fault in [Fault::Status(500), Fault::Drop] {
+            let case = format!("{fault:?}");
+            let w = world(json!({"podCertificates": {}}));
+            let names = names_in_one_shard(&w, 5);
+            for name in &names {
+                w.put_request(
+                    name,
+                    "certop.dev/ca",
+                    &stub(&rcgen::PKCS_ECDSA_P256_SHA256),
+                    json!({}),
+                );
+            }
+            let ledger_writes = |from: usize| {
+                w.api.log()[from..]
+                    .iter()
+                    .filter(|l| l.contains("/configmaps"))
+                    .count()
+            };
+            let passes = || futures::future::join_all(names.iter().map(|n| w.pass(n)));
+            // The CA's key loaded, as after any first request: the passes
+            // then reach the ledger together, not one by one behind the
+            // one load of the key.
+            let ca = w
+                .ctx
+                .cas
+                .get(&kube::runtime::reflector::ObjectRef::new("ca"))
+                .expect("the CA is in the store");
+            crate::operator::store::authority_cache::keyring(&w.ctx, &ca, chrono::Utc::now())
+                .await
+                .expect("the key loads");
+
+            // The group's one ledger write fails: every pass of the group
+            // fails, and none hands out a certificate.
+            w.api.fail_write(1, fault);
+            let from = w.api.log().len();
+            let results = passes().await;
+            assert!(results.iter().all(Result::is_err), "{case}: {results:?}");
+            assert_eq!(ledger_writes(from), 1, "{case}: {:?}", w.api.log());
+            for name in &names {
+                assert_eq!(w.outcome(name), None, "{case}: {name}");
+                assert!(w.issued(name).is_none(), "{case}: {name}");
+            }
+            assert!(w.ledger().is_empty(), "{case}");
+
+            // The next passes do it: one ledger write for the five, then
+            // one status write each.
+            let from = w.api.log().len();
+            let results = passes().await;
+            assert!(results.iter().all(Result::is_ok), "{case}: {results:?}");
+            assert_eq!(ledger_writes(from), 1, "{case}: {:?}", w.api.log());
+            let ledger = w.ledger();
+            assert_eq!(ledger.len(), names.len(), "{case}: {ledger:?}");
+            for name in &names {
+                let leaf = w.issued(name).expect("issued");
+                let entry = ledger
+                    .iter()
+                    .find(|e| e.serial == leaf.serial.to_string())
+                    .expect("recorded");
+                assert_eq!(
+                    entry.fingerprint.as_deref(),
+                    Some(leaf.sha256_hex().as_str()),
+                    "{case}: {name}"
+                );
             }
         }
     });

@@ -87,14 +87,15 @@ pub async fn issue(
     let cert = &issued.certificate;
     // Issued when signed: notBefore plus this certificate's backdate, not
     // the usual one (`LedgerEntry::of`), which would date it minutes ahead,
-    // and a revocation made in those minutes (by serial, namespace or
+    // and a revocation made in those minutes (by namespace or
     // ServiceAccount, each "issued before" its creation) would miss it.
     let entry = LedgerEntry {
         issued_at: (cert.not_before + backdate).timestamp(),
         ..LedgerEntry::of(cert, None, ring.signing_index)
     };
     let recorded =
-        ledger_store::record(ctx, ca, entry, &ledger_store::rules_of_ca(ctx, ca), now).await?;
+        ledger_store::record_gathered(ctx, ca, entry, &ledger_store::rules_of_ca(ctx, ca), now)
+            .await?;
     if recorded != Recorded::Live {
         let message = format!(
             "a CertificateRevocation of CertificateAuthority {ca} covers this certificate (serial {}); it is not handed out",
@@ -134,12 +135,15 @@ fn name(request: &PodCertificateRequest) -> String {
     )
 }
 
-/// A merge patch of the request's status subresource.
+/// A merge patch of the request's status subresource, one of at most
+/// `STATUS_WRITES_IN_FLIGHT`.
 async fn patch_status(
     request: &PodCertificateRequest,
     ctx: &Context,
     patch: serde_json::Value,
 ) -> Result<(), Error> {
+    // Never closed: an error here cannot happen, and writing anyway is safe.
+    let _permit = ctx.pod_certificate_writes.acquire().await;
     let namespace = request.namespace().unwrap_or_default();
     Api::<PodCertificateRequest>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(

@@ -20,7 +20,7 @@ use crate::operator::runtime::pod_certificate_api::PodCertificateApi;
 use crate::operator::signing_request::CsrPolicy;
 use crate::operator::store::authority_cache::AuthorityCache;
 use crate::operator::store::crl::served::CrlCache;
-use crate::operator::store::ledger_store::ShardCache;
+use crate::operator::store::ledger_store::{RecordGroups, ShardCache};
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
@@ -75,6 +75,11 @@ pub struct Context {
     pub managed_namespaces: ManagedNamespaces,
     /// The ledger shards as last written, the base of the next write.
     pub ledger_shards: ShardCache,
+    /// The ledger records waiting for their shard's write (group commit).
+    pub ledger_groups: RecordGroups,
+    /// Permits for PodCertificateRequest status writes in flight
+    /// (`pod_certificate::STATUS_WRITES_IN_FLIGHT`).
+    pub pod_certificate_writes: tokio::sync::Semaphore,
     /// Whether the API server serves PodCertificateRequests and ClusterTrustBundles.
     pub pod_certificate_api: PodCertificateApi,
     /// One CRL signer at a time per CA, so numbers are never raced for.
@@ -128,6 +133,10 @@ impl Context {
             csr_policy,
             managed_namespaces,
             ledger_shards: ShardCache::default(),
+            ledger_groups: RecordGroups::default(),
+            pod_certificate_writes: tokio::sync::Semaphore::new(
+                crate::operator::pod_certificate::STATUS_WRITES_IN_FLIGHT,
+            ),
             pod_certificate_api,
             crl_locks: Default::default(),
         }

@@ -19,6 +19,10 @@ use crate::pki::{Authority, CertificateInfo, PkiError};
 #[derive(Default)]
 pub struct AuthorityCache {
     entries: Mutex<HashMap<String, (String, Arc<Authority>)>>,
+    /// One load of a key Secret at a time: the passes that miss the cache
+    /// together (hundreds, when a backlog starts) wait for the first one's
+    /// read instead of each reading the Secret.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl AuthorityCache {
@@ -47,6 +51,16 @@ impl AuthorityCache {
             );
         }
         Ok(authority)
+    }
+
+    /// The lock a load of `secret_name` holds.
+    fn loading(&self, secret_name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.loading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(secret_name.to_string())
+            .or_default()
+            .clone()
     }
 
     pub fn forget(&self, secret_name: &str) {
@@ -254,9 +268,18 @@ pub async fn load_key(
         .ca_secrets
         .get(&ObjectRef::new(secret_name).within(&ctx.namespace))
         .and_then(|m| m.resource_version());
-    if let Some(v) = &known_version
-        && let Some(a) = ctx.authorities.get(secret_name, v, now)
-    {
+    let cached = || {
+        known_version
+            .as_ref()
+            .and_then(|v| ctx.authorities.get(secret_name, v, now))
+    };
+    if let Some(a) = cached() {
+        return Ok(check_bound(a));
+    }
+    let loading = ctx.authorities.loading(secret_name);
+    let _loading = loading.lock().await;
+    // Another pass may have loaded it while this one waited.
+    if let Some(a) = cached() {
         return Ok(check_bound(a));
     }
     let Some(secret) = ctx.operator_secrets().get_opt(secret_name).await? else {

@@ -3,6 +3,7 @@
 //! hash to it. Writes are read-modify-replace at the read resourceVersion,
 //! retried on conflict, so concurrent writers never lose an entry.
 
+mod group;
 mod revoke;
 
 use std::collections::BTreeMap;
@@ -17,7 +18,9 @@ use crate::core::ledger::{self, LedgerEntry, RevocationRule};
 use crate::operator::reason::Reason;
 use crate::operator::{Context, Error};
 use crate::pki::RevocationReason;
+use group::{GroupFailure, Patience, Turn};
 
+pub use group::RecordGroups;
 pub use revoke::{Revoked, RuleShards, mark, plan_revocation, read_rule_shards, revoke};
 
 const ENTRIES_KEY: &str = "entries.json";
@@ -267,6 +270,11 @@ async fn modify_shard<T>(
 /// dates, since it is the one handed out. The CA's revocation rules are
 /// applied as it goes in, so a certificate recorded while a revocation was
 /// being applied is not missed.
+///
+/// Records of concurrent passes to the same shard are written together
+/// (`group`): this returns once the write that holds this entry succeeded,
+/// and an error when it failed, in which case nothing of the group was
+/// recorded.
 pub async fn record(
     ctx: &Context,
     ca: &str,
@@ -274,36 +282,138 @@ pub async fn record(
     rules: &[(RevocationRule, RevocationReason)],
     now: DateTime<Utc>,
 ) -> Result<Recorded, Error> {
+    record_in_group(ctx, ca, entry, rules, Patience::Prompt, now).await
+}
+
+/// `record`, for a pass that may wait for more records to join its write
+/// (the shard is written no sooner than `group::GATHER` after its last write): the PodCertificateRequest passes, many
+/// at once, whose records would otherwise cost a write each. The other
+/// controllers run few passes at once, rarely meet on a shard, and are not
+/// slowed by it.
+pub async fn record_gathered(
+    ctx: &Context,
+    ca: &str,
+    entry: LedgerEntry,
+    rules: &[(RevocationRule, RevocationReason)],
+    now: DateTime<Utc>,
+) -> Result<Recorded, Error> {
+    record_in_group(ctx, ca, entry, rules, Patience::Gather, now).await
+}
+
+async fn record_in_group(
+    ctx: &Context,
+    ca: &str,
+    entry: LedgerEntry,
+    rules: &[(RevocationRule, RevocationReason)],
+    patience: Patience,
+    now: DateTime<Utc>,
+) -> Result<Recorded, Error> {
     let shard = ledger::shard_of(&entry.serial);
-    modify_shard(ctx, ca, shard, now, |entries| {
-        if !entries.iter().any(|e| e.serial == entry.serial) {
-            entries.push(entry.clone());
+    let name = shard_name(ca, shard);
+    let mut turns = ctx
+        .ledger_groups
+        .join(&name, entry, rules.to_vec(), patience, now);
+    loop {
+        match turns.recv().await {
+            // The writer returns the write's own error; the rest of its
+            // group are told it as text.
+            Some(Turn::Write { not_before }) => {
+                write_group(ctx, ca, shard, &name, not_before, now).await?;
+            }
+            Some(Turn::Done(recorded)) => return Ok(recorded),
+            Some(Turn::Failed(GroupFailure::Ledger(e))) => return Err(e.into()),
+            Some(Turn::Failed(GroupFailure::Write(message))) => {
+                return Err(Error::LedgerGroupWrite(message));
+            }
+            None => {
+                return Err(Error::LedgerGroupWrite(
+                    "the pass writing the group stopped before it was written".into(),
+                ));
+            }
         }
-        let Some(e) = entries.iter_mut().find(|e| e.serial == entry.serial) else {
-            return Recorded::Live;
-        };
-        if e.fingerprint != entry.fingerprint && entry.fingerprint.is_some() {
-            e.fingerprint = entry.fingerprint.clone();
-            e.issued_at = entry.issued_at;
-            e.not_after = entry.not_after;
+    }
+}
+
+/// Writes every record queued for the shard in one write, then tells each
+/// its pass.
+async fn write_group(
+    ctx: &Context,
+    ca: &str,
+    shard: usize,
+    name: &str,
+    not_before: Option<std::time::Instant>,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let writer = ctx.ledger_groups.writer(name);
+    // The passes ready to record join the group before it is taken; for a
+    // shard written less than `GATHER` ago, those until then too.
+    match not_before {
+        Some(t) if t > std::time::Instant::now() => {
+            tokio::time::sleep_until(t.into()).await;
         }
-        let rule = rules.iter().find(|(rule, _)| rule.matches(e));
-        if e.revoked.is_none()
-            && let Some((_, reason)) = rule
-        {
-            e.revoked = Some(ledger::Revocation {
-                at: now.timestamp(),
-                reason: *reason,
-            });
-        }
-        match (&e.revoked, rule) {
-            (None, _) => Recorded::Live,
-            // A rule that covers what is issued now covers any replacement too.
-            (Some(_), Some((r, _))) if r.issued_before > now => Recorded::RevokedForGood,
-            (Some(_), _) => Recorded::Revoked,
-        }
+        _ => tokio::task::yield_now().await,
+    }
+    let group = writer.take();
+    let written = modify_shard(ctx, ca, shard, now, |entries| {
+        group
+            .iter()
+            .map(|w| record_into(entries, &w.entry, &w.rules, w.now))
+            .collect::<Vec<_>>()
     })
-    .await
+    .await;
+    match written {
+        Ok(found) => {
+            for (waiting, recorded) in group.iter().zip(found) {
+                waiting.tell(Turn::Done(recorded));
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let failure = match &e {
+                Error::Ledger(ledger) => GroupFailure::Ledger(ledger.clone()),
+                other => GroupFailure::Write(other.to_string()),
+            };
+            for waiting in &group {
+                waiting.tell(Turn::Failed(failure.clone()));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Puts `entry` in a shard's `entries` as `record` says. Pure.
+fn record_into(
+    entries: &mut Vec<LedgerEntry>,
+    entry: &LedgerEntry,
+    rules: &[(RevocationRule, RevocationReason)],
+    now: DateTime<Utc>,
+) -> Recorded {
+    if !entries.iter().any(|e| e.serial == entry.serial) {
+        entries.push(entry.clone());
+    }
+    let Some(e) = entries.iter_mut().find(|e| e.serial == entry.serial) else {
+        return Recorded::Live;
+    };
+    if e.fingerprint != entry.fingerprint && entry.fingerprint.is_some() {
+        e.fingerprint = entry.fingerprint.clone();
+        e.issued_at = entry.issued_at;
+        e.not_after = entry.not_after;
+    }
+    let rule = rules.iter().find(|(rule, _)| rule.matches(e));
+    if e.revoked.is_none()
+        && let Some((_, reason)) = rule
+    {
+        e.revoked = Some(ledger::Revocation {
+            at: now.timestamp(),
+            reason: *reason,
+        });
+    }
+    match (&e.revoked, rule) {
+        (None, _) => Recorded::Live,
+        // A rule that covers what is issued now covers any replacement too.
+        (Some(_), Some((r, _))) if r.issued_before > now => Recorded::RevokedForGood,
+        (Some(_), _) => Recorded::Revoked,
+    }
 }
 
 /// Gives the entries of one shard without a digest the one `digests`
