@@ -143,16 +143,24 @@ impl KeyDir {
     /// is written (and synced) before `current` names it.
     pub fn rotate(&self, now: DateTime<Utc>) -> Result<String, KmsError> {
         let mut kek = [0u8; KEK_LEN];
-        let mut tag = [0u8; 2];
         let rng = SystemRandom::new();
         rng.fill(&mut kek).map_err(|_| KmsError::Random)?;
-        rng.fill(&mut tag).map_err(|_| KmsError::Random)?;
-        let id = format!(
-            "kek-{}-{:02x}{:02x}",
-            now.format("%Y%m%d-%H%M%S"),
-            tag[0],
-            tag[1]
-        );
+        // Two rotations in one second share the time and may draw the same
+        // tag; writing over an existing KEK would lose every Secret it
+        // encrypted, so a name already taken is drawn again.
+        let id = loop {
+            let mut tag = [0u8; 2];
+            rng.fill(&mut tag).map_err(|_| KmsError::Random)?;
+            let id = format!(
+                "kek-{}-{:02x}{:02x}",
+                now.format("%Y%m%d-%H%M%S"),
+                tag[0],
+                tag[1]
+            );
+            if !self.kek_path(&id).exists() {
+                break id;
+            }
+        };
         write(&self.kek_path(&id), &kek)?;
         write(&self.path.join(CURRENT), format!("{id}\n").as_bytes())?;
         Ok(id)
@@ -212,6 +220,20 @@ mod tests {
         std::fs::write(tmp.path().join("kek-bad.kek"), b"short").expect("write");
         assert!(matches!(dir.load(), Err(KmsError::BadKek { len: 5, .. })));
         assert!(KeyDir::open(&tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn rotations_in_one_second_never_write_over_a_kek() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = KeyDir::open(tmp.path()).expect("dir");
+        let now = Utc::now();
+        // 1000 names from 65536 tags in one second: a repeat is all but
+        // certain (the birthday bound), and must not replace a KEK.
+        let ids: std::collections::BTreeSet<String> = (0..1000)
+            .map(|_| dir.rotate(now).expect("rotate"))
+            .collect();
+        assert_eq!(ids.len(), 1000, "every rotation made a KEK of its own");
+        assert_eq!(dir.load().expect("load").keks.len(), 1000);
     }
 
     #[test]
