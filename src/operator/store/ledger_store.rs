@@ -286,8 +286,9 @@ pub async fn record(
 }
 
 /// `record`, for a pass that may wait for more records to join its write
-/// (the shard is written no sooner than `group::GATHER` after its last write): the PodCertificateRequest passes, many
-/// at once, whose records would otherwise cost a write each. The other
+/// (the shard is written no sooner than `group::GATHER` after its last
+/// write): the PodCertificateRequest passes, many at once, whose records
+/// would otherwise cost a write each. The other
 /// controllers run few passes at once, rarely meet on a shard, and are not
 /// slowed by it.
 pub async fn record_gathered(
