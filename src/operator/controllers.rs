@@ -16,7 +16,7 @@ use crate::operator::{
     Context, Stores, certificate, certificate_authority, certificate_revocation,
     runtime::admission_guard,
 };
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::certificates::v1::CertificateSigningRequest;
 use k8s_openapi::api::certificates::v1beta1::PodCertificateRequest;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
@@ -229,12 +229,17 @@ fn certificate_controller(
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
     // One watch per managed namespace (or one for the cluster): certop may
     // list Secrets nowhere else.
+    // Each event also tells which copy of a Secret certop just wrote is
+    // still its newest version (`written_secrets`), before the pass it
+    // starts runs.
     let cert_secrets = futures::stream::select_all(
         managed_namespaces
             .apis::<PartialObjectMeta<Secret>>(&w.client)
             .into_iter()
             .map(|api| {
+                let ctx = w.ctx.clone();
                 watch(api, watcher::Config::default().labels(&managed))
+                    .inspect_ok(move |event| ctx.written_secrets.observe(event))
                     .touched_objects()
                     .boxed()
             }),

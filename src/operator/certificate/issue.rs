@@ -55,7 +55,7 @@ pub(super) async fn issue_into_secret(
         renewal_request: issuance.renewal_request.as_deref(),
     };
     let wanted = secret::desired(cert, signed.data, &provenance);
-    let wanted = match secret::apply(secrets, wanted, existed).await? {
+    let wanted = match secret::apply(secrets, wanted, existed, &ctx.written_secrets).await? {
         Written::Stored(applied) => *applied,
         Written::Refused(blocked) => {
             let ended = status::blocked(cert, ctx, blocked, Some(&issuance.reason), now).await?;

@@ -193,9 +193,16 @@ async fn apply_pass(
     if let Some(blocked) = namespace_still_missing(cert, ctx).await? {
         return status::blocked(cert, ctx, blocked, None, now).await;
     }
+    // The Secret as certop last wrote it, while the watch shows nothing
+    // newer, is what a GET would return (`written_secrets`).
+    let written = ctx
+        .written_secrets
+        .get(&cert.spec.secret_namespace, &cert.spec.secret_name);
     let observed = match (&issuer, read) {
+        (Issuer::Blocked(_), _) => None,
+        (Issuer::Ready { .. }, _) if written.is_some() => written,
         (Issuer::Ready { .. }, SecretRead::Read) => secrets.get_opt(&cert.spec.secret_name).await?,
-        (Issuer::Ready { .. }, SecretRead::CreateUnread) | (Issuer::Blocked(_), _) => None,
+        (Issuer::Ready { .. }, SecretRead::CreateUnread) => None,
     };
     // `issued`: the reason of the issuance this pass made, if it made one.
     let (held, issued) = match decide(cert, issuer, observed.as_ref(), now) {
@@ -353,7 +360,14 @@ async fn keep_secret_current(
     if !bundle_changed && !metadata_changed {
         return Ok(Written::Stored(Box::new(wanted)));
     }
-    match secret::apply(secrets, wanted, secret.resource_version()).await? {
+    match secret::apply(
+        secrets,
+        wanted,
+        secret.resource_version(),
+        &ctx.written_secrets,
+    )
+    .await?
+    {
         Written::Stored(applied) => wanted = *applied,
         other @ (Written::Refused(_) | Written::Exists) => return Ok(other),
     }

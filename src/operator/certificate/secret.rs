@@ -16,6 +16,7 @@ use crate::core::plan::{CA_CERT_KEY, SecretData, TLS_CERT_KEY, TLS_PRIVATE_KEY_K
 use crate::operator::Error;
 use crate::operator::reason::{Blocked, Reason};
 use crate::operator::runtime::context::FIELD_MANAGER;
+use crate::operator::store::written_secrets::WrittenSecrets;
 
 /// Whose a Secret is, from its label, annotation and type. Pure.
 #[derive(Debug, PartialEq, Eq)]
@@ -150,6 +151,7 @@ pub async fn apply(
     api: &Api<Secret>,
     mut secret: Secret,
     resource_version: Option<String>,
+    copies: &WrittenSecrets,
 ) -> Result<Written, Error> {
     let name = secret.name_any();
     let namespace = secret.namespace().unwrap_or_default();
@@ -175,7 +177,10 @@ pub async fn apply(
         }
     };
     match written {
-        Ok(applied) => Ok(Written::Stored(Box::new(applied))),
+        Ok(applied) => {
+            copies.wrote(&applied);
+            Ok(Written::Stored(Box::new(applied)))
+        }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(Written::Refused(Blocked::new(
             Reason::NamespaceNotFound,
             format!("namespace {namespace} does not exist; create it or fix spec.secretNamespace"),

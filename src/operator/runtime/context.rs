@@ -21,6 +21,7 @@ use crate::operator::signing_request::CsrPolicy;
 use crate::operator::store::authority_cache::AuthorityCache;
 use crate::operator::store::crl::served::CrlCache;
 use crate::operator::store::ledger_store::{RecordGroups, ShardCache};
+use crate::operator::store::written_secrets::WrittenSecrets;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
@@ -77,6 +78,9 @@ pub struct Context {
     pub ledger_shards: ShardCache,
     /// The ledger records waiting for their shard's write (group commit).
     pub ledger_groups: RecordGroups,
+    /// The certificate Secrets as certop last wrote them, read by the
+    /// passes their own echoes start instead of a GET.
+    pub written_secrets: WrittenSecrets,
     /// Permits for PodCertificateRequest status writes in flight
     /// (`pod_certificate::STATUS_WRITES_IN_FLIGHT`).
     pub pod_certificate_writes: tokio::sync::Semaphore,
@@ -134,6 +138,7 @@ impl Context {
             managed_namespaces,
             ledger_shards: ShardCache::default(),
             ledger_groups: RecordGroups::default(),
+            written_secrets: WrittenSecrets::default(),
             pod_certificate_writes: tokio::sync::Semaphore::new(
                 crate::operator::pod_certificate::STATUS_WRITES_IN_FLIGHT,
             ),

@@ -8,6 +8,8 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Duration, Utc};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::ResourceExt;
+use kube::core::PartialObjectMeta;
+use kube::runtime::watcher;
 use serde_json::json;
 
 use crate::api::{CertificateAuthority, CertificateRevocation, ClusterCertificate, meta};
@@ -79,6 +81,22 @@ impl World {
         init(&mut w.certificates, cert.into_iter().collect());
         let rev: Option<CertificateRevocation> = self.api.get(REV_PATH);
         init(&mut w.revocations, rev.into_iter().collect());
+        // The certificate's Secret as the Secret watch shows it.
+        let shown = match self.api.get::<Secret>(SECRET_PATH) {
+            Some(s) => watcher::Event::Apply(PartialObjectMeta {
+                metadata: s.metadata,
+                ..Default::default()
+            }),
+            None => watcher::Event::Delete(PartialObjectMeta {
+                metadata: kube::api::ObjectMeta {
+                    name: Some("web-tls".into()),
+                    namespace: Some("app".into()),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+        };
+        self.ctx.written_secrets.observe(&shown);
     }
 
     async fn certificate_pass(&self) -> Result<(), crate::operator::Error> {
@@ -390,6 +408,65 @@ fn a_new_certificate_creates_its_secret_unread_and_one_that_exists_is_read_never
                 .any(|l| l.starts_with("POST ")),
             "a certificate that met a Secret reads it first: {:?}",
             &foreign.api.read_log()[reads..]
+        );
+    });
+}
+
+#[test]
+fn the_echo_of_an_issuance_reads_no_secret_until_another_writer_changes_it() {
+    runtime().block_on(async {
+        let w = world();
+        w.certificate_pass().await.expect("issue");
+        let serial = w.status().serial_number.expect("recorded");
+        // The pass the status write's echo starts, after the watch showed
+        // the Secret certop wrote: nothing read, nothing written.
+        let (reads, writes) = (w.api.read_log().len(), w.api.writes());
+        w.certificate_pass().await.expect("echo");
+        assert!(
+            !w.api.read_log()[reads..].iter().any(|p| p == SECRET_PATH),
+            "the copy certop wrote was used: {:?}",
+            &w.api.read_log()[reads..]
+        );
+        assert_eq!(w.api.writes(), writes, "{:?}", &w.api.log()[writes..]);
+
+        // Someone else empties ca.crt: the watch shows a new version, the
+        // copy is dropped, and the pass reads and repairs the Secret.
+        let mut changed: serde_json::Value = w.api.get(SECRET_PATH).expect("Secret");
+        changed["data"]["ca.crt"] = json!("");
+        w.api.put(SECRET_PATH, changed);
+        let reads = w.api.read_log().len();
+        w.settle_certificate().await;
+        assert!(
+            w.api.read_log()[reads..].iter().any(|p| p == SECRET_PATH),
+            "read after another writer's change"
+        );
+        let secret: Secret = w.api.get(SECRET_PATH).expect("Secret");
+        let ca = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get("ca.crt"))
+            .map(|b| b.0.clone())
+            .unwrap_or_default();
+        assert!(!ca.is_empty(), "the trust bundle was written back");
+        assert_eq!(
+            w.status().serial_number,
+            Some(serial),
+            "no new certificate for it"
+        );
+
+        // A watch that has not shown certop's write yet: the pass reads.
+        let lagging = world();
+        lagging.certificate_pass().await.expect("issue");
+        let reads = lagging.api.read_log().len();
+        let cert: ClusterCertificate = lagging.api.get(CERT_PATH).expect("certificate");
+        certificate::reconcile(Arc::new(cert), lagging.ctx.clone())
+            .await
+            .expect("echo before the Secret's watch event");
+        assert!(
+            lagging.api.read_log()[reads..]
+                .iter()
+                .any(|p| p == SECRET_PATH),
+            "read while the watch has not shown the write"
         );
     });
 }
