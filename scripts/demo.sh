@@ -33,7 +33,7 @@ openssl verify -CAfile "$tmp/ca/ca.crt" "$tmp/web/tls.crt"
 rm -rf "$tmp"
 
 step "installing the operator's namespace, least-privilege RBAC and the policy admission guard (manifests/)"
-kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/policy-admission.yaml -f manifests/pod-certificate-admission.yaml
+kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/policy-admission.yaml -f manifests/pod-certificate-admission.yaml -f manifests/certificate-finalizer-admission.yaml
 
 step "running the operator as its ServiceAccount (certop run)"
 # The namespaces the shipped Deployment manages (default, kube-system: the examples').

@@ -8,7 +8,8 @@
 operator_pid=""
 managed=""
 
-# A fresh control plane in STATE with certop's namespace and RBAC, and the
+# A fresh control plane in STATE with certop's namespace, RBAC and the
+# policy that sets its finalizer on each new ClusterCertificate, and the
 # namespaces named after it, which certop manages (`managed` is the flag).
 dev_cluster_up() {
   local state="$1"
@@ -17,7 +18,8 @@ dev_cluster_up() {
   rm -rf "$state"
   "$root/scripts/dev-control-plane.sh" up "$state" >/dev/null
   export KUBECONFIG="$state/kubeconfig"
-  kubectl apply -f "$root/manifests/namespace.yaml" -f "$root/manifests/rbac.yaml" >/dev/null
+  kubectl apply -f "$root/manifests/namespace.yaml" -f "$root/manifests/rbac.yaml" \
+    -f "$root/manifests/certificate-finalizer-admission.yaml" >/dev/null
   local ns
   for ns in "$@"; do kubectl create namespace "$ns" >/dev/null; done
   managed="$("$root/scripts/manage-namespaces.sh" "$@")"

@@ -294,6 +294,32 @@ fn a_certificate_is_issued_into_a_tls_secret_with_status_events_and_metrics() {
         condition(cp, &name, "Issuing").map(|c| c.0),
         Some("False".into())
     );
+    // The finalizer came with the create (manifests/certificate-finalizer-
+    // admission.yaml): certop wrote the object itself nowhere but its status.
+    let shown = cp.kubectl(&[
+        "get",
+        "clustercertificate",
+        &name,
+        "--show-managed-fields",
+        "-o",
+        "json",
+    ]);
+    let shown: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("json");
+    assert_eq!(
+        shown["metadata"]["finalizers"],
+        serde_json::json!(["certop.dev/cleanup"])
+    );
+    let writers: Vec<&str> = shown["metadata"]["managedFields"]
+        .as_array()
+        .expect("managedFields")
+        .iter()
+        .filter(|f| f.get("subresource").is_none_or(|s| s == ""))
+        .filter_map(|f| f["manager"].as_str())
+        .collect();
+    assert!(
+        writers.iter().all(|m| m.starts_with("kubectl")),
+        "only kubectl wrote the object outside its status: {writers:?}"
+    );
 
     let described = stdout(&cp.kubectl(&["describe", "clustercertificate", &name]));
     assert!(

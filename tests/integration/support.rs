@@ -264,12 +264,9 @@ impl ControlPlane {
 
     /// The operator's namespace, the RBAC of `file` (from the repository)
     /// and the admission policies: the files of [`rbac_files`] and
-    /// [`POD_CERTIFICATE_ADMISSION`].
+    /// [`ADMISSION_SINCE_PREVIOUS`].
     pub fn install_rbac_from(&self, file: &str) {
-        for f in rbac_files(file)
-            .into_iter()
-            .chain([POD_CERTIFICATE_ADMISSION])
-        {
+        for f in rbac_files(file).into_iter().chain(ADMISSION_SINCE_PREVIOUS) {
             let out = self.kubectl(&["apply", "-f", repo_root().join(f).to_str().expect("utf-8")]);
             assert!(out.status.success(), "{f}: {}", stderr(&out));
         }
@@ -459,9 +456,13 @@ pub fn rbac_files(rbac: &str) -> [&str; 3] {
     ]
 }
 
-/// The admission policy that lets only a pod's node ask a certop signer
-/// for the pod's certificate (new since the previous release).
-pub const POD_CERTIFICATE_ADMISSION: &str = "manifests/pod-certificate-admission.yaml";
+/// The admission policies new since the previous release: the one that
+/// lets only a pod's node ask a certop signer for the pod's certificate,
+/// and the one that sets certop's finalizer on a new ClusterCertificate.
+pub const ADMISSION_SINCE_PREVIOUS: [&str; 2] = [
+    "manifests/pod-certificate-admission.yaml",
+    "manifests/certificate-finalizer-admission.yaml",
+];
 
 /// What a control plane started with `--authorization-config` runs with
 /// before certop's webhook is configured: the Node and RBAC authorizers,

@@ -69,3 +69,22 @@ pub async fn instrumented(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    /// The chart sets certop's finalizer at create (a MutatingAdmissionPolicy);
+    /// a policy that set another name would cost the patch it saves and
+    /// leave a finalizer nothing removes.
+    #[test]
+    fn the_admission_policy_sets_certops_own_finalizer() {
+        let policy =
+            include_str!("../../../charts/certop/templates/certificate-finalizer-admission.yaml");
+        assert!(
+            policy.contains(&format!(
+                "finalizers: [\"{}\"]",
+                crate::api::meta::FINALIZER
+            )),
+            "{policy}"
+        );
+    }
+}
