@@ -5,13 +5,12 @@
 //! starts a pass that derives again what the last one wrote (see
 //! `controllers::certificate_controller`); that pass read the Secret with
 //! a GET, about one request per certificate. It reads this copy instead
-//! once the Secret watch, after the write returned, has shown exactly the
-//! resourceVersion certop wrote, and nothing since: the object is then
-//! what the write returned, not what certop remembers wanting. Any other
-//! version seen (another writer, a delete, a watch that lists again) drops
-//! the copy, and the watch event that showed it starts a pass of its own,
-//! which reads the Secret. A version the watch showed before the write
-//! returned is not taken as seen: a later one may have followed it.
+//! while the newest version the Secret watch has shown is exactly the
+//! resourceVersion certop's write returned: the object is then what the
+//! write returned, not what certop remembers wanting. Any other version
+//! shown (another writer's, a delete, a watch that lists again) drops the
+//! copy, and the watch event that showed it starts a pass of its own,
+//! which reads the Secret.
 //! Bounded in count and age, so memory stays a few MiB however
 //! many certificates there are: a copy gone costs one GET, nothing else.
 
@@ -33,21 +32,63 @@ const MAX_AGE: Duration = Duration::from_secs(600);
 /// `namespace/name` of a Secret.
 type Key = String;
 
-struct Copy {
-    secret: Arc<Secret>,
-    written_at: Instant,
-    /// Tells this copy from a later one of the same Secret in `order`.
-    sequence: u64,
-    /// Whether the watch has shown this version since it was written.
-    seen: bool,
+/// A map that keeps its `CAPACITY` newest insertions.
+struct Bounded<V> {
+    values: HashMap<Key, (V, u64)>,
+    /// Insertions oldest first; an entry whose number is not the value's
+    /// was replaced since.
+    order: VecDeque<(Key, u64)>,
+    next: u64,
+}
+
+impl<V> Default for Bounded<V> {
+    fn default() -> Self {
+        Bounded {
+            values: HashMap::new(),
+            order: VecDeque::new(),
+            next: 0,
+        }
+    }
+}
+
+impl<V> Bounded<V> {
+    fn insert(&mut self, key: Key, value: V) {
+        let number = self.next;
+        self.next += 1;
+        self.order.push_back((key.clone(), number));
+        self.values.insert(key, (value, number));
+        while self.values.len() > CAPACITY || self.order.len() > 2 * CAPACITY {
+            let Some((oldest, number)) = self.order.pop_front() else {
+                break;
+            };
+            if self.values.get(&oldest).is_some_and(|(_, n)| *n == number) {
+                self.values.remove(&oldest);
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&V> {
+        self.values.get(key).map(|(v, _)| v)
+    }
+
+    fn remove(&mut self, key: &str) {
+        self.values.remove(key);
+    }
+
+    fn clear(&mut self) {
+        self.values.clear();
+        self.order.clear();
+    }
 }
 
 #[derive(Default)]
 struct Inner {
-    copies: HashMap<Key, Copy>,
-    /// Copies oldest first, for eviction.
-    order: VecDeque<(Key, u64)>,
-    next_sequence: u64,
+    /// What certop's writes returned, and when.
+    copies: Bounded<(Arc<Secret>, Instant)>,
+    /// The resourceVersion the watch showed last of each Secret (the
+    /// newest `CAPACITY` shown): a write's own event may come before the
+    /// write's answer.
+    newest: Bounded<String>,
 }
 
 /// See the module documentation.
@@ -58,6 +99,14 @@ pub struct WrittenSecrets {
 
 fn key(namespace: &str, name: &str) -> Key {
     format!("{namespace}/{name}")
+}
+
+fn key_of<K: kube::Resource>(object: &K) -> Key {
+    let meta = object.meta();
+    key(
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
 }
 
 impl WrittenSecrets {
@@ -72,33 +121,8 @@ impl WrittenSecrets {
         }
         let mut copy = secret.clone();
         crate::operator::runtime::shared_store::slim(&mut copy);
-        let key = key(&secret.namespace().unwrap_or_default(), &secret.name_any());
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        let sequence = inner.next_sequence;
-        inner.next_sequence += 1;
-        inner.order.push_back((key.clone(), sequence));
-        inner.copies.insert(
-            key,
-            Copy {
-                secret: Arc::new(copy),
-                written_at: now,
-                sequence,
-                seen: false,
-            },
-        );
-        while inner.copies.len() > CAPACITY || inner.order.len() > 2 * CAPACITY {
-            let Some((oldest, sequence)) = inner.order.pop_front() else {
-                break;
-            };
-            if inner
-                .copies
-                .get(&oldest)
-                .is_some_and(|c| c.sequence == sequence)
-            {
-                inner.copies.remove(&oldest);
-            }
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.copies.insert(key_of(secret), (Arc::new(copy), now));
         }
     }
 
@@ -111,9 +135,11 @@ impl WrittenSecrets {
     fn get_at(&self, namespace: &str, name: &str, now: Instant) -> Option<Secret> {
         let key = key(namespace, name);
         let inner = self.inner.lock().ok()?;
-        let copy = inner.copies.get(&key)?;
-        (copy.seen && now.saturating_duration_since(copy.written_at) <= MAX_AGE)
-            .then(|| Secret::clone(&copy.secret))
+        let (copy, written_at) = inner.copies.get(&key)?;
+        let newest = inner.newest.get(&key)?;
+        (copy.resource_version().as_deref() == Some(newest.as_str())
+            && now.saturating_duration_since(*written_at) <= MAX_AGE)
+            .then(|| Secret::clone(copy))
     }
 
     /// What the Secret watch showed: the newest version of a Secret, its
@@ -125,24 +151,26 @@ impl WrittenSecrets {
         };
         match event {
             watcher::Event::Apply(s) | watcher::Event::InitApply(s) => {
-                let key = key(&s.namespace().unwrap_or_default(), &s.name_any());
-                let Some(copy) = inner.copies.get_mut(&key) else {
-                    return;
-                };
-                if copy.secret.resource_version() == s.resource_version() {
-                    copy.seen = true;
-                } else {
+                let key = key_of(s);
+                let version = s.resource_version().unwrap_or_default();
+                // A copy of another version is never current again.
+                if inner
+                    .copies
+                    .get(&key)
+                    .is_some_and(|(c, _)| c.resource_version().as_deref() != Some(&version))
+                {
                     inner.copies.remove(&key);
                 }
+                inner.newest.insert(key, version);
             }
             watcher::Event::Delete(s) => {
-                inner
-                    .copies
-                    .remove(&key(&s.namespace().unwrap_or_default(), &s.name_any()));
+                let key = key_of(s);
+                inner.copies.remove(&key);
+                inner.newest.remove(&key);
             }
             watcher::Event::Init => {
                 inner.copies.clear();
-                inner.order.clear();
+                inner.newest.clear();
             }
             watcher::Event::InitDone => {}
         }
@@ -151,7 +179,7 @@ impl WrittenSecrets {
     /// How many copies are held (for tests and the memory's accounting).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.copies.len()).unwrap_or(0)
+        self.inner.lock().map(|i| i.copies.values.len()).unwrap_or(0)
     }
 }
 
@@ -198,14 +226,17 @@ mod tests {
     }
 
     #[test]
-    fn a_version_seen_before_the_write_returned_is_not_taken_as_seen() {
-        // The watch showed certop's write and then another writer's before
-        // the write's answer was kept: the copy is older than what is seen.
+    fn the_watch_may_show_a_write_before_its_answer_comes() {
         let w = WrittenSecrets::default();
         w.observe(&seen("a", "5"));
-        w.observe(&seen("a", "6"));
         w.wrote(&secret("a", "5"));
-        assert!(w.get("ns", "a").is_none());
+        assert!(w.get("ns", "a").is_some(), "its own version, shown first");
+        // certop's write and then another writer's, both shown before the
+        // write's answer was kept: the copy is older than the newest.
+        w.observe(&seen("b", "5"));
+        w.observe(&seen("b", "6"));
+        w.wrote(&secret("b", "5"));
+        assert!(w.get("ns", "b").is_none());
     }
 
     #[test]
