@@ -22,8 +22,13 @@ cd "$root"
 state="${STATE:-$root/.certop-dev/bench-compare}"
 mkdir -p "$state"
 cargo build --quiet --release --bin certop --example bulk_create
-certop="$root/target/release/certop"
-bulk_create="$root/target/release/examples/bulk_create"
+# Copies of what was just built: a build of another checkout that shares
+# the target directory cannot swap them under the run.
+target="${CARGO_TARGET_DIR:-$root/target}"
+cp "$target/release/certop" "$state/certop.bin"
+cp "$target/release/examples/bulk_create" "$state/bulk_create.bin"
+certop="$state/certop.bin"
+bulk_create="$state/bulk_create.bin"
 cert_manager="$(tests/cert-manager/build.sh)"
 helm="$(tests/helm/build.sh)"
 cm_module="$(cd tests/cert-manager && go list -m -f '{{.Dir}}' github.com/cert-manager/cert-manager)"

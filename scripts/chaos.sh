@@ -14,7 +14,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 state="$root/.certop-dev/chaos"
 cargo build --quiet --release --bin certop
-certop="$root/target/release/certop"
+# A copy of what was just built (beside the state, which each run
+# removes): a build of another checkout that shares the target directory
+# cannot swap it under the run.
+mkdir -p "$root/.certop-dev"
+cp "${CARGO_TARGET_DIR:-$root/target}/release/certop" "$root/.certop-dev/chaos-certop.bin"
+certop="$root/.certop-dev/chaos-certop.bin"
 . scripts/lib/dev-cluster.sh
 cleanup() {
   operator_stop KILL

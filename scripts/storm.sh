@@ -15,7 +15,12 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 state="$root/.certop-dev/storm"
 cargo build --quiet --release --bin certop --example bulk_create
-certop="$root/target/release/certop"
+# Copies of what was just built (a build of another checkout that shares
+# the target directory cannot swap them under the run).
+mkdir -p "$root/.certop-dev"
+cp "${CARGO_TARGET_DIR:-$root/target}/release/certop" "$root/.certop-dev/storm-certop.bin"
+cp "${CARGO_TARGET_DIR:-$root/target}/release/examples/bulk_create" "$root/.certop-dev/storm-bulk_create.bin"
+certop="$root/.certop-dev/storm-certop.bin"
 . scripts/lib/dev-cluster.sh
 sampler_pid=""
 cleanup() {
@@ -43,7 +48,7 @@ sampler_pid=$!
 
 for i in $(seq 1 "$n"); do
   printf '{"apiVersion":"certop.dev/v1","kind":"ClusterCertificate","metadata":{"name":"s%d"},"spec":{"issuerRef":{"name":"storm"},"secretName":"s%d","secretNamespace":"storm","dnsNames":["s%d.example"],"duration":"6m","renewBefore":"3m"}}\n' "$i" "$i" "$i"
-done | target/release/examples/bulk_create 16 >/dev/null
+done | "$root/.certop-dev/storm-bulk_create.bin" 16 >/dev/null
 created=$(date +%s.%N)
 
 # name revision notAfter, one line per certificate.
