@@ -200,6 +200,9 @@ pub(super) enum Recorded {
     /// A CertificateRevocation already covers it: replace it.
     Revoked,
     Blocked(Blocked),
+    /// Being written with other passes' records (a backlog): a later pass
+    /// takes what the write found.
+    Pending,
 }
 
 pub(super) fn revoked_for_good(cert: &ClusterCertificate, serial: &str) -> Blocked {
@@ -218,7 +221,7 @@ pub(super) fn revoked_for_good(cert: &ClusterCertificate, serial: &str) -> Block
 /// certificate issued while a revocation was being applied is not missed.
 pub(super) async fn record(
     cert: &ClusterCertificate,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     leaf: &CertificateInfo,
     key: u32,
     now: DateTime<Utc>,
@@ -226,13 +229,14 @@ pub(super) async fn record(
     let ca = &cert.spec.issuer_ref.name;
     let rules: Vec<(RevocationRule, RevocationReason)> = ledger_store::rules_of_ca(ctx, ca);
     let entry = LedgerEntry::of(leaf, Some(&cert.name_any()), key);
-    match ledger_store::record(ctx, ca, entry, &rules, now).await {
-        Ok(ledger_store::Recorded::Revoked) => Ok(Recorded::Revoked),
-        Ok(ledger_store::Recorded::Live) => Ok(Recorded::Live),
-        Ok(ledger_store::Recorded::RevokedForGood) => Ok(Recorded::Blocked(revoked_for_good(
-            cert,
-            &leaf.serial.to_string(),
-        ))),
+    use ledger_store::Deferred;
+    match ledger_store::record_deferred(ctx, ca, entry, &rules, now).await {
+        Ok(Deferred::Pending) => Ok(Recorded::Pending),
+        Ok(Deferred::Recorded(ledger_store::Recorded::Revoked)) => Ok(Recorded::Revoked),
+        Ok(Deferred::Recorded(ledger_store::Recorded::Live)) => Ok(Recorded::Live),
+        Ok(Deferred::Recorded(ledger_store::Recorded::RevokedForGood)) => Ok(Recorded::Blocked(
+            revoked_for_good(cert, &leaf.serial.to_string()),
+        )),
         Err(Error::Ledger(e)) => Ok(Recorded::Blocked(Blocked::new(
             e.reason(),
             format!(

@@ -63,12 +63,13 @@ pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duratio
 }
 
 pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let shared = &ctx;
     let ctx: &Context = &ctx;
     reconcile_with_finalizer(
         "clustercertificate",
         cert,
         ctx,
-        |o| async move { apply(&o, ctx).await },
+        |o| async move { apply(&o, shared).await },
         |o| async move { cleanup(&o, ctx).await },
     )
     .await
@@ -155,14 +156,14 @@ async fn issuer(
     }
 }
 
-async fn apply(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
+async fn apply(cert: &ClusterCertificate, ctx: &Arc<Context>) -> Result<Action, Error> {
     apply_at(cert, ctx, Utc::now()).await
 }
 
 /// One pass with the clock at `now` (the scenarios move it).
 pub(super) async fn apply_at(
     cert: &ClusterCertificate,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
     apply_pass(cert, ctx, now, false, decide::secret_read(cert)).await
@@ -174,7 +175,7 @@ pub(super) async fn apply_at(
 /// `issuedBefore` lies in the future, which is then reported.
 async fn apply_pass(
     cert: &ClusterCertificate,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     now: DateTime<Utc>,
     replacing: bool,
     read: SecretRead,
@@ -264,7 +265,7 @@ async fn apply_pass(
 /// revocation covered the moment it was recorded).
 async fn ensure_recorded(
     cert: &ClusterCertificate,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     held: &Held,
     issued: Option<&IssueReason>,
     replacing: bool,
@@ -280,6 +281,11 @@ async fn ensure_recorded(
     }
     let blocked = match record(cert, ctx, &held.leaf, held.key, now).await? {
         Recorded::Live => return Ok(None),
+        // The Secret is written and the status waits for the record: the
+        // next pass finishes (this one frees its place for others).
+        Recorded::Pending => {
+            return Ok(Some(Action::requeue(ledger_store::DEFERRED_RETRY)));
+        }
         Recorded::Blocked(blocked) => blocked,
         Recorded::Revoked if replacing => revoked_for_good(cert, &held.leaf.serial.to_string()),
         Recorded::Revoked => {

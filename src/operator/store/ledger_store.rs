@@ -137,6 +137,15 @@ pub fn shard_config_map(
     }
 }
 
+/// Every shard of `ca` as if just written: the next records for it are
+/// deferred (when deferral is on), as under a backlog.
+#[cfg(test)]
+pub fn as_if_busy(ctx: &Context, ca: &str) {
+    let names: Vec<String> = (0..ledger::SHARDS).map(|i| shard_name(ca, i)).collect();
+    ctx.ledger_groups
+        .written_now(names.iter().map(String::as_str));
+}
+
 fn selector(ca: &str) -> String {
     format!("{}={}", meta::LEDGER, ca_key(ca))
 }
@@ -301,6 +310,72 @@ pub async fn record_gathered(
     record_in_group(ctx, ca, entry, rules, Patience::Gather, now).await
 }
 
+/// What a deferred record came to so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deferred {
+    Recorded(Recorded),
+    /// Being written with others: ask again after `DEFERRED_RETRY`.
+    Pending,
+}
+
+/// How soon a pass whose record was deferred asks again: when the group it
+/// joined has been written, under load.
+pub const DEFERRED_RETRY: std::time::Duration =
+    group::GATHER.saturating_add(std::time::Duration::from_millis(500));
+
+/// `record`, for a pass that need not wait for its record: the
+/// ClusterCertificate passes, whose next step (the status that names the
+/// serial) may come in a later pass. A record for a shard that is idle is
+/// written at once and waited for, as `record`. One for a busy shard (a
+/// backlog: it has a writer, or was written less than `group::GATHER`
+/// ago) is written by a task of its own with those of other passes, as the
+/// pod certificates' are, and the pass ends with `Pending` instead of
+/// holding one of the controller's few concurrent passes while it waits;
+/// its next pass, or any pass of the same certificate, takes what the
+/// write found. Nothing is handed out on it: until a pass takes `Recorded`
+/// the status does not name the serial, which means "not yet recorded",
+/// and an operator that stops meanwhile records it again (idempotent).
+pub async fn record_deferred(
+    ctx: &std::sync::Arc<Context>,
+    ca: &str,
+    entry: LedgerEntry,
+    rules: &[(RevocationRule, RevocationReason)],
+    now: DateTime<Utc>,
+) -> Result<Deferred, Error> {
+    let shard = ledger::shard_of(&entry.serial);
+    let name = shard_name(ca, shard);
+    let key = format!("{name}/{}", entry.serial);
+    match ctx.ledger_groups.deferral(&key) {
+        Some(group::Deferral::Pending) => return Ok(Deferred::Pending),
+        Some(group::Deferral::Finished(found, _)) => {
+            return match found {
+                Ok(recorded) => Ok(Deferred::Recorded(recorded)),
+                Err(GroupFailure::Ledger(e)) => Err(e.into()),
+                Err(GroupFailure::Write(message)) => Err(Error::LedgerGroupWrite(message)),
+            };
+        }
+        None => {}
+    }
+    if !ctx.ledger_groups.busy(&name) {
+        return record_in_group(ctx, ca, entry, rules, Patience::Prompt, now)
+            .await
+            .map(Deferred::Recorded);
+    }
+    if ctx.ledger_groups.defer(&key) {
+        let (ctx, ca, rules) = (ctx.clone(), ca.to_string(), rules.to_vec());
+        tokio::spawn(async move {
+            let found = record_in_group(&ctx, &ca, entry, &rules, Patience::Gather, now)
+                .await
+                .map_err(|e| match e {
+                    Error::Ledger(ledger) => GroupFailure::Ledger(ledger),
+                    other => GroupFailure::Write(other.to_string()),
+                });
+            ctx.ledger_groups.finish(key, found);
+        });
+    }
+    Ok(Deferred::Pending)
+}
+
 async fn record_in_group(
     ctx: &Context,
     ca: &str,
@@ -355,10 +430,16 @@ async fn write_group(
         _ => tokio::task::yield_now().await,
     }
     let group = writer.take();
+    // The rules as they are now, beside those each pass saw: a revocation
+    // created while a record waited in its group covers it too.
+    let current = rules_of_ca(ctx, ca);
     let written = modify_shard(ctx, ca, shard, now, |entries| {
         group
             .iter()
-            .map(|w| record_into(entries, &w.entry, &w.rules, w.now))
+            .map(|w| {
+                let rules: Vec<_> = w.rules.iter().chain(&current).cloned().collect();
+                record_into(entries, &w.entry, &rules, w.now)
+            })
             .collect::<Vec<_>>()
     })
     .await;

@@ -179,7 +179,10 @@ impl WrittenSecrets {
     /// How many copies are held (for tests and the memory's accounting).
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.copies.values.len()).unwrap_or(0)
+        self.inner
+            .lock()
+            .map(|i| i.copies.values.len())
+            .unwrap_or(0)
     }
 }
 

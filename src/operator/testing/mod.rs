@@ -116,8 +116,12 @@ pub fn context(
         policies,
         ca_secrets,
     };
+    let ctx = Context::new(api.client(), settings, stores);
+    // Each scenario pass finishes what it starts; the deferral of records
+    // has a scenario of its own.
+    ctx.ledger_groups.set_deferral(false);
     (
-        Arc::new(Context::new(api.client(), settings, stores)),
+        Arc::new(ctx),
         Writers {
             cas: ca_writer,
             certificates: cert_writer,

@@ -413,6 +413,77 @@ fn a_new_certificate_creates_its_secret_unread_and_one_that_exists_is_read_never
 }
 
 #[test]
+fn under_a_backlog_the_record_is_written_with_others_and_the_status_waits_for_it() {
+    runtime().block_on(async {
+        let w = world();
+        w.ctx.ledger_groups.set_deferral(true);
+        ledger_store::as_if_busy(&w.ctx, "ca");
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        assert_eq!(
+            w.status().serial_number,
+            None,
+            "no status names a serial not yet recorded"
+        );
+        assert!(w.ledger().is_empty(), "the record waits for its group");
+        // A pass meanwhile neither signs again nor writes anything.
+        let writes = w.api.writes();
+        w.certificate_pass().await.expect("pending");
+        assert_eq!(w.api.writes(), writes, "{:?}", &w.api.log()[writes..]);
+
+        tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+        w.settle_certificate().await;
+        assert_eq!(w.status().serial_number, Some(serial.clone()));
+        assert_eq!(
+            w.secret_serial(),
+            serial,
+            "the same certificate, no second key"
+        );
+        let recorded: Vec<String> = w.ledger().into_iter().map(|e| e.serial).collect();
+        assert_eq!(recorded, [serial]);
+        assert_eq!(
+            w.api
+                .log()
+                .iter()
+                .filter(|l| l.starts_with("POST ") && l.ends_with("/namespaces/app/secrets"))
+                .count(),
+            1
+        );
+    });
+}
+
+#[test]
+fn a_deferred_record_whose_write_fails_is_recorded_by_a_later_pass() {
+    runtime().block_on(async {
+        let w = world();
+        w.ctx.ledger_groups.set_deferral(true);
+        ledger_store::as_if_busy(&w.ctx, "ca");
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        // The group's write (the next write of all) fails.
+        w.api.fail_write(1, Fault::Status(500));
+        tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+        assert!(w.ledger().is_empty());
+        assert!(
+            w.certificate_pass().await.is_err(),
+            "the pass that takes the failure fails (and backs off)"
+        );
+        assert_eq!(w.status().serial_number, None);
+        // The shard is still busy: the record is deferred again, and its
+        // next pass finishes.
+        w.settle_certificate().await;
+        tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+        w.settle_certificate().await;
+        assert_eq!(w.status().serial_number, Some(serial.clone()));
+        assert_eq!(w.secret_serial(), serial, "recorded, never re-issued");
+        assert_eq!(
+            w.ledger().into_iter().map(|e| e.serial).collect::<Vec<_>>(),
+            [serial]
+        );
+    });
+}
+
+#[test]
 fn the_echo_of_an_issuance_reads_no_secret_until_another_writer_changes_it() {
     runtime().block_on(async {
         let w = world();

@@ -36,7 +36,7 @@ use crate::pki::RevocationReason;
 /// `GATHER` plus a write, so the ledger costs about 64 / (rate × 1.6 s)
 /// writes per record: 0.12 at 330 a second (1 s gave 0.16–0.18). A pass
 /// waits for its record at most this much longer than the write itself.
-pub(super) const GATHER: std::time::Duration = std::time::Duration::from_millis(1500);
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Whether a pass may wait for more records to join its write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,11 +85,36 @@ pub(super) enum GroupFailure {
 }
 
 /// The records waiting, per shard ConfigMap name, and whether the shard
-/// has a writer (it has one exactly while its entry exists).
-#[derive(Default)]
+/// has a writer (it has one exactly while its entry exists); and the
+/// deferred records (`ledger_store::record_deferred`) by shard and serial.
 pub struct RecordGroups {
     shards: Mutex<Shards>,
+    deferred: Mutex<HashMap<String, Deferral>>,
+    /// Whether a record for a busy shard is deferred (off in the
+    /// scenarios, which run their passes one after the other and expect
+    /// each to finish what it starts).
+    defer: std::sync::atomic::AtomicBool,
 }
+
+impl Default for RecordGroups {
+    fn default() -> Self {
+        RecordGroups {
+            shards: Mutex::default(),
+            deferred: Mutex::default(),
+            defer: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
+}
+
+/// A deferred record: being written, or what its write found (kept until
+/// its pass asks, at most `FINISHED_KEPT`).
+pub(super) enum Deferral {
+    Pending,
+    Finished(Result<Recorded, GroupFailure>, Instant),
+}
+
+/// How long what a deferred write found waits for its pass to ask.
+const FINISHED_KEPT: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Default)]
 struct Shards {
@@ -109,6 +134,74 @@ impl Shards {
 }
 
 impl RecordGroups {
+    /// Turns the deferral of records for busy shards on or off.
+    pub fn set_deferral(&self, on: bool) {
+        self.defer.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a record for `shard` is better deferred than waited for:
+    /// the shard has a writer, or was written less than `GATHER` ago, so
+    /// its record gathers with others (a backlog).
+    pub(super) fn busy(&self, shard: &str) -> bool {
+        if !self.defer.load(std::sync::atomic::Ordering::Relaxed) {
+            return false;
+        }
+        let shards = self.lock();
+        shards.queues.contains_key(shard)
+            || shards
+                .written
+                .get(shard)
+                .is_some_and(|t| t.elapsed() < GATHER)
+    }
+
+    /// As if every shard of `names` had just been written (a backlog).
+    #[cfg(test)]
+    pub fn written_now<'a>(&self, names: impl IntoIterator<Item = &'a str>) {
+        let mut shards = self.lock();
+        for name in names {
+            shards.written.insert(name.to_string(), Instant::now());
+        }
+    }
+
+    /// What became of the deferred record `key`: still pending, finished
+    /// (taken: asked once), or unknown (never deferred, or forgotten).
+    pub(super) fn deferral(&self, key: &str) -> Option<Deferral> {
+        let mut deferred = self
+            .deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match deferred.get(key) {
+            Some(Deferral::Pending) => Some(Deferral::Pending),
+            Some(Deferral::Finished(..)) => deferred.remove(key),
+            None => None,
+        }
+    }
+
+    /// Marks `key` deferred; false if it already was.
+    pub(super) fn defer(&self, key: &str) -> bool {
+        let mut deferred = self
+            .deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        deferred.retain(|_, d| match d {
+            Deferral::Pending => true,
+            Deferral::Finished(_, at) => at.elapsed() < FINISHED_KEPT,
+        });
+        if deferred.contains_key(key) {
+            return false;
+        }
+        deferred.insert(key.to_string(), Deferral::Pending);
+        true
+    }
+
+    /// What the deferred write of `key` found.
+    pub(super) fn finish(&self, key: String, found: Result<Recorded, GroupFailure>) {
+        self.deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, Deferral::Finished(found, Instant::now()));
+    }
+
     /// Queues a record for `shard`: the receiver of its turns. It is told
     /// `Write` at once when the shard has no writer.
     pub(super) fn join(
