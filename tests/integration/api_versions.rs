@@ -82,11 +82,17 @@ fn a_v1alpha1_write_is_warned_and_reads_back_and_is_stored_as_v1() {
 }
 
 /// `kubectl explain` reads the descriptions from the API server's OpenAPI
-/// of the CRDs, in both versions, down to nested fields.
+/// of the CRDs, in both versions: each kind's own, and its fields' down to
+/// nested ones.
 #[test]
 fn kubectl_explain_describes_every_kind_in_both_versions() {
     let cp = control_plane();
     let cases = [
+        // Words of the kind's own description alone (not its spec's).
+        ("certificateauthorities", "Cluster-scoped."),
+        ("clustercertificates", "Cluster-scoped."),
+        ("certificaterevocations", "Cluster-scoped."),
+        ("certificatepolicies", "Cluster-scoped."),
         (
             "clustercertificates.spec.issuerRef.name",
             "The CertificateAuthority's name.",
