@@ -1,5 +1,5 @@
 # certop: a static, non-root image (distroless).
-#   docker build -t certop:latest .
+#   docker build -t certop:$VERSION .   (the chart's appVersion, charts/certop/Chart.yaml)
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # aws-lc-rs builds its C core with cmake and clang.

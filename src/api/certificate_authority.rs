@@ -26,6 +26,7 @@ pub const MIN_CA_LIFETIME: chrono::Duration = chrono::Duration::hours(1);
     group = "certop.dev",
     version = "v1",
     kind = "CertificateAuthority",
+    doc = "An internal certificate authority. certop keeps its key in a Secret in its own namespace (generated, or adopted from an existing Secret), signs with it the ClusterCertificates that name it in issuerRef and the CRLs of its CertificateRevocations, publishes its certificate as a trust bundle, and replaces its key before it expires as spec.rotation says. A CA that has a key never gets a new one: delete and re-create it to start a new CA. Cluster-scoped.",
     plural = "certificateauthorities",
     shortname = "ca",
     status = "CertificateAuthorityStatus",

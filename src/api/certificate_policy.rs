@@ -18,6 +18,7 @@ use crate::api::{KeyUsage, Profile};
     group = "certop.dev",
     version = "v1",
     kind = "CertificatePolicy",
+    doc = "Which identities the CertificateAuthorities it names may sign: a request is signed only if the policy allows every identity it asks for, and only for a requester RBAC grants the verb use on the policy. Cluster-scoped.",
     plural = "certificatepolicies",
     shortname = "cpol",
     printcolumn(

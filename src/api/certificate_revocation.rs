@@ -15,6 +15,7 @@ use super::RevocationReason;
     group = "certop.dev",
     version = "v1",
     kind = "CertificateRevocation",
+    doc = "A revocation of certificates a CertificateAuthority issued, by serial number or by rule; certop lists them in the CA's CRL and re-issues the ClusterCertificates they cover with new keys. Deleting it does not un-revoke what it revoked. Cluster-scoped.",
     plural = "certificaterevocations",
     shortname = "crev",
     status = "CertificateRevocationStatus",

@@ -15,6 +15,7 @@ use super::{
     group = "certop.dev",
     version = "v1",
     kind = "ClusterCertificate",
+    doc = "A certificate and its private key that certop issues from a CertificateAuthority (spec.issuerRef) into a kubernetes.io/tls Secret (spec.secretName in spec.secretNamespace), and re-issues before it expires (spec.renewBefore), when its spec changes, or when it is revoked. Cluster-scoped.",
     plural = "clustercertificates",
     shortname = "ccert",
     status = "ClusterCertificateStatus",
@@ -227,7 +228,7 @@ pub enum KeyUsage {
 #[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PrivateKeySettings {
-    /// Default ECDSA-P256.
+    /// The private key's algorithm. Default ECDSA-P256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub algorithm: Option<KeyAlgorithm>,
     /// Whether a renewal replaces the key. Default Always.

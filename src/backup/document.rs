@@ -231,9 +231,11 @@ mod tests {
         assert_eq!(again, written);
     }
 
-    /// A document of format version 1 as certop wrote it: every later
-    /// certop must read it (tests/fixtures/backup-v1.json is never edited;
-    /// a new version gets a file of its own).
+    /// A document of format version 1, written by hand with every role
+    /// and its custom resources as `v1alpha1`: every later certop must
+    /// read it (tests/fixtures/backup-v1.json is never edited; a new
+    /// version gets a file of its own). One `kubectl certop backup` wrote
+    /// from a cluster is restored in `backup::written`.
     #[test]
     fn a_version_1_document_stays_readable() {
         let fixture = include_bytes!("../../tests/fixtures/backup-v1.json");

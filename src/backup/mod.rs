@@ -9,5 +9,7 @@ pub mod document;
 pub mod restore_plan;
 pub mod seal;
 pub mod select;
+#[cfg(test)]
+mod written;
 
 pub use document::{Backup, DocumentError, FORMAT, FORMAT_VERSION, Role};

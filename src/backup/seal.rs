@@ -233,6 +233,33 @@ mod tests {
         );
     }
 
+    /// `--recipient` repeated: any one of the keys restores the backup
+    /// (the user guide's promise), and a key not among them does not.
+    #[test]
+    fn a_backup_to_several_recipients_opens_with_any_of_their_keys() {
+        let plaintext = br#"{"format":"certop.dev/backup"}"#;
+        let keys = [
+            age::x25519::Identity::generate(),
+            age::x25519::Identity::generate(),
+        ];
+        let sealed = seal(
+            plaintext,
+            &Sealing::recipients(&keys.each_ref().map(|k| k.to_public().to_string()))
+                .expect("recipients"),
+        )
+        .expect("seal");
+        for key in &keys {
+            let opened = open(&sealed, &identities(&identity_file(key)).expect("id"))
+                .expect("opens with either key");
+            assert_eq!(opened, plaintext);
+        }
+        let stranger = identities(&identity_file(&age::x25519::Identity::generate())).expect("id");
+        assert!(matches!(
+            open(&sealed, &stranger),
+            Err(SealError::NoMatchingIdentity)
+        ));
+    }
+
     #[test]
     fn bad_keys_are_named_and_never_echo_a_secret() {
         assert!(matches!(passphrase(""), Err(SealError::EmptyPassphrase)));

@@ -44,7 +44,7 @@ fn stored_versions(cp: &ControlPlane, plural: &str) -> Value {
 
 /// The one test that still writes v1alpha1: the API server accepts it with
 /// its deprecation warning, which reaches kubectl's user, and the object
-/// reads back, and is stored, as v1.
+/// reads back, and is stored, as v1. Each of the four kinds warns.
 #[test]
 fn a_v1alpha1_write_is_warned_and_reads_back_and_is_stored_as_v1() {
     let cp = control_plane();
@@ -79,14 +79,47 @@ fn a_v1alpha1_write_is_warned_and_reads_back_and_is_stored_as_v1() {
     );
     let out = cp.kubectl(&["delete", "clustercertificate", &name, "--wait=false"]);
     assert!(out.status.success(), "{}", stderr(&out));
+
+    // Every other kind warns the same (a server-side dry run: nothing is
+    // stored for the operator to act on).
+    for (kind, spec) in [
+        ("CertificateAuthority", "subject: {commonName: alpha}"),
+        (
+            "CertificateRevocation",
+            "issuerRef: {name: no-such-ca}\n  reason: keyCompromise\n  serialNumbers: [\"01\"]",
+        ),
+        (
+            "CertificatePolicy",
+            "authorities: [no-such-ca]\n  allowed: {commonNames: [alpha]}",
+        ),
+    ] {
+        let manifest = format!(
+            "apiVersion: certop.dev/v1alpha1\nkind: {kind}\nmetadata:\n  name: {name}\nspec:\n  {spec}\n"
+        );
+        let out = cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &manifest);
+        assert!(out.status.success(), "{kind}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(&format!(
+                "Warning: certop.dev/v1alpha1 {kind} is deprecated; use certop.dev/v1 (the same fields)"
+            )),
+            "{kind}: kubectl printed: {}",
+            stderr(&out)
+        );
+    }
 }
 
 /// `kubectl explain` reads the descriptions from the API server's OpenAPI
-/// of the CRDs, in both versions, down to nested fields.
+/// of the CRDs, in both versions: each kind's own, and its fields' down to
+/// nested ones.
 #[test]
 fn kubectl_explain_describes_every_kind_in_both_versions() {
     let cp = control_plane();
     let cases = [
+        // Words of the kind's own description alone (not its spec's).
+        ("certificateauthorities", "Cluster-scoped."),
+        ("clustercertificates", "Cluster-scoped."),
+        ("certificaterevocations", "Cluster-scoped."),
+        ("certificatepolicies", "Cluster-scoped."),
         (
             "clustercertificates.spec.issuerRef.name",
             "The CertificateAuthority's name.",

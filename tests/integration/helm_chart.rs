@@ -155,7 +155,9 @@ fn the_helm_chart_lints_and_the_api_server_accepts_its_rendering() {
 
     // The real API server accepts every object the chart renders (in the
     // namespace `helm install --create-namespace` would make), with every
-    // feature on too.
+    // feature on too, and the dashboard's ConfigMap (the PrometheusRule's
+    // kind is the Prometheus Operator's CRD, not served here: promtool
+    // checks its rules, tests/alerts.rs).
     let ns = cp.kubectl(&[
         "apply",
         "-f",
@@ -164,7 +166,11 @@ fn the_helm_chart_lints_and_the_api_server_accepts_its_rendering() {
             .to_string_lossy(),
     ]);
     assert!(ns.status.success(), "{}", stderr(&ns));
-    for rendering in [rendered, render(ALL_FEATURES)] {
+    for rendering in [
+        rendered,
+        render(ALL_FEATURES),
+        render(&["grafanaDashboard.enabled=true"]),
+    ] {
         let applied = cp.kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &rendering);
         assert!(applied.status.success(), "{}", stderr(&applied));
     }
@@ -501,10 +507,33 @@ fn the_helm_values_render_the_flags_with_the_rules_and_a_pdb_only_for_two_replic
     assert_eq!(pdbs(&["replicas=3"]), 1);
 }
 
+/// Each release's chart runs that release's operator: the image tag is the
+/// chart's appVersion unless `image.tag` is set, never a floating tag a
+/// node keeps cached through `helm upgrade` (which would leave the
+/// previous operator running over the new CRDs).
+#[test]
+fn the_deployment_runs_the_image_of_the_charts_app_version() {
+    let chart: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo_root().join("charts/certop/Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml is YAML");
+    let app_version = chart["appVersion"].as_str().expect("appVersion");
+    let image = |sets: &[&str]| {
+        objects(&render(sets))[&("Deployment".to_string(), "certop".to_string())]
+            ["spec"]["template"]["spec"]["containers"][0]["image"]
+            .clone()
+    };
+    assert_eq!(image(&[]), format!("certop:{app_version}").as_str());
+    assert_eq!(
+        image(&["image.repository=registry.example/certop", "image.tag=dev"]),
+        "registry.example/certop:dev"
+    );
+}
+
 /// The PrometheusRule is the unit-tested rules file (tests/alerts.rs), with
 /// the runbook links pointing where the values say, and the dashboard
-/// ConfigMap holds the dashboard as committed. The API server accepts both
-/// (the ConfigMap; the PrometheusRule's CRD is the Prometheus Operator's).
+/// ConfigMap holds the dashboard as committed (the API server accepts it:
+/// the test above). Neither renders unless asked.
 #[test]
 fn the_alerts_and_the_dashboard_render_as_the_files_they_are_tested_as() {
     let rendered = render(&[
