@@ -150,6 +150,8 @@ bench-podcerts: control-plane
 	@scripts/podcert-bench.sh $(if $(filter command line environment,$(origin N)),$(N),10000)
 
 # Scripted scale run against a real control plane: N=1000 make scale
+# (BACKLOG=1: from a backlog, then a restart with all present; ROTATE=1: a
+# CA rotation with all present; see scripts/scale.sh)
 N ?= 500
 scale: control-plane
 	@scripts/scale.sh $(N)
