@@ -34,6 +34,12 @@ rm -rf "$tmp"
 
 step "installing the operator's namespace, least-privilege RBAC and the policy admission guard (manifests/)"
 kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/policy-admission.yaml -f manifests/pod-certificate-admission.yaml -f manifests/certificate-finalizer-admission.yaml
+# kube-apiserver admits ClusterCertificates through the finalizer policy
+# once it has loaded the CRDs' schema, a few seconds after they appear.
+for _ in $(seq 1 120); do
+  kubectl create --dry-run=server -f manifests/examples/web-server.yaml >/dev/null 2>&1 && break
+  sleep 0.5
+done
 
 step "running the operator as its ServiceAccount (certop run)"
 # The namespaces the shipped Deployment manages (default, kube-system: the examples').

@@ -20,9 +20,24 @@ dev_cluster_up() {
   export KUBECONFIG="$state/kubeconfig"
   kubectl apply -f "$root/manifests/namespace.yaml" -f "$root/manifests/rbac.yaml" \
     -f "$root/manifests/certificate-finalizer-admission.yaml" >/dev/null
+  wait_certificate_admission
   local ns
   for ns in "$@"; do kubectl create namespace "$ns" >/dev/null; done
   managed="$("$root/scripts/manage-namespaces.sh" "$@")"
+}
+
+# Until kube-apiserver has loaded the CRDs' schema for the finalizer policy
+# (a MutatingAdmissionPolicy), it refuses ClusterCertificate creates with
+# ServiceUnavailable: waits until a server-side dry run is admitted.
+wait_certificate_admission() {
+  local _
+  for _ in $(seq 1 120); do
+    printf 'apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata: {name: admission-probe}\nspec:\n  issuerRef: {name: probe}\n  secretName: probe\n  secretNamespace: default\n  commonName: probe\n' |
+      kubectl create --dry-run=server -f - >/dev/null 2>&1 && return 0
+    sleep 0.5
+  done
+  echo "ClusterCertificates are not admitted after 60 s" >&2
+  return 1
 }
 
 dev_cluster_down() {

@@ -270,6 +270,30 @@ impl ControlPlane {
             let out = self.kubectl(&["apply", "-f", repo_root().join(f).to_str().expect("utf-8")]);
             assert!(out.status.success(), "{f}: {}", stderr(&out));
         }
+        self.wait_for_certificate_admission();
+    }
+
+    /// Until kube-apiserver has loaded the schema of certop's kinds for the
+    /// finalizer policy (a MutatingAdmissionPolicy), it refuses their
+    /// creates with ServiceUnavailable, for a few seconds after the CRDs
+    /// are installed: waits until a create (a server-side dry run) of each
+    /// version is admitted.
+    pub fn wait_for_certificate_admission(&self) {
+        for version in ["v1", "v1alpha1"] {
+            let yaml = format!(
+                "apiVersion: certop.dev/{version}\nkind: ClusterCertificate\nmetadata: {{name: admission-probe}}\nspec:\n  issuerRef: {{name: probe}}\n  secretName: probe\n  secretNamespace: default\n  commonName: probe\n"
+            );
+            let mut last = String::new();
+            let admitted = wait_for(Duration::from_secs(60), || {
+                let out = self.kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], &yaml);
+                last = stderr(&out);
+                out.status.success()
+            });
+            assert!(
+                admitted,
+                "certop.dev/{version} ClusterCertificates are not admitted: {last}"
+            );
+        }
     }
 
     /// Starts this build's `certop run` (or `CERTOP_BIN`'s, see
