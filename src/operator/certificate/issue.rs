@@ -98,7 +98,10 @@ pub(super) async fn start_issuing(
         true => Some(status::issuing(cert, ctx, &issuance.reason, now).await?),
         false => None,
     };
-    if replaces {
+    // A repair says why before it writes; a renewal (due, requested,
+    // expired, a CA rotation's) has one Event, `Renewed` or `Reissued`,
+    // when it is done: one Event per issuance.
+    if replaces && !issuance.reason.is_renewal() {
         ctx.event_once(
             issuing.as_ref().unwrap_or(cert),
             Reason::Reissuing.as_str(),
