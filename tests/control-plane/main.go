@@ -245,6 +245,10 @@ func startEtcd(dir string, tls *pkiFiles) (*embed.Etcd, string, error) {
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
 	cfg.UnsafeNoFsync = true
 	cfg.LogLevel = "error"
+	// Scale runs of 100,000 certificates write each ledger shard (up to a
+	// few hundred KiB) thousands of times between kube-apiserver's
+	// compactions: more history than etcd's default 2 GiB quota holds.
+	cfg.QuotaBackendBytes = 8 << 30
 	if tls != nil {
 		tls.configureEtcd(cfg)
 	}
