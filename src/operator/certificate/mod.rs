@@ -166,7 +166,10 @@ pub(super) async fn apply_at(
     ctx: &Arc<Context>,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
-    apply_pass(cert, ctx, now, false, decide::secret_read(cert)).await
+    let known = ctx
+        .written_secrets
+        .known(&cert.spec.secret_namespace, &cert.spec.secret_name);
+    apply_pass(cert, ctx, now, false, decide::secret_read(cert, known)).await
 }
 
 /// One pass. `replacing` is set on the pass that replaces a certificate a
