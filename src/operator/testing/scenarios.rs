@@ -574,6 +574,41 @@ fn a_revocation_created_while_a_record_waits_for_its_group_is_not_taken_as_revok
 }
 
 #[test]
+fn a_certificate_found_revoked_by_a_deferred_record_says_so_in_its_status_once_replaced() {
+    runtime().block_on(async {
+        for deferral in [false, true] {
+            let w = world();
+            w.ctx.ledger_groups.set_deferral(deferral);
+            ledger_store::as_if_busy(&w.ctx, "ca");
+            // Covers what is issued until a second from now: the first
+            // certificate, not its replacement.
+            let now = Utc::now();
+            put_revocation(
+                &w,
+                (now - Duration::seconds(10)).to_rfc3339(),
+                json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"],
+                       "issuedBefore": (now + Duration::seconds(1)).to_rfc3339()}),
+            );
+            w.certificate_pass().await.expect("issue");
+            let first = w.secret_serial();
+            tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+            // Still a backlog when the pass takes what the write found: the
+            // replacement's record waits for a group too.
+            ledger_store::as_if_busy(&w.ctx, "ca");
+            let _ = w.certificate_pass().await;
+            tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+            settle_deferred(&w).await;
+            assert_ne!(w.secret_serial(), first, "deferral {deferral}: replaced");
+            assert_eq!(
+                w.status().last_revocation.map(|r| r.serial_number),
+                Some(first),
+                "deferral {deferral}: status.lastRevocation names the revoked serial"
+            );
+        }
+    });
+}
+
+#[test]
 fn a_pass_after_a_deferred_record_signs_nothing_when_the_watch_listed_again() {
     runtime().block_on(async {
         let w = world();
