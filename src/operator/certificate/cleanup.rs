@@ -38,12 +38,24 @@ pub(super) async fn remove_moved_secret(
     Ok(())
 }
 
-/// Revokes the current certificate of a ClusterCertificate being deleted
-/// (cessationOfOperation) and re-signs the CA's CRL.
-pub(super) async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> Result<(), Error> {
-    let Some(serial) = cert.status.as_ref().and_then(|s| s.serial_number.clone()) else {
+/// Revokes the certificates of a ClusterCertificate being deleted
+/// (cessationOfOperation) and re-signs the CA's CRL: the one its status
+/// names, and the one its Secret (`secret`, when ours) holds if the status
+/// does not name it yet. That one was handed out too: its record may still
+/// be waiting to be written with others' (`ledger_store::record_deferred`),
+/// or the status write that names it failed, so it is recorded here first.
+pub(super) async fn revoke_current(
+    cert: &ClusterCertificate,
+    ctx: &Context,
+    secret: Option<&Secret>,
+) -> Result<(), Error> {
+    let named = cert.status.as_ref().and_then(|s| s.serial_number.clone());
+    let unnamed = secret
+        .and_then(leaf_of)
+        .filter(|leaf| named.as_deref() != Some(leaf.serial.to_string().as_str()));
+    if named.is_none() && unnamed.is_none() {
         return Ok(());
-    };
+    }
     let ca_name = &cert.spec.issuer_ref.name;
     let Some(ca) = ctx.cas.get(&ObjectRef::new(ca_name)) else {
         warn!(certificate = %cert.name_any(), ca = %ca_name, "CA gone; cannot revoke on delete");
@@ -57,42 +69,65 @@ pub(super) async fn revoke_current(cert: &ClusterCertificate, ctx: &Context) -> 
             return Ok(());
         }
     };
+    let reason = RevocationReason::CessationOfOperation;
+    let mut serials: Vec<String> = named.into_iter().collect();
+    // A certificate this CA did not sign is not its to revoke.
+    if let Some((leaf, key)) = unnamed.and_then(|leaf| ring.signer_of(&leaf).map(|k| (leaf, k))) {
+        let serial = leaf.serial.to_string();
+        let entry = LedgerEntry::of(&leaf, Some(&cert.name_any()), key);
+        match ledger_store::record(ctx, ca_name, entry, &[], now).await {
+            Ok(_) => serials.push(serial),
+            // A shard certop will not write must not hold the delete back.
+            Err(Error::Ledger(e)) => {
+                warn!(certificate = %cert.name_any(), %serial, error = %e, "cannot record the certificate the Secret holds to revoke it on delete");
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let rule = RevocationRule {
         issued_before: now + chrono::Duration::seconds(1),
         ..Default::default()
     }
-    .with_serials([&serial]);
-    let reason = RevocationReason::CessationOfOperation;
+    .with_serials(&serials);
     let revoked = ledger_store::revoke(ctx, ca_name, &rule, reason, now).await?;
     ctx.metrics
         .revoked(reason.as_str(), revoked.newly.len() as u64);
     crl::publish_all(ctx, &ca, &ring, now).await?;
-    info!(certificate = %cert.name_any(), %serial, "revoked on delete");
+    info!(certificate = %cert.name_any(), serials = ?serials, "revoked on delete");
     Ok(())
 }
 
-/// The ClusterCertificate goes: its certificate is revoked unless kept, and
-/// its Secret goes unless the policy keeps it or it is not ours.
+/// The ClusterCertificate goes: its certificates are revoked unless kept,
+/// and its Secret goes unless the policy keeps it or it is not ours.
 pub(super) async fn cleanup(cert: &ClusterCertificate, ctx: &Context) -> Result<Action, Error> {
     let name = cert.name_any();
     let retain =
         cert.spec.secret_deletion_policy.unwrap_or_default() == SecretDeletionPolicy::Retain;
     // A Secret kept by policy is still in use: revoking it would break its
     // holder, so only an explicit revokeOnDelete revokes it.
-    if cert.spec.revoke_on_delete.unwrap_or(!retain) {
-        revoke_current(cert, ctx).await?;
+    let revoke = cert.spec.revoke_on_delete.unwrap_or(!retain);
+    // certop reads Secrets only where it manages them.
+    let managed = ctx.managed_namespaces.contains(&cert.spec.secret_namespace);
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.spec.secret_namespace);
+    let secret = match managed && (revoke || !retain) {
+        true => secrets
+            .get_opt(&cert.spec.secret_name)
+            .await?
+            .filter(|s| ownership(Some(s), &name) == Ownership::Ours),
+        false => None,
+    };
+    if revoke {
+        revoke_current(cert, ctx, secret.as_ref()).await?;
     }
     if retain {
         info!(certificate = %name, "deleted; Secret retained by policy");
         return Ok(Action::await_change());
     }
-    if !ctx.managed_namespaces.contains(&cert.spec.secret_namespace) {
+    if !managed {
         info!(certificate = %name, namespace = %cert.spec.secret_namespace, "deleted; certop does not manage its Secret's namespace, so any Secret there is left in place");
         return Ok(Action::await_change());
     }
-    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &cert.spec.secret_namespace);
-    let secret = secrets.get_opt(&cert.spec.secret_name).await?;
-    if ownership(secret.as_ref(), &name) == Ownership::Ours {
+    if secret.is_some() {
         match secrets
             .delete(&cert.spec.secret_name, &DeleteParams::default())
             .await

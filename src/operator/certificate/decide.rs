@@ -291,10 +291,15 @@ pub enum SecretRead {
 /// namespace, the spec, a policy), most likely has no Secret: it is new.
 /// Any other reason came from a pass that read a Secret (another
 /// certificate's, one revoked for good): reading again is cheaper than a
-/// key made for a create bound to fail.
-pub fn secret_read(cert: &ClusterCertificate) -> SecretRead {
+/// key made for a create bound to fail. So is a Secret `known` to exist
+/// (certop wrote it, or the Secret watch showed it): a status names no
+/// serial while the record of the Secret's certificate waits for its
+/// group (`ledger_store::record_deferred`), and a pass then, after the
+/// watch listed again or the operator restarted, would sign a certificate
+/// only to have its create refused.
+pub fn secret_read(cert: &ClusterCertificate, known: bool) -> SecretRead {
     let status = cert.status.as_ref();
-    if status.is_some_and(|s| s.serial_number.is_some() || s.revision.is_some()) {
+    if known || status.is_some_and(|s| s.serial_number.is_some() || s.revision.is_some()) {
         return SecretRead::Read;
     }
     let ready = status.and_then(|s| {
@@ -693,7 +698,12 @@ mod tests {
             ),
         ];
         for (name, c, expected) in cases {
-            assert_eq!(secret_read(&c), expected, "{name}");
+            assert_eq!(secret_read(&c, false), expected, "{name}");
+            assert_eq!(
+                secret_read(&c, true),
+                SecretRead::Read,
+                "{name}, its Secret known to exist"
+            );
         }
     }
 }

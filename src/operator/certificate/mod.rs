@@ -166,7 +166,10 @@ pub(super) async fn apply_at(
     ctx: &Arc<Context>,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
-    apply_pass(cert, ctx, now, false, decide::secret_read(cert)).await
+    let known = ctx
+        .written_secrets
+        .known(&cert.spec.secret_namespace, &cert.spec.secret_name);
+    apply_pass(cert, ctx, now, false, decide::secret_read(cert, known)).await
 }
 
 /// One pass. `replacing` is set on the pass that replaces a certificate a
@@ -290,16 +293,26 @@ async fn ensure_recorded(
         Recorded::Revoked if replacing => revoked_for_good(cert, &held.leaf.serial.to_string()),
         Recorded::Revoked => {
             warn!(certificate = %cert.name_any(), serial = %held.leaf.serial, "a revocation covers the certificate just recorded; replacing it");
-            let mut revoked = cert.clone();
-            revoked.annotations_mut().insert(
-                crate::api::meta::REVOCATION.into(),
-                serde_json::to_string(&crate::api::RevocationRecord {
-                    serial_number: held.leaf.serial.to_string(),
-                    reason: RevocationReason::Unspecified,
-                    revoked_at: now,
-                    revocation: None,
-                })?,
-            );
+            let record = serde_json::to_string(&crate::api::RevocationRecord {
+                serial_number: held.leaf.serial.to_string(),
+                reason: RevocationReason::Unspecified,
+                revoked_at: now,
+                revocation: None,
+            })?;
+            // On the object, not only on this pass's copy: the replacement's
+            // record may wait for a group (`record_deferred`), and the pass
+            // that then writes the status says the revocation
+            // (`status.lastRevocation`) from the object.
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {crate::api::meta::REVOCATION: record}}
+            });
+            let revoked = Api::<ClusterCertificate>::all(ctx.client.clone())
+                .patch(
+                    &cert.name_any(),
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await?;
             return Box::pin(apply_pass(&revoked, ctx, now, true, SecretRead::Read))
                 .await
                 .map(Some);

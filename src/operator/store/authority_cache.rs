@@ -103,6 +103,22 @@ pub struct RetiringCa {
 }
 
 impl KeyRing {
+    /// The index of the key of this ring that signed `leaf`, if one did.
+    pub fn signer_of(&self, leaf: &CertificateInfo) -> Option<u32> {
+        if leaf.is_issued_by(self.signing.certificate()) {
+            return Some(self.signing_index);
+        }
+        if let Some((index, previous)) = &self.previous
+            && leaf.is_issued_by(previous.certificate())
+        {
+            return Some(*index);
+        }
+        self.retiring
+            .as_ref()
+            .filter(|r| leaf.is_issued_by(&r.certificate))
+            .map(|r| r.index)
+    }
+
     /// The CRL distribution point a certificate of this ring's signing key
     /// carries: the CA's `spec.crl.distributionPointURL`, else certop's
     /// own for that key; none when the CA cannot sign CRLs.

@@ -431,14 +431,18 @@ async fn write_group(
     }
     let group = writer.take();
     // The rules as they are now, beside those each pass saw: a revocation
-    // created while a record waited in its group covers it too.
+    // created while a record waited in its group covers it too. Whether a
+    // rule covers a replacement as well is judged at this write, not at
+    // the pass's clock: a replacement comes after it, and a revocation
+    // created (its issuedBefore) since that pass began covers none.
     let current = rules_of_ca(ctx, ca);
+    let written_at = Utc::now();
     let written = modify_shard(ctx, ca, shard, now, |entries| {
         group
             .iter()
             .map(|w| {
                 let rules: Vec<_> = w.rules.iter().chain(&current).cloned().collect();
-                record_into(entries, &w.entry, &rules, w.now)
+                record_into(entries, &w.entry, &rules, w.now.max(written_at))
             })
             .collect::<Vec<_>>()
     })

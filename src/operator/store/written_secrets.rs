@@ -142,6 +142,16 @@ impl WrittenSecrets {
             .then(|| Secret::clone(copy))
     }
 
+    /// Whether the Secret is known to exist, or to have existed lately:
+    /// certop holds a copy of its write, or the watch showed it (the newest
+    /// `CAPACITY` shown). A Secret not known may exist all the same.
+    pub fn known(&self, namespace: &str, name: &str) -> bool {
+        let key = key(namespace, name);
+        self.inner
+            .lock()
+            .is_ok_and(|i| i.copies.get(&key).is_some() || i.newest.get(&key).is_some())
+    }
+
     /// What the Secret watch showed: the newest version of a Secret, its
     /// deletion, or a list started again (after which only what it lists
     /// is known).
@@ -240,6 +250,23 @@ mod tests {
         w.observe(&seen("b", "6"));
         w.wrote(&secret("b", "5"));
         assert!(w.get("ns", "b").is_none());
+    }
+
+    #[test]
+    fn a_secret_written_or_shown_is_known_until_its_delete_is_shown() {
+        let w = WrittenSecrets::default();
+        assert!(!w.known("ns", "a"));
+        w.wrote(&secret("a", "5"));
+        assert!(w.known("ns", "a"), "written, not yet shown");
+        w.observe(&watcher::Event::Init);
+        assert!(!w.known("ns", "a"), "listed again, not yet listed");
+        w.observe(&seen("a", "6"));
+        assert!(w.known("ns", "a"), "shown, whoever wrote it");
+        let watcher::Event::Apply(m) = seen("a", "6") else {
+            unreachable!()
+        };
+        w.observe(&watcher::Event::Delete(m));
+        assert!(!w.known("ns", "a"));
     }
 
     #[test]

@@ -483,6 +483,162 @@ fn a_deferred_record_whose_write_fails_is_recorded_by_a_later_pass() {
     });
 }
 
+/// Passes, each followed by the wait a deferred record asks for, until
+/// one writes nothing.
+async fn settle_deferred(w: &World) {
+    for _ in 0..6 {
+        let before = w.api.writes();
+        let ok = w.certificate_pass().await.is_ok();
+        tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+        if ok && w.api.writes() == before {
+            return;
+        }
+    }
+    panic!("the certificate did not settle: {:?}", w.api.log());
+}
+
+#[test]
+fn a_certificate_deleted_while_its_record_is_deferred_has_the_certificate_it_handed_out_revoked() {
+    runtime().block_on(async {
+        let w = world();
+        w.ctx.ledger_groups.set_deferral(true);
+        ledger_store::as_if_busy(&w.ctx, "ca");
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        assert_eq!(w.status().serial_number, None, "the record waits");
+        // Deleted before a pass took the record's outcome: the status
+        // names no serial, yet the Secret held (handed out) one.
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("cert");
+        cert["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        w.api.put(CERT_PATH, cert);
+        w.certificate_pass().await.expect("cleanup");
+        assert!(w.secret().is_none(), "the Secret went");
+        tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+        let entry = w
+            .ledger()
+            .into_iter()
+            .find(|e| e.serial == serial)
+            .expect("recorded");
+        assert!(
+            entry.revoked.is_some(),
+            "the certificate the Secret held is revoked on delete: {entry:?}"
+        );
+    });
+}
+
+#[test]
+fn a_revocation_created_while_a_record_waits_for_its_group_is_not_taken_as_revoked_for_good() {
+    runtime().block_on(async {
+        let w = world();
+        w.ctx.ledger_groups.set_deferral(true);
+        ledger_store::as_if_busy(&w.ctx, "ca");
+        let issued = Utc::now();
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        // A second later, before the group is written, a revocation of its
+        // name (issuedBefore: its creation, now past when the group is
+        // written); its own pass found no entry for the serial yet.
+        put_revocation(
+            &w,
+            (issued + Duration::seconds(1)).to_rfc3339(),
+            json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"]}),
+        );
+        w.sync();
+        tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+        settle_deferred(&w).await;
+        let entry = w
+            .ledger()
+            .into_iter()
+            .find(|e| e.serial == serial)
+            .expect("recorded");
+        assert!(entry.revoked.is_some(), "the write applied the revocation");
+        assert!(
+            !w.api.event_reasons().contains(
+                &crate::operator::reason::Reason::IssuanceFailed
+                    .as_str()
+                    .to_string()
+            ),
+            "not called revoked for good (a false IssuanceFailed warning and Ready=False): {:?}",
+            w.api.event_reasons()
+        );
+        let ready = conditions::find(&w.status().conditions, conditions::READY)
+            .cloned()
+            .expect("Ready");
+        assert_eq!(ready.status, "True", "{}: {}", ready.reason, ready.message);
+        assert_ne!(
+            w.secret_serial(),
+            serial,
+            "the revoked certificate left service: a replacement issued now is not covered"
+        );
+    });
+}
+
+#[test]
+fn a_certificate_found_revoked_by_a_deferred_record_says_so_in_its_status_once_replaced() {
+    runtime().block_on(async {
+        for deferral in [false, true] {
+            let w = world();
+            w.ctx.ledger_groups.set_deferral(deferral);
+            ledger_store::as_if_busy(&w.ctx, "ca");
+            // Covers what is issued until a second from now: the first
+            // certificate, not its replacement.
+            let now = Utc::now();
+            put_revocation(
+                &w,
+                (now - Duration::seconds(10)).to_rfc3339(),
+                json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"],
+                       "issuedBefore": (now + Duration::seconds(1)).to_rfc3339()}),
+            );
+            w.certificate_pass().await.expect("issue");
+            let first = w.secret_serial();
+            tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+            // Still a backlog when the pass takes what the write found: the
+            // replacement's record waits for a group too.
+            ledger_store::as_if_busy(&w.ctx, "ca");
+            let _ = w.certificate_pass().await;
+            tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+            settle_deferred(&w).await;
+            assert_ne!(w.secret_serial(), first, "deferral {deferral}: replaced");
+            assert_eq!(
+                w.status().last_revocation.map(|r| r.serial_number),
+                Some(first),
+                "deferral {deferral}: status.lastRevocation names the revoked serial"
+            );
+        }
+    });
+}
+
+#[test]
+fn a_pass_after_a_deferred_record_signs_nothing_when_the_watch_listed_again() {
+    runtime().block_on(async {
+        let w = world();
+        w.ctx.ledger_groups.set_deferral(true);
+        ledger_store::as_if_busy(&w.ctx, "ca");
+        w.certificate_pass().await.expect("issue");
+        let serial = w.secret_serial();
+        // The Secret watch lists again (the copies go with it) before the
+        // next pass, whose certificate's status names no serial yet.
+        w.ctx.written_secrets.observe(&watcher::Event::Init);
+        let secret_posts = |w: &World| {
+            w.api
+                .log()
+                .iter()
+                .filter(|l| l.starts_with("POST ") && l.ends_with("/namespaces/app/secrets"))
+                .count()
+        };
+        let posts = secret_posts(&w);
+        tokio::time::sleep(ledger_store::DEFERRED_RETRY).await;
+        settle_deferred(&w).await;
+        assert_eq!(
+            secret_posts(&w),
+            posts,
+            "no second key signed for a create bound to fail: {:?}",
+            w.api.log()
+        );
+        assert_eq!(w.status().serial_number, Some(serial));
+    });
+}
+
 #[test]
 fn the_echo_of_an_issuance_reads_no_secret_until_another_writer_changes_it() {
     runtime().block_on(async {
