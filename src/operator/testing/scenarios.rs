@@ -44,6 +44,15 @@ fn world() -> World {
     world_managing(ManagedNamespaces::All)
 }
 
+/// `world()` under a backlog: records are deferred, and every ledger
+/// shard of the CA was just written, so the next record waits for a group.
+fn backlogged_world() -> World {
+    let w = world();
+    w.ctx.ledger_groups.set_deferral(true);
+    ledger_store::as_if_busy(&w.ctx, "ca");
+    w
+}
+
 /// `world()` with the operator limited to `managed` namespaces.
 fn world_managing(managed_namespaces: ManagedNamespaces) -> World {
     let api = FakeApi::new(&[NS, "app", "default"]);
@@ -415,9 +424,7 @@ fn a_new_certificate_creates_its_secret_unread_and_one_that_exists_is_read_never
 #[test]
 fn under_a_backlog_the_record_is_written_with_others_and_the_status_waits_for_it() {
     runtime().block_on(async {
-        let w = world();
-        w.ctx.ledger_groups.set_deferral(true);
-        ledger_store::as_if_busy(&w.ctx, "ca");
+        let w = backlogged_world();
         w.certificate_pass().await.expect("issue");
         let serial = w.secret_serial();
         assert_eq!(
@@ -455,9 +462,7 @@ fn under_a_backlog_the_record_is_written_with_others_and_the_status_waits_for_it
 #[test]
 fn a_deferred_record_whose_write_fails_is_recorded_by_a_later_pass() {
     runtime().block_on(async {
-        let w = world();
-        w.ctx.ledger_groups.set_deferral(true);
-        ledger_store::as_if_busy(&w.ctx, "ca");
+        let w = backlogged_world();
         w.certificate_pass().await.expect("issue");
         let serial = w.secret_serial();
         // The group's write (the next write of all) fails.
@@ -500,9 +505,7 @@ async fn settle_deferred(w: &World) {
 #[test]
 fn a_certificate_deleted_while_its_record_is_deferred_has_the_certificate_it_handed_out_revoked() {
     runtime().block_on(async {
-        let w = world();
-        w.ctx.ledger_groups.set_deferral(true);
-        ledger_store::as_if_busy(&w.ctx, "ca");
+        let w = backlogged_world();
         w.certificate_pass().await.expect("issue");
         let serial = w.secret_serial();
         assert_eq!(w.status().serial_number, None, "the record waits");
@@ -529,9 +532,7 @@ fn a_certificate_deleted_while_its_record_is_deferred_has_the_certificate_it_han
 #[test]
 fn a_revocation_created_while_a_record_waits_for_its_group_is_not_taken_as_revoked_for_good() {
     runtime().block_on(async {
-        let w = world();
-        w.ctx.ledger_groups.set_deferral(true);
-        ledger_store::as_if_busy(&w.ctx, "ca");
+        let w = backlogged_world();
         let issued = Utc::now();
         w.certificate_pass().await.expect("issue");
         let serial = w.secret_serial();
@@ -611,9 +612,7 @@ fn a_certificate_found_revoked_by_a_deferred_record_says_so_in_its_status_once_r
 #[test]
 fn a_pass_after_a_deferred_record_signs_nothing_when_the_watch_listed_again() {
     runtime().block_on(async {
-        let w = world();
-        w.ctx.ledger_groups.set_deferral(true);
-        ledger_store::as_if_busy(&w.ctx, "ca");
+        let w = backlogged_world();
         w.certificate_pass().await.expect("issue");
         let serial = w.secret_serial();
         // The Secret watch lists again (the copies go with it) before the
