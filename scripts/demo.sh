@@ -37,7 +37,7 @@ kubectl apply -f manifests/namespace.yaml -f manifests/rbac.yaml -f manifests/po
 # kube-apiserver admits ClusterCertificates through the finalizer policy
 # once it has loaded the CRDs' schema, a few seconds after they appear.
 for _ in $(seq 1 120); do
-  kubectl create --dry-run=server -f manifests/examples/web-server.yaml >/dev/null 2>&1 && break
+  kubectl create --dry-run=server -o 'jsonpath={.metadata.finalizers}' -f manifests/examples/web-server.yaml 2>/dev/null | grep -q certop.dev/cleanup && break
   sleep 0.5
 done
 

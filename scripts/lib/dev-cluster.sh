@@ -28,12 +28,13 @@ dev_cluster_up() {
 
 # Until kube-apiserver has loaded the CRDs' schema for the finalizer policy
 # (a MutatingAdmissionPolicy), it refuses ClusterCertificate creates with
-# ServiceUnavailable: waits until a server-side dry run is admitted.
+# ServiceUnavailable: waits until a server-side dry run is admitted with
+# the finalizer set (the policy in force, the schema loaded).
 wait_certificate_admission() {
   local _
   for _ in $(seq 1 120); do
     printf 'apiVersion: certop.dev/v1\nkind: ClusterCertificate\nmetadata: {name: admission-probe}\nspec:\n  issuerRef: {name: probe}\n  secretName: probe\n  secretNamespace: default\n  commonName: probe\n' |
-      kubectl create --dry-run=server -f - >/dev/null 2>&1 && return 0
+      kubectl create --dry-run=server -o 'jsonpath={.metadata.finalizers}' -f - 2>/dev/null | grep -q certop.dev/cleanup && return 0
     sleep 0.5
   done
   echo "ClusterCertificates are not admitted after 60 s" >&2

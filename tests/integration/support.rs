@@ -276,8 +276,10 @@ impl ControlPlane {
     /// Until kube-apiserver has loaded the schema of certop's kinds for the
     /// finalizer policy (a MutatingAdmissionPolicy), it refuses their
     /// creates with ServiceUnavailable, for a few seconds after the CRDs
-    /// are installed: waits until a create (a server-side dry run) of each
-    /// version is admitted.
+    /// are installed or changed: waits until a create (a server-side dry
+    /// run) of each version is admitted with the finalizer set, so the
+    /// policy is in force too (one just created is not yet, and admits
+    /// while the schema is still loading).
     pub fn wait_for_certificate_admission(&self) {
         for version in ["v1", "v1alpha1"] {
             let yaml = format!(
@@ -285,9 +287,19 @@ impl ControlPlane {
             );
             let mut last = String::new();
             let admitted = wait_for(Duration::from_secs(60), || {
-                let out = self.kubectl_stdin(&["create", "--dry-run=server", "-f", "-"], &yaml);
-                last = stderr(&out);
-                out.status.success()
+                let out = self.kubectl_stdin(
+                    &[
+                        "create",
+                        "--dry-run=server",
+                        "-o",
+                        "jsonpath={.metadata.finalizers}",
+                        "-f",
+                        "-",
+                    ],
+                    &yaml,
+                );
+                last = format!("{}{}", stdout(&out), stderr(&out));
+                out.status.success() && stdout(&out).contains("certop.dev/cleanup")
             });
             assert!(
                 admitted,
