@@ -137,8 +137,11 @@ impl KeptControlPlane {
 
     /// Starts it with extra kube-apiserver flags (give the same ones at
     /// every restart).
+    /// A restarted kube-apiserver, like a new one, refuses ClusterCertificate
+    /// creates through the finalizer policy until it has loaded the CRDs'
+    /// schema: with the policy in its data, this waits for that.
     pub fn start_with(&self, apiserver_args: &[String]) -> ControlPlane {
-        start_control_plane_in(
+        let cp = start_control_plane_in(
             &self.dir,
             &[
                 format!("--data-dir={}", self.dir.join("data").display()),
@@ -146,7 +149,16 @@ impl KeptControlPlane {
             ],
             apiserver_args,
             &repo_root().join("crds"),
-        )
+        );
+        let policy = cp.kubectl(&[
+            "get",
+            "mutatingadmissionpolicy",
+            "certop-certificate-finalizer",
+        ]);
+        if policy.status.success() {
+            cp.wait_for_certificate_admission();
+        }
+        cp
     }
 }
 
