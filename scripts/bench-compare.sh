@@ -81,7 +81,7 @@ wait_for() {
 peak_mib() { awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 rss_mib() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 # The operator's own process: under a profiler, the profiler's child.
-operator_process() { pgrep -P "$operator_pid" -x certop || echo "$operator_pid"; }
+operator_process() { pgrep -P "$operator_pid" -f "$certop" || echo "$operator_pid"; }
 # CPU seconds (user + system) a process has used so far.
 cpu_s() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$1/stat"; }
 count() { { kubectl get "$1" -A --chunk-size=0 --no-headers 2>/dev/null || true; } | wc -l; }
@@ -173,9 +173,16 @@ for n in $sizes; do
     operator_stop
     # Renewal of all, requested with the operator stopped.
     request_renewal "$run"
+    scrape "$state/before-renewal"
+    renew_cp_start=$(cpu_s "$(cat "$state/cp/control-plane.pid")")
     start=$(now)
     start_operator "$run"
-    read -r renewed renew_s _ < <(wait_for "$resource" "$n" 2 "$start")
+    read -r renewed renew_s renew_polls < <(wait_for "$resource" "$n" 2 "$start")
+    renew_operator_cpu=$(cpu_s "$(operator_process)")
+    renew_cp_cpu=$(echo "$(cpu_s "$(cat "$state/cp/control-plane.pid")") - $renew_cp_start" | bc)
+    scrape "$state/after-renewal"
+    renew_requests=$(request_count "$state/before-renewal" "$state/after-renewal" "$renew_polls")
+    renew_profile=$(request_profile "$state/before-renewal" "$state/after-renewal" "$n")
     renew_peak=$(peak_mib "$(operator_process)")
     operator_stop
     objects=""
@@ -188,6 +195,8 @@ for n in $sizes; do
       "$requests" "$(echo "$requests / $n" | bc -l)" "$renewed" "$n" "$renew_s" "$(echo "$renewed / $renew_s" | bc -l)" "$renew_peak" "$objects"
     echo "$profile (the script's LISTs of the kind included)"
     printf '  CPU until all Ready: operator %s s, kube-apiserver + etcd %s s, of %.1f s x %d cores\n' "$operator_cpu" "$cp_cpu" "$issue_s" "$(nproc)"
+    printf '  renewal: %d API requests (%.1f per certificate); %s\n' "$renew_requests" "$(echo "$renew_requests / $n" | bc -l)" "$renew_profile"
+    printf '  CPU until all renewed: operator %s s, kube-apiserver + etcd %s s, of %.1f s x %d cores\n' "$renew_operator_cpu" "$renew_cp_cpu" "$renew_s" "$(nproc)"
     printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$run" "$ready" "$issue_s" "$peak" "$requests" "$renewed" "$renew_s" "$renew_peak" "$objects" >>"$results"
   done
 done

@@ -69,7 +69,7 @@ operator_stop() {
   local signal="${1:-TERM}"
   [ -n "$operator_pid" ] || return 0
   # Under a wrapper the operator is the wrapper's child.
-  pkill "-$signal" -P "$operator_pid" -x certop 2>/dev/null || true
+  pkill "-$signal" -P "$operator_pid" -f "$certop" 2>/dev/null || true
   kill "-$signal" "$operator_pid" 2>/dev/null || true
   wait "$operator_pid" 2>/dev/null || true
   operator_pid=""
