@@ -166,7 +166,12 @@ fn ca_controller(
             .get(meta::CERTIFICATE_AUTHORITY)
             .map(|ca| ObjectRef::<CertificateAuthority>::new(ca))
     };
-    Controller::for_shared_stream(shared.cas.follow(), shared.cas.store())
+    // A CA's own status write comes back through its watch; one that only
+    // moved the counts (each pass writes them during a burst of issuances)
+    // starts no pass: that echo kept a pass, and its read of the whole
+    // ledger, running every second or two while the ledger grew.
+    let own_changes = changes(shared.cas.follow(), shared.cas.store(), ca_pass_identity);
+    Controller::for_shared_stream(own_changes, shared.cas.store())
         .with_config(w.config().debounce(std::time::Duration::from_millis(500)))
         .watches_stream(
             watch(
@@ -357,6 +362,28 @@ fn slim_controller<K: Cached>(api: Api<K>) -> Controller<K> {
     Controller::for_stream(stream, reader).trigger_backoff(EachWatchBacksOff)
 }
 
+/// What of a CA a pass of its own acts on: all of it but the counts its
+/// status shows (issued, revoked, without digest), which only a pass
+/// writes and which the ledger's watch follows already.
+fn ca_pass_identity(ca: &CertificateAuthority) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut seen = ca.clone();
+    seen.metadata.resource_version = None;
+    seen.metadata.managed_fields = None;
+    if let Some(s) = seen.status.as_mut() {
+        s.issued_certificates = None;
+        s.revoked_certificates = None;
+        s.certificates_without_digest = None;
+    }
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // An object that does not serialize is always a change.
+    match serde_json::to_vec(&seen) {
+        Ok(bytes) => bytes.hash(&mut h),
+        Err(_) => ca.metadata.resource_version.hash(&mut h),
+    }
+    h.finish()
+}
+
 /// What of a CA matters to the certificates it signs: its generation
 /// (spec), its Ready condition, its certificate and its binding; not the
 /// CRL fields its status updates often.
@@ -395,4 +422,65 @@ fn signing_identity(ca: &CertificateAuthority) -> u64 {
         }
     }
     h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::CertificateAuthorityStatus;
+
+    fn ca() -> CertificateAuthority {
+        let mut ca: CertificateAuthority = serde_json::from_value(serde_json::json!({
+            "apiVersion": "certop.dev/v1",
+            "kind": "CertificateAuthority",
+            "metadata": {"name": "ca", "resourceVersion": "1", "generation": 1},
+            "spec": {"subject": {"commonName": "ca"}},
+        }))
+        .expect("a valid CertificateAuthority");
+        ca.status = Some(CertificateAuthorityStatus {
+            issued_certificates: Some(1),
+            crl_number: Some(1),
+            ..Default::default()
+        });
+        ca
+    }
+
+    #[test]
+    fn a_ca_pass_follows_all_but_the_counts_its_own_status_shows() {
+        let base = ca_pass_identity(&ca());
+        let mut counts = ca();
+        counts.metadata.resource_version = Some("2".into());
+        if let Some(s) = counts.status.as_mut() {
+            s.issued_certificates = Some(2);
+            s.revoked_certificates = Some(1);
+            s.certificates_without_digest = Some(3);
+        }
+        assert_eq!(ca_pass_identity(&counts), base, "only the counts moved");
+        let mut crl = ca();
+        if let Some(s) = crl.status.as_mut() {
+            s.crl_number = Some(2);
+        }
+        let mut spec = ca();
+        spec.metadata.generation = Some(2);
+        let mut annotated = ca();
+        annotated
+            .annotations_mut()
+            .insert(meta::CA_FINGERPRINT.into(), "ab".into());
+        let mut deleting = ca();
+        deleting.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ));
+        let mut cleared = ca();
+        cleared.status = None;
+        for (what, changed) in [
+            ("a new CRL", crl),
+            ("the spec", spec),
+            ("an annotation", annotated),
+            ("a deletion", deleting),
+            ("the status cleared", cleared),
+        ] {
+            assert_ne!(ca_pass_identity(&changed), base, "{what}");
+        }
+    }
 }

@@ -77,15 +77,12 @@ pub struct Recovered {
     pub more: bool,
 }
 
-/// Records again what the ledger of CA `ca` lost (`entries`: the ledger as
-/// loaded; `keys`: the CA's keys that sign, by index).
-pub async fn recover(
-    ctx: &Context,
-    ca: &str,
-    entries: &[LedgerEntry],
-    keys: &[(u32, &CertificateInfo)],
-    now: DateTime<Utc>,
-) -> Recovered {
+/// What the ClusterCertificates of CA `ca` say they hold, by name: taken
+/// before the ledger is loaded. A status names a serial only once its
+/// entry is written, so every serial in this snapshot is in a ledger read
+/// after it, unless older state was restored; the other order would take
+/// each certificate recorded between the two reads for a lost one.
+pub fn statuses(ctx: &Context, ca: &str) -> Vec<(String, Held)> {
     let mut names: Vec<String> = ctx
         .certificates
         .state()
@@ -94,10 +91,24 @@ pub async fn recover(
         .filter_map(|c| c.metadata.name.clone())
         .collect();
     names.sort();
-    let candidates = names
+    names
         .into_iter()
-        .filter_map(|name| held_of(ctx, ca, &name).map(|h| (name, h)));
-    let all = lost(entries, candidates, now);
+        .filter_map(|name| held_of(ctx, ca, &name).map(|h| (name, h)))
+        .collect()
+}
+
+/// Records again what the ledger of CA `ca` lost (`statuses`: taken
+/// before the ledger was loaded; `entries`: the ledger as loaded; `keys`:
+/// the CA's keys that sign, by index).
+pub async fn recover(
+    ctx: &Context,
+    ca: &str,
+    statuses: Vec<(String, Held)>,
+    entries: &[LedgerEntry],
+    keys: &[(u32, &CertificateInfo)],
+    now: DateTime<Utc>,
+) -> Recovered {
+    let all = lost(entries, statuses, now);
     let mut result = Recovered {
         recorded: 0,
         more: all.len() > PER_PASS,

@@ -127,6 +127,7 @@ pub(super) async fn apply_at(
 async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     let (ca, ctx, name) = (s.ca, s.ctx, s.ca.name_any());
     let settings = &s.spec.settings;
+    let statuses = lost_entries::statuses(ctx, &name);
     let mut ledger = ledger_store::load(ctx, &name).await?;
     let next = rotation::load_next(ctx, settings, &s.marks, now).await?;
     let previous_key = rotation::load_previous(ca, ctx, settings, &s.marks, now).await?;
@@ -139,7 +140,7 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     .flatten()
     .map(|(index, a)| (index, a.certificate()))
     .collect();
-    let recovered = lost_entries::recover(ctx, &name, &ledger.entries, &keys, now).await;
+    let recovered = lost_entries::recover(ctx, &name, statuses, &ledger.entries, &keys, now).await;
     if recovered.recorded > 0 {
         ledger = ledger_store::load(ctx, &name).await?;
     }
