@@ -23,17 +23,23 @@ use kube::ResourceExt;
 use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
-/// At most this many copies are held (about 2.5 KiB each for a P-256
-/// certificate): the newest, which are the ones whose echo is due.
-const CAPACITY: usize = 2048;
+/// At most this many copies are held (about 3 KiB each for a P-256
+/// certificate, 1.5 MiB in all): the newest, which are the ones whose echo
+/// is due. An echo's pass runs within a few seconds of the write (at 100
+/// issuances a second, 512 is five seconds of them).
+const COPIES: usize = 512;
+/// At most this many Secrets' newest versions are held (a name and a
+/// number, about 100 bytes each).
+const SHOWN: usize = 4096;
 /// A copy older than this is not used (its echo came long ago).
 const MAX_AGE: Duration = Duration::from_secs(600);
 
 /// `namespace/name` of a Secret.
 type Key = String;
 
-/// A map that keeps its `CAPACITY` newest insertions.
+/// A map that keeps its `capacity` newest insertions.
 struct Bounded<V> {
+    capacity: usize,
     values: HashMap<Key, (V, u64)>,
     /// Insertions oldest first; an entry whose number is not the value's
     /// was replaced since.
@@ -41,23 +47,22 @@ struct Bounded<V> {
     next: u64,
 }
 
-impl<V> Default for Bounded<V> {
-    fn default() -> Self {
+impl<V> Bounded<V> {
+    fn new(capacity: usize) -> Self {
         Bounded {
+            capacity,
             values: HashMap::new(),
             order: VecDeque::new(),
             next: 0,
         }
     }
-}
 
-impl<V> Bounded<V> {
     fn insert(&mut self, key: Key, value: V) {
         let number = self.next;
         self.next += 1;
         self.order.push_back((key.clone(), number));
         self.values.insert(key, (value, number));
-        while self.values.len() > CAPACITY || self.order.len() > 2 * CAPACITY {
+        while self.values.len() > self.capacity || self.order.len() > 2 * self.capacity {
             let Some((oldest, number)) = self.order.pop_front() else {
                 break;
             };
@@ -81,14 +86,22 @@ impl<V> Bounded<V> {
     }
 }
 
-#[derive(Default)]
 struct Inner {
     /// What certop's writes returned, and when.
     copies: Bounded<(Arc<Secret>, Instant)>,
     /// The resourceVersion the watch showed last of each Secret (the
-    /// newest `CAPACITY` shown): a write's own event may come before the
+    /// newest `SHOWN` shown): a write's own event may come before the
     /// write's answer.
     newest: Bounded<String>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Inner {
+            copies: Bounded::new(COPIES),
+            newest: Bounded::new(SHOWN),
+        }
+    }
 }
 
 /// See the module documentation.
@@ -144,7 +157,7 @@ impl WrittenSecrets {
 
     /// Whether the Secret is known to exist, or to have existed lately:
     /// certop holds a copy of its write, or the watch showed it (the newest
-    /// `CAPACITY` shown). A Secret not known may exist all the same.
+    /// `SHOWN` shown). A Secret not known may exist all the same.
     pub fn known(&self, namespace: &str, name: &str) -> bool {
         let key = key(namespace, name);
         self.inner
@@ -295,22 +308,22 @@ mod tests {
     fn copies_are_bounded_in_count_and_age() {
         let w = WrittenSecrets::default();
         let start = Instant::now();
-        for i in 0..CAPACITY + 10 {
+        for i in 0..COPIES + 10 {
             w.wrote_at(&secret(&format!("s{i}"), "1"), start);
             w.observe(&seen(&format!("s{i}"), "1"));
         }
-        assert_eq!(w.len(), CAPACITY);
+        assert_eq!(w.len(), COPIES);
         assert!(w.get_at("ns", "s0", start).is_none(), "the oldest went");
-        let newest = format!("s{}", CAPACITY + 9);
+        let newest = format!("s{}", COPIES + 9);
         assert!(w.get_at("ns", &newest, start).is_some());
         assert!(
             w.get_at("ns", &newest, start + MAX_AGE + Duration::from_secs(1))
                 .is_none()
         );
         // Rewriting one Secret over and over holds one copy.
-        for v in 0..10 * CAPACITY {
+        for v in 0..10 * COPIES {
             w.wrote_at(&secret("same", &v.to_string()), start);
         }
-        assert!(w.len() <= CAPACITY);
+        assert!(w.len() <= COPIES);
     }
 }
