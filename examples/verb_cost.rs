@@ -133,8 +133,12 @@ impl Templates {
         status.not_after = status.not_after.map(|t| t + day);
         status.renewal_time = status.renewal_time.map(|t| t + day);
         for condition in &mut status.conditions {
-            condition.message = format!("{} (revision {revision})", condition.message);
-            condition.message.truncate(200);
+            let message = condition
+                .message
+                .split(" (revision ")
+                .next()
+                .unwrap_or_default();
+            condition.message = format!("{message} (revision {revision})");
         }
         status
     }
