@@ -24,10 +24,10 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
 /// At most this many copies are held (about 3 KiB each for a P-256
-/// certificate, 1.5 MiB in all): the newest, which are the ones whose echo
-/// is due. An echo's pass runs within a few seconds of the write (at 100
-/// issuances a second, 512 is five seconds of them).
-const COPIES: usize = 512;
+/// certificate, 6 MiB in all): the newest, which are the ones whose echo
+/// is due. 512 were too few: at 10,000 from a backlog, 0.79 GETs per
+/// certificate came back (docs/benchmarks.md).
+const COPIES: usize = 2048;
 /// At most this many Secrets' newest versions are held (a name and a
 /// number, about 100 bytes each).
 const SHOWN: usize = 4096;
