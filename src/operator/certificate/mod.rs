@@ -14,6 +14,7 @@
 mod cleanup;
 mod decide;
 mod issue;
+pub mod revocation_mark;
 mod secret;
 mod status;
 
@@ -293,26 +294,17 @@ async fn ensure_recorded(
         Recorded::Revoked if replacing => revoked_for_good(cert, &held.leaf.serial.to_string()),
         Recorded::Revoked => {
             warn!(certificate = %cert.name_any(), serial = %held.leaf.serial, "a revocation covers the certificate just recorded; replacing it");
-            let record = serde_json::to_string(&crate::api::RevocationRecord {
+            let record = crate::api::RevocationRecord {
                 serial_number: held.leaf.serial.to_string(),
                 reason: RevocationReason::Unspecified,
                 revoked_at: now,
                 revocation: None,
-            })?;
+            };
             // On the object, not only on this pass's copy: the replacement's
             // record may wait for a group (`record_deferred`), and the pass
             // that then writes the status says the revocation
             // (`status.lastRevocation`) from the object.
-            let patch = serde_json::json!({
-                "metadata": {"annotations": {crate::api::meta::REVOCATION: record}}
-            });
-            let revoked = Api::<ClusterCertificate>::all(ctx.client.clone())
-                .patch(
-                    &cert.name_any(),
-                    &kube::api::PatchParams::default(),
-                    &kube::api::Patch::Merge(&patch),
-                )
-                .await?;
+            let revoked = revocation_mark::mark(ctx, &cert.name_any(), &record).await?;
             return Box::pin(apply_pass(&revoked, ctx, now, true, SecretRead::Read))
                 .await
                 .map(Some);

@@ -1,21 +1,16 @@
 //! The pass's writes, in the order it makes them: the ledger marks, each
 //! key's CRL, the replacements, the status.
 
-use std::collections::BTreeMap;
-
 use chrono::{DateTime, Utc};
-use kube::api::{Patch, PatchParams};
+use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::{Api, ResourceExt};
 use tracing::info;
 
 use super::decide::{CrlStep, CrlSummary, Replacement, Revocation, WAITING_RETRY};
 use super::status::Outcome;
-use crate::api::{
-    CertificateAuthority, CertificateRevocation, CertificateRevocationStatus, ClusterCertificate,
-    meta,
-};
+use crate::api::{CertificateAuthority, CertificateRevocation, CertificateRevocationStatus};
 use crate::core::ledger::RevocationRule;
+use crate::operator::certificate::revocation_mark;
 use crate::operator::reason::Reason;
 use crate::operator::store::authority_cache::KeyRing;
 use crate::operator::store::{crl, ledger_store};
@@ -69,13 +64,7 @@ pub async fn crls(
 /// Records the revocation on a ClusterCertificate so its controller
 /// replaces the certificate with a new key, and says so in an Event.
 pub async fn replacement(ctx: &Context, r: &Replacement) -> Result<(), Error> {
-    let name = r.certificate.name_any();
-    let patch = serde_json::json!({
-        "metadata": {"annotations": BTreeMap::from([(meta::REVOCATION, serde_json::to_string(&r.record)?)])}
-    });
-    let api: Api<ClusterCertificate> = Api::all(ctx.client.clone());
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-        .await?;
+    revocation_mark::mark(ctx, &r.certificate.name_any(), &r.record).await?;
     let revocation = r.record.revocation.as_deref().unwrap_or_default();
     ctx.event(
         r.certificate.as_ref(),
