@@ -10,7 +10,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "building certop (a first build takes a few minutes; cargo shows its progress)"
 cargo build --bin certop
-certop="$root/target/debug/certop"
+certop="${CARGO_TARGET_DIR:-$root/target}/debug/certop"
 
 step "starting a control plane (kube-apiserver v1.36.3 + etcd)"
 operator_pid=""
