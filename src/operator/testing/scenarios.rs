@@ -574,6 +574,49 @@ fn a_revocation_created_while_a_record_waits_for_its_group_is_not_taken_as_revok
     });
 }
 
+/// Each write of the pass that finds its new certificate revoked (the
+/// Secret, the ledger record, the revocation mark on the object, the
+/// replacement's writes) may fail: the passes after it still end with a
+/// certificate the revocation does not cover, and say which one it did.
+#[test]
+fn a_certificate_found_revoked_when_recorded_is_replaced_whichever_write_fails() {
+    runtime().block_on(async {
+        for failing in 1..=6 {
+            let w = world();
+            w.ctx.ledger_groups.set_deferral(false);
+            let now = Utc::now();
+            put_revocation(
+                &w,
+                (now - Duration::seconds(10)).to_rfc3339(),
+                json!({"issuerRef": {"name": "ca"}, "dnsNames": ["web.example.com"],
+                       "issuedBefore": (now + Duration::seconds(1)).to_rfc3339()}),
+            );
+            w.api.fail_write(failing, Fault::Status(500));
+            let _ = w.certificate_pass().await;
+            // The certificate the revocation covers, if the pass handed one out.
+            let covered = w.secret().map(|_| w.secret_serial());
+            // Past the revocation's issuedBefore: what is issued now is not covered.
+            tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+            for _ in 0..4 {
+                let _ = w.certificate_pass().await;
+            }
+            let held = w.secret_serial();
+            let status = w.status();
+            assert_eq!(
+                status.serial_number.as_deref(),
+                Some(held.as_str()),
+                "write {failing} failed: the status names what the Secret holds"
+            );
+            assert_eq!(
+                status.last_revocation.map(|r| r.serial_number),
+                covered.clone(),
+                "write {failing} failed: the status names the revoked serial, if one was handed out"
+            );
+            assert_ne!(Some(held), covered, "write {failing} failed: replaced");
+        }
+    });
+}
+
 #[test]
 fn a_certificate_found_revoked_by_a_deferred_record_says_so_in_its_status_once_replaced() {
     runtime().block_on(async {
