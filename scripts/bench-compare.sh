@@ -132,6 +132,23 @@ setup() {
   "$bulk_create" 16 <"$tmp/objects.jsonl" >/dev/null
 }
 
+# Starts the operator and times it until all N reach REVISION; sets
+# `phase` to "done seconds requests operator-cpu apiserver-cpu" and
+# `phase_profile` to its requests by verb (scrapes named after LABEL).
+timed_phase() {
+  local run="$1" resource="$2" revision="$3" label="$4" start cp_start done seconds polls
+  scrape "$state/before-$label"
+  cp_start=$(cpu_s "$(cat "$state/cp/control-plane.pid")")
+  start=$(now)
+  start_operator "$run"
+  read -r done seconds polls < <(wait_for "$resource" "$n" "$revision" "$start")
+  local operator_cpu; operator_cpu=$(cpu_s "$(operator_process)")
+  local cp_cpu; cp_cpu=$(echo "$(cpu_s "$(cat "$state/cp/control-plane.pid")") - $cp_start" | bc)
+  scrape "$state/after-$label"
+  phase="$done $seconds $(request_count "$state/before-$label" "$state/after-$label" "$polls") $operator_cpu $cp_cpu"
+  phase_profile=$(request_profile "$state/before-$label" "$state/after-$label" "$n")
+}
+
 request_renewal() {
   case "$1" in
     certop) "$certop" renew --all >/dev/null ;;
@@ -159,30 +176,16 @@ for n in $sizes; do
     fresh_control_plane
     setup "$run" "$n"
     case "$run" in certop) resource=clustercertificates.certop.dev ;; *) resource=certificates.cert-manager.io ;; esac
-    scrape "$state/before"
-    cp_cpu=$(cpu_s "$(cat "$state/cp/control-plane.pid")")
-    start=$(now)
-    start_operator "$run"
-    read -r ready issue_s polls < <(wait_for "$resource" "$n" 1 "$start")
-    operator_cpu=$(cpu_s "$(operator_process)")
-    cp_cpu=$(echo "$(cpu_s "$(cat "$state/cp/control-plane.pid")") - $cp_cpu" | bc)
-    scrape "$state/after"
-    requests=$(request_count "$state/before" "$state/after" "$polls")
-    profile=$(request_profile "$state/before" "$state/after" "$n")
+    timed_phase "$run" "$resource" 1 issuance
+    read -r ready issue_s requests operator_cpu cp_cpu <<<"$phase"
+    profile="$phase_profile"
     peak=$(peak_mib "$(operator_process)"); rest=$(rss_mib "$(operator_process)")
     operator_stop
     # Renewal of all, requested with the operator stopped.
     request_renewal "$run"
-    scrape "$state/before-renewal"
-    renew_cp_start=$(cpu_s "$(cat "$state/cp/control-plane.pid")")
-    start=$(now)
-    start_operator "$run"
-    read -r renewed renew_s renew_polls < <(wait_for "$resource" "$n" 2 "$start")
-    renew_operator_cpu=$(cpu_s "$(operator_process)")
-    renew_cp_cpu=$(echo "$(cpu_s "$(cat "$state/cp/control-plane.pid")") - $renew_cp_start" | bc)
-    scrape "$state/after-renewal"
-    renew_requests=$(request_count "$state/before-renewal" "$state/after-renewal" "$renew_polls")
-    renew_profile=$(request_profile "$state/before-renewal" "$state/after-renewal" "$n")
+    timed_phase "$run" "$resource" 2 renewal
+    read -r renewed renew_s renew_requests renew_operator_cpu renew_cp_cpu <<<"$phase"
+    renew_profile="$phase_profile"
     renew_peak=$(peak_mib "$(operator_process)")
     operator_stop
     objects=""
