@@ -61,8 +61,13 @@ YAML
   for _ in $(seq 1 600); do
     if [ -s "$dir/kubeconfig" ]; then break; fi
     if ! running; then
-      echo "control plane exited; its log:" >&2
+      # Its exit status and the free space tell a signal (128+N) or a full
+      # disk (logs left empty) from an error it logged.
+      status=0
+      wait "$(cat "$pidfile")" || status=$?
+      echo "control plane exited with status $status; its log:" >&2
       tail -n 40 "$dir/control-plane.log" "$dir/control-plane.out" >&2 || true
+      df -h "$dir" >&2 || true
       exit 1
     fi
     sleep 0.2
