@@ -11,6 +11,11 @@
 # The table: CPU ms per request net of the process's idle rate (measured
 # for IDLE seconds, default 10, before the rounds), and its ratio to a
 # Secret create in the same round.
+# PPROF=1 also records kube-apiserver's CPU profile over the first
+# PPROF_SECONDS (default 10) of each verb's first round (STATE/pprof/VERB.pprof;
+# read with `go tool pprof -top -cum BINARY FILE`, BINARY from
+# tests/control-plane/build.sh). The profiler costs CPU of its own and the
+# rounds wait for it: the table of a PPROF=1 run is not comparable.
 set -euo pipefail
 n="${1:-2000}"
 idle_s="${IDLE:-10}"
@@ -33,6 +38,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+pprof="${PPROF:-0}"
+if [ "$pprof" = 1 ]; then export APISERVER_ARGS="${APISERVER_ARGS:-} --profiling=true"; fi
 dev_cluster_up "$state/cp" bench
 pid="$(cat "$state/cp/control-plane.pid")"
 children="$(pgrep -P "$pid" | tr '\n' ' ' || true)"
@@ -74,7 +81,16 @@ for round in 1 2; do
   fi
   for verb in "${order[@]}"; do
     sleep 2
+    profiler=""
+    if [ "$pprof" = 1 ] && [ "$round" = 1 ]; then
+      mkdir -p "$state/pprof"
+      # A fixed window from the verb's start (the server sends the profile
+      # only at its end): idle if the verb ends first, which adds little.
+      kubectl get --raw "/debug/pprof/profile?seconds=${PPROF_SECONDS:-10}" >"$state/pprof/$verb.pprof" &
+      profiler=$!
+    fi
     line=$(VERB_COST_PID="$pid" "$verb_cost" "$verb" "$n" "$round" "$templates")
+    if [ -n "$profiler" ]; then wait "$profiler"; fi
     echo "round=$round $line" | tee -a "$results"
   done
 done
