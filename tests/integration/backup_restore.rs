@@ -187,9 +187,18 @@ fn a_restored_pki_resumes_with_the_same_keys_and_certificates_and_a_higher_crl_n
         .iter()
         .map(|n| serial(&get(&source, &["clustercertificate", n]).expect("cert")))
         .collect();
-    let ca_before = ca(&source).expect("CA");
+    // The CA's status names a CRL one write after certop serves it: the
+    // backup is taken once the status has caught up with what is served.
     let (number_before, _) = served_crl(&op, dir.path());
-    assert!(crl_number(&ca_before) >= number_before);
+    let caught_up = wait_for(WAIT, || {
+        ca(&source).is_some_and(|c| crl_number(&c) >= number_before)
+    });
+    assert!(
+        caught_up,
+        "the CA's status never named CRL {number_before}\n{}",
+        op.log_text()
+    );
+    let ca_before = ca(&source).expect("CA");
 
     let passphrase = write(dir.path(), "passphrase", "correct horse battery\n");
     let file = dir.path().join("pki.age");
