@@ -12,7 +12,8 @@
 # each timed phase in seconds (default 1800): a run stopped by it reports
 # how many were done and the rate so far. PROFILE=heap runs certop under
 # heaptrack (its files in the state directory; `heaptrack_print -f FILE`
-# reads them): where its memory goes, at the cost of its timings.
+# reads them), built with the system's malloc (heaptrack cannot see
+# jemalloc's): where its memory goes, at the cost of its timings.
 set -euo pipefail
 sizes="${N:-1000}"
 runs="${RUNS:-certop cm-default cm-tuned}"
@@ -21,7 +22,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 state="${STATE:-$root/.certop-dev/bench-compare}"
 mkdir -p "$state"
-cargo build --quiet --release --bin certop --example bulk_create --example wait_ready
+cargo build --quiet --release --bin certop --example bulk_create --example wait_ready \
+  ${PROFILE:+--no-default-features}
 # Copies of what was just built: a build of another checkout that shares
 # the target directory cannot swap them under the run.
 target="${CARGO_TARGET_DIR:-$root/target}"

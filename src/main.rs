@@ -1,6 +1,10 @@
 /// jemalloc instead of glibc's malloc: at 10,000 certificates it cut the
 /// operator's CPU by a fifth and its peak memory during a renewal of all
-/// by a tenth (two runs of each, docs/benchmarks.md).
+/// by a tenth (two runs of each, docs/benchmarks.md). Its settings are
+/// built in (`.cargo/config.toml`). Without the `jemalloc` feature the
+/// binary uses the system's malloc, which a heap profiler such as
+/// heaptrack can follow.
+#[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
