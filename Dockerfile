@@ -5,6 +5,7 @@ WORKDIR /src
 # aws-lc-rs builds its C core with cmake and clang.
 RUN apt-get update && apt-get install -y --no-install-recommends cmake clang && rm -rf /var/lib/apt/lists/*
 COPY Cargo.toml Cargo.lock build.rs ./
+COPY .cargo .cargo
 COPY proto proto
 COPY src src
 COPY benches benches

@@ -106,12 +106,21 @@ pub fn run(cli: Cli) -> Result<(), CliError> {
 
 fn run_operator(args: run::RunArgs) -> Result<(), CliError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .max_blocking_threads(blocking_threads())
         .enable_all()
         .build()
         .map_err(CliError::Runtime)?;
     runtime
         .block_on(crate::operator::run(args.config()))
         .map_err(CliError::Operator)
+}
+
+/// Threads for blocking work: key generation and signing, which are
+/// CPU-bound, so more threads than twice the cores run none of it sooner.
+/// Tokio's default (512) let the 16 concurrent passes keep 16 threads, each
+/// with its stack and its allocator's caches (docs/benchmarks.md).
+fn blocking_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()) * 2
 }
 
 /// A duration flag as a value (clap already refused what cannot be used).
