@@ -260,7 +260,15 @@ async fn apply_pass(
         return Ok(ended);
     }
     remove_moved_secret(cert, ctx).await?;
-    status::ready(cert, ctx, &held, now).await
+    let ready = status::ready(cert, ctx, &held, now).await?;
+    if ready.unchanged {
+        // The last pass this issuance starts (its status is written and
+        // nothing more is): the copy of the Secret served its echoes and
+        // would only hold memory until it aged out.
+        ctx.written_secrets
+            .forget(&cert.spec.secret_namespace, &cert.spec.secret_name);
+    }
+    Ok(ready.action)
 }
 
 /// Records the certificate the Secret holds in the ledger, unless the

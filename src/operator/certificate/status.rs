@@ -98,10 +98,11 @@ pub async fn ready(
     ctx: &Context,
     held: &Held,
     now: DateTime<Utc>,
-) -> Result<Action, Error> {
+) -> Result<Ready, Error> {
     let previous = cert.status.clone().unwrap_or_default();
     let status = ready_status(cert, held, now);
-    if status != previous {
+    let unchanged = status == previous;
+    if !unchanged {
         write(cert, ctx, &status).await?;
     }
     let leaf = &held.leaf;
@@ -122,7 +123,19 @@ pub async fn ready(
         // `kubectl describe secret` shows without a second request.
         ctx.event_once(cert, reason, &action, note).await;
     }
-    Ok(Action::requeue(requeue_until(held.renewal_time, now)))
+    Ok(Ready {
+        action: Action::requeue(requeue_until(held.renewal_time, now)),
+        unchanged,
+    })
+}
+
+/// What `ready` did.
+pub struct Ready {
+    /// When to look again.
+    pub action: Action,
+    /// The status already said all of it, so nothing was written: no echo
+    /// of this pass will start another.
+    pub unchanged: bool,
 }
 
 /// Says an issuance is under way (`Issuing=True` with its reason), as

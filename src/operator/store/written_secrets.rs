@@ -155,6 +155,15 @@ impl WrittenSecrets {
             .then(|| Secret::clone(copy))
     }
 
+    /// Drops the copy of a Secret whose passes are done with it (the
+    /// Secret's newest version stays known). A pass that would have read it
+    /// reads the Secret instead.
+    pub fn forget(&self, namespace: &str, name: &str) {
+        if let Ok(mut inner) = self.inner.lock() {
+            inner.copies.remove(&key(namespace, name));
+        }
+    }
+
     /// Whether the Secret is known to exist, or to have existed lately:
     /// certop holds a copy of its write, or the watch showed it (the newest
     /// `SHOWN` shown). A Secret not known may exist all the same.
@@ -227,6 +236,17 @@ mod tests {
         m.metadata.name = Some(name.into());
         m.metadata.resource_version = Some(version.into());
         watcher::Event::Apply(m)
+    }
+
+    #[test]
+    fn a_forgotten_copy_is_not_used_and_the_secret_stays_known() {
+        let w = WrittenSecrets::default();
+        w.wrote(&secret("a", "5"));
+        w.observe(&seen("a", "5"));
+        w.forget("ns", "a");
+        assert!(w.get("ns", "a").is_none());
+        assert!(w.known("ns", "a"), "its newest version is still known");
+        assert_eq!(w.len(), 0);
     }
 
     #[test]

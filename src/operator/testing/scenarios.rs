@@ -697,6 +697,15 @@ fn the_echo_of_an_issuance_reads_no_secret_until_another_writer_changes_it() {
             &w.api.read_log()[reads..]
         );
         assert_eq!(w.api.writes(), writes, "{:?}", &w.api.log()[writes..]);
+        // That pass wrote nothing, so no echo of it follows: the copy is
+        // dropped (copies held 9 MB at 10,000 certificates), and a later
+        // pass reads the Secret.
+        let reads = w.api.read_log().len();
+        w.certificate_pass().await.expect("a later pass");
+        assert!(
+            w.api.read_log()[reads..].iter().any(|p| p == SECRET_PATH),
+            "the copy outlived the last pass that needed it"
+        );
 
         // Someone else empties ca.crt: the watch shows a new version, the
         // copy is dropped, and the pass reads and repairs the Secret.
