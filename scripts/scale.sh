@@ -184,7 +184,9 @@ after=$(requests after)
 # The run's memory, read before any restart below.
 rss=$(rss_mib)
 peak=$(peak_mib)
-conflicts=$(grep -c "409\|Conflict" "$state/operator.log" || true)
+# A conflict as kube's error says it (reason Conflict, code 409); a bare
+# "409" also matched every serial number that contains those digits.
+conflicts=$(grep -cE 'Conflict|code: 409' "$state/operator.log" || true)
 if [ "$restart" = 1 ]; then
   # A restart with all N present: SIGTERM, start again, timed until it has
   # listed everything and is idle (wait_idle); the writes it made
