@@ -264,7 +264,8 @@ async fn apply_pass(
     if ready.unchanged {
         // The last pass this issuance starts (its status is written and
         // nothing more is): the copy of the Secret served its echoes and
-        // would only hold memory until it aged out.
+        // would only hold memory until it aged out (kept if this pass
+        // rewrote the Secret: that write's event is still to come).
         ctx.written_secrets
             .forget(&cert.spec.secret_namespace, &cert.spec.secret_name);
     }

@@ -155,12 +155,23 @@ impl WrittenSecrets {
             .then(|| Secret::clone(copy))
     }
 
-    /// Drops the copy of a Secret whose passes are done with it (the
-    /// Secret's newest version stays known). A pass that would have read it
-    /// reads the Secret instead.
+    /// Drops the copy of a Secret whose passes are done with it, once the
+    /// watch has shown it: a copy of a write the watch has not shown yet
+    /// (a pass that wrote the Secret but not the status) still has the pass
+    /// of that event to serve. The Secret's newest version stays known; a
+    /// pass that would have read the copy reads the Secret instead.
     pub fn forget(&self, namespace: &str, name: &str) {
+        let key = key(namespace, name);
         if let Ok(mut inner) = self.inner.lock() {
-            inner.copies.remove(&key(namespace, name));
+            let shown = match (inner.copies.get(&key), inner.newest.get(&key)) {
+                (Some((copy, _)), Some(newest)) => {
+                    copy.resource_version().as_deref() == Some(newest.as_str())
+                }
+                _ => false,
+            };
+            if shown {
+                inner.copies.remove(&key);
+            }
         }
     }
 
@@ -247,6 +258,22 @@ mod tests {
         assert!(w.get("ns", "a").is_none());
         assert!(w.known("ns", "a"), "its newest version is still known");
         assert_eq!(w.len(), 0);
+    }
+
+    #[test]
+    fn a_copy_the_watch_has_not_shown_yet_is_kept_for_that_events_pass() {
+        let w = WrittenSecrets::default();
+        w.wrote(&secret("a", "5"));
+        w.observe(&seen("a", "5"));
+        // The pass rewrote the Secret (a new trust bundle) and nothing else.
+        w.wrote(&secret("a", "6"));
+        w.forget("ns", "a");
+        w.observe(&seen("a", "6"));
+        assert_eq!(
+            w.get("ns", "a").and_then(|s| s.metadata.resource_version),
+            Some("6".into()),
+            "the pass of the write's own event uses the copy"
+        );
     }
 
     #[test]
