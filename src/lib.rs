@@ -7,5 +7,6 @@ pub mod backup;
 pub mod cli;
 pub mod core;
 pub mod kms;
+pub mod list_pages;
 pub mod operator;
 pub mod pki;

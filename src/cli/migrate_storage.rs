@@ -173,9 +173,9 @@ async fn migrate_kind(
                 rewritten += 1;
             }
         }
-        match list.metadata.continue_ {
-            Some(token) if !token.is_empty() => page = page.continue_token(&token),
-            _ => break,
+        match crate::list_pages::next(&page, &list.metadata) {
+            Some(next) => page = next,
+            None => break,
         }
     }
     let stored = serde_json::json!({"status": {"storedVersions": [VERSION]}});

@@ -443,9 +443,9 @@ pub async fn rewrite_all(
             done += stored;
             out.failures.extend(failures);
             progress(resource, done);
-            match page.metadata.continue_ {
-                Some(token) if !token.is_empty() => params = params.continue_token(&token),
-                _ => break,
+            match crate::list_pages::next(&params, &page.metadata) {
+                Some(next) => params = next,
+                None => break,
             }
         }
         out.count.insert(resource.to_string(), done);

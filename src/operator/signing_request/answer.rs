@@ -76,8 +76,8 @@ async fn other_nodes(requester: &str, ctx: &Context) -> Result<OtherNodes, Error
                     .map(|a| (a.type_.as_str(), a.address.as_str())),
             );
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
+        match crate::list_pages::next(&params, &page.metadata) {
+            Some(next) => params = next,
             None => return Ok(others),
         }
     }

@@ -561,9 +561,8 @@ pub async fn load(ctx: &Context, ca: &str) -> Result<Loaded, Error> {
                 Err(e) => loaded.unreadable.push(e),
             }
         }
-        // The pages are one snapshot: the token carries its resourceVersion.
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
+        match crate::list_pages::next(&params, &page.metadata) {
+            Some(next) => params = next,
             None => return Ok(loaded),
         }
     }
