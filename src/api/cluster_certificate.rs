@@ -133,8 +133,9 @@ pub struct ClusterCertificateSpec {
     #[schemars(range(min = 1, max = 99))]
     pub renew_before_percentage: Option<i32>,
     /// Extra labels and annotations for the Secret.
+    // Boxed (rarely set): every cached certificate pays for inline size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_template: Option<SecretTemplate>,
+    pub secret_template: Option<Box<SecretTemplate>>,
     /// What happens to the Secret when this ClusterCertificate is deleted. Default Delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_deletion_policy: Option<SecretDeletionPolicy>,
@@ -397,8 +398,9 @@ pub struct ClusterCertificateStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_change_since: Option<chrono::DateTime<chrono::Utc>>,
     /// The most recent revocation of one of this certificate's serials.
+    // Boxed (rarely set): every cached certificate pays for inline size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_revocation: Option<RevocationRecord>,
+    pub last_revocation: Option<Box<RevocationRecord>>,
 }
 
 /// A revoked serial, as the status shows it.

@@ -120,7 +120,7 @@ pub fn renewal_policy(cert: &ClusterCertificate, secret: Option<&Secret>) -> Ren
 }
 
 /// The revocation certop recorded on a ClusterCertificate, if any.
-pub fn revocation_of(cert: &ClusterCertificate) -> Option<RevocationRecord> {
+pub fn revocation_of(cert: &ClusterCertificate) -> Option<Box<RevocationRecord>> {
     cert.annotations()
         .get(meta::REVOCATION)
         .and_then(|r| serde_json::from_str(r).ok())
@@ -511,10 +511,10 @@ mod tests {
             (
                 "bad label in secretTemplate",
                 cert(|s| {
-                    s.secret_template = Some(SecretTemplate {
+                    s.secret_template = Some(Box::new(SecretTemplate {
                         labels: BTreeMap::from([("bad key!".into(), "v".into())]),
                         ..Default::default()
-                    })
+                    }))
                 }),
                 ready(&authority),
                 Some(&secret),
