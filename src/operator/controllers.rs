@@ -259,7 +259,10 @@ fn certificate_controller(
     // A policy's change (or deletion) may allow or refuse the certificates
     // of the CAs it governs.
     let governed_store = shared.certificates.store();
-    Controller::for_shared_stream(shared.certificates.follow(), shared.certificates.store())
+    // Queued by name only (`queued_ref`): every certificate waits in the
+    // queue until its renewal.
+    Controller::for_shared_stream(futures::stream::empty(), shared.certificates.store())
+        .reconcile_on(shared.certificates.follow_as_refs())
         .with_config(w.config())
         .watches_shared_stream(signing_changes, move |ca| {
             certificate::certificates_of_issuer(&issuer_store, &ca.name_any())

@@ -45,6 +45,7 @@ use crate::core::plan::{
 use crate::operator::conditions;
 use crate::operator::reason::{Blocked, Reason};
 use crate::operator::runtime::finalize::reconcile_with_finalizer;
+use crate::operator::runtime::shared_store::queued_ref;
 use crate::operator::{Context, Error, store::authority_cache, store::crl, store::ledger_store};
 use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_chain};
 
@@ -89,7 +90,7 @@ pub fn certificates_of_issuer(
         .state()
         .iter()
         .filter(|c| c.spec.issuer_ref.name == ca)
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
+        .map(|c| queued_ref(c.as_ref()))
         .collect()
 }
 
