@@ -128,7 +128,7 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     let (ca, ctx, name) = (s.ca, s.ctx, s.ca.name_any());
     let settings = &s.spec.settings;
     let statuses = lost_entries::statuses(ctx, &name);
-    let mut ledger = ledger_store::load(ctx, ca).await?;
+    let mut ledger = ledger_store::load(ctx, &name).await?;
     let next = rotation::load_next(ctx, settings, &s.marks, now).await?;
     let previous_key = rotation::load_previous(ca, ctx, settings, &s.marks, now).await?;
     let keys: Vec<(u32, &CertificateInfo)> = [
@@ -142,7 +142,7 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     .collect();
     let recovered = lost_entries::recover(ctx, &name, statuses, &ledger.entries, &keys, now).await;
     if recovered.recorded > 0 {
-        ledger = ledger_store::load(ctx, ca).await?;
+        ledger = ledger_store::load(ctx, &name).await?;
     }
     let signers: Vec<&CertificateInfo> = keys.iter().map(|(_, c)| *c).collect();
     let backfilled =

@@ -299,7 +299,7 @@ pub async fn publish(
     let cm_name = config_map_name(&name, index);
     let copy = copy_name(&name, index);
     let (validity, _) = schedule(ca);
-    let ledger = ledger_store::load(ctx, ca).await?;
+    let ledger = ledger_store::load(ctx, &name).await?;
     let unreadable: Vec<String> = ledger
         .unreadable
         .iter()

@@ -13,7 +13,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, ObjectMeta, PostParams};
 use kube::{Api, ResourceExt};
 
-use crate::api::{CertificateAuthority, CertificateRevocation, meta};
+use crate::api::{CertificateRevocation, meta};
 use crate::core::ledger::{self, LedgerEntry, RevocationRule};
 use crate::operator::reason::Reason;
 use crate::operator::{Context, Error};
@@ -543,31 +543,10 @@ pub struct Loaded {
 /// (at 10,000 certificates about 2 MB of it).
 const LOAD_PAGE: u32 = 16;
 
-/// The most entries `load` reserves room for ahead (a hint from a status
-/// anyone with the status's write permission can set).
-const RESERVE_LIMIT: usize = 1 << 20;
-
-/// How many entries the CA's ledger held at its last pass, from its
-/// status's counts: `load` reserves room for them at once, so a large
-/// ledger's entries are not copied each time their vector doubles (at
-/// 100,000 certificates, 14 MB copied beside the 21 MB they take).
-fn expected_entries(ca: &CertificateAuthority) -> usize {
-    let status = ca.status.as_ref();
-    let count = |c: Option<i64>| c.and_then(|c| usize::try_from(c).ok()).unwrap_or(0);
-    let issued = count(status.and_then(|s| s.issued_certificates));
-    let revoked = count(status.and_then(|s| s.revoked_certificates));
-    issued.saturating_add(revoked).min(RESERVE_LIMIT)
-}
-
-pub async fn load(ctx: &Context, ca: &CertificateAuthority) -> Result<Loaded, Error> {
+pub async fn load(ctx: &Context, ca: &str) -> Result<Loaded, Error> {
     let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ctx.namespace);
-    let mut params = ListParams::default()
-        .labels(&selector(&ca.name_any()))
-        .limit(LOAD_PAGE);
-    let mut loaded = Loaded {
-        entries: Vec::with_capacity(expected_entries(ca)),
-        ..Loaded::default()
-    };
+    let mut params = ListParams::default().labels(&selector(ca)).limit(LOAD_PAGE);
+    let mut loaded = Loaded::default();
     loop {
         let page = api.list(&params).await?;
         for cm in &page.items {
@@ -593,44 +572,4 @@ fn normalized(serial: &str) -> String {
     crate::pki::SerialNumber::from_hex(serial)
         .map(|s| s.to_string())
         .unwrap_or_else(|| serial.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ca(status: serde_json::Value) -> CertificateAuthority {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "certop.dev/v1",
-            "kind": "CertificateAuthority",
-            "metadata": {"name": "ca"},
-            "spec": {"subject": {"commonName": "ca"}},
-            "status": status,
-        }))
-        .expect("a CertificateAuthority")
-    }
-
-    #[test]
-    fn the_room_reserved_for_a_ledger_follows_the_status_and_is_bounded() {
-        let cases = [
-            (serde_json::json!(null), 0),
-            (serde_json::json!({}), 0),
-            (serde_json::json!({"issuedCertificates": 100_000}), 100_000),
-            (
-                serde_json::json!({"issuedCertificates": 100, "revokedCertificates": 5}),
-                105,
-            ),
-            (
-                serde_json::json!({"issuedCertificates": -7, "revokedCertificates": 5}),
-                5,
-            ),
-            (
-                serde_json::json!({"issuedCertificates": i64::MAX, "revokedCertificates": i64::MAX}),
-                RESERVE_LIMIT,
-            ),
-        ];
-        for (status, want) in cases {
-            assert_eq!(expected_entries(&ca(status.clone())), want, "{status}");
-        }
-    }
 }
