@@ -256,29 +256,50 @@ fn certificate_controller(
         shared.cas.store(),
         signing_identity,
     );
+    let on_signing = signing_changes.flat_map(move |ca| {
+        futures::stream::iter(certificate::certificates_of_issuer(
+            &issuer_store,
+            &ca.name_any(),
+        ))
+    });
     // A policy's change (or deletion) may allow or refuse the certificates
     // of the CAs it governs.
     let governed_store = shared.certificates.store();
-    // Queued by name only (`queued_ref`): every certificate waits in the
-    // queue until its renewal.
-    Controller::for_shared_stream(futures::stream::empty(), shared.certificates.store())
-        .reconcile_on(shared.certificates.follow_as_refs())
-        .with_config(w.config())
-        .watches_shared_stream(signing_changes, move |ca| {
-            certificate::certificates_of_issuer(&issuer_store, &ca.name_any())
-        })
-        .watches_shared_stream(policies.follow_with_deletes(), move |policy| {
+    let on_policy = policies.follow_with_deletes().flat_map(move |policy| {
+        futures::stream::iter(
             policy
                 .spec
                 .authorities
                 .iter()
                 .flat_map(|ca| certificate::certificates_of_issuer(&governed_store, ca))
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>(),
+        )
+    });
+    let on_secret = cert_secrets.filter_map(|secret| {
+        std::future::ready(match secret {
+            Ok(secret) => secret
+                .annotations()
+                .get(meta::CERTIFICATE)
+                .map(|owner| ObjectRef::<ClusterCertificate>::new(owner)),
+            Err(e) => {
+                warn!(error = %e, "ClusterCertificate controller: Secret watch");
+                None
+            }
         })
-        .watches_stream(cert_secrets, move |secret| {
-            let owner = secret.annotations().get(meta::CERTIFICATE)?;
-            Some(ObjectRef::<ClusterCertificate>::new(owner))
-        })
+    });
+    // Every trigger is a stream of names (`reconcile_on`), and the queue
+    // holds each certificate by name only (`queued_ref`): every
+    // certificate waits in it until its renewal. `watches_stream` would
+    // give each request it queues a boxed copy of the watched object's
+    // reference (its kind, group, version, plural, name, uid and
+    // resourceVersion: about 400 bytes), held while
+    // the request waits; a CA's change queues every certificate it signs.
+    Controller::for_shared_stream(futures::stream::empty(), shared.certificates.store())
+        .reconcile_on(shared.certificates.follow_as_refs())
+        .reconcile_on(on_signing)
+        .reconcile_on(on_policy)
+        .reconcile_on(on_secret)
+        .with_config(w.config())
         .graceful_shutdown_on(w.stopped())
         .run(
             certificate::reconcile,
