@@ -397,10 +397,30 @@ pub struct ClusterCertificateStatus {
     /// this certificate: its re-issue is spread over the hour after.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_change_since: Option<chrono::DateTime<chrono::Utc>>,
+    /// The Secret as the last write of this status saw it. A renewal
+    /// replaces a Secret still at that version without reading it first:
+    /// the write fails if the Secret changed since, and the renewal then
+    /// reads it.
+    // Boxed: every cached certificate pays for inline size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_version: Option<Box<SecretVersion>>,
     /// The most recent revocation of one of this certificate's serials.
     // Boxed (rarely set): every cached certificate pays for inline size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revocation: Option<Box<RevocationRecord>>,
+}
+
+/// A version of a certificate's Secret, and what it holds that a renewal
+/// needs to know.
+#[derive(KubeSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretVersion {
+    /// The Secret's `metadata.resourceVersion`.
+    pub resource_version: String,
+    /// The renewal request (`certop.dev/renew-requested-at` on this
+    /// object) its certificate answers, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_request: Option<String>,
 }
 
 /// A revoked serial, as the status shows it.

@@ -39,7 +39,7 @@ pub use certificate_revocation::{
 pub use cluster_certificate::{
     ClusterCertificate, ClusterCertificateSpec, ClusterCertificateStatus, IssuerRef, KeyUsage,
     PrivateKeySettings, Profile, RevocationRecord, RotationPolicy, SecretDeletionPolicy,
-    SecretTemplate, SecretTemplateError,
+    SecretTemplate, SecretTemplateError, SecretVersion,
 };
 pub use duration::{DurationError, GoDuration, MAX_HOURS};
 pub use revocation_reason::RevocationReason;

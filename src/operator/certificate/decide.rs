@@ -48,6 +48,14 @@ pub struct Governance {
 /// again (the guard is looked at every 15 s).
 pub const GUARD_RETRY: Duration = Duration::from_secs(15);
 
+impl Issuer {
+    /// Ready, with no old key retiring (a rotation's re-issues wait for
+    /// the turn of the certificate the Secret holds).
+    pub fn signs_alone(&self) -> bool {
+        matches!(self, Issuer::Ready { ring, .. } if ring.retiring.is_none())
+    }
+}
+
 /// What the reconciler does next.
 #[derive(Debug)]
 pub enum Decision {
@@ -154,32 +162,10 @@ pub fn decide(
     secret: Option<&Secret>,
     now: DateTime<Utc>,
 ) -> Decision {
-    let mut template = match valid_template(cert) {
-        Ok(t) => t,
-        Err(blocked) => return Decision::Blocked(blocked),
+    let (template, ring) = match admitted(cert, issuer) {
+        Ok(admitted) => admitted,
+        Err(decision) => return decision,
     };
-    let (ring, crl_url, governance) = match issuer {
-        Issuer::Blocked(b) => return Decision::Blocked(b),
-        Issuer::Ready {
-            ring,
-            crl_url,
-            governance,
-        } => (ring, crl_url, governance),
-    };
-    if cert.spec.policy_ref.is_some()
-        && matches!(
-            governance.guard,
-            Err(crate::operator::runtime::admission_guard::GuardFault::NotLookedAt)
-        )
-    {
-        // Not looked at yet is not out of force: refusing would turn a
-        // good certificate Ready=False until the next look. Write nothing.
-        return Decision::RetryLater(GUARD_RETRY);
-    }
-    if let Err(blocked) = authorize(cert, &governance, &template) {
-        return Decision::Blocked(blocked);
-    }
-    template.crl_distribution_point = crl_url;
     if let Ownership::Foreign(message) = ownership(secret, &cert.name_any()) {
         return Decision::Blocked(Blocked::new(
             Reason::SecretConflict,
@@ -225,6 +211,66 @@ pub fn decide(
             })),
         },
     }
+}
+
+/// The renewal `secret_read` found due (`SecretRead::ReplaceUnread`),
+/// decided without the Secret: what the status recorded of it stands for
+/// it, and the write that replaces it fails unless it is still that
+/// version.
+pub fn decide_unread_renewal(
+    cert: &ClusterCertificate,
+    issuer: Issuer,
+    reason: IssueReason,
+    now: DateTime<Utc>,
+) -> Decision {
+    let (template, ring) = match admitted(cert, issuer) {
+        Ok(admitted) => admitted,
+        Err(decision) => return decision,
+    };
+    match issuance_backoff(cert, now) {
+        Some(wait) => Decision::RetryLater(wait),
+        None => Decision::Issue(Box::new(Issuance {
+            authority: ring.signing.clone(),
+            key: ring.signing_index,
+            bundle: ring.bundle_pem(),
+            reason,
+            reuse_key: false,
+            revision: next_revision(cert, None),
+            renewal_request: cert.annotations().get(meta::RENEW_REQUESTED_AT).cloned(),
+            template,
+        })),
+    }
+}
+
+/// What every decision to issue needs first: a valid spec, a Ready
+/// issuer, and a policy that allows the spec. The template carries the
+/// issuer's CRL distribution point.
+fn admitted(
+    cert: &ClusterCertificate,
+    issuer: Issuer,
+) -> Result<(LeafTemplate, Arc<KeyRing>), Decision> {
+    let mut template = valid_template(cert).map_err(Decision::Blocked)?;
+    let (ring, crl_url, governance) = match issuer {
+        Issuer::Blocked(b) => return Err(Decision::Blocked(b)),
+        Issuer::Ready {
+            ring,
+            crl_url,
+            governance,
+        } => (ring, crl_url, governance),
+    };
+    if cert.spec.policy_ref.is_some()
+        && matches!(
+            governance.guard,
+            Err(crate::operator::runtime::admission_guard::GuardFault::NotLookedAt)
+        )
+    {
+        // Not looked at yet is not out of force: refusing would turn a
+        // good certificate Ready=False until the next look. Write nothing.
+        return Err(Decision::RetryLater(GUARD_RETRY));
+    }
+    authorize(cert, &governance, &template).map_err(Decision::Blocked)?;
+    template.crl_distribution_point = crl_url;
+    Ok((template, ring))
 }
 
 /// The spec as a template, if certop's own checks (the core's, and the
@@ -276,7 +322,7 @@ fn next_revision(cert: &ClusterCertificate, secret: Option<&Secret>) -> i64 {
 }
 
 /// Whether a pass reads the Secret before it decides.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretRead {
     Read,
     /// Create the Secret without reading it first: one request fewer per
@@ -284,6 +330,56 @@ pub enum SecretRead {
     /// and the pass is made again with the read, so nothing is
     /// overwritten unread.
     CreateUnread,
+    /// Renew without reading the Secret first: one request fewer per
+    /// renewal. The write replaces the Secret only at `resource_version`,
+    /// the version the status recorded; if the Secret changed since (or
+    /// is gone), the pass is made again with the read.
+    ReplaceUnread {
+        resource_version: String,
+        reason: IssueReason,
+    },
+}
+
+/// A renewal the status alone shows due, of a Secret it recorded at a
+/// version (`status.secretVersion`): expired, requested (a renewal
+/// request other than the one the Secret's certificate answers) or past
+/// its renewal time, in the order `plan` judges them. None for anything
+/// the Secret itself must be read for: a key to reuse, a revocation of
+/// the current serial, a spec not yet issued for, a CRL distribution
+/// point change waiting for its turn, a certificate not Ready.
+pub fn unread_renewal(cert: &ClusterCertificate, now: DateTime<Utc>) -> Option<SecretRead> {
+    let status = cert.status.as_ref()?;
+    let version = status.secret_version.as_deref()?;
+    let ready = crate::operator::conditions::is_true(
+        &status.conditions,
+        crate::operator::conditions::READY,
+    );
+    let revoked = revocation_of(cert)
+        .is_some_and(|r| status.serial_number.as_deref() == Some(r.serial_number.as_str()));
+    let rotation = RenewalPolicy::from_spec(&cert.spec).rotation;
+    if !ready
+        || status.observed_generation.is_none()
+        || status.observed_generation != cert.metadata.generation
+        || status.pending_change_since.is_some()
+        || rotation == crate::api::RotationPolicy::Never
+        || revoked
+    {
+        return None;
+    }
+    let requested = cert.annotations().get(meta::RENEW_REQUESTED_AT);
+    let reason = if status.not_after.is_some_and(|t| now >= t) {
+        IssueReason::Expired
+    } else if requested.is_some() && requested != version.renewal_request.as_ref() {
+        IssueReason::RenewalRequested
+    } else if status.renewal_time.is_some_and(|t| now >= t) {
+        IssueReason::RenewalDue
+    } else {
+        return None;
+    };
+    Some(SecretRead::ReplaceUnread {
+        resource_version: version.resource_version.clone(),
+        reason,
+    })
 }
 
 /// A certificate whose status names no serial, and whose `Ready` says
@@ -297,7 +393,24 @@ pub enum SecretRead {
 /// group (`ledger_store::record_deferred`), and a pass then, after the
 /// watch listed again or the operator restarted, would sign a certificate
 /// only to have its create refused.
-pub fn secret_read(cert: &ClusterCertificate, known: bool) -> SecretRead {
+///
+/// A renewal due by the status (`unread_renewal`) is made unread unless
+/// the Secret watch showed the Secret at another version than the status
+/// recorded (`shown`).
+pub fn secret_read(
+    cert: &ClusterCertificate,
+    known: bool,
+    shown: Option<&str>,
+    now: DateTime<Utc>,
+) -> SecretRead {
+    if let Some(unread) = unread_renewal(cert, now)
+        && let SecretRead::ReplaceUnread {
+            resource_version, ..
+        } = &unread
+        && shown.is_none_or(|v| v == resource_version)
+    {
+        return unread;
+    }
     let status = cert.status.as_ref();
     if known || status.is_some_and(|s| s.serial_number.is_some() || s.revision.is_some()) {
         return SecretRead::Read;
@@ -698,12 +811,160 @@ mod tests {
             ),
         ];
         for (name, c, expected) in cases {
-            assert_eq!(secret_read(&c, false), expected, "{name}");
+            assert_eq!(secret_read(&c, false, None, now), expected, "{name}");
             assert_eq!(
-                secret_read(&c, true),
+                secret_read(&c, true, Some("1"), now),
                 SecretRead::Read,
                 "{name}, its Secret known to exist"
             );
         }
+    }
+
+    /// A Ready certificate whose status recorded its Secret at version
+    /// "7", renewal at `now`, expiry a day later.
+    fn recorded(
+        now: DateTime<Utc>,
+        edit: impl FnOnce(&mut ClusterCertificate),
+    ) -> ClusterCertificate {
+        let mut c = cert(|_| {});
+        c.metadata.generation = Some(1);
+        let mut status = crate::api::ClusterCertificateStatus {
+            observed_generation: Some(1),
+            serial_number: Some("0a".into()),
+            revision: Some(1),
+            renewal_time: Some(now),
+            not_after: Some(now + chrono::Duration::days(1)),
+            secret_version: Some(Box::new(crate::api::SecretVersion {
+                resource_version: "7".into(),
+                renewal_request: None,
+            })),
+            ..Default::default()
+        };
+        crate::operator::conditions::set(
+            &mut status.conditions,
+            crate::operator::conditions::READY,
+            true,
+            "Issued",
+            "",
+            Some(1),
+            now,
+        );
+        c.status = Some(status);
+        edit(&mut c);
+        c
+    }
+
+    #[test]
+    fn only_a_renewal_the_status_shows_due_is_made_unread() {
+        let now = Utc::now();
+        fn status(c: &mut ClusterCertificate) -> &mut crate::api::ClusterCertificateStatus {
+            c.status.get_or_insert_default()
+        }
+        let request = |c: &mut ClusterCertificate, value: &str| {
+            c.annotations_mut()
+                .insert(meta::RENEW_REQUESTED_AT.into(), value.into());
+        };
+        let unread = |reason| SecretRead::ReplaceUnread {
+            resource_version: "7".into(),
+            reason,
+        };
+        let cases: Vec<(&str, ClusterCertificate, Option<SecretRead>)> = vec![
+            (
+                "due",
+                recorded(now, |_| {}),
+                Some(unread(IssueReason::RenewalDue)),
+            ),
+            (
+                "not yet due",
+                recorded(now, |c| {
+                    status(c).renewal_time = Some(now + chrono::Duration::seconds(1))
+                }),
+                None,
+            ),
+            (
+                "expired",
+                recorded(now, |c| status(c).not_after = Some(now)),
+                Some(unread(IssueReason::Expired)),
+            ),
+            (
+                "a renewal request the Secret does not answer",
+                recorded(now, |c| {
+                    status(c).renewal_time = Some(now + chrono::Duration::hours(1));
+                    request(c, "r2");
+                }),
+                Some(unread(IssueReason::RenewalRequested)),
+            ),
+            (
+                "a renewal request the Secret answers",
+                recorded(now, |c| {
+                    status(c).renewal_time = Some(now + chrono::Duration::hours(1));
+                    request(c, "r1");
+                    if let Some(v) = status(c).secret_version.as_mut() {
+                        v.renewal_request = Some("r1".into());
+                    }
+                }),
+                None,
+            ),
+            (
+                "no version recorded (before certop recorded it)",
+                recorded(now, |c| status(c).secret_version = None),
+                None,
+            ),
+            (
+                "not Ready",
+                recorded(now, |c| status(c).conditions.clear()),
+                None,
+            ),
+            (
+                "a spec not yet issued for",
+                recorded(now, |c| c.metadata.generation = Some(2)),
+                None,
+            ),
+            (
+                "a key to reuse",
+                recorded(now, |c| {
+                    c.spec.private_key = Some(crate::api::PrivateKeySettings {
+                        rotation_policy: Some(crate::api::RotationPolicy::Never),
+                        ..Default::default()
+                    })
+                }),
+                None,
+            ),
+            (
+                "the current serial revoked",
+                recorded(now, |c| {
+                    let record = crate::api::RevocationRecord {
+                        serial_number: "0a".into(),
+                        reason: crate::api::RevocationReason::KeyCompromise,
+                        revoked_at: now,
+                        revocation: None,
+                    };
+                    c.annotations_mut().insert(
+                        meta::REVOCATION.into(),
+                        serde_json::to_string(&record).expect("json"),
+                    );
+                }),
+                None,
+            ),
+            (
+                "a CRL distribution point change waiting for its turn",
+                recorded(now, |c| status(c).pending_change_since = Some(now)),
+                None,
+            ),
+        ];
+        for (name, c, expected) in cases {
+            assert_eq!(unread_renewal(&c, now), expected, "{name}");
+            let read = secret_read(&c, true, Some("7"), now);
+            match &expected {
+                Some(unread) => assert_eq!(&read, unread, "{name}, shown at the recorded version"),
+                None => assert_eq!(read, SecretRead::Read, "{name}"),
+            }
+        }
+        let due = recorded(now, |_| {});
+        assert_eq!(
+            secret_read(&due, true, Some("8"), now),
+            SecretRead::Read,
+            "the watch showed another version: read it"
+        );
     }
 }

@@ -6,12 +6,13 @@ use super::*;
 
 /// What an issuance came to: the Secret holds the new certificate, the
 /// pass ended in the status (a signing failure, a Secret the API refused),
-/// or a Secret the pass did not read exists (the new certificate was never
-/// written nor recorded, so it is as if it had not been signed).
+/// or the Secret is not what the write was based on (`Written::Changed`:
+/// the new certificate was never written nor recorded, so it is as if it
+/// had not been signed).
 pub(super) enum Issued {
     Held(Box<Held>),
     Ended(Action),
-    SecretExists,
+    SecretChanged,
 }
 
 /// Signs and writes the Secret, in named steps: say an issuance is under
@@ -21,10 +22,10 @@ pub(super) async fn issue_into_secret(
     ctx: &Context,
     secrets: &Api<Secret>,
     observed: Option<&Secret>,
+    base: secret::Base,
     issuance: &decide::Issuance,
     now: DateTime<Utc>,
 ) -> Result<Issued, Error> {
-    let existed = observed.and_then(|s| s.resource_version());
     let reused = issuance
         .reuse_key
         .then(|| observed.map(secret::secret_data))
@@ -36,7 +37,7 @@ pub(super) async fn issue_into_secret(
         ctx,
         issuance,
         reused.is_some(),
-        existed.is_some(),
+        base != secret::Base::Absent,
         now,
     )
     .await?;
@@ -55,13 +56,13 @@ pub(super) async fn issue_into_secret(
         renewal_request: issuance.renewal_request.as_deref(),
     };
     let wanted = secret::desired(cert, signed.data, &provenance);
-    let wanted = match secret::apply(secrets, wanted, existed, &ctx.written_secrets).await? {
+    let wanted = match secret::apply(secrets, wanted, base, &ctx.written_secrets).await? {
         Written::Stored(applied) => *applied,
         Written::Refused(blocked) => {
             let ended = status::blocked(cert, ctx, blocked, Some(&issuance.reason), now).await?;
             return Ok(Issued::Ended(ended));
         }
-        Written::Exists => return Ok(Issued::SecretExists),
+        Written::Changed => return Ok(Issued::SecretChanged),
     };
     let leaf = signed.leaf;
     announce_issued(cert, ctx, issuance, &leaf, signed.clamped_to_ca).await;

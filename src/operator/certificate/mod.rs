@@ -32,7 +32,7 @@ use tracing::{info, warn};
 use cleanup::{cleanup, remove_moved_secret};
 pub use decide::{Decision, Issuer, SecretRead, decide};
 use issue::{Held, Issued, Recorded, issue_into_secret, record, revoked_for_good};
-use secret::Written;
+use secret::{Base, Written};
 
 use crate::operator::store::authority_cache::Keys;
 pub use secret::{Ownership, ownership};
@@ -168,10 +168,11 @@ pub(super) async fn apply_at(
     ctx: &Arc<Context>,
     now: DateTime<Utc>,
 ) -> Result<Action, Error> {
-    let known = ctx
-        .written_secrets
-        .known(&cert.spec.secret_namespace, &cert.spec.secret_name);
-    apply_pass(cert, ctx, now, false, decide::secret_read(cert, known)).await
+    let (namespace, name) = (&cert.spec.secret_namespace, &cert.spec.secret_name);
+    let known = ctx.written_secrets.known(namespace, name);
+    let shown = ctx.written_secrets.shown(namespace, name);
+    let read = decide::secret_read(cert, known, shown.as_deref(), now);
+    apply_pass(cert, ctx, now, false, read).await
 }
 
 /// One pass. `replacing` is set on the pass that replaces a certificate a
@@ -204,29 +205,56 @@ async fn apply_pass(
     let written = ctx
         .written_secrets
         .get(&cert.spec.secret_namespace, &cert.spec.secret_name);
-    let observed = match (&issuer, read) {
+    // A renewal is made unread only while no old key retires: during a
+    // CA rotation, which key signed the Secret's certificate decides
+    // when it is re-issued (`plan`).
+    let read = match read {
+        SecretRead::ReplaceUnread { .. } if written.is_some() || !issuer.signs_alone() => {
+            SecretRead::Read
+        }
+        read => read,
+    };
+    let observed = match (&issuer, &read) {
         (Issuer::Blocked(_), _) => None,
         (Issuer::Ready { .. }, _) if written.is_some() => written,
         (Issuer::Ready { .. }, SecretRead::Read) => secrets.get_opt(&cert.spec.secret_name).await?,
-        (Issuer::Ready { .. }, SecretRead::CreateUnread) => None,
+        (Issuer::Ready { .. }, SecretRead::CreateUnread | SecretRead::ReplaceUnread { .. }) => None,
+    };
+    let (decision, base) = match &read {
+        SecretRead::ReplaceUnread {
+            resource_version,
+            reason,
+        } => (
+            decide::decide_unread_renewal(cert, issuer, reason.clone(), now),
+            Base::Recorded(resource_version.clone()),
+        ),
+        _ => (
+            decide(cert, issuer, observed.as_ref(), now),
+            observed
+                .as_ref()
+                .and_then(|s| s.resource_version())
+                .map_or(Base::Absent, Base::Read),
+        ),
     };
     // `issued`: the reason of the issuance this pass made, if it made one.
-    let (held, issued) = match decide(cert, issuer, observed.as_ref(), now) {
+    let (held, issued) = match decision {
         Decision::Blocked(blocked) => {
             return status::blocked(cert, ctx, blocked, None, now).await;
         }
         // The status already says when the next try is: nothing to write.
         Decision::RetryLater(wait) => return Ok(Action::requeue(wait)),
         Decision::Issue(issuance) => {
-            match issue_into_secret(cert, ctx, &secrets, observed.as_ref(), &issuance, now).await? {
+            let issued =
+                issue_into_secret(cert, ctx, &secrets, observed.as_ref(), base, &issuance, now);
+            match issued.await? {
                 Issued::Held(held) => (*held, Some(issuance.reason)),
                 Issued::Ended(action) => return Ok(action),
-                Issued::SecretExists if read == SecretRead::CreateUnread => {
+                Issued::SecretChanged if read != SecretRead::Read => {
                     return Box::pin(apply_pass(cert, ctx, now, replacing, SecretRead::Read)).await;
                 }
                 // Read absent, then created by someone else before the
                 // create: the next pass reads it.
-                Issued::SecretExists => return Ok(Action::requeue(Duration::from_secs(1))),
+                Issued::SecretChanged => return Ok(Action::requeue(Duration::from_secs(1))),
             }
         }
         Decision::UpToDate {
@@ -245,7 +273,7 @@ async fn apply_pass(
                     Written::Refused(blocked) => {
                         return status::blocked(cert, ctx, blocked, None, now).await;
                     }
-                    Written::Exists => return Ok(Action::requeue(Duration::from_secs(1))),
+                    Written::Changed => return Ok(Action::requeue(Duration::from_secs(1))),
                 };
             let held = Held {
                 secret: wanted,
@@ -377,20 +405,16 @@ async fn keep_secret_current(
     data.ca_crt = Some(bundle.into_bytes());
     let mut wanted = secret::desired(cert, data, &provenance);
     wanted.metadata.uid = secret.metadata.uid.clone();
+    // Unwritten, it is the version read (the status records it).
+    wanted.metadata.resource_version = secret.metadata.resource_version.clone();
     let metadata_changed = secret::metadata_missing(&secret, &wanted);
     if !bundle_changed && !metadata_changed {
         return Ok(Written::Stored(Box::new(wanted)));
     }
-    match secret::apply(
-        secrets,
-        wanted,
-        secret.resource_version(),
-        &ctx.written_secrets,
-    )
-    .await?
-    {
+    let base = secret.resource_version().map_or(Base::Absent, Base::Read);
+    match secret::apply(secrets, wanted, base, &ctx.written_secrets).await? {
         Written::Stored(applied) => wanted = *applied,
-        other @ (Written::Refused(_) | Written::Exists) => return Ok(other),
+        other @ (Written::Refused(_) | Written::Changed) => return Ok(other),
     }
     let what = match (bundle_changed, metadata_changed) {
         (true, true) => "the CA's trust bundle (ca.crt) and spec.secretTemplate",

@@ -133,30 +133,46 @@ pub fn metadata_missing(existing: &Secret, wanted: &Secret) -> bool {
 }
 
 /// What became of a Secret certop wrote: stored (as the API server
-/// returned it), refused for a reason retrying cannot fix, or not created
-/// because a Secret of that name exists (read it and decide again).
+/// returned it), refused for a reason retrying cannot fix, or not written
+/// because the Secret is not what the write was based on (one exists
+/// where none was found, or one not read changed since the version the
+/// status recorded): read it and decide again.
 pub enum Written {
     Stored(Box<Secret>),
     Refused(Blocked),
-    Exists,
+    Changed,
 }
 
-/// Writes `secret`: server-side applied over the one read at
-/// `resource_version`, or created when None, so a Secret that nobody read
-/// (or that appeared since it was read) is never overwritten: the create
-/// fails with `Exists` instead. A failure that retrying cannot fix is
-/// returned as `Refused`, so it reaches the status instead of costing a new
+/// What a write of a Secret is based on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Base {
+    /// No Secret was found: create one.
+    Absent,
+    /// The Secret was read at this resourceVersion.
+    Read(String),
+    /// The status recorded this resourceVersion of the Secret, which was
+    /// not read (`SecretRead::ReplaceUnread`).
+    Recorded(String),
+}
+
+/// Writes `secret`: server-side applied over the version `base` names,
+/// or created, so a Secret that nobody read (or that appeared or changed
+/// since) is never overwritten: the write fails with `Changed` instead,
+/// or, over a Secret that was read, with the API server's conflict (the
+/// pass is retried). A failure that retrying cannot fix is returned as
+/// `Refused`, so it reaches the status instead of costing a new
 /// certificate per retry.
 pub async fn apply(
     api: &Api<Secret>,
     mut secret: Secret,
-    resource_version: Option<String>,
+    base: Base,
     copies: &WrittenSecrets,
 ) -> Result<Written, Error> {
     let name = secret.name_any();
     let namespace = secret.namespace().unwrap_or_default();
-    let written = match resource_version {
-        Some(version) => {
+    let unread = matches!(base, Base::Recorded(_));
+    let written = match base {
+        Base::Read(version) | Base::Recorded(version) => {
             secret.metadata.resource_version = Some(version);
             api.patch(
                 &name,
@@ -165,17 +181,20 @@ pub async fn apply(
             )
             .await
         }
-        None => {
+        Base::Absent => {
             let params = PostParams {
                 field_manager: Some(FIELD_MANAGER.to_string()),
                 ..PostParams::default()
             };
             match api.create(&params, &secret).await {
-                Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Written::Exists),
+                Err(kube::Error::Api(s)) if s.code == 409 => return Ok(Written::Changed),
                 written => written,
             }
         }
     };
+    if unread && matches!(&written, Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409)) {
+        return Ok(Written::Changed);
+    }
     match written {
         Ok(applied) => {
             copies.wrote(&applied);

@@ -10,7 +10,7 @@ use kube::runtime::controller::Action;
 
 use super::decide::revocation_of;
 use super::{Held, ready_reason, requeue_until, secret};
-use crate::api::{ClusterCertificate, ClusterCertificateStatus};
+use crate::api::{ClusterCertificate, ClusterCertificateStatus, SecretVersion, meta};
 use crate::core::plan::IssueReason;
 use crate::operator::conditions::{self, ISSUING, READY};
 use crate::operator::reason::{Blocked, Reason};
@@ -56,6 +56,16 @@ pub fn ready_status(
         status.revision = revision;
     }
     status.failed_issuance_attempts = None;
+    status.secret_version = held.secret.resource_version().map(|resource_version| {
+        Box::new(SecretVersion {
+            resource_version,
+            renewal_request: held
+                .secret
+                .annotations()
+                .get(meta::RENEWAL_REQUEST)
+                .cloned(),
+        })
+    });
     if fresh && code == IssueReason::Revoked.code() {
         status.last_revocation = revocation_of(cert);
     }
@@ -101,7 +111,7 @@ pub async fn ready(
 ) -> Result<Ready, Error> {
     let previous = cert.status.clone().unwrap_or_default();
     let status = ready_status(cert, held, now);
-    let unchanged = status == previous;
+    let unchanged = !worth_writing(&previous, &status);
     if !unchanged {
         write(cert, ctx, &status).await?;
     }
@@ -127,6 +137,18 @@ pub async fn ready(
         action: Action::requeue(requeue_until(held.renewal_time, now)),
         unchanged,
     })
+}
+
+/// Whether `status` says more than `previous`. A new version of the
+/// Secret alone is not: a Secret rewritten only for its `ca.crt` (every
+/// certificate's, at a CA rotation) would cost a second write, and a
+/// renewal that finds the recorded version stale reads the Secret.
+fn worth_writing(previous: &ClusterCertificateStatus, status: &ClusterCertificateStatus) -> bool {
+    let same_version = ClusterCertificateStatus {
+        secret_version: previous.secret_version.clone(),
+        ..status.clone()
+    };
+    same_version != *previous
 }
 
 /// What `ready` did.

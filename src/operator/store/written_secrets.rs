@@ -185,6 +185,13 @@ impl WrittenSecrets {
             .is_ok_and(|i| i.copies.get(&key).is_some() || i.newest.get(&key).is_some())
     }
 
+    /// The newest resourceVersion of the Secret the watch showed, if it
+    /// is among the newest `SHOWN` shown and was not deleted since.
+    pub fn shown(&self, namespace: &str, name: &str) -> Option<String> {
+        let key = key(namespace, name);
+        self.inner.lock().ok()?.newest.get(&key).cloned()
+    }
+
     /// What the Secret watch showed: the newest version of a Secret, its
     /// deletion, or a list started again (after which only what it lists
     /// is known).
@@ -322,11 +329,13 @@ mod tests {
         assert!(!w.known("ns", "a"), "listed again, not yet listed");
         w.observe(&seen("a", "6"));
         assert!(w.known("ns", "a"), "shown, whoever wrote it");
+        assert_eq!(w.shown("ns", "a").as_deref(), Some("6"));
         let watcher::Event::Apply(m) = seen("a", "6") else {
             unreachable!()
         };
         w.observe(&watcher::Event::Delete(m));
         assert!(!w.known("ns", "a"));
+        assert_eq!(w.shown("ns", "a"), None);
     }
 
     #[test]

@@ -3295,3 +3295,108 @@ fn a_secret_holding_a_certificate_its_ca_did_not_sign_gives_no_digest() {
         assert_eq!(w.ca_status().certificates_without_digest, Some(2));
     });
 }
+
+#[test]
+fn a_due_renewal_replaces_the_secret_unread_and_one_changed_or_gone_since_is_read_first() {
+    runtime().block_on(async {
+        let w = world();
+        w.settle_certificate().await;
+        let recorded = |w: &World| {
+            w.status()
+                .secret_version
+                .map(|v| v.resource_version)
+                .expect("the status records the Secret's version")
+        };
+        let version = |w: &World| {
+            w.secret()
+                .and_then(|s| s.resource_version())
+                .expect("the Secret exists")
+        };
+        assert_eq!(recorded(&w), version(&w));
+        let due = |w: &World| w.status().renewal_time.expect("renewal time") + Duration::seconds(1);
+        let secret_gets = |w: &World, from: usize| {
+            w.api.read_log()[from..]
+                .iter()
+                .filter(|p| *p == SECRET_PATH)
+                .count()
+        };
+        let secret_patches = |w: &World, from: usize| {
+            w.api.log()[from..]
+                .iter()
+                .filter(|l| *l == &format!("PATCH {SECRET_PATH}"))
+                .count()
+        };
+
+        // Due, and the Secret is the version recorded: renewed unread.
+        let first = w.secret_serial();
+        let (reads, writes) = (w.api.read_log().len(), w.api.log().len());
+        w.certificate_passes_at(due(&w)).await;
+        assert_ne!(w.secret_serial(), first, "renewed");
+        assert_eq!(
+            secret_gets(&w, reads),
+            0,
+            "{:?}",
+            &w.api.read_log()[reads..]
+        );
+        assert_eq!(
+            secret_patches(&w, writes),
+            1,
+            "{:?}",
+            &w.api.log()[writes..]
+        );
+        let status = w.status();
+        assert_eq!(
+            status.serial_number.as_deref(),
+            Some(w.secret_serial().as_str())
+        );
+        assert_eq!(status.revision, Some(2));
+        assert_eq!(recorded(&w), version(&w));
+        let ready = conditions::find(&status.conditions, conditions::READY).expect("Ready");
+        assert_eq!(ready.reason, "Renewed");
+        assert_eq!(w.ledger().len(), 2, "each certificate recorded once");
+
+        // Changed since by another writer, a change the watch has not
+        // shown: the write at the recorded version is refused, the pass
+        // reads the Secret and renews over what it read.
+        let mut changed: serde_json::Value = w.api.get(SECRET_PATH).expect("Secret");
+        changed["metadata"]["annotations"]["team.example/owner"] = json!("web");
+        w.api.put(SECRET_PATH, changed);
+        let second = w.secret_serial();
+        let cert: ClusterCertificate = w.api.get(CERT_PATH).expect("certificate");
+        let (reads, writes) = (w.api.read_log().len(), w.api.log().len());
+        certificate::apply_at(&cert, &w.ctx, due(&w))
+            .await
+            .expect("renewed");
+        assert_eq!(secret_gets(&w, reads), 1, "read after the refused write");
+        assert_eq!(
+            secret_patches(&w, writes),
+            2,
+            "{:?}",
+            &w.api.log()[writes..]
+        );
+        assert_ne!(w.secret_serial(), second, "renewed");
+        let kept: Secret = w.secret().expect("Secret");
+        assert_eq!(
+            kept.annotations()
+                .get("team.example/owner")
+                .map(String::as_str),
+            Some("web"),
+            "the other writer's annotation is kept"
+        );
+        assert_eq!(w.status().revision, Some(3));
+        assert_eq!(recorded(&w), version(&w));
+
+        // Gone since, unseen: the write is refused, the read finds no
+        // Secret, and a new one is created.
+        w.settle_certificate().await;
+        w.api.remove(SECRET_PATH);
+        let cert: ClusterCertificate = w.api.get(CERT_PATH).expect("certificate");
+        certificate::apply_at(&cert, &w.ctx, due(&w))
+            .await
+            .expect("issued again");
+        w.secret_serial();
+        assert_eq!(w.status().revision, Some(4));
+        assert_eq!(recorded(&w), version(&w));
+        assert_eq!(w.ledger().len(), 4, "each certificate recorded once");
+    });
+}
