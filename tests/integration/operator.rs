@@ -495,6 +495,72 @@ fn renewal_happens_in_the_background_at_the_renewal_time() {
     assert_consistent(&secret(cp, &ns, &name).expect("secret"));
 }
 
+/// The status records the Secret's version, as the API server gave it,
+/// so that a renewal can replace the Secret without reading it; a Secret
+/// another writer changed since is renewed all the same, and keeps what
+/// that writer set.
+#[test]
+fn a_renewal_records_the_secret_version_and_keeps_another_writers_change() {
+    let cp = control_plane();
+    let (ca, ns) = ca_and_namespace(cp, "version");
+    let name = unique("versioned");
+    apply(
+        cp,
+        &cert_yaml(
+            &name,
+            &ca,
+            &ns,
+            "  commonName: versioned\n  duration: 1m\n  renewBefore: 45s\n",
+        ),
+    );
+    let recorded = |status: &certop::api::ClusterCertificateStatus| {
+        status
+            .secret_version
+            .as_ref()
+            .map(|v| v.resource_version.clone())
+    };
+    let version = || secret(cp, &ns, &name).and_then(|s| s.metadata.resource_version);
+    let status = wait_ready(cp, &name).status.expect("status");
+    assert_eq!(recorded(&status), version(), "issued");
+    let renewed_after = |serial: String| {
+        let renewed = wait_for(Duration::from_secs(60), || {
+            cert(cp, &name).status.is_some_and(|s| {
+                s.serial_number.as_ref().is_some_and(|n| *n != serial) && recorded(&s) == version()
+            })
+        });
+        assert!(renewed, "not renewed\n{}", log_tail());
+        wait_ready(cp, &name).status.expect("status")
+    };
+    let status = renewed_after(status.serial_number.expect("serial"));
+    assert_eq!(status.revision, Some(2));
+    assert_eq!(
+        condition(cp, &name, "Ready").map(|c| c.1),
+        Some("Renewed".into())
+    );
+    let annotated = cp.kubectl(&[
+        "annotate",
+        "secret",
+        "-n",
+        &ns,
+        &name,
+        "team.example/owner=web",
+    ]);
+    assert!(annotated.status.success(), "{}", stderr(&annotated));
+    let status = renewed_after(status.serial_number.expect("serial"));
+    assert_eq!(status.revision, Some(3));
+    let kept = secret(cp, &ns, &name).expect("secret");
+    assert_eq!(
+        kept.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("team.example/owner"))
+            .map(String::as_str),
+        Some("web"),
+        "the other writer's annotation is kept"
+    );
+    assert_consistent(&kept);
+}
+
 /// The shortest certificate with the longest renewal window the API
 /// server admits is issued at most twice a minute: its age counts from the
 /// issuance, not from the backdated notBefore (which re-issued it on every

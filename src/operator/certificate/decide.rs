@@ -197,19 +197,40 @@ pub fn decide(
             change_pending_since,
             bundle: ring.bundle_pem(),
         },
-        Plan::Issue { reason, reuse_key } => match issuance_backoff(cert, now) {
-            Some(wait) => Decision::RetryLater(wait),
-            None => Decision::Issue(Box::new(Issuance {
-                authority: ring.signing.clone(),
-                key: ring.signing_index,
-                bundle: ring.bundle_pem(),
-                reason,
-                reuse_key,
-                revision: next_revision(cert, secret),
-                renewal_request: policy.requested,
-                template,
-            })),
-        },
+        Plan::Issue { reason, reuse_key } => after_backoff(cert, now, || Issuance {
+            reuse_key,
+            renewal_request: policy.requested,
+            ..Issuance::by(&ring, template, reason, next_revision(cert, secret))
+        }),
+    }
+}
+
+impl Issuance {
+    /// An issuance by the CA's signing key, with a new key and no renewal
+    /// request answered.
+    fn by(ring: &KeyRing, template: LeafTemplate, reason: IssueReason, revision: i64) -> Self {
+        Issuance {
+            template,
+            authority: ring.signing.clone(),
+            key: ring.signing_index,
+            bundle: ring.bundle_pem(),
+            reason,
+            reuse_key: false,
+            revision,
+            renewal_request: None,
+        }
+    }
+}
+
+/// The issuance, unless the backoff of a failed one still runs.
+fn after_backoff(
+    cert: &ClusterCertificate,
+    now: DateTime<Utc>,
+    issuance: impl FnOnce() -> Issuance,
+) -> Decision {
+    match issuance_backoff(cert, now) {
+        Some(wait) => Decision::RetryLater(wait),
+        None => Decision::Issue(Box::new(issuance())),
     }
 }
 
@@ -227,19 +248,10 @@ pub fn decide_unread_renewal(
         Ok(admitted) => admitted,
         Err(decision) => return decision,
     };
-    match issuance_backoff(cert, now) {
-        Some(wait) => Decision::RetryLater(wait),
-        None => Decision::Issue(Box::new(Issuance {
-            authority: ring.signing.clone(),
-            key: ring.signing_index,
-            bundle: ring.bundle_pem(),
-            reason,
-            reuse_key: false,
-            revision: next_revision(cert, None),
-            renewal_request: cert.annotations().get(meta::RENEW_REQUESTED_AT).cloned(),
-            template,
-        })),
-    }
+    after_backoff(cert, now, || Issuance {
+        renewal_request: cert.annotations().get(meta::RENEW_REQUESTED_AT).cloned(),
+        ..Issuance::by(&ring, template, reason, next_revision(cert, None))
+    })
 }
 
 /// What every decision to issue needs first: a valid spec, a Ready
@@ -332,8 +344,9 @@ pub enum SecretRead {
     CreateUnread,
     /// Renew without reading the Secret first: one request fewer per
     /// renewal. The write replaces the Secret only at `resource_version`,
-    /// the version the status recorded; if the Secret changed since (or
-    /// is gone), the pass is made again with the read.
+    /// the version the status recorded; if the Secret changed since, the
+    /// pass is made again with the read. A Secret deleted since is
+    /// created again, as the read would have had it.
     ReplaceUnread {
         resource_version: String,
         reason: IssueReason,

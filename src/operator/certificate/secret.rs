@@ -192,7 +192,10 @@ pub async fn apply(
             }
         }
     };
-    if unread && matches!(&written, Err(kube::Error::Api(s)) if matches!(s.code, 404 | 409)) {
+    // kube-apiserver creates a missing Secret on the apply whatever
+    // version it names (as the read would have: certop's certificate's
+    // Secret was deleted); only another version is refused.
+    if unread && matches!(&written, Err(kube::Error::Api(s)) if s.code == 409) {
         return Ok(Written::Changed);
     }
     match written {

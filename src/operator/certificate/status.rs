@@ -139,16 +139,22 @@ pub async fn ready(
     })
 }
 
-/// Whether `status` says more than `previous`. A new version of the
-/// Secret alone is not: a Secret rewritten only for its `ca.crt` (every
-/// certificate's, at a CA rotation) would cost a second write, and a
-/// renewal that finds the recorded version stale reads the Secret.
+/// Whether `status` says more than `previous`. A recorded version of the
+/// Secret is kept current (a renewal at a stale one signs a certificate
+/// for a write bound to fail); a status that never recorded one (written
+/// before certop recorded it) records it with its next issuance, not with
+/// a write of every certificate at the upgrade.
 fn worth_writing(previous: &ClusterCertificateStatus, status: &ClusterCertificateStatus) -> bool {
-    let same_version = ClusterCertificateStatus {
-        secret_version: previous.secret_version.clone(),
-        ..status.clone()
-    };
-    same_version != *previous
+    match previous.secret_version {
+        Some(_) => status != previous,
+        None => {
+            let unrecorded = ClusterCertificateStatus {
+                secret_version: None,
+                ..status.clone()
+            };
+            unrecorded != *previous
+        }
+    }
 }
 
 /// What `ready` did.

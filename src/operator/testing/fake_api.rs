@@ -540,7 +540,12 @@ impl State {
             }
             ("PATCH", existing) => {
                 let apply = content_type.contains("apply-patch");
-                if wanted_version.is_some() && wanted_version != current_version {
+                // As kube-apiserver: an apply creates a missing object,
+                // whatever resourceVersion it names.
+                if existing.is_some()
+                    && wanted_version.is_some()
+                    && wanted_version != current_version
+                {
                     return conflict();
                 }
                 let Some(mut e) = existing.or_else(|| apply.then(|| json!({}))) else {

@@ -3386,17 +3386,56 @@ fn a_due_renewal_replaces_the_secret_unread_and_one_changed_or_gone_since_is_rea
         assert_eq!(w.status().revision, Some(3));
         assert_eq!(recorded(&w), version(&w));
 
-        // Gone since, unseen: the write is refused, the read finds no
-        // Secret, and a new one is created.
+        // Gone since, unseen: the apply creates it again (as
+        // kube-apiserver does), as the read would have had it.
         w.settle_certificate().await;
         w.api.remove(SECRET_PATH);
         let cert: ClusterCertificate = w.api.get(CERT_PATH).expect("certificate");
+        let reads = w.api.read_log().len();
         certificate::apply_at(&cert, &w.ctx, due(&w))
             .await
             .expect("issued again");
         w.secret_serial();
+        assert_eq!(
+            secret_gets(&w, reads),
+            0,
+            "{:?}",
+            &w.api.read_log()[reads..]
+        );
         assert_eq!(w.status().revision, Some(4));
         assert_eq!(recorded(&w), version(&w));
         assert_eq!(w.ledger().len(), 4, "each certificate recorded once");
+    });
+}
+
+#[test]
+fn the_recorded_secret_version_follows_another_writer_but_is_not_written_for_itself() {
+    runtime().block_on(async {
+        let w = world();
+        w.settle_certificate().await;
+        let recorded = |w: &World| w.status().secret_version.map(|v| v.resource_version);
+        let version = |w: &World| w.secret().and_then(|s| s.resource_version());
+
+        // Another writer annotates the Secret: the pass its watch event
+        // starts records the new version, once.
+        let mut changed: serde_json::Value = w.api.get(SECRET_PATH).expect("Secret");
+        changed["metadata"]["annotations"]["team.example/owner"] = json!("web");
+        w.api.put(SECRET_PATH, changed);
+        assert_ne!(recorded(&w), version(&w));
+        w.settle_certificate().await;
+        assert_eq!(recorded(&w), version(&w), "recorded");
+
+        // A status written before certop recorded versions is not
+        // rewritten only to record one (an upgrade writes nothing).
+        let mut cert: serde_json::Value = w.api.get(CERT_PATH).expect("certificate");
+        cert["status"]
+            .as_object_mut()
+            .expect("status")
+            .remove("secretVersion");
+        w.api.put(CERT_PATH, cert);
+        let writes = w.api.writes();
+        w.certificate_pass().await.expect("pass");
+        assert_eq!(w.api.writes(), writes, "{:?}", &w.api.log()[writes..]);
+        assert_eq!(recorded(&w), None);
     });
 }
