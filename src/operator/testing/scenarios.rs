@@ -3439,3 +3439,61 @@ fn the_recorded_secret_version_follows_another_writer_but_is_not_written_for_its
         assert_eq!(recorded(&w), None);
     });
 }
+
+#[test]
+fn every_write_of_an_unread_renewal_fails_in_turn_and_it_is_renewed_once() {
+    runtime().block_on(async {
+        let due = |w: &World| w.status().renewal_time.expect("renewal time") + Duration::seconds(1);
+        let clean = world();
+        clean.settle_certificate().await;
+        let from = clean.api.writes();
+        clean.certificate_passes_at(due(&clean)).await;
+        let writes = clean.api.writes() - from;
+        assert!(
+            writes >= 3,
+            "Secret, ledger, status: {:?}",
+            &clean.api.log()[from..]
+        );
+        for fault in [
+            Fault::Status(500),
+            Fault::Status(409),
+            Fault::Status(422),
+            Fault::Drop,
+        ] {
+            for n in 1..=writes {
+                let w = world();
+                w.settle_certificate().await;
+                let first = w.secret_serial();
+                let at = due(&w);
+                w.api.fail_write(w.api.writes() + n, fault);
+                for _ in 0..4 {
+                    w.certificate_passes_at(at).await;
+                }
+                let case = format!("{fault:?} at write {n} of {:?}", &clean.api.log()[from..]);
+                let serial = w.secret_serial();
+                let status = w.status();
+                assert_ne!(serial, first, "renewed: {case}");
+                assert_eq!(
+                    status.serial_number.as_deref(),
+                    Some(serial.as_str()),
+                    "{case}"
+                );
+                assert_eq!(status.revision, Some(2), "renewed once: {case}");
+                assert_eq!(
+                    status.secret_version.map(|v| v.resource_version),
+                    w.secret().and_then(|s| s.resource_version()),
+                    "{case}"
+                );
+                let ledger: Vec<String> = w.ledger().into_iter().map(|e| e.serial).collect();
+                let mut unique = ledger.clone();
+                unique.sort();
+                unique.dedup();
+                assert_eq!(unique.len(), ledger.len(), "each recorded once: {case}");
+                assert!(
+                    ledger.contains(&serial),
+                    "the Secret's certificate is recorded: {case}: {ledger:?}"
+                );
+            }
+        }
+    });
+}
