@@ -287,26 +287,45 @@ fn certificate_controller(
             }
         })
     });
-    // Every trigger is a stream of names (`reconcile_on`), and the queue
-    // holds each certificate by name only (`queued_ref`): every
-    // certificate waits in it until its renewal. `watches_stream` would
-    // give each request it queues a boxed copy of the watched object's
-    // reference (its kind, group, version, plural, name, uid and
-    // resourceVersion: about 400 bytes), held while
-    // the request waits; a CA's change queues every certificate it signs.
-    Controller::for_shared_stream(futures::stream::empty(), shared.certificates.store())
-        .reconcile_on(shared.certificates.follow_as_refs())
-        .reconcile_on(on_signing)
-        .reconcile_on(on_policy)
-        .reconcile_on(on_secret)
-        .with_config(w.config())
-        .graceful_shutdown_on(w.stopped())
-        .run(
-            certificate::reconcile,
-            certificate::error_policy,
-            w.ctx.clone(),
-        )
-        .for_each(log_error("ClusterCertificate controller"))
+    // Every trigger is a name pushed into the certificate queue
+    // (`name_queue`), which holds each waiting certificate by its name and
+    // hands kube-runtime's queue at most a window of them. A restart, a
+    // re-list or a CA's change queues every certificate at once; in
+    // kube-runtime's queue each would be two object references, a map
+    // entry and a delay-queue slot, in a map and slab that never shrink.
+    let triggers = futures::stream::select_all([
+        shared.certificates.follow_as_refs().boxed(),
+        on_signing.boxed(),
+        on_policy.boxed(),
+        on_secret.boxed(),
+    ]);
+    let queue = w.ctx.certificate_queue.clone();
+    let feed = tokio::spawn(triggers.for_each(move |certificate| {
+        queue.push(&certificate.name);
+        std::future::ready(())
+    }));
+    let present = shared.certificates.store();
+    let released = w
+        .ctx
+        .certificate_queue
+        .clone()
+        .released(move |name| present.get(&ObjectRef::new(name)).is_some())
+        .map(|name| ObjectRef::<ClusterCertificate>::new(&name));
+    let controller =
+        Controller::for_shared_stream(futures::stream::empty(), shared.certificates.store())
+            .reconcile_on(released)
+            .with_config(w.config())
+            .graceful_shutdown_on(w.stopped())
+            .run(
+                certificate::reconcile,
+                certificate::error_policy,
+                w.ctx.clone(),
+            )
+            .for_each(log_error("ClusterCertificate controller"));
+    async move {
+        controller.await;
+        feed.abort();
+    }
 }
 
 fn revocation_controller(

@@ -64,17 +64,26 @@ pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duratio
         .clamp(Duration::from_secs(1), MAX_REQUEUE)
 }
 
+/// A pass of one certificate. Its next look is its wake in
+/// `certificate_queue` when it ends Ready (its renewal), or kube-runtime's
+/// requeue otherwise; a pass that ends frees its place in the queue's window.
 pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let name = cert.name_any();
+    ctx.certificate_queue.cancel_wake(&name);
     let shared = &ctx;
-    let ctx: &Context = &ctx;
-    reconcile_with_finalizer(
-        "clustercertificate",
-        cert,
-        ctx,
-        |o| async move { apply(&o, shared).await },
-        |o| async move { cleanup(&o, ctx).await },
-    )
-    .await
+    let result = {
+        let ctx: &Context = &ctx;
+        reconcile_with_finalizer(
+            "clustercertificate",
+            cert,
+            ctx,
+            |o| async move { apply(&o, shared).await },
+            |o| async move { cleanup(&o, ctx).await },
+        )
+        .await
+    };
+    ctx.certificate_queue.finished(&name);
+    result
 }
 
 pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -298,7 +307,9 @@ async fn apply_pass(
         ctx.written_secrets
             .forget(&cert.spec.secret_namespace, &cert.spec.secret_name);
     }
-    Ok(ready.action)
+    ctx.certificate_queue
+        .wake_after(&cert.name_any(), ready.wake);
+    Ok(Action::await_change())
 }
 
 /// Records the certificate the Secret holds in the ledger, unless the

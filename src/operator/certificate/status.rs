@@ -4,6 +4,8 @@
 //! when what they announce changed (a new serial, a new reason), so a pass
 //! that is repeated after a failure does not announce twice.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -134,7 +136,7 @@ pub async fn ready(
         ctx.event_once(cert, reason, &action, note).await;
     }
     Ok(Ready {
-        action: Action::requeue(requeue_until(held.renewal_time, now)),
+        wake: requeue_until(held.renewal_time, now),
         unchanged,
     })
 }
@@ -159,8 +161,8 @@ fn worth_writing(previous: &ClusterCertificateStatus, status: &ClusterCertificat
 
 /// What `ready` did.
 pub struct Ready {
-    /// When to look again.
-    pub action: Action,
+    /// When to look again: its renewal, or sooner (`requeue_until`).
+    pub wake: Duration,
     /// The status already said all of it, so nothing was written: no echo
     /// of this pass will start another.
     pub unchanged: bool,

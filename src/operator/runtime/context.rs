@@ -16,6 +16,7 @@ use crate::operator::Error;
 use crate::operator::runtime::backoff::Backoff;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::metrics::Metrics;
+use crate::operator::runtime::name_queue::NameQueue;
 use crate::operator::runtime::pod_certificate_api::PodCertificateApi;
 use crate::operator::signing_request::CsrPolicy;
 use crate::operator::store::authority_cache::AuthorityCache;
@@ -81,6 +82,9 @@ pub struct Context {
     /// The certificate Secrets as certop last wrote them, read by the
     /// passes their own echoes start instead of a GET.
     pub written_secrets: WrittenSecrets,
+    /// The certificate controller's queue of names (`name_queue`): each
+    /// certificate's next look, and what kube-runtime may take.
+    pub certificate_queue: Arc<NameQueue>,
     /// Permits for PodCertificateRequest status writes in flight
     /// (`pod_certificate::STATUS_WRITES_IN_FLIGHT`).
     pub pod_certificate_writes: tokio::sync::Semaphore,
@@ -139,6 +143,7 @@ impl Context {
             ledger_shards: ShardCache::default(),
             ledger_groups: RecordGroups::default(),
             written_secrets: WrittenSecrets::default(),
+            certificate_queue: Arc::default(),
             pod_certificate_writes: tokio::sync::Semaphore::new(
                 crate::operator::pod_certificate::STATUS_WRITES_IN_FLIGHT,
             ),

@@ -9,6 +9,7 @@ pub(crate) mod finalize;
 pub(crate) mod http;
 pub mod managed_namespaces;
 pub mod metrics;
+pub(crate) mod name_queue;
 pub mod pod_certificate_api;
 pub(crate) mod rate_limit;
 pub(crate) mod shared_store;

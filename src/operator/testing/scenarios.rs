@@ -256,6 +256,42 @@ fn a_clean_first_pass_issues_once_and_the_next_writes_nothing() {
 }
 
 #[test]
+fn a_ready_certificate_waits_in_the_queue_until_its_renewal_and_a_blocked_one_does_not() {
+    runtime().block_on(async {
+        let w = world();
+        w.settle_certificate().await;
+        let cert: ClusterCertificate = w.api.get(CERT_PATH).expect("certificate");
+        let action = certificate::reconcile(Arc::new(cert), w.ctx.clone())
+            .await
+            .expect("pass");
+        assert_eq!(
+            action,
+            kube::runtime::controller::Action::await_change(),
+            "kube-runtime's queue holds nothing of a Ready certificate"
+        );
+        let wake = w.ctx.certificate_queue.wake_of("web").expect("a wake");
+        let renewal = w.status().renewal_time.expect("renewal time");
+        let wanted = certificate::requeue_until(renewal, Utc::now());
+        let set = wake.saturating_duration_since(tokio::time::Instant::now());
+        assert!(
+            set <= wanted && wanted - set < std::time::Duration::from_secs(5),
+            "the wake is the renewal (or the longest wait): {set:?} for {wanted:?}"
+        );
+        assert_eq!(w.ctx.certificate_queue.lengths(), (0, 1));
+        // Its issuer gone, the certificate waits for it through
+        // kube-runtime's retry, and its renewal wake is gone.
+        w.api.remove(CA_PATH);
+        w.certificate_pass().await.expect("blocked pass");
+        assert!(!conditions::is_true(
+            &w.status().conditions,
+            conditions::READY
+        ));
+        assert_eq!(w.ctx.certificate_queue.wake_of("web"), None);
+        assert_eq!(w.ctx.certificate_queue.lengths(), (0, 0));
+    });
+}
+
+#[test]
 fn every_write_of_the_first_pass_fails_in_turn_and_the_next_passes_converge() {
     runtime().block_on(async {
         let clean = world();
