@@ -300,10 +300,13 @@ fn certificate_controller(
         on_secret.boxed(),
     ]);
     let queue = w.ctx.certificate_queue.clone();
-    let feed = tokio::spawn(triggers.for_each(move |certificate| {
+    queue.widen(2 * usize::from(w.concurrency));
+    let feed = AbortOnDrop(tokio::spawn(triggers.for_each(move |certificate| {
         queue.push(&certificate.name);
         std::future::ready(())
-    }));
+    })));
+    let queue = w.ctx.certificate_queue.clone();
+    let log = log_error("ClusterCertificate controller");
     let present = shared.certificates.store();
     let released = w
         .ctx
@@ -321,10 +324,28 @@ fn certificate_controller(
                 certificate::error_policy,
                 w.ctx.clone(),
             )
-            .for_each(log_error("ClusterCertificate controller"));
+            .for_each(move |result| {
+                // Deleted before its pass: kube-runtime ran none, so none
+                // finished to free its place in the window.
+                if let Err(controller::Error::ObjectNotFound(gone)) = &result {
+                    queue.finished(&gone.name);
+                    return std::future::ready(());
+                }
+                log(result)
+            });
     async move {
         controller.await;
-        feed.abort();
+        drop(feed);
+    }
+}
+
+/// A task that ends with the future that holds it: the certificate
+/// controller's trigger feed, when leadership is lost mid-run.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -55,7 +55,7 @@ const WAITING_RETRY: Duration = Duration::from_secs(60);
 
 /// Longest wait between two looks at a valid certificate: renewal is
 /// requeued at its time, and this bounds the harm of a clock jump.
-const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
+pub const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
 /// How long to wait before looking at a valid certificate again.
 pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (renewal_time - now)
@@ -65,8 +65,8 @@ pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duratio
 }
 
 /// A pass of one certificate. Its next look is its wake in
-/// `certificate_queue` when it ends Ready (its renewal), or kube-runtime's
-/// requeue otherwise; a pass that ends frees its place in the queue's window.
+/// `certificate_queue` (`look_again`), never a requeue in kube-runtime's
+/// queue; a pass that ends frees its place in the queue's window.
 pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
     let name = cert.name_any();
     ctx.certificate_queue.cancel_wake(&name);
@@ -87,7 +87,22 @@ pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Resu
 }
 
 pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Context>) -> Action {
-    crate::operator::runtime::backoff::retry("clustercertificate", &cert.name_any(), error, &ctx)
+    let delay = crate::operator::runtime::backoff::retry_delay(
+        "clustercertificate",
+        &cert.name_any(),
+        error,
+        &ctx,
+    );
+    look_again(&cert, &ctx, delay)
+}
+
+/// The certificate's next look, `wait` from now, as its wake in
+/// `certificate_queue`: a CA's outage or an API server's failure that
+/// sends every certificate to wait does not fill kube-runtime's queue
+/// (whose map and slab never shrink) with all of them.
+pub fn look_again(cert: &ClusterCertificate, ctx: &Context, wait: Duration) -> Action {
+    ctx.certificate_queue.wake_after(&cert.name_any(), wait);
+    Action::await_change()
 }
 
 /// The ClusterCertificates to look at when a CertificateAuthority changes.
@@ -251,7 +266,7 @@ async fn apply_pass(
             return status::blocked(cert, ctx, blocked, None, now).await;
         }
         // The status already says when the next try is: nothing to write.
-        Decision::RetryLater(wait) => return Ok(Action::requeue(wait)),
+        Decision::RetryLater(wait) => return Ok(look_again(cert, ctx, wait)),
         Decision::Issue(issuance) => {
             let issued =
                 issue_into_secret(cert, ctx, &secrets, observed.as_ref(), base, &issuance, now);
@@ -263,7 +278,9 @@ async fn apply_pass(
                 }
                 // Read absent, then created by someone else before the
                 // create: the next pass reads it.
-                Issued::SecretChanged => return Ok(Action::requeue(Duration::from_secs(1))),
+                Issued::SecretChanged => {
+                    return Ok(look_again(cert, ctx, Duration::from_secs(1)));
+                }
             }
         }
         Decision::UpToDate {
@@ -274,7 +291,7 @@ async fn apply_pass(
             bundle,
         } => {
             let Some(secret) = observed else {
-                return Ok(Action::requeue(Duration::from_secs(1)));
+                return Ok(look_again(cert, ctx, Duration::from_secs(1)));
             };
             let wanted =
                 match keep_secret_current(cert, ctx, &secrets, secret, &current, bundle).await? {
@@ -282,7 +299,9 @@ async fn apply_pass(
                     Written::Refused(blocked) => {
                         return status::blocked(cert, ctx, blocked, None, now).await;
                     }
-                    Written::Changed => return Ok(Action::requeue(Duration::from_secs(1))),
+                    Written::Changed => {
+                        return Ok(look_again(cert, ctx, Duration::from_secs(1)));
+                    }
                 };
             let held = Held {
                 secret: wanted,
@@ -307,9 +326,7 @@ async fn apply_pass(
         ctx.written_secrets
             .forget(&cert.spec.secret_namespace, &cert.spec.secret_name);
     }
-    ctx.certificate_queue
-        .wake_after(&cert.name_any(), ready.wake);
-    Ok(Action::await_change())
+    Ok(look_again(cert, ctx, ready.wake))
 }
 
 /// Records the certificate the Secret holds in the ledger, unless the
@@ -337,7 +354,7 @@ async fn ensure_recorded(
         // The Secret is written and the status waits for the record: the
         // next pass finishes (this one frees its place for others).
         Recorded::Pending => {
-            return Ok(Some(Action::requeue(ledger_store::DEFERRED_RETRY)));
+            return Ok(Some(look_again(cert, ctx, ledger_store::DEFERRED_RETRY)));
         }
         Recorded::Blocked(blocked) => blocked,
         Recorded::Revoked if replacing => revoked_for_good(cert, &held.leaf.serial.to_string()),

@@ -11,7 +11,7 @@ use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use super::decide::revocation_of;
-use super::{Held, ready_reason, requeue_until, secret};
+use super::{Held, MAX_REQUEUE, look_again, ready_reason, requeue_until, secret};
 use crate::api::{ClusterCertificate, ClusterCertificateStatus, SecretVersion, meta};
 use crate::core::plan::IssueReason;
 use crate::operator::conditions::{self, ISSUING, READY};
@@ -258,9 +258,10 @@ pub async fn blocked(
         ctx.event(cert, true, reason, reason, blocked.message.clone())
             .await;
     }
-    Ok(blocked
-        .retry
-        .map_or_else(Action::await_change, Action::requeue))
+    // Blocked until a change, it is still looked at again within
+    // `MAX_REQUEUE`: that bounds the harm of a change no watch shows
+    // certop (the Service CIDRs a policy reads).
+    Ok(look_again(cert, ctx, blocked.retry.unwrap_or(MAX_REQUEUE)))
 }
 
 /// An issuance failed: count it, say why, and retry with backoff.
@@ -311,5 +312,5 @@ pub async fn failed(
     let event_reason = Reason::IssuanceFailed.as_str();
     ctx.event(cert, true, event_reason, reason.code(), message)
         .await;
-    Ok(Action::requeue(retry))
+    Ok(look_again(cert, ctx, retry))
 }

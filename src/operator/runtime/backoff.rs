@@ -91,10 +91,20 @@ pub fn retry(
     error: &Error,
     ctx: &crate::operator::Context,
 ) -> kube::runtime::controller::Action {
+    kube::runtime::controller::Action::requeue(retry_delay(controller, name, error, ctx))
+}
+
+/// As `retry`, for a controller that keeps its own queue: the delay.
+pub fn retry_delay(
+    controller: &str,
+    name: &str,
+    error: &Error,
+    ctx: &crate::operator::Context,
+) -> std::time::Duration {
     ctx.metrics.reconcile_error(controller);
     let delay = ctx.backoff.next(&format!("{controller}/{name}"), error);
     tracing::warn!(controller, object = name, %error, retry_in = ?delay, "reconcile failed");
-    kube::runtime::controller::Action::requeue(delay)
+    delay
 }
 
 /// 1 s, 2 s, 4 s, … capped at 5 min.

@@ -7,8 +7,16 @@
 //! slab never shrink: a restart, or a CA change, that queues every
 //! certificate at once leaves them at their largest. This queue holds a
 //! waiting certificate by its name alone, and hands kube-runtime at most
-//! `window` names whose pass has not finished, so kube-runtime's queue
-//! stays the size of the work in flight.
+//! `window` names whose pass has not finished (and, beyond them, a name
+//! pushed again while its pass runs), so kube-runtime's queue stays the
+//! size of the work in flight.
+//!
+//! The newest name leaves first, as kube-runtime's delay queue let its
+//! due entries go (a stack): a pass's own echoes (its status and Secret
+//! writes coming back through the watches) are then looked at while the
+//! copy of the Secret it wrote is held (`written_secrets`, bounded), not
+//! after a backlog of 100,000 has passed and the copy is gone, which cost
+//! a Secret GET per certificate when this queue was first in, first out.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,26 +26,25 @@ use futures::{Stream, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// How many names kube-runtime may hold whose pass has not finished:
-/// well above any `--concurrency`, so its runners never wait for this
-/// queue, and small beside the certificates that wait.
+/// How many names kube-runtime may hold whose pass has not finished, at
+/// the least: above the default `--concurrency` many times over, so its
+/// runners never wait for this queue, and small beside the certificates
+/// that wait. A higher `--concurrency` widens it (`set_window`).
 pub const WINDOW: usize = 256;
 
-/// A name handed to kube-runtime whose pass has not finished after this
-/// long no longer holds its place in the window: its object went away
-/// before the pass (kube-runtime runs none then), and a window that only
-/// filled would stop every trigger.
-pub const RELEASE_EXPIRY: Duration = Duration::from_secs(600);
+/// At most this many pending names are looked at under the lock at once:
+/// a mass delete can leave many names whose objects are gone.
+const MOST_LOOKED_AT: usize = 4096;
 
-/// The names of a controller's objects: those to look at now, in the order
-/// they came (each once), those handed to kube-runtime, and each one's next
+/// The names of a controller's objects: those to look at now (each once,
+/// the newest first), those handed to kube-runtime, and each one's next
 /// wake. Pure: every method is told the time.
 #[derive(Debug)]
 pub struct Queue {
     window: usize,
     pending: VecDeque<Arc<str>>,
     pending_names: HashSet<Arc<str>>,
-    released: HashMap<Arc<str>, Instant>,
+    released: HashSet<Arc<str>>,
     wakes: BTreeSet<(Instant, Arc<str>)>,
     wake_of: HashMap<Arc<str>, Instant>,
 }
@@ -48,7 +55,7 @@ impl Queue {
             window: window.max(1),
             pending: VecDeque::new(),
             pending_names: HashSet::new(),
-            released: HashMap::new(),
+            released: HashSet::new(),
             wakes: BTreeSet::new(),
             wake_of: HashMap::new(),
         }
@@ -79,15 +86,22 @@ impl Queue {
         }
     }
 
-    /// A pass of the object finished: its place in the window is free.
+    /// A pass of the object finished, or kube-runtime found it gone: its
+    /// place in the window is free.
     pub fn finished(&mut self, name: &str) -> bool {
-        self.released.remove(name).is_some()
+        self.released.remove(name)
+    }
+
+    pub fn set_window(&mut self, window: usize) {
+        self.window = window.max(1);
     }
 
     /// The names kube-runtime may take now: the wakes due by `now` join
     /// the pending names, then as many as the window allows leave, each
     /// of an object that `exists` (one gone needs no pass, and kube-runtime
-    /// would run none).
+    /// would run none). A full window first lets go of the names whose
+    /// object went away after they left (kube-runtime runs no pass for
+    /// them, so none finishes).
     pub fn release(&mut self, now: Instant, exists: impl Fn(&str) -> bool) -> Vec<Arc<str>> {
         while let Some((at, _)) = self.wakes.first() {
             if *at > now {
@@ -101,22 +115,34 @@ impl Queue {
                 }
             }
         }
-        if self.released.len() >= self.window {
-            self.released
-                .retain(|_, at| now.saturating_duration_since(*at) < RELEASE_EXPIRY);
+        if self.released.len() >= self.window && !self.pending.is_empty() {
+            self.released.retain(|name| exists(name));
         }
         let mut out = Vec::new();
-        while self.released.len() < self.window {
-            let Some(name) = self.pending.pop_front() else {
+        let mut looked_at = 0;
+        while self.released.len() < self.window && looked_at < MOST_LOOKED_AT {
+            let Some(name) = self.pending.pop_back() else {
                 break;
             };
+            looked_at += 1;
             self.pending_names.remove(&name);
             if exists(&name) {
-                self.released.insert(name.clone(), now);
+                self.released.insert(name.clone());
                 out.push(name);
             }
         }
+        // A restart or a re-list pushes every name at once: the room they
+        // took is given back once they are all out.
+        if self.pending.is_empty() && self.pending.capacity() > 4 * self.window {
+            self.pending.shrink_to_fit();
+            self.pending_names.shrink_to_fit();
+        }
         out
+    }
+
+    /// Whether a name could leave now (the window has room for one pending).
+    pub fn can_release(&self) -> bool {
+        !self.pending.is_empty() && self.released.len() < self.window
     }
 
     /// When the next wake is due.
@@ -134,7 +160,7 @@ impl Queue {
         self.pending_names
             .get(name)
             .or_else(|| self.wake_of.get_key_value(name).map(|(k, _)| k))
-            .or_else(|| self.released.get_key_value(name).map(|(k, _)| k))
+            .or_else(|| self.released.get(name))
             .cloned()
             .unwrap_or_else(|| Arc::from(name))
     }
@@ -188,6 +214,13 @@ impl NameQueue {
         self.queue().cancel_wake(name);
     }
 
+    /// A window of at least `window` names (see `WINDOW`).
+    pub fn widen(&self, window: usize) {
+        let mut queue = self.queue();
+        let widest = queue.window.max(window);
+        queue.set_window(widest);
+    }
+
     pub fn finished(&self, name: &str) {
         let freed = {
             let mut queue = self.queue();
@@ -220,12 +253,19 @@ impl NameQueue {
             let exists = exists.clone();
             async move {
                 loop {
-                    let (names, next) = {
+                    let (names, more, next) = {
                         let mut q = queue.queue();
-                        (q.release(Instant::now(), |n| exists(n)), q.next_wake())
+                        let names = q.release(Instant::now(), |n| exists(n));
+                        (names, q.can_release(), q.next_wake())
                     };
                     if !names.is_empty() {
                         return Some((names, queue));
+                    }
+                    if more {
+                        // Only names of objects gone were looked at: the
+                        // lock is let go before the next ones.
+                        tokio::task::yield_now().await;
+                        continue;
                     }
                     match next {
                         Some(at) => {
@@ -256,13 +296,13 @@ mod tests {
     }
 
     #[test]
-    fn names_leave_once_each_in_the_order_they_came() {
+    fn names_leave_once_each_the_newest_first() {
         let now = Instant::now();
         let mut q = Queue::new(10);
         assert!(q.push("a"));
         assert!(q.push("b"));
         assert!(!q.push("a"), "a waits already");
-        assert_eq!(names(q.release(now, all)), ["a", "b"]);
+        assert_eq!(names(q.release(now, all)), ["b", "a"]);
         assert!(names(q.release(now, all)).is_empty());
         // Pushed again while its pass runs: it goes again (a change came
         // after the pass began).
@@ -277,33 +317,63 @@ mod tests {
         for n in ["a", "b", "c", "d"] {
             q.push(n);
         }
-        assert_eq!(names(q.release(now, all)), ["a", "b"]);
+        assert_eq!(names(q.release(now, all)), ["d", "c"]);
         assert!(names(q.release(now, all)).is_empty(), "the window is full");
-        assert!(q.finished("a"));
-        assert!(!q.finished("a"), "finished once");
+        assert!(q.finished("d"));
+        assert!(!q.finished("d"), "finished once");
         assert!(!q.finished("x"), "never released");
-        assert_eq!(names(q.release(now, all)), ["c"]);
+        assert_eq!(names(q.release(now, all)), ["b"]);
         assert_eq!(q.lengths(), (1, 0));
     }
 
     #[test]
-    fn a_release_whose_pass_never_finishes_frees_its_place_after_the_expiry() {
+    fn a_full_window_lets_go_of_names_whose_object_went_away_after_they_left() {
         let now = Instant::now();
         let mut q = Queue::new(1);
-        q.push("gone-before-its-pass");
         q.push("b");
+        q.push("gone-before-its-pass");
         assert_eq!(names(q.release(now, all)), ["gone-before-its-pass"]);
-        let almost = now + RELEASE_EXPIRY - Duration::from_secs(1);
-        assert!(names(q.release(almost, all)).is_empty());
-        assert_eq!(names(q.release(now + RELEASE_EXPIRY, all)), ["b"]);
+        assert!(
+            names(q.release(now, all)).is_empty(),
+            "its object still exists"
+        );
+        assert_eq!(
+            names(q.release(now, |n| n != "gone-before-its-pass")),
+            ["b"]
+        );
+    }
+
+    #[test]
+    fn a_mass_of_names_of_objects_gone_is_looked_at_a_part_at_a_time() {
+        let now = Instant::now();
+        let mut q = Queue::new(10);
+        q.push("here");
+        for i in 0..(MOST_LOOKED_AT + 10) {
+            q.push(&format!("gone-{i}"));
+        }
+        let none = |n: &str| n == "here";
+        assert!(names(q.release(now, none)).is_empty());
+        assert!(q.can_release(), "more to look at");
+        assert_eq!(names(q.release(now, none)), ["here"]);
+        assert!(!q.can_release());
+        assert!(q.pending.capacity() <= 4 * 10, "the room given back");
+    }
+
+    #[test]
+    fn a_window_is_widened_never_narrowed() {
+        let queue = NameQueue::default();
+        queue.widen(16);
+        assert_eq!(queue.queue().window, WINDOW);
+        queue.widen(2048);
+        assert_eq!(queue.queue().window, 2048);
     }
 
     #[test]
     fn an_object_gone_is_not_released_and_takes_no_place() {
         let now = Instant::now();
         let mut q = Queue::new(1);
-        q.push("gone");
         q.push("here");
+        q.push("gone");
         assert_eq!(names(q.release(now, |n| n != "gone")), ["here"]);
         assert_eq!(q.lengths(), (0, 0));
     }
@@ -344,7 +414,7 @@ mod tests {
         let mut q = Queue::new(10);
         q.wake_at("a", t + Duration::from_secs(1));
         q.push("a");
-        let pending = q.pending.front().cloned().expect("pending");
+        let pending = q.pending.back().cloned().expect("pending");
         let waking = q.wake_of.keys().next().cloned().expect("wake");
         assert!(Arc::ptr_eq(&pending, &waking));
     }
@@ -378,8 +448,8 @@ mod tests {
             changed: Notify::new(),
         });
         let mut released = Box::pin(queue.clone().released(|_| true));
-        queue.push("a");
         queue.push("b");
+        queue.push("a");
         assert_eq!(released.next().await.as_deref(), Some("a"));
         let q = queue.clone();
         tokio::spawn(async move {

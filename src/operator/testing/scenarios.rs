@@ -255,39 +255,61 @@ fn a_clean_first_pass_issues_once_and_the_next_writes_nothing() {
     });
 }
 
+/// How far ahead the certificate's wake is set, in whole seconds.
+fn wake_in(w: &World) -> Option<u64> {
+    w.ctx.certificate_queue.wake_of("web").map(|at| {
+        at.saturating_duration_since(tokio::time::Instant::now())
+            .as_secs()
+    })
+}
+
 #[test]
-fn a_ready_certificate_waits_in_the_queue_until_its_renewal_and_a_blocked_one_does_not() {
+fn every_next_look_of_a_certificate_is_its_wake_in_the_queue_never_a_kube_runtime_requeue() {
     runtime().block_on(async {
         let w = world();
         w.settle_certificate().await;
-        let cert: ClusterCertificate = w.api.get(CERT_PATH).expect("certificate");
-        let action = certificate::reconcile(Arc::new(cert), w.ctx.clone())
-            .await
-            .expect("pass");
-        assert_eq!(
-            action,
-            kube::runtime::controller::Action::await_change(),
-            "kube-runtime's queue holds nothing of a Ready certificate"
-        );
-        let wake = w.ctx.certificate_queue.wake_of("web").expect("a wake");
+        let pass = |w: &World| {
+            let cert: ClusterCertificate = w.api.get(CERT_PATH).expect("certificate");
+            certificate::reconcile(Arc::new(cert), w.ctx.clone())
+        };
+        let kept_out = kube::runtime::controller::Action::await_change();
+        assert_eq!(pass(&w).await.expect("pass"), kept_out, "Ready");
         let renewal = w.status().renewal_time.expect("renewal time");
-        let wanted = certificate::requeue_until(renewal, Utc::now());
-        let set = wake.saturating_duration_since(tokio::time::Instant::now());
+        let wanted = certificate::requeue_until(renewal, Utc::now()).as_secs();
+        let set = wake_in(&w).expect("a wake");
         assert!(
-            set <= wanted && wanted - set < std::time::Duration::from_secs(5),
-            "the wake is the renewal (or the longest wait): {set:?} for {wanted:?}"
+            set <= wanted && wanted - set < 5,
+            "Ready: the wake is the renewal (or the longest wait): {set} s for {wanted} s"
         );
         assert_eq!(w.ctx.certificate_queue.lengths(), (0, 1));
-        // Its issuer gone, the certificate waits for it through
-        // kube-runtime's retry, and its renewal wake is gone.
+        // Its status write fails: the error's backoff, in place of the renewal.
+        w.api.fail_write(1, Fault::Status(500));
         w.api.remove(CA_PATH);
-        w.certificate_pass().await.expect("blocked pass");
+        w.sync();
+        let cert: ClusterCertificate = w.api.get(CERT_PATH).expect("certificate");
+        let error = certificate::reconcile(Arc::new(cert.clone()), w.ctx.clone())
+            .await
+            .expect_err("the status write fails");
+        let action = certificate::error_policy(Arc::new(cert), &error, w.ctx.clone());
+        assert_eq!(action, kept_out, "an error");
+        assert!(
+            wake_in(&w).is_some_and(|s| s <= 1),
+            "backoff: {:?}",
+            wake_in(&w)
+        );
+        assert_eq!(w.ctx.certificate_queue.lengths(), (0, 1), "one wake");
+        // Its issuer gone: the retry of a wait for it.
+        assert_eq!(pass(&w).await.expect("blocked pass"), kept_out, "blocked");
         assert!(!conditions::is_true(
             &w.status().conditions,
             conditions::READY
         ));
-        assert_eq!(w.ctx.certificate_queue.wake_of("web"), None);
-        assert_eq!(w.ctx.certificate_queue.lengths(), (0, 0));
+        assert!(
+            wake_in(&w).is_some_and(|s| (55..=60).contains(&s)),
+            "{:?}",
+            wake_in(&w)
+        );
+        assert_eq!(w.ctx.certificate_queue.lengths(), (0, 1));
     });
 }
 
