@@ -53,8 +53,9 @@ use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_cha
 /// triggers a reconcile sooner).
 const WAITING_RETRY: Duration = Duration::from_secs(60);
 
-/// Longest wait between two looks at a valid certificate: renewal is
-/// requeued at its time, and this bounds the harm of a clock jump.
+/// Longest wait between two looks at a certificate: a valid one's next
+/// look is its renewal, and this bounds the harm of a clock jump (and of
+/// a change no watch shows, for one blocked until a change).
 pub const MAX_REQUEUE: Duration = Duration::from_secs(8 * 3600);
 /// How long to wait before looking at a valid certificate again.
 pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
