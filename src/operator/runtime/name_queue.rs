@@ -27,10 +27,14 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How many names kube-runtime may hold whose pass has not finished, at
-/// the least: above the default `--concurrency` many times over, so its
-/// runners never wait for this queue, and small beside the certificates
-/// that wait. A higher `--concurrency` widens it (`set_window`).
-pub const WINDOW: usize = 256;
+/// the least; the controller widens it to twice `--concurrency`. Enough
+/// that its runners never wait for this queue, and no more: names in
+/// kube-runtime's queue run before any still here, so a wide window
+/// puts a backlog ahead of the echoes of the passes just made.
+pub const WINDOW: usize = 32;
+
+/// How often a full window looks for names whose object went away.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
 /// At most this many pending names are looked at under the lock at once:
 /// a mass delete can leave many names whose objects are gone.
@@ -47,6 +51,7 @@ pub struct Queue {
     released: HashSet<Arc<str>>,
     wakes: BTreeSet<(Instant, Arc<str>)>,
     wake_of: HashMap<Arc<str>, Instant>,
+    pruned_at: Option<Instant>,
 }
 
 impl Queue {
@@ -58,6 +63,7 @@ impl Queue {
             released: HashSet::new(),
             wakes: BTreeSet::new(),
             wake_of: HashMap::new(),
+            pruned_at: None,
         }
     }
 
@@ -115,8 +121,14 @@ impl Queue {
                 }
             }
         }
-        if self.released.len() >= self.window && !self.pending.is_empty() {
+        let full = self.released.len() >= self.window && !self.pending.is_empty();
+        if full
+            && self
+                .pruned_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY)
+        {
             self.released.retain(|name| exists(name));
+            self.pruned_at = Some(now);
         }
         let mut out = Vec::new();
         let mut looked_at = 0;
@@ -337,10 +349,12 @@ mod tests {
             names(q.release(now, all)).is_empty(),
             "its object still exists"
         );
-        assert_eq!(
-            names(q.release(now, |n| n != "gone-before-its-pass")),
-            ["b"]
+        let gone = |n: &str| n != "gone-before-its-pass";
+        assert!(
+            names(q.release(now, gone)).is_empty(),
+            "looked for once a second"
         );
+        assert_eq!(names(q.release(now + PRUNE_EVERY, gone)), ["b"]);
     }
 
     #[test]
@@ -362,7 +376,7 @@ mod tests {
     #[test]
     fn a_window_is_widened_never_narrowed() {
         let queue = NameQueue::default();
-        queue.widen(16);
+        queue.widen(WINDOW / 2);
         assert_eq!(queue.queue().window, WINDOW);
         queue.widen(2048);
         assert_eq!(queue.queue().window, 2048);
