@@ -203,13 +203,7 @@ fn each_write_failing_in_turn_is_finished_by_the_next_pass_and_the_crl_keeps_eve
         let before = clean.api.writes();
         clean.pass().await.expect("clean pass");
         let writes = clean.api.writes() - before;
-        let faults = [
-            Fault::Status(500),
-            Fault::Status(409),
-            Fault::Status(422),
-            Fault::Drop,
-        ];
-        for fault in faults {
+        for fault in Fault::EVERY {
             for n in 1..=writes {
                 let case = format!("{fault:?} at write {n}");
                 let w = world().await;

@@ -25,6 +25,17 @@ pub enum Fault {
     Drop,
 }
 
+impl Fault {
+    /// Every way a write fails that a pass must survive: a server error,
+    /// a conflict, a refusal, and a connection dropped without an answer.
+    pub const EVERY: [Fault; 4] = [
+        Fault::Status(500),
+        Fault::Status(409),
+        Fault::Status(422),
+        Fault::Drop,
+    ];
+}
+
 /// The longest object name the API server accepts.
 const MAX_NAME: usize = 253;
 

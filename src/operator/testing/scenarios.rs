@@ -324,12 +324,7 @@ fn every_write_of_the_first_pass_fails_in_turn_and_the_next_passes_converge() {
             "Secret, ledger and status at least: {:?}",
             clean.api.log()
         );
-        for fault in [
-            Fault::Status(500),
-            Fault::Status(409),
-            Fault::Status(422),
-            Fault::Drop,
-        ] {
+        for fault in Fault::EVERY {
             for n in 1..=writes {
                 let w = world();
                 w.api.fail_write(n, fault);
@@ -3512,12 +3507,7 @@ fn every_write_of_an_unread_renewal_fails_in_turn_and_it_is_renewed_once() {
             "Secret, ledger, status: {:?}",
             &clean.api.log()[from..]
         );
-        for fault in [
-            Fault::Status(500),
-            Fault::Status(409),
-            Fault::Status(422),
-            Fault::Drop,
-        ] {
+        for fault in Fault::EVERY {
             for n in 1..=writes {
                 let w = world();
                 w.settle_certificate().await;
