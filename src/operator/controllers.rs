@@ -2,10 +2,9 @@
 //! trigger it, over one `Wiring` of the shared stores; and the stores every
 //! replica follows, leader or not.
 
-use crate::api::{
-    CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
-};
+use crate::api::{CertificateAuthority, CertificatePolicy, CertificateRevocation, meta};
 use crate::operator::pod_certificate;
+use crate::operator::runtime::certificate_store::CertificateStore;
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::pod_certificate_api::PodCertificateApi;
@@ -65,14 +64,14 @@ pub(super) async fn run_controllers(
     let ca_secrets = watch(ca_secret_api, watcher::Config::default()).touched_objects();
     let stores = Stores {
         cas: shared.cas.store(),
-        certificates: shared.certificates.store(),
+        certificates: shared.certificates.clone(),
         revocations: revocations.store(),
         policies: policies.store(),
         ca_secrets: ca_secret_store.store(),
     };
     let ready = futures::future::join5(
         stores.cas.wait_until_ready(),
-        stores.certificates.wait_until_ready(),
+        stores.certificates.wait_until_listed(),
         stores.revocations.wait_until_ready(),
         stores.policies.wait_until_ready(),
         stores.ca_secrets.wait_until_ready(),
@@ -230,7 +229,7 @@ fn certificate_controller(
     managed_namespaces: &ManagedNamespaces,
 ) -> impl Future<Output = ()> {
     let managed = format!("{}={}", meta::MANAGED_BY, meta::MANAGED_BY_VALUE);
-    let issuer_store = shared.certificates.store();
+    let issuer_store = shared.certificates.clone();
     // Metadata only: memory grows with certop's Secrets, not the cluster's.
     // One watch per managed namespace (or one for the cluster): certop may
     // list Secrets nowhere else.
@@ -256,22 +255,18 @@ fn certificate_controller(
         shared.cas.store(),
         signing_identity,
     );
-    let on_signing = signing_changes.flat_map(move |ca| {
-        futures::stream::iter(certificate::certificates_of_issuer(
-            &issuer_store,
-            &ca.name_any(),
-        ))
-    });
+    let on_signing = signing_changes
+        .flat_map(move |ca| futures::stream::iter(issuer_store.names_of_issuer(&ca.name_any())));
     // A policy's change (or deletion) may allow or refuse the certificates
     // of the CAs it governs.
-    let governed_store = shared.certificates.store();
+    let governed_store = shared.certificates.clone();
     let on_policy = policies.follow_with_deletes().flat_map(move |policy| {
         futures::stream::iter(
             policy
                 .spec
                 .authorities
                 .iter()
-                .flat_map(|ca| certificate::certificates_of_issuer(&governed_store, ca))
+                .flat_map(|ca| governed_store.names_of_issuer(ca))
                 .collect::<Vec<_>>(),
         )
     });
@@ -280,7 +275,7 @@ fn certificate_controller(
             Ok(secret) => secret
                 .annotations()
                 .get(meta::CERTIFICATE)
-                .map(|owner| ObjectRef::<ClusterCertificate>::new(owner)),
+                .map(|owner| Arc::<str>::from(owner.as_str())),
             Err(e) => {
                 warn!(error = %e, "ClusterCertificate controller: Secret watch");
                 None
@@ -288,53 +283,46 @@ fn certificate_controller(
         })
     });
     // Every trigger is a name pushed into the certificate queue
-    // (`name_queue`), which holds each waiting certificate by its name and
-    // hands kube-runtime's queue at most a window of them. A restart, a
-    // re-list or a CA's change queues every certificate at once; in
-    // kube-runtime's queue each would be two object references, a map
-    // entry and a delay-queue slot, in a map and slab that never shrink.
+    // (`name_queue`), which holds each waiting certificate by its name,
+    // never twice, and gives out at most `--concurrency` at once. A
+    // restart, a re-list or a CA's change queues every certificate.
     let triggers = futures::stream::select_all([
-        shared.certificates.follow_as_refs().boxed(),
+        shared.certificates.follow_names().boxed(),
         on_signing.boxed(),
         on_policy.boxed(),
         on_secret.boxed(),
     ]);
     let queue = w.ctx.certificate_queue.clone();
-    queue.widen(2 * usize::from(w.concurrency));
-    let feed = AbortOnDrop(tokio::spawn(triggers.for_each(move |certificate| {
-        queue.push(&certificate.name);
+    let concurrency = usize::from(w.concurrency).max(1);
+    queue.set_window(concurrency);
+    let feed = AbortOnDrop(tokio::spawn(triggers.for_each(move |name| {
+        queue.push(&name);
         std::future::ready(())
     })));
-    let queue = w.ctx.certificate_queue.clone();
-    let log = log_error("ClusterCertificate controller");
-    let present = shared.certificates.store();
-    let released = w
+    let present = shared.certificates.clone();
+    let store = shared.certificates.clone();
+    let ctx = w.ctx.clone();
+    let passes = w
         .ctx
         .certificate_queue
         .clone()
-        .released(move |name| present.get(&ObjectRef::new(name)).is_some())
-        .map(|name| ObjectRef::<ClusterCertificate>::new(&name));
-    let controller =
-        Controller::for_shared_stream(futures::stream::empty(), shared.certificates.store())
-            .reconcile_on(released)
-            .with_config(w.config())
-            .graceful_shutdown_on(w.stopped())
-            .run(
-                certificate::reconcile,
-                certificate::error_policy,
-                w.ctx.clone(),
-            )
-            .for_each(move |result| {
-                // Deleted before its pass: kube-runtime ran none, so none
-                // finished to free its place in the window.
-                if let Err(controller::Error::ObjectNotFound(gone)) = &result {
-                    queue.finished(&gone.name);
-                    return std::future::ready(());
+        .released(move |name| present.contains(name))
+        .take_until(w.stopped())
+        .for_each_concurrent(concurrency, move |name| {
+            let (store, ctx) = (store.clone(), ctx.clone());
+            async move {
+                // Gone since it was given out: nothing to look at.
+                if let Some(cert) = store.get(&name)
+                    && let Err(e) = certificate::reconcile(cert.clone(), ctx.clone()).await
+                {
+                    warn!(error = %e, certificate = %name, "ClusterCertificate controller");
+                    certificate::error_policy(cert, &e, ctx.clone());
                 }
-                log(result)
-            });
+                ctx.certificate_queue.finished(&name);
+            }
+        });
     async move {
-        controller.await;
+        passes.await;
         drop(feed);
     }
 }
@@ -412,7 +400,7 @@ fn log_error<T, E: std::fmt::Display>(
 /// The CA and certificate stores every replica keeps.
 pub(super) struct SharedStores {
     pub(super) cas: SharedStore<CertificateAuthority>,
-    pub(super) certificates: SharedStore<ClusterCertificate>,
+    pub(super) certificates: CertificateStore,
 }
 
 /// A controller with a store of its own, of slimmed objects (see `slim`),

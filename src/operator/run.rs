@@ -17,6 +17,7 @@ use crate::api::meta;
 use crate::operator::Error;
 use crate::operator::authz::{self, AuthzSettings};
 use crate::operator::controllers::{SharedStores, run_controllers};
+use crate::operator::runtime::certificate_store::CertificateStore;
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::http::{HttpState, serve};
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
@@ -123,10 +124,10 @@ pub async fn run(config: RunConfig) -> Result<(), Error> {
     // controllers read them when this replica leads.
     let shared = SharedStores {
         cas: SharedStore::spawn(Api::all(client.clone())),
-        certificates: SharedStore::spawn(Api::all(client.clone())),
+        certificates: CertificateStore::spawn(Api::all(client.clone())),
     };
     let mut metrics = Metrics::default();
-    metrics.collect_from(shared.cas.store(), shared.certificates.store());
+    metrics.collect_from(shared.cas.store(), shared.certificates.clone());
     let metrics = Arc::new(metrics);
     let crls = Arc::new(CrlCache::default());
     let http_state = Arc::new(HttpState {

@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::DeleteParams;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use tracing::{info, warn};
 
@@ -45,7 +45,6 @@ use crate::core::plan::{
 use crate::operator::conditions;
 use crate::operator::reason::{Blocked, Reason};
 use crate::operator::runtime::finalize::reconcile_with_finalizer;
-use crate::operator::runtime::shared_store::queued_ref;
 use crate::operator::{Context, Error, store::authority_cache, store::crl, store::ledger_store};
 use crate::pki::{CertificateInfo, PrivateKey, RevocationReason, issue, parse_chain};
 
@@ -66,25 +65,20 @@ pub fn requeue_until(renewal_time: DateTime<Utc>, now: DateTime<Utc>) -> Duratio
 }
 
 /// A pass of one certificate. Its next look is its wake in
-/// `certificate_queue` (`look_again`), never a requeue in kube-runtime's
-/// queue; a pass that ends frees its place in the queue's window.
+/// `certificate_queue` (`look_again`): the `Action` returned is always
+/// `await_change`, and the controller's runner does not read it.
 pub async fn reconcile(cert: Arc<ClusterCertificate>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let name = cert.name_any();
-    ctx.certificate_queue.cancel_wake(&name);
+    ctx.certificate_queue.cancel_wake(&cert.name_any());
     let shared = &ctx;
-    let result = {
-        let ctx: &Context = &ctx;
-        reconcile_with_finalizer(
-            "clustercertificate",
-            cert,
-            ctx,
-            |o| async move { apply(&o, shared).await },
-            |o| async move { cleanup(&o, ctx).await },
-        )
-        .await
-    };
-    ctx.certificate_queue.finished(&name);
-    result
+    let ctx: &Context = &ctx;
+    reconcile_with_finalizer(
+        "clustercertificate",
+        cert,
+        ctx,
+        |o| async move { apply(&o, shared).await },
+        |o| async move { cleanup(&o, ctx).await },
+    )
+    .await
 }
 
 pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -104,19 +98,6 @@ pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Conte
 pub fn look_again(cert: &ClusterCertificate, ctx: &Context, wait: Duration) -> Action {
     ctx.certificate_queue.wake_after(&cert.name_any(), wait);
     Action::await_change()
-}
-
-/// The ClusterCertificates to look at when a CertificateAuthority changes.
-pub fn certificates_of_issuer(
-    store: &Store<ClusterCertificate>,
-    ca: &str,
-) -> Vec<ObjectRef<ClusterCertificate>> {
-    store
-        .state()
-        .iter()
-        .filter(|c| c.spec.issuer_ref.name == ca)
-        .map(|c| queued_ref(c.as_ref()))
-        .collect()
 }
 
 /// The issuing CA as observed: missing, being set up, not Ready, or its

@@ -6,7 +6,6 @@
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
-use kube::runtime::reflector::ObjectRef;
 
 use crate::core::plan::TLS_CERT_KEY;
 use crate::operator::Context;
@@ -25,13 +24,13 @@ pub struct Held {
 /// The Secret of ClusterCertificate `name`, if it is one of CA `ca`'s and
 /// in a namespace certop manages (it may read the Secret).
 pub fn held_of(ctx: &Context, ca: &str, name: &str) -> Option<Held> {
-    let cert = ctx.certificates.get(&ObjectRef::new(name))?;
-    let readable = ctx.managed_namespaces.contains(&cert.spec.secret_namespace);
-    (cert.spec.issuer_ref.name == ca && readable).then(|| Held {
-        namespace: cert.spec.secret_namespace.clone(),
-        secret: cert.spec.secret_name.clone(),
-        serial: cert.status.as_ref().and_then(|s| s.serial_number.clone()),
-        not_after: cert.status.as_ref().and_then(|s| s.not_after),
+    let cert = ctx.certificates.summary(name)?;
+    let readable = ctx.managed_namespaces.contains(&cert.secret_namespace);
+    (&*cert.issuer == ca && readable).then(|| Held {
+        namespace: cert.secret_namespace.to_string(),
+        secret: cert.secret_name.into(),
+        serial: cert.serial.map(String::from),
+        not_after: cert.not_after,
     })
 }
 

@@ -85,10 +85,9 @@ pub struct Recovered {
 pub fn statuses(ctx: &Context, ca: &str) -> Vec<(String, Held)> {
     let mut names: Vec<String> = ctx
         .certificates
-        .state()
+        .names_of_issuer(ca)
         .iter()
-        .filter(|c| c.spec.issuer_ref.name == ca)
-        .filter_map(|c| c.metadata.name.clone())
+        .map(|n| n.to_string())
         .collect();
     names.sort();
     names

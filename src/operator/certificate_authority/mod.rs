@@ -37,7 +37,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 
 pub use key::secret_name;
 pub use status::is_ready;
@@ -147,7 +146,7 @@ async fn serve(s: &Serving<'_>, now: DateTime<Utc>) -> Result<Action, Error> {
     let signers: Vec<&CertificateInfo> = keys.iter().map(|(_, c)| *c).collect();
     let backfilled =
         digest_backfill::backfill(ctx, &name, &mut ledger.entries, &signers, now).await;
-    let exists = |c: &str| ctx.certificates.get(&ObjectRef::new(c)).is_some();
+    let exists = |c: &str| ctx.certificates.contains(c);
     let decision = decide::decide(
         &Observed {
             ca,

@@ -193,11 +193,9 @@ pub async fn secrets_without(
         {
             let annotations = secret.annotations();
             let kept = annotations.get(meta::ISSUER).map(String::as_str) == Some(ca_name)
-                && annotations.get(meta::CERTIFICATE).is_some_and(|c| {
-                    ctx.certificates
-                        .get(&kube::runtime::reflector::ObjectRef::new(c))
-                        .is_some()
-                });
+                && annotations
+                    .get(meta::CERTIFICATE)
+                    .is_some_and(|c| ctx.certificates.contains(c));
             let carries = secret
                 .data
                 .as_ref()

@@ -4,7 +4,6 @@
 //! with the clock passed in: one `Decision` names every write of the pass,
 //! and the status follows from it (`status`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -53,8 +52,8 @@ pub struct Observed<'a> {
     pub issuer: &'a Issuer,
     /// The ledger shards the rule reaches (none read unless the CA is Ready).
     pub ledger: &'a RuleShards,
-    /// The ClusterCertificates, by name, as the store holds them.
-    pub certificates: &'a BTreeMap<String, Arc<ClusterCertificate>>,
+    /// A ClusterCertificate by name, as the store holds it.
+    pub certificates: &'a dyn Fn(&str) -> Option<Arc<ClusterCertificate>>,
 }
 
 /// What a pass does.
@@ -192,10 +191,10 @@ pub fn decide(o: &Observed, now: DateTime<Utc>) -> Decision {
 /// record that has its controller replace it with a new key.
 fn replacement(
     entry: &LedgerEntry,
-    certificates: &BTreeMap<String, Arc<ClusterCertificate>>,
+    certificates: &dyn Fn(&str) -> Option<Arc<ClusterCertificate>>,
     revocation: &str,
 ) -> Option<Replacement> {
-    let cert = certificates.get(entry.certificate.as_ref()?)?;
+    let cert = certificates(entry.certificate.as_deref()?)?;
     let revoked = entry.revoked.as_ref()?;
     let status = cert.status.as_ref();
     let current = status.and_then(|s| s.serial_number.as_deref()) == Some(entry.serial.as_str());
@@ -225,7 +224,7 @@ fn replacement(
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
 
     use serde_json::json;
 
@@ -336,7 +335,7 @@ mod tests {
         at: DateTime<Utc>,
     ) -> Decision {
         let rule = ledger_store::rule_of(rev);
-        let certificates = cert.into_iter().map(|c| (c.name_any(), c)).collect();
+        let certificates = |name: &str| cert.clone().filter(|c| c.name_any() == name);
         decide(
             &Observed {
                 revocation: rev,

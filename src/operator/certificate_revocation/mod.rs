@@ -18,7 +18,6 @@ mod scenarios;
 mod status;
 mod write;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -126,12 +125,7 @@ async fn pass(
         Some(_) => ledger_store::read_rule_shards(ctx, &rev.spec.issuer_ref.name, &rule).await?,
         None => RuleShards::default(),
     };
-    let certificates: BTreeMap<_, _> = ctx
-        .certificates
-        .state()
-        .into_iter()
-        .map(|c| (c.name_any(), c))
-        .collect();
+    let certificates = |name: &str| ctx.certificates.get(name);
     let decision = decide(
         &Observed {
             revocation: rev,

@@ -117,7 +117,7 @@ impl World {
         let ca: Option<CertificateAuthority> = self.api.get(CA_PATH);
         testing::init(&mut w.cas, ca.into_iter().collect());
         let cert: Option<ClusterCertificate> = self.api.get(CERT_PATH);
-        testing::init(&mut w.certificates, cert.into_iter().collect());
+        w.certificates.replace(cert.into_iter().collect());
         let rev: Option<CertificateRevocation> = self.api.get(REV_PATH);
         testing::init(&mut w.revocations, rev.into_iter().collect());
     }

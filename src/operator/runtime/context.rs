@@ -14,6 +14,7 @@ use tracing::warn;
 
 use crate::operator::Error;
 use crate::operator::runtime::backoff::Backoff;
+use crate::operator::runtime::certificate_store::CertificateStore;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::metrics::Metrics;
 use crate::operator::runtime::name_queue::NameQueue;
@@ -26,9 +27,7 @@ use crate::operator::store::written_secrets::WrittenSecrets;
 
 /// The field manager of everything certop writes with server-side apply.
 pub const FIELD_MANAGER: &str = "certop";
-use crate::api::{
-    CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate,
-};
+use crate::api::{CertificateAuthority, CertificatePolicy, CertificateRevocation};
 use crate::operator::runtime::admission_guard::GuardState;
 
 /// The shared reflector stores every controller reads. No controller
@@ -37,7 +36,7 @@ use crate::operator::runtime::admission_guard::GuardState;
 #[derive(Clone)]
 pub struct Stores {
     pub cas: Store<CertificateAuthority>,
-    pub certificates: Store<ClusterCertificate>,
+    pub certificates: CertificateStore,
     pub revocations: Store<CertificateRevocation>,
     pub policies: Store<CertificatePolicy>,
     /// Secrets of the operator's namespace, metadata only: CA key Secrets'
@@ -58,8 +57,8 @@ pub struct Context {
     pub authorities: AuthorityCache,
     /// CertificateAuthorities as the CA controller's reflector sees them.
     pub cas: Store<CertificateAuthority>,
-    /// ClusterCertificates as their controller's reflector sees them.
-    pub certificates: Store<ClusterCertificate>,
+    /// ClusterCertificates as their watch shows them, packed.
+    pub certificates: CertificateStore,
     pub revocations: Store<CertificateRevocation>,
     pub policies: Store<CertificatePolicy>,
     /// Whether the admission guard of `spec.policyRef` is in force.

@@ -14,7 +14,8 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::{CertificateAuthority, ClusterCertificate};
+use crate::api::CertificateAuthority;
+use crate::operator::runtime::certificate_store::{CertificateStore, Summary};
 
 /// cert-manager's labels: the certificate, the namespace of its Secret, its issuer.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -290,7 +291,7 @@ impl Metrics {
     pub fn collect_from(
         &mut self,
         cas: Store<CertificateAuthority>,
-        certificates: Store<ClusterCertificate>,
+        certificates: CertificateStore,
     ) {
         self.registry
             .register_collector(Box::new(StoreCollector { cas, certificates }));
@@ -318,39 +319,33 @@ impl Metrics {
 #[derive(Debug)]
 struct StoreCollector {
     cas: Store<CertificateAuthority>,
-    certificates: Store<ClusterCertificate>,
+    certificates: CertificateStore,
 }
 
 impl Collector for StoreCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let certs = self.certificates.state();
+        let certs = self.certificates.summaries();
         gauge(
             &mut encoder,
             "certificate_expiration_timestamp_seconds",
             "notAfter of each ClusterCertificate's current certificate",
-            certs.iter().filter_map(|c| {
-                Some((
-                    certificate_labels(c),
-                    c.status.as_ref()?.not_after?.timestamp(),
-                ))
+            certs.iter().filter_map(|(name, c)| {
+                Some((certificate_labels(name, c), c.not_after?.timestamp()))
             }),
         )?;
         gauge(
             &mut encoder,
             "certificate_renewal_timestamp_seconds",
             "When certop renews each ClusterCertificate",
-            certs.iter().filter_map(|c| {
-                Some((
-                    certificate_labels(c),
-                    c.status.as_ref()?.renewal_time?.timestamp(),
-                ))
+            certs.iter().filter_map(|(name, c)| {
+                Some((certificate_labels(name, c), c.renewal_time?.timestamp()))
             }),
         )?;
         gauge(
             &mut encoder,
             "certificate_ready_status",
             "1 for the Ready condition's status of each ClusterCertificate (True, False, Unknown), else 0",
-            certs.iter().flat_map(|c| ready_status(c)),
+            certs.iter().flat_map(|(name, c)| ready_status(name, c)),
         )?;
         gauge(
             &mut encoder,
@@ -411,11 +406,11 @@ fn gauge<L: EncodeLabelSet>(
     Ok(())
 }
 
-fn certificate_labels(c: &ClusterCertificate) -> CertificateLabels {
+fn certificate_labels(name: &str, c: &Summary) -> CertificateLabels {
     CertificateLabels {
-        name: c.name_any(),
-        namespace: c.spec.secret_namespace.clone(),
-        issuer_name: c.spec.issuer_ref.name.clone(),
+        name: name.into(),
+        namespace: c.secret_namespace.to_string(),
+        issuer_name: c.issuer.to_string(),
         issuer_kind: "CertificateAuthority".into(),
         issuer_group: crate::api::GROUP.into(),
     }
@@ -423,16 +418,12 @@ fn certificate_labels(c: &ClusterCertificate) -> CertificateLabels {
 
 /// A certificate's Ready status as three series (True, False, Unknown), the
 /// one it has at 1.
-fn ready_status(c: &ClusterCertificate) -> Vec<(ReadyLabels, i64)> {
-    let status = c
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|x| x.type_ == "Ready"))
-        .map_or("Unknown", |x| x.status.as_str());
+fn ready_status(name: &str, c: &Summary) -> Vec<(ReadyLabels, i64)> {
+    let status = c.ready.as_str();
     ["True", "False", "Unknown"]
         .into_iter()
         .map(|condition| {
-            let l = certificate_labels(c);
+            let l = certificate_labels(name, c);
             let labels = ReadyLabels {
                 name: l.name,
                 namespace: l.namespace,
@@ -479,8 +470,7 @@ mod tests {
     fn every_metric_the_charts_alerts_and_dashboard_name_is_exported() {
         let mut metrics = Metrics::default();
         let (cas, _) = kube::runtime::reflector::store();
-        let (certificates, _) = kube::runtime::reflector::store();
-        metrics.collect_from(cas, certificates);
+        metrics.collect_from(cas, Default::default());
         let now = chrono::Utc::now();
         metrics.crl(
             "ca",

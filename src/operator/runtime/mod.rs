@@ -4,6 +4,7 @@
 pub(crate) mod access_review;
 pub mod admission_guard;
 pub(crate) mod backoff;
+pub(crate) mod certificate_store;
 pub(crate) mod context;
 pub(crate) mod finalize;
 pub(crate) mod http;

@@ -1,15 +1,15 @@
-//! The certificate controller's queue, in front of kube-runtime's.
+//! The certificate controller's queue: a work queue of names.
 //!
 //! Every certificate waits for its renewal, so a queue of certificates
-//! holds all of them all the time. kube-runtime's scheduler holds each
-//! waiting object as two object references, a map entry and a delay
-//! queue's slot (about 600 bytes measured at 100,000), and its map and
-//! slab never shrink: a restart, or a CA change, that queues every
-//! certificate at once leaves them at their largest. This queue holds a
-//! waiting certificate by its name alone, and hands kube-runtime at most
-//! `window` names whose pass has not finished (and, beyond them, a name
-//! pushed again while its pass runs), so kube-runtime's queue stays the
-//! size of the work in flight.
+//! holds all of them all the time. This one holds a waiting certificate
+//! by its name alone (one allocation, shared by its turn and its wake),
+//! and gives out at most `window` names whose pass has not finished.
+//! A name is never given out twice at once: one pushed again, or whose
+//! wake comes, while its pass runs goes back to wait when that pass
+//! finishes (a work queue's dirty set), so two passes of one certificate
+//! never overlap. kube-runtime's scheduler, which this replaced, held
+//! each waiting object as two object references, a map entry and a delay
+//! queue's slot, in a map and slab that never shrink.
 //!
 //! The newest name leaves first, as kube-runtime's delay queue let its
 //! due entries go (a stack): a pass's own echoes (its status and Secret
@@ -26,32 +26,30 @@ use futures::{Stream, StreamExt};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// How many names kube-runtime may hold whose pass has not finished, at
-/// the least; the controller widens it to twice `--concurrency`. Enough
-/// that its runners never wait for this queue, and no more: names in
-/// kube-runtime's queue run before any still here, so a wide window
-/// puts a backlog ahead of the echoes of the passes just made.
-pub const WINDOW: usize = 32;
-
-/// How often a full window looks for names whose object went away.
-const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// How many names may be out (their pass not finished) when the
+/// controller does not say (`set_window`: `--concurrency`). No more than
+/// run at once: a name given out waits ahead of every name still here,
+/// so a wide window puts a backlog ahead of the echoes of the passes
+/// just made.
+pub const WINDOW: usize = 16;
 
 /// At most this many pending names are looked at under the lock at once:
 /// a mass delete can leave many names whose objects are gone.
 const MOST_LOOKED_AT: usize = 4096;
 
 /// The names of a controller's objects: those to look at now (each once,
-/// the newest first), those handed to kube-runtime, and each one's next
-/// wake. Pure: every method is told the time.
+/// the newest first), those out (their pass running), those to look at
+/// again once their pass finishes, and each one's next wake. Pure: every
+/// method is told the time.
 #[derive(Debug)]
 pub struct Queue {
     window: usize,
     pending: VecDeque<Arc<str>>,
     pending_names: HashSet<Arc<str>>,
-    released: HashSet<Arc<str>>,
+    out: HashSet<Arc<str>>,
+    again: HashSet<Arc<str>>,
     wakes: BTreeSet<(Instant, Arc<str>)>,
     wake_of: HashMap<Arc<str>, Instant>,
-    pruned_at: Option<Instant>,
 }
 
 impl Queue {
@@ -60,25 +58,30 @@ impl Queue {
             window: window.max(1),
             pending: VecDeque::new(),
             pending_names: HashSet::new(),
-            released: HashSet::new(),
+            out: HashSet::new(),
+            again: HashSet::new(),
             wakes: BTreeSet::new(),
             wake_of: HashMap::new(),
-            pruned_at: None,
         }
     }
 
-    /// The object is to be looked at now. False: it already waits to be.
+    /// Queues `name` for a look now; false if it waits already (or its
+    /// pass runs and it is to be looked at again after).
     pub fn push(&mut self, name: &str) -> bool {
-        if self.pending_names.contains(name) {
+        if self.pending_names.contains(name) || self.again.contains(name) {
             return false;
         }
         let name = self.shared(name);
+        if self.out.contains(&name) {
+            self.again.insert(name);
+            return false;
+        }
         self.pending_names.insert(name.clone());
         self.pending.push_back(name);
         true
     }
 
-    /// The object is to be looked at `at`, in place of any earlier wake.
+    /// Sets `name`'s next look at `at`, replacing any earlier wake.
     pub fn wake_at(&mut self, name: &str, at: Instant) {
         self.cancel_wake(name);
         let name = self.shared(name);
@@ -92,22 +95,26 @@ impl Queue {
         }
     }
 
-    /// A pass of the object finished, or kube-runtime found it gone: its
-    /// place in the window is free.
+    /// `name`'s pass ended: its place is free, and a name pushed while it
+    /// ran waits again. False if it was not out.
     pub fn finished(&mut self, name: &str) -> bool {
-        self.released.remove(name)
+        let Some(name) = self.out.take(name) else {
+            return false;
+        };
+        if self.again.remove(&name) {
+            self.pending_names.insert(name.clone());
+            self.pending.push_back(name);
+        }
+        true
     }
 
     pub fn set_window(&mut self, window: usize) {
         self.window = window.max(1);
     }
 
-    /// The names kube-runtime may take now: the wakes due by `now` join
-    /// the pending names, then as many as the window allows leave, each
-    /// of an object that `exists` (one gone needs no pass, and kube-runtime
-    /// would run none). A full window first lets go of the names whose
-    /// object went away after they left (kube-runtime runs no pass for
-    /// them, so none finishes).
+    /// Moves the wakes due at `now` to the pending names, then gives out
+    /// the newest pending names while the window has room. A name whose
+    /// object is gone (`exists`) is dropped, not given out.
     pub fn release(&mut self, now: Instant, exists: impl Fn(&str) -> bool) -> Vec<Arc<str>> {
         while let Some((at, _)) = self.wakes.first() {
             if *at > now {
@@ -115,36 +122,22 @@ impl Queue {
             }
             if let Some((_, name)) = self.wakes.pop_first() {
                 self.wake_of.remove(&name);
-                if !self.pending_names.contains(&name) {
-                    self.pending_names.insert(name.clone());
-                    self.pending.push_back(name);
-                }
+                self.push(&name);
             }
-        }
-        let full = self.released.len() >= self.window && !self.pending.is_empty();
-        if full
-            && self
-                .pruned_at
-                .is_none_or(|at| now.saturating_duration_since(at) >= PRUNE_EVERY)
-        {
-            self.released.retain(|name| exists(name));
-            self.pruned_at = Some(now);
         }
         let mut out = Vec::new();
         let mut looked_at = 0;
-        while self.released.len() < self.window && looked_at < MOST_LOOKED_AT {
+        while self.out.len() < self.window && looked_at < MOST_LOOKED_AT {
             let Some(name) = self.pending.pop_back() else {
                 break;
             };
             looked_at += 1;
             self.pending_names.remove(&name);
             if exists(&name) {
-                self.released.insert(name.clone());
+                self.out.insert(name.clone());
                 out.push(name);
             }
         }
-        // A restart or a re-list pushes every name at once: the room they
-        // took is given back once they are all out.
         if self.pending.is_empty() && self.pending.capacity() > 4 * self.window {
             self.pending.shrink_to_fit();
             self.pending_names.shrink_to_fit();
@@ -152,9 +145,8 @@ impl Queue {
         out
     }
 
-    /// Whether a name could leave now (the window has room for one pending).
     pub fn can_release(&self) -> bool {
-        !self.pending.is_empty() && self.released.len() < self.window
+        !self.pending.is_empty() && self.out.len() < self.window
     }
 
     /// When the next wake is due.
@@ -172,14 +164,13 @@ impl Queue {
         self.pending_names
             .get(name)
             .or_else(|| self.wake_of.get_key_value(name).map(|(k, _)| k))
-            .or_else(|| self.released.get(name))
+            .or_else(|| self.out.get(name))
             .cloned()
             .unwrap_or_else(|| Arc::from(name))
     }
 }
 
-/// A `Queue` shared by a controller's triggers, its passes and the stream
-/// that feeds kube-runtime.
+/// A `Queue` shared by a controller's triggers, its passes and its runner.
 #[derive(Debug)]
 pub struct NameQueue {
     queue: Mutex<Queue>,
@@ -226,13 +217,12 @@ impl NameQueue {
         self.queue().cancel_wake(name);
     }
 
-    /// A window of at least `window` names (see `WINDOW`).
-    pub fn widen(&self, window: usize) {
-        let mut queue = self.queue();
-        let widest = queue.window.max(window);
-        queue.set_window(widest);
+    /// At most `window` names out at once: the runner's concurrency.
+    pub fn set_window(&self, window: usize) {
+        self.queue().set_window(window);
     }
 
+    /// Every name given out must be finished, whether or not its pass ran.
     pub fn finished(&self, name: &str) {
         let freed = {
             let mut queue = self.queue();
@@ -253,9 +243,9 @@ impl NameQueue {
         self.queue().wake_of.get(name).copied()
     }
 
-    /// The names for kube-runtime, as the window and the wakes let them
-    /// go. Its one consumer is the controller: `notify_one` keeps a wake
-    /// that comes while no one waits for the next look.
+    /// The names to look at, as the window and the wakes let them go. Its
+    /// one consumer is the runner: `notify_one` keeps a wake that comes
+    /// while no one waits for the next look.
     pub fn released(
         self: Arc<Self>,
         exists: impl Fn(&str) -> bool + Send + Sync + 'static,
@@ -316,8 +306,8 @@ mod tests {
         assert!(!q.push("a"), "a waits already");
         assert_eq!(names(q.release(now, all)), ["b", "a"]);
         assert!(names(q.release(now, all)).is_empty());
-        // Pushed again while its pass runs: it goes again (a change came
-        // after the pass began).
+        // Pushed again after its pass: it goes again.
+        assert!(q.finished("a"));
         assert!(q.push("a"));
         assert_eq!(names(q.release(now, all)), ["a"]);
     }
@@ -339,22 +329,20 @@ mod tests {
     }
 
     #[test]
-    fn a_full_window_lets_go_of_names_whose_object_went_away_after_they_left() {
+    fn a_name_pushed_or_woken_while_its_pass_runs_waits_for_that_pass() {
         let now = Instant::now();
-        let mut q = Queue::new(1);
-        q.push("b");
-        q.push("gone-before-its-pass");
-        assert_eq!(names(q.release(now, all)), ["gone-before-its-pass"]);
-        assert!(
-            names(q.release(now, all)).is_empty(),
-            "its object still exists"
-        );
-        let gone = |n: &str| n != "gone-before-its-pass";
-        assert!(
-            names(q.release(now, gone)).is_empty(),
-            "looked for once a second"
-        );
-        assert_eq!(names(q.release(now + PRUNE_EVERY, gone)), ["b"]);
+        let mut q = Queue::new(10);
+        q.push("a");
+        assert_eq!(names(q.release(now, all)), ["a"]);
+        assert!(!q.push("a"), "out: looked at again after its pass");
+        assert!(!q.push("a"), "once");
+        q.wake_at("a", now);
+        assert!(names(q.release(now, all)).is_empty(), "never out twice");
+        assert_eq!(q.lengths(), (0, 0));
+        assert!(q.finished("a"));
+        assert_eq!(names(q.release(now, all)), ["a"], "its second look");
+        assert!(q.finished("a"));
+        assert!(names(q.release(now, all)).is_empty(), "only one more");
     }
 
     #[test]
@@ -371,15 +359,6 @@ mod tests {
         assert_eq!(names(q.release(now, none)), ["here"]);
         assert!(!q.can_release());
         assert!(q.pending.capacity() <= 4 * 10, "the room given back");
-    }
-
-    #[test]
-    fn a_window_is_widened_never_narrowed() {
-        let queue = NameQueue::default();
-        queue.widen(WINDOW / 2);
-        assert_eq!(queue.queue().window, WINDOW);
-        queue.widen(2048);
-        assert_eq!(queue.queue().window, 2048);
     }
 
     #[test]

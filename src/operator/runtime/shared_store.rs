@@ -108,12 +108,6 @@ impl<K: Cached> SharedStore<K> {
         self.follower(true)
     }
 
-    /// As `follow`, each object by `queued_ref`: the trigger of a
-    /// controller whose queue holds every object until its next pass.
-    pub fn follow_as_refs(&self) -> impl Stream<Item = ObjectRef<K>> + Send + use<K> {
-        self.follow().map(|o| queued_ref(o.as_ref()))
-    }
-
     fn follower(&self, deletes: bool) -> impl Stream<Item = Arc<K>> + Send + use<K> {
         let (tx, rx) = unbounded();
         // Joined before the snapshot, so nothing falls between the two.
@@ -164,19 +158,6 @@ async fn drive<K: Cached>(
     }
 }
 
-/// What a controller's queue keeps of an object until its next pass: its
-/// name and namespace. `ObjectRef::from_obj` also copies the uid and the
-/// resourceVersion, which no pass reads, into the queue's two copies of
-/// each entry; with every certificate queued until its renewal, that was
-/// about 130 bytes a certificate.
-pub fn queued_ref<K: Cached>(object: &K) -> ObjectRef<K> {
-    let name = ObjectRef::new(&object.name_any());
-    match object.namespace() {
-        Some(namespace) => name.within(&namespace),
-        None => name,
-    }
-}
-
 /// Keeps from a followed stream only the objects whose `identity` changed
 /// since that object was last seen (the first sighting always passes), and
 /// every object no longer in `store`: a delete, whose last state carries
@@ -217,22 +198,6 @@ mod tests {
             .as_ref()
             .and_then(|d| d.get("k"))
             .map_or(0, |v| v.len() as u64)
-    }
-
-    #[test]
-    fn a_queued_ref_finds_the_same_object_and_copies_no_uid_or_version() {
-        let mut c = ConfigMap::default();
-        c.metadata.name = Some("a".into());
-        c.metadata.namespace = Some("team".into());
-        c.metadata.uid = Some("0b4c5e2a-6f43-4d7e-9b1a-3c2d1e0f9a8b".into());
-        c.metadata.resource_version = Some("4711".into());
-        let (store, mut writer) = reflector::store::<ConfigMap>();
-        writer.apply_watcher_event(&watcher::Event::Apply(c.clone()));
-        let queued = queued_ref(&c);
-        assert_eq!(queued, ObjectRef::from_obj(&c));
-        assert!(store.get(&queued).is_some());
-        assert_eq!(queued.extra.uid, None);
-        assert_eq!(queued.extra.resource_version, None);
     }
 
     #[tokio::test]

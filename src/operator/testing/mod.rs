@@ -15,9 +15,8 @@ use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use serde_json::json;
 
-use crate::api::{
-    CertificateAuthority, CertificatePolicy, CertificateRevocation, ClusterCertificate, meta,
-};
+use crate::api::{CertificateAuthority, CertificatePolicy, CertificateRevocation, meta};
+use crate::operator::runtime::certificate_store::CertificateStore;
 use crate::operator::runtime::context::Settings;
 use crate::operator::runtime::managed_namespaces::ManagedNamespaces;
 use crate::operator::runtime::metrics::Metrics;
@@ -78,7 +77,7 @@ pub fn put_ready_ca(api: &FakeApi, name: &str, spec: serde_json::Value) -> Autho
 /// The writers of the Context's stores, for a scenario to fill.
 pub struct Writers {
     pub cas: Writer<CertificateAuthority>,
-    pub certificates: Writer<ClusterCertificate>,
+    pub certificates: CertificateStore,
     pub revocations: Writer<CertificateRevocation>,
     pub policies: Writer<CertificatePolicy>,
     pub ca_secrets: Writer<PartialObjectMeta<Secret>>,
@@ -91,12 +90,12 @@ pub fn context(
     managed_namespaces: ManagedNamespaces,
 ) -> (Arc<Context>, Writers) {
     let (cas, mut ca_writer) = reflector::store::<CertificateAuthority>();
-    let (certificates, mut cert_writer) = reflector::store::<ClusterCertificate>();
+    let certificates = CertificateStore::default();
     let (revocations, mut rev_writer) = reflector::store::<CertificateRevocation>();
     let (policies, mut policy_writer) = reflector::store::<CertificatePolicy>();
     let (ca_secrets, mut secret_writer) = reflector::store::<PartialObjectMeta<Secret>>();
     init(&mut ca_writer, Vec::new());
-    init(&mut cert_writer, Vec::new());
+    certificates.replace(Vec::new());
     init(&mut rev_writer, Vec::new());
     init(&mut policy_writer, Vec::new());
     init(&mut secret_writer, Vec::new());
@@ -111,7 +110,7 @@ pub fn context(
     };
     let stores = Stores {
         cas,
-        certificates,
+        certificates: certificates.clone(),
         revocations,
         policies,
         ca_secrets,
@@ -124,7 +123,7 @@ pub fn context(
         Arc::new(ctx),
         Writers {
             cas: ca_writer,
-            certificates: cert_writer,
+            certificates,
             revocations: rev_writer,
             policies: policy_writer,
             ca_secrets: secret_writer,

@@ -87,7 +87,7 @@ impl World {
         let mut w = self.writers.lock().expect("writers");
         testing::sync_cas(&self.api, &mut w);
         let cert: Option<ClusterCertificate> = self.api.get(CERT_PATH);
-        init(&mut w.certificates, cert.into_iter().collect());
+        w.certificates.replace(cert.into_iter().collect());
         let rev: Option<CertificateRevocation> = self.api.get(REV_PATH);
         init(&mut w.revocations, rev.into_iter().collect());
         // The certificate's Secret as the Secret watch shows it.

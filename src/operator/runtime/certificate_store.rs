@@ -1,0 +1,464 @@
+//! The ClusterCertificates every reader shares, each held packed: its
+//! JSON compressed against a dictionary of a typical certificate (about
+//! 400 bytes of 1,170), beside a `Summary` of what is read of every certificate at
+//! once (a CA pass's statuses, the metrics, a CA's triggers), unpacked.
+//! A pass unpacks the one certificate it looks at.
+//!
+//! Why not kube-runtime's reflector store: it holds each object whole
+//! (1,024 bytes inline, about 650 of strings, and a map key with its own
+//! copies of the name, uid and resourceVersion), about 1.9 KB a
+//! certificate, and every certificate is held all the time. At 10,000 that
+//! was most of the operator's memory beyond its code.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use chrono::{DateTime, Utc};
+use futures::channel::mpsc::{UnboundedSender, unbounded};
+use futures::{Stream, StreamExt};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
+use tracing::warn;
+
+use crate::api::ClusterCertificate;
+use crate::operator::runtime::shared_store::{slim, watch};
+
+/// What the packing is primed with: a certificate as certop leaves it,
+/// Ready. The field names, the conditions' texts and the shapes of the
+/// values are then back-references, not bytes of each certificate.
+const DICTIONARY: &[u8] = br#"{"apiVersion":"certop.dev/v1","kind":"ClusterCertificate","metadata":{"creationTimestamp":"2026-01-01T00:00:00Z","finalizers":["certop.dev/cleanup"],"generation":1,"name":"certificate","resourceVersion":"1000000","uid":"00000000-0000-0000-0000-000000000000"},"spec":{"issuerRef":{"name":"ca"},"secretName":"certificate-tls","secretNamespace":"default","dnsNames":["certificate.default.svc"]},"status":{"conditions":[{"lastTransitionTime":"2026-01-01T00:00:00Z","message":"no issuance needed","observedGeneration":1,"reason":"UpToDate","status":"False","type":"Issuing"},{"lastTransitionTime":"2026-01-01T00:00:00Z","message":"certificate serial 00000000000000000000000000000000 is valid until 2026-01-01T00:00:00+00:00","observedGeneration":1,"reason":"Issued","status":"True","type":"Ready"}],"observedGeneration":1,"secret":"default/certificate-tls","notBefore":"2026-01-01T00:00:00Z","notAfter":"2026-01-01T00:00:00Z","renewalTime":"2026-01-01T00:00:00Z","serialNumber":"00000000000000000000000000000000","fingerprint":"00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00:00","revision":1,"secretVersion":{"resourceVersion":"1000000"}}}"#;
+
+/// The Ready condition's status, as the metrics export it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    True,
+    False,
+    Unknown,
+}
+
+impl Readiness {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Readiness::True => "True",
+            Readiness::False => "False",
+            Readiness::Unknown => "Unknown",
+        }
+    }
+}
+
+/// What is read of every certificate at once, kept unpacked. The issuer
+/// and namespace are shared with every other certificate that names them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub issuer: Arc<str>,
+    pub secret_namespace: Arc<str>,
+    pub secret_name: Box<str>,
+    pub serial: Option<Box<str>>,
+    pub not_after: Option<DateTime<Utc>>,
+    pub renewal_time: Option<DateTime<Utc>>,
+    pub ready: Readiness,
+}
+
+#[derive(Debug)]
+struct Packed {
+    summary: Summary,
+    object: Box<[u8]>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<Arc<str>, Packed>,
+    /// A re-list's objects, until it is done (then they replace `entries`).
+    relisting: Option<HashMap<Arc<str>, Packed>>,
+    /// The issuers' and namespaces' names, one allocation each.
+    words: HashSet<Arc<str>>,
+}
+
+impl State {
+    fn word(&mut self, word: &str) -> Arc<str> {
+        if let Some(w) = self.words.get(word) {
+            return w.clone();
+        }
+        let w: Arc<str> = Arc::from(word);
+        self.words.insert(w.clone());
+        w
+    }
+
+    fn pack(&mut self, cert: &ClusterCertificate) -> Option<(Arc<str>, Packed)> {
+        let name = cert.metadata.name.as_deref()?;
+        let json = match serde_json::to_vec(cert) {
+            Ok(json) => json,
+            Err(e) => {
+                warn!(certificate = name, error = %e, "not stored: its JSON failed");
+                return None;
+            }
+        };
+        let object = lz4_flex::block::compress_prepend_size_with_dict(&json, DICTIONARY);
+        let status = cert.status.as_ref();
+        let ready = status
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+            .map_or(Readiness::Unknown, |c| match c.status.as_str() {
+                "True" => Readiness::True,
+                "False" => Readiness::False,
+                _ => Readiness::Unknown,
+            });
+        let summary = Summary {
+            issuer: self.word(&cert.spec.issuer_ref.name),
+            secret_namespace: self.word(&cert.spec.secret_namespace),
+            secret_name: cert.spec.secret_name.as_str().into(),
+            serial: status.and_then(|s| s.serial_number.as_deref().map(Box::from)),
+            not_after: status.and_then(|s| s.not_after),
+            renewal_time: status.and_then(|s| s.renewal_time),
+            ready,
+        };
+        Some((
+            Arc::from(name),
+            Packed {
+                summary,
+                object: object.into_boxed_slice(),
+            },
+        ))
+    }
+}
+
+fn unpack(name: &str, packed: &Packed) -> Option<ClusterCertificate> {
+    let json =
+        match lz4_flex::block::decompress_size_prepended_with_dict(&packed.object, DICTIONARY) {
+            Ok(json) => json,
+            Err(e) => {
+                warn!(certificate = name, error = %e, "stored certificate unreadable");
+                return None;
+            }
+        };
+    match serde_json::from_slice(&json) {
+        Ok(cert) => Some(cert),
+        Err(e) => {
+            warn!(certificate = name, error = %e, "stored certificate unreadable");
+            None
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: RwLock<State>,
+    followers: Mutex<Vec<UnboundedSender<Arc<str>>>>,
+    listed: tokio::sync::watch::Sender<bool>,
+}
+
+/// Every ClusterCertificate (slimmed: see `shared_store::slim`), packed.
+/// Cloned handles share one store.
+#[derive(Clone, Debug)]
+pub struct CertificateStore {
+    shared: Arc<Shared>,
+}
+
+impl Default for CertificateStore {
+    fn default() -> Self {
+        CertificateStore {
+            shared: Arc::new(Shared {
+                state: RwLock::default(),
+                followers: Mutex::default(),
+                listed: tokio::sync::watch::Sender::new(false),
+            }),
+        }
+    }
+}
+
+impl CertificateStore {
+    /// A store filled by a watch of `api`, in a task of its own for the
+    /// life of the process (every replica follows the certificates).
+    pub fn spawn(api: Api<ClusterCertificate>) -> Self {
+        let store = CertificateStore::default();
+        let filled = store.clone();
+        let stream = watch(api, watcher::Config::default()).modify(slim::<ClusterCertificate>);
+        tokio::spawn(async move {
+            futures::pin_mut!(stream);
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(event) => filled.apply_watcher_event(&event),
+                    Err(e) => warn!(error = %e, kind = "ClusterCertificate", "watch"),
+                }
+            }
+        });
+        store
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // No method panics while holding it; a poisoned lock still holds
+        // a whole store.
+        self.shared.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.shared.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Applies one event of a watch, as kube-runtime's reflector would: a
+    /// re-list's objects replace the store's all at once when it is done.
+    /// The followers hear of each certificate applied (all of them after
+    /// a re-list), not of one deleted.
+    pub fn apply_watcher_event(&self, event: &watcher::Event<ClusterCertificate>) {
+        let changed: Vec<Arc<str>> = {
+            let mut state = self.write();
+            match event {
+                watcher::Event::Init => {
+                    state.relisting = Some(HashMap::new());
+                    Vec::new()
+                }
+                watcher::Event::InitApply(cert) => {
+                    if let Some((name, packed)) = state.pack(cert) {
+                        state
+                            .relisting
+                            .get_or_insert_with(HashMap::new)
+                            .insert(name, packed);
+                    }
+                    Vec::new()
+                }
+                watcher::Event::InitDone => {
+                    let listed = state.relisting.take().unwrap_or_default();
+                    state.entries = listed;
+                    state.words.retain(|w| Arc::strong_count(w) > 1);
+                    state.entries.keys().cloned().collect()
+                }
+                watcher::Event::Apply(cert) => match state.pack(cert) {
+                    Some((name, packed)) => {
+                        state.entries.insert(name.clone(), packed);
+                        vec![name]
+                    }
+                    None => Vec::new(),
+                },
+                watcher::Event::Delete(cert) => {
+                    state.entries.remove(cert.name_any().as_str());
+                    Vec::new()
+                }
+            }
+        };
+        if matches!(event, watcher::Event::InitDone) {
+            self.shared.listed.send_replace(true);
+        }
+        if changed.is_empty() {
+            return;
+        }
+        if let Ok(mut followers) = self.shared.followers.lock() {
+            followers.retain(|f| changed.iter().all(|n| f.unbounded_send(n.clone()).is_ok()));
+        }
+    }
+
+    /// Resolves once the first list is in.
+    pub async fn wait_until_listed(&self) {
+        let mut listed = self.shared.listed.subscribe();
+        let _ = listed.wait_for(|l| *l).await;
+    }
+
+    /// Certificate `name`, unpacked: a copy of its own for the caller.
+    pub fn get(&self, name: &str) -> Option<Arc<ClusterCertificate>> {
+        let state = self.read();
+        let packed = state.entries.get(name)?;
+        unpack(name, packed).map(Arc::new)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.read().entries.contains_key(name)
+    }
+
+    pub fn summary(&self, name: &str) -> Option<Summary> {
+        self.read().entries.get(name).map(|p| p.summary.clone())
+    }
+
+    /// Every certificate's name and summary, in no order.
+    pub fn summaries(&self) -> Vec<(Arc<str>, Summary)> {
+        self.read()
+            .entries
+            .iter()
+            .map(|(n, p)| (n.clone(), p.summary.clone()))
+            .collect()
+    }
+
+    /// The names of the certificates CA `ca` issues.
+    pub fn names_of_issuer(&self, ca: &str) -> Vec<Arc<str>> {
+        self.read()
+            .entries
+            .iter()
+            .filter(|(_, p)| &*p.summary.issuer == ca)
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Every certificate's name now in the store, then each name as its
+    /// certificate is applied; after a re-list, all of them again. A
+    /// follower that goes away is dropped at the next change.
+    pub fn follow_names(&self) -> impl Stream<Item = Arc<str>> + Send + use<> {
+        let (tx, rx) = unbounded();
+        // Joined before the snapshot, so nothing falls between the two.
+        if let Ok(mut followers) = self.shared.followers.lock() {
+            followers.push(tx);
+        }
+        let now: Vec<Arc<str>> = self.read().entries.keys().cloned().collect();
+        futures::stream::iter(now).chain(rx)
+    }
+
+    /// Replaces what the store holds, as a watch's list would.
+    #[cfg(test)]
+    pub fn replace(&self, certificates: Vec<ClusterCertificate>) {
+        self.apply_watcher_event(&watcher::Event::Init);
+        for cert in certificates {
+            self.apply_watcher_event(&watcher::Event::InitApply(cert));
+        }
+        self.apply_watcher_event(&watcher::Event::InitDone);
+    }
+
+    /// The bytes a certificate's packed object takes (not its summary).
+    #[cfg(test)]
+    fn packed_len(&self, name: &str) -> Option<usize> {
+        self.read().entries.get(name).map(|p| p.object.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn certificate(name: &str, issuer: &str, ready: &str) -> ClusterCertificate {
+        serde_json::from_value(json!({
+            "apiVersion": "certop.dev/v1", "kind": "ClusterCertificate",
+            "metadata": {"name": name, "uid": "9f1c2d3e-4b5a-6789-abcd-ef0123456789", "resourceVersion": "3482911",
+                         "generation": 1, "finalizers": ["certop.dev/cleanup"], "creationTimestamp": "2026-12-05T10:11:12Z"},
+            "spec": {"issuerRef": {"name": issuer}, "secretName": format!("{name}-tls"), "secretNamespace": "scale",
+                     "dnsNames": [format!("{name}.scale.svc")]},
+            "status": {"conditions": [
+                {"type": "Issuing", "status": "False", "reason": "UpToDate", "message": "no issuance needed",
+                 "lastTransitionTime": "2026-12-07T21:45:07Z", "observedGeneration": 1},
+                {"type": "Ready", "status": ready, "reason": "Issued",
+                 "message": "certificate serial 4c627720bc9910a9419890398c73e389 is valid until 2027-03-07T21:45:07+00:00",
+                 "lastTransitionTime": "2026-12-07T21:45:07Z", "observedGeneration": 1}],
+                "observedGeneration": 1, "secret": format!("scale/{name}-tls"),
+                "notBefore": "2026-12-07T21:40:07Z", "notAfter": "2027-03-07T21:45:07Z", "renewalTime": "2027-02-03T11:46:48Z",
+                "serialNumber": "4c627720bc9910a9419890398c73e389",
+                "fingerprint": "05:2C:C0:D9:0F:C5:04:74:20:95:A7:3A:6F:B1:0A:19:18:D7:C1:A9:99:61:27:AC:AC:4F:49:D8:4E:AD:0C:39",
+                "revision": 1, "secretVersion": {"resourceVersion": "3482890"}}
+        }))
+        .expect("certificate")
+    }
+
+    #[test]
+    fn a_certificate_comes_back_as_it_went_in() {
+        let store = CertificateStore::default();
+        let cert = certificate("web-04711", "ca", "True");
+        store.replace(vec![cert.clone()]);
+        let back = store.get("web-04711").expect("stored");
+        assert_eq!(
+            serde_json::to_value(back.as_ref()).expect("json"),
+            serde_json::to_value(&cert).expect("json")
+        );
+        assert!(store.get("other").is_none());
+    }
+
+    #[test]
+    fn a_ready_certificate_packs_to_under_two_fifths_of_its_json() {
+        let store = CertificateStore::default();
+        let cert = certificate("web-04711", "ca", "True");
+        let json = serde_json::to_vec(&cert).expect("json");
+        store.replace(vec![cert]);
+        let packed = store.packed_len("web-04711").expect("stored");
+        // Its uid, serial and fingerprint are random hex that no
+        // dictionary shortens: about 200 of these bytes.
+        assert!(
+            packed * 5 < json.len() * 2,
+            "{packed} bytes packed, {} of JSON",
+            json.len()
+        );
+    }
+
+    #[test]
+    fn the_summary_says_what_the_status_says() {
+        let store = CertificateStore::default();
+        store.replace(vec![certificate("a", "ca", "False")]);
+        let s = store.summary("a").expect("summary");
+        assert_eq!(&*s.issuer, "ca");
+        assert_eq!(&*s.secret_namespace, "scale");
+        assert_eq!(&*s.secret_name, "a-tls");
+        assert_eq!(
+            s.serial.as_deref(),
+            Some("4c627720bc9910a9419890398c73e389")
+        );
+        assert_eq!(
+            s.not_after.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2027-03-07T21:45:07+00:00")
+        );
+        assert_eq!(s.ready, Readiness::False);
+    }
+
+    #[test]
+    fn issuers_and_namespaces_are_held_once() {
+        let store = CertificateStore::default();
+        store.replace(vec![
+            certificate("a", "ca", "True"),
+            certificate("b", "ca", "True"),
+        ]);
+        let (a, b) = (
+            store.summary("a").expect("a"),
+            store.summary("b").expect("b"),
+        );
+        assert!(Arc::ptr_eq(&a.issuer, &b.issuer));
+        assert!(Arc::ptr_eq(&a.secret_namespace, &b.secret_namespace));
+    }
+
+    #[test]
+    fn a_relist_replaces_all_at_once_and_forgets_names_gone() {
+        let store = CertificateStore::default();
+        store.replace(vec![
+            certificate("a", "old-ca", "True"),
+            certificate("b", "ca", "True"),
+        ]);
+        store.apply_watcher_event(&watcher::Event::Init);
+        store.apply_watcher_event(&watcher::Event::InitApply(certificate("b", "ca", "True")));
+        assert!(
+            store.contains("a"),
+            "the old list stands until the new one is done"
+        );
+        store.apply_watcher_event(&watcher::Event::InitDone);
+        assert!(!store.contains("a"));
+        assert!(store.names_of_issuer("old-ca").is_empty());
+        assert_eq!(store.read().words.len(), 2, "ca and scale");
+    }
+
+    #[test]
+    fn names_of_an_issuer_are_its_certificates_only() {
+        let store = CertificateStore::default();
+        store.replace(vec![
+            certificate("a", "ca", "True"),
+            certificate("b", "other", "True"),
+        ]);
+        let names: Vec<String> = store
+            .names_of_issuer("ca")
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, ["a"]);
+    }
+
+    #[tokio::test]
+    async fn followers_hear_of_every_applied_name_and_not_of_deletes() {
+        let store = CertificateStore::default();
+        store.replace(vec![certificate("a", "ca", "True")]);
+        let mut names = Box::pin(store.follow_names());
+        assert_eq!(names.next().await.as_deref(), Some("a"), "what is there");
+        store.apply_watcher_event(&watcher::Event::Delete(certificate("a", "ca", "True")));
+        store.apply_watcher_event(&watcher::Event::Apply(certificate("b", "ca", "True")));
+        assert_eq!(names.next().await.as_deref(), Some("b"));
+        assert!(!store.contains("a"));
+    }
+
+    #[tokio::test]
+    async fn listed_once_the_first_list_is_in() {
+        let store = CertificateStore::default();
+        let waiting = store.clone();
+        let listed = tokio::spawn(async move { waiting.wait_until_listed().await });
+        tokio::task::yield_now().await;
+        assert!(!listed.is_finished());
+        store.replace(Vec::new());
+        listed.await.expect("listed");
+    }
+}
