@@ -133,7 +133,7 @@ pub struct ClusterCertificateSpec {
     #[schemars(range(min = 1, max = 99))]
     pub renew_before_percentage: Option<i32>,
     /// Extra labels and annotations for the Secret.
-    // Boxed (rarely set): every cached certificate pays for inline size.
+    // Boxed: rarely set, and every pass's copy pays for inline size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_template: Option<Box<SecretTemplate>>,
     /// What happens to the Secret when this ClusterCertificate is deleted. Default Delete.
@@ -401,11 +401,11 @@ pub struct ClusterCertificateStatus {
     /// replaces a Secret still at that version without reading it first:
     /// the write fails if the Secret changed since, and the renewal then
     /// reads it.
-    // Boxed: every cached certificate pays for inline size.
+    // Boxed: every pass's copy pays for inline size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_version: Option<Box<SecretVersion>>,
     /// The most recent revocation of one of this certificate's serials.
-    // Boxed (rarely set): every cached certificate pays for inline size.
+    // Boxed: rarely set, and every pass's copy pays for inline size.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_revocation: Option<Box<RevocationRecord>>,
 }

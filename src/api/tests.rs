@@ -538,14 +538,3 @@ fn no_crd_admits_a_p521_key_algorithm() {
     );
     assert!(!text.contains("P521"), "a CRD admits ECDSA-P521");
 }
-
-/// The shared store holds every ClusterCertificate as an `Arc` of it, one
-/// allocation each: with jemalloc's size classes (…, 896, 1024, 1280, …)
-/// an object a byte over 1008 takes 1280, a quarter more for each of
-/// 100,000 certificates. Rarely set parts are boxed to stay under.
-#[test]
-fn a_cached_certificate_fits_the_1024_byte_allocation() {
-    let arc_counts = 2 * std::mem::size_of::<usize>();
-    let size = std::mem::size_of::<ClusterCertificate>() + arc_counts;
-    assert!(size <= 1024, "an Arc<ClusterCertificate> is {size} bytes");
-}

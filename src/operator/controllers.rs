@@ -27,7 +27,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use std::sync::Arc;
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 /// Runs the controllers until `shutdown` resolves (in-flight reconciles
 /// finish first). No controller starts before every shared store has
@@ -310,16 +310,26 @@ fn certificate_controller(
         .take_until(w.stopped())
         .for_each_concurrent(concurrency, move |name| {
             let (store, ctx) = (store.clone(), ctx.clone());
+            let span = tracing::info_span!("reconciling object", certificate = %name);
             async move {
-                // Gone since it was given out: nothing to look at.
-                if let Some(cert) = store.get(&name)
-                    && let Err(e) = certificate::reconcile(cert.clone(), ctx.clone()).await
-                {
-                    warn!(error = %e, certificate = %name, "ClusterCertificate controller");
-                    certificate::error_policy(cert, &e, ctx.clone());
+                match store.get(&name) {
+                    Some(cert) => {
+                        if let Err(e) = certificate::reconcile(cert.clone(), ctx.clone()).await {
+                            warn!(error = %e, "ClusterCertificate controller");
+                            certificate::error_policy(cert, &e, ctx.clone());
+                        }
+                    }
+                    // Held but unreadable (logged by the store): looked at
+                    // again, not forgotten. Gone since it was given out:
+                    // nothing to look at.
+                    None if store.contains(&name) => ctx
+                        .certificate_queue
+                        .wake_after(&name, certificate::UNREADABLE_RETRY),
+                    None => {}
                 }
                 ctx.certificate_queue.finished(&name);
             }
+            .instrument(span)
         });
     async move {
         passes.await;

@@ -91,6 +91,9 @@ pub fn error_policy(cert: Arc<ClusterCertificate>, error: &Error, ctx: Arc<Conte
     look_again(&cert, &ctx, delay)
 }
 
+/// When a certificate the store holds but cannot unpack is looked at again.
+pub const UNREADABLE_RETRY: Duration = Duration::from_secs(60);
+
 /// The certificate's next look, `wait` from now, as its wake in
 /// `certificate_queue`: a CA's outage or an API server's failure that
 /// sends every certificate to wait does not fill kube-runtime's queue

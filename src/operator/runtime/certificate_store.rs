@@ -84,16 +84,8 @@ impl State {
         w
     }
 
-    fn pack(&mut self, cert: &ClusterCertificate) -> Option<(Arc<str>, Packed)> {
-        let name = cert.metadata.name.as_deref()?;
-        let json = match serde_json::to_vec(cert) {
-            Ok(json) => json,
-            Err(e) => {
-                warn!(certificate = name, error = %e, "not stored: its JSON failed");
-                return None;
-            }
-        };
-        let object = lz4_flex::block::compress_prepend_size_with_dict(&json, DICTIONARY);
+    /// `cert`'s entry, its object packed beforehand (outside the lock).
+    fn entry(&mut self, cert: &ClusterCertificate, object: Box<[u8]>) -> Packed {
         let status = cert.status.as_ref();
         let ready = status
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
@@ -111,13 +103,42 @@ impl State {
             renewal_time: status.and_then(|s| s.renewal_time),
             ready,
         };
-        Some((
-            Arc::from(name),
-            Packed {
-                summary,
-                object: object.into_boxed_slice(),
-            },
-        ))
+        Packed { summary, object }
+    }
+
+    /// Takes the place of `name`'s entry: `None` when it could not be
+    /// packed, so that no older version stands for it.
+    fn put(
+        map: &mut HashMap<Arc<str>, Packed>,
+        name: &str,
+        packed: Option<Packed>,
+    ) -> Option<Arc<str>> {
+        match packed {
+            Some(p) => {
+                let name: Arc<str> = Arc::from(name);
+                map.insert(name.clone(), p);
+                Some(name)
+            }
+            None => {
+                map.remove(name);
+                None
+            }
+        }
+    }
+}
+
+/// `cert`'s JSON compressed, or `None` (logged) if it has no name or its
+/// JSON failed.
+fn pack(cert: &ClusterCertificate) -> Option<Box<[u8]>> {
+    let name = cert.metadata.name.as_deref()?;
+    match serde_json::to_vec(cert) {
+        Ok(json) => Some(
+            lz4_flex::block::compress_prepend_size_with_dict(&json, DICTIONARY).into_boxed_slice(),
+        ),
+        Err(e) => {
+            warn!(certificate = name, error = %e, "not stored: its JSON failed");
+            None
+        }
     }
 }
 
@@ -199,42 +220,55 @@ impl CertificateStore {
     /// The followers hear of each certificate applied (all of them after
     /// a re-list), not of one deleted.
     pub fn apply_watcher_event(&self, event: &watcher::Event<ClusterCertificate>) {
+        // Packed before the lock is taken: readers (a pass's `get`, the
+        // queue's `contains`) wait only for the map's change.
+        let packed = match event {
+            watcher::Event::InitApply(cert) | watcher::Event::Apply(cert) => {
+                Some((cert, pack(cert)))
+            }
+            _ => None,
+        };
+        let mut replaced = None;
         let changed: Vec<Arc<str>> = {
             let mut state = self.write();
-            match event {
-                watcher::Event::Init => {
+            match (event, packed) {
+                (watcher::Event::Init, _) => {
                     state.relisting = Some(HashMap::new());
                     Vec::new()
                 }
-                watcher::Event::InitApply(cert) => {
-                    if let Some((name, packed)) = state.pack(cert) {
-                        state
-                            .relisting
-                            .get_or_insert_with(HashMap::new)
-                            .insert(name, packed);
-                    }
+                (watcher::Event::InitApply(_), Some((cert, object))) => {
+                    let entry = object.map(|o| state.entry(cert, o));
+                    let relisting = state.relisting.get_or_insert_with(HashMap::new);
+                    State::put(relisting, &cert.name_any(), entry);
                     Vec::new()
                 }
-                watcher::Event::InitDone => {
+                (watcher::Event::InitDone, _) => {
                     let listed = state.relisting.take().unwrap_or_default();
-                    state.entries = listed;
-                    state.words.retain(|w| Arc::strong_count(w) > 1);
+                    replaced = Some(std::mem::replace(&mut state.entries, listed));
                     state.entries.keys().cloned().collect()
                 }
-                watcher::Event::Apply(cert) => match state.pack(cert) {
-                    Some((name, packed)) => {
-                        state.entries.insert(name.clone(), packed);
-                        vec![name]
-                    }
-                    None => Vec::new(),
-                },
-                watcher::Event::Delete(cert) => {
+                (watcher::Event::Apply(_), Some((cert, object))) => {
+                    let entry = object.map(|o| state.entry(cert, o));
+                    State::put(&mut state.entries, &cert.name_any(), entry)
+                        .into_iter()
+                        .collect()
+                }
+                (watcher::Event::Delete(cert), _) => {
                     state.entries.remove(cert.name_any().as_str());
+                    let (len, capacity) = (state.entries.len(), state.entries.capacity());
+                    if len < capacity / 4 {
+                        state.entries.shrink_to(2 * len);
+                    }
                     Vec::new()
                 }
+                _ => Vec::new(),
             }
         };
-        if matches!(event, watcher::Event::InitDone) {
+        if let Some(replaced) = replaced {
+            // The old list is let go outside the lock, then the names no
+            // certificate names any longer.
+            drop(replaced);
+            self.write().words.retain(|w| Arc::strong_count(w) > 1);
             self.shared.listed.send_replace(true);
         }
         if changed.is_empty() {
@@ -387,7 +421,48 @@ mod tests {
             s.not_after.map(|t| t.to_rfc3339()).as_deref(),
             Some("2027-03-07T21:45:07+00:00")
         );
+        assert_eq!(
+            s.renewal_time.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2027-02-03T11:46:48+00:00")
+        );
         assert_eq!(s.ready, Readiness::False);
+        let mut fresh = certificate("b", "ca", "True");
+        fresh.status = None;
+        store.apply_watcher_event(&watcher::Event::Apply(fresh));
+        let s = store.summary("b").expect("summary");
+        assert_eq!(
+            (s.ready, s.serial, s.not_after),
+            (Readiness::Unknown, None, None)
+        );
+    }
+
+    #[test]
+    fn an_applied_change_of_issuer_moves_the_certificate() {
+        let store = CertificateStore::default();
+        store.replace(vec![certificate("a", "old-ca", "True")]);
+        store.apply_watcher_event(&watcher::Event::Apply(certificate("a", "new-ca", "True")));
+        assert!(store.names_of_issuer("old-ca").is_empty());
+        assert_eq!(store.names_of_issuer("new-ca").len(), 1);
+        assert_eq!(
+            store
+                .get("a")
+                .map(|c| c.spec.issuer_ref.name.clone())
+                .as_deref(),
+            Some("new-ca")
+        );
+    }
+
+    #[test]
+    fn a_mass_delete_gives_the_room_back() {
+        let store = CertificateStore::default();
+        let many: Vec<_> = (0..1000)
+            .map(|i| certificate(&format!("c{i}"), "ca", "True"))
+            .collect();
+        store.replace(many.clone());
+        for cert in many {
+            store.apply_watcher_event(&watcher::Event::Delete(cert));
+        }
+        assert!(store.read().entries.capacity() < 100);
     }
 
     #[test]
