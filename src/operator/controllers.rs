@@ -293,8 +293,7 @@ fn certificate_controller(
         on_secret.boxed(),
     ]);
     let queue = w.ctx.certificate_queue.clone();
-    let concurrency = usize::from(w.concurrency).max(1);
-    queue.set_window(concurrency);
+    let concurrency = usize::from(w.concurrency);
     let feed = AbortOnDrop(tokio::spawn(triggers.for_each(move |name| {
         queue.push(&name);
         std::future::ready(())
@@ -302,13 +301,11 @@ fn certificate_controller(
     let present = shared.certificates.clone();
     let store = shared.certificates.clone();
     let ctx = w.ctx.clone();
-    let passes = w
-        .ctx
-        .certificate_queue
-        .clone()
-        .released(move |name| present.contains(name))
-        .take_until(w.stopped())
-        .for_each_concurrent(concurrency, move |name| {
+    let passes = w.ctx.certificate_queue.clone().run(
+        move |name| present.contains(name),
+        concurrency,
+        w.stopped(),
+        move |name| {
             let (store, ctx) = (store.clone(), ctx.clone());
             let span = tracing::info_span!("reconciling object", certificate = %name);
             async move {
@@ -316,7 +313,7 @@ fn certificate_controller(
                     Some(cert) => {
                         if let Err(e) = certificate::reconcile(cert.clone(), ctx.clone()).await {
                             warn!(error = %e, "ClusterCertificate controller");
-                            certificate::error_policy(cert, &e, ctx.clone());
+                            certificate::error_policy(cert, &e, ctx);
                         }
                     }
                     // Held but unreadable (logged by the store): looked at
@@ -327,10 +324,10 @@ fn certificate_controller(
                         .wake_after(&name, certificate::UNREADABLE_RETRY),
                     None => {}
                 }
-                ctx.certificate_queue.finished(&name);
             }
             .instrument(span)
-        });
+        },
+    );
     async move {
         passes.await;
         drop(feed);

@@ -283,6 +283,36 @@ impl NameQueue {
         })
         .flat_map(futures::stream::iter)
     }
+
+    /// Runs `pass` for each name given out, at most `concurrency` at once,
+    /// until `stopped` (the passes running then finish first). Every name
+    /// given out is finished once its pass ends, so the window never
+    /// loses a place.
+    pub async fn run<P, F>(
+        self: Arc<Self>,
+        exists: impl Fn(&str) -> bool + Send + Sync + 'static,
+        concurrency: usize,
+        stopped: impl Future<Output = ()>,
+        pass: P,
+    ) where
+        P: Fn(Arc<str>) -> F,
+        F: Future<Output = ()>,
+    {
+        let concurrency = concurrency.max(1);
+        self.set_window(concurrency);
+        let queue = self.clone();
+        self.released(exists)
+            .take_until(stopped)
+            .for_each_concurrent(concurrency, |name| {
+                let queue = queue.clone();
+                let pass = pass(name.clone());
+                async move {
+                    pass.await;
+                    queue.finished(&name);
+                }
+            })
+            .await;
+    }
 }
 
 #[cfg(test)]
@@ -432,6 +462,59 @@ mod tests {
         });
         assert_eq!(released.next().await.as_deref(), Some("sooner"));
         assert_eq!(start.elapsed(), Duration::from_secs(41));
+    }
+
+    /// Each pass takes a second; a name pushed during its pass is looked
+    /// at again after it, never beside it.
+    #[tokio::test(start_paused = true)]
+    async fn passes_run_at_most_concurrency_at_once_and_never_two_of_one_name() {
+        let queue = Arc::new(NameQueue::default());
+        let running: Arc<Mutex<Vec<String>>> = Arc::default();
+        let most = Arc::new(Mutex::new(0usize));
+        let passes: Arc<Mutex<Vec<String>>> = Arc::default();
+        for n in ["a", "b", "c", "d", "e"] {
+            queue.push(n);
+        }
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let runner = {
+            let (running, most, passes) = (running.clone(), most.clone(), passes.clone());
+            let queue = queue.clone();
+            tokio::spawn(queue.run(
+                |_| true,
+                2,
+                async move {
+                    let _ = stop_rx.await;
+                },
+                move |name| {
+                    let (running, most, passes) = (running.clone(), most.clone(), passes.clone());
+                    async move {
+                        {
+                            let mut r = running.lock().expect("running");
+                            assert!(!r.contains(&name.to_string()), "{name} twice at once");
+                            r.push(name.to_string());
+                            let mut m = most.lock().expect("most");
+                            *m = (*m).max(r.len());
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        running.lock().expect("running").retain(|n| **n != *name);
+                        passes.lock().expect("passes").push(name.to_string());
+                    }
+                },
+            ))
+        };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // "e" and "d" run now (the newest first): "e" is pushed again.
+        queue.push("e");
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        let _ = stop_tx.send(());
+        runner.await.expect("runner");
+        let mut done = passes.lock().expect("passes").clone();
+        assert_eq!(done.iter().filter(|n| *n == "e").count(), 2, "{done:?}");
+        done.sort();
+        done.dedup();
+        assert_eq!(done, ["a", "b", "c", "d", "e"]);
+        assert_eq!(*most.lock().expect("most"), 2);
+        assert!(queue.queue().out.is_empty(), "every place given back");
     }
 
     #[tokio::test(start_paused = true)]
