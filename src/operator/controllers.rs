@@ -295,7 +295,7 @@ fn certificate_controller(
     let queue = w.ctx.certificate_queue.clone();
     let concurrency = usize::from(w.concurrency);
     let feed = AbortOnDrop(tokio::spawn(triggers.for_each(move |name| {
-        queue.push(&name);
+        queue.push(name);
         std::future::ready(())
     })));
     let present = shared.certificates.clone();

@@ -107,18 +107,26 @@ impl State {
     }
 
     /// Takes the place of `name`'s entry: `None` when it could not be
-    /// packed, so that no older version stands for it.
+    /// packed, so that no older version stands for it. The name kept is
+    /// the first one's (the certificate queue holds that same allocation).
     fn put(
         map: &mut HashMap<Arc<str>, Packed>,
         name: &str,
         packed: Option<Packed>,
     ) -> Option<Arc<str>> {
         match packed {
-            Some(p) => {
-                let name: Arc<str> = Arc::from(name);
-                map.insert(name.clone(), p);
-                Some(name)
-            }
+            Some(p) => match map.get_key_value(name) {
+                Some((held, _)) => {
+                    let held = held.clone();
+                    map.insert(held.clone(), p);
+                    Some(held)
+                }
+                None => {
+                    let name: Arc<str> = Arc::from(name);
+                    map.insert(name.clone(), p);
+                    Some(name)
+                }
+            },
             None => {
                 map.remove(name);
                 None
@@ -434,6 +442,15 @@ mod tests {
             (s.ready, s.serial, s.not_after),
             (Readiness::Unknown, None, None)
         );
+    }
+
+    #[test]
+    fn a_name_is_one_allocation_however_often_its_certificate_changes() {
+        let store = CertificateStore::default();
+        store.replace(vec![certificate("a", "ca", "True")]);
+        let first = store.names_of_issuer("ca").remove(0);
+        store.apply_watcher_event(&watcher::Event::Apply(certificate("a", "ca", "False")));
+        assert!(Arc::ptr_eq(&first, &store.names_of_issuer("ca")[0]));
     }
 
     #[test]

@@ -66,12 +66,15 @@ impl Queue {
     }
 
     /// Queues `name` for a look now; false if it waits already (or its
-    /// pass runs and it is to be looked at again after).
-    pub fn push(&mut self, name: &str) -> bool {
-        if self.pending_names.contains(name) || self.again.contains(name) {
+    /// pass runs and it is to be looked at again after). A name given as
+    /// an `Arc` (the certificate store's own) is held without a copy.
+    pub fn push(&mut self, name: impl AsRef<str> + Into<Arc<str>>) -> bool {
+        let key = name.as_ref();
+        if self.pending_names.contains(key) || self.again.contains(key) {
             return false;
         }
-        let name = self.shared(name);
+        let held = self.shared(key);
+        let name = held.unwrap_or_else(|| name.into());
         if self.out.contains(&name) {
             self.again.insert(name);
             return false;
@@ -84,7 +87,7 @@ impl Queue {
     /// Sets `name`'s next look at `at`, replacing any earlier wake.
     pub fn wake_at(&mut self, name: &str, at: Instant) {
         self.cancel_wake(name);
-        let name = self.shared(name);
+        let name = self.shared(name).unwrap_or_else(|| Arc::from(name));
         self.wakes.insert((at, name.clone()));
         self.wake_of.insert(name, at);
     }
@@ -122,7 +125,7 @@ impl Queue {
             }
             if let Some((_, name)) = self.wakes.pop_first() {
                 self.wake_of.remove(&name);
-                self.push(&name);
+                self.push(name);
             }
         }
         let mut out = Vec::new();
@@ -160,13 +163,12 @@ impl Queue {
     }
 
     /// One allocation of a name for all of the queue's sets.
-    fn shared(&self, name: &str) -> Arc<str> {
+    fn shared(&self, name: &str) -> Option<Arc<str>> {
         self.pending_names
             .get(name)
             .or_else(|| self.wake_of.get_key_value(name).map(|(k, _)| k))
             .or_else(|| self.out.get(name))
             .cloned()
-            .unwrap_or_else(|| Arc::from(name))
     }
 }
 
@@ -193,7 +195,7 @@ impl NameQueue {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn push(&self, name: &str) {
+    pub fn push(&self, name: impl AsRef<str> + Into<Arc<str>>) {
         if self.queue().push(name) {
             self.changed.notify_one();
         }
@@ -381,7 +383,7 @@ mod tests {
         let mut q = Queue::new(10);
         q.push("here");
         for i in 0..(MOST_LOOKED_AT + 10) {
-            q.push(&format!("gone-{i}"));
+            q.push(format!("gone-{i}").as_str());
         }
         let none = |n: &str| n == "here";
         assert!(names(q.release(now, none)).is_empty());
@@ -440,6 +442,13 @@ mod tests {
         let pending = q.pending.back().cloned().expect("pending");
         let waking = q.wake_of.keys().next().cloned().expect("wake");
         assert!(Arc::ptr_eq(&pending, &waking));
+        let stored: Arc<str> = Arc::from("b");
+        q.push(stored.clone());
+        let pending = q.pending.back().cloned().expect("pending");
+        assert!(
+            Arc::ptr_eq(&pending, &stored),
+            "the caller's own, not a copy"
+        );
     }
 
     #[tokio::test(start_paused = true)]
