@@ -11,17 +11,16 @@
 //! was most of the operator's memory beyond its code.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use chrono::{DateTime, Utc};
-use futures::channel::mpsc::{UnboundedSender, unbounded};
 use futures::{Stream, StreamExt};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, ResourceExt};
 use tracing::warn;
 
 use crate::api::ClusterCertificate;
-use crate::operator::runtime::shared_store::{slim, watch};
+use crate::operator::runtime::shared_store::{Followers, slim, watch};
 
 /// What the packing is primed with: a certificate as certop leaves it,
 /// Ready. The field names, the conditions' texts and the shapes of the
@@ -171,7 +170,7 @@ fn unpack(name: &str, packed: &Packed) -> Option<ClusterCertificate> {
 #[derive(Debug)]
 struct Shared {
     state: RwLock<State>,
-    followers: Mutex<Vec<UnboundedSender<Arc<str>>>>,
+    followers: Followers<Arc<str>>,
     listed: tokio::sync::watch::Sender<bool>,
 }
 
@@ -187,7 +186,7 @@ impl Default for CertificateStore {
         CertificateStore {
             shared: Arc::new(Shared {
                 state: RwLock::default(),
-                followers: Mutex::default(),
+                followers: Followers::default(),
                 listed: tokio::sync::watch::Sender::new(false),
             }),
         }
@@ -279,12 +278,7 @@ impl CertificateStore {
             self.write().words.retain(|w| Arc::strong_count(w) > 1);
             self.shared.listed.send_replace(true);
         }
-        if changed.is_empty() {
-            return;
-        }
-        if let Ok(mut followers) = self.shared.followers.lock() {
-            followers.retain(|f| changed.iter().all(|n| f.unbounded_send(n.clone()).is_ok()));
-        }
+        self.shared.followers.send(&changed, false);
     }
 
     /// Resolves once the first list is in.
@@ -331,13 +325,9 @@ impl CertificateStore {
     /// certificate is applied; after a re-list, all of them again. A
     /// follower that goes away is dropped at the next change.
     pub fn follow_names(&self) -> impl Stream<Item = Arc<str>> + Send + use<> {
-        let (tx, rx) = unbounded();
-        // Joined before the snapshot, so nothing falls between the two.
-        if let Ok(mut followers) = self.shared.followers.lock() {
-            followers.push(tx);
-        }
-        let now: Vec<Arc<str>> = self.read().entries.keys().cloned().collect();
-        futures::stream::iter(now).chain(rx)
+        self.shared
+            .followers
+            .join(false, || self.read().entries.keys().cloned().collect())
     }
 
     /// Replaces what the store holds, as a watch's list would.

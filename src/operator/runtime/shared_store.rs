@@ -60,18 +60,67 @@ pub fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
-struct Follower<K> {
-    tx: UnboundedSender<Arc<K>>,
+#[derive(Debug)]
+struct Follower<T> {
+    tx: UnboundedSender<T>,
     /// Also the last state of each deleted object.
     deletes: bool,
 }
 
-type Followers<K> = Arc<Mutex<Vec<Follower<K>>>>;
+/// The streams that follow a store: each gets what the store held when it
+/// joined, then every change. One home for the shared stores and the
+/// certificate store.
+/// What a follower receives: the snapshot, then the changes.
+pub type Following<T> = futures::stream::Chain<
+    futures::stream::Iter<std::vec::IntoIter<T>>,
+    futures::channel::mpsc::UnboundedReceiver<T>,
+>;
+
+#[derive(Debug)]
+pub struct Followers<T> {
+    list: Mutex<Vec<Follower<T>>>,
+}
+
+impl<T> Default for Followers<T> {
+    fn default() -> Self {
+        Followers {
+            list: Mutex::default(),
+        }
+    }
+}
+
+impl<T: Clone + Send + 'static> Followers<T> {
+    /// A new follower: `snapshot` (what the store holds) is taken after it
+    /// joined, so nothing falls between the two.
+    pub fn join(&self, deletes: bool, snapshot: impl FnOnce() -> Vec<T>) -> Following<T> {
+        let (tx, rx) = unbounded();
+        if let Ok(mut list) = self.list.lock() {
+            list.push(Follower { tx, deletes });
+        }
+        futures::stream::iter(snapshot()).chain(rx)
+    }
+
+    /// Tells every follower of `changed` (of a delete, only those that
+    /// asked for deletes); a follower that went away is dropped.
+    pub fn send(&self, changed: &[T], deleted: bool) {
+        if changed.is_empty() {
+            return;
+        }
+        if let Ok(mut list) = self.list.lock() {
+            list.retain(|f| {
+                (deleted && !f.deletes)
+                    || changed
+                        .iter()
+                        .all(|o| f.tx.unbounded_send(o.clone()).is_ok())
+            });
+        }
+    }
+}
 
 /// A store of every object of a kind (slimmed), kept by a task of its own.
 pub struct SharedStore<K: Cached> {
     store: Store<K>,
-    followers: Followers<K>,
+    followers: Arc<Followers<Arc<K>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -79,7 +128,7 @@ impl<K: Cached> SharedStore<K> {
     /// Starts the watch that fills the store.
     pub fn spawn(api: Api<K>) -> Self {
         let (store, writer) = reflector::store::<K>();
-        let followers: Followers<K> = Arc::default();
+        let followers: Arc<Followers<Arc<K>>> = Arc::default();
         let stream = watch(api, watcher::Config::default())
             .modify(slim::<K>)
             .reflect(writer);
@@ -109,12 +158,8 @@ impl<K: Cached> SharedStore<K> {
     }
 
     fn follower(&self, deletes: bool) -> impl Stream<Item = Arc<K>> + Send + use<K> {
-        let (tx, rx) = unbounded();
-        // Joined before the snapshot, so nothing falls between the two.
-        if let Ok(mut followers) = self.followers.lock() {
-            followers.push(Follower { tx, deletes });
-        }
-        futures::stream::iter(self.store.state()).chain(rx)
+        let store = self.store.clone();
+        self.followers.join(deletes, move || store.state())
     }
 
     pub fn abort(&self) {
@@ -125,7 +170,7 @@ impl<K: Cached> SharedStore<K> {
 async fn drive<K: Cached>(
     stream: impl Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
     store: Store<K>,
-    followers: Followers<K>,
+    followers: Arc<Followers<Arc<K>>>,
 ) {
     futures::pin_mut!(stream);
     while let Some(event) = stream.next().await {
@@ -144,17 +189,7 @@ async fn drive<K: Cached>(
                 (Vec::new(), false)
             }
         };
-        if changed.is_empty() {
-            continue;
-        }
-        if let Ok(mut followers) = followers.lock() {
-            followers.retain(|f| {
-                (deleted && !f.deletes)
-                    || changed
-                        .iter()
-                        .all(|o| f.tx.unbounded_send(o.clone()).is_ok())
-            });
-        }
+        followers.send(&changed, deleted);
     }
 }
 
